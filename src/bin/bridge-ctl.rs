@@ -1,0 +1,3 @@
+//! `bridge-ctl`: the operator's command-line interface.
+
+fn main() {}

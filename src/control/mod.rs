@@ -1,0 +1,1 @@
+//! The control socket: typed requests/responses shared by daemon and CLI.

@@ -1,0 +1,1 @@
+//! Daemon wiring: config → netlink → datapath → control, clean shutdown.

@@ -1,0 +1,1 @@
+//! The I/O data path: TAP, UDP, worker loop.

@@ -1,0 +1,34 @@
+//! tapbridge: a site-to-site Layer-2 bridge appliance.
+//!
+//! The crate is split into a **pure core** that never touches a socket, a file
+//! descriptor or the clock, and a thin **I/O shell** around it.
+//!
+//! Pure core (bytes and `Instant`s in, bytes and actions out):
+//! - [`config`]: TOML → validated types that cannot hold invalid values.
+//! - [`wire`]: views over byte buffers for the formats we parse on the hot path.
+//! - [`tunnel`]: the encrypted tunnel protocol (handshake, key schedule,
+//!   sessions, replay window, fragmentation, timers).
+//! - [`responder`]: the local ARP and DHCP responder (tap_win32-style masquerade).
+//! - [`switch`]: MAC learning, flooding and split horizon between peers.
+//!
+//! I/O shell:
+//! - [`datapath`]: TAP and UDP sockets, batched syscalls, the worker loop.
+//! - [`netlink`]: link, address, route and bridge programming over rtnetlink.
+//! - [`control`]: the control socket protocol shared by daemon and CLI.
+//! - [`daemon`]: wiring config → netlink → datapath → control, clean shutdown.
+//!
+//! How a frame flows: the TAP hands the worker an Ethernet frame; the responder
+//! may answer it locally (ARP, DHCP); otherwise the switch picks the peer(s);
+//! the tunnel seals it into one or more UDP datagrams. In the other direction a
+//! datagram is authenticated and replay-checked by the tunnel, the switch learns
+//! the source MAC, and the frame is written to the TAP.
+
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod datapath;
+pub mod netlink;
+pub mod responder;
+pub mod switch;
+pub mod tunnel;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! Netlink programming of links, addresses, routes and bridge membership.

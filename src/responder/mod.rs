@@ -1,0 +1,1 @@
+//! Local ARP and DHCP responder (pure).

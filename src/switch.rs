@@ -1,0 +1,1 @@
+//! MAC learning switch with split horizon (pure).

@@ -1,0 +1,1 @@
+//! The tunnel protocol (pure).

@@ -1,0 +1,313 @@
+//! Cryptographic primitives of the tunnel: the Noise symmetric state
+//! (SHA-256, HKDF, AES-256-GCM) and the per-direction transport keys.
+//!
+//! Everything secret here is zeroized when dropped. Tag checks are done by
+//! `aes-gcm` (constant time); the handshake MAC is compared with `subtle`.
+
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit, Nonce, Tag};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// The Noise protocol name; exactly 32 bytes, so it is used as `h` unhashed.
+pub(crate) const PROTOCOL_NAME: &[u8; 32] = b"Noise_NNpsk0_25519_AESGCM_SHA256";
+/// Bound into every handshake so keys never collide with another protocol's.
+pub(crate) const PROLOGUE: &[u8] = b"tapbridge tunnel v1";
+/// Length of an AES-GCM tag.
+pub const TAG_LEN: usize = 16;
+/// Length of the truncated handshake MAC.
+pub const MAC_LEN: usize = 16;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// SHA-256 over the concatenation of `parts`.
+pub(crate) fn hash(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Noise's `HKDF(ck, ikm, n)`: RFC 5869 extract with `ck` as salt, expand with
+/// empty info. Returns the first `N` 32-byte outputs.
+pub(crate) fn hkdf<const N: usize>(ck: &[u8; 32], ikm: &[u8]) -> [[u8; 32]; N] {
+    let mut okm = [0u8; 96];
+    let len = 32 * N;
+    Hkdf::<Sha256>::new(Some(ck), ikm)
+        .expand(&[], &mut okm[..len])
+        .expect("at most 3 * 32 bytes, far below HKDF's 255 * 32 limit");
+    let mut out = [[0u8; 32]; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        o.copy_from_slice(&okm[32 * i..32 * (i + 1)]);
+    }
+    okm.zeroize();
+    out
+}
+
+/// Noise nonce for AESGCM: 32 zero bits then the 64-bit counter, big-endian.
+pub(crate) fn nonce(counter: u64) -> Nonce<aes_gcm::aead::consts::U12> {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_be_bytes());
+    n.into()
+}
+
+/// A keyed MAC used to drop garbage handshake messages before any DH work.
+/// The key is derived from the PSK; the comparison is constant time.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub(crate) struct MacKey([u8; 32]);
+
+impl MacKey {
+    pub(crate) fn from_psk(psk: &[u8; 32]) -> Self {
+        MacKey(hash(&[b"tapbridge mac1", psk]))
+    }
+
+    pub(crate) fn compute(&self, msg: &[u8]) -> [u8; MAC_LEN] {
+        let mut mac = <HmacSha256 as hmac::KeyInit>::new_from_slice(&self.0)
+            .expect("HMAC takes any key length");
+        mac.update(msg);
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; MAC_LEN];
+        out.copy_from_slice(&full[..MAC_LEN]);
+        out
+    }
+
+    pub(crate) fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
+        self.compute(msg).ct_eq(tag).into()
+    }
+}
+
+/// Noise `SymmetricState` (with its `CipherState` folded in).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub(crate) struct SymmetricState {
+    ck: [u8; 32],
+    h: [u8; 32],
+    k: [u8; 32],
+    n: u64,
+}
+
+impl SymmetricState {
+    /// `Initialize` + `MixHash(prologue)` + the `psk` token of `psk0`.
+    /// The result is the same for every handshake under one PSK, so callers
+    /// compute it once and clone it.
+    pub(crate) fn initial(psk: &[u8; 32]) -> Self {
+        let mut s = SymmetricState {
+            ck: *PROTOCOL_NAME,
+            h: *PROTOCOL_NAME,
+            k: [0; 32],
+            n: 0,
+        };
+        s.mix_hash(PROLOGUE);
+        s.mix_key_and_hash(psk);
+        s
+    }
+
+    pub(crate) fn mix_hash(&mut self, data: &[u8]) {
+        self.h = hash(&[&self.h, data]);
+    }
+
+    pub(crate) fn mix_key(&mut self, ikm: &[u8]) {
+        let [ck, k] = hkdf::<2>(&self.ck, ikm);
+        self.ck = ck;
+        self.k = k;
+        self.n = 0;
+    }
+
+    pub(crate) fn mix_key_and_hash(&mut self, ikm: &[u8]) {
+        let [ck, th, k] = hkdf::<3>(&self.ck, ikm);
+        self.ck = ck;
+        self.mix_hash(&th);
+        self.k = k;
+        self.n = 0;
+    }
+
+    /// Encrypts `buf[..len - TAG_LEN]` in place and writes the tag into the
+    /// last `TAG_LEN` bytes, with `h` as associated data; then mixes the
+    /// ciphertext into `h`.
+    pub(crate) fn encrypt_and_hash(&mut self, buf: &mut [u8]) {
+        let split = buf.len() - TAG_LEN;
+        let cipher = Aes256Gcm::new((&self.k).into());
+        let (pt, tag_out) = buf.split_at_mut(split);
+        let tag = cipher
+            .encrypt_inout_detached(&nonce(self.n), &self.h, InOutBuf::from(pt))
+            .expect("handshake payloads are tiny");
+        tag_out.copy_from_slice(&tag);
+        self.n += 1;
+        self.mix_hash(buf);
+    }
+
+    /// Inverse of [`encrypt_and_hash`](Self::encrypt_and_hash); `false` if the
+    /// tag does not verify (the buffer content is then unspecified).
+    pub(crate) fn decrypt_and_hash(&mut self, buf: &mut [u8]) -> bool {
+        let new_h = hash(&[&self.h, buf]);
+        let split = buf.len() - TAG_LEN;
+        let cipher = Aes256Gcm::new((&self.k).into());
+        let (ct, tag) = buf.split_at_mut(split);
+        let tag = Tag::try_from(&*tag).expect("TAG_LEN bytes");
+        if cipher
+            .decrypt_inout_detached(&nonce(self.n), &self.h, InOutBuf::from(ct), &tag)
+            .is_err()
+        {
+            return false;
+        }
+        self.n += 1;
+        self.h = new_h;
+        true
+    }
+
+    /// Noise `Split()`: the initiator's sending key first.
+    pub(crate) fn split(&self) -> (TransportKey, TransportKey) {
+        let [k1, k2] = hkdf::<2>(&self.ck, &[]);
+        (TransportKey::new(&k1), TransportKey::new(&k2))
+    }
+}
+
+/// One direction's AES-256-GCM key (the expanded key schedule is zeroized on
+/// drop by `aes-gcm`'s `zeroize` feature).
+pub struct TransportKey(Aes256Gcm);
+
+impl TransportKey {
+    fn new(key: &[u8; 32]) -> Self {
+        let mut k = *key;
+        let t = TransportKey(Aes256Gcm::new((&k).into()));
+        k.zeroize();
+        t
+    }
+
+    /// Seals `buf` in place with `aad`; returns the tag.
+    pub(crate) fn seal(&self, counter: u64, aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+        self.0
+            .encrypt_inout_detached(&nonce(counter), aad, InOutBuf::from(buf))
+            .expect("frames are far below AES-GCM's 64 GiB message limit")
+            .into()
+    }
+
+    /// Opens `buf` in place; `false` if the tag does not verify.
+    pub(crate) fn open(&self, counter: u64, aad: &[u8], buf: &mut [u8], tag: &[u8]) -> bool {
+        let Ok(tag) = Tag::try_from(tag) else {
+            return false;
+        };
+        self.0
+            .decrypt_inout_detached(&nonce(counter), aad, InOutBuf::from(buf), &tag)
+            .is_ok()
+    }
+}
+
+impl std::fmt::Debug for TransportKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransportKey(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex"))
+            .collect()
+    }
+
+    /// RFC 5869, test case 1 (SHA-256).
+    #[test]
+    fn hkdf_rfc5869_case1() {
+        let ikm = hex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b");
+        let salt = hex("000102030405060708090a0b0c");
+        let info = hex("f0f1f2f3f4f5f6f7f8f9");
+        let (prk, hk) = Hkdf::<Sha256>::extract(Some(&salt), &ikm);
+        assert_eq!(
+            prk.as_slice(),
+            hex("077709362c2e32df0ddc3f0dc47bba63 90b6c73bb50f9c3122ec844ad7c2b3e5").as_slice()
+        );
+        let mut okm = [0u8; 42];
+        hk.expand(&info, &mut okm).expect("42 bytes");
+        assert_eq!(
+            okm.as_slice(),
+            hex("3cb25f25faacd57a90434f64d0362f2a 2d2d0a90cf1a5a4c5db02d56ecc4c5bf 34007208d5b887185865")
+                .as_slice()
+        );
+    }
+
+    /// RFC 5869, test case 3: empty salt and info; this is the shape of
+    /// Noise's HKDF with an all-zero chaining key.
+    #[test]
+    fn hkdf_rfc5869_case3_matches_noise_hkdf() {
+        let ikm = hex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b");
+        let mut okm = [0u8; 42];
+        Hkdf::<Sha256>::new(None, &ikm)
+            .expand(&[], &mut okm)
+            .expect("42 bytes");
+        let expected = hex(
+            "8da4e775a563c18f715f802a063c5a31 b8a11f5c5ee1879ec3454e5f3c738d2d 9d201395faa4b61a96c8",
+        );
+        assert_eq!(okm.as_slice(), expected.as_slice());
+        // RFC 5869 with salt None uses a zero key of hash length: Noise's form.
+        let [t1, _t2] = hkdf::<2>(&[0u8; 32], &ikm);
+        assert_eq!(&t1[..], &expected[..32]);
+    }
+
+    /// AES-256-GCM known answer (McGrew & Viega GCM spec, test case 16:
+    /// 256-bit key, 96-bit IV, 60-byte plaintext, 20-byte AAD).
+    #[test]
+    fn aes256gcm_known_answer() {
+        let key = hex("feffe9928665731c6d6a8f9467308308 feffe9928665731c6d6a8f9467308308");
+        let iv = hex("cafebabefacedbaddecaf888");
+        let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+        let pt = hex(
+            "d9313225f88406e5a55909c5aff5269a 86a7a9531534f7da2e4c303d8a318a72 \
+             1c3c0c95956809532fcf0e2449a6b525 b16aedf5aa0de657ba637b39",
+        );
+        let ct = hex(
+            "522dc1f099567d07f47f37a32a84427d 643a8cdcbfe5c0c97598a2bd2555d1aa \
+             8cb08e48590dbb3da7b08b1056828838 c5f61e6393ba7a0abcc9f662",
+        );
+        let tag = hex("76fc6ece0f4e1768cddf8853bb2d551b");
+        let key: [u8; 32] = key.try_into().expect("32");
+        let cipher = Aes256Gcm::new((&key).into());
+        let nonce = Nonce::<aes_gcm::aead::consts::U12>::try_from(iv.as_slice()).expect("12");
+        let mut buf = pt.clone();
+        let t = cipher
+            .encrypt_inout_detached(&nonce, &aad, InOutBuf::from(buf.as_mut_slice()))
+            .expect("seal");
+        assert_eq!(buf, ct);
+        assert_eq!(t.as_slice(), tag.as_slice());
+        let t = Tag::try_from(tag.as_slice()).expect("16");
+        cipher
+            .decrypt_inout_detached(&nonce, &aad, InOutBuf::from(buf.as_mut_slice()), &t)
+            .expect("open");
+        assert_eq!(buf, pt);
+    }
+
+    #[test]
+    fn transport_key_roundtrip_and_tamper() {
+        let (a, _b) = SymmetricState::initial(&[7; 32]).split();
+        let mut buf = *b"hello, bridge";
+        let tag = a.seal(5, b"hdr", &mut buf);
+        assert_ne!(&buf, b"hello, bridge");
+        let mut copy = buf;
+        assert!(a.open(5, b"hdr", &mut copy, &tag));
+        assert_eq!(&copy, b"hello, bridge");
+        let mut copy = buf;
+        assert!(!a.open(6, b"hdr", &mut copy, &tag), "wrong counter");
+        let mut copy = buf;
+        assert!(!a.open(5, b"hdX", &mut copy, &tag), "wrong aad");
+        let mut copy = buf;
+        copy[0] ^= 1;
+        assert!(!a.open(5, b"hdr", &mut copy, &tag), "flipped bit");
+    }
+
+    #[test]
+    fn mac_verifies_and_rejects() {
+        let k = MacKey::from_psk(&[1; 32]);
+        let m = k.compute(b"message");
+        assert!(k.verify(b"message", &m));
+        assert!(!k.verify(b"messagf", &m));
+        assert!(!MacKey::from_psk(&[2; 32]).verify(b"message", &m));
+    }
+}

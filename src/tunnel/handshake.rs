@@ -1,0 +1,334 @@
+//! The two handshake messages of `Noise_NNpsk0_25519_AESGCM_SHA256`.
+//!
+//! Pure functions over byte buffers: the caller supplies the ephemeral secret
+//! bytes (from its entropy source), indices and the timestamp, so tests are
+//! deterministic. See [`crate::tunnel`] for the message layouts.
+
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use super::crypto::{MacKey, SymmetricState, TAG_LEN, TransportKey};
+use crate::wire::tunnel::{MessageType, field, init_payload, response_receiver, sender_index};
+
+/// Why a handshake message was refused (all of them are counted, none answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// Wrong length.
+    Malformed,
+    /// MAC or AEAD tag did not verify, or the DH result was degenerate.
+    Auth,
+}
+
+/// An initiation we sent and whose response we wait for.
+pub(crate) struct PendingInitiation {
+    pub(crate) local_index: u32,
+    state: SymmetricState,
+    ephemeral: StaticSecret,
+}
+
+/// What a valid initiation told us.
+pub(crate) struct ReceivedInitiation {
+    pub(crate) sender: u32,
+    pub(crate) timestamp: [u8; 12],
+    name: [u8; 31],
+    name_len: usize,
+    state: SymmetricState,
+    remote_ephemeral: PublicKey,
+}
+
+impl ReceivedInitiation {
+    /// The initiator's own link name, as it put it in the payload.
+    pub(crate) fn name(&self) -> &[u8] {
+        &self.name[..self.name_len]
+    }
+}
+
+/// Keys for one session, from the local side's point of view.
+pub(crate) struct SessionKeys {
+    pub(crate) send: TransportKey,
+    pub(crate) recv: TransportKey,
+}
+
+/// Writes an initiation into `out` (exactly [`field::INIT_LEN`] bytes).
+pub(crate) fn write_initiation(
+    base: &SymmetricState,
+    mac: &MacKey,
+    ephemeral: [u8; 32],
+    local_index: u32,
+    timestamp: [u8; 12],
+    name: &str,
+    out: &mut [u8],
+) -> PendingInitiation {
+    let out = &mut out[..field::INIT_LEN];
+    out.fill(0);
+    out[0] = MessageType::Initiation.code();
+    out[field::INIT_SENDER].copy_from_slice(&local_index.to_le_bytes());
+    let e = StaticSecret::from(ephemeral);
+    let e_pub = PublicKey::from(&e);
+    let mut st = base.clone();
+    // -> e (psk mode: the ephemeral is also mixed into the key)
+    out[field::INIT_EPHEMERAL].copy_from_slice(e_pub.as_bytes());
+    st.mix_hash(e_pub.as_bytes());
+    st.mix_key(e_pub.as_bytes());
+    // payload: timestamp, name
+    let payload = &mut out[field::INIT_PAYLOAD];
+    payload[init_payload::TIMESTAMP].copy_from_slice(&timestamp);
+    let name = truncate_name(name.as_bytes());
+    payload[init_payload::NAME_LEN] = name.len() as u8;
+    payload[init_payload::NAME.start..init_payload::NAME.start + name.len()].copy_from_slice(name);
+    st.encrypt_and_hash(payload);
+    let m = mac.compute(&out[..field::INIT_MAC.start]);
+    out[field::INIT_MAC].copy_from_slice(&m);
+    PendingInitiation {
+        local_index,
+        state: st,
+        ephemeral: e,
+    }
+}
+
+/// Names longer than the field are cut at a character boundary.
+fn truncate_name(name: &[u8]) -> &[u8] {
+    let max = init_payload::NAME.len();
+    if name.len() <= max {
+        return name;
+    }
+    let mut end = max;
+    while end > 0 && (name[end] & 0xc0) == 0x80 {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// Checks the MAC of an initiation (cheap; do it before anything else).
+pub(crate) fn initiation_mac_ok(mac: &MacKey, msg: &[u8]) -> Result<(), HandshakeError> {
+    if msg.len() != field::INIT_LEN {
+        return Err(HandshakeError::Malformed);
+    }
+    if !mac.verify(&msg[..field::INIT_MAC.start], &msg[field::INIT_MAC]) {
+        return Err(HandshakeError::Auth);
+    }
+    Ok(())
+}
+
+/// Decrypts an initiation whose MAC was checked.
+pub(crate) fn read_initiation(
+    base: &SymmetricState,
+    msg: &[u8],
+) -> Result<ReceivedInitiation, HandshakeError> {
+    if msg.len() != field::INIT_LEN {
+        return Err(HandshakeError::Malformed);
+    }
+    let mut st = base.clone();
+    let mut re = [0u8; 32];
+    re.copy_from_slice(&msg[field::INIT_EPHEMERAL]);
+    st.mix_hash(&re);
+    st.mix_key(&re);
+    let mut payload = [0u8; init_payload::LEN + TAG_LEN];
+    payload.copy_from_slice(&msg[field::INIT_PAYLOAD]);
+    if !st.decrypt_and_hash(&mut payload) {
+        return Err(HandshakeError::Auth);
+    }
+    let mut timestamp = [0u8; 12];
+    timestamp.copy_from_slice(&payload[init_payload::TIMESTAMP]);
+    let name_len = usize::from(payload[init_payload::NAME_LEN]).min(init_payload::NAME.len());
+    let mut name = [0u8; 31];
+    name.copy_from_slice(&payload[init_payload::NAME]);
+    Ok(ReceivedInitiation {
+        sender: sender_index(msg),
+        timestamp,
+        name,
+        name_len,
+        state: st,
+        remote_ephemeral: PublicKey::from(re),
+    })
+}
+
+/// Writes the response to `init` into `out` (exactly [`field::RESP_LEN`]
+/// bytes) and returns the responder's session keys.
+pub(crate) fn write_response(
+    init: ReceivedInitiation,
+    mac: &MacKey,
+    ephemeral: [u8; 32],
+    local_index: u32,
+    timestamp: [u8; 12],
+    out: &mut [u8],
+) -> Result<SessionKeys, HandshakeError> {
+    let out = &mut out[..field::RESP_LEN];
+    out.fill(0);
+    out[0] = MessageType::Response.code();
+    out[field::RESP_SENDER].copy_from_slice(&local_index.to_le_bytes());
+    out[field::RESP_RECEIVER].copy_from_slice(&init.sender.to_le_bytes());
+    let mut st = init.state.clone();
+    let e = StaticSecret::from(ephemeral);
+    let e_pub = PublicKey::from(&e);
+    // <- e
+    out[field::RESP_EPHEMERAL].copy_from_slice(e_pub.as_bytes());
+    st.mix_hash(e_pub.as_bytes());
+    st.mix_key(e_pub.as_bytes());
+    // ee
+    let dh = e.diffie_hellman(&init.remote_ephemeral);
+    if !dh.was_contributory() {
+        return Err(HandshakeError::Auth);
+    }
+    st.mix_key(dh.as_bytes());
+    out[field::RESP_PAYLOAD][..12].copy_from_slice(&timestamp);
+    st.encrypt_and_hash(&mut out[field::RESP_PAYLOAD]);
+    let m = mac.compute(&out[..field::RESP_MAC.start]);
+    out[field::RESP_MAC].copy_from_slice(&m);
+    let (i2r, r2i) = st.split();
+    Ok(SessionKeys {
+        send: r2i,
+        recv: i2r,
+    })
+}
+
+/// Checks length and MAC of a response; returns the receiver index it names.
+pub(crate) fn response_receiver_checked(mac: &MacKey, msg: &[u8]) -> Result<u32, HandshakeError> {
+    if msg.len() != field::RESP_LEN {
+        return Err(HandshakeError::Malformed);
+    }
+    if !mac.verify(&msg[..field::RESP_MAC.start], &msg[field::RESP_MAC]) {
+        return Err(HandshakeError::Auth);
+    }
+    Ok(response_receiver(msg))
+}
+
+/// Completes our initiation with its response; returns the initiator's keys,
+/// the responder's index and the responder's timestamp.
+pub(crate) fn read_response(
+    pending: &PendingInitiation,
+    msg: &[u8],
+) -> Result<(SessionKeys, u32, [u8; 12]), HandshakeError> {
+    if msg.len() != field::RESP_LEN {
+        return Err(HandshakeError::Malformed);
+    }
+    let mut st = pending.state.clone();
+    let mut re = [0u8; 32];
+    re.copy_from_slice(&msg[field::RESP_EPHEMERAL]);
+    st.mix_hash(&re);
+    st.mix_key(&re);
+    let dh = pending.ephemeral.diffie_hellman(&PublicKey::from(re));
+    if !dh.was_contributory() {
+        return Err(HandshakeError::Auth);
+    }
+    st.mix_key(dh.as_bytes());
+    let mut payload = [0u8; 12 + TAG_LEN];
+    payload.copy_from_slice(&msg[field::RESP_PAYLOAD]);
+    if !st.decrypt_and_hash(&mut payload) {
+        return Err(HandshakeError::Auth);
+    }
+    let mut timestamp = [0u8; 12];
+    timestamp.copy_from_slice(&payload[..12]);
+    let (i2r, r2i) = st.split();
+    Ok((
+        SessionKeys {
+            send: i2r,
+            recv: r2i,
+        },
+        sender_index(msg),
+        timestamp,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(psk: u8) -> (SymmetricState, MacKey) {
+        (
+            SymmetricState::initial(&[psk; 32]),
+            MacKey::from_psk(&[psk; 32]),
+        )
+    }
+
+    #[test]
+    fn full_handshake_agrees_on_keys() {
+        let (base, mac) = setup(1);
+        let mut m1 = [0u8; field::INIT_LEN];
+        let pending = write_initiation(&base, &mac, [3; 32], 77, [9; 12], "site-a", &mut m1);
+        initiation_mac_ok(&mac, &m1).expect("mac");
+        let init = read_initiation(&base, &m1).expect("decrypts");
+        assert_eq!(init.sender, 77);
+        assert_eq!(init.timestamp, [9; 12]);
+        assert_eq!(init.name(), b"site-a");
+        let mut m2 = [0u8; field::RESP_LEN];
+        let rkeys = write_response(init, &mac, [5; 32], 88, [8; 12], &mut m2).expect("response");
+        assert_eq!(response_receiver_checked(&mac, &m2), Ok(77));
+        let (ikeys, their_index, ts) = read_response(&pending, &m2).expect("completes");
+        assert_eq!(their_index, 88);
+        assert_eq!(ts, [8; 12]);
+        let mut buf = *b"frame";
+        let tag = ikeys.send.seal(0, b"", &mut buf);
+        assert!(rkeys.recv.open(0, b"", &mut buf, &tag));
+        assert_eq!(&buf, b"frame");
+        let tag = rkeys.send.seal(0, b"", &mut buf);
+        assert!(ikeys.recv.open(0, b"", &mut buf, &tag));
+        // The directions use different keys.
+        let tag = ikeys.send.seal(1, b"", &mut buf);
+        assert!(!ikeys.recv.open(1, b"", &mut buf.clone(), &tag));
+    }
+
+    #[test]
+    fn wrong_psk_fails_mac_and_decryption() {
+        let (base, mac) = setup(1);
+        let (base2, mac2) = setup(2);
+        let mut m1 = [0u8; field::INIT_LEN];
+        write_initiation(&base, &mac, [3; 32], 1, [0; 12], "a", &mut m1);
+        assert_eq!(initiation_mac_ok(&mac2, &m1), Err(HandshakeError::Auth));
+        assert!(matches!(
+            read_initiation(&base2, &m1),
+            Err(HandshakeError::Auth)
+        ));
+    }
+
+    #[test]
+    fn tampering_anywhere_is_detected() {
+        let (base, mac) = setup(1);
+        let mut m1 = [0u8; field::INIT_LEN];
+        write_initiation(&base, &mac, [3; 32], 1, [0; 12], "a", &mut m1);
+        for i in 0..field::INIT_LEN {
+            let mut t = m1;
+            t[i] ^= 0x40;
+            assert_eq!(
+                initiation_mac_ok(&mac, &t),
+                Err(HandshakeError::Auth),
+                "byte {i}"
+            );
+        }
+        // Even with a valid MAC recomputed, a changed ephemeral breaks the AEAD.
+        let mut t = m1;
+        t[field::INIT_EPHEMERAL.start] ^= 1;
+        assert!(read_initiation(&base, &t).is_err());
+    }
+
+    #[test]
+    fn response_to_another_initiation_fails() {
+        let (base, mac) = setup(1);
+        let mut m1 = [0u8; field::INIT_LEN];
+        let p1 = write_initiation(&base, &mac, [3; 32], 1, [0; 12], "a", &mut m1);
+        let mut m1b = [0u8; field::INIT_LEN];
+        write_initiation(&base, &mac, [4; 32], 2, [0; 12], "a", &mut m1b);
+        let init_b = read_initiation(&base, &m1b).expect("ok");
+        let mut m2 = [0u8; field::RESP_LEN];
+        write_response(init_b, &mac, [5; 32], 9, [0; 12], &mut m2).expect("ok");
+        assert!(matches!(read_response(&p1, &m2), Err(HandshakeError::Auth)));
+    }
+
+    #[test]
+    fn low_order_ephemeral_rejected() {
+        let (base, mac) = setup(1);
+        let mut m1 = [0u8; field::INIT_LEN];
+        let p = write_initiation(&base, &mac, [3; 32], 1, [0; 12], "a", &mut m1);
+        // A response whose ephemeral is the all-zero point gives a zero DH.
+        let mut m2 = [0u8; field::RESP_LEN];
+        m2[0] = 2;
+        assert_eq!(read_response(&p, &m2).err(), Some(HandshakeError::Auth));
+    }
+
+    #[test]
+    fn long_names_cut_on_char_boundary() {
+        let name = "ä".repeat(20); // 40 bytes
+        let cut = truncate_name(name.as_bytes());
+        assert_eq!(cut.len(), 30);
+        assert!(std::str::from_utf8(cut).is_ok());
+    }
+}

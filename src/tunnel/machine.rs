@@ -1,0 +1,1048 @@
+//! The tunnel state machine: peers, sessions, handshakes and timers.
+//!
+//! [`Tunnel`] is driven entirely by its caller: frames to send
+//! ([`Tunnel::send_frame`]), datagrams received ([`Tunnel::handle_datagram`]),
+//! and the passage of time ([`Tunnel::poll_timeout`] /
+//! [`Tunnel::handle_timeout`]). It writes datagrams through a [`Transmit`]
+//! and reports session events through [`Tunnel::poll_event`]. It never reads
+//! the clock, never sleeps and owns no socket.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::crypto::{MacKey, SymmetricState, TAG_LEN};
+use super::fragment::{self, FragHeader, Reassembler};
+use super::handshake::{self, HandshakeError, PendingInitiation, SessionKeys};
+use super::ratelimit::RateLimiter;
+use super::replay::{Replay, ReplayWindow};
+use crate::wire::tunnel::{DataPacket, MessageType, emit_data_header, field};
+
+/// Bytes a data message adds to a frame: 16-byte header + 16-byte tag.
+pub const DATA_OVERHEAD: usize = field::DATA_HEADER_LEN + TAG_LEN;
+/// Outer IPv4 + UDP header bytes.
+pub const IPV4_UDP_OVERHEAD: usize = 28;
+/// Outer IPv6 + UDP header bytes.
+pub const IPV6_UDP_OVERHEAD: usize = 48;
+
+/// A session stops sending after this many packets, whatever the rekey
+/// setting (nonces must never repeat; this is far from `u64::MAX`).
+const REJECT_AFTER_MESSAGES: u64 = 1 << 60;
+/// Extra life of a session after it should have been replaced, so frames in
+/// flight under the previous key are still accepted.
+const REJECT_GRACE: Duration = Duration::from_secs(60);
+/// The responder of a session waits this much longer than the initiator
+/// before starting a rekey itself, so both ends rarely start at once.
+const RESPONDER_REKEY_DELAY: Duration = Duration::from_secs(15);
+/// Handshake retransmission: 1 s, doubling, capped.
+const RETRY_BASE: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(16);
+/// Replaced sessions kept for receiving per peer.
+const OLDER_SESSIONS: usize = 3;
+/// Frames held per peer while its first session is being set up.
+const QUEUE_FRAMES: usize = 32;
+/// Reassembly: slots per peer and time limit.
+const REASSEMBLY_SLOTS: usize = 16;
+const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Index of a peer, in configuration order.
+pub type PeerId = usize;
+
+/// Where the tunnel writes datagrams. Implemented by the UDP shell (a batch
+/// of preallocated buffers for `sendmmsg`) and by tests.
+pub trait Transmit {
+    /// A buffer to write the next datagram into (at least `wan_mtu` bytes;
+    /// shorter buffers make the tunnel drop what does not fit).
+    fn buffer(&mut self) -> &mut [u8];
+    /// The first `len` bytes of the last [`buffer`](Self::buffer) are a
+    /// datagram for `to`.
+    fn commit(&mut self, len: usize, to: SocketAddr);
+}
+
+/// Source of randomness for ephemeral keys, session indices and jitter.
+pub trait Entropy: Send {
+    /// Fills `buf` with cryptographically secure random bytes.
+    fn fill(&mut self, buf: &mut [u8]);
+}
+
+/// The operating system's random source.
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        // Without randomness there are no safe keys; there is nothing
+        // sensible to continue with.
+        getrandom::fill(buf).expect("the operating system's random source must work");
+    }
+}
+
+/// What the tunnel needs to know about a peer.
+#[derive(Debug, Clone)]
+pub struct PeerParams {
+    /// The peer's name (this site's name for it).
+    pub name: String,
+    /// Where to reach it; `None` waits to be contacted.
+    pub endpoint: Option<SocketAddr>,
+}
+
+/// Tunnel settings.
+#[derive(Debug, Clone)]
+pub struct TunnelParams {
+    /// This site's link name; sent (encrypted) in initiations so a responder
+    /// with several peers can tell who is calling.
+    pub local_name: String,
+    /// The peers, in configuration order ([`PeerId`] is the position).
+    pub peers: Vec<PeerParams>,
+    /// Idle interval after which a keepalive is sent; 3 of them without
+    /// hearing from a peer mark it down.
+    pub keepalive: Duration,
+    /// Session lifetime before a rekey.
+    pub rekey_after: Duration,
+    /// Packets sent under one key before a rekey.
+    pub rekey_after_packets: u64,
+    /// Largest outer IP packet.
+    pub wan_mtu: usize,
+    /// Largest Ethernet frame carried (interface MTU + 18).
+    pub max_frame: usize,
+}
+
+/// State of a peer as reported in status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// No session was ever established.
+    Connecting,
+    /// A session is established and the peer was heard from recently.
+    Up,
+    /// Silent for three keepalive intervals; re-handshaking.
+    Down,
+}
+
+impl PeerState {
+    /// The status JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Connecting => "connecting",
+            PeerState::Up => "up",
+            PeerState::Down => "down",
+        }
+    }
+}
+
+/// Per-peer traffic counters (frames, not keepalives or handshakes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Frames sent to the peer.
+    pub tx_frames: u64,
+    /// Frames received from the peer.
+    pub rx_frames: u64,
+    /// Frame bytes sent.
+    pub tx_bytes: u64,
+    /// Frame bytes received.
+    pub rx_bytes: u64,
+    /// Completed handshakes (rekeys included).
+    pub handshakes: u64,
+}
+
+/// Tunnel-wide counters of things dropped or done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams that did not authenticate (bad MAC, bad tag, unknown session).
+    pub rx_auth_failed: u64,
+    /// Authentic-looking datagrams refused as replays (data or initiation).
+    pub rx_replayed: u64,
+    /// Datagrams that are not a tunnel message at all.
+    pub rx_malformed: u64,
+    /// Frames sent in fragments.
+    pub fragmented: u64,
+    /// Frames put back together from fragments.
+    pub reassembled: u64,
+    /// Handshake messages dropped by the per-source rate limit.
+    pub handshake_rate_limited: u64,
+    /// Incomplete fragmented frames dropped (timeout or eviction).
+    pub reassembly_dropped: u64,
+    /// Frames dropped because no session could carry them.
+    pub tx_dropped: u64,
+    /// Valid initiations that matched no configured peer.
+    pub rx_unknown_peer: u64,
+}
+
+/// A session event, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A handshake completed (`rekey`: a previous session existed).
+    HandshakeCompleted {
+        /// Which peer.
+        peer: PeerId,
+        /// Its endpoint.
+        endpoint: SocketAddr,
+        /// Whether this replaced a live session.
+        rekey: bool,
+    },
+    /// The peer fell silent.
+    PeerDown {
+        /// Which peer.
+        peer: PeerId,
+    },
+    /// An authenticated packet came from a new address.
+    EndpointMoved {
+        /// Which peer.
+        peer: PeerId,
+        /// The previous endpoint.
+        from: Option<SocketAddr>,
+        /// The new one.
+        to: SocketAddr,
+    },
+}
+
+/// What [`Tunnel::handle_datagram`] produced for the local side.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    /// A frame from `peer`, to be written to the TAP.
+    Frame {
+        /// The sender.
+        peer: PeerId,
+        /// The Ethernet frame.
+        frame: &'a [u8],
+    },
+    /// Nothing for the local side (handshake, keepalive, fragment, drop).
+    Nothing,
+}
+
+/// What became of a frame given to [`Tunnel::send_frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Written as one or more datagrams.
+    Sent,
+    /// Held until the session is up.
+    Queued,
+    /// Dropped (no endpoint, queue full, too large); counted.
+    Dropped,
+}
+
+struct Session {
+    local_index: u32,
+    remote_index: u32,
+    keys: SessionKeys,
+    send_counter: u64,
+    replay: ReplayWindow,
+    created: Instant,
+}
+
+#[derive(Default)]
+struct Timers {
+    retransmit: Option<Instant>,
+    rekey: Option<Instant>,
+    keepalive: Option<Instant>,
+    dead: Option<Instant>,
+}
+
+struct FrameQueue {
+    bufs: Vec<Vec<u8>>,
+    lens: VecDeque<(usize, usize)>, // (buffer, length)
+}
+
+impl FrameQueue {
+    fn push(&mut self, frame: &[u8]) -> bool {
+        if self.lens.len() >= QUEUE_FRAMES {
+            return false;
+        }
+        let slot = (0..QUEUE_FRAMES)
+            .find(|i| !self.lens.iter().any(|(b, _)| b == i))
+            .expect("fewer than QUEUE_FRAMES in use");
+        while self.bufs.len() <= slot {
+            self.bufs.push(Vec::new());
+        }
+        let b = &mut self.bufs[slot];
+        b.clear();
+        b.extend_from_slice(frame);
+        self.lens.push_back((slot, frame.len()));
+        true
+    }
+}
+
+struct Peer {
+    name: String,
+    configured_endpoint: Option<SocketAddr>,
+    endpoint: Option<SocketAddr>,
+    current: Option<Session>,
+    /// Sessions replaced by a newer one, still accepted for receiving until
+    /// they expire: a rekey keeps one here, a handshake collision two.
+    older: [Option<Session>; OLDER_SESSIONS],
+    next: Option<Session>,
+    pending: Option<PendingInitiation>,
+    attempts: u32,
+    last_timestamp: Option<[u8; 12]>,
+    state: PeerState,
+    last_handshake: Option<Instant>,
+    stats: PeerStats,
+    timers: Timers,
+    reassembly: Reassembler,
+    queue: FrameQueue,
+    next_frag_id: u32,
+}
+
+/// A peer's status, for `bridge-ctl status`.
+#[derive(Debug, Clone)]
+pub struct PeerStatus {
+    /// Configured name.
+    pub name: String,
+    /// Current endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// Connection state.
+    pub state: PeerState,
+    /// When the last handshake completed.
+    pub last_handshake: Option<Instant>,
+    /// Traffic counters.
+    pub stats: PeerStats,
+}
+
+/// The tunnel endpoint of one link: all its peers and sessions.
+pub struct Tunnel {
+    pub(super) params: TunnelParams,
+    base: SymmetricState,
+    mac: MacKey,
+    peers: Vec<Peer>,
+    index: HashMap<u32, PeerId>,
+    limiter: RateLimiter,
+    entropy: Box<dyn Entropy>,
+    clock_anchor: (Instant, Duration),
+    counters: Counters,
+    events: VecDeque<Event>,
+}
+
+impl Tunnel {
+    /// A tunnel for `params` keyed by `psk`. `now` and `wall` anchor the
+    /// wall clock used for initiation timestamps (wall time = `wall` +
+    /// (later instant − `now`)). Peers with an endpoint are contacted at the
+    /// first [`handle_timeout`](Self::handle_timeout).
+    pub fn new(
+        params: TunnelParams,
+        psk: &[u8; 32],
+        entropy: Box<dyn Entropy>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Self {
+        let peers = params
+            .peers
+            .iter()
+            .map(|p| Peer {
+                name: p.name.clone(),
+                configured_endpoint: p.endpoint,
+                endpoint: p.endpoint,
+                current: None,
+                older: Default::default(),
+                next: None,
+                pending: None,
+                attempts: 0,
+                last_timestamp: None,
+                state: PeerState::Connecting,
+                last_handshake: None,
+                stats: PeerStats::default(),
+                timers: Timers {
+                    rekey: p.endpoint.map(|_| now),
+                    ..Timers::default()
+                },
+                reassembly: Reassembler::new(
+                    REASSEMBLY_SLOTS,
+                    params.max_frame,
+                    REASSEMBLY_TIMEOUT,
+                ),
+                queue: FrameQueue {
+                    bufs: Vec::new(),
+                    lens: VecDeque::with_capacity(QUEUE_FRAMES),
+                },
+                next_frag_id: 0,
+            })
+            .collect();
+        Tunnel {
+            base: SymmetricState::initial(psk),
+            mac: MacKey::from_psk(psk),
+            peers,
+            index: HashMap::new(),
+            limiter: RateLimiter::new(20, 40),
+            entropy,
+            clock_anchor: (
+                now,
+                wall.duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default(),
+            ),
+            counters: Counters::default(),
+            events: VecDeque::new(),
+            params,
+        }
+    }
+
+    /// Number of peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Status of one peer.
+    pub fn peer_status(&self, id: PeerId) -> Option<PeerStatus> {
+        self.peers.get(id).map(|p| PeerStatus {
+            name: p.name.clone(),
+            endpoint: p.endpoint,
+            state: p.state,
+            last_handshake: p.last_handshake,
+            stats: p.stats,
+        })
+    }
+
+    /// Traffic counters of one peer (cheap, for the hot path's bookkeeping).
+    pub fn peer_stats(&self, id: PeerId) -> PeerStats {
+        self.peers.get(id).map(|p| p.stats).unwrap_or_default()
+    }
+
+    /// Tunnel-wide counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Next session event, if any. Call after each batch of work.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Largest frame a single datagram carries to `peer` without fragmenting.
+    pub fn frame_budget(&self, to: SocketAddr) -> usize {
+        let ip = if to.is_ipv4() {
+            IPV4_UDP_OVERHEAD
+        } else {
+            IPV6_UDP_OVERHEAD
+        };
+        self.params.wan_mtu.saturating_sub(ip + DATA_OVERHEAD)
+    }
+
+    fn random_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.entropy.fill(&mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn new_index(&mut self, peer: PeerId) -> u32 {
+        loop {
+            let i = self.random_u32();
+            if i != 0 && !self.index.contains_key(&i) {
+                self.index.insert(i, peer);
+                return i;
+            }
+        }
+    }
+
+    fn wall_timestamp(&self, now: Instant) -> [u8; 12] {
+        let t = self.clock_anchor.1 + now.saturating_duration_since(self.clock_anchor.0);
+        let mut out = [0u8; 12];
+        // TAI64N label: 2^62 + seconds, then nanoseconds; big-endian so that
+        // byte order is time order.
+        out[..8].copy_from_slice(&((1u64 << 62) + t.as_secs()).to_be_bytes());
+        out[8..].copy_from_slice(&t.subsec_nanos().to_be_bytes());
+        out
+    }
+
+    fn drop_session(index: &mut HashMap<u32, PeerId>, s: Option<Session>) {
+        if let Some(s) = s {
+            index.remove(&s.local_index);
+        }
+    }
+
+    fn reject_after(&self) -> Duration {
+        self.params.rekey_after + RESPONDER_REKEY_DELAY + REJECT_GRACE
+    }
+
+    /// Sends (or starts) a handshake initiation to `id`.
+    fn start_handshake<T: Transmit + ?Sized>(&mut self, id: PeerId, now: Instant, tx: &mut T) {
+        let Some(to) = self.peers[id].endpoint else {
+            return;
+        };
+        if let Some(old) = self.peers[id].pending.take() {
+            self.index.remove(&old.local_index);
+        }
+        let mut eph = [0u8; 32];
+        self.entropy.fill(&mut eph);
+        let local_index = self.new_index(id);
+        let ts = self.wall_timestamp(now);
+        let jitter = Duration::from_millis(u64::from(self.random_u32() % 250));
+        let buf = tx.buffer();
+        if buf.len() < field::INIT_LEN {
+            self.index.remove(&local_index);
+            return;
+        }
+        let pending = handshake::write_initiation(
+            &self.base,
+            &self.mac,
+            eph,
+            local_index,
+            ts,
+            &self.params.local_name,
+            buf,
+        );
+        zeroize::Zeroize::zeroize(&mut eph);
+        tx.commit(field::INIT_LEN, to);
+        let p = &mut self.peers[id];
+        p.pending = Some(pending);
+        let backoff = RETRY_BASE
+            .saturating_mul(1 << p.attempts.min(8))
+            .min(RETRY_MAX);
+        p.attempts = p.attempts.saturating_add(1);
+        p.timers.retransmit = Some(now + backoff + jitter);
+    }
+
+    /// Encrypts `frame` for peer `id` and writes it through `tx`, fragmenting
+    /// it when it does not fit `wan_mtu`. Without a session the frame is
+    /// queued (bounded) and a handshake started.
+    pub fn send_frame<T: Transmit + ?Sized>(
+        &mut self,
+        id: PeerId,
+        frame: &[u8],
+        now: Instant,
+        tx: &mut T,
+    ) -> SendOutcome {
+        let max_frame = self.params.max_frame;
+        let Some(p) = self.peers.get_mut(id) else {
+            return SendOutcome::Dropped;
+        };
+        if frame.len() > max_frame {
+            self.counters.tx_dropped += 1;
+            return SendOutcome::Dropped;
+        }
+        let usable = p
+            .current
+            .as_ref()
+            .is_some_and(|s| s.send_counter < REJECT_AFTER_MESSAGES);
+        if !usable || p.endpoint.is_none() {
+            if p.endpoint.is_none() || !p.queue.push(frame) {
+                self.counters.tx_dropped += 1;
+                return SendOutcome::Dropped;
+            }
+            if p.pending.is_none() {
+                p.attempts = 0;
+                self.start_handshake(id, now, tx);
+            }
+            return SendOutcome::Queued;
+        }
+        if self.transmit_frame(id, frame, now, tx) {
+            SendOutcome::Sent
+        } else {
+            self.counters.tx_dropped += 1;
+            SendOutcome::Dropped
+        }
+    }
+
+    /// Seals `frame` on the current session of `id`; the caller checked that
+    /// the session and endpoint exist.
+    fn transmit_frame<T: Transmit + ?Sized>(
+        &mut self,
+        id: PeerId,
+        frame: &[u8],
+        now: Instant,
+        tx: &mut T,
+    ) -> bool {
+        let Some(to) = self.peers[id].endpoint else {
+            return false;
+        };
+        let budget = self.frame_budget(to);
+        let rekey_packets = self.params.rekey_after_packets;
+        let keepalive = self.params.keepalive;
+        let p = &mut self.peers[id];
+        let Some(s) = p.current.as_mut() else {
+            return false;
+        };
+        if frame.len() <= budget {
+            if !seal_one(s, MessageType::Data, None, frame, to, tx) {
+                return false;
+            }
+        } else {
+            let Some((count, size)) = fragment::plan(frame.len(), budget) else {
+                return false;
+            };
+            let id_frag = p.next_frag_id;
+            p.next_frag_id = p.next_frag_id.wrapping_add(1);
+            for (i, chunk) in frame.chunks(usize::from(size)).enumerate() {
+                let hdr = FragHeader {
+                    id: id_frag,
+                    index: i as u8,
+                    count,
+                    size,
+                };
+                if !seal_one(s, MessageType::Fragment, Some(hdr), chunk, to, tx) {
+                    return false;
+                }
+            }
+            self.counters.fragmented += 1;
+        }
+        if s.send_counter >= rekey_packets && p.pending.is_none() {
+            p.timers.rekey = Some(now);
+        }
+        p.stats.tx_frames += 1;
+        p.stats.tx_bytes += frame.len() as u64;
+        p.timers.keepalive = Some(now + keepalive);
+        true
+    }
+
+    fn send_keepalive<T: Transmit + ?Sized>(&mut self, id: PeerId, now: Instant, tx: &mut T) {
+        let keepalive = self.params.keepalive;
+        let p = &mut self.peers[id];
+        let (Some(to), Some(s)) = (p.endpoint, p.current.as_mut()) else {
+            return;
+        };
+        if s.send_counter < REJECT_AFTER_MESSAGES {
+            seal_one(s, MessageType::Data, None, &[], to, tx);
+        }
+        p.timers.keepalive = Some(now + keepalive);
+    }
+
+    /// Processes one received datagram (decrypting in place). Anything that
+    /// does not authenticate is counted and produces no output at all.
+    pub fn handle_datagram<'a, T: Transmit + ?Sized>(
+        &'a mut self,
+        from: SocketAddr,
+        buf: &'a mut [u8],
+        now: Instant,
+        tx: &mut T,
+    ) -> Incoming<'a> {
+        match MessageType::of(buf) {
+            None => {
+                self.counters.rx_malformed += 1;
+                Incoming::Nothing
+            }
+            Some(MessageType::Initiation) => {
+                self.handle_initiation(from, buf, now, tx);
+                Incoming::Nothing
+            }
+            Some(MessageType::Response) => {
+                self.handle_response(from, buf, now, tx);
+                Incoming::Nothing
+            }
+            Some(ty @ (MessageType::Data | MessageType::Fragment)) => {
+                self.handle_data(ty, from, buf, now)
+            }
+        }
+    }
+
+    fn count_handshake_error(&mut self, e: HandshakeError) {
+        match e {
+            HandshakeError::Malformed => self.counters.rx_malformed += 1,
+            HandshakeError::Auth => self.counters.rx_auth_failed += 1,
+        }
+    }
+
+    fn move_endpoint(&mut self, id: PeerId, from: SocketAddr) {
+        let p = &mut self.peers[id];
+        if p.endpoint != Some(from) {
+            self.events.push_back(Event::EndpointMoved {
+                peer: id,
+                from: p.endpoint,
+                to: from,
+            });
+            p.endpoint = Some(from);
+        }
+    }
+
+    /// Which configured peer sent a valid initiation: its own name for us,
+    /// then its address, then a peer that waits to be contacted.
+    fn match_peer(&self, name: &[u8], from: SocketAddr) -> Option<PeerId> {
+        let ps = &self.peers;
+        ps.iter()
+            .position(|p| !name.is_empty() && p.name.as_bytes() == name)
+            .or_else(|| ps.iter().position(|p| p.endpoint == Some(from)))
+            .or_else(|| {
+                ps.iter()
+                    .position(|p| p.configured_endpoint.is_some_and(|e| e.ip() == from.ip()))
+            })
+            .or_else(|| {
+                ps.iter()
+                    .position(|p| p.configured_endpoint.is_none() && p.state != PeerState::Up)
+            })
+            .or_else(|| (ps.len() == 1).then_some(0))
+    }
+
+    fn handle_initiation<T: Transmit + ?Sized>(
+        &mut self,
+        from: SocketAddr,
+        msg: &[u8],
+        now: Instant,
+        tx: &mut T,
+    ) {
+        if let Err(e) = handshake::initiation_mac_ok(&self.mac, msg) {
+            return self.count_handshake_error(e);
+        }
+        if !self.limiter.allow(from.ip(), now) {
+            self.counters.handshake_rate_limited += 1;
+            return;
+        }
+        let init = match handshake::read_initiation(&self.base, msg) {
+            Ok(i) => i,
+            Err(e) => return self.count_handshake_error(e),
+        };
+        let Some(id) = self.match_peer(init.name(), from) else {
+            self.counters.rx_unknown_peer += 1;
+            return;
+        };
+        if self.peers[id]
+            .last_timestamp
+            .is_some_and(|last| init.timestamp <= last)
+        {
+            self.counters.rx_replayed += 1;
+            return;
+        }
+        let timestamp = init.timestamp;
+        let remote_index = init.sender;
+        let mut eph = [0u8; 32];
+        self.entropy.fill(&mut eph);
+        let local_index = self.new_index(id);
+        let our_timestamp = self.wall_timestamp(now);
+        let buf = tx.buffer();
+        if buf.len() < field::RESP_LEN {
+            self.index.remove(&local_index);
+            return;
+        }
+        let keys = handshake::write_response(init, &self.mac, eph, local_index, our_timestamp, buf);
+        zeroize::Zeroize::zeroize(&mut eph);
+        let keys = match keys {
+            Ok(k) => k,
+            Err(e) => {
+                self.index.remove(&local_index);
+                return self.count_handshake_error(e);
+            }
+        };
+        tx.commit(field::RESP_LEN, from);
+        let p = &mut self.peers[id];
+        p.last_timestamp = Some(timestamp);
+        let old = p.next.replace(Session {
+            local_index,
+            remote_index,
+            keys,
+            send_counter: 0,
+            replay: ReplayWindow::new(),
+            created: now,
+        });
+        Self::drop_session(&mut self.index, old);
+        self.move_endpoint(id, from);
+    }
+
+    fn handle_response<T: Transmit + ?Sized>(
+        &mut self,
+        from: SocketAddr,
+        msg: &[u8],
+        now: Instant,
+        tx: &mut T,
+    ) {
+        let receiver = match handshake::response_receiver_checked(&self.mac, msg) {
+            Ok(r) => r,
+            Err(e) => return self.count_handshake_error(e),
+        };
+        if !self.limiter.allow(from.ip(), now) {
+            self.counters.handshake_rate_limited += 1;
+            return;
+        }
+        let Some(&id) = self.index.get(&receiver) else {
+            self.counters.rx_auth_failed += 1;
+            return;
+        };
+        let p = &mut self.peers[id];
+        let Some(pending) = p.pending.as_ref().filter(|h| h.local_index == receiver) else {
+            self.counters.rx_auth_failed += 1;
+            return;
+        };
+        let (keys, remote_index, their_time) = match handshake::read_response(pending, msg) {
+            Ok(k) => k,
+            Err(e) => return self.count_handshake_error(e),
+        };
+        p.pending = None;
+        // The peer's clock as of now: any initiation it made before this
+        // (a replay recorded earlier, perhaps before we restarted) is stale.
+        if p.last_timestamp.is_none_or(|t| t < their_time) {
+            p.last_timestamp = Some(their_time);
+        }
+        p.timers.retransmit = None;
+        let session = Session {
+            local_index: receiver,
+            remote_index,
+            keys,
+            send_counter: 0,
+            replay: ReplayWindow::new(),
+            created: now,
+        };
+        self.move_endpoint(id, from);
+        self.install_session(id, session, true, now);
+        // Flush frames held during the handshake; if there were none, a
+        // keepalive confirms the session to the responder right away.
+        let mut sent_any = false;
+        let mut queue = std::mem::take(&mut self.peers[id].queue.lens);
+        let bufs = std::mem::take(&mut self.peers[id].queue.bufs);
+        while let Some((b, len)) = queue.pop_front() {
+            sent_any |= self.transmit_frame(id, &bufs[b][..len], now, tx);
+        }
+        self.peers[id].queue.bufs = bufs;
+        self.peers[id].queue.lens = queue;
+        if !sent_any {
+            self.send_keepalive(id, now, tx);
+        }
+    }
+
+    /// Makes `session` the current one of `id` (the old current is kept for
+    /// receiving until it expires).
+    fn install_session(&mut self, id: PeerId, session: Session, initiator: bool, now: Instant) {
+        let rekey = self.params.rekey_after
+            + if initiator {
+                Duration::ZERO
+            } else {
+                RESPONDER_REKEY_DELAY
+            };
+        let dead = self.params.keepalive * 3;
+        let keepalive = self.params.keepalive;
+        let jitter = Duration::from_millis(u64::from(self.random_u32() % 5000));
+        let p = &mut self.peers[id];
+        let had_session = p.current.is_some();
+        if let Some(old) = p.current.replace(session) {
+            // Keep it for receiving; if every slot is taken, the oldest goes.
+            let slot = p
+                .older
+                .iter()
+                .position(Option::is_none)
+                .or_else(|| {
+                    (0..OLDER_SESSIONS).min_by_key(|&i| p.older[i].as_ref().map(|s| s.created))
+                })
+                .expect("OLDER_SESSIONS > 0");
+            Self::drop_session(&mut self.index, p.older[slot].replace(old));
+        }
+        p.attempts = 0;
+        p.stats.handshakes += 1;
+        p.last_handshake = Some(now);
+        p.state = PeerState::Up;
+        // Jitter keeps two sides that both answered (a collision) from
+        // colliding again at every rekey.
+        p.timers.rekey = Some(now + rekey + jitter);
+        p.timers.dead = Some(now + dead);
+        p.timers.keepalive.get_or_insert(now + keepalive);
+        if let Some(endpoint) = p.endpoint {
+            self.events.push_back(Event::HandshakeCompleted {
+                peer: id,
+                endpoint,
+                rekey: had_session,
+            });
+        }
+    }
+
+    fn handle_data<'a>(
+        &'a mut self,
+        ty: MessageType,
+        from: SocketAddr,
+        buf: &'a mut [u8],
+        now: Instant,
+    ) -> Incoming<'a> {
+        let Some(pkt) = DataPacket::new_checked(&*buf) else {
+            self.counters.rx_malformed += 1;
+            return Incoming::Nothing;
+        };
+        let (receiver, counter) = (pkt.receiver(), pkt.counter());
+        let Some(&id) = self.index.get(&receiver) else {
+            self.counters.rx_auth_failed += 1;
+            return Incoming::Nothing;
+        };
+        let p = &mut self.peers[id];
+        let is_next = p.next.as_ref().is_some_and(|s| s.local_index == receiver);
+        let session = std::iter::once(&mut p.current)
+            .chain(std::iter::once(&mut p.next))
+            .chain(p.older.iter_mut())
+            .filter_map(Option::as_mut)
+            .find(|s| s.local_index == receiver);
+        let Some(session) = session else {
+            // The index belongs to a handshake in flight, not a session.
+            self.counters.rx_auth_failed += 1;
+            return Incoming::Nothing;
+        };
+        match session.replay.check(counter) {
+            Ok(()) => {}
+            Err(Replay::Duplicate | Replay::TooOld) => {
+                self.counters.rx_replayed += 1;
+                return Incoming::Nothing;
+            }
+        }
+        let len = buf.len();
+        let (hdr, rest) = buf.split_at_mut(field::DATA_HEADER_LEN);
+        let (body, tag) = rest.split_at_mut(len - DATA_OVERHEAD);
+        if !session.keys.recv.open(counter, hdr, body, tag) {
+            self.counters.rx_auth_failed += 1;
+            return Incoming::Nothing;
+        }
+        if session.replay.accept(counter).is_err() {
+            self.counters.rx_replayed += 1;
+            return Incoming::Nothing;
+        }
+        // Authentic: the peer is alive, possibly at a new address.
+        let dead = self.params.keepalive * 3;
+        p.timers.dead = Some(now + dead);
+        if is_next {
+            // First packet under a session we answered: the initiator has it,
+            // so it becomes ours to send with.
+            let s = p.next.take().expect("the packet matched the next session");
+            self.install_session(id, s, false, now);
+        } else if self.peers[id].state != PeerState::Up {
+            self.peers[id].state = PeerState::Up;
+        }
+        if self.peers[id].endpoint != Some(from) {
+            self.move_endpoint(id, from);
+        }
+        let max_frame = self.params.max_frame;
+        let body = &rest[..len - DATA_OVERHEAD];
+        let p = &mut self.peers[id];
+        match ty {
+            MessageType::Data if body.is_empty() => Incoming::Nothing,
+            MessageType::Data if body.len() > max_frame => {
+                self.counters.rx_malformed += 1;
+                Incoming::Nothing
+            }
+            MessageType::Data => {
+                p.stats.rx_frames += 1;
+                p.stats.rx_bytes += body.len() as u64;
+                Incoming::Frame {
+                    peer: id,
+                    frame: body,
+                }
+            }
+            _ => {
+                let Some(h) = FragHeader::parse(body) else {
+                    self.counters.rx_malformed += 1;
+                    return Incoming::Nothing;
+                };
+                match p.reassembly.push(h, &body[fragment::HEADER_LEN..], now) {
+                    Err(_) => {
+                        self.counters.rx_malformed += 1;
+                        Incoming::Nothing
+                    }
+                    Ok((frame, evicted)) => {
+                        self.counters.reassembly_dropped += u64::from(evicted);
+                        match frame {
+                            Some(frame) => {
+                                self.counters.reassembled += 1;
+                                p.stats.rx_frames += 1;
+                                p.stats.rx_bytes += frame.len() as u64;
+                                Incoming::Frame { peer: id, frame }
+                            }
+                            None => Incoming::Nothing,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
+    /// has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let reject = self.reject_after();
+        self.peers
+            .iter()
+            .flat_map(|p| {
+                let t = &p.timers;
+                let expiry = [&p.current, &p.next]
+                    .into_iter()
+                    .chain(p.older.iter())
+                    .flatten()
+                    .map(|s| s.created + reject)
+                    .min();
+                [
+                    t.retransmit,
+                    t.rekey,
+                    t.keepalive.filter(|_| p.current.is_some()),
+                    t.dead,
+                    expiry,
+                    p.reassembly.next_deadline(),
+                ]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// Runs every timer that is due at `now`: handshake retransmission,
+    /// rekey, keepalives, dead-peer detection, key expiry, reassembly timeout.
+    pub fn handle_timeout<T: Transmit + ?Sized>(&mut self, now: Instant, tx: &mut T) {
+        let reject = self.reject_after();
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        for id in 0..self.peers.len() {
+            let p = &mut self.peers[id];
+            let slots = [&mut p.current, &mut p.next]
+                .into_iter()
+                .chain(p.older.iter_mut());
+            for slot in slots {
+                if slot.as_ref().is_some_and(|s| s.created + reject <= now) {
+                    Self::drop_session(&mut self.index, slot.take());
+                }
+            }
+            self.counters.reassembly_dropped += p.reassembly.expire(now) as u64;
+            if due(p.timers.dead) {
+                p.timers.dead = None;
+                if p.state == PeerState::Up {
+                    p.state = PeerState::Down;
+                    self.events.push_back(Event::PeerDown { peer: id });
+                    if p.pending.is_none() {
+                        p.attempts = 0;
+                        self.start_handshake(id, now, tx);
+                    }
+                }
+            }
+            let p = &mut self.peers[id];
+            if due(p.timers.retransmit) {
+                p.timers.retransmit = None;
+                if p.pending.is_some() {
+                    self.start_handshake(id, now, tx);
+                }
+            }
+            let p = &mut self.peers[id];
+            if due(p.timers.rekey) {
+                p.timers.rekey = None;
+                if p.pending.is_none() {
+                    p.attempts = 0;
+                    self.start_handshake(id, now, tx);
+                }
+            }
+            let p = &mut self.peers[id];
+            if due(p.timers.keepalive) {
+                p.timers.keepalive = None;
+                if p.current.is_some() {
+                    self.send_keepalive(id, now, tx);
+                }
+            }
+        }
+    }
+}
+
+/// Writes one data/fragment message sealed under `s` into the next buffer of
+/// `tx`. `false` if the buffer is too small or the key is exhausted.
+fn seal_one<T: Transmit + ?Sized>(
+    s: &mut Session,
+    ty: MessageType,
+    frag: Option<FragHeader>,
+    data: &[u8],
+    to: SocketAddr,
+    tx: &mut T,
+) -> bool {
+    if s.send_counter >= REJECT_AFTER_MESSAGES {
+        return false;
+    }
+    let frag_len = if frag.is_some() {
+        fragment::HEADER_LEN
+    } else {
+        0
+    };
+    let body_len = frag_len + data.len();
+    let total = DATA_OVERHEAD + body_len;
+    let buf = tx.buffer();
+    if buf.len() < total {
+        return false;
+    }
+    let counter = s.send_counter;
+    s.send_counter += 1;
+    emit_data_header(buf, ty, s.remote_index, counter);
+    let (hdr, rest) = buf.split_at_mut(field::DATA_HEADER_LEN);
+    if let Some(f) = frag {
+        f.emit(&mut rest[..fragment::HEADER_LEN]);
+    }
+    rest[frag_len..body_len].copy_from_slice(data);
+    let (body, tail) = rest.split_at_mut(body_len);
+    let tag = s.keys.send.seal(counter, hdr, body);
+    tail[..TAG_LEN].copy_from_slice(&tag);
+    tx.commit(total, to);
+    true
+}

@@ -1,0 +1,609 @@
+//! Two tunnel endpoints wired together in memory on a virtual clock.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::*;
+
+/// Deterministic entropy for tests (xorshift64*; not for real keys).
+pub(crate) struct TestEntropy(pub u64);
+
+impl Entropy for TestEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8;
+        }
+    }
+}
+
+/// Collects datagrams.
+#[derive(Default)]
+pub(crate) struct Out {
+    scratch: Vec<u8>,
+    pub sent: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Transmit for Out {
+    fn buffer(&mut self) -> &mut [u8] {
+        self.scratch.resize(9000, 0);
+        &mut self.scratch
+    }
+    fn commit(&mut self, len: usize, to: SocketAddr) {
+        self.sent.push((to, self.scratch[..len].to_vec()));
+    }
+}
+
+const PSK: [u8; 32] = [0x42; 32];
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+fn params(local: &str, peer: &str, endpoint: Option<SocketAddr>) -> TunnelParams {
+    TunnelParams {
+        local_name: local.into(),
+        peers: vec![PeerParams {
+            name: peer.into(),
+            endpoint,
+        }],
+        keepalive: Duration::from_secs(10),
+        rekey_after: Duration::from_secs(120),
+        rekey_after_packets: 1 << 32,
+        wan_mtu: 1500,
+        max_frame: 1518,
+    }
+}
+
+/// A datagram in flight.
+struct Flight {
+    from: SocketAddr,
+    to: SocketAddr,
+    at: Instant,
+    bytes: Vec<u8>,
+}
+
+/// Network impairment.
+#[derive(Clone, Copy, Default)]
+struct Impair {
+    loss_pct: u64,
+    dup_pct: u64,
+    /// Extra random delay up to this many ms (reorders).
+    jitter_ms: u64,
+}
+
+struct Pair {
+    now: Instant,
+    t: [Tunnel; 2],
+    addr: [SocketAddr; 2],
+    flights: Vec<Flight>,
+    rng: TestEntropy,
+    impair: Impair,
+    delivered: [Vec<Vec<u8>>; 2],
+    /// Every datagram ever sent, for replay attacks.
+    log: Vec<(usize, Vec<u8>)>,
+    delay: Duration,
+    /// The WAN is down: everything is lost.
+    cut: bool,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let now = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let a_addr = addr("198.18.0.1:51901");
+        let b_addr = addr("198.18.0.2:51901");
+        Pair {
+            now,
+            t: [
+                Tunnel::new(
+                    params("a", "b", Some(b_addr)),
+                    &PSK,
+                    Box::new(TestEntropy(1)),
+                    now,
+                    wall,
+                ),
+                Tunnel::new(
+                    params("b", "a", Some(a_addr)),
+                    &PSK,
+                    Box::new(TestEntropy(2)),
+                    now,
+                    wall,
+                ),
+            ],
+            addr: [a_addr, b_addr],
+            flights: Vec::new(),
+            rng: TestEntropy(99),
+            impair: Impair::default(),
+            delivered: [Vec::new(), Vec::new()],
+            log: Vec::new(),
+            delay: Duration::from_millis(5),
+            cut: false,
+        }
+    }
+
+    fn rand(&mut self, n: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.rng.fill(&mut b);
+        u64::from_le_bytes(b) % n.max(1)
+    }
+
+    fn launch(&mut self, side: usize, out: Out) {
+        for (to, bytes) in out.sent {
+            self.log.push((side, bytes.clone()));
+            if self.cut || self.rand(100) < self.impair.loss_pct {
+                continue;
+            }
+            let copies = if self.rand(100) < self.impair.dup_pct {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let jitter = Duration::from_millis(self.rand(self.impair.jitter_ms + 1));
+                self.flights.push(Flight {
+                    from: self.addr[side],
+                    to,
+                    at: self.now + self.delay + jitter,
+                    bytes: bytes.clone(),
+                });
+            }
+        }
+    }
+
+    fn send(&mut self, side: usize, frame: &[u8]) -> SendOutcome {
+        let mut out = Out::default();
+        let r = self.t[side].send_frame(0, frame, self.now, &mut out);
+        self.launch(side, out);
+        r
+    }
+
+    /// Delivers everything due and runs due timers, then advances the clock
+    /// to the next event but at most `max_step`.
+    fn step(&mut self, max_step: Duration) {
+        let now = self.now;
+        let (mut due, later): (Vec<Flight>, Vec<Flight>) = std::mem::take(&mut self.flights)
+            .into_iter()
+            .partition(|f| f.at <= now);
+        self.flights = later;
+        due.sort_by_key(|f| f.at); // stable: equal times keep sending order
+        for mut f in due {
+            let Some(side) = self.addr.iter().position(|a| *a == f.to) else {
+                continue; // sent to an address nobody holds any more
+            };
+            let mut out = Out::default();
+            if let Incoming::Frame { frame, .. } =
+                self.t[side].handle_datagram(f.from, &mut f.bytes, now, &mut out)
+            {
+                self.delivered[side].push(frame.to_vec());
+            }
+            self.launch(side, out);
+        }
+        for side in 0..2 {
+            if self.t[side].poll_timeout().is_some_and(|t| t <= now) {
+                let mut out = Out::default();
+                self.t[side].handle_timeout(now, &mut out);
+                self.launch(side, out);
+            }
+        }
+        let next = self
+            .flights
+            .iter()
+            .map(|f| f.at)
+            .chain(self.t.iter().filter_map(|t| t.poll_timeout()))
+            .min()
+            .unwrap_or(now + max_step);
+        self.now = next.clamp(now + Duration::from_micros(1), now + max_step);
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step(end - self.now);
+        }
+    }
+
+    fn state(&self, side: usize) -> PeerState {
+        self.t[side].peer_status(0).expect("peer 0").state
+    }
+}
+
+fn frame(seq: u32, len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len.max(8)];
+    f[..4].copy_from_slice(&seq.to_le_bytes());
+    for (i, b) in f.iter_mut().enumerate().skip(4) {
+        *b = (seq as usize).wrapping_mul(31).wrapping_add(i) as u8;
+    }
+    f
+}
+
+fn seq_of(f: &[u8]) -> u32 {
+    let seq = u32::from_le_bytes([f[0], f[1], f[2], f[3]]);
+    assert_eq!(f, frame(seq, f.len()).as_slice(), "frame {seq} corrupted");
+    seq
+}
+
+#[test]
+fn handshake_brings_both_sides_up() {
+    let mut p = Pair::new();
+    assert_eq!(p.state(0), PeerState::Connecting);
+    p.run_for(Duration::from_secs(1));
+    assert_eq!(p.state(0), PeerState::Up);
+    assert_eq!(p.state(1), PeerState::Up);
+    // Both initiated at once: each completed at least its own handshake.
+    assert!(p.t[0].peer_stats(0).handshakes >= 1);
+    assert!(p.t[1].peer_stats(0).handshakes >= 1);
+    assert_eq!(p.send(0, &frame(1, 100)), SendOutcome::Sent);
+    p.run_for(Duration::from_millis(100));
+    assert_eq!(p.delivered[1], vec![frame(1, 100)]);
+    assert_eq!(p.t[0].peer_stats(0).tx_frames, 1);
+    assert_eq!(p.t[1].peer_stats(0).rx_frames, 1);
+    assert_eq!(p.t[1].peer_stats(0).rx_bytes, 100);
+    assert_eq!(p.t[0].counters(), Counters::default());
+    assert_eq!(p.t[1].counters(), Counters::default());
+}
+
+#[test]
+fn frames_sent_before_the_handshake_are_queued_not_lost() {
+    let mut p = Pair::new();
+    for s in 0..10 {
+        assert_eq!(p.send(0, &frame(s, 200)), SendOutcome::Queued);
+    }
+    p.run_for(Duration::from_secs(1));
+    let got: Vec<u32> = p.delivered[1].iter().map(|f| seq_of(f)).collect();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+}
+
+/// A simulated hour with traffic both ways, many rekeys, no loss.
+#[test]
+fn an_hour_of_rekeys_loses_and_duplicates_nothing() {
+    let mut p = Pair::new();
+    let mut seq = 0u32;
+    let end = p.now + Duration::from_secs(3600);
+    while p.now < end {
+        p.send(0, &frame(seq, 300));
+        p.send(1, &frame(seq, 1400));
+        seq += 1;
+        p.run_for(Duration::from_millis(250));
+    }
+    p.run_for(Duration::from_secs(1));
+    for side in 0..2 {
+        let got: Vec<u32> = p.delivered[side].iter().map(|f| seq_of(f)).collect();
+        let missing: Vec<u32> = (0..seq).filter(|s| !got.contains(s)).collect();
+        assert!(missing.is_empty(), "side {side} lost {missing:?}");
+        assert_eq!(got, (0..seq).collect::<Vec<_>>(), "side {side}");
+        assert_eq!(p.t[side].counters(), Counters::default(), "side {side}");
+    }
+    let hs = p.t[0].peer_stats(0).handshakes + p.t[1].peer_stats(0).handshakes;
+    assert!(
+        hs >= 2 * 29,
+        "about one rekey per 2 min on each side, got {hs}"
+    );
+    let st = p.t[0].peer_status(0).expect("peer");
+    assert_eq!(st.state, PeerState::Up);
+    assert!(
+        p.now.duration_since(st.last_handshake.expect("handshaken")) < Duration::from_secs(136)
+    );
+}
+
+#[test]
+fn loss_duplication_and_reordering() {
+    let mut p = Pair::new();
+    p.impair = Impair {
+        loss_pct: 10,
+        dup_pct: 10,
+        jitter_ms: 30,
+    };
+    let mut seq = 0u32;
+    let end = p.now + Duration::from_secs(900);
+    while p.now < end {
+        for _ in 0..5 {
+            // Every third frame needs fragmenting.
+            let len = if seq % 3 == 0 { 1518 } else { 500 };
+            p.send(0, &frame(seq, len));
+            p.send(1, &frame(seq, len));
+            seq += 1;
+        }
+        p.run_for(Duration::from_millis(100));
+    }
+    p.run_for(Duration::from_secs(3));
+    for side in 0..2 {
+        let mut got: Vec<u32> = p.delivered[side].iter().map(|f| seq_of(f)).collect();
+        let n = got.len();
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(got.len(), n, "side {side}: a frame was delivered twice");
+        // ~10% loss per datagram (~19% for two-fragment frames).
+        assert!(
+            n as f64 > f64::from(seq) * 0.7,
+            "side {side}: only {n} of {seq}"
+        );
+        let c = p.t[side].counters();
+        assert!(c.rx_replayed > 0, "duplicates were seen and counted");
+        assert_eq!(c.rx_auth_failed, 0);
+        assert!(c.reassembled > 0);
+    }
+    assert_eq!(p.state(0), PeerState::Up);
+}
+
+#[test]
+fn full_size_frame_crosses_1500_byte_wan_in_fragments() {
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    let mut out = Out::default();
+    p.t[0].send_frame(0, &frame(7, 1518), p.now, &mut out);
+    assert_eq!(out.sent.len(), 2);
+    for (_, d) in &out.sent {
+        assert!(d.len() + IPV4_UDP_OVERHEAD <= 1500, "datagram {}", d.len());
+    }
+    // The largest unfragmented frame: 1500 - 28 - 32.
+    let mut out2 = Out::default();
+    p.t[0].send_frame(0, &frame(8, 1440), p.now, &mut out2);
+    assert_eq!(out2.sent.len(), 1);
+    assert_eq!(out2.sent[0].1.len() + IPV4_UDP_OVERHEAD, 1500);
+    p.launch(0, out);
+    p.launch(0, out2);
+    p.run_for(Duration::from_millis(50));
+    assert_eq!(p.delivered[1], vec![frame(7, 1518), frame(8, 1440)]);
+    assert_eq!(p.t[0].counters().fragmented, 1);
+    assert_eq!(p.t[1].counters().reassembled, 1);
+    // Too large for the interface MTU: refused.
+    assert_eq!(p.send(0, &frame(9, 1519)), SendOutcome::Dropped);
+}
+
+#[test]
+fn rekey_by_packet_count() {
+    let mut p = Pair::new();
+    for t in &mut p.t {
+        t.params.rekey_after_packets = 1000;
+    }
+    p.run_for(Duration::from_secs(1));
+    let before = p.t[0].peer_stats(0).handshakes;
+    for s in 0..5000 {
+        p.send(0, &frame(s, 64));
+        if s % 50 == 0 {
+            p.run_for(Duration::from_millis(20));
+        }
+    }
+    p.run_for(Duration::from_secs(1));
+    assert!(p.t[0].peer_stats(0).handshakes >= before + 4);
+    let got: Vec<u32> = p.delivered[1].iter().map(|f| seq_of(f)).collect();
+    assert_eq!(got, (0..5000).collect::<Vec<_>>());
+}
+
+#[test]
+fn keepalives_and_dead_peer_detection() {
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    let sent_before = p.log.len();
+    p.run_for(Duration::from_secs(60));
+    // Idle: keepalives keep both sides up.
+    assert!(p.log.len() > sent_before + 8);
+    assert_eq!(p.state(0), PeerState::Up);
+    assert_eq!(
+        p.t[1].peer_stats(0).rx_frames,
+        0,
+        "keepalives are not frames"
+    );
+    // The WAN fails: A marks B down within 3 keepalives (+1 interval).
+    p.cut = true;
+    p.run_for(Duration::from_secs(41));
+    assert_eq!(p.state(0), PeerState::Down);
+    assert!(std::iter::from_fn(|| p.t[0].poll_event()).any(|e| e == Event::PeerDown { peer: 0 }));
+    // Retries back off: over 60 s far fewer than 60 initiations.
+    let log_before = p.log.iter().filter(|(s, _)| *s == 0).count();
+    p.run_for(Duration::from_secs(60));
+    let inits = p.log.iter().filter(|(s, b)| *s == 0 && b[0] == 1).count();
+    let a_sent = p.log.iter().filter(|(s, _)| *s == 0).count() - log_before;
+    assert!(a_sent < 15, "backoff: {a_sent} datagrams in 60 s");
+    assert!(inits >= 4);
+    // The WAN comes back: A is up again.
+    p.cut = false;
+    p.run_for(Duration::from_secs(20));
+    assert_eq!(p.state(0), PeerState::Up);
+}
+
+#[test]
+fn peer_restart_gets_a_new_session_and_old_traffic_is_rejected() {
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    for s in 0..20 {
+        p.send(1, &frame(s, 100));
+        p.send(0, &frame(s, 100));
+    }
+    p.run_for(Duration::from_secs(1));
+    let old: Vec<(usize, Vec<u8>)> = p.log.clone();
+    // B restarts: a fresh instance, a few seconds later on the wall clock.
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_005);
+    p.t[1] = Tunnel::new(
+        params("b", "a", Some(p.addr[0])),
+        &PSK,
+        Box::new(TestEntropy(77)),
+        p.now,
+        wall,
+    );
+    p.delivered = [Vec::new(), Vec::new()];
+    p.run_for(Duration::from_secs(2));
+    assert_eq!(p.state(1), PeerState::Up);
+    p.send(1, &frame(100, 100));
+    p.send(0, &frame(101, 100));
+    p.run_for(Duration::from_secs(1));
+    assert_eq!(p.delivered[0], vec![frame(100, 100)]);
+    assert_eq!(p.delivered[1], vec![frame(101, 100)]);
+    // Everything from before the restart, replayed at both: nothing gets
+    // through, nothing is answered.
+    let (a_before, b_before) = (p.t[0].counters(), p.t[1].counters());
+    for (side, bytes) in old {
+        let target = 1 - side;
+        let mut out = Out::default();
+        let mut b = bytes.clone();
+        let r = p.t[target].handle_datagram(p.addr[side], &mut b, p.now, &mut out);
+        assert_eq!(r, Incoming::Nothing);
+        assert!(out.sent.is_empty(), "a replay was answered");
+    }
+    let (a, b) = (p.t[0].counters(), p.t[1].counters());
+    assert!(a.rx_replayed + a.rx_auth_failed > a_before.rx_replayed + a_before.rx_auth_failed);
+    assert!(b.rx_auth_failed + b.rx_replayed > b_before.rx_auth_failed + b_before.rx_replayed);
+}
+
+#[test]
+fn endpoint_roams_to_the_new_source_address() {
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    while p.t[0].poll_event().is_some() {}
+    // B's WAN address changes; it keeps sending to A.
+    p.addr[1] = addr("198.18.0.66:40000");
+    p.send(1, &frame(1, 100));
+    p.run_for(Duration::from_millis(100));
+    assert_eq!(p.delivered[0], vec![frame(1, 100)]);
+    let st = p.t[0].peer_status(0).expect("peer");
+    assert_eq!(st.endpoint, Some(addr("198.18.0.66:40000")));
+    assert!(std::iter::from_fn(|| p.t[0].poll_event()).any(|e| e
+        == Event::EndpointMoved {
+            peer: 0,
+            from: Some(addr("198.18.0.2:51901")),
+            to: addr("198.18.0.66:40000"),
+        }));
+    // A's answers now reach B at its new address.
+    p.send(0, &frame(2, 100));
+    p.run_for(Duration::from_millis(100));
+    assert_eq!(p.delivered[1], vec![frame(2, 100)]);
+}
+
+#[test]
+fn replayed_initiation_is_refused_silently() {
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    let init = p
+        .log
+        .iter()
+        .find(|(s, b)| *s == 0 && b[0] == 1)
+        .expect("A sent an initiation")
+        .1
+        .clone();
+    let before = p.t[1].counters().rx_replayed;
+    let mut out = Out::default();
+    let mut b = init;
+    p.t[1].handle_datagram(p.addr[0], &mut b, p.now, &mut out);
+    assert!(out.sent.is_empty());
+    assert_eq!(p.t[1].counters().rx_replayed, before + 1);
+}
+
+#[test]
+fn wrong_psk_gets_no_answer() {
+    let now = Instant::now();
+    let mut a = Tunnel::new(
+        params("a", "b", Some(addr("198.18.0.2:1"))),
+        &[1; 32],
+        Box::new(TestEntropy(5)),
+        now,
+        SystemTime::UNIX_EPOCH,
+    );
+    let mut b = Tunnel::new(
+        params("b", "a", None),
+        &[2; 32],
+        Box::new(TestEntropy(6)),
+        now,
+        SystemTime::UNIX_EPOCH,
+    );
+    let mut out = Out::default();
+    a.handle_timeout(now, &mut out);
+    assert_eq!(out.sent.len(), 1);
+    let mut reply = Out::default();
+    let mut d = out.sent[0].1.clone();
+    b.handle_datagram(addr("198.18.0.1:1"), &mut d, now, &mut reply);
+    assert!(reply.sent.is_empty());
+    assert_eq!(b.counters().rx_auth_failed, 1);
+    assert_eq!(b.peer_status(0).expect("peer").state, PeerState::Connecting);
+}
+
+/// Truncated, tampered and random datagrams: never a panic, never an
+/// answer, always a counted reason.
+#[test]
+fn garbage_is_classified_and_never_answered() {
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    p.send(0, &frame(1, 600));
+    let samples: Vec<Vec<u8>> = p.log.iter().map(|(_, b)| b.clone()).collect();
+    let mut rng = TestEntropy(1234);
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    for s in &samples {
+        for cut in 0..s.len().min(120) {
+            cases.push(s[..cut].to_vec());
+        }
+        for i in 0..s.len() {
+            let mut t = s.clone();
+            t[i] ^= 1 << (i % 8);
+            cases.push(t);
+        }
+    }
+    for n in 0..2000 {
+        let mut b = vec![0u8; n % 200];
+        rng.fill(&mut b);
+        if n % 4 == 0 && !b.is_empty() {
+            b[0] = [1, 2, 4, 5][n % 3];
+            if b.len() > 3 {
+                b[1..4].fill(0);
+            }
+        }
+        cases.push(b);
+    }
+    let total = cases.len() as u64;
+    let before = p.t[1].counters();
+    for mut c in cases {
+        let mut out = Out::default();
+        let r = p.t[1].handle_datagram(p.addr[0], &mut c, p.now, &mut out);
+        assert_eq!(r, Incoming::Nothing);
+        assert!(out.sent.is_empty());
+    }
+    let c = p.t[1].counters();
+    let counted = (c.rx_auth_failed - before.rx_auth_failed)
+        + (c.rx_malformed - before.rx_malformed)
+        + (c.rx_replayed - before.rx_replayed)
+        + (c.rx_unknown_peer - before.rx_unknown_peer)
+        + (c.handshake_rate_limited - before.handshake_rate_limited);
+    assert_eq!(counted, total, "every bad datagram has a counted reason");
+}
+
+#[test]
+fn three_peers_are_told_apart_by_name() {
+    let now = Instant::now();
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let hub_params = TunnelParams {
+        peers: vec![
+            PeerParams {
+                name: "b".into(),
+                endpoint: None,
+            },
+            PeerParams {
+                name: "c".into(),
+                endpoint: None,
+            },
+        ],
+        ..params("hub", "x", None)
+    };
+    let mut hub = Tunnel::new(hub_params, &PSK, Box::new(TestEntropy(3)), now, wall);
+    let hub_addr = addr("198.18.0.1:51901");
+    // "c" calls first, from an address the hub has never seen.
+    for (name, from, want) in [("c", "198.18.0.3:5", 1usize), ("b", "198.18.0.2:5", 0)] {
+        let mut spoke = Tunnel::new(
+            params(name, "hub", Some(hub_addr)),
+            &PSK,
+            Box::new(TestEntropy(10 + want as u64)),
+            now,
+            wall,
+        );
+        let mut out = Out::default();
+        spoke.handle_timeout(now, &mut out);
+        let mut reply = Out::default();
+        let mut d = out.sent[0].1.clone();
+        hub.handle_datagram(addr(from), &mut d, now, &mut reply);
+        assert_eq!(reply.sent.len(), 1);
+        assert_eq!(
+            hub.peer_status(want).expect("peer").endpoint,
+            Some(addr(from))
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! The tunnel's UDP payload formats: byte layouts and checked views.
+//!
+//! The meaning of each field, and the cryptography around them, are described
+//! in [`crate::tunnel`]. This module only promises: once a view was built with
+//! `new_checked`, no accessor panics.
+
+/// The first byte of every tunnel datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    /// Handshake initiation (`-> psk, e`).
+    Initiation,
+    /// Handshake response (`<- e, ee`).
+    Response,
+    /// A whole Ethernet frame, or empty as a keepalive.
+    Data,
+    /// A piece of an Ethernet frame too large for one datagram.
+    Fragment,
+}
+
+impl MessageType {
+    /// Wire value.
+    pub const fn code(self) -> u8 {
+        match self {
+            MessageType::Initiation => 1,
+            MessageType::Response => 2,
+            MessageType::Data => 4,
+            MessageType::Fragment => 5,
+        }
+    }
+
+    /// Reads the type of a datagram: the type byte must be known and the three
+    /// reserved bytes zero.
+    pub fn of(buf: &[u8]) -> Option<MessageType> {
+        let head = buf.get(..4)?;
+        if head[1..4] != [0, 0, 0] {
+            return None;
+        }
+        match head[0] {
+            1 => Some(MessageType::Initiation),
+            2 => Some(MessageType::Response),
+            4 => Some(MessageType::Data),
+            5 => Some(MessageType::Fragment),
+            _ => None,
+        }
+    }
+}
+
+/// Byte ranges of each message.
+pub mod field {
+    use core::ops::Range;
+
+    /// Initiation: sender index.
+    pub const INIT_SENDER: Range<usize> = 4..8;
+    /// Initiation: initiator's ephemeral public key.
+    pub const INIT_EPHEMERAL: Range<usize> = 8..40;
+    /// Initiation: encrypted payload (44 bytes) and its tag (16).
+    pub const INIT_PAYLOAD: Range<usize> = 40..100;
+    /// Initiation: MAC over bytes `0..100`.
+    pub const INIT_MAC: Range<usize> = 100..116;
+    /// Initiation: total length.
+    pub const INIT_LEN: usize = 116;
+
+    /// Response: sender index.
+    pub const RESP_SENDER: Range<usize> = 4..8;
+    /// Response: receiver index (the initiator's sender index).
+    pub const RESP_RECEIVER: Range<usize> = 8..12;
+    /// Response: responder's ephemeral public key.
+    pub const RESP_EPHEMERAL: Range<usize> = 12..44;
+    /// Response: encrypted payload (the responder's TAI64N timestamp, 12
+    /// bytes) and its tag (16).
+    pub const RESP_PAYLOAD: Range<usize> = 44..72;
+    /// Response: MAC over bytes `0..72`.
+    pub const RESP_MAC: Range<usize> = 72..88;
+    /// Response: total length.
+    pub const RESP_LEN: usize = 88;
+
+    /// Data/fragment: receiver index.
+    pub const DATA_RECEIVER: Range<usize> = 4..8;
+    /// Data/fragment: 64-bit counter (the AEAD nonce).
+    pub const DATA_COUNTER: Range<usize> = 8..16;
+    /// Data/fragment: header length; the header is the AEAD's associated data.
+    pub const DATA_HEADER_LEN: usize = 16;
+}
+
+/// Plaintext of the initiation payload: TAI64N timestamp, then the
+/// initiator's link name (length byte + 31 bytes, zero padded).
+pub mod init_payload {
+    use core::ops::Range;
+    /// TAI64N timestamp (8 bytes seconds, 4 bytes nanoseconds, big-endian).
+    pub const TIMESTAMP: Range<usize> = 0..12;
+    /// Length of the name that follows.
+    pub const NAME_LEN: usize = 12;
+    /// The name bytes.
+    pub const NAME: Range<usize> = 13..44;
+    /// Plaintext length.
+    pub const LEN: usize = 44;
+}
+
+fn u32_at(buf: &[u8], r: core::ops::Range<usize>) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&buf[r]);
+    u32::from_le_bytes(b)
+}
+
+/// A checked view of a data or fragment message.
+#[derive(Debug)]
+pub struct DataPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> DataPacket<T> {
+    /// Checks that the buffer holds a header and a tag.
+    pub fn new_checked(buffer: T) -> Option<Self> {
+        (buffer.as_ref().len() >= field::DATA_HEADER_LEN + crate::tunnel::TAG_LEN)
+            .then_some(DataPacket { buffer })
+    }
+
+    /// The receiver's session index.
+    pub fn receiver(&self) -> u32 {
+        u32_at(self.buffer.as_ref(), field::DATA_RECEIVER)
+    }
+
+    /// The packet counter.
+    pub fn counter(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.buffer.as_ref()[field::DATA_COUNTER]);
+        u64::from_le_bytes(b)
+    }
+}
+
+/// Writes a data/fragment header into `buf[..16]`.
+pub fn emit_data_header(buf: &mut [u8], ty: MessageType, receiver: u32, counter: u64) {
+    buf[..4].copy_from_slice(&[ty.code(), 0, 0, 0]);
+    buf[field::DATA_RECEIVER].copy_from_slice(&receiver.to_le_bytes());
+    buf[field::DATA_COUNTER].copy_from_slice(&counter.to_le_bytes());
+}
+
+/// Reads the sender index of an initiation or response; the caller checked
+/// the length.
+pub fn sender_index(buf: &[u8]) -> u32 {
+    u32_at(buf, 4..8)
+}
+
+/// Reads the receiver index of a response; the caller checked the length.
+pub fn response_receiver(buf: &[u8]) -> u32 {
+    u32_at(buf, field::RESP_RECEIVER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_header_fixture() {
+        let mut buf = [0u8; 32];
+        emit_data_header(
+            &mut buf,
+            MessageType::Data,
+            0x0403_0201,
+            0x0102_0304_0506_0708,
+        );
+        assert_eq!(
+            &buf[..16],
+            &[4, 0, 0, 0, 1, 2, 3, 4, 8, 7, 6, 5, 4, 3, 2, 1][..]
+        );
+        let p = DataPacket::new_checked(&buf[..]).expect("32 bytes");
+        assert_eq!(p.receiver(), 0x0403_0201);
+        assert_eq!(p.counter(), 0x0102_0304_0506_0708);
+        assert_eq!(MessageType::of(&buf), Some(MessageType::Data));
+        assert!(DataPacket::new_checked(&buf[..31]).is_none());
+    }
+
+    #[test]
+    fn type_byte_and_reserved() {
+        assert_eq!(
+            MessageType::of(&[1, 0, 0, 0]),
+            Some(MessageType::Initiation)
+        );
+        assert_eq!(MessageType::of(&[2, 0, 0, 0]), Some(MessageType::Response));
+        assert_eq!(MessageType::of(&[5, 0, 0, 0]), Some(MessageType::Fragment));
+        assert_eq!(MessageType::of(&[3, 0, 0, 0]), None);
+        assert_eq!(MessageType::of(&[4, 0, 1, 0]), None);
+        assert_eq!(MessageType::of(&[4, 0, 0]), None);
+        for t in [
+            MessageType::Initiation,
+            MessageType::Response,
+            MessageType::Data,
+            MessageType::Fragment,
+        ] {
+            assert_eq!(MessageType::of(&[t.code(), 0, 0, 0]), Some(t));
+        }
+    }
+
+    #[test]
+    fn layouts_are_contiguous() {
+        assert_eq!(field::INIT_PAYLOAD.len(), init_payload::LEN + 16);
+        assert_eq!(field::INIT_MAC.end, field::INIT_LEN);
+        assert_eq!(field::RESP_MAC.end, field::RESP_LEN);
+        assert_eq!(field::INIT_EPHEMERAL.end, field::INIT_PAYLOAD.start);
+        assert_eq!(field::RESP_EPHEMERAL.end, field::RESP_PAYLOAD.start);
+    }
+}

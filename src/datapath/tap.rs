@@ -49,6 +49,11 @@ pub enum TapError {
     /// The queue count is zero or above [`MAX_QUEUES`].
     #[error("invalid TAP queue count {0} (must be 1..={MAX_QUEUES})")]
     InvalidQueues(usize),
+    /// An interface with this name already exists (a live instance's TAP, a
+    /// stale one, or an unrelated device). `Tap::create` never attaches to an
+    /// existing device; see `netlink::Netlink::remove_stale_tap`.
+    #[error("cannot create TAP {0:?}: an interface with that name already exists")]
+    Exists(String),
     /// The kernel refused to create or attach the TAP.
     #[error("cannot create TAP {name:?} (queue {queue}): {cause}")]
     Create {
@@ -101,13 +106,18 @@ pub struct TapQueue {
 }
 
 impl Tap {
-    /// Creates (or, if a non-persistent multi-queue TAP of that name is not
-    /// held by anyone, attaches to) the TAP `name` with `queues` queues, all
-    /// non-blocking and close-on-exec.
+    /// Creates the TAP `name` with `queues` queues, all non-blocking and
+    /// close-on-exec, in the calling thread's network namespace. Refuses with
+    /// [`TapError::Exists`] if any interface of that name exists — otherwise a
+    /// second multi-queue instance could silently attach queues to a live
+    /// instance's TAP.
     pub fn create(name: &str, queues: usize) -> Result<Tap, TapError> {
         validate_name(name)?;
         if queues == 0 || queues > MAX_QUEUES {
             return Err(TapError::InvalidQueues(queues));
+        }
+        if nix::net::if_::if_nametoindex(name).is_ok() {
+            return Err(TapError::Exists(name.to_owned()));
         }
         let create_err = |queue, cause| TapError::Create {
             name: name.to_owned(),

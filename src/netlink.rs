@@ -218,7 +218,10 @@ impl Netlink {
         }
     }
 
-    fn get_link(&mut self, req: rtnetlink::LinkGetRequest) -> Result<Option<LinkInfo>, rtnetlink::Error> {
+    fn get_link(
+        &mut self,
+        req: rtnetlink::LinkGetRequest,
+    ) -> Result<Option<LinkInfo>, rtnetlink::Error> {
         let res: Result<Vec<LinkMessage>, _> =
             self.rt.block_on(req.execute().try_collect::<Vec<_>>());
         match res {
@@ -262,7 +265,9 @@ impl Netlink {
 
     /// Sets a link's Ethernet address.
     pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<(), NetlinkError> {
-        let msg = LinkUnspec::new_with_index(index).address(mac.to_vec()).build();
+        let msg = LinkUnspec::new_with_index(index)
+            .address(mac.to_vec())
+            .build();
         self.set_link(msg).map_err(|e| {
             let action = format!("set the MAC of {} to {}", self.label(index), MacFmt(mac));
             self.request_err(action, e)
@@ -292,7 +297,12 @@ impl Netlink {
     }
 
     /// Adds an address to a link. EEXIST becomes [`NetlinkError::Exists`].
-    pub fn add_address(&mut self, index: u32, addr: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+    pub fn add_address(
+        &mut self,
+        index: u32,
+        addr: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), NetlinkError> {
         prefix_ok(addr, prefix_len)?;
         let req = self.handle.address().add(index, addr, prefix_len);
         self.rt.block_on(req.execute()).map_err(|e| {
@@ -302,7 +312,12 @@ impl Netlink {
     }
 
     /// Removes an address from a link. An address (or link) already gone is fine.
-    pub fn del_address(&mut self, index: u32, addr: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+    pub fn del_address(
+        &mut self,
+        index: u32,
+        addr: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), NetlinkError> {
         prefix_ok(addr, prefix_len)?;
         let msg = address_message(index, addr, prefix_len);
         let req = self.handle.address().del(msg);
@@ -310,7 +325,10 @@ impl Netlink {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, &[libc_errno::EADDRNOTAVAIL, libc_errno::ENODEV]) => Ok(()),
             Err(e) => {
-                let action = format!("remove address {addr}/{prefix_len} from {}", self.label(index));
+                let action = format!(
+                    "remove address {addr}/{prefix_len} from {}",
+                    self.label(index)
+                );
                 Err(self.request_err(action, e))
             }
         }
@@ -359,7 +377,11 @@ impl Netlink {
         let msg = route_message(dest, prefix_len, via, oif)?;
         let req = self.handle.route().add(msg);
         self.rt.block_on(req.execute()).map_err(|e| {
-            let action = format!("add route {} via {}", RouteFmt(dest, prefix_len, via), self.label(oif));
+            let action = format!(
+                "add route {} via {}",
+                RouteFmt(dest, prefix_len, via),
+                self.label(oif)
+            );
             self.request_err(action, e)
         })
     }
@@ -377,9 +399,20 @@ impl Netlink {
         let req = self.handle.route().del(msg);
         match self.rt.block_on(req.execute()) {
             Ok(()) => Ok(()),
-            Err(e) if is_errno(&e, &[libc_errno::ESRCH, libc_errno::ENODEV, libc_errno::ENOENT]) => Ok(()),
+            Err(e)
+                if is_errno(
+                    &e,
+                    &[libc_errno::ESRCH, libc_errno::ENODEV, libc_errno::ENOENT],
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => {
-                let action = format!("delete route {} on {}", RouteFmt(dest, prefix_len, via), self.label(oif));
+                let action = format!(
+                    "delete route {} on {}",
+                    RouteFmt(dest, prefix_len, via),
+                    self.label(oif)
+                );
                 Err(self.request_err(action, e))
             }
         }
@@ -397,10 +430,14 @@ impl Netlink {
                 .rt
                 .block_on(req.execute().try_collect::<Vec<_>>())
                 .map_err(|e| NetlinkError::Request {
-                    action: format!("list the routes of interface #{oif}"),
-                    cause: to_io(e),
-                })?;
-            out.extend(msgs.iter().filter_map(route_entry).filter(|r| r.oif == Some(oif)));
+                action: format!("list the routes of interface #{oif}"),
+                cause: to_io(e),
+            })?;
+            out.extend(
+                msgs.iter()
+                    .filter_map(route_entry)
+                    .filter(|r| r.oif == Some(oif)),
+            );
         }
         Ok(out)
     }
@@ -410,14 +447,18 @@ impl Netlink {
     pub fn enslave(&mut self, index: u32, bridge: &str) -> Result<u32, NetlinkError> {
         let br = self
             .link_by_name(bridge)?
-            .ok_or_else(|| NetlinkError::NoSuchLink { name: bridge.to_owned() })?;
+            .ok_or_else(|| NetlinkError::NoSuchLink {
+                name: bridge.to_owned(),
+            })?;
         if br.kind.as_deref() != Some("bridge") {
             return Err(NetlinkError::NotABridge {
                 name: bridge.to_owned(),
                 kind: br.kind.unwrap_or_else(|| "non-virtual".to_owned()),
             });
         }
-        let msg = LinkUnspec::new_with_index(index).controller(br.index).build();
+        let msg = LinkUnspec::new_with_index(index)
+            .controller(br.index)
+            .build();
         self.set_link(msg).map_err(|e| {
             let action = format!("enslave {} to bridge {bridge:?}", self.label(index));
             self.request_err(action, e)
@@ -449,7 +490,9 @@ impl Netlink {
             .map_err(|e| self.request_err(format!("create bridge {name:?}"), e))?;
         self.link_by_name(name)?
             .map(|l| l.index)
-            .ok_or_else(|| NetlinkError::NoSuchLink { name: name.to_owned() })
+            .ok_or_else(|| NetlinkError::NoSuchLink {
+                name: name.to_owned(),
+            })
     }
 
     /// Deletes a link. A link that is already gone is fine.
@@ -537,14 +580,20 @@ fn route_message(
     via: Option<IpAddr>,
     oif: u32,
 ) -> Result<RouteMessage, NetlinkError> {
-    let invalid = |_| NetlinkError::InvalidPrefix { addr: dest, prefix_len };
+    let invalid = |_| NetlinkError::InvalidPrefix {
+        addr: dest,
+        prefix_len,
+    };
     let mut b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(dest, prefix_len)
         .map_err(invalid)?
         .output_interface(oif);
     match via {
         Some(gw) => {
-            b = b.gateway(gw).map_err(|_| NetlinkError::InvalidPrefix { addr: gw, prefix_len })?;
+            b = b.gateway(gw).map_err(|_| NetlinkError::InvalidPrefix {
+                addr: gw,
+                prefix_len,
+            })?;
         }
         // What `ip route add PREFIX dev X` does: a directly connected route.
         None if dest.is_ipv4() => b = b.scope(RouteScope::Link),
@@ -598,7 +647,11 @@ struct MacFmt([u8; 6]);
 impl fmt::Display for MacFmt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -685,8 +738,17 @@ impl Change {
                 r => r,
             },
             Change::LinkUp { index } => nl.set_down(*index),
-            Change::Address { index, addr, prefix_len } => nl.del_address(*index, *addr, *prefix_len),
-            Change::Route { dest, prefix_len, via, oif } => nl.del_route(*dest, *prefix_len, *via, *oif),
+            Change::Address {
+                index,
+                addr,
+                prefix_len,
+            } => nl.del_address(*index, *addr, *prefix_len),
+            Change::Route {
+                dest,
+                prefix_len,
+                via,
+                oif,
+            } => nl.del_route(*dest, *prefix_len, *via, *oif),
             Change::Enslaved { index, .. } => nl.release(*index),
         }
     }

@@ -31,7 +31,10 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn route(routes: &[RouteEntry], dest: &str, len: u8) -> Option<RouteEntry> {
-    routes.iter().find(|r| r.dest == ip(dest) && r.prefix_len == len).cloned()
+    routes
+        .iter()
+        .find(|r| r.dest == ip(dest) && r.prefix_len == len)
+        .cloned()
 }
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -41,7 +44,10 @@ fn programs_a_link_and_undo_removes_exactly_that() {
     in_netns("programs_a_link_and_undo_removes_exactly_that", || {
         let mut nl = Netlink::new().expect("netlink");
         let tap = Tap::create("tbt0", 1).expect("create tap");
-        let link = nl.link_by_name("tbt0").expect("lookup").expect("tap exists");
+        let link = nl
+            .link_by_name("tbt0")
+            .expect("lookup")
+            .expect("tap exists");
         assert_eq!(link.kind.as_deref(), Some("tun"));
         assert!(!link.up);
         let idx = link.index;
@@ -49,15 +55,25 @@ fn programs_a_link_and_undo_removes_exactly_that() {
 
         let mut ch = Changes::new();
         nl.set_mtu(idx, 1400).expect("mtu");
-        ch.record(Change::Mtu { index: idx, previous: link.mtu });
+        ch.record(Change::Mtu {
+            index: idx,
+            previous: link.mtu,
+        });
         let old_mac = link.mac.expect("tap has a mac");
         nl.set_mac(idx, MAC).expect("mac");
-        ch.record(Change::Mac { index: idx, previous: old_mac });
+        ch.record(Change::Mac {
+            index: idx,
+            previous: old_mac,
+        });
         nl.set_up(idx).expect("up");
         ch.record(Change::LinkUp { index: idx });
         for (a, p) in [("198.18.0.1", 24), ("2001:2::1", 64)] {
             nl.add_address(idx, ip(a), p).expect("address");
-            ch.record(Change::Address { index: idx, addr: ip(a), prefix_len: p });
+            ch.record(Change::Address {
+                index: idx,
+                addr: ip(a),
+                prefix_len: p,
+            });
         }
         let routes = [
             ("198.19.64.0", 18, None),
@@ -67,10 +83,18 @@ fn programs_a_link_and_undo_removes_exactly_that() {
         ];
         for (d, p, via) in routes {
             nl.add_route(ip(d), p, via, idx).expect("route");
-            ch.record(Change::Route { dest: ip(d), prefix_len: p, via, oif: idx });
+            ch.record(Change::Route {
+                dest: ip(d),
+                prefix_len: p,
+                via,
+                oif: idx,
+            });
         }
         assert_eq!(nl.enslave(idx, "tbbr0").expect("enslave"), br);
-        ch.record(Change::Enslaved { index: idx, bridge: "tbbr0".into() });
+        ch.record(Change::Enslaved {
+            index: idx,
+            bridge: "tbbr0".into(),
+        });
 
         // Everything is there.
         let now = nl.link_by_name("tbt0").expect("lookup").expect("tap");
@@ -88,11 +112,15 @@ fn programs_a_link_and_undo_removes_exactly_that() {
         }
 
         // Adding again is an error that names the item.
-        let e = nl.add_address(idx, ip("198.18.0.1"), 24).expect_err("duplicate address");
+        let e = nl
+            .add_address(idx, ip("198.18.0.1"), 24)
+            .expect_err("duplicate address");
         assert!(matches!(e, NetlinkError::Exists { .. }), "{e:?}");
         assert!(e.to_string().contains("198.18.0.1/24"), "{e}");
         assert!(e.to_string().contains("tbt0"), "{e}");
-        let e = nl.add_route(ip("198.19.64.0"), 18, None, idx).expect_err("duplicate route");
+        let e = nl
+            .add_route(ip("198.19.64.0"), 18, None, idx)
+            .expect_err("duplicate route");
         assert!(matches!(e, NetlinkError::Exists { .. }), "{e:?}");
         assert!(e.to_string().contains("198.19.64.0/18"), "{e}");
 
@@ -102,14 +130,19 @@ fn programs_a_link_and_undo_removes_exactly_that() {
         let errors = ch.undo(&mut nl);
         assert!(errors.is_empty(), "second undo: {errors:?}");
 
-        let after = nl.link_by_name("tbt0").expect("lookup").expect("tap still exists");
+        let after = nl
+            .link_by_name("tbt0")
+            .expect("lookup")
+            .expect("tap still exists");
         assert_eq!(after.mtu, link.mtu);
         assert_eq!(after.mac, Some(old_mac));
         assert!(!after.up);
         assert_eq!(after.controller, None);
         let addrs = nl.addresses(idx).expect("addresses");
         assert!(
-            addrs.iter().all(|(a, _)| *a != ip("198.18.0.1") && *a != ip("2001:2::1")),
+            addrs
+                .iter()
+                .all(|(a, _)| *a != ip("198.18.0.1") && *a != ip("2001:2::1")),
             "{addrs:?}"
         );
         let have = nl.routes(idx).expect("routes");
@@ -122,9 +155,16 @@ fn programs_a_link_and_undo_removes_exactly_that() {
         // A recorded creation is undone by deleting the link, even while the
         // TAP's fd is still open.
         let mut ch = Changes::new();
-        ch.record(Change::Created { index: idx, name: "tbt0".into() });
+        ch.record(Change::Created {
+            index: idx,
+            name: "tbt0".into(),
+        });
         nl.add_address(idx, ip("198.18.0.1"), 24).expect("address");
-        ch.record(Change::Address { index: idx, addr: ip("198.18.0.1"), prefix_len: 24 });
+        ch.record(Change::Address {
+            index: idx,
+            addr: ip("198.18.0.1"),
+            prefix_len: 24,
+        });
         let errors = ch.undo(&mut nl);
         assert!(errors.is_empty(), "{errors:?}");
         assert!(nl.link_by_name("tbt0").expect("lookup").is_none());
@@ -139,12 +179,16 @@ fn deleting_what_is_gone_is_fine() {
         let _tap = Tap::create("tbt1", 1).expect("tap");
         let idx = nl.link_by_name("tbt1").expect("lookup").expect("tap").index;
         nl.set_up(idx).expect("up");
-        nl.del_address(idx, ip("198.18.1.1"), 24).expect("absent address");
-        nl.del_route(ip("198.19.0.0"), 24, None, idx).expect("absent route");
-        nl.del_route(ip("2001:2:9::"), 64, Some(ip("2001:2::9")), idx).expect("absent v6 route");
+        nl.del_address(idx, ip("198.18.1.1"), 24)
+            .expect("absent address");
+        nl.del_route(ip("198.19.0.0"), 24, None, idx)
+            .expect("absent route");
+        nl.del_route(ip("2001:2:9::"), 64, Some(ip("2001:2::9")), idx)
+            .expect("absent v6 route");
         nl.delete_link(idx).expect("delete");
         nl.delete_link(idx).expect("delete again");
-        nl.del_address(idx, ip("198.18.1.1"), 24).expect("address on a gone link");
+        nl.del_address(idx, ip("198.18.1.1"), 24)
+            .expect("address on a gone link");
         nl.set_down(idx).expect("down on a gone link");
         assert!(nl.link_by_name("tbt1").expect("lookup").is_none());
         assert!(nl.link_by_index(idx).expect("lookup").is_none());
@@ -165,7 +209,13 @@ fn enslave_needs_an_existing_bridge() {
         let _other = Tap::create("tbt3", 1).expect("tap");
         let e = nl.enslave(idx, "tbt3").expect_err("a tap is no bridge");
         assert!(e.to_string().contains("tun"), "{e}");
-        assert_eq!(nl.link_by_index(idx).expect("lookup").expect("tap").controller, None);
+        assert_eq!(
+            nl.link_by_index(idx)
+                .expect("lookup")
+                .expect("tap")
+                .controller,
+            None
+        );
     });
 }
 
@@ -188,10 +238,15 @@ fn remove_stale_tap_only_removes_taps() {
         let _fresh = Tap::create("tbt4", 1).expect("name reusable");
 
         nl.add_bridge("tbbr4").expect("bridge");
-        let e = nl.remove_stale_tap("tbbr4").expect_err("a bridge is not a tap");
+        let e = nl
+            .remove_stale_tap("tbbr4")
+            .expect_err("a bridge is not a tap");
         assert!(matches!(e, NetlinkError::NotATap { .. }), "{e:?}");
         assert!(e.to_string().contains("bridge"), "{e}");
-        assert!(nl.link_by_name("tbbr4").expect("lookup").is_some(), "bridge left alone");
+        assert!(
+            nl.link_by_name("tbbr4").expect("lookup").is_some(),
+            "bridge left alone"
+        );
         let e = nl.remove_stale_tap("lo").expect_err("lo is not a tap");
         assert!(matches!(e, NetlinkError::NotATap { .. }), "{e:?}");
         assert!(nl.link_by_name("lo").expect("lookup").is_some());
@@ -203,9 +258,13 @@ fn invalid_prefixes_are_refused_before_the_kernel() {
     in_netns("invalid_prefixes_are_refused_before_the_kernel", || {
         let mut nl = Netlink::new().expect("netlink");
         let lo = nl.link_by_name("lo").expect("lookup").expect("lo").index;
-        let e = nl.add_address(lo, ip("198.18.0.1"), 33).expect_err("prefix 33");
+        let e = nl
+            .add_address(lo, ip("198.18.0.1"), 33)
+            .expect_err("prefix 33");
         assert!(matches!(e, NetlinkError::InvalidPrefix { .. }), "{e:?}");
-        let e = nl.add_route(ip("2001:2::"), 129, None, lo).expect_err("prefix 129");
+        let e = nl
+            .add_route(ip("2001:2::"), 129, None, lo)
+            .expect_err("prefix 129");
         assert!(matches!(e, NetlinkError::InvalidPrefix { .. }), "{e:?}");
         let e = nl.add_route(ip("198.19.0.0"), 24, Some(ip("2001:2::1")), 999_999);
         assert!(e.is_err(), "bad interface index must fail");

@@ -85,7 +85,10 @@ pub fn validate_name(name: &str) -> Result<(), TapError> {
     if name == "." || name == ".." {
         return bad("it is a path component");
     }
-    if name.bytes().any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace()) {
+    if name
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace())
+    {
         return bad("it contains '/', ':', NUL or whitespace");
     }
     Ok(())

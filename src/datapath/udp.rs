@@ -117,7 +117,11 @@ impl UdpSocket {
     /// Opens and binds a socket on `addr` (port 0 picks a free port).
     pub fn bind(addr: SocketAddr, opts: &UdpOptions) -> Result<UdpSocket, UdpError> {
         let v6 = addr.is_ipv6();
-        let family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+        let family = if v6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
         let fd = nix::sys::socket::socket(
             family,
             SockType::Datagram,
@@ -129,7 +133,11 @@ impl UdpSocket {
             cause: e.into(),
         })?;
         let set = |level, name, value: libc::c_int, option| {
-            setsockopt_int(&fd, level, name, value).map_err(|cause| UdpError::Option { addr, option, cause })
+            setsockopt_int(&fd, level, name, value).map_err(|cause| UdpError::Option {
+                addr,
+                option,
+                cause,
+            })
         };
         if opts.reuse_port {
             set(libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
@@ -160,7 +168,12 @@ impl UdpSocket {
             set(libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1, "IPV6_DONTFRAG")?;
             // Linux applies the IPv4 option to v4-mapped traffic of a
             // dual-stack socket; a v6-only socket never needs it.
-            let _ = setsockopt_int(&fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO);
+            let _ = setsockopt_int(
+                &fd,
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_DO,
+            );
         } else {
             set(
                 libc::IPPROTO_IP,
@@ -276,10 +289,14 @@ impl UdpSocket {
         let mut name = zeroed_storage();
         let (n, name_len, truncated) = recvfrom(self.fd.as_raw_fd(), buf, &mut name)?;
         if truncated {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "datagram truncated"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "datagram truncated",
+            ));
         }
-        let src = decode_addr(&name, name_len)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown source address family"))?;
+        let src = decode_addr(&name, name_len).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "unknown source address family")
+        })?;
         Ok((n, src))
     }
 }
@@ -556,7 +573,11 @@ fn zeroed_mmsghdr() -> libc::mmsghdr {
 /// length, or `None` if it cannot be expressed (an IPv6 address on an IPv4
 /// socket).
 #[allow(unsafe_code)]
-fn encode_addr(addr: SocketAddr, v6_socket: bool, out: &mut libc::sockaddr_storage) -> Option<libc::socklen_t> {
+fn encode_addr(
+    addr: SocketAddr,
+    v6_socket: bool,
+    out: &mut libc::sockaddr_storage,
+) -> Option<libc::socklen_t> {
     let v6 = match (addr, v6_socket) {
         (SocketAddr::V4(a), false) => {
             let sin = libc::sockaddr_in {
@@ -604,7 +625,10 @@ fn decode_addr(name: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<So
             // aligned enough for it.
             let sin = unsafe { ptr::from_ref(name).cast::<libc::sockaddr_in>().read() };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: as above, for sockaddr_in6.
@@ -644,7 +668,12 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 }
 
 #[allow(unsafe_code)]
-fn setsockopt_int(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn setsockopt_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `fd` is an open socket; we pass a pointer to a live c_int and
     // its exact size, which is what these integer options expect.
     let r = unsafe {
@@ -656,7 +685,11 @@ fn setsockopt_int(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: li
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[allow(unsafe_code)]
@@ -682,7 +715,12 @@ fn sendmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
 }
 
 #[allow(unsafe_code)]
-fn sendto(fd: RawFd, buf: &[u8], name: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Result<usize> {
+fn sendto(
+    fd: RawFd,
+    buf: &[u8],
+    name: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> io::Result<usize> {
     // SAFETY: `buf` and `name` are live for the call and `len` does not
     // exceed the size of `name`.
     let n = unsafe {

@@ -81,6 +81,26 @@ pub enum NetlinkError {
         /// Its kind as the kernel reports it.
         kind: String,
     },
+    /// A route destination has bits set beyond its prefix (e.g. 198.19.64.1/18).
+    #[error(
+        "route destination {addr}/{prefix_len} is not a network address (bits are set beyond the prefix)"
+    )]
+    NotANetwork {
+        /// The destination address.
+        addr: IpAddr,
+        /// The prefix length.
+        prefix_len: u8,
+    },
+    /// The gateway's address family cannot serve the destination.
+    #[error("route {dest}/{prefix_len} cannot go via {via}: wrong address family")]
+    GatewayFamily {
+        /// The destination address.
+        dest: IpAddr,
+        /// The prefix length.
+        prefix_len: u8,
+        /// The gateway.
+        via: IpAddr,
+    },
     /// A route or address could not even be encoded (e.g. prefix too long).
     #[error("invalid prefix {addr}/{prefix_len}")]
     InvalidPrefix {
@@ -378,7 +398,7 @@ impl Netlink {
         let req = self.handle.route().add(msg);
         self.rt.block_on(req.execute()).map_err(|e| {
             let action = format!(
-                "add route {} via {}",
+                "add route {} on {}",
                 RouteFmt(dest, prefix_len, via),
                 self.label(oif)
             );
@@ -580,19 +600,34 @@ fn route_message(
     via: Option<IpAddr>,
     oif: u32,
 ) -> Result<RouteMessage, NetlinkError> {
-    let invalid = |_| NetlinkError::InvalidPrefix {
-        addr: dest,
-        prefix_len,
+    prefix_ok(dest, prefix_len)?;
+    let host_bits = match dest {
+        IpAddr::V4(a) => u128::from(u32::from(a)) & (u128::from(u32::MAX) >> prefix_len),
+        IpAddr::V6(a) => u128::from(a)
+            .checked_shl(u32::from(prefix_len))
+            .unwrap_or(0),
     };
+    if host_bits != 0 {
+        return Err(NetlinkError::NotANetwork {
+            addr: dest,
+            prefix_len,
+        });
+    }
+    // prefix_ok ruled out the builder's only failure (length/family).
     let mut b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(dest, prefix_len)
-        .map_err(invalid)?
+        .map_err(|_| NetlinkError::InvalidPrefix {
+            addr: dest,
+            prefix_len,
+        })?
         .output_interface(oif);
     match via {
+        // An IPv4 route via an IPv6 gateway is valid (RTA_VIA); the reverse is not.
         Some(gw) => {
-            b = b.gateway(gw).map_err(|_| NetlinkError::InvalidPrefix {
-                addr: gw,
+            b = b.gateway(gw).map_err(|_| NetlinkError::GatewayFamily {
+                dest,
                 prefix_len,
+                via: gw,
             })?;
         }
         // What `ip route add PREFIX dev X` does: a directly connected route.

@@ -266,6 +266,16 @@ fn invalid_prefixes_are_refused_before_the_kernel() {
             .add_route(ip("2001:2::"), 129, None, lo)
             .expect_err("prefix 129");
         assert!(matches!(e, NetlinkError::InvalidPrefix { .. }), "{e:?}");
+        let e = nl
+            .add_route(ip("198.19.64.1"), 18, None, lo)
+            .expect_err("host bits");
+        assert!(matches!(e, NetlinkError::NotANetwork { .. }), "{e:?}");
+        let e = nl
+            .add_route(ip("2001:2::1"), 64, None, lo)
+            .expect_err("host bits");
+        assert!(matches!(e, NetlinkError::NotANetwork { .. }), "{e:?}");
+        nl.del_route(ip("0.0.0.0"), 0, None, lo)
+            .expect("no default route is fine");
         let e = nl.add_route(ip("198.19.0.0"), 24, Some(ip("2001:2::1")), 999_999);
         assert!(e.is_err(), "bad interface index must fail");
     });

@@ -1,1 +1,3 @@
 //! The I/O data path: TAP, UDP, worker loop.
+pub mod tap;
+pub mod udp;

@@ -12,6 +12,8 @@
 # Exit status: 0 nothing of ours left, 1 a command failed, 2 bad settings.
 
 set -euo pipefail
+# A daemon may run hooks with a bare environment; nft and iptables live in sbin.
+export PATH="${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}"
 TB_LIB_DIR=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/lib
 # shellcheck source=lib/nat.sh
 . "$TB_LIB_DIR/nat.sh"

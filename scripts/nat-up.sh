@@ -50,6 +50,8 @@
 # drop-in 60-tapbridge.conf, not here.
 
 set -euo pipefail
+# A daemon may run hooks with a bare environment; nft and iptables live in sbin.
+export PATH="${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}"
 TB_LIB_DIR=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/lib
 # shellcheck source=lib/nat.sh
 . "$TB_LIB_DIR/nat.sh"

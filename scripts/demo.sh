@@ -99,6 +99,7 @@ tb_info "$NS_HB  eth0 $LAN_HOST_B/24  →  $NS_GB br-lan ($LAN_GW_B), wan0 $WAN_
 tb_heading "Writing configuration to $WORK"
 (umask 077 && "$BIN" genpsk >"$WORK/demo.psk") || tb_die "bridge-ctl genpsk failed"
 chmod 600 "$WORK/demo.psk"
+[[ -s "$WORK/demo.psk" ]] || tb_die "bridge-ctl genpsk printed no key"
 
 # write_config NAME LISTEN PEER_NAME PEER_ENDPOINT
 write_config() {

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Helpers for scripts/bench.sh: read iperf3 JSON, render the comparison table.
+
+Subcommands (all print to stdout, exit 1 with one `error:` line on bad input):
+
+  iperf FILE tcp       -> receiver throughput in Mbit/s (sum over streams)
+  iperf FILE udp-pps   -> datagrams per second the server RECEIVED
+  iperf FILE udp-loss  -> loss in percent as seen by the server
+  ping FILE            -> average RTT in ms from `ping -q` output
+  status-pid FILE      -> the "pid" key of `bridge-ctl status --json`, if any
+  report RESULTS MD_OUT TITLE...
+                       -> terminal table on stdout, markdown table to MD_OUT
+
+RESULTS is a text file of lines "TUNNEL<TAB>METRIC<TAB>VALUE" (VALUE may be a
+word such as "n/a" or "failed"). The table has one row per metric and one
+column per tunnel, plus the ratios tapbridge/openvpn and tapbridge/vxlan.
+"""
+
+import json
+import re
+import sys
+
+TUNNELS = ["tapbridge", "openvpn", "vxlan"]
+
+# (key, label, unit, higher_is_better, decimals)
+METRICS = [
+    ("mtu", "tunnel interface MTU", "bytes", None, 0),
+    ("tcp1", "TCP, 1 stream", "Mbit/s", True, 0),
+    ("tcp4", "TCP, 4 streams", "Mbit/s", True, 0),
+    ("udp_pps", "UDP 64 B, received", "packets/s", True, 0),
+    ("udp_loss", "UDP 64 B, loss", "%", False, 1),
+    ("rtt", "ping RTT (avg of 100)", "ms", False, 3),
+    ("cpu_tcp1", "tunnel CPU, TCP 1 stream", "CPU s", False, 2),
+    ("cpu_udp", "tunnel CPU, UDP 64 B", "CPU s", False, 2),
+]
+
+
+def fail(msg):
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def load_iperf(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        fail(f"cannot read iperf3 JSON {path}: {e}")
+    if "error" in data:
+        fail(f"iperf3 reported: {data['error']}")
+    return data
+
+
+def iperf(path, kind):
+    data = load_iperf(path)
+    try:
+        rx = data["end"]["sum_received"]
+        if kind == "tcp":
+            return f"{rx['bits_per_second'] / 1e6:.1f}"
+        blksize = data["start"]["test_start"]["blksize"]
+        seconds = rx["seconds"]
+        if kind == "udp-pps":
+            # bytes / datagram size = datagrams the server actually received.
+            return f"{rx['bytes'] / blksize / seconds:.0f}" if seconds > 0 else "0"
+        if kind == "udp-loss":
+            return f"{rx['lost_percent']:.2f}"
+    except (KeyError, TypeError, ZeroDivisionError) as e:
+        fail(f"unexpected iperf3 JSON in {path}: missing {e}")
+    fail(f"unknown iperf kind {kind}")
+    return None
+
+
+def ping(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        fail(f"cannot read ping output {path}: {e}")
+    m = re.search(r"= [\d.]+/([\d.]+)/[\d.]+/[\d.]+ ms", text)
+    if not m:
+        fail(f"no RTT summary in ping output {path}")
+    return m.group(1)
+
+
+def status_pid(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return ""
+    pid = data.get("pid") if isinstance(data, dict) else None
+    return str(pid) if isinstance(pid, int) and pid > 0 else ""
+
+
+def as_float(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def fmt(v, decimals, grouping=True):
+    f = as_float(v)
+    if f is None:
+        return v if v else "-"
+    return f"{f:,.{decimals}f}" if grouping else f"{f:.{decimals}f}"
+
+
+def ratio(a, b):
+    fa, fb = as_float(a), as_float(b)
+    if fa is None or fb is None or fb == 0:
+        return "-"
+    return f"{fa / fb:.2f}x"
+
+
+def report(results_path, md_path, title):
+    res = {}
+    try:
+        with open(results_path, encoding="utf-8") as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) == 3:
+                    res[(parts[0], parts[1])] = parts[2]
+    except OSError as e:
+        fail(f"cannot read results {results_path}: {e}")
+
+    header = ["metric", "unit"] + TUNNELS + ["tapbridge/openvpn", "tapbridge/vxlan"]
+    rows = []
+    for key, label, unit, better, dec in METRICS:
+        vals = [res.get((t, key), "") for t in TUNNELS]
+        if better is None:
+            r1 = r2 = ""
+        else:
+            r1, r2 = ratio(vals[0], vals[1]), ratio(vals[0], vals[2])
+        hint = "" if better is None else (" (higher is better)" if better else " (lower is better)")
+        rows.append([label + hint, unit] + [fmt(v, dec, key != "mtu") for v in vals] + [r1, r2])
+
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = "  ".join(h.ljust(widths[i]) for i, h in enumerate(header))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        cells = [str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i]) for i, c in enumerate(r)]
+        print("  ".join(cells))
+
+    md = [f"{title}", "", "| " + " | ".join(header) + " |", "|" + "|".join(
+        [":--", ":--"] + ["--:"] * (len(header) - 2)) + "|"]
+    for r in rows:
+        md.append("| " + " | ".join(str(c) for c in r) + " |")
+    try:
+        with open(md_path, "w", encoding="utf-8") as f:
+            f.write("\n".join(md) + "\n")
+    except OSError as e:
+        fail(f"cannot write {md_path}: {e}")
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[0] == "iperf":
+        print(iperf(argv[1], argv[2]))
+    elif len(argv) == 2 and argv[0] == "ping":
+        print(ping(argv[1]))
+    elif len(argv) == 2 and argv[0] == "status-pid":
+        print(status_pid(argv[1]))
+    elif len(argv) >= 3 and argv[0] == "report":
+        report(argv[1], argv[2], "\n".join(argv[3:]))
+    else:
+        fail("usage: bench_report.py iperf FILE tcp|udp-pps|udp-loss | ping FILE | "
+             "status-pid FILE | report RESULTS MD_OUT [TITLE...]")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,1 +1,333 @@
-//! Daemon wiring: config → netlink → datapath → control, clean shutdown.
+//! Daemon wiring: config → netlink → datapath → control, and a clean stop.
+//!
+//! [`run`] brings a link up step by step, recording every change; if any step
+//! fails, everything done so far is undone in reverse order, so a failed
+//! `link up` leaves no TAP, address, route or socket behind. Once up, it
+//! reports readiness, runs the worker until SIGTERM/SIGINT or a `down`
+//! request, then runs the down hooks, writes the leases, undoes the netlink
+//! changes and removes the socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, anyhow, bail};
+use nix::sys::eventfd::EventFd;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::config::{Config, Psk, format_mac};
+use crate::control::{self, ClientError, InterfaceStatus, Request, Response};
+use crate::datapath::tap::Tap;
+use crate::datapath::udp::{UdpOptions, UdpSocket};
+use crate::datapath::worker::{Exit, LinkInfo, Worker};
+use crate::hooks::{self, HookEnv};
+use crate::netlink::{Change, Changes, Netlink};
+use crate::responder::{self, ArpSettings, DhcpSettings, Responder};
+use crate::switch::Switch;
+use crate::tunnel::{OsEntropy, PeerParams, Tunnel, TunnelParams};
+
+/// Packets under one key before a rekey (AES-GCM stays far inside its limits).
+pub const REKEY_AFTER_PACKETS: u64 = 1 << 32;
+
+/// Where the daemon's log goes when `link up` detaches it: beside the socket.
+pub fn log_path(cfg: &Config) -> PathBuf {
+    cfg.control.socket.with_extension("log")
+}
+
+/// Is a daemon answering on this link's socket? `Some(pid)` if so. A stale
+/// socket file (its daemon died) is removed.
+pub fn running_pid(cfg: &Config) -> anyhow::Result<Option<u32>> {
+    match control::request(&cfg.control.socket, Request::Status, Duration::from_secs(3)) {
+        Ok(Response {
+            status: Some(s), ..
+        }) => Ok(Some(s.pid)),
+        Ok(_) => Ok(Some(0)),
+        Err(ClientError::NotRunning(_)) => Ok(None),
+        Err(ClientError::Stale(_)) => {
+            let _ = std::fs::remove_file(&cfg.control.socket);
+            Ok(None)
+        }
+        Err(ClientError::Refused(e)) => bail!(
+            "a daemon is answering on {} but refused: {e}",
+            cfg.control.socket.display()
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What is set up, to be undone.
+struct Setup {
+    nl: Netlink,
+    changes: Changes,
+    socket: Option<PathBuf>,
+}
+
+impl Setup {
+    fn undo(self) {
+        let Setup {
+            mut nl,
+            changes,
+            socket,
+        } = self;
+        for e in changes.undo(&mut nl) {
+            tracing::warn!("while removing the link's configuration: {e}");
+        }
+        if let Some(s) = socket {
+            let _ = std::fs::remove_file(s);
+        }
+    }
+}
+
+/// Brings the link up, calls `ready(summary)` once it is, and runs it until
+/// it is told to stop. Returns after a clean teardown.
+pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
+    if let Some(pid) = running_pid(cfg)? {
+        bail!(
+            "link {} is already up (pid {pid}); take it down first with `bridge-ctl link down {}`",
+            cfg.name,
+            cfg.name
+        );
+    }
+    let psk = Psk::load(&cfg.tunnel.psk_file)?;
+    // Signals are read from a signalfd by the worker; block them in every
+    // thread (threads spawned later inherit the mask).
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGHUP);
+    mask.thread_block().context("cannot block signals")?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("cannot create a signalfd")?;
+
+    let mut setup = Setup {
+        nl: Netlink::new().context("cannot open a netlink socket")?,
+        changes: Changes::new(),
+        socket: None,
+    };
+    let up = bring_up(cfg, &psk, signals, &mut setup);
+    let (mut worker, env) = match up {
+        Ok(x) => x,
+        Err(e) => {
+            setup.undo();
+            return Err(e);
+        }
+    };
+    drop(psk);
+    let summary = format!(
+        "link {} up: {} ({}), {} peer{}, listening on {}, pid {}",
+        cfg.name,
+        worker.info.interface.name,
+        worker.info.interface.mac,
+        cfg.peers.len(),
+        if cfg.peers.len() == 1 { "" } else { "s" },
+        worker.info.listen,
+        std::process::id()
+    );
+    tracing::info!("{summary}");
+    ready(&summary);
+
+    let exit = worker.run();
+    tracing::info!("taking link {} down", cfg.name);
+    for hook in &cfg.hooks.down {
+        if let Err(e) = hooks::run(hook, "down", &env) {
+            tracing::warn!("{e}");
+        }
+    }
+    worker.persist_leases_final();
+    drop(worker);
+    setup.undo();
+    tracing::info!("link {} is down", cfg.name);
+    if let Exit::Down(reply) = exit {
+        let _ = reply.send(Response {
+            ok: true,
+            ..Response::default()
+        });
+        // Let the control thread write the answer before the process ends.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn bring_up(
+    cfg: &Config,
+    psk: &Psk,
+    signals: SignalFd,
+    setup: &mut Setup,
+) -> anyhow::Result<(Worker, HookEnv)> {
+    let ifname = &cfg.interface.name;
+    let nl = &mut setup.nl;
+    // A TAP left by a daemon that was killed (only if no daemon answers, as
+    // checked by the caller; TAPs vanish with their process, so this is a
+    // belt-and-braces step). Never touches a device that is not a TAP.
+    if nl.remove_stale_tap(ifname)? {
+        tracing::warn!("removed a stale TAP {ifname} left by a previous instance");
+    }
+    let tap = Tap::create(ifname, 1).with_context(|| format!("cannot create TAP {ifname}"))?;
+    let link = nl
+        .link_by_name(ifname)?
+        .ok_or_else(|| anyhow!("TAP {ifname} vanished right after it was created"))?;
+    let idx = link.index;
+    setup.changes.record(Change::Created {
+        index: idx,
+        name: ifname.clone(),
+    });
+    if link.mtu != cfg.interface.mtu {
+        nl.set_mtu(idx, cfg.interface.mtu)?;
+    }
+    if let Some(mac) = cfg.interface.mac {
+        nl.set_mac(idx, mac)?;
+    }
+    let mac = match cfg.interface.mac {
+        Some(m) => m,
+        None => nl
+            .link_by_index(idx)?
+            .and_then(|l| l.mac)
+            .ok_or_else(|| anyhow!("TAP {ifname} has no MAC address"))?,
+    };
+    let udp = UdpSocket::bind(cfg.tunnel.listen, &UdpOptions::default())
+        .with_context(|| format!("cannot listen on UDP {}", cfg.tunnel.listen))?;
+    if let Some(br) = &cfg.interface.bridge {
+        let bridge = nl.enslave(idx, br)?;
+        setup.changes.record(Change::Enslaved { index: idx, bridge });
+    }
+    nl.set_up(idx)?;
+    setup.changes.record(Change::LinkUp { index: idx });
+    for a in &cfg.interface.addresses {
+        nl.add_address(idx, a.addr, a.prefix_len)?;
+        setup.changes.record(Change::Address {
+            index: idx,
+            addr: a.addr,
+            prefix_len: a.prefix_len,
+        });
+    }
+    for r in &cfg.interface.routes {
+        nl.add_route(r.dest.addr, r.dest.prefix_len, r.via, idx)?;
+        setup.changes.record(Change::Route {
+            dest: r.dest.addr,
+            prefix_len: r.dest.prefix_len,
+            via: r.via,
+            oif: idx,
+        });
+    }
+
+    let responder = build_responder(cfg, mac)?;
+    let now = Instant::now();
+    let tunnel = Tunnel::new(
+        TunnelParams {
+            local_name: cfg.name.clone(),
+            peers: cfg
+                .peers
+                .iter()
+                .map(|p| PeerParams {
+                    name: p.name.clone(),
+                    endpoint: p.endpoint,
+                })
+                .collect(),
+            keepalive: cfg.tunnel.keepalive,
+            rekey_after: cfg.tunnel.rekey_after,
+            rekey_after_packets: REKEY_AFTER_PACKETS,
+            wan_mtu: cfg.tunnel.wan_mtu as usize,
+            max_frame: cfg.interface.mtu as usize + 18,
+        },
+        psk.as_bytes(),
+        Box::new(OsEntropy),
+        now,
+        SystemTime::now(),
+    );
+
+    let server = control::server::Server::bind(&cfg.control.socket, cfg.control.group.as_deref())?;
+    setup.socket = Some(cfg.control.socket.clone());
+    let (to_worker, commands) = mpsc::channel();
+    let waker = Arc::new(EventFd::new().context("cannot create an eventfd")?);
+    server
+        .spawn(to_worker, waker.clone())
+        .context("cannot start the control thread")?;
+
+    let addresses: Vec<String> = cfg.interface.addresses.iter().map(|a| a.to_string()).collect();
+    let env = HookEnv {
+        name: cfg.name.clone(),
+        interface: ifname.clone(),
+        addresses: addresses.clone(),
+        mtu: cfg.interface.mtu,
+        wan_mtu: cfg.tunnel.wan_mtu,
+    };
+    for hook in &cfg.hooks.up {
+        hooks::run(hook, "up", &env)?;
+    }
+    let listen = udp.local_addr();
+    Ok((
+        Worker {
+            tunnel,
+            switch: Switch::new(cfg.tunnel.hub),
+            responder,
+            lease_file: cfg.dhcp.as_ref().map(|d| d.lease_file.clone()),
+            tap: tap.into_queues().remove(0),
+            udp,
+            commands,
+            waker,
+            signals,
+            info: LinkInfo {
+                name: cfg.name.clone(),
+                interface: InterfaceStatus {
+                    name: ifname.clone(),
+                    mtu: cfg.interface.mtu,
+                    mac: format_mac(&mac),
+                    addresses,
+                    bridge: cfg.interface.bridge.clone(),
+                },
+                listen,
+                started: now,
+            },
+        },
+        env,
+    ))
+}
+
+fn build_responder(cfg: &Config, tap_mac: [u8; 6]) -> anyhow::Result<Option<Responder>> {
+    if cfg.dhcp.is_none() && cfg.arp.is_none() {
+        return Ok(None);
+    }
+    let own_mac = cfg
+        .arp
+        .as_ref()
+        .and_then(|a| a.mac)
+        .unwrap_or_else(|| responder::derive_responder_mac(tap_mac));
+    let arp = cfg.arp.as_ref().map(|a| ArpSettings {
+        respond: a.respond.clone(),
+        mac: own_mac,
+        suppress: a.suppress,
+        binding_timeout: a.binding_timeout,
+    });
+    let (dhcp, leases) = match &cfg.dhcp {
+        None => (None, Default::default()),
+        Some(d) => (
+            Some(DhcpSettings {
+                server_address: d.server_address,
+                server_mac: own_mac,
+                pool_start: d.pool_start,
+                pool_end: d.pool_end,
+                subnet_addr: d.subnet.addr,
+                prefix_len: d.subnet.prefix_len,
+                router: d.router,
+                dns: d.dns.clone(),
+                domain: d.domain.clone(),
+                lease_time: d.lease_time,
+                routes: d.routes.iter().map(|(n, via)| (n.addr, n.prefix_len, *via)).collect(),
+                mtu: d.mtu,
+                reservations: d.reservations.clone(),
+            }),
+            load_leases(&d.lease_file)?,
+        ),
+    };
+    Ok(Some(Responder::new(arp, dhcp, leases)?))
+}
+
+fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the lease directory {}", dir.display()))?;
+    }
+    Ok(responder::read_lease_file(path)?)
+}

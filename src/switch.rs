@@ -1,1 +1,270 @@
-//! MAC learning switch with split horizon (pure).
+//! MAC learning switch between the local side (the TAP) and the peers.
+//!
+//! Pure: it learns which port a source MAC lives behind and says where a
+//! frame goes. Promises: known unicast goes to exactly one port; broadcast,
+//! multicast and unknown unicast are flooded; a frame received from one peer
+//! is never sent to another peer (split horizon) unless the link is a hub;
+//! the table is bounded and entries age out.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::tunnel::PeerId;
+
+/// How long a learned MAC stays valid without being seen again.
+pub const AGING: Duration = Duration::from_secs(300);
+/// Most MACs remembered.
+pub const MAX_ENTRIES: usize = 8192;
+
+/// Where a MAC was learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// The TAP (this site's LAN or stack).
+    Local,
+    /// A tunnel peer.
+    Peer(PeerId),
+}
+
+/// Where a frame from the local side goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalRoute {
+    /// To one peer.
+    Peer(PeerId),
+    /// To every peer.
+    Flood,
+    /// Nowhere: the destination is on the local side itself.
+    Drop,
+}
+
+/// Where a frame from a peer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteRoute {
+    /// Write it to the TAP.
+    pub local: bool,
+    /// Hub only: also send it to this peer ...
+    pub peer: Option<PeerId>,
+    /// ... or to every peer but the sender.
+    pub flood_peers: bool,
+}
+
+struct Entry {
+    port: Port,
+    seen: Instant,
+}
+
+/// The learning table.
+pub struct Switch {
+    hub: bool,
+    table: HashMap<[u8; 6], Entry>,
+}
+
+fn is_group(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 != 0
+}
+
+impl Switch {
+    /// A switch; `hub` allows forwarding between peers.
+    pub fn new(hub: bool) -> Self {
+        Switch {
+            hub,
+            table: HashMap::with_capacity(256),
+        }
+    }
+
+    fn lookup(&self, mac: &[u8; 6], now: Instant) -> Option<Port> {
+        self.table
+            .get(mac)
+            .filter(|e| now.saturating_duration_since(e.seen) < AGING)
+            .map(|e| e.port)
+    }
+
+    /// Records that `src` was seen behind `port`. Group addresses are never
+    /// learned. When the table is full, stale entries are dropped first;
+    /// if none is stale, the new address is not learned (it gets flooded).
+    pub fn learn(&mut self, src: [u8; 6], port: Port, now: Instant) {
+        if is_group(&src) {
+            return;
+        }
+        if let Some(e) = self.table.get_mut(&src) {
+            e.port = port;
+            e.seen = now;
+            return;
+        }
+        if self.table.len() >= MAX_ENTRIES {
+            self.table
+                .retain(|_, e| now.saturating_duration_since(e.seen) < AGING);
+            if self.table.len() >= MAX_ENTRIES {
+                return;
+            }
+        }
+        self.table.insert(src, Entry { port, seen: now });
+    }
+
+    /// A frame read from the TAP: learn its source, route its destination.
+    pub fn from_local(&mut self, dst: [u8; 6], src: [u8; 6], now: Instant) -> LocalRoute {
+        self.learn(src, Port::Local, now);
+        if is_group(&dst) {
+            return LocalRoute::Flood;
+        }
+        match self.lookup(&dst, now) {
+            Some(Port::Peer(p)) => LocalRoute::Peer(p),
+            Some(Port::Local) => LocalRoute::Drop,
+            None => LocalRoute::Flood,
+        }
+    }
+
+    /// A frame that arrived from peer `from`: learn its source, route it.
+    pub fn from_peer(
+        &mut self,
+        from: PeerId,
+        dst: [u8; 6],
+        src: [u8; 6],
+        now: Instant,
+    ) -> RemoteRoute {
+        self.learn(src, Port::Peer(from), now);
+        let local_only = RemoteRoute {
+            local: true,
+            peer: None,
+            flood_peers: false,
+        };
+        if !self.hub {
+            return local_only;
+        }
+        if is_group(&dst) {
+            return RemoteRoute {
+                flood_peers: true,
+                ..local_only
+            };
+        }
+        match self.lookup(&dst, now) {
+            Some(Port::Local) => local_only,
+            Some(Port::Peer(p)) if p == from => RemoteRoute {
+                local: false,
+                peer: None,
+                flood_peers: false,
+            },
+            Some(Port::Peer(p)) => RemoteRoute {
+                local: false,
+                peer: Some(p),
+                flood_peers: false,
+            },
+            None => RemoteRoute {
+                flood_peers: true,
+                ..local_only
+            },
+        }
+    }
+
+    /// Number of live entries (for status).
+    pub fn len(&self, now: Instant) -> usize {
+        self.table
+            .values()
+            .filter(|e| now.saturating_duration_since(e.seen) < AGING)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    const C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+    const BCAST: [u8; 6] = [0xff; 6];
+    const MCAST: [u8; 6] = [0x01, 0x00, 0x5e, 0, 0, 1];
+
+    #[test]
+    fn learns_and_routes_unicast_to_one_peer() {
+        let t = Instant::now();
+        let mut s = Switch::new(false);
+        assert_eq!(s.from_local(B, A, t), LocalRoute::Flood, "unknown");
+        s.from_peer(1, A, B, t);
+        assert_eq!(s.from_local(B, A, t), LocalRoute::Peer(1));
+        assert_eq!(s.from_local(BCAST, A, t), LocalRoute::Flood);
+        assert_eq!(s.from_local(MCAST, A, t), LocalRoute::Flood);
+        // A MAC that moves follows.
+        s.from_peer(2, A, B, t);
+        assert_eq!(s.from_local(B, A, t), LocalRoute::Peer(2));
+    }
+
+    #[test]
+    fn local_destinations_are_not_tunneled() {
+        let t = Instant::now();
+        let mut s = Switch::new(false);
+        s.from_local(BCAST, C, t);
+        assert_eq!(s.from_local(C, A, t), LocalRoute::Drop);
+    }
+
+    #[test]
+    fn entries_age_out() {
+        let t = Instant::now();
+        let mut s = Switch::new(false);
+        s.from_peer(0, A, B, t);
+        assert_eq!(s.from_local(B, A, t + AGING - Duration::from_secs(1)), LocalRoute::Peer(0));
+        assert_eq!(s.from_local(B, A, t + AGING), LocalRoute::Flood);
+    }
+
+    #[test]
+    fn split_horizon_without_hub() {
+        let t = Instant::now();
+        let mut s = Switch::new(false);
+        s.from_peer(1, BCAST, C, t);
+        for dst in [BCAST, C, A] {
+            let r = s.from_peer(0, dst, B, t);
+            assert_eq!(
+                r,
+                RemoteRoute {
+                    local: true,
+                    peer: None,
+                    flood_peers: false
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn hub_forwards_between_peers() {
+        let t = Instant::now();
+        let mut s = Switch::new(true);
+        s.from_peer(1, BCAST, C, t);
+        s.from_local(BCAST, A, t);
+        // Known at another peer: only there.
+        assert_eq!(
+            s.from_peer(0, C, B, t),
+            RemoteRoute {
+                local: false,
+                peer: Some(1),
+                flood_peers: false
+            }
+        );
+        // Local destination: only local.
+        assert!(s.from_peer(0, A, B, t).local);
+        assert!(!s.from_peer(0, A, B, t).flood_peers);
+        // Broadcast and unknown: local and the other peers.
+        let r = s.from_peer(0, BCAST, B, t);
+        assert!(r.local && r.flood_peers);
+        let r = s.from_peer(0, [2, 9, 9, 9, 9, 9], B, t);
+        assert!(r.local && r.flood_peers);
+        // Back to where it came from: nowhere.
+        s.from_peer(0, BCAST, [2, 1, 1, 1, 1, 1], t);
+        let r = s.from_peer(0, [2, 1, 1, 1, 1, 1], B, t);
+        assert!(!r.local && r.peer.is_none() && !r.flood_peers);
+    }
+
+    #[test]
+    fn table_is_bounded_and_group_sources_ignored() {
+        let t = Instant::now();
+        let mut s = Switch::new(false);
+        s.learn(BCAST, Port::Peer(0), t);
+        assert_eq!(s.len(t), 0);
+        for i in 0..(MAX_ENTRIES as u32 + 100) {
+            let b = i.to_be_bytes();
+            s.learn([2, 0, b[0], b[1], b[2], b[3]], Port::Peer(0), t);
+        }
+        assert_eq!(s.len(t), MAX_ENTRIES);
+        // Once they are stale, new ones are learned again.
+        s.learn(A, Port::Peer(1), t + AGING);
+        assert_eq!(s.len(t + AGING), 1);
+    }
+}

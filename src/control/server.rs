@@ -1,0 +1,255 @@
+//! The daemon side of the control socket.
+//!
+//! A thread accepts connections, reads one request per line, checks the
+//! caller's credentials (`SO_PEERCRED`: root, or a member of `control.group`)
+//! and hands the request to the worker through a channel, waking it with an
+//! eventfd. The worker answers on a one-shot channel. Requests are tiny and
+//! answered in microseconds, so one connection at a time is enough; each has
+//! a read timeout so a stuck client cannot block the socket.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::Duration;
+
+use nix::sys::eventfd::EventFd;
+use nix::sys::socket::{getsockopt, sockopt};
+use nix::unistd::{Gid, Group, Uid, chown};
+
+use super::{Request, Response};
+
+/// A request on its way to the worker, with where to send the answer.
+pub struct Command {
+    /// What was asked.
+    pub request: Request,
+    /// Where the answer goes.
+    pub reply: Sender<Response>,
+}
+
+/// Errors setting the socket up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Filesystem or socket error.
+    #[error("control socket {path}: {source}")]
+    Io {
+        /// Socket path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// `control.group` does not exist.
+    #[error("control socket {path}: group `{group}` does not exist")]
+    NoGroup {
+        /// Socket path.
+        path: String,
+        /// The group.
+        group: String,
+    },
+}
+
+/// A bound control socket, not yet serving.
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+    gid: Option<Gid>,
+}
+
+impl Server {
+    /// Binds `path` (creating its directory), mode 0600, or 0660 owned by
+    /// `group`. The caller has made sure no live daemon owns the path.
+    pub fn bind(path: &Path, group: Option<&str>) -> Result<Server, ServerError> {
+        let p = path.display().to_string();
+        let io = |source| ServerError::Io {
+            path: p.clone(),
+            source,
+        };
+        let gid = match group {
+            None => None,
+            Some(g) => Some(
+                Group::from_name(g)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| ServerError::NoGroup {
+                        path: p.clone(),
+                        group: g.to_string(),
+                    })?
+                    .gid,
+            ),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(io)?;
+        }
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        let mode = if gid.is_some() { 0o660 } else { 0o600 };
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io)?;
+        if let Some(g) = gid {
+            chown(path, Some(Uid::from_raw(0)), Some(g)).map_err(|e| io(e.into()))?;
+        }
+        Ok(Server {
+            listener,
+            path: path.to_path_buf(),
+            gid,
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves on a thread of its own; requests go to `to_worker`, which is
+    /// woken through `waker`.
+    pub fn spawn(
+        self,
+        to_worker: Sender<Command>,
+        waker: Arc<EventFd>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                for conn in self.listener.incoming() {
+                    let Ok(conn) = conn else { continue };
+                    if serve(conn, self.gid, &to_worker, &waker) == Flow::Stop {
+                        break;
+                    }
+                }
+            })
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+fn serve(
+    mut conn: UnixStream,
+    gid: Option<Gid>,
+    to_worker: &Sender<Command>,
+    waker: &EventFd,
+) -> Flow {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut line = String::new();
+    let read = BufReader::new(&conn).take(4096).read_line(&mut line);
+    let mut flow = Flow::Continue;
+    let resp = match (read, authorize(&conn, gid)) {
+        (Err(e), _) => Response::error(format!("could not read the request: {e}")),
+        (_, Err(why)) => Response::error(why),
+        (Ok(_), Ok(())) => match serde_json::from_str::<Request>(line.trim()) {
+            Err(e) => Response::error(format!("malformed request: {e}")),
+            Ok(request) => {
+                let (reply, answer) = mpsc::channel();
+                if request == Request::Down {
+                    flow = Flow::Stop;
+                }
+                ask(to_worker, waker, Command { request, reply }, &answer)
+            }
+        },
+    };
+    let mut out = serde_json::to_string(&resp).expect("responses always serialize");
+    out.push('\n');
+    let _ = conn.write_all(out.as_bytes());
+    flow
+}
+
+fn ask(
+    to_worker: &Sender<Command>,
+    waker: &EventFd,
+    cmd: Command,
+    answer: &Receiver<Response>,
+) -> Response {
+    let down = cmd.request == Request::Down;
+    if to_worker.send(cmd).is_err() {
+        return Response::error("the link is shutting down");
+    }
+    let _ = waker.write(1);
+    // Taking a link down runs hooks; give it time.
+    let wait = if down {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(5)
+    };
+    answer
+        .recv_timeout(wait)
+        .unwrap_or_else(|_| Response::error("the daemon did not answer in time"))
+}
+
+/// Root, or a member of the control group; everyone else is refused.
+fn authorize(conn: &UnixStream, gid: Option<Gid>) -> Result<(), String> {
+    let cred = getsockopt(conn, sockopt::PeerCredentials)
+        .map_err(|e| format!("could not read the caller's credentials: {e}"))?;
+    if cred.uid() == 0 {
+        return Ok(());
+    }
+    if let Some(g) = gid {
+        if cred.gid() == g.as_raw() || supplementary_groups(cred.pid()).contains(&g.as_raw()) {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "permission denied: uid {} is neither root nor a member of the control group",
+        cred.uid()
+    ))
+}
+
+/// The supplementary groups of a process, from /proc.
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_status_and_refuses_garbage() {
+        let dir = std::env::temp_dir().join(format!("tb-ctl-{}", std::process::id()));
+        let path = dir.join("t.sock");
+        let server = Server::bind(&path, None).expect("bind");
+        let mode = fs::metadata(&path).expect("socket").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (tx, rx) = mpsc::channel::<Command>();
+        let waker = Arc::new(EventFd::new().expect("eventfd"));
+        server.spawn(tx, waker).expect("thread");
+        std::thread::spawn(move || {
+            while let Ok(cmd) = rx.recv() {
+                let _ = cmd.reply.send(Response {
+                    ok: true,
+                    ..Response::default()
+                });
+            }
+        });
+        let resp = super::super::request(&path, Request::Leases, Duration::from_secs(2));
+        // Tests run as root in CI; as another user the credential check refuses.
+        if Uid::effective().is_root() {
+            assert!(resp.expect("answer").ok);
+        } else {
+            assert!(resp.is_err());
+        }
+        let mut s = UnixStream::connect(&path).expect("connect");
+        s.write_all(b"{\"cmd\":\"format-disk\"}\n").expect("write");
+        let mut answer = String::new();
+        BufReader::new(&s).read_line(&mut answer).expect("read");
+        let r: Response = serde_json::from_str(&answer).expect("json");
+        assert!(!r.ok);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

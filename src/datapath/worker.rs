@@ -1,0 +1,475 @@
+//! The worker: one thread that owns the TAP queue, the UDP socket and the
+//! pure core (tunnel, switch, responder), and moves frames between them.
+//!
+//! One wake-up handles bounded batches: up to [`BATCH`] datagrams per
+//! `recvmmsg`, up to [`BATCH`] TAP reads, then timers, one `sendmmsg` flush,
+//! session events, control requests. The clock is read once per wake-up.
+//! Buffers are allocated once; the steady state allocates nothing per frame
+//! (tests/no_alloc.rs checks the core path).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::EventFd;
+use nix::sys::signalfd::SignalFd;
+
+use super::tap::TapQueue;
+use super::udp::{RecvBatch, SendBatch, UdpSocket};
+use crate::control::server::Command;
+use crate::control::{CounterStatus, InterfaceStatus, LeaseEntry, PeerStatus, Request, Response, Status};
+use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
+use crate::switch::{LocalRoute, Switch};
+use crate::tunnel::{Event, PeerId, PeerStats, Transmit, Tunnel};
+
+/// Datagrams or frames handled per batch.
+pub const BATCH: usize = 64;
+/// Largest Ethernet frame read from the TAP (jumbo MTU + headers).
+const FRAME_BUF: usize = 9216 + 64;
+
+/// Why the worker returned.
+pub enum Exit {
+    /// SIGTERM / SIGINT.
+    Signal,
+    /// A `down` request; answer it once the link is down.
+    Down(Sender<Response>),
+}
+
+/// Everything the worker owns.
+pub struct Worker {
+    /// The tunnel core.
+    pub tunnel: Tunnel,
+    /// The learning switch.
+    pub switch: Switch,
+    /// The local ARP/DHCP responder.
+    pub responder: Option<Responder>,
+    /// Where leases are persisted.
+    pub lease_file: Option<PathBuf>,
+    /// The TAP queue.
+    pub tap: TapQueue,
+    /// The UDP socket.
+    pub udp: UdpSocket,
+    /// Control requests.
+    pub commands: Receiver<Command>,
+    /// Wakes the worker when a command is queued.
+    pub waker: Arc<EventFd>,
+    /// SIGTERM/SIGINT.
+    pub signals: SignalFd,
+    /// Static part of the status.
+    pub info: LinkInfo,
+}
+
+/// What the status reports about the link itself.
+pub struct LinkInfo {
+    /// Link name.
+    pub name: String,
+    /// The TAP.
+    pub interface: InterfaceStatus,
+    /// Local UDP address.
+    pub listen: SocketAddr,
+    /// When the link came up.
+    pub started: Instant,
+}
+
+#[derive(Default)]
+struct IoCounters {
+    tap_write_errors: u64,
+    udp_send_errors: u64,
+}
+
+/// [`Transmit`] over a `sendmmsg` batch; flushes when full.
+struct UdpTx<'a> {
+    sock: &'a UdpSocket,
+    batch: &'a mut SendBatch,
+    spill: &'a mut [u8],
+    spilled: bool,
+    errors: &'a mut u64,
+}
+
+impl UdpTx<'_> {
+    fn flush(&mut self) {
+        let r = self.sock.send_batch(self.batch);
+        *self.errors += r.dropped as u64;
+    }
+}
+
+impl Transmit for UdpTx<'_> {
+    fn buffer(&mut self) -> &mut [u8] {
+        if self.batch.is_full() {
+            self.flush();
+            if self.batch.is_full() {
+                // Socket buffer full: wait briefly for room rather than drop.
+                let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLOUT)];
+                let _ = poll(&mut fds, PollTimeout::from(20u8));
+                self.flush();
+            }
+        }
+        self.spilled = self.batch.is_full();
+        if self.spilled {
+            return self.spill;
+        }
+        self.batch
+            .next_buf()
+            .expect("the batch has room: checked just above")
+    }
+
+    fn commit(&mut self, len: usize, to: SocketAddr) {
+        if self.spilled || !self.batch.commit(len, to) {
+            *self.errors += 1;
+        }
+    }
+}
+
+struct Buffers {
+    rx: RecvBatch,
+    tx: SendBatch,
+    frame: Vec<u8>,
+    reply: Vec<u8>,
+    hub: Vec<u8>,
+    spill: Vec<u8>,
+}
+
+impl Worker {
+    /// Runs until a signal or a `down` request.
+    pub fn run(&mut self) -> Exit {
+        let dgram = 65536.min(9216 + 128);
+        let mut b = Buffers {
+            rx: RecvBatch::new(BATCH, dgram),
+            tx: SendBatch::new(BATCH * 8, dgram),
+            frame: vec![0; FRAME_BUF],
+            reply: vec![0; FRAME_BUF],
+            hub: vec![0; FRAME_BUF],
+            spill: vec![0; dgram],
+        };
+        let mut io = IoCounters::default();
+        let mut logged: Vec<PeerStats> = vec![PeerStats::default(); self.tunnel.peer_count()];
+        loop {
+            let now = Instant::now();
+            let wait = self
+                .tunnel
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(now))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            // Round up so a timer is never polled for before it is due.
+            let ms = (wait.as_micros().div_ceil(1000)) as u16;
+            let want_out = b.tx.pending() > 0;
+            let (tap_ready, udp_ready, woken, signalled) = {
+                let mut fds = [
+                    PollFd::new(self.tap.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(
+                        self.udp.as_fd(),
+                        if want_out {
+                            PollFlags::POLLIN | PollFlags::POLLOUT
+                        } else {
+                            PollFlags::POLLIN
+                        },
+                    ),
+                    PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::from(ms)) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        tracing::error!("poll failed: {e}");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                let r = |i: usize| fds[i].revents().is_some_and(|f| !f.is_empty());
+                (r(0), r(1), r(2), r(3))
+            };
+            if signalled {
+                let _ = self.signals.read_signal();
+                return Exit::Signal;
+            }
+            let now = Instant::now();
+            let wall = SystemTime::now();
+            if udp_ready {
+                self.from_udp(&mut b, &mut io, now);
+            }
+            if tap_ready {
+                self.from_tap(&mut b, &mut io, now, wall);
+            }
+            if self.tunnel.poll_timeout().is_some_and(|t| t <= now) {
+                let mut tx = UdpTx {
+                    sock: &self.udp,
+                    batch: &mut b.tx,
+                    spill: &mut b.spill,
+                    spilled: false,
+                    errors: &mut io.udp_send_errors,
+                };
+                self.tunnel.handle_timeout(now, &mut tx);
+            }
+            if b.tx.pending() > 0 {
+                let r = self.udp.send_batch(&mut b.tx);
+                io.udp_send_errors += r.dropped as u64;
+            }
+            self.log_events(&mut logged);
+            self.persist_leases();
+            if woken {
+                let _ = self.waker.read();
+                while let Ok(cmd) = self.commands.try_recv() {
+                    match cmd.request {
+                        Request::Down => return Exit::Down(cmd.reply),
+                        Request::Status => {
+                            let status = self.status(&io, now, wall);
+                            let _ = cmd.reply.send(Response {
+                                ok: true,
+                                status: Some(status),
+                                ..Response::default()
+                            });
+                        }
+                        Request::Leases => {
+                            let _ = cmd.reply.send(Response {
+                                ok: true,
+                                leases: Some(self.leases(wall)),
+                                ..Response::default()
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn from_udp(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant) {
+        // A few batches at most, so the TAP side is not starved.
+        for _ in 0..4 {
+            let n = match self.udp.recv_batch(&mut b.rx) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("UDP receive failed: {e}");
+                    return;
+                }
+            };
+            for i in 0..n {
+                let Some((buf, from)) = b.rx.get(i) else {
+                    continue;
+                };
+                let mut tx = UdpTx {
+                    sock: &self.udp,
+                    batch: &mut b.tx,
+                    spill: &mut b.spill,
+                    spilled: false,
+                    errors: &mut io.udp_send_errors,
+                };
+                let crate::tunnel::Incoming::Frame { peer, frame } =
+                    self.tunnel.handle_datagram(from, buf, now, &mut tx)
+                else {
+                    continue;
+                };
+                if frame.len() < 14 {
+                    continue;
+                }
+                let dst: [u8; 6] = frame[..6].try_into().expect("14 bytes checked");
+                let src: [u8; 6] = frame[6..12].try_into().expect("14 bytes checked");
+                if let Some(r) = self.responder.as_mut() {
+                    if r.handle_remote(frame, now) == RemoteVerdict::Drop {
+                        continue;
+                    }
+                }
+                let route = self.switch.from_peer(peer, dst, src, now);
+                if route.local && self.tap.write(frame).is_err() {
+                    io.tap_write_errors += 1;
+                }
+                if route.peer.is_none() && !route.flood_peers {
+                    continue;
+                }
+                // Hub: the frame borrows the tunnel; copy it out first.
+                let len = frame.len();
+                b.hub[..len].copy_from_slice(frame);
+                let mut tx = UdpTx {
+                    sock: &self.udp,
+                    batch: &mut b.tx,
+                    spill: &mut b.spill,
+                    spilled: false,
+                    errors: &mut io.udp_send_errors,
+                };
+                for p in 0..self.tunnel.peer_count() {
+                    if p != peer && (route.flood_peers || route.peer == Some(p)) {
+                        self.tunnel.send_frame(p, &b.hub[..len], now, &mut tx);
+                    }
+                }
+            }
+            if n < b.rx.capacity() {
+                return;
+            }
+        }
+    }
+
+    fn from_tap(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant, wall: SystemTime) {
+        for _ in 0..BATCH {
+            let n = match self.tap.read(&mut b.frame) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("TAP read failed: {e}");
+                    return;
+                }
+            };
+            let frame = &b.frame[..n];
+            if n < 14 {
+                continue;
+            }
+            if let Some(r) = self.responder.as_mut() {
+                match r.handle_local(frame, now, wall, &mut b.reply) {
+                    LocalVerdict::Forward => {}
+                    LocalVerdict::Consumed => continue,
+                    LocalVerdict::Reply(len) => {
+                        if self.tap.write(&b.reply[..len]).is_err() {
+                            io.tap_write_errors += 1;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let dst: [u8; 6] = frame[..6].try_into().expect("14 bytes checked");
+            let src: [u8; 6] = frame[6..12].try_into().expect("14 bytes checked");
+            let mut tx = UdpTx {
+                sock: &self.udp,
+                batch: &mut b.tx,
+                spill: &mut b.spill,
+                spilled: false,
+                errors: &mut io.udp_send_errors,
+            };
+            match self.switch.from_local(dst, src, now) {
+                LocalRoute::Peer(p) => {
+                    self.tunnel.send_frame(p, frame, now, &mut tx);
+                }
+                LocalRoute::Flood => {
+                    for p in 0..self.tunnel.peer_count() {
+                        self.tunnel.send_frame(p, frame, now, &mut tx);
+                    }
+                }
+                LocalRoute::Drop => {}
+            }
+        }
+    }
+
+    /// One log line per session event, with the traffic since the previous
+    /// event of that peer: the audit trail.
+    fn log_events(&mut self, logged: &mut [PeerStats]) {
+        while let Some(ev) = self.tunnel.poll_event() {
+            let peer: PeerId = match &ev {
+                Event::HandshakeCompleted { peer, .. }
+                | Event::PeerDown { peer }
+                | Event::EndpointMoved { peer, .. } => *peer,
+            };
+            let Some(st) = self.tunnel.peer_status(peer) else {
+                continue;
+            };
+            let prev = logged[peer];
+            let (txf, rxf) = (st.stats.tx_frames - prev.tx_frames, st.stats.rx_frames - prev.rx_frames);
+            let (txb, rxb) = (st.stats.tx_bytes - prev.tx_bytes, st.stats.rx_bytes - prev.rx_bytes);
+            logged[peer] = st.stats;
+            let endpoint = st.endpoint.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
+            match ev {
+                Event::HandshakeCompleted { rekey, .. } => tracing::info!(
+                    peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf, tx_bytes = txb,
+                    rx_bytes = rxb, "{}", if rekey { "rekey completed" } else { "handshake completed" }
+                ),
+                Event::PeerDown { .. } => tracing::warn!(
+                    peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf, tx_bytes = txb,
+                    rx_bytes = rxb, "peer down: nothing heard for three keepalive intervals"
+                ),
+                Event::EndpointMoved { from, to, .. } => tracing::info!(
+                    peer = %st.name, from = %from.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
+                    %to, tx_frames = txf, rx_frames = rxf, tx_bytes = txb, rx_bytes = rxb,
+                    "endpoint moved"
+                ),
+            }
+        }
+    }
+
+    fn persist_leases(&mut self) {
+        let (Some(r), Some(path)) = (self.responder.as_mut(), self.lease_file.as_ref()) else {
+            return;
+        };
+        if let Some(bytes) = r.take_lease_snapshot() {
+            match crate::responder::write_lease_file_atomic(path, &bytes) {
+                Ok(()) => tracing::debug!(file = %path.display(), "lease database written"),
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+    }
+
+    /// Writes the lease database now (at shutdown).
+    pub fn persist_leases_final(&self) {
+        let (Some(r), Some(path)) = (self.responder.as_ref(), self.lease_file.as_ref()) else {
+            return;
+        };
+        if let Some(bytes) = r.lease_snapshot() {
+            if let Err(e) = crate::responder::write_lease_file_atomic(path, &bytes) {
+                tracing::error!("{e}");
+            }
+        }
+    }
+
+    fn leases(&self, wall: SystemTime) -> Vec<LeaseEntry> {
+        self.responder
+            .as_ref()
+            .map(|r| {
+                r.leases(wall)
+                    .into_iter()
+                    .map(|l| LeaseEntry {
+                        mac: crate::config::format_mac(&l.mac),
+                        ip: l.ip.to_string(),
+                        expires_in_secs: l.expires_in_secs,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn status(&self, io: &IoCounters, now: Instant, wall: SystemTime) -> Status {
+        let c = self.tunnel.counters();
+        let rc = self.responder.as_ref().map(|r| r.counters()).unwrap_or_default();
+        let peers = (0..self.tunnel.peer_count())
+            .filter_map(|i| self.tunnel.peer_status(i))
+            .map(|p| PeerStatus {
+                name: p.name,
+                endpoint: p.endpoint.map(|e| e.to_string()),
+                state: p.state.as_str().into(),
+                last_handshake_secs: p.last_handshake.map(|t| now.saturating_duration_since(t).as_secs()),
+                handshakes: p.stats.handshakes,
+                tx_frames: p.stats.tx_frames,
+                rx_frames: p.stats.rx_frames,
+                tx_bytes: p.stats.tx_bytes,
+                rx_bytes: p.stats.rx_bytes,
+            })
+            .collect();
+        Status {
+            name: self.info.name.clone(),
+            pid: std::process::id(),
+            uptime_secs: now.saturating_duration_since(self.info.started).as_secs(),
+            interface: self.info.interface.clone(),
+            listen: self.info.listen.to_string(),
+            peers,
+            counters: CounterStatus {
+                rx_auth_failed: c.rx_auth_failed,
+                rx_replayed: c.rx_replayed,
+                rx_malformed: c.rx_malformed,
+                arp_replies: rc.arp_replies,
+                dhcp_replies: rc.dhcp_replies,
+                fragmented: c.fragmented,
+                reassembled: c.reassembled,
+                handshake_rate_limited: c.handshake_rate_limited,
+                reassembly_dropped: c.reassembly_dropped,
+                tx_dropped: c.tx_dropped,
+                rx_unknown_peer: c.rx_unknown_peer,
+                tap_write_errors: io.tap_write_errors,
+                udp_send_errors: io.udp_send_errors,
+            },
+            leases: self.leases(wall),
+        }
+    }
+}

@@ -351,4 +351,5 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests;

@@ -128,6 +128,7 @@ fn decode(text: &str) -> Result<Psk, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
     use std::os::unix::fs::OpenOptionsExt;
@@ -206,7 +207,7 @@ mod tests {
             (
                 "long",
                 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g",
-                "exactly 32",
+                "33 bytes",
             ),
             ("junk", "not base64 at all!", "not valid base64"),
         ] {

@@ -17,7 +17,7 @@ const MTU_RANGE: std::ops::RangeInclusive<i64> = 576..=9000;
 /// Parses and validates; see [`Config::parse`].
 pub(super) fn parse(name: &str, path: &Path, text: &str) -> Result<Config> {
     let cx = Cx { file: path, text };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| cx.from_toml(&e))?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| cx.toml_error(&e))?;
     cx.config(name, raw)
 }
 
@@ -76,7 +76,7 @@ impl Cx<'_> {
             .ok_or_else(|| self.err(section, key, "this required key is missing"))
     }
 
-    fn from_toml(&self, e: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let offset = e.span().map_or(0, |s| s.start);
         let message = e.message().trim().replace('\n', " ");
         // toml keeps the key path private but prints it when the error has
@@ -527,6 +527,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::line_col;
 

@@ -66,7 +66,7 @@ pub(super) fn mac(text: &str) -> Result<[u8; 6], String> {
     let mut parts = text.split(sep);
     for byte in &mut out {
         let part = parts.next().ok_or_else(bad)?;
-        if part.len() != 2 {
+        if part.len() != 2 || !part.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(bad());
         }
         *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
@@ -326,6 +326,7 @@ pub(super) fn domain(name: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 

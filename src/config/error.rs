@@ -27,12 +27,12 @@ pub enum ConfigError {
         message: String,
     },
     /// The config file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         /// The config file.
         path: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
+        /// The underlying I/O error (already part of the message).
+        error: std::io::Error,
     },
     /// The link name (from the command line or a file stem) is unusable.
     #[error("invalid link name {name:?}: {reason}")]
@@ -46,12 +46,12 @@ pub enum ConfigError {
     #[error("{0}")]
     Usage(String),
     /// The PSK file could not be read.
-    #[error("cannot read PSK file {path}: {source}")]
+    #[error("cannot read PSK file {path}: {error}")]
     PskRead {
         /// The PSK file.
         path: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
+        /// The underlying I/O error (already part of the message).
+        error: std::io::Error,
     },
     /// The PSK file may be read by users other than its owner.
     #[error(

@@ -278,9 +278,9 @@ impl Config {
     /// file stem. Call once at start-up (and for `bridge-ctl check`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = stem(path)?;
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Config::parse(&name, path, &text)
     }

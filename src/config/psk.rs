@@ -38,9 +38,9 @@ impl Psk {
     /// other permission bits set, or does not hold base64 of exactly 32 bytes
     /// (surrounding whitespace is ignored).
     pub fn load(path: &Path) -> Result<Psk, ConfigError> {
-        let read_err = |source| ConfigError::PskRead {
+        let read_err = |error| ConfigError::PskRead {
             path: path.to_owned(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(read_err)?;
         let meta = file.metadata().map_err(read_err)?;

@@ -909,3 +909,48 @@ fn load_reads_the_file_and_names_the_link_after_its_stem() {
             .starts_with("cannot read config file")
     );
 }
+
+/// Cheap stand-in for the fuzzer in ordinary `cargo test`: every prefix of
+/// the example, and the example with each line dropped or mangled, gives a
+/// config or a one-line error positioned inside the text — never a panic.
+#[test]
+fn mangled_examples_never_panic() {
+    let check = |text: &str| match parse(text) {
+        Ok(c) => assert!(!c.peers.is_empty()),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "{msg:?}");
+            if let ConfigError::Invalid { line, .. } = e {
+                assert!(
+                    line >= 1 && line <= text.lines().count().max(1) + 1,
+                    "{msg}"
+                );
+            }
+        }
+    };
+    for (i, _) in EXAMPLE.char_indices() {
+        check(&EXAMPLE[..i]);
+    }
+    let lines: Vec<&str> = EXAMPLE.lines().collect();
+    for skip in 0..lines.len() {
+        for mangle in [
+            "",
+            "x = 1",
+            "\"a\\nb\" = 1",
+            "[\"a\\nb\"]",
+            "[tunnel.\"x\\ny\"]",
+            "é",
+            "[",
+            "= \"ü\"",
+            "0",
+        ] {
+            let mut v = lines.clone();
+            v[skip] = mangle;
+            check(&v.join("\n"));
+            let mut v = lines.clone();
+            let replaced = v[skip].replace('"', "").replace('1', "\u{7f}");
+            v[skip] = &replaced;
+            check(&v.join("\n"));
+        }
+    }
+}

@@ -89,7 +89,7 @@ impl Cx<'_> {
             .filter_map(|l| l.strip_prefix("in `").and_then(|r| r.strip_suffix('`')))
             .next_back()
             .unwrap_or_default()
-            .to_owned();
+            .replace(char::is_control, " ");
         if let Some(field) = message
             .strip_prefix("unknown field `")
             .and_then(|r| r.split('`').next())

@@ -733,6 +733,59 @@ fn dhcp_options() {
 }
 
 #[test]
+fn dhcp_avoids_addresses_in_use() {
+    let iface = |addr: &str| {
+        format!(
+            "[interface]\naddresses = [\"{addr}\"]\n[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"hq\"\n\
+             [dhcp]\nserver_address = \"198.19.0.254\"\npool = \"198.19.0.100-198.19.0.199\"\nsubnet = \"198.19.0.0/24\"\n"
+        )
+    };
+    assert!(parse(&iface("198.19.0.1/24")).is_ok());
+    rejects(
+        &iface("198.19.0.150/24"),
+        9,
+        8,
+        "dhcp.pool",
+        "contains 198.19.0.150, an address of interface tb-site-a",
+    );
+    rejects(
+        &iface("198.19.0.254/24"),
+        8,
+        18,
+        "dhcp.server_address",
+        "an address of its own",
+    );
+    rejects(
+        &dhcp("[dhcp]\n", "[dhcp]\nrouter = \"198.19.0.100\"\n"),
+        7,
+        10,
+        "dhcp.router",
+        "inside the pool",
+    );
+    let reserve_router = format!(
+        "{}router = \"198.19.0.1\"\n[[dhcp.reservation]]\nmac = \"02:00:00:00:aa:01\"\nip = \"198.19.0.1\"\n",
+        dhcp("", "")
+    );
+    rejects(
+        &reserve_router,
+        13,
+        6,
+        "dhcp.reservation.ip",
+        "already used",
+    );
+    rejects(
+        &format!(
+            "[interface]\nmtu = 1400\n{}",
+            &dhcp("[dhcp]\n", "[dhcp]\nmtu = 1500\n")["[interface]\n".len()..]
+        ),
+        8,
+        7,
+        "dhcp.mtu",
+        "larger than interface.mtu 1400",
+    );
+}
+
+#[test]
 fn dhcp_reservations() {
     let res =
         |mac: &str, ip: &str| format!("[[dhcp.reservation]]\nmac = \"{mac}\"\nip = \"{ip}\"\n");

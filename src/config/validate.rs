@@ -154,7 +154,7 @@ impl Cx<'_> {
         };
         let peers = self.peers(raw.peer.as_ref())?;
         let dhcp = match &raw.dhcp {
-            Some(d) => self.dhcp(name, d.get_ref(), &d.span())?,
+            Some(d) => self.dhcp(name, &interface, d.get_ref(), &d.span())?,
             None => None,
         };
         let arp = raw
@@ -317,7 +317,13 @@ impl Cx<'_> {
         Ok(peers)
     }
 
-    fn dhcp(&self, link: &str, raw: &RawDhcp, span: &Range<usize>) -> Result<Option<Dhcp>> {
+    fn dhcp(
+        &self,
+        link: &str,
+        iface: &Interface,
+        raw: &RawDhcp,
+        span: &Range<usize>,
+    ) -> Result<Option<Dhcp>> {
         if raw.enabled == Some(false) {
             return Ok(None);
         }
@@ -360,8 +366,46 @@ impl Cx<'_> {
                 format!("{server_address} is inside the pool {pool_start}-{pool_end}"),
             ));
         }
+        // Addresses already in use on this segment: never hand them out.
+        let own: Vec<Ipv4Addr> = iface
+            .addresses
+            .iter()
+            .filter_map(|c| match c.addr {
+                std::net::IpAddr::V4(a) => Some(a),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        if let Some(a) = own.iter().find(|a| in_pool(**a)) {
+            return Err(self.err(
+                &pool_v.span(),
+                "dhcp.pool",
+                format!(
+                    "the pool {pool_start}-{pool_end} contains {a}, an address of interface {}",
+                    iface.name
+                ),
+            ));
+        }
+        if own.contains(&server_address) {
+            return Err(self.err(
+                &server_v.span(),
+                "dhcp.server_address",
+                format!(
+                    "{server_address} is an address of interface {}; the responder needs an address of its own",
+                    iface.name
+                ),
+            ));
+        }
 
         let router = self.opt(&raw.router, "dhcp.router", value::ipv4)?;
+        if let (Some(r), Some(v)) = (router, &raw.router) {
+            if in_pool(r) {
+                return Err(self.err(
+                    &v.span(),
+                    "dhcp.router",
+                    format!("{r} is inside the pool {pool_start}-{pool_end}"),
+                ));
+            }
+        }
         let dns = raw
             .dns
             .iter()
@@ -387,11 +431,20 @@ impl Cx<'_> {
             .iter()
             .map(|r| self.conv(r, "dhcp.routes", value::ipv4_route))
             .collect::<Result<Vec<_>>>()?;
-        let mtu = self.mtu(&raw.mtu, "dhcp.mtu", 1500).map(|m| {
-            raw.mtu
-                .as_ref()
-                .map(|_| u16::try_from(m).unwrap_or(u16::MAX))
-        })?;
+        let mtu = match &raw.mtu {
+            Some(v) => {
+                let m = self.mtu(&raw.mtu, "dhcp.mtu", 1500)?;
+                if m > iface.mtu {
+                    return Err(self.err(
+                        &v.span(),
+                        "dhcp.mtu",
+                        format!("{m} is larger than interface.mtu {}", iface.mtu),
+                    ));
+                }
+                Some(u16::try_from(m).unwrap_or(u16::MAX))
+            }
+            None => None,
+        };
         let lease_file = match &raw.lease_file {
             Some(f) => self.path(f, "dhcp.lease_file")?,
             None => PathBuf::from(format!("/var/lib/tapbridge/{link}.leases")),
@@ -409,6 +462,13 @@ impl Cx<'_> {
                     &ip_v.span(),
                     "dhcp.reservation.ip",
                     format!("{ip} is the server address"),
+                ));
+            }
+            if own.contains(&ip) || router == Some(ip) {
+                return Err(self.err(
+                    &ip_v.span(),
+                    "dhcp.reservation.ip",
+                    format!("{ip} is already used by the interface or the router"),
                 ));
             }
             if reservations.iter().any(|(m, _)| *m == mac) {
@@ -488,7 +548,18 @@ impl Cx<'_> {
 
     fn control(&self, link: &str, raw: Option<&RawControl>) -> Result<Control> {
         let socket = match raw.and_then(|c| c.socket.as_ref()) {
-            Some(s) => self.path(s, "control.socket")?,
+            Some(s) => {
+                let path = self.path(s, "control.socket")?;
+                // sockaddr_un.sun_path holds 108 bytes including the NUL.
+                if path.as_os_str().len() > 107 {
+                    return Err(self.err(
+                        &s.span(),
+                        "control.socket",
+                        "the path is longer than the 107 bytes a Unix socket address can hold",
+                    ));
+                }
+                path
+            }
             None => PathBuf::from(format!("/run/tapbridge/{link}.sock")),
         };
         let group = match raw.and_then(|c| c.group.as_ref()) {

@@ -1,1 +1,355 @@
-//! Configuration: TOML → validated types (see SPEC §4).
+//! Configuration: TOML → validated types (SPEC §4).
+//!
+//! [`Config::parse`] turns the text of `/etc/tapbridge/NAME.toml` into a
+//! [`Config`] whose values have all been checked (ranges, address families,
+//! pool inside subnet, unique names, …) and whose optional keys carry the
+//! defaults of SPEC §4, so the rest of the program never re-validates.
+//! Parsing is pure: it reads no files besides the one [`Config::load`] is
+//! given, and never touches the system. The PSK lives in its own file and is
+//! read by [`Psk::load`], which refuses files that group or others may read.
+//!
+//! Every error is one sentence that names the file, line, column and key:
+//! `/etc/tapbridge/a.toml:7:9: dhcp.pool: 198.19.1.10 is outside subnet 198.19.0.0/24`.
+//!
+//! Relative paths in the file (`psk_file`, `lease_file`, `socket`, hooks) are
+//! taken relative to the directory holding the config file.
+
+mod error;
+mod psk;
+mod raw;
+mod validate;
+mod value;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::ConfigError;
+pub use psk::Psk;
+
+/// Where `NAME` alone looks for its config file.
+pub const CONFIG_DIR: &str = "/etc/tapbridge";
+
+/// A validated link configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The link NAME (the config file's stem).
+    pub name: String,
+    /// The config file this was read from.
+    pub path: PathBuf,
+    /// `[interface]`: the TAP device.
+    pub interface: Interface,
+    /// `[tunnel]`: the UDP tunnel.
+    pub tunnel: Tunnel,
+    /// `[[peer]]`: at least one, names unique.
+    pub peers: Vec<Peer>,
+    /// `[dhcp]`: the local DHCP responder; `None` if absent or `enabled = false`.
+    pub dhcp: Option<Dhcp>,
+    /// `[arp]`: the local ARP responder; `None` if absent.
+    pub arp: Option<Arp>,
+    /// `[hooks]`: scripts run after up and before down.
+    pub hooks: Hooks,
+    /// `[control]`: the control socket.
+    pub control: Control,
+    /// `[metrics]`: the Prometheus endpoint; `None` if absent.
+    pub metrics: Option<Metrics>,
+}
+
+/// `[interface]`: the TAP device and what the daemon programs on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Device name, at most 15 bytes (default `"tb-" + NAME`).
+    pub name: String,
+    /// TAP MTU, 576..=9000.
+    pub mtu: u32,
+    /// Fixed unicast MAC for the TAP, if configured.
+    pub mac: Option<[u8; 6]>,
+    /// Addresses added on up and removed on down (no duplicates).
+    pub addresses: Vec<IpCidr>,
+    /// Routes added on up and removed on down.
+    pub routes: Vec<Route>,
+    /// Existing Linux bridge to enslave the TAP to.
+    pub bridge: Option<String>,
+}
+
+/// An address with a prefix length, e.g. `198.19.0.1/24` or `2001:2::1/64`.
+///
+/// Invariant when produced by parsing: `prefix_len` is at most 32 (IPv4) or
+/// 128 (IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpCidr {
+    /// The address.
+    pub addr: IpAddr,
+    /// The prefix length.
+    pub prefix_len: u8,
+}
+
+impl IpCidr {
+    /// The network address: `addr` with the host bits cleared.
+    pub fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask_v4(self.prefix_len))),
+            IpAddr::V6(a) => {
+                let p = u32::from(self.prefix_len.min(128));
+                let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+            }
+        }
+    }
+
+    /// Whether `ip` lies in this prefix.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let other = IpCidr {
+            addr: ip,
+            prefix_len: self.prefix_len,
+        };
+        self.addr.is_ipv4() == ip.is_ipv4() && other.network() == self.network()
+    }
+}
+
+impl fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// An IPv4 network: address with host bits zero, and prefix length ≤ 32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Net {
+    /// The network address.
+    pub addr: Ipv4Addr,
+    /// The prefix length.
+    pub prefix_len: u8,
+}
+
+impl Ipv4Net {
+    /// The netmask, e.g. `255.255.255.0` for `/24` (DHCP option 1).
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(mask_v4(self.prefix_len))
+    }
+
+    /// The directed broadcast address (DHCP option 28).
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !mask_v4(self.prefix_len))
+    }
+
+    /// Whether `ip` lies in this network.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = mask_v4(self.prefix_len);
+        u32::from(ip) & mask == u32::from(self.addr) & mask
+    }
+
+    /// Whether `ip` is this network's own or broadcast address, which no
+    /// host may use (only meaningful for prefixes shorter than /31).
+    pub fn is_reserved(&self, ip: Ipv4Addr) -> bool {
+        self.prefix_len < 31 && (ip == self.addr || ip == self.broadcast())
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+fn mask_v4(prefix_len: u8) -> u32 {
+    let p = u32::from(prefix_len.min(32));
+    if p == 0 { 0 } else { u32::MAX << (32 - p) }
+}
+
+/// A route: destination network and optional gateway of the same family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// Destination network (host bits zero).
+    pub dest: IpCidr,
+    /// Gateway; `None` for an on-link route via the TAP.
+    pub via: Option<IpAddr>,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.via {
+            Some(gw) => write!(f, "{} via {gw}", self.dest),
+            None => write!(f, "{}", self.dest),
+        }
+    }
+}
+
+/// `[tunnel]`: the encrypted UDP tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    /// UDP address to bind (default `0.0.0.0:51901`).
+    pub listen: SocketAddr,
+    /// File holding the base64 PSK; load it with [`Psk::load`].
+    pub psk_file: PathBuf,
+    /// Largest outer IP packet, 576..=9000.
+    pub wan_mtu: u32,
+    /// Keepalive interval when idle; non-zero.
+    pub keepalive: Duration,
+    /// Rekey at least this often; non-zero.
+    pub rekey_after: Duration,
+    /// Forward frames between peers (hub of hub-and-spoke).
+    pub hub: bool,
+}
+
+/// `[[peer]]`: a remote gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Unique name, used in logs and status output.
+    pub name: String,
+    /// Where to send the first handshake; `None` waits to be contacted.
+    pub endpoint: Option<SocketAddr>,
+}
+
+/// `[dhcp]`: the local DHCP responder, present only when enabled.
+///
+/// Invariants: the pool, `server_address` and reservations lie inside
+/// `subnet` and avoid its network and broadcast addresses; `server_address`
+/// is outside the pool; reservation MACs and IPs are unique.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dhcp {
+    /// The address the responder answers as (option 54).
+    pub server_address: Ipv4Addr,
+    /// First pool address.
+    pub pool_start: Ipv4Addr,
+    /// Last pool address (≥ `pool_start`).
+    pub pool_end: Ipv4Addr,
+    /// The subnet handed out (option 1 from its prefix).
+    pub subnet: Ipv4Net,
+    /// Option 3.
+    pub router: Option<Ipv4Addr>,
+    /// Option 6.
+    pub dns: Vec<Ipv4Addr>,
+    /// Option 15.
+    pub domain: Option<String>,
+    /// Option 51, at least one second and at most 365 days.
+    pub lease_time: Duration,
+    /// Option 121 classless static routes: (destination, gateway).
+    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// Option 26, if configured.
+    pub mtu: Option<u16>,
+    /// The lease database (default `/var/lib/tapbridge/NAME.leases`).
+    pub lease_file: PathBuf,
+    /// Fixed addresses by MAC.
+    pub reservations: Vec<([u8; 6], Ipv4Addr)>,
+}
+
+/// `[arp]`: the local ARP responder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arp {
+    /// Addresses answered locally with the responder's MAC (unique).
+    pub respond: Vec<Ipv4Addr>,
+    /// The responder's own unicast MAC; `None`: derive it from the TAP's MAC.
+    pub mac: Option<[u8; 6]>,
+    /// Answer for remote hosts from bindings learned through the tunnel.
+    pub suppress: bool,
+    /// How long a learned binding answers; non-zero.
+    pub binding_timeout: Duration,
+}
+
+/// `[hooks]`: programs run directly (no shell) after up and before down.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// Run after the link is up; a failure fails `link up`.
+    pub up: Vec<PathBuf>,
+    /// Run before the link goes down.
+    pub down: Vec<PathBuf>,
+}
+
+/// `[control]`: the control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    /// Socket path (default `/run/tapbridge/NAME.sock`).
+    pub socket: PathBuf,
+    /// Group whose members may use the socket (mode 0660); `None`: root only.
+    pub group: Option<String>,
+}
+
+/// `[metrics]`: the Prometheus text endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    /// TCP address to serve on (default `127.0.0.1:9477`).
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`; the link NAME is the
+    /// file stem. Call once at start-up (and for `bridge-ctl check`).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = stem(path)?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Config::parse(&name, path, &text)
+    }
+
+    /// Validates config `text` for link `name`; `path` is used only in error
+    /// messages and to resolve relative paths. Pure: touches no files.
+    pub fn parse(name: &str, path: &Path, text: &str) -> Result<Config, ConfigError> {
+        value::link_name(name).map_err(|reason| ConfigError::Name {
+            name: name.to_owned(),
+            reason,
+        })?;
+        validate::parse(name, path, text)
+    }
+}
+
+/// Resolves the CLI's `NAME` / `--config FILE` convention (SPEC §3) into the
+/// link name and the config file path: `NAME` alone means
+/// `/etc/tapbridge/NAME.toml`; with `--config FILE` the name is the file stem
+/// (a `NAME` given as well must match it).
+pub fn locate(name: Option<&str>, config: Option<&Path>) -> Result<(String, PathBuf), ConfigError> {
+    match (name, config) {
+        (None, None) => Err(ConfigError::Usage(
+            "a link NAME or --config FILE is required".to_owned(),
+        )),
+        (Some(name), None) => {
+            value::link_name(name).map_err(|reason| ConfigError::Name {
+                name: name.to_owned(),
+                reason,
+            })?;
+            Ok((
+                name.to_owned(),
+                Path::new(CONFIG_DIR).join(format!("{name}.toml")),
+            ))
+        }
+        (name, Some(path)) => {
+            let found = stem(path)?;
+            match name {
+                Some(name) if name != found => Err(ConfigError::Usage(format!(
+                    "link NAME {name:?} does not match the stem {found:?} of config file {}",
+                    path.display()
+                ))),
+                _ => Ok((found, path.to_owned())),
+            }
+        }
+    }
+}
+
+/// The link name a config file path implies: its stem, validated.
+fn stem(path: &Path) -> Result<String, ConfigError> {
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    value::link_name(&name).map_err(|reason| ConfigError::Name {
+        name: name.clone(),
+        reason: format!(
+            "{reason} (it is the stem of config file {})",
+            path.display()
+        ),
+    })?;
+    Ok(name)
+}
+
+/// Formats a MAC address as `02:00:00:00:00:01`.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    value::fmt_mac(mac)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests;

@@ -1,0 +1,232 @@
+//! The pre-shared key: 32 random bytes kept in their own file as base64.
+//!
+//! [`Psk`] zeroizes its bytes when dropped and never prints them in `Debug`.
+//! [`Psk::load`] refuses a file that group or others may read, so a careless
+//! `chmod` cannot silently expose the key.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use super::ConfigError;
+
+/// Length of the key in bytes.
+pub const PSK_LEN: usize = 32;
+
+/// Longest PSK file we read: a key plus generous whitespace.
+const MAX_FILE: u64 = 1024;
+
+/// A 32-byte pre-shared key, zeroized on drop.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct Psk([u8; PSK_LEN]);
+
+impl std::fmt::Debug for Psk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Psk(<redacted>)")
+    }
+}
+
+impl Psk {
+    /// Reads the PSK file named by `tunnel.psk_file`. Call once at start-up.
+    ///
+    /// Refuses a file that is missing, not a regular file, has any group or
+    /// other permission bits set, or does not hold base64 of exactly 32 bytes
+    /// (surrounding whitespace is ignored).
+    pub fn load(path: &Path) -> Result<Psk, ConfigError> {
+        let read_err = |error| ConfigError::PskRead {
+            path: path.to_owned(),
+            error,
+        };
+        let file = File::open(path).map_err(read_err)?;
+        let meta = file.metadata().map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(ConfigError::PskFile {
+                path: path.to_owned(),
+                reason: "it is not a regular file".to_owned(),
+            });
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::PskMode {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        let mut text = Zeroizing::new(String::new());
+        file.take(MAX_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(read_err)?;
+        if text.len() as u64 > MAX_FILE {
+            return Err(ConfigError::PskFile {
+                path: path.to_owned(),
+                reason: format!("it is longer than {MAX_FILE} bytes"),
+            });
+        }
+        decode(&text).map_err(|reason| ConfigError::PskFile {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// Decodes a base64 key such as `bridge-ctl genpsk` prints.
+    pub fn from_base64(s: &str) -> Result<Psk, ConfigError> {
+        decode(s).map_err(ConfigError::PskEncoding)
+    }
+
+    /// Wraps raw key bytes (for tests and in-memory setups).
+    pub fn from_bytes(bytes: [u8; PSK_LEN]) -> Psk {
+        Psk(bytes)
+    }
+
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Result<Psk, getrandom::Error> {
+        let mut key = Psk([0; PSK_LEN]);
+        getrandom::fill(&mut key.0)?;
+        Ok(key)
+    }
+
+    /// The key bytes, for the key schedule.
+    pub fn as_bytes(&self) -> &[u8; PSK_LEN] {
+        &self.0
+    }
+
+    /// The key as standard padded base64 (44 characters).
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+}
+
+fn decode(text: &str) -> Result<Psk, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("it is empty; write the output of `bridge-ctl genpsk` into it".to_owned());
+    }
+    // Room for one byte too many, so "too long" is told apart from garbage.
+    let mut buf = Zeroizing::new([0u8; PSK_LEN + 3]);
+    let n = match STANDARD.decode_slice(text, &mut buf[..]) {
+        Ok(n) => n,
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            return Err(format!("it does not decode to exactly {PSK_LEN} bytes"));
+        }
+        Err(base64::DecodeSliceError::DecodeError(e)) => {
+            return Err(format!("it is not valid base64 ({e})"));
+        }
+    };
+    if n != PSK_LEN {
+        return Err(format!(
+            "it decodes to {n} bytes, not {PSK_LEN}; use `bridge-ctl genpsk`"
+        ));
+    }
+    let mut key = Psk([0; PSK_LEN]);
+    key.0.copy_from_slice(&buf[..PSK_LEN]);
+    Ok(key)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::PathBuf;
+
+    /// A file under the temp dir, unique to this test and process, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(tag: &str, contents: &str, mode: u32) -> TempFile {
+            let path =
+                std::env::temp_dir().join(format!("tapbridge-psk-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)
+                .expect("create temp file");
+            std::io::Write::write_all(&mut f, contents.as_bytes()).expect("write temp file");
+            // The umask may have cleared bits we want to test.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .expect("chmod temp file");
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn loads_a_private_key_file() {
+        let f = TempFile::new("ok", &format!("  {KEY}\n"), 0o600);
+        let psk = Psk::load(&f.0).expect("load");
+        let expected: Vec<u8> = (0u8..32).collect();
+        assert_eq!(psk.as_bytes().as_slice(), expected.as_slice());
+        assert_eq!(psk.to_base64(), KEY);
+    }
+
+    #[test]
+    fn refuses_group_or_world_readable() {
+        for (tag, mode) in [("g", 0o640), ("o", 0o604), ("gw", 0o620)] {
+            let f = TempFile::new(tag, KEY, mode);
+            let err = Psk::load(&f.0).expect_err("mode accepted").to_string();
+            assert!(err.contains(&format!("(mode {mode:04o})")), "{err}");
+            assert!(err.contains("readable by group or others"), "{err}");
+            assert!(
+                err.contains(&format!("chmod 600 {}", f.0.display())),
+                "{err}"
+            );
+        }
+        let f = TempFile::new("ro", KEY, 0o400);
+        assert!(Psk::load(&f.0).is_ok());
+    }
+
+    #[test]
+    fn refuses_missing_and_malformed_files() {
+        let missing = std::env::temp_dir().join("tapbridge-psk-does-not-exist");
+        let err = Psk::load(&missing)
+            .expect_err("missing accepted")
+            .to_string();
+        assert!(err.starts_with("cannot read PSK file"), "{err}");
+
+        for (tag, text, want) in [
+            ("empty", "", "empty"),
+            (
+                "short",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==",
+                "31 bytes",
+            ),
+            (
+                "long",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g",
+                "33 bytes",
+            ),
+            ("junk", "not base64 at all!", "not valid base64"),
+        ] {
+            let f = TempFile::new(tag, text, 0o600);
+            let err = Psk::load(&f.0).expect_err("bad key accepted").to_string();
+            assert!(err.contains(&f.0.display().to_string()), "{err}");
+            assert!(err.contains(want), "{tag}: {err}");
+        }
+    }
+
+    #[test]
+    fn base64_round_trip_and_randomness() {
+        let a = Psk::generate().expect("random");
+        let b = Psk::generate().expect("random");
+        assert_ne!(a, b);
+        let text = a.to_base64();
+        assert_eq!(text.len(), 44);
+        assert_eq!(Psk::from_base64(&text).expect("decode"), a);
+        assert!(Psk::from_base64("AAAA").is_err());
+        assert_eq!(format!("{a:?}"), "Psk(<redacted>)");
+    }
+}

@@ -1,0 +1,113 @@
+//! The config file as TOML says it: every field optional and spanned, so that
+//! validation can apply defaults and point at the exact text it rejects.
+//!
+//! `deny_unknown_fields` everywhere turns typos into errors (SPEC §4).
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A spanned string value.
+pub(super) type Str = Spanned<String>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub interface: Option<Spanned<RawInterface>>,
+    pub tunnel: Option<Spanned<RawTunnel>>,
+    pub peer: Option<Spanned<Vec<Spanned<RawPeer>>>>,
+    pub dhcp: Option<Spanned<RawDhcp>>,
+    pub arp: Option<Spanned<RawArp>>,
+    pub hooks: Option<Spanned<RawHooks>>,
+    pub control: Option<Spanned<RawControl>>,
+    pub metrics: Option<Spanned<RawMetrics>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInterface {
+    pub name: Option<Str>,
+    pub mtu: Option<Spanned<i64>>,
+    pub mac: Option<Str>,
+    #[serde(default)]
+    pub addresses: Vec<Str>,
+    #[serde(default)]
+    pub routes: Vec<Str>,
+    pub bridge: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTunnel {
+    pub listen: Option<Str>,
+    pub psk_file: Option<Str>,
+    pub wan_mtu: Option<Spanned<i64>>,
+    pub keepalive: Option<Str>,
+    pub rekey_after: Option<Str>,
+    pub hub: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPeer {
+    pub name: Option<Str>,
+    pub endpoint: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDhcp {
+    pub enabled: Option<bool>,
+    pub server_address: Option<Str>,
+    pub pool: Option<Str>,
+    pub subnet: Option<Str>,
+    pub router: Option<Str>,
+    #[serde(default)]
+    pub dns: Vec<Str>,
+    pub domain: Option<Str>,
+    pub lease_time: Option<Str>,
+    #[serde(default)]
+    pub routes: Vec<Str>,
+    pub mtu: Option<Spanned<i64>>,
+    pub lease_file: Option<Str>,
+    #[serde(default)]
+    pub reservation: Vec<Spanned<RawReservation>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReservation {
+    pub mac: Option<Str>,
+    pub ip: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawArp {
+    #[serde(default)]
+    pub respond: Vec<Str>,
+    pub mac: Option<Str>,
+    pub suppress: Option<bool>,
+    pub binding_timeout: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHooks {
+    #[serde(default)]
+    pub up: Vec<Str>,
+    #[serde(default)]
+    pub down: Vec<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawControl {
+    pub socket: Option<Str>,
+    pub group: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: Option<Str>,
+}

@@ -1,0 +1,1009 @@
+//! Tests for config parsing: the SPEC §4 example, defaults, and one test per
+//! validation rule checking the error names file, line, column and key.
+
+use super::*;
+
+const FILE: &str = "/etc/tapbridge/site-a.toml";
+
+/// The full example of SPEC §4 (with NAME filled in).
+const EXAMPLE: &str = r#"
+[interface]
+name = "tb0"                      # TAP device name (default: "tb-" + NAME, max 15 chars)
+mtu = 1500                        # TAP MTU
+mac = "02:00:00:00:00:01"         # optional fixed MAC for the TAP
+addresses = ["198.19.0.1/24"]     # added on up, removed on down
+routes = ["198.19.64.0/18", "198.19.128.0/18 via 198.19.0.254"]
+bridge = "br-lan"                 # optional: enslave the TAP to this existing Linux bridge
+
+[tunnel]
+listen = "0.0.0.0:51901"          # UDP; IPv6 must work too ("[::]:51901")
+psk_file = "/etc/tapbridge/site-a.psk"   # base64 32 bytes; refuse if group/world readable
+wan_mtu = 1500                    # largest outer IP packet; bigger frames are fragmented by the tunnel
+keepalive = "10s"
+rekey_after = "2m"                # new session keys at least this often (and by packet count)
+hub = false                       # true: forward frames between peers (hub of hub-and-spoke)
+
+[[peer]]                          # one or more
+name = "hq"
+endpoint = "203.0.113.10:51901"   # optional: a peer without one waits to be contacted (roaming)
+
+[dhcp]                            # the local DHCP responder (tap_win32-style masquerade)
+enabled = true
+server_address = "198.19.0.254"   # the address the responder answers as
+pool = "198.19.0.100-198.19.0.199"
+subnet = "198.19.0.0/24"
+router = "198.19.0.1"
+dns = ["198.19.0.1"]
+domain = "branch.example"
+lease_time = "12h"
+routes = ["198.19.64.0/18 via 198.19.0.1"]   # option 121
+mtu = 1500                        # option 26 (omit to leave out)
+lease_file = "/var/lib/tapbridge/site-a.leases"
+[[dhcp.reservation]]
+mac = "02:00:00:00:aa:01"
+ip = "198.19.0.10"
+
+[arp]
+respond = ["198.19.0.254"]        # addresses answered locally with the responder's MAC
+mac = "02:00:00:00:00:fe"         # the responder's own MAC (default: derived from the TAP's
+                                  # MAC, as tap_win32 derives its DHCP server's MAC)
+suppress = true                   # answer for remote hosts from learned bindings; don't flood
+binding_timeout = "5m"
+
+[hooks]
+up = ["/usr/lib/tapbridge/scripts/nat-up.sh"]     # run after the link is up
+down = ["/usr/lib/tapbridge/scripts/nat-down.sh"] # run before it goes down
+
+[control]
+socket = "/run/tapbridge/site-a.sock"   # created 0600 (or 0660 with `group`)
+group = "tapbridge"                   # optional
+
+[metrics]                             # optional
+listen = "127.0.0.1:9477"             # Prometheus text format: the counters of §6, per peer
+"#;
+
+const MINIMAL: &str =
+    "[interface]\n[tunnel]\npsk_file = \"/etc/tapbridge/site-a.psk\"\n[[peer]]\nname = \"hq\"\n";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse("site-a", Path::new(FILE), text)
+}
+
+/// `MINIMAL` plus `extra`, which therefore starts on line 6.
+fn with(extra: &str) -> String {
+    format!("{MINIMAL}{extra}")
+}
+
+/// Asserts that `text` is rejected at `line:col` for `key`, and that the
+/// sentence mentions `fragment`.
+#[track_caller]
+fn rejects(text: &str, line: usize, col: usize, key: &str, fragment: &str) {
+    let err = parse(text).expect_err("config accepted");
+    let msg = err.to_string();
+    let prefix = format!("{FILE}:{line}:{col}: {key}: ");
+    assert!(
+        msg.starts_with(&prefix),
+        "{msg:?} does not start with {prefix:?}"
+    );
+    assert!(
+        msg.contains(fragment),
+        "{msg:?} does not mention {fragment:?}"
+    );
+    assert!(!msg.contains('\n'), "{msg:?} is not one line");
+    match err {
+        ConfigError::Invalid {
+            line: l,
+            column: c,
+            key: k,
+            ..
+        } => {
+            assert_eq!((l, c, k.as_str()), (line, col, key));
+        }
+        other => panic!("unexpected variant {other:?}"),
+    }
+}
+
+fn ip4(s: &str) -> Ipv4Addr {
+    s.parse().expect("test address")
+}
+
+#[test]
+fn spec_example_parses_to_expected_values() {
+    let c = parse(EXAMPLE).expect("SPEC example");
+    assert_eq!(c.name, "site-a");
+    assert_eq!(c.path, Path::new(FILE));
+    assert_eq!(
+        c.interface,
+        Interface {
+            name: "tb0".into(),
+            mtu: 1500,
+            mac: Some([2, 0, 0, 0, 0, 1]),
+            addresses: vec![IpCidr {
+                addr: "198.19.0.1".parse().unwrap(),
+                prefix_len: 24
+            }],
+            routes: vec![
+                Route {
+                    dest: IpCidr {
+                        addr: "198.19.64.0".parse().unwrap(),
+                        prefix_len: 18
+                    },
+                    via: None
+                },
+                Route {
+                    dest: IpCidr {
+                        addr: "198.19.128.0".parse().unwrap(),
+                        prefix_len: 18
+                    },
+                    via: Some("198.19.0.254".parse().unwrap())
+                },
+            ],
+            bridge: Some("br-lan".into()),
+        }
+    );
+    assert_eq!(
+        c.tunnel,
+        Tunnel {
+            listen: "0.0.0.0:51901".parse().unwrap(),
+            psk_file: "/etc/tapbridge/site-a.psk".into(),
+            wan_mtu: 1500,
+            keepalive: Duration::from_secs(10),
+            rekey_after: Duration::from_secs(120),
+            hub: false,
+        }
+    );
+    assert_eq!(
+        c.peers,
+        vec![Peer {
+            name: "hq".into(),
+            endpoint: Some("203.0.113.10:51901".parse().unwrap())
+        }]
+    );
+    let subnet = Ipv4Net {
+        addr: ip4("198.19.0.0"),
+        prefix_len: 24,
+    };
+    assert_eq!(
+        c.dhcp,
+        Some(Dhcp {
+            server_address: ip4("198.19.0.254"),
+            pool_start: ip4("198.19.0.100"),
+            pool_end: ip4("198.19.0.199"),
+            subnet,
+            router: Some(ip4("198.19.0.1")),
+            dns: vec![ip4("198.19.0.1")],
+            domain: Some("branch.example".into()),
+            lease_time: Duration::from_secs(12 * 3600),
+            routes: vec![(
+                Ipv4Net {
+                    addr: ip4("198.19.64.0"),
+                    prefix_len: 18
+                },
+                ip4("198.19.0.1")
+            )],
+            mtu: Some(1500),
+            lease_file: "/var/lib/tapbridge/site-a.leases".into(),
+            reservations: vec![([2, 0, 0, 0, 0xaa, 1], ip4("198.19.0.10"))],
+        })
+    );
+    assert_eq!(subnet.netmask(), ip4("255.255.255.0"));
+    assert_eq!(subnet.broadcast(), ip4("198.19.0.255"));
+    assert_eq!(
+        c.arp,
+        Some(Arp {
+            respond: vec![ip4("198.19.0.254")],
+            mac: Some([2, 0, 0, 0, 0, 0xfe]),
+            suppress: true,
+            binding_timeout: Duration::from_secs(300),
+        })
+    );
+    assert_eq!(
+        c.hooks,
+        Hooks {
+            up: vec!["/usr/lib/tapbridge/scripts/nat-up.sh".into()],
+            down: vec!["/usr/lib/tapbridge/scripts/nat-down.sh".into()],
+        }
+    );
+    assert_eq!(
+        c.control,
+        Control {
+            socket: "/run/tapbridge/site-a.sock".into(),
+            group: Some("tapbridge".into())
+        }
+    );
+    assert_eq!(
+        c.metrics,
+        Some(Metrics {
+            listen: "127.0.0.1:9477".parse().unwrap()
+        })
+    );
+}
+
+#[test]
+fn minimal_config_gets_the_defaults() {
+    let c = parse(MINIMAL).expect("minimal config");
+    assert_eq!(c.interface.name, "tb-site-a");
+    assert_eq!(c.interface.mtu, 1500);
+    assert_eq!(c.interface.mac, None);
+    assert!(c.interface.addresses.is_empty() && c.interface.routes.is_empty());
+    assert_eq!(c.interface.bridge, None);
+    assert_eq!(c.tunnel.listen, "0.0.0.0:51901".parse().unwrap());
+    assert_eq!(c.tunnel.wan_mtu, 1500);
+    assert_eq!(c.tunnel.keepalive, Duration::from_secs(10));
+    assert_eq!(c.tunnel.rekey_after, Duration::from_secs(120));
+    assert!(!c.tunnel.hub);
+    assert_eq!(
+        c.peers,
+        vec![Peer {
+            name: "hq".into(),
+            endpoint: None
+        }]
+    );
+    assert_eq!(c.dhcp, None);
+    assert_eq!(c.arp, None);
+    assert_eq!(c.hooks, Hooks::default());
+    assert_eq!(
+        c.control,
+        Control {
+            socket: "/run/tapbridge/site-a.sock".into(),
+            group: None
+        }
+    );
+    assert_eq!(c.metrics, None);
+}
+
+#[test]
+fn section_defaults() {
+    let c = parse(&with(
+        "[dhcp]\nserver_address = \"198.19.0.1\"\npool = \"198.19.0.100-198.19.0.199\"\nsubnet = \"198.19.0.0/24\"\n[arp]\n[metrics]\n",
+    ))
+    .expect("config");
+    let d = c.dhcp.expect("dhcp on");
+    assert_eq!(d.lease_time, Duration::from_secs(12 * 3600));
+    assert_eq!(d.lease_file, Path::new("/var/lib/tapbridge/site-a.leases"));
+    assert_eq!((d.router, d.mtu, d.domain), (None, None, None));
+    assert!(d.dns.is_empty() && d.routes.is_empty() && d.reservations.is_empty());
+    let a = c.arp.expect("arp section");
+    assert_eq!((a.respond.len(), a.mac, a.suppress), (0, None, true));
+    assert_eq!(a.binding_timeout, Duration::from_secs(300));
+    assert_eq!(
+        c.metrics,
+        Some(Metrics {
+            listen: "127.0.0.1:9477".parse().unwrap()
+        })
+    );
+}
+
+#[test]
+fn disabled_dhcp_is_none_and_not_validated() {
+    let c = parse(&with("[dhcp]\nenabled = false\npool = \"junk\"\n")).expect("config");
+    assert_eq!(c.dhcp, None);
+}
+
+#[test]
+fn ipv6_listen_and_endpoints() {
+    let c = parse(
+        "[interface]\naddresses = [\"2001:2::1/64\"]\n[tunnel]\nlisten = \"[::]:51901\"\npsk_file = \"k\"\n[[peer]]\nname = \"b\"\nendpoint = \"[2001:2::2]:51901\"\n",
+    )
+    .expect("config");
+    assert_eq!(c.tunnel.listen, "[::]:51901".parse().unwrap());
+    assert_eq!(
+        c.peers[0].endpoint,
+        Some("[2001:2::2]:51901".parse().unwrap())
+    );
+    // Relative paths are relative to the config file's directory.
+    assert_eq!(c.tunnel.psk_file, Path::new("/etc/tapbridge/k"));
+}
+
+#[test]
+fn durations_in_combination() {
+    let c = parse(
+        "[interface]\n[tunnel]\npsk_file = \"k\"\nkeepalive = \"500ms\"\nrekey_after = \"1h30m\"\n[[peer]]\nname = \"b\"\n",
+    )
+    .expect("config");
+    assert_eq!(c.tunnel.keepalive, Duration::from_millis(500));
+    assert_eq!(c.tunnel.rekey_after, Duration::from_secs(5400));
+}
+
+// ---- one test per rule ----
+
+#[test]
+fn syntax_error() {
+    let err = parse("[interface\n").expect_err("accepted").to_string();
+    assert!(err.starts_with(&format!("{FILE}:1:11: ")), "{err}");
+}
+
+#[test]
+fn unknown_keys() {
+    rejects(
+        "[interface]\nnmae = \"x\"\n",
+        2,
+        1,
+        "interface.nmae",
+        "unknown field `nmae`",
+    );
+    rejects(&with("[tunnel2]\n"), 6, 2, "tunnel2", "unknown field");
+    rejects(
+        &with("endpont = \"1.2.3.4:5\"\n"),
+        6,
+        1,
+        "peer.endpont",
+        "unknown field",
+    );
+    rejects(
+        &with("[dhcp]\n[[dhcp.reservation]]\nmac = \"02:00:00:00:00:01\"\nipp = \"x\"\n"),
+        9,
+        1,
+        "dhcp.reservation.ipp",
+        "unknown field",
+    );
+}
+
+#[test]
+fn wrong_types() {
+    rejects(
+        "[interface]\nmtu = \"1500\"\n",
+        2,
+        7,
+        "interface.mtu",
+        "invalid type",
+    );
+    rejects(
+        &with("endpoint = 5\n"),
+        6,
+        12,
+        "peer.endpoint",
+        "invalid type",
+    );
+    rejects(
+        &with("[arp]\nsuppress = \"yes\"\n"),
+        7,
+        12,
+        "arp.suppress",
+        "invalid type",
+    );
+}
+
+#[test]
+fn required_sections() {
+    rejects(
+        "[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"a\"\n",
+        1,
+        1,
+        "interface",
+        "[interface] is missing",
+    );
+    rejects(
+        "[interface]\n[[peer]]\nname = \"a\"\n",
+        1,
+        1,
+        "tunnel",
+        "[tunnel] is missing",
+    );
+    rejects(
+        "[interface]\n[tunnel]\npsk_file = \"k\"\n",
+        1,
+        1,
+        "peer",
+        "at least one [[peer]]",
+    );
+    rejects(
+        "peer = []\n[interface]\n[tunnel]\npsk_file = \"k\"\n",
+        1,
+        8,
+        "peer",
+        "at least one [[peer]]",
+    );
+    rejects(
+        "[interface]\n\n[tunnel]\n[[peer]]\nname = \"a\"\n",
+        3,
+        1,
+        "tunnel.psk_file",
+        "missing",
+    );
+    rejects(
+        "[interface]\n[tunnel]\npsk_file = \"\"\n[[peer]]\nname = \"a\"\n",
+        3,
+        12,
+        "tunnel.psk_file",
+        "empty",
+    );
+}
+
+#[test]
+fn interface_name() {
+    rejects(
+        "[interface]\nname = \"a-very-long-name0\"\n",
+        2,
+        8,
+        "interface.name",
+        "longer than 15 bytes",
+    );
+    rejects(
+        "[interface]\nname = \"tb 0\"\n",
+        2,
+        8,
+        "interface.name",
+        "contains ' '",
+    );
+    let err = Config::parse("a-long-site-name", Path::new(FILE), MINIMAL).expect_err("accepted");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("{FILE}:1:1: interface.name: ")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("tb-a-long-site-name") && msg.contains("set interface.name"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn mtus() {
+    rejects(
+        "[interface]\nmtu = 575\n",
+        2,
+        7,
+        "interface.mtu",
+        "576..=9000",
+    );
+    rejects(
+        "[interface]\nmtu = 9001\n",
+        2,
+        7,
+        "interface.mtu",
+        "576..=9000",
+    );
+    rejects(
+        "[interface]\n[tunnel]\npsk_file = \"k\"\nwan_mtu = -1\n",
+        4,
+        11,
+        "tunnel.wan_mtu",
+        "576..=9000",
+    );
+    rejects(
+        &with(
+            "[dhcp]\nenabled = true\nsubnet = \"198.19.0.0/24\"\npool = \"198.19.0.100-198.19.0.199\"\nserver_address = \"198.19.0.1\"\nmtu = 100\n",
+        ),
+        11,
+        7,
+        "dhcp.mtu",
+        "576..=9000",
+    );
+}
+
+#[test]
+fn macs() {
+    rejects(
+        "[interface]\nmac = \"01:00:5e:00:00:01\"\n",
+        2,
+        7,
+        "interface.mac",
+        "multicast",
+    );
+    rejects(
+        "[interface]\nmac = \"02:00:00:00:01\"\n",
+        2,
+        7,
+        "interface.mac",
+        "not a MAC address",
+    );
+    rejects(
+        &with("[arp]\nmac = \"ff:ff:ff:ff:ff:ff\"\n"),
+        7,
+        7,
+        "arp.mac",
+        "multicast",
+    );
+}
+
+#[test]
+fn addresses_and_routes() {
+    rejects(
+        "[interface]\naddresses = [\"198.19.0.1\"]\n",
+        2,
+        14,
+        "interface.addresses",
+        "prefix length",
+    );
+    rejects(
+        "[interface]\naddresses = [\"198.19.0.1/24\", \"198.19.0.1/16\"]\n",
+        2,
+        31,
+        "interface.addresses",
+        "listed twice",
+    );
+    rejects(
+        "[interface]\nroutes = [\"198.19.64.1/18\"]\n",
+        2,
+        11,
+        "interface.routes",
+        "host bits set",
+    );
+    rejects(
+        "[interface]\nroutes = [\"198.19.64.0/18 via 2001:2::1\"]\n",
+        2,
+        11,
+        "interface.routes",
+        "same address family",
+    );
+    rejects(
+        "[interface]\nroutes = [\"198.19.64.0/18 through 198.19.0.1\"]\n",
+        2,
+        11,
+        "interface.routes",
+        "not a route",
+    );
+    rejects(
+        "[interface]\nbridge = \"bridge/0\"\n",
+        2,
+        10,
+        "interface.bridge",
+        "contains '/'",
+    );
+}
+
+#[test]
+fn tunnel_values() {
+    rejects(
+        "[interface]\n[tunnel]\npsk_file = \"k\"\nlisten = \"localhost:1\"\n",
+        4,
+        10,
+        "tunnel.listen",
+        "not an IP address and port",
+    );
+    rejects(
+        "[interface]\n[tunnel]\npsk_file = \"k\"\nkeepalive = \"0s\"\n",
+        4,
+        13,
+        "tunnel.keepalive",
+        "longer than zero",
+    );
+    rejects(
+        "[interface]\n[tunnel]\npsk_file = \"k\"\nrekey_after = \"2 minutes\"\n",
+        4,
+        15,
+        "tunnel.rekey_after",
+        "not a duration",
+    );
+}
+
+#[test]
+fn peers() {
+    rejects(
+        &with("[[peer]]\nname = \"hq\"\n"),
+        7,
+        8,
+        "peer.name",
+        "used twice",
+    );
+    rejects(
+        &with("[[peer]]\nendpoint = \"198.18.0.2:51901\"\n"),
+        6,
+        1,
+        "peer.name",
+        "missing",
+    );
+    rejects(
+        &with("endpoint = \"gw.example:51901\"\n"),
+        6,
+        12,
+        "peer.endpoint",
+        "not resolved",
+    );
+    rejects(
+        &with("endpoint = \"198.18.0.2:0\"\n"),
+        6,
+        12,
+        "peer.endpoint",
+        "port 0",
+    );
+    rejects(&with("[[peer]]\nname = \"\"\n"), 7, 8, "peer.name", "empty");
+}
+
+/// A valid `[dhcp]` section starting at line 6, with `line` replaced.
+fn dhcp(replace: &str, by: &str) -> String {
+    let base = "[dhcp]\nserver_address = \"198.19.0.254\"\npool = \"198.19.0.100-198.19.0.199\"\nsubnet = \"198.19.0.0/24\"\n";
+    assert!(base.contains(replace), "test bug");
+    with(&base.replacen(replace, by, 1))
+}
+
+#[test]
+fn dhcp_pool_and_subnet() {
+    rejects(
+        &dhcp("pool = \"198.19.0.100-198.19.0.199\"\n", ""),
+        6,
+        1,
+        "dhcp.pool",
+        "missing",
+    );
+    rejects(
+        &dhcp("subnet = \"198.19.0.0/24\"\n", ""),
+        6,
+        1,
+        "dhcp.subnet",
+        "missing",
+    );
+    rejects(
+        &dhcp("198.19.0.199\"", "198.19.1.10\""),
+        8,
+        8,
+        "dhcp.pool",
+        "198.19.1.10 is outside subnet 198.19.0.0/24",
+    );
+    rejects(
+        &dhcp("198.19.0.100-198.19.0.199", "198.19.0.199-198.19.0.100"),
+        8,
+        8,
+        "dhcp.pool",
+        "after",
+    );
+    rejects(
+        &dhcp("198.19.0.100-", "198.19.0.0-"),
+        8,
+        8,
+        "dhcp.pool",
+        "network or broadcast",
+    );
+    rejects(
+        &dhcp("198.19.0.0/24", "198.19.0.1/24"),
+        9,
+        10,
+        "dhcp.subnet",
+        "host bits",
+    );
+    rejects(
+        &dhcp("198.19.0.0/24", "198.19.0.0/31"),
+        9,
+        10,
+        "dhcp.subnet",
+        "too small",
+    );
+    rejects(
+        &dhcp("198.19.0.0/24", "2001:2::/64"),
+        9,
+        10,
+        "dhcp.subnet",
+        "not an IPv4 network",
+    );
+}
+
+#[test]
+fn dhcp_server_address() {
+    rejects(
+        &dhcp("server_address = \"198.19.0.254\"\n", ""),
+        6,
+        1,
+        "dhcp.server_address",
+        "missing",
+    );
+    rejects(
+        &dhcp("198.19.0.254", "198.19.1.254"),
+        7,
+        18,
+        "dhcp.server_address",
+        "outside subnet",
+    );
+    rejects(
+        &dhcp("198.19.0.254", "198.19.0.150"),
+        7,
+        18,
+        "dhcp.server_address",
+        "inside the pool",
+    );
+}
+
+#[test]
+fn dhcp_options() {
+    rejects(
+        &dhcp("[dhcp]\n", "[dhcp]\nrouter = \"x\"\n"),
+        7,
+        10,
+        "dhcp.router",
+        "not an IPv4 address",
+    );
+    rejects(
+        &dhcp("[dhcp]\n", "[dhcp]\ndns = [\"198.19.0.1\", \"::1\"]\n"),
+        7,
+        22,
+        "dhcp.dns",
+        "not an IPv4 address",
+    );
+    rejects(
+        &dhcp("[dhcp]\n", "[dhcp]\ndomain = \"a..b\"\n"),
+        7,
+        10,
+        "dhcp.domain",
+        "not a domain name",
+    );
+    rejects(
+        &dhcp("[dhcp]\n", "[dhcp]\nlease_time = \"500ms\"\n"),
+        7,
+        14,
+        "dhcp.lease_time",
+        "at least 1s",
+    );
+    rejects(
+        &dhcp("[dhcp]\n", "[dhcp]\nroutes = [\"198.19.64.0/18\"]\n"),
+        7,
+        11,
+        "dhcp.routes",
+        "needs a gateway",
+    );
+}
+
+#[test]
+fn dhcp_avoids_addresses_in_use() {
+    let iface = |addr: &str| {
+        format!(
+            "[interface]\naddresses = [\"{addr}\"]\n[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"hq\"\n\
+             [dhcp]\nserver_address = \"198.19.0.254\"\npool = \"198.19.0.100-198.19.0.199\"\nsubnet = \"198.19.0.0/24\"\n"
+        )
+    };
+    assert!(parse(&iface("198.19.0.1/24")).is_ok());
+    rejects(
+        &iface("198.19.0.150/24"),
+        9,
+        8,
+        "dhcp.pool",
+        "contains 198.19.0.150, an address of interface tb-site-a",
+    );
+    rejects(
+        &iface("198.19.0.254/24"),
+        8,
+        18,
+        "dhcp.server_address",
+        "an address of its own",
+    );
+    rejects(
+        &dhcp("[dhcp]\n", "[dhcp]\nrouter = \"198.19.0.100\"\n"),
+        7,
+        10,
+        "dhcp.router",
+        "inside the pool",
+    );
+    let reserve_router = format!(
+        "{}router = \"198.19.0.1\"\n[[dhcp.reservation]]\nmac = \"02:00:00:00:aa:01\"\nip = \"198.19.0.1\"\n",
+        dhcp("", "")
+    );
+    rejects(
+        &reserve_router,
+        13,
+        6,
+        "dhcp.reservation.ip",
+        "already used",
+    );
+    rejects(
+        &format!(
+            "[interface]\nmtu = 1400\n{}",
+            &dhcp("[dhcp]\n", "[dhcp]\nmtu = 1500\n")["[interface]\n".len()..]
+        ),
+        8,
+        7,
+        "dhcp.mtu",
+        "larger than interface.mtu 1400",
+    );
+}
+
+#[test]
+fn dhcp_reservations() {
+    let res =
+        |mac: &str, ip: &str| format!("[[dhcp.reservation]]\nmac = \"{mac}\"\nip = \"{ip}\"\n");
+    let two = |a: String, b: String| format!("{}{a}{b}", dhcp("", ""));
+    let ok = two(
+        res("02:00:00:00:aa:01", "198.19.0.10"),
+        res("02:00:00:00:aa:02", "198.19.0.150"),
+    );
+    assert_eq!(
+        parse(&ok)
+            .expect("two reservations")
+            .dhcp
+            .expect("dhcp")
+            .reservations
+            .len(),
+        2
+    );
+    rejects(
+        &two(
+            res("02:00:00:00:aa:01", "198.19.0.10"),
+            res("02:00:00:00:aa:01", "198.19.0.11"),
+        ),
+        14,
+        7,
+        "dhcp.reservation.mac",
+        "reserved twice",
+    );
+    rejects(
+        &two(
+            res("02:00:00:00:aa:01", "198.19.0.10"),
+            res("02:00:00:00:aa:02", "198.19.0.10"),
+        ),
+        15,
+        6,
+        "dhcp.reservation.ip",
+        "reserved twice",
+    );
+    rejects(
+        &two(res("02:00:00:00:aa:01", "198.19.1.10"), String::new()),
+        12,
+        6,
+        "dhcp.reservation.ip",
+        "outside subnet",
+    );
+    rejects(
+        &two(res("02:00:00:00:aa:01", "198.19.0.254"), String::new()),
+        12,
+        6,
+        "dhcp.reservation.ip",
+        "server address",
+    );
+    rejects(
+        &two(res("03:00:00:00:aa:01", "198.19.0.10"), String::new()),
+        11,
+        7,
+        "dhcp.reservation.mac",
+        "multicast",
+    );
+    rejects(
+        &format!(
+            "{}[[dhcp.reservation]]\nmac = \"02:00:00:00:aa:01\"\n",
+            dhcp("", "")
+        ),
+        10,
+        1,
+        "dhcp.reservation.ip",
+        "missing",
+    );
+}
+
+#[test]
+fn arp_values() {
+    rejects(
+        &with("[arp]\nrespond = [\"198.19.0.254\", \"198.19.0.254\"]\n"),
+        7,
+        28,
+        "arp.respond",
+        "listed twice",
+    );
+    rejects(
+        &with("[arp]\nrespond = [\"224.0.0.1\"]\n"),
+        7,
+        12,
+        "arp.respond",
+        "not a host address",
+    );
+    rejects(
+        &with("[arp]\nbinding_timeout = \"0m\"\n"),
+        7,
+        19,
+        "arp.binding_timeout",
+        "longer than zero",
+    );
+}
+
+#[test]
+fn hooks_control_metrics() {
+    rejects(&with("[hooks]\nup = [\"\"]\n"), 7, 7, "hooks.up", "empty");
+    rejects(
+        &with("[control]\ngroup = \"a b\"\n"),
+        7,
+        9,
+        "control.group",
+        "not a group name",
+    );
+    rejects(
+        &with("[metrics]\nlisten = \"9477\"\n"),
+        7,
+        10,
+        "metrics.listen",
+        "not an IP address",
+    );
+    let c = parse(&with(
+        "[hooks]\ndown = [\"nat-down.sh\"]\n[control]\nsocket = \"/tmp/x.sock\"\n",
+    ))
+    .expect("config");
+    assert_eq!(
+        c.hooks.down,
+        vec![PathBuf::from("/etc/tapbridge/nat-down.sh")]
+    );
+    assert_eq!(c.control.socket, Path::new("/tmp/x.sock"));
+}
+
+#[test]
+fn bad_link_names() {
+    assert!(matches!(
+        Config::parse("../x", Path::new(FILE), MINIMAL),
+        Err(ConfigError::Name { .. })
+    ));
+}
+
+#[test]
+fn locate_follows_the_cli_convention() {
+    assert_eq!(
+        locate(Some("site-a"), None).expect("name"),
+        (
+            "site-a".to_owned(),
+            PathBuf::from("/etc/tapbridge/site-a.toml")
+        )
+    );
+    assert_eq!(
+        locate(None, Some(Path::new("/tmp/x/site-b.toml"))).expect("file"),
+        ("site-b".to_owned(), PathBuf::from("/tmp/x/site-b.toml"))
+    );
+    assert!(locate(Some("site-b"), Some(Path::new("/tmp/site-b.toml"))).is_ok());
+    let err = locate(Some("a"), Some(Path::new("/tmp/site-b.toml"))).expect_err("mismatch");
+    assert!(err.to_string().contains("does not match"), "{err}");
+    assert!(matches!(locate(None, None), Err(ConfigError::Usage(_))));
+    assert!(matches!(
+        locate(Some("../../etc/passwd"), None),
+        Err(ConfigError::Name { .. })
+    ));
+}
+
+#[test]
+fn load_reads_the_file_and_names_the_link_after_its_stem() {
+    let dir = std::env::temp_dir().join(format!("tapbridge-config-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("branch1.toml");
+    std::fs::write(&path, MINIMAL).expect("write config");
+    let loaded = Config::load(&path);
+    let missing = Config::load(&dir.join("nope.toml"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let c = loaded.expect("load");
+    assert_eq!(
+        (c.name.as_str(), c.interface.name.as_str()),
+        ("branch1", "tb-branch1")
+    );
+    assert_eq!(c.path, path);
+    assert!(
+        missing
+            .expect_err("missing file")
+            .to_string()
+            .starts_with("cannot read config file")
+    );
+}
+
+/// Cheap stand-in for the fuzzer in ordinary `cargo test`: every prefix of
+/// the example, and the example with each line dropped or mangled, gives a
+/// config or a one-line error positioned inside the text — never a panic.
+#[test]
+fn mangled_examples_never_panic() {
+    let check = |text: &str| match parse(text) {
+        Ok(c) => assert!(!c.peers.is_empty()),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "{msg:?}");
+            if let ConfigError::Invalid { line, .. } = e {
+                assert!(
+                    line >= 1 && line <= text.lines().count().max(1) + 1,
+                    "{msg}"
+                );
+            }
+        }
+    };
+    for (i, _) in EXAMPLE.char_indices() {
+        check(&EXAMPLE[..i]);
+    }
+    let lines: Vec<&str> = EXAMPLE.lines().collect();
+    for skip in 0..lines.len() {
+        for mangle in [
+            "",
+            "x = 1",
+            "\"a\\nb\" = 1",
+            "[\"a\\nb\"]",
+            "[tunnel.\"x\\ny\"]",
+            "é",
+            "[",
+            "= \"ü\"",
+            "0",
+        ] {
+            let mut v = lines.clone();
+            v[skip] = mangle;
+            check(&v.join("\n"));
+            let mut v = lines.clone();
+            let replaced = v[skip].replace('"', "").replace('1', "\u{7f}");
+            v[skip] = &replaced;
+            check(&v.join("\n"));
+        }
+    }
+}

@@ -1,0 +1,615 @@
+//! Turns a [`RawConfig`] into a [`Config`]: applies the defaults of SPEC §4
+//! and checks every rule, reporting the first violation with its position.
+
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::{RawArp, RawConfig, RawControl, RawDhcp, RawHooks, RawInterface, RawTunnel, Str};
+use super::value;
+use super::{Arp, Config, ConfigError, Control, Dhcp, Hooks, Interface, Metrics, Peer, Tunnel};
+
+const MTU_RANGE: std::ops::RangeInclusive<i64> = 576..=9000;
+
+/// Parses and validates; see [`Config::parse`].
+pub(super) fn parse(name: &str, path: &Path, text: &str) -> Result<Config> {
+    let cx = Cx { file: path, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| cx.toml_error(&e))?;
+    cx.config(name, raw)
+}
+
+/// Error context: the file and its text, to turn byte spans into positions.
+struct Cx<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+impl Cx<'_> {
+    /// An error at byte `offset`.
+    fn at(&self, offset: usize, key: &str, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_col(self.text, offset);
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line,
+            column,
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn err(&self, span: &Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        self.at(span.start, key, message)
+    }
+
+    /// Applies a value parser to a spanned string, locating its error.
+    fn conv<T>(
+        &self,
+        v: &Str,
+        key: &str,
+        f: impl FnOnce(&str) -> std::result::Result<T, String>,
+    ) -> Result<T> {
+        f(v.get_ref()).map_err(|m| self.err(&v.span(), key, m))
+    }
+
+    fn opt<T>(
+        &self,
+        v: &Option<Str>,
+        key: &str,
+        f: impl FnOnce(&str) -> std::result::Result<T, String>,
+    ) -> Result<Option<T>> {
+        v.as_ref().map(|v| self.conv(v, key, f)).transpose()
+    }
+
+    /// A required key inside a section that starts at `section`.
+    fn required<'v>(
+        &self,
+        v: &'v Option<Str>,
+        section: &Range<usize>,
+        key: &str,
+    ) -> Result<&'v Str> {
+        v.as_ref()
+            .ok_or_else(|| self.err(section, key, "this required key is missing"))
+    }
+
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let offset = e.span().map_or(0, |s| s.start);
+        let message = e.message().trim().replace(char::is_control, " ");
+        // toml keeps the key path private but prints it when the error has
+        // no input attached: "message\nin `a.b`".
+        let mut bare = e.clone();
+        bare.set_input(None);
+        let rendered = bare.to_string();
+        let mut key = rendered
+            .lines()
+            .filter_map(|l| l.strip_prefix("in `").and_then(|r| r.strip_suffix('`')))
+            .next_back()
+            .unwrap_or_default()
+            .replace(char::is_control, " ");
+        if let Some(field) = message
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+        {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(field);
+        }
+        self.at(offset, &key, message)
+    }
+
+    fn mtu(&self, v: &Option<Spanned<i64>>, key: &str, default: u32) -> Result<u32> {
+        match v {
+            None => Ok(default),
+            Some(v) => {
+                let n = *v.get_ref();
+                if !MTU_RANGE.contains(&n) {
+                    return Err(self.err(
+                        &v.span(),
+                        key,
+                        format!("{n} is outside the allowed range 576..=9000"),
+                    ));
+                }
+                u32::try_from(n).map_err(|_| self.err(&v.span(), key, "out of range"))
+            }
+        }
+    }
+
+    /// A duration with a default; zero is rejected.
+    fn duration(&self, v: &Option<Str>, key: &str, default: Duration) -> Result<Duration> {
+        let Some(v) = v else { return Ok(default) };
+        let d = self.conv(v, key, value::duration)?;
+        if d.is_zero() {
+            return Err(self.err(&v.span(), key, "must be longer than zero"));
+        }
+        Ok(d)
+    }
+
+    /// A path; relative paths are relative to the config file's directory.
+    fn path(&self, v: &Str, key: &str) -> Result<PathBuf> {
+        let s = v.get_ref();
+        if s.is_empty() {
+            return Err(self.err(&v.span(), key, "a path cannot be empty"));
+        }
+        let p = Path::new(s);
+        if p.is_absolute() {
+            Ok(p.to_owned())
+        } else {
+            Ok(self.file.parent().unwrap_or(Path::new("")).join(p))
+        }
+    }
+
+    fn config(&self, name: &str, raw: RawConfig) -> Result<Config> {
+        let interface = match &raw.interface {
+            Some(i) => self.interface(name, i.get_ref(), &i.span())?,
+            None => return Err(self.at(0, "interface", "required section [interface] is missing")),
+        };
+        let tunnel = match &raw.tunnel {
+            Some(t) => self.tunnel(t.get_ref(), &t.span())?,
+            None => return Err(self.at(0, "tunnel", "required section [tunnel] is missing")),
+        };
+        let peers = self.peers(raw.peer.as_ref())?;
+        let dhcp = match &raw.dhcp {
+            Some(d) => self.dhcp(name, &interface, d.get_ref(), &d.span())?,
+            None => None,
+        };
+        let arp = raw
+            .arp
+            .as_ref()
+            .map(|a| self.arp(a.get_ref()))
+            .transpose()?;
+        let hooks = match &raw.hooks {
+            Some(h) => self.hooks(h.get_ref())?,
+            None => Hooks::default(),
+        };
+        let control = self.control(name, raw.control.as_ref().map(|c| c.get_ref()))?;
+        let metrics = match &raw.metrics {
+            Some(m) => Some(Metrics {
+                listen: match &m.get_ref().listen {
+                    Some(l) => self.conv(l, "metrics.listen", value::listen_addr)?,
+                    None => ([127, 0, 0, 1], 9477).into(),
+                },
+            }),
+            None => None,
+        };
+        Ok(Config {
+            name: name.to_owned(),
+            path: self.file.to_owned(),
+            interface,
+            tunnel,
+            peers,
+            dhcp,
+            arp,
+            hooks,
+            control,
+            metrics,
+        })
+    }
+
+    fn interface(&self, link: &str, raw: &RawInterface, span: &Range<usize>) -> Result<Interface> {
+        let name = match &raw.name {
+            Some(n) => {
+                self.conv(n, "interface.name", value::ifname)?;
+                n.get_ref().clone()
+            }
+            None => {
+                let name = format!("tb-{link}");
+                value::ifname(&name).map_err(|m| {
+                    self.err(
+                        span,
+                        "interface.name",
+                        format!(
+                            "the default name {name:?} is not usable ({m}); set interface.name"
+                        ),
+                    )
+                })?;
+                name
+            }
+        };
+        let mtu = self.mtu(&raw.mtu, "interface.mtu", 1500)?;
+        let mac = self.opt(&raw.mac, "interface.mac", value::unicast_mac)?;
+        let mut addresses = Vec::with_capacity(raw.addresses.len());
+        for a in &raw.addresses {
+            let cidr = self.conv(a, "interface.addresses", value::host_cidr)?;
+            if addresses
+                .iter()
+                .any(|c: &super::IpCidr| c.addr == cidr.addr)
+            {
+                return Err(self.err(
+                    &a.span(),
+                    "interface.addresses",
+                    format!("{} is listed twice", cidr.addr),
+                ));
+            }
+            addresses.push(cidr);
+        }
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for r in &raw.routes {
+            let route = self.conv(r, "interface.routes", value::route)?;
+            if routes.iter().any(|x: &super::Route| x.dest == route.dest) {
+                return Err(self.err(
+                    &r.span(),
+                    "interface.routes",
+                    format!("a route to {} is listed twice", route.dest),
+                ));
+            }
+            routes.push(route);
+        }
+        let bridge = match &raw.bridge {
+            Some(b) => {
+                self.conv(b, "interface.bridge", value::ifname)?;
+                if *b.get_ref() == name {
+                    return Err(self.err(
+                        &b.span(),
+                        "interface.bridge",
+                        "the TAP cannot be its own bridge",
+                    ));
+                }
+                Some(b.get_ref().clone())
+            }
+            None => None,
+        };
+        Ok(Interface {
+            name,
+            mtu,
+            mac,
+            addresses,
+            routes,
+            bridge,
+        })
+    }
+
+    fn tunnel(&self, raw: &RawTunnel, span: &Range<usize>) -> Result<Tunnel> {
+        let listen = match &raw.listen {
+            Some(l) => self.conv(l, "tunnel.listen", value::listen_addr)?,
+            None => ([0, 0, 0, 0], 51901).into(),
+        };
+        let psk = self.required(&raw.psk_file, span, "tunnel.psk_file")?;
+        let psk_file = self.path(psk, "tunnel.psk_file")?;
+        Ok(Tunnel {
+            listen,
+            psk_file,
+            wan_mtu: self.mtu(&raw.wan_mtu, "tunnel.wan_mtu", 1500)?,
+            keepalive: self.duration(
+                &raw.keepalive,
+                "tunnel.keepalive",
+                Duration::from_secs(10),
+            )?,
+            rekey_after: self.duration(
+                &raw.rekey_after,
+                "tunnel.rekey_after",
+                Duration::from_secs(120),
+            )?,
+            hub: raw.hub.unwrap_or(false),
+        })
+    }
+
+    fn peers(&self, raw: Option<&Spanned<Vec<Spanned<super::raw::RawPeer>>>>) -> Result<Vec<Peer>> {
+        let list = match raw {
+            Some(l) if !l.get_ref().is_empty() => l,
+            Some(l) => {
+                return Err(self.err(&l.span(), "peer", "at least one [[peer]] is required"));
+            }
+            None => return Err(self.at(0, "peer", "at least one [[peer]] is required")),
+        };
+        let mut peers: Vec<Peer> = Vec::with_capacity(list.get_ref().len());
+        for p in list.get_ref() {
+            let raw = p.get_ref();
+            let name = self.required(&raw.name, &p.span(), "peer.name")?;
+            self.conv(name, "peer.name", value::peer_name)?;
+            if peers.iter().any(|q| q.name == *name.get_ref()) {
+                return Err(self.err(
+                    &name.span(),
+                    "peer.name",
+                    format!("peer name {:?} is used twice", name.get_ref()),
+                ));
+            }
+            let endpoint = self.opt(&raw.endpoint, "peer.endpoint", value::endpoint)?;
+            peers.push(Peer {
+                name: name.get_ref().clone(),
+                endpoint,
+            });
+        }
+        Ok(peers)
+    }
+
+    fn dhcp(
+        &self,
+        link: &str,
+        iface: &Interface,
+        raw: &RawDhcp,
+        span: &Range<usize>,
+    ) -> Result<Option<Dhcp>> {
+        if raw.enabled == Some(false) {
+            return Ok(None);
+        }
+        let subnet_v = self.required(&raw.subnet, span, "dhcp.subnet")?;
+        let subnet = self.conv(subnet_v, "dhcp.subnet", value::ipv4_net)?;
+        if subnet.prefix_len > 30 {
+            return Err(self.err(
+                &subnet_v.span(),
+                "dhcp.subnet",
+                format!("{subnet} is too small for a DHCP pool; use a prefix of /30 or shorter"),
+            ));
+        }
+        let inside = |ip: Ipv4Addr, v: &Str, key: &str| -> Result<()> {
+            if !subnet.contains(ip) {
+                return Err(self.err(&v.span(), key, format!("{ip} is outside subnet {subnet}")));
+            }
+            if subnet.is_reserved(ip) {
+                return Err(self.err(
+                    &v.span(),
+                    key,
+                    format!("{ip} is the network or broadcast address of subnet {subnet}"),
+                ));
+            }
+            Ok(())
+        };
+
+        let pool_v = self.required(&raw.pool, span, "dhcp.pool")?;
+        let (pool_start, pool_end) = self.conv(pool_v, "dhcp.pool", value::pool)?;
+        inside(pool_start, pool_v, "dhcp.pool")?;
+        inside(pool_end, pool_v, "dhcp.pool")?;
+        let in_pool = |ip: Ipv4Addr| pool_start <= ip && ip <= pool_end;
+
+        let server_v = self.required(&raw.server_address, span, "dhcp.server_address")?;
+        let server_address = self.conv(server_v, "dhcp.server_address", value::ipv4)?;
+        inside(server_address, server_v, "dhcp.server_address")?;
+        if in_pool(server_address) {
+            return Err(self.err(
+                &server_v.span(),
+                "dhcp.server_address",
+                format!("{server_address} is inside the pool {pool_start}-{pool_end}"),
+            ));
+        }
+        // Addresses already in use on this segment: never hand them out.
+        let own: Vec<Ipv4Addr> = iface
+            .addresses
+            .iter()
+            .filter_map(|c| match c.addr {
+                std::net::IpAddr::V4(a) => Some(a),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        if let Some(a) = own.iter().find(|a| in_pool(**a)) {
+            return Err(self.err(
+                &pool_v.span(),
+                "dhcp.pool",
+                format!(
+                    "the pool {pool_start}-{pool_end} contains {a}, an address of interface {}",
+                    iface.name
+                ),
+            ));
+        }
+        if own.contains(&server_address) {
+            return Err(self.err(
+                &server_v.span(),
+                "dhcp.server_address",
+                format!(
+                    "{server_address} is an address of interface {}; the responder needs an address of its own",
+                    iface.name
+                ),
+            ));
+        }
+
+        let router = self.opt(&raw.router, "dhcp.router", value::ipv4)?;
+        if let (Some(r), Some(v)) = (router, &raw.router) {
+            if in_pool(r) {
+                return Err(self.err(
+                    &v.span(),
+                    "dhcp.router",
+                    format!("{r} is inside the pool {pool_start}-{pool_end}"),
+                ));
+            }
+        }
+        let dns = raw
+            .dns
+            .iter()
+            .map(|d| self.conv(d, "dhcp.dns", value::ipv4))
+            .collect::<Result<Vec<_>>>()?;
+        let domain = match &raw.domain {
+            Some(d) => {
+                self.conv(d, "dhcp.domain", value::domain)?;
+                Some(d.get_ref().clone())
+            }
+            None => None,
+        };
+        let lease_time = self.duration(
+            &raw.lease_time,
+            "dhcp.lease_time",
+            Duration::from_secs(12 * 3600),
+        )?;
+        if let (Some(v), true) = (&raw.lease_time, lease_time < Duration::from_secs(1)) {
+            return Err(self.err(&v.span(), "dhcp.lease_time", "must be at least 1s"));
+        }
+        let routes = raw
+            .routes
+            .iter()
+            .map(|r| self.conv(r, "dhcp.routes", value::ipv4_route))
+            .collect::<Result<Vec<_>>>()?;
+        let mtu = match &raw.mtu {
+            Some(v) => {
+                let m = self.mtu(&raw.mtu, "dhcp.mtu", 1500)?;
+                if m > iface.mtu {
+                    return Err(self.err(
+                        &v.span(),
+                        "dhcp.mtu",
+                        format!("{m} is larger than interface.mtu {}", iface.mtu),
+                    ));
+                }
+                Some(u16::try_from(m).unwrap_or(u16::MAX))
+            }
+            None => None,
+        };
+        let lease_file = match &raw.lease_file {
+            Some(f) => self.path(f, "dhcp.lease_file")?,
+            None => PathBuf::from(format!("/var/lib/tapbridge/{link}.leases")),
+        };
+
+        let mut reservations: Vec<([u8; 6], Ipv4Addr)> = Vec::with_capacity(raw.reservation.len());
+        for r in &raw.reservation {
+            let mac_v = self.required(&r.get_ref().mac, &r.span(), "dhcp.reservation.mac")?;
+            let mac = self.conv(mac_v, "dhcp.reservation.mac", value::unicast_mac)?;
+            let ip_v = self.required(&r.get_ref().ip, &r.span(), "dhcp.reservation.ip")?;
+            let ip = self.conv(ip_v, "dhcp.reservation.ip", value::ipv4)?;
+            inside(ip, ip_v, "dhcp.reservation.ip")?;
+            if ip == server_address {
+                return Err(self.err(
+                    &ip_v.span(),
+                    "dhcp.reservation.ip",
+                    format!("{ip} is the server address"),
+                ));
+            }
+            if own.contains(&ip) || router == Some(ip) {
+                return Err(self.err(
+                    &ip_v.span(),
+                    "dhcp.reservation.ip",
+                    format!("{ip} is already used by the interface or the router"),
+                ));
+            }
+            if reservations.iter().any(|(m, _)| *m == mac) {
+                return Err(self.err(
+                    &mac_v.span(),
+                    "dhcp.reservation.mac",
+                    format!("{} is reserved twice", value::fmt_mac(&mac)),
+                ));
+            }
+            if reservations.iter().any(|(_, i)| *i == ip) {
+                return Err(self.err(
+                    &ip_v.span(),
+                    "dhcp.reservation.ip",
+                    format!("{ip} is reserved twice"),
+                ));
+            }
+            reservations.push((mac, ip));
+        }
+
+        Ok(Some(Dhcp {
+            server_address,
+            pool_start,
+            pool_end,
+            subnet,
+            router,
+            dns,
+            domain,
+            lease_time,
+            routes,
+            mtu,
+            lease_file,
+            reservations,
+        }))
+    }
+
+    fn arp(&self, raw: &RawArp) -> Result<Arp> {
+        let mut respond: Vec<Ipv4Addr> = Vec::with_capacity(raw.respond.len());
+        for r in &raw.respond {
+            let ip = self.conv(r, "arp.respond", value::ipv4)?;
+            if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
+                return Err(self.err(
+                    &r.span(),
+                    "arp.respond",
+                    format!("{ip} is not a host address"),
+                ));
+            }
+            if respond.contains(&ip) {
+                return Err(self.err(&r.span(), "arp.respond", format!("{ip} is listed twice")));
+            }
+            respond.push(ip);
+        }
+        Ok(Arp {
+            respond,
+            mac: self.opt(&raw.mac, "arp.mac", value::unicast_mac)?,
+            suppress: raw.suppress.unwrap_or(true),
+            binding_timeout: self.duration(
+                &raw.binding_timeout,
+                "arp.binding_timeout",
+                Duration::from_secs(300),
+            )?,
+        })
+    }
+
+    fn hooks(&self, raw: &RawHooks) -> Result<Hooks> {
+        let up = raw
+            .up
+            .iter()
+            .map(|h| self.path(h, "hooks.up"))
+            .collect::<Result<_>>()?;
+        let down = raw
+            .down
+            .iter()
+            .map(|h| self.path(h, "hooks.down"))
+            .collect::<Result<_>>()?;
+        Ok(Hooks { up, down })
+    }
+
+    fn control(&self, link: &str, raw: Option<&RawControl>) -> Result<Control> {
+        let socket = match raw.and_then(|c| c.socket.as_ref()) {
+            Some(s) => {
+                let path = self.path(s, "control.socket")?;
+                // sockaddr_un.sun_path holds 108 bytes including the NUL.
+                if path.as_os_str().len() > 107 {
+                    return Err(self.err(
+                        &s.span(),
+                        "control.socket",
+                        "the path is longer than the 107 bytes a Unix socket address can hold",
+                    ));
+                }
+                path
+            }
+            None => PathBuf::from(format!("/run/tapbridge/{link}.sock")),
+        };
+        let group = match raw.and_then(|c| c.group.as_ref()) {
+            Some(g) => {
+                let name = g.get_ref();
+                if name.is_empty()
+                    || name
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || c == ':')
+                {
+                    return Err(self.err(
+                        &g.span(),
+                        "control.group",
+                        format!("{name:?} is not a group name"),
+                    ));
+                }
+                Some(name.clone())
+            }
+            None => None,
+        };
+        Ok(Control { socket, group })
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = text[line_start..offset].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::line_col;
+
+    #[test]
+    fn positions() {
+        let t = "ab\ncdé\nf";
+        assert_eq!(line_col(t, 0), (1, 1));
+        assert_eq!(line_col(t, 3), (2, 1));
+        assert_eq!(line_col(t, 7), (2, 4)); // after the two-byte é
+        assert_eq!(line_col(t, 6), (2, 3)); // inside é: rounds down
+        assert_eq!(line_col(t, 100), (3, 2));
+        assert_eq!(line_col("", 5), (1, 1));
+    }
+}

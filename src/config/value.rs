@@ -1,0 +1,437 @@
+//! Parsers for the string-typed values of the config file: durations, MAC
+//! addresses, CIDR prefixes, routes, DHCP pools, socket addresses and names.
+//!
+//! Each parser is pure and returns the value or a message fragment that
+//! completes the sentence `FILE:LINE:COL: KEY: <message>`; they never panic.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use super::{IpCidr, Ipv4Net, Route};
+
+/// Longest duration accepted anywhere, so that `Instant + d` cannot overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// Linux `IFNAMSIZ - 1`.
+pub(super) const MAX_IFNAME: usize = 15;
+
+/// Parses `"90s"`, `"12h"`, `"500ms"`, `"1d"`, `"1h30m"`.
+pub(super) fn duration(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not a duration; use a number with a unit ms, s, m, h or d, e.g. \"90s\""
+        )
+    };
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total_ms: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let (number, after) = rest.split_at(digits);
+        let letters = after.len()
+            - after
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let (unit, after) = after.split_at(letters);
+        let unit_ms: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total_ms = n
+            .checked_mul(unit_ms)
+            .and_then(|ms| total_ms.checked_add(ms))
+            .ok_or_else(|| format!("{text:?} is longer than 365 days"))?;
+        rest = after;
+    }
+    let d = Duration::from_millis(total_ms);
+    if d > MAX_DURATION {
+        return Err(format!("{text:?} is longer than 365 days"));
+    }
+    Ok(d)
+}
+
+/// Parses `"02:00:00:00:00:01"` (also with `-` separators).
+pub(super) fn mac(text: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("{text:?} is not a MAC address like \"02:00:00:00:00:01\"");
+    let mut out = [0u8; 6];
+    let sep = if text.contains('-') { '-' } else { ':' };
+    let mut parts = text.split(sep);
+    for byte in &mut out {
+        let part = parts.next().ok_or_else(bad)?;
+        if part.len() != 2 || !part.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Parses a MAC that may be used as a station's own address: not multicast
+/// or broadcast, not all zeros.
+pub(super) fn unicast_mac(text: &str) -> Result<[u8; 6], String> {
+    let m = mac(text)?;
+    if m[0] & 1 != 0 {
+        return Err(format!(
+            "{text} is a multicast MAC address; use a unicast one such as 02:00:00:00:00:01"
+        ));
+    }
+    if m == [0; 6] {
+        return Err("00:00:00:00:00:00 is not a usable MAC address".to_owned());
+    }
+    Ok(m)
+}
+
+/// Formats a MAC as `02:00:00:00:00:01`.
+pub(super) fn fmt_mac(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// Parses an IPv4 address literal.
+pub(super) fn ipv4(text: &str) -> Result<Ipv4Addr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IPv4 address"))
+}
+
+/// Parses `addr/prefix` without constraints on the host bits.
+fn addr_prefix(text: &str) -> Result<(IpAddr, u8), String> {
+    let bad = || format!("{text:?} is not an address with a prefix length, like \"198.19.0.1/24\"");
+    let (addr, prefix) = text.trim().split_once('/').ok_or_else(bad)?;
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err(format!(
+            "{text:?} has prefix length {prefix}, more than {max}"
+        ));
+    }
+    Ok((addr, prefix))
+}
+
+/// Parses a host address with prefix, e.g. `198.19.0.1/24`.
+pub(super) fn host_cidr(text: &str) -> Result<IpCidr, String> {
+    let (addr, prefix_len) = addr_prefix(text)?;
+    if addr.is_unspecified() || addr.is_multicast() {
+        return Err(format!("{addr} cannot be assigned to an interface"));
+    }
+    Ok(IpCidr { addr, prefix_len })
+}
+
+/// Parses a network prefix whose host bits are zero, e.g. `198.19.64.0/18`.
+pub(super) fn network(text: &str) -> Result<IpCidr, String> {
+    let (addr, prefix_len) = addr_prefix(text)?;
+    let net = IpCidr { addr, prefix_len };
+    let base = net.network();
+    if base != addr {
+        return Err(format!(
+            "{text} has host bits set; did you mean {base}/{prefix_len}?"
+        ));
+    }
+    Ok(net)
+}
+
+/// Parses an IPv4 network prefix whose host bits are zero.
+pub(super) fn ipv4_net(text: &str) -> Result<Ipv4Net, String> {
+    let net = network(text)?;
+    match net.addr {
+        IpAddr::V4(addr) => Ok(Ipv4Net {
+            addr,
+            prefix_len: net.prefix_len,
+        }),
+        IpAddr::V6(_) => Err(format!("{text} is not an IPv4 network")),
+    }
+}
+
+/// Parses `"198.19.64.0/18"` or `"198.19.128.0/18 via 198.19.0.254"`.
+pub(super) fn route(text: &str) -> Result<Route, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not a route like \"198.19.64.0/18\" or \"198.19.128.0/18 via 198.19.0.254\""
+        )
+    };
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (dest, via) = match words.as_slice() {
+        [dest] => (*dest, None),
+        [dest, "via", gw] => (*dest, Some(*gw)),
+        _ => return Err(bad()),
+    };
+    let dest = network(dest)?;
+    let via = match via {
+        None => None,
+        Some(gw) => {
+            let gw: IpAddr = gw
+                .parse()
+                .map_err(|_| format!("gateway {gw:?} is not an IP address"))?;
+            if gw.is_ipv4() != dest.addr.is_ipv4() {
+                return Err(format!(
+                    "gateway {gw} is not of the same address family as {dest}"
+                ));
+            }
+            if gw.is_unspecified() || gw.is_multicast() {
+                return Err(format!("{gw} cannot be a gateway"));
+            }
+            Some(gw)
+        }
+    };
+    Ok(Route { dest, via })
+}
+
+/// Parses an IPv4 route that must have a gateway (DHCP option 121).
+pub(super) fn ipv4_route(text: &str) -> Result<(Ipv4Net, Ipv4Addr), String> {
+    let r = route(text)?;
+    match (r.dest.addr, r.via) {
+        (IpAddr::V4(addr), Some(IpAddr::V4(gw))) => Ok((
+            Ipv4Net {
+                addr,
+                prefix_len: r.dest.prefix_len,
+            },
+            gw,
+        )),
+        (IpAddr::V4(_), None) => Err(format!(
+            "{text:?} needs a gateway for DHCP option 121, like \"198.19.64.0/18 via 198.19.0.1\""
+        )),
+        _ => Err(format!("{text:?} is not an IPv4 route")),
+    }
+}
+
+/// Parses `"198.19.0.100-198.19.0.199"`.
+pub(super) fn pool(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+    let bad = || format!("{text:?} is not a range like \"198.19.0.100-198.19.0.199\"");
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let start: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
+    let end: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
+    if start > end {
+        return Err(format!("pool start {start} is after pool end {end}"));
+    }
+    Ok((start, end))
+}
+
+/// Parses a socket address we bind to: an IP literal and a port.
+pub(super) fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("{text:?} is not an IP address and port like \"0.0.0.0:51901\" or \"[::]:51901\"")
+    })
+}
+
+/// Parses a remote endpoint: an IP literal (no DNS) and a non-zero port.
+pub(super) fn endpoint(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text.trim().parse().map_err(|_| {
+        format!(
+            "{text:?} is not an IP address and port like \"203.0.113.10:51901\" or \"[2001:db8::1]:51901\" (host names are not resolved)"
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(format!("{text} has port 0"));
+    }
+    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        return Err(format!("{} cannot be a peer's address", addr.ip()));
+    }
+    Ok(addr)
+}
+
+/// Checks a Linux network interface name (TAP or bridge).
+pub(super) fn ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an interface name cannot be empty".to_owned());
+    }
+    if name.len() > MAX_IFNAME {
+        return Err(format!(
+            "interface name {name:?} is longer than {MAX_IFNAME} bytes"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a valid interface name"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "interface name {name:?} contains {c:?}; use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a link NAME (the config file stem): it becomes part of file paths
+/// and of the default interface name.
+pub(super) fn link_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    if name.len() > 64 {
+        return Err("it is longer than 64 bytes".to_owned());
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        return Err("it starts with '.' or '-'".to_owned());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "it contains {c:?}; use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a peer name: shown in logs and status output.
+pub(super) fn peer_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a peer name cannot be empty".to_owned());
+    }
+    if name.len() > 64 {
+        return Err(format!("peer name {name:?} is longer than 64 bytes"));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "peer name {name:?} contains whitespace or control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a DNS domain name for DHCP option 15.
+pub(super) fn domain(name: &str) -> Result<(), String> {
+    let bad = || format!("{name:?} is not a domain name");
+    if name.is_empty() || name.len() > 253 {
+        return Err(bad());
+    }
+    for label in name.trim_end_matches('.').split('.') {
+        if label.is_empty()
+            || label.len() > 63
+            || label.starts_with('-')
+            || label.ends_with('-')
+            || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(duration("0s"), Ok(Duration::ZERO));
+        for bad in [
+            "",
+            "10",
+            "s",
+            "10x",
+            "1.5s",
+            "-1s",
+            "10 s",
+            "99999999999999999999d",
+        ] {
+            assert!(duration(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(duration("366d").unwrap_err().contains("365 days"));
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(mac("02:00:00:00:aa:01"), Ok([2, 0, 0, 0, 0xaa, 1]));
+        assert_eq!(mac("02-00-00-00-AA-01"), Ok([2, 0, 0, 0, 0xaa, 1]));
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:01:02",
+            "2:0:0:0:0:1",
+            "zz:00:00:00:00:01",
+            "+2:00:00:00:00:01",
+        ] {
+            assert!(mac(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(
+            unicast_mac("01:00:5e:00:00:01")
+                .unwrap_err()
+                .contains("multicast")
+        );
+        assert!(unicast_mac("ff:ff:ff:ff:ff:ff").is_err());
+        assert!(unicast_mac("00:00:00:00:00:00").is_err());
+        assert_eq!(fmt_mac(&[2, 0, 0, 0, 0xaa, 1]), "02:00:00:00:aa:01");
+    }
+
+    #[test]
+    fn prefixes_and_routes() {
+        let c = host_cidr("198.19.0.1/24").unwrap();
+        assert_eq!(c.to_string(), "198.19.0.1/24");
+        assert!(host_cidr("198.19.0.1/33").is_err());
+        assert!(host_cidr("198.19.0.1").is_err());
+        assert!(host_cidr("2001:2::1/64").is_ok());
+        assert!(
+            network("198.19.0.1/24")
+                .unwrap_err()
+                .contains("198.19.0.0/24")
+        );
+        assert!(network("2001:2::/48").is_ok());
+        assert!(network("0.0.0.0/0").is_ok());
+        let r = route("198.19.128.0/18 via 198.19.0.254").unwrap();
+        assert_eq!(r.via, Some("198.19.0.254".parse().unwrap()));
+        assert!(
+            route("198.19.128.0/18 via 2001:2::1")
+                .unwrap_err()
+                .contains("family")
+        );
+        assert!(route("198.19.128.0/18 by 198.19.0.254").is_err());
+        assert!(
+            ipv4_route("198.19.64.0/18")
+                .unwrap_err()
+                .contains("gateway")
+        );
+        assert_eq!(
+            pool("198.19.0.100 - 198.19.0.199"),
+            Ok((
+                "198.19.0.100".parse().unwrap(),
+                "198.19.0.199".parse().unwrap()
+            ))
+        );
+        assert!(
+            pool("198.19.0.199-198.19.0.100")
+                .unwrap_err()
+                .contains("after")
+        );
+    }
+
+    #[test]
+    fn addresses_and_names() {
+        assert!(listen_addr("[::]:51901").is_ok());
+        assert!(endpoint("example.com:51901").is_err());
+        assert!(endpoint("198.18.0.2:0").is_err());
+        assert!(endpoint("[2001:2::2]:51901").is_ok());
+        assert!(ifname("tb0").is_ok());
+        assert!(ifname("tb-0123456789abc").is_err());
+        assert!(ifname("tb 0").is_err());
+        assert!(link_name("../etc").is_err());
+        assert!(link_name("site-a").is_ok());
+        assert!(peer_name("hq b").is_err());
+        assert!(domain("branch.example").is_ok());
+        assert!(domain("bad_domain").is_err());
+    }
+}

@@ -148,7 +148,13 @@ struct Answer {
 
 impl DhcpServer {
     /// Validate `settings` and take over `leases`.
-    pub fn new(mut settings: DhcpSettings, leases: LeaseDb) -> Result<DhcpServer, ResponderError> {
+    /// `also_excluded` are further addresses in use on the link (the ARP
+    /// responder's) that must never be handed out.
+    pub fn new(
+        mut settings: DhcpSettings,
+        leases: LeaseDb,
+        also_excluded: &[Ipv4Addr],
+    ) -> Result<DhcpServer, ResponderError> {
         let err = |m: String| Err(ResponderError::InvalidDhcp(m));
         if settings.prefix_len > 30 {
             return err(format!(
@@ -165,6 +171,13 @@ impl DhcpServer {
             end: settings.pool_end,
             server: settings.server_address,
             reservations: settings.reservations.clone(),
+            excluded: settings
+                .router
+                .iter()
+                .chain(&settings.dns)
+                .chain(also_excluded)
+                .copied()
+                .collect(),
         };
         let subnet = format!("{}/{}", settings.subnet_addr, settings.prefix_len);
         if !pool.is_host_in_subnet(settings.server_address) {
@@ -205,7 +218,10 @@ impl DhcpServer {
             ));
         }
         for (i, (mac, ip)) in settings.reservations.iter().enumerate() {
-            if !pool.is_host_in_subnet(*ip) || *ip == settings.server_address {
+            if !pool.is_host_in_subnet(*ip)
+                || *ip == settings.server_address
+                || pool.excluded.contains(ip)
+            {
                 return err(format!(
                     "reservation {ip} is not a usable host address in subnet {subnet}"
                 ));

@@ -200,6 +200,9 @@ pub struct Pool {
     /// Fixed MAC → address bindings; the address may lie outside `start..=end`
     /// but inside the subnet, and is never handed to anyone else.
     pub reservations: Vec<([u8; 6], Ipv4Addr)>,
+    /// Addresses in use by infrastructure (router, DNS, ARP-answered
+    /// addresses): never handed out even if they fall inside the range.
+    pub excluded: Vec<Ipv4Addr>,
 }
 
 impl Pool {
@@ -286,7 +289,10 @@ impl Allocator {
 
     /// Whether `mac` may ever hold `ip`, regardless of who holds what right now.
     fn statically_allowed(&self, mac: &[u8; 6], ip: Ipv4Addr) -> bool {
-        if ip == self.pool.server || !self.pool.is_host_in_subnet(ip) {
+        if ip == self.pool.server
+            || !self.pool.is_host_in_subnet(ip)
+            || self.pool.excluded.contains(&ip)
+        {
             return false;
         }
         if let Some(&r) = self.reserved_mac.get(mac) {
@@ -559,6 +565,7 @@ mod tests {
             end: ip(end),
             server: ip(254),
             reservations: vec![(M3, ip(10))],
+            excluded: vec![ip(1)],
         }
     }
 
@@ -627,6 +634,16 @@ mod tests {
         assert_eq!(a.offer(m4, None, T0 + 61), Some(ip(100)));
         assert!(a.commit(m4, ip(100), 60, T0 + 61));
         assert_eq!(a.db().get(&M1), None, "M1's stale record is gone");
+    }
+
+    #[test]
+    fn excluded_addresses_are_never_handed_out() {
+        let mut p = pool(100, 101);
+        p.excluded.push(ip(100));
+        let mut a = Allocator::new(p, LeaseDb::default());
+        assert_eq!(a.offer(M1, Some(ip(100)), T0), Some(ip(101)));
+        assert_eq!(a.offer(M2, None, T0), None);
+        assert!(!a.commit(M2, ip(100), 60, T0));
     }
 
     #[test]

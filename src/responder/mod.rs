@@ -179,7 +179,13 @@ impl Responder {
         dhcp: Option<DhcpSettings>,
         leases: LeaseDb,
     ) -> Result<Responder, ResponderError> {
-        let dhcp = dhcp.map(|d| DhcpServer::new(d, leases)).transpose()?;
+        let arp_addresses = arp
+            .as_ref()
+            .map(|a| a.respond.as_slice())
+            .unwrap_or_default();
+        let dhcp = dhcp
+            .map(|d| DhcpServer::new(d, leases, arp_addresses))
+            .transpose()?;
         let server = dhcp
             .as_ref()
             .map(|d| (d.settings().server_address, d.settings().server_mac));

@@ -533,6 +533,27 @@ fn server_address_answers_arp_and_owns_its_mac() {
 }
 
 #[test]
+fn infrastructure_addresses_inside_the_pool_are_skipped() {
+    let mut s = settings();
+    s.pool_start = ip(1); // router and DNS server .1 lie inside the range
+    s.dns = vec![ip(1), ip(2)];
+    let arp = super::super::ArpSettings {
+        respond: vec![ip(3)],
+        mac: SERVER_MAC,
+        suppress: false,
+        binding_timeout: Duration::from_secs(60),
+    };
+    let mut h = Harness::new(settings());
+    h.r = Responder::new(Some(arp), Some(s), LeaseDb::default()).expect("valid");
+    assert_eq!(h.reply(&Client::new(M::Discover, mac(1))).yiaddr, ip(4));
+    let mut reboot = Client::new(M::Request, mac(2));
+    for taken in [ip(1), ip(2), ip(3)] {
+        reboot.requested = Some(taken);
+        assert_eq!(h.reply(&reboot).message_type, M::Nak, "{taken}");
+    }
+}
+
+#[test]
 fn rejects_unworkable_settings() {
     type Edit = Box<dyn Fn(&mut DhcpSettings)>;
     let cases: Vec<(&str, Edit)> = vec![
@@ -560,6 +581,10 @@ fn rejects_unworkable_settings() {
         (
             "resv-server",
             Box::new(|s| s.reservations = vec![(mac(1), SERVER)]),
+        ),
+        (
+            "resv-router",
+            Box::new(|s| s.reservations = vec![(mac(1), ip(1))]),
         ),
         ("too-big", Box::new(|s| s.dns = vec![ip(1); 63])),
         (

@@ -1,1 +1,416 @@
-//! Local ARP and DHCP responder (pure).
+//! Local ARP and DHCP responder (pure): answers the local side's ARP and DHCP
+//! itself, the way OpenVPN's Windows TAP driver masquerades a DHCP server,
+//! so the OS (or a whole bridged LAN behind the TAP) configures itself
+//! without broadcasts crossing the tunnel.
+//!
+//! Pure: frames and time in, reply frames and verdicts out. No sockets, no
+//! clock reads, no file I/O, except the two clearly separated lease-file
+//! helpers in [`leases`] that the shell calls.
+//!
+//! What it promises:
+//! - [`Responder::handle_local`] is called for every frame the TAP gives us.
+//!   The common case (not ARP, not DHCP, not addressed to the responder) costs
+//!   a few byte comparisons and **never allocates**. ARP requests for our own
+//!   addresses are answered and never forwarded; with DHCP enabled, no local
+//!   DHCP frame (UDP port 67 or 68) is ever forwarded.
+//! - [`Responder::handle_remote`] is called for every frame from the tunnel: it
+//!   learns IP→MAC bindings from ARP (for suppression) and drops DHCP when this
+//!   site runs its own DHCP responder. It never allocates after construction.
+//! - DHCP follows RFC 2131 (see [`dhcp`]); the lease store promises that no
+//!   address is ever held by two clients (see [`leases`]).
+//!
+//! Frames are untagged Ethernet II; VLAN-tagged frames are forwarded untouched.
+
+pub mod arp;
+pub mod dhcp;
+pub mod leases;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use leases::{LeaseDb, LeaseInfo, read_lease_file, write_lease_file_atomic};
+
+use arp::ArpResponder;
+use dhcp::DhcpServer;
+
+/// Errors of the responder layer: invalid settings and lease-file trouble.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponderError {
+    /// The DHCP settings cannot work (the message says which value and why).
+    #[error("invalid DHCP responder settings: {0}")]
+    InvalidDhcp(String),
+    /// The ARP settings cannot work (the message says which value and why).
+    #[error("invalid ARP responder settings: {0}")]
+    InvalidArp(String),
+    /// The lease file could not be read or written.
+    #[error("cannot access lease file {}: {source}", path.display())]
+    LeaseIo {
+        /// The lease file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The lease file exists but is not a valid lease database.
+    #[error("lease file {} is corrupt: {reason}", path.display())]
+    LeaseCorrupt {
+        /// The lease file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Settings of the ARP responder (`[arp]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArpSettings {
+    /// Addresses answered locally with `mac`.
+    pub respond: Vec<Ipv4Addr>,
+    /// The responder's own MAC (see [`derive_responder_mac`]).
+    pub mac: [u8; 6],
+    /// Answer local requests for remote hosts from bindings learned through the tunnel.
+    pub suppress: bool,
+    /// How long a learned binding answers requests.
+    pub binding_timeout: Duration,
+}
+
+/// Settings of the DHCP responder (`[dhcp]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpSettings {
+    /// The address the server answers as (option 54, IP source of replies).
+    pub server_address: Ipv4Addr,
+    /// Ethernet source of replies; ARP for `server_address` is answered with it.
+    pub server_mac: [u8; 6],
+    /// First dynamic address (inclusive).
+    pub pool_start: Ipv4Addr,
+    /// Last dynamic address (inclusive).
+    pub pool_end: Ipv4Addr,
+    /// The subnet's network address (host bits are ignored).
+    pub subnet_addr: Ipv4Addr,
+    /// The subnet's prefix length, 0..=30 (option 1).
+    pub prefix_len: u8,
+    /// Default gateway (option 3).
+    pub router: Option<Ipv4Addr>,
+    /// DNS servers (option 6).
+    pub dns: Vec<Ipv4Addr>,
+    /// Domain name (option 15).
+    pub domain: Option<String>,
+    /// Lease duration (option 51; T1 = 50 %, T2 = 87.5 %).
+    pub lease_time: Duration,
+    /// Classless static routes (option 121): (network, prefix length, gateway).
+    pub routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
+    /// Interface MTU (option 26).
+    pub mtu: Option<u16>,
+    /// Fixed MAC → address bindings.
+    pub reservations: Vec<([u8; 6], Ipv4Addr)>,
+}
+
+/// The responder's MAC, derived from the TAP's own MAC the way tap_win32
+/// derives its DHCP server's MAC: the TAP MAC with its third byte bumped,
+/// forced unicast and locally administered. Always differs from `tap_mac`.
+pub fn derive_responder_mac(tap_mac: [u8; 6]) -> [u8; 6] {
+    let mut mac = tap_mac;
+    mac[2] = mac[2].wrapping_add(1);
+    mac[0] = (mac[0] | 0x02) & !0x01;
+    mac
+}
+
+/// What to do with a frame the local side (TAP) sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalVerdict {
+    /// Not ours: send it through the tunnel as usual.
+    Forward,
+    /// Write `reply[..n]` back into the TAP; do not forward the frame.
+    Reply(usize),
+    /// Ours, but no answer: drop it.
+    Consumed,
+}
+
+/// What to do with a frame that arrived through the tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteVerdict {
+    /// Write it into the TAP.
+    Deliver,
+    /// Drop it (DHCP from another site's DHCP domain).
+    Drop,
+}
+
+/// Responder counters (monotonic).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponderCounters {
+    /// ARP replies written into the TAP.
+    pub arp_replies: u64,
+    /// DHCP replies (OFFER, ACK, NAK) written into the TAP.
+    pub dhcp_replies: u64,
+    /// Of `dhcp_replies`, how many were NAKs.
+    pub dhcp_naks: u64,
+    /// DISCOVERs left unanswered because the pool had no free address.
+    pub dhcp_pool_exhausted: u64,
+    /// Local DHCP frames that could not be parsed (bad IP/UDP/BOOTP).
+    pub dhcp_malformed: u64,
+    /// Local DHCP frames consumed without answer (not for us, RELEASE, ...).
+    pub dhcp_ignored: u64,
+    /// DHCP frames from the tunnel that were dropped.
+    pub remote_dhcp_dropped: u64,
+    /// ARP bindings learned or refreshed from the tunnel.
+    pub arp_bindings_learned: u64,
+}
+
+/// Required size of the `reply` buffer passed to [`Responder::handle_local`].
+pub const REPLY_BUFFER_LEN: usize = 1600;
+
+/// The local ARP + DHCP responder. One per link, owned by the worker that
+/// reads the TAP.
+#[derive(Debug)]
+pub struct Responder {
+    arp: Option<ArpResponder>,
+    dhcp: Option<DhcpServer>,
+    /// MACs whose frames are the responder's (ARP mac, DHCP server mac).
+    own_macs: [[u8; 6]; 2],
+    counters: ResponderCounters,
+}
+
+impl Responder {
+    /// Build a responder. `None` disables that half. `leases` is the database
+    /// read at start ([`read_lease_file`]); records the settings no longer
+    /// allow are dropped. Fails when the settings cannot work.
+    pub fn new(
+        arp: Option<ArpSettings>,
+        dhcp: Option<DhcpSettings>,
+        leases: LeaseDb,
+    ) -> Result<Responder, ResponderError> {
+        let arp_addresses = arp
+            .as_ref()
+            .map(|a| a.respond.as_slice())
+            .unwrap_or_default();
+        let dhcp = dhcp
+            .map(|d| DhcpServer::new(d, leases, arp_addresses))
+            .transpose()?;
+        let server = dhcp
+            .as_ref()
+            .map(|d| (d.settings().server_address, d.settings().server_mac));
+        let own_arp_mac = arp.as_ref().map(|a| a.mac);
+        let arp = match (arp, server) {
+            (None, None) => None,
+            (a, s) => Some(ArpResponder::new(a, s)?),
+        };
+        let first = own_arp_mac.or(server.map(|s| s.1)).unwrap_or([0; 6]);
+        let second = server.map(|s| s.1).unwrap_or(first);
+        Ok(Responder {
+            arp,
+            dhcp,
+            own_macs: [first, second],
+            counters: ResponderCounters::default(),
+        })
+    }
+
+    /// Handle a frame the local side (TAP) sent. `reply` must hold at least
+    /// [`REPLY_BUFFER_LEN`] bytes; on [`LocalVerdict::Reply`] the answer is in
+    /// `reply[..n]`. `now` drives ARP binding expiry, `wall` the DHCP leases.
+    pub fn handle_local(
+        &mut self,
+        frame: &[u8],
+        now: Instant,
+        wall: SystemTime,
+        reply: &mut [u8],
+    ) -> LocalVerdict {
+        match classify(frame) {
+            Class::Arp => {
+                if let Some(arp) = &mut self.arp {
+                    let v = arp.handle_local(frame, now, reply);
+                    if let LocalVerdict::Reply(_) = v {
+                        self.counters.arp_replies += 1;
+                    }
+                    if v != LocalVerdict::Forward {
+                        return v;
+                    }
+                }
+            }
+            Class::DhcpToServer => {
+                if let Some(dhcp) = &mut self.dhcp {
+                    return dhcp.handle(frame, unix_secs(wall), reply, &mut self.counters);
+                }
+            }
+            Class::DhcpOther => {
+                if self.dhcp.is_some() {
+                    self.counters.dhcp_ignored += 1;
+                    return LocalVerdict::Consumed;
+                }
+            }
+            Class::Other => {}
+        }
+        if self.is_own_mac(frame) {
+            return LocalVerdict::Consumed;
+        }
+        LocalVerdict::Forward
+    }
+
+    /// Handle a frame that arrived through the tunnel: learn ARP bindings (for
+    /// suppression) and say whether to write it into the TAP.
+    pub fn handle_remote(&mut self, frame: &[u8], now: Instant) -> RemoteVerdict {
+        match classify(frame) {
+            Class::Arp => {
+                if let Some(arp) = &mut self.arp
+                    && arp.learn_remote(frame, now)
+                {
+                    self.counters.arp_bindings_learned += 1;
+                }
+                RemoteVerdict::Deliver
+            }
+            Class::DhcpToServer | Class::DhcpOther if self.dhcp.is_some() => {
+                self.counters.remote_dhcp_dropped += 1;
+                RemoteVerdict::Drop
+            }
+            _ => RemoteVerdict::Deliver,
+        }
+    }
+
+    /// The unexpired DHCP leases, sorted by address (empty without DHCP).
+    pub fn leases(&self, wall: SystemTime) -> Vec<LeaseInfo> {
+        self.dhcp
+            .as_ref()
+            .map(|d| d.allocator().leases(unix_secs(wall)))
+            .unwrap_or_default()
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> ResponderCounters {
+        self.counters
+    }
+
+    /// Number of live ARP bindings learned from the tunnel.
+    pub fn arp_bindings(&self, now: Instant) -> usize {
+        self.arp.as_ref().map_or(0, |a| a.live_bindings(now))
+    }
+
+    /// `Some(file bytes)` when the lease database changed since the last call;
+    /// the shell then writes it with [`write_lease_file_atomic`]. Call it after
+    /// each batch of frames (it is cheap when nothing changed).
+    pub fn take_lease_snapshot(&mut self) -> Option<Vec<u8>> {
+        self.dhcp
+            .as_mut()
+            .and_then(|d| d.allocator_mut().take_snapshot())
+    }
+
+    /// The whole lease database in file form, changed or not (for shutdown).
+    pub fn lease_snapshot(&self) -> Option<Vec<u8>> {
+        self.dhcp.as_ref().map(|d| d.allocator().db().to_bytes())
+    }
+
+    fn is_own_mac(&self, frame: &[u8]) -> bool {
+        (self.arp.is_some() || self.dhcp.is_some())
+            && frame
+                .get(0..6)
+                .is_some_and(|dst| dst == self.own_macs[0] || dst == self.own_macs[1])
+    }
+}
+
+/// Wall clock → UNIX seconds (0 before the epoch).
+fn unix_secs(wall: SystemTime) -> u64 {
+    wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+pub(crate) const ETH_HEADER_LEN: usize = 14;
+const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+const ETHERTYPE_ARP: [u8; 2] = [0x08, 0x06];
+const IPPROTO_UDP: u8 = 17;
+pub(crate) const DHCP_SERVER_PORT: u16 = 67;
+pub(crate) const DHCP_CLIENT_PORT: u16 = 68;
+
+/// Frame kinds the responder cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Arp,
+    /// IPv4/UDP to port 67 (client → server).
+    DhcpToServer,
+    /// Other IPv4/UDP involving port 67 or 68 (server → client, odd ones).
+    DhcpOther,
+    Other,
+}
+
+/// Classify by fixed offsets: a handful of comparisons, no allocation.
+fn classify(frame: &[u8]) -> Class {
+    let Some(ethertype) = frame.get(12..14) else {
+        return Class::Other;
+    };
+    if ethertype == ETHERTYPE_ARP {
+        return Class::Arp;
+    }
+    if ethertype != ETHERTYPE_IPV4 {
+        return Class::Other;
+    }
+    let ip = &frame[ETH_HEADER_LEN..];
+    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != IPPROTO_UDP {
+        return Class::Other;
+    }
+    // Only a first (or unfragmented) fragment carries the UDP header.
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+        return Class::Other;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let Some(udp) = ip.get(ihl..ihl + 4).filter(|_| ihl >= 20) else {
+        return Class::Other;
+    };
+    let src = u16::from_be_bytes([udp[0], udp[1]]);
+    let dst = u16::from_be_bytes([udp[2], udp[3]]);
+    if dst == DHCP_SERVER_PORT {
+        Class::DhcpToServer
+    } else if src == DHCP_SERVER_PORT || src == DHCP_CLIENT_PORT || dst == DHCP_CLIENT_PORT {
+        Class::DhcpOther
+    } else {
+        Class::Other
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_mac_is_local_unicast_and_differs() {
+        for tap in [
+            [0x02, 0, 0, 0, 0, 1],
+            [0x00, 0x16, 0x3e, 1, 2, 3],
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            [0x01, 0, 0, 0, 0, 0],
+        ] {
+            let m = derive_responder_mac(tap);
+            assert_ne!(m, tap);
+            assert_eq!(m[0] & 0x01, 0, "unicast");
+            assert_eq!(m[0] & 0x02, 0x02, "locally administered");
+            assert_eq!(&m[3..], &tap[3..]);
+        }
+        assert_eq!(
+            derive_responder_mac([0x02, 0, 0xff, 0, 0, 1]),
+            [0x02, 0, 0, 0, 0, 1]
+        );
+    }
+
+    #[test]
+    fn classify_by_offsets() {
+        let f = fixtures::dhclient_discover();
+        assert_eq!(classify(&f), Class::DhcpToServer);
+        assert_eq!(
+            classify(&fixtures::arp_request([2; 6], [1, 1, 1, 1], [2, 2, 2, 2])),
+            Class::Arp
+        );
+        assert_eq!(classify(&fixtures::udp_frame(5353, 5353)), Class::Other);
+        assert_eq!(classify(&fixtures::udp_frame(67, 68)), Class::DhcpOther);
+        assert_eq!(classify(&fixtures::udp_frame(68, 999)), Class::DhcpOther);
+        assert_eq!(classify(&f[..30]), Class::Other, "truncated IP header");
+        assert_eq!(classify(&f[..10]), Class::Other);
+        assert_eq!(classify(&[]), Class::Other);
+        let mut frag = f.clone();
+        frag[ETH_HEADER_LEN + 7] = 1; // fragment offset 8
+        assert_eq!(classify(&frag), Class::Other);
+        let mut bad_ihl = f.clone();
+        bad_ihl[ETH_HEADER_LEN] = 0x41;
+        assert_eq!(classify(&bad_ihl), Class::Other);
+        let mut vlan = f;
+        vlan[12..14].copy_from_slice(&[0x81, 0x00]);
+        assert_eq!(classify(&vlan), Class::Other);
+    }
+}

@@ -1,0 +1,603 @@
+//! Local DHCP server (pure, RFC 2131), answering as `server_address` from
+//! `server_mac`.
+//!
+//! | client message | answer |
+//! |---|---|
+//! | DISCOVER | OFFER of the reservation / previous / requested / a free address, held briefly; nothing if the pool is full |
+//! | REQUEST naming another server (option 54) | nothing (the client chose someone else; our offer is withdrawn) |
+//! | REQUEST (SELECTING, INIT-REBOOT, RENEWING, REBINDING) | ACK if the client may have the address, NAK if it is wrong, foreign or taken |
+//! | DECLINE | nothing; the address is quarantined |
+//! | RELEASE | nothing; the lease ends (the address stays remembered for that MAC) |
+//! | INFORM | ACK with configuration but no lease |
+//!
+//! Replies carry options 1, 3, 6, 15, 26, 51, 54, 58 (T1 = 50 %), 59 (T2 =
+//! 87.5 %) and 121 (with a default route added when a router is set, since
+//! RFC 3442 clients ignore option 3 when 121 is present), and echo the client
+//! identifier (RFC 6842). Addressing follows RFC 2131 §4.1: NAK is broadcast;
+//! otherwise unicast to `ciaddr` if set, broadcast if the client set the
+//! BROADCAST flag, else unicast to `yiaddr` at `chaddr`. Relayed messages
+//! (`giaddr` ≠ 0) and messages unicast to another server are ignored.
+//! Replies never exceed the 576-byte minimum every client must accept.
+
+use std::net::Ipv4Addr;
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr, EthernetAddress, EthernetFrame,
+    EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+};
+
+use super::leases::{Allocator, Pool, format_mac, prefix_mask};
+use super::{
+    DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DhcpSettings, ETH_HEADER_LEN, LeaseDb, LocalVerdict,
+    ResponderCounters, ResponderError,
+};
+
+/// Largest DHCP payload we send: 576 (the minimum IP datagram every client
+/// accepts) minus IP and UDP headers.
+const MAX_DHCP_LEN: usize = 576 - 20 - 8;
+/// Smallest BOOTP payload; some clients drop shorter replies.
+const MIN_DHCP_LEN: usize = 300;
+/// Fixed BOOTP header up to and including the magic cookie.
+const BOOTP_FIXED_LEN: usize = 240;
+/// Space for the per-reply options: 53 (3), 54 (6), 51/58/59 (18), end (1).
+const DYNAMIC_OPTIONS_LEN: usize = 3 + 6 + 18 + 1;
+/// Largest pool we scan for a free address.
+pub const MAX_POOL_SIZE: u32 = 65_536;
+
+const OPT_SUBNET_MASK: u8 = 1;
+const OPT_ROUTER: u8 = 3;
+const OPT_DNS: u8 = 6;
+const OPT_DOMAIN: u8 = 15;
+const OPT_MTU: u8 = 26;
+const OPT_REQUESTED_IP: u8 = 50;
+const OPT_MESSAGE_TYPE: u8 = 53;
+const OPT_SERVER_ID: u8 = 54;
+const OPT_RENEWAL: u8 = 58;
+const OPT_REBINDING: u8 = 59;
+const OPT_CLIENT_ID: u8 = 61;
+const OPT_CLASSLESS_ROUTES: u8 = 121;
+
+/// The DHCP half of the responder.
+#[derive(Debug)]
+pub struct DhcpServer {
+    settings: DhcpSettings,
+    alloc: Allocator,
+    /// Options 1, 3, 6, 15, 26, 121 as (kind, data), computed once.
+    config_options: Vec<(u8, Vec<u8>)>,
+    lease_secs: u32,
+}
+
+/// The fields of a client message we act on.
+#[derive(Debug)]
+struct ClientMsg<'a> {
+    kind: DhcpMessageType,
+    xid: u32,
+    broadcast: bool,
+    ciaddr: Ipv4Addr,
+    giaddr: Ipv4Addr,
+    chaddr: [u8; 6],
+    requested: Option<Ipv4Addr>,
+    server_id: Option<Ipv4Addr>,
+    client_id: Option<&'a [u8]>,
+}
+
+/// Parse a BOOTREQUEST ourselves: smoltcp's `DhcpRepr::parse` rejects
+/// non-Ethernet client identifiers, which dhcpcd (RFC 4361 DUIDs) sends.
+fn parse_client(payload: &[u8]) -> Option<ClientMsg<'_>> {
+    let p = DhcpPacket::new_checked(payload).ok()?;
+    if payload[0] != 1 || payload[1] != 1 || payload[2] != 6 || p.magic_number() != 0x6382_5363 {
+        return None;
+    }
+    let mut kind = None;
+    let mut requested = None;
+    let mut server_id = None;
+    let mut client_id = None;
+    let ipv4 = |d: &[u8]| <[u8; 4]>::try_from(d).ok().map(Ipv4Addr::from);
+    for (code, data) in options(&payload[BOOTP_FIXED_LEN..]) {
+        match code {
+            OPT_MESSAGE_TYPE if data.len() == 1 => {
+                kind = Some(DhcpMessageType::from(data[0]));
+            }
+            OPT_REQUESTED_IP => requested = ipv4(data),
+            OPT_SERVER_ID => server_id = ipv4(data),
+            OPT_CLIENT_ID if data.len() >= 2 => client_id = Some(data),
+            _ => {}
+        }
+    }
+    Some(ClientMsg {
+        kind: kind?,
+        xid: p.transaction_id(),
+        broadcast: p.flags().contains(smoltcp::wire::DhcpFlags::BROADCAST),
+        ciaddr: p.client_ip(),
+        giaddr: p.relay_agent_ip(),
+        chaddr: p.client_hardware_address().0,
+        requested,
+        server_id,
+        client_id,
+    })
+}
+
+/// Iterate over (code, data) of a DHCP options field, skipping pads and
+/// stopping at the end option or at the first truncated option.
+fn options(mut buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    std::iter::from_fn(move || {
+        loop {
+            match *buf {
+                [] | [255, ..] => return None,
+                [0, ref rest @ ..] => buf = rest,
+                [code, len, ref rest @ ..] if rest.len() >= usize::from(len) => {
+                    let (data, rest) = rest.split_at(usize::from(len));
+                    buf = rest;
+                    return Some((code, data));
+                }
+                _ => return None,
+            }
+        }
+    })
+}
+
+/// What to send back.
+struct Answer {
+    kind: DhcpMessageType,
+    yiaddr: Ipv4Addr,
+    /// Lease options (51, 58, 59) and configuration options go in.
+    lease: bool,
+    config: bool,
+}
+
+impl DhcpServer {
+    /// Validate `settings` and take over `leases`.
+    /// `also_excluded` are further addresses in use on the link (the ARP
+    /// responder's) that must never be handed out.
+    pub fn new(
+        mut settings: DhcpSettings,
+        leases: LeaseDb,
+        also_excluded: &[Ipv4Addr],
+    ) -> Result<DhcpServer, ResponderError> {
+        let err = |m: String| Err(ResponderError::InvalidDhcp(m));
+        if settings.prefix_len > 30 {
+            return err(format!(
+                "subnet prefix /{} leaves no room for hosts (at most /30)",
+                settings.prefix_len
+            ));
+        }
+        let mask = prefix_mask(settings.prefix_len);
+        settings.subnet_addr = Ipv4Addr::from(u32::from(settings.subnet_addr) & mask);
+        let pool = Pool {
+            subnet: settings.subnet_addr,
+            prefix_len: settings.prefix_len,
+            start: settings.pool_start,
+            end: settings.pool_end,
+            server: settings.server_address,
+            reservations: settings.reservations.clone(),
+            excluded: settings
+                .router
+                .iter()
+                .chain(&settings.dns)
+                .chain(also_excluded)
+                .copied()
+                .collect(),
+        };
+        let subnet = format!("{}/{}", settings.subnet_addr, settings.prefix_len);
+        if !pool.is_host_in_subnet(settings.server_address) {
+            return err(format!(
+                "server_address {} is not a host address in subnet {subnet}",
+                settings.server_address
+            ));
+        }
+        if settings.server_mac[0] & 1 != 0 || settings.server_mac == [0; 6] {
+            return err(format!(
+                "server MAC {} is not a unicast address",
+                format_mac(&settings.server_mac)
+            ));
+        }
+        let (start, end) = (u32::from(settings.pool_start), u32::from(settings.pool_end));
+        if start > end {
+            return err(format!(
+                "pool start {} is after pool end {}",
+                settings.pool_start, settings.pool_end
+            ));
+        }
+        if !pool.is_host_in_subnet(settings.pool_start)
+            || !pool.is_host_in_subnet(settings.pool_end)
+        {
+            return err(format!(
+                "pool {}-{} is not inside subnet {subnet}",
+                settings.pool_start, settings.pool_end
+            ));
+        }
+        if end - start >= MAX_POOL_SIZE {
+            return err(format!("pool is larger than {MAX_POOL_SIZE} addresses"));
+        }
+        if let Some(r) = settings.router
+            && !pool.is_host_in_subnet(r)
+        {
+            return err(format!(
+                "router {r} is not a host address in subnet {subnet}"
+            ));
+        }
+        for (i, (mac, ip)) in settings.reservations.iter().enumerate() {
+            if !pool.is_host_in_subnet(*ip)
+                || *ip == settings.server_address
+                || pool.excluded.contains(ip)
+            {
+                return err(format!(
+                    "reservation {ip} is not a usable host address in subnet {subnet}"
+                ));
+            }
+            if mac[0] & 1 != 0 {
+                return err(format!(
+                    "reservation MAC {} is not unicast",
+                    format_mac(mac)
+                ));
+            }
+            if settings.reservations[..i]
+                .iter()
+                .any(|(m, a)| m == mac || a == ip)
+            {
+                return err(format!(
+                    "reservation {} = {ip} repeats a MAC or address",
+                    format_mac(mac)
+                ));
+            }
+        }
+        let lease = settings.lease_time.as_secs();
+        if !(10..u64::from(u32::MAX)).contains(&lease) {
+            return err("lease_time must be between 10 seconds and 136 years".into());
+        }
+        let config_options = config_options(&settings, mask)?;
+        let config_len: usize = config_options.iter().map(|(_, d)| 2 + d.len()).sum();
+        if BOOTP_FIXED_LEN + DYNAMIC_OPTIONS_LEN + config_len > MAX_DHCP_LEN {
+            return err(format!(
+                "the configured options take {config_len} bytes; at most {} fit in a DHCP reply",
+                MAX_DHCP_LEN - BOOTP_FIXED_LEN - DYNAMIC_OPTIONS_LEN
+            ));
+        }
+        Ok(DhcpServer {
+            alloc: Allocator::new(pool, leases),
+            config_options,
+            lease_secs: lease as u32,
+            settings,
+        })
+    }
+
+    /// The validated settings (subnet address normalized).
+    pub fn settings(&self) -> &DhcpSettings {
+        &self.settings
+    }
+
+    /// The address allocator and its lease records.
+    pub fn allocator(&self) -> &Allocator {
+        &self.alloc
+    }
+
+    /// Mutable access to the allocator (snapshots).
+    pub fn allocator_mut(&mut self) -> &mut Allocator {
+        &mut self.alloc
+    }
+
+    /// A local frame to UDP port 67: answer it into `reply` or consume it.
+    /// Never forwards. `now` is wall-clock UNIX seconds.
+    pub fn handle(
+        &mut self,
+        frame: &[u8],
+        now: u64,
+        reply: &mut [u8],
+        counters: &mut ResponderCounters,
+    ) -> LocalVerdict {
+        let Some((eth_dst, ip_dst, msg)) = parse_frame(frame) else {
+            counters.dhcp_malformed += 1;
+            return LocalVerdict::Consumed;
+        };
+        let ours = eth_dst == [0xff; 6] || eth_dst == self.settings.server_mac;
+        let to_us = ip_dst == Ipv4Addr::BROADCAST || ip_dst == self.settings.server_address;
+        let valid_chaddr = msg.chaddr[0] & 1 == 0 && msg.chaddr != [0; 6];
+        if !ours || !to_us || !msg.giaddr.is_unspecified() || !valid_chaddr {
+            counters.dhcp_ignored += 1;
+            return LocalVerdict::Consumed;
+        }
+        let Some(answer) = self.decide(&msg, now, counters) else {
+            counters.dhcp_ignored += 1;
+            return LocalVerdict::Consumed;
+        };
+        match self.emit(&msg, &answer, reply) {
+            Some(n) => {
+                counters.dhcp_replies += 1;
+                if answer.kind == DhcpMessageType::Nak {
+                    counters.dhcp_naks += 1;
+                }
+                LocalVerdict::Reply(n)
+            }
+            None => {
+                counters.dhcp_ignored += 1;
+                LocalVerdict::Consumed
+            }
+        }
+    }
+
+    fn decide(
+        &mut self,
+        msg: &ClientMsg<'_>,
+        now: u64,
+        counters: &mut ResponderCounters,
+    ) -> Option<Answer> {
+        let server = self.settings.server_address;
+        let mac = msg.chaddr;
+        let for_other_server = msg.server_id.is_some_and(|s| s != server);
+        let ack = |yiaddr| Answer {
+            kind: DhcpMessageType::Ack,
+            yiaddr,
+            lease: true,
+            config: true,
+        };
+        let nak = Answer {
+            kind: DhcpMessageType::Nak,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            lease: false,
+            config: false,
+        };
+        match msg.kind {
+            DhcpMessageType::Discover => match self.alloc.offer(mac, msg.requested, now) {
+                Some(ip) => Some(Answer {
+                    kind: DhcpMessageType::Offer,
+                    yiaddr: ip,
+                    lease: true,
+                    config: true,
+                }),
+                None => {
+                    counters.dhcp_pool_exhausted += 1;
+                    tracing::warn!(mac = %format_mac(&mac), "DHCP pool exhausted, DISCOVER unanswered");
+                    None
+                }
+            },
+            DhcpMessageType::Request => {
+                if for_other_server {
+                    self.alloc.cancel_offer(&mac);
+                    return None;
+                }
+                let selecting = msg.server_id.is_some();
+                let ip = if !msg.ciaddr.is_unspecified() {
+                    // RENEWING / REBINDING (or a SELECTING client that filled ciaddr).
+                    msg.requested.filter(|_| selecting).unwrap_or(msg.ciaddr)
+                } else {
+                    // SELECTING or INIT-REBOOT: the address is in option 50.
+                    msg.requested?
+                };
+                let previous = self.alloc.db().get(&mac);
+                if self.alloc.commit(mac, ip, u64::from(self.lease_secs), now) {
+                    if previous.is_none_or(|l| l.ip != ip || l.expires <= now) {
+                        tracing::info!(mac = %format_mac(&mac), %ip, lease_secs = self.lease_secs, "DHCP lease granted");
+                    }
+                    Some(ack(ip))
+                } else {
+                    tracing::debug!(mac = %format_mac(&mac), %ip, "DHCP request refused");
+                    Some(nak)
+                }
+            }
+            DhcpMessageType::Decline => {
+                if !for_other_server
+                    && let Some(ip) = msg.requested
+                    && self.alloc.decline(&mac, ip, now)
+                {
+                    tracing::warn!(mac = %format_mac(&mac), %ip, "DHCP address declined (in use), quarantined");
+                }
+                None
+            }
+            DhcpMessageType::Release => {
+                if !for_other_server && self.alloc.release(&mac, msg.ciaddr, now) {
+                    tracing::info!(mac = %format_mac(&mac), ip = %msg.ciaddr, "DHCP lease released");
+                }
+                None
+            }
+            DhcpMessageType::Inform => Some(Answer {
+                kind: DhcpMessageType::Ack,
+                yiaddr: Ipv4Addr::UNSPECIFIED,
+                lease: false,
+                config: true,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Build the reply frame; `None` if `reply` is too small.
+    fn emit(&self, msg: &ClientMsg<'_>, a: &Answer, reply: &mut [u8]) -> Option<usize> {
+        let s = &self.settings;
+        let (t1, t2) = (
+            self.lease_secs / 2,
+            (u64::from(self.lease_secs) * 7 / 8) as u32,
+        );
+        let (t1, t2) = (t1.to_be_bytes(), t2.to_be_bytes());
+        let mut opts: Vec<DhcpOption<'_>> = Vec::with_capacity(10);
+        if a.lease {
+            opts.push(DhcpOption {
+                kind: OPT_RENEWAL,
+                data: &t1,
+            });
+            opts.push(DhcpOption {
+                kind: OPT_REBINDING,
+                data: &t2,
+            });
+        }
+        if a.config {
+            opts.extend(
+                self.config_options
+                    .iter()
+                    .map(|(kind, data)| DhcpOption { kind: *kind, data }),
+            );
+        }
+        let inform = msg.kind == DhcpMessageType::Inform;
+        let mut repr = DhcpRepr {
+            message_type: a.kind,
+            transaction_id: msg.xid,
+            secs: 0,
+            client_hardware_address: EthernetAddress(msg.chaddr),
+            client_ip: if a.kind == DhcpMessageType::Ack {
+                msg.ciaddr
+            } else {
+                Ipv4Addr::UNSPECIFIED
+            },
+            your_ip: a.yiaddr,
+            server_ip: Ipv4Addr::UNSPECIFIED,
+            router: None,
+            subnet_mask: None,
+            relay_agent_ip: Ipv4Addr::UNSPECIFIED,
+            broadcast: msg.broadcast,
+            requested_ip: None,
+            client_identifier: None,
+            server_identifier: Some(s.server_address),
+            parameter_request_list: None,
+            dns_servers: None,
+            max_size: None,
+            lease_duration: a.lease.then_some(self.lease_secs),
+            renew_duration: None,
+            rebind_duration: None,
+            additional_options: &[],
+        };
+        // Echo the client identifier (RFC 6842) when it fits.
+        if let Some(id) = msg.client_id {
+            let len = repr.buffer_len() + opts.iter().map(|o| 2 + o.data.len()).sum::<usize>();
+            if len + 2 + id.len() <= MAX_DHCP_LEN {
+                opts.push(DhcpOption {
+                    kind: OPT_CLIENT_ID,
+                    data: id,
+                });
+            }
+        }
+        repr.additional_options = &opts;
+
+        // RFC 2131 §4.1 (giaddr is always zero here).
+        let broadcast = (EthernetAddress::BROADCAST, Ipv4Addr::BROADCAST);
+        let (eth_dst, ip_dst) = if a.kind == DhcpMessageType::Nak {
+            broadcast
+        } else if !msg.ciaddr.is_unspecified() {
+            (EthernetAddress(msg.chaddr), msg.ciaddr)
+        } else if msg.broadcast || inform {
+            broadcast
+        } else {
+            (EthernetAddress(msg.chaddr), a.yiaddr)
+        };
+
+        let dhcp_len = repr.buffer_len().max(MIN_DHCP_LEN);
+        let udp_len = 8 + dhcp_len;
+        let total = ETH_HEADER_LEN + 20 + udp_len;
+        let out = reply.get_mut(..total)?;
+        out.fill(0);
+        let caps = ChecksumCapabilities::default();
+        EthernetRepr {
+            src_addr: EthernetAddress(s.server_mac),
+            dst_addr: eth_dst,
+            ethertype: EthernetProtocol::Ipv4,
+        }
+        .emit(&mut EthernetFrame::new_unchecked(&mut *out));
+        let ip_repr = Ipv4Repr {
+            src_addr: s.server_address,
+            dst_addr: ip_dst,
+            next_header: IpProtocol::Udp,
+            payload_len: udp_len,
+            hop_limit: 64,
+        };
+        ip_repr.emit(
+            &mut Ipv4Packet::new_unchecked(&mut out[ETH_HEADER_LEN..]),
+            &caps,
+        );
+        let mut emitted = Ok(());
+        UdpRepr {
+            src_port: DHCP_SERVER_PORT,
+            dst_port: DHCP_CLIENT_PORT,
+        }
+        .emit(
+            &mut UdpPacket::new_unchecked(&mut out[ETH_HEADER_LEN + 20..]),
+            &s.server_address.into(),
+            &ip_dst.into(),
+            dhcp_len,
+            |buf| emitted = repr.emit(&mut DhcpPacket::new_unchecked(buf)),
+            &caps,
+        );
+        emitted.ok()?;
+        Some(total)
+    }
+}
+
+/// Split a local frame into (Ethernet dst, IP dst, DHCP message), verifying
+/// the IPv4 and UDP checksums.
+fn parse_frame(frame: &[u8]) -> Option<([u8; 6], Ipv4Addr, ClientMsg<'_>)> {
+    let caps = ChecksumCapabilities::default();
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(frame.get(ETH_HEADER_LEN..)?).ok()?;
+    let ip_repr = Ipv4Repr::parse(&ip, &caps).ok()?;
+    if ip_repr.next_header != IpProtocol::Udp {
+        return None;
+    }
+    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+    UdpRepr::parse(
+        &udp,
+        &ip_repr.src_addr.into(),
+        &ip_repr.dst_addr.into(),
+        &caps,
+    )
+    .ok()?;
+    let msg = parse_client(udp.payload())?;
+    Some((eth.dst_addr().0, ip_repr.dst_addr, msg))
+}
+
+/// Options 1, 3, 6, 15, 26 and 121 from the settings.
+fn config_options(s: &DhcpSettings, mask: u32) -> Result<Vec<(u8, Vec<u8>)>, ResponderError> {
+    let err = |m: String| Err(ResponderError::InvalidDhcp(m));
+    let mut v = vec![(OPT_SUBNET_MASK, mask.to_be_bytes().to_vec())];
+    if let Some(r) = s.router {
+        v.push((OPT_ROUTER, r.octets().to_vec()));
+    }
+    if !s.dns.is_empty() {
+        v.push((OPT_DNS, s.dns.iter().flat_map(|a| a.octets()).collect()));
+    }
+    if let Some(d) = &s.domain {
+        let valid = !d.is_empty()
+            && d.len() <= 253
+            && d.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !valid {
+            return err(format!("domain {d:?} is not a valid DNS name"));
+        }
+        v.push((OPT_DOMAIN, d.as_bytes().to_vec()));
+    }
+    if let Some(mtu) = s.mtu {
+        if mtu < 68 {
+            return err(format!("mtu {mtu} is below the IPv4 minimum of 68"));
+        }
+        v.push((OPT_MTU, mtu.to_be_bytes().to_vec()));
+    }
+    if !s.routes.is_empty() {
+        let mut data = Vec::new();
+        let mut has_default = false;
+        for &(net, len, via) in &s.routes {
+            if len > 32 {
+                return err(format!("route {net}/{len} has an invalid prefix length"));
+            }
+            if u32::from(net) & !prefix_mask(len) != 0 {
+                return err(format!("route {net}/{len} has host bits set"));
+            }
+            has_default |= len == 0;
+            push_classless_route(&mut data, net, len, via);
+        }
+        if let (Some(r), false) = (s.router, has_default) {
+            push_classless_route(&mut data, Ipv4Addr::UNSPECIFIED, 0, r);
+        }
+        if data.len() > 255 {
+            return err("routes do not fit in one option 121 (255 bytes)".into());
+        }
+        v.push((OPT_CLASSLESS_ROUTES, data));
+    }
+    Ok(v)
+}
+
+/// RFC 3442 encoding: prefix length, the significant octets of the network,
+/// then the router.
+fn push_classless_route(out: &mut Vec<u8>, net: Ipv4Addr, len: u8, via: Ipv4Addr) {
+    out.push(len);
+    out.extend_from_slice(&net.octets()[..usize::from(len).div_ceil(8)]);
+    out.extend_from_slice(&via.octets());
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,615 @@
+//! DHCP server tests: every message type and option, parsed back with smoltcp.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use smoltcp::wire::{DhcpMessageType as M, DhcpPacket};
+
+use super::super::fixtures::{
+    Client, DHCLIENT_MAC, DHCLIENT_XID, Reply, arp_request, dhclient_discover, ipv4_udp_frame,
+    parse_reply,
+};
+use super::super::leases::{DECLINE_QUARANTINE_SECS, OFFER_HOLD_SECS};
+use super::super::{DhcpSettings, LeaseDb, LocalVerdict, RemoteVerdict, Responder, ResponderError};
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 254);
+const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+const RESERVED_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
+const T0: u64 = 1_700_000_000;
+const LEASE: u32 = 12 * 3600;
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, 0, last)
+}
+
+fn mac(n: u8) -> [u8; 6] {
+    [0x52, 0x54, 0, 0, 1, n]
+}
+
+fn settings() -> DhcpSettings {
+    DhcpSettings {
+        server_address: SERVER,
+        server_mac: SERVER_MAC,
+        pool_start: ip(100),
+        pool_end: ip(199),
+        subnet_addr: ip(0),
+        prefix_len: 24,
+        router: Some(ip(1)),
+        dns: vec![ip(1), Ipv4Addr::new(198, 18, 0, 53)],
+        domain: Some("branch.example".into()),
+        lease_time: Duration::from_secs(u64::from(LEASE)),
+        routes: vec![(Ipv4Addr::new(198, 19, 64, 0), 18, ip(1))],
+        mtu: Some(1400),
+        reservations: vec![(RESERVED_MAC, ip(10))],
+    }
+}
+
+/// A responder on a virtual clock.
+struct Harness {
+    r: Responder,
+    mono: Instant,
+    wall: u64,
+}
+
+impl Harness {
+    fn new(s: DhcpSettings) -> Harness {
+        Harness::with_db(s, LeaseDb::default())
+    }
+
+    fn with_db(s: DhcpSettings, db: LeaseDb) -> Harness {
+        Harness {
+            r: Responder::new(None, Some(s), db).expect("valid settings"),
+            mono: Instant::now(),
+            wall: T0,
+        }
+    }
+
+    fn advance(&mut self, secs: u64) {
+        self.wall += secs;
+        self.mono += Duration::from_secs(secs);
+    }
+
+    fn wall(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.wall)
+    }
+
+    fn send(&mut self, frame: &[u8]) -> (LocalVerdict, Option<Reply>) {
+        let mut buf = [0u8; 1600];
+        let wall = self.wall();
+        let v = self.r.handle_local(frame, self.mono, wall, &mut buf);
+        let reply = match v {
+            LocalVerdict::Reply(n) => Some(parse_reply(&buf[..n])),
+            _ => None,
+        };
+        (v, reply)
+    }
+
+    fn reply(&mut self, c: &Client) -> Reply {
+        match self.send(&c.frame()) {
+            (_, Some(r)) => r,
+            (v, None) => panic!("expected a reply to {:?}, got {v:?}", c.kind),
+        }
+    }
+
+    fn silent(&mut self, c: &Client) {
+        let (v, r) = self.send(&c.frame());
+        assert_eq!(
+            v,
+            LocalVerdict::Consumed,
+            "{:?} must be consumed: {r:?}",
+            c.kind
+        );
+    }
+
+    /// DISCOVER + REQUEST; returns the ACK.
+    fn lease(&mut self, m: [u8; 6]) -> Reply {
+        let offer = self.reply(&Client::new(M::Discover, m));
+        assert_eq!(offer.message_type, M::Offer);
+        let mut req = Client::new(M::Request, m);
+        req.server_id = Some(SERVER);
+        req.requested = Some(offer.yiaddr);
+        let ack = self.reply(&req);
+        assert_eq!(ack.message_type, M::Ack);
+        assert_eq!(ack.yiaddr, offer.yiaddr);
+        ack
+    }
+}
+
+fn assert_config_options(r: &Reply) {
+    assert_eq!(r.subnet_mask, Some(Ipv4Addr::new(255, 255, 255, 0)));
+    assert_eq!(r.router, Some(ip(1)));
+    assert_eq!(r.option(6), Some(&[198, 19, 0, 1, 198, 18, 0, 53][..]));
+    assert_eq!(r.option(15), Some(&b"branch.example"[..]));
+    assert_eq!(r.option(26), Some(&1400u16.to_be_bytes()[..]));
+    // 198.19.64.0/18 via .1, then the default route via the router.
+    assert_eq!(
+        r.option(121),
+        Some(&[18, 198, 19, 64, 198, 19, 0, 1, 0, 198, 19, 0, 1][..])
+    );
+}
+
+#[test]
+fn dhclient_discover_gets_full_offer() {
+    let mut h = Harness::new(settings());
+    let (v, offer) = h.send(&dhclient_discover());
+    assert!(matches!(v, LocalVerdict::Reply(_)));
+    let offer = offer.expect("offer");
+    assert_eq!(offer.message_type, M::Offer);
+    assert_eq!(offer.xid, DHCLIENT_XID);
+    assert_eq!(offer.chaddr, DHCLIENT_MAC);
+    // dhclient asked for its previous address, which is free.
+    assert_eq!(offer.yiaddr, ip(101));
+    assert_eq!(offer.ciaddr, Ipv4Addr::UNSPECIFIED);
+    // No broadcast flag, no ciaddr: unicast to yiaddr at chaddr.
+    assert!(!offer.broadcast);
+    assert_eq!(offer.eth_dst, DHCLIENT_MAC);
+    assert_eq!(offer.ip_dst, ip(101));
+    assert_eq!(offer.eth_src, SERVER_MAC);
+    assert_eq!(offer.ip_src, SERVER);
+    assert_eq!((offer.sport, offer.dport), (67, 68));
+    assert_eq!(offer.ttl, 64);
+    assert!((300..=548).contains(&offer.dhcp_len), "{}", offer.dhcp_len);
+    assert_eq!(offer.server_id, Some(SERVER));
+    assert_eq!(offer.lease, Some(LEASE));
+    assert_eq!(offer.renew, Some(LEASE / 2));
+    assert_eq!(offer.rebind, Some(LEASE / 8 * 7));
+    assert_config_options(&offer);
+    assert_eq!(offer.option(61), None, "dhclient sent no client id");
+    assert_eq!(h.r.counters().dhcp_replies, 1);
+    // An offer is not a lease.
+    assert!(h.r.leases(h.wall()).is_empty());
+}
+
+#[test]
+fn full_exchange_with_broadcast_flag_and_client_id() {
+    let mut h = Harness::new(settings());
+    let m = mac(1);
+    let mut disc = Client::new(M::Discover, m);
+    disc.broadcast = true;
+    let offer = h.reply(&disc);
+    assert_eq!(offer.eth_dst, [0xff; 6]);
+    assert_eq!(offer.ip_dst, Ipv4Addr::BROADCAST);
+    assert!(offer.broadcast);
+    let id = [1, 0x52, 0x54, 0, 0, 1, 1];
+    assert_eq!(offer.option(61), Some(&id[..]), "client id echoed");
+    assert_eq!(offer.yiaddr, ip(100), "first free pool address");
+
+    let mut req = Client::new(M::Request, m);
+    req.broadcast = true;
+    req.server_id = Some(SERVER);
+    req.requested = Some(offer.yiaddr);
+    let ack = h.reply(&req);
+    assert_eq!(ack.message_type, M::Ack);
+    assert_eq!(ack.yiaddr, ip(100));
+    assert_eq!(ack.ip_dst, Ipv4Addr::BROADCAST);
+    assert_eq!(ack.lease, Some(LEASE));
+    assert_config_options(&ack);
+
+    let leases = h.r.leases(h.wall());
+    assert_eq!(leases.len(), 1);
+    assert_eq!((leases[0].mac, leases[0].ip), (m, ip(100)));
+    assert_eq!(leases[0].expires_in_secs, u64::from(LEASE));
+    let snap = h.r.take_lease_snapshot().expect("lease db changed");
+    assert!(String::from_utf8_lossy(&snap).contains("198.19.0.100"));
+    assert_eq!(h.r.take_lease_snapshot(), None);
+}
+
+#[test]
+fn concurrent_discovers_get_distinct_offers() {
+    let mut h = Harness::new(settings());
+    let a = h.reply(&Client::new(M::Discover, mac(1)));
+    let b = h.reply(&Client::new(M::Discover, mac(2)));
+    assert_ne!(a.yiaddr, b.yiaddr);
+    // Asking for the other client's offered address does not steal it.
+    let mut c = Client::new(M::Discover, mac(3));
+    c.requested = Some(a.yiaddr);
+    let c = h.reply(&c);
+    assert!(c.yiaddr != a.yiaddr && c.yiaddr != b.yiaddr);
+    // Repeating the DISCOVER re-offers the same address.
+    assert_eq!(h.reply(&Client::new(M::Discover, mac(1))).yiaddr, a.yiaddr);
+}
+
+#[test]
+fn request_for_another_server_is_silent_and_frees_the_offer() {
+    let mut s = settings();
+    s.pool_end = ip(100);
+    let mut h = Harness::new(s);
+    let offer = h.reply(&Client::new(M::Discover, mac(1)));
+    assert_eq!(
+        h.send(&Client::new(M::Discover, mac(2)).frame())
+            .1
+            .map(|r| r.yiaddr),
+        None
+    );
+    let mut req = Client::new(M::Request, mac(1));
+    req.server_id = Some(Ipv4Addr::new(198, 19, 0, 253));
+    req.requested = Some(offer.yiaddr);
+    h.silent(&req);
+    assert_eq!(h.reply(&Client::new(M::Discover, mac(2))).yiaddr, ip(100));
+}
+
+#[test]
+fn naks_for_wrong_foreign_or_taken_addresses() {
+    let mut h = Harness::new(settings());
+    let held = h.lease(mac(1)).yiaddr;
+
+    // SELECTING for an address another client holds.
+    let mut req = Client::new(M::Request, mac(2));
+    req.server_id = Some(SERVER);
+    req.requested = Some(held);
+    let nak = h.reply(&req);
+    assert_eq!(nak.message_type, M::Nak);
+    assert_eq!(nak.yiaddr, Ipv4Addr::UNSPECIFIED);
+    assert_eq!(nak.eth_dst, [0xff; 6], "NAK is broadcast");
+    assert_eq!(nak.ip_dst, Ipv4Addr::BROADCAST);
+    assert_eq!(nak.server_id, Some(SERVER));
+    assert_eq!(nak.lease, None);
+    assert_eq!(nak.option(1), None, "no configuration in a NAK");
+
+    // INIT-REBOOT from another network.
+    let mut reboot = Client::new(M::Request, mac(3));
+    reboot.requested = Some(Ipv4Addr::new(192, 0, 2, 7));
+    assert_eq!(h.reply(&reboot).message_type, M::Nak);
+    // INIT-REBOOT for a taken address, for the server's own address, for a
+    // reserved address, outside the pool.
+    for bad in [held, SERVER, ip(10), ip(50)] {
+        reboot.requested = Some(bad);
+        assert_eq!(h.reply(&reboot).message_type, M::Nak, "{bad}");
+    }
+    // REBINDING with a foreign ciaddr.
+    let mut rebind = Client::new(M::Request, mac(4));
+    rebind.ciaddr = Ipv4Addr::new(192, 0, 2, 8);
+    rebind.ip_src = rebind.ciaddr;
+    assert_eq!(h.reply(&rebind).message_type, M::Nak);
+    assert_eq!(h.r.counters().dhcp_naks, 7);
+    // The holder is untouched.
+    assert_eq!(h.r.leases(h.wall())[0].mac, mac(1));
+
+    // SELECTING without option 50 is malformed: silence.
+    let mut bare = Client::new(M::Request, mac(5));
+    bare.server_id = Some(SERVER);
+    h.silent(&bare);
+}
+
+#[test]
+fn init_reboot_with_known_or_free_address_is_acked() {
+    let mut h = Harness::new(settings());
+    let mut reboot = Client::new(M::Request, mac(1));
+    reboot.requested = Some(ip(150));
+    let ack = h.reply(&reboot);
+    assert_eq!((ack.message_type, ack.yiaddr), (M::Ack, ip(150)));
+}
+
+#[test]
+fn renewal_unicast_extends_lease() {
+    let mut h = Harness::new(settings());
+    let m = mac(1);
+    let addr = h.lease(m).yiaddr;
+    h.advance(u64::from(LEASE / 2));
+    let mut renew = Client::new(M::Request, m);
+    renew.ciaddr = addr;
+    renew.ip_src = addr;
+    renew.ip_dst = SERVER;
+    renew.eth_dst = SERVER_MAC;
+    let ack = h.reply(&renew);
+    assert_eq!(ack.message_type, M::Ack);
+    assert_eq!(ack.yiaddr, addr);
+    assert_eq!(ack.ciaddr, addr);
+    assert_eq!((ack.eth_dst, ack.ip_dst), (m, addr), "unicast to ciaddr");
+    assert_eq!(h.r.leases(h.wall())[0].expires_in_secs, u64::from(LEASE));
+
+    // A renewal unicast to some other server is not ours.
+    renew.ip_dst = Ipv4Addr::new(198, 19, 0, 2);
+    renew.eth_dst = [0x02, 9, 9, 9, 9, 9];
+    h.silent(&renew);
+}
+
+#[test]
+fn release_ends_lease_and_same_mac_gets_it_back() {
+    let mut h = Harness::new(settings());
+    let m = mac(1);
+    let addr = h.lease(m).yiaddr;
+    h.lease(mac(2));
+    let mut rel = Client::new(M::Release, m);
+    rel.ciaddr = addr;
+    rel.ip_src = addr;
+    rel.ip_dst = SERVER;
+    rel.eth_dst = SERVER_MAC;
+    rel.server_id = Some(SERVER);
+    h.silent(&rel);
+    assert_eq!(h.r.leases(h.wall()).len(), 1);
+    // Another new client does not take the released address while fresh ones exist.
+    assert_ne!(h.reply(&Client::new(M::Discover, mac(3))).yiaddr, addr);
+    assert_eq!(h.lease(m).yiaddr, addr);
+}
+
+#[test]
+fn decline_quarantines_the_address() {
+    let mut s = settings();
+    s.pool_end = ip(101);
+    let mut h = Harness::new(s);
+    let addr = h.lease(mac(1)).yiaddr;
+    let mut decl = Client::new(M::Decline, mac(1));
+    decl.requested = Some(addr);
+    decl.server_id = Some(SERVER);
+    h.silent(&decl);
+    assert!(h.r.leases(h.wall()).is_empty());
+    let other = h.lease(mac(2)).yiaddr;
+    assert_ne!(other, addr);
+    // Pool: one address quarantined, one leased → nothing to offer.
+    h.silent(&Client::new(M::Discover, mac(1)));
+    assert_eq!(h.r.counters().dhcp_pool_exhausted, 1);
+    h.advance(DECLINE_QUARANTINE_SECS);
+    assert_eq!(h.reply(&Client::new(M::Discover, mac(1))).yiaddr, addr);
+}
+
+#[test]
+fn inform_gets_configuration_without_lease() {
+    let mut h = Harness::new(settings());
+    let mut inf = Client::new(M::Inform, mac(9));
+    inf.ciaddr = ip(20);
+    inf.ip_src = ip(20);
+    let ack = h.reply(&inf);
+    assert_eq!(ack.message_type, M::Ack);
+    assert_eq!(ack.yiaddr, Ipv4Addr::UNSPECIFIED);
+    assert_eq!(ack.ciaddr, ip(20));
+    assert_eq!((ack.eth_dst, ack.ip_dst), (mac(9), ip(20)));
+    assert_eq!((ack.lease, ack.renew, ack.rebind), (None, None, None));
+    assert_config_options(&ack);
+    assert!(h.r.leases(h.wall()).is_empty());
+}
+
+#[test]
+fn reservations_by_mac() {
+    let mut h = Harness::new(settings());
+    let ack = h.lease(RESERVED_MAC);
+    assert_eq!(ack.yiaddr, ip(10));
+    let mut steal = Client::new(M::Discover, mac(1));
+    steal.requested = Some(ip(10));
+    assert_ne!(h.reply(&steal).yiaddr, ip(10));
+}
+
+#[test]
+fn full_pool_answers_nothing_until_a_lease_expires() {
+    let mut s = settings();
+    s.pool_end = ip(101);
+    s.lease_time = Duration::from_secs(600);
+    let mut h = Harness::new(s);
+    let a = h.lease(mac(1)).yiaddr;
+    h.lease(mac(2));
+    h.silent(&Client::new(M::Discover, mac(3)));
+    assert_eq!(h.r.counters().dhcp_pool_exhausted, 1);
+    h.advance(599);
+    h.silent(&Client::new(M::Discover, mac(3)));
+    h.advance(1);
+    // mac(1)'s and mac(2)'s leases expired: the oldest is reclaimed.
+    assert!(h.r.leases(h.wall()).is_empty());
+    assert_eq!(h.lease(mac(3)).yiaddr, a);
+    assert_eq!(h.r.leases(h.wall()).len(), 1);
+}
+
+#[test]
+fn offers_lapse_after_the_hold() {
+    let mut s = settings();
+    s.pool_end = ip(100);
+    let mut h = Harness::new(s);
+    h.reply(&Client::new(M::Discover, mac(1)));
+    h.silent(&Client::new(M::Discover, mac(2)));
+    h.advance(OFFER_HOLD_SECS);
+    assert_eq!(h.reply(&Client::new(M::Discover, mac(2))).yiaddr, ip(100));
+}
+
+#[test]
+fn leases_survive_restart() {
+    let mut h = Harness::new(settings());
+    let addr = h.lease(mac(1)).yiaddr;
+    let snap = h.r.take_lease_snapshot().expect("changed");
+    let db = LeaseDb::load(&snap).expect("valid file");
+    let mut h2 = Harness::with_db(settings(), db);
+    h2.wall = h.wall + 60;
+    assert_eq!(h2.r.leases(h2.wall()).len(), 1);
+    let mut reboot = Client::new(M::Request, mac(1));
+    reboot.requested = Some(addr);
+    assert_eq!(h2.reply(&reboot).message_type, M::Ack);
+    let mut thief = Client::new(M::Request, mac(2));
+    thief.requested = Some(addr);
+    assert_eq!(h2.reply(&thief).message_type, M::Nak);
+}
+
+#[test]
+fn dhcpcd_duid_client_id_is_accepted_and_echoed() {
+    let mut h = Harness::new(settings());
+    let mut d = Client::new(M::Discover, mac(1));
+    // RFC 4361: type 255, IAID, DUID-LLT.
+    let id = vec![
+        0xff, 0, 0, 0, 1, 0, 1, 0, 1, 0x2c, 0x6e, 0x1f, 0x22, 0x52, 0x54, 0, 0, 1, 1,
+    ];
+    d.client_id = Some(id.clone());
+    assert_eq!(h.reply(&d).option(61), Some(&id[..]));
+    // A 7-byte id of a non-Ethernet type: smoltcp's `DhcpRepr::parse` refuses
+    // it (so we check the reply's raw options here), our server must not.
+    let odd = [0, b'h', b'o', b's', b't', b'-', b'1'];
+    d.client_id = Some(odd.to_vec());
+    let mut buf = [0u8; 1600];
+    let LocalVerdict::Reply(n) = h.r.handle_local(&d.frame(), h.mono, h.wall(), &mut buf) else {
+        panic!("must be answered");
+    };
+    let dhcp = DhcpPacket::new_checked(&buf[42..n]).expect("bootp");
+    let opts: Vec<(u8, Vec<u8>)> = dhcp.options().map(|o| (o.kind, o.data.to_vec())).collect();
+    assert!(opts.contains(&(53, vec![2])), "an OFFER: {opts:?}");
+    assert!(opts.contains(&(61, odd.to_vec())), "echoed: {opts:?}");
+}
+
+#[test]
+fn ignores_relayed_malformed_and_odd_frames_but_never_forwards() {
+    let mut h = Harness::new(settings());
+    let mut relayed = Client::new(M::Discover, mac(1));
+    relayed.giaddr = Ipv4Addr::new(198, 18, 0, 1);
+    h.silent(&relayed);
+    // Corrupt UDP checksum.
+    let mut f = Client::new(M::Discover, mac(1)).frame();
+    let last = f.len() - 1;
+    f[last] ^= 0xff;
+    assert_eq!(h.send(&f).0, LocalVerdict::Consumed);
+    // Truncated BOOTP.
+    let f = Client::new(M::Discover, mac(1)).frame();
+    assert_eq!(h.send(&f[..200]).0, LocalVerdict::Consumed);
+    assert_eq!(h.r.counters().dhcp_malformed, 2);
+    // Group chaddr, unknown message types, server messages.
+    h.silent(&Client::new(M::Discover, [0x01, 0, 0x5e, 0, 0, 1]));
+    h.silent(&Client::new(M::Offer, mac(1)));
+    h.silent(&Client::new(M::Unknown(42), mac(1)));
+    // A rogue local DHCP server's reply (67 → 68) is consumed too.
+    let rogue = ipv4_udp_frame(
+        mac(7),
+        [0xff; 6],
+        ip(2),
+        Ipv4Addr::BROADCAST,
+        67,
+        68,
+        &[0; 300],
+    );
+    assert_eq!(h.send(&rogue).0, LocalVerdict::Consumed);
+    assert_eq!(h.r.counters().dhcp_replies, 0);
+}
+
+#[test]
+fn dhcp_from_the_tunnel_is_dropped() {
+    let mut h = Harness::new(settings());
+    let now = h.mono;
+    assert_eq!(
+        h.r.handle_remote(&dhclient_discover(), now),
+        RemoteVerdict::Drop
+    );
+    let offer = ipv4_udp_frame(
+        mac(7),
+        [0xff; 6],
+        ip(2),
+        Ipv4Addr::BROADCAST,
+        67,
+        68,
+        &[0; 300],
+    );
+    assert_eq!(h.r.handle_remote(&offer, now), RemoteVerdict::Drop);
+    assert_eq!(h.r.counters().remote_dhcp_dropped, 2);
+    let other = ipv4_udp_frame(mac(7), mac(8), ip(2), ip(3), 5000, 53, b"x");
+    assert_eq!(h.r.handle_remote(&other, now), RemoteVerdict::Deliver);
+    // Without DHCP, the same frames pass both ways.
+    let mut plain = Responder::new(None, None, LeaseDb::default()).expect("empty");
+    assert_eq!(
+        plain.handle_remote(&dhclient_discover(), now),
+        RemoteVerdict::Deliver
+    );
+    let mut buf = [0u8; 1600];
+    assert_eq!(
+        plain.handle_local(&dhclient_discover(), now, h.wall(), &mut buf),
+        LocalVerdict::Forward
+    );
+}
+
+#[test]
+fn server_address_answers_arp_and_owns_its_mac() {
+    let mut h = Harness::new(settings());
+    let mut buf = [0u8; 1600];
+    let (now, wall) = (h.mono, h.wall());
+    let req = arp_request(mac(1), ip(100).octets(), SERVER.octets());
+    let LocalVerdict::Reply(n) = h.r.handle_local(&req, now, wall, &mut buf) else {
+        panic!("ARP for the DHCP server must be answered");
+    };
+    assert_eq!(&buf[6..12], &SERVER_MAC);
+    assert_eq!(&buf[22..28], &SERVER_MAC, "ARP sender hardware address");
+    assert_eq!(n, 42);
+    // Anything else sent to the server's MAC (here a ping-like UDP) is ours.
+    let to_us = ipv4_udp_frame(mac(1), SERVER_MAC, ip(100), SERVER, 4000, 4000, b"x");
+    assert_eq!(
+        h.r.handle_local(&to_us, now, wall, &mut buf),
+        LocalVerdict::Consumed
+    );
+    let elsewhere = ipv4_udp_frame(mac(1), mac(2), ip(100), ip(101), 4000, 4000, b"x");
+    assert_eq!(
+        h.r.handle_local(&elsewhere, now, wall, &mut buf),
+        LocalVerdict::Forward
+    );
+}
+
+#[test]
+fn infrastructure_addresses_inside_the_pool_are_skipped() {
+    let mut s = settings();
+    s.pool_start = ip(1); // router and DNS server .1 lie inside the range
+    s.dns = vec![ip(1), ip(2)];
+    let arp = super::super::ArpSettings {
+        respond: vec![ip(3)],
+        mac: SERVER_MAC,
+        suppress: false,
+        binding_timeout: Duration::from_secs(60),
+    };
+    let mut h = Harness::new(settings());
+    h.r = Responder::new(Some(arp), Some(s), LeaseDb::default()).expect("valid");
+    assert_eq!(h.reply(&Client::new(M::Discover, mac(1))).yiaddr, ip(4));
+    let mut reboot = Client::new(M::Request, mac(2));
+    for taken in [ip(1), ip(2), ip(3)] {
+        reboot.requested = Some(taken);
+        assert_eq!(h.reply(&reboot).message_type, M::Nak, "{taken}");
+    }
+}
+
+#[test]
+fn rejects_unworkable_settings() {
+    type Edit = Box<dyn Fn(&mut DhcpSettings)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        ("prefix", Box::new(|s| s.prefix_len = 31)),
+        (
+            "server",
+            Box::new(|s| s.server_address = Ipv4Addr::new(10, 0, 0, 1)),
+        ),
+        ("server-bcast", Box::new(|s| s.server_address = ip(255))),
+        ("order", Box::new(|s| s.pool_start = ip(200))),
+        (
+            "outside",
+            Box::new(|s| s.pool_end = Ipv4Addr::new(198, 19, 1, 5)),
+        ),
+        (
+            "router",
+            Box::new(|s| s.router = Some(Ipv4Addr::new(10, 0, 0, 1))),
+        ),
+        ("mac", Box::new(|s| s.server_mac = [0xff; 6])),
+        ("lease", Box::new(|s| s.lease_time = Duration::from_secs(1))),
+        ("mtu", Box::new(|s| s.mtu = Some(40))),
+        ("domain", Box::new(|s| s.domain = Some("bad domain".into()))),
+        ("route", Box::new(|s| s.routes = vec![(ip(1), 24, ip(1))])),
+        ("resv", Box::new(|s| s.reservations.push((mac(1), ip(10))))),
+        (
+            "resv-server",
+            Box::new(|s| s.reservations = vec![(mac(1), SERVER)]),
+        ),
+        (
+            "resv-router",
+            Box::new(|s| s.reservations = vec![(mac(1), ip(1))]),
+        ),
+        ("too-big", Box::new(|s| s.dns = vec![ip(1); 63])),
+        (
+            "huge-pool",
+            Box::new(|s| {
+                s.prefix_len = 8;
+                s.subnet_addr = Ipv4Addr::new(10, 0, 0, 0);
+                s.server_address = Ipv4Addr::new(10, 0, 0, 1);
+                s.router = None;
+                s.reservations.clear();
+                s.pool_start = Ipv4Addr::new(10, 0, 0, 2);
+                s.pool_end = Ipv4Addr::new(10, 9, 0, 0);
+            }),
+        ),
+    ];
+    for (name, f) in cases {
+        let mut s = settings();
+        f(&mut s);
+        match Responder::new(None, Some(s), LeaseDb::default()) {
+            Err(ResponderError::InvalidDhcp(msg)) => assert!(!msg.is_empty()),
+            other => panic!("{name}: expected InvalidDhcp, got {other:?}"),
+        }
+    }
+    // Host bits in the subnet address are tolerated.
+    let mut s = settings();
+    s.subnet_addr = ip(77);
+    assert!(Responder::new(None, Some(s), LeaseDb::default()).is_ok());
+}

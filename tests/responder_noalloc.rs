@@ -1,0 +1,181 @@
+//! Proof that the responder's per-frame paths do not allocate: a counting
+//! global allocator (per thread, so parallel tests don't interfere) around
+//! `handle_local`/`handle_remote` for everything except DHCP client requests,
+//! which are allowed to allocate while building a reply.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant, SystemTime};
+
+use tapbridge::responder::{
+    ArpSettings, DhcpSettings, LeaseDb, LocalVerdict, REPLY_BUFFER_LEN, RemoteVerdict, Responder,
+};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+#[allow(unsafe_code)]
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counter is a const-initialized thread-local Cell, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+
+fn responder() -> Responder {
+    let ip = |d| Ipv4Addr::new(198, 19, 0, d);
+    let dhcp = DhcpSettings {
+        server_address: ip(254),
+        server_mac: OUR_MAC,
+        pool_start: ip(100),
+        pool_end: ip(199),
+        subnet_addr: ip(0),
+        prefix_len: 24,
+        router: Some(ip(1)),
+        dns: vec![ip(1)],
+        domain: None,
+        lease_time: Duration::from_secs(3600),
+        routes: vec![],
+        mtu: None,
+        reservations: vec![],
+    };
+    let arp = ArpSettings {
+        respond: vec![ip(1)],
+        mac: OUR_MAC,
+        suppress: true,
+        binding_timeout: Duration::from_secs(300),
+    };
+    Responder::new(Some(arp), Some(dhcp), LeaseDb::default()).expect("valid settings")
+}
+
+fn eth(dst: [u8; 6], src: [u8; 6], ethertype: [u8; 2], payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype);
+    f.extend_from_slice(payload);
+    f
+}
+
+fn arp(op: u8, sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    let mut p = vec![0, 1, 8, 0, 6, 4, 0, op];
+    p.extend_from_slice(&sha);
+    p.extend_from_slice(&spa);
+    p.extend_from_slice(&[0; 6]);
+    p.extend_from_slice(&tpa);
+    eth([0xff; 6], sha, [8, 6], &p)
+}
+
+/// An IPv4/UDP frame (checksums irrelevant to classification).
+fn udp(dst_mac: [u8; 6], sport: u16, dport: u16) -> Vec<u8> {
+    let mut ip = vec![0x45, 0, 0, 48, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&[198, 19, 0, 16, 198, 19, 0, 32]);
+    ip.extend_from_slice(&sport.to_be_bytes());
+    ip.extend_from_slice(&dport.to_be_bytes());
+    ip.extend_from_slice(&[0, 28, 0, 0]);
+    ip.extend_from_slice(&[0xab; 20]);
+    eth(dst_mac, [0x52, 0x54, 0, 0, 0, 1], [8, 0], &ip)
+}
+
+#[test]
+fn per_frame_paths_do_not_allocate() {
+    let mut r = responder();
+    let host = [0x52, 0x54, 0, 0, 0, 1];
+    let remote = [0x52, 0x54, 0, 0, 0, 2];
+    let tcp_like = {
+        let mut f = udp([0x52, 0x54, 0, 0, 0, 9], 40000, 443);
+        f[23] = 6; // protocol TCP
+        f
+    };
+    let ipv6 = eth([0x33, 0x33, 0, 0, 0, 1], host, [0x86, 0xdd], &[0x60; 60]);
+    let local_frames = [
+        tcp_like.clone(),
+        ipv6.clone(),
+        udp([0xff; 6], 5353, 5353),
+        udp(OUR_MAC, 4000, 4000),
+        udp([0xff; 6], 67, 68),
+        arp(1, host, [198, 19, 0, 20], [198, 19, 0, 1]),
+        arp(1, host, [198, 19, 0, 20], [198, 19, 0, 77]),
+        arp(1, host, [198, 19, 0, 20], [198, 19, 0, 99]),
+        arp(2, host, [198, 19, 0, 20], [198, 19, 0, 77]),
+        vec![0; 10],
+    ];
+    let remote_frames = [
+        tcp_like,
+        ipv6,
+        udp([0xff; 6], 68, 67),
+        arp(2, remote, [198, 19, 0, 77], [198, 19, 0, 20]),
+    ];
+    let mut reply = vec![0u8; REPLY_BUFFER_LEN];
+    let t0 = Instant::now();
+    let wall = SystemTime::now();
+    // Warm-up.
+    for f in &remote_frames {
+        r.handle_remote(f, t0);
+    }
+    for f in &local_frames {
+        r.handle_local(f, t0, wall, &mut reply);
+    }
+
+    let before = allocations();
+    let mut replies = 0;
+    for i in 0..1000u32 {
+        let now = t0 + Duration::from_millis(u64::from(i));
+        for f in &remote_frames {
+            r.handle_remote(f, now);
+        }
+        for f in &local_frames {
+            if let LocalVerdict::Reply(_) = r.handle_local(f, now, wall, &mut reply) {
+                replies += 1;
+            }
+        }
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations on the per-frame paths"
+    );
+    // Our address and the learned binding were answered every round.
+    assert_eq!(replies, 2000);
+
+    // Learning thousands of new bindings, past the table's bound, does not
+    // allocate either (the table is sized once).
+    let learn: Vec<Vec<u8>> = (0..6000u32)
+        .map(|i| arp(1, remote, (0x0a00_0000 + i).to_be_bytes(), [198, 19, 0, 20]))
+        .collect();
+    let before = allocations();
+    for (i, f) in learn.iter().enumerate() {
+        let v = r.handle_remote(f, t0 + Duration::from_millis(i as u64));
+        assert_eq!(v, RemoteVerdict::Deliver);
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations while learning bindings"
+    );
+}

@@ -189,8 +189,11 @@ fn bring_up(
     let udp = UdpSocket::bind(cfg.tunnel.listen, &UdpOptions::default())
         .with_context(|| format!("cannot listen on UDP {}", cfg.tunnel.listen))?;
     if let Some(br) = &cfg.interface.bridge {
-        let bridge = nl.enslave(idx, br)?;
-        setup.changes.record(Change::Enslaved { index: idx, bridge });
+        nl.enslave(idx, br)?;
+        setup.changes.record(Change::Enslaved {
+            index: idx,
+            bridge: br.clone(),
+        });
     }
     nl.set_up(idx)?;
     setup.changes.record(Change::LinkUp { index: idx });
@@ -245,7 +248,12 @@ fn bring_up(
         .spawn(to_worker, waker.clone())
         .context("cannot start the control thread")?;
 
-    let addresses: Vec<String> = cfg.interface.addresses.iter().map(|a| a.to_string()).collect();
+    let addresses: Vec<String> = cfg
+        .interface
+        .addresses
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     let env = HookEnv {
         name: cfg.name.clone(),
         interface: ifname.clone(),
@@ -314,7 +322,11 @@ fn build_responder(cfg: &Config, tap_mac: [u8; 6]) -> anyhow::Result<Option<Resp
                 dns: d.dns.clone(),
                 domain: d.domain.clone(),
                 lease_time: d.lease_time,
-                routes: d.routes.iter().map(|(n, via)| (n.addr, n.prefix_len, *via)).collect(),
+                routes: d
+                    .routes
+                    .iter()
+                    .map(|(n, via)| (n.addr, n.prefix_len, *via))
+                    .collect(),
                 mtu: d.mtu,
                 reservations: d.reservations.clone(),
             }),

@@ -62,8 +62,18 @@ pub fn run(path: &Path, phase: &str, env: &HookEnv) -> Result<(), HookError> {
             text
         })
     };
-    let out_thread = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err_thread = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let out_thread = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err_thread = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -71,7 +81,10 @@ pub fn run(path: &Path, phase: &str, env: &HookEnv) -> Result<(), HookError> {
             Ok(None) if start.elapsed() > HOOK_TIMEOUT => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(err(format!("did not finish within {}s", HOOK_TIMEOUT.as_secs())));
+                return Err(err(format!(
+                    "did not finish within {}s",
+                    HOOK_TIMEOUT.as_secs()
+                )));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(err(format!("could not be waited for: {e}"))),
@@ -85,7 +98,12 @@ pub fn run(path: &Path, phase: &str, env: &HookEnv) -> Result<(), HookError> {
     if status.success() {
         Ok(())
     } else {
-        let first = errout.lines().chain(out.lines()).next().unwrap_or("").trim();
+        let first = errout
+            .lines()
+            .chain(out.lines())
+            .next()
+            .unwrap_or("")
+            .trim();
         let detail = if first.is_empty() {
             String::new()
         } else {
@@ -117,7 +135,10 @@ mod tests {
         let script = dir.join("hook.sh");
         std::fs::write(
             &script,
-            format!("#!/bin/sh\nenv | grep ^TAPBRIDGE_ | sort > '{}'\n", out.display()),
+            format!(
+                "#!/bin/sh\nenv | grep ^TAPBRIDGE_ | sort > '{}'\n",
+                out.display()
+            ),
         )
         .expect("write");
         use std::os::unix::fs::PermissionsExt;
@@ -143,7 +164,9 @@ mod tests {
         let e = run(&script, "up", &env()).expect_err("fails").to_string();
         assert!(e.contains("fail.sh"), "{e}");
         assert!(e.contains("no WAN interface"), "{e}");
-        let e = run(&dir.join("missing"), "up", &env()).expect_err("missing").to_string();
+        let e = run(&dir.join("missing"), "up", &env())
+            .expect_err("missing")
+            .to_string();
         assert!(e.contains("could not be started"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -27,6 +27,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
+pub mod hooks;
 pub mod netlink;
 pub mod responder;
 pub mod switch;

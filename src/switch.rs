@@ -201,7 +201,10 @@ mod tests {
         let t = Instant::now();
         let mut s = Switch::new(false);
         s.from_peer(0, A, B, t);
-        assert_eq!(s.from_local(B, A, t + AGING - Duration::from_secs(1)), LocalRoute::Peer(0));
+        assert_eq!(
+            s.from_local(B, A, t + AGING - Duration::from_secs(1)),
+            LocalRoute::Peer(0)
+        );
         assert_eq!(s.from_local(B, A, t + AGING), LocalRoute::Flood);
     }
 

@@ -6,9 +6,43 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use tapbridge::config::{self, Config, ConfigError, Psk};
+use tapbridge::control::{self, ClientError, Request, Response, Status};
+use tapbridge::daemon;
+
+/// `println!` that treats a closed stdout (`bridge-ctl status | head`) as the
+/// reader being done, instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+/// `print!` with the same treatment as [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
 
 /// Site-to-site Layer-2 bridge: TAP + encrypted UDP tunnel with local ARP/DHCP.
 #[derive(Parser)]
@@ -141,7 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Link {
             action: LinkAction::Up { link, foreground },
-        } => link_up(&link.load()?, foreground),
+        } => link_up(&link.load()?, foreground, cli.log_level.as_deref()),
         Command::Link {
             action: LinkAction::Down { link },
         } => link_down(&link.load()?),
@@ -194,7 +228,7 @@ fn is_log_filter(s: &str) -> bool {
 fn check(config: &Config) -> anyhow::Result<()> {
     Psk::load(&config.tunnel.psk_file)?;
     let peers = config.peers.len();
-    println!(
+    outln!(
         "config {} ok: interface {}, {peers} peer{}, dhcp {}",
         config.path.display(),
         config.interface.name,
@@ -207,29 +241,270 @@ fn check(config: &Config) -> anyhow::Result<()> {
 /// `bridge-ctl genpsk`: 44 characters of base64 and a newline.
 fn genpsk() -> anyhow::Result<()> {
     let psk = Psk::generate().context("cannot get random bytes from the operating system")?;
-    println!("{}", psk.to_base64());
+    outln!("{}", psk.to_base64());
     Ok(())
 }
 
+/// Set in the environment of a daemon that `link up` started detached: it
+/// reports `READY <summary>` or `ERROR <message>` on stdout, then lets go of it.
+const READY_ENV: &str = "TAPBRIDGE_REPORT_READY";
+/// How long `link up` waits for a detached daemon (hooks may be slow).
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// `bridge-ctl link up`: start the daemon for `config`.
-fn link_up(config: &Config, foreground: bool) -> anyhow::Result<()> {
-    let _ = foreground;
-    anyhow::bail!("link up {} is not implemented yet", config.name)
+fn link_up(config: &Config, foreground: bool, log_level: Option<&str>) -> anyhow::Result<()> {
+    // Check the PSK before anything starts, so its errors are exit status 2.
+    Psk::load(&config.tunnel.psk_file)?;
+    if foreground {
+        let report = std::env::var_os(READY_ENV).is_some();
+        let result = daemon::run(config, |summary| {
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}{summary}",
+                if report { "READY " } else { "" }
+            );
+            if report {
+                // Detach from the parent's pipe: it sees EOF and returns.
+                if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
+                    let _ = nix::unistd::dup2_stdout(&null);
+                }
+            }
+        });
+        if let (true, Err(e)) = (report, &result) {
+            let _ = writeln!(std::io::stdout(), "ERROR {e:#}");
+        }
+        return result;
+    }
+    if let Some(pid) = daemon::running_pid(config)? {
+        bail!(
+            "link {} is already up (pid {pid}); take it down first with `bridge-ctl link down {}`",
+            config.name,
+            config.name
+        );
+    }
+    let log = daemon::log_path(config);
+    if let Some(dir) = log.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let log_file = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log)
+        .with_context(|| format!("cannot open the log file {}", log.display()))?;
+    let exe = std::env::current_exe().context("cannot find the bridge-ctl executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(level) = log_level {
+        cmd.arg("--log-level").arg(level);
+    }
+    cmd.args(["link", "up", "--foreground", "--config"])
+        .arg(&config.path)
+        .env(READY_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .process_group(0);
+    let mut child = cmd.spawn().context("cannot start the daemon")?;
+    let stdout = child.stdout.take().context("daemon stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(START_TIMEOUT) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the daemon for link {} did not become ready within {}s (log: {})",
+                config.name,
+                START_TIMEOUT.as_secs(),
+                log.display()
+            );
+        }
+    };
+    if let Some(summary) = line.strip_prefix("READY ") {
+        out!("{summary}");
+        return Ok(());
+    }
+    let _ = child.wait();
+    match line.strip_prefix("ERROR ") {
+        Some(msg) => bail!("{}", msg.trim_end()),
+        None => bail!(
+            "the daemon for link {} exited during start-up (log: {})",
+            config.name,
+            log.display()
+        ),
+    }
 }
 
 /// `bridge-ctl link down`: stop the daemon for `config`.
 fn link_down(config: &Config) -> anyhow::Result<()> {
-    anyhow::bail!("link down {} is not implemented yet", config.name)
+    match control::request(
+        &config.control.socket,
+        Request::Down,
+        Duration::from_secs(90),
+    ) {
+        Ok(_) => {
+            outln!("link {} down", config.name);
+            Ok(())
+        }
+        Err(ClientError::NotRunning(_)) => {
+            outln!("link {} is not up", config.name);
+            Ok(())
+        }
+        Err(ClientError::Stale(path)) => {
+            // Its daemon died (kill -9); the TAP went with it.
+            let _ = std::fs::remove_file(&config.control.socket);
+            outln!(
+                "link {} is not up (removed the stale control socket {path})",
+                config.name
+            );
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot take link {} down", config.name)),
+    }
 }
 
 /// `bridge-ctl status`: one link, or every running link when `config` is `None`.
 fn status(config: Option<&Config>, json: bool) -> anyhow::Result<()> {
-    let _ = (config, json);
-    anyhow::bail!("status is not implemented yet")
+    let sockets: Vec<PathBuf> = match config {
+        Some(c) => vec![c.control.socket.clone()],
+        None => running_sockets(Path::new(DEFAULT_RUN_DIR)),
+    };
+    let mut all = Vec::new();
+    for sock in &sockets {
+        match control::request(sock, Request::Status, Duration::from_secs(5)) {
+            Ok(Response {
+                status: Some(s), ..
+            }) => all.push(s),
+            Ok(_) => bail!("{}: the daemon sent no status", sock.display()),
+            Err(e) if config.is_none() => eprintln!("warning: {e}"),
+            Err(e) => {
+                let name = config.map(|c| c.name.as_str()).unwrap_or("?");
+                return Err(e).with_context(|| format!("cannot get the status of link {name}"));
+            }
+        }
+    }
+    if json {
+        match (config, all.as_slice()) {
+            (Some(_), [one]) => outln!("{}", serde_json::to_string_pretty(one)?),
+            _ => outln!("{}", serde_json::to_string_pretty(&all)?),
+        }
+        return Ok(());
+    }
+    if all.is_empty() {
+        outln!("no link is up");
+    }
+    for s in &all {
+        print_status(s);
+    }
+    Ok(())
+}
+
+/// The directory `status` without NAME scans for control sockets.
+const DEFAULT_RUN_DIR: &str = "/run/tapbridge";
+
+fn running_sockets(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn print_status(s: &Status) {
+    outln!(
+        "link {}  pid {}  up {}s  interface {} mtu {} mac {}{}",
+        s.name,
+        s.pid,
+        s.uptime_secs,
+        s.interface.name,
+        s.interface.mtu,
+        s.interface.mac,
+        s.interface
+            .bridge
+            .as_deref()
+            .map(|b| format!(" bridge {b}"))
+            .unwrap_or_default()
+    );
+    if !s.interface.addresses.is_empty() {
+        outln!("  addresses: {}", s.interface.addresses.join(", "));
+    }
+    outln!("  listening on {}", s.listen);
+    outln!(
+        "  {:<16} {:<28} {:<10} {:>10} {:>10} {:>12} {:>10} {:>12}",
+        "PEER",
+        "ENDPOINT",
+        "STATE",
+        "HANDSHAKE",
+        "TX FRAMES",
+        "TX BYTES",
+        "RX FRAMES",
+        "RX BYTES"
+    );
+    for p in &s.peers {
+        outln!(
+            "  {:<16} {:<28} {:<10} {:>10} {:>10} {:>12} {:>10} {:>12}",
+            p.name,
+            p.endpoint.as_deref().unwrap_or("-"),
+            p.state,
+            p.last_handshake_secs
+                .map(|t| format!("{t}s ago"))
+                .unwrap_or_else(|| "never".into()),
+            p.tx_frames,
+            p.tx_bytes,
+            p.rx_frames,
+            p.rx_bytes
+        );
+    }
+    let c = &s.counters;
+    outln!(
+        "  dropped: auth {} replay {} malformed {}   local answers: arp {} dhcp {}   fragmented {} reassembled {}",
+        c.rx_auth_failed,
+        c.rx_replayed,
+        c.rx_malformed,
+        c.arp_replies,
+        c.dhcp_replies,
+        c.fragmented,
+        c.reassembled
+    );
+    if !s.leases.is_empty() {
+        outln!(
+            "  {} DHCP lease(s); see `bridge-ctl leases {}`",
+            s.leases.len(),
+            s.name
+        );
+    }
 }
 
 /// `bridge-ctl leases`: the DHCP lease table of `config`'s link.
 fn leases(config: &Config, json: bool) -> anyhow::Result<()> {
-    let _ = json;
-    anyhow::bail!("leases {} is not implemented yet", config.name)
+    let resp = control::request(
+        &config.control.socket,
+        Request::Leases,
+        Duration::from_secs(5),
+    )
+    .with_context(|| format!("cannot get the leases of link {}", config.name))?;
+    let leases = resp.leases.unwrap_or_default();
+    if json {
+        outln!("{}", serde_json::json!({ "leases": leases }));
+        return Ok(());
+    }
+    if leases.is_empty() {
+        outln!("no leases");
+        return Ok(());
+    }
+    outln!("{:<18} {:<16} {:>10}", "MAC", "IP", "EXPIRES IN");
+    for l in &leases {
+        outln!("{:<18} {:<16} {:>9}s", l.mac, l.ip, l.expires_in_secs);
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@
 
 pub mod server;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read as _, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -218,10 +218,11 @@ pub fn request(socket: &Path, req: Request, timeout: Duration) -> Result<Respons
         .take(16 << 20)
         .read_line(&mut answer)
         .map_err(io)?;
-    let resp: Response = serde_json::from_str(&answer).map_err(|source| ClientError::Malformed {
-        path: path.clone(),
-        source,
-    })?;
+    let resp: Response =
+        serde_json::from_str(&answer).map_err(|source| ClientError::Malformed {
+            path: path.clone(),
+            source,
+        })?;
     if !resp.ok {
         return Err(ClientError::Refused(
             resp.error.unwrap_or_else(|| "request refused".into()),
@@ -230,15 +231,16 @@ pub fn request(socket: &Path, req: Request, timeout: Duration) -> Result<Respons
     Ok(resp)
 }
 
-use std::io::Read as _;
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn request_wire_form() {
-        assert_eq!(serde_json::to_string(&Request::Status).expect("json"), r#"{"cmd":"status"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::Status).expect("json"),
+            r#"{"cmd":"status"}"#
+        );
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"down"}"#).expect("json"),
             Request::Down

@@ -22,7 +22,9 @@ use nix::sys::signalfd::SignalFd;
 use super::tap::TapQueue;
 use super::udp::{RecvBatch, SendBatch, UdpSocket};
 use crate::control::server::Command;
-use crate::control::{CounterStatus, InterfaceStatus, LeaseEntry, PeerStatus, Request, Response, Status};
+use crate::control::{
+    CounterStatus, InterfaceStatus, LeaseEntry, PeerStatus, Request, Response, Status,
+};
 use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Switch};
 use crate::tunnel::{Event, PeerId, PeerStats, Transmit, Tunnel};
@@ -137,7 +139,7 @@ struct Buffers {
 impl Worker {
     /// Runs until a signal or a `down` request.
     pub fn run(&mut self) -> Exit {
-        let dgram = 65536.min(9216 + 128);
+        let dgram = 9216 + 128;
         let mut b = Buffers {
             rx: RecvBatch::new(BATCH, dgram),
             tx: SendBatch::new(BATCH * 8, dgram),
@@ -191,10 +193,10 @@ impl Worker {
             let now = Instant::now();
             let wall = SystemTime::now();
             if udp_ready {
-                self.from_udp(&mut b, &mut io, now);
+                self.drain_udp(&mut b, &mut io, now);
             }
             if tap_ready {
-                self.from_tap(&mut b, &mut io, now, wall);
+                self.drain_tap(&mut b, &mut io, now, wall);
             }
             if self.tunnel.poll_timeout().is_some_and(|t| t <= now) {
                 let mut tx = UdpTx {
@@ -238,7 +240,7 @@ impl Worker {
         }
     }
 
-    fn from_udp(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant) {
+    fn drain_udp(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant) {
         // A few batches at most, so the TAP side is not starved.
         for _ in 0..4 {
             let n = match self.udp.recv_batch(&mut b.rx) {
@@ -305,7 +307,7 @@ impl Worker {
         }
     }
 
-    fn from_tap(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant, wall: SystemTime) {
+    fn drain_tap(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant, wall: SystemTime) {
         for _ in 0..BATCH {
             let n = match self.tap.read(&mut b.frame) {
                 Ok(n) => n,
@@ -368,10 +370,19 @@ impl Worker {
                 continue;
             };
             let prev = logged[peer];
-            let (txf, rxf) = (st.stats.tx_frames - prev.tx_frames, st.stats.rx_frames - prev.rx_frames);
-            let (txb, rxb) = (st.stats.tx_bytes - prev.tx_bytes, st.stats.rx_bytes - prev.rx_bytes);
+            let (txf, rxf) = (
+                st.stats.tx_frames - prev.tx_frames,
+                st.stats.rx_frames - prev.rx_frames,
+            );
+            let (txb, rxb) = (
+                st.stats.tx_bytes - prev.tx_bytes,
+                st.stats.rx_bytes - prev.rx_bytes,
+            );
             logged[peer] = st.stats;
-            let endpoint = st.endpoint.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
+            let endpoint = st
+                .endpoint
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into());
             match ev {
                 Event::HandshakeCompleted { rekey, .. } => tracing::info!(
                     peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf, tx_bytes = txb,
@@ -432,14 +443,20 @@ impl Worker {
 
     fn status(&self, io: &IoCounters, now: Instant, wall: SystemTime) -> Status {
         let c = self.tunnel.counters();
-        let rc = self.responder.as_ref().map(|r| r.counters()).unwrap_or_default();
+        let rc = self
+            .responder
+            .as_ref()
+            .map(|r| r.counters())
+            .unwrap_or_default();
         let peers = (0..self.tunnel.peer_count())
             .filter_map(|i| self.tunnel.peer_status(i))
             .map(|p| PeerStatus {
                 name: p.name,
                 endpoint: p.endpoint.map(|e| e.to_string()),
                 state: p.state.as_str().into(),
-                last_handshake_secs: p.last_handshake.map(|t| now.saturating_duration_since(t).as_secs()),
+                last_handshake_secs: p
+                    .last_handshake
+                    .map(|t| now.saturating_duration_since(t).as_secs()),
                 handshakes: p.stats.handshakes,
                 tx_frames: p.stats.tx_frames,
                 rx_frames: p.stats.rx_frames,

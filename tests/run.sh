@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The project's test command (README: `sudo ./tests/run.sh`).
+#
+# 1. unit, property and integration tests (cargo test; the netlink, TAP and
+#    UDP tests need root and run in private network namespaces);
+# 2. the end-to-end tests in tests/e2e against the release binary.
+#
+# Set TB_E2E_ALL=0 to skip the slow packaging test (it builds a .deb).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "$(id -u)" -ne 0 ]]; then
+    echo "error: the tests must run as root (they create network namespaces); try: sudo $0" >&2
+    exit 2
+fi
+
+echo "== cargo test"
+cargo test --all-targets
+
+echo "== release build"
+cargo build --release --bins
+export BRIDGE_CTL="$PWD/target/release/bridge-ctl"
+
+echo "== end-to-end tests"
+TB_E2E_ALL="${TB_E2E_ALL:-1}" ./tests/e2e/run_all.sh

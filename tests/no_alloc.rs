@@ -1,0 +1,158 @@
+//! The hot path allocates nothing per frame: after warm-up, frames pushed
+//! through switch → tunnel (seal, fragment) → tunnel (open, replay check,
+//! reassemble) → switch perform zero heap allocations.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use tapbridge::switch::{LocalRoute, Switch};
+use tapbridge::tunnel::{Entropy, Incoming, PeerParams, Transmit, Tunnel, TunnelParams};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; only adds a counter.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+struct Seeded(u64);
+impl Entropy for Seeded {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *b = (self.0 >> 33) as u8;
+        }
+    }
+}
+
+/// A fixed ring of datagram buffers, like the shell's sendmmsg batch.
+struct Ring {
+    bufs: Vec<Vec<u8>>,
+    lens: Vec<(usize, SocketAddr)>,
+}
+
+impl Transmit for Ring {
+    fn buffer(&mut self) -> &mut [u8] {
+        let i = self.lens.len();
+        &mut self.bufs[i]
+    }
+    fn commit(&mut self, len: usize, to: SocketAddr) {
+        self.lens.push((len, to));
+    }
+}
+
+fn params(local: &str, endpoint: &str) -> TunnelParams {
+    TunnelParams {
+        local_name: local.into(),
+        peers: vec![PeerParams {
+            name: "x".into(),
+            endpoint: Some(endpoint.parse().expect("addr")),
+        }],
+        keepalive: Duration::from_secs(10),
+        rekey_after: Duration::from_secs(120),
+        rekey_after_packets: 1 << 32,
+        wan_mtu: 1500,
+        max_frame: 1518,
+    }
+}
+
+#[test]
+fn steady_state_allocates_nothing() {
+    let a_addr: SocketAddr = "198.18.0.1:1".parse().expect("addr");
+    let b_addr: SocketAddr = "198.18.0.2:1".parse().expect("addr");
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let psk = [9u8; 32];
+    let mut a = Tunnel::new(params("a", "198.18.0.2:1"), &psk, Box::new(Seeded(1)), now, wall);
+    let mut b = Tunnel::new(params("b", "198.18.0.1:1"), &psk, Box::new(Seeded(2)), now, wall);
+    let mut sw_a = Switch::new(false);
+    let mut sw_b = Switch::new(false);
+    let mut ring = Ring {
+        bufs: vec![vec![0u8; 2048]; 64],
+        lens: Vec::with_capacity(64),
+    };
+    let mut ring_b = Ring {
+        bufs: vec![vec![0u8; 2048]; 64],
+        lens: Vec::with_capacity(64),
+    };
+    // Handshake.
+    a.handle_timeout(now, &mut ring);
+    for (i, &(len, _)) in ring.lens.iter().enumerate() {
+        b.handle_datagram(a_addr, &mut ring.bufs[i][..len], now, &mut ring_b);
+    }
+    ring.lens.clear();
+    for (i, &(len, _)) in ring_b.lens.iter().enumerate() {
+        a.handle_datagram(b_addr, &mut ring_b.bufs[i][..len], now, &mut ring);
+    }
+    ring_b.lens.clear();
+    let mut frames = [vec![0u8; 60], vec![0u8; 1000], vec![0u8; 1514]];
+    for f in &mut frames {
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xb]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa]);
+    }
+    let mut delivered = 0u64;
+    let mut run = |rounds: usize, count: bool, delivered: &mut u64| {
+        COUNTING.store(count, Ordering::SeqCst);
+        for r in 0..rounds {
+            let t = now + Duration::from_millis(r as u64);
+            for f in &frames {
+                let dst = f[..6].try_into().expect("6");
+                let src = f[6..12].try_into().expect("6");
+                match sw_a.from_local(dst, src, t) {
+                    LocalRoute::Peer(p) => {
+                        a.send_frame(p, f, t, &mut ring);
+                    }
+                    LocalRoute::Flood => {
+                        a.send_frame(0, f, t, &mut ring);
+                    }
+                    LocalRoute::Drop => {}
+                }
+            }
+            for i in 0..ring.lens.len() {
+                let (len, _) = ring.lens[i];
+                if let Incoming::Frame { peer, frame } =
+                    b.handle_datagram(a_addr, &mut ring.bufs[i][..len], t, &mut ring_b)
+                {
+                    let dst = frame[..6].try_into().expect("6");
+                    let src = frame[6..12].try_into().expect("6");
+                    sw_b.from_peer(peer, dst, src, t);
+                    *delivered += 1;
+                }
+            }
+            ring.lens.clear();
+            ring_b.lens.clear();
+        }
+        COUNTING.store(false, Ordering::SeqCst);
+    };
+    run(50, false, &mut delivered);
+    let warm = delivered;
+    run(2000, true, &mut delivered);
+    assert_eq!(delivered - warm, 6000, "every frame arrived");
+    assert_eq!(ALLOCS.load(Ordering::SeqCst), 0, "heap allocations in steady state");
+}

@@ -176,6 +176,19 @@ e2e_check_exit() {
     return 1
 }
 
+# e2e_expect_rc DESC WANT: check the exit status of the last e2e_run (or e2e_up /
+# e2e_down): WANT is a number or "nonzero".
+e2e_expect_rc() {
+    local desc=$1 want=$2 detail
+    if [[ "$want" == nonzero && "$E2E_RC" -ne 0 ]] || [[ "$E2E_RC" == "$want" ]]; then
+        e2e_ok "$desc"
+        return 0
+    fi
+    detail=$(_e2e_last_output)
+    e2e_not_ok "$desc" "expected exit status $want" "$detail"
+    return 1
+}
+
 # e2e_check_fails DESC CMD...: ok if CMD exits non-zero.
 e2e_check_fails() {
     local desc=$1
@@ -583,6 +596,11 @@ for n, l in enumerate(d.get("leases") or []):
 print("\n".join(problems))
 sys.exit(1 if problems else 0)
 EOF
+}
+
+# e2e_ns_empty NS: no process lives in NS.
+e2e_ns_empty() {
+    [[ -z "$(ip netns pids "$1" 2>/dev/null)" ]]
 }
 
 # e2e_link_absent NS IFNAME: the interface does not exist in NS.

@@ -74,7 +74,7 @@ e2e_cmp "gwa tx_frames to gwb grew by ≥ 6 ($tx0 → …)" \
     "$(e2e_peer gwa gwb tx_frames || echo x)" -ge "$((tx0 + 6))"
 e2e_check "status gwa --json has every SPEC §6 key with the right type" e2e_schema gwa
 
-e2e_check "link down gwa exits 0" e2e_down gwa
+e2e_check_down "link down gwa exits 0" gwa
 e2e_check "after link down: tb-gwa is gone" e2e_link_absent "$NS_GA" tb-gwa
 e2e_check "after link down: br-lan (not the link's) is still there" \
     ip -n "$NS_GA" link show dev br-lan

@@ -140,8 +140,8 @@ else
     e2e_skip "status without NAME lists every link" "unshare --mount is not available"
 fi
 
-e2e_check "link down east exits 0" e2e_down east
-e2e_check "link down west exits 0" e2e_down west
+e2e_check_down "link down east exits 0" east
+e2e_check_down "link down west exits 0" west
 
 # --- IPv6 underlay
 e2e_site east6

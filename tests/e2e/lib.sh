@@ -458,6 +458,18 @@ e2e_down() {
     return "$E2E_RC"
 }
 
+# e2e_check_up DESC SITE / e2e_check_down DESC SITE: link up/down, checked for exit 0.
+# (Not `e2e_check DESC e2e_up ...`: e2e_up must run in this shell to register cleanup.)
+e2e_check_up() {
+    e2e_up "$2" || true
+    e2e_expect_rc "$1" 0
+}
+
+e2e_check_down() {
+    e2e_down "$2" || true
+    e2e_expect_rc "$1" 0
+}
+
 # e2e_json SITE: print `status SITE --json`.
 e2e_json() {
     e2e_ctl "$1" "$E2E_T_STATUS" status "$1" --config "$(e2e_conf "$1")" --json

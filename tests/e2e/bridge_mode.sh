@@ -59,8 +59,11 @@ for gw in gwa gwb; do
     e2e_match "tb-$gw has MTU 1500" ' mtu 1500 ' "$link"
 done
 
-e2e_wait_peer_up gwa gwb || e2e_fatal "the tunnel did not come up"
-e2e_wait_peer_up gwb gwa || e2e_fatal "the tunnel did not come up"
+e2e_wait_peer_up gwa gwb
+
+e2e_passed || e2e_fatal "the tunnel did not come up"
+e2e_wait_peer_up gwb gwa
+e2e_passed || e2e_fatal "the tunnel did not come up"
 
 tx0=$(e2e_peer gwa gwb tx_frames || echo 0)
 [[ "$tx0" =~ ^[0-9]+$ ]] || tx0=0

@@ -59,8 +59,10 @@ e2e_match "route $ROUTE_VIA via 198.19.1.2 on tb-east" "^$ROUTE_VIA via 198\.19\
     "$(ip -n "$NS_E" route show "$ROUTE_VIA" 2>&1 || true)"
 
 # --- tunnel
-e2e_wait_peer_up east west || e2e_fatal "the tunnel did not come up"
-e2e_wait_peer_up west east || e2e_fatal "the tunnel did not come up"
+e2e_wait_peer_up east west
+e2e_passed || e2e_fatal "the tunnel did not come up"
+e2e_wait_peer_up west east
+e2e_passed || e2e_fatal "the tunnel did not come up"
 
 tx0=$(e2e_peer east west tx_frames || echo x)
 rx0=$(e2e_peer east west rx_frames || echo x)
@@ -164,7 +166,8 @@ e2e_config west6 --listen "[2001:2::2]:$PORT" --peer "east6=[2001:2::1]:$PORT" \
     --address 198.19.6.2/24 --mtu 1500 --wan-mtu 1500
 e2e_require_up east6
 e2e_require_up west6
-if e2e_wait_peer_up east6 west6; then
+e2e_wait_peer_up east6 west6
+if e2e_passed; then
     e2e_wait "IPv6 underlay: ping east6 → west6" 10 e2e_ping1 east6 198.19.6.2
     e2e_check "IPv6 underlay: ping east6 → west6 (3 probes)" e2e_ping east6 198.19.6.2
     e2e_check "IPv6 underlay: ping -M do -s 1472 east6 → west6" \

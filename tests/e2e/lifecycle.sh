@@ -50,12 +50,15 @@ EOF
 printf '#!/bin/sh\necho "e2e: this hook fails on purpose" >&2\nexit 1\n' >"$W/fail-hook.sh"
 chmod 755 "$W/env-hook.sh" "$W/down-hook.sh" "$W/fail-hook.sh"
 
-# Distinctive MTUs so the hook environment cannot be a coincidence of defaults.
+# Distinctive MTUs so the hook environment cannot be a coincidence of defaults. Fixed
+# MACs, as an operator would set them: a restarted TAP keeps its MAC, so the other
+# side's ARP cache stays valid.
 e2e_config alpha --listen "198.18.3.1:$PORT" --peer "beta=198.18.3.2:$PORT" \
     --address 198.19.3.1/24 --route "$ROUTE_DEV" --route "$ROUTE_VIA via 198.19.3.2" \
-    --mtu 1420 --wan-mtu 1480 --hook-up "$W/env-hook.sh" --hook-down "$W/down-hook.sh"
+    --mtu 1420 --wan-mtu 1480 --hook-up "$W/env-hook.sh" --hook-down "$W/down-hook.sh" \
+    --mac 02:00:00:e2:e3:01
 e2e_config beta --listen "198.18.3.2:$PORT" --peer "alpha=198.18.3.1:$PORT" \
-    --address 198.19.3.2/24 --mtu 1420 --wan-mtu 1480
+    --address 198.19.3.2/24 --mtu 1420 --wan-mtu 1480 --mac 02:00:00:e2:e3:02
 CONF_A=$(e2e_conf alpha)
 
 # ---------------------------------------------------------------- check
@@ -81,8 +84,9 @@ endpoint = "198.18.3.2:51902"
 [control]
 socket = "$W/run/badkey.sock"
 EOF
-if e2e_check_exit "check with an unknown key exits 2" 2 \
-    e2e_ctl alpha 10 check badkey --config "$W/badkey.toml"; then
+e2e_check_exit "check with an unknown key exits 2" 2 \
+    e2e_ctl alpha 10 check badkey --config "$W/badkey.toml"
+if e2e_passed; then
     e2e_match "the error names file:line:col (badkey.toml:4:1)" 'badkey\.toml:4:1\b' "$E2E_STDERR"
     e2e_match "the error names the key 'mtuu'" 'mtuu' "$E2E_STDERR"
     e2e_match "the error is one 'error: ...' sentence on stderr" '^error: ' "$E2E_STDERR"
@@ -98,8 +102,9 @@ cp "$W/psk" "$W/loose.psk"
 chmod 644 "$W/loose.psk"
 sed "s|psk_file = \"$W/psk\"|psk_file = \"$W/loose.psk\"|" "$CONF_A" >"$W/loosepsk.toml"
 if grep -q loose.psk "$W/loosepsk.toml"; then
-    if e2e_check_exit "check with a 0644 PSK file exits 2" 2 \
-        e2e_ctl alpha 10 check loosepsk --config "$W/loosepsk.toml"; then
+    e2e_check_exit "check with a 0644 PSK file exits 2" 2 \
+        e2e_ctl alpha 10 check loosepsk --config "$W/loosepsk.toml"
+    if e2e_passed; then
         e2e_match "the error names the PSK file" 'loose\.psk' "$E2E_STDERR"
     fi
     e2e_check_exit "link up with a 0644 PSK file exits 2" 2 \
@@ -116,7 +121,8 @@ fi
 e2e_require_up alpha
 e2e_require_up beta
 
-if e2e_check "the up hook ran before link up returned" test -s "$W/up-env.txt"; then
+e2e_check "the up hook ran before link up returned" test -s "$W/up-env.txt"
+if e2e_passed; then
     envtxt=$(cat "$W/up-env.txt")
     e2e_match "hook env: TAPBRIDGE_NAME=alpha" '^TAPBRIDGE_NAME=alpha$' "$envtxt"
     e2e_match "hook env: TAPBRIDGE_INTERFACE=tb-alpha" '^TAPBRIDGE_INTERFACE=tb-alpha$' "$envtxt"
@@ -130,7 +136,13 @@ e2e_match "route $ROUTE_DEV on tb-alpha" "^$ROUTE_DEV dev tb-alpha" \
 e2e_match "route $ROUTE_VIA via 198.19.3.2" "^$ROUTE_VIA via 198\.19\.3\.2 dev tb-alpha" \
     "$(ip -n "$NS_A" route show "$ROUTE_VIA" 2>&1 || true)"
 e2e_check "control socket file exists" test -S "$(e2e_sock alpha)"
-e2e_wait_peer_up alpha beta || e2e_fatal "the tunnel did not come up"
+e2e_match "tb-alpha has the configured MAC and MTU" 'mtu 1420 .*link/ether 02:00:00:e2:e3:01 ' \
+    "$(ip -n "$NS_A" -o link show dev tb-alpha 2>&1 || true)"
+e2e_check "status alpha --json: interface mac and mtu are the configured ones" \
+    e2e_jq alpha 'exit(0 if d["interface"]["mac"].lower() == "02:00:00:e2:e3:01"
+        and d["interface"]["mtu"] == 1420 else 1)'
+e2e_wait_peer_up alpha beta
+e2e_passed || e2e_fatal "the tunnel did not come up"
 e2e_wait "ping alpha → beta" 10 e2e_ping1 alpha 198.19.3.2
 
 # ---------------------------------------------------------------- second up refused
@@ -138,8 +150,9 @@ pid1=$(e2e_daemon_pid alpha || true)
 if [[ -n "$pid1" ]]; then
     e2e_note "alpha's daemon: PID $pid1"
 fi
-if e2e_check_fails "a second link up of the running link is refused" \
-    e2e_ctl alpha "$E2E_T_UP" link up alpha --config "$CONF_A"; then
+e2e_check_fails "a second link up of the running link is refused" \
+    e2e_ctl alpha "$E2E_T_UP" link up alpha --config "$CONF_A"
+if e2e_passed; then
     e2e_match "the refusal says why (error: ... on stderr)" '^error: .+' "$E2E_STDERR"
 fi
 if [[ -n "$pid1" ]]; then
@@ -183,7 +196,8 @@ if [[ -n "$pid" ]]; then
     e2e_wait "after link down: the daemon (PID $pid) has exited" 5 e2e_pid_gone "$pid"
 fi
 e2e_down alpha || true
-if e2e_expect_rc "link down again exits 0" 0; then
+e2e_expect_rc "link down again exits 0" 0
+if e2e_passed; then
     e2e_match "link down again says the link is not up" '[Nn]ot|[Aa]lready|[Dd]own' \
         "$E2E_STDOUT$E2E_STDERR"
 fi
@@ -193,7 +207,8 @@ e2e_config gamma --listen "198.18.3.1:51903" --peer "beta=198.18.3.2:51903" \
     --address 198.19.4.1/24 --route 198.19.192.0/18 --hook-up "$W/fail-hook.sh"
 E2E_NS[gamma]=$NS_A
 e2e_up gamma || true
-if e2e_expect_rc "link up with a failing up hook fails" nonzero; then
+e2e_expect_rc "link up with a failing up hook fails" nonzero
+if e2e_passed; then
     e2e_match "the failure is reported on stderr" '^error: .+' "$E2E_STDERR"
 fi
 e2e_nothing_left gamma "after the failed up" 198.19.4.1 198.19.192.0/18

@@ -60,7 +60,8 @@ done
 for s in "${SITES[@]}"; do
     for o in "${SITES[@]}"; do
         if [[ "$o" != "$s" ]]; then
-            e2e_wait_peer_up "$s" "$o" || e2e_fatal "the tunnel $s ↔ $o did not come up"
+            e2e_wait_peer_up "$s" "$o"
+            e2e_passed || e2e_fatal "the tunnel $s ↔ $o did not come up"
         fi
     done
 done
@@ -83,6 +84,24 @@ e2e_cmp "alpha's ARP broadcast was flooded to charlie too (tx_frames $c0 → …
 e2e_check "ping alpha → bravo" e2e_ping alpha "${TAP_IP[bravo]}"
 e2e_check "ping alpha → charlie" e2e_ping alpha "${TAP_IP[charlie]}"
 e2e_check "ping bravo → charlie" e2e_ping bravo "${TAP_IP[charlie]}"
+
+# Pin every TAP neighbour (permanent ARP entries), so from here on the kernels send no
+# ARP probes of their own that would move the counters: only the pings below do.
+declare -A TAP_MAC=()
+for s in "${SITES[@]}"; do
+    TAP_MAC[$s]=$(ip -n "$(e2e_ns "$s")" -o link show dev "tb-$s" | grep -Eo 'link/ether [0-9a-f:]+' |
+        cut -d' ' -f2) || true
+done
+for s in "${SITES[@]}"; do
+    for o in "${SITES[@]}"; do
+        if [[ "$o" != "$s" && -n "${TAP_MAC[$o]}" ]]; then
+            ip -n "$(e2e_ns "$s")" neigh replace "${TAP_IP[$o]}" lladdr "${TAP_MAC[$o]}" \
+                dev "tb-$s" nud permanent
+        fi
+    done
+done
+# Let a neighbour probe already under way (DELAY state lasts 5 s) finish first.
+sleep 6
 
 # --- known unicast goes to one peer only
 a_c_tx=$(num alpha charlie tx_frames)

@@ -130,6 +130,16 @@ _e2e_stop_watchdog() {
     fi
 }
 
+_e2e_on_signal() {
+    _e2e_stop_watchdog
+    if [[ "$E2E_DONE" -eq 0 ]]; then
+        E2E_DONE=1
+        printf '# aborted by SIG%s\n' "$1"
+        e2e_print_summary
+    fi
+    tb_on_signal "$1"
+}
+
 _e2e_on_exit() {
     local rc=$?
     trap - EXIT INT TERM
@@ -275,8 +285,8 @@ e2e_init() {
     tb_install_traps
     trap _e2e_on_exit EXIT
     # Stop the watchdog first, so it cannot interrupt the cleanup.
-    trap '_e2e_stop_watchdog; tb_on_signal INT' INT
-    trap '_e2e_stop_watchdog; tb_on_signal TERM' TERM
+    trap '_e2e_on_signal INT' INT
+    trap '_e2e_on_signal TERM' TERM
     tb_need_cmd ip iproute2
     tb_need_cmd ping iputils-ping
     tb_need_cmd python3 python3
@@ -502,10 +512,16 @@ e2e_jq() {
     json=$(e2e_json "$1") || return 1
     python3 -c '
 import json, sys
-d = json.loads(sys.argv[1])
+try:
+    d = json.loads(sys.argv[1])
+except ValueError:
+    sys.exit("status --json did not print JSON: " + repr(sys.argv[1][:200]))
 def peer(name):
     return next(p for p in d["peers"] if p["name"] == name)
-v = eval(sys.argv[2])
+try:
+    v = eval(sys.argv[2])
+except (KeyError, IndexError, TypeError, StopIteration) as e:
+    sys.exit(f"status --json lacks what {sys.argv[2]!r} needs: {e!r}")
 print("null" if v is None else json.dumps(v) if isinstance(v, (dict, list, bool)) else v)
 ' "$json" "$2"
 }

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+#
+# run_all.sh — run the end-to-end tests (as root) and summarise.
+#
+#   sudo tests/e2e/run_all.sh [TEST...]     e.g. run_all.sh host_mode lifecycle
+#
+# Without arguments it runs every tests/e2e/*.sh except lib.sh and itself; the
+# packaging and NAT-hook tests (deb.sh, nat_hooks.sh) only with TB_E2E_ALL=1. Unless
+# BRIDGE_CTL is set, it first runs `cargo build --release` once (so no test uses a
+# stale binary) and hands the result to every test. Each test runs under a hard
+# time limit (E2E_RUN_TIMEOUT, default 240 s). Exit status: 0 if every test passed,
+# 1 if any failed, 2 on usage errors.
+
+set -euo pipefail
+
+HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib/netns.sh
+source "$HERE/../../scripts/lib/netns.sh"
+
+case "${1:-}" in
+-h | --help)
+    sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+esac
+
+tb_require_root
+
+tests=()
+if (($# > 0)); then
+    for t in "$@"; do
+        t=${t%.sh}
+        [[ -f "$HERE/$t.sh" && "$t" != lib && "$t" != run_all ]] || {
+            printf 'error: no such end-to-end test: %s\n' "$t" >&2
+            exit 2
+        }
+        tests+=("$HERE/$t.sh")
+    done
+else
+    for f in "$HERE"/*.sh; do
+        case "$(basename "$f")" in
+        lib.sh | run_all.sh) continue ;;
+        nat_hooks.sh | deb.sh)
+            [[ "${TB_E2E_ALL:-0}" == 1 ]] || continue
+            ;;
+        esac
+        tests+=("$f")
+    done
+fi
+
+tb_build_release BRIDGE_CTL
+export BRIDGE_CTL
+printf '# bridge-ctl: %s\n' "$BRIDGE_CTL"
+
+limit=${E2E_RUN_TIMEOUT:-240}
+passed=()
+failed=()
+for t in "${tests[@]}"; do
+    name=$(basename "$t" .sh)
+    printf '\n# ==== %s\n' "$name"
+    start=$SECONDS
+    rc=0
+    tb_run timeout -k 30 "$limit" bash "$t" </dev/null || rc=$?
+    took=$((SECONDS - start))
+    if [[ "$rc" -eq 0 ]]; then
+        passed+=("$name (${took}s)")
+    else
+        [[ "$rc" -ne 124 ]] || printf '# %s: killed after %ss\n' "$name" "$limit"
+        failed+=("$name (exit $rc, ${took}s)")
+    fi
+done
+
+printf '\n# ==== summary: %d passed, %d failed\n' "${#passed[@]}" "${#failed[@]}"
+for t in "${passed[@]}"; do
+    printf 'PASS %s\n' "$t"
+done
+for t in "${failed[@]}"; do
+    printf 'FAIL %s\n' "$t"
+done
+((${#failed[@]} == 0))

@@ -45,7 +45,10 @@ struct Seeded(u64);
 impl Entropy for Seeded {
     fn fill(&mut self, buf: &mut [u8]) {
         for b in buf {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             *b = (self.0 >> 33) as u8;
         }
     }
@@ -89,8 +92,20 @@ fn steady_state_allocates_nothing() {
     let now = Instant::now();
     let wall = SystemTime::now();
     let psk = [9u8; 32];
-    let mut a = Tunnel::new(params("a", "198.18.0.2:1"), &psk, Box::new(Seeded(1)), now, wall);
-    let mut b = Tunnel::new(params("b", "198.18.0.1:1"), &psk, Box::new(Seeded(2)), now, wall);
+    let mut a = Tunnel::new(
+        params("a", "198.18.0.2:1"),
+        &psk,
+        Box::new(Seeded(1)),
+        now,
+        wall,
+    );
+    let mut b = Tunnel::new(
+        params("b", "198.18.0.1:1"),
+        &psk,
+        Box::new(Seeded(2)),
+        now,
+        wall,
+    );
     let mut sw_a = Switch::new(false);
     let mut sw_b = Switch::new(false);
     let mut ring = Ring {
@@ -154,5 +169,9 @@ fn steady_state_allocates_nothing() {
     let warm = delivered;
     run(2000, true, &mut delivered);
     assert_eq!(delivered - warm, 6000, "every frame arrived");
-    assert_eq!(ALLOCS.load(Ordering::SeqCst), 0, "heap allocations in steady state");
+    assert_eq!(
+        ALLOCS.load(Ordering::SeqCst),
+        0,
+        "heap allocations in steady state"
+    );
 }

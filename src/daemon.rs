@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, anyhow, bail};
-use nix::sys::eventfd::EventFd;
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
@@ -243,7 +243,10 @@ fn bring_up(
     let server = control::server::Server::bind(&cfg.control.socket, cfg.control.group.as_deref())?;
     setup.socket = Some(cfg.control.socket.clone());
     let (to_worker, commands) = mpsc::channel();
-    let waker = Arc::new(EventFd::new().context("cannot create an eventfd")?);
+    let waker = Arc::new(
+        EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .context("cannot create an eventfd")?,
+    );
     server
         .spawn(to_worker, waker.clone())
         .context("cannot start the control thread")?;

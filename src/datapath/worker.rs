@@ -93,7 +93,17 @@ struct UdpTx<'a> {
     errors: &'a mut u64,
 }
 
-impl UdpTx<'_> {
+impl<'a> UdpTx<'a> {
+    fn new(sock: &'a UdpSocket, out: &'a mut OutBufs, errors: &'a mut u64) -> Self {
+        UdpTx {
+            sock,
+            batch: &mut out.batch,
+            spill: &mut out.spill,
+            spilled: false,
+            errors,
+        }
+    }
+
     fn flush(&mut self) {
         let r = self.sock.send_batch(self.batch);
         *self.errors += r.dropped as u64;
@@ -127,13 +137,18 @@ impl Transmit for UdpTx<'_> {
     }
 }
 
+/// The `sendmmsg` batch, and where a datagram goes when it is full.
+struct OutBufs {
+    batch: SendBatch,
+    spill: Vec<u8>,
+}
+
 struct Buffers {
     rx: RecvBatch,
-    tx: SendBatch,
+    out: OutBufs,
     frame: Vec<u8>,
     reply: Vec<u8>,
     hub: Vec<u8>,
-    spill: Vec<u8>,
 }
 
 impl Worker {
@@ -142,11 +157,13 @@ impl Worker {
         let dgram = 9216 + 128;
         let mut b = Buffers {
             rx: RecvBatch::new(BATCH, dgram),
-            tx: SendBatch::new(BATCH * 8, dgram),
+            out: OutBufs {
+                batch: SendBatch::new(BATCH * 8, dgram),
+                spill: vec![0; dgram],
+            },
             frame: vec![0; FRAME_BUF],
             reply: vec![0; FRAME_BUF],
             hub: vec![0; FRAME_BUF],
-            spill: vec![0; dgram],
         };
         let mut io = IoCounters::default();
         let mut logged: Vec<PeerStats> = vec![PeerStats::default(); self.tunnel.peer_count()];
@@ -160,7 +177,7 @@ impl Worker {
                 .min(Duration::from_secs(1));
             // Round up so a timer is never polled for before it is due.
             let ms = (wait.as_micros().div_ceil(1000)) as u16;
-            let want_out = b.tx.pending() > 0;
+            let want_out = b.out.batch.pending() > 0;
             let (tap_ready, udp_ready, woken, signalled) = {
                 let mut fds = [
                     PollFd::new(self.tap.as_fd(), PollFlags::POLLIN),
@@ -199,17 +216,11 @@ impl Worker {
                 self.drain_tap(&mut b, &mut io, now, wall);
             }
             if self.tunnel.poll_timeout().is_some_and(|t| t <= now) {
-                let mut tx = UdpTx {
-                    sock: &self.udp,
-                    batch: &mut b.tx,
-                    spill: &mut b.spill,
-                    spilled: false,
-                    errors: &mut io.udp_send_errors,
-                };
+                let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
                 self.tunnel.handle_timeout(now, &mut tx);
             }
-            if b.tx.pending() > 0 {
-                let r = self.udp.send_batch(&mut b.tx);
+            if b.out.batch.pending() > 0 {
+                let r = self.udp.send_batch(&mut b.out.batch);
                 io.udp_send_errors += r.dropped as u64;
             }
             self.log_events(&mut logged);
@@ -256,13 +267,7 @@ impl Worker {
                 let Some((buf, from)) = b.rx.get(i) else {
                     continue;
                 };
-                let mut tx = UdpTx {
-                    sock: &self.udp,
-                    batch: &mut b.tx,
-                    spill: &mut b.spill,
-                    spilled: false,
-                    errors: &mut io.udp_send_errors,
-                };
+                let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
                 let crate::tunnel::Incoming::Frame { peer, frame } =
                     self.tunnel.handle_datagram(from, buf, now, &mut tx)
                 else {
@@ -288,13 +293,7 @@ impl Worker {
                 // Hub: the frame borrows the tunnel; copy it out first.
                 let len = frame.len();
                 b.hub[..len].copy_from_slice(frame);
-                let mut tx = UdpTx {
-                    sock: &self.udp,
-                    batch: &mut b.tx,
-                    spill: &mut b.spill,
-                    spilled: false,
-                    errors: &mut io.udp_send_errors,
-                };
+                let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
                 for p in 0..self.tunnel.peer_count() {
                     if p != peer && (route.flood_peers || route.peer == Some(p)) {
                         self.tunnel.send_frame(p, &b.hub[..len], now, &mut tx);
@@ -336,13 +335,7 @@ impl Worker {
             }
             let dst: [u8; 6] = frame[..6].try_into().expect("14 bytes checked");
             let src: [u8; 6] = frame[6..12].try_into().expect("14 bytes checked");
-            let mut tx = UdpTx {
-                sock: &self.udp,
-                batch: &mut b.tx,
-                spill: &mut b.spill,
-                spilled: false,
-                errors: &mut io.udp_send_errors,
-            };
+            let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
             match self.switch.from_local(dst, src, now) {
                 LocalRoute::Peer(p) => {
                     self.tunnel.send_frame(p, frame, now, &mut tx);

@@ -115,8 +115,7 @@ before=$(dl_counter a "$DL_GA" arp_replies)
 out=$(arping_from_a "$UNUSED") || true
 mac=$(reply_mac "$out")
 dl_check "arping $UNUSED (unused) gets no answer" test -z "$mac"
-if tb_wait_until 5 "the request for $UNUSED on B's TAP" \
-    test "$(dl_capture_count "$PCAP" "$REQ_UNUSED")" -gt 0; then
+if tb_wait_until 5 "the request for $UNUSED on B's TAP" dl_capture_seen "$PCAP" "$REQ_UNUSED"; then
     dl_ok "the request for the unknown target $UNUSED was flooded: B's TAP saw it"
 else
     dl_not_ok "the request for the unknown target $UNUSED never reached B's TAP"

@@ -131,6 +131,11 @@ events() {
     if [[ -f "$1/events" ]]; then wc -l <"$1/events"; else echo 0; fi
 }
 
+# events_after DIR N: more than N events recorded (re-evaluated on each poll).
+events_after() {
+    (($(events "$1") > $2))
+}
+
 # in_pool IP
 in_pool() {
     [[ "$1" =~ ^198\.19\.0\.([0-9]+)$ ]] && ((BASH_REMATCH[1] >= 100 && BASH_REMATCH[1] <= 199))
@@ -174,10 +179,10 @@ EOF
         -pf "$dir/dhclient.pid" -lf "$dir/dhclient.leases" "$iface" >"$dir/out" 2>&1 &
     pid=$!
     tb_defer tb_stop_pid "$pid"
-    tb_wait_until 30 "dhclient lease in $ns" test "$(events "$dir")" -gt "$n" || true
+    tb_wait_until 30 "dhclient lease in $ns" events_after "$dir" "$n" || true
     tb_stop_pid "$pid"
     wait "$pid" 2>/dev/null || true
-    test "$(events "$dir")" -gt "$n"
+    events_after "$dir" "$n"
 }
 
 # run_udhcpc NS DIR IFACE [ARGS...]: one-shot udhcpc (quit once bound).
@@ -188,7 +193,7 @@ run_udhcpc() {
     n=$(events "$dir")
     in_sandbox "$ns" "$dir" udhcpc -f -q -n -i "$iface" -s "$dir/hook.sh" -t 5 -T 2 -A 1 \
         -O staticroutes -p "$dir/udhcpc.pid" "$@" >>"$dir/out" 2>&1 || true
-    test "$(events "$dir")" -gt "$n"
+    events_after "$dir" "$n"
 }
 
 # run_dhcpcd NS DIR IFACE: one-shot dhcpcd, IPv4 only, in the foreground.
@@ -202,7 +207,7 @@ noipv4ll
 EOF
     in_sandbox "$ns" "$dir" dhcpcd -f "$dir/dhcpcd.conf" -c "$dir/hook.sh" -4 -1 -B -t 30 \
         "$iface" >"$dir/out" 2>&1 || true
-    test "$(events "$dir")" -gt 0
+    events_after "$dir" 0
 }
 
 show_out() { # show_out DIR: the client's output, as comment lines
@@ -307,7 +312,7 @@ in_sandbox "$NS_RENEW" "$RENEW_DIR" udhcpc -f -i eth0 -s "$RENEW_DIR/hook.sh" -t
     -p "$RENEW_DIR/udhcpc.pid" >"$RENEW_DIR/out" 2>&1 &
 RENEW_PID=$!
 tb_defer tb_stop_pid "$RENEW_PID"
-tb_wait_until 20 "udhcpc (renew client) bound" test "$(events "$RENEW_DIR")" -gt 0 ||
+tb_wait_until 20 "udhcpc (renew client) bound" events_after "$RENEW_DIR" 0 ||
     dl_fatal "the long-running udhcpc obtained no lease"
 RENEW_IP=$(field "$RENEW_DIR" ip)
 RENEW_MAC=$(dl_mac "$NS_RENEW" eth0)
@@ -323,7 +328,7 @@ renew_same() {
         dl_not_ok "$what: udhcpc (renew client) is not running"
         return
     fi
-    if tb_wait_until 30 "udhcpc renewal after $what" test "$(events "$RENEW_DIR")" -gt "$n" &&
+    if tb_wait_until 30 "udhcpc renewal after $what" events_after "$RENEW_DIR" "$n" &&
         [[ "$(field "$RENEW_DIR" ip)" == "$RENEW_IP" ]]; then
         dl_ok "$what: the client's renewal gets the same address $RENEW_IP ($(field "$RENEW_DIR" event))"
     else

@@ -258,6 +258,11 @@ dl_capture_count() {
     tcpdump -n -r "$1" "$2" 2>/dev/null | wc -l
 }
 
+# dl_capture_seen FILE FILTER: FILE holds a packet matching FILTER.
+dl_capture_seen() {
+    (($(dl_capture_count "$1" "$2") > 0))
+}
+
 # dl_capture_show FILE FILTER: the matching packets, as comment lines.
 dl_capture_show() {
     tcpdump -n -e -r "$1" "$2" 2>/dev/null | sed 's/^/#   /' | head -20

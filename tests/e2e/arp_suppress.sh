@@ -39,7 +39,7 @@ HOST_A_MAC=$(dl_mac "$NS_HA" eth0)
 dl_link_up b "$DL_GB" || dl_fatal "bridge-ctl link up b failed"
 dl_capture_start "$DL_GB" tb-b "$PCAP" arp || dl_fatal "tcpdump could not capture on B's TAP"
 dl_link_up a "$DL_GA" || dl_fatal "bridge-ctl link up a failed"
-dl_wait_tunnel || dl_fatal "the tunnel between site A and site B did not come up"
+dl_wait_tunnel a || dl_fatal "the tunnel between site A and site B did not come up"
 dl_ok "both links up, tunnel established, capturing ARP on B's TAP"
 
 # arping_from_a TARGET: one request from host A (bounded); prints arping's output.

@@ -159,6 +159,7 @@ check_lease() {
     fi
 }
 
+# shellcheck disable=SC2317 # invoked indirectly through dl_check
 # has_addr NS IFACE IP: the address is configured on the interface.
 has_addr() {
     ip -n "$1" -4 -o addr show dev "$2" | grep -q " $3/24 "
@@ -226,7 +227,7 @@ dl_link_up b "$DL_GB" || dl_fatal "bridge-ctl link up b failed"
 dl_capture_start "$DL_GB" tb-b "$DL_WORK/b.pcap" 'udp port 67 or udp port 68 or icmp' ||
     dl_fatal "tcpdump could not capture on B's TAP"
 dl_link_up a "$DL_GA" || dl_fatal "bridge-ctl link up a failed"
-dl_wait_tunnel || dl_fatal "the tunnel between site A and site B did not come up"
+dl_wait_tunnel a || dl_fatal "the tunnel between site A and site B did not come up"
 dl_ok "both links up, tunnel established, capturing on B's TAP"
 
 declare -A IP MAC
@@ -321,8 +322,9 @@ dl_ok "long-running udhcpc bound $RENEW_IP"
 # renew_same WHAT: SIGUSR1 makes udhcpc renew (unicast REQUEST to the server);
 # the renewal must bring back the same address.
 renew_same() {
-    local what=$1 n upid
+    local what=$1 n upid lines
     n=$(events "$RENEW_DIR")
+    lines=$(wc -l <"$RENEW_DIR/out")
     upid=$(cat "$RENEW_DIR/udhcpc.pid" 2>/dev/null || true)
     if [[ -z "$upid" ]] || ! kill -USR1 "$upid" 2>/dev/null; then
         dl_not_ok "$what: udhcpc (renew client) is not running"
@@ -331,6 +333,14 @@ renew_same() {
     if tb_wait_until 30 "udhcpc renewal after $what" events_after "$RENEW_DIR" "$n" &&
         [[ "$(field "$RENEW_DIR" ip)" == "$RENEW_IP" ]]; then
         dl_ok "$what: the client's renewal gets the same address $RENEW_IP ($(field "$RENEW_DIR" event))"
+        # The unicast RENEWING request itself must be answered (even when the
+        # restart changed the responder's MAC), not only the broadcast fallback.
+        if tail -n +"$((lines + 1))" "$RENEW_DIR/out" | grep -q 'broadcasting renew'; then
+            dl_not_ok "$what: the unicast renewal went unanswered (udhcpc fell back to broadcast)"
+            show_out "$RENEW_DIR"
+        else
+            dl_ok "$what: the unicast renewal to $DL_SERVER was answered"
+        fi
     else
         dl_not_ok "$what: renewal got '$(field "$RENEW_DIR" ip)', not $RENEW_IP"
         show_out "$RENEW_DIR"
@@ -343,6 +353,7 @@ if ((${#PIDS[@]} == 0)); then
     dl_fatal "cannot find the daemon of site A"
 fi
 kill -KILL "${PIDS[@]}"
+# shellcheck disable=SC2317 # invoked indirectly through tb_wait_until
 gone() { local p; for p in "${PIDS[@]}"; do ! kill -0 "$p" 2>/dev/null || return 1; done; }
 tb_wait_until 10 "site A's daemon to die" gone || dl_fatal "kill -9 did not stop the daemon"
 if dl_ctl "$DL_GA" link up a --config "$DL_WORK/a.toml" >/dev/null; then
@@ -365,7 +376,7 @@ fi
 dl_check "after link down/up: leases --json still lists $RENEW_IP for the renew client" \
     test "$(lease_of "$RENEW_MAC")" == "$RENEW_IP"
 renew_same "after link down + link up"
-dl_wait_tunnel || dl_not_ok "the tunnel did not come back after the restarts"
+dl_wait_tunnel a || dl_not_ok "the tunnel did not come back after the restarts"
 tb_stop_pid "$RENEW_PID"
 
 # --- tap_win32 style: the gateway's own stack asks on the (unbridged) TAP

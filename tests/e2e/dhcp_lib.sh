@@ -1,4 +1,6 @@
 # shellcheck shell=bash
+# The DL_* settings are used by the scripts that source this file.
+# shellcheck disable=SC2034
 #
 # dhcp_lib.sh — the two-site rig shared by tests/e2e/dhcp_clients.sh and
 # tests/e2e/arp_suppress.sh (source it; it sources scripts/lib/netns.sh).

@@ -16,7 +16,9 @@
 //! identifier (RFC 6842). Addressing follows RFC 2131 §4.1: NAK is broadcast;
 //! otherwise unicast to `ciaddr` if set, broadcast if the client set the
 //! BROADCAST flag, else unicast to `yiaddr` at `chaddr`. Relayed messages
-//! (`giaddr` ≠ 0) and messages unicast to another server are ignored.
+//! (`giaddr` ≠ 0) and messages unicast to another server are ignored; a
+//! message to `server_address` is ours whatever its Ethernet destination (a
+//! renewal sent to the server MAC of before a restart).
 //! Replies never exceed the 576-byte minimum every client must accept.
 
 use std::net::Ipv4Addr;
@@ -290,8 +292,14 @@ impl DhcpServer {
             counters.dhcp_malformed += 1;
             return LocalVerdict::Consumed;
         };
-        let ours = eth_dst == [0xff; 6] || eth_dst == self.settings.server_mac;
-        let to_us = ip_dst == Ipv4Addr::BROADCAST || ip_dst == self.settings.server_address;
+        // A unicast to the server address is ours whatever its Ethernet
+        // destination: after a restart with a new TAP MAC (hence a new derived
+        // server MAC), clients still renew towards the MAC in their ARP cache;
+        // the bridge floods that unknown unicast into the TAP, and refusing it
+        // would push every client to REBINDING (T2) before its lease is extended.
+        let to_server = ip_dst == self.settings.server_address;
+        let ours = to_server || eth_dst == [0xff; 6] || eth_dst == self.settings.server_mac;
+        let to_us = to_server || ip_dst == Ipv4Addr::BROADCAST;
         let valid_chaddr = msg.chaddr[0] & 1 == 0 && msg.chaddr != [0; 6];
         if !ours || !to_us || !msg.giaddr.is_unspecified() || !valid_chaddr {
             counters.dhcp_ignored += 1;

@@ -305,6 +305,27 @@ fn renewal_unicast_extends_lease() {
 }
 
 #[test]
+fn renewal_to_a_stale_server_mac_is_answered() {
+    // After a restart the derived server MAC may differ; clients renew to the
+    // MAC still in their ARP cache, and the bridge floods that frame to us.
+    let mut h = Harness::new(settings());
+    let m = mac(1);
+    let addr = h.lease(m).yiaddr;
+    let mut renew = Client::new(M::Request, m);
+    renew.ciaddr = addr;
+    renew.ip_src = addr;
+    renew.ip_dst = SERVER;
+    renew.eth_dst = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
+    let ack = h.reply(&renew);
+    assert_eq!((ack.message_type, ack.yiaddr), (M::Ack, addr));
+    assert_eq!((ack.eth_dst, ack.ip_dst), (m, addr), "unicast to ciaddr");
+
+    // Broadcast IP on a unicast frame for some other host stays not ours.
+    renew.ip_dst = Ipv4Addr::BROADCAST;
+    h.silent(&renew);
+}
+
+#[test]
 fn release_ends_lease_and_same_mac_gets_it_back() {
     let mut h = Harness::new(settings());
     let m = mac(1);

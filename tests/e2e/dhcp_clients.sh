@@ -1,0 +1,417 @@
+#!/usr/bin/env bash
+#
+# dhcp_clients.sh — end-to-end test of the local DHCP responder with real
+# clients (run as root; BRIDGE_CTL=path/to/bridge-ctl, default
+# target/release/bridge-ctl).
+#
+# Rig (tests/e2e/dhcp_lib.sh): site A's TAP is enslaved to br-lan with the DHCP
+# and ARP responder on; site B is a plain bridge with a LAN host 198.19.0.20.
+# LAN clients are namespaces cabled to A's br-lan. Checks:
+#   * ISC dhclient, busybox udhcpc and dhcpcd each get a lease in the pool with
+#     mask /24, router and DNS 198.19.0.1, domain branch.example, lease 3600 s
+#     and the option 121 routes; their versions are printed;
+#   * no address is handed to two clients; the reservation MAC gets its
+#     reserved address; a MAC asking again gets the same address;
+#   * `leases --json` lists the leases, status `dhcp_replies` > 0;
+#   * a lease survives `kill -9` + `link up` and `link down` + `link up`
+#     (leases --json keeps it, the running client's renewal gets it back);
+#   * tap_win32 style: with the TAP not enslaved, the gateway's own stack gets
+#     its address by DHCP on the TAP and reaches site B through it;
+#   * a capture on B's TAP sees no DHCP from site A during all of this (but
+#     does see the ICMP that crossed, so the capture is known to work).
+# The clients run in private mount namespaces with their pid, lease and
+# resolv.conf files in the temporary directory; the host's files are untouched.
+# Prints "ok - ..." / "not ok - ..." lines; exit 1 on any failure.
+
+set -euo pipefail
+
+# shellcheck source=tests/e2e/dhcp_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/dhcp_lib.sh"
+
+dl_init
+tb_need_cmd dhclient isc-dhcp-client
+tb_need_cmd udhcpc udhcpc
+tb_need_cmd busybox busybox
+tb_need_cmd dhcpcd dhcpcd5
+tb_need_cmd ping iputils-ping
+
+printf '# dhclient version: %s\n' "$(dhclient --version 2>&1 | head -1)"
+printf '# udhcpc version: %s\n' "$(busybox 2>&1 | head -1)"
+printf '# dhcpcd version: %s\n' "$(dhcpcd --version 2>&1 | head -1)"
+
+dl_setup_rig
+EXPECTED_ROUTES="198.19.64.0/18 $DL_ROUTER 0.0.0.0/0 $DL_ROUTER"
+# dhclient prints option 121 as its raw bytes in decimal.
+EXPECTED_ROUTES_RAW="18 198 19 64 198 19 0 1 0 198 19 0 1"
+
+# ---------------------------------------------------------------- client kit
+
+# The sandbox: a private mount namespace in which /etc/resolv.conf, /run and
+# the clients' state directories are the test's own (per client) directories.
+SANDBOX="$DL_WORK/sandbox.sh"
+cat >"$SANDBOX" <<'EOF'
+#!/bin/sh
+# sandbox.sh DIR CMD...: run CMD with the host's resolv.conf, /run and DHCP
+# state directories replaced by files under DIR (private mount namespace).
+set -eu
+dir=$1
+shift
+mkdir -p "$dir/run" "$dir/dhcpcd" "$dir/dhcp"
+: >"$dir/resolv.conf"
+mount --make-rprivate /
+mount --bind "$dir/resolv.conf" /etc/resolv.conf
+mount --bind "$dir/run" /run
+for d in /var/lib/dhcpcd /var/lib/dhcp; do
+    if [ -d "$d" ]; then mount --bind "$dir/${d##*/}" "$d"; fi
+done
+exec "$@"
+EOF
+chmod 755 "$SANDBOX"
+
+# in_sandbox NS DIR CMD...: run CMD (bounded) in namespace NS inside the sandbox.
+in_sandbox() {
+    local ns=$1 dir=$2
+    shift 2
+    timeout 150 ip netns exec "$ns" unshare -m sh "$SANDBOX" "$dir" "$@"
+}
+
+# Each hook appends one line per binding event to DIR/events:
+# event=..|ip=..|mask=..|router=..|dns=..|domain=..|lease=..|routes=..
+# APPLY=1: the hook also puts the address on the interface (dhcpcd does that itself).
+write_hook() { # write_hook KIND DIR
+    local kind=$1 dir=$2 f="$2/hook.sh"
+    mkdir -p "$dir"
+    {
+        printf '#!/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nLOG=%q\n' "$dir/events"
+        case $kind in
+        dhclient)
+            cat <<'EOF'
+case "$reason" in
+BOUND | RENEW | REBIND | REBOOT)
+    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
+    echo "event=$reason|ip=$new_ip_address|mask=$new_subnet_mask|router=$new_routers|dns=$new_domain_name_servers|domain=$new_domain_name|lease=$new_dhcp_lease_time|routes=$new_rfc3442_classless_static_routes" >>"$LOG"
+    ;;
+esac
+exit 0
+EOF
+            ;;
+        udhcpc)
+            cat <<'EOF'
+case "$1" in
+deconfig) ip -4 addr flush dev "$interface" ;;
+bound | renew)
+    ip addr replace "$ip/$subnet" dev "$interface"
+    echo "event=$1|ip=$ip|mask=$subnet|router=$router|dns=$dns|domain=$domain|lease=$lease|routes=$staticroutes" >>"$LOG"
+    ;;
+esac
+exit 0
+EOF
+            ;;
+        dhcpcd)
+            cat <<'EOF'
+case "$reason" in
+BOUND | RENEW | REBIND | REBOOT)
+    echo "event=$reason|ip=$new_ip_address|mask=$new_subnet_mask|router=$new_routers|dns=$new_domain_name_servers|domain=$new_domain_name|lease=$new_dhcp_lease_time|routes=$new_classless_static_routes" >>"$LOG"
+    ;;
+esac
+exit 0
+EOF
+            ;;
+        esac
+    } >"$f"
+    chmod 755 "$f"
+}
+
+# field DIR KEY: KEY of the last event recorded in DIR/events.
+field() {
+    tail -n 1 "$1/events" 2>/dev/null | tr '|' '\n' | sed -n "s/^$2=//p"
+}
+
+events() {
+    if [[ -f "$1/events" ]]; then wc -l <"$1/events"; else echo 0; fi
+}
+
+# events_after DIR N: more than N events recorded (re-evaluated on each poll).
+events_after() {
+    (($(events "$1") > $2))
+}
+
+# in_pool IP
+in_pool() {
+    [[ "$1" =~ ^198\.19\.0\.([0-9]+)$ ]] && ((BASH_REMATCH[1] >= 100 && BASH_REMATCH[1] <= 199))
+}
+
+# check_lease NAME DIR ROUTES: the recorded options are the configured ones.
+check_lease() {
+    local name=$1 dir=$2 routes=$3 bad="" ip
+    ip=$(field "$dir" ip)
+    in_pool "$ip" || bad+=" ip=$ip"
+    [[ "$(field "$dir" mask)" == 255.255.255.0 ]] || bad+=" mask=$(field "$dir" mask)"
+    [[ "$(field "$dir" router)" == "$DL_ROUTER" ]] || bad+=" router=$(field "$dir" router)"
+    [[ "$(field "$dir" dns)" == "$DL_ROUTER" ]] || bad+=" dns=$(field "$dir" dns)"
+    [[ "$(field "$dir" domain)" == "$DL_DOMAIN" ]] || bad+=" domain=$(field "$dir" domain)"
+    [[ "$(field "$dir" lease)" == "$DL_LEASE_SECS" ]] || bad+=" lease=$(field "$dir" lease)"
+    [[ "$(field "$dir" routes)" == "$routes" ]] || bad+=" routes='$(field "$dir" routes)'"
+    if [[ -z "$bad" ]]; then
+        dl_ok "$name: lease $ip/24, router and DNS $DL_ROUTER, domain $DL_DOMAIN, 3600 s, option 121 routes"
+    else
+        dl_not_ok "$name: unexpected lease values:$bad"
+    fi
+}
+
+# shellcheck disable=SC2317 # invoked indirectly through dl_check
+# has_addr NS IFACE IP: the address is configured on the interface.
+has_addr() {
+    ip -n "$1" -4 -o addr show dev "$2" | grep -q " $3/24 "
+}
+
+# run_dhclient NS DIR IFACE: foreground dhclient until its first binding, then stopped.
+run_dhclient() {
+    local ns=$1 dir=$2 iface=$3 pid n
+    write_hook dhclient "$dir"
+    cat >"$dir/dhclient.conf" <<'EOF'
+option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
+request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers,
+        rfc3442-classless-static-routes;
+timeout 30;
+EOF
+    n=$(events "$dir")
+    in_sandbox "$ns" "$dir" dhclient -4 -d -v -cf "$dir/dhclient.conf" -sf "$dir/hook.sh" \
+        -pf "$dir/dhclient.pid" -lf "$dir/dhclient.leases" "$iface" >"$dir/out" 2>&1 &
+    pid=$!
+    tb_defer tb_stop_pid "$pid"
+    tb_wait_until 30 "dhclient lease in $ns" events_after "$dir" "$n" || true
+    tb_stop_pid "$pid"
+    wait "$pid" 2>/dev/null || true
+    events_after "$dir" "$n"
+}
+
+# run_udhcpc NS DIR IFACE [ARGS...]: one-shot udhcpc (quit once bound).
+run_udhcpc() {
+    local ns=$1 dir=$2 iface=$3 n
+    shift 3
+    write_hook udhcpc "$dir"
+    n=$(events "$dir")
+    in_sandbox "$ns" "$dir" udhcpc -f -q -n -i "$iface" -s "$dir/hook.sh" -t 5 -T 2 -A 1 \
+        -O staticroutes -p "$dir/udhcpc.pid" "$@" >>"$dir/out" 2>&1 || true
+    events_after "$dir" "$n"
+}
+
+# run_dhcpcd NS DIR IFACE: one-shot dhcpcd, IPv4 only, in the foreground.
+run_dhcpcd() {
+    local ns=$1 dir=$2 iface=$3
+    write_hook dhcpcd "$dir"
+    cat >"$dir/dhcpcd.conf" <<'EOF'
+option domain_name_servers, domain_name, classless_static_routes
+require dhcp_server_identifier
+noipv4ll
+EOF
+    in_sandbox "$ns" "$dir" dhcpcd -f "$dir/dhcpcd.conf" -c "$dir/hook.sh" -4 -1 -B -t 30 \
+        "$iface" >"$dir/out" 2>&1 || true
+    events_after "$dir" 0
+}
+
+show_out() { # show_out DIR: the client's output, as comment lines
+    sed 's/^/#   /' "$1/out" 2>/dev/null | tail -15 || true
+}
+
+# lease_of MAC [SITE]: the address `leases --json` lists for MAC (empty if none).
+lease_of() {
+    dl_json "${2:-a}" "$DL_GA" leases \
+        "next((l['ip'] for l in d['leases'] if l['mac'].lower()=='$1' and 3000 < l['expires_in_secs'] <= 3600), '')"
+}
+
+# ---------------------------------------------------------------- the test
+
+dl_link_up b "$DL_GB" || dl_fatal "bridge-ctl link up b failed"
+dl_capture_start "$DL_GB" tb-b "$DL_WORK/b.pcap" 'udp port 67 or udp port 68 or icmp' ||
+    dl_fatal "tcpdump could not capture on B's TAP"
+dl_link_up a "$DL_GA" || dl_fatal "bridge-ctl link up a failed"
+dl_wait_tunnel a || dl_fatal "the tunnel between site A and site B did not come up"
+dl_ok "both links up, tunnel established, capturing on B's TAP"
+
+declare -A IP MAC
+for c in dhclient udhcpc dhcpcd; do
+    dl_add_lan_host "tbe2e-$c" "NS_${c^^}"
+done
+NS_OF() { local v="NS_${1^^}"; printf '%s' "${!v}"; }
+
+# --- the three clients
+if run_dhclient "$NS_DHCLIENT" "$DL_WORK/dhclient" eth0; then
+    check_lease "ISC dhclient" "$DL_WORK/dhclient" "$EXPECTED_ROUTES_RAW"
+else
+    dl_not_ok "ISC dhclient obtained no lease"
+    show_out "$DL_WORK/dhclient"
+fi
+if run_udhcpc "$NS_UDHCPC" "$DL_WORK/udhcpc" eth0; then
+    check_lease "busybox udhcpc" "$DL_WORK/udhcpc" "$EXPECTED_ROUTES"
+else
+    dl_not_ok "busybox udhcpc obtained no lease"
+    show_out "$DL_WORK/udhcpc"
+fi
+if run_dhcpcd "$NS_DHCPCD" "$DL_WORK/dhcpcd" eth0; then
+    check_lease "dhcpcd" "$DL_WORK/dhcpcd" "$EXPECTED_ROUTES"
+else
+    dl_not_ok "dhcpcd obtained no lease"
+    show_out "$DL_WORK/dhcpcd"
+fi
+for c in dhclient udhcpc dhcpcd; do
+    IP[$c]=$(field "$DL_WORK/$c" ip)
+    MAC[$c]=$(dl_mac "$(NS_OF "$c")" eth0)
+    dl_check "$c: address ${IP[$c]:-none} is configured on the client's eth0" \
+        has_addr "$(NS_OF "$c")" eth0 "${IP[$c]:-none}"
+done
+if [[ -n "${IP[dhclient]}" && -n "${IP[udhcpc]}" && -n "${IP[dhcpcd]}" &&
+    "${IP[dhclient]}" != "${IP[udhcpc]}" && "${IP[dhclient]}" != "${IP[dhcpcd]}" &&
+    "${IP[udhcpc]}" != "${IP[dhcpcd]}" ]]; then
+    dl_ok "three clients, three different addresses (${IP[dhclient]}, ${IP[udhcpc]}, ${IP[dhcpcd]})"
+else
+    dl_not_ok "addresses not distinct: '${IP[dhclient]}' '${IP[udhcpc]}' '${IP[dhcpcd]}'"
+fi
+dl_check "the dhclient host reaches site B's host $DL_HOST_B with its DHCP address" \
+    tb_wait_until 15 "ping $DL_HOST_B" ip netns exec "$NS_DHCLIENT" ping -c 1 -W 1 "$DL_HOST_B"
+
+# --- reservation, and the same MAC asking again
+dl_add_lan_host tbe2e-resv NS_RESV "$DL_RESERVED_MAC"
+for round in first second; do
+    if run_udhcpc "$NS_RESV" "$DL_WORK/resv" eth0 &&
+        [[ "$(field "$DL_WORK/resv" ip)" == "$DL_RESERVED_IP" ]]; then
+        dl_ok "reservation $DL_RESERVED_MAC gets $DL_RESERVED_IP ($round DISCOVER)"
+    else
+        dl_not_ok "reservation $DL_RESERVED_MAC got '$(field "$DL_WORK/resv" ip)' ($round DISCOVER), not $DL_RESERVED_IP"
+        show_out "$DL_WORK/resv"
+    fi
+done
+# A fresh DISCOVER (udhcpc, no requested address) from dhclient's MAC.
+if run_udhcpc "$NS_DHCLIENT" "$DL_WORK/again" eth0 &&
+    [[ "$(field "$DL_WORK/again" ip)" == "${IP[dhclient]}" ]]; then
+    dl_ok "the same MAC asking again (fresh DISCOVER) gets the same address ${IP[dhclient]}"
+else
+    dl_not_ok "the same MAC asking again got '$(field "$DL_WORK/again" ip)', not '${IP[dhclient]}'"
+fi
+
+# --- leases --json and status
+listed=1
+for c in dhclient udhcpc dhcpcd; do
+    [[ -n "${IP[$c]}" && "$(lease_of "${MAC[$c]}")" == "${IP[$c]}" ]] || listed=0
+done
+[[ "$(lease_of "$DL_RESERVED_MAC")" == "$DL_RESERVED_IP" ]] || listed=0
+if ((listed)); then
+    dl_ok "leases --json lists all four leases with 3000 < expires_in_secs <= 3600"
+else
+    dl_not_ok "leases --json is missing a lease:"
+    dl_ctl "$DL_GA" leases a --config "$DL_WORK/a.toml" --json | sed 's/^/#   /'
+fi
+replies=$(dl_counter a "$DL_GA" dhcp_replies || echo 0)
+dl_check "status dhcp_replies = $replies > 0" test "$replies" -gt 0
+
+# --- restarts: a long-running udhcpc renews through them
+dl_add_lan_host tbe2e-renew NS_RENEW
+RENEW_DIR="$DL_WORK/renew"
+write_hook udhcpc "$RENEW_DIR"
+in_sandbox "$NS_RENEW" "$RENEW_DIR" udhcpc -f -i eth0 -s "$RENEW_DIR/hook.sh" -t 5 -T 2 -A 1 \
+    -p "$RENEW_DIR/udhcpc.pid" >"$RENEW_DIR/out" 2>&1 &
+RENEW_PID=$!
+tb_defer tb_stop_pid "$RENEW_PID"
+tb_wait_until 20 "udhcpc (renew client) bound" events_after "$RENEW_DIR" 0 ||
+    dl_fatal "the long-running udhcpc obtained no lease"
+RENEW_IP=$(field "$RENEW_DIR" ip)
+RENEW_MAC=$(dl_mac "$NS_RENEW" eth0)
+dl_ok "long-running udhcpc bound $RENEW_IP"
+
+# renew_same WHAT: SIGUSR1 makes udhcpc renew (unicast REQUEST to the server);
+# the renewal must bring back the same address.
+renew_same() {
+    local what=$1 n upid lines
+    n=$(events "$RENEW_DIR")
+    lines=$(wc -l <"$RENEW_DIR/out")
+    upid=$(cat "$RENEW_DIR/udhcpc.pid" 2>/dev/null || true)
+    if [[ -z "$upid" ]] || ! kill -USR1 "$upid" 2>/dev/null; then
+        dl_not_ok "$what: udhcpc (renew client) is not running"
+        return
+    fi
+    if tb_wait_until 30 "udhcpc renewal after $what" events_after "$RENEW_DIR" "$n" &&
+        [[ "$(field "$RENEW_DIR" ip)" == "$RENEW_IP" ]]; then
+        dl_ok "$what: the client's renewal gets the same address $RENEW_IP ($(field "$RENEW_DIR" event))"
+        # The unicast RENEWING request itself must be answered (even when the
+        # restart changed the responder's MAC), not only the broadcast fallback.
+        if tail -n +"$((lines + 1))" "$RENEW_DIR/out" | grep -q 'broadcasting renew'; then
+            dl_not_ok "$what: the unicast renewal went unanswered (udhcpc fell back to broadcast)"
+            show_out "$RENEW_DIR"
+        else
+            dl_ok "$what: the unicast renewal to $DL_SERVER was answered"
+        fi
+    else
+        dl_not_ok "$what: renewal got '$(field "$RENEW_DIR" ip)', not $RENEW_IP"
+        show_out "$RENEW_DIR"
+    fi
+}
+renew_same "before any restart"
+
+mapfile -t PIDS < <(dl_daemon_pids a "$DL_GA")
+if ((${#PIDS[@]} == 0)); then
+    dl_fatal "cannot find the daemon of site A"
+fi
+kill -KILL "${PIDS[@]}"
+# shellcheck disable=SC2317 # invoked indirectly through tb_wait_until
+gone() { local p; for p in "${PIDS[@]}"; do ! kill -0 "$p" 2>/dev/null || return 1; done; }
+tb_wait_until 10 "site A's daemon to die" gone || dl_fatal "kill -9 did not stop the daemon"
+if dl_ctl "$DL_GA" link up a --config "$DL_WORK/a.toml" >/dev/null; then
+    dl_ok "link up after kill -9 works without manual cleanup"
+else
+    dl_fatal "link up after kill -9 failed"
+fi
+dl_check "after kill -9: leases --json still lists $RENEW_IP for the renew client" \
+    test "$(lease_of "$RENEW_MAC")" == "$RENEW_IP"
+dl_check "after kill -9: leases --json still lists the dhclient lease ${IP[dhclient]}" \
+    test "$(lease_of "${MAC[dhclient]}")" == "${IP[dhclient]}"
+renew_same "after kill -9 + link up"
+
+dl_link_down a "$DL_GA" >/dev/null || dl_not_ok "link down a failed"
+if dl_ctl "$DL_GA" link up a --config "$DL_WORK/a.toml" >/dev/null; then
+    dl_ok "clean link down + link up"
+else
+    dl_fatal "link up after link down failed"
+fi
+dl_check "after link down/up: leases --json still lists $RENEW_IP for the renew client" \
+    test "$(lease_of "$RENEW_MAC")" == "$RENEW_IP"
+renew_same "after link down + link up"
+dl_wait_tunnel a || dl_not_ok "the tunnel did not come back after the restarts"
+tb_stop_pid "$RENEW_PID"
+
+# --- tap_win32 style: the gateway's own stack asks on the (unbridged) TAP
+dl_link_down a "$DL_GA" >/dev/null || dl_not_ok "link down a failed"
+if ! dl_link_up a-tap "$DL_GA" >/dev/null; then
+    dl_fatal "link up a-tap (TAP not enslaved) failed"
+fi
+dl_wait_tunnel a-tap || dl_not_ok "the tunnel did not come up for a-tap"
+TAP_DIR="$DL_WORK/tap"
+if run_udhcpc "$DL_GA" "$TAP_DIR" tbw-a; then
+    check_lease "tap_win32 style: udhcpc on the gateway's own TAP" "$TAP_DIR" "$EXPECTED_ROUTES"
+    TAP_IP=$(field "$TAP_DIR" ip)
+    dl_check "tap_win32 style: $TAP_IP is configured on the TAP" has_addr "$DL_GA" tbw-a "$TAP_IP"
+    dl_check "tap_win32 style: leases --json lists the TAP's own MAC" \
+        test "$(lease_of "$(dl_mac "$DL_GA" tbw-a)" a-tap)" == "$TAP_IP"
+    dl_check "tap_win32 style: the gateway reaches $DL_HOST_B through its DHCP-configured TAP" \
+        tb_wait_until 15 "ping $DL_HOST_B via tbw-a" \
+        ip netns exec "$DL_GA" ping -c 1 -W 1 -I tbw-a "$DL_HOST_B"
+else
+    dl_not_ok "tap_win32 style: udhcpc on the TAP obtained no lease"
+    show_out "$TAP_DIR"
+fi
+dl_link_down a-tap "$DL_GA" >/dev/null || dl_not_ok "link down a-tap failed"
+
+# --- the capture on B's TAP
+sleep 1 # let the last frames in flight reach B's TAP before stopping the capture
+dl_capture_stop
+dhcp_seen=$(dl_capture_count "$DL_WORK/b.pcap" 'udp port 67 or udp port 68')
+icmp_seen=$(dl_capture_count "$DL_WORK/b.pcap" 'icmp')
+if ((dhcp_seen == 0)); then
+    dl_ok "B's TAP saw no DHCP from site A (and $icmp_seen ICMP packets that did cross)"
+else
+    dl_not_ok "B's TAP saw $dhcp_seen DHCP packets from site A:"
+    dl_capture_show "$DL_WORK/b.pcap" 'udp port 67 or udp port 68'
+fi
+dl_check "the capture on B's TAP works (it saw the ICMP that crossed)" test "$icmp_seen" -gt 0
+
+dl_finish

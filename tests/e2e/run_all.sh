@@ -4,7 +4,7 @@
 #
 #   sudo tests/e2e/run_all.sh [TEST...]     e.g. run_all.sh host_mode lifecycle
 #
-# Without arguments it runs every tests/e2e/*.sh except lib.sh and itself; the
+# Without arguments it runs every tests/e2e/*.sh except the *lib.sh libraries and itself; the
 # packaging and NAT-hook tests (deb.sh, nat_hooks.sh) only with TB_E2E_ALL=1. Unless
 # BRIDGE_CTL is set, it first runs `cargo build --release` once (so no test uses a
 # stale binary) and hands the result to every test. Each test runs under a hard
@@ -30,7 +30,7 @@ tests=()
 if (($# > 0)); then
     for t in "$@"; do
         t=${t%.sh}
-        [[ -f "$HERE/$t.sh" && "$t" != lib && "$t" != run_all ]] || {
+        [[ -f "$HERE/$t.sh" && "$t" != lib && "$t" != *_lib && "$t" != run_all ]] || {
             printf 'error: no such end-to-end test: %s\n' "$t" >&2
             exit 2
         }
@@ -39,7 +39,7 @@ if (($# > 0)); then
 else
     for f in "$HERE"/*.sh; do
         case "$(basename "$f")" in
-        lib.sh | run_all.sh) continue ;;
+        lib.sh | *_lib.sh | run_all.sh) continue ;;
         nat_hooks.sh | deb.sh)
             [[ "${TB_E2E_ALL:-0}" == 1 ]] || continue
             ;;

@@ -5,7 +5,7 @@
 //! `link up` leaves no TAP, address, route or socket behind. Once up, it
 //! reports readiness, runs the worker until SIGTERM/SIGINT or a `down`
 //! request, then runs the down hooks, writes the leases, undoes the netlink
-//! changes and removes the socket.
+//! changes, closes the metrics endpoint and removes the socket.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use crate::datapath::tap::Tap;
 use crate::datapath::udp::{UdpOptions, UdpSocket};
 use crate::datapath::worker::{Exit, LinkInfo, Worker};
 use crate::hooks::{self, HookEnv};
+use crate::metrics::MetricsServer;
 use crate::netlink::{Change, Changes, Netlink};
 use crate::responder::{self, ArpSettings, DhcpSettings, Responder};
 use crate::switch::Switch;
@@ -62,6 +63,7 @@ struct Setup {
     nl: Netlink,
     changes: Changes,
     socket: Option<PathBuf>,
+    metrics: Option<MetricsServer>,
 }
 
 impl Setup {
@@ -70,7 +72,10 @@ impl Setup {
             mut nl,
             changes,
             socket,
+            metrics,
         } = self;
+        // Closes the endpoint first: a scrape must not see a half-torn link.
+        drop(metrics);
         for e in changes.undo(&mut nl) {
             tracing::warn!("while removing the link's configuration: {e}");
         }
@@ -105,6 +110,7 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
         nl: Netlink::new().context("cannot open a netlink socket")?,
         changes: Changes::new(),
         socket: None,
+        metrics: None,
     };
     let up = bring_up(cfg, &psk, signals, &mut setup);
     let (mut worker, env) = match up {
@@ -248,8 +254,11 @@ fn bring_up(
             .context("cannot create an eventfd")?,
     );
     server
-        .spawn(to_worker, waker.clone())
+        .spawn(to_worker.clone(), waker.clone())
         .context("cannot start the control thread")?;
+    if let Some(m) = &cfg.metrics {
+        setup.metrics = Some(MetricsServer::start(m.listen, to_worker, waker.clone())?);
+    }
 
     let addresses: Vec<String> = cfg
         .interface

@@ -15,6 +15,7 @@
 //! - [`datapath`]: TAP and UDP sockets, batched syscalls, the worker loop.
 //! - [`netlink`]: link, address, route and bridge programming over rtnetlink.
 //! - [`control`]: the control socket protocol shared by daemon and CLI.
+//! - [`metrics`]: the optional Prometheus endpoint, fed by the worker's status.
 //! - [`daemon`]: wiring config → netlink → datapath → control, clean shutdown.
 //!
 //! How a frame flows: the TAP hands the worker an Ethernet frame; the responder
@@ -28,6 +29,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod hooks;
+pub mod metrics;
 pub mod netlink;
 pub mod responder;
 pub mod switch;

@@ -1,0 +1,354 @@
+//! Tests of the metrics endpoint: rendering, request routing, and the server
+//! against a fake worker in a private network namespace.
+
+use super::*;
+use crate::control::{InterfaceStatus, LeaseEntry, Response};
+use proptest::prelude::*;
+
+fn peer(name: &str, state: &str, last: Option<u64>, base: u64) -> PeerStatus {
+    PeerStatus {
+        name: name.into(),
+        endpoint: Some("198.18.0.2:51901".into()),
+        state: state.into(),
+        last_handshake_secs: last,
+        handshakes: base + 1,
+        tx_frames: base + 2,
+        rx_frames: base + 3,
+        tx_bytes: base + 4,
+        rx_bytes: base + 5,
+    }
+}
+
+fn status() -> Status {
+    Status {
+        name: "site-a".into(),
+        pid: 42,
+        uptime_secs: 77,
+        interface: InterfaceStatus {
+            name: "tb0".into(),
+            mtu: 1500,
+            mac: "02:00:00:00:00:01".into(),
+            addresses: vec!["198.19.0.1/24".into()],
+            bridge: None,
+        },
+        listen: "0.0.0.0:51901".into(),
+        peers: vec![
+            peer("b", "up", Some(3), 100),
+            peer("c", "connecting", None, 200),
+        ],
+        counters: CounterStatus {
+            rx_auth_failed: 11,
+            rx_replayed: 12,
+            rx_malformed: 13,
+            arp_replies: 14,
+            dhcp_replies: 15,
+            fragmented: 16,
+            reassembled: 17,
+            handshake_rate_limited: 18,
+            reassembly_dropped: 19,
+            tx_dropped: 20,
+            rx_unknown_peer: 21,
+            tap_write_errors: 22,
+            udp_send_errors: 23,
+        },
+        leases: vec![
+            LeaseEntry {
+                mac: "02:00:00:00:aa:01".into(),
+                ip: "198.19.0.100".into(),
+                expires_in_secs: 100,
+            },
+            LeaseEntry {
+                mac: "02:00:00:00:aa:02".into(),
+                ip: "198.19.0.101".into(),
+                expires_in_secs: 200,
+            },
+        ],
+    }
+}
+
+fn lines(text: &str) -> Vec<&str> {
+    text.lines().collect()
+}
+
+#[test]
+fn renders_peer_counters_with_link_and_peer_labels() {
+    let text = render(&status()).expect("render");
+    let l = lines(&text);
+    for want in [
+        r#"tapbridge_peer_tx_frames_total{link="site-a",peer="b"} 102"#,
+        r#"tapbridge_peer_rx_frames_total{link="site-a",peer="b"} 103"#,
+        r#"tapbridge_peer_tx_bytes_total{link="site-a",peer="b"} 104"#,
+        r#"tapbridge_peer_rx_bytes_total{link="site-a",peer="b"} 105"#,
+        r#"tapbridge_peer_handshakes_total{link="site-a",peer="b"} 101"#,
+        r#"tapbridge_peer_tx_frames_total{link="site-a",peer="c"} 202"#,
+        r#"tapbridge_peer_rx_bytes_total{link="site-a",peer="c"} 205"#,
+        "# TYPE tapbridge_peer_tx_frames counter",
+        "# TYPE tapbridge_peer_tx_bytes counter",
+        "# UNIT tapbridge_peer_tx_bytes bytes",
+    ] {
+        assert!(l.contains(&want), "missing {want:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn renders_one_state_series_per_state() {
+    let text = render(&status()).expect("render");
+    let l = lines(&text);
+    for want in [
+        r#"tapbridge_peer_state{link="site-a",peer="b",state="up"} 1"#,
+        r#"tapbridge_peer_state{link="site-a",peer="b",state="connecting"} 0"#,
+        r#"tapbridge_peer_state{link="site-a",peer="b",state="down"} 0"#,
+        r#"tapbridge_peer_state{link="site-a",peer="c",state="connecting"} 1"#,
+        r#"tapbridge_peer_state{link="site-a",peer="c",state="up"} 0"#,
+        "# TYPE tapbridge_peer_state gauge",
+    ] {
+        assert!(l.contains(&want), "missing {want:?} in:\n{text}");
+    }
+    let ones = l
+        .iter()
+        .filter(|x| x.starts_with("tapbridge_peer_state{") && x.ends_with(" 1"))
+        .count();
+    assert_eq!(ones, 2, "exactly one current state per peer:\n{text}");
+}
+
+#[test]
+fn unknown_state_gets_its_own_series() {
+    let mut s = status();
+    s.peers[0].state = "limbo".into();
+    let text = render(&s).expect("render");
+    assert!(text.contains(r#"tapbridge_peer_state{link="site-a",peer="b",state="limbo"} 1"#));
+    assert!(text.contains(r#"tapbridge_peer_state{link="site-a",peer="b",state="up"} 0"#));
+}
+
+#[test]
+fn handshake_age_only_after_a_handshake() {
+    let text = render(&status()).expect("render");
+    assert!(
+        lines(&text)
+            .contains(&r#"tapbridge_peer_last_handshake_age_seconds{link="site-a",peer="b"} 3"#)
+    );
+    assert!(
+        !text.contains(r#"tapbridge_peer_last_handshake_age_seconds{link="site-a",peer="c"}"#),
+        "peer c never completed a handshake:\n{text}"
+    );
+}
+
+#[test]
+fn renders_link_counters_leases_and_uptime() {
+    let text = render(&status()).expect("render");
+    let l = lines(&text);
+    for want in [
+        r#"tapbridge_rx_auth_failed_total{link="site-a"} 11"#,
+        r#"tapbridge_rx_replayed_total{link="site-a"} 12"#,
+        r#"tapbridge_rx_malformed_total{link="site-a"} 13"#,
+        r#"tapbridge_arp_replies_total{link="site-a"} 14"#,
+        r#"tapbridge_dhcp_replies_total{link="site-a"} 15"#,
+        r#"tapbridge_fragmented_total{link="site-a"} 16"#,
+        r#"tapbridge_reassembled_total{link="site-a"} 17"#,
+        r#"tapbridge_handshake_rate_limited_total{link="site-a"} 18"#,
+        r#"tapbridge_udp_send_errors_total{link="site-a"} 23"#,
+        r#"tapbridge_leases{link="site-a"} 2"#,
+        r#"tapbridge_uptime_seconds{link="site-a"} 77"#,
+        "# TYPE tapbridge_rx_auth_failed counter",
+        "# TYPE tapbridge_leases gauge",
+    ] {
+        assert!(l.contains(&want), "missing {want:?} in:\n{text}");
+    }
+    assert_eq!(l.last(), Some(&"# EOF"));
+}
+
+#[test]
+fn no_peers_still_renders_link_counters() {
+    let mut s = status();
+    s.peers.clear();
+    let text = render(&s).expect("render");
+    assert!(!text.contains("peer=\""));
+    assert!(text.contains(r#"tapbridge_rx_replayed_total{link="site-a"} 12"#));
+}
+
+#[test]
+fn label_values_are_escaped() {
+    let mut s = status();
+    s.peers[0].name = "x\"y\\z\nw".into();
+    let text = render(&s).expect("render");
+    assert!(
+        text.contains(r#"tapbridge_peer_tx_frames_total{link="site-a",peer="x\"y\\z\nw"} 102"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn routes_request_lines() {
+    let m = Route::Metrics { head_only: false };
+    assert_eq!(route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), m);
+    assert_eq!(route(b"GET /metrics HTTP/1.0\n\n"), m);
+    assert_eq!(route(b"GET /metrics?name[]=x HTTP/1.1\r\n\r\n"), m);
+    assert_eq!(
+        route(b"HEAD /metrics HTTP/1.1\r\n\r\n"),
+        Route::Metrics { head_only: true }
+    );
+    assert_eq!(
+        route(b"GET /other HTTP/1.1\r\n\r\n"),
+        Route::NotFound { head_only: false }
+    );
+    assert_eq!(
+        route(b"GET /metrics/x HTTP/1.1\r\n\r\n"),
+        Route::NotFound { head_only: false }
+    );
+    assert_eq!(
+        route(b"POST /metrics HTTP/1.1\r\n\r\n"),
+        Route::MethodNotAllowed
+    );
+    for bad in [
+        &b""[..],
+        b"\r\n\r\n",
+        b"GET /metrics\r\n\r\n",
+        b"GET  /metrics HTTP/1.1\r\n\r\n",
+        b"GET /metrics HTTP/1.1 x\r\n\r\n",
+        b"GET /metrics HTTP/2\r\n\r\n",
+        b"GET metrics HTTP/1.1\r\n\r\n",
+        b"GET /metrics\xff HTTP/1.1\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    ] {
+        assert_eq!(route(bad), Route::BadRequest, "{bad:?}");
+    }
+}
+
+#[test]
+fn finds_the_end_of_the_head() {
+    assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody"), Some(24));
+    assert_eq!(head_end(b"GET / HTTP/1.0\n\n"), Some(16));
+    assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
+    assert_eq!(head_end(b""), None);
+}
+
+proptest! {
+    #[test]
+    fn routing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = route(&bytes);
+        let _ = head_end(&bytes);
+    }
+}
+
+// ---------------------------------------------------------------- the server
+
+/// Runs `f` on a thread in a private network namespace with `lo` up.
+fn in_netns<F: FnOnce() + Send + 'static>(test: &str, f: F) {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping {test}: needs root to create a network namespace");
+        return;
+    }
+    let joined = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("unshare(CLONE_NEWNET) as root");
+        let mut nl = crate::netlink::Netlink::new().expect("netlink");
+        let lo = nl.link_by_name("lo").expect("lookup").expect("lo exists");
+        nl.set_up(lo.index).expect("lo up");
+        f();
+    })
+    .join();
+    if let Err(panic) = joined {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Sends `request` raw and returns the whole answer (the server closes).
+fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A fake worker answering every status request with `status()`.
+fn fake_worker() -> (Sender<Command>, Arc<EventFd>) {
+    let (tx, rx) = mpsc::channel::<Command>();
+    std::thread::spawn(move || {
+        while let Ok(cmd) = rx.recv() {
+            assert_eq!(cmd.request, Request::Status);
+            let _ = cmd.reply.send(Response {
+                ok: true,
+                status: Some(status()),
+                ..Response::default()
+            });
+        }
+    });
+    (tx, Arc::new(EventFd::new().expect("eventfd")))
+}
+
+#[test]
+fn serves_metrics_404_and_garbage_then_stops() {
+    in_netns("serves_metrics_404_and_garbage_then_stops", || {
+        let (tx, waker) = fake_worker();
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+        let server = MetricsServer::start(addr, tx, waker.clone()).expect("start");
+        let at = server.local_addr();
+        assert_ne!(at.port(), 0);
+
+        let ok = exchange(at, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("Content-Type: application/openmetrics-text"));
+        assert!(ok.contains(r#"tapbridge_peer_tx_frames_total{link="site-a",peer="b"} 102"#));
+        assert!(ok.ends_with("# EOF\n"));
+        // The scrape woke the worker through the eventfd.
+        assert!(waker.read().expect("eventfd counted") >= 1);
+
+        let head = exchange(at, b"HEAD /metrics HTTP/1.0\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
+
+        let nf = exchange(at, b"GET /other HTTP/1.1\r\n\r\n");
+        assert!(nf.starts_with("HTTP/1.1 404 Not Found\r\n"), "{nf}");
+        let post = exchange(at, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        assert!(post.contains("Allow: GET, HEAD\r\n"));
+        let bad = exchange(at, b"\x00\xff\xfe garbage\r\n\r\n");
+        assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
+        let mut big = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+        big.resize(HEAD_LIMIT + 100, b'a');
+        let large = exchange(at, &big);
+        assert!(large.starts_with("HTTP/1.1 431 "), "{large}");
+        // A client that gives up half way does not wedge the server.
+        drop(TcpStream::connect(at).expect("connect"));
+        let again = exchange(at, b"GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(again.starts_with("HTTP/1.1 200 OK\r\n"), "{again}");
+
+        server.stop();
+        let err = TcpStream::connect(at).expect_err("listener closed after stop");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    });
+}
+
+#[test]
+fn answers_503_when_the_worker_is_gone() {
+    in_netns("answers_503_when_the_worker_is_gone", || {
+        let (tx, rx) = mpsc::channel::<Command>();
+        drop(rx);
+        let waker = Arc::new(EventFd::new().expect("eventfd"));
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+        let server = MetricsServer::start(addr, tx, waker).expect("start");
+        let r = exchange(server.local_addr(), b"GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 503 "), "{r}");
+    });
+}
+
+#[test]
+fn bind_failure_names_the_address() {
+    in_netns("bind_failure_names_the_address", || {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        let (tx, _rx) = mpsc::channel::<Command>();
+        let waker = Arc::new(EventFd::new().expect("eventfd"));
+        let err = match MetricsServer::start(addr, tx, waker) {
+            Ok(_) => panic!("a second bind of {addr} succeeded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.starts_with(&format!("cannot serve metrics on {addr}: ")),
+            "{err}"
+        );
+    });
+}

@@ -182,16 +182,10 @@ fn bring_up(
     if link.mtu != cfg.interface.mtu {
         nl.set_mtu(idx, cfg.interface.mtu)?;
     }
-    if let Some(mac) = cfg.interface.mac {
-        nl.set_mac(idx, mac)?;
-    }
-    let mac = match cfg.interface.mac {
-        Some(m) => m,
-        None => nl
-            .link_by_index(idx)?
-            .and_then(|l| l.mac)
-            .ok_or_else(|| anyhow!("TAP {ifname} has no MAC address"))?,
-    };
+    // Without a configured MAC, a stable one: the same across restarts, so
+    // neighbours' ARP caches and DHCP clients' idea of the server stay valid.
+    let mac = cfg.interface.mac.unwrap_or_else(|| stable_mac(cfg));
+    nl.set_mac(idx, mac)?;
     let udp = UdpSocket::bind(cfg.tunnel.listen, &UdpOptions::default())
         .with_context(|| format!("cannot listen on UDP {}", cfg.tunnel.listen))?;
     if let Some(br) = &cfg.interface.bridge {
@@ -305,6 +299,35 @@ fn bring_up(
     ))
 }
 
+/// A locally administered unicast MAC derived from this machine's identity
+/// and the link's settings: stable across restarts, different per box and
+/// per link (the two ends of one link have different listen addresses even
+/// when they share the link name).
+pub fn stable_mac(cfg: &Config) -> [u8; 6] {
+    let machine = std::fs::read_to_string("/etc/machine-id")
+        .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
+        .unwrap_or_default();
+    let addresses: Vec<String> = cfg
+        .interface
+        .addresses
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let seed = format!(
+        "tapbridge tap mac\0{}\0{}\0{}\0{}\0{}",
+        machine.trim(),
+        cfg.name,
+        cfg.interface.name,
+        cfg.tunnel.listen,
+        addresses.join(",")
+    );
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes());
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&digest[..6]);
+    mac[0] = (mac[0] | 0x02) & !0x01;
+    mac
+}
+
 fn build_responder(cfg: &Config, tap_mac: [u8; 6]) -> anyhow::Result<Option<Responder>> {
     if cfg.dhcp.is_none() && cfg.arp.is_none() {
         return Ok(None);
@@ -354,4 +377,25 @@ fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {
             .with_context(|| format!("cannot create the lease directory {}", dir.display()))?;
     }
     Ok(responder::read_lease_file(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(name: &str, listen: &str) -> Config {
+        let text = format!(
+            "[interface]\n[tunnel]\nlisten = \"{listen}\"\npsk_file = \"k\"\n[[peer]]\nname = \"x\"\n"
+        );
+        Config::parse(name, Path::new("/etc/tapbridge/x.toml"), &text).expect("valid config")
+    }
+
+    #[test]
+    fn stable_mac_is_stable_local_unicast_and_differs_per_site() {
+        let a = stable_mac(&config("site", "198.18.0.1:51901"));
+        assert_eq!(a, stable_mac(&config("site", "198.18.0.1:51901")));
+        assert_eq!(a[0] & 0x03, 0x02, "locally administered unicast");
+        assert_ne!(a, stable_mac(&config("site", "198.18.0.2:51901")));
+        assert_ne!(a, stable_mac(&config("other", "198.18.0.1:51901")));
+    }
 }

@@ -382,7 +382,7 @@ const PEER_COUNTERS: [(&str, &str, Option<Unit>, PeerField); 5] = [
 ];
 
 /// Link-wide counters: name (before `_total`), help, value.
-const LINK_COUNTERS: [(&str, &str, LinkField); 13] = [
+const LINK_COUNTERS: [(&str, &str, LinkField); 14] = [
     (
         "rx_auth_failed",
         "Datagrams that did not authenticate",
@@ -425,6 +425,11 @@ const LINK_COUNTERS: [(&str, &str, LinkField); 13] = [
         "rx_unknown_peer",
         "Valid initiations that matched no peer",
         |c| c.rx_unknown_peer,
+    ),
+    (
+        "rx_unknown_session",
+        "Data or responses for a session this link does not have",
+        |c| c.rx_unknown_session,
     ),
     (
         "tap_write_errors",

@@ -143,6 +143,8 @@ pub struct CounterStatus {
     pub tx_dropped: u64,
     /// Valid initiations that matched no peer.
     pub rx_unknown_peer: u64,
+    /// Data or responses for a session this link does not have.
+    pub rx_unknown_session: u64,
     /// Frames that could not be written to the TAP.
     pub tap_write_errors: u64,
     /// Datagrams the kernel refused to send.

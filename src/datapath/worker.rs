@@ -476,6 +476,7 @@ impl Worker {
                 reassembly_dropped: c.reassembly_dropped,
                 tx_dropped: c.tx_dropped,
                 rx_unknown_peer: c.rx_unknown_peer,
+                rx_unknown_session: c.rx_unknown_session,
                 tap_write_errors: io.tap_write_errors,
                 udp_send_errors: io.udp_send_errors,
             },

@@ -48,6 +48,7 @@ fn status() -> Status {
             reassembly_dropped: 19,
             tx_dropped: 20,
             rx_unknown_peer: 21,
+            rx_unknown_session: 24,
             tap_write_errors: 22,
             udp_send_errors: 23,
         },

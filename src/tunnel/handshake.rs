@@ -29,6 +29,7 @@ pub(crate) struct PendingInitiation {
 pub(crate) struct ReceivedInitiation {
     pub(crate) sender: u32,
     pub(crate) timestamp: [u8; 12],
+    pub(crate) instance: [u8; 8],
     name: [u8; 31],
     name_len: usize,
     state: SymmetricState,
@@ -55,6 +56,7 @@ pub(crate) fn write_initiation(
     ephemeral: [u8; 32],
     local_index: u32,
     timestamp: [u8; 12],
+    instance: [u8; 8],
     name: &str,
     out: &mut [u8],
 ) -> PendingInitiation {
@@ -72,6 +74,7 @@ pub(crate) fn write_initiation(
     // payload: timestamp, name
     let payload = &mut out[field::INIT_PAYLOAD];
     payload[init_payload::TIMESTAMP].copy_from_slice(&timestamp);
+    payload[init_payload::INSTANCE].copy_from_slice(&instance);
     let name = truncate_name(name.as_bytes());
     payload[init_payload::NAME_LEN] = name.len() as u8;
     payload[init_payload::NAME.start..init_payload::NAME.start + name.len()].copy_from_slice(name);
@@ -129,12 +132,15 @@ pub(crate) fn read_initiation(
     }
     let mut timestamp = [0u8; 12];
     timestamp.copy_from_slice(&payload[init_payload::TIMESTAMP]);
+    let mut instance = [0u8; 8];
+    instance.copy_from_slice(&payload[init_payload::INSTANCE]);
     let name_len = usize::from(payload[init_payload::NAME_LEN]).min(init_payload::NAME.len());
     let mut name = [0u8; 31];
     name.copy_from_slice(&payload[init_payload::NAME]);
     Ok(ReceivedInitiation {
         sender: sender_index(msg),
         timestamp,
+        instance,
         name,
         name_len,
         state: st,
@@ -244,12 +250,14 @@ mod tests {
     fn full_handshake_agrees_on_keys() {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
-        let pending = write_initiation(&base, &mac, [3; 32], 77, [9; 12], "site-a", &mut m1);
+        let pending =
+            write_initiation(&base, &mac, [3; 32], 77, [9; 12], [6; 8], "site-a", &mut m1);
         initiation_mac_ok(&mac, &m1).expect("mac");
         let init = read_initiation(&base, &m1).expect("decrypts");
         assert_eq!(init.sender, 77);
         assert_eq!(init.timestamp, [9; 12]);
         assert_eq!(init.name(), b"site-a");
+        assert_eq!(init.instance, [6; 8]);
         let mut m2 = [0u8; field::RESP_LEN];
         let rkeys = write_response(init, &mac, [5; 32], 88, [8; 12], &mut m2).expect("response");
         assert_eq!(response_receiver_checked(&mac, &m2), Ok(77));
@@ -272,7 +280,7 @@ mod tests {
         let (base, mac) = setup(1);
         let (base2, mac2) = setup(2);
         let mut m1 = [0u8; field::INIT_LEN];
-        write_initiation(&base, &mac, [3; 32], 1, [0; 12], "a", &mut m1);
+        write_initiation(&base, &mac, [3; 32], 1, [0; 12], [0; 8], "a", &mut m1);
         assert_eq!(initiation_mac_ok(&mac2, &m1), Err(HandshakeError::Auth));
         assert!(matches!(
             read_initiation(&base2, &m1),
@@ -284,7 +292,7 @@ mod tests {
     fn tampering_anywhere_is_detected() {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
-        write_initiation(&base, &mac, [3; 32], 1, [0; 12], "a", &mut m1);
+        write_initiation(&base, &mac, [3; 32], 1, [0; 12], [0; 8], "a", &mut m1);
         for i in 0..field::INIT_LEN {
             let mut t = m1;
             t[i] ^= 0x40;
@@ -304,9 +312,9 @@ mod tests {
     fn response_to_another_initiation_fails() {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
-        let p1 = write_initiation(&base, &mac, [3; 32], 1, [0; 12], "a", &mut m1);
+        let p1 = write_initiation(&base, &mac, [3; 32], 1, [0; 12], [0; 8], "a", &mut m1);
         let mut m1b = [0u8; field::INIT_LEN];
-        write_initiation(&base, &mac, [4; 32], 2, [0; 12], "a", &mut m1b);
+        write_initiation(&base, &mac, [4; 32], 2, [0; 12], [0; 8], "a", &mut m1b);
         let init_b = read_initiation(&base, &m1b).expect("ok");
         let mut m2 = [0u8; field::RESP_LEN];
         write_response(init_b, &mac, [5; 32], 9, [0; 12], &mut m2).expect("ok");
@@ -317,7 +325,7 @@ mod tests {
     fn low_order_ephemeral_rejected() {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
-        let p = write_initiation(&base, &mac, [3; 32], 1, [0; 12], "a", &mut m1);
+        let p = write_initiation(&base, &mac, [3; 32], 1, [0; 12], [0; 8], "a", &mut m1);
         // A response whose ephemeral is the all-zero point gives a zero DH.
         let mut m2 = [0u8; field::RESP_LEN];
         m2[0] = 2;

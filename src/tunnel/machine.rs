@@ -146,8 +146,11 @@ pub struct PeerStats {
 /// Tunnel-wide counters of things dropped or done.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Datagrams that did not authenticate (bad MAC, bad tag, unknown session).
+    /// Datagrams that did not authenticate (bad MAC or tag).
     pub rx_auth_failed: u64,
+    /// Data or responses for a session (index) we do not have: late packets
+    /// of a replaced or expired session, a peer that restarted, or forgeries.
+    pub rx_unknown_session: u64,
     /// Authentic-looking datagrams refused as replays (data or initiation).
     pub rx_replayed: u64,
     /// Datagrams that are not a tunnel message at all.
@@ -306,6 +309,8 @@ pub struct Tunnel {
     limiter: RateLimiter,
     entropy: Box<dyn Entropy>,
     clock_anchor: (Instant, Duration),
+    /// Random id put in our initiations: one that comes back is a reflection.
+    instance: [u8; 8],
     counters: Counters,
     events: VecDeque<Event>,
 }
@@ -354,7 +359,11 @@ impl Tunnel {
                 next_frag_id: 0,
             })
             .collect();
+        let mut entropy = entropy;
+        let mut instance = [0u8; 8];
+        entropy.fill(&mut instance);
         Tunnel {
+            instance,
             base: SymmetricState::initial(psk),
             mac: MacKey::from_psk(psk),
             peers,
@@ -473,6 +482,7 @@ impl Tunnel {
             eph,
             local_index,
             ts,
+            self.instance,
             &self.params.local_name,
             buf,
         );
@@ -674,6 +684,12 @@ impl Tunnel {
             Ok(i) => i,
             Err(e) => return self.count_handshake_error(e),
         };
+        if init.instance == self.instance {
+            // Our own initiation sent back at us: answering it would give us
+            // a session with ourselves.
+            self.counters.rx_replayed += 1;
+            return;
+        }
         let Some(id) = self.match_peer(init.name(), from) else {
             self.counters.rx_unknown_peer += 1;
             return;
@@ -736,12 +752,12 @@ impl Tunnel {
             return;
         }
         let Some(&id) = self.index.get(&receiver) else {
-            self.counters.rx_auth_failed += 1;
+            self.counters.rx_unknown_session += 1;
             return;
         };
         let p = &mut self.peers[id];
         let Some(pending) = p.pending.as_ref().filter(|h| h.local_index == receiver) else {
-            self.counters.rx_auth_failed += 1;
+            self.counters.rx_unknown_session += 1;
             return;
         };
         let (keys, remote_index, their_time) = match handshake::read_response(pending, msg) {
@@ -837,7 +853,7 @@ impl Tunnel {
         };
         let (receiver, counter) = (pkt.receiver(), pkt.counter());
         let Some(&id) = self.index.get(&receiver) else {
-            self.counters.rx_auth_failed += 1;
+            self.counters.rx_unknown_session += 1;
             return Incoming::Nothing;
         };
         let p = &mut self.peers[id];
@@ -849,7 +865,7 @@ impl Tunnel {
             .find(|s| s.local_index == receiver);
         let Some(session) = session else {
             // The index belongs to a handshake in flight, not a session.
-            self.counters.rx_auth_failed += 1;
+            self.counters.rx_unknown_session += 1;
             return Incoming::Nothing;
         };
         match session.replay.check(counter) {

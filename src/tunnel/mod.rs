@@ -26,7 +26,8 @@
 //! h  = HASH(h || prologue)
 //! ck, t, k = HKDF(ck, psk)        ; h = HASH(h || t)         -- psk token
 //! initiator e:  h = HASH(h || e_i.pub); ck, k = HKDF(ck, e_i.pub)
-//! payload1 = AESGCM(k, n=0, ad=h, timestamp || name) ; h = HASH(h || payload1)
+//! payload1 = AESGCM(k, n=0, ad=h, timestamp || instance || name)
+//!                                                   ; h = HASH(h || payload1)
 //! responder e:  h = HASH(h || e_r.pub); ck, k = HKDF(ck, e_r.pub)
 //! ee:           ck, k = HKDF(ck, X25519(e_i, e_r))   (all-zero result rejected)
 //! payload2 = AESGCM(k, n=0, ad=h, timestamp) ; h = HASH(h || payload2)
@@ -44,7 +45,10 @@
 //! response carries the responder's timestamp too, so an initiator that just
 //! restarted (and forgot every timestamp) learns the peer's clock at its first
 //! handshake and refuses initiations recorded before. A replayed response
-//! finds no pending handshake. Handshake processing is rate limited
+//! finds no pending handshake. Since both ends hold the same PSK, an
+//! attacker could reflect an endpoint's own initiation back at it; each
+//! tunnel instance puts a random 8-byte instance id in its initiations and
+//! refuses initiations that carry its own. Handshake processing is rate limited
 //! per source IP (20/s, bursts of 40).
 //!
 //! Cheap garbage filter: both handshake messages end in
@@ -61,15 +65,15 @@
 //! UDP payloads; integers little-endian unless noted; reserved bytes zero.
 //!
 //! ```text
-//! Initiation (116 bytes)
+//! Initiation (124 bytes)
 //!   0  u8   type = 1
 //!   1  [3]  reserved
 //!   4  u32  sender index (initiator's session index)
 //!   8  [32] initiator ephemeral public key
-//!  40  [44] encrypted payload: TAI64N timestamp (12, big-endian),
-//!           name length (1), name (31, zero padded)
-//!  84  [16] AEAD tag of the payload
-//! 100  [16] mac over bytes 0..100
+//!  40  [52] encrypted payload: TAI64N timestamp (12, big-endian),
+//!           instance id (8), name length (1), name (31, zero padded)
+//!  92  [16] AEAD tag of the payload
+//! 108  [16] mac over bytes 0..108
 //!
 //! Response (88 bytes)
 //!   0  u8   type = 2

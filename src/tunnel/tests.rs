@@ -435,6 +435,11 @@ fn peer_restart_gets_a_new_session_and_old_traffic_is_rejected() {
     // Everything from before the restart, replayed at both: nothing gets
     // through, nothing is answered.
     let (a_before, b_before) = (p.t[0].counters(), p.t[1].counters());
+    let old_data_from_a = old
+        .iter()
+        .filter(|(side, d)| *side == 0 && matches!(d[0], 2 | 4 | 5))
+        .count() as u64;
+    assert!(old_data_from_a >= 20);
     for (side, bytes) in old {
         let target = 1 - side;
         let mut out = Out::default();
@@ -444,8 +449,15 @@ fn peer_restart_gets_a_new_session_and_old_traffic_is_rejected() {
         assert!(out.sent.is_empty(), "a replay was answered");
     }
     let (a, b) = (p.t[0].counters(), p.t[1].counters());
-    assert!(a.rx_replayed + a.rx_auth_failed > a_before.rx_replayed + a_before.rx_auth_failed);
-    assert!(b.rx_auth_failed + b.rx_replayed > b_before.rx_auth_failed + b_before.rx_replayed);
+    let dropped = |c: Counters| c.rx_replayed + c.rx_auth_failed + c.rx_unknown_session;
+    assert!(dropped(a) > dropped(a_before));
+    assert!(dropped(b) > dropped(b_before));
+    // Every old data packet and response from A names a session (or
+    // handshake) the new B never had.
+    assert_eq!(
+        b.rx_unknown_session - b_before.rx_unknown_session,
+        old_data_from_a
+    );
 }
 
 #[test]
@@ -563,6 +575,7 @@ fn garbage_is_classified_and_never_answered() {
         + (c.rx_malformed - before.rx_malformed)
         + (c.rx_replayed - before.rx_replayed)
         + (c.rx_unknown_peer - before.rx_unknown_peer)
+        + (c.rx_unknown_session - before.rx_unknown_session)
         + (c.handshake_rate_limited - before.handshake_rate_limited);
     assert_eq!(counted, total, "every bad datagram has a counted reason");
 }
@@ -606,4 +619,35 @@ fn three_peers_are_told_apart_by_name() {
             Some(addr(from))
         );
     }
+}
+
+/// Both ends hold the same PSK, so an attacker could send an endpoint's own
+/// initiation back to it from the peer's address. It must not be answered
+/// (answering would end in a session with itself).
+#[test]
+fn reflected_initiation_is_refused() {
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    // A starts a rekey; the attacker swallows it and reflects it to A.
+    let mut out = Out::default();
+    p.t[0].handle_timeout(p.now + Duration::from_secs(121), &mut out);
+    let init = out
+        .sent
+        .iter()
+        .find(|(_, d)| d[0] == 1)
+        .expect("a rekey initiation")
+        .1
+        .clone();
+    let before = p.t[0].counters().rx_replayed;
+    let mut reply = Out::default();
+    let mut d = init;
+    let r = p.t[0].handle_datagram(
+        p.addr[1],
+        &mut d,
+        p.now + Duration::from_secs(121),
+        &mut reply,
+    );
+    assert_eq!(r, Incoming::Nothing);
+    assert!(reply.sent.is_empty(), "A answered its own initiation");
+    assert_eq!(p.t[0].counters().rx_replayed, before + 1);
 }

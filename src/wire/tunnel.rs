@@ -53,12 +53,12 @@ pub mod field {
     pub const INIT_SENDER: Range<usize> = 4..8;
     /// Initiation: initiator's ephemeral public key.
     pub const INIT_EPHEMERAL: Range<usize> = 8..40;
-    /// Initiation: encrypted payload (44 bytes) and its tag (16).
-    pub const INIT_PAYLOAD: Range<usize> = 40..100;
-    /// Initiation: MAC over bytes `0..100`.
-    pub const INIT_MAC: Range<usize> = 100..116;
+    /// Initiation: encrypted payload (52 bytes) and its tag (16).
+    pub const INIT_PAYLOAD: Range<usize> = 40..108;
+    /// Initiation: MAC over bytes `0..108`.
+    pub const INIT_MAC: Range<usize> = 108..124;
     /// Initiation: total length.
-    pub const INIT_LEN: usize = 116;
+    pub const INIT_LEN: usize = 124;
 
     /// Response: sender index.
     pub const RESP_SENDER: Range<usize> = 4..8;
@@ -82,18 +82,22 @@ pub mod field {
     pub const DATA_HEADER_LEN: usize = 16;
 }
 
-/// Plaintext of the initiation payload: TAI64N timestamp, then the
-/// initiator's link name (length byte + 31 bytes, zero padded).
+/// Plaintext of the initiation payload: TAI64N timestamp, the initiator's
+/// random instance id, then its link name (length byte + 31 bytes, zero
+/// padded).
 pub mod init_payload {
     use core::ops::Range;
     /// TAI64N timestamp (8 bytes seconds, 4 bytes nanoseconds, big-endian).
     pub const TIMESTAMP: Range<usize> = 0..12;
+    /// Random id of the sending tunnel instance, so it can recognise (and
+    /// refuse) its own initiations reflected back at it.
+    pub const INSTANCE: Range<usize> = 12..20;
     /// Length of the name that follows.
-    pub const NAME_LEN: usize = 12;
+    pub const NAME_LEN: usize = 20;
     /// The name bytes.
-    pub const NAME: Range<usize> = 13..44;
+    pub const NAME: Range<usize> = 21..52;
     /// Plaintext length.
-    pub const LEN: usize = 44;
+    pub const LEN: usize = 52;
 }
 
 fn u32_at(buf: &[u8], r: core::ops::Range<usize>) -> u32 {

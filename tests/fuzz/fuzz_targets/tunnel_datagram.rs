@@ -134,7 +134,12 @@ fn frame(seq: u32, len: usize) -> Vec<u8> {
 
 /// Every counter a dropped datagram can land in.
 fn drops(c: &Counters) -> u64 {
-    c.rx_auth_failed + c.rx_replayed + c.rx_malformed + c.handshake_rate_limited + c.rx_unknown_peer
+    c.rx_auth_failed
+        + c.rx_replayed
+        + c.rx_malformed
+        + c.handshake_rate_limited
+        + c.rx_unknown_peer
+        + c.rx_unknown_session
 }
 
 /// A datagram on its way from one side to the other.

@@ -49,15 +49,23 @@ pub(crate) struct SessionKeys {
     pub(crate) recv: TransportKey,
 }
 
+/// What the initiator tells the responder (encrypted).
+pub(crate) struct InitPayload<'a> {
+    /// TAI64N wall-clock time.
+    pub(crate) timestamp: [u8; 12],
+    /// The initiator's random instance id.
+    pub(crate) instance: [u8; 8],
+    /// The initiator's link name.
+    pub(crate) name: &'a str,
+}
+
 /// Writes an initiation into `out` (exactly [`field::INIT_LEN`] bytes).
 pub(crate) fn write_initiation(
     base: &SymmetricState,
     mac: &MacKey,
     ephemeral: [u8; 32],
     local_index: u32,
-    timestamp: [u8; 12],
-    instance: [u8; 8],
-    name: &str,
+    what: &InitPayload<'_>,
     out: &mut [u8],
 ) -> PendingInitiation {
     let out = &mut out[..field::INIT_LEN];
@@ -73,9 +81,9 @@ pub(crate) fn write_initiation(
     st.mix_key(e_pub.as_bytes());
     // payload: timestamp, name
     let payload = &mut out[field::INIT_PAYLOAD];
-    payload[init_payload::TIMESTAMP].copy_from_slice(&timestamp);
-    payload[init_payload::INSTANCE].copy_from_slice(&instance);
-    let name = truncate_name(name.as_bytes());
+    payload[init_payload::TIMESTAMP].copy_from_slice(&what.timestamp);
+    payload[init_payload::INSTANCE].copy_from_slice(&what.instance);
+    let name = truncate_name(what.name.as_bytes());
     payload[init_payload::NAME_LEN] = name.len() as u8;
     payload[init_payload::NAME.start..init_payload::NAME.start + name.len()].copy_from_slice(name);
     st.encrypt_and_hash(payload);
@@ -239,6 +247,14 @@ pub(crate) fn read_response(
 mod tests {
     use super::*;
 
+    fn payload(timestamp: [u8; 12], instance: [u8; 8], name: &str) -> InitPayload<'_> {
+        InitPayload {
+            timestamp,
+            instance,
+            name,
+        }
+    }
+
     fn setup(psk: u8) -> (SymmetricState, MacKey) {
         (
             SymmetricState::initial(&[psk; 32]),
@@ -250,8 +266,14 @@ mod tests {
     fn full_handshake_agrees_on_keys() {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
-        let pending =
-            write_initiation(&base, &mac, [3; 32], 77, [9; 12], [6; 8], "site-a", &mut m1);
+        let pending = write_initiation(
+            &base,
+            &mac,
+            [3; 32],
+            77,
+            &payload([9; 12], [6; 8], "site-a"),
+            &mut m1,
+        );
         initiation_mac_ok(&mac, &m1).expect("mac");
         let init = read_initiation(&base, &m1).expect("decrypts");
         assert_eq!(init.sender, 77);
@@ -280,7 +302,14 @@ mod tests {
         let (base, mac) = setup(1);
         let (base2, mac2) = setup(2);
         let mut m1 = [0u8; field::INIT_LEN];
-        write_initiation(&base, &mac, [3; 32], 1, [0; 12], [0; 8], "a", &mut m1);
+        write_initiation(
+            &base,
+            &mac,
+            [3; 32],
+            1,
+            &payload([0; 12], [0; 8], "a"),
+            &mut m1,
+        );
         assert_eq!(initiation_mac_ok(&mac2, &m1), Err(HandshakeError::Auth));
         assert!(matches!(
             read_initiation(&base2, &m1),
@@ -292,7 +321,14 @@ mod tests {
     fn tampering_anywhere_is_detected() {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
-        write_initiation(&base, &mac, [3; 32], 1, [0; 12], [0; 8], "a", &mut m1);
+        write_initiation(
+            &base,
+            &mac,
+            [3; 32],
+            1,
+            &payload([0; 12], [0; 8], "a"),
+            &mut m1,
+        );
         for i in 0..field::INIT_LEN {
             let mut t = m1;
             t[i] ^= 0x40;
@@ -312,9 +348,23 @@ mod tests {
     fn response_to_another_initiation_fails() {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
-        let p1 = write_initiation(&base, &mac, [3; 32], 1, [0; 12], [0; 8], "a", &mut m1);
+        let p1 = write_initiation(
+            &base,
+            &mac,
+            [3; 32],
+            1,
+            &payload([0; 12], [0; 8], "a"),
+            &mut m1,
+        );
         let mut m1b = [0u8; field::INIT_LEN];
-        write_initiation(&base, &mac, [4; 32], 2, [0; 12], [0; 8], "a", &mut m1b);
+        write_initiation(
+            &base,
+            &mac,
+            [4; 32],
+            2,
+            &payload([0; 12], [0; 8], "a"),
+            &mut m1b,
+        );
         let init_b = read_initiation(&base, &m1b).expect("ok");
         let mut m2 = [0u8; field::RESP_LEN];
         write_response(init_b, &mac, [5; 32], 9, [0; 12], &mut m2).expect("ok");
@@ -325,7 +375,14 @@ mod tests {
     fn low_order_ephemeral_rejected() {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
-        let p = write_initiation(&base, &mac, [3; 32], 1, [0; 12], [0; 8], "a", &mut m1);
+        let p = write_initiation(
+            &base,
+            &mac,
+            [3; 32],
+            1,
+            &payload([0; 12], [0; 8], "a"),
+            &mut m1,
+        );
         // A response whose ephemeral is the all-zero point gives a zero DH.
         let mut m2 = [0u8; field::RESP_LEN];
         m2[0] = 2;

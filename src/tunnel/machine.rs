@@ -481,9 +481,11 @@ impl Tunnel {
             &self.mac,
             eph,
             local_index,
-            ts,
-            self.instance,
-            &self.params.local_name,
+            &handshake::InitPayload {
+                timestamp: ts,
+                instance: self.instance,
+                name: &self.params.local_name,
+            },
             buf,
         );
         zeroize::Zeroize::zeroize(&mut eph);

@@ -19,7 +19,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{Config, Psk, format_mac};
 use crate::control::{self, ClientError, InterfaceStatus, Request, Response};
-use crate::datapath::tap::Tap;
+use crate::datapath::tap::{Tap, VNET_HDR_LEN};
 use crate::datapath::udp::{UdpOptions, UdpSocket};
 use crate::datapath::worker::{Exit, LinkInfo, Worker};
 use crate::hooks::{self, HookEnv};
@@ -31,6 +31,19 @@ use crate::tunnel::{OsEntropy, PeerParams, Tunnel, TunnelParams};
 
 /// Packets under one key before a rekey (AES-GCM stays far inside its limits).
 pub const REKEY_AFTER_PACKETS: u64 = 1 << 32;
+
+/// Largest frame with offloads: a 64 KiB IP packet, Ethernet + VLAN header,
+/// virtio-net header.
+pub const GSO_FRAME_MAX: usize = 65535 + 18 + VNET_HDR_LEN;
+
+/// Whether a [`GSO_FRAME_MAX`] frame fits the tunnel's 64 fragments over a
+/// WAN of `wan_mtu` (IPv6 outer headers, the worst case).
+pub fn tso_fits(wan_mtu: u32) -> bool {
+    let per_fragment = (wan_mtu as usize)
+        .saturating_sub(crate::tunnel::IPV6_UDP_OVERHEAD + crate::tunnel::DATA_OVERHEAD)
+        .saturating_sub(crate::tunnel::fragment::HEADER_LEN);
+    per_fragment * crate::tunnel::fragment::MAX_FRAGMENTS >= GSO_FRAME_MAX
+}
 
 /// Where the daemon's log goes when `link up` detaches it: beside the socket.
 pub fn log_path(cfg: &Config) -> PathBuf {
@@ -170,7 +183,12 @@ fn bring_up(
     if nl.remove_stale_tap(ifname)? {
         tracing::warn!("removed a stale TAP {ifname} left by a previous instance");
     }
-    let tap = Tap::create(ifname, 1).with_context(|| format!("cannot create TAP {ifname}"))?;
+    // Offloads: the kernel hands over 64 KiB TCP batches and partial
+    // checksums, which the other site's kernel completes. TSO only when a
+    // 64 KiB batch fits the tunnel's 64 fragments on this WAN MTU.
+    let tso = tso_fits(cfg.tunnel.wan_mtu);
+    let tap = Tap::create_offload(ifname, 1, tso)
+        .with_context(|| format!("cannot create TAP {ifname}"))?;
     let link = nl
         .link_by_name(ifname)?
         .ok_or_else(|| anyhow!("TAP {ifname} vanished right after it was created"))?;
@@ -232,7 +250,11 @@ fn bring_up(
             rekey_after: cfg.tunnel.rekey_after,
             rekey_after_packets: REKEY_AFTER_PACKETS,
             wan_mtu: cfg.tunnel.wan_mtu as usize,
-            max_frame: cfg.interface.mtu as usize + 18,
+            max_frame: if tso {
+                GSO_FRAME_MAX
+            } else {
+                cfg.interface.mtu as usize + 18 + VNET_HDR_LEN
+            },
         },
         psk.as_bytes(),
         Box::new(OsEntropy),
@@ -278,6 +300,7 @@ fn bring_up(
             responder,
             lease_file: cfg.dhcp.as_ref().map(|d| d.lease_file.clone()),
             tap: tap.into_queues().remove(0),
+            vnet_hdr: VNET_HDR_LEN,
             udp,
             commands,
             waker,

@@ -211,10 +211,66 @@ mod ioctl {
     #![allow(unsafe_code, missing_docs)]
     use nix::libc;
     nix::ioctl_readwrite_bad!(tunsetiff, libc::TUNSETIFF, libc::ifreq);
+    nix::ioctl_write_int_bad!(tunsetoffload, libc::TUNSETOFFLOAD);
+}
+
+/// Length of the `virtio_net_hdr` that precedes every frame on a TAP created
+/// with offloads ([`Tap::create_offload`]).
+pub const VNET_HDR_LEN: usize = 10;
+
+impl Tap {
+    /// Like [`create`](Self::create), but with `IFF_VNET_HDR`: every frame read
+    /// or written is preceded by a [`VNET_HDR_LEN`]-byte `virtio_net_hdr`, and
+    /// the kernel may hand over frames with partial checksums and, with
+    /// `tso`, TCP segmentation left undone (frames up to 64 KiB). The tunnel
+    /// carries header and frame to the other site, whose kernel finishes the
+    /// work — one trip through each stack per 64 KiB instead of per 1.5 KiB.
+    pub fn create_offload(name: &str, queues: usize, tso: bool) -> Result<Tap, TapError> {
+        validate_name(name)?;
+        if queues == 0 || queues > MAX_QUEUES {
+            return Err(TapError::InvalidQueues(queues));
+        }
+        if nix::net::if_::if_nametoindex(name).is_ok() {
+            return Err(TapError::Exists(name.to_owned()));
+        }
+        let mut offload = libc::TUN_F_CSUM;
+        if tso {
+            offload |= libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+        }
+        let mut out = Vec::with_capacity(queues);
+        for q in 0..queues {
+            let file = open_queue(name, queues > 1, true)
+                .and_then(|f| set_offload(&f, offload).map(|()| f))
+                .map_err(|cause| TapError::Create {
+                    name: name.to_owned(),
+                    queue: q,
+                    cause,
+                })?;
+            out.push(TapQueue { file });
+        }
+        Ok(Tap {
+            name: name.to_owned(),
+            queues: out,
+        })
+    }
+}
+
+#[allow(unsafe_code)]
+fn set_offload(file: &File, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: `file` is an open TAP queue fd; TUNSETOFFLOAD takes the flags
+    // by value and touches no user memory.
+    unsafe { ioctl::tunsetoffload(file.as_raw_fd(), flags as libc::c_int) }?;
+    Ok(())
 }
 
 /// Opens one queue of a multi-queue TAP.
 fn open_mq_queue(name: &str) -> io::Result<File> {
+    open_queue(name, true, false)
+}
+
+/// Opens `/dev/net/tun` and attaches it to the TAP `name` with the given
+/// flags.
+fn open_queue(name: &str, multi_queue: bool, vnet_hdr: bool) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -225,7 +281,14 @@ fn open_mq_queue(name: &str) -> io::Result<File> {
     for (dst, src) in ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    let flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
+    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+    if multi_queue {
+        flags |= libc::IFF_MULTI_QUEUE;
+    }
+    if vnet_hdr {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    let flags = flags as libc::c_short;
     let mut ifr = libc::ifreq {
         ifr_name,
         ifr_ifru: libc::__c_anonymous_ifr_ifru { ifru_flags: flags },

@@ -31,8 +31,9 @@ use crate::tunnel::{Event, PeerId, PeerStats, Transmit, Tunnel};
 
 /// Datagrams or frames handled per batch.
 pub const BATCH: usize = 64;
-/// Largest Ethernet frame read from the TAP (jumbo MTU + headers).
-const FRAME_BUF: usize = 9216 + 64;
+/// Largest frame read from the TAP: a 64 KiB GSO batch with its Ethernet,
+/// VLAN and virtio headers.
+const FRAME_BUF: usize = 65536 + 256;
 
 /// Why the worker returned.
 pub enum Exit {
@@ -54,6 +55,9 @@ pub struct Worker {
     pub lease_file: Option<PathBuf>,
     /// The TAP queue.
     pub tap: TapQueue,
+    /// Length of the virtio-net header before each TAP frame (0 without
+    /// offloads). The header travels through the tunnel with its frame.
+    pub vnet_hdr: usize,
     /// The UDP socket.
     pub udp: UdpSocket,
     /// Control requests.
@@ -268,14 +272,19 @@ impl Worker {
                     continue;
                 };
                 let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
-                let crate::tunnel::Incoming::Frame { peer, frame } =
-                    self.tunnel.handle_datagram(from, buf, now, &mut tx)
+                // `packet` is the virtio-net header (if any) and the frame.
+                let crate::tunnel::Incoming::Frame {
+                    peer,
+                    frame: packet,
+                } = self.tunnel.handle_datagram(from, buf, now, &mut tx)
                 else {
                     continue;
                 };
-                if frame.len() < 14 {
+                let h = self.vnet_hdr;
+                if packet.len() < h + 14 {
                     continue;
                 }
+                let frame = &packet[h..];
                 let dst: [u8; 6] = frame[..6].try_into().expect("14 bytes checked");
                 let src: [u8; 6] = frame[6..12].try_into().expect("14 bytes checked");
                 if let Some(r) = self.responder.as_mut() {
@@ -284,15 +293,15 @@ impl Worker {
                     }
                 }
                 let route = self.switch.from_peer(peer, dst, src, now);
-                if route.local && self.tap.write(frame).is_err() {
+                if route.local && self.tap.write(packet).is_err() {
                     io.tap_write_errors += 1;
                 }
                 if route.peer.is_none() && !route.flood_peers {
                     continue;
                 }
                 // Hub: the frame borrows the tunnel; copy it out first.
-                let len = frame.len();
-                b.hub[..len].copy_from_slice(frame);
+                let len = packet.len();
+                b.hub[..len].copy_from_slice(packet);
                 let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
                 for p in 0..self.tunnel.peer_count() {
                     if p != peer && (route.flood_peers || route.peer == Some(p)) {
@@ -317,32 +326,40 @@ impl Worker {
                     return;
                 }
             };
-            let frame = &b.frame[..n];
-            if n < 14 {
+            let h = self.vnet_hdr;
+            if n < h + 14 {
                 continue;
             }
             if let Some(r) = self.responder.as_mut() {
-                match r.handle_local(frame, now, wall, &mut b.reply) {
+                if h > 0 && is_dhcp_to_server(&b.frame[h..n]) {
+                    // The kernel may leave a UDP checksum for "hardware" to
+                    // finish; the responder checks it, so finish it here.
+                    finish_checksum(&mut b.frame[..n]);
+                }
+                match r.handle_local(&b.frame[h..n], now, wall, &mut b.reply[h..]) {
                     LocalVerdict::Forward => {}
                     LocalVerdict::Consumed => continue,
                     LocalVerdict::Reply(len) => {
-                        if self.tap.write(&b.reply[..len]).is_err() {
+                        b.reply[..h].fill(0); // plain frame: no offload
+                        if self.tap.write(&b.reply[..h + len]).is_err() {
                             io.tap_write_errors += 1;
                         }
                         continue;
                     }
                 }
             }
+            let packet = &b.frame[..n];
+            let frame = &packet[h..];
             let dst: [u8; 6] = frame[..6].try_into().expect("14 bytes checked");
             let src: [u8; 6] = frame[6..12].try_into().expect("14 bytes checked");
             let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
             match self.switch.from_local(dst, src, now) {
                 LocalRoute::Peer(p) => {
-                    self.tunnel.send_frame(p, frame, now, &mut tx);
+                    self.tunnel.send_frame(p, packet, now, &mut tx);
                 }
                 LocalRoute::Flood => {
                     for p in 0..self.tunnel.peer_count() {
-                        self.tunnel.send_frame(p, frame, now, &mut tx);
+                        self.tunnel.send_frame(p, packet, now, &mut tx);
                     }
                 }
                 LocalRoute::Drop => {}
@@ -482,5 +499,104 @@ impl Worker {
             },
             leases: self.leases(wall),
         }
+    }
+}
+
+/// Is this an IPv4 UDP frame to the DHCP server port (untagged)?
+fn is_dhcp_to_server(frame: &[u8]) -> bool {
+    let Some(ip) = frame.get(14..) else {
+        return false;
+    };
+    if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[9] != 17 {
+        return false;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    ip.get(ihl + 2..ihl + 4) == Some(&[0, 67][..])
+}
+
+/// Completes a checksum the kernel left partial (`VIRTIO_NET_HDR_F_NEEDS_CSUM`):
+/// the ones' complement sum from `csum_start` to the end goes into the field
+/// at `csum_start + csum_offset` (which holds the pseudo-header sum). `packet`
+/// starts with the 10-byte virtio-net header. Malformed offsets are ignored.
+fn finish_checksum(packet: &mut [u8]) {
+    const NEEDS_CSUM: u8 = 1;
+    if packet.len() < 10 || packet[0] & NEEDS_CSUM == 0 {
+        return;
+    }
+    let start = 10 + usize::from(u16::from_le_bytes([packet[6], packet[7]]));
+    let field = start + usize::from(u16::from_le_bytes([packet[8], packet[9]]));
+    if field + 2 > packet.len() {
+        return;
+    }
+    let mut sum: u32 = 0;
+    for chunk in packet[start..].chunks(2) {
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from_be_bytes([chunk[0], 0])
+        };
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let mut csum = !(sum as u16);
+    if csum == 0 {
+        csum = 0xffff; // UDP: zero means "no checksum"
+    }
+    packet[field..field + 2].copy_from_slice(&csum.to_be_bytes());
+    packet[0] &= !NEEDS_CSUM;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A UDP/IPv4 DHCP frame with a correct checksum, turned into what the
+    /// kernel hands over with checksum offload, comes back identical.
+    #[test]
+    fn finishes_a_partial_udp_checksum() {
+        let mut frame = vec![0u8; 14 + 20 + 8 + 4];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut frame[14..34];
+        ip[0] = 0x45;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[198, 19, 0, 5]);
+        ip[16..20].copy_from_slice(&[198, 19, 0, 254]);
+        let udp = 34;
+        frame[udp..udp + 2].copy_from_slice(&68u16.to_be_bytes());
+        frame[udp + 2..udp + 4].copy_from_slice(&67u16.to_be_bytes());
+        frame[udp + 4..udp + 6].copy_from_slice(&12u16.to_be_bytes());
+        frame[udp + 8..].copy_from_slice(&[1, 2, 3, 4]);
+        assert!(is_dhcp_to_server(&frame));
+        // Pseudo-header sum: src + dst + proto + UDP length.
+        let words = [0xc613u32, 0x0005, 0xc613, 0x00fe, 17, 12];
+        let mut pseudo: u32 = words.iter().sum();
+        while pseudo > 0xffff {
+            pseudo = (pseudo & 0xffff) + (pseudo >> 16);
+        }
+        let mut packet = vec![0u8; 10];
+        packet[0] = 1; // NEEDS_CSUM
+        packet[6..8].copy_from_slice(&(udp as u16).to_le_bytes());
+        packet[8..10].copy_from_slice(&6u16.to_le_bytes());
+        packet.extend_from_slice(&frame);
+        packet[10 + udp + 6..10 + udp + 8].copy_from_slice(&(pseudo as u16).to_be_bytes());
+        finish_checksum(&mut packet);
+        // Verify: the sum over pseudo-header and UDP segment is 0xffff.
+        let seg = &packet[10 + udp..];
+        let mut sum: u32 = words.iter().sum();
+        for c in seg.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff);
+        assert_eq!(packet[0] & 1, 0);
+        // Garbage offsets do nothing.
+        let mut junk = vec![1u8; 12];
+        junk[6] = 0xff;
+        finish_checksum(&mut junk);
+        assert_eq!(junk[10..], [1, 1]);
     }
 }

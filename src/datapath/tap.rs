@@ -17,8 +17,9 @@
 //! (flows are spread over queues by hash, so workers do not contend on one
 //! fd). For more than one queue we therefore open `/dev/net/tun` ourselves and
 //! issue `TUNSETIFF` with `IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE` once per
-//! queue, all with the same name. The same path is where `IFF_VNET_HDR`
-//! (checksum/GSO offload) would be requested later.
+//! queue, all with the same name. The same path requests `IFF_VNET_HDR` and
+//! `TUNSETOFFLOAD` (checksum and TCP segmentation offload) for
+//! [`Tap::create_offload`], which `tun-tap` cannot do either.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};

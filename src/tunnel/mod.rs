@@ -122,6 +122,15 @@
 //! - **Roaming**: any authenticated packet from a new source address moves
 //!   the peer's endpoint.
 //!
+//! # What a "frame" is
+//!
+//! The tunnel carries opaque frames of up to `max_frame` bytes. The daemon's
+//! data path hands it, for each Ethernet frame, the 10-byte Linux
+//! `virtio_net_hdr` that its offload-enabled TAP puts in front, followed by
+//! the frame; with TSO the frame may be a TCP batch of up to 64 KiB that the
+//! receiving site's kernel segments. Both ends run the same data path, so
+//! the header is always there.
+//!
 //! # Silence
 //!
 //! A datagram that does not authenticate produces no output of any kind; it

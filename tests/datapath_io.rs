@@ -3,29 +3,16 @@
 //! (`unshare(CLONE_NEWNET)` on its own thread). Needs root; without it the
 //! tests say so and return.
 
+mod common;
+use common::in_netns;
+
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sched::{CloneFlags, unshare};
 use tapbridge::datapath::tap::{Tap, TapError, TapQueue};
 use tapbridge::datapath::udp::{RecvBatch, SendBatch, UdpOptions, UdpSocket};
 use tapbridge::netlink::Netlink;
-
-fn in_netns<F: FnOnce() + Send + 'static>(test: &str, f: F) {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping {test}: needs root to create a network namespace");
-        return;
-    }
-    let joined = std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET) as root");
-        f();
-    })
-    .join();
-    if let Err(panic) = joined {
-        std::panic::resume_unwind(panic);
-    }
-}
 
 fn lo_up(nl: &mut Netlink) {
     let lo = nl.link_by_name("lo").expect("lookup").expect("lo exists");

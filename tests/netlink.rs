@@ -3,28 +3,13 @@
 //! namespace is never touched. Needs root; without it the tests say so and
 //! return.
 
+mod common;
+use common::in_netns;
+
 use std::net::IpAddr;
 
-use nix::sched::{CloneFlags, unshare};
 use tapbridge::datapath::tap::Tap;
 use tapbridge::netlink::{Change, Changes, Netlink, NetlinkError, RouteEntry};
-
-/// Runs `f` on a fresh thread inside a private network namespace that
-/// vanishes with the thread. Returns without running it when not root.
-fn in_netns<F: FnOnce() + Send + 'static>(test: &str, f: F) {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping {test}: needs root to create a network namespace");
-        return;
-    }
-    let joined = std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET) as root");
-        f();
-    })
-    .join();
-    if let Err(panic) = joined {
-        std::panic::resume_unwind(panic);
-    }
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test literal")

@@ -255,6 +255,24 @@ mod tests {
         }
     }
 
+    /// An initiation from "a" with zero timestamp and instance.
+    fn initiate(
+        base: &SymmetricState,
+        mac: &MacKey,
+        ephemeral: [u8; 32],
+        index: u32,
+        out: &mut [u8],
+    ) -> PendingInitiation {
+        write_initiation(
+            base,
+            mac,
+            ephemeral,
+            index,
+            &payload([0; 12], [0; 8], "a"),
+            out,
+        )
+    }
+
     fn setup(psk: u8) -> (SymmetricState, MacKey) {
         (
             SymmetricState::initial(&[psk; 32]),
@@ -302,14 +320,7 @@ mod tests {
         let (base, mac) = setup(1);
         let (base2, mac2) = setup(2);
         let mut m1 = [0u8; field::INIT_LEN];
-        write_initiation(
-            &base,
-            &mac,
-            [3; 32],
-            1,
-            &payload([0; 12], [0; 8], "a"),
-            &mut m1,
-        );
+        initiate(&base, &mac, [3; 32], 1, &mut m1);
         assert_eq!(initiation_mac_ok(&mac2, &m1), Err(HandshakeError::Auth));
         assert!(matches!(
             read_initiation(&base2, &m1),
@@ -321,14 +332,7 @@ mod tests {
     fn tampering_anywhere_is_detected() {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
-        write_initiation(
-            &base,
-            &mac,
-            [3; 32],
-            1,
-            &payload([0; 12], [0; 8], "a"),
-            &mut m1,
-        );
+        initiate(&base, &mac, [3; 32], 1, &mut m1);
         for i in 0..field::INIT_LEN {
             let mut t = m1;
             t[i] ^= 0x40;
@@ -348,23 +352,9 @@ mod tests {
     fn response_to_another_initiation_fails() {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
-        let p1 = write_initiation(
-            &base,
-            &mac,
-            [3; 32],
-            1,
-            &payload([0; 12], [0; 8], "a"),
-            &mut m1,
-        );
+        let p1 = initiate(&base, &mac, [3; 32], 1, &mut m1);
         let mut m1b = [0u8; field::INIT_LEN];
-        write_initiation(
-            &base,
-            &mac,
-            [4; 32],
-            2,
-            &payload([0; 12], [0; 8], "a"),
-            &mut m1b,
-        );
+        initiate(&base, &mac, [4; 32], 2, &mut m1b);
         let init_b = read_initiation(&base, &m1b).expect("ok");
         let mut m2 = [0u8; field::RESP_LEN];
         write_response(init_b, &mac, [5; 32], 9, [0; 12], &mut m2).expect("ok");
@@ -375,14 +365,7 @@ mod tests {
     fn low_order_ephemeral_rejected() {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
-        let p = write_initiation(
-            &base,
-            &mac,
-            [3; 32],
-            1,
-            &payload([0; 12], [0; 8], "a"),
-            &mut m1,
-        );
+        let p = initiate(&base, &mac, [3; 32], 1, &mut m1);
         // A response whose ephemeral is the all-zero point gives a zero DH.
         let mut m2 = [0u8; field::RESP_LEN];
         m2[0] = 2;

@@ -30,7 +30,16 @@ fn wait_readable<F: AsFd>(fd: &F) -> bool {
 }
 
 fn payload(seq: u32, out: &mut [u8]) -> usize {
-    let len = 16 + (seq as usize * 7) % 1200;
+    fill(seq, 16 + (seq as usize * 7) % 1200, out)
+}
+
+/// Runs of 1000-byte datagrams, every 25th shorter: what segmentation
+/// offload (UDP_SEGMENT) sends as one message and the kernel splits again.
+fn uniform_payload(seq: u32, out: &mut [u8]) -> usize {
+    fill(seq, if seq % 25 == 24 { 300 } else { 1000 }, out)
+}
+
+fn fill(seq: u32, len: usize, out: &mut [u8]) -> usize {
     out[..4].copy_from_slice(&seq.to_be_bytes());
     for (i, b) in out[4..len].iter_mut().enumerate() {
         *b = (seq as usize).wrapping_add(i) as u8;
@@ -41,6 +50,17 @@ fn payload(seq: u32, out: &mut [u8]) -> usize {
 /// Moves `total` datagrams from `tx` to `rx` in batches, checking each one's
 /// contents and canonical source address.
 fn pump(tx: &UdpSocket, rx: &UdpSocket, dest: SocketAddr, expect_src: SocketAddr, total: u32) {
+    pump_with(payload, tx, rx, dest, expect_src, total);
+}
+
+fn pump_with(
+    payload: fn(u32, &mut [u8]) -> usize,
+    tx: &UdpSocket,
+    rx: &UdpSocket,
+    dest: SocketAddr,
+    expect_src: SocketAddr,
+    total: u32,
+) {
     let mut sb = SendBatch::new(64, 2048);
     let mut rb = RecvBatch::new(32, 2048);
     let mut seen = vec![false; total as usize];
@@ -96,6 +116,28 @@ fn udp_batches_over_ipv4_loopback() {
         assert_ne!(rx.local_addr().port(), 0);
         pump(&tx, &rx, rx.local_addr(), tx.local_addr(), 1000);
     });
+}
+
+#[test]
+fn equal_size_runs_arrive_as_separate_intact_datagrams() {
+    in_netns(
+        "equal_size_runs_arrive_as_separate_intact_datagrams",
+        || {
+            let mut nl = Netlink::new().expect("netlink");
+            lo_up(&mut nl);
+            let opts = UdpOptions::default();
+            let rx = UdpSocket::bind(sa("127.0.0.1:0"), &opts).expect("bind rx");
+            let tx = UdpSocket::bind(sa("127.0.0.1:0"), &opts).expect("bind tx");
+            pump_with(
+                uniform_payload,
+                &tx,
+                &rx,
+                rx.local_addr(),
+                tx.local_addr(),
+                1000,
+            );
+        },
+    );
 }
 
 #[test]

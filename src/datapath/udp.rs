@@ -111,6 +111,9 @@ pub struct UdpSocket {
     fd: OwnedFd,
     v6: bool,
     local: SocketAddr,
+    /// UDP segmentation offload (`UDP_SEGMENT`) for runs of equal-size
+    /// datagrams; switched off for good if the kernel refuses it.
+    gso: std::sync::atomic::AtomicBool,
 }
 
 impl UdpSocket {
@@ -191,7 +194,18 @@ impl UdpSocket {
             .ok()
             .and_then(|s| storage_to_std(&s))
             .unwrap_or(addr);
-        Ok(UdpSocket { fd, v6, local })
+        Ok(UdpSocket {
+            fd,
+            v6,
+            local,
+            gso: std::sync::atomic::AtomicBool::new(true),
+        })
+    }
+
+    /// Whether runs of equal-size datagrams still go out with segmentation
+    /// offload (false once the kernel refused it).
+    pub fn gso_active(&self) -> bool {
+        self.gso.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The address actually bound (with the kernel-chosen port if 0 was asked).
@@ -223,6 +237,9 @@ impl UdpSocket {
     /// sent or dropped, the batch is emptied for reuse.
     pub fn send_batch(&self, batch: &mut SendBatch) -> SendReport {
         let mut report = SendReport::default();
+        if self.gso.load(std::sync::atomic::Ordering::Relaxed) {
+            self.send_batch_gso(batch, &mut report);
+        }
         while batch.head < batch.count {
             // The run of datagrams, from `head`, whose destination this
             // socket's family can express.
@@ -272,6 +289,74 @@ impl UdpSocket {
             batch.count = 0;
         }
         report
+    }
+
+    /// Sends what it can of `batch` with UDP segmentation offload: each run of
+    /// datagrams to one destination, all of one size but the last (shorter
+    /// or equal), goes down as one `msghdr` with a `UDP_SEGMENT` control
+    /// message, so the stack is crossed once per run instead of once per
+    /// datagram. Leaves the rest (and everything, if the kernel refuses
+    /// GSO) to the plain path.
+    fn send_batch_gso(&self, batch: &mut SendBatch, report: &mut SendReport) {
+        while batch.head < batch.count {
+            let mut groups = 0;
+            let mut i = batch.head;
+            while i < batch.count && groups < batch.ghdrs.len() {
+                match encode_addr(batch.dests[i], self.v6, &mut batch.names[i]) {
+                    Some(len) => batch.name_lens[i] = len,
+                    None => break,
+                }
+                let seg = batch.lens[i];
+                let mut k = 1;
+                let mut total = seg;
+                while i + k < batch.count
+                    && k < GSO_MAX_SEGMENTS
+                    && batch.dests[i + k] == batch.dests[i]
+                    && batch.lens[i + k] <= seg
+                    && batch.lens[i + k] > 0
+                    && total + batch.lens[i + k] <= GSO_MAX_BYTES
+                {
+                    total += batch.lens[i + k];
+                    k += 1;
+                    if batch.lens[i + k - 1] < seg {
+                        break; // a shorter datagram can only be the last
+                    }
+                }
+                batch.prepare_group(groups, i, k, seg);
+                i += k;
+                groups += 1;
+            }
+            if groups == 0 {
+                return; // the plain path reports the unencodable address
+            }
+            match sendmmsg(self.fd.as_raw_fd(), &mut batch.ghdrs[..groups]) {
+                Ok(0) => return,
+                Ok(n) => {
+                    let sent: usize = batch.gsizes[..n].iter().sum();
+                    batch.head += sent;
+                    report.sent += sent;
+                    if n < groups {
+                        return; // the socket is full, or an error waits
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                    ) && batch.gsizes[0] > 1 =>
+                {
+                    // No GSO here (old kernel, odd device): plain path only.
+                    self.gso.store(false, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+                Err(_) => return, // let the plain path deal with it datagram by datagram
+            }
+        }
+        if batch.head >= batch.count {
+            batch.head = 0;
+            batch.count = 0;
+        }
     }
 
     /// Sends one datagram (for the odd control message; the data path uses
@@ -425,9 +510,19 @@ pub struct SendBatch {
     name_lens: Box<[libc::socklen_t]>,
     iovs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
+    /// One header per GSO run, its datagram count and its control message.
+    ghdrs: Box<[libc::mmsghdr]>,
+    gsizes: Box<[usize]>,
+    cmsgs: Box<[[u64; 4]]>,
     head: usize,
     count: usize,
 }
+
+/// Most datagrams in one GSO send (the kernel's UDP_MAX_SEGMENTS is 64 on
+/// older kernels).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes in one GSO send (below the 64 KiB IP limit with headers).
+const GSO_MAX_BYTES: usize = 60_000;
 
 impl std::fmt::Debug for SendBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -460,6 +555,9 @@ impl SendBatch {
             name_lens: vec![0; count].into_boxed_slice(),
             iovs: (0..count).map(|_| empty_iovec()).collect(),
             hdrs: (0..count).map(|_| zeroed_mmsghdr()).collect(),
+            ghdrs: (0..count).map(|_| zeroed_mmsghdr()).collect(),
+            gsizes: vec![0; count].into_boxed_slice(),
+            cmsgs: vec![[0u64; 4]; count].into_boxed_slice(),
             head: 0,
             count: 0,
         }
@@ -528,6 +626,48 @@ impl SendBatch {
     }
 
     /// Points the headers of slots `from..to` at their buffers and names.
+    /// Group header `g`: datagrams `first..first + k`, segments of `seg`
+    /// bytes. The datagrams' iovecs are consecutive, so the header points at
+    /// `k` of them; the kernel joins and re-splits them at `seg`.
+    #[allow(unsafe_code)]
+    fn prepare_group(&mut self, g: usize, first: usize, k: usize, seg: usize) {
+        let base = self.data.as_mut_ptr();
+        for i in first..first + k {
+            self.iovs[i] = libc::iovec {
+                // `i * buf_size + lens[i]` is within `data` (lens[i] <= buf_size).
+                iov_base: base.wrapping_add(i * self.buf_size).cast(),
+                iov_len: self.lens[i],
+            };
+        }
+        self.gsizes[g] = k;
+        let h = &mut self.ghdrs[g];
+        h.msg_hdr.msg_name = ptr::from_mut(&mut self.names[first]).cast();
+        h.msg_hdr.msg_namelen = self.name_lens[first];
+        h.msg_hdr.msg_iov = ptr::from_mut(&mut self.iovs[first]);
+        h.msg_hdr.msg_iovlen = k;
+        h.msg_hdr.msg_flags = 0;
+        h.msg_len = 0;
+        if k == 1 {
+            h.msg_hdr.msg_control = ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
+            return;
+        }
+        let buf = &mut self.cmsgs[g];
+        // SAFETY: CMSG_SPACE(2) (24 bytes on 64-bit Linux) fits the 32-byte,
+        // 8-aligned buffer; CMSG_FIRSTHDR/CMSG_DATA stay inside it because
+        // msg_controllen says so, and the u16 written is within CMSG_LEN(2).
+        unsafe {
+            let space = libc::CMSG_SPACE(mem::size_of::<u16>() as u32) as usize;
+            h.msg_hdr.msg_control = buf.as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = space;
+            let c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = libc::UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as usize;
+            ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg as u16);
+        }
+    }
+
     fn prepare(&mut self, from: usize, to: usize) {
         let base = self.data.as_mut_ptr();
         for i in from..to {

@@ -114,8 +114,11 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);
     mask.add(Signal::SIGINT);
-    mask.add(Signal::SIGHUP);
-    mask.thread_block().context("cannot block signals")?;
+    // SIGHUP (a closed terminal) is blocked and never read: it does not stop
+    // the link.
+    let mut blocked = mask;
+    blocked.add(Signal::SIGHUP);
+    blocked.thread_block().context("cannot block signals")?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .context("cannot create a signalfd")?;
 

@@ -278,6 +278,9 @@ impl Config {
     /// file stem. Call once at start-up (and for `bridge-ctl check`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = stem(path)?;
+        // Absolute, so paths relative to the file stay right whatever the
+        // working directory (hooks are run by path, never looked up in PATH).
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,

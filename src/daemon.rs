@@ -293,7 +293,16 @@ fn bring_up(
         wan_mtu: cfg.tunnel.wan_mtu,
     };
     for hook in &cfg.hooks.up {
-        hooks::run(hook, "up", &env)?;
+        if let Err(e) = hooks::run(hook, "up", &env) {
+            // Undo what the hooks before it may have done: down hooks are
+            // meant to be safe to run after a partial (or no) up.
+            for down in &cfg.hooks.down {
+                if let Err(d) = hooks::run(down, "down", &env) {
+                    tracing::warn!("while rolling back: {d}");
+                }
+            }
+            return Err(e.into());
+        }
     }
     let listen = udp.local_addr();
     Ok((

@@ -16,7 +16,7 @@
 #     address, route, peer up, traffic;
 #   * `link down`: the down hook ran; no TAP, address, route, socket file or daemon is
 #     left; `link down` again says so and exits 0;
-#   * a failing up hook makes `link up` fail and leaves nothing behind.
+#   * a failing up hook makes `link up` fail, runs the down hooks and leaves nothing behind.
 #
 # Run as root: sudo tests/e2e/lifecycle.sh   (BRIDGE_CTL=... to pick the binary)
 
@@ -203,14 +203,18 @@ if e2e_passed; then
 fi
 
 # ---------------------------------------------------------------- failing up hook
+rm -f "$W/down-ran.txt"
 e2e_config gamma --listen "198.18.3.1:51903" --peer "beta=198.18.3.2:51903" \
-    --address 198.19.4.1/24 --route 198.19.192.0/18 --hook-up "$W/fail-hook.sh"
+    --address 198.19.4.1/24 --route 198.19.192.0/18 --hook-up "$W/fail-hook.sh" \
+    --hook-down "$W/down-hook.sh"
 E2E_NS[gamma]=$NS_A
 e2e_up gamma || true
 e2e_expect_rc "link up with a failing up hook fails" nonzero
 if e2e_passed; then
     e2e_match "the failure is reported on stderr" '^error: .+' "$E2E_STDERR"
 fi
+e2e_check "a failing up hook is rolled back by the down hooks" \
+    grep -qx gamma "$W/down-ran.txt"
 e2e_nothing_left gamma "after the failed up" 198.19.4.1 198.19.192.0/18
 e2e_wait "after the failed up: no process is left in alpha's namespace" 5 \
     e2e_ns_empty "$NS_A"

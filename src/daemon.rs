@@ -207,7 +207,11 @@ fn bring_up(
     // neighbours' ARP caches and DHCP clients' idea of the server stay valid.
     let mac = cfg.interface.mac.unwrap_or_else(|| stable_mac(cfg));
     nl.set_mac(idx, mac)?;
-    let udp = UdpSocket::bind(cfg.tunnel.listen, &UdpOptions::default())
+    let udp_options = UdpOptions {
+        gro: true,
+        ..UdpOptions::default()
+    };
+    let udp = UdpSocket::bind(cfg.tunnel.listen, &udp_options)
         .with_context(|| format!("cannot listen on UDP {}", cfg.tunnel.listen))?;
     if let Some(br) = &cfg.interface.bridge {
         nl.enslave(idx, br)?;

@@ -51,6 +51,10 @@ pub struct UdpOptions {
     pub reuse_port: bool,
     /// Requested `SO_RCVBUF`/`SO_SNDBUF` in bytes (0: leave the defaults).
     pub buffer_bytes: usize,
+    /// Ask for `UDP_GRO`: the kernel may hand over several datagrams of one
+    /// size from one sender as a single buffer; read them with
+    /// [`RecvBatch::get_segmented`] and buffers of 64 KiB. Best effort.
+    pub gro: bool,
 }
 
 impl Default for UdpOptions {
@@ -58,6 +62,7 @@ impl Default for UdpOptions {
         UdpOptions {
             reuse_port: false,
             buffer_bytes: 4 << 20,
+            gro: false,
         }
     }
 }
@@ -144,6 +149,10 @@ impl UdpSocket {
         };
         if opts.reuse_port {
             set(libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
+        }
+        if opts.gro {
+            // Older kernels lack it; datagrams then simply arrive one by one.
+            let _ = setsockopt_int(&fd, libc::SOL_UDP, libc::UDP_GRO, 1);
         }
         if opts.buffer_bytes > 0 {
             let size = libc::c_int::try_from(opts.buffer_bytes).unwrap_or(libc::c_int::MAX);
@@ -405,6 +414,8 @@ pub struct RecvBatch {
     names: Box<[libc::sockaddr_storage]>,
     iovs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
+    /// Control-message space per buffer (the UDP_GRO segment size).
+    cmsgs: Box<[[u64; 4]]>,
     count: usize,
 }
 
@@ -437,6 +448,7 @@ impl RecvBatch {
             names: (0..count).map(|_| zeroed_storage()).collect(),
             iovs: (0..count).map(|_| empty_iovec()).collect(),
             hdrs: (0..count).map(|_| zeroed_mmsghdr()).collect(),
+            cmsgs: vec![[0u64; 4]; count].into_boxed_slice(),
             count: 0,
         }
     }
@@ -488,11 +500,46 @@ impl RecvBatch {
             h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_hdr.msg_iov = ptr::from_mut(&mut self.iovs[i]);
             h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
+            h.msg_hdr.msg_control = self.cmsgs[i].as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = mem::size_of::<[u64; 4]>();
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
+    }
+
+    /// Like [`get`](Self::get), plus the size of the datagrams the buffer
+    /// holds: with `UDP_GRO`, one buffer may carry several datagrams of that
+    /// size from one sender (the last may be shorter); otherwise it is the
+    /// buffer's length.
+    pub fn get_segmented(&mut self, i: usize) -> Option<(&mut [u8], SocketAddr, usize)> {
+        let seg = self.gro_segment(i);
+        let (buf, src) = self.get(i)?;
+        let len = buf.len();
+        Some((buf, src, seg.filter(|&s| s > 0).unwrap_or(len).max(1)))
+    }
+
+    /// The UDP_GRO segment size the kernel reported for buffer `i`, if any.
+    #[allow(unsafe_code)]
+    fn gro_segment(&self, i: usize) -> Option<usize> {
+        let hdr = &self.hdrs.get(i)?.msg_hdr;
+        if hdr.msg_control.is_null() || hdr.msg_controllen == 0 {
+            return None;
+        }
+        // SAFETY: msg_control points at this batch's `cmsgs[i]` and the kernel
+        // set msg_controllen to what it wrote there (at most its size);
+        // CMSG_FIRSTHDR/CMSG_NXTHDR stay within it, and the data is read
+        // unaligned.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                    let v = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                    return usize::try_from(v).ok();
+                }
+                c = libc::CMSG_NXTHDR(hdr, c);
+            }
+        }
+        None
     }
 }
 

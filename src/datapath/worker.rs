@@ -160,7 +160,8 @@ impl Worker {
     pub fn run(&mut self) -> Exit {
         let dgram = 9216 + 128;
         let mut b = Buffers {
-            rx: RecvBatch::new(BATCH, dgram),
+            // 64 KiB each: with UDP_GRO a buffer holds a run of datagrams.
+            rx: RecvBatch::new(BATCH, 65536),
             out: OutBufs {
                 batch: SendBatch::new(BATCH * 8, dgram),
                 spill: vec![0; dgram],
@@ -268,44 +269,47 @@ impl Worker {
                 }
             };
             for i in 0..n {
-                let Some((buf, from)) = b.rx.get(i) else {
+                // With UDP_GRO one buffer may hold several datagrams of one size.
+                let Some((bufs, from, seg)) = b.rx.get_segmented(i) else {
                     continue;
                 };
-                let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
-                // `packet` is the virtio-net header (if any) and the frame.
-                let crate::tunnel::Incoming::Frame {
-                    peer,
-                    frame: packet,
-                } = self.tunnel.handle_datagram(from, buf, now, &mut tx)
-                else {
-                    continue;
-                };
-                let h = self.vnet_hdr;
-                if packet.len() < h + 14 {
-                    continue;
-                }
-                let frame = &packet[h..];
-                let dst: [u8; 6] = frame[..6].try_into().expect("14 bytes checked");
-                let src: [u8; 6] = frame[6..12].try_into().expect("14 bytes checked");
-                if let Some(r) = self.responder.as_mut() {
-                    if r.handle_remote(frame, now) == RemoteVerdict::Drop {
+                for buf in bufs.chunks_mut(seg) {
+                    let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
+                    // `packet` is the virtio-net header (if any) and the frame.
+                    let crate::tunnel::Incoming::Frame {
+                        peer,
+                        frame: packet,
+                    } = self.tunnel.handle_datagram(from, buf, now, &mut tx)
+                    else {
+                        continue;
+                    };
+                    let h = self.vnet_hdr;
+                    if packet.len() < h + 14 {
                         continue;
                     }
-                }
-                let route = self.switch.from_peer(peer, dst, src, now);
-                if route.local && self.tap.write(packet).is_err() {
-                    io.tap_write_errors += 1;
-                }
-                if route.peer.is_none() && !route.flood_peers {
-                    continue;
-                }
-                // Hub: the frame borrows the tunnel; copy it out first.
-                let len = packet.len();
-                b.hub[..len].copy_from_slice(packet);
-                let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
-                for p in 0..self.tunnel.peer_count() {
-                    if p != peer && (route.flood_peers || route.peer == Some(p)) {
-                        self.tunnel.send_frame(p, &b.hub[..len], now, &mut tx);
+                    let frame = &packet[h..];
+                    let dst: [u8; 6] = frame[..6].try_into().expect("14 bytes checked");
+                    let src: [u8; 6] = frame[6..12].try_into().expect("14 bytes checked");
+                    if let Some(r) = self.responder.as_mut() {
+                        if r.handle_remote(frame, now) == RemoteVerdict::Drop {
+                            continue;
+                        }
+                    }
+                    let route = self.switch.from_peer(peer, dst, src, now);
+                    if route.local && self.tap.write(packet).is_err() {
+                        io.tap_write_errors += 1;
+                    }
+                    if route.peer.is_none() && !route.flood_peers {
+                        continue;
+                    }
+                    // Hub: the frame borrows the tunnel; copy it out first.
+                    let len = packet.len();
+                    b.hub[..len].copy_from_slice(packet);
+                    let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
+                    for p in 0..self.tunnel.peer_count() {
+                        if p != peer && (route.flood_peers || route.peer == Some(p)) {
+                            self.tunnel.send_frame(p, &b.hub[..len], now, &mut tx);
+                        }
                     }
                 }
             }

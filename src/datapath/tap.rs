@@ -116,13 +116,7 @@ impl Tap {
     /// second multi-queue instance could silently attach queues to a live
     /// instance's TAP.
     pub fn create(name: &str, queues: usize) -> Result<Tap, TapError> {
-        validate_name(name)?;
-        if queues == 0 || queues > MAX_QUEUES {
-            return Err(TapError::InvalidQueues(queues));
-        }
-        if nix::net::if_::if_nametoindex(name).is_ok() {
-            return Err(TapError::Exists(name.to_owned()));
-        }
+        check_new(name, queues)?;
         let create_err = |queue, cause| TapError::Create {
             name: name.to_owned(),
             queue,
@@ -215,6 +209,19 @@ mod ioctl {
     nix::ioctl_write_int_bad!(tunsetoffload, libc::TUNSETOFFLOAD);
 }
 
+/// What both creation paths refuse: a bad name, a bad queue count, or a
+/// name some interface already has.
+fn check_new(name: &str, queues: usize) -> Result<(), TapError> {
+    validate_name(name)?;
+    if queues == 0 || queues > MAX_QUEUES {
+        return Err(TapError::InvalidQueues(queues));
+    }
+    if nix::net::if_::if_nametoindex(name).is_ok() {
+        return Err(TapError::Exists(name.to_owned()));
+    }
+    Ok(())
+}
+
 /// Length of the `virtio_net_hdr` that precedes every frame on a TAP created
 /// with offloads ([`Tap::create_offload`]).
 pub const VNET_HDR_LEN: usize = 10;
@@ -227,13 +234,7 @@ impl Tap {
     /// carries header and frame to the other site, whose kernel finishes the
     /// work — one trip through each stack per 64 KiB instead of per 1.5 KiB.
     pub fn create_offload(name: &str, queues: usize, tso: bool) -> Result<Tap, TapError> {
-        validate_name(name)?;
-        if queues == 0 || queues > MAX_QUEUES {
-            return Err(TapError::InvalidQueues(queues));
-        }
-        if nix::net::if_::if_nametoindex(name).is_ok() {
-            return Err(TapError::Exists(name.to_owned()));
-        }
+        check_new(name, queues)?;
         let mut offload = libc::TUN_F_CSUM;
         if tso {
             offload |= libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;

@@ -678,14 +678,7 @@ impl SendBatch {
     /// `k` of them; the kernel joins and re-splits them at `seg`.
     #[allow(unsafe_code)]
     fn prepare_group(&mut self, g: usize, first: usize, k: usize, seg: usize) {
-        let base = self.data.as_mut_ptr();
-        for i in first..first + k {
-            self.iovs[i] = libc::iovec {
-                // `i * buf_size + lens[i]` is within `data` (lens[i] <= buf_size).
-                iov_base: base.wrapping_add(i * self.buf_size).cast(),
-                iov_len: self.lens[i],
-            };
-        }
+        self.point_iovs(first, first + k);
         self.gsizes[g] = k;
         let h = &mut self.ghdrs[g];
         h.msg_hdr.msg_name = ptr::from_mut(&mut self.names[first]).cast();
@@ -715,7 +708,8 @@ impl SendBatch {
         }
     }
 
-    fn prepare(&mut self, from: usize, to: usize) {
+    /// Points iovec `i` at the queued bytes of datagram `i`, for `from..to`.
+    fn point_iovs(&mut self, from: usize, to: usize) {
         let base = self.data.as_mut_ptr();
         for i in from..to {
             self.iovs[i] = libc::iovec {
@@ -723,6 +717,12 @@ impl SendBatch {
                 iov_base: base.wrapping_add(i * self.buf_size).cast(),
                 iov_len: self.lens[i],
             };
+        }
+    }
+
+    fn prepare(&mut self, from: usize, to: usize) {
+        self.point_iovs(from, to);
+        for i in from..to {
             let h = &mut self.hdrs[i];
             h.msg_hdr.msg_name = ptr::from_mut(&mut self.names[i]).cast();
             h.msg_hdr.msg_namelen = self.name_lens[i];

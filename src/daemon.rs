@@ -41,8 +41,8 @@ pub const GSO_FRAME_MAX: usize = 65535 + 18 + VNET_HDR_LEN;
 pub fn tso_fits(wan_mtu: u32) -> bool {
     let per_fragment = (wan_mtu as usize)
         .saturating_sub(crate::tunnel::IPV6_UDP_OVERHEAD + crate::tunnel::DATA_OVERHEAD)
-        .saturating_sub(crate::tunnel::fragment::HEADER_LEN);
-    per_fragment * crate::tunnel::fragment::MAX_FRAGMENTS >= GSO_FRAME_MAX
+        .saturating_sub(crate::wire::fragment::HEADER_LEN);
+    per_fragment * crate::wire::fragment::MAX_FRAGMENTS >= GSO_FRAME_MAX
 }
 
 /// Where the daemon's log goes when `link up` detaches it: beside the socket.

@@ -224,7 +224,7 @@ fn check_new(name: &str, queues: usize) -> Result<(), TapError> {
 
 /// Length of the `virtio_net_hdr` that precedes every frame on a TAP created
 /// with offloads ([`Tap::create_offload`]).
-pub const VNET_HDR_LEN: usize = 10;
+pub const VNET_HDR_LEN: usize = crate::wire::virtio::HDR_LEN;
 
 impl Tap {
     /// Like [`create`](Self::create), but with `IFF_VNET_HDR`: every frame read

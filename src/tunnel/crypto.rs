@@ -16,10 +16,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 pub(crate) const PROTOCOL_NAME: &[u8; 32] = b"Noise_NNpsk0_25519_AESGCM_SHA256";
 /// Bound into every handshake so keys never collide with another protocol's.
 pub(crate) const PROLOGUE: &[u8] = b"tapbridge tunnel v1";
-/// Length of an AES-GCM tag.
-pub const TAG_LEN: usize = 16;
-/// Length of the truncated handshake MAC.
-pub const MAC_LEN: usize = 16;
+pub use crate::wire::tunnel::{MAC_LEN, TAG_LEN};
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -7,7 +7,7 @@
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::crypto::{MacKey, SymmetricState, TAG_LEN, TransportKey};
-use crate::wire::tunnel::{MessageType, field, init_payload, response_receiver, sender_index};
+use crate::wire::tunnel::{InitiationPacket, MessageType, ResponsePacket, field, init_payload};
 
 /// Why a handshake message was refused (all of them are counted, none answered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,10 +111,8 @@ fn truncate_name(name: &[u8]) -> &[u8] {
 
 /// Checks the MAC of an initiation (cheap; do it before anything else).
 pub(crate) fn initiation_mac_ok(mac: &MacKey, msg: &[u8]) -> Result<(), HandshakeError> {
-    if msg.len() != field::INIT_LEN {
-        return Err(HandshakeError::Malformed);
-    }
-    if !mac.verify(&msg[..field::INIT_MAC.start], &msg[field::INIT_MAC]) {
+    let msg = InitiationPacket::new_checked(msg).ok_or(HandshakeError::Malformed)?;
+    if !mac.verify(msg.mac_input(), msg.mac()) {
         return Err(HandshakeError::Auth);
     }
     Ok(())
@@ -125,16 +123,13 @@ pub(crate) fn read_initiation(
     base: &SymmetricState,
     msg: &[u8],
 ) -> Result<ReceivedInitiation, HandshakeError> {
-    if msg.len() != field::INIT_LEN {
-        return Err(HandshakeError::Malformed);
-    }
+    let msg = InitiationPacket::new_checked(msg).ok_or(HandshakeError::Malformed)?;
     let mut st = base.clone();
-    let mut re = [0u8; 32];
-    re.copy_from_slice(&msg[field::INIT_EPHEMERAL]);
+    let re = msg.ephemeral();
     st.mix_hash(&re);
     st.mix_key(&re);
     let mut payload = [0u8; init_payload::LEN + TAG_LEN];
-    payload.copy_from_slice(&msg[field::INIT_PAYLOAD]);
+    payload.copy_from_slice(msg.payload());
     if !st.decrypt_and_hash(&mut payload) {
         return Err(HandshakeError::Auth);
     }
@@ -146,7 +141,7 @@ pub(crate) fn read_initiation(
     let mut name = [0u8; 31];
     name.copy_from_slice(&payload[init_payload::NAME]);
     Ok(ReceivedInitiation {
-        sender: sender_index(msg),
+        sender: msg.sender(),
         timestamp,
         instance,
         name,
@@ -197,13 +192,11 @@ pub(crate) fn write_response(
 
 /// Checks length and MAC of a response; returns the receiver index it names.
 pub(crate) fn response_receiver_checked(mac: &MacKey, msg: &[u8]) -> Result<u32, HandshakeError> {
-    if msg.len() != field::RESP_LEN {
-        return Err(HandshakeError::Malformed);
-    }
-    if !mac.verify(&msg[..field::RESP_MAC.start], &msg[field::RESP_MAC]) {
+    let msg = ResponsePacket::new_checked(msg).ok_or(HandshakeError::Malformed)?;
+    if !mac.verify(msg.mac_input(), msg.mac()) {
         return Err(HandshakeError::Auth);
     }
-    Ok(response_receiver(msg))
+    Ok(msg.receiver())
 }
 
 /// Completes our initiation with its response; returns the initiator's keys,
@@ -212,12 +205,9 @@ pub(crate) fn read_response(
     pending: &PendingInitiation,
     msg: &[u8],
 ) -> Result<(SessionKeys, u32, [u8; 12]), HandshakeError> {
-    if msg.len() != field::RESP_LEN {
-        return Err(HandshakeError::Malformed);
-    }
+    let msg = ResponsePacket::new_checked(msg).ok_or(HandshakeError::Malformed)?;
     let mut st = pending.state.clone();
-    let mut re = [0u8; 32];
-    re.copy_from_slice(&msg[field::RESP_EPHEMERAL]);
+    let re = msg.ephemeral();
     st.mix_hash(&re);
     st.mix_key(&re);
     let dh = pending.ephemeral.diffie_hellman(&PublicKey::from(re));
@@ -226,7 +216,7 @@ pub(crate) fn read_response(
     }
     st.mix_key(dh.as_bytes());
     let mut payload = [0u8; 12 + TAG_LEN];
-    payload.copy_from_slice(&msg[field::RESP_PAYLOAD]);
+    payload.copy_from_slice(msg.payload());
     if !st.decrypt_and_hash(&mut payload) {
         return Err(HandshakeError::Auth);
     }
@@ -238,7 +228,7 @@ pub(crate) fn read_response(
             send: i2r,
             recv: r2i,
         },
-        sender_index(msg),
+        msg.sender(),
         timestamp,
     ))
 }

@@ -91,7 +91,7 @@
 //!   4  u32  receiver index
 //!   8  u64  counter
 //!  16  [n]  AES-256-GCM ciphertext of the frame, or of an 8-byte fragment
-//!           header + a piece of the frame (see [`fragment`])
+//!           header + a piece of the frame (see [`crate::wire::fragment`])
 //! end  [16] tag; associated data = bytes 0..16
 //! ```
 //!
@@ -139,16 +139,22 @@
 mod crypto;
 pub mod fragment;
 mod handshake;
-mod machine;
+mod peer;
 pub mod ratelimit;
 pub mod replay;
 #[cfg(test)]
 mod tests;
+// The file is named after the type it holds, `Tunnel`.
+#[allow(clippy::module_inception)]
+mod tunnel;
 
-pub use crypto::TAG_LEN;
+pub use crate::wire::tunnel::TAG_LEN;
 pub use handshake::HandshakeError;
-pub use machine::{
-    Counters, DATA_OVERHEAD, Entropy, Event, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, Incoming,
-    OsEntropy, PeerId, PeerParams, PeerState, PeerStats, PeerStatus, SendOutcome, Transmit, Tunnel,
+pub use peer::{
+    DATA_OVERHEAD, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, PeerParams, PeerSnapshot, PeerState,
+    PeerStats,
+};
+pub use tunnel::{
+    Counters, Entropy, Event, Incoming, OsEntropy, PeerId, SendOutcome, Transmit, Tunnel,
     TunnelParams,
 };

@@ -1,8 +1,13 @@
 //! The tunnel's UDP payload formats: byte layouts and checked views.
 //!
 //! The meaning of each field, and the cryptography around them, are described
-//! in [`crate::tunnel`]. This module only promises: once a view was built with
-//! `new_checked`, no accessor panics.
+//! in the documentation of the `tunnel` module. This module only promises: once a view was built with
+//! `new_checked`, no accessor panics. It knows nothing of keys or sessions.
+
+/// Length of an AES-GCM tag (data messages and handshake payloads).
+pub const TAG_LEN: usize = 16;
+/// Length of the truncated handshake MAC that ends both handshake messages.
+pub const MAC_LEN: usize = 16;
 
 /// The first byte of every tunnel datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +111,95 @@ fn u32_at(buf: &[u8], r: core::ops::Range<usize>) -> u32 {
     u32::from_le_bytes(b)
 }
 
+fn key_at(buf: &[u8], r: core::ops::Range<usize>) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k.copy_from_slice(&buf[r]);
+    k
+}
+
+/// A checked view of a handshake initiation (exactly [`field::INIT_LEN`]
+/// bytes; the type byte is the dispatcher's business, [`MessageType::of`]).
+#[derive(Debug)]
+pub struct InitiationPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> InitiationPacket<T> {
+    /// Checks the length; `None` if it is not an initiation's.
+    pub fn new_checked(buffer: T) -> Option<Self> {
+        (buffer.as_ref().len() == field::INIT_LEN).then_some(InitiationPacket { buffer })
+    }
+
+    /// The initiator's session index.
+    pub fn sender(&self) -> u32 {
+        u32_at(self.buffer.as_ref(), field::INIT_SENDER)
+    }
+
+    /// The initiator's ephemeral public key.
+    pub fn ephemeral(&self) -> [u8; 32] {
+        key_at(self.buffer.as_ref(), field::INIT_EPHEMERAL)
+    }
+
+    /// The encrypted payload and its tag.
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::INIT_PAYLOAD]
+    }
+
+    /// The bytes the MAC covers.
+    pub fn mac_input(&self) -> &[u8] {
+        &self.buffer.as_ref()[..field::INIT_MAC.start]
+    }
+
+    /// The MAC.
+    pub fn mac(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::INIT_MAC]
+    }
+}
+
+/// A checked view of a handshake response (exactly [`field::RESP_LEN`]
+/// bytes; the type byte is the dispatcher's business, [`MessageType::of`]).
+#[derive(Debug)]
+pub struct ResponsePacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> ResponsePacket<T> {
+    /// Checks the length; `None` if it is not a response's.
+    pub fn new_checked(buffer: T) -> Option<Self> {
+        (buffer.as_ref().len() == field::RESP_LEN).then_some(ResponsePacket { buffer })
+    }
+
+    /// The responder's session index.
+    pub fn sender(&self) -> u32 {
+        u32_at(self.buffer.as_ref(), field::RESP_SENDER)
+    }
+
+    /// The initiation's sender index this answers.
+    pub fn receiver(&self) -> u32 {
+        u32_at(self.buffer.as_ref(), field::RESP_RECEIVER)
+    }
+
+    /// The responder's ephemeral public key.
+    pub fn ephemeral(&self) -> [u8; 32] {
+        key_at(self.buffer.as_ref(), field::RESP_EPHEMERAL)
+    }
+
+    /// The encrypted payload and its tag.
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::RESP_PAYLOAD]
+    }
+
+    /// The bytes the MAC covers.
+    pub fn mac_input(&self) -> &[u8] {
+        &self.buffer.as_ref()[..field::RESP_MAC.start]
+    }
+
+    /// The MAC.
+    pub fn mac(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::RESP_MAC]
+    }
+}
+
 /// A checked view of a data or fragment message.
 #[derive(Debug)]
 pub struct DataPacket<T: AsRef<[u8]>> {
@@ -115,8 +209,7 @@ pub struct DataPacket<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> DataPacket<T> {
     /// Checks that the buffer holds a header and a tag.
     pub fn new_checked(buffer: T) -> Option<Self> {
-        (buffer.as_ref().len() >= field::DATA_HEADER_LEN + crate::tunnel::TAG_LEN)
-            .then_some(DataPacket { buffer })
+        (buffer.as_ref().len() >= field::DATA_HEADER_LEN + TAG_LEN).then_some(DataPacket { buffer })
     }
 
     /// The receiver's session index.
@@ -137,17 +230,6 @@ pub fn emit_data_header(buf: &mut [u8], ty: MessageType, receiver: u32, counter:
     buf[..4].copy_from_slice(&[ty.code(), 0, 0, 0]);
     buf[field::DATA_RECEIVER].copy_from_slice(&receiver.to_le_bytes());
     buf[field::DATA_COUNTER].copy_from_slice(&counter.to_le_bytes());
-}
-
-/// Reads the sender index of an initiation or response; the caller checked
-/// the length.
-pub fn sender_index(buf: &[u8]) -> u32 {
-    u32_at(buf, 4..8)
-}
-
-/// Reads the receiver index of a response; the caller checked the length.
-pub fn response_receiver(buf: &[u8]) -> u32 {
-    u32_at(buf, field::RESP_RECEIVER)
 }
 
 #[cfg(test)]
@@ -196,8 +278,43 @@ mod tests {
     }
 
     #[test]
+    fn handshake_views_fixture() {
+        let mut init = [0u8; field::INIT_LEN];
+        init[0] = 1;
+        init[4..8].copy_from_slice(&[0x78, 0x56, 0x34, 0x12]);
+        init[8..40].fill(0xee);
+        init[40..108].fill(0xcc);
+        init[108..].fill(0xaa);
+        let p = InitiationPacket::new_checked(&init[..]).expect("124 bytes");
+        assert_eq!(p.sender(), 0x1234_5678);
+        assert_eq!(p.ephemeral(), [0xee; 32]);
+        assert_eq!(p.payload(), &[0xcc; 68][..]);
+        assert_eq!(p.mac_input().len(), 108);
+        assert_eq!(p.mac(), &[0xaa; 16][..]);
+        assert!(InitiationPacket::new_checked(&init[..123]).is_none());
+        assert!(InitiationPacket::new_checked(&[&init[..], &[0]].concat()).is_none());
+
+        let mut resp = [0u8; field::RESP_LEN];
+        resp[0] = 2;
+        resp[4..8].copy_from_slice(&7u32.to_le_bytes());
+        resp[8..12].copy_from_slice(&9u32.to_le_bytes());
+        resp[12..44].fill(0x11);
+        resp[44..72].fill(0x22);
+        resp[72..].fill(0x33);
+        let r = ResponsePacket::new_checked(&resp[..]).expect("88 bytes");
+        assert_eq!((r.sender(), r.receiver()), (7, 9));
+        assert_eq!(r.ephemeral(), [0x11; 32]);
+        assert_eq!(r.payload(), &[0x22; 28][..]);
+        assert_eq!(r.mac_input(), &resp[..72]);
+        assert_eq!(r.mac(), &[0x33; 16][..]);
+        assert!(ResponsePacket::new_checked(&resp[..87]).is_none());
+    }
+
+    #[test]
     fn layouts_are_contiguous() {
-        assert_eq!(field::INIT_PAYLOAD.len(), init_payload::LEN + 16);
+        assert_eq!(field::INIT_PAYLOAD.len(), init_payload::LEN + TAG_LEN);
+        assert_eq!(field::INIT_MAC.len(), MAC_LEN);
+        assert_eq!(field::RESP_MAC.len(), MAC_LEN);
         assert_eq!(field::INIT_MAC.end, field::INIT_LEN);
         assert_eq!(field::RESP_MAC.end, field::RESP_LEN);
         assert_eq!(field::INIT_EPHEMERAL.end, field::INIT_PAYLOAD.start);

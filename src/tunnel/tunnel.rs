@@ -1,49 +1,28 @@
-//! The tunnel state machine: peers, sessions, handshakes and timers.
+//! The tunnel endpoint of one link: [`Tunnel`], the dispatch of datagrams to
+//! peers and sessions, handshake processing and the timer loop.
 //!
 //! [`Tunnel`] is driven entirely by its caller: frames to send
 //! ([`Tunnel::send_frame`]), datagrams received ([`Tunnel::handle_datagram`]),
 //! and the passage of time ([`Tunnel::poll_timeout`] /
 //! [`Tunnel::handle_timeout`]). It writes datagrams through a [`Transmit`]
 //! and reports session events through [`Tunnel::poll_event`]. It never reads
-//! the clock, never sleeps and owns no socket.
+//! the clock, never sleeps and owns no socket. Per-peer state and the session
+//! logic live in [`super::peer`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::crypto::{MacKey, SymmetricState, TAG_LEN};
-use super::fragment::{self, FragHeader, Reassembler};
-use super::handshake::{self, HandshakeError, PendingInitiation, SessionKeys};
+use super::crypto::{MacKey, SymmetricState};
+use super::fragment::{self, FragHeader};
+use super::handshake::{self, HandshakeError};
+use super::peer::{
+    DATA_OVERHEAD, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, Peer, PeerParams, PeerSnapshot, PeerState,
+    PeerStats, REJECT_AFTER_MESSAGES, Session,
+};
 use super::ratelimit::RateLimiter;
 use super::replay::{Replay, ReplayWindow};
-use crate::wire::tunnel::{DataPacket, MessageType, emit_data_header, field};
-
-/// Bytes a data message adds to a frame: 16-byte header + 16-byte tag.
-pub const DATA_OVERHEAD: usize = field::DATA_HEADER_LEN + TAG_LEN;
-/// Outer IPv4 + UDP header bytes.
-pub const IPV4_UDP_OVERHEAD: usize = 28;
-/// Outer IPv6 + UDP header bytes.
-pub const IPV6_UDP_OVERHEAD: usize = 48;
-
-/// A session stops sending after this many packets, whatever the rekey
-/// setting (nonces must never repeat; this is far from `u64::MAX`).
-const REJECT_AFTER_MESSAGES: u64 = 1 << 60;
-/// Extra life of a session after it should have been replaced, so frames in
-/// flight under the previous key are still accepted.
-const REJECT_GRACE: Duration = Duration::from_secs(60);
-/// The responder of a session waits this much longer than the initiator
-/// before starting a rekey itself, so both ends rarely start at once.
-const RESPONDER_REKEY_DELAY: Duration = Duration::from_secs(15);
-/// Handshake retransmission: 1 s, doubling, capped.
-const RETRY_BASE: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(16);
-/// Replaced sessions kept for receiving per peer.
-const OLDER_SESSIONS: usize = 3;
-/// Frames held per peer while its first session is being set up.
-const QUEUE_FRAMES: usize = 32;
-/// Reassembly: slots per peer and time limit.
-const REASSEMBLY_SLOTS: usize = 16;
-const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::wire::tunnel::{DataPacket, MessageType, field};
 
 /// Index of a peer, in configuration order.
 pub type PeerId = usize;
@@ -76,15 +55,6 @@ impl Entropy for OsEntropy {
     }
 }
 
-/// What the tunnel needs to know about a peer.
-#[derive(Debug, Clone)]
-pub struct PeerParams {
-    /// The peer's name (this site's name for it).
-    pub name: String,
-    /// Where to reach it; `None` waits to be contacted.
-    pub endpoint: Option<SocketAddr>,
-}
-
 /// Tunnel settings.
 #[derive(Debug, Clone)]
 pub struct TunnelParams {
@@ -104,43 +74,6 @@ pub struct TunnelParams {
     pub wan_mtu: usize,
     /// Largest Ethernet frame carried (interface MTU + 18).
     pub max_frame: usize,
-}
-
-/// State of a peer as reported in status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerState {
-    /// No session was ever established.
-    Connecting,
-    /// A session is established and the peer was heard from recently.
-    Up,
-    /// Silent for three keepalive intervals; re-handshaking.
-    Down,
-}
-
-impl PeerState {
-    /// The status JSON spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PeerState::Connecting => "connecting",
-            PeerState::Up => "up",
-            PeerState::Down => "down",
-        }
-    }
-}
-
-/// Per-peer traffic counters (frames, not keepalives or handshakes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PeerStats {
-    /// Frames sent to the peer.
-    pub tx_frames: u64,
-    /// Frames received from the peer.
-    pub rx_frames: u64,
-    /// Frame bytes sent.
-    pub tx_bytes: u64,
-    /// Frame bytes received.
-    pub rx_bytes: u64,
-    /// Completed handshakes (rekeys included).
-    pub handshakes: u64,
 }
 
 /// Tunnel-wide counters of things dropped or done.
@@ -222,97 +155,20 @@ pub enum SendOutcome {
     Dropped,
 }
 
-struct Session {
-    local_index: u32,
-    remote_index: u32,
-    keys: SessionKeys,
-    send_counter: u64,
-    replay: ReplayWindow,
-    created: Instant,
-}
-
-#[derive(Default)]
-struct Timers {
-    retransmit: Option<Instant>,
-    rekey: Option<Instant>,
-    keepalive: Option<Instant>,
-    dead: Option<Instant>,
-}
-
-struct FrameQueue {
-    bufs: Vec<Vec<u8>>,
-    lens: VecDeque<(usize, usize)>, // (buffer, length)
-}
-
-impl FrameQueue {
-    fn push(&mut self, frame: &[u8]) -> bool {
-        if self.lens.len() >= QUEUE_FRAMES {
-            return false;
-        }
-        let slot = (0..QUEUE_FRAMES)
-            .find(|i| !self.lens.iter().any(|(b, _)| b == i))
-            .expect("fewer than QUEUE_FRAMES in use");
-        while self.bufs.len() <= slot {
-            self.bufs.push(Vec::new());
-        }
-        let b = &mut self.bufs[slot];
-        b.clear();
-        b.extend_from_slice(frame);
-        self.lens.push_back((slot, frame.len()));
-        true
-    }
-}
-
-struct Peer {
-    name: String,
-    configured_endpoint: Option<SocketAddr>,
-    endpoint: Option<SocketAddr>,
-    current: Option<Session>,
-    /// Sessions replaced by a newer one, still accepted for receiving until
-    /// they expire: a rekey keeps one here, a handshake collision two.
-    older: [Option<Session>; OLDER_SESSIONS],
-    next: Option<Session>,
-    pending: Option<PendingInitiation>,
-    attempts: u32,
-    last_timestamp: Option<[u8; 12]>,
-    state: PeerState,
-    last_handshake: Option<Instant>,
-    stats: PeerStats,
-    timers: Timers,
-    reassembly: Reassembler,
-    queue: FrameQueue,
-    next_frag_id: u32,
-}
-
-/// A peer's status, for `bridge-ctl status`.
-#[derive(Debug, Clone)]
-pub struct PeerStatus {
-    /// Configured name.
-    pub name: String,
-    /// Current endpoint.
-    pub endpoint: Option<SocketAddr>,
-    /// Connection state.
-    pub state: PeerState,
-    /// When the last handshake completed.
-    pub last_handshake: Option<Instant>,
-    /// Traffic counters.
-    pub stats: PeerStats,
-}
-
 /// The tunnel endpoint of one link: all its peers and sessions.
 pub struct Tunnel {
     pub(super) params: TunnelParams,
-    base: SymmetricState,
-    mac: MacKey,
-    peers: Vec<Peer>,
-    index: HashMap<u32, PeerId>,
-    limiter: RateLimiter,
-    entropy: Box<dyn Entropy>,
-    clock_anchor: (Instant, Duration),
+    pub(super) base: SymmetricState,
+    pub(super) mac: MacKey,
+    pub(super) peers: Vec<Peer>,
+    pub(super) index: HashMap<u32, PeerId>,
+    pub(super) limiter: RateLimiter,
+    pub(super) entropy: Box<dyn Entropy>,
+    pub(super) clock_anchor: (Instant, Duration),
     /// Random id put in our initiations: one that comes back is a reflection.
-    instance: [u8; 8],
-    counters: Counters,
-    events: VecDeque<Event>,
+    pub(super) instance: [u8; 8],
+    pub(super) counters: Counters,
+    pub(super) events: VecDeque<Event>,
 }
 
 impl Tunnel {
@@ -330,34 +186,7 @@ impl Tunnel {
         let peers = params
             .peers
             .iter()
-            .map(|p| Peer {
-                name: p.name.clone(),
-                configured_endpoint: p.endpoint,
-                endpoint: p.endpoint,
-                current: None,
-                older: Default::default(),
-                next: None,
-                pending: None,
-                attempts: 0,
-                last_timestamp: None,
-                state: PeerState::Connecting,
-                last_handshake: None,
-                stats: PeerStats::default(),
-                timers: Timers {
-                    rekey: p.endpoint.map(|_| now),
-                    ..Timers::default()
-                },
-                reassembly: Reassembler::new(
-                    REASSEMBLY_SLOTS,
-                    params.max_frame,
-                    REASSEMBLY_TIMEOUT,
-                ),
-                queue: FrameQueue {
-                    bufs: Vec::new(),
-                    lens: VecDeque::with_capacity(QUEUE_FRAMES),
-                },
-                next_frag_id: 0,
-            })
+            .map(|p| Peer::new(p, params.max_frame, now))
             .collect();
         let mut entropy = entropy;
         let mut instance = [0u8; 8];
@@ -387,8 +216,8 @@ impl Tunnel {
     }
 
     /// Status of one peer.
-    pub fn peer_status(&self, id: PeerId) -> Option<PeerStatus> {
-        self.peers.get(id).map(|p| PeerStatus {
+    pub fn peer_status(&self, id: PeerId) -> Option<PeerSnapshot> {
+        self.peers.get(id).map(|p| PeerSnapshot {
             name: p.name.clone(),
             endpoint: p.endpoint,
             state: p.state,
@@ -422,13 +251,13 @@ impl Tunnel {
         self.params.wan_mtu.saturating_sub(ip + DATA_OVERHEAD)
     }
 
-    fn random_u32(&mut self) -> u32 {
+    pub(super) fn random_u32(&mut self) -> u32 {
         let mut b = [0u8; 4];
         self.entropy.fill(&mut b);
         u32::from_le_bytes(b)
     }
 
-    fn new_index(&mut self, peer: PeerId) -> u32 {
+    pub(super) fn new_index(&mut self, peer: PeerId) -> u32 {
         loop {
             let i = self.random_u32();
             if i != 0 && !self.index.contains_key(&i) {
@@ -438,7 +267,7 @@ impl Tunnel {
         }
     }
 
-    fn wall_timestamp(&self, now: Instant) -> [u8; 12] {
+    pub(super) fn wall_timestamp(&self, now: Instant) -> [u8; 12] {
         let t = self.clock_anchor.1 + now.saturating_duration_since(self.clock_anchor.0);
         let mut out = [0u8; 12];
         // TAI64N label: 2^62 + seconds, then nanoseconds; big-endian so that
@@ -446,57 +275,6 @@ impl Tunnel {
         out[..8].copy_from_slice(&((1u64 << 62) + t.as_secs()).to_be_bytes());
         out[8..].copy_from_slice(&t.subsec_nanos().to_be_bytes());
         out
-    }
-
-    fn drop_session(index: &mut HashMap<u32, PeerId>, s: Option<Session>) {
-        if let Some(s) = s {
-            index.remove(&s.local_index);
-        }
-    }
-
-    fn reject_after(&self) -> Duration {
-        self.params.rekey_after + RESPONDER_REKEY_DELAY + REJECT_GRACE
-    }
-
-    /// Sends (or starts) a handshake initiation to `id`.
-    fn start_handshake<T: Transmit + ?Sized>(&mut self, id: PeerId, now: Instant, tx: &mut T) {
-        let Some(to) = self.peers[id].endpoint else {
-            return;
-        };
-        if let Some(old) = self.peers[id].pending.take() {
-            self.index.remove(&old.local_index);
-        }
-        let mut eph = [0u8; 32];
-        self.entropy.fill(&mut eph);
-        let local_index = self.new_index(id);
-        let ts = self.wall_timestamp(now);
-        let jitter = Duration::from_millis(u64::from(self.random_u32() % 250));
-        let buf = tx.buffer();
-        if buf.len() < field::INIT_LEN {
-            self.index.remove(&local_index);
-            return;
-        }
-        let pending = handshake::write_initiation(
-            &self.base,
-            &self.mac,
-            eph,
-            local_index,
-            &handshake::InitPayload {
-                timestamp: ts,
-                instance: self.instance,
-                name: &self.params.local_name,
-            },
-            buf,
-        );
-        zeroize::Zeroize::zeroize(&mut eph);
-        tx.commit(field::INIT_LEN, to);
-        let p = &mut self.peers[id];
-        p.pending = Some(pending);
-        let backoff = RETRY_BASE
-            .saturating_mul(1 << p.attempts.min(8))
-            .min(RETRY_MAX);
-        p.attempts = p.attempts.saturating_add(1);
-        p.timers.retransmit = Some(now + backoff + jitter);
     }
 
     /// Encrypts `frame` for peer `id` and writes it through `tx`, fragmenting
@@ -540,69 +318,6 @@ impl Tunnel {
         }
     }
 
-    /// Seals `frame` on the current session of `id`; the caller checked that
-    /// the session and endpoint exist.
-    fn transmit_frame<T: Transmit + ?Sized>(
-        &mut self,
-        id: PeerId,
-        frame: &[u8],
-        now: Instant,
-        tx: &mut T,
-    ) -> bool {
-        let Some(to) = self.peers[id].endpoint else {
-            return false;
-        };
-        let budget = self.frame_budget(to);
-        let rekey_packets = self.params.rekey_after_packets;
-        let keepalive = self.params.keepalive;
-        let p = &mut self.peers[id];
-        let Some(s) = p.current.as_mut() else {
-            return false;
-        };
-        if frame.len() <= budget {
-            if !seal_one(s, MessageType::Data, None, frame, to, tx) {
-                return false;
-            }
-        } else {
-            let Some((count, size)) = fragment::plan(frame.len(), budget) else {
-                return false;
-            };
-            let id_frag = p.next_frag_id;
-            p.next_frag_id = p.next_frag_id.wrapping_add(1);
-            for (i, chunk) in frame.chunks(usize::from(size)).enumerate() {
-                let hdr = FragHeader {
-                    id: id_frag,
-                    index: i as u8,
-                    count,
-                    size,
-                };
-                if !seal_one(s, MessageType::Fragment, Some(hdr), chunk, to, tx) {
-                    return false;
-                }
-            }
-            self.counters.fragmented += 1;
-        }
-        if s.send_counter >= rekey_packets && p.pending.is_none() {
-            p.timers.rekey = Some(now);
-        }
-        p.stats.tx_frames += 1;
-        p.stats.tx_bytes += frame.len() as u64;
-        p.timers.keepalive = Some(now + keepalive);
-        true
-    }
-
-    fn send_keepalive<T: Transmit + ?Sized>(&mut self, id: PeerId, now: Instant, tx: &mut T) {
-        let keepalive = self.params.keepalive;
-        let p = &mut self.peers[id];
-        let (Some(to), Some(s)) = (p.endpoint, p.current.as_mut()) else {
-            return;
-        };
-        if s.send_counter < REJECT_AFTER_MESSAGES {
-            seal_one(s, MessageType::Data, None, &[], to, tx);
-        }
-        p.timers.keepalive = Some(now + keepalive);
-    }
-
     /// Processes one received datagram (decrypting in place). Anything that
     /// does not authenticate is counted and produces no output at all.
     pub fn handle_datagram<'a, T: Transmit + ?Sized>(
@@ -635,18 +350,6 @@ impl Tunnel {
         match e {
             HandshakeError::Malformed => self.counters.rx_malformed += 1,
             HandshakeError::Auth => self.counters.rx_auth_failed += 1,
-        }
-    }
-
-    fn move_endpoint(&mut self, id: PeerId, from: SocketAddr) {
-        let p = &mut self.peers[id];
-        if p.endpoint != Some(from) {
-            self.events.push_back(Event::EndpointMoved {
-                peer: id,
-                from: p.endpoint,
-                to: from,
-            });
-            p.endpoint = Some(from);
         }
     }
 
@@ -798,50 +501,6 @@ impl Tunnel {
         }
     }
 
-    /// Makes `session` the current one of `id` (the old current is kept for
-    /// receiving until it expires).
-    fn install_session(&mut self, id: PeerId, session: Session, initiator: bool, now: Instant) {
-        let rekey = self.params.rekey_after
-            + if initiator {
-                Duration::ZERO
-            } else {
-                RESPONDER_REKEY_DELAY
-            };
-        let dead = self.params.keepalive * 3;
-        let keepalive = self.params.keepalive;
-        let jitter = Duration::from_millis(u64::from(self.random_u32() % 5000));
-        let p = &mut self.peers[id];
-        let had_session = p.current.is_some();
-        if let Some(old) = p.current.replace(session) {
-            // Keep it for receiving; if every slot is taken, the oldest goes.
-            let slot = p
-                .older
-                .iter()
-                .position(Option::is_none)
-                .or_else(|| {
-                    (0..OLDER_SESSIONS).min_by_key(|&i| p.older[i].as_ref().map(|s| s.created))
-                })
-                .expect("OLDER_SESSIONS > 0");
-            Self::drop_session(&mut self.index, p.older[slot].replace(old));
-        }
-        p.attempts = 0;
-        p.stats.handshakes += 1;
-        p.last_handshake = Some(now);
-        p.state = PeerState::Up;
-        // Jitter keeps two sides that both answered (a collision) from
-        // colliding again at every rekey.
-        p.timers.rekey = Some(now + rekey + jitter);
-        p.timers.dead = Some(now + dead);
-        p.timers.keepalive.get_or_insert(now + keepalive);
-        if let Some(endpoint) = p.endpoint {
-            self.events.push_back(Event::HandshakeCompleted {
-                peer: id,
-                endpoint,
-                rekey: had_session,
-            });
-        }
-    }
-
     fn handle_data<'a>(
         &'a mut self,
         ty: MessageType,
@@ -860,12 +519,7 @@ impl Tunnel {
         };
         let p = &mut self.peers[id];
         let is_next = p.next.as_ref().is_some_and(|s| s.local_index == receiver);
-        let session = std::iter::once(&mut p.current)
-            .chain(std::iter::once(&mut p.next))
-            .chain(p.older.iter_mut())
-            .filter_map(Option::as_mut)
-            .find(|s| s.local_index == receiver);
-        let Some(session) = session else {
+        let Some(session) = p.session_mut(receiver) else {
             // The index belongs to a handshake in flight, not a session.
             self.counters.rx_unknown_session += 1;
             return Incoming::Nothing;
@@ -1024,43 +678,4 @@ impl Tunnel {
             }
         }
     }
-}
-
-/// Writes one data/fragment message sealed under `s` into the next buffer of
-/// `tx`. `false` if the buffer is too small or the key is exhausted.
-fn seal_one<T: Transmit + ?Sized>(
-    s: &mut Session,
-    ty: MessageType,
-    frag: Option<FragHeader>,
-    data: &[u8],
-    to: SocketAddr,
-    tx: &mut T,
-) -> bool {
-    if s.send_counter >= REJECT_AFTER_MESSAGES {
-        return false;
-    }
-    let frag_len = if frag.is_some() {
-        fragment::HEADER_LEN
-    } else {
-        0
-    };
-    let body_len = frag_len + data.len();
-    let total = DATA_OVERHEAD + body_len;
-    let buf = tx.buffer();
-    if buf.len() < total {
-        return false;
-    }
-    let counter = s.send_counter;
-    s.send_counter += 1;
-    emit_data_header(buf, ty, s.remote_index, counter);
-    let (hdr, rest) = buf.split_at_mut(field::DATA_HEADER_LEN);
-    if let Some(f) = frag {
-        f.emit(&mut rest[..fragment::HEADER_LEN]);
-    }
-    rest[frag_len..body_len].copy_from_slice(data);
-    let (body, tail) = rest.split_at_mut(body_len);
-    let tag = s.keys.send.seal(counter, hdr, body);
-    tail[..TAG_LEN].copy_from_slice(&tag);
-    tx.commit(total, to);
-    true
 }

@@ -1,0 +1,433 @@
+//! Per-peer state and session logic: a peer's sessions (current, next,
+//! older), its pending handshake, timers, frame queue and reassembly, and the
+//! [`Tunnel`] methods that act on one peer: starting a handshake, installing
+//! a session, sealing frames and keepalives, moving the endpoint.
+//!
+//! The endpoint-wide dispatch (which peer and session a datagram belongs to)
+//! is in [`super::tunnel`](super::Tunnel).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::fragment::{self, FragHeader, Reassembler};
+use super::handshake::{self, PendingInitiation, SessionKeys};
+use super::replay::ReplayWindow;
+use super::tunnel::{Event, PeerId, Transmit, Tunnel};
+use crate::wire::tunnel::{MessageType, TAG_LEN, emit_data_header, field};
+
+/// Bytes a data message adds to a frame: 16-byte header + 16-byte tag.
+pub const DATA_OVERHEAD: usize = field::DATA_HEADER_LEN + TAG_LEN;
+/// Outer IPv4 + UDP header bytes.
+pub const IPV4_UDP_OVERHEAD: usize = 28;
+/// Outer IPv6 + UDP header bytes.
+pub const IPV6_UDP_OVERHEAD: usize = 48;
+
+/// A session stops sending after this many packets, whatever the rekey
+/// setting (nonces must never repeat; this is far from `u64::MAX`).
+pub(super) const REJECT_AFTER_MESSAGES: u64 = 1 << 60;
+/// Extra life of a session after it should have been replaced, so frames in
+/// flight under the previous key are still accepted.
+const REJECT_GRACE: Duration = Duration::from_secs(60);
+/// The responder of a session waits this much longer than the initiator
+/// before starting a rekey itself, so both ends rarely start at once.
+pub(super) const RESPONDER_REKEY_DELAY: Duration = Duration::from_secs(15);
+/// Handshake retransmission: 1 s, doubling, capped.
+const RETRY_BASE: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(16);
+/// Replaced sessions kept for receiving per peer.
+const OLDER_SESSIONS: usize = 3;
+/// Frames held per peer while its first session is being set up.
+const QUEUE_FRAMES: usize = 32;
+/// Reassembly: slots per peer and time limit.
+const REASSEMBLY_SLOTS: usize = 16;
+const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the tunnel needs to know about a peer.
+#[derive(Debug, Clone)]
+pub struct PeerParams {
+    /// The peer's name (this site's name for it).
+    pub name: String,
+    /// Where to reach it; `None` waits to be contacted.
+    pub endpoint: Option<SocketAddr>,
+}
+
+/// State of a peer as reported in status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// No session was ever established.
+    Connecting,
+    /// A session is established and the peer was heard from recently.
+    Up,
+    /// Silent for three keepalive intervals; re-handshaking.
+    Down,
+}
+
+impl PeerState {
+    /// The status JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Connecting => "connecting",
+            PeerState::Up => "up",
+            PeerState::Down => "down",
+        }
+    }
+}
+
+/// Per-peer traffic counters (frames, not keepalives or handshakes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Frames sent to the peer.
+    pub tx_frames: u64,
+    /// Frames received from the peer.
+    pub rx_frames: u64,
+    /// Frame bytes sent.
+    pub tx_bytes: u64,
+    /// Frame bytes received.
+    pub rx_bytes: u64,
+    /// Completed handshakes (rekeys included).
+    pub handshakes: u64,
+}
+
+/// A snapshot of one peer's state, for status reports.
+#[derive(Debug, Clone)]
+pub struct PeerSnapshot {
+    /// Configured name.
+    pub name: String,
+    /// Current endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// Connection state.
+    pub state: PeerState,
+    /// When the last handshake completed.
+    pub last_handshake: Option<Instant>,
+    /// Traffic counters.
+    pub stats: PeerStats,
+}
+
+pub(super) struct Session {
+    pub(super) local_index: u32,
+    pub(super) remote_index: u32,
+    pub(super) keys: SessionKeys,
+    pub(super) send_counter: u64,
+    pub(super) replay: ReplayWindow,
+    pub(super) created: Instant,
+}
+
+#[derive(Default)]
+pub(super) struct Timers {
+    pub(super) retransmit: Option<Instant>,
+    pub(super) rekey: Option<Instant>,
+    pub(super) keepalive: Option<Instant>,
+    pub(super) dead: Option<Instant>,
+}
+
+pub(super) struct FrameQueue {
+    pub(super) bufs: Vec<Vec<u8>>,
+    pub(super) lens: VecDeque<(usize, usize)>, // (buffer, length)
+}
+
+impl FrameQueue {
+    pub(super) fn push(&mut self, frame: &[u8]) -> bool {
+        if self.lens.len() >= QUEUE_FRAMES {
+            return false;
+        }
+        let slot = (0..QUEUE_FRAMES)
+            .find(|i| !self.lens.iter().any(|(b, _)| b == i))
+            .expect("fewer than QUEUE_FRAMES in use");
+        while self.bufs.len() <= slot {
+            self.bufs.push(Vec::new());
+        }
+        let b = &mut self.bufs[slot];
+        b.clear();
+        b.extend_from_slice(frame);
+        self.lens.push_back((slot, frame.len()));
+        true
+    }
+}
+
+pub(super) struct Peer {
+    pub(super) name: String,
+    pub(super) configured_endpoint: Option<SocketAddr>,
+    pub(super) endpoint: Option<SocketAddr>,
+    pub(super) current: Option<Session>,
+    /// Sessions replaced by a newer one, still accepted for receiving until
+    /// they expire: a rekey keeps one here, a handshake collision two.
+    pub(super) older: [Option<Session>; OLDER_SESSIONS],
+    pub(super) next: Option<Session>,
+    pub(super) pending: Option<PendingInitiation>,
+    pub(super) attempts: u32,
+    pub(super) last_timestamp: Option<[u8; 12]>,
+    pub(super) state: PeerState,
+    pub(super) last_handshake: Option<Instant>,
+    pub(super) stats: PeerStats,
+    pub(super) timers: Timers,
+    pub(super) reassembly: Reassembler,
+    pub(super) queue: FrameQueue,
+    pub(super) next_frag_id: u32,
+}
+
+impl Peer {
+    pub(super) fn new(p: &PeerParams, max_frame: usize, now: Instant) -> Self {
+        Peer {
+            name: p.name.clone(),
+            configured_endpoint: p.endpoint,
+            endpoint: p.endpoint,
+            current: None,
+            older: Default::default(),
+            next: None,
+            pending: None,
+            attempts: 0,
+            last_timestamp: None,
+            state: PeerState::Connecting,
+            last_handshake: None,
+            stats: PeerStats::default(),
+            timers: Timers {
+                rekey: p.endpoint.map(|_| now),
+                ..Timers::default()
+            },
+            reassembly: Reassembler::new(REASSEMBLY_SLOTS, max_frame, REASSEMBLY_TIMEOUT),
+            queue: FrameQueue {
+                bufs: Vec::new(),
+                lens: VecDeque::with_capacity(QUEUE_FRAMES),
+            },
+            next_frag_id: 0,
+        }
+    }
+
+    /// The session whose local index is `receiver`, if any (current, next
+    /// or one of the older ones).
+    pub(super) fn session_mut(&mut self, receiver: u32) -> Option<&mut Session> {
+        std::iter::once(&mut self.current)
+            .chain(std::iter::once(&mut self.next))
+            .chain(self.older.iter_mut())
+            .filter_map(Option::as_mut)
+            .find(|s| s.local_index == receiver)
+    }
+}
+
+impl Tunnel {
+    pub(super) fn drop_session(index: &mut HashMap<u32, PeerId>, s: Option<Session>) {
+        if let Some(s) = s {
+            index.remove(&s.local_index);
+        }
+    }
+
+    pub(super) fn reject_after(&self) -> Duration {
+        self.params.rekey_after + RESPONDER_REKEY_DELAY + REJECT_GRACE
+    }
+
+    /// Sends (or starts) a handshake initiation to `id`.
+    pub(super) fn start_handshake<T: Transmit + ?Sized>(
+        &mut self,
+        id: PeerId,
+        now: Instant,
+        tx: &mut T,
+    ) {
+        let Some(to) = self.peers[id].endpoint else {
+            return;
+        };
+        if let Some(old) = self.peers[id].pending.take() {
+            self.index.remove(&old.local_index);
+        }
+        let mut eph = [0u8; 32];
+        self.entropy.fill(&mut eph);
+        let local_index = self.new_index(id);
+        let ts = self.wall_timestamp(now);
+        let jitter = Duration::from_millis(u64::from(self.random_u32() % 250));
+        let buf = tx.buffer();
+        if buf.len() < field::INIT_LEN {
+            self.index.remove(&local_index);
+            return;
+        }
+        let pending = handshake::write_initiation(
+            &self.base,
+            &self.mac,
+            eph,
+            local_index,
+            &handshake::InitPayload {
+                timestamp: ts,
+                instance: self.instance,
+                name: &self.params.local_name,
+            },
+            buf,
+        );
+        zeroize::Zeroize::zeroize(&mut eph);
+        tx.commit(field::INIT_LEN, to);
+        let p = &mut self.peers[id];
+        p.pending = Some(pending);
+        let backoff = RETRY_BASE
+            .saturating_mul(1 << p.attempts.min(8))
+            .min(RETRY_MAX);
+        p.attempts = p.attempts.saturating_add(1);
+        p.timers.retransmit = Some(now + backoff + jitter);
+    }
+
+    /// Seals `frame` on the current session of `id`; the caller checked that
+    /// the session and endpoint exist.
+    pub(super) fn transmit_frame<T: Transmit + ?Sized>(
+        &mut self,
+        id: PeerId,
+        frame: &[u8],
+        now: Instant,
+        tx: &mut T,
+    ) -> bool {
+        let Some(to) = self.peers[id].endpoint else {
+            return false;
+        };
+        let budget = self.frame_budget(to);
+        let rekey_packets = self.params.rekey_after_packets;
+        let keepalive = self.params.keepalive;
+        let p = &mut self.peers[id];
+        let Some(s) = p.current.as_mut() else {
+            return false;
+        };
+        if frame.len() <= budget {
+            if !seal_one(s, MessageType::Data, None, frame, to, tx) {
+                return false;
+            }
+        } else {
+            let Some((count, size)) = fragment::plan(frame.len(), budget) else {
+                return false;
+            };
+            let id_frag = p.next_frag_id;
+            p.next_frag_id = p.next_frag_id.wrapping_add(1);
+            for (i, chunk) in frame.chunks(usize::from(size)).enumerate() {
+                let hdr = FragHeader {
+                    id: id_frag,
+                    index: i as u8,
+                    count,
+                    size,
+                };
+                if !seal_one(s, MessageType::Fragment, Some(hdr), chunk, to, tx) {
+                    return false;
+                }
+            }
+            self.counters.fragmented += 1;
+        }
+        if s.send_counter >= rekey_packets && p.pending.is_none() {
+            p.timers.rekey = Some(now);
+        }
+        p.stats.tx_frames += 1;
+        p.stats.tx_bytes += frame.len() as u64;
+        p.timers.keepalive = Some(now + keepalive);
+        true
+    }
+
+    pub(super) fn send_keepalive<T: Transmit + ?Sized>(
+        &mut self,
+        id: PeerId,
+        now: Instant,
+        tx: &mut T,
+    ) {
+        let keepalive = self.params.keepalive;
+        let p = &mut self.peers[id];
+        let (Some(to), Some(s)) = (p.endpoint, p.current.as_mut()) else {
+            return;
+        };
+        if s.send_counter < REJECT_AFTER_MESSAGES {
+            seal_one(s, MessageType::Data, None, &[], to, tx);
+        }
+        p.timers.keepalive = Some(now + keepalive);
+    }
+
+    pub(super) fn move_endpoint(&mut self, id: PeerId, from: SocketAddr) {
+        let p = &mut self.peers[id];
+        if p.endpoint != Some(from) {
+            self.events.push_back(Event::EndpointMoved {
+                peer: id,
+                from: p.endpoint,
+                to: from,
+            });
+            p.endpoint = Some(from);
+        }
+    }
+
+    /// Makes `session` the current one of `id` (the old current is kept for
+    /// receiving until it expires).
+    pub(super) fn install_session(
+        &mut self,
+        id: PeerId,
+        session: Session,
+        initiator: bool,
+        now: Instant,
+    ) {
+        let rekey = self.params.rekey_after
+            + if initiator {
+                Duration::ZERO
+            } else {
+                RESPONDER_REKEY_DELAY
+            };
+        let dead = self.params.keepalive * 3;
+        let keepalive = self.params.keepalive;
+        let jitter = Duration::from_millis(u64::from(self.random_u32() % 5000));
+        let p = &mut self.peers[id];
+        let had_session = p.current.is_some();
+        if let Some(old) = p.current.replace(session) {
+            // Keep it for receiving; if every slot is taken, the oldest goes.
+            let slot = p
+                .older
+                .iter()
+                .position(Option::is_none)
+                .or_else(|| {
+                    (0..OLDER_SESSIONS).min_by_key(|&i| p.older[i].as_ref().map(|s| s.created))
+                })
+                .expect("OLDER_SESSIONS > 0");
+            Self::drop_session(&mut self.index, p.older[slot].replace(old));
+        }
+        p.attempts = 0;
+        p.stats.handshakes += 1;
+        p.last_handshake = Some(now);
+        p.state = PeerState::Up;
+        // Jitter keeps two sides that both answered (a collision) from
+        // colliding again at every rekey.
+        p.timers.rekey = Some(now + rekey + jitter);
+        p.timers.dead = Some(now + dead);
+        p.timers.keepalive.get_or_insert(now + keepalive);
+        if let Some(endpoint) = p.endpoint {
+            self.events.push_back(Event::HandshakeCompleted {
+                peer: id,
+                endpoint,
+                rekey: had_session,
+            });
+        }
+    }
+}
+
+/// Writes one data/fragment message sealed under `s` into the next buffer of
+/// `tx`. `false` if the buffer is too small or the key is exhausted.
+pub(super) fn seal_one<T: Transmit + ?Sized>(
+    s: &mut Session,
+    ty: MessageType,
+    frag: Option<FragHeader>,
+    data: &[u8],
+    to: SocketAddr,
+    tx: &mut T,
+) -> bool {
+    if s.send_counter >= REJECT_AFTER_MESSAGES {
+        return false;
+    }
+    let frag_len = if frag.is_some() {
+        fragment::HEADER_LEN
+    } else {
+        0
+    };
+    let body_len = frag_len + data.len();
+    let total = DATA_OVERHEAD + body_len;
+    let buf = tx.buffer();
+    if buf.len() < total {
+        return false;
+    }
+    let counter = s.send_counter;
+    s.send_counter += 1;
+    emit_data_header(buf, ty, s.remote_index, counter);
+    let (hdr, rest) = buf.split_at_mut(field::DATA_HEADER_LEN);
+    if let Some(f) = frag {
+        f.emit(&mut rest[..fragment::HEADER_LEN]);
+    }
+    rest[frag_len..body_len].copy_from_slice(data);
+    let (body, tail) = rest.split_at_mut(body_len);
+    let tag = s.keys.send.seal(counter, hdr, body);
+    tail[..TAG_LEN].copy_from_slice(&tag);
+    tx.commit(total, to);
+    true
+}

@@ -5,7 +5,9 @@
 //!
 //! Pure core (bytes and `Instant`s in, bytes and actions out):
 //! - [`config`]: TOML → validated types that cannot hold invalid values.
-//! - [`wire`]: views over byte buffers for the formats we parse on the hot path.
+//! - [`wire`]: views over byte buffers for the formats that are our own (tunnel
+//!   messages, fragment header) or no crate covers (the virtio-net header);
+//!   it imports nothing from the modules above it.
 //! - [`tunnel`]: the encrypted tunnel protocol (handshake, key schedule,
 //!   sessions, replay window, fragmentation, timers).
 //! - [`responder`]: the local ARP and DHCP responder (tap_win32-style masquerade).
@@ -15,6 +17,8 @@
 //! - [`datapath`]: TAP and UDP sockets, batched syscalls, the worker loop.
 //! - [`netlink`]: link, address, route and bridge programming over rtnetlink.
 //! - [`control`]: the control socket protocol shared by daemon and CLI.
+//! - [`hooks`]: the operator's up/down scripts, run without a shell, with the
+//!   link's settings in the environment and a time limit.
 //! - [`metrics`]: the optional Prometheus endpoint, fed by the worker's status.
 //! - [`daemon`]: wiring config → netlink → datapath → control, clean shutdown.
 //!

@@ -29,8 +29,9 @@ use crate::responder::{self, ArpSettings, DhcpSettings, Responder};
 use crate::switch::Switch;
 use crate::tunnel::{OsEntropy, PeerParams, Tunnel, TunnelParams};
 
-/// Packets under one key before a rekey (AES-GCM stays far inside its limits).
-pub const REKEY_AFTER_PACKETS: u64 = 1 << 32;
+/// Packets under one key before a rekey (the tunnel caps it at 2^30 in any
+/// case, to keep AES-GCM far inside its usage limits).
+pub const REKEY_AFTER_PACKETS: u64 = 1 << 30;
 
 /// Largest frame with offloads: a 64 KiB IP packet, Ethernet + VLAN header,
 /// virtio-net header.

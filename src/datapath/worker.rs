@@ -28,6 +28,7 @@ use crate::control::{
 use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Switch};
 use crate::tunnel::{Event, PeerId, PeerStats, Transmit, Tunnel};
+use crate::wire::virtio::VirtioNetHdr;
 
 /// Datagrams or frames handled per batch.
 pub const BATCH: usize = 64;
@@ -86,6 +87,8 @@ pub struct LinkInfo {
 struct IoCounters {
     tap_write_errors: u64,
     udp_send_errors: u64,
+    /// Authenticated frames whose virtio-net header was refused.
+    rx_bad_vnet_hdr: u64,
 }
 
 /// [`Transmit`] over a `sendmmsg` batch; flushes when full.
@@ -214,6 +217,7 @@ impl Worker {
             }
             let now = Instant::now();
             let wall = SystemTime::now();
+            self.tunnel.set_wall_clock(now, wall);
             if udp_ready {
                 self.drain_udp(&mut b, &mut io, now);
             }
@@ -285,6 +289,16 @@ impl Worker {
                     };
                     let h = self.vnet_hdr;
                     if packet.len() < h + 14 {
+                        continue;
+                    }
+                    if h > 0
+                        && !VirtioNetHdr::new_checked(&packet[..h])
+                            .is_some_and(|v| v.is_sane(packet.len() - h))
+                    {
+                        // The peer's kernel would never write this header;
+                        // ours is not handed what a buggy or hostile
+                        // (but authenticated) peer made up.
+                        io.rx_bad_vnet_hdr += 1;
                         continue;
                     }
                     let frame = &packet[h..];
@@ -488,7 +502,7 @@ impl Worker {
             counters: CounterStatus {
                 rx_auth_failed: c.rx_auth_failed,
                 rx_replayed: c.rx_replayed,
-                rx_malformed: c.rx_malformed,
+                rx_malformed: c.rx_malformed + io.rx_bad_vnet_hdr,
                 arp_replies: rc.arp_replies,
                 dhcp_replies: rc.dhcp_replies,
                 fragmented: c.fragmented,

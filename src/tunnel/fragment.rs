@@ -38,6 +38,10 @@ pub enum FragError {
 
 struct Slot {
     in_use: bool,
+    /// The receiving session's index: fragment ids restart at 0 with each
+    /// sender instance, so an id alone could join a restarted peer's new
+    /// frame with the leftovers of an old one.
+    session: u32,
     id: u32,
     started: Instant,
     count: u8,
@@ -61,6 +65,7 @@ impl Reassembler {
         let slots = (0..slots.max(1))
             .map(|_| Slot {
                 in_use: false,
+                session: 0,
                 id: 0,
                 started: Instant::now(), // placeholder, overwritten on use
                 count: 0,
@@ -77,13 +82,15 @@ impl Reassembler {
         }
     }
 
-    /// Adds one fragment. Returns the whole frame once its last missing piece
-    /// arrived. A fragment for a new frame when all slots are busy evicts the
+    /// Adds one fragment, received under the session with local index
+    /// `session`. Returns the whole frame once its last missing piece
+    /// arrived; pieces join only pieces of the same session. A fragment for a new frame when all slots are busy evicts the
     /// oldest incomplete frame (counted by the caller through
     /// [`evicted`](Self::push) = the `bool`).
     pub fn push(
         &mut self,
         hdr: FragHeader,
+        session: u32,
         data: &[u8],
         now: Instant,
     ) -> Result<(Option<&[u8]>, bool), FragError> {
@@ -103,7 +110,11 @@ impl Reassembler {
             return Err(FragError::Malformed);
         }
         let mut evicted = false;
-        let slot_idx = match self.slots.iter().position(|s| s.in_use && s.id == hdr.id) {
+        let slot_idx = match self
+            .slots
+            .iter()
+            .position(|s| s.in_use && s.id == hdr.id && s.session == session)
+        {
             Some(i) => i,
             None => {
                 let i = match self.slots.iter().position(|s| !s.in_use) {
@@ -120,6 +131,7 @@ impl Reassembler {
                 };
                 let s = &mut self.slots[i];
                 s.in_use = true;
+                s.session = session;
                 s.id = hdr.id;
                 s.started = now;
                 s.count = hdr.count;
@@ -217,13 +229,13 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Reassembler::new(4, 2000, Duration::from_secs(1));
         let frags = cut(&[9u8; 1514], 1, 1000);
-        assert_eq!(r.push(frags[0].0, &frags[0].1, t0), Ok((None, false)));
+        assert_eq!(r.push(frags[0].0, 1, &frags[0].1, t0), Ok((None, false)));
         assert_eq!(r.next_deadline(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(r.expire(t0 + Duration::from_millis(999)), 0);
         assert_eq!(r.expire(t0 + Duration::from_secs(1)), 1);
         assert_eq!(r.next_deadline(), None);
         // The late second half alone does not complete anything.
-        assert_eq!(r.push(frags[1].0, &frags[1].1, t0), Ok((None, false)));
+        assert_eq!(r.push(frags[1].0, 1, &frags[1].1, t0), Ok((None, false)));
     }
 
     #[test]
@@ -232,10 +244,10 @@ mod tests {
         let mut r = Reassembler::new(2, 2000, Duration::from_secs(5));
         for id in 0..2 {
             let f = cut(&[id as u8; 1500], id, 1000);
-            assert_eq!(r.push(f[0].0, &f[0].1, t0), Ok((None, false)));
+            assert_eq!(r.push(f[0].0, 1, &f[0].1, t0), Ok((None, false)));
         }
         let f = cut(&[7; 1500], 9, 1000);
-        assert_eq!(r.push(f[0].0, &f[0].1, t0), Ok((None, true)));
+        assert_eq!(r.push(f[0].0, 1, &f[0].1, t0), Ok((None, true)));
     }
 
     #[test]
@@ -259,7 +271,7 @@ mod tests {
                 size,
             };
             assert_eq!(
-                r.push(h, &vec![0; len], t0),
+                r.push(h, 1, &vec![0; len], t0),
                 Err(FragError::Malformed),
                 "{h:?}"
             );
@@ -271,9 +283,9 @@ mod tests {
             count: 2,
             size: 10,
         };
-        assert!(r.push(h, &[0; 10], t0).is_ok());
+        assert!(r.push(h, 1, &[0; 10], t0).is_ok());
         let h2 = FragHeader { count: 3, ..h };
-        assert_eq!(r.push(h2, &[0; 10], t0), Err(FragError::Malformed));
+        assert_eq!(r.push(h2, 1, &[0; 10], t0), Err(FragError::Malformed));
     }
 
     proptest! {
@@ -304,7 +316,7 @@ mod tests {
             let mut out = Vec::new();
             for (h, d) in &frags {
                 prop_assert!(h.size as usize + HEADER_LEN <= budget);
-                if let (Some(f), _) = r.push(*h, d, t0).expect("well-formed") {
+                if let (Some(f), _) = r.push(*h, 1, d, t0).expect("well-formed") {
                     out.push(f.to_vec());
                 }
             }

@@ -96,9 +96,12 @@
 //! ```
 //!
 //! Transport nonce: 4 zero bytes, then the counter big-endian (Noise AESGCM).
-//! Each session's counter starts at 0 and is never reused; a session stops
-//! sending after 2^60 packets. Per-frame overhead: 32 bytes of tunnel data
-//! plus 28 (IPv4) or 48 (IPv6) of outer headers: 60 / 80 bytes in all.
+//! Each session's counter starts at 0 and is never reused. A rekey is due
+//! at 2^30 packets; a session stops sending at 2^31 and refuses received
+//! counters from 2^31 on (before the replay window sees them), far below
+//! the 2^32 messages per key that AES-GCM's usage limits are written around.
+//! Per-frame overhead: 32 bytes of tunnel data plus 28 (IPv4) or 48 (IPv6)
+//! of outer headers: 60 / 80 bytes in all.
 //!
 //! Receiving: the receiver index finds the session; the counter is checked
 //! against a 4032-packet sliding window ([`replay`]), the tag verified, and

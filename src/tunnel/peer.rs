@@ -23,9 +23,16 @@ pub const IPV4_UDP_OVERHEAD: usize = 28;
 /// Outer IPv6 + UDP header bytes.
 pub const IPV6_UDP_OVERHEAD: usize = 48;
 
-/// A session stops sending after this many packets, whatever the rekey
-/// setting (nonces must never repeat; this is far from `u64::MAX`).
-pub(super) const REJECT_AFTER_MESSAGES: u64 = 1 << 60;
+/// A rekey is due after this many packets under one key, whatever
+/// `rekey_after_packets` asks for.
+pub(super) const REKEY_AFTER_MESSAGES: u64 = 1 << 30;
+/// A session neither sends nor accepts a packet with a counter this high.
+/// The counter is the AES-GCM nonce, so it never repeats; the cap keeps the
+/// number of messages under one key far below the 2^32 that AES-GCM's
+/// usage limits (NIST SP 800-38D) are written around, whatever the peer or
+/// the configuration does. At a million packets per second the gap between
+/// the rekey and this cap is 18 minutes.
+pub(super) const REJECT_AFTER_MESSAGES: u64 = 1 << 31;
 /// Extra life of a session after it should have been replaced, so frames in
 /// flight under the previous key are still accepted.
 const REJECT_GRACE: Duration = Duration::from_secs(60);
@@ -275,7 +282,7 @@ impl Tunnel {
             return false;
         };
         let budget = self.frame_budget(to);
-        let rekey_packets = self.params.rekey_after_packets;
+        let rekey_packets = self.params.rekey_after_packets.min(REKEY_AFTER_MESSAGES);
         let keepalive = self.params.keepalive;
         let p = &mut self.peers[id];
         let Some(s) = p.current.as_mut() else {

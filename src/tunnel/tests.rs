@@ -614,6 +614,14 @@ fn three_peers_are_told_apart_by_name() {
         let mut d = out.sent[0].1.clone();
         hub.handle_datagram(addr(from), &mut d, now, &mut reply);
         assert_eq!(reply.sent.len(), 1);
+        // The spoke completes the handshake and confirms it with a
+        // keepalive: that first data packet gives the hub its endpoint.
+        let mut confirm = Out::default();
+        let mut r = reply.sent[0].1.clone();
+        spoke.handle_datagram(hub_addr, &mut r, now, &mut confirm);
+        assert_eq!(confirm.sent.len(), 1);
+        let mut k = confirm.sent[0].1.clone();
+        hub.handle_datagram(addr(from), &mut k, now, &mut Out::default());
         assert_eq!(
             hub.peer_status(want).expect("peer").endpoint,
             Some(addr(from))
@@ -650,4 +658,222 @@ fn reflected_initiation_is_refused() {
     assert_eq!(r, Incoming::Nothing);
     assert!(reply.sent.is_empty(), "A answered its own initiation");
     assert_eq!(p.t[0].counters().rx_replayed, before + 1);
+}
+
+// --- Hardening from the review of the tunnel against WireGuard (issue 9). ---
+
+/// Delivers one datagram by hand; returns the frame it produced, if any.
+fn deliver(p: &mut Pair, to: usize, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Out::default();
+    let mut b = bytes.to_vec();
+    let got = match p.t[to].handle_datagram(from, &mut b, p.now, &mut out) {
+        Incoming::Frame { frame, .. } => Some(frame.to_vec()),
+        Incoming::Nothing => None,
+    };
+    p.launch(to, out);
+    got
+}
+
+/// Fragment ids restart at 0 in each sender instance. A frame left half
+/// reassembled by a peer that then restarted must not be completed with the
+/// restarted peer's first fragmented frame.
+#[test]
+fn fragments_of_a_restarted_peer_never_join_old_leftovers() {
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    let old_frame = frame(1, 1518);
+    let mut out = Out::default();
+    p.t[0].send_frame(0, &old_frame, p.now, &mut out);
+    assert_eq!(out.sent.len(), 2, "two fragments");
+    let a = p.addr[0];
+    assert_eq!(deliver(&mut p, 1, a, &out.sent[0].1), None);
+    // A restarts (fresh instance, later wall clock) and handshakes again.
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_005);
+    p.t[0] = Tunnel::new(
+        params("a", "b", Some(p.addr[1])),
+        &PSK,
+        Box::new(TestEntropy(55)),
+        p.now,
+        wall,
+    );
+    p.run_for(Duration::from_millis(500));
+    assert_eq!(p.state(0), PeerState::Up);
+    // Its first fragmented frame has id 0 again, the same count and size;
+    // only its second half arrives.
+    let mut out = Out::default();
+    p.t[0].send_frame(0, &frame(2, 1518), p.now, &mut out);
+    assert_eq!(out.sent.len(), 2);
+    assert_eq!(deliver(&mut p, 1, a, &out.sent[1].1), None, "spliced frame");
+    assert!(p.delivered[1].is_empty());
+}
+
+/// A session refuses counters at the cap before its replay window sees them.
+#[test]
+fn received_counters_at_the_cap_are_refused() {
+    use crate::wire::tunnel::{MessageType, emit_data_header};
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    // What a sender that ignored the cap would send, under A's real key.
+    let seal_at = |p: &Pair, counter: u64, seq: u32| -> Vec<u8> {
+        let s = p.t[0].peers[0].current.as_ref().expect("session");
+        let mut pkt = vec![0u8; DATA_OVERHEAD + 100];
+        emit_data_header(&mut pkt, MessageType::Data, s.remote_index, counter);
+        let (hdr, rest) = pkt.split_at_mut(16);
+        rest[..100].copy_from_slice(&frame(seq, 100));
+        let tag = s.keys.send.seal(counter, hdr, &mut rest[..100]);
+        rest[100..].copy_from_slice(&tag);
+        pkt
+    };
+    let cap = super::peer::REJECT_AFTER_MESSAGES;
+    let a = p.addr[0];
+    let before = p.t[1].counters().rx_replayed;
+    let pkt = seal_at(&p, cap, 7);
+    assert_eq!(deliver(&mut p, 1, a, &pkt), None);
+    assert_eq!(p.t[1].counters().rx_replayed, before + 1);
+    // Just below the cap is an ordinary packet.
+    let pkt = seal_at(&p, cap - 1, 8);
+    assert_eq!(deliver(&mut p, 1, a, &pkt), Some(frame(8, 100)));
+}
+
+/// However many packets `rekey_after_packets` allows, a key is replaced
+/// after 2^30 of them.
+#[test]
+fn rekey_by_packet_count_is_capped_for_aes_gcm() {
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    assert_eq!(p.t[0].params.rekey_after_packets, 1 << 32);
+    let hs = p.t[0].peer_stats(0).handshakes;
+    p.t[0].peers[0]
+        .current
+        .as_mut()
+        .expect("session")
+        .send_counter = 1 << 30;
+    p.send(0, &frame(1, 100));
+    p.run_for(Duration::from_millis(200));
+    assert_eq!(p.t[0].peer_stats(0).handshakes, hs + 1, "rekeyed");
+    assert_eq!(p.delivered[1], vec![frame(1, 100)]);
+}
+
+/// A box that booted with its clock far behind (no NTP yet) writes old
+/// timestamps; a responder that already saw newer ones from it refuses them.
+/// Once the shell reports the corrected wall clock, the next initiation is
+/// accepted.
+#[test]
+fn initiation_timestamps_follow_the_wall_clock() {
+    let now = Instant::now();
+    let synced = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let b_addr = addr("198.18.0.2:51901");
+    let mut p = Pair::new();
+    // B only answers (A is a roaming peer to it): only A's initiations count.
+    p.t[1] = Tunnel::new(
+        params("b", "a", None),
+        &PSK,
+        Box::new(TestEntropy(2)),
+        now,
+        synced,
+    );
+    p.run_for(Duration::from_secs(1));
+    assert_eq!(p.state(1), PeerState::Up);
+    // A restarts before its clock is set: 2001.
+    let early = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    p.t[0] = Tunnel::new(
+        params("a", "b", Some(b_addr)),
+        &PSK,
+        Box::new(TestEntropy(9)),
+        p.now,
+        early,
+    );
+    p.run_for(Duration::from_secs(5));
+    assert_ne!(p.state(0), PeerState::Up, "stale initiations are refused");
+    assert!(p.t[1].counters().rx_replayed > 0);
+    // NTP sets the clock; the shell tells the tunnel.
+    let now = p.now;
+    p.t[0].set_wall_clock(now, synced + Duration::from_secs(60));
+    p.run_for(Duration::from_secs(20));
+    assert_eq!(p.state(0), PeerState::Up);
+    assert_eq!(p.send(0, &frame(1, 100)), SendOutcome::Sent);
+    p.run_for(Duration::from_millis(100));
+    assert_eq!(p.delivered[1], vec![frame(1, 100)]);
+}
+
+#[test]
+fn handshake_timestamps_never_go_backwards() {
+    let mut p = Pair::new();
+    let now = p.now;
+    let t1 = p.t[0].wall_timestamp(now);
+    // The clock is stepped back an hour.
+    let back = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 - 3600);
+    p.t[0].set_wall_clock(now, back);
+    let t2 = p.t[0].wall_timestamp(now + Duration::from_secs(1));
+    assert!(t2 > t1);
+}
+
+/// An initiation relayed from another address (anyone on the path can do
+/// that) does not move the peer's endpoint; the first data packet under the
+/// new session does.
+#[test]
+fn endpoint_moves_on_authenticated_data_not_on_an_initiation() {
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    // Capture A's next initiation (a rekey) instead of delivering it.
+    let mut out = Out::default();
+    p.t[0].peers[0].timers.rekey = Some(p.now);
+    p.t[0].handle_timeout(p.now, &mut out);
+    let init = out
+        .sent
+        .iter()
+        .find(|(_, b)| b[0] == 1)
+        .expect("an initiation")
+        .1
+        .clone();
+    let elsewhere = addr("198.18.7.7:4000");
+    while p.t[1].poll_event().is_some() {}
+    let mut out = Out::default();
+    let mut b = init;
+    p.t[1].handle_datagram(elsewhere, &mut b, p.now, &mut out);
+    assert_eq!(out.sent.len(), 1, "answered (to the relay's address)");
+    assert_eq!(out.sent[0].0, elsewhere);
+    let st = p.t[1].peer_status(0).expect("peer");
+    assert_eq!(st.endpoint, Some(p.addr[0]), "endpoint not moved");
+    assert!(
+        std::iter::from_fn(|| p.t[1].poll_event())
+            .all(|e| !matches!(e, Event::EndpointMoved { .. }))
+    );
+}
+
+/// Replaying a captured initiation with the peer's source address, far
+/// faster than the rate limit, costs that peer nothing: stale initiations
+/// are refused before the limiter is charged, and real rekeys go on.
+#[test]
+fn replayed_handshakes_do_not_starve_the_real_peer() {
+    let mut p = Pair::new();
+    p.run_for(Duration::from_secs(1));
+    let captured: Vec<Vec<u8>> = p
+        .log
+        .iter()
+        .filter(|(s, b)| *s == 0 && matches!(b[0], 1 | 2))
+        .map(|(_, b)| b.clone())
+        .collect();
+    assert!(!captured.is_empty());
+    let a = p.addr[0];
+    let hs = p.t[1].peer_stats(0).handshakes + p.t[0].peer_stats(0).handshakes;
+    // 500 per second for 10 minutes of virtual time, rekeys every 2 minutes.
+    let end = p.now + Duration::from_secs(600);
+    let mut seq = 0;
+    while p.now < end {
+        for _ in 0..5 {
+            for c in &captured {
+                deliver(&mut p, 1, a, c);
+            }
+        }
+        p.send(0, &frame(seq, 100));
+        seq += 1;
+        p.run_for(Duration::from_millis(10));
+    }
+    p.run_for(Duration::from_millis(100));
+    assert_eq!(p.t[1].counters().handshake_rate_limited, 0);
+    assert!(p.t[1].peer_stats(0).handshakes + p.t[0].peer_stats(0).handshakes >= hs + 8);
+    assert_eq!(p.state(1), PeerState::Up);
+    let got: Vec<u32> = p.delivered[1].iter().map(|f| seq_of(f)).collect();
+    assert_eq!(got, (0..seq).collect::<Vec<_>>(), "no frame lost");
 }

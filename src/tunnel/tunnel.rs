@@ -165,6 +165,9 @@ pub struct Tunnel {
     pub(super) limiter: RateLimiter,
     pub(super) entropy: Box<dyn Entropy>,
     pub(super) clock_anchor: (Instant, Duration),
+    /// The last handshake timestamp we wrote: ours never go backwards, even
+    /// when the wall clock is set back.
+    pub(super) last_stamp: Duration,
     /// Random id put in our initiations: one that comes back is a reflection.
     pub(super) instance: [u8; 8],
     pub(super) counters: Counters,
@@ -191,19 +194,22 @@ impl Tunnel {
         let mut entropy = entropy;
         let mut instance = [0u8; 8];
         entropy.fill(&mut instance);
+        let mut limiter_key = [0u8; 16];
+        entropy.fill(&mut limiter_key);
         Tunnel {
             instance,
             base: SymmetricState::initial(psk),
             mac: MacKey::from_psk(psk),
             peers,
             index: HashMap::new(),
-            limiter: RateLimiter::new(20, 40),
+            limiter: RateLimiter::new(20, 40, limiter_key),
             entropy,
             clock_anchor: (
                 now,
                 wall.duration_since(SystemTime::UNIX_EPOCH)
                     .unwrap_or_default(),
             ),
+            last_stamp: Duration::ZERO,
             counters: Counters::default(),
             events: VecDeque::new(),
             params,
@@ -234,6 +240,19 @@ impl Tunnel {
     /// Tunnel-wide counters.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Tells the tunnel the wall-clock time at `now`. Call it whenever the
+    /// shell reads the clock (once per batch is plenty): handshake timestamps
+    /// follow the wall clock, so a box that booted before its clock was set
+    /// catches up as soon as NTP does (a responder refuses initiations older
+    /// than the last it accepted). Timestamps never go backwards.
+    pub fn set_wall_clock(&mut self, now: Instant, wall: SystemTime) {
+        self.clock_anchor = (
+            now,
+            wall.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
     }
 
     /// Next session event, if any. Call after each batch of work.
@@ -267,8 +286,10 @@ impl Tunnel {
         }
     }
 
-    pub(super) fn wall_timestamp(&self, now: Instant) -> [u8; 12] {
+    pub(super) fn wall_timestamp(&mut self, now: Instant) -> [u8; 12] {
         let t = self.clock_anchor.1 + now.saturating_duration_since(self.clock_anchor.0);
+        let t = t.max(self.last_stamp + Duration::from_nanos(1));
+        self.last_stamp = t;
         let mut out = [0u8; 12];
         // TAI64N label: 2^62 + seconds, then nanoseconds; big-endian so that
         // byte order is time order.
@@ -381,10 +402,8 @@ impl Tunnel {
         if let Err(e) = handshake::initiation_mac_ok(&self.mac, msg) {
             return self.count_handshake_error(e);
         }
-        if !self.limiter.allow(from.ip(), now) {
-            self.counters.handshake_rate_limited += 1;
-            return;
-        }
+        // Decrypting the payload is cheap (no DH); only what proves to be
+        // authentic and fresh is charged to the source's rate limit below.
         let init = match handshake::read_initiation(&self.base, msg) {
             Ok(i) => i,
             Err(e) => return self.count_handshake_error(e),
@@ -404,6 +423,10 @@ impl Tunnel {
             .is_some_and(|last| init.timestamp <= last)
         {
             self.counters.rx_replayed += 1;
+            return;
+        }
+        if !self.limiter.allow(from.ip(), now) {
+            self.counters.handshake_rate_limited += 1;
             return;
         }
         let timestamp = init.timestamp;
@@ -438,7 +461,9 @@ impl Tunnel {
             created: now,
         });
         Self::drop_session(&mut self.index, old);
-        self.move_endpoint(id, from);
+        // The endpoint is not moved yet: anyone on the path can relay an
+        // initiation from elsewhere. The first data packet under the new
+        // session proves the address (see `handle_data`).
     }
 
     fn handle_response<T: Transmit + ?Sized>(
@@ -452,17 +477,26 @@ impl Tunnel {
             Ok(r) => r,
             Err(e) => return self.count_handshake_error(e),
         };
-        if !self.limiter.allow(from.ip(), now) {
-            self.counters.handshake_rate_limited += 1;
-            return;
-        }
         let Some(&id) = self.index.get(&receiver) else {
             self.counters.rx_unknown_session += 1;
             return;
         };
-        let p = &mut self.peers[id];
-        let Some(pending) = p.pending.as_ref().filter(|h| h.local_index == receiver) else {
+        if self.peers[id]
+            .pending
+            .as_ref()
+            .is_none_or(|h| h.local_index != receiver)
+        {
             self.counters.rx_unknown_session += 1;
+            return;
+        }
+        // It answers the initiation we wait for (a replayed response finds
+        // none): charge the source before the DH.
+        if !self.limiter.allow(from.ip(), now) {
+            self.counters.handshake_rate_limited += 1;
+            return;
+        }
+        let p = &mut self.peers[id];
+        let Some(pending) = p.pending.as_ref() else {
             return;
         };
         let (keys, remote_index, their_time) = match handshake::read_response(pending, msg) {
@@ -524,6 +558,12 @@ impl Tunnel {
             self.counters.rx_unknown_session += 1;
             return Incoming::Nothing;
         };
+        if counter >= REJECT_AFTER_MESSAGES {
+            // No sender ever uses such a counter; one near the top of the
+            // range would push the window where nothing later fits.
+            self.counters.rx_replayed += 1;
+            return Incoming::Nothing;
+        }
         match session.replay.check(counter) {
             Ok(()) => {}
             Err(Replay::Duplicate | Replay::TooOld) => {
@@ -542,19 +582,24 @@ impl Tunnel {
             self.counters.rx_replayed += 1;
             return Incoming::Nothing;
         }
-        // Authentic: the peer is alive, possibly at a new address.
+        // Authentic: the peer is alive, possibly at a new address. This is
+        // the only place an endpoint moves (roaming, or the first contact
+        // of a session we answered).
         let dead = self.params.keepalive * 3;
         p.timers.dead = Some(now + dead);
+        if p.endpoint != Some(from) {
+            self.move_endpoint(id, from);
+        }
         if is_next {
             // First packet under a session we answered: the initiator has it,
             // so it becomes ours to send with.
-            let s = p.next.take().expect("the packet matched the next session");
+            let s = self.peers[id]
+                .next
+                .take()
+                .expect("the packet matched the next session");
             self.install_session(id, s, false, now);
         } else if self.peers[id].state != PeerState::Up {
             self.peers[id].state = PeerState::Up;
-        }
-        if self.peers[id].endpoint != Some(from) {
-            self.move_endpoint(id, from);
         }
         let max_frame = self.params.max_frame;
         let body = &rest[..len - DATA_OVERHEAD];
@@ -578,7 +623,10 @@ impl Tunnel {
                     self.counters.rx_malformed += 1;
                     return Incoming::Nothing;
                 };
-                match p.reassembly.push(h, &body[fragment::HEADER_LEN..], now) {
+                match p
+                    .reassembly
+                    .push(h, receiver, &body[fragment::HEADER_LEN..], now)
+                {
                     Err(_) => {
                         self.counters.rx_malformed += 1;
                         Incoming::Nothing

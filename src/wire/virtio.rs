@@ -21,6 +21,8 @@ pub const HDR_LEN: usize = 10;
 /// (to us, or to the receiving kernel), to be stored at
 /// `csum_start + csum_offset`.
 pub const F_NEEDS_CSUM: u8 = 1;
+/// `flags`: the checksum was already verified (by the sending site's kernel).
+pub const F_DATA_VALID: u8 = 2;
 /// `gso_type`: not a segmentation batch.
 pub const GSO_NONE: u8 = 0;
 /// `gso_type`: a TCP/IPv4 batch to be segmented in `gso_size` pieces.
@@ -78,6 +80,25 @@ impl<T: AsRef<[u8]>> VirtioNetHdr<T> {
     pub fn csum_offset(&self) -> u16 {
         self.u16_at(8)
     }
+
+    /// Whether this header, followed by a frame of `frame_len` bytes, is one
+    /// an offload TAP could have produced, and so is safe to hand to the
+    /// local kernel: only the checksum flags; no segmentation, or TCP over
+    /// IPv4/IPv6 (ECN allowed) with a non-zero segment size and a checksum
+    /// request; a checksum field that lies inside the frame.
+    pub fn is_sane(&self, frame_len: usize) -> bool {
+        if self.flags() & !(F_NEEDS_CSUM | F_DATA_VALID) != 0 {
+            return false;
+        }
+        let needs_csum = self.flags() & F_NEEDS_CSUM != 0;
+        match self.gso_type() & !GSO_ECN {
+            GSO_NONE if self.gso_type() & GSO_ECN == 0 => {}
+            GSO_TCPV4 | GSO_TCPV6 if self.gso_size() > 0 && needs_csum => {}
+            _ => return false,
+        }
+        !needs_csum
+            || usize::from(self.csum_start()) + usize::from(self.csum_offset()) + 2 <= frame_len
+    }
 }
 
 /// Completes a checksum the kernel left partial ([`F_NEEDS_CSUM`]): the ones'
@@ -132,6 +153,34 @@ mod tests {
         assert_eq!(h.gso_size(), 1448);
         assert_eq!((h.csum_start(), h.csum_offset()), (34, 16));
         assert!(VirtioNetHdr::new_checked(&b[..9]).is_none());
+    }
+
+    #[test]
+    fn sanity_of_headers_from_a_peer() {
+        let hdr = |b: [u8; 10]| b;
+        let ok = |b: [u8; 10], len: usize| {
+            VirtioNetHdr::new_checked(&b[..])
+                .expect("10 bytes")
+                .is_sane(len)
+        };
+        // Plain frame; checksum-offloaded UDP; a TSO batch; with ECN.
+        assert!(ok([0; 10], 60));
+        assert!(ok(hdr([1, 0, 0, 0, 0, 0, 34, 0, 6, 0]), 60));
+        assert!(ok(hdr([1, 1, 54, 0, 0xa8, 5, 34, 0, 16, 0]), 65_000));
+        assert!(ok(hdr([1, 0x84, 74, 0, 0x94, 5, 54, 0, 16, 0]), 65_000));
+        assert!(ok(hdr([2, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 60), "data valid");
+        // Unknown flag; UDP/unknown GSO; ECN without GSO; TSO without a
+        // segment size or without a checksum request; checksum field past
+        // the end of the frame.
+        assert!(!ok(hdr([4, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 60));
+        assert!(!ok(hdr([1, 3, 42, 0, 0xc8, 5, 34, 0, 6, 0]), 9000));
+        assert!(!ok(hdr([1, 5, 42, 0, 0xc8, 5, 34, 0, 6, 0]), 9000));
+        assert!(!ok(hdr([0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0]), 60));
+        assert!(!ok(hdr([1, 1, 54, 0, 0, 0, 34, 0, 16, 0]), 65_000));
+        assert!(!ok(hdr([0, 1, 54, 0, 0xa8, 5, 0, 0, 0, 0]), 65_000));
+        assert!(!ok(hdr([1, 0, 0, 0, 0, 0, 34, 0, 24, 0]), 59));
+        assert!(ok(hdr([1, 0, 0, 0, 0, 0, 34, 0, 24, 0]), 60));
+        assert!(!ok(hdr([1, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]), 60));
     }
 
     /// A UDP/IPv4 frame with a correct checksum, turned into what the kernel

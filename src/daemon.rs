@@ -27,7 +27,7 @@ use crate::metrics::MetricsServer;
 use crate::netlink::{Change, Changes, Netlink};
 use crate::responder::{self, ArpSettings, DhcpSettings, Responder};
 use crate::switch::Switch;
-use crate::tunnel::{OsEntropy, PeerParams, Tunnel, TunnelParams};
+use crate::tunnel::{OsEntropy, PeerParams, PresharedKey, Tunnel, TunnelParams};
 
 /// Packets under one key before a rekey (the tunnel caps it at 2^30 in any
 /// case, to keep AES-GCM far inside its usage limits).
@@ -251,6 +251,7 @@ fn bring_up(
                 .iter()
                 .map(|p| PeerParams {
                     name: p.name.clone(),
+                    keys: vec![PresharedKey::new(*psk.as_bytes())],
                     endpoint: p.endpoint,
                 })
                 .collect(),
@@ -264,7 +265,6 @@ fn bring_up(
                 cfg.interface.mtu as usize + 18 + VNET_HDR_LEN
             },
         },
-        psk.as_bytes(),
         Box::new(OsEntropy),
         now,
         SystemTime::now(),

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tapbridge::switch::{LocalRoute, Switch};
-use tapbridge::tunnel::{Entropy, Incoming, PeerParams, Transmit, Tunnel, TunnelParams};
+use tapbridge::tunnel::{
+    Entropy, Incoming, PeerParams, PresharedKey, Transmit, Tunnel, TunnelParams,
+};
 
 struct Counting;
 
@@ -70,11 +72,12 @@ impl Transmit for Ring {
     }
 }
 
-fn params(local: &str, endpoint: &str) -> TunnelParams {
+fn params(local: &str, peer: &str, endpoint: &str) -> TunnelParams {
     TunnelParams {
         local_name: local.into(),
         peers: vec![PeerParams {
-            name: "x".into(),
+            name: peer.into(),
+            keys: vec![PresharedKey::new([9u8; 32])],
             endpoint: Some(endpoint.parse().expect("addr")),
         }],
         keepalive: Duration::from_secs(10),
@@ -91,17 +94,14 @@ fn steady_state_allocates_nothing() {
     let b_addr: SocketAddr = "198.18.0.2:1".parse().expect("addr");
     let now = Instant::now();
     let wall = SystemTime::now();
-    let psk = [9u8; 32];
     let mut a = Tunnel::new(
-        params("a", "198.18.0.2:1"),
-        &psk,
+        params("a", "b", "198.18.0.2:1"),
         Box::new(Seeded(1)),
         now,
         wall,
     );
     let mut b = Tunnel::new(
-        params("b", "198.18.0.1:1"),
-        &psk,
+        params("b", "a", "198.18.0.1:1"),
         Box::new(Seeded(2)),
         now,
         wall,

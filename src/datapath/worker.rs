@@ -393,6 +393,15 @@ impl Worker {
                 Event::HandshakeCompleted { peer, .. }
                 | Event::PeerDown { peer }
                 | Event::EndpointMoved { peer, .. } => *peer,
+                Event::HandshakeRefused { from, peer, reason } => {
+                    // The tunnel reports only a few per second.
+                    let name = peer
+                        .and_then(|p| self.tunnel.peer_status(p))
+                        .map(|s| s.name)
+                        .unwrap_or_else(|| "-".into());
+                    tracing::warn!(%from, peer = %name, "handshake refused: {reason}");
+                    continue;
+                }
             };
             let Some(st) = self.tunnel.peer_status(peer) else {
                 continue;
@@ -425,6 +434,7 @@ impl Worker {
                     %to, tx_frames = txf, rx_frames = rxf, tx_bytes = txb, rx_bytes = rxb,
                     "endpoint moved"
                 ),
+                Event::HandshakeRefused { .. } => {}
             }
         }
     }

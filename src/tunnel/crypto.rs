@@ -14,8 +14,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// The Noise protocol name; exactly 32 bytes, so it is used as `h` unhashed.
 pub(crate) const PROTOCOL_NAME: &[u8; 32] = b"Noise_NNpsk0_25519_AESGCM_SHA256";
-/// Bound into every handshake so keys never collide with another protocol's.
-pub(crate) const PROLOGUE: &[u8] = b"tapbridge tunnel v1";
+/// Bound into every handshake, followed by the intended responder's name,
+/// so keys never collide with another protocol's or another site's.
+pub(crate) const PROLOGUE: &[u8] = b"tapbridge tunnel v2";
 pub use crate::wire::tunnel::{MAC_LEN, TAG_LEN};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -52,28 +53,117 @@ pub(crate) fn nonce(counter: u64) -> Nonce<aes_gcm::aead::consts::U12> {
     n.into()
 }
 
+/// A site name as it enters hashes: one length byte, then the bytes.
+fn name_parts(name: &[u8]) -> [&[u8]; 2] {
+    const LENS: [u8; 256] = {
+        let mut l = [0u8; 256];
+        let mut i = 0;
+        while i < 256 {
+            l[i] = i as u8;
+            i += 1;
+        }
+        l
+    };
+    let name = &name[..name.len().min(255)];
+    [std::slice::from_ref(&LENS[name.len()]), name]
+}
+
 /// A keyed MAC used to drop garbage handshake messages before any DH work.
-/// The key is derived from the PSK; the comparison is constant time.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+/// The key is derived from the PSK and the name of the site the message is
+/// meant for, so a message meant for one site fails the check at any other;
+/// the comparison is constant time.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct MacKey([u8; 32]);
 
 impl MacKey {
-    pub(crate) fn from_psk(psk: &[u8; 32]) -> Self {
-        MacKey(hash(&[b"tapbridge mac1", psk]))
+    /// The key of handshake messages sent to the site called `receiver`.
+    pub(crate) fn new(psk: &[u8; 32], receiver: &[u8]) -> Self {
+        let [len, name] = name_parts(receiver);
+        MacKey(hash(&[b"tapbridge mac1 v2", psk, len, name]))
     }
 
     pub(crate) fn compute(&self, msg: &[u8]) -> [u8; MAC_LEN] {
-        let mut mac = <HmacSha256 as hmac::KeyInit>::new_from_slice(&self.0)
-            .expect("HMAC takes any key length");
-        mac.update(msg);
-        let full = mac.finalize().into_bytes();
-        let mut out = [0u8; MAC_LEN];
-        out.copy_from_slice(&full[..MAC_LEN]);
-        out
+        mac16(&self.0, &[msg])
     }
 
     pub(crate) fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
         self.compute(msg).ct_eq(tag).into()
+    }
+}
+
+/// HMAC-SHA256 over the concatenation of `parts`, truncated to 16 bytes.
+pub(crate) fn mac16(key: &[u8], parts: &[&[u8]]) -> [u8; MAC_LEN] {
+    let mut mac =
+        <HmacSha256 as hmac::KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    let full = mac.finalize().into_bytes();
+    let mut out = [0u8; MAC_LEN];
+    out.copy_from_slice(&full[..MAC_LEN]);
+    out
+}
+
+/// The responder's secret for cookies: a cookie is a MAC of the source
+/// address under it, so only who receives at that address can present it.
+/// Replaced every two minutes by the tunnel.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub(crate) struct CookieSecret([u8; 32]);
+
+impl CookieSecret {
+    pub(crate) fn new(bytes: [u8; 32]) -> Self {
+        CookieSecret(bytes)
+    }
+
+    /// The cookie for a source address.
+    pub(crate) fn cookie(&self, from: std::net::SocketAddr) -> [u8; MAC_LEN] {
+        let ip = match from.ip().to_canonical() {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
+        mac16(&self.0, &[&ip, &from.port().to_le_bytes()])
+    }
+}
+
+/// Seals and opens cookie replies. The key comes from the PSK and the
+/// responder's name, so only the initiator that holds that PSK (and meant
+/// that responder) can read the cookie.
+pub(crate) struct CookieKey(Aes256Gcm);
+
+impl CookieKey {
+    pub(crate) fn new(psk: &[u8; 32], responder: &[u8]) -> Self {
+        let [len, name] = name_parts(responder);
+        let mut k = hash(&[b"tapbridge cookie v2", psk, len, name]);
+        let key = CookieKey(Aes256Gcm::new((&k).into()));
+        k.zeroize();
+        key
+    }
+
+    /// Encrypts `cookie` with the given (random) nonce; `ad` is the first MAC
+    /// of the initiation being answered. Returns ciphertext and tag.
+    pub(crate) fn seal(&self, nonce: &[u8; 12], ad: &[u8], cookie: &[u8; MAC_LEN]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[..MAC_LEN].copy_from_slice(cookie);
+        let tag = self
+            .0
+            .encrypt_inout_detached(&(*nonce).into(), ad, InOutBuf::from(&mut out[..MAC_LEN]))
+            .expect("16 bytes");
+        out[MAC_LEN..].copy_from_slice(&tag);
+        out
+    }
+
+    /// Inverse of [`seal`](Self::seal); `None` if the tag does not verify.
+    pub(crate) fn open(&self, nonce: &[u8; 12], ad: &[u8], sealed: &[u8]) -> Option<[u8; MAC_LEN]> {
+        if sealed.len() != MAC_LEN + TAG_LEN {
+            return None;
+        }
+        let mut cookie = [0u8; MAC_LEN];
+        cookie.copy_from_slice(&sealed[..MAC_LEN]);
+        let tag = Tag::try_from(&sealed[MAC_LEN..]).ok()?;
+        self.0
+            .decrypt_inout_detached(&(*nonce).into(), ad, InOutBuf::from(&mut cookie[..]), &tag)
+            .ok()?;
+        Some(cookie)
     }
 }
 
@@ -87,17 +177,18 @@ pub(crate) struct SymmetricState {
 }
 
 impl SymmetricState {
-    /// `Initialize` + `MixHash(prologue)` + the `psk` token of `psk0`.
-    /// The result is the same for every handshake under one PSK, so callers
-    /// compute it once and clone it.
-    pub(crate) fn initial(psk: &[u8; 32]) -> Self {
+    /// `Initialize` + `MixHash(prologue || len || responder)` + the `psk`
+    /// token of `psk0`. The result is the same for every handshake under one
+    /// PSK towards one responder, so callers compute it once and clone it.
+    pub(crate) fn initial(psk: &[u8; 32], responder: &[u8]) -> Self {
         let mut s = SymmetricState {
             ck: *PROTOCOL_NAME,
             h: *PROTOCOL_NAME,
             k: [0; 32],
             n: 0,
         };
-        s.mix_hash(PROLOGUE);
+        let [len, name] = name_parts(responder);
+        s.h = hash(&[&s.h, PROLOGUE, len, name]);
         s.mix_key_and_hash(psk);
         s
     }
@@ -283,7 +374,7 @@ mod tests {
 
     #[test]
     fn transport_key_roundtrip_and_tamper() {
-        let (a, _b) = SymmetricState::initial(&[7; 32]).split();
+        let (a, _b) = SymmetricState::initial(&[7; 32], b"b").split();
         let mut buf = *b"hello, bridge";
         let tag = a.seal(5, b"hdr", &mut buf);
         assert_ne!(&buf, b"hello, bridge");
@@ -301,10 +392,44 @@ mod tests {
 
     #[test]
     fn mac_verifies_and_rejects() {
-        let k = MacKey::from_psk(&[1; 32]);
+        let k = MacKey::new(&[1; 32], b"b");
         let m = k.compute(b"message");
         assert!(k.verify(b"message", &m));
         assert!(!k.verify(b"messagf", &m));
-        assert!(!MacKey::from_psk(&[2; 32]).verify(b"message", &m));
+        assert!(!MacKey::new(&[2; 32], b"b").verify(b"message", &m));
+        assert!(
+            !MacKey::new(&[1; 32], b"c").verify(b"message", &m),
+            "meant for another site"
+        );
+        // The name is length-prefixed: ("ab", psk) and ("a", ...) differ.
+        assert!(MacKey::new(&[1; 32], b"ab") != MacKey::new(&[1; 32], b"a"));
+    }
+
+    #[test]
+    fn cookie_reply_seals_for_the_key_holder_only() {
+        let secret = CookieSecret::new([9; 32]);
+        let from: std::net::SocketAddr = "198.18.0.2:51901".parse().expect("addr");
+        let cookie = secret.cookie(from);
+        assert_ne!(
+            cookie,
+            secret.cookie("198.18.0.2:51902".parse().expect("addr"))
+        );
+        assert_eq!(
+            secret.cookie("[::ffff:198.18.0.2]:51901".parse().expect("addr")),
+            cookie
+        );
+        let k = CookieKey::new(&[1; 32], b"hub");
+        let sealed = k.seal(&[7; 12], b"mac1", &cookie);
+        assert_eq!(k.open(&[7; 12], b"mac1", &sealed), Some(cookie));
+        assert_eq!(k.open(&[8; 12], b"mac1", &sealed), None);
+        assert_eq!(k.open(&[7; 12], b"mac2", &sealed), None);
+        assert_eq!(
+            CookieKey::new(&[2; 32], b"hub").open(&[7; 12], b"mac1", &sealed),
+            None
+        );
+        assert_eq!(
+            CookieKey::new(&[1; 32], b"other").open(&[7; 12], b"mac1", &sealed),
+            None
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The two handshake messages of `Noise_NNpsk0_25519_AESGCM_SHA256`.
+//! The two handshake messages of `Noise_NNpsk0_25519_AESGCM_SHA256`, and the
+//! cookie reply a responder under load sends instead of a response.
 //!
 //! Pure functions over byte buffers: the caller supplies the ephemeral secret
 //! bytes (from its entropy source), indices and the timestamp, so tests are
@@ -6,8 +7,10 @@
 
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use super::crypto::{MacKey, SymmetricState, TAG_LEN, TransportKey};
-use crate::wire::tunnel::{InitiationPacket, MessageType, ResponsePacket, field, init_payload};
+use super::crypto::{CookieKey, MAC_LEN, MacKey, SymmetricState, TAG_LEN, TransportKey, mac16};
+use crate::wire::tunnel::{
+    CookieReplyPacket, InitiationPacket, MessageType, ResponsePacket, field, init_payload,
+};
 
 /// Why a handshake message was refused (all of them are counted, none answered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,8 @@ pub enum HandshakeError {
 /// An initiation we sent and whose response we wait for.
 pub(crate) struct PendingInitiation {
     pub(crate) local_index: u32,
+    /// Its first MAC: a cookie reply to it is sealed with this as AD.
+    pub(crate) mac1: [u8; MAC_LEN],
     state: SymmetricState,
     ephemeral: StaticSecret,
 }
@@ -59,10 +64,13 @@ pub(crate) struct InitPayload<'a> {
     pub(crate) name: &'a str,
 }
 
-/// Writes an initiation into `out` (exactly [`field::INIT_LEN`] bytes).
+/// Writes an initiation into `out` (exactly [`field::INIT_LEN`] bytes):
+/// `base` and `mac` belong to the PSK and the responder's name; `cookie`,
+/// if the responder gave us one lately, keys the second MAC.
 pub(crate) fn write_initiation(
     base: &SymmetricState,
     mac: &MacKey,
+    cookie: Option<&[u8; MAC_LEN]>,
     ephemeral: [u8; 32],
     local_index: u32,
     what: &InitPayload<'_>,
@@ -70,7 +78,7 @@ pub(crate) fn write_initiation(
 ) -> PendingInitiation {
     let out = &mut out[..field::INIT_LEN];
     out.fill(0);
-    out[0] = MessageType::Initiation.code();
+    out[..4].copy_from_slice(&MessageType::Initiation.head());
     out[field::INIT_SENDER].copy_from_slice(&local_index.to_le_bytes());
     let e = StaticSecret::from(ephemeral);
     let e_pub = PublicKey::from(&e);
@@ -87,10 +95,15 @@ pub(crate) fn write_initiation(
     payload[init_payload::NAME_LEN] = name.len() as u8;
     payload[init_payload::NAME.start..init_payload::NAME.start + name.len()].copy_from_slice(name);
     st.encrypt_and_hash(payload);
-    let m = mac.compute(&out[..field::INIT_MAC.start]);
-    out[field::INIT_MAC].copy_from_slice(&m);
+    let mac1 = mac.compute(&out[..field::INIT_MAC1.start]);
+    out[field::INIT_MAC1].copy_from_slice(&mac1);
+    if let Some(cookie) = cookie {
+        let mac2 = mac16(cookie, &[&out[..field::INIT_MAC2.start]]);
+        out[field::INIT_MAC2].copy_from_slice(&mac2);
+    }
     PendingInitiation {
         local_index,
+        mac1,
         state: st,
         ephemeral: e,
     }
@@ -109,13 +122,70 @@ fn truncate_name(name: &[u8]) -> &[u8] {
     &name[..end]
 }
 
-/// Checks the MAC of an initiation (cheap; do it before anything else).
+/// Checks the first MAC of an initiation under one key (the tunnel scans
+/// its keys with [`MacKey::verify`] itself).
+#[cfg(test)]
 pub(crate) fn initiation_mac_ok(mac: &MacKey, msg: &[u8]) -> Result<(), HandshakeError> {
     let msg = InitiationPacket::new_checked(msg).ok_or(HandshakeError::Malformed)?;
-    if !mac.verify(msg.mac_input(), msg.mac()) {
+    if !mac.verify(msg.mac1_input(), msg.mac1()) {
         return Err(HandshakeError::Auth);
     }
     Ok(())
+}
+
+/// Whether the initiation's second MAC is keyed by `cookie` (constant time).
+pub(crate) fn initiation_mac2_ok(cookie: &[u8; MAC_LEN], msg: &[u8]) -> bool {
+    let Some(msg) = InitiationPacket::new_checked(msg) else {
+        return false;
+    };
+    let want = mac16(cookie, &[msg.mac2_input()]);
+    subtle::ConstantTimeEq::ct_eq(&want[..], msg.mac2()).into()
+}
+
+/// The first MAC of an initiation whose length was checked (the AD of a
+/// cookie reply to it).
+#[cfg(test)]
+pub(crate) fn initiation_mac1(msg: &[u8]) -> Option<[u8; MAC_LEN]> {
+    let msg = InitiationPacket::new_checked(msg)?;
+    let mut m = [0u8; MAC_LEN];
+    m.copy_from_slice(msg.mac1());
+    Some(m)
+}
+
+/// Writes a cookie reply to the initiation whose sender index is `receiver`
+/// and whose first MAC is `mac1` into `out` (exactly [`field::COOKIE_LEN`]
+/// bytes).
+pub(crate) fn write_cookie_reply(
+    key: &CookieKey,
+    receiver: u32,
+    nonce: [u8; 12],
+    mac1: &[u8; MAC_LEN],
+    cookie: &[u8; MAC_LEN],
+    out: &mut [u8],
+) {
+    let out = &mut out[..field::COOKIE_LEN];
+    out[..4].copy_from_slice(&MessageType::CookieReply.head());
+    out[field::COOKIE_RECEIVER].copy_from_slice(&receiver.to_le_bytes());
+    out[field::COOKIE_NONCE].copy_from_slice(&nonce);
+    out[field::COOKIE_SEALED].copy_from_slice(&key.seal(&nonce, mac1, cookie));
+}
+
+/// The receiver index a cookie reply names, if its length is right.
+pub(crate) fn cookie_reply_receiver(msg: &[u8]) -> Result<u32, HandshakeError> {
+    CookieReplyPacket::new_checked(msg)
+        .map(|m| m.receiver())
+        .ok_or(HandshakeError::Malformed)
+}
+
+/// Opens a cookie reply to our `pending` initiation.
+pub(crate) fn read_cookie_reply(
+    key: &CookieKey,
+    pending: &PendingInitiation,
+    msg: &[u8],
+) -> Result<[u8; MAC_LEN], HandshakeError> {
+    let msg = CookieReplyPacket::new_checked(msg).ok_or(HandshakeError::Malformed)?;
+    key.open(&msg.nonce(), &pending.mac1, msg.sealed())
+        .ok_or(HandshakeError::Auth)
 }
 
 /// Decrypts an initiation whose MAC was checked.
@@ -163,7 +233,7 @@ pub(crate) fn write_response(
 ) -> Result<SessionKeys, HandshakeError> {
     let out = &mut out[..field::RESP_LEN];
     out.fill(0);
-    out[0] = MessageType::Response.code();
+    out[..4].copy_from_slice(&MessageType::Response.head());
     out[field::RESP_SENDER].copy_from_slice(&local_index.to_le_bytes());
     out[field::RESP_RECEIVER].copy_from_slice(&init.sender.to_le_bytes());
     let mut st = init.state.clone();
@@ -256,6 +326,7 @@ mod tests {
         write_initiation(
             base,
             mac,
+            None,
             ephemeral,
             index,
             &payload([0; 12], [0; 8], "a"),
@@ -263,10 +334,11 @@ mod tests {
         )
     }
 
+    /// Base state and MAC key of handshakes with responder "b".
     fn setup(psk: u8) -> (SymmetricState, MacKey) {
         (
-            SymmetricState::initial(&[psk; 32]),
-            MacKey::from_psk(&[psk; 32]),
+            SymmetricState::initial(&[psk; 32], b"b"),
+            MacKey::new(&[psk; 32], b"b"),
         )
     }
 
@@ -277,6 +349,7 @@ mod tests {
         let pending = write_initiation(
             &base,
             &mac,
+            None,
             [3; 32],
             77,
             &payload([9; 12], [6; 8], "site-a"),
@@ -323,7 +396,7 @@ mod tests {
         let (base, mac) = setup(1);
         let mut m1 = [0u8; field::INIT_LEN];
         initiate(&base, &mac, [3; 32], 1, &mut m1);
-        for i in 0..field::INIT_LEN {
+        for i in 0..field::INIT_MAC2.start {
             let mut t = m1;
             t[i] ^= 0x40;
             assert_eq!(
@@ -336,6 +409,60 @@ mod tests {
         let mut t = m1;
         t[field::INIT_EPHEMERAL.start] ^= 1;
         assert!(read_initiation(&base, &t).is_err());
+    }
+
+    /// An initiation meant for "b" fails the cheap MAC and the AEAD at "c",
+    /// even under the same PSK.
+    #[test]
+    fn initiation_for_another_site_is_refused() {
+        let (base, mac) = setup(1);
+        let mut m1 = [0u8; field::INIT_LEN];
+        initiate(&base, &mac, [3; 32], 1, &mut m1);
+        let (base_c, mac_c) = (
+            SymmetricState::initial(&[1; 32], b"c"),
+            MacKey::new(&[1; 32], b"c"),
+        );
+        assert_eq!(initiation_mac_ok(&mac_c, &m1), Err(HandshakeError::Auth));
+        assert!(matches!(
+            read_initiation(&base_c, &m1),
+            Err(HandshakeError::Auth)
+        ));
+    }
+
+    #[test]
+    fn cookie_round_trip_keys_the_second_mac() {
+        let (base, mac) = setup(1);
+        let mut m1 = [0u8; field::INIT_LEN];
+        let pending = initiate(&base, &mac, [3; 32], 41, &mut m1);
+        assert_eq!(m1[field::INIT_MAC2], [0; 16], "no cookie yet");
+        let cookie = [0x5a; 16];
+        assert!(!initiation_mac2_ok(&cookie, &m1));
+        // The responder answers with a cookie sealed for the key holder.
+        let key = CookieKey::new(&[1; 32], b"b");
+        let mac1 = initiation_mac1(&m1).expect("140 bytes");
+        let mut reply = [0u8; field::COOKIE_LEN];
+        write_cookie_reply(&key, 41, [2; 12], &mac1, &cookie, &mut reply);
+        assert_eq!(cookie_reply_receiver(&reply), Ok(41));
+        assert_eq!(read_cookie_reply(&key, &pending, &reply), Ok(cookie));
+        let other = CookieKey::new(&[2; 32], b"b");
+        assert_eq!(
+            read_cookie_reply(&other, &pending, &reply),
+            Err(HandshakeError::Auth)
+        );
+        // The next initiation carries a second MAC keyed by it.
+        let mut m1b = [0u8; field::INIT_LEN];
+        write_initiation(
+            &base,
+            &mac,
+            Some(&cookie),
+            [4; 32],
+            42,
+            &payload([1; 12], [0; 8], "a"),
+            &mut m1b,
+        );
+        initiation_mac_ok(&mac, &m1b).expect("first MAC unchanged in kind");
+        assert!(initiation_mac2_ok(&cookie, &m1b));
+        assert!(!initiation_mac2_ok(&[0x5b; 16], &m1b));
     }
 
     #[test]
@@ -358,7 +485,7 @@ mod tests {
         let p = initiate(&base, &mac, [3; 32], 1, &mut m1);
         // A response whose ephemeral is the all-zero point gives a zero DH.
         let mut m2 = [0u8; field::RESP_LEN];
-        m2[0] = 2;
+        m2[..4].copy_from_slice(&MessageType::Response.head());
         assert_eq!(read_response(&p, &m2).err(), Some(HandshakeError::Auth));
     }
 

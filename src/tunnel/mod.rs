@@ -140,8 +140,12 @@
 //! is counted as `rx_auth_failed`, `rx_replayed` or `rx_malformed`.
 
 mod crypto;
+mod exchange;
 pub mod fragment;
 mod handshake;
+#[cfg(test)]
+mod identity_tests;
+mod keys;
 mod peer;
 pub mod ratelimit;
 pub mod replay;
@@ -153,11 +157,12 @@ mod tunnel;
 
 pub use crate::wire::tunnel::TAG_LEN;
 pub use handshake::HandshakeError;
+pub use keys::PresharedKey;
 pub use peer::{
     DATA_OVERHEAD, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, PeerParams, PeerSnapshot, PeerState,
     PeerStats,
 };
 pub use tunnel::{
-    Counters, Entropy, Event, Incoming, OsEntropy, PeerId, SendOutcome, Transmit, Tunnel,
+    Counters, Entropy, Event, Incoming, OsEntropy, PeerId, Refusal, SendOutcome, Transmit, Tunnel,
     TunnelParams,
 };

@@ -10,8 +10,10 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::crypto::MAC_LEN;
 use super::fragment::{self, FragHeader, Reassembler};
-use super::handshake::{self, PendingInitiation, SessionKeys};
+use super::handshake::{PendingInitiation, SessionKeys};
+use super::keys::{KeySlot, PresharedKey};
 use super::replay::ReplayWindow;
 use super::tunnel::{Event, PeerId, Transmit, Tunnel};
 use crate::wire::tunnel::{MessageType, TAG_LEN, emit_data_header, field};
@@ -40,8 +42,8 @@ const REJECT_GRACE: Duration = Duration::from_secs(60);
 /// before starting a rekey itself, so both ends rarely start at once.
 pub(super) const RESPONDER_REKEY_DELAY: Duration = Duration::from_secs(15);
 /// Handshake retransmission: 1 s, doubling, capped.
-const RETRY_BASE: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(16);
+pub(super) const RETRY_BASE: Duration = Duration::from_secs(1);
+pub(super) const RETRY_MAX: Duration = Duration::from_secs(16);
 /// Replaced sessions kept for receiving per peer.
 const OLDER_SESSIONS: usize = 3;
 /// Frames held per peer while its first session is being set up.
@@ -53,8 +55,13 @@ const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// What the tunnel needs to know about a peer.
 #[derive(Debug, Clone)]
 pub struct PeerParams {
-    /// The peer's name (this site's name for it).
+    /// The peer's name: the other site's link name (at most 31 bytes). It
+    /// is bound into every handshake, so it must be exactly what that site
+    /// calls itself.
     pub name: String,
+    /// The peer's pre-shared keys: one, or two during a rotation (the first
+    /// initiates, either is accepted).
+    pub keys: Vec<PresharedKey>,
     /// Where to reach it; `None` waits to be contacted.
     pub endpoint: Option<SocketAddr>,
 }
@@ -154,7 +161,6 @@ impl FrameQueue {
 
 pub(super) struct Peer {
     pub(super) name: String,
-    pub(super) configured_endpoint: Option<SocketAddr>,
     pub(super) endpoint: Option<SocketAddr>,
     pub(super) current: Option<Session>,
     /// Sessions replaced by a newer one, still accepted for receiving until
@@ -162,6 +168,12 @@ pub(super) struct Peer {
     pub(super) older: [Option<Session>; OLDER_SESSIONS],
     pub(super) next: Option<Session>,
     pub(super) pending: Option<PendingInitiation>,
+    /// Which of `keys` the pending initiation used.
+    pub(super) pending_slot: usize,
+    /// The peer's keys: the first initiates, any is accepted.
+    pub(super) keys: Vec<KeySlot>,
+    /// The last cookie the peer gave us (when it was under load), and when.
+    pub(super) cookie: Option<([u8; MAC_LEN], Instant)>,
     pub(super) attempts: u32,
     pub(super) last_timestamp: Option<[u8; 12]>,
     pub(super) state: PeerState,
@@ -174,10 +186,16 @@ pub(super) struct Peer {
 }
 
 impl Peer {
-    pub(super) fn new(p: &PeerParams, max_frame: usize, now: Instant) -> Self {
+    pub(super) fn new(p: &PeerParams, local_name: &str, max_frame: usize, now: Instant) -> Self {
         Peer {
+            keys: p
+                .keys
+                .iter()
+                .map(|k| KeySlot::new(k, local_name, &p.name))
+                .collect(),
+            pending_slot: 0,
+            cookie: None,
             name: p.name.clone(),
-            configured_endpoint: p.endpoint,
             endpoint: p.endpoint,
             current: None,
             older: Default::default(),
@@ -221,52 +239,6 @@ impl Tunnel {
 
     pub(super) fn reject_after(&self) -> Duration {
         self.params.rekey_after + RESPONDER_REKEY_DELAY + REJECT_GRACE
-    }
-
-    /// Sends (or starts) a handshake initiation to `id`.
-    pub(super) fn start_handshake<T: Transmit + ?Sized>(
-        &mut self,
-        id: PeerId,
-        now: Instant,
-        tx: &mut T,
-    ) {
-        let Some(to) = self.peers[id].endpoint else {
-            return;
-        };
-        if let Some(old) = self.peers[id].pending.take() {
-            self.index.remove(&old.local_index);
-        }
-        let mut eph = [0u8; 32];
-        self.entropy.fill(&mut eph);
-        let local_index = self.new_index(id);
-        let ts = self.wall_timestamp(now);
-        let jitter = Duration::from_millis(u64::from(self.random_u32() % 250));
-        let buf = tx.buffer();
-        if buf.len() < field::INIT_LEN {
-            self.index.remove(&local_index);
-            return;
-        }
-        let pending = handshake::write_initiation(
-            &self.base,
-            &self.mac,
-            eph,
-            local_index,
-            &handshake::InitPayload {
-                timestamp: ts,
-                instance: self.instance,
-                name: &self.params.local_name,
-            },
-            buf,
-        );
-        zeroize::Zeroize::zeroize(&mut eph);
-        tx.commit(field::INIT_LEN, to);
-        let p = &mut self.peers[id];
-        p.pending = Some(pending);
-        let backoff = RETRY_BASE
-            .saturating_mul(1 << p.attempts.min(8))
-            .min(RETRY_MAX);
-        p.attempts = p.attempts.saturating_add(1);
-        p.timers.retransmit = Some(now + backoff + jitter);
     }
 
     /// Seals `frame` on the current session of `id`; the caller checked that

@@ -43,17 +43,32 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn params(local: &str, peer: &str, endpoint: Option<SocketAddr>) -> TunnelParams {
+    keyed_params(local, peer, endpoint, &[PSK])
+}
+
+/// Parameters for a link with one peer that uses `keys`.
+fn keyed_params(
+    local: &str,
+    peer: &str,
+    endpoint: Option<SocketAddr>,
+    keys: &[[u8; 32]],
+) -> TunnelParams {
     TunnelParams {
         local_name: local.into(),
-        peers: vec![PeerParams {
-            name: peer.into(),
-            endpoint,
-        }],
+        peers: vec![peer_params(peer, endpoint, keys)],
         keepalive: Duration::from_secs(10),
         rekey_after: Duration::from_secs(120),
         rekey_after_packets: 1 << 32,
         wan_mtu: 1500,
         max_frame: 1518,
+    }
+}
+
+fn peer_params(name: &str, endpoint: Option<SocketAddr>, keys: &[[u8; 32]]) -> PeerParams {
+    PeerParams {
+        name: name.into(),
+        keys: keys.iter().map(|k| PresharedKey::new(*k)).collect(),
+        endpoint,
     }
 }
 
@@ -100,14 +115,12 @@ impl Pair {
             t: [
                 Tunnel::new(
                     params("a", "b", Some(b_addr)),
-                    &PSK,
                     Box::new(TestEntropy(1)),
                     now,
                     wall,
                 ),
                 Tunnel::new(
                     params("b", "a", Some(a_addr)),
-                    &PSK,
                     Box::new(TestEntropy(2)),
                     now,
                     wall,
@@ -419,7 +432,6 @@ fn peer_restart_gets_a_new_session_and_old_traffic_is_rejected() {
     let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_005);
     p.t[1] = Tunnel::new(
         params("b", "a", Some(p.addr[0])),
-        &PSK,
         Box::new(TestEntropy(77)),
         p.now,
         wall,
@@ -507,15 +519,13 @@ fn replayed_initiation_is_refused_silently() {
 fn wrong_psk_gets_no_answer() {
     let now = Instant::now();
     let mut a = Tunnel::new(
-        params("a", "b", Some(addr("198.18.0.2:1"))),
-        &[1; 32],
+        keyed_params("a", "b", Some(addr("198.18.0.2:1")), &[[1; 32]]),
         Box::new(TestEntropy(5)),
         now,
         SystemTime::UNIX_EPOCH,
     );
     let mut b = Tunnel::new(
-        params("b", "a", None),
-        &[2; 32],
+        keyed_params("b", "a", None, &[[2; 32]]),
         Box::new(TestEntropy(6)),
         now,
         SystemTime::UNIX_EPOCH,
@@ -576,8 +586,10 @@ fn garbage_is_classified_and_never_answered() {
         + (c.rx_replayed - before.rx_replayed)
         + (c.rx_unknown_peer - before.rx_unknown_peer)
         + (c.rx_unknown_session - before.rx_unknown_session)
+        + (c.rx_old_version - before.rx_old_version)
         + (c.handshake_rate_limited - before.handshake_rate_limited);
     assert_eq!(counted, total, "every bad datagram has a counted reason");
+    assert_eq!(c.cookie_replies, before.cookie_replies);
 }
 
 #[test]
@@ -586,24 +598,17 @@ fn three_peers_are_told_apart_by_name() {
     let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let hub_params = TunnelParams {
         peers: vec![
-            PeerParams {
-                name: "b".into(),
-                endpoint: None,
-            },
-            PeerParams {
-                name: "c".into(),
-                endpoint: None,
-            },
+            peer_params("b", None, &[PSK]),
+            peer_params("c", None, &[PSK]),
         ],
         ..params("hub", "x", None)
     };
-    let mut hub = Tunnel::new(hub_params, &PSK, Box::new(TestEntropy(3)), now, wall);
+    let mut hub = Tunnel::new(hub_params, Box::new(TestEntropy(3)), now, wall);
     let hub_addr = addr("198.18.0.1:51901");
     // "c" calls first, from an address the hub has never seen.
     for (name, from, want) in [("c", "198.18.0.3:5", 1usize), ("b", "198.18.0.2:5", 0)] {
         let mut spoke = Tunnel::new(
             params(name, "hub", Some(hub_addr)),
-            &PSK,
             Box::new(TestEntropy(10 + want as u64)),
             now,
             wall,
@@ -631,7 +636,9 @@ fn three_peers_are_told_apart_by_name() {
 
 /// Both ends hold the same PSK, so an attacker could send an endpoint's own
 /// initiation back to it from the peer's address. It must not be answered
-/// (answering would end in a session with itself).
+/// (answering would end in a session with itself). Its first MAC is keyed
+/// to the name of the site it was meant for, so it fails at once (the
+/// instance id would catch it next).
 #[test]
 fn reflected_initiation_is_refused() {
     let mut p = Pair::new();
@@ -646,7 +653,7 @@ fn reflected_initiation_is_refused() {
         .expect("a rekey initiation")
         .1
         .clone();
-    let before = p.t[0].counters().rx_replayed;
+    let before = p.t[0].counters().rx_auth_failed;
     let mut reply = Out::default();
     let mut d = init;
     let r = p.t[0].handle_datagram(
@@ -657,7 +664,7 @@ fn reflected_initiation_is_refused() {
     );
     assert_eq!(r, Incoming::Nothing);
     assert!(reply.sent.is_empty(), "A answered its own initiation");
-    assert_eq!(p.t[0].counters().rx_replayed, before + 1);
+    assert_eq!(p.t[0].counters().rx_auth_failed, before + 1);
 }
 
 // --- Hardening from the review of the tunnel against WireGuard (issue 9). ---
@@ -691,7 +698,6 @@ fn fragments_of_a_restarted_peer_never_join_old_leftovers() {
     let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_005);
     p.t[0] = Tunnel::new(
         params("a", "b", Some(p.addr[1])),
-        &PSK,
         Box::new(TestEntropy(55)),
         p.now,
         wall,
@@ -767,7 +773,6 @@ fn initiation_timestamps_follow_the_wall_clock() {
     // B only answers (A is a roaming peer to it): only A's initiations count.
     p.t[1] = Tunnel::new(
         params("b", "a", None),
-        &PSK,
         Box::new(TestEntropy(2)),
         now,
         synced,
@@ -778,7 +783,6 @@ fn initiation_timestamps_follow_the_wall_clock() {
     let early = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
     p.t[0] = Tunnel::new(
         params("a", "b", Some(b_addr)),
-        &PSK,
         Box::new(TestEntropy(9)),
         p.now,
         early,

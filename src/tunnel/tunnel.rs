@@ -13,16 +13,16 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::crypto::{MacKey, SymmetricState};
+use super::exchange::{CookieJar, RefusalBudget};
 use super::fragment::{self, FragHeader};
-use super::handshake::{self, HandshakeError};
+use super::keys::{IncomingKeys, KeySlot, PresharedKey};
 use super::peer::{
     DATA_OVERHEAD, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, Peer, PeerParams, PeerSnapshot, PeerState,
-    PeerStats, REJECT_AFTER_MESSAGES, Session,
+    PeerStats, REJECT_AFTER_MESSAGES,
 };
 use super::ratelimit::RateLimiter;
-use super::replay::{Replay, ReplayWindow};
-use crate::wire::tunnel::{DataPacket, MessageType, field};
+use super::replay::Replay;
+use crate::wire::tunnel::{DataPacket, MessageType, field, is_v1_initiation};
 
 /// Index of a peer, in configuration order.
 pub type PeerId = usize;
@@ -98,8 +98,13 @@ pub struct Counters {
     pub reassembly_dropped: u64,
     /// Frames dropped because no session could carry them.
     pub tx_dropped: u64,
-    /// Valid initiations that matched no configured peer.
+    /// Initiations whose key is known but whose name is not a peer of that
+    /// key (another site's name, or a name that does not match the config).
     pub rx_unknown_peer: u64,
+    /// Initiations of protocol version 1 (a peer that needs an upgrade).
+    pub rx_old_version: u64,
+    /// Cookie replies sent because we were under load.
+    pub cookie_replies: u64,
 }
 
 /// A session event, for the audit log.
@@ -119,6 +124,16 @@ pub enum Event {
         /// Which peer.
         peer: PeerId,
     },
+    /// A handshake message was refused (at most a few per second are
+    /// reported; the counters count all).
+    HandshakeRefused {
+        /// Where it came from.
+        from: SocketAddr,
+        /// The peer it concerned, when known.
+        peer: Option<PeerId>,
+        /// Why.
+        reason: Refusal,
+    },
     /// An authenticated packet came from a new address.
     EndpointMoved {
         /// Which peer.
@@ -128,6 +143,35 @@ pub enum Event {
         /// The new one.
         to: SocketAddr,
     },
+}
+
+/// Why a handshake message was refused (reported for the log, rate limited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The first MAC matched none of the link's keys (garbage, another
+    /// link's key, or an initiation meant for another site).
+    BadMac,
+    /// The sender speaks protocol version 1.
+    OldVersion,
+    /// The key is known but the name the initiator gave is not that key's
+    /// peer.
+    UnknownPeer,
+    /// The timestamp is not newer than the last accepted: a replay.
+    Stale,
+    /// The source exceeded its handshake rate.
+    RateLimited,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::BadMac => "no key of this link authenticates it",
+            Refusal::OldVersion => "it speaks tapbridge protocol version 1 (upgrade that site)",
+            Refusal::UnknownPeer => "the name it gives is not the peer of the key it uses",
+            Refusal::Stale => "its timestamp is not newer than the last accepted (a replay)",
+            Refusal::RateLimited => "its source exceeded the handshake rate limit",
+        })
+    }
 }
 
 /// What [`Tunnel::handle_datagram`] produced for the local side.
@@ -158,8 +202,10 @@ pub enum SendOutcome {
 /// The tunnel endpoint of one link: all its peers and sessions.
 pub struct Tunnel {
     pub(super) params: TunnelParams,
-    pub(super) base: SymmetricState,
-    pub(super) mac: MacKey,
+    /// Every distinct key of the link, to find an initiation's.
+    pub(super) incoming: IncomingKeys,
+    pub(super) cookies: CookieJar,
+    pub(super) refusals: RefusalBudget,
     pub(super) peers: Vec<Peer>,
     pub(super) index: HashMap<u32, PeerId>,
     pub(super) limiter: RateLimiter,
@@ -175,13 +221,13 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
-    /// A tunnel for `params` keyed by `psk`. `now` and `wall` anchor the
-    /// wall clock used for initiation timestamps (wall time = `wall` +
-    /// (later instant − `now`)). Peers with an endpoint are contacted at the
-    /// first [`handle_timeout`](Self::handle_timeout).
+    /// A tunnel for `params` (each peer with its keys). `now` and `wall`
+    /// anchor the wall clock used for handshake timestamps (wall time =
+    /// `wall` + (later instant − `now`); see
+    /// [`set_wall_clock`](Self::set_wall_clock)). Peers with an endpoint are
+    /// contacted at the first [`handle_timeout`](Self::handle_timeout).
     pub fn new(
         params: TunnelParams,
-        psk: &[u8; 32],
         entropy: Box<dyn Entropy>,
         now: Instant,
         wall: SystemTime,
@@ -189,17 +235,30 @@ impl Tunnel {
         let peers = params
             .peers
             .iter()
-            .map(|p| Peer::new(p, params.max_frame, now))
+            .map(|p| Peer::new(p, &params.local_name, params.max_frame, now))
             .collect();
+        let incoming = IncomingKeys::new(
+            &params.local_name,
+            params
+                .peers
+                .iter()
+                .enumerate()
+                .map(|(id, p)| (id, p.keys.as_slice())),
+        );
         let mut entropy = entropy;
         let mut instance = [0u8; 8];
         entropy.fill(&mut instance);
         let mut limiter_key = [0u8; 16];
         entropy.fill(&mut limiter_key);
+        let mut cookie_secret = [0u8; 32];
+        entropy.fill(&mut cookie_secret);
+        let cookies = CookieJar::new(cookie_secret, now);
+        zeroize::Zeroize::zeroize(&mut cookie_secret);
         Tunnel {
             instance,
-            base: SymmetricState::initial(psk),
-            mac: MacKey::from_psk(psk),
+            incoming,
+            cookies,
+            refusals: RefusalBudget::new(),
             peers,
             index: HashMap::new(),
             limiter: RateLimiter::new(20, 40, limiter_key),
@@ -253,6 +312,38 @@ impl Tunnel {
             wall.duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default(),
         );
+    }
+
+    /// Replaces the keys of peer `id` (a key rotation or revocation).
+    /// Sessions already established keep running until they are replaced at
+    /// the next rekey, which uses the new keys; a handshake in flight under
+    /// a key that is gone is restarted.
+    pub fn set_peer_keys(&mut self, id: PeerId, keys: Vec<PresharedKey>, now: Instant) {
+        let Some(pp) = self.params.peers.get_mut(id) else {
+            return;
+        };
+        pp.keys = keys;
+        let slots = pp
+            .keys
+            .iter()
+            .map(|k| KeySlot::new(k, &self.params.local_name, &pp.name))
+            .collect();
+        self.incoming = IncomingKeys::new(
+            &self.params.local_name,
+            self.params
+                .peers
+                .iter()
+                .enumerate()
+                .map(|(id, p)| (id, p.keys.as_slice())),
+        );
+        let p = &mut self.peers[id];
+        p.keys = slots;
+        p.cookie = None;
+        if let Some(old) = p.pending.take() {
+            self.index.remove(&old.local_index);
+            p.timers.retransmit = None;
+            p.timers.rekey = Some(now);
+        }
     }
 
     /// Next session event, if any. Call after each batch of work.
@@ -349,11 +440,16 @@ impl Tunnel {
         tx: &mut T,
     ) -> Incoming<'a> {
         match MessageType::of(buf) {
+            None if is_v1_initiation(buf) => {
+                self.refuse(from, None, Refusal::OldVersion, now);
+                Incoming::Nothing
+            }
             None => {
                 self.counters.rx_malformed += 1;
                 Incoming::Nothing
             }
             Some(MessageType::Initiation) => {
+                self.rotate_cookie_secret(now);
                 self.handle_initiation(from, buf, now, tx);
                 Incoming::Nothing
             }
@@ -361,177 +457,13 @@ impl Tunnel {
                 self.handle_response(from, buf, now, tx);
                 Incoming::Nothing
             }
+            Some(MessageType::CookieReply) => {
+                self.handle_cookie_reply(buf, now);
+                Incoming::Nothing
+            }
             Some(ty @ (MessageType::Data | MessageType::Fragment)) => {
                 self.handle_data(ty, from, buf, now)
             }
-        }
-    }
-
-    fn count_handshake_error(&mut self, e: HandshakeError) {
-        match e {
-            HandshakeError::Malformed => self.counters.rx_malformed += 1,
-            HandshakeError::Auth => self.counters.rx_auth_failed += 1,
-        }
-    }
-
-    /// Which configured peer sent a valid initiation: its own name for us,
-    /// then its address, then a peer that waits to be contacted.
-    fn match_peer(&self, name: &[u8], from: SocketAddr) -> Option<PeerId> {
-        let ps = &self.peers;
-        ps.iter()
-            .position(|p| !name.is_empty() && p.name.as_bytes() == name)
-            .or_else(|| ps.iter().position(|p| p.endpoint == Some(from)))
-            .or_else(|| {
-                ps.iter()
-                    .position(|p| p.configured_endpoint.is_some_and(|e| e.ip() == from.ip()))
-            })
-            .or_else(|| {
-                ps.iter()
-                    .position(|p| p.configured_endpoint.is_none() && p.state != PeerState::Up)
-            })
-            .or_else(|| (ps.len() == 1).then_some(0))
-    }
-
-    fn handle_initiation<T: Transmit + ?Sized>(
-        &mut self,
-        from: SocketAddr,
-        msg: &[u8],
-        now: Instant,
-        tx: &mut T,
-    ) {
-        if let Err(e) = handshake::initiation_mac_ok(&self.mac, msg) {
-            return self.count_handshake_error(e);
-        }
-        // Decrypting the payload is cheap (no DH); only what proves to be
-        // authentic and fresh is charged to the source's rate limit below.
-        let init = match handshake::read_initiation(&self.base, msg) {
-            Ok(i) => i,
-            Err(e) => return self.count_handshake_error(e),
-        };
-        if init.instance == self.instance {
-            // Our own initiation sent back at us: answering it would give us
-            // a session with ourselves.
-            self.counters.rx_replayed += 1;
-            return;
-        }
-        let Some(id) = self.match_peer(init.name(), from) else {
-            self.counters.rx_unknown_peer += 1;
-            return;
-        };
-        if self.peers[id]
-            .last_timestamp
-            .is_some_and(|last| init.timestamp <= last)
-        {
-            self.counters.rx_replayed += 1;
-            return;
-        }
-        if !self.limiter.allow(from.ip(), now) {
-            self.counters.handshake_rate_limited += 1;
-            return;
-        }
-        let timestamp = init.timestamp;
-        let remote_index = init.sender;
-        let mut eph = [0u8; 32];
-        self.entropy.fill(&mut eph);
-        let local_index = self.new_index(id);
-        let our_timestamp = self.wall_timestamp(now);
-        let buf = tx.buffer();
-        if buf.len() < field::RESP_LEN {
-            self.index.remove(&local_index);
-            return;
-        }
-        let keys = handshake::write_response(init, &self.mac, eph, local_index, our_timestamp, buf);
-        zeroize::Zeroize::zeroize(&mut eph);
-        let keys = match keys {
-            Ok(k) => k,
-            Err(e) => {
-                self.index.remove(&local_index);
-                return self.count_handshake_error(e);
-            }
-        };
-        tx.commit(field::RESP_LEN, from);
-        let p = &mut self.peers[id];
-        p.last_timestamp = Some(timestamp);
-        let old = p.next.replace(Session {
-            local_index,
-            remote_index,
-            keys,
-            send_counter: 0,
-            replay: ReplayWindow::new(),
-            created: now,
-        });
-        Self::drop_session(&mut self.index, old);
-        // The endpoint is not moved yet: anyone on the path can relay an
-        // initiation from elsewhere. The first data packet under the new
-        // session proves the address (see `handle_data`).
-    }
-
-    fn handle_response<T: Transmit + ?Sized>(
-        &mut self,
-        from: SocketAddr,
-        msg: &[u8],
-        now: Instant,
-        tx: &mut T,
-    ) {
-        let receiver = match handshake::response_receiver_checked(&self.mac, msg) {
-            Ok(r) => r,
-            Err(e) => return self.count_handshake_error(e),
-        };
-        let Some(&id) = self.index.get(&receiver) else {
-            self.counters.rx_unknown_session += 1;
-            return;
-        };
-        if self.peers[id]
-            .pending
-            .as_ref()
-            .is_none_or(|h| h.local_index != receiver)
-        {
-            self.counters.rx_unknown_session += 1;
-            return;
-        }
-        // It answers the initiation we wait for (a replayed response finds
-        // none): charge the source before the DH.
-        if !self.limiter.allow(from.ip(), now) {
-            self.counters.handshake_rate_limited += 1;
-            return;
-        }
-        let p = &mut self.peers[id];
-        let Some(pending) = p.pending.as_ref() else {
-            return;
-        };
-        let (keys, remote_index, their_time) = match handshake::read_response(pending, msg) {
-            Ok(k) => k,
-            Err(e) => return self.count_handshake_error(e),
-        };
-        p.pending = None;
-        // The peer's clock as of now: any initiation it made before this
-        // (a replay recorded earlier, perhaps before we restarted) is stale.
-        if p.last_timestamp.is_none_or(|t| t < their_time) {
-            p.last_timestamp = Some(their_time);
-        }
-        p.timers.retransmit = None;
-        let session = Session {
-            local_index: receiver,
-            remote_index,
-            keys,
-            send_counter: 0,
-            replay: ReplayWindow::new(),
-            created: now,
-        };
-        self.move_endpoint(id, from);
-        self.install_session(id, session, true, now);
-        // Flush frames held during the handshake; if there were none, a
-        // keepalive confirms the session to the responder right away.
-        let mut sent_any = false;
-        let mut queue = std::mem::take(&mut self.peers[id].queue.lens);
-        let bufs = std::mem::take(&mut self.peers[id].queue.bufs);
-        while let Some((b, len)) = queue.pop_front() {
-            sent_any |= self.transmit_frame(id, &bufs[b][..len], now, tx);
-        }
-        self.peers[id].queue.bufs = bufs;
-        self.peers[id].queue.lens = queue;
-        if !sent_any {
-            self.send_keepalive(id, now, tx);
         }
     }
 

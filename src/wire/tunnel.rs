@@ -9,6 +9,9 @@ pub const TAG_LEN: usize = 16;
 /// Length of the truncated handshake MAC that ends both handshake messages.
 pub const MAC_LEN: usize = 16;
 
+/// Protocol version, in byte 1 of every datagram.
+pub const VERSION: u8 = 2;
+
 /// The first byte of every tunnel datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageType {
@@ -16,6 +19,8 @@ pub enum MessageType {
     Initiation,
     /// Handshake response (`<- e, ee`).
     Response,
+    /// The responder is under load and asks for a cookie round trip.
+    CookieReply,
     /// A whole Ethernet frame, or empty as a keepalive.
     Data,
     /// A piece of an Ethernet frame too large for one datagram.
@@ -28,26 +33,40 @@ impl MessageType {
         match self {
             MessageType::Initiation => 1,
             MessageType::Response => 2,
+            MessageType::CookieReply => 3,
             MessageType::Data => 4,
             MessageType::Fragment => 5,
         }
     }
 
-    /// Reads the type of a datagram: the type byte must be known and the three
-    /// reserved bytes zero.
+    /// Reads the type of a datagram: the type byte must be known, the
+    /// version byte [`VERSION`] and the two reserved bytes zero.
     pub fn of(buf: &[u8]) -> Option<MessageType> {
         let head = buf.get(..4)?;
-        if head[1..4] != [0, 0, 0] {
+        if head[1] != VERSION || head[2..4] != [0, 0] {
             return None;
         }
         match head[0] {
             1 => Some(MessageType::Initiation),
             2 => Some(MessageType::Response),
+            3 => Some(MessageType::CookieReply),
             4 => Some(MessageType::Data),
             5 => Some(MessageType::Fragment),
             _ => None,
         }
     }
+
+    /// The first four bytes of a message of this type.
+    pub const fn head(self) -> [u8; 4] {
+        [self.code(), VERSION, 0, 0]
+    }
+}
+
+/// Is this a handshake initiation of protocol version 1 (type 1, three zero
+/// bytes, 124 bytes long)? A peer that sends one needs an upgrade; it is
+/// never answered.
+pub fn is_v1_initiation(buf: &[u8]) -> bool {
+    buf.len() == 124 && buf[..4] == [1, 0, 0, 0]
 }
 
 /// Byte ranges of each message.
@@ -60,10 +79,14 @@ pub mod field {
     pub const INIT_EPHEMERAL: Range<usize> = 8..40;
     /// Initiation: encrypted payload (52 bytes) and its tag (16).
     pub const INIT_PAYLOAD: Range<usize> = 40..108;
-    /// Initiation: MAC over bytes `0..108`.
-    pub const INIT_MAC: Range<usize> = 108..124;
+    /// Initiation: MAC over bytes `0..108`, keyed by the pre-shared key and
+    /// the intended responder's name.
+    pub const INIT_MAC1: Range<usize> = 108..124;
+    /// Initiation: MAC over bytes `0..124` keyed by the responder's cookie,
+    /// or zero when the initiator holds none.
+    pub const INIT_MAC2: Range<usize> = 124..140;
     /// Initiation: total length.
-    pub const INIT_LEN: usize = 124;
+    pub const INIT_LEN: usize = 140;
 
     /// Response: sender index.
     pub const RESP_SENDER: Range<usize> = 4..8;
@@ -78,6 +101,15 @@ pub mod field {
     pub const RESP_MAC: Range<usize> = 72..88;
     /// Response: total length.
     pub const RESP_LEN: usize = 88;
+
+    /// Cookie reply: receiver index (the initiation's sender index).
+    pub const COOKIE_RECEIVER: Range<usize> = 4..8;
+    /// Cookie reply: random AES-GCM nonce.
+    pub const COOKIE_NONCE: Range<usize> = 8..20;
+    /// Cookie reply: the encrypted 16-byte cookie and its tag.
+    pub const COOKIE_SEALED: Range<usize> = 20..52;
+    /// Cookie reply: total length.
+    pub const COOKIE_LEN: usize = 52;
 
     /// Data/fragment: receiver index.
     pub const DATA_RECEIVER: Range<usize> = 4..8;
@@ -145,14 +177,24 @@ impl<T: AsRef<[u8]>> InitiationPacket<T> {
         &self.buffer.as_ref()[field::INIT_PAYLOAD]
     }
 
-    /// The bytes the MAC covers.
-    pub fn mac_input(&self) -> &[u8] {
-        &self.buffer.as_ref()[..field::INIT_MAC.start]
+    /// The bytes the first MAC covers.
+    pub fn mac1_input(&self) -> &[u8] {
+        &self.buffer.as_ref()[..field::INIT_MAC1.start]
     }
 
-    /// The MAC.
-    pub fn mac(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::INIT_MAC]
+    /// The first MAC (pre-shared key and responder name).
+    pub fn mac1(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::INIT_MAC1]
+    }
+
+    /// The bytes the second MAC covers.
+    pub fn mac2_input(&self) -> &[u8] {
+        &self.buffer.as_ref()[..field::INIT_MAC2.start]
+    }
+
+    /// The second MAC (the responder's cookie), zero without one.
+    pub fn mac2(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::INIT_MAC2]
     }
 }
 
@@ -200,6 +242,36 @@ impl<T: AsRef<[u8]>> ResponsePacket<T> {
     }
 }
 
+/// A checked view of a cookie reply (exactly [`field::COOKIE_LEN`] bytes).
+#[derive(Debug)]
+pub struct CookieReplyPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> CookieReplyPacket<T> {
+    /// Checks the length; `None` if it is not a cookie reply's.
+    pub fn new_checked(buffer: T) -> Option<Self> {
+        (buffer.as_ref().len() == field::COOKIE_LEN).then_some(CookieReplyPacket { buffer })
+    }
+
+    /// The initiation's sender index this answers.
+    pub fn receiver(&self) -> u32 {
+        u32_at(self.buffer.as_ref(), field::COOKIE_RECEIVER)
+    }
+
+    /// The nonce the cookie was sealed with.
+    pub fn nonce(&self) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        n.copy_from_slice(&self.buffer.as_ref()[field::COOKIE_NONCE]);
+        n
+    }
+
+    /// The sealed cookie and its tag.
+    pub fn sealed(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::COOKIE_SEALED]
+    }
+}
+
 /// A checked view of a data or fragment message.
 #[derive(Debug)]
 pub struct DataPacket<T: AsRef<[u8]>> {
@@ -227,7 +299,7 @@ impl<T: AsRef<[u8]>> DataPacket<T> {
 
 /// Writes a data/fragment header into `buf[..16]`.
 pub fn emit_data_header(buf: &mut [u8], ty: MessageType, receiver: u32, counter: u64) {
-    buf[..4].copy_from_slice(&[ty.code(), 0, 0, 0]);
+    buf[..4].copy_from_slice(&ty.head());
     buf[field::DATA_RECEIVER].copy_from_slice(&receiver.to_le_bytes());
     buf[field::DATA_COUNTER].copy_from_slice(&counter.to_le_bytes());
 }
@@ -247,7 +319,7 @@ mod tests {
         );
         assert_eq!(
             &buf[..16],
-            &[4, 0, 0, 0, 1, 2, 3, 4, 8, 7, 6, 5, 4, 3, 2, 1][..]
+            &[4, 2, 0, 0, 1, 2, 3, 4, 8, 7, 6, 5, 4, 3, 2, 1][..]
         );
         let p = DataPacket::new_checked(&buf[..]).expect("32 bytes");
         assert_eq!(p.receiver(), 0x0403_0201);
@@ -257,45 +329,62 @@ mod tests {
     }
 
     #[test]
-    fn type_byte_and_reserved() {
+    fn type_version_and_reserved() {
         assert_eq!(
-            MessageType::of(&[1, 0, 0, 0]),
+            MessageType::of(&[1, 2, 0, 0]),
             Some(MessageType::Initiation)
         );
-        assert_eq!(MessageType::of(&[2, 0, 0, 0]), Some(MessageType::Response));
-        assert_eq!(MessageType::of(&[5, 0, 0, 0]), Some(MessageType::Fragment));
-        assert_eq!(MessageType::of(&[3, 0, 0, 0]), None);
-        assert_eq!(MessageType::of(&[4, 0, 1, 0]), None);
-        assert_eq!(MessageType::of(&[4, 0, 0]), None);
+        assert_eq!(MessageType::of(&[2, 2, 0, 0]), Some(MessageType::Response));
+        assert_eq!(
+            MessageType::of(&[3, 2, 0, 0]),
+            Some(MessageType::CookieReply)
+        );
+        assert_eq!(MessageType::of(&[5, 2, 0, 0]), Some(MessageType::Fragment));
+        assert_eq!(MessageType::of(&[6, 2, 0, 0]), None);
+        assert_eq!(MessageType::of(&[4, 2, 1, 0]), None, "reserved");
+        assert_eq!(MessageType::of(&[4, 2, 0]), None, "short");
+        // Version 1 (byte 1 zero) and unknown versions are not ours.
+        assert_eq!(MessageType::of(&[1, 0, 0, 0]), None);
+        assert_eq!(MessageType::of(&[4, 3, 0, 0]), None);
         for t in [
             MessageType::Initiation,
             MessageType::Response,
+            MessageType::CookieReply,
             MessageType::Data,
             MessageType::Fragment,
         ] {
-            assert_eq!(MessageType::of(&[t.code(), 0, 0, 0]), Some(t));
+            assert_eq!(MessageType::of(&t.head()), Some(t));
         }
+        let mut v1 = [0u8; 124];
+        v1[0] = 1;
+        assert!(is_v1_initiation(&v1));
+        assert!(!is_v1_initiation(&v1[..123]));
+        v1[1] = 2;
+        assert!(!is_v1_initiation(&v1));
     }
 
     #[test]
     fn handshake_views_fixture() {
         let mut init = [0u8; field::INIT_LEN];
-        init[0] = 1;
+        init[..4].copy_from_slice(&MessageType::Initiation.head());
         init[4..8].copy_from_slice(&[0x78, 0x56, 0x34, 0x12]);
         init[8..40].fill(0xee);
         init[40..108].fill(0xcc);
-        init[108..].fill(0xaa);
-        let p = InitiationPacket::new_checked(&init[..]).expect("124 bytes");
+        init[108..124].fill(0xaa);
+        init[124..].fill(0xbb);
+        let p = InitiationPacket::new_checked(&init[..]).expect("140 bytes");
         assert_eq!(p.sender(), 0x1234_5678);
         assert_eq!(p.ephemeral(), [0xee; 32]);
         assert_eq!(p.payload(), &[0xcc; 68][..]);
-        assert_eq!(p.mac_input().len(), 108);
-        assert_eq!(p.mac(), &[0xaa; 16][..]);
-        assert!(InitiationPacket::new_checked(&init[..123]).is_none());
+        assert_eq!(p.mac1_input(), &init[..108]);
+        assert_eq!(p.mac1(), &[0xaa; 16][..]);
+        assert_eq!(p.mac2_input(), &init[..124]);
+        assert_eq!(p.mac2(), &[0xbb; 16][..]);
+        assert!(InitiationPacket::new_checked(&init[..139]).is_none());
         assert!(InitiationPacket::new_checked(&[&init[..], &[0]].concat()).is_none());
 
         let mut resp = [0u8; field::RESP_LEN];
-        resp[0] = 2;
+        resp[..4].copy_from_slice(&MessageType::Response.head());
         resp[4..8].copy_from_slice(&7u32.to_le_bytes());
         resp[8..12].copy_from_slice(&9u32.to_le_bytes());
         resp[12..44].fill(0x11);
@@ -308,15 +397,30 @@ mod tests {
         assert_eq!(r.mac_input(), &resp[..72]);
         assert_eq!(r.mac(), &[0x33; 16][..]);
         assert!(ResponsePacket::new_checked(&resp[..87]).is_none());
+
+        let mut cookie = [0u8; field::COOKIE_LEN];
+        cookie[..4].copy_from_slice(&MessageType::CookieReply.head());
+        cookie[4..8].copy_from_slice(&5u32.to_le_bytes());
+        cookie[8..20].fill(0x44);
+        cookie[20..].fill(0x55);
+        let c = CookieReplyPacket::new_checked(&cookie[..]).expect("52 bytes");
+        assert_eq!(c.receiver(), 5);
+        assert_eq!(c.nonce(), [0x44; 12]);
+        assert_eq!(c.sealed(), &[0x55; 32][..]);
+        assert!(CookieReplyPacket::new_checked(&cookie[..51]).is_none());
     }
 
     #[test]
     fn layouts_are_contiguous() {
         assert_eq!(field::INIT_PAYLOAD.len(), init_payload::LEN + TAG_LEN);
-        assert_eq!(field::INIT_MAC.len(), MAC_LEN);
+        assert_eq!(field::INIT_MAC1.len(), MAC_LEN);
+        assert_eq!(field::INIT_MAC2.len(), MAC_LEN);
         assert_eq!(field::RESP_MAC.len(), MAC_LEN);
-        assert_eq!(field::INIT_MAC.end, field::INIT_LEN);
+        assert_eq!(field::INIT_MAC1.end, field::INIT_MAC2.start);
+        assert_eq!(field::INIT_MAC2.end, field::INIT_LEN);
         assert_eq!(field::RESP_MAC.end, field::RESP_LEN);
+        assert_eq!(field::COOKIE_SEALED.len(), 16 + TAG_LEN);
+        assert_eq!(field::COOKIE_SEALED.end, field::COOKIE_LEN);
         assert_eq!(field::INIT_EPHEMERAL.end, field::INIT_PAYLOAD.start);
         assert_eq!(field::RESP_EPHEMERAL.end, field::RESP_PAYLOAD.start);
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tapbridge::tunnel::{
-    Incoming, OsEntropy, PeerParams, SendOutcome, Transmit, Tunnel, TunnelParams,
+    Incoming, OsEntropy, PeerParams, PresharedKey, SendOutcome, Transmit, Tunnel, TunnelParams,
 };
 
 const PSK: [u8; 32] = [0x5a; 32];
@@ -83,6 +83,7 @@ fn params(local: &str, peer: &str, endpoint: SocketAddr) -> TunnelParams {
         local_name: local.into(),
         peers: vec![PeerParams {
             name: peer.into(),
+            keys: vec![PresharedKey::new(PSK)],
             endpoint: Some(endpoint),
         }],
         keepalive: Duration::from_secs(10),
@@ -98,8 +99,8 @@ fn pair(now: Instant) -> [Tunnel; 2] {
     let wall = SystemTime::now();
     let [a, b] = addrs();
     [
-        Tunnel::new(params("a", "b", b), &PSK, Box::new(OsEntropy), now, wall),
-        Tunnel::new(params("b", "a", a), &PSK, Box::new(OsEntropy), now, wall),
+        Tunnel::new(params("a", "b", b), Box::new(OsEntropy), now, wall),
+        Tunnel::new(params("b", "a", a), Box::new(OsEntropy), now, wall),
     ]
 }
 

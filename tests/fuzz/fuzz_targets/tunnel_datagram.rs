@@ -54,7 +54,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use tapbridge::tunnel::{Counters, Entropy, Incoming, PeerParams, Transmit, Tunnel, TunnelParams};
+use tapbridge::tunnel::{Counters, Entropy, Incoming, PeerParams, PresharedKey, Transmit, Tunnel, TunnelParams};
 
 const PSK: [u8; 32] = [0x42; 32];
 const MAX_FRAME: usize = 1518;
@@ -108,6 +108,7 @@ fn params(local: &str, peer: &str, endpoint: SocketAddr) -> TunnelParams {
         local_name: local.into(),
         peers: vec![PeerParams {
             name: peer.into(),
+            keys: vec![PresharedKey::new(PSK)],
             endpoint: Some(endpoint),
         }],
         keepalive: Duration::from_secs(10),
@@ -175,14 +176,12 @@ impl World {
             t: [
                 Tunnel::new(
                     params("a", "b", b),
-                    &PSK,
                     Box::new(FuzzEntropy(1)),
                     now,
                     wall,
                 ),
                 Tunnel::new(
                     params("b", "a", a),
-                    &PSK,
                     Box::new(FuzzEntropy(2)),
                     now,
                     wall,

@@ -1,0 +1,429 @@
+//! The handshake as the [`Tunnel`] runs it: sending initiations (with the
+//! right key and, when we hold one, the responder's cookie), answering them
+//! (finding the initiator's key, checking who it claims to be and whether it
+//! is fresh, the rate limit, the cookie round trip under load), completing
+//! our own with a response, and taking cookies.
+//!
+//! The order of checks on an initiation is the point of this file: the cheap
+//! first MAC (which also says which key, hence which peers), the cookie if
+//! the responder is under load, the payload's decryption (no DH), the
+//! initiator's name against the peers of that key, the instance id, the
+//! timestamp; only then is the source charged to the rate limit and the DH
+//! done. So garbage costs a MAC scan, replays of captured messages cost a
+//! decryption and are never charged to the peer whose address they spoof,
+//! and a spoofed-source flood of fresh initiations costs no DH once the
+//! responder asks for cookies.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::crypto::{CookieSecret, MAC_LEN};
+use super::handshake::{self, HandshakeError};
+use super::peer::{RETRY_BASE, RETRY_MAX, Session};
+use super::replay::ReplayWindow;
+use super::tunnel::{Event, PeerId, Refusal, Transmit, Tunnel};
+use crate::wire::tunnel::{InitiationPacket, field};
+
+/// A responder that answered this many initiations (did the DH) in the
+/// current or the previous second is under load and asks for cookies.
+pub(super) const UNDER_LOAD_PER_SEC: u32 = 50;
+/// The cookie secret is replaced this often; a cookie is used for a little
+/// less than that by the initiator.
+pub(super) const COOKIE_SECRET_LIFE: Duration = Duration::from_secs(120);
+const COOKIE_USE: Duration = Duration::from_secs(110);
+/// Refused handshakes are reported (for the log) at most this often, with
+/// bursts of `REFUSAL_BURST`; the counters count every one.
+const REFUSAL_EVERY: Duration = Duration::from_secs(1);
+const REFUSAL_BURST: u32 = 5;
+
+/// The responder's cookie secrets and its recent handshake load.
+pub(super) struct CookieJar {
+    current: CookieSecret,
+    previous: Option<CookieSecret>,
+    born: Instant,
+    window: Instant,
+    this_second: u32,
+    last_second: u32,
+}
+
+impl CookieJar {
+    pub(super) fn new(secret: [u8; 32], now: Instant) -> Self {
+        CookieJar {
+            current: CookieSecret::new(secret),
+            previous: None,
+            born: now,
+            window: now,
+            this_second: 0,
+            last_second: 0,
+        }
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.window);
+        if elapsed >= Duration::from_secs(1) {
+            self.last_second = if elapsed < Duration::from_secs(2) {
+                self.this_second
+            } else {
+                0
+            };
+            self.this_second = 0;
+            self.window = now;
+        }
+    }
+
+    fn under_load(&mut self, now: Instant) -> bool {
+        self.roll(now);
+        self.this_second.max(self.last_second) >= UNDER_LOAD_PER_SEC
+    }
+
+    fn count_answer(&mut self, now: Instant) {
+        self.roll(now);
+        self.this_second = self.this_second.saturating_add(1);
+    }
+
+    fn cookie_ok(&self, from: SocketAddr, msg: &[u8]) -> bool {
+        [Some(&self.current), self.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|s| handshake::initiation_mac2_ok(&s.cookie(from), msg))
+    }
+}
+
+/// A simple token bucket for reports of refused handshakes.
+pub(super) struct RefusalBudget {
+    tokens: u32,
+    last: Option<Instant>,
+}
+
+impl RefusalBudget {
+    pub(super) fn new() -> Self {
+        RefusalBudget {
+            tokens: REFUSAL_BURST,
+            last: None,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let last = *self.last.get_or_insert(now);
+        let earned = now.saturating_duration_since(last).as_nanos() / REFUSAL_EVERY.as_nanos();
+        if earned > 0 {
+            self.tokens = (self.tokens as u128 + earned).min(u128::from(REFUSAL_BURST)) as u32;
+            self.last = Some(now);
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Tunnel {
+    /// Counts a refused handshake and reports it for the log, rate limited.
+    pub(super) fn refuse(
+        &mut self,
+        from: SocketAddr,
+        peer: Option<PeerId>,
+        reason: Refusal,
+        now: Instant,
+    ) {
+        let c = &mut self.counters;
+        match reason {
+            Refusal::BadMac => c.rx_auth_failed += 1,
+            Refusal::OldVersion => c.rx_old_version += 1,
+            Refusal::UnknownPeer => c.rx_unknown_peer += 1,
+            Refusal::Stale => c.rx_replayed += 1,
+            Refusal::RateLimited => c.handshake_rate_limited += 1,
+        }
+        if self.refusals.take(now) {
+            self.events
+                .push_back(Event::HandshakeRefused { from, peer, reason });
+        }
+    }
+
+    fn count_handshake_error(&mut self, e: HandshakeError) {
+        match e {
+            HandshakeError::Malformed => self.counters.rx_malformed += 1,
+            HandshakeError::Auth => self.counters.rx_auth_failed += 1,
+        }
+    }
+
+    /// Sends (or starts) a handshake initiation to `id`. Retries alternate
+    /// between the peer's keys, so a rotation that reached only one end
+    /// still gets through.
+    pub(super) fn start_handshake<T: Transmit + ?Sized>(
+        &mut self,
+        id: PeerId,
+        now: Instant,
+        tx: &mut T,
+    ) {
+        let Some(to) = self.peers[id].endpoint else {
+            return;
+        };
+        if let Some(old) = self.peers[id].pending.take() {
+            self.index.remove(&old.local_index);
+        }
+        let mut eph = [0u8; 32];
+        self.entropy.fill(&mut eph);
+        let local_index = self.new_index(id);
+        let ts = self.wall_timestamp(now);
+        let jitter = Duration::from_millis(u64::from(self.random_u32() % 250));
+        let buf = tx.buffer();
+        let p = &mut self.peers[id];
+        if buf.len() < field::INIT_LEN || p.keys.is_empty() {
+            self.index.remove(&local_index);
+            return;
+        }
+        let slot = p.attempts as usize % p.keys.len();
+        let cookie = p
+            .cookie
+            .as_ref()
+            .filter(|(_, at)| now.saturating_duration_since(*at) < COOKIE_USE)
+            .map(|(c, _)| c);
+        let key = &p.keys[slot];
+        let pending = handshake::write_initiation(
+            &key.base_out,
+            &key.mac_out,
+            cookie,
+            eph,
+            local_index,
+            &handshake::InitPayload {
+                timestamp: ts,
+                instance: self.instance,
+                name: &self.params.local_name,
+            },
+            buf,
+        );
+        zeroize::Zeroize::zeroize(&mut eph);
+        tx.commit(field::INIT_LEN, to);
+        p.pending = Some(pending);
+        p.pending_slot = slot;
+        let backoff = RETRY_BASE
+            .saturating_mul(1 << p.attempts.min(8))
+            .min(RETRY_MAX);
+        p.attempts = p.attempts.saturating_add(1);
+        p.timers.retransmit = Some(now + backoff + jitter);
+    }
+
+    pub(super) fn handle_initiation<T: Transmit + ?Sized>(
+        &mut self,
+        from: SocketAddr,
+        msg: &[u8],
+        now: Instant,
+        tx: &mut T,
+    ) {
+        let Some(pkt) = InitiationPacket::new_checked(msg) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        let Some(k) = self.incoming.find(pkt.mac1_input(), pkt.mac1()) else {
+            return self.refuse(from, None, Refusal::BadMac, now);
+        };
+        if self.cookies.under_load(now) && !self.cookies.cookie_ok(from, msg) {
+            // Prove you receive at that address first: no DH for a spoofed
+            // source. The reply is smaller than the initiation.
+            let mut nonce = [0u8; 12];
+            self.entropy.fill(&mut nonce);
+            let buf = tx.buffer();
+            if buf.len() < field::COOKIE_LEN {
+                return;
+            }
+            let mut mac1 = [0u8; MAC_LEN];
+            mac1.copy_from_slice(pkt.mac1());
+            let cookie = self.cookies.current.cookie(from);
+            let key = self.incoming.get(k);
+            handshake::write_cookie_reply(&key.cookie, pkt.sender(), nonce, &mac1, &cookie, buf);
+            tx.commit(field::COOKIE_LEN, from);
+            self.counters.cookie_replies += 1;
+            return;
+        }
+        // Decrypting the payload is cheap (no DH); only what proves to be
+        // authentic and fresh is charged to the source's rate limit below.
+        let init = match handshake::read_initiation(&self.incoming.get(k).base, msg) {
+            Ok(i) => i,
+            Err(e) => return self.count_handshake_error(e),
+        };
+        // The key tells which peers it could be; the name it gives must be
+        // one of theirs. A site holding its own key cannot pass as another.
+        let key = self.incoming.get(k);
+        let found = key
+            .peers
+            .iter()
+            .find(|(id, _)| self.peers[*id].name.as_bytes() == init.name())
+            .copied();
+        let Some((id, slot)) = found else {
+            let peer = (key.peers.len() == 1).then(|| key.peers[0].0);
+            return self.refuse(from, peer, Refusal::UnknownPeer, now);
+        };
+        if init.instance == self.instance {
+            // Our own initiation sent back at us: answering it would give us
+            // a session with ourselves.
+            self.counters.rx_replayed += 1;
+            return;
+        }
+        if self.peers[id]
+            .last_timestamp
+            .is_some_and(|last| init.timestamp <= last)
+        {
+            return self.refuse(from, Some(id), Refusal::Stale, now);
+        }
+        if !self.limiter.allow(from.ip(), now) {
+            return self.refuse(from, Some(id), Refusal::RateLimited, now);
+        }
+        self.cookies.count_answer(now);
+        let timestamp = init.timestamp;
+        let remote_index = init.sender;
+        let mut eph = [0u8; 32];
+        self.entropy.fill(&mut eph);
+        let local_index = self.new_index(id);
+        let our_timestamp = self.wall_timestamp(now);
+        let buf = tx.buffer();
+        let p = &mut self.peers[id];
+        if buf.len() < field::RESP_LEN || slot >= p.keys.len() {
+            self.index.remove(&local_index);
+            return;
+        }
+        let keys = handshake::write_response(
+            init,
+            &p.keys[slot].mac_out,
+            eph,
+            local_index,
+            our_timestamp,
+            buf,
+        );
+        zeroize::Zeroize::zeroize(&mut eph);
+        let keys = match keys {
+            Ok(k) => k,
+            Err(e) => {
+                self.index.remove(&local_index);
+                return self.count_handshake_error(e);
+            }
+        };
+        tx.commit(field::RESP_LEN, from);
+        let p = &mut self.peers[id];
+        p.last_timestamp = Some(timestamp);
+        let old = p.next.replace(Session {
+            local_index,
+            remote_index,
+            keys,
+            send_counter: 0,
+            replay: ReplayWindow::new(),
+            created: now,
+        });
+        Self::drop_session(&mut self.index, old);
+        // The endpoint is not moved yet: anyone on the path can relay an
+        // initiation from elsewhere. The first data packet under the new
+        // session proves the address (see `handle_data`).
+    }
+
+    pub(super) fn handle_response<T: Transmit + ?Sized>(
+        &mut self,
+        from: SocketAddr,
+        msg: &[u8],
+        now: Instant,
+        tx: &mut T,
+    ) {
+        let Some(pkt) = crate::wire::tunnel::ResponsePacket::new_checked(msg) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        let receiver = pkt.receiver();
+        let Some(&id) = self.index.get(&receiver) else {
+            self.counters.rx_unknown_session += 1;
+            return;
+        };
+        let p = &self.peers[id];
+        if p.pending.as_ref().is_none_or(|h| h.local_index != receiver) {
+            self.counters.rx_unknown_session += 1;
+            return;
+        }
+        let Some(key) = p.keys.get(p.pending_slot) else {
+            return;
+        };
+        if let Err(e) = handshake::response_receiver_checked(&key.mac_in, msg) {
+            return self.count_handshake_error(e);
+        }
+        // It answers the initiation we wait for (a replayed response finds
+        // none): charge the source before the DH.
+        if !self.limiter.allow(from.ip(), now) {
+            return self.refuse(from, Some(id), Refusal::RateLimited, now);
+        }
+        let p = &mut self.peers[id];
+        let Some(pending) = p.pending.as_ref() else {
+            return;
+        };
+        let (keys, remote_index, their_time) = match handshake::read_response(pending, msg) {
+            Ok(k) => k,
+            Err(e) => return self.count_handshake_error(e),
+        };
+        p.pending = None;
+        // The peer's clock as of now: any initiation it made before this
+        // (a replay recorded earlier, perhaps before we restarted) is stale.
+        if p.last_timestamp.is_none_or(|t| t < their_time) {
+            p.last_timestamp = Some(their_time);
+        }
+        p.timers.retransmit = None;
+        let session = Session {
+            local_index: receiver,
+            remote_index,
+            keys,
+            send_counter: 0,
+            replay: ReplayWindow::new(),
+            created: now,
+        };
+        self.move_endpoint(id, from);
+        self.install_session(id, session, true, now);
+        // Flush frames held during the handshake; if there were none, a
+        // keepalive confirms the session to the responder right away.
+        let mut sent_any = false;
+        let mut queue = std::mem::take(&mut self.peers[id].queue.lens);
+        let bufs = std::mem::take(&mut self.peers[id].queue.bufs);
+        while let Some((b, len)) = queue.pop_front() {
+            sent_any |= self.transmit_frame(id, &bufs[b][..len], now, tx);
+        }
+        self.peers[id].queue.bufs = bufs;
+        self.peers[id].queue.lens = queue;
+        if !sent_any {
+            self.send_keepalive(id, now, tx);
+        }
+    }
+
+    /// A responder under load sent us a cookie for our pending initiation:
+    /// keep it for the next attempt (the retransmission timer sends it).
+    pub(super) fn handle_cookie_reply(&mut self, msg: &[u8], now: Instant) {
+        let receiver = match handshake::cookie_reply_receiver(msg) {
+            Ok(r) => r,
+            Err(e) => return self.count_handshake_error(e),
+        };
+        let Some(&id) = self.index.get(&receiver) else {
+            self.counters.rx_unknown_session += 1;
+            return;
+        };
+        let p = &mut self.peers[id];
+        let (Some(pending), Some(key)) = (
+            p.pending.as_ref().filter(|h| h.local_index == receiver),
+            p.keys.get(p.pending_slot),
+        ) else {
+            self.counters.rx_unknown_session += 1;
+            return;
+        };
+        match handshake::read_cookie_reply(&key.cookie_out, pending, msg) {
+            Ok(cookie) => p.cookie = Some((cookie, now)),
+            Err(e) => self.count_handshake_error(e),
+        }
+    }
+
+    /// Replaces the cookie secret when it is due.
+    pub(super) fn rotate_cookie_secret(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.cookies.born) < COOKIE_SECRET_LIFE {
+            return;
+        }
+        let mut fresh = [0u8; 32];
+        self.entropy.fill(&mut fresh);
+        let old = std::mem::replace(&mut self.cookies.current, CookieSecret::new(fresh));
+        zeroize::Zeroize::zeroize(&mut fresh);
+        self.cookies.previous = Some(old);
+        self.cookies.born = now;
+    }
+}

@@ -1,0 +1,460 @@
+//! Site identity on a virtual clock: a key per peer, both ends bound into
+//! the handshake, key rotation, cookies under load, old protocol versions.
+//!
+//! `Mesh` wires any number of tunnels together by address; datagrams to an
+//! address nobody holds are lost, and tests may inject or capture datagrams.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::exchange::UNDER_LOAD_PER_SEC;
+use super::tests::{Out, TestEntropy};
+use super::*;
+
+const WALL: u64 = 1_800_000_000;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+fn key(b: u8) -> PresharedKey {
+    PresharedKey::new([b; 32])
+}
+
+fn peer(name: &str, endpoint: Option<&str>, keys: &[u8]) -> PeerParams {
+    PeerParams {
+        name: name.into(),
+        keys: keys.iter().map(|&k| key(k)).collect(),
+        endpoint: endpoint.map(addr),
+    }
+}
+
+fn link(local: &str, peers: Vec<PeerParams>) -> TunnelParams {
+    TunnelParams {
+        local_name: local.into(),
+        peers,
+        keepalive: Duration::from_secs(10),
+        rekey_after: Duration::from_secs(120),
+        rekey_after_packets: 1 << 30,
+        wan_mtu: 1500,
+        max_frame: 1518,
+    }
+}
+
+struct Node {
+    addr: SocketAddr,
+    t: Tunnel,
+    /// Frames delivered, with the peer they came from.
+    got: Vec<(PeerId, Vec<u8>)>,
+}
+
+struct Flight {
+    from: SocketAddr,
+    to: SocketAddr,
+    at: Instant,
+    bytes: Vec<u8>,
+}
+
+struct Mesh {
+    now: Instant,
+    nodes: Vec<Node>,
+    flights: Vec<Flight>,
+    /// Every datagram sent: (from, to, bytes).
+    log: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+}
+
+impl Mesh {
+    fn new() -> Mesh {
+        Mesh {
+            now: Instant::now(),
+            nodes: Vec::new(),
+            flights: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, at: &str, params: TunnelParams) -> usize {
+        let seed = self.nodes.len() as u64 * 7919 + 17;
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL);
+        self.nodes.push(Node {
+            addr: addr(at),
+            t: Tunnel::new(params, Box::new(TestEntropy(seed)), self.now, wall),
+            got: Vec::new(),
+        });
+        self.nodes.len() - 1
+    }
+
+    fn launch(&mut self, from: SocketAddr, out: Out) {
+        for (to, bytes) in out.sent {
+            self.log.push((from, to, bytes.clone()));
+            self.flights.push(Flight {
+                from,
+                to,
+                at: self.now + Duration::from_millis(5),
+                bytes,
+            });
+        }
+    }
+
+    /// Delivers `bytes` to node `n` as if from `from`, now.
+    fn inject(&mut self, n: usize, from: SocketAddr, bytes: &[u8]) -> Out {
+        let mut out = Out::default();
+        let mut b = bytes.to_vec();
+        if let Incoming::Frame { peer, frame } = self.nodes[n]
+            .t
+            .handle_datagram(from, &mut b, self.now, &mut out)
+        {
+            let f = frame.to_vec();
+            self.nodes[n].got.push((peer, f));
+        }
+        out
+    }
+
+    fn send(&mut self, n: usize, peer: PeerId, frame: &[u8]) -> SendOutcome {
+        let mut out = Out::default();
+        let r = self.nodes[n].t.send_frame(peer, frame, self.now, &mut out);
+        let from = self.nodes[n].addr;
+        self.launch(from, out);
+        r
+    }
+
+    fn step(&mut self, max: Duration) {
+        let now = self.now;
+        let (mut due, later): (Vec<Flight>, Vec<Flight>) = std::mem::take(&mut self.flights)
+            .into_iter()
+            .partition(|f| f.at <= now);
+        self.flights = later;
+        due.sort_by_key(|f| f.at);
+        for f in due {
+            let Some(n) = self.nodes.iter().position(|x| x.addr == f.to) else {
+                continue;
+            };
+            let out = self.inject(n, f.from, &f.bytes);
+            let from = self.nodes[n].addr;
+            self.launch(from, out);
+        }
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].t.poll_timeout().is_some_and(|t| t <= now) {
+                let mut out = Out::default();
+                self.nodes[n].t.handle_timeout(now, &mut out);
+                let from = self.nodes[n].addr;
+                self.launch(from, out);
+            }
+        }
+        let next = self
+            .flights
+            .iter()
+            .map(|f| f.at)
+            .chain(self.nodes.iter().filter_map(|x| x.t.poll_timeout()))
+            .min()
+            .unwrap_or(now + max);
+        self.now = next.clamp(now + Duration::from_micros(1), now + max);
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step(end - self.now);
+        }
+    }
+
+    fn state(&self, n: usize, peer: PeerId) -> PeerState {
+        self.nodes[n].t.peer_status(peer).expect("peer").state
+    }
+
+    fn endpoint(&self, n: usize, peer: PeerId) -> Option<SocketAddr> {
+        self.nodes[n].t.peer_status(peer).expect("peer").endpoint
+    }
+}
+
+/// A hub with spokes "b" and "c", each with its own key (2 and 3).
+fn hub_and_two_spokes() -> Mesh {
+    let mut m = Mesh::new();
+    m.add(
+        "198.18.0.1:51901",
+        link("hub", vec![peer("b", None, &[2]), peer("c", None, &[3])]),
+    );
+    m.add(
+        "198.18.0.2:51901",
+        link("b", vec![peer("hub", Some("198.18.0.1:51901"), &[2])]),
+    );
+    m.add(
+        "198.18.0.3:51901",
+        link("c", vec![peer("hub", Some("198.18.0.1:51901"), &[3])]),
+    );
+    m
+}
+
+#[test]
+fn spokes_with_their_own_keys_come_up_and_are_told_apart() {
+    let mut m = hub_and_two_spokes();
+    m.run_for(Duration::from_secs(1));
+    assert_eq!(m.state(0, 0), PeerState::Up);
+    assert_eq!(m.state(0, 1), PeerState::Up);
+    assert_eq!(m.endpoint(0, 0), Some(addr("198.18.0.2:51901")));
+    assert_eq!(m.endpoint(0, 1), Some(addr("198.18.0.3:51901")));
+    m.send(1, 0, b"from b, 0123456789");
+    m.send(2, 0, b"from c, 0123456789");
+    m.run_for(Duration::from_millis(50));
+    let got = &m.nodes[0].got;
+    assert!(got.contains(&(0, b"from b, 0123456789".to_vec())));
+    assert!(got.contains(&(1, b"from c, 0123456789".to_vec())));
+}
+
+/// Site C holds only its own key (valid with the hub) and calls itself "b":
+/// the hub refuses it, never moves b's endpoint, never takes C's frames as
+/// b's, and counts the refusals.
+#[test]
+fn a_site_cannot_pass_as_another_with_its_own_key() {
+    let mut m = hub_and_two_spokes();
+    m.run_for(Duration::from_secs(1));
+    let b_addr = m.endpoint(0, 0);
+    // C reconfigured to call itself "b", keeping its own key.
+    m.nodes[2].t = Tunnel::new(
+        link("b", vec![peer("hub", Some("198.18.0.1:51901"), &[3])]),
+        Box::new(TestEntropy(99)),
+        m.now,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(WALL + 10),
+    );
+    let before = m.nodes[0].t.counters().rx_unknown_peer;
+    m.run_for(Duration::from_secs(20));
+    assert!(m.nodes[0].t.counters().rx_unknown_peer > before);
+    assert_ne!(m.state(2, 0), PeerState::Up, "C got no session");
+    assert_eq!(m.endpoint(0, 0), b_addr, "b's endpoint untouched");
+    // Nothing from C's address was ever delivered as anyone's frame.
+    m.send(2, 0, b"c pretending");
+    m.run_for(Duration::from_millis(50));
+    assert!(!m.nodes[0].got.iter().any(|(_, f)| f == b"c pretending"));
+    // The refusal was reported for the log, naming the key's real owner.
+    let refused: Vec<Event> = std::iter::from_fn(|| m.nodes[0].t.poll_event())
+        .filter(|e| matches!(e, Event::HandshakeRefused { .. }))
+        .collect();
+    assert!(refused.contains(&Event::HandshakeRefused {
+        from: addr("198.18.0.3:51901"),
+        peer: Some(1),
+        reason: Refusal::UnknownPeer,
+    }));
+}
+
+/// C replays B's initiation from C's own address: the hub may answer (to
+/// C, who cannot use the answer), but b's endpoint never moves to C and no
+/// frame from C is taken as b's.
+#[test]
+fn a_replayed_initiation_from_another_address_moves_nothing() {
+    let mut m = hub_and_two_spokes();
+    m.run_for(Duration::from_secs(1));
+    let b_addr = m.endpoint(0, 0);
+    // Capture b's next initiation (a rekey), undelivered.
+    let mut out = Out::default();
+    m.nodes[1].t.peers[0].timers.rekey = Some(m.now);
+    let now = m.now;
+    m.nodes[1].t.handle_timeout(now, &mut out);
+    let init = out.sent[0].1.clone();
+    let c = addr("198.18.0.3:51901");
+    let answer = m.inject(0, c, &init);
+    assert!(answer.sent.iter().all(|(to, _)| *to == c));
+    // And again: now it is a replay.
+    let before = m.nodes[0].t.counters().rx_replayed;
+    assert!(m.inject(0, c, &init).sent.is_empty());
+    assert_eq!(m.nodes[0].t.counters().rx_replayed, before + 1);
+    m.run_for(Duration::from_secs(1));
+    assert_eq!(m.endpoint(0, 0), b_addr);
+}
+
+/// The hub's initiation for B, delivered to C, is refused by C, whether C
+/// has its own key or (a shared-key link) the very same key as B.
+#[test]
+fn a_misdirected_initiation_is_refused() {
+    for c_key in [3u8, 2] {
+        let mut m = Mesh::new();
+        m.add(
+            "198.18.0.1:51901",
+            link(
+                "hub",
+                vec![
+                    peer("b", Some("198.18.0.2:51901"), &[2]),
+                    peer("c", Some("198.18.0.3:51901"), &[c_key]),
+                ],
+            ),
+        );
+        m.add(
+            "198.18.0.3:51901",
+            link("c", vec![peer("hub", None, &[c_key])]),
+        );
+        let mut out = Out::default();
+        let now = m.now;
+        m.nodes[0].t.handle_timeout(now, &mut out);
+        let for_b = out
+            .sent
+            .iter()
+            .find(|(to, _)| *to == addr("198.18.0.2:51901"))
+            .expect("an initiation for b")
+            .1
+            .clone();
+        let before = m.nodes[1].t.counters().rx_auth_failed;
+        let reply = m.inject(1, addr("198.18.0.1:51901"), &for_b);
+        assert!(reply.sent.is_empty(), "key {c_key}: C answered");
+        assert_eq!(m.nodes[1].t.counters().rx_auth_failed, before + 1);
+    }
+}
+
+/// The whole rotation, with a frame every 10 ms each way and rekeys every
+/// few seconds: old key on both ends; the new key added first on A, then on
+/// B; the old key dropped on A, then on B. No frame is lost.
+#[test]
+fn key_rotation_loses_no_frame() {
+    let mut m = Mesh::new();
+    let mut a = link("a", vec![peer("b", Some("198.18.0.2:51901"), &[1])]);
+    let mut b = link("b", vec![peer("a", Some("198.18.0.1:51901"), &[1])]);
+    a.rekey_after = Duration::from_secs(5);
+    b.rekey_after = Duration::from_secs(5);
+    m.add("198.18.0.1:51901", a);
+    m.add("198.18.0.2:51901", b);
+    m.run_for(Duration::from_secs(1));
+    let steps: [(usize, &[u8]); 4] = [(0, &[9, 1]), (1, &[9, 1]), (0, &[9]), (1, &[9])];
+    let mut seq = 0u32;
+    // Two seconds of traffic between changes, longer than a rekey.
+    let traffic = |m: &mut Mesh, seq: &mut u32| {
+        for _ in 0..2000 {
+            m.send(0, 0, &seq.to_le_bytes());
+            m.send(1, 0, &seq.to_le_bytes());
+            *seq += 1;
+            m.run_for(Duration::from_millis(10));
+        }
+    };
+    let handshakes =
+        |m: &Mesh| m.nodes[0].t.peer_stats(0).handshakes + m.nodes[1].t.peer_stats(0).handshakes;
+    for (node, keys) in steps {
+        let before = handshakes(&m);
+        traffic(&mut m, &mut seq);
+        assert!(handshakes(&m) > before, "sessions renewed in every phase");
+        let now = m.now;
+        m.nodes[node]
+            .t
+            .set_peer_keys(0, keys.iter().map(|&k| key(k)).collect(), now);
+    }
+    let before = handshakes(&m);
+    traffic(&mut m, &mut seq);
+    assert!(
+        handshakes(&m) > before,
+        "sessions renewed under the new key alone"
+    );
+    m.run_for(Duration::from_millis(100));
+    for node in &m.nodes {
+        let got: Vec<u32> = node
+            .got
+            .iter()
+            .map(|(_, f)| u32::from_le_bytes(f[..4].try_into().expect("4 bytes")))
+            .collect();
+        assert_eq!(
+            got,
+            (0..seq).collect::<Vec<_>>(),
+            "{} lost frames",
+            node.addr
+        );
+    }
+    assert_eq!(m.nodes[0].t.counters().tx_dropped, 0);
+    // Afterwards only the new key works: a tunnel with the old one is refused.
+    let mut old = Mesh::new();
+    old.nodes.push(Node {
+        addr: m.nodes[1].addr,
+        t: Tunnel::new(
+            link("b", vec![peer("a", Some("198.18.0.1:51901"), &[1])]),
+            Box::new(TestEntropy(5)),
+            m.now,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(WALL + 3600),
+        ),
+        got: Vec::new(),
+    });
+    let mut out = Out::default();
+    let now = m.now;
+    old.nodes[0].t.handle_timeout(now, &mut out);
+    let from = m.nodes[1].addr;
+    assert!(m.inject(0, from, &out.sent[0].1).sent.is_empty());
+}
+
+/// A holder of one spoke's key floods fresh initiations from a thousand
+/// spoofed sources. Once over the load mark the hub stops doing DH for
+/// initiations without a valid cookie, and the other spoke still gets in.
+#[test]
+fn under_load_the_responder_asks_for_cookies() {
+    let mut m = hub_and_two_spokes();
+    m.run_for(Duration::from_secs(1));
+    // The attacker: a tunnel holding c's key, calling itself c.
+    let mut attacker = Tunnel::new(
+        link("c", vec![peer("hub", Some("198.18.0.1:51901"), &[3])]),
+        Box::new(TestEntropy(4242)),
+        m.now,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(WALL + 100),
+    );
+    // b restarts, so it must handshake during the flood.
+    m.nodes[1].t = Tunnel::new(
+        link("b", vec![peer("hub", Some("198.18.0.1:51901"), &[2])]),
+        Box::new(TestEntropy(77)),
+        m.now,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(WALL + 5),
+    );
+    let mut responses = 0usize;
+    let mut cookies = 0usize;
+    for i in 0..3000u32 {
+        let mut out = Out::default();
+        let now = m.now;
+        attacker.start_handshake(0, now, &mut out);
+        let from = SocketAddr::from(([198, 19, (i >> 8) as u8, i as u8], 40000));
+        let answer = m.inject(0, from, &out.sent[0].1);
+        for (_, d) in &answer.sent {
+            match d[0] {
+                2 => responses += 1,
+                3 => cookies += 1,
+                _ => {}
+            }
+        }
+        m.run_for(Duration::from_millis(1));
+    }
+    // 3000 initiations over 3 s: DH for at most the load mark per second.
+    assert!(
+        responses <= 4 * UNDER_LOAD_PER_SEC as usize,
+        "{responses} responses"
+    );
+    assert!(cookies > 2500, "{cookies} cookie replies");
+    assert_eq!(m.nodes[0].t.counters().cookie_replies as usize, cookies);
+    m.run_for(Duration::from_secs(5));
+    assert_eq!(m.state(1, 0), PeerState::Up, "b got in with a cookie");
+    assert_eq!(m.state(0, 0), PeerState::Up);
+}
+
+#[test]
+fn an_old_protocol_version_is_refused_and_reported() {
+    let mut m = hub_and_two_spokes();
+    let mut v1 = vec![0u8; 124];
+    v1[0] = 1;
+    let from = addr("198.18.0.9:51901");
+    assert!(m.inject(0, from, &v1).sent.is_empty());
+    assert_eq!(m.nodes[0].t.counters().rx_old_version, 1);
+    assert_eq!(
+        m.nodes[0].t.poll_event(),
+        Some(Event::HandshakeRefused {
+            from,
+            peer: None,
+            reason: Refusal::OldVersion,
+        })
+    );
+}
+
+/// Refusals are counted one by one but reported a few per second.
+#[test]
+fn refusal_reports_are_rate_limited() {
+    let mut m = hub_and_two_spokes();
+    let mut junk = vec![0u8; 140];
+    junk[..4].copy_from_slice(&crate::wire::tunnel::MessageType::Initiation.head());
+    for _ in 0..10_000 {
+        m.inject(0, addr("198.18.0.9:1"), &junk);
+    }
+    m.now += Duration::from_secs(3);
+    for _ in 0..10_000 {
+        m.inject(0, addr("198.18.0.9:1"), &junk);
+    }
+    assert_eq!(m.nodes[0].t.counters().rx_auth_failed, 20_000);
+    let reported = std::iter::from_fn(|| m.nodes[0].t.poll_event()).count();
+    assert!((5..=10).contains(&reported), "{reported} reports");
+}

@@ -3,7 +3,8 @@
 //! Fragmentation happens *before* encryption: every fragment is an ordinary
 //! authenticated, replay-checked data message, so the reassembler only ever
 //! sees authentic bytes from one peer. Its promises: bounded memory (a fixed
-//! number of slots, each at most `max_frame` bytes, allocated once), a time
+//! number of slots, each at most `max_frame` bytes, allocated on first use and
+//! then kept), a time
 //! limit on incomplete frames, and no panic on any header an authenticated
 //! but confused peer could send.
 //!
@@ -60,7 +61,9 @@ pub struct Reassembler {
 
 impl Reassembler {
     /// `slots` frames may be in flight at once, each at most `max_frame` bytes;
-    /// incomplete ones are dropped after `timeout`. Allocates all memory now.
+    /// incomplete ones are dropped after `timeout`. A slot's buffer is
+    /// allocated the first time the slot is used and kept, so a peer that never
+    /// sends fragments costs no buffer, and steady state allocates nothing.
     pub fn new(slots: usize, max_frame: usize, timeout: Duration) -> Self {
         let slots = (0..slots.max(1))
             .map(|_| Slot {
@@ -72,7 +75,7 @@ impl Reassembler {
                 size: 0,
                 received: 0,
                 total: 0,
-                buf: vec![0; max_frame],
+                buf: Vec::new(),
             })
             .collect();
         Reassembler {
@@ -137,6 +140,9 @@ impl Reassembler {
                 s.count = hdr.count;
                 s.size = hdr.size;
                 s.received = 0;
+                if s.buf.len() < self.max_frame {
+                    s.buf.resize(self.max_frame, 0);
+                }
                 s.total = 0;
                 i
             }

@@ -5,11 +5,14 @@
 //! protocol's specification: a reviewer should be able to audit the wire
 //! format and key schedule from it alone.
 //!
-//! # Handshake
+//! # Handshake (protocol version 2)
 //!
 //! `Noise_NNpsk0_25519_AESGCM_SHA256` (Noise rev. 34): one round trip, both
-//! sides ephemeral X25519 (forward secrecy), authenticated by the 32-byte
-//! pre-shared key of the link. Prologue: `"tapbridge tunnel v1"`.
+//! sides ephemeral X25519 (forward secrecy), authenticated by a 32-byte
+//! pre-shared key. Each peer has its own key (a link may also give every
+//! peer the same one), and both ends' names are bound in: the intended
+//! responder's name through the prologue and the first MAC, the initiator's
+//! name inside the encrypted payload.
 //!
 //! ```text
 //! NNpsk0:
@@ -17,16 +20,20 @@
 //!   <- e, ee       (response)
 //! ```
 //!
-//! Symmetric state (`HASH` = SHA-256, `HKDF(ck, ikm)` = RFC 5869 with `ck` as
-//! salt, empty info, outputs split in 32-byte pieces):
+//! Notation: `HASH` = SHA-256; `HKDF(ck, ikm)` = RFC 5869 with `ck` as salt,
+//! empty info, outputs split in 32-byte pieces; `N(x)` = one length byte,
+//! then the bytes of the site name `x` (at most 31); `I`, `R` = the
+//! initiator's and the intended responder's link names (each site names its
+//! peers by their link names, so both ends know both).
 //!
 //! ```text
+//! prologue = "tapbridge tunnel v2" || N(R)
 //! h  = "Noise_NNpsk0_25519_AESGCM_SHA256"      (exactly 32 bytes)
 //! ck = h
 //! h  = HASH(h || prologue)
 //! ck, t, k = HKDF(ck, psk)        ; h = HASH(h || t)         -- psk token
 //! initiator e:  h = HASH(h || e_i.pub); ck, k = HKDF(ck, e_i.pub)
-//! payload1 = AESGCM(k, n=0, ad=h, timestamp || instance || name)
+//! payload1 = AESGCM(k, n=0, ad=h, timestamp || instance || N(I) padded)
 //!                                                   ; h = HASH(h || payload1)
 //! responder e:  h = HASH(h || e_r.pub); ck, k = HKDF(ck, e_r.pub)
 //! ee:           ck, k = HKDF(ck, X25519(e_i, e_r))   (all-zero result rejected)
@@ -34,60 +41,98 @@
 //! k_i2r, k_r2i = HKDF(ck, "")
 //! ```
 //!
-//! So the session keys come from HKDF-SHA256 over the PSK, the DH secret and
-//! both sides' fresh randomness (the ephemerals). A new session is made for
-//! every handshake; ephemeral secrets live only until the response is
-//! processed, and every key is zeroized when dropped.
+//! So the session keys come from HKDF-SHA256 over the PSK, the responder's
+//! name, the DH secret and both sides' fresh randomness (the ephemerals); a
+//! response decrypts only for the site that holds the key *and* was the one
+//! meant. A new session is made for every handshake; ephemeral secrets live
+//! only until the response is processed, and every key is zeroized when
+//! dropped.
 //!
-//! Replay protection of handshakes: the initiation carries a TAI64N wall-clock
-//! timestamp; a responder accepts an initiation for a peer only if its
-//! timestamp is greater than the last one accepted from that peer. The
-//! response carries the responder's timestamp too, so an initiator that just
-//! restarted (and forgot every timestamp) learns the peer's clock at its first
-//! handshake and refuses initiations recorded before. A replayed response
-//! finds no pending handshake. Since both ends hold the same PSK, an
-//! attacker could reflect an endpoint's own initiation back at it; each
-//! tunnel instance puts a random 8-byte instance id in its initiations and
-//! refuses initiations that carry its own. Handshake processing is rate limited
-//! per source IP (20/s, bursts of 40).
+//! **Cheap filter and key lookup.** Messages to site `X` under key `psk`
+//! carry `mac1 = HMAC-SHA256(HASH("tapbridge mac1 v2" || psk || N(X)),
+//! message-before-mac1)[..16]` (initiations to the responder, responses to
+//! the initiator), compared in constant time before any DH. An initiation
+//! does not say who sent it: the responder tries the `mac1` keys of its
+//! distinct PSKs (peers sharing a key share one trial); the key that verifies
+//! names the candidate peers, and the name in the decrypted payload must be
+//! one of them, else the initiation is refused (`rx_unknown_peer`). A site
+//! holding only its own key therefore cannot pass as another site, and an
+//! initiation delivered to the wrong site fails its `mac1` there. A key file
+//! may hold two keys during a rotation: initiations alternate between them
+//! on retries (the first key first), and either is accepted.
 //!
-//! Cheap garbage filter: both handshake messages end in
-//! `mac = HMAC-SHA256(HASH("tapbridge mac1" || psk), message-before-mac)[..16]`,
-//! compared in constant time before any DH is computed.
+//! **Replays.** The initiation carries a TAI64N wall-clock timestamp (the
+//! shell reports the wall clock every batch, and ours never go backwards); a
+//! responder accepts an initiation for a peer only if its timestamp is
+//! greater than the last one accepted from that peer. The response carries
+//! the responder's timestamp too, so an initiator that just restarted (and
+//! forgot every timestamp) learns the peer's clock at its first handshake. A
+//! replayed response finds no pending handshake. Each tunnel instance puts a
+//! random 8-byte instance id in its initiations and refuses its own (a
+//! reflection; the responder-name binding already stops it at `mac1`).
 //!
-//! Peer identification: all peers of a link share its PSK (one trust domain).
-//! The initiation's encrypted payload carries the initiator's link name; the
-//! responder picks the configured peer with that name, else the one whose
-//! endpoint matches the source, else one that waits to be contacted.
+//! **Load.** Order of checks on an initiation: `mac1` (which key), cookie
+//! (only under load), payload decryption (no DH), name against the key's
+//! peers, instance id, timestamp; only then is the source charged to the
+//! per-source limit (20/s, bursts of 40; IPv4 address or IPv6 /64, a keyed
+//! hash into 4096 fixed buckets) and the DH done. A responder that answered
+//! 50 initiations in the current or previous second is under load: an
+//! initiation must then carry `mac2 = HMAC-SHA256(cookie, bytes 0..124)[..16]`
+//! with `cookie = HMAC-SHA256(secret, source IP || port)[..16]` (`secret`
+//! random, replaced every 2 minutes; the previous one is still accepted);
+//! without it the responder sends a cookie reply instead of doing any DH.
+//! The initiator keeps the cookie for 110 s and sends it with its next
+//! retry. A spoofed source never sees its cookie, so a spoofed flood costs
+//! no DH. The cookie reply is sealed with AES-256-GCM under
+//! `HASH("tapbridge cookie v2" || psk || N(R))`, a random nonce and the
+//! initiation's `mac1` as associated data: only the key holder reads it.
+//!
+//! Refused handshakes are counted one by one and reported for the log with
+//! their source, at most one a second (bursts of 5). A version-1
+//! initiation is refused and reported as such, never half answered.
 //!
 //! # Wire format
 //!
-//! UDP payloads; integers little-endian unless noted; reserved bytes zero.
+//! UDP payloads; integers little-endian unless noted; byte 1 of every
+//! message is the protocol version, 2; reserved bytes zero.
 //!
 //! ```text
-//! Initiation (124 bytes)
+//! Initiation (140 bytes)
 //!   0  u8   type = 1
-//!   1  [3]  reserved
+//!   1  u8   version = 2
+//!   2  [2]  reserved
 //!   4  u32  sender index (initiator's session index)
 //!   8  [32] initiator ephemeral public key
 //!  40  [52] encrypted payload: TAI64N timestamp (12, big-endian),
 //!           instance id (8), name length (1), name (31, zero padded)
 //!  92  [16] AEAD tag of the payload
-//! 108  [16] mac over bytes 0..108
+//! 108  [16] mac1 over bytes 0..108
+//! 124  [16] mac2 over bytes 0..124 (zero without a cookie)
 //!
 //! Response (88 bytes)
 //!   0  u8   type = 2
-//!   1  [3]  reserved
+//!   1  u8   version = 2
+//!   2  [2]  reserved
 //!   4  u32  sender index (responder's session index)
 //!   8  u32  receiver index (the initiation's sender index)
 //!  12  [32] responder ephemeral public key
 //!  44  [12] encrypted payload: responder's TAI64N timestamp
 //!  56  [16] AEAD tag of the payload
-//!  72  [16] mac over bytes 0..72
+//!  72  [16] mac1 over bytes 0..72
+//!
+//! Cookie reply (52 bytes)
+//!   0  u8   type = 3
+//!   1  u8   version = 2
+//!   2  [2]  reserved
+//!   4  u32  receiver index (the initiation's sender index)
+//!   8  [12] nonce
+//!  20  [16] encrypted cookie
+//!  36  [16] AEAD tag
 //!
 //! Data (32 + n bytes) and Fragment (40 + n bytes)
 //!   0  u8   type = 4 (whole frame; empty = keepalive) or 5 (fragment)
-//!   1  [3]  reserved
+//!   1  u8   version = 2
+//!   2  [2]  reserved
 //!   4  u32  receiver index
 //!   8  u64  counter
 //!  16  [n]  AES-256-GCM ciphertext of the frame, or of an 8-byte fragment
@@ -107,8 +152,9 @@
 //! against a 4032-packet sliding window ([`replay`]), the tag verified, and
 //! only then the window is advanced. Frames whose encapsulation exceeds
 //! `wan_mtu` are split before encryption into 2–64 fragments, each its own
-//! data message; reassembly is bounded (16 frames per peer) and times out
-//! after 2 s.
+//! data message; reassembly is bounded (16 frames per peer), keyed by the
+//! receiving session and the fragment id (ids restart with each sender
+//! instance), and times out after 2 s.
 //!
 //! # Timers
 //!
@@ -122,8 +168,10 @@
 //! - **Keepalive**: an empty data message after `keepalive` without sending.
 //! - **Dead peer**: nothing authentic for 3 × `keepalive` → state `down` and
 //!   re-handshake; retries back off 1, 2, 4, 8, 16, 16 … s (+ up to 250 ms).
-//! - **Roaming**: any authenticated packet from a new source address moves
-//!   the peer's endpoint.
+//! - **Roaming**: any authenticated data packet (keepalives included) from a
+//!   new source address moves the peer's endpoint, and so does the response
+//!   to our own initiation; an initiation alone never does (anyone on the
+//!   path can relay one from elsewhere).
 //!
 //! # What a "frame" is
 //!
@@ -132,12 +180,30 @@
 //! `virtio_net_hdr` that its offload-enabled TAP puts in front, followed by
 //! the frame; with TSO the frame may be a TCP batch of up to 64 KiB that the
 //! receiving site's kernel segments. Both ends run the same data path, so
-//! the header is always there.
+//! the header is always there; the receiving shell checks it
+//! ([`crate::wire::virtio::VirtioNetHdr::is_sane`]) before its kernel sees
+//! it.
 //!
 //! # Silence
 //!
 //! A datagram that does not authenticate produces no output of any kind; it
-//! is counted as `rx_auth_failed`, `rx_replayed` or `rx_malformed`.
+//! is counted as `rx_auth_failed`, `rx_replayed`, `rx_malformed`,
+//! `rx_unknown_session`, `rx_unknown_peer` or `rx_old_version`. The only
+//! answer to a handshake message that is not a response is the cookie reply,
+//! and only to an initiation whose `mac1` verified.
+//!
+//! # Memory per peer
+//!
+//! Bounded, measured with `size_of` on x86-64: the peer's state with room
+//! for five sessions (current, next, three older; 2.7 KiB each, most of it
+//! the two expanded AES-GCM keys) is 14 KiB; each of its keys costs 1.3 KiB
+//! (and 1.3 KiB in the responder's table per distinct key). On top, used
+//! only when needed and then kept: up to 16 reassembly buffers of
+//! `max_frame` bytes (1.5 KiB each without TSO, 64 KiB with it) and up to 32
+//! frames queued while a first session is set up. So a peer costs about
+//! 17 KiB at rest and at most ~40 KiB (plain frames) or ~1.1 MiB (TSO
+//! frames, fragmented by a small `wan_mtu`). Lookups per frame are O(1): the
+//! receiver index in a hash map, the peer by position.
 
 mod crypto;
 mod exchange;

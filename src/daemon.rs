@@ -415,7 +415,7 @@ fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the lease directory {}", dir.display()))?;
     }
-    Ok(responder::read_lease_file(path)?)
+    Ok(crate::datapath::lease_file::read_lease_file(path)?)
 }
 
 #[cfg(test)]

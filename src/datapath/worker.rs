@@ -420,7 +420,7 @@ impl Worker {
             return;
         };
         if let Some(bytes) = r.take_lease_snapshot() {
-            match crate::responder::write_lease_file_atomic(path, &bytes) {
+            match super::lease_file::write_lease_file_atomic(path, &bytes) {
                 Ok(()) => tracing::debug!(file = %path.display(), "lease database written"),
                 Err(e) => tracing::error!("{e}"),
             }
@@ -433,7 +433,7 @@ impl Worker {
             return;
         };
         if let Some(bytes) = r.lease_snapshot() {
-            if let Err(e) = crate::responder::write_lease_file_atomic(path, &bytes) {
+            if let Err(e) = super::lease_file::write_lease_file_atomic(path, &bytes) {
                 tracing::error!("{e}");
             }
         }

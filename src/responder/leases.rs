@@ -1,31 +1,26 @@
-//! DHCP lease store: the address allocator and its on-disk form.
+//! DHCP lease store (pure): the address allocator and the lease file format.
 //!
-//! Two clearly separated parts:
+//! [`LeaseDb`] and [`Allocator`] record which MAC holds which address until
+//! when, expressed in wall-clock UNIX seconds so a lease survives a restart.
+//! The allocator adds the configured pool, reservations, short-lived offers
+//! and quarantined (declined) addresses, and promises that **no address is
+//! ever held by two MACs at once** (a held address is an unexpired lease or a
+//! live offer). Expired leases stay on record so a returning client gets its
+//! old address back, and are reclaimed for other clients only when no
+//! never-used address is left.
 //!
-//! - **Pure** ([`LeaseDb`], [`Allocator`]): which MAC holds which address until
-//!   when, expressed in wall-clock UNIX seconds so a lease survives a restart.
-//!   The allocator adds the configured pool, reservations, short-lived offers
-//!   and quarantined (declined) addresses, and promises that **no address is
-//!   ever held by two MACs at once** (a held address is an unexpired lease or a
-//!   live offer). Expired leases stay on record so a returning client gets its
-//!   old address back, and are reclaimed for other clients only when no
-//!   never-used address is left.
-//! - **I/O** ([`read_lease_file`], [`write_lease_file_atomic`]): the only two
-//!   functions here that touch the file system.
+//! [`LeaseDb::load`] and [`LeaseDb::to_bytes`] parse and produce the file's
+//! bytes; reading and writing the file itself is the I/O shell's job
+//! (`crate::datapath::lease_file`).
 //!
 //! File format (JSON, versioned):
 //! `{"version":1,"leases":[{"mac":"02:00:00:00:aa:01","ip":"198.19.0.10","expires":1700000000}]}`
 //! where `expires` is UNIX seconds.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-
-use super::ResponderError;
 
 /// Version written into, and required from, the lease file.
 const FILE_VERSION: u32 = 1;
@@ -480,69 +475,6 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(out)
 }
 
-// ---------------------------------------------------------------------------
-// I/O helpers: the only code in the responder that touches the file system.
-// ---------------------------------------------------------------------------
-
-/// Read and parse a lease file. A missing file is an empty database; an
-/// unreadable or corrupt one is an error that names the file.
-pub fn read_lease_file(path: &Path) -> Result<LeaseDb, ResponderError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LeaseDb::default()),
-        Err(source) => {
-            return Err(ResponderError::LeaseIo {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    LeaseDb::load(&bytes).map_err(|reason| ResponderError::LeaseCorrupt {
-        path: path.to_owned(),
-        reason,
-    })
-}
-
-/// Replace `path` with `bytes` atomically and durably: write a temp file in
-/// the same directory (mode 0600), fsync it, rename it over `path`, fsync the
-/// directory. After a crash the file holds either the old or the new content.
-pub fn write_lease_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResponderError> {
-    let io_err = |source| ResponderError::LeaseIo {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io_err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-
-    let result = (|| {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -718,27 +650,6 @@ mod tests {
             a.take_snapshot().is_some(),
             "dropping records marks it dirty"
         );
-    }
-
-    #[test]
-    fn lease_file_io_round_trip() {
-        let dir = std::env::temp_dir().join(format!("tb-leases-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("mkdir");
-        let path = dir.join("site.leases");
-        assert!(read_lease_file(&path).expect("missing is empty").is_empty());
-        let mut db = LeaseDb::default();
-        db.insert(M1, ip(100), T0);
-        write_lease_file_atomic(&path, &db.to_bytes()).expect("write");
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(&path).expect("stat").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(read_lease_file(&path).expect("read"), db);
-        fs::write(&path, b"not json").expect("write");
-        let err = read_lease_file(&path).expect_err("corrupt").to_string();
-        assert!(err.contains("site.leases"), "{err}");
-        let leftovers: Vec<_> = fs::read_dir(&dir).expect("ls").collect();
-        assert_eq!(leftovers.len(), 1, "no temp files left behind");
-        fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[derive(Debug, Clone)]

@@ -4,8 +4,9 @@
 //! without broadcasts crossing the tunnel.
 //!
 //! Pure: frames and time in, reply frames and verdicts out. No sockets, no
-//! clock reads, no file I/O, except the two clearly separated lease-file
-//! helpers in [`leases`] that the shell calls.
+//! clock reads, no file I/O: the lease database comes in and goes out as
+//! bytes, and the shell (`crate::datapath::lease_file`) reads and writes the
+//! file.
 //!
 //! What it promises:
 //! - [`Responder::handle_local`] is called for every frame the TAP gives us.
@@ -26,15 +27,14 @@ pub mod dhcp;
 pub mod leases;
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use leases::{LeaseDb, LeaseInfo, read_lease_file, write_lease_file_atomic};
+pub use leases::{LeaseDb, LeaseInfo};
 
 use arp::ArpResponder;
 use dhcp::DhcpServer;
 
-/// Errors of the responder layer: invalid settings and lease-file trouble.
+/// Errors of the responder layer: settings that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum ResponderError {
     /// The DHCP settings cannot work (the message says which value and why).
@@ -43,22 +43,6 @@ pub enum ResponderError {
     /// The ARP settings cannot work (the message says which value and why).
     #[error("invalid ARP responder settings: {0}")]
     InvalidArp(String),
-    /// The lease file could not be read or written.
-    #[error("cannot access lease file {}: {source}", path.display())]
-    LeaseIo {
-        /// The lease file.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// The lease file exists but is not a valid lease database.
-    #[error("lease file {} is corrupt: {reason}", path.display())]
-    LeaseCorrupt {
-        /// The lease file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
 }
 
 /// Settings of the ARP responder (`[arp]`).
@@ -172,7 +156,7 @@ pub struct Responder {
 
 impl Responder {
     /// Build a responder. `None` disables that half. `leases` is the database
-    /// read at start ([`read_lease_file`]); records the settings no longer
+    /// read at start (by the shell, from the lease file); records the settings no longer
     /// allow are dropped. Fails when the settings cannot work.
     pub fn new(
         arp: Option<ArpSettings>,
@@ -284,7 +268,7 @@ impl Responder {
     }
 
     /// `Some(file bytes)` when the lease database changed since the last call;
-    /// the shell then writes it with [`write_lease_file_atomic`]. Call it after
+    /// the shell then writes it to the lease file. Call it after
     /// each batch of frames (it is cheap when nothing changed).
     pub fn take_lease_snapshot(&mut self) -> Option<Vec<u8>> {
         self.dhcp

@@ -18,10 +18,11 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{Config, Psk, format_mac};
+use crate::control::status::StaticLinkInfo;
 use crate::control::{self, ClientError, InterfaceStatus, Request, Response};
 use crate::datapath::tap::{Tap, VNET_HDR_LEN};
 use crate::datapath::udp::{UdpOptions, UdpSocket};
-use crate::datapath::worker::{Exit, LinkInfo, Worker};
+use crate::datapath::worker::{Exit, Worker};
 use crate::hooks::{self, HookEnv};
 use crate::metrics::MetricsServer;
 use crate::netlink::{Change, Changes, Netlink};
@@ -321,7 +322,7 @@ fn bring_up(
             commands,
             waker,
             signals,
-            info: LinkInfo {
+            info: StaticLinkInfo {
                 name: cfg.name.clone(),
                 interface: InterfaceStatus {
                     name: ifname.clone(),

@@ -9,8 +9,10 @@
 //! ```
 //!
 //! The status object is SPEC §6; its field names are part of the contract.
+//! [`status`] builds it from the worker's state.
 
 pub mod server;
+pub mod status;
 
 use std::io::{BufRead, BufReader, Read as _, Write};
 use std::os::unix::net::UnixStream;

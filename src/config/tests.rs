@@ -114,7 +114,7 @@ fn spec_example_parses_to_expected_values() {
     assert_eq!(c.path, Path::new(FILE));
     assert_eq!(
         c.interface,
-        Interface {
+        InterfaceConfig {
             name: "tb0".into(),
             mtu: 1500,
             mac: Some([2, 0, 0, 0, 0, 1]),
@@ -143,7 +143,7 @@ fn spec_example_parses_to_expected_values() {
     );
     assert_eq!(
         c.tunnel,
-        Tunnel {
+        TunnelConfig {
             listen: "0.0.0.0:51901".parse().unwrap(),
             psk_file: "/etc/tapbridge/site-a.psk".into(),
             wan_mtu: 1500,
@@ -154,7 +154,7 @@ fn spec_example_parses_to_expected_values() {
     );
     assert_eq!(
         c.peers,
-        vec![Peer {
+        vec![PeerConfig {
             name: "hq".into(),
             endpoint: Some("203.0.113.10:51901".parse().unwrap())
         }]
@@ -165,7 +165,7 @@ fn spec_example_parses_to_expected_values() {
     };
     assert_eq!(
         c.dhcp,
-        Some(Dhcp {
+        Some(DhcpConfig {
             server_address: ip4("198.19.0.254"),
             pool_start: ip4("198.19.0.100"),
             pool_end: ip4("198.19.0.199"),
@@ -190,7 +190,7 @@ fn spec_example_parses_to_expected_values() {
     assert_eq!(subnet.broadcast(), ip4("198.19.0.255"));
     assert_eq!(
         c.arp,
-        Some(Arp {
+        Some(ArpConfig {
             respond: vec![ip4("198.19.0.254")],
             mac: Some([2, 0, 0, 0, 0, 0xfe]),
             suppress: true,
@@ -199,21 +199,21 @@ fn spec_example_parses_to_expected_values() {
     );
     assert_eq!(
         c.hooks,
-        Hooks {
+        HooksConfig {
             up: vec!["/usr/lib/tapbridge/scripts/nat-up.sh".into()],
             down: vec!["/usr/lib/tapbridge/scripts/nat-down.sh".into()],
         }
     );
     assert_eq!(
         c.control,
-        Control {
+        ControlConfig {
             socket: "/run/tapbridge/site-a.sock".into(),
             group: Some("tapbridge".into())
         }
     );
     assert_eq!(
         c.metrics,
-        Some(Metrics {
+        Some(MetricsConfig {
             listen: "127.0.0.1:9477".parse().unwrap()
         })
     );
@@ -234,17 +234,17 @@ fn minimal_config_gets_the_defaults() {
     assert!(!c.tunnel.hub);
     assert_eq!(
         c.peers,
-        vec![Peer {
+        vec![PeerConfig {
             name: "hq".into(),
             endpoint: None
         }]
     );
     assert_eq!(c.dhcp, None);
     assert_eq!(c.arp, None);
-    assert_eq!(c.hooks, Hooks::default());
+    assert_eq!(c.hooks, HooksConfig::default());
     assert_eq!(
         c.control,
-        Control {
+        ControlConfig {
             socket: "/run/tapbridge/site-a.sock".into(),
             group: None
         }
@@ -268,7 +268,7 @@ fn section_defaults() {
     assert_eq!(a.binding_timeout, Duration::from_secs(300));
     assert_eq!(
         c.metrics,
-        Some(Metrics {
+        Some(MetricsConfig {
             listen: "127.0.0.1:9477".parse().unwrap()
         })
     );

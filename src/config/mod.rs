@@ -28,6 +28,8 @@ use std::time::Duration;
 pub use error::ConfigError;
 pub use psk::Psk;
 
+use crate::mac::MacAddr;
+
 /// Where `NAME` alone looks for its config file.
 pub const CONFIG_DIR: &str = "/etc/tapbridge";
 
@@ -64,7 +66,7 @@ pub struct InterfaceConfig {
     /// TAP MTU, 576..=9000.
     pub mtu: u32,
     /// Fixed unicast MAC for the TAP, if configured.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// Addresses added on up and removed on down (no duplicates).
     pub addresses: Vec<IpCidr>,
     /// Routes added on up and removed on down.
@@ -232,7 +234,7 @@ pub struct DhcpConfig {
     /// The lease database (default `/var/lib/tapbridge/NAME.leases`).
     pub lease_file: PathBuf,
     /// Fixed addresses by MAC.
-    pub reservations: Vec<([u8; 6], Ipv4Addr)>,
+    pub reservations: Vec<(MacAddr, Ipv4Addr)>,
 }
 
 /// `[arp]`: the local ARP responder.
@@ -241,7 +243,7 @@ pub struct ArpConfig {
     /// Addresses answered locally with the responder's MAC (unique).
     pub respond: Vec<Ipv4Addr>,
     /// The responder's own unicast MAC; `None`: derive it from the TAP's MAC.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// Answer for remote hosts from bindings learned through the tunnel.
     pub suppress: bool,
     /// How long a learned binding answers; non-zero.
@@ -346,11 +348,6 @@ fn stem(path: &Path) -> Result<String, ConfigError> {
         ),
     })?;
     Ok(name)
-}
-
-/// Formats a MAC address as `02:00:00:00:00:01`.
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    value::fmt_mac(mac)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Tests for config parsing: the SPEC §4 example, defaults, and one test per
-//! validation rule checking the error names file, line, column and key.
+//! Tests for config parsing: the SPEC §4 example, defaults, and a table of
+//! rejected configs, one row per validation rule, checking that the error
+//! names file, line, column and key.
 
 use super::*;
 
@@ -88,7 +89,7 @@ fn spec_example_parses_to_expected_values() {
         InterfaceConfig {
             name: "tb0".into(),
             mtu: 1500,
-            mac: Some([2, 0, 0, 0, 0, 1]),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
             addresses: vec![IpCidr {
                 addr: "198.19.0.1".parse().unwrap(),
                 prefix_len: 24
@@ -154,7 +155,7 @@ fn spec_example_parses_to_expected_values() {
             )],
             mtu: Some(1500),
             lease_file: "/var/lib/tapbridge/site-a.leases".into(),
-            reservations: vec![([2, 0, 0, 0, 0xaa, 1], ip4("198.19.0.10"))],
+            reservations: vec![(MacAddr([2, 0, 0, 0, 0xaa, 1]), ip4("198.19.0.10"))],
         })
     );
     assert_eq!(subnet.netmask(), ip4("255.255.255.0"));
@@ -163,7 +164,7 @@ fn spec_example_parses_to_expected_values() {
         c.arp,
         Some(ArpConfig {
             respond: vec![ip4("198.19.0.254")],
-            mac: Some([2, 0, 0, 0, 0, 0xfe]),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 0xfe])),
             suppress: true,
             binding_timeout: Duration::from_secs(300),
         })

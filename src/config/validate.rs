@@ -14,6 +14,7 @@ use super::{
     ArpConfig, Config, ConfigError, ControlConfig, DhcpConfig, HooksConfig, InterfaceConfig,
     MetricsConfig, PeerConfig, TunnelConfig,
 };
+use crate::mac::MacAddr;
 
 const MTU_RANGE: std::ops::RangeInclusive<i64> = 576..=9000;
 
@@ -461,7 +462,7 @@ impl Cx<'_> {
             None => PathBuf::from(format!("/var/lib/tapbridge/{link}.leases")),
         };
 
-        let mut reservations: Vec<([u8; 6], Ipv4Addr)> = Vec::with_capacity(raw.reservation.len());
+        let mut reservations: Vec<(MacAddr, Ipv4Addr)> = Vec::with_capacity(raw.reservation.len());
         for r in &raw.reservation {
             let mac_v = self.required(&r.get_ref().mac, &r.span(), "dhcp.reservation.mac")?;
             let mac = self.conv(mac_v, "dhcp.reservation.mac", value::unicast_mac)?;
@@ -486,7 +487,7 @@ impl Cx<'_> {
                 return Err(self.err(
                     &mac_v.span(),
                     "dhcp.reservation.mac",
-                    format!("{} is reserved twice", value::fmt_mac(&mac)),
+                    format!("{mac} is reserved twice"),
                 ));
             }
             if reservations.iter().any(|(_, i)| *i == ip) {

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mac::MacAddr;
+
 /// A request to the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -89,7 +91,7 @@ pub struct InterfaceStatus {
     /// MTU.
     pub mtu: u32,
     /// MAC address, `02:..`.
-    pub mac: String,
+    pub mac: MacAddr,
     /// Addresses added by the link, CIDR notation.
     pub addresses: Vec<String>,
     /// Bridge the TAP is enslaved to.
@@ -157,7 +159,7 @@ pub struct CounterStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseEntry {
     /// Client MAC.
-    pub mac: String,
+    pub mac: MacAddr,
     /// Leased address.
     pub ip: String,
     /// Seconds left.

@@ -45,7 +45,7 @@ pub fn leases(responder: Option<&Responder>, wall: SystemTime) -> Vec<LeaseEntry
             r.leases(wall)
                 .into_iter()
                 .map(|l| LeaseEntry {
-                    mac: crate::config::format_mac(&l.mac),
+                    mac: l.mac,
                     ip: l.ip.to_string(),
                     expires_in_secs: l.expires_in_secs,
                 })

@@ -96,9 +96,10 @@ pub fn write_lease_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LeaseFil
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mac::MacAddr;
     use std::net::Ipv4Addr;
 
-    const M1: [u8; 6] = [2, 0, 0, 0, 0xaa, 1];
+    const M1: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 1]);
     const T0: u64 = 1_700_000_000;
 
     fn ip(last: u8) -> Ipv4Addr {

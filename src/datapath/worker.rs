@@ -24,6 +24,7 @@ use super::udp::{RecvBatch, SendBatch, UdpSocket};
 use crate::control::server::Command;
 use crate::control::status::{self, IoCounters, StaticLinkInfo};
 use crate::control::{Request, Response};
+use crate::mac::MacAddr;
 use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Switch};
 use crate::tunnel::{Event, PeerId, PeerStats, Transmit, Tunnel};
@@ -276,8 +277,8 @@ impl Worker {
                         continue;
                     }
                     let frame = &packet[h..];
-                    let dst: [u8; 6] = frame[..6].try_into().expect("14 bytes checked");
-                    let src: [u8; 6] = frame[6..12].try_into().expect("14 bytes checked");
+                    let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
+                    let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
                     if let Some(r) = self.responder.as_mut() {
                         if r.handle_remote(frame, now) == RemoteVerdict::Drop {
                             continue;
@@ -342,8 +343,8 @@ impl Worker {
             }
             let packet = &b.frame[..n];
             let frame = &packet[h..];
-            let dst: [u8; 6] = frame[..6].try_into().expect("14 bytes checked");
-            let src: [u8; 6] = frame[6..12].try_into().expect("14 bytes checked");
+            let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
+            let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
             let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
             match self.switch.from_local(dst, src, now) {
                 LocalRoute::Peer(p) => {

@@ -16,6 +16,7 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::{AddressMessageBuilder, RouteMessageBuilder};
 
 use super::{LinkInfo, NetlinkError, RouteEntry};
+use crate::mac::MacAddr;
 
 pub(super) fn prefix_ok(addr: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
     let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -39,7 +40,7 @@ pub(super) fn link_info(msg: LinkMessage) -> LinkInfo {
         match attr {
             LinkAttribute::IfName(n) => info.name = n,
             LinkAttribute::Mtu(m) => info.mtu = m,
-            LinkAttribute::Address(a) => info.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
+            LinkAttribute::Address(a) => info.mac = MacAddr::try_from(a.as_slice()).ok(),
             LinkAttribute::Controller(c) => info.controller = Some(c),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
@@ -152,20 +153,6 @@ pub(super) fn route_entry(m: &RouteMessage) -> Option<RouteEntry> {
         via,
         oif,
     })
-}
-
-/// Displays a MAC as `02:00:00:00:00:01` in messages.
-pub(super) struct MacFmt(pub(super) [u8; 6]);
-
-impl fmt::Display for MacFmt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
 }
 
 /// Displays a route as `dest/len via gw` in messages.

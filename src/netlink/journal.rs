@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use super::{Netlink, NetlinkError, libc_errno};
+use crate::mac::MacAddr;
 
 /// One change a `link up` made to the system, with what is needed to revert it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub enum Change {
         /// Link index.
         index: u32,
         /// MAC before the change.
-        previous: [u8; 6],
+        previous: MacAddr,
     },
     /// The link was brought up. Undo: bring it down.
     LinkUp {

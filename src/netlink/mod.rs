@@ -39,7 +39,8 @@ use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::{LinkBridge, LinkUnspec, RouteMessageBuilder};
 
-use build::{MacFmt, RouteFmt, address_message, link_info, prefix_ok, route_entry, route_message};
+use crate::mac::MacAddr;
+use build::{RouteFmt, address_message, link_info, prefix_ok, route_entry, route_message};
 pub use journal::{Change, Changes};
 
 /// Errors of the netlink layer. Each is one sentence naming what failed.
@@ -149,7 +150,7 @@ pub struct LinkInfo {
     /// MTU in bytes.
     pub mtu: u32,
     /// Hardware address, if it is a 6-byte Ethernet address.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// Link kind ("tun" for TUN and TAP, "bridge", "veth", ...); `None` for
     /// devices without one (e.g. `lo`, physical NICs).
     pub kind: Option<String>,
@@ -282,12 +283,12 @@ impl Netlink {
     }
 
     /// Sets a link's Ethernet address.
-    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<(), NetlinkError> {
+    pub fn set_mac(&mut self, index: u32, mac: MacAddr) -> Result<(), NetlinkError> {
         let msg = LinkUnspec::new_with_index(index)
-            .address(mac.to_vec())
+            .address(mac.0.to_vec())
             .build();
         self.set_link(msg).map_err(|e| {
-            let action = format!("set the MAC of {} to {}", self.label(index), MacFmt(mac));
+            let action = format!("set the MAC of {} to {mac}", self.label(index));
             self.request_err(action, e)
         })
     }

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use leases::{LeaseDb, LeaseInfo};
 
+use crate::mac::MacAddr;
+
 use arp::ArpResponder;
 use dhcp::DhcpServer;
 
@@ -51,7 +53,7 @@ pub struct ArpSettings {
     /// Addresses answered locally with `mac`.
     pub respond: Vec<Ipv4Addr>,
     /// The responder's own MAC (see [`derive_responder_mac`]).
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
     /// Answer local requests for remote hosts from bindings learned through the tunnel.
     pub suppress: bool,
     /// How long a learned binding answers requests.
@@ -64,7 +66,7 @@ pub struct DhcpSettings {
     /// The address the server answers as (option 54, IP source of replies).
     pub server_address: Ipv4Addr,
     /// Ethernet source of replies; ARP for `server_address` is answered with it.
-    pub server_mac: [u8; 6],
+    pub server_mac: MacAddr,
     /// First dynamic address (inclusive).
     pub pool_start: Ipv4Addr,
     /// Last dynamic address (inclusive).
@@ -86,17 +88,17 @@ pub struct DhcpSettings {
     /// Interface MTU (option 26).
     pub mtu: Option<u16>,
     /// Fixed MAC → address bindings.
-    pub reservations: Vec<([u8; 6], Ipv4Addr)>,
+    pub reservations: Vec<(MacAddr, Ipv4Addr)>,
 }
 
 /// The responder's MAC, derived from the TAP's own MAC the way tap_win32
 /// derives its DHCP server's MAC: the TAP MAC with its third byte bumped,
 /// forced unicast and locally administered. Always differs from `tap_mac`.
-pub fn derive_responder_mac(tap_mac: [u8; 6]) -> [u8; 6] {
-    let mut mac = tap_mac;
+pub fn derive_responder_mac(tap_mac: MacAddr) -> MacAddr {
+    let mut mac = tap_mac.0;
     mac[2] = mac[2].wrapping_add(1);
     mac[0] = (mac[0] | 0x02) & !0x01;
-    mac
+    MacAddr(mac)
 }
 
 /// What to do with a frame the local side (TAP) sent.
@@ -150,7 +152,7 @@ pub struct Responder {
     arp: Option<ArpResponder>,
     dhcp: Option<DhcpServer>,
     /// MACs whose frames are the responder's (ARP mac, DHCP server mac).
-    own_macs: [[u8; 6]; 2],
+    own_macs: [MacAddr; 2],
     counters: ResponderCounters,
 }
 
@@ -178,7 +180,7 @@ impl Responder {
             (None, None) => None,
             (a, s) => Some(ArpResponder::new(a, s)?),
         };
-        let first = own_arp_mac.or(server.map(|s| s.1)).unwrap_or([0; 6]);
+        let first = own_arp_mac.or(server.map(|s| s.1)).unwrap_or(MacAddr::ZERO);
         let second = server.map(|s| s.1).unwrap_or(first);
         Ok(Responder {
             arp,
@@ -283,8 +285,7 @@ impl Responder {
 
     fn is_own_mac(&self, frame: &[u8]) -> bool {
         (self.arp.is_some() || self.dhcp.is_some())
-            && frame
-                .get(0..6)
+            && MacAddr::from_slice(frame)
                 .is_some_and(|dst| dst == self.own_macs[0] || dst == self.own_macs[1])
     }
 }
@@ -361,15 +362,15 @@ mod tests {
             [0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
             [0x01, 0, 0, 0, 0, 0],
         ] {
-            let m = derive_responder_mac(tap);
+            let m = derive_responder_mac(MacAddr(tap)).0;
             assert_ne!(m, tap);
             assert_eq!(m[0] & 0x01, 0, "unicast");
             assert_eq!(m[0] & 0x02, 0x02, "locally administered");
             assert_eq!(&m[3..], &tap[3..]);
         }
         assert_eq!(
-            derive_responder_mac([0x02, 0, 0xff, 0, 0, 1]),
-            [0x02, 0, 0, 0, 0, 1]
+            derive_responder_mac(MacAddr([0x02, 0, 0xff, 0, 0, 1])),
+            MacAddr([0x02, 0, 0, 0, 0, 1])
         );
     }
 

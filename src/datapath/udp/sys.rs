@@ -15,11 +15,13 @@ use nix::libc;
 
 use super::batch::{RecvBatch, SendBatch};
 
+/// An all-zero `sockaddr_storage`, for the kernel (or [`encode_addr`]) to fill.
 pub(super) fn zeroed_storage() -> libc::sockaddr_storage {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
     unsafe { mem::zeroed() }
 }
 
+/// An all-zero `mmsghdr`: null pointers, zero lengths.
 pub(super) fn zeroed_mmsghdr() -> libc::mmsghdr {
     // SAFETY: mmsghdr is plain old data (integers and raw pointers, possibly
     // private padding); all-zero (null pointers, zero lengths) is valid.
@@ -132,6 +134,9 @@ pub(super) fn setsockopt_int(
     }
 }
 
+/// `recvmmsg(2)` into `hdrs`. The headers must point into buffers that
+/// outlive the call, as `RecvBatch::prepare` sets them up; that is why this
+/// is visible to the `udp` module only.
 pub(super) fn recvmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
     let vlen = libc::c_uint::try_from(hdrs.len()).unwrap_or(libc::c_uint::MAX);
     // SAFETY: every header points at a live iovec covering a buffer of the
@@ -142,6 +147,8 @@ pub(super) fn recvmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usiz
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
+/// `sendmmsg(2)` of `hdrs`, under the same rule as [`recvmmsg`] (headers set
+/// up by `SendBatch::prepare` or `SendBatch::prepare_group`).
 pub(super) fn sendmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
     let vlen = libc::c_uint::try_from(hdrs.len()).unwrap_or(libc::c_uint::MAX);
     // SAFETY: every header points at a live iovec covering `lens[i]` bytes of
@@ -152,6 +159,7 @@ pub(super) fn sendmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usiz
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
+/// `sendto(2)` of `buf` to the first `len` bytes of `name`.
 pub(super) fn sendto(
     fd: RawFd,
     buf: &[u8],
@@ -173,6 +181,8 @@ pub(super) fn sendto(
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
+/// `recvmsg(2)` of one datagram into `buf`; returns its length, the length
+/// of the source address written to `name`, and whether it was truncated.
 pub(super) fn recvfrom(
     fd: RawFd,
     buf: &mut [u8],
@@ -194,6 +204,7 @@ pub(super) fn recvfrom(
     Ok((n, msg.msg_namelen, msg.msg_flags & libc::MSG_TRUNC != 0))
 }
 
+/// An iovec pointing nowhere, until a batch points it at a buffer.
 pub(super) fn empty_iovec() -> libc::iovec {
     libc::iovec {
         iov_base: ptr::null_mut(),

@@ -17,12 +17,14 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::config::{Config, Psk, format_mac};
+use crate::config::{Config, Psk};
+use crate::control::status::StaticLinkInfo;
 use crate::control::{self, ClientError, InterfaceStatus, Request, Response};
 use crate::datapath::tap::{Tap, VNET_HDR_LEN};
 use crate::datapath::udp::{UdpOptions, UdpSocket};
-use crate::datapath::worker::{Exit, LinkInfo, Worker};
+use crate::datapath::worker::{Exit, Worker};
 use crate::hooks::{self, HookEnv};
+use crate::mac::MacAddr;
 use crate::metrics::MetricsServer;
 use crate::netlink::{Change, Changes, Netlink};
 use crate::responder::{self, ArpSettings, DhcpSettings, Responder};
@@ -322,12 +324,12 @@ fn bring_up(
             commands,
             waker,
             signals,
-            info: LinkInfo {
+            info: StaticLinkInfo {
                 name: cfg.name.clone(),
                 interface: InterfaceStatus {
                     name: ifname.clone(),
                     mtu: cfg.interface.mtu,
-                    mac: format_mac(&mac),
+                    mac,
                     addresses,
                     bridge: cfg.interface.bridge.clone(),
                 },
@@ -343,7 +345,7 @@ fn bring_up(
 /// and the link's settings: stable across restarts, different per box and
 /// per link (the two ends of one link have different listen addresses even
 /// when they share the link name).
-pub fn stable_mac(cfg: &Config) -> [u8; 6] {
+pub fn stable_mac(cfg: &Config) -> MacAddr {
     let machine = std::fs::read_to_string("/etc/machine-id")
         .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
         .unwrap_or_default();
@@ -365,10 +367,10 @@ pub fn stable_mac(cfg: &Config) -> [u8; 6] {
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&digest[..6]);
     mac[0] = (mac[0] | 0x02) & !0x01;
-    mac
+    MacAddr(mac)
 }
 
-fn build_responder(cfg: &Config, tap_mac: [u8; 6]) -> anyhow::Result<Option<Responder>> {
+fn build_responder(cfg: &Config, tap_mac: MacAddr) -> anyhow::Result<Option<Responder>> {
     if cfg.dhcp.is_none() && cfg.arp.is_none() {
         return Ok(None);
     }
@@ -416,7 +418,7 @@ fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the lease directory {}", dir.display()))?;
     }
-    Ok(responder::read_lease_file(path)?)
+    Ok(crate::datapath::lease_file::read_lease_file(path)?)
 }
 
 #[cfg(test)]
@@ -434,7 +436,7 @@ mod tests {
     fn stable_mac_is_stable_local_unicast_and_differs_per_site() {
         let a = stable_mac(&config("site", "198.18.0.1:51901"));
         assert_eq!(a, stable_mac(&config("site", "198.18.0.1:51901")));
-        assert_eq!(a[0] & 0x03, 0x02, "locally administered unicast");
+        assert_eq!(a.0[0] & 0x03, 0x02, "locally administered unicast");
         assert_ne!(a, stable_mac(&config("site", "198.18.0.2:51901")));
         assert_ne!(a, stable_mac(&config("other", "198.18.0.1:51901")));
     }

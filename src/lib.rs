@@ -33,6 +33,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod hooks;
+pub mod mac;
 pub mod metrics;
 pub mod netlink;
 pub mod responder;

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::mac::MacAddr;
 use crate::tunnel::PeerId;
 
 /// How long a learned MAC stays valid without being seen again.
@@ -55,11 +56,7 @@ struct Entry {
 /// The learning table.
 pub struct Switch {
     hub: bool,
-    table: HashMap<[u8; 6], Entry>,
-}
-
-fn is_group(mac: &[u8; 6]) -> bool {
-    mac[0] & 1 != 0
+    table: HashMap<MacAddr, Entry>,
 }
 
 impl Switch {
@@ -71,7 +68,7 @@ impl Switch {
         }
     }
 
-    fn lookup(&self, mac: &[u8; 6], now: Instant) -> Option<Port> {
+    fn lookup(&self, mac: &MacAddr, now: Instant) -> Option<Port> {
         self.table
             .get(mac)
             .filter(|e| now.saturating_duration_since(e.seen) < AGING)
@@ -81,8 +78,8 @@ impl Switch {
     /// Records that `src` was seen behind `port`. Group addresses are never
     /// learned. When the table is full, stale entries are dropped first;
     /// if none is stale, the new address is not learned (it gets flooded).
-    pub fn learn(&mut self, src: [u8; 6], port: Port, now: Instant) {
-        if is_group(&src) {
+    pub fn learn(&mut self, src: MacAddr, port: Port, now: Instant) {
+        if src.is_group() {
             return;
         }
         if let Some(e) = self.table.get_mut(&src) {
@@ -101,9 +98,9 @@ impl Switch {
     }
 
     /// A frame read from the TAP: learn its source, route its destination.
-    pub fn from_local(&mut self, dst: [u8; 6], src: [u8; 6], now: Instant) -> LocalRoute {
+    pub fn from_local(&mut self, dst: MacAddr, src: MacAddr, now: Instant) -> LocalRoute {
         self.learn(src, Port::Local, now);
-        if is_group(&dst) {
+        if dst.is_group() {
             return LocalRoute::Flood;
         }
         match self.lookup(&dst, now) {
@@ -117,8 +114,8 @@ impl Switch {
     pub fn from_peer(
         &mut self,
         from: PeerId,
-        dst: [u8; 6],
-        src: [u8; 6],
+        dst: MacAddr,
+        src: MacAddr,
         now: Instant,
     ) -> RemoteRoute {
         self.learn(src, Port::Peer(from), now);
@@ -130,7 +127,7 @@ impl Switch {
         if !self.hub {
             return local_only;
         }
-        if is_group(&dst) {
+        if dst.is_group() {
             return RemoteRoute {
                 flood_peers: true,
                 ..local_only
@@ -168,11 +165,11 @@ impl Switch {
 mod tests {
     use super::*;
 
-    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
-    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
-    const C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
-    const BCAST: [u8; 6] = [0xff; 6];
-    const MCAST: [u8; 6] = [0x01, 0x00, 0x5e, 0, 0, 1];
+    const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
+    const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
+    const C: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc]);
+    const BCAST: MacAddr = MacAddr([0xff; 6]);
+    const MCAST: MacAddr = MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]);
 
     #[test]
     fn learns_and_routes_unicast_to_one_peer() {
@@ -247,11 +244,11 @@ mod tests {
         // Broadcast and unknown: local and the other peers.
         let r = s.from_peer(0, BCAST, B, t);
         assert!(r.local && r.flood_peers);
-        let r = s.from_peer(0, [2, 9, 9, 9, 9, 9], B, t);
+        let r = s.from_peer(0, MacAddr([2, 9, 9, 9, 9, 9]), B, t);
         assert!(r.local && r.flood_peers);
         // Back to where it came from: nowhere.
-        s.from_peer(0, BCAST, [2, 1, 1, 1, 1, 1], t);
-        let r = s.from_peer(0, [2, 1, 1, 1, 1, 1], B, t);
+        s.from_peer(0, BCAST, MacAddr([2, 1, 1, 1, 1, 1]), t);
+        let r = s.from_peer(0, MacAddr([2, 1, 1, 1, 1, 1]), B, t);
         assert!(!r.local && r.peer.is_none() && !r.flood_peers);
     }
 
@@ -263,7 +260,7 @@ mod tests {
         assert_eq!(s.len(t), 0);
         for i in 0..(MAX_ENTRIES as u32 + 100) {
             let b = i.to_be_bytes();
-            s.learn([2, 0, b[0], b[1], b[2], b[3]], Port::Peer(0), t);
+            s.learn(MacAddr([2, 0, b[0], b[1], b[2], b[3]]), Port::Peer(0), t);
         }
         assert_eq!(s.len(t), MAX_ENTRIES);
         // Once they are stale, new ones are learned again.

@@ -12,6 +12,7 @@ use std::os::fd::AsFd;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tapbridge::datapath::tap::{Tap, TapError, TapQueue};
 use tapbridge::datapath::udp::{RecvBatch, SendBatch, UdpOptions, UdpSocket};
+use tapbridge::mac::MacAddr;
 use tapbridge::netlink::Netlink;
 
 fn lo_up(nl: &mut Netlink) {
@@ -303,7 +304,7 @@ fn arp_round_trip(tap: &Tap, reply_on: usize) {
         .expect("lookup")
         .expect("tap")
         .index;
-    nl.set_mac(idx, TAP_MAC).expect("mac");
+    nl.set_mac(idx, MacAddr(TAP_MAC)).expect("mac");
     nl.set_up(idx).expect("up");
     nl.add_address(idx, "198.18.0.1".parse().expect("ip"), 24)
         .expect("address");

@@ -9,6 +9,7 @@ use common::in_netns;
 use std::net::IpAddr;
 
 use tapbridge::datapath::tap::Tap;
+use tapbridge::mac::MacAddr;
 use tapbridge::netlink::{Change, Changes, Netlink, NetlinkError, RouteEntry};
 
 fn ip(s: &str) -> IpAddr {
@@ -22,7 +23,7 @@ fn route(routes: &[RouteEntry], dest: &str, len: u8) -> Option<RouteEntry> {
         .cloned()
 }
 
-const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
 
 #[test]
 fn programs_a_link_and_undo_removes_exactly_that() {

@@ -8,6 +8,7 @@ use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
+use tapbridge::mac::MacAddr;
 use tapbridge::responder::{
     ArpSettings, DhcpSettings, LeaseDb, LocalVerdict, REPLY_BUFFER_LEN, RemoteVerdict, Responder,
 };
@@ -51,7 +52,7 @@ fn responder() -> Responder {
     let ip = |d| Ipv4Addr::new(198, 19, 0, d);
     let dhcp = DhcpSettings {
         server_address: ip(254),
-        server_mac: OUR_MAC,
+        server_mac: MacAddr(OUR_MAC),
         pool_start: ip(100),
         pool_end: ip(199),
         subnet_addr: ip(0),
@@ -66,7 +67,7 @@ fn responder() -> Responder {
     };
     let arp = ArpSettings {
         respond: vec![ip(1)],
-        mac: OUR_MAC,
+        mac: MacAddr(OUR_MAC),
         suppress: true,
         binding_timeout: Duration::from_secs(300),
     };

@@ -28,6 +28,8 @@ use std::time::Duration;
 pub use error::ConfigError;
 pub use psk::Psk;
 
+use crate::mac::MacAddr;
+
 /// Where `NAME` alone looks for its config file.
 pub const CONFIG_DIR: &str = "/etc/tapbridge";
 
@@ -39,32 +41,32 @@ pub struct Config {
     /// The config file this was read from.
     pub path: PathBuf,
     /// `[interface]`: the TAP device.
-    pub interface: Interface,
+    pub interface: InterfaceConfig,
     /// `[tunnel]`: the UDP tunnel.
-    pub tunnel: Tunnel,
+    pub tunnel: TunnelConfig,
     /// `[[peer]]`: at least one, names unique.
-    pub peers: Vec<Peer>,
+    pub peers: Vec<PeerConfig>,
     /// `[dhcp]`: the local DHCP responder; `None` if absent or `enabled = false`.
-    pub dhcp: Option<Dhcp>,
+    pub dhcp: Option<DhcpConfig>,
     /// `[arp]`: the local ARP responder; `None` if absent.
-    pub arp: Option<Arp>,
+    pub arp: Option<ArpConfig>,
     /// `[hooks]`: scripts run after up and before down.
-    pub hooks: Hooks,
+    pub hooks: HooksConfig,
     /// `[control]`: the control socket.
-    pub control: Control,
+    pub control: ControlConfig,
     /// `[metrics]`: the Prometheus endpoint; `None` if absent.
-    pub metrics: Option<Metrics>,
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// `[interface]`: the TAP device and what the daemon programs on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interface {
+pub struct InterfaceConfig {
     /// Device name, at most 15 bytes (default `"tb-" + NAME`).
     pub name: String,
     /// TAP MTU, 576..=9000.
     pub mtu: u32,
     /// Fixed unicast MAC for the TAP, if configured.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// Addresses added on up and removed on down (no duplicates).
     pub addresses: Vec<IpCidr>,
     /// Routes added on up and removed on down.
@@ -178,7 +180,7 @@ impl fmt::Display for Route {
 
 /// `[tunnel]`: the encrypted UDP tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tunnel {
+pub struct TunnelConfig {
     /// UDP address to bind (default `0.0.0.0:51901`).
     pub listen: SocketAddr,
     /// File holding the base64 PSK; load it with [`Psk::load`].
@@ -195,7 +197,7 @@ pub struct Tunnel {
 
 /// `[[peer]]`: a remote gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
+pub struct PeerConfig {
     /// Unique name, used in logs and status output.
     pub name: String,
     /// Where to send the first handshake; `None` waits to be contacted.
@@ -208,7 +210,7 @@ pub struct Peer {
 /// `subnet` and avoid its network and broadcast addresses; `server_address`
 /// is outside the pool; reservation MACs and IPs are unique.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dhcp {
+pub struct DhcpConfig {
     /// The address the responder answers as (option 54).
     pub server_address: Ipv4Addr,
     /// First pool address.
@@ -232,16 +234,16 @@ pub struct Dhcp {
     /// The lease database (default `/var/lib/tapbridge/NAME.leases`).
     pub lease_file: PathBuf,
     /// Fixed addresses by MAC.
-    pub reservations: Vec<([u8; 6], Ipv4Addr)>,
+    pub reservations: Vec<(MacAddr, Ipv4Addr)>,
 }
 
 /// `[arp]`: the local ARP responder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Arp {
+pub struct ArpConfig {
     /// Addresses answered locally with the responder's MAC (unique).
     pub respond: Vec<Ipv4Addr>,
     /// The responder's own unicast MAC; `None`: derive it from the TAP's MAC.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// Answer for remote hosts from bindings learned through the tunnel.
     pub suppress: bool,
     /// How long a learned binding answers; non-zero.
@@ -250,7 +252,7 @@ pub struct Arp {
 
 /// `[hooks]`: programs run directly (no shell) after up and before down.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Hooks {
+pub struct HooksConfig {
     /// Run after the link is up; a failure fails `link up`.
     pub up: Vec<PathBuf>,
     /// Run before the link goes down.
@@ -259,7 +261,7 @@ pub struct Hooks {
 
 /// `[control]`: the control socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Control {
+pub struct ControlConfig {
     /// Socket path (default `/run/tapbridge/NAME.sock`).
     pub socket: PathBuf,
     /// Group whose members may use the socket (mode 0660); `None`: root only.
@@ -268,7 +270,7 @@ pub struct Control {
 
 /// `[metrics]`: the Prometheus text endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Metrics {
+pub struct MetricsConfig {
     /// TCP address to serve on (default `127.0.0.1:9477`).
     pub listen: SocketAddr,
 }
@@ -346,11 +348,6 @@ fn stem(path: &Path) -> Result<String, ConfigError> {
         ),
     })?;
     Ok(name)
-}
-
-/// Formats a MAC address as `02:00:00:00:00:01`.
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    value::fmt_mac(mac)
 }
 
 #[cfg(test)]

@@ -10,7 +10,11 @@ use toml::Spanned;
 
 use super::raw::{RawArp, RawConfig, RawControl, RawDhcp, RawHooks, RawInterface, RawTunnel, Str};
 use super::value;
-use super::{Arp, Config, ConfigError, Control, Dhcp, Hooks, Interface, Metrics, Peer, Tunnel};
+use super::{
+    ArpConfig, Config, ConfigError, ControlConfig, DhcpConfig, HooksConfig, InterfaceConfig,
+    MetricsConfig, PeerConfig, TunnelConfig,
+};
+use crate::mac::MacAddr;
 
 const MTU_RANGE: std::ops::RangeInclusive<i64> = 576..=9000;
 
@@ -164,11 +168,11 @@ impl Cx<'_> {
             .transpose()?;
         let hooks = match &raw.hooks {
             Some(h) => self.hooks(h.get_ref())?,
-            None => Hooks::default(),
+            None => HooksConfig::default(),
         };
         let control = self.control(name, raw.control.as_ref().map(|c| c.get_ref()))?;
         let metrics = match &raw.metrics {
-            Some(m) => Some(Metrics {
+            Some(m) => Some(MetricsConfig {
                 listen: match &m.get_ref().listen {
                     Some(l) => self.conv(l, "metrics.listen", value::listen_addr)?,
                     None => ([127, 0, 0, 1], 9477).into(),
@@ -190,7 +194,12 @@ impl Cx<'_> {
         })
     }
 
-    fn interface(&self, link: &str, raw: &RawInterface, span: &Range<usize>) -> Result<Interface> {
+    fn interface(
+        &self,
+        link: &str,
+        raw: &RawInterface,
+        span: &Range<usize>,
+    ) -> Result<InterfaceConfig> {
         let name = match &raw.name {
             Some(n) => {
                 self.conv(n, "interface.name", value::ifname)?;
@@ -253,7 +262,7 @@ impl Cx<'_> {
             }
             None => None,
         };
-        Ok(Interface {
+        Ok(InterfaceConfig {
             name,
             mtu,
             mac,
@@ -263,14 +272,14 @@ impl Cx<'_> {
         })
     }
 
-    fn tunnel(&self, raw: &RawTunnel, span: &Range<usize>) -> Result<Tunnel> {
+    fn tunnel(&self, raw: &RawTunnel, span: &Range<usize>) -> Result<TunnelConfig> {
         let listen = match &raw.listen {
             Some(l) => self.conv(l, "tunnel.listen", value::listen_addr)?,
             None => ([0, 0, 0, 0], 51901).into(),
         };
         let psk = self.required(&raw.psk_file, span, "tunnel.psk_file")?;
         let psk_file = self.path(psk, "tunnel.psk_file")?;
-        Ok(Tunnel {
+        Ok(TunnelConfig {
             listen,
             psk_file,
             wan_mtu: self.mtu(&raw.wan_mtu, "tunnel.wan_mtu", 1500)?,
@@ -288,7 +297,10 @@ impl Cx<'_> {
         })
     }
 
-    fn peers(&self, raw: Option<&Spanned<Vec<Spanned<super::raw::RawPeer>>>>) -> Result<Vec<Peer>> {
+    fn peers(
+        &self,
+        raw: Option<&Spanned<Vec<Spanned<super::raw::RawPeer>>>>,
+    ) -> Result<Vec<PeerConfig>> {
         let list = match raw {
             Some(l) if !l.get_ref().is_empty() => l,
             Some(l) => {
@@ -296,7 +308,7 @@ impl Cx<'_> {
             }
             None => return Err(self.at(0, "peer", "at least one [[peer]] is required")),
         };
-        let mut peers: Vec<Peer> = Vec::with_capacity(list.get_ref().len());
+        let mut peers: Vec<PeerConfig> = Vec::with_capacity(list.get_ref().len());
         for p in list.get_ref() {
             let raw = p.get_ref();
             let name = self.required(&raw.name, &p.span(), "peer.name")?;
@@ -309,7 +321,7 @@ impl Cx<'_> {
                 ));
             }
             let endpoint = self.opt(&raw.endpoint, "peer.endpoint", value::endpoint)?;
-            peers.push(Peer {
+            peers.push(PeerConfig {
                 name: name.get_ref().clone(),
                 endpoint,
             });
@@ -320,10 +332,10 @@ impl Cx<'_> {
     fn dhcp(
         &self,
         link: &str,
-        iface: &Interface,
+        iface: &InterfaceConfig,
         raw: &RawDhcp,
         span: &Range<usize>,
-    ) -> Result<Option<Dhcp>> {
+    ) -> Result<Option<DhcpConfig>> {
         if raw.enabled == Some(false) {
             return Ok(None);
         }
@@ -450,7 +462,7 @@ impl Cx<'_> {
             None => PathBuf::from(format!("/var/lib/tapbridge/{link}.leases")),
         };
 
-        let mut reservations: Vec<([u8; 6], Ipv4Addr)> = Vec::with_capacity(raw.reservation.len());
+        let mut reservations: Vec<(MacAddr, Ipv4Addr)> = Vec::with_capacity(raw.reservation.len());
         for r in &raw.reservation {
             let mac_v = self.required(&r.get_ref().mac, &r.span(), "dhcp.reservation.mac")?;
             let mac = self.conv(mac_v, "dhcp.reservation.mac", value::unicast_mac)?;
@@ -475,7 +487,7 @@ impl Cx<'_> {
                 return Err(self.err(
                     &mac_v.span(),
                     "dhcp.reservation.mac",
-                    format!("{} is reserved twice", value::fmt_mac(&mac)),
+                    format!("{mac} is reserved twice"),
                 ));
             }
             if reservations.iter().any(|(_, i)| *i == ip) {
@@ -488,7 +500,7 @@ impl Cx<'_> {
             reservations.push((mac, ip));
         }
 
-        Ok(Some(Dhcp {
+        Ok(Some(DhcpConfig {
             server_address,
             pool_start,
             pool_end,
@@ -504,7 +516,7 @@ impl Cx<'_> {
         }))
     }
 
-    fn arp(&self, raw: &RawArp) -> Result<Arp> {
+    fn arp(&self, raw: &RawArp) -> Result<ArpConfig> {
         let mut respond: Vec<Ipv4Addr> = Vec::with_capacity(raw.respond.len());
         for r in &raw.respond {
             let ip = self.conv(r, "arp.respond", value::ipv4)?;
@@ -520,7 +532,7 @@ impl Cx<'_> {
             }
             respond.push(ip);
         }
-        Ok(Arp {
+        Ok(ArpConfig {
             respond,
             mac: self.opt(&raw.mac, "arp.mac", value::unicast_mac)?,
             suppress: raw.suppress.unwrap_or(true),
@@ -532,7 +544,7 @@ impl Cx<'_> {
         })
     }
 
-    fn hooks(&self, raw: &RawHooks) -> Result<Hooks> {
+    fn hooks(&self, raw: &RawHooks) -> Result<HooksConfig> {
         let up = raw
             .up
             .iter()
@@ -543,10 +555,10 @@ impl Cx<'_> {
             .iter()
             .map(|h| self.path(h, "hooks.down"))
             .collect::<Result<_>>()?;
-        Ok(Hooks { up, down })
+        Ok(HooksConfig { up, down })
     }
 
-    fn control(&self, link: &str, raw: Option<&RawControl>) -> Result<Control> {
+    fn control(&self, link: &str, raw: Option<&RawControl>) -> Result<ControlConfig> {
         let socket = match raw.and_then(|c| c.socket.as_ref()) {
             Some(s) => {
                 let path = self.path(s, "control.socket")?;
@@ -580,7 +592,7 @@ impl Cx<'_> {
             }
             None => None,
         };
-        Ok(Control { socket, group })
+        Ok(ControlConfig { socket, group })
     }
 }
 

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::{IpCidr, Ipv4Net, Route};
+use crate::mac::MacAddr;
 
 /// Longest duration accepted anywhere, so that `Instant + d` cannot overflow.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
@@ -59,45 +60,24 @@ pub(super) fn duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses `"02:00:00:00:00:01"` (also with `-` separators).
-pub(super) fn mac(text: &str) -> Result<[u8; 6], String> {
-    let bad = || format!("{text:?} is not a MAC address like \"02:00:00:00:00:01\"");
-    let mut out = [0u8; 6];
-    let sep = if text.contains('-') { '-' } else { ':' };
-    let mut parts = text.split(sep);
-    for byte in &mut out {
-        let part = parts.next().ok_or_else(bad)?;
-        if part.len() != 2 || !part.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(bad());
-        }
-        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-    }
-    if parts.next().is_some() {
-        return Err(bad());
-    }
-    Ok(out)
+pub(super) fn mac(text: &str) -> Result<MacAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a MAC address like \"02:00:00:00:00:01\""))
 }
 
 /// Parses a MAC that may be used as a station's own address: not multicast
 /// or broadcast, not all zeros.
-pub(super) fn unicast_mac(text: &str) -> Result<[u8; 6], String> {
+pub(super) fn unicast_mac(text: &str) -> Result<MacAddr, String> {
     let m = mac(text)?;
-    if m[0] & 1 != 0 {
+    if m.is_group() {
         return Err(format!(
             "{text} is a multicast MAC address; use a unicast one such as 02:00:00:00:00:01"
         ));
     }
-    if m == [0; 6] {
+    if m.is_zero() {
         return Err("00:00:00:00:00:00 is not a usable MAC address".to_owned());
     }
     Ok(m)
-}
-
-/// Formats a MAC as `02:00:00:00:00:01`.
-pub(super) fn fmt_mac(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }
 
 /// Parses an IPv4 address literal.
@@ -356,8 +336,8 @@ mod tests {
 
     #[test]
     fn macs() {
-        assert_eq!(mac("02:00:00:00:aa:01"), Ok([2, 0, 0, 0, 0xaa, 1]));
-        assert_eq!(mac("02-00-00-00-AA-01"), Ok([2, 0, 0, 0, 0xaa, 1]));
+        assert_eq!(mac("02:00:00:00:aa:01"), Ok(MacAddr([2, 0, 0, 0, 0xaa, 1])));
+        assert_eq!(mac("02-00-00-00-AA-01"), Ok(MacAddr([2, 0, 0, 0, 0xaa, 1])));
         for bad in [
             "",
             "02:00:00:00:00",
@@ -375,7 +355,10 @@ mod tests {
         );
         assert!(unicast_mac("ff:ff:ff:ff:ff:ff").is_err());
         assert!(unicast_mac("00:00:00:00:00:00").is_err());
-        assert_eq!(fmt_mac(&[2, 0, 0, 0, 0xaa, 1]), "02:00:00:00:aa:01");
+        assert_eq!(
+            MacAddr([2, 0, 0, 0, 0xaa, 1]).to_string(),
+            "02:00:00:00:aa:01"
+        );
     }
 
     #[test]

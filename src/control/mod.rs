@@ -9,8 +9,10 @@
 //! ```
 //!
 //! The status object is SPEC §6; its field names are part of the contract.
+//! [`status`] builds it from the worker's state.
 
 pub mod server;
+pub mod status;
 
 use std::io::{BufRead, BufReader, Read as _, Write};
 use std::os::unix::net::UnixStream;
@@ -18,6 +20,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::mac::MacAddr;
 
 /// A request to the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +91,7 @@ pub struct InterfaceStatus {
     /// MTU.
     pub mtu: u32,
     /// MAC address, `02:..`.
-    pub mac: String,
+    pub mac: MacAddr,
     /// Addresses added by the link, CIDR notation.
     pub addresses: Vec<String>,
     /// Bridge the TAP is enslaved to.
@@ -155,7 +159,7 @@ pub struct CounterStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseEntry {
     /// Client MAC.
-    pub mac: String,
+    pub mac: MacAddr,
     /// Leased address.
     pub ip: String,
     /// Seconds left.

@@ -1,4 +1,6 @@
-//! The I/O data path: TAP, UDP, worker loop.
+//! The I/O data path: TAP, UDP, worker loop, and the lease file the worker
+//! keeps up to date.
+pub mod lease_file;
 pub mod tap;
 pub mod udp;
 pub mod worker;

@@ -22,9 +22,9 @@ use nix::sys::signalfd::SignalFd;
 use super::tap::TapQueue;
 use super::udp::{RecvBatch, SendBatch, UdpSocket};
 use crate::control::server::Command;
-use crate::control::{
-    CounterStatus, InterfaceStatus, LeaseEntry, PeerStatus, Request, Response, Status,
-};
+use crate::control::status::{self, IoCounters, StaticLinkInfo};
+use crate::control::{Request, Response};
+use crate::mac::MacAddr;
 use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Switch};
 use crate::tunnel::{Event, PeerId, PeerStats, Transmit, Tunnel};
@@ -68,27 +68,7 @@ pub struct Worker {
     /// SIGTERM/SIGINT.
     pub signals: SignalFd,
     /// Static part of the status.
-    pub info: LinkInfo,
-}
-
-/// What the status reports about the link itself.
-pub struct LinkInfo {
-    /// Link name.
-    pub name: String,
-    /// The TAP.
-    pub interface: InterfaceStatus,
-    /// Local UDP address.
-    pub listen: SocketAddr,
-    /// When the link came up.
-    pub started: Instant,
-}
-
-#[derive(Default)]
-struct IoCounters {
-    tap_write_errors: u64,
-    udp_send_errors: u64,
-    /// Authenticated frames whose virtio-net header was refused.
-    rx_bad_vnet_hdr: u64,
+    pub info: StaticLinkInfo,
 }
 
 /// [`Transmit`] over a `sendmmsg` batch; flushes when full.
@@ -240,7 +220,14 @@ impl Worker {
                     match cmd.request {
                         Request::Down => return Exit::Down(cmd.reply),
                         Request::Status => {
-                            let status = self.status(&io, now, wall);
+                            let status = status::status(
+                                &self.info,
+                                &self.tunnel,
+                                self.responder.as_ref(),
+                                io,
+                                now,
+                                wall,
+                            );
                             let _ = cmd.reply.send(Response {
                                 ok: true,
                                 status: Some(status),
@@ -250,7 +237,7 @@ impl Worker {
                         Request::Leases => {
                             let _ = cmd.reply.send(Response {
                                 ok: true,
-                                leases: Some(self.leases(wall)),
+                                leases: Some(status::leases(self.responder.as_ref(), wall)),
                                 ..Response::default()
                             });
                         }
@@ -302,8 +289,8 @@ impl Worker {
                         continue;
                     }
                     let frame = &packet[h..];
-                    let dst: [u8; 6] = frame[..6].try_into().expect("14 bytes checked");
-                    let src: [u8; 6] = frame[6..12].try_into().expect("14 bytes checked");
+                    let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
+                    let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
                     if let Some(r) = self.responder.as_mut() {
                         if r.handle_remote(frame, now) == RemoteVerdict::Drop {
                             continue;
@@ -368,8 +355,8 @@ impl Worker {
             }
             let packet = &b.frame[..n];
             let frame = &packet[h..];
-            let dst: [u8; 6] = frame[..6].try_into().expect("14 bytes checked");
-            let src: [u8; 6] = frame[6..12].try_into().expect("14 bytes checked");
+            let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
+            let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
             let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
             match self.switch.from_local(dst, src, now) {
                 LocalRoute::Peer(p) => {
@@ -444,7 +431,7 @@ impl Worker {
             return;
         };
         if let Some(bytes) = r.take_lease_snapshot() {
-            match crate::responder::write_lease_file_atomic(path, &bytes) {
+            match super::lease_file::write_lease_file_atomic(path, &bytes) {
                 Ok(()) => tracing::debug!(file = %path.display(), "lease database written"),
                 Err(e) => tracing::error!("{e}"),
             }
@@ -457,75 +444,9 @@ impl Worker {
             return;
         };
         if let Some(bytes) = r.lease_snapshot() {
-            if let Err(e) = crate::responder::write_lease_file_atomic(path, &bytes) {
+            if let Err(e) = super::lease_file::write_lease_file_atomic(path, &bytes) {
                 tracing::error!("{e}");
             }
-        }
-    }
-
-    fn leases(&self, wall: SystemTime) -> Vec<LeaseEntry> {
-        self.responder
-            .as_ref()
-            .map(|r| {
-                r.leases(wall)
-                    .into_iter()
-                    .map(|l| LeaseEntry {
-                        mac: crate::config::format_mac(&l.mac),
-                        ip: l.ip.to_string(),
-                        expires_in_secs: l.expires_in_secs,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn status(&self, io: &IoCounters, now: Instant, wall: SystemTime) -> Status {
-        let c = self.tunnel.counters();
-        let rc = self
-            .responder
-            .as_ref()
-            .map(|r| r.counters())
-            .unwrap_or_default();
-        let peers = (0..self.tunnel.peer_count())
-            .filter_map(|i| self.tunnel.peer_status(i))
-            .map(|p| PeerStatus {
-                name: p.name,
-                endpoint: p.endpoint.map(|e| e.to_string()),
-                state: p.state.as_str().into(),
-                last_handshake_secs: p
-                    .last_handshake
-                    .map(|t| now.saturating_duration_since(t).as_secs()),
-                handshakes: p.stats.handshakes,
-                tx_frames: p.stats.tx_frames,
-                rx_frames: p.stats.rx_frames,
-                tx_bytes: p.stats.tx_bytes,
-                rx_bytes: p.stats.rx_bytes,
-            })
-            .collect();
-        Status {
-            name: self.info.name.clone(),
-            pid: std::process::id(),
-            uptime_secs: now.saturating_duration_since(self.info.started).as_secs(),
-            interface: self.info.interface.clone(),
-            listen: self.info.listen.to_string(),
-            peers,
-            counters: CounterStatus {
-                rx_auth_failed: c.rx_auth_failed,
-                rx_replayed: c.rx_replayed,
-                rx_malformed: c.rx_malformed + io.rx_bad_vnet_hdr,
-                arp_replies: rc.arp_replies,
-                dhcp_replies: rc.dhcp_replies,
-                fragmented: c.fragmented,
-                reassembled: c.reassembled,
-                handshake_rate_limited: c.handshake_rate_limited,
-                reassembly_dropped: c.reassembly_dropped,
-                tx_dropped: c.tx_dropped,
-                rx_unknown_peer: c.rx_unknown_peer,
-                rx_unknown_session: c.rx_unknown_session,
-                tap_write_errors: io.tap_write_errors,
-                udp_send_errors: io.udp_send_errors,
-            },
-            leases: self.leases(wall),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::control::{InterfaceStatus, LeaseEntry, Response};
+use crate::mac::MacAddr;
 use proptest::prelude::*;
 
 fn peer(name: &str, state: &str, last: Option<u64>, base: u64) -> PeerStatus {
@@ -27,7 +28,7 @@ fn status() -> Status {
         interface: InterfaceStatus {
             name: "tb0".into(),
             mtu: 1500,
-            mac: "02:00:00:00:00:01".into(),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
             addresses: vec!["198.19.0.1/24".into()],
             bridge: None,
         },
@@ -54,12 +55,12 @@ fn status() -> Status {
         },
         leases: vec![
             LeaseEntry {
-                mac: "02:00:00:00:aa:01".into(),
+                mac: MacAddr([2, 0, 0, 0, 0xaa, 1]),
                 ip: "198.19.0.100".into(),
                 expires_in_secs: 100,
             },
             LeaseEntry {
-                mac: "02:00:00:00:aa:02".into(),
+                mac: MacAddr([2, 0, 0, 0, 0xaa, 2]),
                 ip: "198.19.0.101".into(),
                 expires_in_secs: 200,
             },

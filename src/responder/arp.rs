@@ -23,6 +23,7 @@ use smoltcp::wire::{
 };
 
 use super::{ArpSettings, ETH_HEADER_LEN, LocalVerdict, ResponderError};
+use crate::mac::MacAddr;
 
 /// Most bindings kept; when full, expired ones go first, then the oldest.
 pub const MAX_BINDINGS: usize = 4096;
@@ -32,7 +33,7 @@ const ARP_FRAME_LEN: usize = ETH_HEADER_LEN + 28;
 
 #[derive(Debug, Clone, Copy)]
 struct Binding {
-    mac: [u8; 6],
+    mac: MacAddr,
     seen: Instant,
 }
 
@@ -46,21 +47,21 @@ struct Suppression {
 #[derive(Debug)]
 pub struct ArpResponder {
     /// Our own addresses and the MAC each is answered with.
-    answers: Vec<(Ipv4Addr, [u8; 6])>,
+    answers: Vec<(Ipv4Addr, MacAddr)>,
     suppression: Option<Suppression>,
 }
 
 /// A parsed Ethernet/IPv4 ARP message.
 struct Arp {
     op: ArpOperation,
-    eth_src: [u8; 6],
-    sha: [u8; 6],
+    eth_src: MacAddr,
+    sha: MacAddr,
     spa: Ipv4Addr,
     tpa: Ipv4Addr,
 }
 
 fn parse(frame: &[u8]) -> Option<Arp> {
-    let eth_src: [u8; 6] = frame.get(6..12)?.try_into().ok()?;
+    let eth_src = MacAddr::from_slice(frame.get(6..12)?)?;
     let packet = ArpPacket::new_checked(frame.get(ETH_HEADER_LEN..)?).ok()?;
     match ArpRepr::parse(&packet).ok()? {
         ArpRepr::EthernetIpv4 {
@@ -72,17 +73,12 @@ fn parse(frame: &[u8]) -> Option<Arp> {
         } => Some(Arp {
             op: operation,
             eth_src,
-            sha: source_hardware_addr.0,
+            sha: MacAddr(source_hardware_addr.0),
             spa: source_protocol_addr,
             tpa: target_protocol_addr,
         }),
         _ => None,
     }
-}
-
-/// A MAC a host may really have: not zero, not group.
-fn is_host_mac(mac: &[u8; 6]) -> bool {
-    mac[0] & 0x01 == 0 && *mac != [0; 6]
 }
 
 /// An address a host may really have.
@@ -95,15 +91,15 @@ impl ArpResponder {
     /// which is always answered so DHCP clients can reach the server.
     pub fn new(
         settings: Option<ArpSettings>,
-        dhcp_server: Option<(Ipv4Addr, [u8; 6])>,
+        dhcp_server: Option<(Ipv4Addr, MacAddr)>,
     ) -> Result<ArpResponder, ResponderError> {
         let mut answers = Vec::new();
         let mut suppression = None;
         if let Some(s) = settings {
-            if !is_host_mac(&s.mac) {
+            if !s.mac.is_unicast_host() {
                 return Err(ResponderError::InvalidArp(format!(
                     "mac {} is not a unicast address",
-                    super::leases::format_mac(&s.mac)
+                    s.mac
                 )));
             }
             for ip in s.respond {
@@ -139,7 +135,7 @@ impl ArpResponder {
         })
     }
 
-    fn own(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
+    fn own(&self, ip: Ipv4Addr) -> Option<MacAddr> {
         self.answers.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m)
     }
 
@@ -156,8 +152,8 @@ impl ArpResponder {
         }
         if arp.op != ArpOperation::Request
             || arp.spa == arp.tpa
-            || !is_host_mac(&arp.sha)
-            || !is_host_mac(&arp.eth_src)
+            || !arp.sha.is_unicast_host()
+            || !arp.eth_src.is_unicast_host()
         {
             return LocalVerdict::Forward;
         }
@@ -200,7 +196,7 @@ impl ArpResponder {
         };
         if !matches!(arp.op, ArpOperation::Request | ArpOperation::Reply)
             || !is_host_ip(arp.spa)
-            || !is_host_mac(&arp.sha)
+            || !arp.sha.is_unicast_host()
             || self.own(arp.spa).is_some()
         {
             return false;
@@ -246,20 +242,20 @@ impl ArpResponder {
 }
 
 /// Write "`arp.tpa` is at `mac`" back to the asker. `None` if `reply` is too small.
-fn emit_reply(arp: &Arp, mac: [u8; 6], reply: &mut [u8]) -> Option<usize> {
+fn emit_reply(arp: &Arp, mac: MacAddr, reply: &mut [u8]) -> Option<usize> {
     let out = reply.get_mut(..ARP_FRAME_LEN)?;
     let mut frame = EthernetFrame::new_unchecked(&mut *out);
     EthernetRepr {
-        src_addr: EthernetAddress(mac),
-        dst_addr: EthernetAddress(arp.eth_src),
+        src_addr: EthernetAddress(mac.0),
+        dst_addr: EthernetAddress(arp.eth_src.0),
         ethertype: EthernetProtocol::Arp,
     }
     .emit(&mut frame);
     ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Reply,
-        source_hardware_addr: EthernetAddress(mac),
+        source_hardware_addr: EthernetAddress(mac.0),
         source_protocol_addr: arp.tpa,
-        target_hardware_addr: EthernetAddress(arp.sha),
+        target_hardware_addr: EthernetAddress(arp.sha.0),
         target_protocol_addr: arp.spa,
     }
     .emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
@@ -285,7 +281,7 @@ mod tests {
         Responder::new(
             Some(ArpSettings {
                 respond: vec![Ipv4Addr::from(GW)],
-                mac: OUR_MAC,
+                mac: MacAddr(OUR_MAC),
                 suppress,
                 binding_timeout: Duration::from_secs(300),
             }),
@@ -466,21 +462,21 @@ mod tests {
     fn rejects_unusable_settings() {
         let bad_mac = ArpSettings {
             respond: vec![],
-            mac: [0x01, 0, 0, 0, 0, 1],
+            mac: MacAddr([0x01, 0, 0, 0, 0, 1]),
             suppress: false,
             binding_timeout: Duration::from_secs(1),
         };
         assert!(ArpResponder::new(Some(bad_mac), None).is_err());
         let bad_ip = ArpSettings {
             respond: vec![Ipv4Addr::BROADCAST],
-            mac: OUR_MAC,
+            mac: MacAddr(OUR_MAC),
             suppress: false,
             binding_timeout: Duration::from_secs(1),
         };
         assert!(ArpResponder::new(Some(bad_ip), None).is_err());
         let zero = ArpSettings {
             respond: vec![],
-            mac: OUR_MAC,
+            mac: MacAddr(OUR_MAC),
             suppress: true,
             binding_timeout: Duration::ZERO,
         };

@@ -29,11 +29,12 @@ use smoltcp::wire::{
     EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
 
-use super::leases::{Allocator, Pool, format_mac, prefix_mask};
+use super::leases::{Allocator, Pool, prefix_mask};
 use super::{
     DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DhcpSettings, ETH_HEADER_LEN, LeaseDb, LocalVerdict,
     ResponderCounters, ResponderError,
 };
+use crate::mac::MacAddr;
 
 /// Largest DHCP payload we send: 576 (the minimum IP datagram every client
 /// accepts) minus IP and UDP headers.
@@ -78,7 +79,7 @@ struct ClientMsg<'a> {
     broadcast: bool,
     ciaddr: Ipv4Addr,
     giaddr: Ipv4Addr,
-    chaddr: [u8; 6],
+    chaddr: MacAddr,
     requested: Option<Ipv4Addr>,
     server_id: Option<Ipv4Addr>,
     client_id: Option<&'a [u8]>,
@@ -113,7 +114,7 @@ fn parse_client(payload: &[u8]) -> Option<ClientMsg<'_>> {
         broadcast: p.flags().contains(smoltcp::wire::DhcpFlags::BROADCAST),
         ciaddr: p.client_ip(),
         giaddr: p.relay_agent_ip(),
-        chaddr: p.client_hardware_address().0,
+        chaddr: MacAddr(p.client_hardware_address().0),
         requested,
         server_id,
         client_id,
@@ -188,10 +189,10 @@ impl DhcpServer {
                 settings.server_address
             ));
         }
-        if settings.server_mac[0] & 1 != 0 || settings.server_mac == [0; 6] {
+        if !settings.server_mac.is_unicast_host() {
             return err(format!(
                 "server MAC {} is not a unicast address",
-                format_mac(&settings.server_mac)
+                settings.server_mac
             ));
         }
         let (start, end) = (u32::from(settings.pool_start), u32::from(settings.pool_end));
@@ -228,20 +229,14 @@ impl DhcpServer {
                     "reservation {ip} is not a usable host address in subnet {subnet}"
                 ));
             }
-            if mac[0] & 1 != 0 {
-                return err(format!(
-                    "reservation MAC {} is not unicast",
-                    format_mac(mac)
-                ));
+            if mac.is_group() {
+                return err(format!("reservation MAC {mac} is not unicast"));
             }
             if settings.reservations[..i]
                 .iter()
                 .any(|(m, a)| m == mac || a == ip)
             {
-                return err(format!(
-                    "reservation {} = {ip} repeats a MAC or address",
-                    format_mac(mac)
-                ));
+                return err(format!("reservation {mac} = {ip} repeats a MAC or address"));
             }
         }
         let lease = settings.lease_time.as_secs();
@@ -298,9 +293,10 @@ impl DhcpServer {
         // the bridge floods that unknown unicast into the TAP, and refusing it
         // would push every client to REBINDING (T2) before its lease is extended.
         let to_server = ip_dst == self.settings.server_address;
-        let ours = to_server || eth_dst == [0xff; 6] || eth_dst == self.settings.server_mac;
+        let ours =
+            to_server || eth_dst == MacAddr::BROADCAST || eth_dst == self.settings.server_mac;
         let to_us = to_server || ip_dst == Ipv4Addr::BROADCAST;
-        let valid_chaddr = msg.chaddr[0] & 1 == 0 && msg.chaddr != [0; 6];
+        let valid_chaddr = msg.chaddr.is_unicast_host();
         if !ours || !to_us || !msg.giaddr.is_unspecified() || !valid_chaddr {
             counters.dhcp_ignored += 1;
             return LocalVerdict::Consumed;
@@ -355,7 +351,7 @@ impl DhcpServer {
                 }),
                 None => {
                     counters.dhcp_pool_exhausted += 1;
-                    tracing::warn!(mac = %format_mac(&mac), "DHCP pool exhausted, DISCOVER unanswered");
+                    tracing::warn!(mac = %mac, "DHCP pool exhausted, DISCOVER unanswered");
                     None
                 }
             },
@@ -375,11 +371,11 @@ impl DhcpServer {
                 let previous = self.alloc.db().get(&mac);
                 if self.alloc.commit(mac, ip, u64::from(self.lease_secs), now) {
                     if previous.is_none_or(|l| l.ip != ip || l.expires <= now) {
-                        tracing::info!(mac = %format_mac(&mac), %ip, lease_secs = self.lease_secs, "DHCP lease granted");
+                        tracing::info!(mac = %mac, %ip, lease_secs = self.lease_secs, "DHCP lease granted");
                     }
                     Some(ack(ip))
                 } else {
-                    tracing::debug!(mac = %format_mac(&mac), %ip, "DHCP request refused");
+                    tracing::debug!(mac = %mac, %ip, "DHCP request refused");
                     Some(nak)
                 }
             }
@@ -388,13 +384,13 @@ impl DhcpServer {
                     && let Some(ip) = msg.requested
                     && self.alloc.decline(&mac, ip, now)
                 {
-                    tracing::warn!(mac = %format_mac(&mac), %ip, "DHCP address declined (in use), quarantined");
+                    tracing::warn!(mac = %mac, %ip, "DHCP address declined (in use), quarantined");
                 }
                 None
             }
             DhcpMessageType::Release => {
                 if !for_other_server && self.alloc.release(&mac, msg.ciaddr, now) {
-                    tracing::info!(mac = %format_mac(&mac), ip = %msg.ciaddr, "DHCP lease released");
+                    tracing::info!(mac = %mac, ip = %msg.ciaddr, "DHCP lease released");
                 }
                 None
             }
@@ -439,7 +435,7 @@ impl DhcpServer {
             message_type: a.kind,
             transaction_id: msg.xid,
             secs: 0,
-            client_hardware_address: EthernetAddress(msg.chaddr),
+            client_hardware_address: EthernetAddress(msg.chaddr.0),
             client_ip: if a.kind == DhcpMessageType::Ack {
                 msg.ciaddr
             } else {
@@ -479,11 +475,11 @@ impl DhcpServer {
         let (eth_dst, ip_dst) = if a.kind == DhcpMessageType::Nak {
             broadcast
         } else if !msg.ciaddr.is_unspecified() {
-            (EthernetAddress(msg.chaddr), msg.ciaddr)
+            (EthernetAddress(msg.chaddr.0), msg.ciaddr)
         } else if msg.broadcast || inform {
             broadcast
         } else {
-            (EthernetAddress(msg.chaddr), a.yiaddr)
+            (EthernetAddress(msg.chaddr.0), a.yiaddr)
         };
 
         let dhcp_len = repr.buffer_len().max(MIN_DHCP_LEN);
@@ -493,7 +489,7 @@ impl DhcpServer {
         out.fill(0);
         let caps = ChecksumCapabilities::default();
         EthernetRepr {
-            src_addr: EthernetAddress(s.server_mac),
+            src_addr: EthernetAddress(s.server_mac.0),
             dst_addr: eth_dst,
             ethertype: EthernetProtocol::Ipv4,
         }
@@ -529,7 +525,7 @@ impl DhcpServer {
 
 /// Split a local frame into (Ethernet dst, IP dst, DHCP message), verifying
 /// the IPv4 and UDP checksums.
-fn parse_frame(frame: &[u8]) -> Option<([u8; 6], Ipv4Addr, ClientMsg<'_>)> {
+fn parse_frame(frame: &[u8]) -> Option<(MacAddr, Ipv4Addr, ClientMsg<'_>)> {
     let caps = ChecksumCapabilities::default();
     let eth = EthernetFrame::new_checked(frame).ok()?;
     let ip = Ipv4Packet::new_checked(frame.get(ETH_HEADER_LEN..)?).ok()?;
@@ -546,7 +542,7 @@ fn parse_frame(frame: &[u8]) -> Option<([u8; 6], Ipv4Addr, ClientMsg<'_>)> {
     )
     .ok()?;
     let msg = parse_client(udp.payload())?;
-    Some((eth.dst_addr().0, ip_repr.dst_addr, msg))
+    Some((MacAddr(eth.dst_addr().0), ip_repr.dst_addr, msg))
 }
 
 /// Options 1, 3, 6, 15, 26 and 121 from the settings.

@@ -1,31 +1,28 @@
-//! DHCP lease store: the address allocator and its on-disk form.
+//! DHCP lease store (pure): the address allocator and the lease file format.
 //!
-//! Two clearly separated parts:
+//! [`LeaseDb`] and [`Allocator`] record which MAC holds which address until
+//! when, expressed in wall-clock UNIX seconds so a lease survives a restart.
+//! The allocator adds the configured pool, reservations, short-lived offers
+//! and quarantined (declined) addresses, and promises that **no address is
+//! ever held by two MACs at once** (a held address is an unexpired lease or a
+//! live offer). Expired leases stay on record so a returning client gets its
+//! old address back, and are reclaimed for other clients only when no
+//! never-used address is left.
 //!
-//! - **Pure** ([`LeaseDb`], [`Allocator`]): which MAC holds which address until
-//!   when, expressed in wall-clock UNIX seconds so a lease survives a restart.
-//!   The allocator adds the configured pool, reservations, short-lived offers
-//!   and quarantined (declined) addresses, and promises that **no address is
-//!   ever held by two MACs at once** (a held address is an unexpired lease or a
-//!   live offer). Expired leases stay on record so a returning client gets its
-//!   old address back, and are reclaimed for other clients only when no
-//!   never-used address is left.
-//! - **I/O** ([`read_lease_file`], [`write_lease_file_atomic`]): the only two
-//!   functions here that touch the file system.
+//! [`LeaseDb::load`] and [`LeaseDb::to_bytes`] parse and produce the file's
+//! bytes; reading and writing the file itself is the I/O shell's job
+//! (`crate::datapath::lease_file`).
 //!
 //! File format (JSON, versioned):
 //! `{"version":1,"leases":[{"mac":"02:00:00:00:aa:01","ip":"198.19.0.10","expires":1700000000}]}`
 //! where `expires` is UNIX seconds.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::ResponderError;
+use crate::mac::MacAddr;
 
 /// Version written into, and required from, the lease file.
 const FILE_VERSION: u32 = 1;
@@ -41,7 +38,7 @@ pub const DECLINE_QUARANTINE_SECS: u64 = 600;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseInfo {
     /// The client's hardware address.
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
     /// The leased address.
     pub ip: Ipv4Addr,
     /// Seconds until the lease expires (0 once it has).
@@ -63,8 +60,8 @@ pub struct Lease {
 /// [`LeaseDb::load`]; hand it to the responder, which owns it from then on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseDb {
-    by_mac: BTreeMap<[u8; 6], Lease>,
-    by_ip: BTreeMap<Ipv4Addr, [u8; 6]>,
+    by_mac: BTreeMap<MacAddr, Lease>,
+    by_ip: BTreeMap<Ipv4Addr, MacAddr>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -100,8 +97,10 @@ impl LeaseDb {
         }
         let mut records = Vec::with_capacity(file.leases.len());
         for r in file.leases {
-            let mac =
-                parse_mac(&r.mac).ok_or_else(|| format!("invalid MAC address {:?}", r.mac))?;
+            let mac: MacAddr = r
+                .mac
+                .parse()
+                .map_err(|_| format!("invalid MAC address {:?}", r.mac))?;
             records.push((mac, r.ip, r.expires));
         }
         // Latest expiry first, so the first insert for a MAC or an IP wins.
@@ -123,7 +122,7 @@ impl LeaseDb {
                 .by_mac
                 .iter()
                 .map(|(mac, l)| RecordRepr {
-                    mac: format_mac(mac),
+                    mac: mac.to_string(),
                     ip: l.ip,
                     expires: l.expires,
                 })
@@ -135,12 +134,12 @@ impl LeaseDb {
     }
 
     /// The lease recorded for `mac`, expired or not.
-    pub fn get(&self, mac: &[u8; 6]) -> Option<Lease> {
+    pub fn get(&self, mac: &MacAddr) -> Option<Lease> {
         self.by_mac.get(mac).copied()
     }
 
     /// The MAC recorded for `ip`, expired or not.
-    pub fn owner(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
+    pub fn owner(&self, ip: Ipv4Addr) -> Option<MacAddr> {
         self.by_ip.get(&ip).copied()
     }
 
@@ -155,13 +154,13 @@ impl LeaseDb {
     }
 
     /// Iterate over all records, expired ones included, sorted by MAC.
-    pub fn iter(&self) -> impl Iterator<Item = ([u8; 6], Lease)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (MacAddr, Lease)> + '_ {
         self.by_mac.iter().map(|(m, l)| (*m, *l))
     }
 
     /// Record `mac` → `ip` until `expires`, dropping the MAC's previous record
     /// and any other MAC's record for `ip`. Callers decide whether that is allowed.
-    pub fn insert(&mut self, mac: [u8; 6], ip: Ipv4Addr, expires: u64) {
+    pub fn insert(&mut self, mac: MacAddr, ip: Ipv4Addr, expires: u64) {
         self.remove_mac(&mac);
         if let Some(other) = self.by_ip.remove(&ip) {
             self.by_mac.remove(&other);
@@ -171,13 +170,13 @@ impl LeaseDb {
     }
 
     /// Forget the MAC's record entirely.
-    pub fn remove_mac(&mut self, mac: &[u8; 6]) -> Option<Lease> {
+    pub fn remove_mac(&mut self, mac: &MacAddr) -> Option<Lease> {
         let old = self.by_mac.remove(mac)?;
         self.by_ip.remove(&old.ip);
         Some(old)
     }
 
-    fn set_expiry(&mut self, mac: &[u8; 6], expires: u64) {
+    fn set_expiry(&mut self, mac: &MacAddr, expires: u64) {
         if let Some(l) = self.by_mac.get_mut(mac) {
             l.expires = expires;
         }
@@ -199,7 +198,7 @@ pub struct Pool {
     pub server: Ipv4Addr,
     /// Fixed MAC → address bindings; the address may lie outside `start..=end`
     /// but inside the subnet, and is never handed to anyone else.
-    pub reservations: Vec<([u8; 6], Ipv4Addr)>,
+    pub reservations: Vec<(MacAddr, Ipv4Addr)>,
     /// Addresses in use by infrastructure (router, DNS, ARP-answered
     /// addresses): never handed out even if they fall inside the range.
     pub excluded: Vec<Ipv4Addr>,
@@ -242,11 +241,11 @@ pub fn prefix_mask(prefix_len: u8) -> u32 {
 #[derive(Debug)]
 pub struct Allocator {
     pool: Pool,
-    reserved_ip: HashMap<Ipv4Addr, [u8; 6]>,
-    reserved_mac: HashMap<[u8; 6], Ipv4Addr>,
+    reserved_ip: HashMap<Ipv4Addr, MacAddr>,
+    reserved_mac: HashMap<MacAddr, Ipv4Addr>,
     db: LeaseDb,
     /// Address → (MAC it was offered to, held until).
-    offers: HashMap<Ipv4Addr, ([u8; 6], u64)>,
+    offers: HashMap<Ipv4Addr, (MacAddr, u64)>,
     /// Address → quarantined until.
     quarantine: HashMap<Ipv4Addr, u64>,
     dirty: bool,
@@ -288,7 +287,7 @@ impl Allocator {
     }
 
     /// Whether `mac` may ever hold `ip`, regardless of who holds what right now.
-    fn statically_allowed(&self, mac: &[u8; 6], ip: Ipv4Addr) -> bool {
+    fn statically_allowed(&self, mac: &MacAddr, ip: Ipv4Addr) -> bool {
         if ip == self.pool.server
             || !self.pool.is_host_in_subnet(ip)
             || self.pool.excluded.contains(&ip)
@@ -305,7 +304,7 @@ impl Allocator {
     }
 
     /// Who holds `ip` right now: an unexpired lease or a live offer.
-    fn holder(&self, ip: Ipv4Addr, now: u64) -> Option<[u8; 6]> {
+    fn holder(&self, ip: Ipv4Addr, now: u64) -> Option<MacAddr> {
         if let Some(mac) = self.db.owner(ip)
             && self.db.get(&mac).is_some_and(|l| l.expires > now)
         {
@@ -318,7 +317,7 @@ impl Allocator {
     }
 
     /// Whether `mac` may be given `ip` right now.
-    pub fn usable_by(&self, mac: &[u8; 6], ip: Ipv4Addr, now: u64) -> bool {
+    pub fn usable_by(&self, mac: &MacAddr, ip: Ipv4Addr, now: u64) -> bool {
         self.statically_allowed(mac, ip)
             && self.quarantine.get(&ip).is_none_or(|&until| until <= now)
             && self.holder(ip, now).is_none_or(|h| h == *mac)
@@ -329,7 +328,7 @@ impl Allocator {
         self.quarantine.retain(|_, until| *until > now);
     }
 
-    fn drop_offers_of(&mut self, mac: &[u8; 6]) {
+    fn drop_offers_of(&mut self, mac: &MacAddr) {
         self.offers.retain(|_, (m, _)| m != mac);
     }
 
@@ -341,7 +340,7 @@ impl Allocator {
     /// last the pool address whose lease expired longest ago.
     pub fn offer(
         &mut self,
-        mac: [u8; 6],
+        mac: MacAddr,
         requested: Option<Ipv4Addr>,
         now: u64,
     ) -> Option<Ipv4Addr> {
@@ -353,7 +352,7 @@ impl Allocator {
         Some(ip)
     }
 
-    fn choose(&self, mac: &[u8; 6], requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+    fn choose(&self, mac: &MacAddr, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
         if let Some(&r) = self.reserved_mac.get(mac) {
             return self.usable_by(mac, r, now).then_some(r);
         }
@@ -384,7 +383,7 @@ impl Allocator {
 
     /// Bind `ip` to `mac` until `now + lease_secs` (DHCPREQUEST → DHCPACK).
     /// Returns false, changing nothing, when `mac` may not have `ip` (→ DHCPNAK).
-    pub fn commit(&mut self, mac: [u8; 6], ip: Ipv4Addr, lease_secs: u64, now: u64) -> bool {
+    pub fn commit(&mut self, mac: MacAddr, ip: Ipv4Addr, lease_secs: u64, now: u64) -> bool {
         self.purge(now);
         if !self.usable_by(&mac, ip, now) {
             return false;
@@ -397,13 +396,13 @@ impl Allocator {
     }
 
     /// Withdraw a pending offer (the client chose another server).
-    pub fn cancel_offer(&mut self, mac: &[u8; 6]) {
+    pub fn cancel_offer(&mut self, mac: &MacAddr) {
         self.drop_offers_of(mac);
     }
 
     /// DHCPRELEASE: end the lease now but remember it, so the MAC gets the same
     /// address next time if it is still free. Ignored unless `mac` holds `ip`.
-    pub fn release(&mut self, mac: &[u8; 6], ip: Ipv4Addr, now: u64) -> bool {
+    pub fn release(&mut self, mac: &MacAddr, ip: Ipv4Addr, now: u64) -> bool {
         self.drop_offers_of(mac);
         match self.db.get(mac) {
             Some(l) if l.ip == ip && l.expires > now => {
@@ -419,7 +418,7 @@ impl Allocator {
     /// the address out of the pool for [`DECLINE_QUARANTINE_SECS`]. Ignored unless
     /// `mac` holds `ip` (as a lease or an offer), so nobody can quarantine others'
     /// addresses.
-    pub fn decline(&mut self, mac: &[u8; 6], ip: Ipv4Addr, now: u64) -> bool {
+    pub fn decline(&mut self, mac: &MacAddr, ip: Ipv4Addr, now: u64) -> bool {
         let leased = self.db.get(mac).is_some_and(|l| l.ip == ip);
         let offered = self.offers.get(&ip).is_some_and(|(m, _)| m == mac);
         if !leased && !offered {
@@ -460,97 +459,14 @@ impl Allocator {
     }
 }
 
-/// `aa:bb:cc:dd:ee:ff`, lower case.
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    let [a, b, c, d, e, f] = *mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
-}
-
-/// Parse `aa:bb:cc:dd:ee:ff` (either case, `:` or `-`).
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split([':', '-']);
-    for byte in &mut out {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}
-
-// ---------------------------------------------------------------------------
-// I/O helpers: the only code in the responder that touches the file system.
-// ---------------------------------------------------------------------------
-
-/// Read and parse a lease file. A missing file is an empty database; an
-/// unreadable or corrupt one is an error that names the file.
-pub fn read_lease_file(path: &Path) -> Result<LeaseDb, ResponderError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LeaseDb::default()),
-        Err(source) => {
-            return Err(ResponderError::LeaseIo {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    LeaseDb::load(&bytes).map_err(|reason| ResponderError::LeaseCorrupt {
-        path: path.to_owned(),
-        reason,
-    })
-}
-
-/// Replace `path` with `bytes` atomically and durably: write a temp file in
-/// the same directory (mode 0600), fsync it, rename it over `path`, fsync the
-/// directory. After a crash the file holds either the old or the new content.
-pub fn write_lease_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResponderError> {
-    let io_err = |source| ResponderError::LeaseIo {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io_err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-
-    let result = (|| {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const M1: [u8; 6] = [2, 0, 0, 0, 0xaa, 1];
-    const M2: [u8; 6] = [2, 0, 0, 0, 0xaa, 2];
-    const M3: [u8; 6] = [2, 0, 0, 0, 0xaa, 3];
+    const M1: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 1]);
+    const M2: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 2]);
+    const M3: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 3]);
     const T0: u64 = 1_700_000_000;
 
     fn ip(last: u8) -> Ipv4Addr {
@@ -570,27 +486,16 @@ mod tests {
     }
 
     #[test]
-    fn mac_text_round_trip() {
-        assert_eq!(format_mac(&M1), "02:00:00:00:aa:01");
-        assert_eq!(parse_mac("02:00:00:00:AA:01"), Some(M1));
-        assert_eq!(parse_mac("02-00-00-00-aa-01"), Some(M1));
-        assert_eq!(parse_mac("02:00:00:00:aa"), None);
-        assert_eq!(parse_mac("02:00:00:00:aa:01:02"), None);
-        assert_eq!(parse_mac("02:00:00:00:aa:1"), None);
-        assert_eq!(parse_mac("02:00:00:00:aa:zz"), None);
-    }
-
-    #[test]
     fn offers_distinct_addresses_and_holds_them() {
         let mut a = Allocator::new(pool(100, 101), LeaseDb::default());
         let o1 = a.offer(M1, None, T0).expect("free address");
         let o2 = a.offer(M2, None, T0).expect("free address");
         assert_ne!(o1, o2);
         // Pool of two is now fully held by offers.
-        assert_eq!(a.offer([2, 9, 9, 9, 9, 9], None, T0), None);
+        assert_eq!(a.offer(MacAddr([2, 9, 9, 9, 9, 9]), None, T0), None);
         // After the hold, the offers lapse.
         assert!(
-            a.offer([2, 9, 9, 9, 9, 9], None, T0 + OFFER_HOLD_SECS)
+            a.offer(MacAddr([2, 9, 9, 9, 9, 9]), None, T0 + OFFER_HOLD_SECS)
                 .is_some()
         );
     }
@@ -628,7 +533,7 @@ mod tests {
         assert!(a.commit(M2, ip(101), 60, T0 + 1));
         // M3's reservation lies outside the dynamic range and is still served.
         assert_eq!(a.offer(M3, None, T0 + 1), Some(ip(10)));
-        let m4 = [2, 0, 0, 0, 0xaa, 4];
+        let m4 = MacAddr([2, 0, 0, 0, 0xaa, 4]);
         assert_eq!(a.offer(m4, None, T0 + 2), None);
         // After M1 expires its address can be reclaimed.
         assert_eq!(a.offer(m4, None, T0 + 61), Some(ip(100)));
@@ -711,34 +616,17 @@ mod tests {
         let mut db = LeaseDb::default();
         db.insert(M1, ip(100), T0 + 100); // fine
         db.insert(M2, ip(10), T0 + 100); // reserved for M3
-        db.insert([2, 0, 0, 0, 0xaa, 5], Ipv4Addr::new(10, 0, 0, 1), T0 + 100); // foreign
+        db.insert(
+            MacAddr([2, 0, 0, 0, 0xaa, 5]),
+            Ipv4Addr::new(10, 0, 0, 1),
+            T0 + 100,
+        ); // foreign
         let mut a = Allocator::new(pool(100, 110), db);
         assert_eq!(a.db().len(), 1);
         assert!(
             a.take_snapshot().is_some(),
             "dropping records marks it dirty"
         );
-    }
-
-    #[test]
-    fn lease_file_io_round_trip() {
-        let dir = std::env::temp_dir().join(format!("tb-leases-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("mkdir");
-        let path = dir.join("site.leases");
-        assert!(read_lease_file(&path).expect("missing is empty").is_empty());
-        let mut db = LeaseDb::default();
-        db.insert(M1, ip(100), T0);
-        write_lease_file_atomic(&path, &db.to_bytes()).expect("write");
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(&path).expect("stat").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(read_lease_file(&path).expect("read"), db);
-        fs::write(&path, b"not json").expect("write");
-        let err = read_lease_file(&path).expect_err("corrupt").to_string();
-        assert!(err.contains("site.leases"), "{err}");
-        let leftovers: Vec<_> = fs::read_dir(&dir).expect("ls").collect();
-        assert_eq!(leftovers.len(), 1, "no temp files left behind");
-        fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[derive(Debug, Clone)]
@@ -765,7 +653,7 @@ mod tests {
         /// grants are both still running, and offers never collide with grants.
         #[test]
         fn no_address_held_by_two_macs(ops in proptest::collection::vec(op(), 1..200)) {
-            let macs: Vec<[u8; 6]> = (0..6u8).map(|i| [2, 0, 0, 0, 0xbb, i]).collect();
+            let macs: Vec<MacAddr> = (0..6u8).map(|i| MacAddr([2, 0, 0, 0, 0xbb, i])).collect();
             let mut p = pool(100, 104);
             p.reservations = vec![(macs[5], ip(102))];
             let mut a = Allocator::new(p, LeaseDb::default());

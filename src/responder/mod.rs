@@ -4,8 +4,9 @@
 //! without broadcasts crossing the tunnel.
 //!
 //! Pure: frames and time in, reply frames and verdicts out. No sockets, no
-//! clock reads, no file I/O, except the two clearly separated lease-file
-//! helpers in [`leases`] that the shell calls.
+//! clock reads, no file I/O: the lease database comes in and goes out as
+//! bytes, and the shell (`crate::datapath::lease_file`) reads and writes the
+//! file.
 //!
 //! What it promises:
 //! - [`Responder::handle_local`] is called for every frame the TAP gives us.
@@ -26,15 +27,16 @@ pub mod dhcp;
 pub mod leases;
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use leases::{LeaseDb, LeaseInfo, read_lease_file, write_lease_file_atomic};
+pub use leases::{LeaseDb, LeaseInfo};
+
+use crate::mac::MacAddr;
 
 use arp::ArpResponder;
 use dhcp::DhcpServer;
 
-/// Errors of the responder layer: invalid settings and lease-file trouble.
+/// Errors of the responder layer: settings that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum ResponderError {
     /// The DHCP settings cannot work (the message says which value and why).
@@ -43,22 +45,6 @@ pub enum ResponderError {
     /// The ARP settings cannot work (the message says which value and why).
     #[error("invalid ARP responder settings: {0}")]
     InvalidArp(String),
-    /// The lease file could not be read or written.
-    #[error("cannot access lease file {}: {source}", path.display())]
-    LeaseIo {
-        /// The lease file.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// The lease file exists but is not a valid lease database.
-    #[error("lease file {} is corrupt: {reason}", path.display())]
-    LeaseCorrupt {
-        /// The lease file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
 }
 
 /// Settings of the ARP responder (`[arp]`).
@@ -67,7 +53,7 @@ pub struct ArpSettings {
     /// Addresses answered locally with `mac`.
     pub respond: Vec<Ipv4Addr>,
     /// The responder's own MAC (see [`derive_responder_mac`]).
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
     /// Answer local requests for remote hosts from bindings learned through the tunnel.
     pub suppress: bool,
     /// How long a learned binding answers requests.
@@ -80,7 +66,7 @@ pub struct DhcpSettings {
     /// The address the server answers as (option 54, IP source of replies).
     pub server_address: Ipv4Addr,
     /// Ethernet source of replies; ARP for `server_address` is answered with it.
-    pub server_mac: [u8; 6],
+    pub server_mac: MacAddr,
     /// First dynamic address (inclusive).
     pub pool_start: Ipv4Addr,
     /// Last dynamic address (inclusive).
@@ -102,17 +88,17 @@ pub struct DhcpSettings {
     /// Interface MTU (option 26).
     pub mtu: Option<u16>,
     /// Fixed MAC → address bindings.
-    pub reservations: Vec<([u8; 6], Ipv4Addr)>,
+    pub reservations: Vec<(MacAddr, Ipv4Addr)>,
 }
 
 /// The responder's MAC, derived from the TAP's own MAC the way tap_win32
 /// derives its DHCP server's MAC: the TAP MAC with its third byte bumped,
 /// forced unicast and locally administered. Always differs from `tap_mac`.
-pub fn derive_responder_mac(tap_mac: [u8; 6]) -> [u8; 6] {
-    let mut mac = tap_mac;
+pub fn derive_responder_mac(tap_mac: MacAddr) -> MacAddr {
+    let mut mac = tap_mac.0;
     mac[2] = mac[2].wrapping_add(1);
     mac[0] = (mac[0] | 0x02) & !0x01;
-    mac
+    MacAddr(mac)
 }
 
 /// What to do with a frame the local side (TAP) sent.
@@ -166,13 +152,13 @@ pub struct Responder {
     arp: Option<ArpResponder>,
     dhcp: Option<DhcpServer>,
     /// MACs whose frames are the responder's (ARP mac, DHCP server mac).
-    own_macs: [[u8; 6]; 2],
+    own_macs: [MacAddr; 2],
     counters: ResponderCounters,
 }
 
 impl Responder {
     /// Build a responder. `None` disables that half. `leases` is the database
-    /// read at start ([`read_lease_file`]); records the settings no longer
+    /// read at start (by the shell, from the lease file); records the settings no longer
     /// allow are dropped. Fails when the settings cannot work.
     pub fn new(
         arp: Option<ArpSettings>,
@@ -194,7 +180,7 @@ impl Responder {
             (None, None) => None,
             (a, s) => Some(ArpResponder::new(a, s)?),
         };
-        let first = own_arp_mac.or(server.map(|s| s.1)).unwrap_or([0; 6]);
+        let first = own_arp_mac.or(server.map(|s| s.1)).unwrap_or(MacAddr::ZERO);
         let second = server.map(|s| s.1).unwrap_or(first);
         Ok(Responder {
             arp,
@@ -284,7 +270,7 @@ impl Responder {
     }
 
     /// `Some(file bytes)` when the lease database changed since the last call;
-    /// the shell then writes it with [`write_lease_file_atomic`]. Call it after
+    /// the shell then writes it to the lease file. Call it after
     /// each batch of frames (it is cheap when nothing changed).
     pub fn take_lease_snapshot(&mut self) -> Option<Vec<u8>> {
         self.dhcp
@@ -299,8 +285,7 @@ impl Responder {
 
     fn is_own_mac(&self, frame: &[u8]) -> bool {
         (self.arp.is_some() || self.dhcp.is_some())
-            && frame
-                .get(0..6)
+            && MacAddr::from_slice(frame)
                 .is_some_and(|dst| dst == self.own_macs[0] || dst == self.own_macs[1])
     }
 }
@@ -377,15 +362,15 @@ mod tests {
             [0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
             [0x01, 0, 0, 0, 0, 0],
         ] {
-            let m = derive_responder_mac(tap);
+            let m = derive_responder_mac(MacAddr(tap)).0;
             assert_ne!(m, tap);
             assert_eq!(m[0] & 0x01, 0, "unicast");
             assert_eq!(m[0] & 0x02, 0x02, "locally administered");
             assert_eq!(&m[3..], &tap[3..]);
         }
         assert_eq!(
-            derive_responder_mac([0x02, 0, 0xff, 0, 0, 1]),
-            [0x02, 0, 0, 0, 0, 1]
+            derive_responder_mac(MacAddr([0x02, 0, 0xff, 0, 0, 1])),
+            MacAddr([0x02, 0, 0, 0, 0, 1])
         );
     }
 

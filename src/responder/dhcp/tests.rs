@@ -11,6 +11,7 @@ use super::super::fixtures::{
 };
 use super::super::leases::{DECLINE_QUARANTINE_SECS, OFFER_HOLD_SECS};
 use super::super::{DhcpSettings, LeaseDb, LocalVerdict, RemoteVerdict, Responder, ResponderError};
+use crate::mac::MacAddr;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 254);
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
@@ -29,7 +30,7 @@ fn mac(n: u8) -> [u8; 6] {
 fn settings() -> DhcpSettings {
     DhcpSettings {
         server_address: SERVER,
-        server_mac: SERVER_MAC,
+        server_mac: MacAddr(SERVER_MAC),
         pool_start: ip(100),
         pool_end: ip(199),
         subnet_addr: ip(0),
@@ -40,7 +41,7 @@ fn settings() -> DhcpSettings {
         lease_time: Duration::from_secs(u64::from(LEASE)),
         routes: vec![(Ipv4Addr::new(198, 19, 64, 0), 18, ip(1))],
         mtu: Some(1400),
-        reservations: vec![(RESERVED_MAC, ip(10))],
+        reservations: vec![(MacAddr(RESERVED_MAC), ip(10))],
     }
 }
 
@@ -187,7 +188,7 @@ fn full_exchange_with_broadcast_flag_and_client_id() {
 
     let leases = h.r.leases(h.wall());
     assert_eq!(leases.len(), 1);
-    assert_eq!((leases[0].mac, leases[0].ip), (m, ip(100)));
+    assert_eq!((leases[0].mac, leases[0].ip), (MacAddr(m), ip(100)));
     assert_eq!(leases[0].expires_in_secs, u64::from(LEASE));
     let snap = h.r.take_lease_snapshot().expect("lease db changed");
     assert!(String::from_utf8_lossy(&snap).contains("198.19.0.100"));
@@ -263,7 +264,7 @@ fn naks_for_wrong_foreign_or_taken_addresses() {
     assert_eq!(h.reply(&rebind).message_type, M::Nak);
     assert_eq!(h.r.counters().dhcp_naks, 7);
     // The holder is untouched.
-    assert_eq!(h.r.leases(h.wall())[0].mac, mac(1));
+    assert_eq!(h.r.leases(h.wall())[0].mac, MacAddr(mac(1)));
 
     // SELECTING without option 50 is malformed: silence.
     let mut bare = Client::new(M::Request, mac(5));
@@ -560,7 +561,7 @@ fn infrastructure_addresses_inside_the_pool_are_skipped() {
     s.dns = vec![ip(1), ip(2)];
     let arp = super::super::ArpSettings {
         respond: vec![ip(3)],
-        mac: SERVER_MAC,
+        mac: MacAddr(SERVER_MAC),
         suppress: false,
         binding_timeout: Duration::from_secs(60),
     };
@@ -593,19 +594,22 @@ fn rejects_unworkable_settings() {
             "router",
             Box::new(|s| s.router = Some(Ipv4Addr::new(10, 0, 0, 1))),
         ),
-        ("mac", Box::new(|s| s.server_mac = [0xff; 6])),
+        ("mac", Box::new(|s| s.server_mac = MacAddr([0xff; 6]))),
         ("lease", Box::new(|s| s.lease_time = Duration::from_secs(1))),
         ("mtu", Box::new(|s| s.mtu = Some(40))),
         ("domain", Box::new(|s| s.domain = Some("bad domain".into()))),
         ("route", Box::new(|s| s.routes = vec![(ip(1), 24, ip(1))])),
-        ("resv", Box::new(|s| s.reservations.push((mac(1), ip(10))))),
+        (
+            "resv",
+            Box::new(|s| s.reservations.push((MacAddr(mac(1)), ip(10)))),
+        ),
         (
             "resv-server",
-            Box::new(|s| s.reservations = vec![(mac(1), SERVER)]),
+            Box::new(|s| s.reservations = vec![(MacAddr(mac(1)), SERVER)]),
         ),
         (
             "resv-router",
-            Box::new(|s| s.reservations = vec![(mac(1), ip(1))]),
+            Box::new(|s| s.reservations = vec![(MacAddr(mac(1)), ip(1))]),
         ),
         ("too-big", Box::new(|s| s.dns = vec![ip(1); 63])),
         (

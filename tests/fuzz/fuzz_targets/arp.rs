@@ -8,12 +8,13 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
+use tapbridge::mac::MacAddr;
 use tapbridge::responder::{ArpSettings, LeaseDb, LocalVerdict, REPLY_BUFFER_LEN, Responder};
 
 fuzz_target!(|data: &[u8]| {
     let arp = ArpSettings {
         respond: vec![Ipv4Addr::new(198, 19, 0, 254), Ipv4Addr::new(198, 19, 0, 1)],
-        mac: [2, 0, 0, 0, 0, 0xfe],
+        mac: MacAddr([2, 0, 0, 0, 0, 0xfe]),
         suppress: true,
         binding_timeout: Duration::from_secs(30),
     };

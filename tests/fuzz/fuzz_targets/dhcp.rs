@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
+use tapbridge::mac::MacAddr;
 use tapbridge::responder::{
     ArpSettings, DhcpSettings, LeaseDb, LocalVerdict, REPLY_BUFFER_LEN, Responder,
 };
@@ -17,7 +18,7 @@ fn responder(leases: LeaseDb) -> Responder {
     let ip = |d| Ipv4Addr::new(198, 19, 0, d);
     let dhcp = DhcpSettings {
         server_address: ip(254),
-        server_mac: [2, 0, 0, 0, 0, 0xfe],
+        server_mac: MacAddr([2, 0, 0, 0, 0, 0xfe]),
         pool_start: ip(100),
         pool_end: ip(103),
         subnet_addr: ip(0),
@@ -28,11 +29,11 @@ fn responder(leases: LeaseDb) -> Responder {
         lease_time: Duration::from_secs(60),
         routes: vec![(Ipv4Addr::new(198, 19, 64, 0), 18, ip(1))],
         mtu: Some(1400),
-        reservations: vec![([2, 0, 0, 0, 0xaa, 1], ip(10))],
+        reservations: vec![(MacAddr([2, 0, 0, 0, 0xaa, 1]), ip(10))],
     };
     let arp = ArpSettings {
         respond: vec![ip(1)],
-        mac: [2, 0, 0, 0, 0, 0xfd],
+        mac: MacAddr([2, 0, 0, 0, 0, 0xfd]),
         suppress: true,
         binding_timeout: Duration::from_secs(30),
     };

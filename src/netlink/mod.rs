@@ -21,6 +21,13 @@
 //! The netlink socket belongs to the network namespace of the thread that
 //! called [`Netlink::new`]. The methods block on their own runtime, so they must
 //! not be called from inside another tokio runtime.
+//!
+//! Layout: this file is the API ([`Netlink`] and its errors); `build` turns
+//! arguments into rtnetlink messages and replies into [`LinkInfo`] and
+//! [`RouteEntry`]; `journal` is the undo record ([`Change`], [`Changes`]).
+
+mod build;
+mod journal;
 
 use std::fmt;
 use std::io;
@@ -28,13 +35,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{
-    InfoKind, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
-};
-use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope,
-};
-use rtnetlink::{AddressMessageBuilder, LinkBridge, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::packet_route::link::LinkMessage;
+use rtnetlink::packet_route::route::RouteMessage;
+use rtnetlink::{LinkBridge, LinkUnspec, RouteMessageBuilder};
+
+use crate::mac::MacAddr;
+use build::{RouteFmt, address_message, link_info, prefix_ok, route_entry, route_message};
+pub use journal::{Change, Changes};
 
 /// Errors of the netlink layer. Each is one sentence naming what failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +150,7 @@ pub struct LinkInfo {
     /// MTU in bytes.
     pub mtu: u32,
     /// Hardware address, if it is a 6-byte Ethernet address.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// Link kind ("tun" for TUN and TAP, "bridge", "veth", ...); `None` for
     /// devices without one (e.g. `lo`, physical NICs).
     pub kind: Option<String>,
@@ -192,14 +199,6 @@ fn is_errno(e: &rtnetlink::Error, codes: &[i32]) -> bool {
         rtnetlink::Error::NetlinkError(msg) => codes.contains(&msg.raw_code().abs()),
         _ => false,
     }
-}
-
-fn prefix_ok(addr: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if prefix_len > max {
-        return Err(NetlinkError::InvalidPrefix { addr, prefix_len });
-    }
-    Ok(())
 }
 
 impl Netlink {
@@ -284,12 +283,12 @@ impl Netlink {
     }
 
     /// Sets a link's Ethernet address.
-    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<(), NetlinkError> {
+    pub fn set_mac(&mut self, index: u32, mac: MacAddr) -> Result<(), NetlinkError> {
         let msg = LinkUnspec::new_with_index(index)
-            .address(mac.to_vec())
+            .address(mac.0.to_vec())
             .build();
         self.set_link(msg).map_err(|e| {
-            let action = format!("set the MAC of {} to {}", self.label(index), MacFmt(mac));
+            let action = format!("set the MAC of {} to {mac}", self.label(index));
             self.request_err(action, e)
         })
     }
@@ -545,287 +544,5 @@ impl Netlink {
         }
         self.delete_link(link.index)?;
         Ok(true)
-    }
-}
-
-fn link_info(msg: LinkMessage) -> LinkInfo {
-    let mut info = LinkInfo {
-        index: msg.header.index,
-        name: String::new(),
-        mtu: 0,
-        mac: None,
-        kind: None,
-        up: msg.header.flags.contains(LinkFlags::Up),
-        controller: None,
-    };
-    for attr in msg.attributes {
-        match attr {
-            LinkAttribute::IfName(n) => info.name = n,
-            LinkAttribute::Mtu(m) => info.mtu = m,
-            LinkAttribute::Address(a) => info.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
-            LinkAttribute::Controller(c) => info.controller = Some(c),
-            LinkAttribute::LinkInfo(infos) => {
-                for i in infos {
-                    if let NlLinkInfo::Kind(k) = i {
-                        info.kind = Some(match k {
-                            InfoKind::Tun => "tun".to_owned(),
-                            InfoKind::Bridge => "bridge".to_owned(),
-                            other => other.to_string(),
-                        });
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    info
-}
-
-fn address_message(index: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {
-    match addr {
-        IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
-            .index(index)
-            .address(a, prefix_len)
-            .build(),
-        IpAddr::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new()
-            .index(index)
-            .address(a, prefix_len)
-            .build(),
-    }
-}
-
-fn route_message(
-    dest: IpAddr,
-    prefix_len: u8,
-    via: Option<IpAddr>,
-    oif: u32,
-) -> Result<RouteMessage, NetlinkError> {
-    prefix_ok(dest, prefix_len)?;
-    let host_bits = match dest {
-        IpAddr::V4(a) => u128::from(u32::from(a)) & (u128::from(u32::MAX) >> prefix_len),
-        IpAddr::V6(a) => u128::from(a)
-            .checked_shl(u32::from(prefix_len))
-            .unwrap_or(0),
-    };
-    if host_bits != 0 {
-        return Err(NetlinkError::NotANetwork {
-            addr: dest,
-            prefix_len,
-        });
-    }
-    // prefix_ok ruled out the builder's only failure (length/family).
-    let mut b = RouteMessageBuilder::<IpAddr>::new()
-        .destination_prefix(dest, prefix_len)
-        .map_err(|_| NetlinkError::InvalidPrefix {
-            addr: dest,
-            prefix_len,
-        })?
-        .output_interface(oif);
-    match via {
-        // An IPv4 route via an IPv6 gateway is valid (RTA_VIA); the reverse is not.
-        Some(gw) => {
-            b = b.gateway(gw).map_err(|_| NetlinkError::GatewayFamily {
-                dest,
-                prefix_len,
-                via: gw,
-            })?;
-        }
-        // What `ip route add PREFIX dev X` does: a directly connected route.
-        None if dest.is_ipv4() => b = b.scope(RouteScope::Link),
-        None => {}
-    }
-    Ok(b.build())
-}
-
-fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
-    match a {
-        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
-        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
-        _ => None,
-    }
-}
-
-fn route_entry(m: &RouteMessage) -> Option<RouteEntry> {
-    if m.header.table != RouteHeader::RT_TABLE_MAIN {
-        return None;
-    }
-    let mut dest = None;
-    let mut via = None;
-    let mut oif = None;
-    let mut table_ok = true;
-    for a in &m.attributes {
-        match a {
-            RouteAttribute::Destination(d) => dest = route_addr(d),
-            RouteAttribute::Gateway(g) => via = route_addr(g),
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            RouteAttribute::Table(t) => table_ok = *t == u32::from(RouteHeader::RT_TABLE_MAIN),
-            _ => {}
-        }
-    }
-    if !table_ok {
-        return None;
-    }
-    let dest = dest.unwrap_or(match m.header.address_family {
-        rtnetlink::packet_route::AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    });
-    Some(RouteEntry {
-        dest,
-        prefix_len: m.header.destination_prefix_length,
-        via,
-        oif,
-    })
-}
-
-struct MacFmt([u8; 6]);
-
-impl fmt::Display for MacFmt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-struct RouteFmt(IpAddr, u8, Option<IpAddr>);
-
-impl fmt::Display for RouteFmt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.0, self.1)?;
-        if let Some(gw) = self.2 {
-            write!(f, " via {gw}")?;
-        }
-        Ok(())
-    }
-}
-
-/// One change a `link up` made to the system, with what is needed to revert it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// A link was created (the TAP). Undo: delete it.
-    Created {
-        /// Link index.
-        index: u32,
-        /// Link name, for messages.
-        name: String,
-    },
-    /// The MTU was changed. Undo: restore the previous one.
-    Mtu {
-        /// Link index.
-        index: u32,
-        /// MTU before the change.
-        previous: u32,
-    },
-    /// The MAC was changed. Undo: restore the previous one.
-    Mac {
-        /// Link index.
-        index: u32,
-        /// MAC before the change.
-        previous: [u8; 6],
-    },
-    /// The link was brought up. Undo: bring it down.
-    LinkUp {
-        /// Link index.
-        index: u32,
-    },
-    /// An address was added. Undo: remove it.
-    Address {
-        /// Link index.
-        index: u32,
-        /// The address.
-        addr: IpAddr,
-        /// Its prefix length.
-        prefix_len: u8,
-    },
-    /// A route was added. Undo: delete it.
-    Route {
-        /// Destination network.
-        dest: IpAddr,
-        /// Destination prefix length.
-        prefix_len: u8,
-        /// Gateway, if any.
-        via: Option<IpAddr>,
-        /// Output interface index.
-        oif: u32,
-    },
-    /// The link was enslaved to a bridge. Undo: release it.
-    Enslaved {
-        /// Link index.
-        index: u32,
-        /// Bridge name, for messages.
-        bridge: String,
-    },
-}
-
-impl Change {
-    fn undo(&self, nl: &mut Netlink) -> Result<(), NetlinkError> {
-        match self {
-            Change::Created { index, .. } => nl.delete_link(*index),
-            Change::Mtu { index, previous } => match nl.set_mtu(*index, *previous) {
-                Err(e) if e.errno() == Some(libc_errno::ENODEV) => Ok(()),
-                r => r,
-            },
-            Change::Mac { index, previous } => match nl.set_mac(*index, *previous) {
-                Err(e) if e.errno() == Some(libc_errno::ENODEV) => Ok(()),
-                r => r,
-            },
-            Change::LinkUp { index } => nl.set_down(*index),
-            Change::Address {
-                index,
-                addr,
-                prefix_len,
-            } => nl.del_address(*index, *addr, *prefix_len),
-            Change::Route {
-                dest,
-                prefix_len,
-                via,
-                oif,
-            } => nl.del_route(*dest, *prefix_len, *via, *oif),
-            Change::Enslaved { index, .. } => nl.release(*index),
-        }
-    }
-}
-
-/// Everything one `link up` changed, in order. See the module docs.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Changes {
-    done: Vec<Change>,
-}
-
-impl Changes {
-    /// An empty record.
-    pub fn new() -> Self {
-        Changes::default()
-    }
-
-    /// Records a change right after it succeeded.
-    pub fn record(&mut self, change: Change) {
-        self.done.push(change);
-    }
-
-    /// The recorded changes, oldest first.
-    pub fn as_slice(&self) -> &[Change] {
-        &self.done
-    }
-
-    /// True if nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.done.is_empty()
-    }
-
-    /// Reverts every recorded change, newest first. Never stops early and
-    /// never panics: every failure is collected and returned (empty = all
-    /// reverted). Things already gone count as reverted.
-    pub fn undo(mut self, nl: &mut Netlink) -> Vec<NetlinkError> {
-        let mut errors = Vec::new();
-        while let Some(change) = self.done.pop() {
-            if let Err(e) = change.undo(nl) {
-                errors.push(e);
-            }
-        }
-        errors
     }
 }

@@ -1,0 +1,113 @@
+//! Building the answers to `status` and `leases` (SPEC §6) from the worker's
+//! state: the tunnel's peers and counters, the responder's counters and
+//! leases, the link's fixed facts and the worker's own I/O error counts.
+//!
+//! The worker owns that state and calls [`status`] or [`leases`] when a
+//! request comes in; this module only reads it and turns it into the
+//! serializable types of [`crate::control`]. No I/O, no clock: the caller
+//! passes `now` and `wall`.
+
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use super::{CounterStatus, InterfaceStatus, LeaseEntry, PeerStatus, Status};
+use crate::responder::Responder;
+use crate::tunnel::Tunnel;
+
+/// What the status reports about the link itself: facts fixed from the
+/// moment the link is up until it goes down.
+#[derive(Debug, Clone)]
+pub struct StaticLinkInfo {
+    /// Link name.
+    pub name: String,
+    /// The TAP.
+    pub interface: InterfaceStatus,
+    /// Local UDP address.
+    pub listen: SocketAddr,
+    /// When the link came up.
+    pub started: Instant,
+}
+
+/// The worker's own error counts (the I/O the core does not see).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// Frames that could not be written to the TAP.
+    pub tap_write_errors: u64,
+    /// Datagrams the kernel refused to send.
+    pub udp_send_errors: u64,
+    /// Authenticated frames whose virtio-net header was refused (counted
+    /// as `rx_malformed`).
+    pub rx_bad_vnet_hdr: u64,
+}
+
+/// The `leases` answer: the responder's unexpired leases (empty without a
+/// DHCP responder).
+pub fn leases(responder: Option<&Responder>, wall: SystemTime) -> Vec<LeaseEntry> {
+    responder
+        .map(|r| {
+            r.leases(wall)
+                .into_iter()
+                .map(|l| LeaseEntry {
+                    mac: l.mac,
+                    ip: l.ip.to_string(),
+                    expires_in_secs: l.expires_in_secs,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `status` answer (SPEC §6) at `now` (peers' handshake ages, uptime)
+/// and `wall` (lease expiry).
+pub fn status(
+    link: &StaticLinkInfo,
+    tunnel: &Tunnel,
+    responder: Option<&Responder>,
+    io: IoCounters,
+    now: Instant,
+    wall: SystemTime,
+) -> Status {
+    let c = tunnel.counters();
+    let rc = responder.map(|r| r.counters()).unwrap_or_default();
+    let peers = (0..tunnel.peer_count())
+        .filter_map(|i| tunnel.peer_status(i))
+        .map(|p| PeerStatus {
+            name: p.name,
+            endpoint: p.endpoint.map(|e| e.to_string()),
+            state: p.state.as_str().into(),
+            last_handshake_secs: p
+                .last_handshake
+                .map(|t| now.saturating_duration_since(t).as_secs()),
+            handshakes: p.stats.handshakes,
+            tx_frames: p.stats.tx_frames,
+            rx_frames: p.stats.rx_frames,
+            tx_bytes: p.stats.tx_bytes,
+            rx_bytes: p.stats.rx_bytes,
+        })
+        .collect();
+    Status {
+        name: link.name.clone(),
+        pid: std::process::id(),
+        uptime_secs: now.saturating_duration_since(link.started).as_secs(),
+        interface: link.interface.clone(),
+        listen: link.listen.to_string(),
+        peers,
+        counters: CounterStatus {
+            rx_auth_failed: c.rx_auth_failed,
+            rx_replayed: c.rx_replayed,
+            rx_malformed: c.rx_malformed + io.rx_bad_vnet_hdr,
+            arp_replies: rc.arp_replies,
+            dhcp_replies: rc.dhcp_replies,
+            fragmented: c.fragmented,
+            reassembled: c.reassembled,
+            handshake_rate_limited: c.handshake_rate_limited,
+            reassembly_dropped: c.reassembly_dropped,
+            tx_dropped: c.tx_dropped,
+            rx_unknown_peer: c.rx_unknown_peer,
+            rx_unknown_session: c.rx_unknown_session,
+            tap_write_errors: io.tap_write_errors,
+            udp_send_errors: io.udp_send_errors,
+        },
+        leases: leases(responder, wall),
+    }
+}

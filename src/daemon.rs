@@ -111,7 +111,7 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
             cfg.name
         );
     }
-    let psk = Psk::load(&cfg.tunnel.psk_file)?;
+    let keys = cfg.peer_keys()?;
     // Signals are read from a signalfd by the worker; block them in every
     // thread (threads spawned later inherit the mask).
     let mut mask = SigSet::empty();
@@ -131,7 +131,7 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
         socket: None,
         metrics: None,
     };
-    let up = bring_up(cfg, &psk, signals, &mut setup);
+    let up = bring_up(cfg, &keys, signals, &mut setup);
     let (mut worker, env) = match up {
         Ok(x) => x,
         Err(e) => {
@@ -139,7 +139,7 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    drop(psk);
+    drop(keys);
     let summary = format!(
         "link {} up: {} ({}), {} peer{}, listening on {}, pid {}",
         cfg.name,
@@ -177,7 +177,7 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
 
 fn bring_up(
     cfg: &Config,
-    psk: &Psk,
+    keys: &[Vec<Psk>],
     signals: SignalFd,
     setup: &mut Setup,
 ) -> anyhow::Result<(Worker, HookEnv)> {
@@ -251,9 +251,13 @@ fn bring_up(
             peers: cfg
                 .peers
                 .iter()
-                .map(|p| PeerParams {
+                .zip(keys)
+                .map(|(p, keys)| PeerParams {
                     name: p.name.clone(),
-                    keys: vec![PresharedKey::new(*psk.as_bytes())],
+                    keys: keys
+                        .iter()
+                        .map(|k| PresharedKey::new(*k.as_bytes()))
+                        .collect(),
                     endpoint: p.endpoint,
                 })
                 .collect(),

@@ -382,7 +382,7 @@ const PEER_COUNTERS: [(&str, &str, Option<Unit>, PeerField); 5] = [
 ];
 
 /// Link-wide counters: name (before `_total`), help, value.
-const LINK_COUNTERS: [(&str, &str, LinkField); 14] = [
+const LINK_COUNTERS: [(&str, &str, LinkField); 16] = [
     (
         "rx_auth_failed",
         "Datagrams that did not authenticate",
@@ -423,8 +423,18 @@ const LINK_COUNTERS: [(&str, &str, LinkField); 14] = [
     ),
     (
         "rx_unknown_peer",
-        "Valid initiations that matched no peer",
+        "Initiations under a known key whose name is not that key's peer",
         |c| c.rx_unknown_peer,
+    ),
+    (
+        "rx_old_version",
+        "Initiations of tapbridge protocol version 1",
+        |c| c.rx_old_version,
+    ),
+    (
+        "cookie_replies",
+        "Cookie replies sent while under handshake load",
+        |c| c.cookie_replies,
     ),
     (
         "rx_unknown_session",

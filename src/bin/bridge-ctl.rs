@@ -224,9 +224,9 @@ fn is_log_filter(s: &str) -> bool {
     })
 }
 
-/// `bridge-ctl check`: the config parsed (in `run`); now the PSK file.
+/// `bridge-ctl check`: the config parsed (in `run`); now the key files.
 fn check(config: &Config) -> anyhow::Result<()> {
-    Psk::load(&config.tunnel.psk_file)?;
+    config.peer_keys()?;
     let peers = config.peers.len();
     outln!(
         "config {} ok: interface {}, {peers} peer{}, dhcp {}",
@@ -253,8 +253,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// `bridge-ctl link up`: start the daemon for `config`.
 fn link_up(config: &Config, foreground: bool, log_level: Option<&str>) -> anyhow::Result<()> {
-    // Check the PSK before anything starts, so its errors are exit status 2.
-    Psk::load(&config.tunnel.psk_file)?;
+    // Check the keys before anything starts, so their errors are exit status 2.
+    config.peer_keys()?;
     if foreground {
         let report = std::env::var_os(READY_ENV).is_some();
         let result = daemon::run(config, |summary| {

@@ -183,8 +183,9 @@ impl fmt::Display for Route {
 pub struct TunnelConfig {
     /// UDP address to bind (default `0.0.0.0:51901`).
     pub listen: SocketAddr,
-    /// File holding the base64 PSK; load it with [`Psk::load`].
-    pub psk_file: PathBuf,
+    /// The link's key file, used by every peer without its own; optional
+    /// when every peer has one.
+    pub psk_file: Option<KeyFile>,
     /// Largest outer IP packet, 576..=9000.
     pub wan_mtu: u32,
     /// Keepalive interval when idle; non-zero.
@@ -202,6 +203,36 @@ pub struct PeerConfig {
     pub name: String,
     /// Where to send the first handshake; `None` waits to be contacted.
     pub endpoint: Option<SocketAddr>,
+    /// This peer's own key file (overrides `tunnel.psk_file`).
+    pub psk_file: Option<KeyFile>,
+}
+
+/// A key file named in the config, with where it is named (for errors about
+/// the file, which are reported at the key that names it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFile {
+    /// The file (absolute).
+    pub path: PathBuf,
+    /// 1-based line of the value in the config file.
+    pub line: usize,
+    /// 1-based column of the value.
+    pub column: usize,
+    /// `tunnel.psk_file` or `peer.psk_file`.
+    pub key: &'static str,
+}
+
+impl KeyFile {
+    /// Loads the key(s) in the file ([`Psk::load_keys`]); an error names
+    /// the config file, line, column and key that point at it.
+    pub fn load(&self, config: &Path) -> Result<Vec<Psk>, ConfigError> {
+        Psk::load_keys(&self.path).map_err(|e| ConfigError::Invalid {
+            file: config.to_owned(),
+            line: self.line,
+            column: self.column,
+            key: self.key.to_owned(),
+            message: e.to_string(),
+        })
+    }
 }
 
 /// `[dhcp]`: the local DHCP responder, present only when enabled.
@@ -298,6 +329,39 @@ impl Config {
             reason,
         })?;
         validate::parse(name, path, text)
+    }
+}
+
+impl Config {
+    /// The file that holds peer `i`'s keys: its own, else the link's.
+    pub fn key_file(&self, i: usize) -> Option<&KeyFile> {
+        let p = self.peers.get(i)?;
+        p.psk_file.as_ref().or(self.tunnel.psk_file.as_ref())
+    }
+
+    /// Loads every peer's keys (each file once), in peer order. Call at
+    /// start-up and for `bridge-ctl check`.
+    pub fn peer_keys(&self) -> Result<Vec<Vec<Psk>>, ConfigError> {
+        let mut loaded: Vec<(&Path, Vec<Psk>)> = Vec::new();
+        let mut out = Vec::with_capacity(self.peers.len());
+        for i in 0..self.peers.len() {
+            let file = self.key_file(i).ok_or_else(|| {
+                ConfigError::Usage(format!(
+                    "peer {:?} has no key file (validation should have caught this)",
+                    self.peers[i].name
+                ))
+            })?;
+            let keys = match loaded.iter().find(|(p, _)| *p == file.path) {
+                Some((_, k)) => k.clone(),
+                None => {
+                    let k = file.load(&self.path)?;
+                    loaded.push((&file.path, k.clone()));
+                    k
+                }
+            };
+            out.push(keys);
+        }
+        Ok(out)
     }
 }
 

@@ -1,8 +1,13 @@
 //! The pre-shared key: 32 random bytes kept in their own file as base64.
 //!
+//! A key file holds one key, or two on separate lines during a rotation
+//! (the first is used to initiate, either is accepted).
 //! [`Psk`] zeroizes its bytes when dropped and never prints them in `Debug`.
-//! [`Psk::load`] refuses a file that group or others may read, so a careless
-//! `chmod` cannot silently expose the key.
+//! [`Psk::load_keys`] refuses a file that group or others may read, so a
+//! careless `chmod` cannot silently expose the key. The file is read into a
+//! fixed buffer that is wiped afterwards; copies the kernel, the allocator or
+//! the hash functions may leave behind are beyond our reach (best effort, as
+//! in any program that does not control its memory).
 
 use std::fs::File;
 use std::io::Read;
@@ -32,12 +37,21 @@ impl std::fmt::Debug for Psk {
 }
 
 impl Psk {
-    /// Reads the PSK file named by `tunnel.psk_file`. Call once at start-up.
+    /// Reads a key file and returns its first key. See
+    /// [`load_keys`](Self::load_keys).
+    pub fn load(path: &Path) -> Result<Psk, ConfigError> {
+        let mut keys = Psk::load_keys(path)?;
+        Ok(keys.swap_remove(0))
+    }
+
+    /// Reads a key file: one key, or two on separate lines (a rotation: the
+    /// first initiates, either is accepted). Call at start-up and on reload.
     ///
     /// Refuses a file that is missing, not a regular file, has any group or
-    /// other permission bits set, or does not hold base64 of exactly 32 bytes
-    /// (surrounding whitespace is ignored).
-    pub fn load(path: &Path) -> Result<Psk, ConfigError> {
+    /// other permission bits set, or does not hold one or two lines of base64
+    /// of exactly 32 bytes (blank lines and surrounding whitespace are
+    /// ignored; an error names the line).
+    pub fn load_keys(path: &Path) -> Result<Vec<Psk>, ConfigError> {
         let read_err = |error| ConfigError::PskRead {
             path: path.to_owned(),
             error,
@@ -57,20 +71,62 @@ impl Psk {
                 mode,
             });
         }
-        let mut text = Zeroizing::new(String::new());
-        file.take(MAX_FILE + 1)
-            .read_to_string(&mut text)
-            .map_err(read_err)?;
-        if text.len() as u64 > MAX_FILE {
-            return Err(ConfigError::PskFile {
-                path: path.to_owned(),
-                reason: format!("it is longer than {MAX_FILE} bytes"),
-            });
+        // A fixed buffer, wiped on drop: no growing String that leaves
+        // copies of the key behind in freed memory.
+        let mut buf = Zeroizing::new([0u8; MAX_FILE as usize + 1]);
+        let mut len = 0;
+        let mut reader = file.take(MAX_FILE + 1);
+        loop {
+            match reader.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(read_err(e)),
+            }
+            if len == buf.len() {
+                break;
+            }
         }
-        decode(&text).map_err(|reason| ConfigError::PskFile {
+        let bad = |reason: String| ConfigError::PskFile {
             path: path.to_owned(),
             reason,
-        })
+        };
+        if len as u64 > MAX_FILE {
+            return Err(bad(format!("it is longer than {MAX_FILE} bytes")));
+        }
+        let text = std::str::from_utf8(&buf[..len]).map_err(|_| {
+            bad("it is not text; write the output of `bridge-ctl genpsk` into it".to_owned())
+        })?;
+        let lines: Vec<(usize, &str)> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim()))
+            .filter(|(_, l)| !l.is_empty())
+            .collect();
+        match lines.len() {
+            0 => return Err(bad(decode("").err().unwrap_or_default())),
+            1 | 2 => {}
+            n => {
+                return Err(bad(format!(
+                    "it holds {n} keys; a key file holds one, or two during a rotation"
+                )));
+            }
+        }
+        let mut keys = Vec::with_capacity(lines.len());
+        for &(line, l) in &lines {
+            let key = decode(l).map_err(|reason| {
+                bad(if lines.len() == 1 {
+                    reason
+                } else {
+                    format!("line {line}: {reason}")
+                })
+            })?;
+            keys.push(key);
+        }
+        if keys.len() == 2 && keys[0] == keys[1] {
+            return Err(bad("its two keys are the same".to_owned()));
+        }
+        Ok(keys)
     }
 
     /// Decodes a base64 key such as `bridge-ctl genpsk` prints.
@@ -214,6 +270,31 @@ mod tests {
             let f = TempFile::new(tag, text, 0o600);
             let err = Psk::load(&f.0).expect_err("bad key accepted").to_string();
             assert!(err.contains(&f.0.display().to_string()), "{err}");
+            assert!(err.contains(want), "{tag}: {err}");
+        }
+    }
+
+    const KEY2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+    #[test]
+    fn a_rotation_file_holds_two_keys() {
+        let f = TempFile::new("two", &format!("{KEY2}\n\n  {KEY}\n"), 0o600);
+        let keys = Psk::load_keys(&f.0).expect("two keys");
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].to_base64(), KEY2, "the first initiates");
+        assert_eq!(keys[1].to_base64(), KEY);
+        assert_eq!(Psk::load(&f.0).expect("first").to_base64(), KEY2);
+        for (tag, text, want) in [
+            ("three", format!("{KEY}\n{KEY2}\n{KEY}\n"), "holds 3 keys"),
+            ("same", format!("{KEY}\n{KEY}\n"), "two keys are the same"),
+            (
+                "bad2",
+                format!("{KEY}\nnope\n"),
+                "line 2: it decodes to 3 bytes",
+            ),
+        ] {
+            let f = TempFile::new(tag, &text, 0o600);
+            let err = Psk::load_keys(&f.0).expect_err("accepted").to_string();
             assert!(err.contains(want), "{tag}: {err}");
         }
     }

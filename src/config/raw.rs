@@ -51,6 +51,7 @@ pub(super) struct RawTunnel {
 pub(super) struct RawPeer {
     pub name: Option<Str>,
     pub endpoint: Option<Str>,
+    pub psk_file: Option<Str>,
 }
 
 #[derive(Deserialize)]

@@ -117,7 +117,12 @@ fn spec_example_parses_to_expected_values() {
         c.tunnel,
         TunnelConfig {
             listen: "0.0.0.0:51901".parse().unwrap(),
-            psk_file: "/etc/tapbridge/site-a.psk".into(),
+            psk_file: Some(KeyFile {
+                path: "/etc/tapbridge/site-a.psk".into(),
+                line: 12,
+                column: 12,
+                key: "tunnel.psk_file",
+            }),
             wan_mtu: 1500,
             keepalive: Duration::from_secs(10),
             rekey_after: Duration::from_secs(120),
@@ -128,7 +133,8 @@ fn spec_example_parses_to_expected_values() {
         c.peers,
         vec![PeerConfig {
             name: "hq".into(),
-            endpoint: Some("203.0.113.10:51901".parse().unwrap())
+            endpoint: Some("203.0.113.10:51901".parse().unwrap()),
+            psk_file: None,
         }]
     );
     let subnet = Ipv4Net {
@@ -208,7 +214,8 @@ fn minimal_config_gets_the_defaults() {
         c.peers,
         vec![PeerConfig {
             name: "hq".into(),
-            endpoint: None
+            endpoint: None,
+            psk_file: None,
         }]
     );
     assert_eq!(c.dhcp, None);
@@ -252,6 +259,41 @@ fn disabled_dhcp_is_none_and_not_validated() {
     assert_eq!(c.dhcp, None);
 }
 
+/// Every peer with its own key file: `tunnel.psk_file` is optional; with
+/// both, a peer's own file wins and the others use the link's.
+#[test]
+fn per_peer_key_files() {
+    let c = parse(
+        "[interface]\n[tunnel]\n[[peer]]\nname = \"b\"\npsk_file = \"b.psk\"\n[[peer]]\nname = \"c\"\npsk_file = \"/k/c.psk\"\n",
+    )
+    .expect("config");
+    assert_eq!(c.tunnel.psk_file, None);
+    let files: Vec<_> = (0..2)
+        .map(|i| c.key_file(i).expect("key").clone())
+        .collect();
+    assert_eq!(files[0].path, Path::new("/etc/tapbridge/b.psk"));
+    assert_eq!((files[0].line, files[0].column), (5, 12));
+    assert_eq!(files[0].key, "peer.psk_file");
+    assert_eq!(files[1].path, Path::new("/k/c.psk"));
+    let c = parse(
+        "[interface]\n[tunnel]\npsk_file = \"link.psk\"\n[[peer]]\nname = \"b\"\npsk_file = \"b.psk\"\n[[peer]]\nname = \"c\"\n",
+    )
+    .expect("config");
+    assert_eq!(
+        c.key_file(0).map(|k| k.path.as_path()),
+        Some(Path::new("/etc/tapbridge/b.psk"))
+    );
+    let link = c.key_file(1).expect("key");
+    assert_eq!(link.path, Path::new("/etc/tapbridge/link.psk"));
+    assert_eq!(link.key, "tunnel.psk_file");
+    // A missing key file is reported at the key that names it.
+    let err = c.peer_keys().expect_err("no such files").to_string();
+    assert!(
+        err.starts_with("/etc/tapbridge/site-a.toml:6:12: peer.psk_file: cannot read PSK file /etc/tapbridge/b.psk"),
+        "{err}"
+    );
+}
+
 #[test]
 fn ipv6_listen_and_endpoints() {
     let c = parse(
@@ -264,7 +306,10 @@ fn ipv6_listen_and_endpoints() {
         Some("[2001:2::2]:51901".parse().unwrap())
     );
     // Relative paths are relative to the config file's directory.
-    assert_eq!(c.tunnel.psk_file, Path::new("/etc/tapbridge/k"));
+    assert_eq!(
+        c.tunnel.psk_file.as_ref().map(|k| k.path.as_path()),
+        Some(Path::new("/etc/tapbridge/k"))
+    );
 }
 
 #[test]
@@ -392,6 +437,26 @@ const REJECTED: &[Rejected] = &[
         "empty psk_file",
         Raw("[interface]\n[tunnel]\npsk_file = \"\"\n[[peer]]\nname = \"a\"\n"),
         3, 12, "tunnel.psk_file", "empty",
+    ),
+    (
+        "a peer without any key",
+        Raw("[interface]\n[tunnel]\n[[peer]]\nname = \"a\"\npsk_file = \"ka\"\n[[peer]]\nname = \"b\"\n"),
+        2, 1, "tunnel.psk_file", "peer \"b\" has no psk_file of its own",
+    ),
+    (
+        "empty peer psk_file",
+        Raw("[interface]\n[tunnel]\n[[peer]]\nname = \"a\"\npsk_file = \"\"\n"),
+        5, 12, "peer.psk_file", "empty",
+    ),
+    (
+        "peer name longer than the handshake carries",
+        Raw("[interface]\n[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"abcdefghijabcdefghijabcdefghijab\"\n"),
+        5, 8, "peer.name", "longer than 31 bytes",
+    ),
+    (
+        "peer named like this link",
+        Raw("[interface]\n[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"site-a\"\n"),
+        5, 8, "peer.name", "this link's own name",
     ),
     // interface name
     (
@@ -724,6 +789,10 @@ fn locate_follows_the_cli_convention() {
         ("site-b".to_owned(), PathBuf::from("/tmp/x/site-b.toml"))
     );
     assert!(locate(Some("site-b"), Some(Path::new("/tmp/site-b.toml"))).is_ok());
+    // The name travels in the handshake: 31 bytes at most.
+    assert!(locate(Some(&"a".repeat(31)), None).is_ok());
+    let err = locate(Some(&"a".repeat(32)), None).expect_err("too long");
+    assert!(err.to_string().contains("longer than 31 bytes"), "{err}");
     let err = locate(Some("a"), Some(Path::new("/tmp/site-b.toml"))).expect_err("mismatch");
     assert!(err.to_string().contains("does not match"), "{err}");
     assert!(matches!(locate(None, None), Err(ConfigError::Usage(_))));

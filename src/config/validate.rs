@@ -12,7 +12,7 @@ use super::raw::{RawArp, RawConfig, RawControl, RawDhcp, RawHooks, RawInterface,
 use super::value;
 use super::{
     ArpConfig, Config, ConfigError, ControlConfig, DhcpConfig, HooksConfig, InterfaceConfig,
-    MetricsConfig, PeerConfig, TunnelConfig,
+    KeyFile, MetricsConfig, PeerConfig, TunnelConfig,
 };
 use crate::mac::MacAddr;
 
@@ -152,11 +152,11 @@ impl Cx<'_> {
             Some(i) => self.interface(name, i.get_ref(), &i.span())?,
             None => return Err(self.at(0, "interface", "required section [interface] is missing")),
         };
-        let tunnel = match &raw.tunnel {
-            Some(t) => self.tunnel(t.get_ref(), &t.span())?,
+        let (tunnel, tunnel_span) = match &raw.tunnel {
+            Some(t) => (self.tunnel(t.get_ref(), &t.span())?, t.span()),
             None => return Err(self.at(0, "tunnel", "required section [tunnel] is missing")),
         };
-        let peers = self.peers(raw.peer.as_ref())?;
+        let peers = self.peers(name, &tunnel, &tunnel_span, raw.peer.as_ref())?;
         let dhcp = match &raw.dhcp {
             Some(d) => self.dhcp(name, &interface, d.get_ref(), &d.span())?,
             None => None,
@@ -277,8 +277,8 @@ impl Cx<'_> {
             Some(l) => self.conv(l, "tunnel.listen", value::listen_addr)?,
             None => ([0, 0, 0, 0], 51901).into(),
         };
-        let psk = self.required(&raw.psk_file, span, "tunnel.psk_file")?;
-        let psk_file = self.path(psk, "tunnel.psk_file")?;
+        let psk_file = self.key_file(&raw.psk_file, "tunnel.psk_file")?;
+        let _ = span;
         Ok(TunnelConfig {
             listen,
             psk_file,
@@ -297,8 +297,24 @@ impl Cx<'_> {
         })
     }
 
+    /// An optional key file path, with where it is named.
+    fn key_file(&self, v: &Option<Str>, key: &'static str) -> Result<Option<KeyFile>> {
+        let Some(v) = v else { return Ok(None) };
+        let path = self.path(v, key)?;
+        let (line, column) = line_col(self.text, v.span().start);
+        Ok(Some(KeyFile {
+            path,
+            line,
+            column,
+            key,
+        }))
+    }
+
     fn peers(
         &self,
+        link: &str,
+        tunnel: &TunnelConfig,
+        tunnel_span: &Range<usize>,
         raw: Option<&Spanned<Vec<Spanned<super::raw::RawPeer>>>>,
     ) -> Result<Vec<PeerConfig>> {
         let list = match raw {
@@ -320,10 +336,31 @@ impl Cx<'_> {
                     format!("peer name {:?} is used twice", name.get_ref()),
                 ));
             }
+            if name.get_ref() == link {
+                return Err(self.err(
+                    &name.span(),
+                    "peer.name",
+                    format!(
+                        "{link:?} is this link's own name; a peer is named after the other site's link"
+                    ),
+                ));
+            }
             let endpoint = self.opt(&raw.endpoint, "peer.endpoint", value::endpoint)?;
+            let psk_file = self.key_file(&raw.psk_file, "peer.psk_file")?;
+            if psk_file.is_none() && tunnel.psk_file.is_none() {
+                return Err(self.err(
+                    tunnel_span,
+                    "tunnel.psk_file",
+                    format!(
+                        "this required key is missing: peer {:?} has no psk_file of its own",
+                        name.get_ref()
+                    ),
+                ));
+            }
             peers.push(PeerConfig {
                 name: name.get_ref().clone(),
                 endpoint,
+                psk_file,
             });
         }
         Ok(peers)

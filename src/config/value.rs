@@ -15,6 +15,9 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
 /// Linux `IFNAMSIZ - 1`.
 pub(super) const MAX_IFNAME: usize = 15;
+/// Longest link or peer name: the handshake carries 31 bytes of it, and a
+/// peer must be named exactly as the other site names its link.
+pub(super) const MAX_SITE_NAME: usize = 31;
 
 /// Parses `"90s"`, `"12h"`, `"500ms"`, `"1d"`, `"1h30m"`.
 pub(super) fn duration(text: &str) -> Result<Duration, String> {
@@ -253,8 +256,10 @@ pub(super) fn link_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("it is empty".to_owned());
     }
-    if name.len() > 64 {
-        return Err("it is longer than 64 bytes".to_owned());
+    if name.len() > MAX_SITE_NAME {
+        return Err(format!(
+            "it is longer than {MAX_SITE_NAME} bytes (it travels in the handshake)"
+        ));
     }
     if name.starts_with('.') || name.starts_with('-') {
         return Err("it starts with '.' or '-'".to_owned());
@@ -275,8 +280,10 @@ pub(super) fn peer_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("a peer name cannot be empty".to_owned());
     }
-    if name.len() > 64 {
-        return Err(format!("peer name {name:?} is longer than 64 bytes"));
+    if name.len() > MAX_SITE_NAME {
+        return Err(format!(
+            "peer name {name:?} is longer than {MAX_SITE_NAME} bytes (it travels in the handshake)"
+        ));
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(

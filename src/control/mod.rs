@@ -145,8 +145,14 @@ pub struct CounterStatus {
     pub reassembly_dropped: u64,
     /// Frames dropped for want of a session or endpoint.
     pub tx_dropped: u64,
-    /// Valid initiations that matched no peer.
+    /// Initiations under a known key whose name is not that key's peer.
     pub rx_unknown_peer: u64,
+    /// Initiations of tapbridge protocol version 1 (a peer to upgrade).
+    #[serde(default)]
+    pub rx_old_version: u64,
+    /// Cookie replies sent while under handshake load.
+    #[serde(default)]
+    pub cookie_replies: u64,
     /// Data or responses for a session this link does not have.
     pub rx_unknown_session: u64,
     /// Frames that could not be written to the TAP.

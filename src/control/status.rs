@@ -104,6 +104,8 @@ pub fn status(
             reassembly_dropped: c.reassembly_dropped,
             tx_dropped: c.tx_dropped,
             rx_unknown_peer: c.rx_unknown_peer,
+            rx_old_version: c.rx_old_version,
+            cookie_replies: c.cookie_replies,
             rx_unknown_session: c.rx_unknown_session,
             tap_write_errors: io.tap_write_errors,
             udp_send_errors: io.udp_send_errors,

@@ -1,6 +1,7 @@
 #!/bin/bash
 #
-# End-to-end test of scripts/nat-up.sh and scripts/nat-down.sh (run as root).
+# End-to-end test of the shipped NAT hooks appliance/hooks/nat-up.sh and nat-down.sh
+# (run as root).
 #
 # For each backend (nft, iptables via the `iptables` alternative, iptables-legacy when
 # the kernel has it) it builds three network namespaces of its own, uniquely named and
@@ -22,8 +23,8 @@
 set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd)
-UP="$ROOT/scripts/nat-up.sh"
-DOWN="$ROOT/scripts/nat-down.sh"
+UP="$ROOT/appliance/hooks/nat-up.sh"
+DOWN="$ROOT/appliance/hooks/nat-down.sh"
 TAG="tbnat$$"
 WORK=$(mktemp -d)
 NAMESPACES=()

@@ -254,25 +254,12 @@ measure() {
 
 # ---------------------------------------------------------------- tapbridge
 
-# tapbridge_pid SITE NS: the daemon's PID: status --json "pid" if it has one,
-# else the owner of the control socket, else the bridge-ctl process in NS.
+# tapbridge_pid SITE NS: the daemon's PID, the "pid" key of `status --json`.
 tapbridge_pid() {
-    local site=$1 ns=$2 pid="" p
+    local site=$1 ns=$2 pid=""
     if ip netns exec "$ns" timeout 10 "$BIN" status "$site" --config "$WORK/$site.toml" --json \
         >"$WORK/$site-status.json" 2>/dev/null; then
         pid=$(python3 "$REPORT" status-pid "$WORK/$site-status.json")
-    fi
-    if [[ -z "$pid" ]]; then
-        pid=$(ip netns exec "$ns" ss -Hxlp src "$WORK/$site.sock" 2>/dev/null |
-            grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2) || pid=""
-    fi
-    if [[ -z "$pid" ]]; then
-        for p in $(ip netns pids "$ns"); do
-            if [[ "$(cat "/proc/$p/comm" 2>/dev/null)" == "bridge-ctl" ]]; then
-                pid=$p
-                break
-            fi
-        done
     fi
     printf '%s\n' "$pid"
 }

@@ -227,15 +227,13 @@ dl_wait_tunnel() {
         tb_wait_until 20 "peer a up at site b" dl_peer_up b "$DL_GB"
 }
 
-# dl_daemon_pids SITE NS: PIDs of processes in NS running bridge-ctl for SITE's config.
+# dl_daemon_pids SITE NS: the PID of SITE's daemon, the "pid" key of status --json.
 dl_daemon_pids() {
-    local site=$1 ns=$2 pid cmd
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do
-        cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
-        if [[ "$cmd" == *bridge-ctl*"$DL_WORK/$site.toml"* ]]; then
-            printf '%s\n' "$pid"
-        fi
-    done
+    local pid
+    pid=$(dl_json "$1" "$2" status "d['pid']") || return 0
+    if [[ "$pid" =~ ^[0-9]+$ && "$(ip netns identify "$pid" 2>/dev/null)" == "$2" ]]; then
+        printf '%s\n' "$pid"
+    fi
 }
 
 # dl_capture_start NS IFACE FILE FILTER: tcpdump to FILE in the background

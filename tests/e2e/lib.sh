@@ -514,26 +514,13 @@ e2e_wait_peer_up() {
     e2e_wait "site $1 sees peer $2 up" "${3:-15}" _e2e_peer_is_up "$1" "$2"
 }
 
-# e2e_daemon_pid SITE: print the PID of SITE's daemon: status key `pid` if present,
-# else the owner of the control socket (ss -xlp), else the only process in the
-# namespace. Fails unless the PID really lives in SITE's namespace.
+# e2e_daemon_pid SITE: print the PID of SITE's daemon, the `pid` key of `status
+# --json`. Fails unless there is one and it really lives in SITE's namespace.
 e2e_daemon_pid() {
-    local site=$1 ns pid="" pids sock
+    local site=$1 ns pid
     ns=$(e2e_ns "$site")
-    sock=$(e2e_sock "$site")
-    pid=$(e2e_jq "$site" 'd.get("pid")' 2>/dev/null) || pid=""
-    [[ "$pid" =~ ^[0-9]+$ ]] || pid=""
-    if [[ -z "$pid" ]]; then
-        pid=$(ip netns exec "$ns" ss -xlpH 2>/dev/null | grep -F -- "$sock" |
-            grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2) || pid=""
-    fi
-    if [[ -z "$pid" ]]; then
-        pids=$(ip netns pids "$ns" 2>/dev/null)
-        if [[ "$(wc -w <<<"$pids")" -eq 1 ]]; then
-            pid=$(tr -d ' \n' <<<"$pids")
-        fi
-    fi
-    [[ -n "$pid" ]] || return 1
+    pid=$(e2e_jq "$site" 'd["pid"]' 2>/dev/null) || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     [[ "$(ip netns identify "$pid" 2>/dev/null)" == "$ns" ]] || return 1
     printf '%s\n' "$pid"
 }

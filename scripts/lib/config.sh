@@ -82,7 +82,7 @@ tb_link_config() {
     shift
     local comment="" ifname="" mtu="" mac="" bridge="" listen="" psk="" wan_mtu=""
     local keepalive="" socket="" metrics=""
-    local addrs=() routes=() peers=() dhcp=() resv=() arp=() ups=() downs=()
+    local addrs=() rts=() peers=() dhcp=() resv=() arp=() ups=() downs=()
     while (($# > 0)); do
         (($# >= 2)) || {
             printf 'error: tb_link_config: option %s needs a value\n' "$1" >&2
@@ -94,7 +94,7 @@ tb_link_config() {
         --mtu) mtu=$2 ;;
         --mac) mac=$2 ;;
         --address) addrs+=("$2") ;;
-        --route) routes+=("$2") ;;
+        --route) rts+=("$2") ;;
         --bridge) bridge=$2 ;;
         --listen) listen=$2 ;;
         --psk) psk=$2 ;;
@@ -124,7 +124,7 @@ tb_link_config() {
         [[ -z "$mtu" ]] || printf 'mtu = %s\n' "$mtu"
         [[ -z "$mac" ]] || printf 'mac = %s\n' "$(tb_toml_str "$mac")"
         ((${#addrs[@]} == 0)) || printf 'addresses = %s\n' "$(tb_toml_list "${addrs[@]}")"
-        ((${#routes[@]} == 0)) || printf 'routes = %s\n' "$(tb_toml_list "${routes[@]}")"
+        ((${#rts[@]} == 0)) || printf 'routes = %s\n' "$(tb_toml_list "${rts[@]}")"
         [[ -z "$bridge" ]] || printf 'bridge = %s\n' "$(tb_toml_str "$bridge")"
 
         printf '\n[tunnel]\n'

@@ -21,9 +21,16 @@
 # link's config is $E2E_WORK/SITE.toml (so NAME = SITE), its TAP is tb-SITE, its
 # control socket $E2E_WORK/run/SITE.sock, its UDP port 51901 unless told otherwise.
 #
+# Every test in tests/e2e reports through this file (one format: the `ok`/`not ok`
+# lines and the summary line below), runs its commands through e2e_run/e2e_ctl, writes
+# link configs with e2e_config or tb_link_config (scripts/lib/config.sh), and finds a
+# daemon's PID in `status --json` (e2e_daemon_pid). A test that does not drive
+# bridge-ctl (packaging, NAT hooks) starts with e2e_init_no_bridge_ctl.
+#
 # Environment: BRIDGE_CTL (default target/release/bridge-ctl, built with `cargo build
 # --release` when missing), TB_KEEP=1 (leave everything in place for inspection),
-# E2E_TIME_LIMIT (seconds, default 170).
+# E2E_TIME_LIMIT (seconds, default 170; a test may set a larger default before
+# e2e_init).
 
 if [[ -n "${TB_E2E_LIB_LOADED:-}" ]]; then
     return 0
@@ -43,6 +50,8 @@ E2E_SKIPPED=0
 E2E_DONE=0
 E2E_WORK=""
 E2E_WATCHDOG=""
+# PID of the capture e2e_capture_start runs.
+E2E_CAPTURE_PID=""
 BIN=""
 # Filled by e2e_run: exit status, stdout and stderr of the last command.
 E2E_RC=0
@@ -283,23 +292,41 @@ e2e_wait() {
 
 # e2e_init: root check, traps, tools, binary, work dir, PSK, watchdog.
 e2e_init() {
+    _e2e_begin 1
+}
+
+# e2e_init_no_bridge_ctl: the same for a test that does not drive bridge-ctl
+# (packaging, NAT hooks): no binary, no PSK, only the tools every test needs.
+e2e_init_no_bridge_ctl() {
+    _e2e_begin 0
+}
+
+# _e2e_begin WITH_BIN: e2e_init (1) or e2e_init_no_bridge_ctl (0).
+_e2e_begin() {
+    local with_bin=$1
     tb_require_root
     tb_install_traps
     trap _e2e_on_exit EXIT
     # Stop the watchdog first, so it cannot interrupt the cleanup.
     trap '_e2e_on_signal INT' INT
     trap '_e2e_on_signal TERM' TERM
-    tb_need_cmd ip iproute2
-    tb_need_cmd ping iputils-ping
-    tb_need_cmd python3 python3
     tb_need_cmd timeout coreutils
-    tb_need_cmd ss iproute2
-    _e2e_find_binary
+    if ((with_bin)); then
+        tb_need_cmd ip iproute2
+        tb_need_cmd ping iputils-ping
+        tb_need_cmd python3 python3
+        tb_need_cmd ss iproute2
+        _e2e_find_binary
+    fi
     E2E_WORK=$(mktemp -d "/tmp/tb-e2e-$E2E_TEST.XXXXXX")
     tb_defer rm -rf "$E2E_WORK"
     chmod 700 "$E2E_WORK"
     mkdir -m 700 "$E2E_WORK/run"
     _e2e_watchdog "${E2E_TIME_LIMIT:-170}"
+    if ((!with_bin)); then
+        e2e_note "$E2E_TEST: work dir $E2E_WORK, namespace suffix $TB_SUFFIX"
+        return 0
+    fi
     e2e_note "$E2E_TEST: bridge-ctl $BIN, work dir $E2E_WORK, namespace suffix $TB_SUFFIX"
 
     e2e_run "$BIN" genpsk
@@ -474,16 +501,17 @@ e2e_check_down() {
     e2e_expect_rc "$1" 0
 }
 
-# e2e_json SITE: print `status SITE --json`.
+# e2e_json SITE [COMMAND]: print `COMMAND SITE --json` (default: status; or leases).
 e2e_json() {
-    e2e_ctl "$1" "$E2E_T_STATUS" status "$1" --config "$(e2e_conf "$1")" --json
+    e2e_ctl "$1" "$E2E_T_STATUS" "${2:-status}" "$1" --config "$(e2e_conf "$1")" --json
 }
 
-# e2e_jq SITE EXPR: evaluate the Python expression EXPR over SITE's status JSON `d`
-# and print the result (None prints as "null"). peer(NAME) is the peer object.
+# e2e_jq SITE EXPR [COMMAND]: evaluate the Python expression EXPR over SITE's status
+# JSON (or COMMAND's, e.g. leases) `d` and print the result (None prints as "null").
+# peer(NAME) is the peer object.
 e2e_jq() {
     local json
-    json=$(e2e_json "$1") || return 1
+    json=$(e2e_json "$1" "${3:-status}") || return 1
     python3 -c '
 import json, sys
 try:
@@ -498,6 +526,11 @@ except (KeyError, IndexError, TypeError, StopIteration) as e:
     sys.exit(f"status --json lacks what {sys.argv[2]!r} needs: {e!r}")
 print("null" if v is None else json.dumps(v) if isinstance(v, (dict, list, bool)) else v)
 ' "$json" "$2"
+}
+
+# e2e_counter SITE KEY: one of SITE's status counters.
+e2e_counter() {
+    e2e_jq "$1" "d[\"counters\"][\"$2\"]"
 }
 
 # e2e_peer SITE PEER FIELD: one field of one peer from status --json.
@@ -528,6 +561,44 @@ e2e_daemon_pid() {
 # e2e_pid_gone PID: true when PID no longer exists.
 e2e_pid_gone() {
     ! kill -0 "$1" 2>/dev/null
+}
+
+# e2e_mac NS IFACE: the interface's MAC, lower case.
+e2e_mac() {
+    ip -n "$1" -o link show dev "$2" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'
+}
+
+# e2e_capture_start NS IFACE FILE FILTER: tcpdump to FILE in the background (bounded
+# by the test's time limit); waits until it listens. PID in $E2E_CAPTURE_PID.
+e2e_capture_start() {
+    local ns=$1 iface=$2 file=$3 filter=$4
+    tb_need_cmd tcpdump tcpdump
+    timeout "${E2E_TIME_LIMIT:-170}" ip netns exec "$ns" \
+        tcpdump -i "$iface" -n -U -Z root -w "$file" "$filter" 2>"$file.log" &
+    E2E_CAPTURE_PID=$!
+    tb_defer tb_stop_pid "$E2E_CAPTURE_PID"
+    tb_wait_until 10 "tcpdump listening on $iface" grep -q 'listening on' "$file.log"
+}
+
+# e2e_capture_stop: stop the capture (SIGINT through timeout) and wait for it.
+e2e_capture_stop() {
+    kill -INT "$E2E_CAPTURE_PID" 2>/dev/null || true
+    wait "$E2E_CAPTURE_PID" 2>/dev/null || true
+}
+
+# e2e_capture_count FILE FILTER: packets in FILE matching FILTER (so far).
+e2e_capture_count() {
+    tcpdump -n -r "$1" "$2" 2>/dev/null | wc -l
+}
+
+# e2e_capture_seen FILE FILTER: FILE holds a packet matching FILTER.
+e2e_capture_seen() {
+    (($(e2e_capture_count "$1" "$2") > 0))
+}
+
+# e2e_capture_show FILE FILTER: the matching packets, as comment lines.
+e2e_capture_show() {
+    tcpdump -n -e -r "$1" "$2" 2>/dev/null | sed 's/^/#   /' | head -20
 }
 
 # e2e_ping SITE DST [PING-ARGS...]: ping from SITE's namespace (default 3 probes).

@@ -139,6 +139,29 @@ tb_need_cmd() {
     command -v "$cmd" >/dev/null 2>&1 || tb_die "package '$pkg' installed but '$cmd' is still missing"
 }
 
+# tb_pkg_installed PKG: true if the Debian package PKG is installed.
+tb_pkg_installed() {
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+# tb_need_pkg PKG...: install, with apt-get, quietly, those of the Debian packages
+# that are not installed. For tools whose options or output a script relies on, the
+# package is what counts: another package may provide a command of the same name.
+tb_need_pkg() {
+    local pkg need=()
+    for pkg in "$@"; do
+        tb_pkg_installed "$pkg" || need+=("$pkg")
+    done
+    ((${#need[@]} > 0)) || return 0
+    command -v apt-get >/dev/null 2>&1 ||
+        tb_die "package(s) ${need[*]} missing and apt-get is not available; install them yourself"
+    tb_info "installing ${need[*]}"
+    if ! DEBIAN_FRONTEND=noninteractive tb_run timeout 600 apt-get install -y -q \
+        -o DPkg::Lock::Timeout=300 --no-install-recommends "${need[@]}" >/dev/null; then
+        tb_die "could not install package(s) ${need[*]} with apt-get"
+    fi
+}
+
 # tb_wait_until TIMEOUT_SECS WHAT CMD [ARGS...]: poll CMD every 0.1 s until it
 # succeeds; fail (return 1, with a message naming WHAT) after TIMEOUT_SECS.
 tb_wait_until() {

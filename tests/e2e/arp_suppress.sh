@@ -25,9 +25,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/dhcp_lib.sh"
 e2e_init
 tb_need_cmd tcpdump tcpdump
 tb_need_cmd unshare util-linux
-tb_need_cmd arping iputils-arping
 tb_need_cmd ping iputils-ping
-printf '# arping version: %s\n' "$(arping -V 2>&1 | head -1)"
+ARPING=""
+e2e_need_iputils_arping ARPING
+printf '# arping version: %s (%s)\n' "$("$ARPING" -V 2>&1 | head -1)" "$ARPING"
 
 HOST_A=198.19.0.11
 UNUSED=198.19.0.77
@@ -46,7 +47,7 @@ e2e_ok "both links up, tunnel established, capturing ARP on B's TAP"
 
 # arping_from_a TARGET: one request from host A (bounded); prints arping's output.
 arping_from_a() {
-    timeout 10 ip netns exec "$NS_HA" arping -c 1 -w 3 -I eth0 "$1" 2>&1
+    timeout 10 ip netns exec "$NS_HA" "$ARPING" -c 1 -w 3 -I eth0 "$1" 2>&1
 }
 
 # reply_mac OUTPUT: the MAC of the first reply, lower case.

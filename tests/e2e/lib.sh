@@ -601,6 +601,22 @@ e2e_capture_show() {
     tcpdump -n -e -r "$1" "$2" 2>/dev/null | sed 's/^/#   /' | head -20
 }
 
+# e2e_need_iputils_arping VAR: the path of iputils' arping, whose options and output
+# the tests use, into VAR. Debian's separate `arping` package is another tool with
+# other options, and may own the `arping` on PATH; so the binary is looked up among
+# the files of iputils-arping (installed when missing), then checked by its -V.
+e2e_need_iputils_arping() {
+    local var=$1 p
+    tb_need_pkg iputils-arping
+    for p in $(dpkg -L iputils-arping 2>/dev/null | grep -E '/s?bin/arping$' || true); do
+        if [[ -x "$p" ]] && timeout 5 "$p" -V 2>&1 </dev/null | grep -q iputils; then
+            printf -v "$var" '%s' "$p"
+            return 0
+        fi
+    done
+    tb_die "no iputils arping found among the files of package iputils-arping"
+}
+
 # e2e_ping SITE DST [PING-ARGS...]: ping from SITE's namespace (default 3 probes).
 e2e_ping() {
     local site=$1 dst=$2 ns

@@ -2,7 +2,7 @@
 #
 # bench.sh — tapbridge vs OpenVPN (tap mode) vs kernel VXLAN, in one run.
 #
-#   sudo ./scripts/bench.sh [--quick] [--duration N] [--only tapbridge|openvpn|vxlan]
+#   ./scripts/bench.sh [--quick] [--duration N] [--only tapbridge|openvpn|vxlan]
 #
 # Two network namespaces joined by one veth (MTU 1500, 198.18.1.1 <-> 198.18.1.2).
 # Over that same veth, one tunnel at a time:

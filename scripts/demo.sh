@@ -2,7 +2,7 @@
 #
 # demo.sh — the two-site tapbridge lab, in network namespaces.
 #
-#   sudo ./scripts/demo.sh
+#   ./scripts/demo.sh          (as root)
 #
 # Builds bridge-ctl (release), then wires up:
 #

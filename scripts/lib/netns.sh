@@ -46,7 +46,7 @@ tb_die() {
 
 tb_require_root() {
     if [[ "$(id -u)" -ne 0 ]]; then
-        printf 'error: %s must run as root (it creates network namespaces); try: sudo %s\n' \
+        printf 'error: %s must run as root (it creates network namespaces); run %s as root\n' \
             "$(basename "$0")" "$0" >&2
         exit 2
     fi

@@ -18,7 +18,7 @@
 #     left; `link down` again says so and exits 0;
 #   * a failing up hook makes `link up` fail, runs the down hooks and leaves nothing behind.
 #
-# Run as root: sudo tests/e2e/lifecycle.sh   (BRIDGE_CTL=... to pick the binary)
+# Run as root: tests/e2e/lifecycle.sh   (BRIDGE_CTL=... to pick the binary)
 
 set -euo pipefail
 

@@ -2,7 +2,7 @@
 #
 # run_all.sh — run the end-to-end tests (as root) and summarise.
 #
-#   sudo tests/e2e/run_all.sh [TEST...]     e.g. run_all.sh host_mode lifecycle
+#   tests/e2e/run_all.sh [TEST...]     (as root) e.g. run_all.sh host_mode lifecycle
 #
 # Without arguments it runs every tests/e2e/*.sh except the *lib.sh libraries and itself; the
 # packaging and NAT-hook tests (deb.sh, nat_hooks.sh) only with TB_E2E_ALL=1. Unless

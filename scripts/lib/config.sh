@@ -21,7 +21,10 @@
 #   --psk FILE               [tunnel] psk_file
 #   --wan-mtu N              [tunnel] wan_mtu
 #   --keepalive DURATION     [tunnel] keepalive
+#   --rekey-after DURATION   [tunnel] rekey_after
+#   --hub true|false         [tunnel] hub
 #   --peer NAME[=ENDPOINT]   one [[peer]] (repeat for more)
+#   --peer-key NAME=FILE     psk_file of the [[peer]] called NAME
 #   --dhcp KEY=VALUE         one [dhcp] key (repeat for more)
 #   --reservation MAC=IP     one [[dhcp.reservation]] (repeat for more)
 #   --arp KEY=VALUE          one [arp] key (repeat for more)
@@ -81,8 +84,8 @@ tb_link_config() {
     local file=$1
     shift
     local comment="" ifname="" mtu="" mac="" bridge="" listen="" psk="" wan_mtu=""
-    local keepalive="" socket="" metrics=""
-    local addrs=() rts=() peers=() dhcp=() resv=() arp=() ups=() downs=()
+    local keepalive="" socket="" metrics="" rekey="" hub=""
+    local addrs=() rts=() peers=() dhcp=() resv=() arp=() ups=() downs=() pkeys=()
     while (($# > 0)); do
         (($# >= 2)) || {
             printf 'error: tb_link_config: option %s needs a value\n' "$1" >&2
@@ -100,7 +103,10 @@ tb_link_config() {
         --psk) psk=$2 ;;
         --wan-mtu) wan_mtu=$2 ;;
         --keepalive) keepalive=$2 ;;
+        --rekey-after) rekey=$2 ;;
+        --hub) hub=$2 ;;
         --peer) peers+=("$2") ;;
+        --peer-key) pkeys+=("$2") ;;
         --dhcp) dhcp+=("$2") ;;
         --reservation) resv+=("$2") ;;
         --arp) arp+=("$2") ;;
@@ -132,12 +138,19 @@ tb_link_config() {
         [[ -z "$psk" ]] || printf 'psk_file = %s\n' "$(tb_toml_str "$psk")"
         [[ -z "$wan_mtu" ]] || printf 'wan_mtu = %s\n' "$(tb_toml_value "$wan_mtu")"
         [[ -z "$keepalive" ]] || printf 'keepalive = %s\n' "$(tb_toml_str "$keepalive")"
+        [[ -z "$rekey" ]] || printf 'rekey_after = %s\n' "$(tb_toml_str "$rekey")"
+        [[ -z "$hub" ]] || printf 'hub = %s\n' "$hub"
 
+        local k
         for p in "${peers[@]}"; do
             printf '\n[[peer]]\nname = %s\n' "$(tb_toml_str "${p%%=*}")"
             if [[ "$p" == *=* ]]; then
                 printf 'endpoint = %s\n' "$(tb_toml_str "${p#*=}")"
             fi
+            for k in "${pkeys[@]}"; do
+                [[ "${k%%=*}" != "${p%%=*}" ]] ||
+                    printf 'psk_file = %s\n' "$(tb_toml_str "${k#*=}")"
+            done
         done
 
         if ((${#dhcp[@]} + ${#resv[@]} > 0)); then

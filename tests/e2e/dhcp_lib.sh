@@ -61,19 +61,22 @@ dl_write_config() {
         --listen "$listen" --psk "$E2E_WORK/psk" --keepalive 5s \
         --peer "$peer=$endpoint" "${opts[@]}" --socket "$(e2e_sock "$name")" ||
         e2e_fatal "could not write $f"
-    "$BIN" check "$name" --config "$f" >/dev/null || e2e_fatal "bridge-ctl check rejected $f"
+    "$BIN" check --config "$f" >/dev/null || e2e_fatal "bridge-ctl check rejected $f"
 }
 
 # dl_setup_rig: sites a and b (namespaces $DL_GA, $DL_GB), host B's namespace
 # $DL_HB, the WAN, both br-lan, host B, and the configs a.toml (bridged,
-# responder), b.toml (bridged, plain) and a-tap.toml (site A again, TAP not
-# enslaved, own lease file: tap_win32 style).
+# responder), b.toml (bridged, plain) and a-tap/a.toml (site A again as link
+# "a", TAP not enslaved, own lease file: tap_win32 style).
 dl_setup_rig() {
     e2e_site a
     e2e_site b
     DL_GA=$(e2e_ns a)
     DL_GB=$(e2e_ns b)
     E2E_NS[a-tap]=$DL_GA
+    # Site A again: its link must be called "a" too (b names its peer "a").
+    mkdir -p "$E2E_WORK/a-tap"
+    E2E_CONF[a-tap]="$E2E_WORK/a-tap/a.toml"
     tb_ns_add tbe2e-hb DL_HB
     tb_veth "$DL_GA" wan0 "$DL_GB" wan0
     ip -n "$DL_GA" addr add "$DL_WAN_A/30" dev wan0

@@ -59,6 +59,9 @@ E2E_STDOUT=""
 E2E_STDERR=""
 # SITE -> namespace name.
 declare -A E2E_NS=()
+# Config file of a site whose link NAME is not the site's name (the NAME is the
+# file's stem, and a peer must be named exactly like the other site's link).
+declare -A E2E_CONF=()
 
 # Timeouts (seconds) for single bridge-ctl invocations.
 E2E_T_UP=30
@@ -422,7 +425,8 @@ e2e_config() {
         --keepalive) keepalive=$2 ;;
         --psk) psk=$2 ;;
         --extra) extra=$2 ;;
-        --peer | --address | --route | --bridge | --mac | --hook-up | --hook-down)
+        --peer | --address | --route | --bridge | --mac | --hook-up | --hook-down | \
+            --peer-key | --rekey-after | --hub)
             opts+=("$1" "$2")
             ;;
         *) tb_die "internal: e2e_config: unknown option $1" ;;
@@ -443,7 +447,7 @@ e2e_config() {
 }
 
 e2e_conf() {
-    printf '%s/%s.toml\n' "$E2E_WORK" "$1"
+    printf '%s\n' "${E2E_CONF[$1]:-$E2E_WORK/$1.toml}"
 }
 
 e2e_sock() {
@@ -466,8 +470,8 @@ e2e_ctl() {
 e2e_up() {
     local site=$1 conf=${2:-}
     [[ -n "$conf" ]] || conf=$(e2e_conf "$site")
-    tb_defer e2e_ctl "$site" "$E2E_T_DOWN" link down "$site" --config "$conf"
-    e2e_run e2e_ctl "$site" "$E2E_T_UP" link up "$site" --config "$conf"
+    tb_defer e2e_ctl "$site" "$E2E_T_DOWN" link down --config "$conf"
+    e2e_run e2e_ctl "$site" "$E2E_T_UP" link up --config "$conf"
     return "$E2E_RC"
 }
 
@@ -485,7 +489,7 @@ e2e_require_up() {
 
 # e2e_down SITE: `link down SITE --config ...`; E2E_* hold the result.
 e2e_down() {
-    e2e_run e2e_ctl "$1" "$E2E_T_DOWN" link down "$1" --config "$(e2e_conf "$1")"
+    e2e_run e2e_ctl "$1" "$E2E_T_DOWN" link down --config "$(e2e_conf "$1")"
     return "$E2E_RC"
 }
 
@@ -503,7 +507,7 @@ e2e_check_down() {
 
 # e2e_json SITE [COMMAND]: print `COMMAND SITE --json` (default: status; or leases).
 e2e_json() {
-    e2e_ctl "$1" "$E2E_T_STATUS" "${2:-status}" "$1" --config "$(e2e_conf "$1")" --json
+    e2e_ctl "$1" "$E2E_T_STATUS" "${2:-status}" --config "$(e2e_conf "$1")" --json
 }
 
 # e2e_jq SITE EXPR [COMMAND]: evaluate the Python expression EXPR over SITE's status

@@ -117,11 +117,10 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);
     mask.add(Signal::SIGINT);
-    // SIGHUP (a closed terminal) is blocked and never read: it does not stop
-    // the link.
-    let mut blocked = mask;
-    blocked.add(Signal::SIGHUP);
-    blocked.thread_block().context("cannot block signals")?;
+    // SIGHUP reloads the config and key files (as `bridge-ctl reload`); it
+    // never stops the link.
+    mask.add(Signal::SIGHUP);
+    mask.thread_block().context("cannot block signals")?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .context("cannot create a signalfd")?;
 
@@ -318,6 +317,8 @@ fn bring_up(
     let listen = udp.local_addr();
     Ok((
         Worker {
+            config: cfg.clone(),
+            keys: keys.to_vec(),
             tunnel,
             switch: Switch::new(cfg.tunnel.hub),
             responder,

@@ -20,6 +20,7 @@
 //! - [`hooks`]: the operator's up/down scripts, run without a shell, with the
 //!   link's settings in the environment and a time limit.
 //! - [`metrics`]: the optional Prometheus endpoint, fed by the worker's status.
+//! - [`reload`]: re-reading a running link's config and key files.
 //! - [`daemon`]: wiring config → netlink → datapath → control, clean shutdown.
 //!
 //! How a frame flows: the TAP hands the worker an Ethernet frame; the responder
@@ -36,6 +37,7 @@ pub mod hooks;
 pub mod mac;
 pub mod metrics;
 pub mod netlink;
+pub mod reload;
 pub mod responder;
 pub mod switch;
 pub mod tunnel;

@@ -401,51 +401,8 @@ fn tap_names_are_validated() {
 
 /// Counts heap allocations made by the current thread, to prove the batched
 /// paths allocate nothing per datagram.
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    thread_local! {
-        static ALLOCS: Cell<u64> = const { Cell::new(0) };
-    }
-
-    pub struct Counting;
-
-    fn bump() {
-        // Const-initialised, destructor-free: touching it never allocates.
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-    }
-
-    /// Allocations by this thread so far.
-    pub fn allocations() -> u64 {
-        ALLOCS.with(Cell::get)
-    }
-
-    #[allow(unsafe_code)]
-    // SAFETY: every call is forwarded unchanged to the system allocator; the
-    // counter is a plain thread-local integer.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            bump();
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            bump();
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { System.alloc_zeroed(layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            bump();
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
 
 #[global_allocator]
 static ALLOCATOR: counting::Counting = counting::Counting;

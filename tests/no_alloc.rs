@@ -2,9 +2,7 @@
 //! through switch → tunnel (seal, fragment) → tunnel (open, replay check,
 //! reassemble) → switch perform zero heap allocations.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tapbridge::switch::{LocalRoute, Switch};
@@ -12,36 +10,11 @@ use tapbridge::tunnel::{
     Entropy, Incoming, PeerParams, PresharedKey, Transmit, Tunnel, TunnelParams,
 };
 
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator; only adds a counter.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 struct Seeded(u64);
 impl Entropy for Seeded {
@@ -132,8 +105,7 @@ fn steady_state_allocates_nothing() {
         f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa]);
     }
     let mut delivered = 0u64;
-    let mut run = |rounds: usize, count: bool, delivered: &mut u64| {
-        COUNTING.store(count, Ordering::SeqCst);
+    let mut run = |rounds: usize, delivered: &mut u64| {
         for r in 0..rounds {
             let t = now + Duration::from_millis(r as u64);
             for f in &frames {
@@ -163,15 +135,12 @@ fn steady_state_allocates_nothing() {
             ring.lens.clear();
             ring_b.lens.clear();
         }
-        COUNTING.store(false, Ordering::SeqCst);
     };
-    run(50, false, &mut delivered);
+    run(50, &mut delivered);
     let warm = delivered;
-    run(2000, true, &mut delivered);
+    let before = counting::allocations();
+    run(2000, &mut delivered);
+    let allocs = counting::allocations() - before;
     assert_eq!(delivered - warm, 6000, "every frame arrived");
-    assert_eq!(
-        ALLOCS.load(Ordering::SeqCst),
-        0,
-        "heap allocations in steady state"
-    );
+    assert_eq!(allocs, 0, "heap allocations in steady state");
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command (README: `sudo ./tests/run.sh`).
+# The project's test command (README: `./tests/run.sh`, as root).
 #
 # 1. unit, property and integration tests (cargo test; the netlink, TAP and
 #    UDP tests need root and run in private network namespaces);
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "$(id -u)" -ne 0 ]]; then
-    echo "error: the tests must run as root (they create network namespaces); try: sudo $0" >&2
+    echo "error: the tests must run as root (they create network namespaces); run $0 as root" >&2
     exit 2
 fi
 

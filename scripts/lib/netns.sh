@@ -46,7 +46,7 @@ tb_die() {
 
 tb_require_root() {
     if [[ "$(id -u)" -ne 0 ]]; then
-        printf 'error: %s must run as root (it creates network namespaces); try: sudo %s\n' \
+        printf 'error: %s must run as root (it creates network namespaces); run %s as root\n' \
             "$(basename "$0")" "$0" >&2
         exit 2
     fi
@@ -137,6 +137,29 @@ tb_need_cmd() {
         tb_die "could not install package '$pkg' with apt-get"
     fi
     command -v "$cmd" >/dev/null 2>&1 || tb_die "package '$pkg' installed but '$cmd' is still missing"
+}
+
+# tb_pkg_installed PKG: true if the Debian package PKG is installed.
+tb_pkg_installed() {
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+# tb_need_pkg PKG...: install, with apt-get, quietly, those of the Debian packages
+# that are not installed. For tools whose options or output a script relies on, the
+# package is what counts: another package may provide a command of the same name.
+tb_need_pkg() {
+    local pkg need=()
+    for pkg in "$@"; do
+        tb_pkg_installed "$pkg" || need+=("$pkg")
+    done
+    ((${#need[@]} > 0)) || return 0
+    command -v apt-get >/dev/null 2>&1 ||
+        tb_die "package(s) ${need[*]} missing and apt-get is not available; install them yourself"
+    tb_info "installing ${need[*]}"
+    if ! DEBIAN_FRONTEND=noninteractive tb_run timeout 600 apt-get install -y -q \
+        -o DPkg::Lock::Timeout=300 --no-install-recommends "${need[@]}" >/dev/null; then
+        tb_die "could not install package(s) ${need[*]} with apt-get"
+    fi
 }
 
 # tb_wait_until TIMEOUT_SECS WHAT CMD [ARGS...]: poll CMD every 0.1 s until it

@@ -87,6 +87,13 @@ enum Command {
     },
     /// Print a fresh random 32-byte pre-shared key, base64.
     Genpsk,
+    /// Re-read a running link's config and key files and apply the change
+    /// (today: peers' keys, for rotation and revocation; other changes are
+    /// refused with exit status 2 and need a restart).
+    Reload {
+        #[command(flatten)]
+        link: LinkArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -183,6 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Leases { link, json } => leases(&link.load()?, json),
         Command::Check { link } => check(&link.load()?),
         Command::Genpsk => genpsk(),
+        Command::Reload { link } => reload(&link.load()?),
     }
 }
 
@@ -235,6 +243,29 @@ fn check(config: &Config) -> anyhow::Result<()> {
         if peers == 1 { "" } else { "s" },
         if config.dhcp.is_some() { "on" } else { "off" },
     );
+    Ok(())
+}
+
+/// `bridge-ctl reload`: the file is checked here first (its errors are exit
+/// status 2 with file, line and key); the daemon then re-reads it itself and
+/// says what it changed.
+fn reload(config: &Config) -> anyhow::Result<()> {
+    config.peer_keys()?;
+    let resp = match control::request(
+        &config.control.socket,
+        Request::Reload,
+        Duration::from_secs(10),
+    ) {
+        Err(control::ClientError::ConfigRefused(why)) => return Err(UsageError(why).into()),
+        r => r.with_context(|| format!("cannot reload link {}", config.name))?,
+    };
+    let changes = resp.changes.unwrap_or_default();
+    if changes.is_empty() {
+        outln!("no change");
+    }
+    for line in &changes {
+        outln!("{line}");
+    }
     Ok(())
 }
 

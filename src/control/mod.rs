@@ -5,6 +5,7 @@
 //! -> {"cmd":"status"}            <- {"ok":true,"status":{...}}
 //! -> {"cmd":"leases"}            <- {"ok":true,"leases":[...]}
 //! -> {"cmd":"down"}              <- {"ok":true}    (after the link is down)
+//! -> {"cmd":"reload"}            <- {"ok":true,"changes":["peer b: keys changed (2 keys...)"]}
 //! anything refused               <- {"ok":false,"error":"..."}
 //! ```
 //!
@@ -33,6 +34,8 @@ pub enum Request {
     Leases,
     /// Take the link down; answered once it is down.
     Down,
+    /// Re-read the config and key files and apply what changed.
+    Reload,
 }
 
 /// The daemon's answer.
@@ -49,6 +52,12 @@ pub struct Response {
     /// For `leases`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leases: Option<Vec<LeaseEntry>>,
+    /// For `reload`: one line per change (empty: no change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<String>>,
+    /// The refusal is about the configuration (exit status 2), not a failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub config_error: bool,
 }
 
 impl Response {
@@ -189,6 +198,9 @@ pub enum ClientError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The daemon refused a configuration (a reload): exit status 2.
+    #[error("{0}")]
+    ConfigRefused(String),
     /// The daemon refused.
     #[error("{0}")]
     Refused(String),
@@ -236,9 +248,12 @@ pub fn request(socket: &Path, req: Request, timeout: Duration) -> Result<Respons
             source,
         })?;
     if !resp.ok {
-        return Err(ClientError::Refused(
-            resp.error.unwrap_or_else(|| "request refused".into()),
-        ));
+        let why = resp.error.unwrap_or_else(|| "request refused".into());
+        return Err(if resp.config_error {
+            ClientError::ConfigRefused(why)
+        } else {
+            ClientError::Refused(why)
+        });
     }
     Ok(resp)
 }

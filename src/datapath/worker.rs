@@ -46,6 +46,11 @@ pub enum Exit {
 
 /// Everything the worker owns.
 pub struct Worker {
+    /// The configuration the link runs with, and the keys it loaded (what
+    /// a reload compares against).
+    pub config: crate::config::Config,
+    /// See `config`.
+    pub keys: Vec<Vec<crate::config::Psk>>,
     /// The tunnel core.
     pub tunnel: Tunnel,
     /// The learning switch.
@@ -191,12 +196,17 @@ impl Worker {
                 let r = |i: usize| fds[i].revents().is_some_and(|f| !f.is_empty());
                 (r(0), r(1), r(2), r(3))
             };
-            if signalled {
-                let _ = self.signals.read_signal();
-                return Exit::Signal;
-            }
             let now = Instant::now();
             let wall = SystemTime::now();
+            if signalled {
+                match self.signals.read_signal() {
+                    Ok(Some(s)) if s.ssi_signo == nix::sys::signal::Signal::SIGHUP as u32 => {
+                        // Answered in the log only.
+                        let _ = self.reload(now);
+                    }
+                    _ => return Exit::Signal,
+                }
+            }
             self.tunnel.set_wall_clock(now, wall);
             if udp_ready {
                 self.drain_udp(&mut b, &mut io, now);
@@ -240,6 +250,9 @@ impl Worker {
                                 leases: Some(status::leases(self.responder.as_ref(), wall)),
                                 ..Response::default()
                             });
+                        }
+                        Request::Reload => {
+                            let _ = cmd.reply.send(self.reload(now));
                         }
                     }
                 }
@@ -368,6 +381,38 @@ impl Worker {
                     }
                 }
                 LocalRoute::Drop => {}
+            }
+        }
+    }
+
+    /// Re-reads the config and key files and applies what changed (today:
+    /// peers' keys; see [`crate::reload`]). Everything is logged.
+    fn reload(&mut self, now: Instant) -> Response {
+        match crate::reload::plan(&self.config, &self.keys) {
+            Ok(plan) => {
+                for (id, keys) in plan.changed {
+                    self.tunnel.set_peer_keys(id, keys, now);
+                }
+                if plan.lines.is_empty() {
+                    tracing::info!("reload: no change");
+                }
+                for line in &plan.lines {
+                    tracing::info!("reload: {line}");
+                }
+                self.config = plan.config;
+                self.keys = plan.keys;
+                Response {
+                    ok: true,
+                    changes: Some(plan.lines),
+                    ..Response::default()
+                }
+            }
+            Err(e) => {
+                tracing::warn!("reload refused: {e}");
+                Response {
+                    config_error: true,
+                    ..Response::error(e.to_string())
+                }
             }
         }
     }

@@ -10,7 +10,7 @@
 # (small and full-size 1500-byte frames); the peer's counters show the traffic; link
 # down removes the TAP but leaves the operator's br-lan and its other port alone.
 #
-# Run as root: sudo tests/e2e/bridge_mode.sh   (BRIDGE_CTL=... to pick the binary)
+# Run as root: tests/e2e/bridge_mode.sh   (BRIDGE_CTL=... to pick the binary)
 
 set -euo pipefail
 

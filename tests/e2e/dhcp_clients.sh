@@ -28,7 +28,9 @@ set -euo pipefail
 # shellcheck source=tests/e2e/dhcp_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/dhcp_lib.sh"
 
-dl_init
+e2e_init
+tb_need_cmd tcpdump tcpdump
+tb_need_cmd unshare util-linux
 tb_need_cmd dhclient isc-dhcp-client
 tb_need_cmd udhcpc udhcpc
 tb_need_cmd busybox busybox
@@ -48,7 +50,7 @@ EXPECTED_ROUTES_RAW="18 198 19 64 198 19 0 1 0 198 19 0 1"
 
 # The sandbox: a private mount namespace in which /etc/resolv.conf, /run and
 # the clients' state directories are the test's own (per client) directories.
-SANDBOX="$DL_WORK/sandbox.sh"
+SANDBOX="$E2E_WORK/sandbox.sh"
 cat >"$SANDBOX" <<'EOF'
 #!/bin/sh
 # sandbox.sh DIR CMD...: run CMD with the host's resolv.conf, /run and DHCP
@@ -153,13 +155,13 @@ check_lease() {
     [[ "$(field "$dir" lease)" == "$DL_LEASE_SECS" ]] || bad+=" lease=$(field "$dir" lease)"
     [[ "$(field "$dir" routes)" == "$routes" ]] || bad+=" routes='$(field "$dir" routes)'"
     if [[ -z "$bad" ]]; then
-        dl_ok "$name: lease $ip/24, router and DNS $DL_ROUTER, domain $DL_DOMAIN, 3600 s, option 121 routes"
+        e2e_ok "$name: lease $ip/24, router and DNS $DL_ROUTER, domain $DL_DOMAIN, 3600 s, option 121 routes"
     else
-        dl_not_ok "$name: unexpected lease values:$bad"
+        e2e_not_ok "$name: unexpected lease values:$bad"
     fi
 }
 
-# shellcheck disable=SC2317 # invoked indirectly through dl_check
+# shellcheck disable=SC2317 # invoked indirectly through e2e_check
 # has_addr NS IFACE IP: the address is configured on the interface.
 has_addr() {
     ip -n "$1" -4 -o addr show dev "$2" | grep -q " $3/24 "
@@ -217,18 +219,19 @@ show_out() { # show_out DIR: the client's output, as comment lines
 
 # lease_of MAC [SITE]: the address `leases --json` lists for MAC (empty if none).
 lease_of() {
-    dl_json "${2:-a}" "$DL_GA" leases \
-        "next((l['ip'] for l in d['leases'] if l['mac'].lower()=='$1' and 3000 < l['expires_in_secs'] <= 3600), '')"
+    e2e_jq "${2:-a}" \
+        "next((l['ip'] for l in d['leases'] if l['mac'].lower()=='$1' and 3000 < l['expires_in_secs'] <= 3600), '')" \
+        leases
 }
 
 # ---------------------------------------------------------------- the test
 
-dl_link_up b "$DL_GB" || dl_fatal "bridge-ctl link up b failed"
-dl_capture_start "$DL_GB" tb-b "$DL_WORK/b.pcap" 'udp port 67 or udp port 68 or icmp' ||
-    dl_fatal "tcpdump could not capture on B's TAP"
-dl_link_up a "$DL_GA" || dl_fatal "bridge-ctl link up a failed"
-dl_wait_tunnel a || dl_fatal "the tunnel between site A and site B did not come up"
-dl_ok "both links up, tunnel established, capturing on B's TAP"
+e2e_up b || e2e_fatal "bridge-ctl link up b failed: ${E2E_STDERR%%$'\n'*}"
+e2e_capture_start "$DL_GB" tb-b "$E2E_WORK/b.pcap" 'udp port 67 or udp port 68 or icmp' ||
+    e2e_fatal "tcpdump could not capture on B's TAP"
+e2e_up a || e2e_fatal "bridge-ctl link up a failed: ${E2E_STDERR%%$'\n'*}"
+dl_wait_tunnel a || e2e_fatal "the tunnel between site A and site B did not come up"
+e2e_ok "both links up, tunnel established, capturing on B's TAP"
 
 declare -A IP MAC
 for c in dhclient udhcpc dhcpcd; do
@@ -237,57 +240,57 @@ done
 NS_OF() { local v="NS_${1^^}"; printf '%s' "${!v}"; }
 
 # --- the three clients
-if run_dhclient "$NS_DHCLIENT" "$DL_WORK/dhclient" eth0; then
-    check_lease "ISC dhclient" "$DL_WORK/dhclient" "$EXPECTED_ROUTES_RAW"
+if run_dhclient "$NS_DHCLIENT" "$E2E_WORK/dhclient" eth0; then
+    check_lease "ISC dhclient" "$E2E_WORK/dhclient" "$EXPECTED_ROUTES_RAW"
 else
-    dl_not_ok "ISC dhclient obtained no lease"
-    show_out "$DL_WORK/dhclient"
+    e2e_not_ok "ISC dhclient obtained no lease"
+    show_out "$E2E_WORK/dhclient"
 fi
-if run_udhcpc "$NS_UDHCPC" "$DL_WORK/udhcpc" eth0; then
-    check_lease "busybox udhcpc" "$DL_WORK/udhcpc" "$EXPECTED_ROUTES"
+if run_udhcpc "$NS_UDHCPC" "$E2E_WORK/udhcpc" eth0; then
+    check_lease "busybox udhcpc" "$E2E_WORK/udhcpc" "$EXPECTED_ROUTES"
 else
-    dl_not_ok "busybox udhcpc obtained no lease"
-    show_out "$DL_WORK/udhcpc"
+    e2e_not_ok "busybox udhcpc obtained no lease"
+    show_out "$E2E_WORK/udhcpc"
 fi
-if run_dhcpcd "$NS_DHCPCD" "$DL_WORK/dhcpcd" eth0; then
-    check_lease "dhcpcd" "$DL_WORK/dhcpcd" "$EXPECTED_ROUTES"
+if run_dhcpcd "$NS_DHCPCD" "$E2E_WORK/dhcpcd" eth0; then
+    check_lease "dhcpcd" "$E2E_WORK/dhcpcd" "$EXPECTED_ROUTES"
 else
-    dl_not_ok "dhcpcd obtained no lease"
-    show_out "$DL_WORK/dhcpcd"
+    e2e_not_ok "dhcpcd obtained no lease"
+    show_out "$E2E_WORK/dhcpcd"
 fi
 for c in dhclient udhcpc dhcpcd; do
-    IP[$c]=$(field "$DL_WORK/$c" ip)
-    MAC[$c]=$(dl_mac "$(NS_OF "$c")" eth0)
-    dl_check "$c: address ${IP[$c]:-none} is configured on the client's eth0" \
+    IP[$c]=$(field "$E2E_WORK/$c" ip)
+    MAC[$c]=$(e2e_mac "$(NS_OF "$c")" eth0)
+    e2e_check "$c: address ${IP[$c]:-none} is configured on the client's eth0" \
         has_addr "$(NS_OF "$c")" eth0 "${IP[$c]:-none}"
 done
 if [[ -n "${IP[dhclient]}" && -n "${IP[udhcpc]}" && -n "${IP[dhcpcd]}" &&
     "${IP[dhclient]}" != "${IP[udhcpc]}" && "${IP[dhclient]}" != "${IP[dhcpcd]}" &&
     "${IP[udhcpc]}" != "${IP[dhcpcd]}" ]]; then
-    dl_ok "three clients, three different addresses (${IP[dhclient]}, ${IP[udhcpc]}, ${IP[dhcpcd]})"
+    e2e_ok "three clients, three different addresses (${IP[dhclient]}, ${IP[udhcpc]}, ${IP[dhcpcd]})"
 else
-    dl_not_ok "addresses not distinct: '${IP[dhclient]}' '${IP[udhcpc]}' '${IP[dhcpcd]}'"
+    e2e_not_ok "addresses not distinct: '${IP[dhclient]}' '${IP[udhcpc]}' '${IP[dhcpcd]}'"
 fi
-dl_check "the dhclient host reaches site B's host $DL_HOST_B with its DHCP address" \
+e2e_check "the dhclient host reaches site B's host $DL_HOST_B with its DHCP address" \
     tb_wait_until 15 "ping $DL_HOST_B" ip netns exec "$NS_DHCLIENT" ping -c 1 -W 1 "$DL_HOST_B"
 
 # --- reservation, and the same MAC asking again
 dl_add_lan_host tbe2e-resv NS_RESV "$DL_RESERVED_MAC"
 for round in first second; do
-    if run_udhcpc "$NS_RESV" "$DL_WORK/resv" eth0 &&
-        [[ "$(field "$DL_WORK/resv" ip)" == "$DL_RESERVED_IP" ]]; then
-        dl_ok "reservation $DL_RESERVED_MAC gets $DL_RESERVED_IP ($round DISCOVER)"
+    if run_udhcpc "$NS_RESV" "$E2E_WORK/resv" eth0 &&
+        [[ "$(field "$E2E_WORK/resv" ip)" == "$DL_RESERVED_IP" ]]; then
+        e2e_ok "reservation $DL_RESERVED_MAC gets $DL_RESERVED_IP ($round DISCOVER)"
     else
-        dl_not_ok "reservation $DL_RESERVED_MAC got '$(field "$DL_WORK/resv" ip)' ($round DISCOVER), not $DL_RESERVED_IP"
-        show_out "$DL_WORK/resv"
+        e2e_not_ok "reservation $DL_RESERVED_MAC got '$(field "$E2E_WORK/resv" ip)' ($round DISCOVER), not $DL_RESERVED_IP"
+        show_out "$E2E_WORK/resv"
     fi
 done
 # A fresh DISCOVER (udhcpc, no requested address) from dhclient's MAC.
-if run_udhcpc "$NS_DHCLIENT" "$DL_WORK/again" eth0 &&
-    [[ "$(field "$DL_WORK/again" ip)" == "${IP[dhclient]}" ]]; then
-    dl_ok "the same MAC asking again (fresh DISCOVER) gets the same address ${IP[dhclient]}"
+if run_udhcpc "$NS_DHCLIENT" "$E2E_WORK/again" eth0 &&
+    [[ "$(field "$E2E_WORK/again" ip)" == "${IP[dhclient]}" ]]; then
+    e2e_ok "the same MAC asking again (fresh DISCOVER) gets the same address ${IP[dhclient]}"
 else
-    dl_not_ok "the same MAC asking again got '$(field "$DL_WORK/again" ip)', not '${IP[dhclient]}'"
+    e2e_not_ok "the same MAC asking again got '$(field "$E2E_WORK/again" ip)', not '${IP[dhclient]}'"
 fi
 
 # --- leases --json and status
@@ -297,27 +300,27 @@ for c in dhclient udhcpc dhcpcd; do
 done
 [[ "$(lease_of "$DL_RESERVED_MAC")" == "$DL_RESERVED_IP" ]] || listed=0
 if ((listed)); then
-    dl_ok "leases --json lists all four leases with 3000 < expires_in_secs <= 3600"
+    e2e_ok "leases --json lists all four leases with 3000 < expires_in_secs <= 3600"
 else
-    dl_not_ok "leases --json is missing a lease:"
-    dl_ctl "$DL_GA" leases a --config "$DL_WORK/a.toml" --json | sed 's/^/#   /'
+    e2e_not_ok "leases --json is missing a lease:"
+    e2e_json a leases | sed 's/^/#   /'
 fi
-replies=$(dl_counter a "$DL_GA" dhcp_replies || echo 0)
-dl_check "status dhcp_replies = $replies > 0" test "$replies" -gt 0
+replies=$(e2e_counter a dhcp_replies || echo 0)
+e2e_check "status dhcp_replies = $replies > 0" test "$replies" -gt 0
 
 # --- restarts: a long-running udhcpc renews through them
 dl_add_lan_host tbe2e-renew NS_RENEW
-RENEW_DIR="$DL_WORK/renew"
+RENEW_DIR="$E2E_WORK/renew"
 write_hook udhcpc "$RENEW_DIR"
 in_sandbox "$NS_RENEW" "$RENEW_DIR" udhcpc -f -i eth0 -s "$RENEW_DIR/hook.sh" -t 5 -T 2 -A 1 \
     -p "$RENEW_DIR/udhcpc.pid" >"$RENEW_DIR/out" 2>&1 &
 RENEW_PID=$!
 tb_defer tb_stop_pid "$RENEW_PID"
 tb_wait_until 20 "udhcpc (renew client) bound" events_after "$RENEW_DIR" 0 ||
-    dl_fatal "the long-running udhcpc obtained no lease"
+    e2e_fatal "the long-running udhcpc obtained no lease"
 RENEW_IP=$(field "$RENEW_DIR" ip)
-RENEW_MAC=$(dl_mac "$NS_RENEW" eth0)
-dl_ok "long-running udhcpc bound $RENEW_IP"
+RENEW_MAC=$(e2e_mac "$NS_RENEW" eth0)
+e2e_ok "long-running udhcpc bound $RENEW_IP"
 
 # renew_same WHAT: SIGUSR1 makes udhcpc renew (unicast REQUEST to the server);
 # the renewal must bring back the same address.
@@ -327,91 +330,91 @@ renew_same() {
     lines=$(wc -l <"$RENEW_DIR/out")
     upid=$(cat "$RENEW_DIR/udhcpc.pid" 2>/dev/null || true)
     if [[ -z "$upid" ]] || ! kill -USR1 "$upid" 2>/dev/null; then
-        dl_not_ok "$what: udhcpc (renew client) is not running"
+        e2e_not_ok "$what: udhcpc (renew client) is not running"
         return
     fi
     if tb_wait_until 30 "udhcpc renewal after $what" events_after "$RENEW_DIR" "$n" &&
         [[ "$(field "$RENEW_DIR" ip)" == "$RENEW_IP" ]]; then
-        dl_ok "$what: the client's renewal gets the same address $RENEW_IP ($(field "$RENEW_DIR" event))"
+        e2e_ok "$what: the client's renewal gets the same address $RENEW_IP ($(field "$RENEW_DIR" event))"
         # The unicast RENEWING request itself must be answered (even when the
         # restart changed the responder's MAC), not only the broadcast fallback.
         if tail -n +"$((lines + 1))" "$RENEW_DIR/out" | grep -q 'broadcasting renew'; then
-            dl_not_ok "$what: the unicast renewal went unanswered (udhcpc fell back to broadcast)"
+            e2e_not_ok "$what: the unicast renewal went unanswered (udhcpc fell back to broadcast)"
             show_out "$RENEW_DIR"
         else
-            dl_ok "$what: the unicast renewal to $DL_SERVER was answered"
+            e2e_ok "$what: the unicast renewal to $DL_SERVER was answered"
         fi
     else
-        dl_not_ok "$what: renewal got '$(field "$RENEW_DIR" ip)', not $RENEW_IP"
+        e2e_not_ok "$what: renewal got '$(field "$RENEW_DIR" ip)', not $RENEW_IP"
         show_out "$RENEW_DIR"
     fi
 }
 renew_same "before any restart"
 
-mapfile -t PIDS < <(dl_daemon_pids a "$DL_GA")
+mapfile -t PIDS < <(e2e_daemon_pid a)
 if ((${#PIDS[@]} == 0)); then
-    dl_fatal "cannot find the daemon of site A"
+    e2e_fatal "cannot find the daemon of site A"
 fi
 kill -KILL "${PIDS[@]}"
 # shellcheck disable=SC2317 # invoked indirectly through tb_wait_until
 gone() { local p; for p in "${PIDS[@]}"; do ! kill -0 "$p" 2>/dev/null || return 1; done; }
-tb_wait_until 10 "site A's daemon to die" gone || dl_fatal "kill -9 did not stop the daemon"
-if dl_ctl "$DL_GA" link up a --config "$DL_WORK/a.toml" >/dev/null; then
-    dl_ok "link up after kill -9 works without manual cleanup"
+tb_wait_until 10 "site A's daemon to die" gone || e2e_fatal "kill -9 did not stop the daemon"
+if e2e_ctl a "$E2E_T_UP" link up a --config "$(e2e_conf a)" >/dev/null; then
+    e2e_ok "link up after kill -9 works without manual cleanup"
 else
-    dl_fatal "link up after kill -9 failed"
+    e2e_fatal "link up after kill -9 failed"
 fi
-dl_check "after kill -9: leases --json still lists $RENEW_IP for the renew client" \
+e2e_check "after kill -9: leases --json still lists $RENEW_IP for the renew client" \
     test "$(lease_of "$RENEW_MAC")" == "$RENEW_IP"
-dl_check "after kill -9: leases --json still lists the dhclient lease ${IP[dhclient]}" \
+e2e_check "after kill -9: leases --json still lists the dhclient lease ${IP[dhclient]}" \
     test "$(lease_of "${MAC[dhclient]}")" == "${IP[dhclient]}"
 renew_same "after kill -9 + link up"
 
-dl_link_down a "$DL_GA" >/dev/null || dl_not_ok "link down a failed"
-if dl_ctl "$DL_GA" link up a --config "$DL_WORK/a.toml" >/dev/null; then
-    dl_ok "clean link down + link up"
+e2e_down a || e2e_not_ok "link down a failed"
+if e2e_ctl a "$E2E_T_UP" link up a --config "$(e2e_conf a)" >/dev/null; then
+    e2e_ok "clean link down + link up"
 else
-    dl_fatal "link up after link down failed"
+    e2e_fatal "link up after link down failed"
 fi
-dl_check "after link down/up: leases --json still lists $RENEW_IP for the renew client" \
+e2e_check "after link down/up: leases --json still lists $RENEW_IP for the renew client" \
     test "$(lease_of "$RENEW_MAC")" == "$RENEW_IP"
 renew_same "after link down + link up"
-dl_wait_tunnel a || dl_not_ok "the tunnel did not come back after the restarts"
+dl_wait_tunnel a || e2e_not_ok "the tunnel did not come back after the restarts"
 tb_stop_pid "$RENEW_PID"
 
 # --- tap_win32 style: the gateway's own stack asks on the (unbridged) TAP
-dl_link_down a "$DL_GA" >/dev/null || dl_not_ok "link down a failed"
-if ! dl_link_up a-tap "$DL_GA" >/dev/null; then
-    dl_fatal "link up a-tap (TAP not enslaved) failed"
+e2e_down a || e2e_not_ok "link down a failed"
+if ! e2e_up a-tap; then
+    e2e_fatal "link up a-tap (TAP not enslaved) failed"
 fi
-dl_wait_tunnel a-tap || dl_not_ok "the tunnel did not come up for a-tap"
-TAP_DIR="$DL_WORK/tap"
+dl_wait_tunnel a-tap || e2e_not_ok "the tunnel did not come up for a-tap"
+TAP_DIR="$E2E_WORK/tap"
 if run_udhcpc "$DL_GA" "$TAP_DIR" tbw-a; then
     check_lease "tap_win32 style: udhcpc on the gateway's own TAP" "$TAP_DIR" "$EXPECTED_ROUTES"
     TAP_IP=$(field "$TAP_DIR" ip)
-    dl_check "tap_win32 style: $TAP_IP is configured on the TAP" has_addr "$DL_GA" tbw-a "$TAP_IP"
-    dl_check "tap_win32 style: leases --json lists the TAP's own MAC" \
-        test "$(lease_of "$(dl_mac "$DL_GA" tbw-a)" a-tap)" == "$TAP_IP"
-    dl_check "tap_win32 style: the gateway reaches $DL_HOST_B through its DHCP-configured TAP" \
+    e2e_check "tap_win32 style: $TAP_IP is configured on the TAP" has_addr "$DL_GA" tbw-a "$TAP_IP"
+    e2e_check "tap_win32 style: leases --json lists the TAP's own MAC" \
+        test "$(lease_of "$(e2e_mac "$DL_GA" tbw-a)" a-tap)" == "$TAP_IP"
+    e2e_check "tap_win32 style: the gateway reaches $DL_HOST_B through its DHCP-configured TAP" \
         tb_wait_until 15 "ping $DL_HOST_B via tbw-a" \
         ip netns exec "$DL_GA" ping -c 1 -W 1 -I tbw-a "$DL_HOST_B"
 else
-    dl_not_ok "tap_win32 style: udhcpc on the TAP obtained no lease"
+    e2e_not_ok "tap_win32 style: udhcpc on the TAP obtained no lease"
     show_out "$TAP_DIR"
 fi
-dl_link_down a-tap "$DL_GA" >/dev/null || dl_not_ok "link down a-tap failed"
+e2e_down a-tap || e2e_not_ok "link down a-tap failed"
 
 # --- the capture on B's TAP
 sleep 1 # let the last frames in flight reach B's TAP before stopping the capture
-dl_capture_stop
-dhcp_seen=$(dl_capture_count "$DL_WORK/b.pcap" 'udp port 67 or udp port 68')
-icmp_seen=$(dl_capture_count "$DL_WORK/b.pcap" 'icmp')
+e2e_capture_stop
+dhcp_seen=$(e2e_capture_count "$E2E_WORK/b.pcap" 'udp port 67 or udp port 68')
+icmp_seen=$(e2e_capture_count "$E2E_WORK/b.pcap" 'icmp')
 if ((dhcp_seen == 0)); then
-    dl_ok "B's TAP saw no DHCP from site A (and $icmp_seen ICMP packets that did cross)"
+    e2e_ok "B's TAP saw no DHCP from site A (and $icmp_seen ICMP packets that did cross)"
 else
-    dl_not_ok "B's TAP saw $dhcp_seen DHCP packets from site A:"
-    dl_capture_show "$DL_WORK/b.pcap" 'udp port 67 or udp port 68'
+    e2e_not_ok "B's TAP saw $dhcp_seen DHCP packets from site A:"
+    e2e_capture_show "$E2E_WORK/b.pcap" 'udp port 67 or udp port 68'
 fi
-dl_check "the capture on B's TAP works (it saw the ICMP that crossed)" test "$icmp_seen" -gt 0
+e2e_check "the capture on B's TAP works (it saw the ICMP that crossed)" test "$icmp_seen" -gt 0
 
-dl_finish
+e2e_summary

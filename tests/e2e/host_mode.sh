@@ -14,7 +14,7 @@
 # the test's socket dir, so the host's /run is untouched); then the same over an
 # IPv6 underlay (2001:2::/48).
 #
-# Run as root: sudo tests/e2e/host_mode.sh   (BRIDGE_CTL=... to pick the binary)
+# Run as root: tests/e2e/host_mode.sh   (BRIDGE_CTL=... to pick the binary)
 
 set -euo pipefail
 

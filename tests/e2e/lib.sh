@@ -21,9 +21,16 @@
 # link's config is $E2E_WORK/SITE.toml (so NAME = SITE), its TAP is tb-SITE, its
 # control socket $E2E_WORK/run/SITE.sock, its UDP port 51901 unless told otherwise.
 #
+# Every test in tests/e2e reports through this file (one format: the `ok`/`not ok`
+# lines and the summary line below), runs its commands through e2e_run/e2e_ctl, writes
+# link configs with e2e_config or tb_link_config (scripts/lib/config.sh), and finds a
+# daemon's PID in `status --json` (e2e_daemon_pid). A test that does not drive
+# bridge-ctl (packaging, NAT hooks) starts with e2e_init_no_bridge_ctl.
+#
 # Environment: BRIDGE_CTL (default target/release/bridge-ctl, built with `cargo build
 # --release` when missing), TB_KEEP=1 (leave everything in place for inspection),
-# E2E_TIME_LIMIT (seconds, default 170).
+# E2E_TIME_LIMIT (seconds, default 170; a test may set a larger default before
+# e2e_init).
 
 if [[ -n "${TB_E2E_LIB_LOADED:-}" ]]; then
     return 0
@@ -33,6 +40,8 @@ TB_E2E_LIB_LOADED=1
 E2E_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=scripts/lib/netns.sh
 source "$E2E_ROOT/scripts/lib/netns.sh"
+# shellcheck source=scripts/lib/config.sh
+source "$E2E_ROOT/scripts/lib/config.sh"
 
 E2E_TEST=$(basename -- "$0" .sh)
 E2E_PASSED=0
@@ -41,6 +50,8 @@ E2E_SKIPPED=0
 E2E_DONE=0
 E2E_WORK=""
 E2E_WATCHDOG=""
+# PID of the capture e2e_capture_start runs.
+E2E_CAPTURE_PID=""
 BIN=""
 # Filled by e2e_run: exit status, stdout and stderr of the last command.
 E2E_RC=0
@@ -48,6 +59,9 @@ E2E_STDOUT=""
 E2E_STDERR=""
 # SITE -> namespace name.
 declare -A E2E_NS=()
+# Config file of a site whose link NAME is not the site's name (the NAME is the
+# file's stem, and a peer must be named exactly like the other site's link).
+declare -A E2E_CONF=()
 
 # Timeouts (seconds) for single bridge-ctl invocations.
 E2E_T_UP=30
@@ -281,23 +295,41 @@ e2e_wait() {
 
 # e2e_init: root check, traps, tools, binary, work dir, PSK, watchdog.
 e2e_init() {
+    _e2e_begin 1
+}
+
+# e2e_init_no_bridge_ctl: the same for a test that does not drive bridge-ctl
+# (packaging, NAT hooks): no binary, no PSK, only the tools every test needs.
+e2e_init_no_bridge_ctl() {
+    _e2e_begin 0
+}
+
+# _e2e_begin WITH_BIN: e2e_init (1) or e2e_init_no_bridge_ctl (0).
+_e2e_begin() {
+    local with_bin=$1
     tb_require_root
     tb_install_traps
     trap _e2e_on_exit EXIT
     # Stop the watchdog first, so it cannot interrupt the cleanup.
     trap '_e2e_on_signal INT' INT
     trap '_e2e_on_signal TERM' TERM
-    tb_need_cmd ip iproute2
-    tb_need_cmd ping iputils-ping
-    tb_need_cmd python3 python3
     tb_need_cmd timeout coreutils
-    tb_need_cmd ss iproute2
-    _e2e_find_binary
+    if ((with_bin)); then
+        tb_need_cmd ip iproute2
+        tb_need_cmd ping iputils-ping
+        tb_need_cmd python3 python3
+        tb_need_cmd ss iproute2
+        _e2e_find_binary
+    fi
     E2E_WORK=$(mktemp -d "/tmp/tb-e2e-$E2E_TEST.XXXXXX")
     tb_defer rm -rf "$E2E_WORK"
     chmod 700 "$E2E_WORK"
     mkdir -m 700 "$E2E_WORK/run"
     _e2e_watchdog "${E2E_TIME_LIMIT:-170}"
+    if ((!with_bin)); then
+        e2e_note "$E2E_TEST: work dir $E2E_WORK, namespace suffix $TB_SUFFIX"
+        return 0
+    fi
     e2e_note "$E2E_TEST: bridge-ctl $BIN, work dir $E2E_WORK, namespace suffix $TB_SUFFIX"
 
     e2e_run "$BIN" genpsk
@@ -373,76 +405,49 @@ e2e_wan() {
     ip -n "$ns2" addr add "$a2" dev wan0 "${flags[@]}"
 }
 
-# _e2e_toml_list ITEMS...: ["a", "b"]
-_e2e_toml_list() {
-    local out="" item
-    for item in "$@"; do
-        out+="${out:+, }\"$item\""
-    done
-    printf '[%s]' "$out"
-}
-
 # e2e_config SITE [--listen ADDR:PORT] [--peer NAME[=ENDPOINT]]... [--address CIDR]...
 #     [--route ROUTE]... [--bridge BR] [--mac MAC] [--mtu N] [--wan-mtu N] [--keepalive DUR]
 #     [--hook-up PATH]... [--hook-down PATH]... [--psk FILE] [--extra TOML]
-# Write $E2E_WORK/SITE.toml (printed path: e2e_conf SITE).
+# Write $E2E_WORK/SITE.toml (printed path: e2e_conf SITE) with the shared writer
+# (tb_link_config), filling in the test defaults: TAP tb-SITE, MTU and WAN MTU 1500,
+# keepalive 2s, listen 0.0.0.0:51901, the run's PSK, the DHCP responder off with its
+# lease file in the work dir, and SITE's control socket.
 e2e_config() {
     local site=$1
     shift
-    local listen="0.0.0.0:51901" bridge="" mac="" mtu=1500 wan_mtu=1500 keepalive="2s"
-    local psk="$E2E_WORK/psk" extra=""
-    local peers=() addrs=() routes=() ups=() downs=()
+    local listen="0.0.0.0:51901" mtu=1500 wan_mtu=1500 keepalive="2s"
+    local psk="$E2E_WORK/psk" extra="" opts=()
     while (($# > 0)); do
         case "$1" in
         --listen) listen=$2 ;;
-        --peer) peers+=("$2") ;;
-        --address) addrs+=("$2") ;;
-        --route) routes+=("$2") ;;
-        --bridge) bridge=$2 ;;
-        --mac) mac=$2 ;;
         --mtu) mtu=$2 ;;
         --wan-mtu) wan_mtu=$2 ;;
         --keepalive) keepalive=$2 ;;
-        --hook-up) ups+=("$2") ;;
-        --hook-down) downs+=("$2") ;;
         --psk) psk=$2 ;;
         --extra) extra=$2 ;;
+        --peer | --address | --route | --bridge | --mac | --hook-up | --hook-down | \
+            --peer-key | --rekey-after | --hub)
+            opts+=("$1" "$2")
+            ;;
         *) tb_die "internal: e2e_config: unknown option $1" ;;
         esac
         shift 2
     done
-    local f="$E2E_WORK/$site.toml" p
-    {
-        printf '# generated by tests/e2e/%s.sh\n' "$E2E_TEST"
-        printf '[interface]\nname = "tb-%s"\nmtu = %s\n' "$site" "$mtu"
-        [[ -z "$mac" ]] || printf 'mac = "%s"\n' "$mac"
-        ((${#addrs[@]} == 0)) || printf 'addresses = %s\n' "$(_e2e_toml_list "${addrs[@]}")"
-        ((${#routes[@]} == 0)) || printf 'routes = %s\n' "$(_e2e_toml_list "${routes[@]}")"
-        [[ -z "$bridge" ]] || printf 'bridge = "%s"\n' "$bridge"
-        printf '\n[tunnel]\nlisten = "%s"\npsk_file = "%s"\nwan_mtu = %s\nkeepalive = "%s"\n' \
-            "$listen" "$psk" "$wan_mtu" "$keepalive"
-        for p in "${peers[@]}"; do
-            printf '\n[[peer]]\nname = "%s"\n' "${p%%=*}"
-            if [[ "$p" == *=* ]]; then
-                printf 'endpoint = "%s"\n' "${p#*=}"
-            fi
-        done
-        # The responder stays off; the lease file lives in the work dir, never in /var/lib.
-        printf '\n[dhcp]\nenabled = false\nserver_address = "198.19.0.254"\n'
-        printf 'pool = "198.19.0.100-198.19.0.199"\nsubnet = "198.19.0.0/24"\n'
-        printf 'lease_time = "1h"\nlease_file = "%s/%s.leases"\n' "$E2E_WORK" "$site"
-        if ((${#ups[@]} + ${#downs[@]} > 0)); then
-            printf '\n[hooks]\n'
-            ((${#ups[@]} == 0)) || printf 'up = %s\n' "$(_e2e_toml_list "${ups[@]}")"
-            ((${#downs[@]} == 0)) || printf 'down = %s\n' "$(_e2e_toml_list "${downs[@]}")"
-        fi
-        printf '\n[control]\nsocket = "%s"\n' "$(e2e_sock "$site")"
-        [[ -z "$extra" ]] || printf '\n%s\n' "$extra"
-    } >"$f"
+    local f
+    f=$(e2e_conf "$site")
+    # The responder stays off; the lease file lives in the work dir, never in /var/lib.
+    tb_link_config "$f" --comment "generated by tests/e2e/$E2E_TEST.sh" \
+        --ifname "tb-$site" --mtu "$mtu" --listen "$listen" --psk "$psk" \
+        --wan-mtu "$wan_mtu" --keepalive "$keepalive" "${opts[@]}" \
+        --dhcp enabled=false --dhcp server_address=198.19.0.254 \
+        --dhcp pool=198.19.0.100-198.19.0.199 --dhcp subnet=198.19.0.0/24 \
+        --dhcp lease_time=1h --dhcp "lease_file=$E2E_WORK/$site.leases" \
+        --socket "$(e2e_sock "$site")" || tb_die "internal: e2e_config $site failed"
+    [[ -z "$extra" ]] || printf '\n%s\n' "$extra" >>"$f"
 }
 
 e2e_conf() {
-    printf '%s/%s.toml\n' "$E2E_WORK" "$1"
+    printf '%s\n' "${E2E_CONF[$1]:-$E2E_WORK/$1.toml}"
 }
 
 e2e_sock() {
@@ -465,8 +470,8 @@ e2e_ctl() {
 e2e_up() {
     local site=$1 conf=${2:-}
     [[ -n "$conf" ]] || conf=$(e2e_conf "$site")
-    tb_defer e2e_ctl "$site" "$E2E_T_DOWN" link down "$site" --config "$conf"
-    e2e_run e2e_ctl "$site" "$E2E_T_UP" link up "$site" --config "$conf"
+    tb_defer e2e_ctl "$site" "$E2E_T_DOWN" link down --config "$conf"
+    e2e_run e2e_ctl "$site" "$E2E_T_UP" link up --config "$conf"
     return "$E2E_RC"
 }
 
@@ -484,7 +489,7 @@ e2e_require_up() {
 
 # e2e_down SITE: `link down SITE --config ...`; E2E_* hold the result.
 e2e_down() {
-    e2e_run e2e_ctl "$1" "$E2E_T_DOWN" link down "$1" --config "$(e2e_conf "$1")"
+    e2e_run e2e_ctl "$1" "$E2E_T_DOWN" link down --config "$(e2e_conf "$1")"
     return "$E2E_RC"
 }
 
@@ -500,16 +505,17 @@ e2e_check_down() {
     e2e_expect_rc "$1" 0
 }
 
-# e2e_json SITE: print `status SITE --json`.
+# e2e_json SITE [COMMAND]: print `COMMAND SITE --json` (default: status; or leases).
 e2e_json() {
-    e2e_ctl "$1" "$E2E_T_STATUS" status "$1" --config "$(e2e_conf "$1")" --json
+    e2e_ctl "$1" "$E2E_T_STATUS" "${2:-status}" --config "$(e2e_conf "$1")" --json
 }
 
-# e2e_jq SITE EXPR: evaluate the Python expression EXPR over SITE's status JSON `d`
-# and print the result (None prints as "null"). peer(NAME) is the peer object.
+# e2e_jq SITE EXPR [COMMAND]: evaluate the Python expression EXPR over SITE's status
+# JSON (or COMMAND's, e.g. leases) `d` and print the result (None prints as "null").
+# peer(NAME) is the peer object.
 e2e_jq() {
     local json
-    json=$(e2e_json "$1") || return 1
+    json=$(e2e_json "$1" "${3:-status}") || return 1
     python3 -c '
 import json, sys
 try:
@@ -526,6 +532,11 @@ print("null" if v is None else json.dumps(v) if isinstance(v, (dict, list, bool)
 ' "$json" "$2"
 }
 
+# e2e_counter SITE KEY: one of SITE's status counters.
+e2e_counter() {
+    e2e_jq "$1" "d[\"counters\"][\"$2\"]"
+}
+
 # e2e_peer SITE PEER FIELD: one field of one peer from status --json.
 e2e_peer() {
     e2e_jq "$1" "peer(\"$2\")[\"$3\"]"
@@ -540,26 +551,13 @@ e2e_wait_peer_up() {
     e2e_wait "site $1 sees peer $2 up" "${3:-15}" _e2e_peer_is_up "$1" "$2"
 }
 
-# e2e_daemon_pid SITE: print the PID of SITE's daemon: status key `pid` if present,
-# else the owner of the control socket (ss -xlp), else the only process in the
-# namespace. Fails unless the PID really lives in SITE's namespace.
+# e2e_daemon_pid SITE: print the PID of SITE's daemon, the `pid` key of `status
+# --json`. Fails unless there is one and it really lives in SITE's namespace.
 e2e_daemon_pid() {
-    local site=$1 ns pid="" pids sock
+    local site=$1 ns pid
     ns=$(e2e_ns "$site")
-    sock=$(e2e_sock "$site")
-    pid=$(e2e_jq "$site" 'd.get("pid")' 2>/dev/null) || pid=""
-    [[ "$pid" =~ ^[0-9]+$ ]] || pid=""
-    if [[ -z "$pid" ]]; then
-        pid=$(ip netns exec "$ns" ss -xlpH 2>/dev/null | grep -F -- "$sock" |
-            grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2) || pid=""
-    fi
-    if [[ -z "$pid" ]]; then
-        pids=$(ip netns pids "$ns" 2>/dev/null)
-        if [[ "$(wc -w <<<"$pids")" -eq 1 ]]; then
-            pid=$(tr -d ' \n' <<<"$pids")
-        fi
-    fi
-    [[ -n "$pid" ]] || return 1
+    pid=$(e2e_jq "$site" 'd["pid"]' 2>/dev/null) || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     [[ "$(ip netns identify "$pid" 2>/dev/null)" == "$ns" ]] || return 1
     printf '%s\n' "$pid"
 }
@@ -567,6 +565,60 @@ e2e_daemon_pid() {
 # e2e_pid_gone PID: true when PID no longer exists.
 e2e_pid_gone() {
     ! kill -0 "$1" 2>/dev/null
+}
+
+# e2e_mac NS IFACE: the interface's MAC, lower case.
+e2e_mac() {
+    ip -n "$1" -o link show dev "$2" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'
+}
+
+# e2e_capture_start NS IFACE FILE FILTER: tcpdump to FILE in the background (bounded
+# by the test's time limit); waits until it listens. PID in $E2E_CAPTURE_PID.
+e2e_capture_start() {
+    local ns=$1 iface=$2 file=$3 filter=$4
+    tb_need_cmd tcpdump tcpdump
+    timeout "${E2E_TIME_LIMIT:-170}" ip netns exec "$ns" \
+        tcpdump -i "$iface" -n -U -Z root -w "$file" "$filter" 2>"$file.log" &
+    E2E_CAPTURE_PID=$!
+    tb_defer tb_stop_pid "$E2E_CAPTURE_PID"
+    tb_wait_until 10 "tcpdump listening on $iface" grep -q 'listening on' "$file.log"
+}
+
+# e2e_capture_stop: stop the capture (SIGINT through timeout) and wait for it.
+e2e_capture_stop() {
+    kill -INT "$E2E_CAPTURE_PID" 2>/dev/null || true
+    wait "$E2E_CAPTURE_PID" 2>/dev/null || true
+}
+
+# e2e_capture_count FILE FILTER: packets in FILE matching FILTER (so far).
+e2e_capture_count() {
+    tcpdump -n -r "$1" "$2" 2>/dev/null | wc -l
+}
+
+# e2e_capture_seen FILE FILTER: FILE holds a packet matching FILTER.
+e2e_capture_seen() {
+    (($(e2e_capture_count "$1" "$2") > 0))
+}
+
+# e2e_capture_show FILE FILTER: the matching packets, as comment lines.
+e2e_capture_show() {
+    tcpdump -n -e -r "$1" "$2" 2>/dev/null | sed 's/^/#   /' | head -20
+}
+
+# e2e_need_iputils_arping VAR: the path of iputils' arping, whose options and output
+# the tests use, into VAR. Debian's separate `arping` package is another tool with
+# other options, and may own the `arping` on PATH; so the binary is looked up among
+# the files of iputils-arping (installed when missing), then checked by its -V.
+e2e_need_iputils_arping() {
+    local var=$1 p
+    tb_need_pkg iputils-arping
+    for p in $(dpkg -L iputils-arping 2>/dev/null | grep -E '/s?bin/arping$' || true); do
+        if [[ -x "$p" ]] && timeout 5 "$p" -V 2>&1 </dev/null | grep -q iputils; then
+            printf -v "$var" '%s' "$p"
+            return 0
+        fi
+    done
+    tb_die "no iputils arping found among the files of package iputils-arping"
 }
 
 # e2e_ping SITE DST [PING-ARGS...]: ping from SITE's namespace (default 3 probes).

@@ -18,7 +18,7 @@
 #     left; `link down` again says so and exits 0;
 #   * a failing up hook makes `link up` fail, runs the down hooks and leaves nothing behind.
 #
-# Run as root: sudo tests/e2e/lifecycle.sh   (BRIDGE_CTL=... to pick the binary)
+# Run as root: tests/e2e/lifecycle.sh   (BRIDGE_CTL=... to pick the binary)
 
 set -euo pipefail
 
@@ -168,7 +168,7 @@ e2e_check "traffic still flows after the refused second up" e2e_ping alpha 198.1
 
 # ---------------------------------------------------------------- kill -9, up again
 if [[ -z "$pid1" ]]; then
-    e2e_not_ok "found alpha's daemon PID (status key pid, ss -xlp, or the namespace's only process)"
+    e2e_not_ok "found alpha's daemon PID (status --json key pid)"
 else
     kill -KILL "$pid1"
     e2e_wait "the killed daemon is gone" 5 e2e_pid_gone "$pid1"

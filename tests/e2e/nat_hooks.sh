@@ -1,6 +1,7 @@
 #!/bin/bash
 #
-# End-to-end test of scripts/nat-up.sh and scripts/nat-down.sh (run as root).
+# End-to-end test of the shipped NAT hooks appliance/hooks/nat-up.sh and nat-down.sh
+# (run as root).
 #
 # For each backend (nft, iptables via the `iptables` alternative, iptables-legacy when
 # the kernel has it) it builds three network namespaces of its own, uniquely named and
@@ -17,61 +18,30 @@
 # MASQUERADE (the server sees the gateway's WAN address); the SYN-ACK's MSS was clamped
 # to the overlay MTU; up twice gives an identical rule set; down removes all of its
 # rules and leaves the unrelated rules inserted beforehand untouched; down without up
-# exits 0; bad settings exit 2 with one sentence. Prints "N passed, N failed".
+# exits 0; bad settings exit 2 with one sentence. Reports through tests/e2e/lib.sh.
 
 set -euo pipefail
 
-ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd)
-UP="$ROOT/scripts/nat-up.sh"
-DOWN="$ROOT/scripts/nat-down.sh"
-TAG="tbnat$$"
-WORK=$(mktemp -d)
-NAMESPACES=()
-PASSED=0
-FAILED=0
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-cleanup() {
-    local ns
-    for ns in "${NAMESPACES[@]}"; do
-        ip netns pids "$ns" 2>/dev/null | while read -r pid; do kill "$pid" 2>/dev/null || true; done
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    rm -rf -- "$WORK"
-}
-trap cleanup EXIT
+UP="$E2E_ROOT/appliance/hooks/nat-up.sh"
+DOWN="$E2E_ROOT/appliance/hooks/nat-down.sh"
 
-[[ $(id -u) == 0 ]] || { echo "error: nat_hooks.sh must run as root." >&2; exit 1; }
-
-need() { # need COMMAND DEBIAN-PACKAGE
-    command -v "$1" >/dev/null 2>&1 && return 0
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 || true
-    command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is missing (package $2)." >&2; exit 1; }
-}
-need nft nftables
-need iptables iptables
-need ip iproute2
-need python3 python3
-
-pass() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$1"; }
-check() { # check DESCRIPTION COMMAND...
-    local desc=$1
-    shift
-    if "$@"; then pass "$desc"; else fail "$desc"; fi
-}
+e2e_init_no_bridge_ctl
+tb_need_cmd nft nftables
+tb_need_cmd iptables iptables
+tb_need_cmd ip iproute2
+tb_need_cmd python3 python3
 
 # ------------------------------------------------------------------ topology
 
 GW="" LAN="" SRV=""
 
 build() { # build SUFFIX
-    GW="$TAG-gw-$1" LAN="$TAG-lan-$1" SRV="$TAG-srv-$1"
-    local ns
-    for ns in "$GW" "$LAN" "$SRV"; do
-        ip netns add "$ns"
-        NAMESPACES+=("$ns")
-        ip -n "$ns" link set lo up
-    done
+    tb_ns_add "tbnat-gw-$1" GW
+    tb_ns_add "tbnat-lan-$1" LAN
+    tb_ns_add "tbnat-srv-$1" SRV
     ip -n "$GW" link add tb-e2e type veth peer name eth0 netns "$LAN"
     ip -n "$GW" link add wan0 type veth peer name eth0 netns "$SRV"
     ip -n "$GW" link set tb-e2e mtu 1400
@@ -143,12 +113,12 @@ run_backend() { # run_backend BACKEND IPTABLES-COMMAND
     BACKEND=$1
     local ipt=$2 before after first second peer mss out rc
     SAVE="$ipt-save" SAVE6="${ipt/iptables/ip6tables}-save"
-    echo "== backend $BACKEND ($ipt)"
+    e2e_note "backend $BACKEND ($ipt)"
     build "${BACKEND:0:3}${ipt: -3}"
     HOOK_ENV=(TAPBRIDGE_NAME=e2e TAPBRIDGE_INTERFACE=tb-e2e TAPBRIDGE_ADDRESSES="198.19.77.1/24 2001:2::1/64"
         TAPBRIDGE_MTU=1400 TAPBRIDGE_WAN_MTU=1500 TAPBRIDGE_NAT_WAN_IF=wan0
         TAPBRIDGE_NAT_BACKEND="${BACKEND%%-*}" TAPBRIDGE_NAT_IPTABLES="$ipt"
-        TAPBRIDGE_NAT_CONFIG="$WORK/none.nat")
+        TAPBRIDGE_NAT_CONFIG="$E2E_WORK/none.nat")
 
     # Unrelated rules that must survive: an nft table and an iptables rule.
     gw nft add table inet unrelated
@@ -157,106 +127,105 @@ run_backend() { # run_backend BACKEND IPTABLES-COMMAND
     gw "$ipt" -w -A FORWARD -s 198.18.200.2 -j DROP
     before=$(snap_unrelated)
 
-    check "$BACKEND: down without up exits 0" gw "$DOWN"
+    e2e_check "$BACKEND: down without up exits 0" gw "$DOWN"
     # Without the hook the server cannot answer the overlay: proves the check below
     # can fail.
-    if start_server "$WORK/unused" && client_mss 2 >/dev/null 2>&1; then
-        fail "$BACKEND: lan host cannot reach the server before up"
+    if start_server "$E2E_WORK/unused" && client_mss 2 >/dev/null 2>&1; then
+        e2e_not_ok "$BACKEND: lan host cannot reach the server before up"
     else
-        pass "$BACKEND: lan host cannot reach the server before up"
+        e2e_ok "$BACKEND: lan host cannot reach the server before up"
     fi
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
-    check "$BACKEND: up succeeds" gw "$UP"
+    e2e_check "$BACKEND: up succeeds" gw "$UP"
     first=$(snap_ours)
-    check "$BACKEND: up created rules" test -n "$first"
-    check "$BACKEND: up twice succeeds" gw "$UP"
+    e2e_check "$BACKEND: up created rules" test -n "$first"
+    e2e_check "$BACKEND: up twice succeeds" gw "$UP"
     second=$(snap_ours)
-    check "$BACKEND: up twice gives the identical rule set" test "$first" == "$second"
+    e2e_check "$BACKEND: up twice gives the identical rule set" test "$first" == "$second"
     if [[ $BACKEND == nft ]]; then
-        check "$BACKEND: MSS clamp rule present" grep -q 'maxseg size set rt mtu' <<<"$second"
-        check "$BACKEND: masquerade rule present" grep -q "ip saddr 198.19.77.0/24 .*masquerade" <<<"$second"
+        e2e_match "$BACKEND: MSS clamp rule present" 'maxseg size set rt mtu' "$second"
+        e2e_match "$BACKEND: masquerade rule present" "ip saddr 198.19.77.0/24 .*masquerade" "$second"
     else
-        check "$BACKEND: MSS clamp rule present" grep -q -- '-j TCPMSS --clamp-mss-to-pmtu' <<<"$second"
-        check "$BACKEND: masquerade rule present" grep -q -- '-s 198.19.77.0/24 -o wan0 -j MASQUERADE' <<<"$second"
-        check "$BACKEND: exactly one jump from FORWARD" \
+        e2e_match "$BACKEND: MSS clamp rule present" '-j TCPMSS --clamp-mss-to-pmtu' "$second"
+        e2e_match "$BACKEND: masquerade rule present" '-s 198.19.77.0/24 -o wan0 -j MASQUERADE' "$second"
+        e2e_check "$BACKEND: exactly one jump from FORWARD" \
             test "$(grep -c -- '^-A FORWARD -j TB-e2e-FWD$' <<<"$second")" == 2 # IPv4 + IPv6
-        check "$BACKEND: exactly one jump from POSTROUTING" \
+        e2e_check "$BACKEND: exactly one jump from POSTROUTING" \
             test "$(grep -c -- '^-A POSTROUTING -j TB-e2e-NAT$' <<<"$second")" == 1
     fi
 
     # Traffic: the server has no route to the overlay, so the connection only works
     # through MASQUERADE, and the peer it sees must be the gateway's WAN address.
-    out="$WORK/peer-$BACKEND-$ipt"
+    out="$E2E_WORK/peer-$BACKEND-$ipt"
     if start_server "$out" && mss=$(client_mss); then
         wait "$SERVER_PID" || true
         peer=$(cat "$out" 2>/dev/null || true)
-        check "$BACKEND: lan host reaches the server" test -n "$peer"
-        check "$BACKEND: server sees the gateway's WAN address ($peer)" test "$peer" == 198.18.77.1
+        e2e_check "$BACKEND: lan host reaches the server" test -n "$peer"
+        e2e_check "$BACKEND: server sees the gateway's WAN address ($peer)" test "$peer" == 198.18.77.1
         # Unclamped the server's SYN-ACK would carry 1460; the route into the 1400-byte
         # overlay clamps it to at most 1360 (TCP_MAXSEG may subtract options further).
-        check "$BACKEND: SYN-ACK MSS clamped to the overlay MTU (got $mss)" test "$mss" -le 1360
+        e2e_check "$BACKEND: SYN-ACK MSS clamped to the overlay MTU (got $mss)" test "$mss" -le 1360
     else
         kill "$SERVER_PID" 2>/dev/null || true
-        fail "$BACKEND: lan host reaches the server"
+        e2e_not_ok "$BACKEND: lan host reaches the server"
     fi
 
-    check "$BACKEND: down succeeds" gw "$DOWN"
-    check "$BACKEND: none of its rules remain" test -z "$(snap_ours)"
+    e2e_check "$BACKEND: down succeeds" gw "$DOWN"
+    e2e_check "$BACKEND: none of its rules remain" test -z "$(snap_ours)"
     # shellcheck disable=SC2016 # expanded by the inner bash
-    check "$BACKEND: no tapbridge objects left anywhere" \
+    e2e_check "$BACKEND: no tapbridge objects left anywhere" \
         bash -c '! { ip netns exec "$1" nft list ruleset; ip netns exec "$1" "$2"; } | grep -q -e tapbridge_ -e TB-e2e-' \
         _ "$GW" "$SAVE"
     after=$(snap_unrelated)
-    check "$BACKEND: unrelated rules untouched" test "$before" == "$after"
-    check "$BACKEND: down twice exits 0" gw "$DOWN"
+    e2e_check "$BACKEND: unrelated rules untouched" test "$before" == "$after"
+    e2e_check "$BACKEND: down twice exits 0" gw "$DOWN"
 
     # Bad settings: exit 2, one sentence, nothing created.
     rc=0
     out=$(gw env TAPBRIDGE_NAT_WAN_IF='wan0;x' "$UP" 2>&1) || rc=$?
-    check "$BACKEND: invalid WAN interface exits 2" test "$rc" == 2
-    check "$BACKEND: invalid WAN interface says so in one line" \
+    e2e_check "$BACKEND: invalid WAN interface exits 2" test "$rc" == 2
+    e2e_check "$BACKEND: invalid WAN interface says so in one line" \
         test "$(wc -l <<<"$out")" == 1 -a "${out#error: }" != "$out"
-    check "$BACKEND: nothing created by a rejected up" test -z "$(snap_ours)"
+    e2e_check "$BACKEND: nothing created by a rejected up" test -z "$(snap_ours)"
 }
 
 run_backend nft iptables
 run_backend iptables iptables
-if ip netns add "$TAG-probe" && NAMESPACES+=("$TAG-probe") &&
-    ip netns exec "$TAG-probe" iptables-legacy -w -t nat -S >/dev/null 2>&1; then
+tb_ns_add tbnat-probe NS_PROBE
+if ip netns exec "$NS_PROBE" iptables-legacy -w -t nat -S >/dev/null 2>&1; then
     run_backend iptables-legacy iptables-legacy
 else
-    echo "skip iptables-legacy: not supported by this kernel"
+    e2e_skip "backend iptables-legacy" "not supported by this kernel"
 fi
 
 # ------------------------------------------------------------------ settings file
 
-echo "== settings file"
+e2e_note "settings file"
 HOOK_ENV=(TAPBRIDGE_NAME=e2e TAPBRIDGE_INTERFACE=tb-e2e TAPBRIDGE_ADDRESSES=198.19.77.1/24
-    TAPBRIDGE_NAT_BACKEND=nft TAPBRIDGE_NAT_CONFIG="$WORK/e2e.nat")
-printf '# test\nTAPBRIDGE_NAT_WAN_IF=wan0\nTAPBRIDGE_NAT_SUBNET="198.19.78.0/24 198.19.90.5/24"\nTAPBRIDGE_NAT_MSS=1300\n' >"$WORK/e2e.nat"
-chmod 0644 "$WORK/e2e.nat"
+    TAPBRIDGE_NAT_BACKEND=nft TAPBRIDGE_NAT_CONFIG="$E2E_WORK/e2e.nat")
+printf '# test\nTAPBRIDGE_NAT_WAN_IF=wan0\nTAPBRIDGE_NAT_SUBNET="198.19.78.0/24 198.19.90.5/24"\nTAPBRIDGE_NAT_MSS=1300\n' >"$E2E_WORK/e2e.nat"
+chmod 0644 "$E2E_WORK/e2e.nat"
 BACKEND=nft
-check "settings file: up with settings from the file" gw "$UP"
+e2e_check "settings file: up with settings from the file" gw "$UP"
 # shellcheck disable=SC2016 # expanded by the inner bash
-check "settings file: subnets and MSS taken from the file" \
+e2e_check "settings file: subnets and MSS taken from the file" \
     bash -c 'ip netns exec "$1" nft list table inet tapbridge_e2e | grep -q "ip saddr { 198.19.78.0/24, 198.19.90.0/24 }" &&
              ip netns exec "$1" nft list table inet tapbridge_e2e | grep -q "maxseg size set 1300"' _ "$GW"
-check "settings file: down" gw "$DOWN"
-chmod 0666 "$WORK/e2e.nat"
+e2e_check "settings file: down" gw "$DOWN"
+chmod 0666 "$E2E_WORK/e2e.nat"
 rc=0
 gw "$UP" 2>/dev/null || rc=$?
-check "settings file: world-writable file refused (exit 2)" test "$rc" == 2
-chmod 0644 "$WORK/e2e.nat"
-printf 'PATH=/tmp\n' >"$WORK/e2e.nat"
+e2e_check "settings file: world-writable file refused (exit 2)" test "$rc" == 2
+chmod 0644 "$E2E_WORK/e2e.nat"
+printf 'PATH=/tmp\n' >"$E2E_WORK/e2e.nat"
 rc=0
 gw "$UP" 2>/dev/null || rc=$?
-check "settings file: unknown key refused (exit 2)" test "$rc" == 2
+e2e_check "settings file: unknown key refused (exit 2)" test "$rc" == 2
 # shellcheck disable=SC2016 # the $(...) must reach the file literally
-printf 'TAPBRIDGE_NAT_WAN_IF=$(touch %s/pwned)\n' "$WORK" >"$WORK/e2e.nat"
+printf 'TAPBRIDGE_NAT_WAN_IF=$(touch %s/pwned)\n' "$E2E_WORK" >"$E2E_WORK/e2e.nat"
 rc=0
 gw "$UP" 2>/dev/null || rc=$?
-check "settings file: command substitution is data, not code" test "$rc" == 2 -a ! -e "$WORK/pwned"
+e2e_check "settings file: command substitution is data, not code" test "$rc" == 2 -a ! -e "$E2E_WORK/pwned"
 
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+e2e_summary

@@ -12,7 +12,7 @@
 # work; with 10 % random loss in each direction of left's WAN (iptables statistic
 # match) a bounded ping run gets most replies and no DUP! line.
 #
-# Run as root: sudo tests/e2e/resilience.sh   (BRIDGE_CTL=... to pick the binary)
+# Run as root: tests/e2e/resilience.sh   (BRIDGE_CTL=... to pick the binary)
 
 set -euo pipefail
 

@@ -2,24 +2,25 @@
 #
 # run_all.sh — run the end-to-end tests (as root) and summarise.
 #
-#   sudo tests/e2e/run_all.sh [TEST...]     e.g. run_all.sh host_mode lifecycle
+#   tests/e2e/run_all.sh [TEST...]     (as root) e.g. run_all.sh host_mode lifecycle
 #
 # Without arguments it runs every tests/e2e/*.sh except the *lib.sh libraries and itself; the
 # packaging and NAT-hook tests (deb.sh, nat_hooks.sh) only with TB_E2E_ALL=1. Unless
 # BRIDGE_CTL is set, it first runs `cargo build --release` once (so no test uses a
 # stale binary) and hands the result to every test. Each test runs under a hard
-# time limit (E2E_RUN_TIMEOUT, default 240 s). Exit status: 0 if every test passed,
-# 1 if any failed, 2 on usage errors.
+# time limit (E2E_RUN_TIMEOUT, default 240 s). The summary uses the tests' own format
+# (tests/e2e/lib.sh): one ok / not ok line per test. Exit status: 0 if every test
+# passed, 1 if any failed, 2 on usage errors.
 
 set -euo pipefail
 
 HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=scripts/lib/netns.sh
-source "$HERE/../../scripts/lib/netns.sh"
+# shellcheck source=tests/e2e/lib.sh
+source "$HERE/lib.sh"
 
 case "${1:-}" in
 -h | --help)
-    sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 esac
@@ -53,8 +54,7 @@ export BRIDGE_CTL
 printf '# bridge-ctl: %s\n' "$BRIDGE_CTL"
 
 limit=${E2E_RUN_TIMEOUT:-240}
-passed=()
-failed=()
+results=()
 for t in "${tests[@]}"; do
     name=$(basename "$t" .sh)
     printf '\n# ==== %s\n' "$name"
@@ -63,18 +63,20 @@ for t in "${tests[@]}"; do
     tb_run timeout -k 30 "$limit" bash "$t" </dev/null || rc=$?
     took=$((SECONDS - start))
     if [[ "$rc" -eq 0 ]]; then
-        passed+=("$name (${took}s)")
+        results+=("0 $name (${took}s)")
     else
         [[ "$rc" -ne 124 ]] || printf '# %s: killed after %ss\n' "$name" "$limit"
-        failed+=("$name (exit $rc, ${took}s)")
+        results+=("1 $name (exit $rc, ${took}s)")
     fi
 done
 
-printf '\n# ==== summary: %d passed, %d failed\n' "${#passed[@]}" "${#failed[@]}"
-for t in "${passed[@]}"; do
-    printf 'PASS %s\n' "$t"
+printf '\n# ==== summary\n'
+for r in "${results[@]}"; do
+    if [[ "${r%% *}" == 0 ]]; then
+        e2e_ok "${r#* }"
+    else
+        e2e_not_ok "${r#* }"
+    fi
 done
-for t in "${failed[@]}"; do
-    printf 'FAIL %s\n' "$t"
-done
-((${#failed[@]} == 0))
+e2e_print_summary
+((E2E_FAILED == 0))

@@ -16,7 +16,7 @@
 # charlie's rx_frames from alpha) while tx_frames towards bravo grows; unicast
 # bravo ↔ charlie never touches alpha (alpha's per-peer rx/tx stay put).
 #
-# Run as root: sudo tests/e2e/three_sites.sh   (BRIDGE_CTL=... to pick the binary)
+# Run as root: tests/e2e/three_sites.sh   (BRIDGE_CTL=... to pick the binary)
 
 set -euo pipefail
 

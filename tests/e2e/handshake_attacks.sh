@@ -113,44 +113,28 @@ for s in b c; do
     install -m 600 "$E2E_WORK/a-dir/$s.psk" "$E2E_WORK/$s-dir/own.psk"
 done
 
-# peer_toml NAME ENDPOINT KEYFILE: one [[peer]] table.
-peer_toml() {
-    printf '\n[[peer]]\nname = "%s"\nendpoint = "%s"\npsk_file = "%s"\n' "$1" "$2" "$3"
-}
-
-# tunnel_set SITE LINE...: add LINEs (TOML key = value) to SITE's [tunnel] table.
-tunnel_set() {
-    local f line
-    f=$(e2e_conf "$1")
-    shift
-    grep -q '^\[tunnel\]$' "$f" || tb_die "internal: no [tunnel] table in $f"
-    for line in "$@"; do
-        sed -i "/^\[tunnel\]\$/a $line" "$f"
-    done
-}
-
 e2e_config a --listen "$A_EP" --address "${TAP_IP[a]}/24" --psk "$E2E_WORK/a-dir/default.psk" \
-    --extra "$(peer_toml b "$B_EP" "$E2E_WORK/a-dir/b.psk")
-$(peer_toml c "${WAN_IP[c]}:$PORT" "$E2E_WORK/a-dir/c.psk")"
-tunnel_set a 'hub = true' 'rekey_after = "5s"'
-for s in b c; do
-    e2e_config "$s" --listen "${WAN_IP[$s]}:$PORT" --address "${TAP_IP[$s]}/24" \
-        --psk "$E2E_WORK/$s-dir/own.psk" --extra "$(peer_toml a "$A_EP" "$E2E_WORK/$s-dir/own.psk")"
-done
-tunnel_set b 'rekey_after = "5s"'
+    --hub true --rekey-after 5s \
+    --peer "b=$B_EP" --peer-key "b=$E2E_WORK/a-dir/b.psk" \
+    --peer "c=${WAN_IP[c]}:$PORT" --peer-key "c=$E2E_WORK/a-dir/c.psk"
+e2e_config b --listen "$B_EP" --address "${TAP_IP[b]}/24" --psk "$E2E_WORK/b-dir/own.psk" \
+    --rekey-after 5s --peer "a=$A_EP" --peer-key "a=$E2E_WORK/b-dir/own.psk"
+e2e_config c --listen "${WAN_IP[c]}:$PORT" --address "${TAP_IP[c]}/24" \
+    --psk "$E2E_WORK/c-dir/own.psk" --peer "a=$A_EP" --peer-key "a=$E2E_WORK/c-dir/own.psk"
 
 # C's second link, named "b": its config file is b.toml in C's own directory; it holds
-# C's key only. Written as site "rogue" (its TAP tb-rogue, socket run/rogue.sock), then
-# moved to its name.
+# C's key only. Site "rogue" of this script (C's namespace, TAP tb-rogue, socket
+# run/rogue.sock), link NAME b.
+E2E_NS[rogue]=$NS_C
+E2E_CONF[rogue]="$E2E_WORK/c-dir/b.toml"
 e2e_config rogue --listen "${WAN_IP[c]}:$ROGUE_PORT" --address "$ROGUE_ADDR/24" --mac "$ROGUE_MAC" \
-    --psk "$E2E_WORK/c-dir/own.psk" --extra "$(peer_toml a "$A_EP" "$E2E_WORK/c-dir/own.psk")"
-ROGUE_CONF="$E2E_WORK/c-dir/b.toml"
-mv "$(e2e_conf rogue)" "$ROGUE_CONF"
+    --psk "$E2E_WORK/c-dir/own.psk" --peer "a=$A_EP" --peer-key "a=$E2E_WORK/c-dir/own.psk"
 
 for s in a b c; do
-    e2e_check "check $s exits 0" e2e_ctl "$s" 10 check "$s" --config "$(e2e_conf "$s")"
+    e2e_check "check $s exits 0" e2e_ctl "$s" 10 check --config "$(e2e_conf "$s")"
 done
-e2e_check "check of C's link named b exits 0" e2e_ctl c 10 check b --config "$ROGUE_CONF"
+e2e_check "check of C's link named b ($(e2e_conf rogue)) exits 0" \
+    e2e_ctl rogue 10 check --config "$(e2e_conf rogue)"
 
 # ---------------------------------------------------------------- helpers
 
@@ -166,34 +150,21 @@ print("null" if v is None else json.dumps(v) if isinstance(v, (dict, list, bool)
 
 # counter SITE KEY: a counter from SITE's status ("x" when status fails).
 counter() {
-    e2e_jq "$1" "d['counters']['$2']" 2>/dev/null || echo x
+    e2e_counter "$1" "$2" 2>/dev/null || echo x
 }
 
-# rogue_json: status of C's link named b.
-rogue_json() {
-    e2e_ctl c "$E2E_T_STATUS" status b --config "$ROGUE_CONF" --json
-}
-rogue_get() {
-    rogue_json | python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"
-}
-
-# capture_start VAR NS IFACE FILE FILTER: tcpdump to FILE in the background, bounded by
-# the time limit; its PID into VAR once it listens.
+# capture_start VAR NS IFACE FILE FILTER: e2e_capture_start, its PID into VAR (several
+# captures run at once here).
 capture_start() {
-    local var=$1 ns=$2 iface=$3 file=$4 filter=$5 pid
-    timeout "$E2E_TIME_LIMIT" ip netns exec "$ns" \
-        tcpdump -i "$iface" -n -U -Z root -w "$file" "$filter" 2>"$file.log" &
-    pid=$!
-    tb_defer tb_stop_pid "$pid"
-    printf -v "$var" '%s' "$pid"
-    tb_wait_until 10 "tcpdump listening on $iface" grep -q 'listening on' "$file.log" ||
-        e2e_fatal "tcpdump did not start on $iface: $(cat "$file.log")"
+    local var=$1
+    shift
+    e2e_capture_start "$@" || e2e_fatal "tcpdump did not start on $2: $(cat "$3.log")"
+    printf -v "$var" '%s' "$E2E_CAPTURE_PID"
 }
 
-# capture_stop PID: stop a capture (SIGINT through timeout, which passes it on) and wait.
+# capture_stop PID: e2e_capture_stop for that capture.
 capture_stop() {
-    kill -INT "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
+    E2E_CAPTURE_PID=$1 e2e_capture_stop
 }
 
 # tool NS ARGS...: the replay tool inside NS (bounded).
@@ -357,10 +328,9 @@ capture_start CAP_TB "$(e2e_ns b)" tb-b "$E2E_WORK/tap-b.pcap" "ether src $ROGUE
 unk0=$(counter a rx_unknown_peer)
 b_rx0=$(e2e_peer a b rx_frames || echo x)
 
-tb_defer e2e_ctl c "$E2E_T_DOWN" link down b --config "$ROGUE_CONF"
-e2e_check "C brings up its own link named b (b.toml in C's directory, C's key, peer a)" \
-    e2e_ctl c "$E2E_T_UP" link up b --config "$ROGUE_CONF"
+e2e_check_up "C brings up its own link named b (b.toml in C's directory, C's key, peer a)" rogue
 e2e_note "$E2E_STDOUT"
+e2e_check "C's link calls itself b (status name)" e2e_jq rogue 'exit(0 if d["name"] == "b" else 1)'
 # Frames into the rogue link: ARP for an address behind it (unanswered).
 e2e_run ip netns exec "$NS_C" timeout 20 ping -n -c 6 -i 0.5 -W 1 -I tb-rogue 198.19.11.1
 unknown_peer_grew() {
@@ -370,14 +340,14 @@ e2e_wait "a refuses C's initiations naming it b and counts them (rx_unknown_peer
     unknown_peer_grew
 
 # Misdirection with the same key: a's initiations for c delivered to C's link named b.
-ra0=$(rogue_get 'd["counters"]["rx_auth_failed"]' 2>/dev/null || echo x)
+ra0=$(counter rogue rx_auth_failed)
 e2e_run tool "$NS_X" send --in "$E2E_WORK/port-c.json" --select "${WAN_IP[a]}>${WAN_IP[c]}:1" \
     --bind "${WAN_IP[x]}:40010" --dst "${WAN_IP[c]}:$ROGUE_PORT" --count 10 --rate 50
 e2e_expect_rc "x delivers 10 of a's initiations for c to C's link named b" 0
 e2e_note "$E2E_STDOUT"
 e2e_check "C's link named b (holding c's key) sent no answer to them" \
     python3 -c 'import json, sys; sys.exit(0 if json.loads(sys.argv[1])["replies"] == {} else 1)' "$E2E_STDOUT"
-ra1=$(rogue_get 'd["counters"]["rx_auth_failed"]' 2>/dev/null || echo x)
+ra1=$(counter rogue rx_auth_failed)
 e2e_cmp "C's link named b refuses a's initiations for c: the responder's name is bound (rx_auth_failed $ra0 → $ra1)" \
     "$ra1" -ge "$((${ra0/x/0} + 10))"
 
@@ -385,7 +355,7 @@ bad=()
 for ((i = 0; i < 10; i++)); do
     ep=$(e2e_peer a b endpoint 2>/dev/null || echo error)
     st=$(e2e_peer a b state 2>/dev/null || echo error)
-    rs=$(rogue_get 'next(p for p in d["peers"] if p["name"] == "a")["state"]' 2>/dev/null || echo error)
+    rs=$(e2e_peer rogue a state 2>/dev/null || echo error)
     [[ "$ep" == "$B_EP" && "$st" == up && "$rs" != up && "$rs" != error ]] ||
         bad+=("sample $i: a sees b at $ep, $st; C's link b sees a $rs")
     sleep 0.5
@@ -396,7 +366,7 @@ else
     e2e_not_ok "in 10 samples over 5 s: a sees b up at $B_EP, C's link named b is never up" "${bad[@]}"
 fi
 e2e_note "a's counters: $(e2e_jq a 'd["counters"]' || echo '?')"
-e2e_note "C's link named b: $(rogue_get '(d["peers"], d["counters"])' 2>/dev/null | head -c 600 || echo '?')"
+e2e_note "C's link named b: $(e2e_jq rogue '(d["name"], d["peers"], d["counters"])' | head -c 700 || echo '?')"
 capture_stop "$CAP_TA"
 capture_stop "$CAP_TB"
 e2e_cmp "no frame from C's link named b reached a's TAP" \
@@ -408,7 +378,7 @@ e2e_cmp "a delivered no frame as b's meanwhile (rx_frames from b $b_rx0 → $b_r
     "$b_rx1" -eq "$b_rx0"
 e2e_match "a logs the refusal with C's address" "handshake refused.*${WAN_IP[c]}:$ROGUE_PORT|${WAN_IP[c]}:$ROGUE_PORT.*handshake refused" \
     "$(grep -a 'handshake refused' "$(log_of a)" || true)"
-e2e_check "C's link named b goes down" e2e_ctl c "$E2E_T_DOWN" link down b --config "$ROGUE_CONF"
+e2e_check_down "C's link named b goes down" rogue
 
 # --- b's captured initiations replayed from C's own address
 rep0=$(counter a rx_replayed)
@@ -451,6 +421,7 @@ rc=0
 wait "$rsampler_pid" || rc=$?
 wait "$relay_pid" || true
 e2e_note "relay: $(cat "$E2E_WORK/relay.json" 2>/dev/null || echo none) $(head -c 300 "$E2E_WORK/relay.err")"
+e2e_note "a's log about C's relay address: $(grep -a "${WAN_IP[c]}:40001" "$(log_of a)" | head -n 5 | tr '\n' ' ')"
 e2e_note "a's b while relaying: $(cat "$E2E_WORK/relay-sampler.json" 2>/dev/null || echo none)"
 relayed=$(jget "$E2E_WORK/relay.json" 'd["relayed"]' 2>/dev/null || echo x)
 answered=$(jget "$E2E_WORK/relay.json" \

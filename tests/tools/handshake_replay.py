@@ -233,6 +233,7 @@ def cmd_relay(args):
 
     threading.Thread(target=read_stream, daemon=True).start()
     relayed = []
+    distinct = set()
     replies = {}
     started = time.monotonic()
     deadline = started + args.seconds
@@ -245,13 +246,14 @@ def cmd_relay(args):
         if payload is None:
             break
         sock.sendto(payload, dst)
+        distinct.add(payload)
         relayed.append(round(time.monotonic() - started, 2))
     end = time.monotonic() + 1.0
     while time.monotonic() < end:
         count_replies(sock, replies)
         time.sleep(0.05)
-    print(json.dumps({"relayed": len(relayed), "at_seconds": relayed, "replies": replies}),
-          flush=True)
+    print(json.dumps({"relayed": len(relayed), "distinct": len(distinct), "at_seconds": relayed,
+                      "replies": replies}), flush=True)
     # The reader thread may still block on stdin: leave without waiting for it.
     os._exit(0)
 

@@ -302,6 +302,18 @@ def cmd_sample(args):
         hs = sm.pop("handshakes")
         sm["handshakes_first"] = hs[0] if hs else None
         sm["handshakes_last"] = hs[-1] if hs else None
+    # When each side's handshake count went up (to the sample), for the rekey intervals.
+    with open(args.out) as f:
+        last = {}
+        for line in f:
+            rec = json.loads(line)
+            h = rec.get("handshakes")
+            if h is None:
+                continue
+            label = rec["label"]
+            if label in last and h > last[label]:
+                summary[label].setdefault("handshake_at", []).append(rec["t"])
+            last[label] = h
     print(json.dumps(summary))
 
 

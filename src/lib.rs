@@ -12,6 +12,7 @@
 //!   sessions, replay window, fragmentation, timers).
 //! - [`responder`]: the local ARP and DHCP responder (tap_win32-style masquerade).
 //! - [`switch`]: MAC learning, flooding and split horizon between peers.
+//! - [`mac`]: the Ethernet address type shared by all of the above.
 //!
 //! I/O shell:
 //! - [`datapath`]: TAP and UDP sockets, batched syscalls, the worker loop.

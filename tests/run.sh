@@ -16,6 +16,7 @@ fi
 
 echo "== cargo test"
 cargo test --all-targets
+cargo test --release --test tunnel_scale -- --ignored
 
 echo "== release build"
 cargo build --release --bins

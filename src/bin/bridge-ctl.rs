@@ -87,6 +87,8 @@ enum Command {
     },
     /// Print a fresh random 32-byte pre-shared key, base64.
     Genpsk,
+    /// Print the version (also `"version"` in `status --json`).
+    Version,
     /// Re-read a running link's config and key files and apply the change
     /// (today: peers' keys, for rotation and revocation; other changes are
     /// refused with exit status 2 and need a restart).
@@ -191,6 +193,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { link } => check(&link.load()?),
         Command::Genpsk => genpsk(),
         Command::Reload { link } => reload(&link.load()?),
+        Command::Version => {
+            outln!(
+                "bridge-ctl {} (tunnel protocol version {})",
+                env!("CARGO_PKG_VERSION"),
+                tapbridge::wire::tunnel::VERSION
+            );
+            Ok(())
+        }
     }
 }
 

@@ -74,6 +74,9 @@ impl Response {
 /// SPEC §6 status object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
+    /// The daemon's version (`bridge-ctl version` of the running binary).
+    #[serde(default)]
+    pub version: String,
     /// Link name.
     pub name: String,
     /// Daemon process id.
@@ -117,6 +120,13 @@ pub struct PeerStatus {
     pub endpoint: Option<String>,
     /// `connecting`, `up` or `down`.
     pub state: String,
+    /// The outer MTU in use towards the peer (today the configured
+    /// `tunnel.wan_mtu`).
+    #[serde(default)]
+    pub path_mtu: u32,
+    /// The transport carrying the tunnel: `udp`.
+    #[serde(default)]
+    pub transport: String,
     /// Seconds since the last completed handshake (rekeys included).
     pub last_handshake_secs: Option<u64>,
     /// Completed handshakes.

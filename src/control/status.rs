@@ -75,6 +75,8 @@ pub fn status(
             name: p.name,
             endpoint: p.endpoint.map(|e| e.to_string()),
             state: p.state.as_str().into(),
+            path_mtu: u32::try_from(tunnel.wan_mtu()).unwrap_or(u32::MAX),
+            transport: "udp".into(),
             last_handshake_secs: p
                 .last_handshake
                 .map(|t| now.saturating_duration_since(t).as_secs()),
@@ -86,6 +88,7 @@ pub fn status(
         })
         .collect();
     Status {
+        version: env!("CARGO_PKG_VERSION").into(),
         name: link.name.clone(),
         pid: std::process::id(),
         uptime_secs: now.saturating_duration_since(link.started).as_secs(),

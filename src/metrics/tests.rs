@@ -11,6 +11,8 @@ fn peer(name: &str, state: &str, last: Option<u64>, base: u64) -> PeerStatus {
         name: name.into(),
         endpoint: Some("198.18.0.2:51901".into()),
         state: state.into(),
+        path_mtu: 1500,
+        transport: "udp".into(),
         last_handshake_secs: last,
         handshakes: base + 1,
         tx_frames: base + 2,
@@ -22,6 +24,7 @@ fn peer(name: &str, state: &str, last: Option<u64>, base: u64) -> PeerStatus {
 
 fn status() -> Status {
     Status {
+        version: "0.1.0".into(),
         name: "site-a".into(),
         pid: 42,
         uptime_secs: 77,

@@ -64,13 +64,13 @@ impl Reassembler {
     /// incomplete ones are dropped after `timeout`. A slot's buffer is
     /// allocated the first time the slot is used and kept, so a peer that never
     /// sends fragments costs no buffer, and steady state allocates nothing.
-    pub fn new(slots: usize, max_frame: usize, timeout: Duration) -> Self {
+    pub fn new(slots: usize, max_frame: usize, timeout: Duration, now: Instant) -> Self {
         let slots = (0..slots.max(1))
             .map(|_| Slot {
                 in_use: false,
                 session: 0,
                 id: 0,
-                started: Instant::now(), // placeholder, overwritten on use
+                started: now, // overwritten when the slot is used
                 count: 0,
                 size: 0,
                 received: 0,
@@ -233,7 +233,7 @@ mod tests {
     #[test]
     fn timeout_drops_incomplete() {
         let t0 = Instant::now();
-        let mut r = Reassembler::new(4, 2000, Duration::from_secs(1));
+        let mut r = Reassembler::new(4, 2000, Duration::from_secs(1), t0);
         let frags = cut(&[9u8; 1514], 1, 1000);
         assert_eq!(r.push(frags[0].0, 1, &frags[0].1, t0), Ok((None, false)));
         assert_eq!(r.next_deadline(), Some(t0 + Duration::from_secs(1)));
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn eviction_when_full() {
         let t0 = Instant::now();
-        let mut r = Reassembler::new(2, 2000, Duration::from_secs(5));
+        let mut r = Reassembler::new(2, 2000, Duration::from_secs(5), t0);
         for id in 0..2 {
             let f = cut(&[id as u8; 1500], id, 1000);
             assert_eq!(r.push(f[0].0, 1, &f[0].1, t0), Ok((None, false)));
@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn malformed_headers_rejected() {
         let t0 = Instant::now();
-        let mut r = Reassembler::new(2, 2000, Duration::from_secs(5));
+        let mut r = Reassembler::new(2, 2000, Duration::from_secs(5), t0);
         let bad = [
             (1, 0, 100, 100),   // count 1
             (2, 2, 100, 100),   // index >= count
@@ -317,8 +317,8 @@ mod tests {
                 s ^= s << 13; s ^= s >> 7; s ^= s << 17;
                 frags.swap(i, (s % (i as u64 + 1)) as usize);
             }
-            let mut r = Reassembler::new(4, 9216, Duration::from_secs(1));
             let t0 = Instant::now();
+            let mut r = Reassembler::new(4, 9216, Duration::from_secs(1), t0);
             let mut out = Vec::new();
             for (h, d) in &frags {
                 prop_assert!(h.size as usize + HEADER_LEN <= budget);

@@ -210,7 +210,7 @@ impl Peer {
                 rekey: p.endpoint.map(|_| now),
                 ..Timers::default()
             },
-            reassembly: Reassembler::new(REASSEMBLY_SLOTS, max_frame, REASSEMBLY_TIMEOUT),
+            reassembly: Reassembler::new(REASSEMBLY_SLOTS, max_frame, REASSEMBLY_TIMEOUT, now),
             queue: FrameQueue {
                 bufs: Vec::new(),
                 lens: VecDeque::with_capacity(QUEUE_FRAMES),

@@ -275,6 +275,11 @@ impl Tunnel {
         }
     }
 
+    /// The largest outer IP packet the tunnel sends.
+    pub fn wan_mtu(&self) -> usize {
+        self.params.wan_mtu
+    }
+
     /// Number of peers.
     pub fn peer_count(&self) -> usize {
         self.peers.len()

@@ -666,6 +666,7 @@ def need(obj, key, pred, what, where):
 is_str = lambda v: isinstance(v, str)
 count = lambda v: is_int(v) and v >= 0
 need(d, "name", is_str, "a string", "")
+need(d, "version", lambda v: is_str(v) and v, "a non-empty string", "")
 need(d, "interface", lambda v: isinstance(v, dict), "an object", "")
 i = d.get("interface", {})
 need(i, "name", is_str, "a string", "interface")
@@ -683,9 +684,11 @@ for n, p in enumerate(d.get("peers") or []):
     need(p, "last_handshake_secs", lambda v: v is None or count(v), "an integer or null", w)
     for k in ("handshakes", "tx_frames", "rx_frames", "tx_bytes", "rx_bytes"):
         need(p, k, count, "a non-negative integer", w)
+    need(p, "path_mtu", lambda v: is_int(v) and 576 <= v <= 9000, "an MTU", w)
+    need(p, "transport", lambda v: v in ("udp", "tcp"), "udp/tcp", w)
 need(d, "counters", lambda v: isinstance(v, dict), "an object", "")
 for k in ("rx_auth_failed", "rx_replayed", "rx_malformed", "arp_replies", "dhcp_replies",
-          "fragmented", "reassembled"):
+          "fragmented", "reassembled", "handshake_rate_limited", "rx_unknown_peer"):
     need(d.get("counters", {}), k, count, "a non-negative integer", "counters")
 need(d, "leases", lambda v: isinstance(v, list), "a list", "")
 for n, l in enumerate(d.get("leases") or []):

@@ -159,7 +159,9 @@
 //! # Timers
 //!
 //! - **Rekey**: the initiator of a session starts a new handshake once it is
-//!   `rekey_after` old or has sent `rekey_after_packets` packets; the
+//!   `rekey_after` old (minus a random jitter of up to an eighth of it, so
+//!   many peers that came up together do not all rekey at once) or has sent
+//!   `rekey_after_packets` packets; the
 //!   responder does so 15 s later if the initiator did not. The initiator
 //!   switches to the new session when the response arrives (and sends a
 //!   keepalive if it has nothing else); the responder switches on the first

@@ -338,7 +338,10 @@ impl Tunnel {
             };
         let dead = self.params.keepalive * 3;
         let keepalive = self.params.keepalive;
-        let jitter = Duration::from_millis(u64::from(self.random_u32() % 5000));
+        // Up to an eighth of `rekey_after` early: never later than asked, and
+        // a hub's spokes that came up together spread their rekeys out.
+        let spread = (self.params.rekey_after.as_millis() / 8).clamp(1, u128::from(u32::MAX));
+        let jitter = Duration::from_millis(u64::from(self.random_u32()) % spread as u64);
         let p = &mut self.peers[id];
         let had_session = p.current.is_some();
         if let Some(old) = p.current.replace(session) {
@@ -357,9 +360,9 @@ impl Tunnel {
         p.stats.handshakes += 1;
         p.last_handshake = Some(now);
         p.state = PeerState::Up;
-        // Jitter keeps two sides that both answered (a collision) from
+        // Jitter also keeps two sides that both answered (a collision) from
         // colliding again at every rekey.
-        p.timers.rekey = Some(now + rekey + jitter);
+        p.timers.rekey = Some(now + rekey.saturating_sub(jitter));
         p.timers.dead = Some(now + dead);
         p.timers.keepalive.get_or_insert(now + keepalive);
         if let Some(endpoint) = p.endpoint {

@@ -182,6 +182,28 @@ fn genpsk_prints_fresh_base64_keys() {
 }
 
 #[test]
+fn genpsk_out_writes_a_private_file_once() {
+    let dir = TempDir::new("genpsk-out");
+    let path = dir.0.join("new.psk");
+    let p = path.to_str().expect("utf-8 path");
+    let out = run(&["genpsk", "--out", p]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "the key is not printed");
+    let mode = std::fs::metadata(&path)
+        .expect("written")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let key = tapbridge::config::Psk::load(&path).expect("a loadable key file");
+    // Never overwritten: a usage error, and the key is still there.
+    let again = run(&["genpsk", "--out", p]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    assert!(text(&again.stderr).contains("already exists"));
+    assert_eq!(tapbridge::config::Psk::load(&path).expect("kept"), key);
+}
+
+#[test]
 fn log_level_accepts_levels_and_directives() {
     for level in ["debug", "WARN", "tapbridge=trace,info"] {
         let out = run(&["--log-level", level, "genpsk"]);

@@ -86,7 +86,12 @@ enum Command {
         link: LinkArgs,
     },
     /// Print a fresh random 32-byte pre-shared key, base64.
-    Genpsk,
+    Genpsk {
+        /// Write the key to FILE instead, created with mode 0600; an
+        /// existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Print the version (also `"version"` in `status --json`).
     Version,
     /// Re-read a running link's config and key files and apply the change
@@ -191,7 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { link, json } => status(link.load()?.as_ref(), json),
         Command::Leases { link, json } => leases(&link.load()?, json),
         Command::Check { link } => check(&link.load()?),
-        Command::Genpsk => genpsk(),
+        Command::Genpsk { out } => genpsk(out.as_deref()),
         Command::Reload { link } => reload(&link.load()?),
         Command::Version => {
             outln!(
@@ -222,8 +227,11 @@ fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     // Fails only if a subscriber is already installed, which is harmless.
+    // Colour only for a person at a terminal: journald and the detached
+    // daemon's log file get plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
     Ok(())
@@ -280,9 +288,33 @@ fn reload(config: &Config) -> anyhow::Result<()> {
 }
 
 /// `bridge-ctl genpsk`: 44 characters of base64 and a newline.
-fn genpsk() -> anyhow::Result<()> {
+fn genpsk(out: Option<&std::path::Path>) -> anyhow::Result<()> {
     let psk = Psk::generate().context("cannot get random bytes from the operating system")?;
-    outln!("{}", psk.to_base64());
+    let Some(path) = out else {
+        outln!("{}", psk.to_base64());
+        return Ok(());
+    };
+    let mut text = zeroize::Zeroizing::new(psk.to_base64());
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                UsageError(format!(
+                    "{} already exists; genpsk --out never overwrites a key file",
+                    path.display()
+                ))
+                .into()
+            } else {
+                anyhow::Error::new(e).context(format!("cannot create {}", path.display()))
+            }
+        })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

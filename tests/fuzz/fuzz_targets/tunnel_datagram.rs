@@ -93,7 +93,7 @@
 //!             hub, from x&3: 0 distinct spoofed IPv4 sources, 1 its own
 //!             address, 2 the focus spoke's address, 3 distinct IPv6 /64s;
 //!             x&4: 20 ms pass before each. Answers to a node's address go
-//!             in flight, the rest is lost.
+//!             in flight, the rest is lost. At most 4 floods an input.
 //! 2 keys      node:u8 peer:u8 set:u8; set_peer_keys with keys from the
 //!             pool [K_B, K_C, K_S, K_N (new), K_X (nobody else)]: set mod 5,
 //!             then (bit 4) a second key (set >> 5) mod 5; 0xff: no key
@@ -128,6 +128,9 @@ use tapbridge::tunnel::{
 const MAX_FRAME: usize = 1518;
 const MAX_CAPTURES: usize = 256;
 const MAX_FLIGHTS: usize = 256;
+/// Floods per input (each costs up to 79 handshakes; more add nothing but
+/// time).
+const MAX_FLOODS: u32 = 4;
 /// The responder's load mark (`UNDER_LOAD_PER_SEC` in src/tunnel/exchange.rs).
 const UNDER_LOAD_PER_SEC: usize = 50;
 const WALL: u64 = 1_800_000_000;
@@ -682,6 +685,9 @@ impl World {
 
     /// The thief sends `count` fresh initiations to the hub.
     fn flood(&mut self, mode: u8, count: usize) {
+        if self.floods == MAX_FLOODS {
+            return;
+        }
         self.thief_awake = true;
         self.floods += 1;
         for i in 0..count {

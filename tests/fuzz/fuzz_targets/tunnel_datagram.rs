@@ -63,8 +63,8 @@
 //!
 //! Input format. Each operation starts with one byte `op`. With bit 7 clear
 //! it is one of the original two-node operations, acting on the pair (hub,
-//! focus spoke; the focus is b until changed): bits 0..3 pick the
-//! operation, bit 3 the side (0 = the hub, 1 = the focus spoke), bits 4..7
+//! focus spoke; the focus is b until changed): bits 0..2 pick the
+//! operation, bit 3 the side (0 = the hub, 1 = the focus spoke), bits 4..6
 //! the source address of an injected datagram (0 = the other side of the
 //! pair, 1 = 198.18.0.1:40000, 2 = 198.18.9.9:1234, 3 = [2001:2::9]:51901,
 //! 4..7 = the other spokes, thief included). Seeds written for the
@@ -107,7 +107,7 @@
 //! 9 inject    capture:u8 node:u8; capture to node, from spoof(node >> 3)
 //! ```
 //!
-//! Captures 0..7 are always: initiation (b), response (hub), keepalive (b),
+//! Captures 0..6 are always: initiation (b), response (hub), keepalive (b),
 //! 1400-byte data (b), the two fragments of a 1518-byte frame (b), 100-byte
 //! data (hub); the last four were never delivered. The handshakes of c, d
 //! and e at setup are not captured (so those indices stay as they were);

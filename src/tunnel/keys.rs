@@ -79,11 +79,11 @@ pub(super) struct IncomingKey {
 /// Every distinct key of the link, for finding the key of an initiation.
 ///
 /// Cost: one HMAC-SHA256 over 108 bytes per distinct key until one
-/// verifies; each comparison is constant time. Measured on this project's
-/// build machine (SHA extensions): about 0.3 µs per key, so finding the key
-/// of an initiation costs up to ~30 µs at 100 peers with their own keys and
-/// ~0.3 ms at 1000 (see the `handshake` benchmark), against ~100 µs for the
-/// X25519 work of a response. Garbage that matches no key costs the full
+/// verifies; each comparison is constant time. Measured on the build
+/// machine (SHA extensions; `initiation_key_lookup_worst_case` in
+/// `tests/benches/tunnel.rs`): 0.29 µs per key, so finding the key of an
+/// initiation costs at most 29 µs at 100 peers with their own keys and
+/// 0.33 ms at 1000, against ~100 µs for the X25519 work of a response. Garbage that matches no key costs the full
 /// scan; the per-source rate limit and the cookie only start after a MAC
 /// verified, so this scan is what an unauthenticated flood can make the
 /// responder do.

@@ -51,13 +51,7 @@ ip -n "$NS_WAN" link set br-wan up
 n=0
 for s in hub "${SPOKES[@]}"; do
     n=$((n + 1))
-    e2e_site "$s"
-    ns=$(e2e_ns "$s")
-    e2e_no_ipv6 "$ns"
-    tb_veth "$NS_WAN" "port$n" "$ns" wan0
-    ip -n "$NS_WAN" link set "port$n" master br-wan
-    ip -n "$ns" link set wan0 mtu 1500
-    ip -n "$ns" addr add "${WAN_IP[$s]}/24" dev wan0
+    e2e_wan_port "$NS_WAN" "port$n" "$s" "${WAN_IP[$s]}/24"
 done
 
 # ---------------------------------------------------------------- keys

@@ -405,6 +405,19 @@ e2e_wan() {
     ip -n "$ns2" addr add "$a2" dev wan0 "${flags[@]}"
 }
 
+# e2e_wan_port NS_WAN PORT SITE ADDR/PLEN: a new site SITE (IPv6 off) whose "wan0" is
+# cabled to the bridge br-wan in NS_WAN through the port PORT; MTU 1500, addressed.
+e2e_wan_port() {
+    local wan=$1 port=$2 site=$3 addr=$4 ns
+    e2e_site "$site"
+    ns=$(e2e_ns "$site")
+    e2e_no_ipv6 "$ns"
+    tb_veth "$wan" "$port" "$ns" wan0
+    ip -n "$wan" link set "$port" master br-wan
+    ip -n "$ns" link set wan0 mtu 1500
+    ip -n "$ns" addr add "$addr" dev wan0
+}
+
 # e2e_config SITE [--listen ADDR:PORT] [--peer NAME[=ENDPOINT]]... [--address CIDR]...
 #     [--route ROUTE]... [--bridge BR] [--mac MAC] [--mtu N] [--wan-mtu N] [--keepalive DUR]
 #     [--hook-up PATH]... [--hook-down PATH]... [--psk FILE] [--extra TOML]

@@ -17,6 +17,7 @@
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::crypto::{CookieKey, MacKey, SymmetricState};
+use super::peer::PeerParams;
 use super::tunnel::PeerId;
 
 /// A 32-byte pre-shared key; zeroized on drop, never printed.
@@ -94,14 +95,11 @@ pub(super) struct IncomingKeys {
 
 impl IncomingKeys {
     /// The table for `local_name`'s peers and their keys.
-    pub(super) fn new<'a>(
-        local_name: &str,
-        peers: impl Iterator<Item = (PeerId, &'a [PresharedKey])>,
-    ) -> Self {
+    pub(super) fn new(local_name: &str, peers: &[PeerParams]) -> Self {
         let mut keys: Vec<IncomingKey> = Vec::new();
         let me = local_name.as_bytes();
-        for (id, psks) in peers {
-            for (slot, psk) in psks.iter().enumerate() {
+        for (id, peer) in peers.iter().enumerate() {
+            for (slot, psk) in peer.keys.iter().enumerate() {
                 let mac = MacKey::new(psk.bytes(), me);
                 match keys.iter_mut().find(|k| k.mac == mac) {
                     Some(k) => k.peers.push((id, slot)),

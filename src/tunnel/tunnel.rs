@@ -237,14 +237,7 @@ impl Tunnel {
             .iter()
             .map(|p| Peer::new(p, &params.local_name, params.max_frame, now))
             .collect();
-        let incoming = IncomingKeys::new(
-            &params.local_name,
-            params
-                .peers
-                .iter()
-                .enumerate()
-                .map(|(id, p)| (id, p.keys.as_slice())),
-        );
+        let incoming = IncomingKeys::new(&params.local_name, &params.peers);
         let mut entropy = entropy;
         let mut instance = [0u8; 8];
         entropy.fill(&mut instance);
@@ -333,14 +326,7 @@ impl Tunnel {
             .iter()
             .map(|k| KeySlot::new(k, &self.params.local_name, &pp.name))
             .collect();
-        self.incoming = IncomingKeys::new(
-            &self.params.local_name,
-            self.params
-                .peers
-                .iter()
-                .enumerate()
-                .map(|(id, p)| (id, p.keys.as_slice())),
-        );
+        self.incoming = IncomingKeys::new(&self.params.local_name, &self.params.peers);
         let p = &mut self.peers[id];
         p.keys = slots;
         p.cookie = None;

@@ -152,6 +152,16 @@ impl Switch {
         }
     }
 
+    /// Forgets every MAC learned behind `peer` (it was removed).
+    pub fn forget_peer(&mut self, peer: PeerId) {
+        self.table.retain(|_, e| e.port != Port::Peer(peer));
+    }
+
+    /// Allows or stops forwarding between peers (a reload of `tunnel.hub`).
+    pub fn set_hub(&mut self, hub: bool) {
+        self.hub = hub;
+    }
+
     /// Number of live entries (for status).
     pub fn len(&self, now: Instant) -> usize {
         self.table
@@ -203,6 +213,20 @@ mod tests {
             LocalRoute::Peer(0)
         );
         assert_eq!(s.from_local(B, A, t + AGING), LocalRoute::Flood);
+    }
+
+    #[test]
+    fn a_removed_peer_is_forgotten_and_hub_can_be_switched() {
+        let t = Instant::now();
+        let mut s = Switch::new(false);
+        s.from_peer(0, BCAST, B, t);
+        s.from_peer(1, BCAST, C, t);
+        s.forget_peer(0);
+        assert_eq!(s.from_local(B, A, t), LocalRoute::Flood, "B was behind 0");
+        assert_eq!(s.from_local(C, A, t), LocalRoute::Peer(1), "C untouched");
+        assert!(!s.from_peer(0, C, B, t).flood_peers && s.from_peer(0, C, B, t).peer.is_none());
+        s.set_hub(true);
+        assert_eq!(s.from_peer(0, C, B, t).peer, Some(1), "hub forwards now");
     }
 
     #[test]

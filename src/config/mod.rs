@@ -15,6 +15,7 @@
 //! taken relative to the directory holding the config file.
 
 mod error;
+mod locate;
 mod psk;
 mod raw;
 mod validate;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
+pub use locate::position as setting_position;
 pub use psk::Psk;
 
 use crate::mac::MacAddr;

@@ -458,3 +458,101 @@ fn refusal_reports_are_rate_limited() {
     let reported = std::iter::from_fn(|| m.nodes[0].t.poll_event()).count();
     assert!((5..=10).contains(&reported), "{reported} reports");
 }
+
+/// Reload adds a peer: it comes up, and the running sessions are untouched
+/// (no new handshake with anyone else).
+#[test]
+fn a_peer_added_live_comes_up_and_the_others_keep_their_sessions() {
+    let mut m = hub_and_two_spokes();
+    // The hub starts without c.
+    m.nodes[0].t = Tunnel::new(
+        link("hub", vec![peer("b", None, &[2])]),
+        Box::new(TestEntropy(5)),
+        m.now,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(WALL),
+    );
+    m.run_for(Duration::from_secs(2));
+    assert_eq!(m.state(0, 0), PeerState::Up);
+    assert_ne!(m.state(2, 0), PeerState::Up, "the hub does not know c yet");
+    let b_handshakes = m.nodes[0].t.peer_stats(0).handshakes;
+    let now = m.now;
+    let c = m.nodes[0].t.add_peer(peer("c", None, &[3]), now);
+    assert_eq!(c, 1);
+    assert_eq!(m.nodes[0].t.peer_id("c"), Some(1));
+    // c retries with backoff (at most 16 s apart).
+    m.run_for(Duration::from_secs(20));
+    assert_eq!(m.state(0, 1), PeerState::Up);
+    assert_eq!(
+        m.nodes[0].t.peer_stats(0).handshakes,
+        b_handshakes,
+        "b untouched"
+    );
+    m.send(2, 0, b"from c after the reload");
+    m.run_for(Duration::from_millis(50));
+    assert!(
+        m.nodes[0]
+            .got
+            .contains(&(1, b"from c after the reload".to_vec()))
+    );
+}
+
+/// Reload removes a peer: its session ends at once, its frames and its
+/// handshakes are refused from then on, it leaves the status, and the
+/// other peers carry on; a peer added later reuses the slot.
+#[test]
+fn a_removed_peer_is_refused_at_once_and_its_slot_reused() {
+    let mut m = hub_and_two_spokes();
+    m.run_for(Duration::from_secs(1));
+    assert_eq!(m.state(0, 1), PeerState::Up);
+    let now = m.now;
+    m.nodes[0].t.remove_peer(1, now);
+    assert!(m.nodes[0].t.peer_status(1).is_none());
+    assert_eq!(m.nodes[0].t.peer_id("c"), None);
+    let before = m.nodes[0].t.counters();
+    m.send(2, 0, b"c after removal");
+    m.run_for(Duration::from_millis(50));
+    assert!(!m.nodes[0].got.iter().any(|(_, f)| f == b"c after removal"));
+    assert!(m.nodes[0].t.counters().rx_unknown_session > before.rx_unknown_session);
+    // c's new handshakes (once it notices) authenticate under no key.
+    m.run_for(Duration::from_secs(60));
+    assert!(m.nodes[0].t.counters().rx_auth_failed > before.rx_auth_failed);
+    assert_ne!(m.state(2, 0), PeerState::Up);
+    // Frames flooded to the removed slot go nowhere and count nothing.
+    let mut out = Out::default();
+    let r = m.nodes[0].t.send_frame(1, b"to nobody", m.now, &mut out);
+    assert_eq!(r, SendOutcome::Dropped);
+    assert!(out.sent.is_empty());
+    // b still works.
+    m.send(1, 0, b"b still here");
+    m.run_for(Duration::from_millis(50));
+    assert!(m.nodes[0].got.contains(&(0, b"b still here".to_vec())));
+    // A new peer takes the free slot and can come up (c's key, c's name).
+    let now = m.now;
+    assert_eq!(m.nodes[0].t.add_peer(peer("c", None, &[3]), now), 1);
+    m.run_for(Duration::from_secs(20));
+    assert_eq!(m.state(0, 1), PeerState::Up);
+}
+
+/// Reload changes a peer's endpoint (the hub moved): the site handshakes
+/// at the new address, and frames sent meanwhile still arrive.
+#[test]
+fn an_endpoint_changed_by_reload_is_used_at_once() {
+    let mut m = hub_and_two_spokes();
+    m.run_for(Duration::from_secs(1));
+    let moved = addr("198.18.0.9:51901");
+    m.nodes[0].addr = moved;
+    let now = m.now;
+    m.nodes[1].t.set_peer_endpoint(0, Some(moved), now);
+    assert_eq!(m.endpoint(1, 0), Some(moved));
+    let handshakes = m.nodes[1].t.peer_stats(0).handshakes;
+    for i in 0..20u8 {
+        m.send(1, 0, &[b'x', i]);
+        m.run_for(Duration::from_millis(10));
+    }
+    m.run_for(Duration::from_millis(100));
+    for i in 0..20u8 {
+        assert!(m.nodes[0].got.contains(&(0, vec![b'x', i])), "frame {i}");
+    }
+    assert!(m.nodes[1].t.peer_stats(0).handshakes > handshakes);
+    assert_eq!(m.state(1, 0), PeerState::Up);
+}

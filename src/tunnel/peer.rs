@@ -160,6 +160,10 @@ impl FrameQueue {
 }
 
 pub(super) struct Peer {
+    /// The slot's peer was removed by a reload: it has no keys, no
+    /// endpoint and no sessions, takes no frames and is not reported. The
+    /// slot is reused by the next peer added, so [`PeerId`]s stay stable.
+    pub(super) removed: bool,
     pub(super) name: String,
     pub(super) endpoint: Option<SocketAddr>,
     pub(super) current: Option<Session>,
@@ -188,6 +192,7 @@ pub(super) struct Peer {
 impl Peer {
     pub(super) fn new(p: &PeerParams, local_name: &str, max_frame: usize, now: Instant) -> Self {
         Peer {
+            removed: false,
             keys: p
                 .keys
                 .iter()

@@ -280,13 +280,16 @@ impl Tunnel {
 
     /// Status of one peer.
     pub fn peer_status(&self, id: PeerId) -> Option<PeerSnapshot> {
-        self.peers.get(id).map(|p| PeerSnapshot {
-            name: p.name.clone(),
-            endpoint: p.endpoint,
-            state: p.state,
-            last_handshake: p.last_handshake,
-            stats: p.stats,
-        })
+        self.peers
+            .get(id)
+            .filter(|p| !p.removed)
+            .map(|p| PeerSnapshot {
+                name: p.name.clone(),
+                endpoint: p.endpoint,
+                state: p.state,
+                last_handshake: p.last_handshake,
+                stats: p.stats,
+            })
     }
 
     /// Traffic counters of one peer (cheap, for the hot path's bookkeeping).
@@ -335,6 +338,93 @@ impl Tunnel {
             p.timers.retransmit = None;
             p.timers.rekey = Some(now);
         }
+    }
+
+    /// The peer called `name`, if it is configured.
+    pub fn peer_id(&self, name: &str) -> Option<PeerId> {
+        self.peers.iter().position(|p| !p.removed && p.name == name)
+    }
+
+    /// Adds a peer (a reload). It is contacted at once if it has an
+    /// endpoint. The id of a removed peer is reused, so ids stay small.
+    pub fn add_peer(&mut self, params: PeerParams, now: Instant) -> PeerId {
+        let peer = Peer::new(&params, &self.params.local_name, self.params.max_frame, now);
+        let id = match self.peers.iter().position(|p| p.removed) {
+            Some(id) => {
+                self.peers[id] = peer;
+                self.params.peers[id] = params;
+                id
+            }
+            None => {
+                self.peers.push(peer);
+                self.params.peers.push(params);
+                self.peers.len() - 1
+            }
+        };
+        self.incoming = IncomingKeys::new(&self.params.local_name, &self.params.peers);
+        id
+    }
+
+    /// Removes peer `id` (a reload): its sessions and pending handshake end
+    /// at once (datagrams for them are unknown sessions from now on), its
+    /// queued frames are dropped, and its keys no longer authenticate
+    /// anything. Its counters disappear from the status with it.
+    pub fn remove_peer(&mut self, id: PeerId, now: Instant) {
+        let Some(p) = self.peers.get(id).filter(|p| !p.removed) else {
+            return;
+        };
+        let indices: Vec<u32> = [&p.current, &p.next]
+            .into_iter()
+            .chain(p.older.iter())
+            .flatten()
+            .map(|s| s.local_index)
+            .chain(p.pending.as_ref().map(|h| h.local_index))
+            .collect();
+        for i in indices {
+            self.index.remove(&i);
+        }
+        let params = PeerParams {
+            name: String::new(),
+            keys: Vec::new(),
+            endpoint: None,
+        };
+        let mut inert = Peer::new(&params, &self.params.local_name, self.params.max_frame, now);
+        inert.removed = true;
+        self.peers[id] = inert;
+        self.params.peers[id] = params;
+        self.incoming = IncomingKeys::new(&self.params.local_name, &self.params.peers);
+    }
+
+    /// Sets the configured endpoint of peer `id` (a reload). A new address
+    /// is contacted at once with a fresh handshake; until it completes, the
+    /// running session keeps carrying frames to the new address (the peer
+    /// accepts them wherever they come from). `None` leaves the current
+    /// endpoint as it is: the peer may keep roaming to us.
+    pub fn set_peer_endpoint(&mut self, id: PeerId, endpoint: Option<SocketAddr>, now: Instant) {
+        let Some(p) = self.peers.get_mut(id).filter(|p| !p.removed) else {
+            return;
+        };
+        self.params.peers[id].endpoint = endpoint;
+        if let Some(to) = endpoint
+            && p.endpoint != Some(to)
+        {
+            let from = p.endpoint.replace(to);
+            self.events
+                .push_back(Event::EndpointMoved { peer: id, from, to });
+            if let Some(old) = p.pending.take() {
+                self.index.remove(&old.local_index);
+                p.timers.retransmit = None;
+            }
+            p.attempts = 0;
+            p.timers.rekey = Some(now);
+        }
+    }
+
+    /// New keepalive and rekey intervals (a reload). Timers already running
+    /// keep their deadline; the next ones use the new values.
+    pub fn set_timers(&mut self, keepalive: Duration, rekey_after: Duration) {
+        self.params.keepalive = keepalive;
+        self.params.rekey_after = rekey_after;
     }
 
     /// Next session event, if any. Call after each batch of work.
@@ -391,7 +481,7 @@ impl Tunnel {
         tx: &mut T,
     ) -> SendOutcome {
         let max_frame = self.params.max_frame;
-        let Some(p) = self.peers.get_mut(id) else {
+        let Some(p) = self.peers.get_mut(id).filter(|p| !p.removed) else {
             return SendOutcome::Dropped;
         };
         if frame.len() > max_frame {

@@ -79,7 +79,6 @@ struct Setup {
     nl: Netlink,
     changes: Changes,
     socket: Option<PathBuf>,
-    metrics: Option<MetricsServer>,
 }
 
 impl Setup {
@@ -88,10 +87,7 @@ impl Setup {
             mut nl,
             changes,
             socket,
-            metrics,
         } = self;
-        // Closes the endpoint first: a scrape must not see a half-torn link.
-        drop(metrics);
         for e in changes.undo(&mut nl) {
             tracing::warn!("while removing the link's configuration: {e}");
         }
@@ -128,7 +124,6 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
         nl: Netlink::new().context("cannot open a netlink socket")?,
         changes: Changes::new(),
         socket: None,
-        metrics: None,
     };
     let up = bring_up(cfg, &keys, signals, &mut setup);
     let (mut worker, env) = match up {
@@ -154,7 +149,8 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
 
     let exit = worker.run();
     tracing::info!("taking link {} down", cfg.name);
-    for hook in &cfg.hooks.down {
+    // The down hooks as the link runs now (a reload may have changed them).
+    for hook in &worker.config.hooks.down {
         if let Err(e) = hooks::run(hook, "down", &env) {
             tracing::warn!("{e}");
         }
@@ -285,9 +281,16 @@ fn bring_up(
     server
         .spawn(to_worker.clone(), waker.clone())
         .context("cannot start the control thread")?;
-    if let Some(m) = &cfg.metrics {
-        setup.metrics = Some(MetricsServer::start(m.listen, to_worker, waker.clone())?);
-    }
+    // Owned by the worker (a reload rebinds it), which is dropped before the
+    // rest is undone: a scrape never sees a half-torn link.
+    let metrics = match &cfg.metrics {
+        Some(m) => Some(MetricsServer::start(
+            m.listen,
+            to_worker.clone(),
+            waker.clone(),
+        )?),
+        None => None,
+    };
 
     let addresses: Vec<String> = cfg
         .interface
@@ -327,6 +330,8 @@ fn bring_up(
             vnet_hdr: VNET_HDR_LEN,
             udp,
             commands,
+            to_worker,
+            metrics,
             waker,
             signals,
             info: StaticLinkInfo {
@@ -376,8 +381,24 @@ pub fn stable_mac(cfg: &Config) -> MacAddr {
 }
 
 fn build_responder(cfg: &Config, tap_mac: MacAddr) -> anyhow::Result<Option<Responder>> {
-    if cfg.dhcp.is_none() && cfg.arp.is_none() {
+    let Some((arp, dhcp)) = responder_settings(cfg, tap_mac) else {
         return Ok(None);
+    };
+    let leases = match &cfg.dhcp {
+        Some(d) => load_leases(&d.lease_file)?,
+        None => Default::default(),
+    };
+    Ok(Some(Responder::new(arp, dhcp, leases)?))
+}
+
+/// The responder's settings for `cfg` on a TAP with `tap_mac`, or `None`
+/// when the link has neither `[arp]` nor `[dhcp]`.
+pub fn responder_settings(
+    cfg: &Config,
+    tap_mac: MacAddr,
+) -> Option<(Option<ArpSettings>, Option<DhcpSettings>)> {
+    if cfg.dhcp.is_none() && cfg.arp.is_none() {
+        return None;
     }
     let own_mac = cfg
         .arp
@@ -390,35 +411,30 @@ fn build_responder(cfg: &Config, tap_mac: MacAddr) -> anyhow::Result<Option<Resp
         suppress: a.suppress,
         binding_timeout: a.binding_timeout,
     });
-    let (dhcp, leases) = match &cfg.dhcp {
-        None => (None, Default::default()),
-        Some(d) => (
-            Some(DhcpSettings {
-                server_address: d.server_address,
-                server_mac: own_mac,
-                pool_start: d.pool_start,
-                pool_end: d.pool_end,
-                subnet_addr: d.subnet.addr,
-                prefix_len: d.subnet.prefix_len,
-                router: d.router,
-                dns: d.dns.clone(),
-                domain: d.domain.clone(),
-                lease_time: d.lease_time,
-                routes: d
-                    .routes
-                    .iter()
-                    .map(|(n, via)| (n.addr, n.prefix_len, *via))
-                    .collect(),
-                mtu: d.mtu,
-                reservations: d.reservations.clone(),
-            }),
-            load_leases(&d.lease_file)?,
-        ),
-    };
-    Ok(Some(Responder::new(arp, dhcp, leases)?))
+    let dhcp = cfg.dhcp.as_ref().map(|d| DhcpSettings {
+        server_address: d.server_address,
+        server_mac: own_mac,
+        pool_start: d.pool_start,
+        pool_end: d.pool_end,
+        subnet_addr: d.subnet.addr,
+        prefix_len: d.subnet.prefix_len,
+        router: d.router,
+        dns: d.dns.clone(),
+        domain: d.domain.clone(),
+        lease_time: d.lease_time,
+        routes: d
+            .routes
+            .iter()
+            .map(|(n, via)| (n.addr, n.prefix_len, *via))
+            .collect(),
+        mtu: d.mtu,
+        reservations: d.reservations.clone(),
+    });
+    Some((arp, dhcp))
 }
 
-fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {
+/// Reads the lease file at `path` (creating its directory).
+pub fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the lease directory {}", dir.display()))?;

@@ -1,27 +1,106 @@
 //! Re-reading a running link's configuration and key files
-//! (`bridge-ctl reload`, SIGHUP).
+//! (`bridge-ctl reload`, SIGHUP) and working out what changes.
 //!
-//! What can change live today: the keys of existing peers (a key file's
-//! contents, or which file a peer uses), so keys are rotated and revoked
-//! without a restart. The running sessions keep carrying frames; the next
-//! handshake of each changed peer uses its new keys. Any other difference
-//! between the file and the running link is refused, naming the file and the
-//! first setting that differs, and nothing changes: such changes still need
-//! `bridge-ctl link down NAME && bridge-ctl link up NAME`.
+//! [`plan`] compares the running configuration with the file as it is now
+//! and returns every change, or refuses. Peers are matched by name: a name
+//! only in the file is added, a name only in the running link is removed, a
+//! peer whose endpoint or keys changed is changed in place (its running
+//! session keeps carrying frames until the new handshake completes); peers
+//! whose settings did not change are not touched at all. `[dhcp]`, `[arp]`,
+//! `[hooks]`, `[metrics]`, `tunnel.keepalive`, `tunnel.rekey_after` and
+//! `tunnel.hub` change live as whole sections (the worker rebuilds what
+//! depends on them, keeping leases and learned state where they still fit).
+//!
+//! What the running link cannot change is listed in [`RESTART_ONLY`]; such a
+//! difference, or an invalid file, refuses the whole reload and **nothing**
+//! changes. Applying a plan is the worker's job
+//! ([`crate::datapath::worker`]); the parts of it that can fail (building the
+//! new responder, binding the new metrics address) run before anything is
+//! changed.
 
-use crate::config::{Config, ConfigError, Psk};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::config::{Config, ConfigError, Psk, setting_position};
 use crate::tunnel::PresharedKey;
+
+/// Settings that need `link down` + `link up` to change, as
+/// `(section, key)` (README.md "Changing a running link" lists them too).
+pub const RESTART_ONLY: &[(&str, &str)] = &[
+    ("interface", "name"),
+    ("interface", "mtu"),
+    ("interface", "mac"),
+    ("interface", "addresses"),
+    ("interface", "routes"),
+    ("interface", "bridge"),
+    ("tunnel", "listen"),
+    ("tunnel", "wan_mtu"),
+    ("control", "socket"),
+    ("control", "group"),
+];
+
+/// A change to one peer.
+#[derive(Debug)]
+pub enum PeerChange {
+    /// A peer only in the file.
+    Added {
+        /// Its name.
+        name: String,
+        /// Its endpoint, if configured.
+        endpoint: Option<SocketAddr>,
+        /// Its keys.
+        keys: Vec<PresharedKey>,
+    },
+    /// A peer only in the running link.
+    Removed {
+        /// Its name.
+        name: String,
+    },
+    /// A peer's configured endpoint changed.
+    Endpoint {
+        /// Its name.
+        name: String,
+        /// The new endpoint (`None`: wait to be contacted).
+        endpoint: Option<SocketAddr>,
+    },
+    /// A peer's keys changed (a rotation or a revocation).
+    Keys {
+        /// Its name.
+        name: String,
+        /// The new keys; the first initiates.
+        keys: Vec<PresharedKey>,
+    },
+}
 
 /// What a reload will do.
 pub struct Plan {
     /// The configuration that will be running afterwards.
     pub config: Config,
-    /// Every peer's keys as loaded (in peer order), to compare next time.
+    /// Every peer's keys as loaded (in the new file's peer order), to
+    /// compare next time.
     pub keys: Vec<Vec<Psk>>,
-    /// Peers whose keys change, with their new keys.
-    pub changed: Vec<(usize, Vec<PresharedKey>)>,
+    /// Peer changes, removals first (so a name removed and another added
+    /// reuse slots predictably).
+    pub peers: Vec<PeerChange>,
+    /// `tunnel.keepalive` or `tunnel.rekey_after` changed.
+    pub timers: bool,
+    /// `tunnel.hub` changed.
+    pub hub: bool,
+    /// `[dhcp]` or `[arp]` changed: the responder is rebuilt.
+    pub responder: bool,
+    /// `[hooks]` changed.
+    pub hooks: bool,
+    /// `[metrics]` changed: the endpoint is rebound (or started, stopped).
+    pub metrics: bool,
     /// One line per change, for the operator and the log.
     pub lines: Vec<String>,
+}
+
+impl Plan {
+    /// Whether the file differs from the running link at all.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
 }
 
 /// Why a reload was refused (nothing changed).
@@ -32,93 +111,259 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     /// A setting that cannot change live differs.
     #[error(
-        "{file}: {key} differs from the running link, and reload cannot change it yet (only key \
-         files); nothing was changed; restart the link to apply it"
+        "{file}{at}: {key}: differs from the running link and cannot change while it runs; \
+         nothing was changed (restart the link to apply it)"
     )]
     NeedsRestart {
         /// The config file.
         file: String,
-        /// The first setting that differs.
+        /// `:line:column` of the setting (or its section) in the file, if found.
+        at: String,
+        /// The setting, e.g. `tunnel.listen`.
         key: String,
+    },
+    /// The new settings are valid but could not be put in place (e.g. the
+    /// new metrics address is taken); nothing was changed.
+    #[error("{file}{at}: {key}: {message}; nothing was changed")]
+    Apply {
+        /// The config file.
+        file: String,
+        /// `:line:column` of the section, if found.
+        at: String,
+        /// The section or setting.
+        key: String,
+        /// What went wrong.
+        message: String,
     },
 }
 
-/// Reads the running link's config file and keys again and works out what
-/// changes. `keys` are the keys the link runs with.
-pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
-    let fresh = Config::load(&running.path)?;
-    if let Some(key) = first_difference(running, &fresh) {
-        return Err(ReloadError::NeedsRestart {
-            file: running.path.display().to_string(),
-            key,
-        });
+impl ReloadError {
+    /// A refusal about `section` (`entry`-th of an array of tables)
+    /// `key` of the file at `path`, located in the file as it is now.
+    pub fn at(
+        path: &Path,
+        section: &str,
+        entry: Option<usize>,
+        key: Option<&str>,
+    ) -> (String, String) {
+        let at = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| setting_position(&text, section, entry, key))
+            .map(|(l, c)| format!(":{l}:{c}"))
+            .unwrap_or_default();
+        (path.display().to_string(), at)
     }
-    let new_keys = fresh.peer_keys()?;
-    let mut changed = Vec::new();
-    let mut lines = Vec::new();
-    for (i, (old, new)) in keys.iter().zip(&new_keys).enumerate() {
-        if old != new {
-            changed.push((
-                i,
-                new.iter()
-                    .map(|k| PresharedKey::new(*k.as_bytes()))
-                    .collect(),
-            ));
-            lines.push(format!(
-                "peer {}: keys changed ({} key{})",
-                fresh.peers[i].name,
-                new.len(),
-                if new.len() == 1 {
-                    ""
-                } else {
-                    "s, the first initiates"
-                }
-            ));
+
+    /// The new settings of `section` could not be put in place.
+    pub fn apply(path: &Path, section: &str, message: String) -> ReloadError {
+        let (file, at) = ReloadError::at(path, section, None, None);
+        ReloadError::Apply {
+            file,
+            at,
+            key: format!("[{section}]"),
+            message,
         }
     }
+}
+
+/// Reads the running link's config file and keys again and works out what
+/// changes. `keys` are the keys the link runs with, in `running`'s peer
+/// order.
+pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
+    let fresh = Config::load(&running.path)?;
+    if let Some((section, key)) = restart_only_difference(running, &fresh) {
+        let (file, at) = ReloadError::at(&fresh.path, section, None, Some(key));
+        let key = match (section, key) {
+            ("", _) => "a setting reload cannot apply".to_owned(),
+            (s, "") => format!("[{s}]"),
+            (s, k) => format!("{s}.{k}"),
+        };
+        return Err(ReloadError::NeedsRestart { file, at, key });
+    }
+    let new_keys = fresh.peer_keys()?;
+    let mut lines = Vec::new();
+    let mut peers = Vec::new();
+    for old in &running.peers {
+        if !fresh.peers.iter().any(|p| p.name == old.name) {
+            lines.push(format!("peer {}: removed", old.name));
+            peers.push(PeerChange::Removed {
+                name: old.name.clone(),
+            });
+        }
+    }
+    for (new, new_keys) in fresh.peers.iter().zip(&new_keys) {
+        let tunnel_keys = || {
+            new_keys
+                .iter()
+                .map(|k| PresharedKey::new(*k.as_bytes()))
+                .collect()
+        };
+        let Some(i) = running.peers.iter().position(|p| p.name == new.name) else {
+            lines.push(format!(
+                "peer {}: added ({}, {})",
+                new.name,
+                endpoint_text(new.endpoint),
+                key_count(new_keys.len())
+            ));
+            peers.push(PeerChange::Added {
+                name: new.name.clone(),
+                endpoint: new.endpoint,
+                keys: tunnel_keys(),
+            });
+            continue;
+        };
+        let old = &running.peers[i];
+        if old.endpoint != new.endpoint {
+            lines.push(format!(
+                "peer {}: endpoint {} -> {}",
+                new.name,
+                endpoint_text(old.endpoint),
+                endpoint_text(new.endpoint)
+            ));
+            peers.push(PeerChange::Endpoint {
+                name: new.name.clone(),
+                endpoint: new.endpoint,
+            });
+        }
+        if keys.get(i) != Some(new_keys) {
+            lines.push(format!(
+                "peer {}: keys changed ({})",
+                new.name,
+                key_count(new_keys.len())
+            ));
+            peers.push(PeerChange::Keys {
+                name: new.name.clone(),
+                keys: tunnel_keys(),
+            });
+        }
+    }
+    let (a, b) = (&running.tunnel, &fresh.tunnel);
+    let timers = a.keepalive != b.keepalive || a.rekey_after != b.rekey_after;
+    if a.keepalive != b.keepalive {
+        lines.push(format!(
+            "tunnel.keepalive: {:?} -> {:?}",
+            a.keepalive, b.keepalive
+        ));
+    }
+    if a.rekey_after != b.rekey_after {
+        lines.push(format!(
+            "tunnel.rekey_after: {:?} -> {:?}",
+            a.rekey_after, b.rekey_after
+        ));
+    }
+    let hub = a.hub != b.hub;
+    if hub {
+        lines.push(format!("tunnel.hub: {} -> {}", a.hub, b.hub));
+    }
+    let section = |name: &str, old: bool, new: bool, differs: bool, lines: &mut Vec<String>| {
+        match (old, new) {
+            (false, true) => lines.push(format!("[{name}]: added")),
+            (true, false) => lines.push(format!("[{name}]: removed")),
+            _ if differs => lines.push(format!("[{name}]: changed")),
+            _ => {}
+        }
+        differs
+    };
+    let dhcp = section(
+        "dhcp",
+        running.dhcp.is_some(),
+        fresh.dhcp.is_some(),
+        running.dhcp != fresh.dhcp,
+        &mut lines,
+    );
+    let arp = section(
+        "arp",
+        running.arp.is_some(),
+        fresh.arp.is_some(),
+        running.arp != fresh.arp,
+        &mut lines,
+    );
+    let hooks = section(
+        "hooks",
+        true,
+        true,
+        running.hooks != fresh.hooks,
+        &mut lines,
+    );
+    let metrics = section(
+        "metrics",
+        running.metrics.is_some(),
+        fresh.metrics.is_some(),
+        running.metrics != fresh.metrics,
+        &mut lines,
+    );
     Ok(Plan {
         config: fresh,
         keys: new_keys,
-        changed,
+        peers,
+        timers,
+        hub,
+        responder: dhcp || arp,
+        hooks,
+        metrics,
         lines,
     })
 }
 
-/// The first setting, other than where keys are read from, in which `b`
-/// differs from `a`.
-fn first_difference(a: &Config, b: &Config) -> Option<String> {
-    let mut ta = a.tunnel.clone();
-    let mut tb = b.tunnel.clone();
-    ta.psk_file = None;
-    tb.psk_file = None;
-    if a.interface != b.interface {
-        return Some("[interface]".into());
+fn endpoint_text(e: Option<SocketAddr>) -> String {
+    e.map_or_else(|| "no endpoint".into(), |e| e.to_string())
+}
+
+fn key_count(n: usize) -> String {
+    if n == 1 {
+        "1 key".into()
+    } else {
+        format!("{n} keys, the first initiates")
     }
-    if ta != tb {
-        return Some("[tunnel]".into());
-    }
-    if a.peers.len() != b.peers.len() {
-        return Some("[[peer]] (peers added or removed)".into());
-    }
-    for (pa, pb) in a.peers.iter().zip(&b.peers) {
-        if pa.name != pb.name {
-            return Some(format!("peer.name ({:?} became {:?})", pa.name, pb.name));
+}
+
+/// The first setting of [`RESTART_ONLY`] in which `b` differs from `a`, or
+/// failing that the section of any other difference that [`plan`] would not
+/// apply (a safety net for settings added later: they are refused until
+/// reload learns them).
+fn restart_only_difference(a: &Config, b: &Config) -> Option<(&'static str, &'static str)> {
+    let (i, j) = (&a.interface, &b.interface);
+    let differs = |section: &str, key: &str| -> bool {
+        match (section, key) {
+            ("interface", "name") => i.name != j.name,
+            ("interface", "mtu") => i.mtu != j.mtu,
+            ("interface", "mac") => i.mac != j.mac,
+            ("interface", "addresses") => i.addresses != j.addresses,
+            ("interface", "routes") => i.routes != j.routes,
+            ("interface", "bridge") => i.bridge != j.bridge,
+            ("tunnel", "listen") => a.tunnel.listen != b.tunnel.listen,
+            ("tunnel", "wan_mtu") => a.tunnel.wan_mtu != b.tunnel.wan_mtu,
+            ("control", "socket") => a.control.socket != b.control.socket,
+            ("control", "group") => a.control.group != b.control.group,
+            _ => false,
         }
-        if pa.endpoint != pb.endpoint {
-            return Some(format!("peer.endpoint of peer {:?}", pa.name));
-        }
+    };
+    if let Some(found) = RESTART_ONLY.iter().copied().find(|(s, k)| differs(s, k)) {
+        return Some(found);
     }
-    let sections: [(&str, bool); 5] = [
-        ("[dhcp]", a.dhcp != b.dhcp),
-        ("[arp]", a.arp != b.arp),
-        ("[hooks]", a.hooks != b.hooks),
-        ("[control]", a.control != b.control),
-        ("[metrics]", a.metrics != b.metrics),
-    ];
-    sections
-        .into_iter()
-        .find(|(_, differs)| *differs)
-        .map(|(name, _)| name.to_owned())
+    // Everything reload applies, taken from `b`: what still differs is not
+    // applied by anyone.
+    let mut x = a.clone();
+    x.peers.clone_from(&b.peers);
+    x.tunnel.psk_file.clone_from(&b.tunnel.psk_file);
+    x.tunnel.keepalive = b.tunnel.keepalive;
+    x.tunnel.rekey_after = b.tunnel.rekey_after;
+    x.tunnel.hub = b.tunnel.hub;
+    x.dhcp.clone_from(&b.dhcp);
+    x.arp.clone_from(&b.arp);
+    x.hooks.clone_from(&b.hooks);
+    x.metrics.clone_from(&b.metrics);
+    if x == *b {
+        None
+    } else if x.interface != b.interface {
+        Some(("interface", ""))
+    } else if x.tunnel != b.tunnel {
+        Some(("tunnel", ""))
+    } else if x.control != b.control {
+        Some(("control", ""))
+    } else {
+        Some(("", ""))
+    }
 }
 
 #[cfg(test)]
@@ -174,20 +419,20 @@ mod tests {
     }
 
     #[test]
-    fn a_key_change_is_planned_and_nothing_else() {
+    fn key_changes_are_planned_per_peer() {
         let d = Dir::new("keys");
         d.write("link.psk", K1);
         d.write("b.psk", K1);
         let cfg = d.write("hub.toml", &conf(""));
         let (running, keys) = load(&cfg);
         let p = plan(&running, &keys).unwrap();
-        assert!(p.changed.is_empty() && p.lines.is_empty(), "no change");
+        assert!(p.is_empty() && p.peers.is_empty(), "no change");
         // Rotation: the new key first, the old one second.
         d.write("b.psk", &format!("{K2}\n{K1}\n"));
         let p = plan(&running, &keys).unwrap();
-        assert_eq!(p.changed.len(), 1);
-        assert_eq!(p.changed[0].0, 0);
-        assert_eq!(p.changed[0].1.len(), 2);
+        assert!(
+            matches!(&p.peers[..], [PeerChange::Keys { name, keys }] if name == "b" && keys.len() == 2)
+        );
         assert_eq!(
             p.lines,
             ["peer b: keys changed (2 keys, the first initiates)"]
@@ -200,22 +445,83 @@ mod tests {
     }
 
     #[test]
-    fn anything_else_is_refused_and_broken_files_too() {
+    fn peers_are_matched_by_name_added_removed_and_moved() {
+        let d = Dir::new("peers");
+        d.write("link.psk", K1);
+        d.write("b.psk", K1);
+        let cfg = d.write("hub.toml", &conf(""));
+        let (running, keys) = load(&cfg);
+        // c gets an endpoint, d is new, b is gone; order in the file differs.
+        d.write(
+            "hub.toml",
+            "[interface]\n[tunnel]\npsk_file = \"link.psk\"\n[[peer]]\nname = \"d\"\nendpoint = \"198.18.0.4:51901\"\n[[peer]]\nname = \"c\"\nendpoint = \"198.18.0.3:51901\"\n",
+        );
+        let p = plan(&running, &keys).unwrap();
+        assert_eq!(
+            p.lines,
+            [
+                "peer b: removed",
+                "peer d: added (198.18.0.4:51901, 1 key)",
+                "peer c: endpoint no endpoint -> 198.18.0.3:51901",
+            ]
+        );
+        assert!(
+            matches!(p.peers[0], PeerChange::Removed { .. }),
+            "removals first"
+        );
+        assert!(!p.responder && !p.metrics && !p.timers && !p.hub);
+    }
+
+    #[test]
+    fn live_sections_are_planned() {
+        let d = Dir::new("sections");
+        d.write("link.psk", K1);
+        d.write("b.psk", K1);
+        let dhcp = "[dhcp]\nserver_address = \"198.19.0.254\"\npool = \"198.19.0.100-198.19.0.199\"\nsubnet = \"198.19.0.0/24\"\nlease_file = \"l\"\n";
+        let cfg = d.write("hub.toml", &conf(dhcp));
+        let (running, keys) = load(&cfg);
+        d.write(
+            "hub.toml",
+            &conf(&format!(
+                "{dhcp}dns = [\"198.19.0.1\"]\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
+            )),
+        );
+        let p = plan(&running, &keys).unwrap();
+        assert!(p.responder && p.metrics && p.peers.is_empty());
+        assert_eq!(p.lines, ["[dhcp]: changed", "[metrics]: added"]);
+        let text = conf(dhcp).replace("[tunnel]\n", "[tunnel]\nkeepalive = \"5s\"\nhub = true\n");
+        d.write("hub.toml", &text);
+        let p = plan(&running, &keys).unwrap();
+        assert!(p.timers && p.hub && !p.responder);
+    }
+
+    #[test]
+    fn restart_only_settings_and_broken_files_are_refused_with_their_place() {
         let d = Dir::new("other");
         d.write("link.psk", K1);
         d.write("b.psk", K1);
         let cfg = d.write("hub.toml", &conf(""));
         let (running, keys) = load(&cfg);
-        d.write("hub.toml", &conf("endpoint = \"198.18.0.3:51901\"\n"));
+        d.write(
+            "hub.toml",
+            &conf("").replace("[tunnel]\n", "[tunnel]\nlisten = \"0.0.0.0:4000\"\n"),
+        );
         let err = plan(&running, &keys).err().unwrap().to_string();
-        assert!(err.contains("peer.endpoint of peer \"c\""), "{err}");
+        assert!(
+            err.contains("hub.toml:3:1: tunnel.listen: differs"),
+            "{err}"
+        );
         assert!(err.contains("nothing was changed"), "{err}");
-        d.write("hub.toml", &conf("[arp]\nrespond = [\"198.19.0.254\"]\n"));
+        d.write(
+            "hub.toml",
+            &conf("").replace("[interface]\n", "[interface]\nmtu = 1400\n"),
+        );
         let err = plan(&running, &keys).err().unwrap().to_string();
-        assert!(err.contains("[arp] differs"), "{err}");
+        assert!(err.contains("hub.toml:2:1: interface.mtu"), "{err}");
         d.write("hub.toml", &conf("[bogus]\n"));
         let err = plan(&running, &keys).err().unwrap();
         assert!(matches!(err, ReloadError::Config(_)), "{err}");
+        assert!(err.to_string().contains("bogus"), "{err}");
         d.write("hub.toml", &conf(""));
         d.write("b.psk", "not a key");
         let err = plan(&running, &keys).err().unwrap().to_string();

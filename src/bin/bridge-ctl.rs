@@ -94,9 +94,10 @@ enum Command {
     },
     /// Print the version (also `"version"` in `status --json`).
     Version,
-    /// Re-read a running link's config and key files and apply the change
-    /// (today: peers' keys, for rotation and revocation; other changes are
-    /// refused with exit status 2 and need a restart).
+    /// Re-read a running link's config and key files and apply the
+    /// difference (peers, endpoints, keys, timers, [dhcp], [arp], [hooks],
+    /// [metrics]); a change that needs a restart, or an invalid file, is
+    /// refused with exit status 2 and nothing changes.
     Reload {
         #[command(flatten)]
         link: LinkArgs,

@@ -25,9 +25,11 @@ use crate::control::server::Command;
 use crate::control::status::{self, IoCounters, StaticLinkInfo};
 use crate::control::{Request, Response};
 use crate::mac::MacAddr;
+use crate::metrics::MetricsServer;
+use crate::reload::{PeerChange, Plan, ReloadError};
 use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Switch};
-use crate::tunnel::{Event, PeerId, PeerStats, Transmit, Tunnel};
+use crate::tunnel::{Event, PeerId, PeerParams, PeerStats, Transmit, Tunnel};
 use crate::wire::virtio::VirtioNetHdr;
 
 /// Datagrams or frames handled per batch.
@@ -68,6 +70,11 @@ pub struct Worker {
     pub udp: UdpSocket,
     /// Control requests.
     pub commands: Receiver<Command>,
+    /// Where the metrics endpoint sends its requests (a reload that
+    /// rebinds the endpoint hands it a clone).
+    pub to_worker: Sender<Command>,
+    /// The metrics endpoint, if `[metrics]` is configured.
+    pub metrics: Option<MetricsServer>,
     /// Wakes the worker when a command is queued.
     pub waker: Arc<EventFd>,
     /// SIGTERM/SIGINT.
@@ -202,7 +209,7 @@ impl Worker {
                 match self.signals.read_signal() {
                     Ok(Some(s)) if s.ssi_signo == nix::sys::signal::Signal::SIGHUP as u32 => {
                         // Answered in the log only.
-                        let _ = self.reload(now);
+                        let _ = self.reload(now, &mut logged);
                     }
                     _ => return Exit::Signal,
                 }
@@ -252,7 +259,7 @@ impl Worker {
                             });
                         }
                         Request::Reload => {
-                            let _ = cmd.reply.send(self.reload(now));
+                            let _ = cmd.reply.send(self.reload(now, &mut logged));
                         }
                     }
                 }
@@ -392,25 +399,23 @@ impl Worker {
         }
     }
 
-    /// Re-reads the config and key files and applies what changed (today:
-    /// peers' keys; see [`crate::reload`]). Everything is logged.
-    fn reload(&mut self, now: Instant) -> Response {
-        match crate::reload::plan(&self.config, &self.keys) {
-            Ok(plan) => {
-                for (id, keys) in plan.changed {
-                    self.tunnel.set_peer_keys(id, keys, now);
-                }
-                if plan.lines.is_empty() {
+    /// Re-reads the config and key files and applies what changed (see
+    /// [`crate::reload`]): all of it, or on any error nothing. Logged, and
+    /// answered with one line per change.
+    fn reload(&mut self, now: Instant, logged: &mut Vec<PeerStats>) -> Response {
+        let result = crate::reload::plan(&self.config, &self.keys)
+            .and_then(|plan| self.apply(plan, now, logged));
+        match result {
+            Ok(lines) => {
+                if lines.is_empty() {
                     tracing::info!("reload: no change");
                 }
-                for line in &plan.lines {
+                for line in &lines {
                     tracing::info!("reload: {line}");
                 }
-                self.config = plan.config;
-                self.keys = plan.keys;
                 Response {
                     ok: true,
-                    changes: Some(plan.lines),
+                    changes: Some(lines),
                     ..Response::default()
                 }
             }
@@ -424,9 +429,137 @@ impl Worker {
         }
     }
 
+    /// Puts `plan` in place. What can fail (the new responder, the new
+    /// lease file, the new metrics address) is prepared first; after that
+    /// nothing can fail and everything is applied.
+    fn apply(
+        &mut self,
+        plan: Plan,
+        now: Instant,
+        logged: &mut Vec<PeerStats>,
+    ) -> Result<Vec<String>, ReloadError> {
+        let path = plan.config.path.clone();
+        // 1. Fallible preparation; nothing running is touched.
+        let responder = if plan.responder {
+            Some(self.next_responder(&plan.config)?)
+        } else {
+            None
+        };
+        let metrics = if plan.metrics {
+            Some(match &plan.config.metrics {
+                Some(m) => Some(
+                    MetricsServer::start(m.listen, self.to_worker.clone(), self.waker.clone())
+                        .map_err(|e| ReloadError::apply(&path, "metrics", e.to_string()))?,
+                ),
+                None => None,
+            })
+        } else {
+            None
+        };
+        // 2. Apply; nothing below fails.
+        for change in plan.peers {
+            match change {
+                PeerChange::Removed { name } => {
+                    if let Some(id) = self.tunnel.peer_id(&name) {
+                        self.tunnel.remove_peer(id, now);
+                        self.switch.forget_peer(id);
+                    }
+                }
+                PeerChange::Added {
+                    name,
+                    endpoint,
+                    keys,
+                } => {
+                    let id = self.tunnel.add_peer(
+                        PeerParams {
+                            name,
+                            keys,
+                            endpoint,
+                        },
+                        now,
+                    );
+                    if logged.len() <= id {
+                        logged.resize(id + 1, PeerStats::default());
+                    }
+                    logged[id] = PeerStats::default();
+                }
+                PeerChange::Endpoint { name, endpoint } => {
+                    if let Some(id) = self.tunnel.peer_id(&name) {
+                        self.tunnel.set_peer_endpoint(id, endpoint, now);
+                    }
+                }
+                PeerChange::Keys { name, keys } => {
+                    if let Some(id) = self.tunnel.peer_id(&name) {
+                        self.tunnel.set_peer_keys(id, keys, now);
+                    }
+                }
+            }
+        }
+        let t = &plan.config.tunnel;
+        if plan.timers {
+            self.tunnel.set_timers(t.keepalive, t.rekey_after);
+        }
+        if plan.hub {
+            self.switch.set_hub(t.hub);
+        }
+        if let Some((mut next, lease_file)) = responder {
+            // Leases as they are now stay on disk whatever happens next.
+            self.persist_leases_final();
+            if let (Some(n), Some(old)) = (next.as_mut(), self.responder.take()) {
+                n.take_over(old);
+            }
+            self.responder = next;
+            self.lease_file = lease_file;
+        }
+        if let Some(m) = metrics {
+            // The old endpoint closes as the new one takes over.
+            self.metrics = m;
+        }
+        self.config = plan.config;
+        self.keys = plan.keys;
+        Ok(plan.lines)
+    }
+
+    /// The responder for `cfg`, carrying over the running one's leases and
+    /// state where they still fit, and its lease file; `None` without
+    /// `[arp]` and `[dhcp]`. A new lease file is written before anything
+    /// changes, so the leases are never only in memory.
+    fn next_responder(
+        &self,
+        cfg: &crate::config::Config,
+    ) -> Result<(Option<Responder>, Option<PathBuf>), ReloadError> {
+        let lease_file = cfg.dhcp.as_ref().map(|d| d.lease_file.clone());
+        let Some((arp, dhcp)) = crate::daemon::responder_settings(cfg, self.info.interface.mac)
+        else {
+            return Ok((None, None));
+        };
+        let section = if cfg.dhcp != self.config.dhcp {
+            "dhcp"
+        } else {
+            "arp"
+        };
+        let refuse = |m: String| ReloadError::apply(&cfg.path, section, m);
+        // The running lease table when DHCP keeps running; the lease file,
+        // as at start-up, when it starts.
+        let running_dhcp = self.config.dhcp.is_some();
+        let leases = match (&self.responder, &lease_file) {
+            (Some(r), _) if running_dhcp => r.lease_db(),
+            (_, Some(f)) => crate::daemon::load_leases(f).map_err(|e| refuse(format!("{e:#}")))?,
+            _ => Default::default(),
+        };
+        let next = Responder::new(arp, dhcp, leases).map_err(|e| refuse(e.to_string()))?;
+        if let (Some(file), Some(bytes)) = (&lease_file, next.lease_snapshot())
+            && self.lease_file.as_ref() != Some(file)
+        {
+            super::lease_file::write_lease_file_atomic(file, &bytes)
+                .map_err(|e| refuse(e.to_string()))?;
+        }
+        Ok((Some(next), lease_file))
+    }
+
     /// One log line per session event, with the traffic since the previous
     /// event of that peer: the audit trail.
-    fn log_events(&mut self, logged: &mut [PeerStats]) {
+    fn log_events(&mut self, logged: &mut Vec<PeerStats>) {
         while let Some(ev) = self.tunnel.poll_event() {
             let peer: PeerId = match &ev {
                 Event::HandshakeCompleted { peer, .. }
@@ -445,14 +578,17 @@ impl Worker {
             let Some(st) = self.tunnel.peer_status(peer) else {
                 continue;
             };
+            if logged.len() <= peer {
+                logged.resize(peer + 1, PeerStats::default());
+            }
             let prev = logged[peer];
             let (txf, rxf) = (
-                st.stats.tx_frames - prev.tx_frames,
-                st.stats.rx_frames - prev.rx_frames,
+                st.stats.tx_frames.saturating_sub(prev.tx_frames),
+                st.stats.rx_frames.saturating_sub(prev.rx_frames),
             );
             let (txb, rxb) = (
-                st.stats.tx_bytes - prev.tx_bytes,
-                st.stats.rx_bytes - prev.rx_bytes,
+                st.stats.tx_bytes.saturating_sub(prev.tx_bytes),
+                st.stats.rx_bytes.saturating_sub(prev.rx_bytes),
             );
             logged[peer] = st.stats;
             let endpoint = st
@@ -460,9 +596,14 @@ impl Worker {
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "-".into());
             match ev {
-                Event::HandshakeCompleted { rekey, .. } => tracing::info!(
+                // A 30-peer hub rekeys ~21,600 times a day: rekeys are debug.
+                Event::HandshakeCompleted { rekey: true, .. } => tracing::debug!(
                     peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf, tx_bytes = txb,
-                    rx_bytes = rxb, "{}", if rekey { "rekey completed" } else { "handshake completed" }
+                    rx_bytes = rxb, "rekey completed"
+                ),
+                Event::HandshakeCompleted { rekey: false, .. } => tracing::info!(
+                    peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf, tx_bytes = txb,
+                    rx_bytes = rxb, "handshake completed"
                 ),
                 Event::PeerDown { .. } => tracing::warn!(
                     peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf, tx_bytes = txb,

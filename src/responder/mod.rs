@@ -154,6 +154,11 @@ pub struct Responder {
     /// MACs whose frames are the responder's (ARP mac, DHCP server mac).
     own_macs: [MacAddr; 2],
     counters: ResponderCounters,
+    /// What the ARP half was built from (settings, DHCP server address and
+    /// MAC), to tell whether a reconfiguration changes it.
+    arp_inputs: (Option<ArpSettings>, Option<(Ipv4Addr, MacAddr)>),
+    /// `arp.respond` (the DHCP half excludes those addresses).
+    respond: Option<Vec<Ipv4Addr>>,
 }
 
 impl Responder {
@@ -176,6 +181,8 @@ impl Responder {
             .as_ref()
             .map(|d| (d.settings().server_address, d.settings().server_mac));
         let own_arp_mac = arp.as_ref().map(|a| a.mac);
+        let arp_inputs = (arp.clone(), server);
+        let respond = arp.as_ref().map(|a| a.respond.clone());
         let arp = match (arp, server) {
             (None, None) => None,
             (a, s) => Some(ArpResponder::new(a, s)?),
@@ -187,7 +194,40 @@ impl Responder {
             dhcp,
             own_macs: [first, second],
             counters: ResponderCounters::default(),
+            arp_inputs,
+            respond,
         })
+    }
+
+    /// The lease database as it is now (empty without DHCP): what a
+    /// responder built for new settings starts from (a reload).
+    pub fn lease_db(&self) -> LeaseDb {
+        self.dhcp
+            .as_ref()
+            .map(|d| d.allocator().db().clone())
+            .unwrap_or_default()
+    }
+
+    /// Takes over the state of `old`, the responder this one replaces (a
+    /// reload): its counters, and each half whose settings did not change
+    /// (pending offers and quarantined addresses of the DHCP half, learned
+    /// bindings of the ARP half). Build `self` with [`Responder::new`] from
+    /// `old`'s [`lease_db`](Self::lease_db) first: leases the new settings
+    /// still allow are kept, the others are dropped (the same rule as at
+    /// start-up), so those clients' next renewal is NAKed and they get an
+    /// address that fits.
+    pub fn take_over(&mut self, mut old: Responder) {
+        let same_dhcp = match (&old.dhcp, &self.dhcp) {
+            (Some(o), Some(n)) => o.settings() == n.settings() && old.respond == self.respond,
+            _ => false,
+        };
+        if same_dhcp {
+            self.dhcp = old.dhcp.take();
+        }
+        if old.arp_inputs == self.arp_inputs {
+            self.arp = old.arp.take();
+        }
+        self.counters = old.counters;
     }
 
     /// Handle a frame the local side (TAP) sent. `reply` must hold at least

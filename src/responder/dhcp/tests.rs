@@ -638,3 +638,59 @@ fn rejects_unworkable_settings() {
     s.subnet_addr = ip(77);
     assert!(Responder::new(None, Some(s), LeaseDb::default()).is_ok());
 }
+
+/// A reload: a lease that still fits survives a new option and a new pool
+/// that keeps its address, the new option is served at the next renewal,
+/// and a pool that no longer holds the address drops the lease (the
+/// client's renewal is NAKed, its next DISCOVER gets a fitting address).
+#[test]
+fn reload_keeps_leases_that_fit_and_serves_new_options() {
+    let mut h = Harness::new(settings());
+    let m = mac(1);
+    let addr = h.lease(m).yiaddr;
+    let renew = |h: &mut Harness| {
+        let mut r = Client::new(M::Request, m);
+        r.ciaddr = addr;
+        r.ip_src = addr;
+        r.ip_dst = SERVER;
+        r.eth_dst = SERVER_MAC;
+        h.reply(&r)
+    };
+    // New DNS server: same lease, new option at the renewal.
+    let mut s = settings();
+    s.dns = vec![ip(2)];
+    let mut next = Responder::new(None, Some(s.clone()), h.r.lease_db()).expect("valid");
+    let old = std::mem::replace(
+        &mut h.r,
+        Responder::new(None, Some(settings()), LeaseDb::default()).expect("valid"),
+    );
+    let counters = old.counters();
+    next.take_over(old);
+    h.r = next;
+    assert_eq!(h.r.counters(), counters, "counters carry over");
+    let ack = renew(&mut h);
+    assert_eq!((ack.message_type, ack.yiaddr), (M::Ack, addr));
+    assert_eq!(ack.option(6), Some(&[198, 19, 0, 2][..]));
+    // A pool that no longer holds the address: the lease is gone.
+    s.pool_start = ip(200);
+    s.pool_end = ip(220);
+    let mut next = Responder::new(None, Some(s), h.r.lease_db()).expect("valid");
+    let old = std::mem::replace(
+        &mut h.r,
+        Responder::new(None, Some(settings()), LeaseDb::default()).expect("valid"),
+    );
+    next.take_over(old);
+    h.r = next;
+    assert!(h.r.leases(h.wall()).is_empty());
+    assert!(
+        h.r.take_lease_snapshot().is_some(),
+        "the dropped lease is persisted"
+    );
+    assert_eq!(renew(&mut h).message_type, M::Nak);
+    let offer = h.reply(&Client::new(M::Discover, m));
+    assert!(
+        (200..=220).contains(&offer.yiaddr.octets()[3]),
+        "{}",
+        offer.yiaddr
+    );
+}

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+#
+# reload.sh — `bridge-ctl reload` and SIGHUP change a running link with no lost reply.
+#
+#                 [wan] br-wan 198.18.31.0/24
+#         ┌──────────────┼──────────────┐
+#   [a] .1 tb-a         [b] .2 tb-b     [c] .3 tb-c        TAPs 198.19.31.{1,2,3}/24
+#
+# a runs a DHCP responder and starts with one peer, b (each with its own key
+# file, renewed every 5 s); c is configured with a as its peer but a does not
+# know c yet. With `ping -i 0.01` running a → b the whole time, a is reloaded
+# three times: c added (c comes up and answers pings), an unrelated DHCP option
+# changed (lease_time), and b's key rotated with a two-key file (a by `reload`,
+# b by SIGHUP). Checks: each reload exits 0 and prints its change; not one ping
+# reply is lost. Then: c removed (a's status drops it, c's traffic and
+# handshakes are refused); b moved to another address and a told by reload
+# (a reaches b there); a broken file and a restart-only change are refused with
+# exit 2 naming file, line and key, and the running link is as it was (status
+# JSON equal but for clocks and traffic).
+#
+# Run as root: tests/e2e/reload.sh   (BRIDGE_CTL=... to pick the binary)
+
+set -euo pipefail
+
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+e2e_init
+
+PORT=51901
+STEP_SECS=12
+e2e_site wan
+NS_WAN=$(e2e_ns wan)
+ip -n "$NS_WAN" link add br-wan type bridge
+ip -n "$NS_WAN" link set br-wan up
+e2e_wan_port "$NS_WAN" port-a a 198.18.31.1/24
+e2e_wan_port "$NS_WAN" port-b b 198.18.31.2/24
+e2e_wan_port "$NS_WAN" port-c c 198.18.31.3/24
+
+newkey() {
+    e2e_run "$BIN" genpsk
+    [[ "$E2E_RC" -eq 0 ]] || e2e_fatal "genpsk failed: $E2E_STDERR"
+    printf '%s\n' "$E2E_STDOUT"
+}
+OLD=$(newkey)
+NEW=$(newkey)
+# keyfile NAME LINE...: a 0600 key file in the work dir.
+keyfile() {
+    local name=$1
+    shift
+    (umask 077 && printf '%s\n' "$@" >"$E2E_WORK/$name.psk")
+}
+keyfile a-b "$OLD"
+keyfile b-a "$OLD"
+
+# a's config, with the peers given (b's endpoint as given), DHCP on.
+config_a() {
+    e2e_config a --listen "198.18.31.1:$PORT" --address 198.19.31.1/24 \
+        --peer-key "b=$E2E_WORK/a-b.psk" --rekey-after 5s "$@"
+    sed -i 's/^enabled = false/enabled = true/' "$(e2e_conf a)"
+}
+config_a --peer "b=198.18.31.2:$PORT"
+e2e_config b --listen "0.0.0.0:$PORT" --address 198.19.31.2/24 --mac 02:00:00:31:00:02 \
+    --peer a --peer-key "a=$E2E_WORK/b-a.psk" --rekey-after 5s
+e2e_config c --listen "198.18.31.3:$PORT" --address 198.19.31.3/24 --peer "a=198.18.31.1:$PORT"
+
+for s in a b c; do e2e_require_up "$s"; done
+e2e_wait_peer_up a b
+e2e_passed || e2e_fatal "the tunnel did not come up"
+e2e_wait "first ping a → b" 10 e2e_ping1 a 198.19.31.2
+
+handshakes() {
+    local x y
+    x=$(e2e_peer a b handshakes) && y=$(e2e_peer b a handshakes) && printf '%s\n' "$((x + y))"
+}
+# counter_above SITE KEY N: SITE's counter KEY is above N.
+# shellcheck disable=SC2317 # called through e2e_wait
+counter_above() {
+    local v
+    v=$(e2e_counter "$1" "$2") && [[ "$v" =~ ^[0-9]+$ && "$3" =~ ^[0-9]+$ ]] && ((v > $3))
+}
+reload_a() {
+    e2e_check_exit "reload a: $1 (exit 0)" 0 e2e_ctl a 20 reload a --config "$(e2e_conf a)"
+    e2e_match "reload a prints the change: $2" "$2" "$E2E_STDOUT"
+}
+
+COUNT=$(((3 * STEP_SECS + 6) * 100))
+PING_OUT="$E2E_WORK/ping.out"
+ip netns exec "$(e2e_ns a)" ping -n -q -i 0.01 -W 1 -c "$COUNT" 198.19.31.2 >"$PING_OUT" 2>&1 &
+PING_PID=$!
+tb_defer tb_stop_pid "$PING_PID"
+sleep 1
+
+# 1. A third peer.
+config_a --peer "b=198.18.31.2:$PORT" --peer "c=198.18.31.3:$PORT"
+reload_a "peer c added" '^peer c: added \(198\.18\.31\.3:51901, 1 key\)$'
+e2e_wait_peer_up a c 20
+e2e_wait "ping a → c through the added peer" 10 e2e_ping1 a 198.19.31.3
+sleep $((STEP_SECS - 5))
+
+# 2. An unrelated DHCP option.
+sed -i 's/^lease_time = "1h"/lease_time = "2h"/' "$(e2e_conf a)"
+reload_a "lease_time changed" '^\[dhcp\]: changed$'
+sleep "$STEP_SECS"
+
+# 3. b's key rotated: the new key first on both ends, a by reload, b by SIGHUP.
+hs0=$(handshakes || echo x)
+keyfile a-b "$NEW" "$OLD"
+reload_a "b's key rotated" '^peer b: keys changed \(2 keys, the first initiates\)$'
+keyfile b-a "$NEW" "$OLD"
+if pid_b=$(e2e_daemon_pid b); then
+    kill -HUP "$pid_b"
+    e2e_wait "SIGHUP reloads b (its log names the change)" 5 \
+        grep -q 'reload: peer a: keys changed (2 keys' "$E2E_WORK/run/b.log"
+else
+    e2e_not_ok "b's daemon PID from status --json"
+fi
+sleep "$STEP_SECS"
+hs1=$(handshakes || echo x)
+e2e_cmp "sessions were renewed with the new key ($hs0 → $hs1)" "$hs1" -gt "$hs0"
+e2e_check "b is still running after SIGHUP" kill -0 "${pid_b:-0}"
+
+wait "$PING_PID" || true
+summary=$(grep -E 'packets transmitted' "$PING_OUT" || true)
+e2e_note "ping during the three reloads: $summary"
+e2e_match "ping -i 0.01 through three reloads: no reply lost" \
+    "^$COUNT packets transmitted, $COUNT received, 0% packet loss" "$summary"
+
+# 4. c removed: gone from a's status, refused afterwards.
+failed0=$(e2e_counter a rx_auth_failed || echo x)
+unknown0=$(e2e_counter a rx_unknown_session || echo x)
+config_a --peer "b=198.18.31.2:$PORT"
+reload_a "peer c removed" '^peer c: removed$'
+names=$(e2e_jq a '[p["name"] for p in d["peers"]]' || echo x)
+e2e_match "a's status lists only b now ($names)" '^\["b"\]$' "$names"
+if e2e_ping1 a 198.19.31.3 || e2e_ping1 c 198.19.31.1; then
+    e2e_not_ok "a and c cannot reach each other after the removal"
+else
+    e2e_ok "a and c cannot reach each other after the removal"
+fi
+# c's keepalives hit a session a forgot; once c gives up on it (three
+# keepalive intervals), its new handshakes match no key of a.
+e2e_wait "c's traffic is refused as an unknown session" 10 counter_above a rx_unknown_session "$unknown0"
+e2e_wait "c's new handshakes are refused" 20 counter_above a rx_auth_failed "$failed0"
+state=$(e2e_peer c a state || echo x)
+e2e_nomatch "c has no session with a (state $state)" '^up$' "$state"
+e2e_wait "ping a → b still works" 5 e2e_ping1 a 198.19.31.2
+
+# 5. b moves to another address (and no longer calls a); a learns it by reload.
+e2e_check_down "link down b" b
+ip -n "$(e2e_ns b)" addr add 198.18.31.12/24 dev wan0
+e2e_config b --listen "198.18.31.12:$PORT" --address 198.19.31.2/24 --mac 02:00:00:31:00:02 \
+    --peer a --peer-key "a=$E2E_WORK/b-a.psk" --rekey-after 5s
+e2e_require_up b
+sleep 2
+state=$(e2e_peer b a state || echo x)
+e2e_nomatch "b at its new address is not reached by a before the reload (state $state)" '^up$' "$state"
+config_a --peer "b=198.18.31.12:$PORT"
+reload_a "b's endpoint changed" '^peer b: endpoint 198\.18\.31\.2:51901 -> 198\.18\.31\.12:51901$'
+e2e_wait_peer_up a b 10
+ep=$(e2e_peer a b endpoint || echo x)
+e2e_match "a's status shows b's new endpoint ($ep)" '^198\.18\.31\.12:51901$' "$ep"
+e2e_wait "ping a → b at b's new address" 10 e2e_ping1 a 198.19.31.2
+
+# 6. Refusals change nothing: a broken file, a setting that needs a restart.
+# The status without clocks and traffic counters.
+snapshot() {
+    e2e_jq a '{k: v for k, v in d.items() if k not in ("uptime_secs", "counters")} | {"peers": [{k: v for k, v in p.items() if k not in ("last_handshake_secs", "tx_frames", "rx_frames", "tx_bytes", "rx_bytes")} for p in d["peers"]], "leases": [(l["mac"], l["ip"]) for l in d["leases"]]}'
+}
+before=$(snapshot || echo x)
+cp "$(e2e_conf a)" "$E2E_WORK/a.toml.good"
+printf '[tunnel]\nkeepalive = "3s"\n' >>"$(e2e_conf a)"
+e2e_check_exit "reload of a broken file exits 2" 2 e2e_ctl a 20 reload a --config "$(e2e_conf a)"
+e2e_match "the error names file, line and column" "a\.toml:[0-9]+:[0-9]+" "$E2E_STDERR"
+cp "$E2E_WORK/a.toml.good" "$(e2e_conf a)"
+sed -i 's/^mtu = 1500/mtu = 1400/' "$(e2e_conf a)"
+e2e_check_exit "reload of interface.mtu exits 2" 2 e2e_ctl a 20 reload a --config "$(e2e_conf a)"
+e2e_match "the refusal names file, line, key and says nothing changed" \
+    'a\.toml:[0-9]+:[0-9]+: interface\.mtu: differs from the running link.*nothing was changed' "$E2E_STDERR"
+cp "$E2E_WORK/a.toml.good" "$(e2e_conf a)"
+after=$(snapshot || echo x)
+if [[ "$before" == "$after" && "$before" != x ]]; then
+    e2e_ok "the running link is as it was (status JSON equal but for clocks and traffic)"
+else
+    e2e_not_ok "the running link is as it was" "before: $before" "after: $after"
+fi
+e2e_check_exit "reload without a change exits 0" 0 e2e_ctl a 20 reload a --config "$(e2e_conf a)"
+e2e_match "and says so" '^no change$' "$E2E_STDOUT"
+e2e_wait "ping a → b after all that" 10 e2e_ping1 a 198.19.31.2
+
+e2e_summary

@@ -17,7 +17,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::config::{Config, Psk};
+use crate::config::{Config, Psk, WanMtu};
 use crate::control::status::StaticLinkInfo;
 use crate::control::{self, ClientError, InterfaceStatus, Request, Response};
 use crate::datapath::tap::{Tap, VNET_HDR_LEN};
@@ -29,7 +29,7 @@ use crate::metrics::MetricsServer;
 use crate::netlink::{Change, Changes, Netlink};
 use crate::responder::{self, ArpSettings, DhcpSettings, Responder};
 use crate::switch::Switch;
-use crate::tunnel::{OsEntropy, PeerParams, PresharedKey, Tunnel, TunnelParams};
+use crate::tunnel::{BASE_MTU, MAX_MTU, OsEntropy, PeerParams, PresharedKey, Tunnel, TunnelParams};
 
 /// Packets under one key before a rekey (the tunnel caps it at 2^30 in any
 /// case, to keep AES-GCM far inside its usage limits).
@@ -187,7 +187,11 @@ fn bring_up(
     // Offloads: the kernel hands over 64 KiB TCP batches and partial
     // checksums, which the other site's kernel completes. TSO only when a
     // 64 KiB batch fits the tunnel's 64 fragments on this WAN MTU.
-    let tso = tso_fits(cfg.tunnel.wan_mtu);
+    // With a discovered MTU the worst case is the floor of the search.
+    let tso = tso_fits(match cfg.tunnel.wan_mtu {
+        WanMtu::Fixed(n) => n,
+        WanMtu::Auto => BASE_MTU as u32,
+    });
     let tap = Tap::create_offload(ifname, 1, tso)
         .with_context(|| format!("cannot create TAP {ifname}"))?;
     let link = nl
@@ -259,7 +263,13 @@ fn bring_up(
             keepalive: cfg.tunnel.keepalive,
             rekey_after: cfg.tunnel.rekey_after,
             rekey_after_packets: REKEY_AFTER_PACKETS,
-            wan_mtu: cfg.tunnel.wan_mtu as usize,
+            // Auto: the search's ceiling until the worker reads the WAN
+            // side's own limit for each peer.
+            wan_mtu: match cfg.tunnel.wan_mtu {
+                WanMtu::Fixed(n) => n as usize,
+                WanMtu::Auto => MAX_MTU,
+            },
+            auto_mtu: cfg.tunnel.wan_mtu == WanMtu::Auto,
             max_frame: if tso {
                 GSO_FRAME_MAX
             } else {
@@ -303,7 +313,7 @@ fn bring_up(
         interface: ifname.clone(),
         addresses: addresses.clone(),
         mtu: cfg.interface.mtu,
-        wan_mtu: cfg.tunnel.wan_mtu,
+        wan_mtu: cfg.tunnel.wan_mtu.to_string(),
     };
     for hook in &cfg.hooks.up {
         if let Err(e) = hooks::run(hook, "up", &env) {

@@ -20,8 +20,8 @@ pub struct HookEnv {
     pub addresses: Vec<String>,
     /// TAP MTU.
     pub mtu: u32,
-    /// WAN MTU.
-    pub wan_mtu: u32,
+    /// `tunnel.wan_mtu` as configured: a number, or `auto`.
+    pub wan_mtu: String,
 }
 
 /// A hook that did not succeed.
@@ -45,7 +45,7 @@ pub fn run(path: &Path, phase: &str, env: &HookEnv) -> Result<(), HookError> {
         .env("TAPBRIDGE_INTERFACE", &env.interface)
         .env("TAPBRIDGE_ADDRESSES", env.addresses.join(" "))
         .env("TAPBRIDGE_MTU", env.mtu.to_string())
-        .env("TAPBRIDGE_WAN_MTU", env.wan_mtu.to_string())
+        .env("TAPBRIDGE_WAN_MTU", &env.wan_mtu)
         .env("TAPBRIDGE_PHASE", phase)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -123,7 +123,7 @@ mod tests {
             interface: "tb0".into(),
             addresses: vec!["198.19.0.1/24".into(), "2001:2::1/64".into()],
             mtu: 1500,
-            wan_mtu: 1400,
+            wan_mtu: "1400".into(),
         }
     }
 

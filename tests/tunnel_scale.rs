@@ -140,6 +140,7 @@ fn link(local: String, peers: Vec<PeerParams>) -> TunnelParams {
         rekey_after: Duration::from_secs(120),
         rekey_after_packets: 1 << 30,
         wan_mtu: 1500,
+        auto_mtu: false,
         max_frame: 1518,
     }
 }
@@ -409,6 +410,7 @@ impl Sim {
                 Event::PeerDown { .. } => tally.peer_down += 1,
                 Event::HandshakeRefused { .. } => tally.refused += 1,
                 Event::EndpointMoved { .. } => tally.moved += 1,
+                Event::PathMtuChanged { .. } => {}
             }
         }
         if !node.dirty {

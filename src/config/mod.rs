@@ -188,14 +188,33 @@ pub struct TunnelConfig {
     /// The link's key file, used by every peer without its own; optional
     /// when every peer has one.
     pub psk_file: Option<KeyFile>,
-    /// Largest outer IP packet, 576..=9000.
-    pub wan_mtu: u32,
+    /// Largest outer IP packet: discovered per peer (`"auto"`, the
+    /// default) or pinned (576..=9000).
+    pub wan_mtu: WanMtu,
     /// Keepalive interval when idle; non-zero.
     pub keepalive: Duration,
     /// Rekey at least this often; non-zero.
     pub rekey_after: Duration,
     /// Forward frames between peers (hub of hub-and-spoke).
     pub hub: bool,
+}
+
+/// `tunnel.wan_mtu`: how large the tunnel's outer packets may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WanMtu {
+    /// Discovered per peer by probing, between 1280 and the WAN side's MTU.
+    Auto,
+    /// Pinned to this many bytes (576..=9000).
+    Fixed(u32),
+}
+
+impl fmt::Display for WanMtu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WanMtu::Auto => f.write_str("auto"),
+            WanMtu::Fixed(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 /// `[[peer]]`: a remote gateway.

@@ -40,10 +40,18 @@ pub(super) struct RawInterface {
 pub(super) struct RawTunnel {
     pub listen: Option<Str>,
     pub psk_file: Option<Str>,
-    pub wan_mtu: Option<Spanned<i64>>,
+    pub wan_mtu: Option<Spanned<RawMtu>>,
     pub keepalive: Option<Str>,
     pub rekey_after: Option<Str>,
     pub hub: Option<bool>,
+}
+
+/// `wan_mtu`: a number or a word (`"auto"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawMtu {
+    Number(i64),
+    Word(String),
 }
 
 #[derive(Deserialize)]

@@ -123,7 +123,7 @@ fn spec_example_parses_to_expected_values() {
                 column: 12,
                 key: "tunnel.psk_file",
             }),
-            wan_mtu: 1500,
+            wan_mtu: WanMtu::Fixed(1500),
             keepalive: Duration::from_secs(10),
             rekey_after: Duration::from_secs(120),
             hub: false,
@@ -206,7 +206,7 @@ fn minimal_config_gets_the_defaults() {
     assert!(c.interface.addresses.is_empty() && c.interface.routes.is_empty());
     assert_eq!(c.interface.bridge, None);
     assert_eq!(c.tunnel.listen, "0.0.0.0:51901".parse().unwrap());
-    assert_eq!(c.tunnel.wan_mtu, 1500);
+    assert_eq!(c.tunnel.wan_mtu, WanMtu::Auto);
     assert_eq!(c.tunnel.keepalive, Duration::from_secs(10));
     assert_eq!(c.tunnel.rekey_after, Duration::from_secs(120));
     assert!(!c.tunnel.hub);
@@ -472,6 +472,11 @@ const REJECTED: &[Rejected] = &[
         "negative wan_mtu",
         Raw("[interface]\n[tunnel]\npsk_file = \"k\"\nwan_mtu = -1\n"),
         4, 11, "tunnel.wan_mtu", "576..=9000",
+    ),
+    (
+        "wan_mtu word other than auto",
+        Raw("[interface]\n[tunnel]\npsk_file = \"k\"\nwan_mtu = \"big\"\n"),
+        4, 11, "tunnel.wan_mtu", "neither \"auto\" nor a number",
     ),
     (
         "small dhcp mtu",

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawArp, RawConfig, RawControl, RawDhcp, RawHooks, RawInterface, RawTunnel, Str};
+use super::raw::{
+    RawArp, RawConfig, RawControl, RawDhcp, RawHooks, RawInterface, RawMtu, RawTunnel, Str,
+};
 use super::value;
 use super::{
     ArpConfig, Config, ConfigError, ControlConfig, DhcpConfig, HooksConfig, InterfaceConfig,
-    KeyFile, MetricsConfig, PeerConfig, TunnelConfig,
+    KeyFile, MetricsConfig, PeerConfig, TunnelConfig, WanMtu,
 };
 use crate::mac::MacAddr;
 
@@ -119,6 +121,24 @@ impl Cx<'_> {
                     ));
                 }
                 u32::try_from(n).map_err(|_| self.err(&v.span(), key, "out of range"))
+            }
+        }
+    }
+
+    /// `tunnel.wan_mtu`: `"auto"` (the default) or a number in range.
+    fn wan_mtu(&self, v: &Option<Spanned<RawMtu>>) -> Result<WanMtu> {
+        let key = "tunnel.wan_mtu";
+        let Some(v) = v else { return Ok(WanMtu::Auto) };
+        match v.get_ref() {
+            RawMtu::Word(w) if w == "auto" => Ok(WanMtu::Auto),
+            RawMtu::Word(w) => Err(self.err(
+                &v.span(),
+                key,
+                format!("{w:?} is neither \"auto\" nor a number in 576..=9000"),
+            )),
+            RawMtu::Number(n) => {
+                let n = Spanned::new(v.span(), *n);
+                self.mtu(&Some(n), key, 0).map(WanMtu::Fixed)
             }
         }
     }
@@ -282,7 +302,7 @@ impl Cx<'_> {
         Ok(TunnelConfig {
             listen,
             psk_file,
-            wan_mtu: self.mtu(&raw.wan_mtu, "tunnel.wan_mtu", 1500)?,
+            wan_mtu: self.wan_mtu(&raw.wan_mtu)?,
             keepalive: self.duration(
                 &raw.keepalive,
                 "tunnel.keepalive",

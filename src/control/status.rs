@@ -75,7 +75,7 @@ pub fn status(
             name: p.name,
             endpoint: p.endpoint.map(|e| e.to_string()),
             state: p.state.as_str().into(),
-            path_mtu: u32::try_from(tunnel.wan_mtu()).unwrap_or(u32::MAX),
+            path_mtu: u32::try_from(p.path_mtu).unwrap_or(u32::MAX),
             transport: "udp".into(),
             last_handshake_secs: p
                 .last_handshake

@@ -229,7 +229,7 @@ impl Worker {
                 let r = self.udp.send_batch(&mut b.out.batch);
                 io.udp_send_errors += r.dropped as u64;
             }
-            self.log_events(&mut logged);
+            self.log_events(&mut logged, now);
             self.persist_leases();
             if woken {
                 let _ = self.waker.read();
@@ -559,12 +559,31 @@ impl Worker {
 
     /// One log line per session event, with the traffic since the previous
     /// event of that peer: the audit trail.
-    fn log_events(&mut self, logged: &mut Vec<PeerStats>) {
+    /// Also feeds the path MTU search the kernel's limit towards a peer when
+    /// its path may have changed.
+    fn log_events(&mut self, logged: &mut Vec<PeerStats>, now: Instant) {
         while let Some(ev) = self.tunnel.poll_event() {
             let peer: PeerId = match &ev {
                 Event::HandshakeCompleted { peer, .. }
                 | Event::PeerDown { peer }
                 | Event::EndpointMoved { peer, .. } => *peer,
+                Event::PathMtuChanged { peer, mtu, lost } => {
+                    let (peer, mtu, lost) = (*peer, *mtu, *lost);
+                    let Some(st) = self.tunnel.peer_status(peer) else {
+                        continue;
+                    };
+                    if lost {
+                        tracing::warn!(
+                            peer = %st.name, mtu,
+                            "path MTU lowered: larger packets were lost or the route is narrower"
+                        );
+                        // The kernel may know the limit (an ICMP that did arrive).
+                        self.refresh_path_ceiling(peer, st.endpoint, now);
+                    } else {
+                        tracing::debug!(peer = %st.name, mtu, "path MTU");
+                    }
+                    continue;
+                }
                 Event::HandshakeRefused { from, peer, reason } => {
                     // The tunnel reports only a few per second.
                     let name = peer
@@ -595,6 +614,12 @@ impl Worker {
                 .endpoint
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "-".into());
+            if matches!(
+                ev,
+                Event::HandshakeCompleted { rekey: false, .. } | Event::EndpointMoved { .. }
+            ) {
+                self.refresh_path_ceiling(peer, st.endpoint, now);
+            }
             match ev {
                 // A 30-peer hub rekeys ~21,600 times a day: rekeys are debug.
                 Event::HandshakeCompleted { rekey: true, .. } => tracing::debug!(
@@ -614,8 +639,16 @@ impl Worker {
                     %to, tx_frames = txf, rx_frames = rxf, tx_bytes = txb, rx_bytes = rxb,
                     "endpoint moved"
                 ),
-                Event::HandshakeRefused { .. } => {}
+                Event::HandshakeRefused { .. } | Event::PathMtuChanged { .. } => {}
             }
+        }
+    }
+
+    /// Tells the tunnel the kernel's MTU towards peer `id` at `endpoint`
+    /// (the ceiling of its path MTU search; a no-op for a pinned MTU).
+    fn refresh_path_ceiling(&mut self, id: PeerId, endpoint: Option<SocketAddr>, now: Instant) {
+        if let Some(mtu) = endpoint.and_then(super::udp::route_mtu) {
+            self.tunnel.set_path_ceiling(id, mtu, now);
         }
     }
 

@@ -372,7 +372,7 @@ impl Tunnel {
             replay: ReplayWindow::new(),
             created: now,
         };
-        self.move_endpoint(id, from);
+        self.move_endpoint(id, from, now);
         self.install_session(id, session, true, now);
         // Flush frames held during the handshake; if there were none, a
         // keepalive confirms the session to the responder right away.

@@ -37,6 +37,7 @@ fn link(local: &str, peers: Vec<PeerParams>) -> TunnelParams {
         rekey_after: Duration::from_secs(120),
         rekey_after_packets: 1 << 30,
         wan_mtu: 1500,
+        auto_mtu: false,
         max_frame: 1518,
     }
 }
@@ -61,6 +62,8 @@ struct Mesh {
     flights: Vec<Flight>,
     /// Every datagram sent: (from, to, bytes).
     log: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Outer IPv4 packets larger than this are lost (no ICMP).
+    path_mtu: usize,
 }
 
 impl Mesh {
@@ -70,6 +73,7 @@ impl Mesh {
             nodes: Vec::new(),
             flights: Vec::new(),
             log: Vec::new(),
+            path_mtu: usize::MAX,
         }
     }
 
@@ -126,6 +130,9 @@ impl Mesh {
         self.flights = later;
         due.sort_by_key(|f| f.at);
         for f in due {
+            if f.bytes.len() + IPV4_UDP_OVERHEAD > self.path_mtu {
+                continue;
+            }
             let Some(n) = self.nodes.iter().position(|x| x.addr == f.to) else {
                 continue;
             };
@@ -555,4 +562,63 @@ fn an_endpoint_changed_by_reload_is_used_at_once() {
     }
     assert!(m.nodes[1].t.peer_stats(0).handshakes > handshakes);
     assert_eq!(m.state(1, 0), PeerState::Up);
+}
+
+/// Two sites with `wan_mtu = "auto"` over a path of 1400 bytes that drops
+/// larger packets silently: they find it within seconds, big frames cross
+/// (in fragments of the right size), probes are never frames; the path
+/// shrinks to 1280: they fall back within seconds and frames cross again.
+#[test]
+fn path_mtu_is_discovered_without_icmp_and_follows_a_shrinking_path() {
+    let mut m = Mesh::new();
+    let mut a = link("a", vec![peer("b", Some("198.18.0.2:51901"), &[1])]);
+    let mut b = link("b", vec![peer("a", Some("198.18.0.1:51901"), &[1])]);
+    for p in [&mut a, &mut b] {
+        p.auto_mtu = true;
+        p.wan_mtu = 1500;
+    }
+    m.add("198.18.0.1:51901", a);
+    m.add("198.18.0.2:51901", b);
+    m.path_mtu = 1400;
+    let mtu = |m: &Mesh, n: usize| m.nodes[n].t.peer_status(0).expect("peer").path_mtu;
+    assert_eq!(mtu(&m, 0), BASE_MTU, "traffic starts at the floor");
+    let big = vec![0x5a; 1514];
+    let mut sent = 0;
+    let start = m.now;
+    let mut found = None;
+    while m.now < start + Duration::from_secs(20) {
+        m.send(0, 0, &big);
+        sent += 1;
+        m.run_for(Duration::from_millis(100));
+        if found.is_none() && mtu(&m, 0) > 1390 {
+            found = Some(m.now - start);
+        }
+    }
+    let found = found.expect("the path MTU was found");
+    assert!(found <= Duration::from_secs(10), "found after {found:?}");
+    assert!((1393..=1400).contains(&mtu(&m, 0)), "{}", mtu(&m, 0));
+    let got = m.nodes[1].got.len();
+    assert_eq!(got, sent, "every frame crossed, probes are not frames");
+    assert_eq!(m.nodes[1].t.peer_stats(0).rx_frames, sent as u64);
+    assert_eq!(m.nodes[1].t.counters().rx_replayed, 0);
+    // The path shrinks: full-size packets vanish, small ones pass.
+    m.path_mtu = 1280;
+    let cut = m.now;
+    let mut recovered = None;
+    while m.now < cut + Duration::from_secs(20) {
+        let before = m.nodes[1].got.len();
+        m.send(0, 0, &big);
+        m.run_for(Duration::from_millis(100));
+        if m.nodes[1].got.len() > before {
+            recovered.get_or_insert(m.now - cut);
+        } else {
+            recovered = None;
+        }
+    }
+    let recovered = recovered.expect("frames cross again");
+    assert!(
+        recovered <= Duration::from_secs(10),
+        "recovered after {recovered:?}"
+    );
+    assert!(mtu(&m, 0) <= 1280);
 }

@@ -138,6 +138,12 @@
 //!  16  [n]  AES-256-GCM ciphertext of the frame, or of an 8-byte fragment
 //!           header + a piece of the frame (see [`crate::wire::fragment`])
 //! end  [16] tag; associated data = bytes 0..16
+//!
+//! Probe (32 + n bytes): the data layout with type = 6; the ciphertext is
+//! of a probe body (see [`crate::wire::tunnel::probe`]): kind (0 probe,
+//! 1 acknowledgement), u32 probe id, u16 outer size probed, then zero
+//! padding up to that size (an acknowledgement is not padded). Sealed under
+//! the session like data, with the same counter sequence.
 //! ```
 //!
 //! Transport nonce: 4 zero bytes, then the counter big-endian (Noise AESGCM).
@@ -155,6 +161,14 @@
 //! data message; reassembly is bounded (16 frames per peer), keyed by the
 //! receiving session and the fragment id (ids restart with each sender
 //! instance), and times out after 2 s.
+//!
+//! # Path MTU
+//!
+//! With `wan_mtu = "auto"` each peer's outer packet size is discovered by
+//! probes (see [`pmtu`]): it starts at 1280, probes are answered only when
+//! authentic and never count as frames, and a path that shrinks is noticed
+//! by lost confirmations while frames flow. Fragmentation follows the size
+//! in use per peer.
 //!
 //! # Timers
 //!
@@ -220,6 +234,7 @@ mod handshake;
 mod identity_tests;
 mod keys;
 mod peer;
+mod pmtu;
 pub mod ratelimit;
 pub mod replay;
 #[cfg(test)]
@@ -235,6 +250,7 @@ pub use peer::{
     DATA_OVERHEAD, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, PeerParams, PeerSnapshot, PeerState,
     PeerStats,
 };
+pub use pmtu::{BASE_MTU, MAX_MTU};
 pub use tunnel::{
     Counters, Entropy, Event, Incoming, OsEntropy, PeerId, Refusal, SendOutcome, Transmit, Tunnel,
     TunnelParams,

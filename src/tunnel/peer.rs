@@ -14,9 +14,10 @@ use super::crypto::MAC_LEN;
 use super::fragment::{self, FragHeader, Reassembler};
 use super::handshake::{PendingInitiation, SessionKeys};
 use super::keys::{KeySlot, PresharedKey};
+use super::pmtu::PathMtu;
 use super::replay::ReplayWindow;
 use super::tunnel::{Event, PeerId, Transmit, Tunnel};
-use crate::wire::tunnel::{MessageType, TAG_LEN, emit_data_header, field};
+use crate::wire::tunnel::{MessageType, TAG_LEN, emit_data_header, field, probe};
 
 /// Bytes a data message adds to a frame: 16-byte header + 16-byte tag.
 pub const DATA_OVERHEAD: usize = field::DATA_HEADER_LEN + TAG_LEN;
@@ -116,6 +117,8 @@ pub struct PeerSnapshot {
     pub last_handshake: Option<Instant>,
     /// Traffic counters.
     pub stats: PeerStats,
+    /// The outer packet size in use (discovered or pinned `wan_mtu`).
+    pub path_mtu: usize,
 }
 
 pub(super) struct Session {
@@ -187,11 +190,20 @@ pub(super) struct Peer {
     pub(super) reassembly: Reassembler,
     pub(super) queue: FrameQueue,
     pub(super) next_frag_id: u32,
+    /// The outer packet size to this peer (discovered or pinned).
+    pub(super) pmtu: PathMtu,
 }
 
 impl Peer {
-    pub(super) fn new(p: &PeerParams, local_name: &str, max_frame: usize, now: Instant) -> Self {
+    pub(super) fn new(
+        p: &PeerParams,
+        local_name: &str,
+        max_frame: usize,
+        pmtu: PathMtu,
+        now: Instant,
+    ) -> Self {
         Peer {
+            pmtu,
             removed: false,
             keys: p
                 .keys
@@ -258,7 +270,7 @@ impl Tunnel {
         let Some(to) = self.peers[id].endpoint else {
             return false;
         };
-        let budget = self.frame_budget(to);
+        let budget = self.frame_budget(id, to);
         let rekey_packets = self.params.rekey_after_packets.min(REKEY_AFTER_MESSAGES);
         let keepalive = self.params.keepalive;
         let p = &mut self.peers[id];
@@ -314,7 +326,50 @@ impl Tunnel {
         p.timers.keepalive = Some(now + keepalive);
     }
 
-    pub(super) fn move_endpoint(&mut self, id: PeerId, from: SocketAddr) {
+    /// Sends a path MTU probe (`kind` request, padded to `size` outer
+    /// bytes) or an acknowledgement (`kind` ack, unpadded) on the current
+    /// session of `id`. `false` if there is no session or it did not fit.
+    pub(super) fn send_probe<T: Transmit + ?Sized>(
+        &mut self,
+        id: PeerId,
+        kind: u8,
+        probe_id: u32,
+        size: usize,
+        tx: &mut T,
+    ) -> bool {
+        let p = &mut self.peers[id];
+        let (Some(to), Some(s)) = (p.endpoint, p.current.as_mut()) else {
+            return false;
+        };
+        let ip = if to.is_ipv4() {
+            IPV4_UDP_OVERHEAD
+        } else {
+            IPV6_UDP_OVERHEAD
+        };
+        let body_len = if kind == probe::REQUEST {
+            size.saturating_sub(ip + DATA_OVERHEAD).max(probe::LEN)
+        } else {
+            probe::LEN
+        };
+        let total = DATA_OVERHEAD + body_len;
+        if s.send_counter >= REJECT_AFTER_MESSAGES || tx.buffer().len() < total {
+            return false;
+        }
+        let size_field = u16::try_from(size).unwrap_or(u16::MAX);
+        let counter = s.send_counter;
+        s.send_counter += 1;
+        let buf = tx.buffer();
+        emit_data_header(buf, MessageType::Probe, s.remote_index, counter);
+        let (hdr, rest) = buf.split_at_mut(field::DATA_HEADER_LEN);
+        let (body, tail) = rest.split_at_mut(body_len);
+        probe::emit(body, kind, probe_id, size_field);
+        let tag = s.keys.send.seal(counter, hdr, body);
+        tail[..TAG_LEN].copy_from_slice(&tag);
+        tx.commit(total, to);
+        true
+    }
+
+    pub(super) fn move_endpoint(&mut self, id: PeerId, from: SocketAddr, now: Instant) {
         let p = &mut self.peers[id];
         if p.endpoint != Some(from) {
             self.events.push_back(Event::EndpointMoved {
@@ -323,6 +378,14 @@ impl Tunnel {
                 to: from,
             });
             p.endpoint = Some(from);
+            // Another path: its MTU is found again.
+            if let Some(mtu) = p.pmtu.reset(now) {
+                self.events.push_back(Event::PathMtuChanged {
+                    peer: id,
+                    mtu,
+                    lost: false,
+                });
+            }
         }
     }
 
@@ -362,6 +425,7 @@ impl Tunnel {
             Self::drop_session(&mut self.index, p.older[slot].replace(old));
         }
         p.attempts = 0;
+        p.pmtu.start(now);
         p.stats.handshakes += 1;
         p.last_handshake = Some(now);
         p.state = PeerState::Up;

@@ -60,6 +60,7 @@ fn keyed_params(
         rekey_after: Duration::from_secs(120),
         rekey_after_packets: 1 << 32,
         wan_mtu: 1500,
+        auto_mtu: false,
         max_frame: 1518,
     }
 }

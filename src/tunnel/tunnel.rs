@@ -20,9 +20,10 @@ use super::peer::{
     DATA_OVERHEAD, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, Peer, PeerParams, PeerSnapshot, PeerState,
     PeerStats, REJECT_AFTER_MESSAGES,
 };
+use super::pmtu::PathMtu;
 use super::ratelimit::RateLimiter;
 use super::replay::Replay;
-use crate::wire::tunnel::{DataPacket, MessageType, field, is_v1_initiation};
+use crate::wire::tunnel::{DataPacket, MessageType, field, is_v1_initiation, probe};
 
 /// Index of a peer, in configuration order.
 pub type PeerId = usize;
@@ -70,8 +71,12 @@ pub struct TunnelParams {
     pub rekey_after: Duration,
     /// Packets sent under one key before a rekey.
     pub rekey_after_packets: u64,
-    /// Largest outer IP packet.
+    /// Largest outer IP packet: pinned, or with `auto_mtu` the ceiling of
+    /// the search until the shell reports the WAN side's own limit
+    /// ([`Tunnel::set_path_ceiling`]).
     pub wan_mtu: usize,
+    /// Discover each peer's path MTU by probing (`wan_mtu = "auto"`).
+    pub auto_mtu: bool,
     /// Largest Ethernet frame carried (interface MTU + 18).
     pub max_frame: usize,
 }
@@ -133,6 +138,17 @@ pub enum Event {
         peer: Option<PeerId>,
         /// Why.
         reason: Refusal,
+    },
+    /// The outer packet size used for a peer changed (discovered, or a
+    /// fallback because the path shrank).
+    PathMtuChanged {
+        /// Which peer.
+        peer: PeerId,
+        /// The new size.
+        mtu: usize,
+        /// The size shrank because larger packets were lost (or the kernel
+        /// knows a smaller limit), rather than grew or a new path started.
+        lost: bool,
     },
     /// An authenticated packet came from a new address.
     EndpointMoved {
@@ -235,7 +251,10 @@ impl Tunnel {
         let peers = params
             .peers
             .iter()
-            .map(|p| Peer::new(p, &params.local_name, params.max_frame, now))
+            .map(|p| {
+                let pmtu = new_pmtu(&params);
+                Peer::new(p, &params.local_name, params.max_frame, pmtu, now)
+            })
             .collect();
         let incoming = IncomingKeys::new(&params.local_name, &params.peers);
         let mut entropy = entropy;
@@ -289,6 +308,7 @@ impl Tunnel {
                 state: p.state,
                 last_handshake: p.last_handshake,
                 stats: p.stats,
+                path_mtu: p.pmtu.current(),
             })
     }
 
@@ -348,7 +368,14 @@ impl Tunnel {
     /// Adds a peer (a reload). It is contacted at once if it has an
     /// endpoint. The id of a removed peer is reused, so ids stay small.
     pub fn add_peer(&mut self, params: PeerParams, now: Instant) -> PeerId {
-        let peer = Peer::new(&params, &self.params.local_name, self.params.max_frame, now);
+        let pmtu = new_pmtu(&self.params);
+        let peer = Peer::new(
+            &params,
+            &self.params.local_name,
+            self.params.max_frame,
+            pmtu,
+            now,
+        );
         let id = match self.peers.iter().position(|p| p.removed) {
             Some(id) => {
                 self.peers[id] = peer;
@@ -388,7 +415,14 @@ impl Tunnel {
             keys: Vec::new(),
             endpoint: None,
         };
-        let mut inert = Peer::new(&params, &self.params.local_name, self.params.max_frame, now);
+        let pmtu = PathMtu::fixed(self.params.wan_mtu);
+        let mut inert = Peer::new(
+            &params,
+            &self.params.local_name,
+            self.params.max_frame,
+            pmtu,
+            now,
+        );
         inert.removed = true;
         self.peers[id] = inert;
         self.params.peers[id] = params;
@@ -411,6 +445,13 @@ impl Tunnel {
             let from = p.endpoint.replace(to);
             self.events
                 .push_back(Event::EndpointMoved { peer: id, from, to });
+            if let Some(mtu) = p.pmtu.reset(now) {
+                self.events.push_back(Event::PathMtuChanged {
+                    peer: id,
+                    mtu,
+                    lost: false,
+                });
+            }
             if let Some(old) = p.pending.take() {
                 self.index.remove(&old.local_index);
                 p.timers.retransmit = None;
@@ -432,14 +473,36 @@ impl Tunnel {
         self.events.pop_front()
     }
 
-    /// Largest frame a single datagram carries to `peer` without fragmenting.
-    pub fn frame_budget(&self, to: SocketAddr) -> usize {
+    /// Largest frame a single datagram carries to peer `id` at `to` without
+    /// fragmenting (its path MTU less the outer headers).
+    pub fn frame_budget(&self, id: PeerId, to: SocketAddr) -> usize {
         let ip = if to.is_ipv4() {
             IPV4_UDP_OVERHEAD
         } else {
             IPV6_UDP_OVERHEAD
         };
-        self.params.wan_mtu.saturating_sub(ip + DATA_OVERHEAD)
+        let mtu = self
+            .peers
+            .get(id)
+            .map_or(self.params.wan_mtu, |p| p.pmtu.current());
+        mtu.saturating_sub(ip + DATA_OVERHEAD)
+    }
+
+    /// The WAN side's own limit towards peer `id`'s endpoint, as the kernel
+    /// knows it (the route's MTU, lowered by any ICMP "fragmentation
+    /// needed" it has seen): the ceiling of the path MTU search. A hint:
+    /// only acknowledged probes raise the size in use.
+    pub fn set_path_ceiling(&mut self, id: PeerId, mtu: usize, now: Instant) {
+        let Some(p) = self.peers.get_mut(id).filter(|p| !p.removed) else {
+            return;
+        };
+        if let Some(mtu) = p.pmtu.set_ceiling(mtu, now) {
+            self.events.push_back(Event::PathMtuChanged {
+                peer: id,
+                mtu,
+                lost: true,
+            });
+        }
     }
 
     pub(super) fn random_u32(&mut self) -> u32 {
@@ -542,18 +605,19 @@ impl Tunnel {
                 self.handle_cookie_reply(buf, now);
                 Incoming::Nothing
             }
-            Some(ty @ (MessageType::Data | MessageType::Fragment)) => {
-                self.handle_data(ty, from, buf, now)
+            Some(ty @ (MessageType::Data | MessageType::Fragment | MessageType::Probe)) => {
+                self.handle_data(ty, from, buf, now, tx)
             }
         }
     }
 
-    fn handle_data<'a>(
+    fn handle_data<'a, T: Transmit + ?Sized>(
         &'a mut self,
         ty: MessageType,
         from: SocketAddr,
         buf: &'a mut [u8],
         now: Instant,
+        tx: &mut T,
     ) -> Incoming<'a> {
         let Some(pkt) = DataPacket::new_checked(&*buf) else {
             self.counters.rx_malformed += 1;
@@ -601,7 +665,7 @@ impl Tunnel {
         let dead = self.params.keepalive * 3;
         p.timers.dead = Some(now + dead);
         if p.endpoint != Some(from) {
-            self.move_endpoint(id, from);
+            self.move_endpoint(id, from, now);
         }
         if is_next {
             // First packet under a session we answered: the initiator has it,
@@ -616,6 +680,26 @@ impl Tunnel {
         }
         let max_frame = self.params.max_frame;
         let body = &rest[..len - DATA_OVERHEAD];
+        if ty == MessageType::Probe {
+            // Authentic, so answered (an acknowledgement is small and never
+            // answered itself); never a frame.
+            match probe::parse(body) {
+                Some((probe::REQUEST, pid, size)) => {
+                    self.send_probe(id, probe::ACK, pid, usize::from(size), tx);
+                }
+                Some((_, pid, size)) => {
+                    if let Some(mtu) = self.peers[id].pmtu.on_ack(pid, usize::from(size), now) {
+                        self.events.push_back(Event::PathMtuChanged {
+                            peer: id,
+                            mtu,
+                            lost: false,
+                        });
+                    }
+                }
+                None => self.counters.rx_malformed += 1,
+            }
+            return Incoming::Nothing;
+        }
         let p = &mut self.peers[id];
         match ty {
             MessageType::Data if body.is_empty() => Incoming::Nothing,
@@ -682,6 +766,7 @@ impl Tunnel {
                     t.dead,
                     expiry,
                     p.reassembly.next_deadline(),
+                    p.pmtu.deadline(),
                 ]
             })
             .flatten()
@@ -737,6 +822,34 @@ impl Tunnel {
                     self.send_keepalive(id, now, tx);
                 }
             }
+            let p = &mut self.peers[id];
+            if due(p.pmtu.deadline()) {
+                if p.current.is_none() || p.endpoint.is_none() {
+                    p.pmtu.pause();
+                } else {
+                    let (probe, changed) = p.pmtu.on_timeout(now, p.stats.tx_frames);
+                    if let Some(mtu) = changed {
+                        self.events.push_back(Event::PathMtuChanged {
+                            peer: id,
+                            mtu,
+                            lost: true,
+                        });
+                    }
+                    if let Some(pr) = probe {
+                        // Not sent (no room, key exhausted): lost, like any probe.
+                        self.send_probe(id, probe::REQUEST, pr.id, pr.size, tx);
+                    }
+                }
+            }
         }
+    }
+}
+
+/// A peer's path MTU state for `params`.
+fn new_pmtu(params: &TunnelParams) -> PathMtu {
+    if params.auto_mtu {
+        PathMtu::auto(params.wan_mtu)
+    } else {
+        PathMtu::fixed(params.wan_mtu)
     }
 }

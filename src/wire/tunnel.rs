@@ -25,6 +25,9 @@ pub enum MessageType {
     Data,
     /// A piece of an Ethernet frame too large for one datagram.
     Fragment,
+    /// A path MTU probe or its acknowledgement (sealed like data; the
+    /// plaintext is a [`probe`] body, padded to the size being probed).
+    Probe,
 }
 
 impl MessageType {
@@ -36,6 +39,7 @@ impl MessageType {
             MessageType::CookieReply => 3,
             MessageType::Data => 4,
             MessageType::Fragment => 5,
+            MessageType::Probe => 6,
         }
     }
 
@@ -52,6 +56,7 @@ impl MessageType {
             3 => Some(MessageType::CookieReply),
             4 => Some(MessageType::Data),
             5 => Some(MessageType::Fragment),
+            6 => Some(MessageType::Probe),
             _ => None,
         }
     }
@@ -117,6 +122,45 @@ pub mod field {
     pub const DATA_COUNTER: Range<usize> = 8..16;
     /// Data/fragment: header length; the header is the AEAD's associated data.
     pub const DATA_HEADER_LEN: usize = 16;
+}
+
+/// The plaintext of a [`MessageType::Probe`] message: what it is, which
+/// probe, and the outer packet size it was sent at; zero padding follows
+/// (the padding is what makes a probe as large as the size it tests).
+///
+/// ```text
+/// 0      1          5        7
+/// | kind | probe id | size   | zero padding ...
+///        (u32 LE)   (u16 LE)
+/// ```
+pub mod probe {
+    /// A probe: the receiver answers with an [`ACK`] carrying the same id
+    /// and size.
+    pub const REQUEST: u8 = 0;
+    /// The answer to a probe.
+    pub const ACK: u8 = 1;
+    /// Length of the body before the padding.
+    pub const LEN: usize = 7;
+
+    /// Writes a probe body into the start of `out` (at least [`LEN`] bytes)
+    /// and zeroes the rest of `out`.
+    pub fn emit(out: &mut [u8], kind: u8, id: u32, size: u16) {
+        out.fill(0);
+        out[0] = kind;
+        out[1..5].copy_from_slice(&id.to_le_bytes());
+        out[5..7].copy_from_slice(&size.to_le_bytes());
+    }
+
+    /// `(kind, id, size)` of a probe body, or `None` if it is too short or
+    /// of an unknown kind.
+    pub fn parse(body: &[u8]) -> Option<(u8, u32, u16)> {
+        let b = body.get(..LEN)?;
+        if b[0] != REQUEST && b[0] != ACK {
+            return None;
+        }
+        let id = u32::from_le_bytes([b[1], b[2], b[3], b[4]]);
+        Some((b[0], id, u16::from_le_bytes([b[5], b[6]])))
+    }
 }
 
 /// Plaintext of the initiation payload: TAI64N timestamp, the initiator's
@@ -329,6 +373,18 @@ mod tests {
     }
 
     #[test]
+    fn probe_body_round_trip() {
+        let mut b = [0xffu8; 20];
+        probe::emit(&mut b, probe::ACK, 0x0102_0304, 1400);
+        assert_eq!(&b[..7], &[1, 4, 3, 2, 1, 0x78, 0x05]);
+        assert!(b[7..].iter().all(|&x| x == 0), "padding is zero");
+        assert_eq!(probe::parse(&b), Some((probe::ACK, 0x0102_0304, 1400)));
+        assert_eq!(probe::parse(&b[..6]), None, "short");
+        b[0] = 2;
+        assert_eq!(probe::parse(&b), None, "unknown kind");
+    }
+
+    #[test]
     fn type_version_and_reserved() {
         assert_eq!(
             MessageType::of(&[1, 2, 0, 0]),
@@ -340,7 +396,8 @@ mod tests {
             Some(MessageType::CookieReply)
         );
         assert_eq!(MessageType::of(&[5, 2, 0, 0]), Some(MessageType::Fragment));
-        assert_eq!(MessageType::of(&[6, 2, 0, 0]), None);
+        assert_eq!(MessageType::of(&[6, 2, 0, 0]), Some(MessageType::Probe));
+        assert_eq!(MessageType::of(&[7, 2, 0, 0]), None);
         assert_eq!(MessageType::of(&[4, 2, 1, 0]), None, "reserved");
         assert_eq!(MessageType::of(&[4, 2, 0]), None, "short");
         // Version 1 (byte 1 zero) and unknown versions are not ours.
@@ -352,6 +409,7 @@ mod tests {
             MessageType::CookieReply,
             MessageType::Data,
             MessageType::Fragment,
+            MessageType::Probe,
         ] {
             assert_eq!(MessageType::of(&t.head()), Some(t));
         }

@@ -91,6 +91,7 @@ fn params(local: &str, peer: &str, endpoint: SocketAddr) -> TunnelParams {
         // The benchmark never reaches a rekey.
         rekey_after_packets: 1 << 40,
         wan_mtu: 1500,
+        auto_mtu: false,
         max_frame: MAX_FRAME,
     }
 }

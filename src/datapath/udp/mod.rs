@@ -114,3 +114,30 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
         v4 => v4,
     }
 }
+
+/// The largest IP packet the kernel would send to `to` now: the route's MTU,
+/// lowered by any ICMP "fragmentation needed" (or "packet too big") it has
+/// seen for that destination. Read from a throwaway socket connected to
+/// `to` (`IP_MTU`/`IPV6_MTU`); `None` if there is no route. The path MTU
+/// search uses it as its ceiling, never as its result.
+pub fn route_mtu(to: SocketAddr) -> Option<usize> {
+    let (any, level, name): (SocketAddr, _, _) = if to.is_ipv4() {
+        (
+            (IpAddr::from([0u8; 4]), 0).into(),
+            nix::libc::IPPROTO_IP,
+            nix::libc::IP_MTU,
+        )
+    } else {
+        (
+            (IpAddr::from([0u16; 8]), 0).into(),
+            nix::libc::IPPROTO_IPV6,
+            nix::libc::IPV6_MTU,
+        )
+    };
+    let sock = std::net::UdpSocket::bind(any).ok()?;
+    sock.connect(to).ok()?;
+    sys::getsockopt_int(&sock, level, name)
+        .ok()
+        .and_then(|m| usize::try_from(m).ok())
+        .filter(|&m| m > 0)
+}

@@ -134,6 +134,32 @@ pub(super) fn setsockopt_int(
     }
 }
 
+/// Reads an integer socket option.
+pub(super) fn getsockopt_int(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket; we pass a pointer to a live c_int and
+    // its size, which the kernel fills for these integer options.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// `recvmmsg(2)` into `hdrs`. The headers must point into buffers that
 /// outlive the call, as `RecvBatch::prepare` sets them up; that is why this
 /// is visible to the `udp` module only.

@@ -210,6 +210,7 @@ fn link(local: &str, peers: Vec<PeerParams>) -> TunnelParams {
         rekey_after: Duration::from_secs(120),
         rekey_after_packets: 1 << 32,
         wan_mtu: 1500,
+        auto_mtu: false,
         max_frame: MAX_FRAME,
     }
 }

@@ -273,6 +273,11 @@ impl Tunnel {
         self.params.wan_mtu
     }
 
+    /// Session lifetime before a rekey (`tunnel.rekey_after`).
+    pub fn rekey_after(&self) -> Duration {
+        self.params.rekey_after
+    }
+
     /// Number of peers.
     pub fn peer_count(&self) -> usize {
         self.peers.len()

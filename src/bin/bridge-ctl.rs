@@ -568,7 +568,9 @@ fn leases(config: &Config, json: bool) -> anyhow::Result<()> {
     .with_context(|| format!("cannot get the leases of link {}", config.name))?;
     let leases = resp.leases.unwrap_or_default();
     if json {
-        outln!("{}", serde_json::json!({ "leases": leases }));
+        // Pretty, like `status --json`.
+        let list = control::LeaseList { leases };
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     if leases.is_empty() {

@@ -202,7 +202,8 @@ impl Worker {
                 match self.signals.read_signal() {
                     Ok(Some(s)) if s.ssi_signo == nix::sys::signal::Signal::SIGHUP as u32 => {
                         // Answered in the log only.
-                        let _ = self.reload(now);
+                        let r = self.reload(now);
+                        io.count_reload(r.ok);
                     }
                     _ => return Exit::Signal,
                 }
@@ -252,7 +253,9 @@ impl Worker {
                             });
                         }
                         Request::Reload => {
-                            let _ = cmd.reply.send(self.reload(now));
+                            let r = self.reload(now);
+                            io.count_reload(r.ok);
+                            let _ = cmd.reply.send(r);
                         }
                     }
                 }

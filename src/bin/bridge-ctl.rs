@@ -549,6 +549,13 @@ fn print_status(s: &Status) {
         c.fragmented,
         c.reassembled
     );
+    if let Some(pool) = s.dhcp {
+        outln!(
+            "  DHCP pool: {} of {} addresses in use",
+            pool.pool_in_use,
+            pool.pool_size
+        );
+    }
     if !s.leases.is_empty() {
         outln!(
             "  {} DHCP lease(s); see `bridge-ctl leases {}`",

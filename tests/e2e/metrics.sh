@@ -35,7 +35,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PORT=9477
 
 e2e_init
-tb_need_pkg prometheus udhcpc
+tb_need_pkg prometheus udhcpc python3-prometheus-client
 tb_need_cmd promtool prometheus
 tb_need_cmd udhcpc udhcpc
 e2e_site a
@@ -151,6 +151,15 @@ e2e_check "GET /metrics as Prometheus asks answers 200 (got $code)" test "$code"
 e2e_match "... in OpenMetrics" '^application/openmetrics-text' "$(cat "$E2E_WORK/om.txt.type")"
 e2e_check "the OpenMetrics exposition ends with # EOF" \
     bash -c "tail -n 1 '$E2E_WORK/om.txt' | grep -qx '# EOF'"
+# Debian's own python3 (where the package installs the module) parses it
+# with the Prometheus project's strict OpenMetrics parser.
+e2e_check "the OpenMetrics exposition passes the strict OpenMetrics parser" \
+    /usr/bin/python3 -c '
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+families = list(text_string_to_metric_families(open(sys.argv[1]).read()))
+assert len(families) >= 20, len(families)
+' "$E2E_WORK/om.txt"
 for f in tx_frames rx_frames tx_bytes rx_bytes handshakes; do
     m=$(metric "$E2E_WORK/metrics.txt" "tapbridge_peer_${f}_total" 'link="a",peer="b"')
     s=$(peer_json "$E2E_WORK/status.json" "$f" 2>/dev/null || echo missing)

@@ -9,18 +9,29 @@
 //! does no work for metrics between scrapes.
 //!
 //! The status is rendered by [`render`] in the OpenMetrics text format
-//! (which Prometheus scrapes natively) with the `prometheus-client` crate.
-//! Every series carries `link="NAME"`; per-peer series add `peer="NAME"`:
+//! with the `prometheus-client` crate; a client whose `Accept` header does
+//! not ask for OpenMetrics (curl, `promtool check metrics`) gets the same
+//! samples in the Prometheus text format 0.0.4 ([`to_prometheus_text`]).
+//! Prometheus asks for OpenMetrics. Every series carries `link="NAME"`;
+//! per-peer series add `peer="NAME"`; drop counters carry a `reason`:
 //!
 //! ```text
-//! tapbridge_peer_tx_frames_total{link="a",peer="b"}   frames sent to the peer
-//! tapbridge_peer_rx_frames_total, _tx_bytes_total, _rx_bytes_total, _handshakes_total
-//! tapbridge_peer_state{link,peer,state="connecting"|"up"|"down"}   1 for the current state, else 0
-//! tapbridge_peer_last_handshake_age_seconds   absent before the first handshake
-//! tapbridge_rx_auth_failed_total{link="a"}    and every other link counter of `status`
-//! tapbridge_leases{link="a"}                  DHCP leases held
-//! tapbridge_uptime_seconds{link="a"}
+//! tapbridge_build_info{version}                       1
+//! tapbridge_peer_{tx,rx}_frames_total, _{tx,rx}_bytes_total, _handshakes_total,
+//!   _endpoint_changes_total{peer}
+//! tapbridge_peer_state{peer,state="connecting"|"up"|"down"}  1 for the current state
+//! tapbridge_peer_last_handshake_timestamp_seconds{peer}    absent before the first
+//! tapbridge_peer_path_mtu_bytes{peer}
+//! tapbridge_rx_dropped_total{reason}, tapbridge_tx_dropped_total{reason},
+//!   tapbridge_dhcp_dropped_total{reason}
+//! tapbridge_{fragmented,reassembled}_frames_total, _handshake_cookie_replies_total,
+//!   _arp_replies_total, _arp_bindings_learned_total, _dhcp_replies_total, _dhcp_naks_total
+//! tapbridge_reloads_total{result="applied"|"refused"}
+//! tapbridge_dhcp_leases, _dhcp_pool_addresses, _dhcp_pool_addresses_in_use
+//! tapbridge_rekey_after_seconds, tapbridge_start_timestamp_seconds
 //! ```
+//!
+//! README.md's metrics section is the operator's list (with the reasons).
 //!
 //! Promises: no request bytes can make it panic; other paths get 404, other
 //! methods 405, a malformed head 400, an oversized one 431, and 503 when the
@@ -42,6 +53,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::control::server::Command;
@@ -53,8 +65,10 @@ pub const HEAD_LIMIT: usize = 8192;
 pub const CONN_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a scrape waits for the worker's status.
 const WORKER_WAIT: Duration = Duration::from_secs(2);
-/// What a scrape answers with (OpenMetrics text, as `prometheus-client` encodes).
+/// What a scrape that asks for OpenMetrics gets (as `prometheus-client` encodes).
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// What any other scrape gets ([`to_prometheus_text`]).
+const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The peer states of SPEC §6; each gets a `tapbridge_peer_state` series.
 const PEER_STATES: [&str; 3] = ["connecting", "up", "down"];
 
@@ -208,6 +222,29 @@ fn route(head: &[u8]) -> Route {
     }
 }
 
+/// Whether the request's `Accept` header lists OpenMetrics (without `q=0`).
+/// Never panics.
+fn wants_openmetrics(head: &[u8]) -> bool {
+    let Ok(head) = std::str::from_utf8(head) else {
+        return false;
+    };
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("accept"))
+        .flat_map(|(_, value)| value.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        })
+}
+
 /// Why no complete head was read.
 enum HeadError {
     /// More than [`HEAD_LIMIT`] bytes without a blank line.
@@ -245,8 +282,8 @@ fn read_head(conn: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadErr
 fn serve(mut conn: TcpStream, to_worker: &Sender<Command>, waker: &EventFd) {
     let deadline = Instant::now() + CONN_DEADLINE;
     let _ = conn.set_write_timeout(Some(CONN_DEADLINE));
-    let route = match read_head(&mut conn, deadline) {
-        Ok(head) => route(&head),
+    let (route, openmetrics) = match read_head(&mut conn, deadline) {
+        Ok(head) => (route(&head), wants_openmetrics(&head)),
         Err(HeadError::TooLarge) => {
             let _ = reply(
                 &mut conn,
@@ -262,7 +299,19 @@ fn serve(mut conn: TcpStream, to_worker: &Sender<Command>, waker: &EventFd) {
     };
     let _ = match route {
         Route::Metrics { head_only } => match scrape(to_worker, waker) {
-            Ok(body) => reply(&mut conn, 200, CONTENT_TYPE, body.as_bytes(), head_only),
+            Ok(body) if openmetrics => {
+                reply(&mut conn, 200, CONTENT_TYPE, body.as_bytes(), head_only)
+            }
+            Ok(body) => {
+                let text = to_prometheus_text(&body);
+                reply(
+                    &mut conn,
+                    200,
+                    TEXT_CONTENT_TYPE,
+                    text.as_bytes(),
+                    head_only,
+                )
+            }
             Err(why) => reply(&mut conn, 503, "text/plain", why.as_bytes(), head_only),
         },
         Route::NotFound { head_only } => reply(
@@ -299,7 +348,10 @@ fn scrape(to_worker: &Sender<Command>, waker: &EventFd) -> Result<String, String
         .ok()
         .and_then(|r| r.status)
         .ok_or_else(|| "the daemon did not answer in time\n".to_string())?;
-    render(&status).map_err(|_| "the metrics could not be encoded\n".to_string())
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    render(&status, now_unix).map_err(|_| "the metrics could not be encoded\n".to_string())
 }
 
 fn reply(
@@ -344,11 +396,26 @@ struct StateLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: String,
+}
+
 type PeerField = fn(&PeerStatus) -> u64;
 type LinkField = fn(&CounterStatus) -> u64;
 
 /// Per-peer counters: name (before the unit and `_total`), help, unit, value.
-const PEER_COUNTERS: [(&str, &str, Option<Unit>, PeerField); 5] = [
+const PEER_COUNTERS: [(&str, &str, Option<Unit>, PeerField); 6] = [
     (
         "peer_tx_frames",
         "Ethernet frames sent to the peer",
@@ -379,77 +446,76 @@ const PEER_COUNTERS: [(&str, &str, Option<Unit>, PeerField); 5] = [
         None,
         |p| p.handshakes,
     ),
+    (
+        "peer_endpoint_changes",
+        "Times an authenticated packet from a new address moved the peer's endpoint",
+        None,
+        |p| p.endpoint_changes,
+    ),
 ];
 
-/// Link-wide counters: name (before `_total`), help, value.
-const LINK_COUNTERS: [(&str, &str, LinkField); 16] = [
+/// Datagrams or frames from the tunnel side that were dropped, by reason
+/// (`tapbridge_rx_dropped_total{reason}`).
+const RX_DROPPED: [(&str, LinkField); 9] = [
+    ("auth_failed", |c| c.rx_auth_failed),
+    ("replayed", |c| c.rx_replayed),
+    ("malformed", |c| c.rx_malformed),
+    ("unknown_peer", |c| c.rx_unknown_peer),
+    ("unknown_session", |c| c.rx_unknown_session),
+    ("old_version", |c| c.rx_old_version),
+    ("handshake_rate_limited", |c| c.handshake_rate_limited),
+    ("reassembly_incomplete", |c| c.reassembly_dropped),
+    ("tap_write_failed", |c| c.tap_write_errors),
+];
+
+/// Frames or datagrams towards the tunnel that were dropped, by reason.
+const TX_DROPPED: [(&str, LinkField); 2] = [
+    ("no_session", |c| c.tx_dropped),
+    ("send_failed", |c| c.udp_send_errors),
+];
+
+/// DHCP messages the responder did not answer, by reason.
+const DHCP_DROPPED: [(&str, LinkField); 4] = [
+    ("pool_exhausted", |c| c.dhcp_pool_exhausted),
+    ("malformed", |c| c.dhcp_malformed),
+    ("ignored", |c| c.dhcp_ignored),
+    ("from_tunnel", |c| c.remote_dhcp_dropped),
+];
+
+/// Link-wide counters without labels: name (before `_total`), help, value.
+const LINK_COUNTERS: [(&str, &str, LinkField); 7] = [
     (
-        "rx_auth_failed",
-        "Datagrams that did not authenticate",
-        |c| c.rx_auth_failed,
+        "fragmented_frames",
+        "Frames sent to the tunnel in fragments",
+        |c| c.fragmented,
     ),
-    ("rx_replayed", "Replayed datagrams dropped", |c| {
-        c.rx_replayed
-    }),
     (
-        "rx_malformed",
-        "Datagrams that are not tunnel messages",
-        |c| c.rx_malformed,
+        "reassembled_frames",
+        "Frames reassembled from fragments",
+        |c| c.reassembled,
+    ),
+    (
+        "handshake_cookie_replies",
+        "Cookie replies sent while under handshake load",
+        |c| c.cookie_replies,
     ),
     ("arp_replies", "ARP requests answered locally", |c| {
         c.arp_replies
     }),
-    ("dhcp_replies", "DHCP messages answered locally", |c| {
-        c.dhcp_replies
-    }),
-    ("fragmented", "Frames sent in fragments", |c| c.fragmented),
-    ("reassembled", "Frames reassembled from fragments", |c| {
-        c.reassembled
-    }),
     (
-        "handshake_rate_limited",
-        "Handshake messages dropped by the rate limit",
-        |c| c.handshake_rate_limited,
+        "arp_bindings_learned",
+        "ARP bindings learned or refreshed from the tunnel",
+        |c| c.arp_bindings_learned,
     ),
     (
-        "reassembly_dropped",
-        "Incomplete fragmented frames dropped",
-        |c| c.reassembly_dropped,
+        "dhcp_replies",
+        "DHCP replies (OFFER, ACK, NAK) sent to the local side",
+        |c| c.dhcp_replies,
     ),
     (
-        "tx_dropped",
-        "Frames dropped for want of a session or endpoint",
-        |c| c.tx_dropped,
-    ),
-    (
-        "rx_unknown_peer",
-        "Initiations under a known key whose name is not that key's peer",
-        |c| c.rx_unknown_peer,
-    ),
-    (
-        "rx_old_version",
-        "Initiations of tapbridge protocol version 1",
-        |c| c.rx_old_version,
-    ),
-    (
-        "cookie_replies",
-        "Cookie replies sent while under handshake load",
-        |c| c.cookie_replies,
-    ),
-    (
-        "rx_unknown_session",
-        "Data or responses for a session this link does not have",
-        |c| c.rx_unknown_session,
-    ),
-    (
-        "tap_write_errors",
-        "Frames that could not be written to the TAP",
-        |c| c.tap_write_errors,
-    ),
-    (
-        "udp_send_errors",
-        "Datagrams the kernel refused to send",
-        |c| c.udp_send_errors,
+        "dhcp_naks",
+        "Of the DHCP replies, how many were NAKs",
+        |c| c.dhcp_naks,
     ),
 ];
 
@@ -464,15 +530,50 @@ fn gauge_value(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Renders a status snapshot as an OpenMetrics text exposition (ending in
-/// `# EOF`). Called once per scrape; allocation here is fine.
-pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
+fn gauge(v: u64) -> Gauge {
+    let g = Gauge::<i64>::default();
+    g.set(gauge_value(v));
+    g
+}
+
+fn counter(v: u64) -> Counter {
+    let c = Counter::<u64>::default();
+    c.inc_by(v);
+    c
+}
+
+/// One counter family with a `reason` label, one series per reason.
+fn reasons(
+    c: &CounterStatus,
+    table: &[(&'static str, LinkField)],
+) -> Family<ReasonLabels, Counter> {
+    let family = Family::<ReasonLabels, Counter>::default();
+    for (reason, get) in table {
+        family
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(get(c));
+    }
+    family
+}
+
+/// Renders a status snapshot, taken at `now_unix` (wall clock, UNIX
+/// seconds; timestamps are derived from the status' ages), as an
+/// OpenMetrics text exposition (ending in `# EOF`). Called once per scrape;
+/// allocation here is fine. README.md's metrics section lists every family.
+pub fn render(status: &Status, now_unix: u64) -> Result<String, std::fmt::Error> {
     let link = (Cow::Borrowed("link"), Cow::Owned(status.name.clone()));
     let mut reg = Registry::with_prefix_and_labels("tapbridge", std::iter::once(link));
     let peer = |p: &PeerStatus| PeerLabels {
         peer: p.name.clone(),
     };
 
+    reg.register(
+        "build",
+        "The daemon's version",
+        Info::new(VersionLabels {
+            version: status.version.clone(),
+        }),
+    );
     for (name, help, unit, get) in PEER_COUNTERS {
         let family = Family::<PeerLabels, Counter>::default();
         for p in &status.peers {
@@ -501,40 +602,142 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
         None,
         states,
     );
-    let age = Family::<PeerLabels, Gauge>::default();
+    let last = Family::<PeerLabels, Gauge>::default();
     for p in &status.peers {
-        if let Some(secs) = p.last_handshake_secs {
-            age.get_or_create(&peer(p)).set(gauge_value(secs));
+        if let Some(age) = p.last_handshake_secs {
+            last.get_or_create(&peer(p))
+                .set(gauge_value(now_unix.saturating_sub(age)));
         }
     }
     register(
         &mut reg,
-        "peer_last_handshake_age",
-        "Time since the last completed handshake with the peer (absent before the first)",
+        "peer_last_handshake_timestamp",
+        "When the last handshake with the peer completed, UNIX time (absent before the first)",
         Some(Unit::Seconds),
-        age,
+        last,
     );
-
-    for (name, help, get) in LINK_COUNTERS {
-        let c = Counter::<u64>::default();
-        c.inc_by(get(&status.counters));
-        reg.register(name, help, c);
+    let mtu = Family::<PeerLabels, Gauge>::default();
+    for p in &status.peers {
+        mtu.get_or_create(&peer(p)).set(i64::from(p.path_mtu));
     }
-    let leases = Gauge::<i64>::default();
-    leases.set(gauge_value(status.leases.len() as u64));
-    reg.register("leases", "DHCP leases held", leases);
-    let uptime = Gauge::<i64>::default();
-    uptime.set(gauge_value(status.uptime_secs));
-    reg.register_with_unit(
-        "uptime",
-        "Time since the link came up",
-        Unit::Seconds,
-        uptime,
+    register(
+        &mut reg,
+        "peer_path_mtu",
+        "The largest outer IP packet sent to the peer",
+        Some(Unit::Bytes),
+        mtu,
     );
 
-    let mut out = String::with_capacity(4096);
+    let c = &status.counters;
+    reg.register(
+        "rx_dropped",
+        "Tunnel-side datagrams or frames dropped, by reason",
+        reasons(c, &RX_DROPPED),
+    );
+    reg.register(
+        "tx_dropped",
+        "Frames or datagrams towards the tunnel dropped, by reason",
+        reasons(c, &TX_DROPPED),
+    );
+    reg.register(
+        "dhcp_dropped",
+        "DHCP messages the responder did not answer, by reason",
+        reasons(c, &DHCP_DROPPED),
+    );
+    for (name, help, get) in LINK_COUNTERS {
+        reg.register(name, help, counter(get(c)));
+    }
+    let reloads = Family::<ResultLabels, Counter>::default();
+    for (result, n) in [("applied", c.reloads), ("refused", c.reloads_refused)] {
+        reloads.get_or_create(&ResultLabels { result }).inc_by(n);
+    }
+    reg.register(
+        "reloads",
+        "Configuration reloads (SIGHUP or bridge-ctl reload), by result",
+        reloads,
+    );
+
+    reg.register(
+        "dhcp_leases",
+        "Unexpired DHCP leases, reservations included",
+        gauge(status.leases.len() as u64),
+    );
+    if let Some(pool) = status.dhcp {
+        reg.register(
+            "dhcp_pool_addresses",
+            "Addresses the DHCP pool can hand out",
+            gauge(pool.pool_size),
+        );
+        reg.register(
+            "dhcp_pool_addresses_in_use",
+            "Pool addresses leased, offered or quarantined",
+            gauge(pool.pool_in_use),
+        );
+    }
+    reg.register_with_unit(
+        "rekey_after",
+        "Session lifetime before a rekey (tunnel.rekey_after)",
+        Unit::Seconds,
+        gauge(status.rekey_after_secs),
+    );
+    reg.register_with_unit(
+        "start_timestamp",
+        "When the link came up, UNIX time",
+        Unit::Seconds,
+        gauge(now_unix.saturating_sub(status.uptime_secs)),
+    );
+
+    let mut out = String::with_capacity(8192);
     prometheus_client::encoding::text::encode(&mut out, &reg)?;
     Ok(out)
+}
+
+/// Rewrites an OpenMetrics exposition from [`render`] into the Prometheus
+/// text format 0.0.4, for clients that do not ask for OpenMetrics (curl,
+/// `promtool check metrics`): counter families are named with their
+/// `_total`, info families become gauges named `_info`, and the `# UNIT`
+/// and `# EOF` lines go. Samples are the same in both formats.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    use std::collections::HashMap;
+    let mut rename: HashMap<&str, (String, &str)> = HashMap::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+        {
+            let to = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                other => (name.to_string(), other),
+            };
+            rename.insert(name, to);
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                let (to, kind) = rename
+                    .get(name)
+                    .map(|(n, k)| (n.as_str(), *k))
+                    .unwrap_or((name, text));
+                let text = if prefix == "# TYPE " { kind } else { text };
+                out.push_str(prefix);
+                out.push_str(to);
+                out.push(' ');
+                out.push_str(text);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -550,6 +550,13 @@ fn print_status(s: &Status) {
         c.fragmented,
         c.reassembled
     );
+    if let Some(pool) = s.dhcp {
+        outln!(
+            "  DHCP pool: {} of {} addresses in use",
+            pool.pool_in_use,
+            pool.pool_size
+        );
+    }
     if !s.leases.is_empty() {
         outln!(
             "  {} DHCP lease(s); see `bridge-ctl leases {}`",
@@ -569,7 +576,9 @@ fn leases(config: &Config, json: bool) -> anyhow::Result<()> {
     .with_context(|| format!("cannot get the leases of link {}", config.name))?;
     let leases = resp.leases.unwrap_or_default();
     if json {
-        outln!("{}", serde_json::json!({ "leases": leases }));
+        // Pretty, like `status --json`.
+        let list = control::LeaseList { leases };
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     if leases.is_empty() {

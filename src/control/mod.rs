@@ -11,6 +11,12 @@
 //!
 //! The status object is SPEC §6; its field names are part of the contract.
 //! [`status`] builds it from the worker's state.
+//!
+//! Compatibility: the CLI may talk to a daemon one version older or newer
+//! (an upgrade restarts links one by one). Every type the CLI reads is
+//! `#[serde(default)]` (a key an older daemon does not send reads as zero,
+//! empty or absent) and none denies unknown fields (a newer daemon's extra
+//! keys are ignored).
 
 pub mod server;
 pub mod status;
@@ -40,6 +46,7 @@ pub enum Request {
 
 /// The daemon's answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Response {
     /// Whether the request succeeded.
     pub ok: bool,
@@ -72,10 +79,10 @@ impl Response {
 }
 
 /// SPEC §6 status object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Status {
     /// The daemon's version (`bridge-ctl version` of the running binary).
-    #[serde(default)]
     pub version: String,
     /// Link name.
     pub name: String,
@@ -93,10 +100,28 @@ pub struct Status {
     pub counters: CounterStatus,
     /// DHCP leases.
     pub leases: Vec<LeaseEntry>,
+    /// `tunnel.rekey_after` in seconds: a handshake older than a few of
+    /// these means rekeying fails (what the alert rules compare against).
+    pub rekey_after_secs: u64,
+    /// The DHCP pool (absent without a DHCP responder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpPoolStatus>,
+}
+
+/// The DHCP pool part of the status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DhcpPoolStatus {
+    /// Addresses the pool can hand out (range minus server, excluded and
+    /// reserved addresses).
+    pub pool_size: u64,
+    /// Of those, leased, offered or quarantined right now.
+    pub pool_in_use: u64,
 }
 
 /// The TAP part of the status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct InterfaceStatus {
     /// Device name.
     pub name: String,
@@ -107,12 +132,13 @@ pub struct InterfaceStatus {
     /// Addresses added by the link, CIDR notation.
     pub addresses: Vec<String>,
     /// Bridge the TAP is enslaved to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<String>,
 }
 
 /// One peer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PeerStatus {
     /// Configured name.
     pub name: String,
@@ -122,10 +148,8 @@ pub struct PeerStatus {
     pub state: String,
     /// The outer MTU in use towards the peer (today the configured
     /// `tunnel.wan_mtu`).
-    #[serde(default)]
     pub path_mtu: u32,
     /// The transport carrying the tunnel: `udp`.
-    #[serde(default)]
     pub transport: String,
     /// Seconds since the last completed handshake (rekeys included).
     pub last_handshake_secs: Option<u64>,
@@ -139,10 +163,14 @@ pub struct PeerStatus {
     pub tx_bytes: u64,
     /// Frame bytes received.
     pub rx_bytes: u64,
+    /// Times an authenticated packet came from a new address and moved the
+    /// peer's endpoint (roaming, NAT rebinding; not the first contact).
+    pub endpoint_changes: u64,
 }
 
 /// Link-wide counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CounterStatus {
     /// Datagrams that did not authenticate.
     pub rx_auth_failed: u64,
@@ -167,10 +195,8 @@ pub struct CounterStatus {
     /// Initiations under a known key whose name is not that key's peer.
     pub rx_unknown_peer: u64,
     /// Initiations of tapbridge protocol version 1 (a peer to upgrade).
-    #[serde(default)]
     pub rx_old_version: u64,
     /// Cookie replies sent while under handshake load.
-    #[serde(default)]
     pub cookie_replies: u64,
     /// Data or responses for a session this link does not have.
     pub rx_unknown_session: u64,
@@ -178,10 +204,28 @@ pub struct CounterStatus {
     pub tap_write_errors: u64,
     /// Datagrams the kernel refused to send.
     pub udp_send_errors: u64,
+    /// Of `dhcp_replies`, how many were NAKs.
+    pub dhcp_naks: u64,
+    /// DISCOVERs left unanswered because the pool had no free address.
+    pub dhcp_pool_exhausted: u64,
+    /// Local DHCP frames that could not be parsed.
+    pub dhcp_malformed: u64,
+    /// Local DHCP frames consumed without an answer (RELEASE, another
+    /// server's, ...).
+    pub dhcp_ignored: u64,
+    /// DHCP frames from the tunnel dropped (another site's DHCP domain).
+    pub remote_dhcp_dropped: u64,
+    /// ARP bindings learned or refreshed from the tunnel.
+    pub arp_bindings_learned: u64,
+    /// Reloads applied (SIGHUP or `bridge-ctl reload`), `no change` included.
+    pub reloads: u64,
+    /// Reloads refused (invalid file, or a change that needs a restart).
+    pub reloads_refused: u64,
 }
 
 /// One DHCP lease.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LeaseEntry {
     /// Client MAC.
     pub mac: MacAddr,
@@ -189,6 +233,14 @@ pub struct LeaseEntry {
     pub ip: String,
     /// Seconds left.
     pub expires_in_secs: u64,
+}
+
+/// What `bridge-ctl leases --json` prints (SPEC §3): `{"leases": [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LeaseList {
+    /// The unexpired leases, by address.
+    pub leases: Vec<LeaseEntry>,
 }
 
 /// Errors talking to a daemon.
@@ -283,6 +335,105 @@ mod tests {
             Request::Down
         );
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"reboot"}"#).is_err());
+    }
+
+    /// What a daemon from before `version`, `path_mtu`, the newer counters
+    /// and the pool fields sent: the CLI reads it, missing keys as zero.
+    const OLD_STATUS: &str = r#"{"ok":true,"status":{
+        "name":"site-a","pid":7,"uptime_secs":5,
+        "interface":{"name":"tb0","mtu":1500,"mac":"02:00:00:00:00:01","addresses":[]},
+        "listen":"0.0.0.0:51901",
+        "peers":[{"name":"b","endpoint":null,"state":"up","last_handshake_secs":3,
+                  "handshakes":1,"tx_frames":2,"rx_frames":3,"tx_bytes":4,"rx_bytes":5}],
+        "counters":{"rx_auth_failed":9,"rx_replayed":0,"rx_malformed":0},
+        "leases":[{"mac":"02:00:00:00:aa:01","ip":"198.19.0.100"}]}}"#;
+
+    /// What a newer daemon might send: keys this build has never heard of,
+    /// at every level.
+    const NEW_STATUS: &str = r#"{"ok":true,"warnings":["x"],"status":{
+        "version":"9.9.9","name":"site-a","pid":7,"uptime_secs":5,"hostname":"gw1",
+        "interface":{"name":"tb0","mtu":1500,"mac":"02:00:00:00:00:01","addresses":[],
+                     "queues":4},
+        "listen":"0.0.0.0:51901",
+        "peers":[{"name":"b","endpoint":"198.18.0.2:51901","state":"up","path_mtu":1420,
+                  "transport":"udp","last_handshake_secs":null,"handshakes":1,"tx_frames":2,
+                  "rx_frames":3,"tx_bytes":4,"rx_bytes":5,"endpoint_changes":1,
+                  "rtt_ms":12,"uplink":{"index":0}}],
+        "counters":{"rx_auth_failed":9,"storm_dropped":4,"future_counter":1},
+        "leases":[{"mac":"02:00:00:00:aa:01","ip":"198.19.0.100","expires_in_secs":60,
+                   "hostname":"pc1"}],
+        "dhcp":{"pool_size":100,"pool_in_use":1,"pool_v6":0},
+        "guard":{"loop":false}}}"#;
+
+    fn parse(json: &str) -> Status {
+        let r: Response = serde_json::from_str(json).expect("the CLI reads it");
+        assert!(r.ok);
+        r.status.expect("a status")
+    }
+
+    #[test]
+    fn an_older_daemons_status_parses_with_defaults() {
+        let s = parse(OLD_STATUS);
+        assert_eq!(s.version, "");
+        assert_eq!(s.peers[0].path_mtu, 0);
+        assert_eq!(s.peers[0].transport, "");
+        assert_eq!(s.peers[0].endpoint_changes, 0);
+        assert_eq!(s.peers[0].tx_bytes, 4);
+        assert_eq!(s.counters.rx_auth_failed, 9);
+        assert_eq!(s.counters.rx_unknown_session, 0);
+        assert_eq!(s.counters.reloads, 0);
+        assert_eq!(s.interface.bridge, None);
+        assert_eq!(s.leases[0].expires_in_secs, 0);
+        assert_eq!(s.dhcp, None);
+        assert_eq!(s.rekey_after_secs, 0);
+        // Even an empty object is a (blank) status rather than an error.
+        assert_eq!(
+            serde_json::from_str::<Status>("{}").expect("empty"),
+            Status::default()
+        );
+    }
+
+    #[test]
+    fn a_newer_daemons_status_parses_ignoring_unknown_keys() {
+        let s = parse(NEW_STATUS);
+        assert_eq!(s.version, "9.9.9");
+        assert_eq!(s.peers[0].path_mtu, 1420);
+        assert_eq!(s.peers[0].endpoint_changes, 1);
+        assert_eq!(s.peers[0].last_handshake_secs, None);
+        assert_eq!(s.counters.rx_auth_failed, 9);
+        assert_eq!(s.leases[0].expires_in_secs, 60);
+        assert_eq!(
+            s.dhcp,
+            Some(DhcpPoolStatus {
+                pool_size: 100,
+                pool_in_use: 1
+            })
+        );
+        let leases: Response = serde_json::from_str(
+            r#"{"ok":true,"leases":[{"mac":"02:00:00:00:aa:01","ip":"198.19.0.9","lease_id":3}]}"#,
+        )
+        .expect("leases from a newer daemon");
+        assert_eq!(leases.leases.expect("leases")[0].ip, "198.19.0.9");
+    }
+
+    #[test]
+    fn lease_list_is_the_leases_json_shape() {
+        let list = LeaseList {
+            leases: vec![LeaseEntry {
+                mac: MacAddr([2, 0, 0, 0, 0xaa, 1]),
+                ip: "198.19.0.100".into(),
+                expires_in_secs: 60,
+            }],
+        };
+        let json = serde_json::to_string(&list).expect("json");
+        assert_eq!(
+            json,
+            r#"{"leases":[{"mac":"02:00:00:00:aa:01","ip":"198.19.0.100","expires_in_secs":60}]}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<LeaseList>(&json).expect("round trip"),
+            list
+        );
     }
 
     #[test]

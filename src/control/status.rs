@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
-use super::{CounterStatus, InterfaceStatus, LeaseEntry, PeerStatus, Status};
+use super::{CounterStatus, DhcpPoolStatus, InterfaceStatus, LeaseEntry, PeerStatus, Status};
 use crate::responder::Responder;
 use crate::tunnel::Tunnel;
 
@@ -38,6 +38,21 @@ pub struct IoCounters {
     /// Authenticated frames whose virtio-net header was refused (counted
     /// as `rx_malformed`).
     pub rx_bad_vnet_hdr: u64,
+    /// Reloads applied.
+    pub reloads: u64,
+    /// Reloads refused.
+    pub reloads_refused: u64,
+}
+
+impl IoCounters {
+    /// Counts a reload answer: applied when `ok`, else refused.
+    pub fn count_reload(&mut self, ok: bool) {
+        if ok {
+            self.reloads += 1;
+        } else {
+            self.reloads_refused += 1;
+        }
+    }
 }
 
 /// The `leases` answer: the responder's unexpired leases (empty without a
@@ -85,6 +100,7 @@ pub fn status(
             rx_frames: p.stats.rx_frames,
             tx_bytes: p.stats.tx_bytes,
             rx_bytes: p.stats.rx_bytes,
+            endpoint_changes: p.stats.endpoint_changes,
         })
         .collect();
     Status {
@@ -112,7 +128,22 @@ pub fn status(
             rx_unknown_session: c.rx_unknown_session,
             tap_write_errors: io.tap_write_errors,
             udp_send_errors: io.udp_send_errors,
+            dhcp_naks: rc.dhcp_naks,
+            dhcp_pool_exhausted: rc.dhcp_pool_exhausted,
+            dhcp_malformed: rc.dhcp_malformed,
+            dhcp_ignored: rc.dhcp_ignored,
+            remote_dhcp_dropped: rc.remote_dhcp_dropped,
+            arp_bindings_learned: rc.arp_bindings_learned,
+            reloads: io.reloads,
+            reloads_refused: io.reloads_refused,
         },
         leases: leases(responder, wall),
+        rekey_after_secs: tunnel.rekey_after().as_secs(),
+        dhcp: responder
+            .and_then(|r| r.pool_usage(wall))
+            .map(|u| DhcpPoolStatus {
+                pool_size: u.size,
+                pool_in_use: u.in_use,
+            }),
     }
 }

@@ -209,7 +209,8 @@ impl Worker {
                 match self.signals.read_signal() {
                     Ok(Some(s)) if s.ssi_signo == nix::sys::signal::Signal::SIGHUP as u32 => {
                         // Answered in the log only.
-                        let _ = self.reload(now, &mut logged);
+                        let r = self.reload(now, &mut logged);
+                        io.count_reload(r.ok);
                     }
                     _ => return Exit::Signal,
                 }
@@ -259,7 +260,9 @@ impl Worker {
                             });
                         }
                         Request::Reload => {
-                            let _ = cmd.reply.send(self.reload(now, &mut logged));
+                            let r = self.reload(now, &mut logged);
+                            io.count_reload(r.ok);
+                            let _ = cmd.reply.send(r);
                         }
                     }
                 }

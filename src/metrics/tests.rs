@@ -2,7 +2,7 @@
 //! against a fake worker in a private network namespace.
 
 use super::*;
-use crate::control::{InterfaceStatus, LeaseEntry, Response};
+use crate::control::{DhcpPoolStatus, InterfaceStatus, LeaseEntry, Response};
 use crate::mac::MacAddr;
 use proptest::prelude::*;
 
@@ -19,6 +19,7 @@ fn peer(name: &str, state: &str, last: Option<u64>, base: u64) -> PeerStatus {
         rx_frames: base + 3,
         tx_bytes: base + 4,
         rx_bytes: base + 5,
+        endpoint_changes: base + 6,
     }
 }
 
@@ -57,6 +58,14 @@ fn status() -> Status {
             rx_unknown_session: 24,
             tap_write_errors: 22,
             udp_send_errors: 23,
+            dhcp_naks: 31,
+            dhcp_pool_exhausted: 32,
+            dhcp_malformed: 33,
+            dhcp_ignored: 34,
+            remote_dhcp_dropped: 35,
+            arp_bindings_learned: 36,
+            reloads: 37,
+            reloads_refused: 38,
         },
         leases: vec![
             LeaseEntry {
@@ -70,8 +79,16 @@ fn status() -> Status {
                 expires_in_secs: 200,
             },
         ],
+        rekey_after_secs: 120,
+        dhcp: Some(DhcpPoolStatus {
+            pool_size: 100,
+            pool_in_use: 2,
+        }),
     }
 }
+
+/// The scrape's wall clock in these tests.
+const NOW: u64 = 1_800_000_000;
 
 fn lines(text: &str) -> Vec<&str> {
     text.lines().collect()
@@ -79,7 +96,7 @@ fn lines(text: &str) -> Vec<&str> {
 
 #[test]
 fn renders_peer_counters_with_link_and_peer_labels() {
-    let text = render(&status()).expect("render");
+    let text = render(&status(), NOW).expect("render");
     let l = lines(&text);
     for want in [
         r#"tapbridge_peer_tx_frames_total{link="site-a",peer="b"} 102"#,
@@ -87,6 +104,8 @@ fn renders_peer_counters_with_link_and_peer_labels() {
         r#"tapbridge_peer_tx_bytes_total{link="site-a",peer="b"} 104"#,
         r#"tapbridge_peer_rx_bytes_total{link="site-a",peer="b"} 105"#,
         r#"tapbridge_peer_handshakes_total{link="site-a",peer="b"} 101"#,
+        r#"tapbridge_peer_endpoint_changes_total{link="site-a",peer="b"} 106"#,
+        r#"tapbridge_peer_path_mtu_bytes{link="site-a",peer="b"} 1500"#,
         r#"tapbridge_peer_tx_frames_total{link="site-a",peer="c"} 202"#,
         r#"tapbridge_peer_rx_bytes_total{link="site-a",peer="c"} 205"#,
         "# TYPE tapbridge_peer_tx_frames counter",
@@ -99,7 +118,7 @@ fn renders_peer_counters_with_link_and_peer_labels() {
 
 #[test]
 fn renders_one_state_series_per_state() {
-    let text = render(&status()).expect("render");
+    let text = render(&status(), NOW).expect("render");
     let l = lines(&text);
     for want in [
         r#"tapbridge_peer_state{link="site-a",peer="b",state="up"} 1"#,
@@ -122,44 +141,50 @@ fn renders_one_state_series_per_state() {
 fn unknown_state_gets_its_own_series() {
     let mut s = status();
     s.peers[0].state = "limbo".into();
-    let text = render(&s).expect("render");
+    let text = render(&s, NOW).expect("render");
     assert!(text.contains(r#"tapbridge_peer_state{link="site-a",peer="b",state="limbo"} 1"#));
     assert!(text.contains(r#"tapbridge_peer_state{link="site-a",peer="b",state="up"} 0"#));
 }
 
 #[test]
-fn handshake_age_only_after_a_handshake() {
-    let text = render(&status()).expect("render");
-    assert!(
-        lines(&text)
-            .contains(&r#"tapbridge_peer_last_handshake_age_seconds{link="site-a",peer="b"} 3"#)
+fn handshake_timestamp_only_after_a_handshake() {
+    let text = render(&status(), NOW).expect("render");
+    let want = format!(
+        r#"tapbridge_peer_last_handshake_timestamp_seconds{{link="site-a",peer="b"}} {}"#,
+        NOW - 3
     );
+    assert!(lines(&text).contains(&want.as_str()), "{text}");
     assert!(
-        !text.contains(r#"tapbridge_peer_last_handshake_age_seconds{link="site-a",peer="c"}"#),
+        !text
+            .contains(r#"tapbridge_peer_last_handshake_timestamp_seconds{link="site-a",peer="c"}"#),
         "peer c never completed a handshake:\n{text}"
     );
+    assert!(text.contains("# UNIT tapbridge_peer_last_handshake_timestamp_seconds seconds"));
 }
 
 #[test]
-fn renders_link_counters_leases_and_uptime() {
-    let text = render(&status()).expect("render");
+fn renders_link_counters_with_reasons() {
+    let text = render(&status(), NOW).expect("render");
     let l = lines(&text);
     for want in [
-        r#"tapbridge_rx_auth_failed_total{link="site-a"} 11"#,
-        r#"tapbridge_rx_replayed_total{link="site-a"} 12"#,
-        r#"tapbridge_rx_malformed_total{link="site-a"} 13"#,
+        r#"tapbridge_rx_dropped_total{link="site-a",reason="auth_failed"} 11"#,
+        r#"tapbridge_rx_dropped_total{link="site-a",reason="replayed"} 12"#,
+        r#"tapbridge_rx_dropped_total{link="site-a",reason="malformed"} 13"#,
+        r#"tapbridge_rx_dropped_total{link="site-a",reason="handshake_rate_limited"} 18"#,
+        r#"tapbridge_rx_dropped_total{link="site-a",reason="reassembly_incomplete"} 19"#,
+        r#"tapbridge_rx_dropped_total{link="site-a",reason="unknown_peer"} 21"#,
+        r#"tapbridge_rx_dropped_total{link="site-a",reason="tap_write_failed"} 22"#,
+        r#"tapbridge_rx_dropped_total{link="site-a",reason="unknown_session"} 24"#,
+        r#"tapbridge_rx_dropped_total{link="site-a",reason="old_version"} 25"#,
+        r#"tapbridge_tx_dropped_total{link="site-a",reason="no_session"} 20"#,
+        r#"tapbridge_tx_dropped_total{link="site-a",reason="send_failed"} 23"#,
         r#"tapbridge_arp_replies_total{link="site-a"} 14"#,
         r#"tapbridge_dhcp_replies_total{link="site-a"} 15"#,
-        r#"tapbridge_fragmented_total{link="site-a"} 16"#,
-        r#"tapbridge_reassembled_total{link="site-a"} 17"#,
-        r#"tapbridge_handshake_rate_limited_total{link="site-a"} 18"#,
-        r#"tapbridge_udp_send_errors_total{link="site-a"} 23"#,
-        r#"tapbridge_rx_old_version_total{link="site-a"} 25"#,
-        r#"tapbridge_cookie_replies_total{link="site-a"} 26"#,
-        r#"tapbridge_leases{link="site-a"} 2"#,
-        r#"tapbridge_uptime_seconds{link="site-a"} 77"#,
-        "# TYPE tapbridge_rx_auth_failed counter",
-        "# TYPE tapbridge_leases gauge",
+        r#"tapbridge_fragmented_frames_total{link="site-a"} 16"#,
+        r#"tapbridge_reassembled_frames_total{link="site-a"} 17"#,
+        r#"tapbridge_handshake_cookie_replies_total{link="site-a"} 26"#,
+        r#"tapbridge_arp_bindings_learned_total{link="site-a"} 36"#,
+        "# TYPE tapbridge_rx_dropped counter",
     ] {
         assert!(l.contains(&want), "missing {want:?} in:\n{text}");
     }
@@ -167,19 +192,151 @@ fn renders_link_counters_leases_and_uptime() {
 }
 
 #[test]
+fn renders_the_hidden_dhcp_counters_and_the_pool() {
+    let text = render(&status(), NOW).expect("render");
+    let l = lines(&text);
+    for want in [
+        r#"tapbridge_dhcp_naks_total{link="site-a"} 31"#,
+        r#"tapbridge_dhcp_dropped_total{link="site-a",reason="pool_exhausted"} 32"#,
+        r#"tapbridge_dhcp_dropped_total{link="site-a",reason="malformed"} 33"#,
+        r#"tapbridge_dhcp_dropped_total{link="site-a",reason="ignored"} 34"#,
+        r#"tapbridge_dhcp_dropped_total{link="site-a",reason="from_tunnel"} 35"#,
+        r#"tapbridge_dhcp_leases{link="site-a"} 2"#,
+        r#"tapbridge_dhcp_pool_addresses{link="site-a"} 100"#,
+        r#"tapbridge_dhcp_pool_addresses_in_use{link="site-a"} 2"#,
+        "# TYPE tapbridge_dhcp_pool_addresses gauge",
+    ] {
+        assert!(l.contains(&want), "missing {want:?} in:\n{text}");
+    }
+    let mut s = status();
+    s.dhcp = None;
+    let text = render(&s, NOW).expect("render");
+    assert!(
+        !text.contains("tapbridge_dhcp_pool_addresses"),
+        "no pool without a DHCP responder:\n{text}"
+    );
+}
+
+#[test]
+fn renders_reloads_build_info_and_times() {
+    let text = render(&status(), NOW).expect("render");
+    let l = lines(&text);
+    let start = format!(
+        r#"tapbridge_start_timestamp_seconds{{link="site-a"}} {}"#,
+        NOW - 77
+    );
+    for want in [
+        r#"tapbridge_reloads_total{link="site-a",result="applied"} 37"#,
+        r#"tapbridge_reloads_total{link="site-a",result="refused"} 38"#,
+        r#"tapbridge_build_info{link="site-a",version="0.1.0"} 1"#,
+        r#"tapbridge_rekey_after_seconds{link="site-a"} 120"#,
+        start.as_str(),
+    ] {
+        assert!(l.contains(&want), "missing {want:?} in:\n{text}");
+    }
+}
+
+/// What a Prometheus linter checks, on the text format: every sample's
+/// family has HELP and TYPE, counters end in `_total`, no name repeats a
+/// family, no family is declared twice.
+fn lint_text_format(text: &str) -> Result<(), String> {
+    use std::collections::HashMap;
+    let mut help = HashMap::new();
+    let mut kind: HashMap<&str, &str> = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, h) = rest.split_once(' ').ok_or(format!("bad HELP: {line}"))?;
+            if h.trim().is_empty() || help.insert(name, h).is_some() {
+                return Err(format!("empty or repeated HELP: {line}"));
+            }
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, k) = rest.split_once(' ').ok_or(format!("bad TYPE: {line}"))?;
+            if !["counter", "gauge"].contains(&k) || kind.insert(name, k).is_some() {
+                return Err(format!("unknown or repeated TYPE: {line}"));
+            }
+            if (k == "counter") != name.ends_with("_total") {
+                return Err(format!("counters, and only they, end in _total: {line}"));
+            }
+        } else if line.starts_with('#') {
+            return Err(format!("not a text format 0.0.4 line: {line}"));
+        } else {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            if !kind.contains_key(name) || !help.contains_key(name) {
+                return Err(format!("sample without HELP and TYPE: {line}"));
+            }
+            if !name.starts_with("tapbridge_") || !line.contains("link=\"site-a\"") {
+                return Err(format!("sample without prefix or link label: {line}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn text_format_passes_the_lint_and_keeps_every_sample() {
+    let om = render(&status(), NOW).expect("render");
+    let text = to_prometheus_text(&om);
+    lint_text_format(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let samples = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(samples(&om), samples(&text));
+    for want in [
+        "# TYPE tapbridge_peer_tx_bytes_total counter",
+        "# HELP tapbridge_rx_dropped_total Tunnel-side datagrams or frames dropped, by reason.",
+        "# TYPE tapbridge_build_info gauge",
+        "# TYPE tapbridge_peer_state gauge",
+    ] {
+        assert!(lines(&text).contains(&want), "missing {want:?} in:\n{text}");
+    }
+    // The lint is not vacuous.
+    assert!(
+        lint_text_format(&om).is_err(),
+        "OpenMetrics is not text 0.0.4"
+    );
+    assert!(lint_text_format("# TYPE tapbridge_x counter\n").is_err());
+    assert!(lint_text_format("tapbridge_x{link=\"site-a\"} 1\n").is_err());
+}
+
+#[test]
+fn accept_header_picks_the_format() {
+    let om = |accept: &str| {
+        wants_openmetrics(format!("GET /metrics HTTP/1.1\r\nAccept: {accept}\r\n\r\n").as_bytes())
+    };
+    // What Prometheus 2.x sends.
+    assert!(om(
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    ));
+    assert!(om(
+        "text/plain, Application/OpenMetrics-Text; version=1.0.0"
+    ));
+    assert!(!om("text/plain;version=0.0.4"));
+    assert!(!om("*/*"));
+    assert!(!om("application/openmetrics-text;q=0"));
+    assert!(!wants_openmetrics(b"GET /metrics HTTP/1.1\r\n\r\n"));
+    assert!(!wants_openmetrics(
+        b"GET /metrics HTTP/1.1\r\nX-Accept: application/openmetrics-text\r\n\r\n"
+    ));
+    assert!(!wants_openmetrics(b"\xff\xfe"));
+}
+
+#[test]
 fn no_peers_still_renders_link_counters() {
     let mut s = status();
     s.peers.clear();
-    let text = render(&s).expect("render");
+    let text = render(&s, NOW).expect("render");
     assert!(!text.contains("peer=\""));
-    assert!(text.contains(r#"tapbridge_rx_replayed_total{link="site-a"} 12"#));
+    assert!(text.contains(r#"tapbridge_rx_dropped_total{link="site-a",reason="replayed"} 12"#));
 }
 
 #[test]
 fn label_values_are_escaped() {
     let mut s = status();
     s.peers[0].name = "x\"y\\z\nw".into();
-    let text = render(&s).expect("render");
+    let text = render(&s, NOW).expect("render");
     assert!(
         text.contains(r#"tapbridge_peer_tx_frames_total{link="site-a",peer="x\"y\\z\nw"} 102"#),
         "{text}"
@@ -236,6 +393,7 @@ proptest! {
     fn routing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = route(&bytes);
         let _ = head_end(&bytes);
+        let _ = wants_openmetrics(&bytes);
     }
 }
 
@@ -297,11 +455,20 @@ fn serves_metrics_404_and_garbage_then_stops() {
         let at = server.local_addr();
         assert_ne!(at.port(), 0);
 
-        let ok = exchange(at, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let ok = exchange(
+            at,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text\r\n\r\n",
+        );
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         assert!(ok.contains("Content-Type: application/openmetrics-text"));
         assert!(ok.contains(r#"tapbridge_peer_tx_frames_total{link="site-a",peer="b"} 102"#));
         assert!(ok.ends_with("# EOF\n"));
+        let text = exchange(at, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("Content-Type: text/plain; version=0.0.4"));
+        assert!(text.contains(r#"tapbridge_peer_tx_frames_total{link="site-a",peer="b"} 102"#));
+        assert!(text.contains("# TYPE tapbridge_peer_tx_frames_total counter"));
+        assert!(!text.contains("# EOF"));
         // The scrape woke the worker through the eventfd.
         assert!(waker.read().expect("eventfd counted") >= 1);
 

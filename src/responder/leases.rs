@@ -17,7 +17,7 @@
 //! `{"version":1,"leases":[{"mac":"02:00:00:00:aa:01","ip":"198.19.0.10","expires":1700000000}]}`
 //! where `expires` is UNIX seconds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -235,10 +235,22 @@ pub fn prefix_mask(prefix_len: u8) -> u32 {
     }
 }
 
+/// How much of the dynamic pool is taken (for the pool-size metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Addresses the pool can hand out to any client: the range's host
+    /// addresses without the server's, the excluded and the reserved ones.
+    pub size: u64,
+    /// Of those, how many are not free right now: leased, offered or
+    /// quarantined after a decline. `in_use == size` is exactly when a new
+    /// client's DISCOVER goes unanswered (pool exhausted).
+    pub in_use: u64,
+}
+
 /// Address allocation over a [`LeaseDb`]: offers, commits, releases, declines.
 ///
 /// All times are wall-clock UNIX seconds supplied by the caller.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Allocator {
     pool: Pool,
     reserved_ip: HashMap<Ipv4Addr, MacAddr>,
@@ -284,6 +296,61 @@ impl Allocator {
     /// The underlying lease records.
     pub fn db(&self) -> &LeaseDb {
         &self.db
+    }
+
+    /// Whether `ip` is one the pool may give to any client (not reserved).
+    fn is_dynamic(&self, ip: Ipv4Addr) -> bool {
+        self.pool.in_range(ip)
+            && self.pool.is_host_in_subnet(ip)
+            && ip != self.pool.server
+            && !self.pool.excluded.contains(&ip)
+            && !self.reserved_ip.contains_key(&ip)
+    }
+
+    /// The pool's size and how much of it is taken at `now`. Costs one pass
+    /// over the leases, offers and quarantined addresses (not over the pool:
+    /// a large range is counted arithmetically).
+    pub fn usage(&self, now: u64) -> PoolUsage {
+        let mask = self.pool.mask();
+        let net = u32::from(self.pool.subnet) & mask;
+        // The range's part inside the subnet's host addresses.
+        let first = u32::from(self.pool.start).max(net.saturating_add(1));
+        let last = u32::from(self.pool.end).min((net | !mask).saturating_sub(1));
+        let span = if first <= last {
+            u64::from(last - first) + 1
+        } else {
+            0
+        };
+        let not_handed_out: BTreeSet<Ipv4Addr> = std::iter::once(self.pool.server)
+            .chain(self.pool.excluded.iter().copied())
+            .chain(self.reserved_ip.keys().copied())
+            .filter(|ip| (first..=last).contains(&u32::from(*ip)))
+            .collect();
+        let size = span - not_handed_out.len() as u64;
+        let leased = self
+            .db
+            .iter()
+            .filter(|(_, l)| l.expires > now)
+            .map(|(_, l)| l.ip);
+        let offered = self
+            .offers
+            .iter()
+            .filter(|(_, (_, until))| *until > now)
+            .map(|(ip, _)| *ip);
+        let quarantined = self
+            .quarantine
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(ip, _)| *ip);
+        let taken: BTreeSet<Ipv4Addr> = leased
+            .chain(offered)
+            .chain(quarantined)
+            .filter(|ip| self.is_dynamic(*ip))
+            .collect();
+        PoolUsage {
+            size,
+            in_use: taken.len() as u64,
+        }
     }
 
     /// Whether `mac` may ever hold `ip`, regardless of who holds what right now.
@@ -629,6 +696,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn usage_counts_the_dynamic_pool_and_what_is_taken() {
+        // 100..=110: eleven addresses, of which .105 is excluded and .110
+        // reserved for M3; the server (.254) and M3's other reservation (.10)
+        // lie outside the range.
+        let mut p = pool(100, 110);
+        p.excluded.push(ip(105));
+        p.reservations
+            .push((MacAddr([2, 0, 0, 0, 0xaa, 9]), ip(110)));
+        let mut a = Allocator::new(p, LeaseDb::default());
+        assert_eq!(a.usage(T0), PoolUsage { size: 9, in_use: 0 });
+        assert!(a.commit(M1, ip(100), 60, T0));
+        a.offer(M2, None, T0).expect("free address");
+        // A reservation's lease is not the dynamic pool's.
+        assert!(a.commit(M3, ip(10), 60, T0));
+        assert_eq!(a.usage(T0), PoolUsage { size: 9, in_use: 2 });
+        assert!(a.decline(&M1, ip(100), T0 + 1));
+        assert_eq!(a.usage(T0 + 1).in_use, 2, "quarantined counts as taken");
+        // Offers lapse, leases and quarantine expire.
+        assert_eq!(a.usage(T0 + DECLINE_QUARANTINE_SECS + 1).in_use, 0);
+    }
+
+    #[test]
+    fn usage_of_a_range_wider_than_the_subnet_counts_host_addresses_only() {
+        let mut p = pool(0, 255);
+        p.excluded.clear();
+        p.reservations.clear();
+        let a = Allocator::new(p.clone(), LeaseDb::default());
+        // 254 host addresses, minus the server.
+        assert_eq!(a.usage(T0).size, 253);
+        p.subnet = Ipv4Addr::new(10, 0, 0, 0);
+        p.prefix_len = 8;
+        p.start = Ipv4Addr::new(10, 0, 0, 0);
+        p.end = Ipv4Addr::new(10, 255, 255, 255);
+        p.server = Ipv4Addr::new(10, 0, 0, 1);
+        let a = Allocator::new(p, LeaseDb::default());
+        assert_eq!(a.usage(T0).size, (1 << 24) - 3);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Discover(usize, Option<u8>),
@@ -699,6 +805,42 @@ mod tests {
                         prop_assert!(i != &ip(102) || m == 5, "reserved address leaked");
                     }
                 }
+            }
+        }
+
+        /// The pool is reported full exactly when a new client would get no
+        /// offer, whatever happened before.
+        #[test]
+        fn usage_is_full_exactly_when_a_new_client_gets_nothing(
+            ops in proptest::collection::vec(op(), 1..120)
+        ) {
+            let macs: Vec<MacAddr> = (0..6u8).map(|i| MacAddr([2, 0, 0, 0, 0xbb, i])).collect();
+            let mut p = pool(100, 104);
+            p.reservations = vec![(macs[5], ip(102))];
+            let mut a = Allocator::new(p, LeaseDb::default());
+            let mut now = T0;
+            for op in ops {
+                match op {
+                    Op::Discover(m, r) => { a.offer(macs[m], r.map(ip), now); }
+                    Op::Request(m, i) => { a.commit(macs[m], ip(i), 300, now); }
+                    Op::Release(m) => {
+                        if let Some(l) = a.db().get(&macs[m]) {
+                            a.release(&macs[m], l.ip, now);
+                        }
+                    }
+                    Op::Decline(m) => {
+                        if let Some(l) = a.db().get(&macs[m]) {
+                            a.decline(&macs[m], l.ip, now);
+                        }
+                    }
+                    Op::Advance(s) => now += s,
+                }
+                let u = a.usage(now);
+                prop_assert_eq!(u.size, 4);
+                prop_assert!(u.in_use <= u.size);
+                let newcomer = MacAddr([2, 0, 0, 0, 0xcc, 1]);
+                let offered = a.clone().offer(newcomer, None, now);
+                prop_assert_eq!(u.in_use == u.size, offered.is_none(), "{:?}", u);
             }
         }
     }

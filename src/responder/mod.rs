@@ -29,7 +29,7 @@ pub mod leases;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use leases::{LeaseDb, LeaseInfo};
+pub use leases::{LeaseDb, LeaseInfo, PoolUsage};
 
 use crate::mac::MacAddr;
 
@@ -297,6 +297,13 @@ impl Responder {
             .as_ref()
             .map(|d| d.allocator().leases(unix_secs(wall)))
             .unwrap_or_default()
+    }
+
+    /// The DHCP pool's size and use at `wall` (`None` without DHCP).
+    pub fn pool_usage(&self, wall: SystemTime) -> Option<PoolUsage> {
+        self.dhcp
+            .as_ref()
+            .map(|d| d.allocator().usage(unix_secs(wall)))
     }
 
     /// The counters so far.

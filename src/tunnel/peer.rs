@@ -102,6 +102,9 @@ pub struct PeerStats {
     pub rx_bytes: u64,
     /// Completed handshakes (rekeys included).
     pub handshakes: u64,
+    /// Endpoint moves: an authenticated packet from a new address replaced
+    /// a known endpoint (a first contact is not counted).
+    pub endpoint_changes: u64,
 }
 
 /// A snapshot of one peer's state, for status reports.
@@ -372,6 +375,9 @@ impl Tunnel {
     pub(super) fn move_endpoint(&mut self, id: PeerId, from: SocketAddr, now: Instant) {
         let p = &mut self.peers[id];
         if p.endpoint != Some(from) {
+            if p.endpoint.is_some() {
+                p.stats.endpoint_changes += 1;
+            }
             self.events.push_back(Event::EndpointMoved {
                 peer: id,
                 from: p.endpoint,

@@ -485,6 +485,7 @@ fn endpoint_roams_to_the_new_source_address() {
     assert_eq!(p.delivered[0], vec![frame(1, 100)]);
     let st = p.t[0].peer_status(0).expect("peer");
     assert_eq!(st.endpoint, Some(addr("198.18.0.66:40000")));
+    assert_eq!(st.stats.endpoint_changes, 1, "one move counted");
     assert!(std::iter::from_fn(|| p.t[0].poll_event()).any(|e| e
         == Event::EndpointMoved {
             peer: 0,
@@ -780,6 +781,12 @@ fn initiation_timestamps_follow_the_wall_clock() {
     );
     p.run_for(Duration::from_secs(1));
     assert_eq!(p.state(1), PeerState::Up);
+    let first_contact = p.t[1].peer_status(0).expect("peer");
+    assert_eq!(first_contact.endpoint, Some(p.addr[0]));
+    assert_eq!(
+        first_contact.stats.endpoint_changes, 0,
+        "learning a roaming peer's first address is not a move"
+    );
     // A restarts before its clock is set: 2001.
     let early = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
     p.t[0] = Tunnel::new(
@@ -840,6 +847,7 @@ fn endpoint_moves_on_authenticated_data_not_on_an_initiation() {
     assert_eq!(out.sent[0].0, elsewhere);
     let st = p.t[1].peer_status(0).expect("peer");
     assert_eq!(st.endpoint, Some(p.addr[0]), "endpoint not moved");
+    assert_eq!(st.stats.endpoint_changes, 0);
     assert!(
         std::iter::from_fn(|| p.t[1].poll_event())
             .all(|e| !matches!(e, Event::EndpointMoved { .. }))

@@ -292,6 +292,11 @@ impl Tunnel {
         self.params.wan_mtu
     }
 
+    /// Session lifetime before a rekey (`tunnel.rekey_after`).
+    pub fn rekey_after(&self) -> Duration {
+        self.params.rekey_after
+    }
+
     /// Number of peers.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
@@ -443,6 +448,9 @@ impl Tunnel {
             && p.endpoint != Some(to)
         {
             let from = p.endpoint.replace(to);
+            if from.is_some() {
+                p.stats.endpoint_changes += 1;
+            }
             self.events
                 .push_back(Event::EndpointMoved { peer: id, from, to });
             if let Some(mtu) = p.pmtu.reset(now) {

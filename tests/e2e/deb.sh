@@ -79,6 +79,8 @@ for f in lib/systemd/system/tapbridge@.service \
     usr/share/doc/tapbridge/examples/hq.toml \
     usr/share/doc/tapbridge/examples/hq.nat \
     usr/share/doc/tapbridge/examples/branch.toml \
+    usr/share/doc/tapbridge/monitoring/tapbridge.rules.yml \
+    usr/share/doc/tapbridge/monitoring/tapbridge.dashboard.json \
     usr/lib/sysctl.d/60-tapbridge.conf \
     usr/lib/tmpfiles.d/tapbridge.conf \
     usr/share/doc/tapbridge/copyright; do

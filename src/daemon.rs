@@ -439,6 +439,9 @@ pub fn responder_settings(
             .collect(),
         mtu: d.mtu,
         reservations: d.reservations.clone(),
+        search: d.search.clone(),
+        ntp: d.ntp.clone(),
+        extra_options: d.options.clone(),
     });
     Some((arp, dhcp))
 }

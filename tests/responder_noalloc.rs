@@ -36,6 +36,9 @@ fn responder() -> Responder {
         routes: vec![],
         mtu: None,
         reservations: vec![],
+        search: Vec::new(),
+        ntp: Vec::new(),
+        extra_options: Vec::new(),
     };
     let arp = ArpSettings {
         respond: vec![ip(1)],

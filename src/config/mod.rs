@@ -287,6 +287,12 @@ pub struct DhcpConfig {
     pub lease_file: PathBuf,
     /// Fixed addresses by MAC.
     pub reservations: Vec<(MacAddr, Ipv4Addr)>,
+    /// Option 119: the domain search list.
+    pub search: Vec<String>,
+    /// Option 42: NTP servers.
+    pub ntp: Vec<Ipv4Addr>,
+    /// `[[dhcp.option]]`: other options passed through as is (code, data).
+    pub options: Vec<(u8, Vec<u8>)>,
 }
 
 /// `[arp]`: the local ARP responder.

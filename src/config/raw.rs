@@ -79,7 +79,21 @@ pub(super) struct RawDhcp {
     pub mtu: Option<Spanned<i64>>,
     pub lease_file: Option<Str>,
     #[serde(default)]
+    pub search: Vec<Str>,
+    #[serde(default)]
+    pub ntp: Vec<Str>,
+    #[serde(default)]
     pub reservation: Vec<Spanned<RawReservation>>,
+    #[serde(default)]
+    pub option: Vec<Spanned<RawDhcpOption>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDhcpOption {
+    pub code: Option<Spanned<i64>>,
+    pub hex: Option<Str>,
+    pub text: Option<Str>,
 }
 
 #[derive(Deserialize)]

@@ -40,9 +40,14 @@ lease_time = "12h"
 routes = ["198.19.64.0/18 via 198.19.0.1"]   # option 121
 mtu = 1500                        # option 26 (omit to leave out)
 lease_file = "/var/lib/tapbridge/site-a.leases"
+search = ["branch.example"]       # option 119
+ntp = ["198.19.0.1"]              # option 42
 [[dhcp.reservation]]
 mac = "02:00:00:00:aa:01"
 ip = "198.19.0.10"
+[[dhcp.option]]                   # any other option, passed through as is
+code = 252
+hex = "68747470"                  # or text = "..."
 
 [arp]
 respond = ["198.19.0.254"]        # addresses answered locally with the responder's MAC
@@ -162,6 +167,9 @@ fn spec_example_parses_to_expected_values() {
             mtu: Some(1500),
             lease_file: "/var/lib/tapbridge/site-a.leases".into(),
             reservations: vec![(MacAddr([2, 0, 0, 0, 0xaa, 1]), ip4("198.19.0.10"))],
+            search: vec!["branch.example".into()],
+            ntp: vec![ip4("198.19.0.1")],
+            options: vec![(252, b"http".to_vec())],
         })
     );
     assert_eq!(subnet.netmask(), ip4("255.255.255.0"));
@@ -477,6 +485,26 @@ const REJECTED: &[Rejected] = &[
         "wan_mtu word other than auto",
         Raw("[interface]\n[tunnel]\npsk_file = \"k\"\nwan_mtu = \"big\"\n"),
         4, 11, "tunnel.wan_mtu", "neither \"auto\" nor a number",
+    ),
+    (
+        "dhcp option set by the responder",
+        With("[dhcp]\nenabled = true\nsubnet = \"198.19.0.0/24\"\npool = \"198.19.0.100-198.19.0.199\"\nserver_address = \"198.19.0.1\"\n[[dhcp.option]]\ncode = 6\ntext = \"x\"\n"),
+        12, 8, "dhcp.option.code", "set by the responder itself (dhcp.dns)",
+    ),
+    (
+        "dhcp option with bad hex",
+        With("[dhcp]\nenabled = true\nsubnet = \"198.19.0.0/24\"\npool = \"198.19.0.100-198.19.0.199\"\nserver_address = \"198.19.0.1\"\n[[dhcp.option]]\ncode = 252\nhex = \"abc\"\n"),
+        13, 7, "dhcp.option.hex", "odd number of hex digits",
+    ),
+    (
+        "dhcp option with both hex and text",
+        With("[dhcp]\nenabled = true\nsubnet = \"198.19.0.0/24\"\npool = \"198.19.0.100-198.19.0.199\"\nserver_address = \"198.19.0.1\"\n[[dhcp.option]]\ncode = 252\nhex = \"ab\"\ntext = \"x\"\n"),
+        11, 1, "dhcp.option", "exactly one of",
+    ),
+    (
+        "dhcp search that is no domain",
+        With("[dhcp]\nenabled = true\nsubnet = \"198.19.0.0/24\"\npool = \"198.19.0.100-198.19.0.199\"\nserver_address = \"198.19.0.1\"\nsearch = [\"bad domain\"]\n"),
+        11, 11, "dhcp.search", "not a domain name",
     ),
     (
         "small dhcp mtu",

@@ -9,7 +9,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{
-    RawArp, RawConfig, RawControl, RawDhcp, RawHooks, RawInterface, RawMtu, RawTunnel, Str,
+    RawArp, RawConfig, RawControl, RawDhcp, RawDhcpOption, RawHooks, RawInterface, RawMtu,
+    RawTunnel, Str,
 };
 use super::value;
 use super::{
@@ -557,6 +558,32 @@ impl Cx<'_> {
             reservations.push((mac, ip));
         }
 
+        let search = raw
+            .search
+            .iter()
+            .map(|d| {
+                self.conv(d, "dhcp.search", value::domain)?;
+                Ok(d.get_ref().trim_end_matches('.').to_owned())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ntp = raw
+            .ntp
+            .iter()
+            .map(|d| self.conv(d, "dhcp.ntp", value::ipv4))
+            .collect::<Result<Vec<_>>>()?;
+        let mut options: Vec<(u8, Vec<u8>)> = Vec::with_capacity(raw.option.len());
+        for o in &raw.option {
+            let (code, data) = self.dhcp_option(o.get_ref(), &o.span())?;
+            if options.iter().any(|(c, _)| *c == code) {
+                return Err(self.err(
+                    &o.span(),
+                    "dhcp.option.code",
+                    format!("option {code} is given twice"),
+                ));
+            }
+            options.push((code, data));
+        }
+
         Ok(Some(DhcpConfig {
             server_address,
             pool_start,
@@ -570,7 +597,50 @@ impl Cx<'_> {
             mtu,
             lease_file,
             reservations,
+            search,
+            ntp,
+            options,
         }))
+    }
+
+    /// One `[[dhcp.option]]`: a code the responder does not set itself,
+    /// and its data from exactly one of `hex` and `text`.
+    fn dhcp_option(&self, raw: &RawDhcpOption, span: &Range<usize>) -> Result<(u8, Vec<u8>)> {
+        let code_v = raw
+            .code
+            .as_ref()
+            .ok_or_else(|| self.err(span, "dhcp.option.code", "is required"))?;
+        let code = *code_v.get_ref();
+        let bad_code = |m: String| self.err(&code_v.span(), "dhcp.option.code", m);
+        let code = u8::try_from(code)
+            .ok()
+            .filter(|c| (1..=254).contains(c))
+            .ok_or_else(|| bad_code(format!("{code} is not an option code (1..=254)")))?;
+        if let Some(key) = value::dhcp_option_key(code) {
+            return Err(bad_code(format!(
+                "option {code} is set by the responder itself ({key})"
+            )));
+        }
+        let data = match (&raw.hex, &raw.text) {
+            (Some(h), None) => self.conv(h, "dhcp.option.hex", value::hex_bytes)?,
+            (None, Some(t)) => t.get_ref().as_bytes().to_vec(),
+            _ => {
+                return Err(self.err(span, "dhcp.option", "give exactly one of `hex` and `text`"));
+            }
+        };
+        if data.is_empty() || data.len() > 255 {
+            let (v, key) = match (&raw.hex, &raw.text) {
+                (Some(h), _) => (h, "dhcp.option.hex"),
+                (_, Some(t)) => (t, "dhcp.option.text"),
+                _ => unreachable!("one of them is set"),
+            };
+            return Err(self.err(
+                &v.span(),
+                key,
+                format!("{} bytes; an option holds 1 to 255", data.len()),
+            ));
+        }
+        Ok((code, data))
     }
 
     fn arp(&self, raw: &RawArp) -> Result<ArpConfig> {

@@ -312,6 +312,42 @@ pub(super) fn domain(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Bytes from hex digits (pairs; `:` and spaces between pairs allowed).
+pub(super) fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = text.bytes().filter(|b| *b != b':' && *b != b' ').collect();
+    if digits.len() % 2 != 0 {
+        return Err(format!("{text:?} has an odd number of hex digits"));
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| format!("{text:?} is not hex"))
+        })
+        .collect()
+}
+
+/// The config key that sets DHCP option `code`, if the responder sets it
+/// itself (such codes cannot be given in `[[dhcp.option]]`).
+pub(super) fn dhcp_option_key(code: u8) -> Option<&'static str> {
+    Some(match code {
+        1 => "dhcp.subnet",
+        3 => "dhcp.router",
+        6 => "dhcp.dns",
+        15 => "dhcp.domain",
+        26 => "dhcp.mtu",
+        42 => "dhcp.ntp",
+        51 | 58 | 59 => "dhcp.lease_time",
+        54 => "dhcp.server_address",
+        119 => "dhcp.search",
+        121 => "dhcp.routes",
+        50 | 53 | 55 | 57 | 61 | 82 => "part of the DHCP exchange",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {

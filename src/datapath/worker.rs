@@ -744,6 +744,9 @@ mod tests {
             routes: vec![],
             mtu: None,
             reservations: vec![],
+            search: Vec::new(),
+            ntp: Vec::new(),
+            extra_options: Vec::new(),
         };
         let mut r = Responder::new(None, Some(settings), LeaseDb::default()).expect("settings");
         let mac = [0x52, 0x54, 0, 0, 1, 1];

@@ -60,6 +60,8 @@ const OPT_RENEWAL: u8 = 58;
 const OPT_REBINDING: u8 = 59;
 const OPT_CLIENT_ID: u8 = 61;
 const OPT_CLASSLESS_ROUTES: u8 = 121;
+const OPT_NTP: u8 = 42;
+const OPT_SEARCH: u8 = 119;
 
 /// The DHCP half of the responder.
 #[derive(Debug)]
@@ -591,6 +593,34 @@ fn config_options(s: &DhcpSettings, mask: u32) -> Result<Vec<(u8, Vec<u8>)>, Res
             return err("routes do not fit in one option 121 (255 bytes)".into());
         }
         v.push((OPT_CLASSLESS_ROUTES, data));
+    }
+    if !s.ntp.is_empty() {
+        v.push((OPT_NTP, s.ntp.iter().flat_map(|a| a.octets()).collect()));
+    }
+    if !s.search.is_empty() {
+        // RFC 3397: each name as length-prefixed labels and a zero byte
+        // (no compression).
+        let mut data = Vec::new();
+        for name in &s.search {
+            for label in name.trim_end_matches('.').split('.') {
+                if label.is_empty() || label.len() > 63 {
+                    return err(format!("search domain {name:?} is not a valid DNS name"));
+                }
+                data.push(label.len() as u8);
+                data.extend_from_slice(label.as_bytes());
+            }
+            data.push(0);
+        }
+        if data.len() > 255 {
+            return err("the search list does not fit one option 119 (255 bytes)".into());
+        }
+        v.push((OPT_SEARCH, data));
+    }
+    for (code, data) in &s.extra_options {
+        if v.iter().any(|(c, _)| c == code) || matches!(*code, 0 | 255) || data.len() > 255 {
+            return err(format!("option {code} cannot be passed through"));
+        }
+        v.push((*code, data.clone()));
     }
     Ok(v)
 }

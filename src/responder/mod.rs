@@ -89,6 +89,12 @@ pub struct DhcpSettings {
     pub mtu: Option<u16>,
     /// Fixed MAC → address bindings.
     pub reservations: Vec<(MacAddr, Ipv4Addr)>,
+    /// Domain search list (option 119).
+    pub search: Vec<String>,
+    /// NTP servers (option 42).
+    pub ntp: Vec<Ipv4Addr>,
+    /// Further options sent as they are: (code, data).
+    pub extra_options: Vec<(u8, Vec<u8>)>,
 }
 
 /// The responder's MAC, derived from the TAP's own MAC the way tap_win32

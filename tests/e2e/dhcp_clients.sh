@@ -104,7 +104,7 @@ case "$1" in
 deconfig) ip -4 addr flush dev "$interface" ;;
 bound | renew)
     ip addr replace "$ip/$subnet" dev "$interface"
-    echo "event=$1|ip=$ip|mask=$subnet|router=$router|dns=$dns|domain=$domain|lease=$lease|routes=$staticroutes" >>"$LOG"
+    echo "event=$1|ip=$ip|mask=$subnet|router=$router|dns=$dns|domain=$domain|lease=$lease|routes=$staticroutes|search=$search|ntp=$ntpsrv" >>"$LOG"
     ;;
 esac
 exit 0
@@ -252,6 +252,11 @@ else
 fi
 if run_udhcpc "$NS_UDHCPC" "$E2E_WORK/udhcpc" eth0; then
     check_lease "busybox udhcpc" "$E2E_WORK/udhcpc" "$EXPECTED_ROUTES"
+    search=$(field "$E2E_WORK/udhcpc" search)
+    e2e_match "busybox udhcpc: search list (option 119) '$search'" \
+        "^$DL_DOMAIN corp\.example$" "$search"
+    ntp=$(field "$E2E_WORK/udhcpc" ntp)
+    e2e_match "busybox udhcpc: NTP server (option 42) '$ntp'" "^$DL_ROUTER$" "$ntp"
 else
     e2e_not_ok "busybox udhcpc obtained no lease"
     show_out "$E2E_WORK/udhcpc"

@@ -52,6 +52,7 @@ dl_write_config() {
             --dhcp pool=198.19.0.100-198.19.0.199 --dhcp subnet=198.19.0.0/24
             --dhcp "router=$DL_ROUTER" --dhcp "dns=[$DL_ROUTER]" --dhcp "domain=$DL_DOMAIN"
             --dhcp lease_time=1h --dhcp "routes=[198.19.64.0/18 via $DL_ROUTER]"
+            --dhcp "search=[$DL_DOMAIN, corp.example]" --dhcp "ntp=[$DL_ROUTER]"
             --dhcp "lease_file=$E2E_WORK/$name.leases"
             --reservation "$DL_RESERVED_MAC=$DL_RESERVED_IP"
             --arp "respond=[$DL_SERVER]" --arp suppress=true --arp binding_timeout=5m)

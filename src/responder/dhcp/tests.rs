@@ -42,6 +42,9 @@ fn settings() -> DhcpSettings {
         routes: vec![(Ipv4Addr::new(198, 19, 64, 0), 18, ip(1))],
         mtu: Some(1400),
         reservations: vec![(MacAddr(RESERVED_MAC), ip(10))],
+        search: Vec::new(),
+        ntp: Vec::new(),
+        extra_options: Vec::new(),
     }
 }
 
@@ -692,5 +695,36 @@ fn reload_keeps_leases_that_fit_and_serves_new_options() {
         (200..=220).contains(&offer.yiaddr.octets()[3]),
         "{}",
         offer.yiaddr
+    );
+}
+
+#[test]
+fn search_ntp_and_passed_through_options_are_served() {
+    let mut s = settings();
+    s.search = vec!["branch.example".into(), "corp.example.".into()];
+    s.ntp = vec![ip(1), Ipv4Addr::new(198, 18, 0, 123)];
+    s.extra_options = vec![(252, b"http://wpad/wpad.dat".to_vec())];
+    let mut h = Harness::new(s);
+    let offer = h.reply(&Client::new(M::Discover, mac(1)));
+    assert_eq!(
+        offer.option(119),
+        Some(&b"\x06branch\x07example\x00\x04corp\x07example\x00"[..])
+    );
+    assert_eq!(
+        offer.option(42),
+        Some(&[198, 19, 0, 1, 198, 18, 0, 123][..])
+    );
+    assert_eq!(offer.option(252), Some(&b"http://wpad/wpad.dat"[..]));
+    assert_config_options(&offer);
+    // Too much for one reply is refused up front, naming the cause.
+    let mut s = settings();
+    s.extra_options = (200..204).map(|c| (c, vec![b'x'; 200])).collect();
+    let err = Responder::new(None, Some(s), LeaseDb::default())
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("fit in a DHCP reply")),
+        "{err:?}"
     );
 }

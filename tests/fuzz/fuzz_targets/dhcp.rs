@@ -30,6 +30,9 @@ fn responder(leases: LeaseDb) -> Responder {
         routes: vec![(Ipv4Addr::new(198, 19, 64, 0), 18, ip(1))],
         mtu: Some(1400),
         reservations: vec![(MacAddr([2, 0, 0, 0, 0xaa, 1]), ip(10))],
+        search: Vec::new(),
+        ntp: Vec::new(),
+        extra_options: Vec::new(),
     };
     let arp = ArpSettings {
         respond: vec![ip(1)],

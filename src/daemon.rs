@@ -151,8 +151,10 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
     );
     tracing::info!("{summary}");
     ready(&summary);
+    worker.sd.ready(&summary);
 
     let exit = worker.run();
+    worker.sd.stopping();
     tracing::info!("taking link {} down", cfg.name);
     for hook in &cfg.hooks.down {
         if let Err(e) = hooks::run(hook, "down", &env) {
@@ -329,6 +331,7 @@ fn bring_up(
             commands,
             waker,
             signals,
+            sd: crate::sd_notify::SdNotify::from_env(),
             info: StaticLinkInfo {
                 name: cfg.name.clone(),
                 interface: InterfaceStatus {

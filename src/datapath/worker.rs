@@ -74,6 +74,9 @@ pub struct Worker {
     pub signals: SignalFd,
     /// Static part of the status.
     pub info: StaticLinkInfo,
+    /// systemd notifications: status lines, reload, the watchdog fed from
+    /// the loop.
+    pub sd: crate::sd_notify::SdNotify,
 }
 
 /// [`Transmit`] over a `sendmmsg` batch; flushes when full.
@@ -162,12 +165,15 @@ impl Worker {
         let mut logged: Vec<PeerStats> = vec![PeerStats::default(); self.tunnel.peer_count()];
         loop {
             let now = Instant::now();
+            // Fed here, once per wake-up: a wedged loop starves the watchdog.
+            let feed = self.sd.watchdog_tick(now).unwrap_or(Duration::MAX);
             let wait = self
                 .tunnel
                 .poll_timeout()
                 .map(|t| t.saturating_duration_since(now))
                 .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1));
+                .min(Duration::from_secs(1))
+                .min(feed);
             // Round up so a timer is never polled for before it is due.
             let ms = (wait.as_micros().div_ceil(1000)) as u16;
             let want_out = b.out.batch.pending() > 0;
@@ -222,7 +228,9 @@ impl Worker {
                 let r = self.udp.send_batch(&mut b.out.batch);
                 io.udp_send_errors += r.dropped as u64;
             }
-            self.log_events(&mut logged);
+            if self.log_events(&mut logged) {
+                self.notify_peers();
+            }
             self.persist_leases();
             if woken {
                 let _ = self.waker.read();
@@ -395,6 +403,13 @@ impl Worker {
     /// Re-reads the config and key files and applies what changed (today:
     /// peers' keys; see [`crate::reload`]). Everything is logged.
     fn reload(&mut self, now: Instant) -> Response {
+        self.sd.reloading();
+        let response = self.apply_reload(now);
+        self.sd.reloaded();
+        response
+    }
+
+    fn apply_reload(&mut self, now: Instant) -> Response {
         match crate::reload::plan(&self.config, &self.keys) {
             Ok(plan) => {
                 for (id, keys) in plan.changed {
@@ -424,9 +439,28 @@ impl Worker {
         }
     }
 
+    /// Tells systemd how many peers are up (on peer events, not per frame).
+    fn notify_peers(&mut self) {
+        if !self.sd.enabled() {
+            return;
+        }
+        let n = self.tunnel.peer_count();
+        let up = (0..n)
+            .filter_map(|p| self.tunnel.peer_status(p))
+            .filter(|s| s.state == crate::tunnel::PeerState::Up)
+            .count();
+        let status = format!(
+            "link up, {n} peer{}, {up} up",
+            if n == 1 { "" } else { "s" }
+        );
+        self.sd.status(&status);
+    }
+
     /// One log line per session event, with the traffic since the previous
-    /// event of that peer: the audit trail.
-    fn log_events(&mut self, logged: &mut [PeerStats]) {
+    /// event of that peer: the audit trail. Returns whether a peer's state
+    /// may have changed.
+    fn log_events(&mut self, logged: &mut [PeerStats]) -> bool {
+        let mut changed = false;
         while let Some(ev) = self.tunnel.poll_event() {
             let peer: PeerId = match &ev {
                 Event::HandshakeCompleted { peer, .. }
@@ -442,6 +476,7 @@ impl Worker {
                     continue;
                 }
             };
+            changed = true;
             let Some(st) = self.tunnel.peer_status(peer) else {
                 continue;
             };
@@ -476,6 +511,7 @@ impl Worker {
                 Event::HandshakeRefused { .. } => {}
             }
         }
+        changed
     }
 
     fn persist_leases(&mut self) {

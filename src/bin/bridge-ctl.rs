@@ -168,6 +168,14 @@ enum Command {
         #[command(flatten)]
         link: LinkArgs,
     },
+    /// Print the hook environment (TAPBRIDGE_*=value lines) of a running link, for
+    /// re-running a hook outside the daemon (appliance/hooks/nat-reapply.sh). Prints
+    /// nothing, with exit status 0, when the link is not up.
+    #[command(hide = true)]
+    HookEnv {
+        #[command(flatten)]
+        link: LinkArgs,
+    },
     /// Write the manual pages (bridge-ctl.8 and one per command) into DIR.
     #[command(hide = true)]
     GenerateManpages {
@@ -300,6 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { link } => check(&link.load()?),
         Command::Genpsk { out } => genpsk(out.as_deref()),
         Command::Reload { link } => reload(&link.load()?),
+        Command::HookEnv { link } => hook_env(&link.load()?),
         Command::GenerateManpages { dir } => generate_manpages(&dir),
         Command::GenerateCompletions { dir } => generate_completions(&dir),
         Command::Version => {
@@ -682,6 +691,38 @@ fn leases(config: &Config, json: bool) -> anyhow::Result<()> {
     outln!("{:<18} {:<16} {:>10}", "MAC", "IP", "EXPIRES IN");
     for l in &leases {
         outln!("{:<18} {:<16} {:>9}s", l.mac, l.ip, l.expires_in_secs);
+    }
+    Ok(())
+}
+
+/// `bridge-ctl hook-env NAME`: what the running daemon gives its hooks, from
+/// its status (the live interface, addresses, bridge, listen address) and the
+/// config (the WAN MTU).
+fn hook_env(config: &Config) -> anyhow::Result<()> {
+    let s = match control::request(
+        &config.control.socket,
+        Request::Status,
+        Duration::from_secs(5),
+    ) {
+        Ok(Response {
+            status: Some(s), ..
+        }) => s,
+        Ok(_) => bail!("the daemon of link {} sent no status", config.name),
+        Err(ClientError::NotRunning(_) | ClientError::Stale(_)) => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot reach link {}", config.name)),
+    };
+    let vars = [
+        ("NAME", s.name.clone()),
+        ("INTERFACE", s.interface.name.clone()),
+        ("ADDRESSES", s.interface.addresses.join(" ")),
+        ("MTU", s.interface.mtu.to_string()),
+        ("WAN_MTU", config.tunnel.wan_mtu.to_string()),
+        ("BRIDGE", s.interface.bridge.clone().unwrap_or_default()),
+        ("LISTEN", s.listen.clone()),
+    ];
+    for (key, value) in vars {
+        // One line per variable: a value can never carry a second one.
+        outln!("TAPBRIDGE_{key}={}", value.replace(['\n', '\r'], " "));
     }
     Ok(())
 }

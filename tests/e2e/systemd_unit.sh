@@ -17,6 +17,10 @@
 #   * the watchdog: with WatchdogSec=3s (a runtime drop-in), a running daemon is not
 #     killed over 5 s; once frozen (SIGSTOP) it is killed for "watchdog" and restarted
 #     (Restart=on-failure): a new MainPID that is ready again;
+#   * tapbridge-nat@e2e.service (PartOf=nftables.service): the link's up hook is the
+#     shipped nat-up.sh; a restart or reload of nftables.service (whose config begins
+#     with `flush ruleset`) removes the link's table `inet tapbridge_e2e`, and the
+#     helper puts it back; with the helper stopped it stays gone (the control);
 #   * `systemctl stop`: the TAP is gone, the unit is inactive with result "success".
 # The container is powered off (and, failing that, its nspawn process stopped by PID)
 # on exit, also on failure.
@@ -42,6 +46,11 @@ mkdir -p "$C"
 # elsewhere, as the container's /usr is the host's and has no bridge-ctl.
 sed 's|/usr/bin/bridge-ctl|/opt/tapbridge/bridge-ctl|g' \
     "$E2E_ROOT/appliance/tapbridge@.service" >"$C/tapbridge@.service"
+sed 's|/usr/lib/tapbridge/scripts/|/opt/tapbridge/scripts/|g' \
+    "$E2E_ROOT/appliance/tapbridge-nat@.service" >"$C/tapbridge-nat@.service"
+printf '[Service]\nEnvironment=TAPBRIDGE_BRIDGE_CTL=/opt/tapbridge/bridge-ctl\n' >"$C/nat-bin.conf"
+# The box's firewall: what nftables.service loads on start and reload.
+printf '#!/usr/sbin/nft -f\nflush ruleset\ntable inet e2e_box {\n}\n' >"$C/nftables.conf"
 cp "$BIN" "$C/bridge-ctl"
 cp "$W/psk" "$C/e2e.psk"
 chmod 600 "$C/e2e.psk"
@@ -58,9 +67,14 @@ psk_file = "/etc/tapbridge/e2e.psk"
 [[peer]]
 name = "far"
 endpoint = "198.18.9.2:51909"
+
+[hooks]
+up = ["/opt/tapbridge/scripts/nat-up.sh"]
+down = ["/opt/tapbridge/scripts/nat-down.sh"]
 EOF
 # The unit asks for the tapbridge group (SupplementaryGroups=), which the package's
 # postinst creates; the container's /etc starts empty.
+# (/etc/alternatives: /usr/bin/awk and friends point into it.)
 cp /etc/passwd "$C/passwd"
 {
     grep -v '^tapbridge:' /etc/group
@@ -77,13 +91,21 @@ container_stop() {
     fi
     tb_wait_until 20 "the container powers off" e2e_pid_gone "$NSPAWN" 2>/dev/null ||
         tb_stop_pid "$NSPAWN"
+    # nspawn leaves this (empty) directory behind when the container did not shut down
+    # by itself.
+    rmdir "/run/systemd/nspawn/propagate/$MACHINE" 2>/dev/null || true
 }
 tb_defer container_stop
 
 systemd-nspawn --quiet -D / --volatile=yes --private-network --register=no --keep-unit \
     --console=passive -M "$MACHINE" \
     --bind-ro="$C/passwd:/etc/passwd" --bind-ro="$C/group:/etc/group" \
+    --bind-ro=/etc/alternatives \
     --bind-ro="$C/tapbridge@.service:/etc/systemd/system/tapbridge@.service" \
+    --bind-ro="$C/tapbridge-nat@.service:/etc/systemd/system/tapbridge-nat@.service" \
+    --bind-ro="$C/nat-bin.conf:/etc/systemd/system/tapbridge-nat@.service.d/bin.conf" \
+    --bind-ro="$C/nftables.conf:/etc/nftables.conf" \
+    --bind-ro="$E2E_ROOT/appliance/hooks:/opt/tapbridge/scripts" \
     --bind-ro="$C/bridge-ctl:/opt/tapbridge/bridge-ctl" \
     --bind-ro="$C/e2e.toml:/etc/tapbridge/e2e.toml" --bind-ro="$C/e2e.psk:/etc/tapbridge/e2e.psk" \
     -b systemd.unit=basic.target systemd.firstboot=off >"$W/boot.log" 2>&1 </dev/null &
@@ -116,10 +138,18 @@ fi
 e2e_ok "a systemd container boots (systemd-nspawn, PID 1 is systemd, private network)"
 # network-online.target would wait for a network that this container cannot have.
 cexec systemctl mask --runtime --quiet systemd-networkd-wait-online.service || true
+# A WAN for the NAT hook (it masquerades towards the default route's interface), in
+# the container's own network namespace.
+cexec ip link add wan0 type veth peer name wan0p
+cexec ip link set wan0 up
+cexec ip link set wan0p up
+cexec ip addr add 198.18.9.1/30 dev wan0
+cexec ip route add default via 198.18.9.2
 
 e2e_check "systemd-analyze verify (inside)" cexec systemd-analyze verify tapbridge@e2e.service
 e2e_check "systemctl start tapbridge@e2e returns once ready" \
     cexec timeout 60 systemctl start tapbridge@e2e.service
+e2e_passed || e2e_note "$(cexec journalctl -u tapbridge@e2e.service --no-pager 2>&1 | tail -n 15)"
 # Type=notify: `start` returned only after READY=1, so this is already true, no wait.
 e2e_match "right after start: TAP tb-e2e is up" '<[^>]*\bUP\b' "$(cexec ip -o link show dev tb-e2e 2>&1 || true)"
 e2e_match "right after start: tb-e2e has 198.19.9.1/24" 'inet 198\.19\.9\.1/24' \
@@ -129,6 +159,27 @@ e2e_check "right after start: bridge-ctl status answers" \
 e2e_match "Type=notify, WatchdogUSec=30s" '^notify 30s$' "$(prop Type) $(prop WatchdogUSec)"
 e2e_match "StatusText= is the daemon's status line" '^link e2e up' "$(prop StatusText)"
 PID1=$(prop MainPID)
+
+# ---- NAT rules across firewall reloads
+# shellcheck disable=SC2317 # invoked indirectly through e2e_check
+has_table() { cexec nft list table inet tapbridge_e2e >/dev/null 2>&1; }
+# shellcheck disable=SC2317 # invoked indirectly through e2e_check
+no_table() { ! has_table; }
+e2e_check "the up hook (nat-up.sh) made table inet tapbridge_e2e" has_table
+e2e_check "systemctl enable --now tapbridge-nat@e2e" \
+    cexec timeout 60 systemctl enable --now tapbridge-nat@e2e.service
+e2e_check "systemctl restart nftables (flush ruleset)" cexec timeout 60 systemctl restart nftables.service
+e2e_check "the box's own table is loaded" cexec nft list table inet e2e_box
+# systemctl returns when nftables.service is done; the helper runs right after it.
+e2e_wait "after the nftables restart the link's table is back" 10 has_table
+e2e_check "systemctl reload nftables" cexec timeout 60 systemctl reload nftables.service
+e2e_wait "after the nftables reload the link's table is back" 10 has_table
+e2e_check "systemctl stop tapbridge-nat@e2e (the control)" \
+    cexec timeout 60 systemctl stop tapbridge-nat@e2e.service
+cexec timeout 60 systemctl restart nftables.service || true
+e2e_check "without the helper a restart of nftables removes the link's table" no_table
+e2e_check "starting the helper puts it back" cexec timeout 60 systemctl start tapbridge-nat@e2e.service
+e2e_check "table inet tapbridge_e2e is back" has_table
 
 e2e_check "systemctl reload tapbridge@e2e (ExecReload=bridge-ctl reload)" \
     cexec timeout 30 systemctl reload tapbridge@e2e.service
@@ -162,5 +213,6 @@ e2e_check "systemctl stop tapbridge@e2e" cexec timeout 150 systemctl stop tapbri
 e2e_check "after stop: no TAP tb-e2e" bash -c "! nsenter -t $LEADER -a ip link show dev tb-e2e >/dev/null 2>&1"
 e2e_match "after stop: inactive, result success" '^inactive success$' \
     "$(prop ActiveState) $(prop Result)"
+e2e_check "after stop: the down hook removed the link's table" no_table
 
 e2e_summary

@@ -146,8 +146,10 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
     );
     tracing::info!("{summary}");
     ready(&summary);
+    worker.sd.ready(&summary);
 
     let exit = worker.run();
+    worker.sd.stopping();
     tracing::info!("taking link {} down", cfg.name);
     // The down hooks as the link runs now (a reload may have changed them).
     for hook in &worker.config.hooks.down {
@@ -344,6 +346,7 @@ fn bring_up(
             metrics,
             waker,
             signals,
+            sd: crate::sd_notify::SdNotify::from_env(),
             info: StaticLinkInfo {
                 name: cfg.name.clone(),
                 interface: InterfaceStatus {

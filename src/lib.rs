@@ -23,6 +23,7 @@
 //! - [`metrics`]: the optional Prometheus endpoint, fed by the worker's status.
 //! - [`reload`]: re-reading a running link's config and key files.
 //! - [`daemon`]: wiring config → netlink → datapath → control, clean shutdown.
+//! - [`sd_notify`]: systemd readiness, status lines and the service watchdog.
 //!
 //! How a frame flows: the TAP hands the worker an Ethernet frame; the responder
 //! may answer it locally (ARP, DHCP); otherwise the switch picks the peer(s);
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod reload;
 pub mod responder;
+pub mod sd_notify;
 pub mod switch;
 pub mod tunnel;
 pub mod wire;

@@ -44,9 +44,34 @@ macro_rules! out {
     }};
 }
 
+/// The exit status paragraph every command's long help ends with (SPEC §3).
+macro_rules! exit_status {
+    () => {
+        "\nExit status:\n  0  success\n  1  runtime failure (the daemon is not running, cannot be reached, \
+         failed)\n  2  usage or configuration error (the message names file, line, column and key)"
+    };
+}
+
 /// Site-to-site Layer-2 bridge: TAP + encrypted UDP tunnel with local ARP/DHCP.
+///
+/// bridge-ctl brings links up and down, shows their state and DHCP leases, checks
+/// configurations and makes pre-shared keys. A link NAME is configured by
+/// /etc/tapbridge/NAME.toml; every command that takes NAME also accepts --config FILE
+/// instead (NAME is then the file's stem). Under systemd, each link is the unit
+/// tapbridge@NAME.service, which runs `bridge-ctl link up NAME --foreground`.
 #[derive(Parser)]
-#[command(name = "bridge-ctl", version)]
+#[command(
+    name = "bridge-ctl",
+    version,
+    after_long_help = concat!(
+        "Examples:\n  bridge-ctl genpsk --out /etc/tapbridge/hq.psk\n  bridge-ctl check hq\n  \
+         bridge-ctl link up hq\n  bridge-ctl status\n  systemctl enable --now tapbridge@hq\n\n\
+         Files:\n  /etc/tapbridge/NAME.toml   the configuration of link NAME\n  \
+         /run/tapbridge/NAME.sock   its control socket\n  \
+         /var/lib/tapbridge/NAME.leases   its DHCP lease database\n",
+        exit_status!()
+    )
+)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter;
     /// default: RUST_LOG, else info.
@@ -60,11 +85,23 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Bring a link up or take it down.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl link up hq\n  bridge-ctl link down hq\n",
+        exit_status!()
+    ))]
     Link {
         #[command(subcommand)]
         action: LinkAction,
     },
     /// Show the state of one link, or of every running link.
+    ///
+    /// Asks the running daemon over its control socket: interface, peers (endpoint,
+    /// state, last handshake, traffic), counters and leases. Without NAME, every link
+    /// whose control socket exists in /run/tapbridge.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl status\n  bridge-ctl status hq --json\n",
+        exit_status!()
+    ))]
     Status {
         #[command(flatten)]
         link: OptionalLink,
@@ -73,6 +110,13 @@ enum Command {
         json: bool,
     },
     /// Show a link's DHCP lease table.
+    ///
+    /// The leases the link's local DHCP responder has granted: MAC, IP address and the
+    /// time left.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl leases hq\n  bridge-ctl leases hq --json\n",
+        exit_status!()
+    ))]
     Leases {
         #[command(flatten)]
         link: LinkArgs,
@@ -81,11 +125,26 @@ enum Command {
         json: bool,
     },
     /// Validate a link's config and PSK file without touching the system.
+    ///
+    /// Parses the configuration as `link up` would and reads the pre-shared key files;
+    /// errors name the file, line, column and key. Nothing is created or changed.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl check hq\n  bridge-ctl check --config ./site-b.toml\n",
+        exit_status!()
+    ))]
     Check {
         #[command(flatten)]
         link: LinkArgs,
     },
     /// Print a fresh random 32-byte pre-shared key, base64.
+    ///
+    /// 44 characters of base64, from the operating system's random source, like
+    /// `wg genpsk`. Give both ends of a link the same key.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl genpsk --out /etc/tapbridge/hq.psk\n  \
+         bridge-ctl genpsk > key.txt\n",
+        exit_status!()
+    ))]
     Genpsk {
         /// Write the key to FILE instead, created with mode 0600; an
         /// existing file is never overwritten.
@@ -93,28 +152,79 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Print the version (also `"version"` in `status --json`).
+    #[command(after_long_help = concat!("Example:\n  bridge-ctl version\n", exit_status!()))]
     Version,
-    /// Re-read a running link's config and key files and apply the
-    /// difference (peers, endpoints, keys, timers, [dhcp], [arp], [hooks],
-    /// [metrics]); a change that needs a restart, or an invalid file, is
-    /// refused with exit status 2 and nothing changes.
+    /// Re-read a running link's config and key files and apply the difference:
+    /// peers, endpoints, keys, timers, [dhcp], [arp], [hooks], [metrics].
+    ///
+    /// Peers whose settings did not change keep their sessions. Prints one line per
+    /// change, or `no change`. A change that needs a restart, or an invalid file, is
+    /// refused with exit status 2 and nothing changes. SIGHUP to the daemon and
+    /// `systemctl reload tapbridge@NAME` do the same.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl reload hq\n  systemctl reload tapbridge@hq\n",
+        exit_status!()
+    ))]
     Reload {
         #[command(flatten)]
         link: LinkArgs,
+    },
+    /// Print the hook environment (TAPBRIDGE_*=value lines) of a running link, for
+    /// re-running a hook outside the daemon (appliance/hooks/nat-reapply.sh). Prints
+    /// nothing, with exit status 0, when the link is not up.
+    #[command(hide = true)]
+    HookEnv {
+        #[command(flatten)]
+        link: LinkArgs,
+    },
+    /// Write the manual pages (bridge-ctl.8 and one per command) into DIR.
+    #[command(hide = true)]
+    GenerateManpages {
+        /// The directory to write into (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Write the bash, zsh and fish completion scripts into DIR.
+    #[command(hide = true)]
+    GenerateCompletions {
+        /// The directory to write into (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
 #[derive(Subcommand)]
 enum LinkAction {
     /// Start the daemon for a link and wait until it is ready.
+    ///
+    /// Validates the configuration, then starts the daemon detached and waits until the
+    /// TAP is up, its addresses and routes are programmed, the UDP port is bound, the
+    /// control socket listens and the up hooks have run; prints a one-line summary. If
+    /// the link cannot come up, nothing is left behind. A link that is already up is
+    /// refused; what a killed instance left behind is replaced.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl link up hq\n  \
+         bridge-ctl link up --config ./lab.toml --foreground --log-level debug\n",
+        exit_status!()
+    ))]
     Up {
         #[command(flatten)]
         link: LinkArgs,
-        /// Stay in the foreground (what the systemd unit runs).
+        /// Stay in the foreground (what the systemd unit runs); SIGTERM or SIGINT
+        /// take the link down cleanly, SIGHUP reloads. Under systemd it reports
+        /// readiness (READY=1) and feeds the watchdog.
         #[arg(long)]
         foreground: bool,
     },
     /// Stop a link gracefully and remove what it added.
+    ///
+    /// Runs the down hooks, removes the routes and addresses the link added, deletes
+    /// the TAP and writes the lease database. A link that is not up is reported, with
+    /// exit status 0.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl link down hq\n  bridge-ctl link down --config ./lab.toml\n",
+        exit_status!()
+    ))]
     Down {
         #[command(flatten)]
         link: LinkArgs,
@@ -199,6 +309,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { link } => check(&link.load()?),
         Command::Genpsk { out } => genpsk(out.as_deref()),
         Command::Reload { link } => reload(&link.load()?),
+        Command::HookEnv { link } => hook_env(&link.load()?),
+        Command::GenerateManpages { dir } => generate_manpages(&dir),
+        Command::GenerateCompletions { dir } => generate_completions(&dir),
         Command::Version => {
             outln!(
                 "bridge-ctl {} (tunnel protocol version {})",
@@ -588,6 +701,102 @@ fn leases(config: &Config, json: bool) -> anyhow::Result<()> {
     outln!("{:<18} {:<16} {:>10}", "MAC", "IP", "EXPIRES IN");
     for l in &leases {
         outln!("{:<18} {:<16} {:>9}s", l.mac, l.ip, l.expires_in_secs);
+    }
+    Ok(())
+}
+
+/// `bridge-ctl hook-env NAME`: what the running daemon gives its hooks, from
+/// its status (the live interface, addresses, bridge, listen address) and the
+/// config (the WAN MTU).
+fn hook_env(config: &Config) -> anyhow::Result<()> {
+    let s = match control::request(
+        &config.control.socket,
+        Request::Status,
+        Duration::from_secs(5),
+    ) {
+        Ok(Response {
+            status: Some(s), ..
+        }) => s,
+        Ok(_) => bail!("the daemon of link {} sent no status", config.name),
+        Err(ClientError::NotRunning(_) | ClientError::Stale(_)) => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot reach link {}", config.name)),
+    };
+    let vars = [
+        ("NAME", s.name.clone()),
+        ("INTERFACE", s.interface.name.clone()),
+        ("ADDRESSES", s.interface.addresses.join(" ")),
+        ("MTU", s.interface.mtu.to_string()),
+        ("WAN_MTU", config.tunnel.wan_mtu.to_string()),
+        ("BRIDGE", s.interface.bridge.clone().unwrap_or_default()),
+        ("LISTEN", s.listen.clone()),
+    ];
+    for (key, value) in vars {
+        // One line per variable: a value can never carry a second one.
+        outln!("TAPBRIDGE_{key}={}", value.replace(['\n', '\r'], " "));
+    }
+    Ok(())
+}
+
+/// `bridge-ctl generate-manpages DIR`: bridge-ctl.8 and one page per command
+/// (bridge-ctl-link-up.8, ...), from the clap definitions above. Run by
+/// scripts/build-deb.sh; the package ships them in /usr/share/man/man8.
+fn generate_manpages(dir: &Path) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    fn write(cmd: clap::Command, dir: &Path) -> anyhow::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write(sub.clone(), dir)?;
+        }
+        let page = clap_mangen::Man::new(cmd)
+            .section("8")
+            .manual("tapbridge")
+            .source(concat!("tapbridge ", env!("CARGO_PKG_VERSION")));
+        let path = dir.join(page.get_filename());
+        let mut out = Vec::new();
+        page.render(&mut out)?;
+        std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
+        outln!("{}", path.display());
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    write(cmd, dir)
+}
+
+/// `bridge-ctl generate-completions DIR`: bridge-ctl.bash, _bridge-ctl (zsh) and
+/// bridge-ctl.fish. Run by scripts/build-deb.sh; the package installs them where
+/// bash-completion, zsh and fish look for vendor completions.
+fn generate_completions(dir: &Path) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    // The hidden generate-* commands are for packaging, not for operators.
+    let full = Cli::command();
+    let visible = full.get_subcommands().filter(|s| !s.is_hide_set()).cloned();
+    let mut cmd = clap::Command::new("bridge-ctl")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(full.get_arguments().cloned())
+        .subcommands(visible)
+        .subcommand_required(true);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (shell, file) in [
+        (Shell::Bash, "bridge-ctl.bash"),
+        (Shell::Zsh, "_bridge-ctl"),
+        (Shell::Fish, "bridge-ctl.fish"),
+    ] {
+        let path = dir.join(file);
+        let mut out = Vec::new();
+        let text = if shell == Shell::Bash {
+            // clap_complete 4.6 turns the '-' of "bridge-ctl" into its separator in
+            // some case labels but not in others, so subcommands' options would never
+            // complete. Generated for "bridge_ctl", then bound to the real name.
+            clap_complete::generate(shell, &mut cmd, "bridge_ctl", &mut out);
+            String::from_utf8_lossy(&out).replace(" bridge_ctl\n", " bridge-ctl\n")
+        } else {
+            clap_complete::generate(shell, &mut cmd, "bridge-ctl", &mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        outln!("{}", path.display());
     }
     Ok(())
 }

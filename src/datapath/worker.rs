@@ -81,6 +81,9 @@ pub struct Worker {
     pub signals: SignalFd,
     /// Static part of the status.
     pub info: StaticLinkInfo,
+    /// systemd notifications: status lines, reload, the watchdog fed from
+    /// the loop.
+    pub sd: crate::sd_notify::SdNotify,
 }
 
 /// [`Transmit`] over a `sendmmsg` batch; flushes when full.
@@ -169,12 +172,15 @@ impl Worker {
         let mut logged: Vec<PeerStats> = vec![PeerStats::default(); self.tunnel.peer_count()];
         loop {
             let now = Instant::now();
+            // Fed here, once per wake-up: a wedged loop starves the watchdog.
+            let feed = self.sd.watchdog_tick(now).unwrap_or(Duration::MAX);
             let wait = self
                 .tunnel
                 .poll_timeout()
                 .map(|t| t.saturating_duration_since(now))
                 .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1));
+                .min(Duration::from_secs(1))
+                .min(feed);
             // Round up so a timer is never polled for before it is due.
             let ms = (wait.as_micros().div_ceil(1000)) as u16;
             let want_out = b.out.batch.pending() > 0;
@@ -230,7 +236,9 @@ impl Worker {
                 let r = self.udp.send_batch(&mut b.out.batch);
                 io.udp_send_errors += r.dropped as u64;
             }
-            self.log_events(&mut logged, now);
+            if self.log_events(&mut logged, now) {
+                self.notify_peers();
+            }
             self.persist_leases();
             if woken {
                 let _ = self.waker.read();
@@ -404,8 +412,17 @@ impl Worker {
 
     /// Re-reads the config and key files and applies what changed (see
     /// [`crate::reload`]): all of it, or on any error nothing. Logged, and
-    /// answered with one line per change.
+    /// answered with one line per change. systemd is told it is reloading,
+    /// and the peer count afterwards.
     fn reload(&mut self, now: Instant, logged: &mut Vec<PeerStats>) -> Response {
+        self.sd.reloading();
+        let response = self.apply_reload(now, logged);
+        self.sd.reloaded();
+        self.notify_peers();
+        response
+    }
+
+    fn apply_reload(&mut self, now: Instant, logged: &mut Vec<PeerStats>) -> Response {
         let result = crate::reload::plan(&self.config, &self.keys)
             .and_then(|plan| self.apply(plan, now, logged));
         match result {
@@ -560,11 +577,29 @@ impl Worker {
         Ok((Some(next), lease_file))
     }
 
+    /// Tells systemd how many peers are up (on peer events, not per frame).
+    fn notify_peers(&mut self) {
+        if !self.sd.enabled() {
+            return;
+        }
+        let n = self.tunnel.peer_count();
+        let up = (0..n)
+            .filter_map(|p| self.tunnel.peer_status(p))
+            .filter(|s| s.state == crate::tunnel::PeerState::Up)
+            .count();
+        let status = format!(
+            "link up, {n} peer{}, {up} up",
+            if n == 1 { "" } else { "s" }
+        );
+        self.sd.status(&status);
+    }
+
     /// One log line per session event, with the traffic since the previous
-    /// event of that peer: the audit trail.
-    /// Also feeds the path MTU search the kernel's limit towards a peer when
-    /// its path may have changed.
-    fn log_events(&mut self, logged: &mut Vec<PeerStats>, now: Instant) {
+    /// event of that peer: the audit trail. Returns whether a peer's state
+    /// may have changed. Also feeds the path MTU search the kernel's limit
+    /// towards a peer when its path may have changed.
+    fn log_events(&mut self, logged: &mut Vec<PeerStats>, now: Instant) -> bool {
+        let mut changed = false;
         while let Some(ev) = self.tunnel.poll_event() {
             let peer: PeerId = match &ev {
                 Event::HandshakeCompleted { peer, .. }
@@ -597,6 +632,7 @@ impl Worker {
                     continue;
                 }
             };
+            changed = true;
             let Some(st) = self.tunnel.peer_status(peer) else {
                 continue;
             };
@@ -645,6 +681,7 @@ impl Worker {
                 Event::HandshakeRefused { .. } | Event::PathMtuChanged { .. } => {}
             }
         }
+        changed
     }
 
     /// Tells the tunnel the kernel's MTU towards peer `id` at `endpoint`

@@ -288,6 +288,11 @@ pub struct HooksConfig {
     pub up: Vec<PathBuf>,
     /// Run before the link goes down.
     pub down: Vec<PathBuf>,
+    /// Run when a peer's session comes up (first handshake after being
+    /// down), with `TAPBRIDGE_PEER` and `TAPBRIDGE_PEER_ENDPOINT` added.
+    pub peer_up: Vec<PathBuf>,
+    /// Run when a peer's session goes down.
+    pub peer_down: Vec<PathBuf>,
 }
 
 /// `[control]`: the control socket.
@@ -295,8 +300,19 @@ pub struct HooksConfig {
 pub struct ControlConfig {
     /// Socket path (default `/run/tapbridge/NAME.sock`).
     pub socket: PathBuf,
-    /// Group whose members may use the socket (mode 0660); `None`: root only.
+    /// Group whose members may read (status, leases); the socket's group
+    /// (mode 0660). `None`: no read-only users.
     pub group: Option<String>,
+    /// Group whose members may also change the link (down, reload), like
+    /// root. The socket's group when `group` is not set.
+    pub admin_group: Option<String>,
+}
+
+impl ControlConfig {
+    /// The group that owns the socket file (mode 0660), if any.
+    pub fn socket_group(&self) -> Option<&str> {
+        self.group.as_deref().or(self.admin_group.as_deref())
+    }
 }
 
 /// `[metrics]`: the Prometheus text endpoint.

@@ -98,6 +98,10 @@ pub(super) struct RawHooks {
     pub up: Vec<Str>,
     #[serde(default)]
     pub down: Vec<Str>,
+    #[serde(default)]
+    pub peer_up: Vec<Str>,
+    #[serde(default)]
+    pub peer_down: Vec<Str>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +109,7 @@ pub(super) struct RawHooks {
 pub(super) struct RawControl {
     pub socket: Option<Str>,
     pub group: Option<Str>,
+    pub admin_group: Option<Str>,
 }
 
 #[derive(Deserialize)]

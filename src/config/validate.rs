@@ -592,7 +592,22 @@ impl Cx<'_> {
             .iter()
             .map(|h| self.path(h, "hooks.down"))
             .collect::<Result<_>>()?;
-        Ok(HooksConfig { up, down })
+        let peer_up = raw
+            .peer_up
+            .iter()
+            .map(|h| self.path(h, "hooks.peer_up"))
+            .collect::<Result<_>>()?;
+        let peer_down = raw
+            .peer_down
+            .iter()
+            .map(|h| self.path(h, "hooks.peer_down"))
+            .collect::<Result<_>>()?;
+        Ok(HooksConfig {
+            up,
+            down,
+            peer_up,
+            peer_down,
+        })
     }
 
     fn control(&self, link: &str, raw: Option<&RawControl>) -> Result<ControlConfig> {
@@ -611,25 +626,21 @@ impl Cx<'_> {
             }
             None => PathBuf::from(format!("/run/tapbridge/{link}.sock")),
         };
-        let group = match raw.and_then(|c| c.group.as_ref()) {
-            Some(g) => {
-                let name = g.get_ref();
-                if name.is_empty()
-                    || name
-                        .chars()
-                        .any(|c| c.is_whitespace() || c.is_control() || c == ':')
-                {
-                    return Err(self.err(
-                        &g.span(),
-                        "control.group",
-                        format!("{name:?} is not a group name"),
-                    ));
-                }
-                Some(name.clone())
-            }
-            None => None,
-        };
-        Ok(ControlConfig { socket, group })
+        let group = self.opt(
+            &raw.and_then(|c| c.group.clone()),
+            "control.group",
+            value::group_name,
+        )?;
+        let admin_group = self.opt(
+            &raw.and_then(|c| c.admin_group.clone()),
+            "control.admin_group",
+            value::group_name,
+        )?;
+        Ok(ControlConfig {
+            socket,
+            group,
+            admin_group,
+        })
     }
 }
 

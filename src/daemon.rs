@@ -275,7 +275,11 @@ fn bring_up(
         SystemTime::now(),
     );
 
-    let server = control::server::Server::bind(&cfg.control.socket, cfg.control.group.as_deref())?;
+    let server = control::server::Server::bind(
+        &cfg.control.socket,
+        cfg.control.group.as_deref(),
+        cfg.control.admin_group.as_deref(),
+    )?;
     setup.socket = Some(cfg.control.socket.clone());
     let (to_worker, commands) = mpsc::channel();
     let waker = Arc::new(
@@ -301,7 +305,11 @@ fn bring_up(
         addresses: addresses.clone(),
         mtu: cfg.interface.mtu,
         wan_mtu: cfg.tunnel.wan_mtu,
+        bridge: cfg.interface.bridge.clone(),
+        listen: udp.local_addr(),
     };
+    let peer_hooks =
+        hooks::PeerHooks::start(env.clone()).context("cannot start the peer hook thread")?;
     for hook in &cfg.hooks.up {
         if let Err(e) = hooks::run(hook, "up", &env) {
             // Undo what the hooks before it may have done: down hooks are
@@ -329,6 +337,7 @@ fn bring_up(
             commands,
             waker,
             signals,
+            peer_hooks,
             info: StaticLinkInfo {
                 name: cfg.name.clone(),
                 interface: InterfaceStatus {

@@ -72,6 +72,8 @@ pub struct Worker {
     pub waker: Arc<EventFd>,
     /// SIGTERM/SIGINT.
     pub signals: SignalFd,
+    /// Runs `[hooks] peer_up`/`peer_down` off this thread.
+    pub peer_hooks: crate::hooks::PeerHooks,
     /// Static part of the status.
     pub info: StaticLinkInfo,
 }
@@ -459,6 +461,19 @@ impl Worker {
                 .endpoint
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "-".into());
+            let (up, hooks) = match ev {
+                Event::HandshakeCompleted { rekey: false, .. } => {
+                    (true, &self.config.hooks.peer_up)
+                }
+                Event::PeerDown { .. } => (false, &self.config.hooks.peer_down),
+                _ => (false, &Vec::new()),
+            };
+            let peer_event = crate::hooks::PeerEvent {
+                up,
+                peer: st.name.clone(),
+                endpoint: st.endpoint,
+            };
+            self.peer_hooks.notify(peer_event, hooks);
             match ev {
                 Event::HandshakeCompleted { rekey, .. } => tracing::info!(
                     peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf, tx_bytes = txb,

@@ -259,9 +259,13 @@ pub struct PeerEvent {
 }
 
 /// Runs `peer_up`/`peer_down` hooks on a thread of its own, in order.
+///
+/// It also tracks which peers' sessions are up, so that `peer_up` runs when
+/// a session comes up after being down (or never up), not on every rekey.
 pub struct PeerHooks {
     queue: SyncSender<(PeerEvent, Vec<PathBuf>)>,
     dropped: Arc<AtomicU64>,
+    up: std::collections::HashSet<String>,
 }
 
 impl PeerHooks {
@@ -288,7 +292,38 @@ impl PeerHooks {
         Ok(PeerHooks {
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
+            up: std::collections::HashSet::new(),
         })
+    }
+
+    /// A handshake with `peer` completed: runs `hooks` (the `peer_up` list)
+    /// if its session was not already up. Call for rekeys too.
+    pub fn handshake(&mut self, peer: &str, endpoint: Option<SocketAddr>, hooks: &[PathBuf]) {
+        if self.up.insert(peer.to_owned()) {
+            self.notify(
+                PeerEvent {
+                    up: true,
+                    peer: peer.to_owned(),
+                    endpoint,
+                },
+                hooks,
+            );
+        }
+    }
+
+    /// `peer`'s session went down: runs `hooks` (the `peer_down` list) if it
+    /// was up.
+    pub fn down(&mut self, peer: &str, endpoint: Option<SocketAddr>, hooks: &[PathBuf]) {
+        if self.up.remove(peer) {
+            self.notify(
+                PeerEvent {
+                    up: false,
+                    peer: peer.to_owned(),
+                    endpoint,
+                },
+                hooks,
+            );
+        }
     }
 
     /// Queues `hooks` to run for `event`; never blocks. When the queue is

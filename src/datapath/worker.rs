@@ -461,19 +461,18 @@ impl Worker {
                 .endpoint
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "-".into());
-            let (up, hooks) = match ev {
-                Event::HandshakeCompleted { rekey: false, .. } => {
-                    (true, &self.config.hooks.peer_up)
+            let hooks = &self.config.hooks;
+            match ev {
+                Event::HandshakeCompleted { .. } => {
+                    self.peer_hooks
+                        .handshake(&st.name, st.endpoint, &hooks.peer_up);
                 }
-                Event::PeerDown { .. } => (false, &self.config.hooks.peer_down),
-                _ => (false, &Vec::new()),
-            };
-            let peer_event = crate::hooks::PeerEvent {
-                up,
-                peer: st.name.clone(),
-                endpoint: st.endpoint,
-            };
-            self.peer_hooks.notify(peer_event, hooks);
+                Event::PeerDown { .. } => {
+                    self.peer_hooks
+                        .down(&st.name, st.endpoint, &hooks.peer_down);
+                }
+                _ => {}
+            }
             match ev {
                 Event::HandshakeCompleted { rekey, .. } => tracing::info!(
                     peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf, tx_bytes = txb,

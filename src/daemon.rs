@@ -385,8 +385,23 @@ pub fn stable_mac(cfg: &Config) -> MacAddr {
 }
 
 fn build_responder(cfg: &Config, tap_mac: MacAddr) -> anyhow::Result<Option<Responder>> {
-    if cfg.dhcp.is_none() && cfg.arp.is_none() {
+    let Some((arp, dhcp)) = responder_settings(cfg, tap_mac) else {
         return Ok(None);
+    };
+    let leases = match &cfg.dhcp {
+        Some(d) => load_leases(&d.lease_file)?,
+        None => Default::default(),
+    };
+    Ok(Some(Responder::new(arp, dhcp, leases)?))
+}
+
+/// What `link up` gives the ARP/DHCP responder; `None` when both are off.
+fn responder_settings(
+    cfg: &Config,
+    tap_mac: MacAddr,
+) -> Option<(Option<ArpSettings>, Option<DhcpSettings>)> {
+    if cfg.dhcp.is_none() && cfg.arp.is_none() {
+        return None;
     }
     let own_mac = cfg
         .arp
@@ -399,32 +414,46 @@ fn build_responder(cfg: &Config, tap_mac: MacAddr) -> anyhow::Result<Option<Resp
         suppress: a.suppress,
         binding_timeout: a.binding_timeout,
     });
-    let (dhcp, leases) = match &cfg.dhcp {
-        None => (None, Default::default()),
-        Some(d) => (
-            Some(DhcpSettings {
-                server_address: d.server_address,
-                server_mac: own_mac,
-                pool_start: d.pool_start,
-                pool_end: d.pool_end,
-                subnet_addr: d.subnet.addr,
-                prefix_len: d.subnet.prefix_len,
-                router: d.router,
-                dns: d.dns.clone(),
-                domain: d.domain.clone(),
-                lease_time: d.lease_time,
-                routes: d
-                    .routes
-                    .iter()
-                    .map(|(n, via)| (n.addr, n.prefix_len, *via))
-                    .collect(),
-                mtu: d.mtu,
-                reservations: d.reservations.clone(),
-            }),
-            load_leases(&d.lease_file)?,
-        ),
+    let dhcp = cfg.dhcp.as_ref().map(|d| DhcpSettings {
+        server_address: d.server_address,
+        server_mac: own_mac,
+        pool_start: d.pool_start,
+        pool_end: d.pool_end,
+        subnet_addr: d.subnet.addr,
+        prefix_len: d.subnet.prefix_len,
+        router: d.router,
+        dns: d.dns.clone(),
+        domain: d.domain.clone(),
+        lease_time: d.lease_time,
+        routes: d
+            .routes
+            .iter()
+            .map(|(n, via)| (n.addr, n.prefix_len, *via))
+            .collect(),
+        mtu: d.mtu,
+        reservations: d.reservations.clone(),
+    });
+    Some((arp, dhcp))
+}
+
+/// Builds the ARP/DHCP responder exactly as `link up` does, with an empty
+/// lease table and without touching the system, for `bridge-ctl check`.
+/// Refusals are reported at the `[dhcp]` or `[arp]` section.
+pub fn check_responder(cfg: &Config) -> Result<(), crate::config::ConfigError> {
+    let mac = cfg.interface.mac.unwrap_or_else(|| stable_mac(cfg));
+    let Some((arp, dhcp)) = responder_settings(cfg, mac) else {
+        return Ok(());
     };
-    Ok(Some(Responder::new(arp, dhcp, leases)?))
+    match Responder::new(arp, dhcp, Default::default()) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let key = match e {
+                responder::ResponderError::InvalidArp(_) => "arp",
+                _ => "dhcp",
+            };
+            Err(cfg.error_at(key, 0, e.to_string()))
+        }
+    }
 }
 
 fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {

@@ -251,8 +251,13 @@ fn is_log_filter(s: &str) -> bool {
 }
 
 /// `bridge-ctl check`: the config parsed (in `run`); now the key files.
+/// `bridge-ctl check`: what `link up` would refuse, found without touching
+/// the system: the file, the key files, the responder as `link up` builds
+/// it, the hooks and the control groups.
 fn check(config: &Config) -> anyhow::Result<()> {
     config.peer_keys()?;
+    tapbridge::daemon::check_responder(config)?;
+    config.preflight()?;
     let peers = config.peers.len();
     outln!(
         "config {} ok: interface {}, {peers} peer{}, dhcp {}",

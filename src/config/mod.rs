@@ -15,6 +15,7 @@
 //! taken relative to the directory holding the config file.
 
 mod error;
+mod preflight;
 mod psk;
 mod raw;
 mod validate;
@@ -349,6 +350,24 @@ impl Config {
 }
 
 impl Config {
+    /// An error about the `index`-th value of `key` (or the section `key`),
+    /// located in the config file as validation errors are. For checks made
+    /// after validation, e.g. by `bridge-ctl check`; reads the file again to
+    /// find the place (line 1, column 1 if it cannot).
+    pub fn error_at(&self, key: &str, index: usize, message: String) -> ConfigError {
+        let (line, column) = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|text| validate::position(&text, key, index))
+            .unwrap_or((1, 1));
+        ConfigError::Invalid {
+            file: self.path.clone(),
+            line,
+            column,
+            key: key.to_owned(),
+            message,
+        }
+    }
+
     /// The file that holds peer `i`'s keys: its own, else the link's.
     pub fn key_file(&self, i: usize) -> Option<&KeyFile> {
         let p = self.peers.get(i)?;

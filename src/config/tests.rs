@@ -586,7 +586,17 @@ const REJECTED: &[Rejected] = &[
     (
         "short lease_time",
         Dhcp("[dhcp]\n", "[dhcp]\nlease_time = \"500ms\"\n"),
-        7, 14, "dhcp.lease_time", "at least 1s",
+        7, 14, "dhcp.lease_time", "at least 10s",
+    ),
+    (
+        "lease_time under the responder's minimum",
+        Dhcp("[dhcp]\n", "[dhcp]\nlease_time = \"9s\"\n"),
+        7, 14, "dhcp.lease_time", "at least 10s",
+    ),
+    (
+        "router outside the subnet",
+        Dhcp("[dhcp]\n", "[dhcp]\nrouter = \"198.18.0.1\"\n"),
+        7, 10, "dhcp.router", "outside subnet 198.19.0.0/24",
     ),
     (
         "option 121 without gateway",

@@ -81,8 +81,9 @@ enum Access {
 
 impl Server {
     /// Binds `path` (creating its directory), mode 0600, or 0660 owned by
-    /// `group` (read-only users), else by `admin_group`. Members of
-    /// `admin_group` may change the link. The caller has made sure no live
+    /// `group` (read-only users), else by `admin_group`; with both, an ACL
+    /// entry lets `admin_group` open it too. Members of `admin_group` may
+    /// change the link. The caller has made sure no live
     /// daemon owns the path.
     pub fn bind(
         path: &Path,
@@ -119,6 +120,18 @@ impl Server {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io)?;
         if let Some(g) = gid {
             chown(path, Some(Uid::from_raw(0)), Some(g)).map_err(|e| io(e.into()))?;
+        }
+        // The file belongs to the read group; the admin group reaches it
+        // through an ACL entry.
+        if let (Some(read), Some(admin)) = (groups.read, groups.admin) {
+            if read != admin {
+                if let Err(e) = super::sys::grant_group_rw(path, admin.as_raw()) {
+                    tracing::warn!(
+                        "control socket {p}: cannot give control.admin_group access ({e}); \
+                         its members must also be in control.group to reach the socket"
+                    );
+                }
+            }
         }
         Ok(Server {
             listener,

@@ -3,12 +3,18 @@
 //! process that connected (Linux 4.13+). Reading them from the socket rather
 //! than from `/proc/PID/status` works under `ProtectProc=invisible` and
 //! cannot race with the caller exiting and its PID being reused.
+//!
+//! And `setxattr(system.posix_acl_access)`, to let a second group open the
+//! socket file (nix does not wrap extended attributes either).
 
 #![allow(unsafe_code)]
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use nix::libc;
 
@@ -46,6 +52,54 @@ pub(super) fn peer_groups(sock: &impl AsFd) -> io::Result<Vec<u32>> {
         groups.resize(n, 0);
     }
     Err(io::Error::from_raw_os_error(libc::ERANGE))
+}
+
+/// Gives group `gid` read and write access to `path` besides its owner and
+/// owning group, with a POSIX access ACL (`setfacl -m g:GID:rw`); others get
+/// nothing. Fails where the filesystem has no ACLs.
+pub(super) fn grant_group_rw(path: &Path, gid: u32) -> io::Result<()> {
+    // The kernel's xattr form of an ACL: a version, then (tag, perm, id)
+    // entries sorted by tag, little-endian (linux/posix_acl_xattr.h).
+    const VERSION: u32 = 2;
+    const USER_OBJ: u16 = 0x01;
+    const GROUP_OBJ: u16 = 0x04;
+    const GROUP: u16 = 0x08;
+    const MASK: u16 = 0x10;
+    const OTHER: u16 = 0x20;
+    const NO_ID: u32 = u32::MAX;
+    const RW: u16 = 6;
+    let mut acl = Vec::with_capacity(4 + 5 * 8);
+    acl.extend_from_slice(&VERSION.to_le_bytes());
+    for (tag, perm, id) in [
+        (USER_OBJ, RW, NO_ID),
+        (GROUP_OBJ, RW, NO_ID),
+        (GROUP, RW, gid),
+        (MASK, RW, NO_ID),
+        (OTHER, 0, NO_ID),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let name = c"system.posix_acl_access";
+    // SAFETY: both strings are NUL-terminated and live across the call; the
+    // kernel reads exactly `acl.len()` bytes from `acl`.
+    let r = unsafe {
+        libc::setxattr(
+            cpath.as_ptr(),
+            name.as_ptr(),
+            acl.as_ptr().cast(),
+            acl.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

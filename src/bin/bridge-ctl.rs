@@ -80,7 +80,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Validate a link's config and PSK file without touching the system.
+    /// Validate a link's config and PSK file without touching the system:
+    /// also the DHCP/ARP responder as `link up` builds it, the hooks
+    /// (present, executable, not writable by others) and the control groups.
     Check {
         #[command(flatten)]
         link: LinkArgs,

@@ -98,6 +98,16 @@ e2e_match "status as an outsider is refused with permission denied" \
     '^error: .*[Pp]ermission denied' "$E2E_STDERR"
 e2e_check_fails "a user in neither group may not take the link down" \
     as "$U_NONE" link down --config "$CONF"
+# The file mode stops outsiders at connect; the daemon's own check (their groups from
+# SO_PEERGROUPS) must stop them too, should the mode ever be wider.
+chmod 666 "$SOCK"
+e2e_check_fails "with the socket opened to all, the daemon still refuses an outsider" \
+    as "$U_NONE" status --config "$CONF"
+e2e_match "the daemon's refusal names the groups" \
+    'is not root and not a member of control.group or control.admin_group' "$E2E_STDERR"
+e2e_check_fails "with the socket opened to all, an outsider still cannot take the link down" \
+    as "$U_NONE" link down --config "$CONF"
+chmod 660 "$SOCK"
 
 # Admin: everything.
 e2e_check "a member of control.admin_group may read status" as "$U_ADMIN" status --config "$CONF"

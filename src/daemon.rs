@@ -283,7 +283,11 @@ fn bring_up(
         SystemTime::now(),
     );
 
-    let server = control::server::Server::bind(&cfg.control.socket, cfg.control.group.as_deref())?;
+    let server = control::server::Server::bind(
+        &cfg.control.socket,
+        cfg.control.group.as_deref(),
+        cfg.control.admin_group.as_deref(),
+    )?;
     setup.socket = Some(cfg.control.socket.clone());
     let (to_worker, commands) = mpsc::channel();
     let waker = Arc::new(
@@ -316,7 +320,11 @@ fn bring_up(
         addresses: addresses.clone(),
         mtu: cfg.interface.mtu,
         wan_mtu: cfg.tunnel.wan_mtu.to_string(),
+        bridge: cfg.interface.bridge.clone(),
+        listen: udp.local_addr(),
     };
+    let peer_hooks =
+        hooks::PeerHooks::start(env.clone()).context("cannot start the peer hook thread")?;
     for hook in &cfg.hooks.up {
         if let Err(e) = hooks::run(hook, "up", &env) {
             // Undo what the hooks before it may have done: down hooks are
@@ -347,6 +355,7 @@ fn bring_up(
             waker,
             signals,
             sd: crate::sd_notify::SdNotify::from_env(),
+            peer_hooks,
             info: StaticLinkInfo {
                 name: cfg.name.clone(),
                 interface: InterfaceStatus {
@@ -447,6 +456,26 @@ pub fn responder_settings(
         extra_options: d.options.clone(),
     });
     Some((arp, dhcp))
+}
+
+/// Builds the ARP/DHCP responder exactly as `link up` does, with an empty
+/// lease table and without touching the system, for `bridge-ctl check`.
+/// Refusals are reported at the `[dhcp]` or `[arp]` section.
+pub fn check_responder(cfg: &Config) -> Result<(), crate::config::ConfigError> {
+    let mac = cfg.interface.mac.unwrap_or_else(|| stable_mac(cfg));
+    let Some((arp, dhcp)) = responder_settings(cfg, mac) else {
+        return Ok(());
+    };
+    match Responder::new(arp, dhcp, Default::default()) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let key = match e {
+                responder::ResponderError::InvalidArp(_) => "arp",
+                _ => "dhcp",
+            };
+            Err(cfg.error_at(key, 0, e.to_string()))
+        }
+    }
 }
 
 /// Reads the lease file at `path` (creating its directory).

@@ -11,17 +11,19 @@
 #   * FORWARD acceptance overlay -> WAN, WAN -> overlay for established/related
 #     connections, and both ways between the overlay and each LAN interface;
 #   * TCP MSS clamping of forwarded SYNs in and out of the overlay to the route's
-#     path MTU (or to a fixed value), so TCP never needs fragments through the tunnel.
+#     path MTU (or to a fixed value), so TCP never needs fragments through the tunnel;
+#   * INPUT acceptance of the tunnel's own UDP port (from TAPBRIDGE_LISTEN).
 #
 # Where the rules live:
 #   * nftables (default when `nft` is installed): one table `inet tapbridge_NAME` of its
-#     own with the chains mss_clamp (forward, priority mangle), forward (priority
-#     filter - 5) and postrouting (nat, priority srcnat + 10, so the box's own SNAT rules
+#     own with the chains mss_clamp (forward, priority mangle), forward and input
+#     (priority filter - 5) and postrouting (nat, priority srcnat + 10, so the box's own SNAT rules
 #     win). Note: in nftables an accept is final only inside its own table; if the box's
 #     ruleset drops forwarded traffic, allow the overlay there (or use the iptables
 #     backend, whose chain is jumped to first in FORWARD).
-#   * iptables (when nft is missing, or forced): chains `TB-NAME-FWD` (filter, IPv4 and,
-#     when ip6tables exists, IPv6; jumped to from the top of FORWARD) and `TB-NAME-NAT`
+#   * iptables (when nft is missing, or forced): chains `TB-NAME-FWD` and `TB-NAME-IN`
+#     (filter, IPv4 and, when ip6tables exists, IPv6; jumped to from the top of FORWARD
+#     and INPUT) and `TB-NAME-NAT`
 #     (nat, appended to POSTROUTING). Works with iptables-nft and iptables-legacy.
 # Nothing else is ever touched. Running it twice gives the same rules once; if it fails
 # half way it removes what it added and exits non-zero, which fails `link up`.
@@ -30,6 +32,8 @@
 #   TAPBRIDGE_NAME        link name (1-21 of A-Z a-z 0-9 - _; names the table/chains)
 #   TAPBRIDGE_INTERFACE   the TAP device
 #   TAPBRIDGE_ADDRESSES   space-separated CIDRs of the TAP (IPv4 ones give the subnet)
+#   TAPBRIDGE_BRIDGE      the bridge the TAP is enslaved to (empty: none); the overlay
+#   TAPBRIDGE_LISTEN      the tunnel's UDP address:port; the port is opened in INPUT
 #   TAPBRIDGE_MTU, TAPBRIDGE_WAN_MTU   not needed: clamping follows the route's MTU
 # Settings, as environment variables or as KEY=value lines (value optionally in double
 # quotes, # comments) in /etc/tapbridge/NAME.nat (path overridable with
@@ -39,7 +43,7 @@
 #   TAPBRIDGE_NAT_SUBNET      space-separated IPv4 CIDRs to masquerade
 #                             (default: the IPv4 networks of TAPBRIDGE_ADDRESSES)
 #   TAPBRIDGE_NAT_LAN_IF      space-separated LAN interfaces to forward to/from (default: none)
-#   TAPBRIDGE_NAT_BRIDGE      the bridge the TAP is enslaved to; rules match it, not the TAP
+#   TAPBRIDGE_NAT_BRIDGE      the overlay bridge, if not TAPBRIDGE_BRIDGE; rules match it
 #   TAPBRIDGE_NAT_MASQUERADE  yes (default) or no: forwarding and clamping only
 #   TAPBRIDGE_NAT_MSS         pmtu (default) or a fixed MSS from 536 to 65495
 #   TAPBRIDGE_NAT_BACKEND     auto (default: nft if installed, else iptables), nft, iptables
@@ -63,4 +67,5 @@ case $TB_BACKEND in
 nft) tb_nft_up ;;
 iptables) tb_ipt_up ;;
 esac
-printf 'tapbridge %s: %s rules up (overlay %s, WAN %s)\n' "$TB_NAME" "$TB_BACKEND" "$TB_OVL" "$TB_WAN"
+printf 'tapbridge %s: %s rules up (overlay %s, WAN %s, tunnel port %s)\n' "$TB_NAME" "$TB_BACKEND" \
+    "$TB_OVL" "$TB_WAN" "${TB_PORT:-not opened}"

@@ -16,6 +16,7 @@
 
 mod error;
 mod locate;
+mod preflight;
 mod psk;
 mod raw;
 mod validate;
@@ -315,6 +316,11 @@ pub struct HooksConfig {
     pub up: Vec<PathBuf>,
     /// Run before the link goes down.
     pub down: Vec<PathBuf>,
+    /// Run when a peer's session comes up (first handshake after being
+    /// down), with `TAPBRIDGE_PEER` and `TAPBRIDGE_PEER_ENDPOINT` added.
+    pub peer_up: Vec<PathBuf>,
+    /// Run when a peer's session goes down.
+    pub peer_down: Vec<PathBuf>,
 }
 
 /// `[control]`: the control socket.
@@ -322,8 +328,19 @@ pub struct HooksConfig {
 pub struct ControlConfig {
     /// Socket path (default `/run/tapbridge/NAME.sock`).
     pub socket: PathBuf,
-    /// Group whose members may use the socket (mode 0660); `None`: root only.
+    /// Group whose members may read (status, leases); the socket's group
+    /// (mode 0660). `None`: no read-only users.
     pub group: Option<String>,
+    /// Group whose members may also change the link (down, reload), like
+    /// root. The socket's group when `group` is not set.
+    pub admin_group: Option<String>,
+}
+
+impl ControlConfig {
+    /// The group that owns the socket file (mode 0660), if any.
+    pub fn socket_group(&self) -> Option<&str> {
+        self.group.as_deref().or(self.admin_group.as_deref())
+    }
 }
 
 /// `[metrics]`: the Prometheus text endpoint.
@@ -360,6 +377,24 @@ impl Config {
 }
 
 impl Config {
+    /// An error about the `index`-th value of `key` (or the section `key`),
+    /// located in the config file as validation errors are. For checks made
+    /// after validation, e.g. by `bridge-ctl check`; reads the file again to
+    /// find the place (line 1, column 1 if it cannot).
+    pub fn error_at(&self, key: &str, index: usize, message: String) -> ConfigError {
+        let (line, column) = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|text| validate::position(&text, key, index))
+            .unwrap_or((1, 1));
+        ConfigError::Invalid {
+            file: self.path.clone(),
+            line,
+            column,
+            key: key.to_owned(),
+            message,
+        }
+    }
+
     /// The file that holds peer `i`'s keys: its own, else the link's.
     pub fn key_file(&self, i: usize) -> Option<&KeyFile> {
         let p = self.peers.get(i)?;

@@ -120,6 +120,10 @@ pub(super) struct RawHooks {
     pub up: Vec<Str>,
     #[serde(default)]
     pub down: Vec<Str>,
+    #[serde(default)]
+    pub peer_up: Vec<Str>,
+    #[serde(default)]
+    pub peer_down: Vec<Str>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +131,7 @@ pub(super) struct RawHooks {
 pub(super) struct RawControl {
     pub socket: Option<Str>,
     pub group: Option<Str>,
+    pub admin_group: Option<Str>,
 }
 
 #[derive(Deserialize)]

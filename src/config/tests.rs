@@ -59,10 +59,13 @@ binding_timeout = "5m"
 [hooks]
 up = ["/usr/lib/tapbridge/scripts/nat-up.sh"]     # run after the link is up
 down = ["/usr/lib/tapbridge/scripts/nat-down.sh"] # run before it goes down
+peer_up = ["peer-up.sh"]
+peer_down = ["/usr/lib/tapbridge/scripts/peer-down.sh"]
 
 [control]
 socket = "/run/tapbridge/site-a.sock"   # created 0600 (or 0660 with `group`)
 group = "tapbridge"                   # optional
+admin_group = "tapbridge-admin"
 
 [metrics]                             # optional
 listen = "127.0.0.1:9477"             # Prometheus text format: the counters of §6, per peer
@@ -188,13 +191,16 @@ fn spec_example_parses_to_expected_values() {
         HooksConfig {
             up: vec!["/usr/lib/tapbridge/scripts/nat-up.sh".into()],
             down: vec!["/usr/lib/tapbridge/scripts/nat-down.sh".into()],
+            peer_up: vec!["/etc/tapbridge/peer-up.sh".into()],
+            peer_down: vec!["/usr/lib/tapbridge/scripts/peer-down.sh".into()],
         }
     );
     assert_eq!(
         c.control,
         ControlConfig {
             socket: "/run/tapbridge/site-a.sock".into(),
-            group: Some("tapbridge".into())
+            group: Some("tapbridge".into()),
+            admin_group: Some("tapbridge-admin".into()),
         }
     );
     assert_eq!(
@@ -233,7 +239,8 @@ fn minimal_config_gets_the_defaults() {
         c.control,
         ControlConfig {
             socket: "/run/tapbridge/site-a.sock".into(),
-            group: None
+            group: None,
+            admin_group: None,
         }
     );
     assert_eq!(c.metrics, None);
@@ -612,7 +619,17 @@ const REJECTED: &[Rejected] = &[
     (
         "short lease_time",
         Dhcp("[dhcp]\n", "[dhcp]\nlease_time = \"500ms\"\n"),
-        7, 14, "dhcp.lease_time", "at least 1s",
+        7, 14, "dhcp.lease_time", "at least 10s",
+    ),
+    (
+        "lease_time under the responder's minimum",
+        Dhcp("[dhcp]\n", "[dhcp]\nlease_time = \"9s\"\n"),
+        7, 14, "dhcp.lease_time", "at least 10s",
+    ),
+    (
+        "router outside the subnet",
+        Dhcp("[dhcp]\n", "[dhcp]\nrouter = \"198.18.0.1\"\n"),
+        7, 10, "dhcp.router", "outside subnet 198.19.0.0/24",
     ),
     (
         "option 121 without gateway",
@@ -691,6 +708,7 @@ const REJECTED: &[Rejected] = &[
     // hooks, control, metrics
     ("empty hook", With("[hooks]\nup = [\"\"]\n"), 7, 7, "hooks.up", "empty"),
     ("group syntax", With("[control]\ngroup = \"a b\"\n"), 7, 9, "control.group", "not a group name"),
+    ("admin group syntax", With("[control]\nadmin_group = \"a:b\"\n"), 7, 15, "control.admin_group", "not a group name"),
     ("metrics without address", With("[metrics]\nlisten = \"9477\"\n"), 7, 10, "metrics.listen", "not an IP address"),
 ];
 
@@ -822,10 +840,16 @@ fn locate_follows_the_cli_convention() {
         ("site-b".to_owned(), PathBuf::from("/tmp/x/site-b.toml"))
     );
     assert!(locate(Some("site-b"), Some(Path::new("/tmp/site-b.toml"))).is_ok());
-    // The name travels in the handshake: 31 bytes at most.
-    assert!(locate(Some(&"a".repeat(31)), None).is_ok());
-    let err = locate(Some(&"a".repeat(32)), None).expect_err("too long");
-    assert!(err.to_string().contains("longer than 31 bytes"), "{err}");
+    // The NAT hooks name iptables chains after it: 21 bytes at most.
+    assert!(locate(Some(&"a".repeat(21)), None).is_ok());
+    let err = locate(Some(&"a".repeat(22)), None).expect_err("too long");
+    assert!(err.to_string().contains("longer than 21 bytes"), "{err}");
+    for bad in ["a.b", "_a", "-a", "a+b", "a b"] {
+        assert!(
+            matches!(locate(Some(bad), None), Err(ConfigError::Name { .. })),
+            "{bad}"
+        );
+    }
     let err = locate(Some("a"), Some(Path::new("/tmp/site-b.toml"))).expect_err("mismatch");
     assert!(err.to_string().contains("does not match"), "{err}");
     assert!(matches!(locate(None, None), Err(ConfigError::Usage(_))));

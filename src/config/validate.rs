@@ -468,6 +468,8 @@ impl Cx<'_> {
 
         let router = self.opt(&raw.router, "dhcp.router", value::ipv4)?;
         if let (Some(r), Some(v)) = (router, &raw.router) {
+            // Clients only use a router they can reach on the link.
+            inside(r, v, "dhcp.router")?;
             if in_pool(r) {
                 return Err(self.err(
                     &v.span(),
@@ -493,8 +495,10 @@ impl Cx<'_> {
             "dhcp.lease_time",
             Duration::from_secs(12 * 3600),
         )?;
-        if let (Some(v), true) = (&raw.lease_time, lease_time < Duration::from_secs(1)) {
-            return Err(self.err(&v.span(), "dhcp.lease_time", "must be at least 1s"));
+        // The responder's minimum (durations stop at 365 days, well inside
+        // option 51's 32 bits of seconds).
+        if let (Some(v), true) = (&raw.lease_time, lease_time < Duration::from_secs(10)) {
+            return Err(self.err(&v.span(), "dhcp.lease_time", "must be at least 10s"));
         }
         let routes = raw
             .routes
@@ -682,7 +686,22 @@ impl Cx<'_> {
             .iter()
             .map(|h| self.path(h, "hooks.down"))
             .collect::<Result<_>>()?;
-        Ok(HooksConfig { up, down })
+        let peer_up = raw
+            .peer_up
+            .iter()
+            .map(|h| self.path(h, "hooks.peer_up"))
+            .collect::<Result<_>>()?;
+        let peer_down = raw
+            .peer_down
+            .iter()
+            .map(|h| self.path(h, "hooks.peer_down"))
+            .collect::<Result<_>>()?;
+        Ok(HooksConfig {
+            up,
+            down,
+            peer_up,
+            peer_down,
+        })
     }
 
     fn control(&self, link: &str, raw: Option<&RawControl>) -> Result<ControlConfig> {
@@ -701,26 +720,44 @@ impl Cx<'_> {
             }
             None => PathBuf::from(format!("/run/tapbridge/{link}.sock")),
         };
-        let group = match raw.and_then(|c| c.group.as_ref()) {
-            Some(g) => {
-                let name = g.get_ref();
-                if name.is_empty()
-                    || name
-                        .chars()
-                        .any(|c| c.is_whitespace() || c.is_control() || c == ':')
-                {
-                    return Err(self.err(
-                        &g.span(),
-                        "control.group",
-                        format!("{name:?} is not a group name"),
-                    ));
-                }
-                Some(name.clone())
-            }
-            None => None,
-        };
-        Ok(ControlConfig { socket, group })
+        let group = self.opt(
+            &raw.and_then(|c| c.group.clone()),
+            "control.group",
+            value::group_name,
+        )?;
+        let admin_group = self.opt(
+            &raw.and_then(|c| c.admin_group.clone()),
+            "control.admin_group",
+            value::group_name,
+        )?;
+        Ok(ControlConfig {
+            socket,
+            group,
+            admin_group,
+        })
     }
+}
+
+/// Where the `index`-th value of `key` is in config `text` (1-based line and
+/// column), for errors found after validation (`bridge-ctl check`). Keys:
+/// `hooks.up`, `hooks.down`, `hooks.peer_up`, `hooks.peer_down`,
+/// `control.group`, `control.admin_group`, and the sections `dhcp`, `arp`.
+pub(super) fn position(text: &str, key: &str, index: usize) -> Option<(usize, usize)> {
+    let raw: RawConfig = toml::from_str(text).ok()?;
+    let hooks = || raw.hooks.as_ref().map(|h| h.get_ref());
+    let control = || raw.control.as_ref().map(|c| c.get_ref());
+    let span = match key {
+        "hooks.up" => hooks()?.up.get(index)?.span(),
+        "hooks.down" => hooks()?.down.get(index)?.span(),
+        "hooks.peer_up" => hooks()?.peer_up.get(index)?.span(),
+        "hooks.peer_down" => hooks()?.peer_down.get(index)?.span(),
+        "control.group" => control()?.group.as_ref()?.span(),
+        "control.admin_group" => control()?.admin_group.as_ref()?.span(),
+        "dhcp" => raw.dhcp.as_ref()?.span(),
+        "arp" => raw.arp.as_ref()?.span(),
+        _ => return None,
+    };
+    Some(line_col(text, span.start))
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

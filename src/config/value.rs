@@ -250,29 +250,49 @@ pub(super) fn ifname(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a link NAME (the config file stem): it becomes part of file paths
-/// and of the default interface name.
+/// The longest link NAME: the NAT hooks name iptables chains
+/// `TB-NAME-FWD`, and iptables allows 28 characters.
+pub(super) const MAX_LINK_NAME: usize = 21;
+
+/// Checks a link NAME (the config file stem): it becomes part of file paths,
+/// of the default interface name and of the NAT hooks' nftables table and
+/// iptables chain names. The rule is the one `appliance/hooks/lib/nat.sh`
+/// (`tb_valid_linkname`) applies: a letter or digit, then up to 20 letters,
+/// digits, '-' or '_'.
 pub(super) fn link_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("it is empty".to_owned());
     }
-    if name.len() > MAX_SITE_NAME {
+    if name.len() > MAX_LINK_NAME {
         return Err(format!(
-            "it is longer than {MAX_SITE_NAME} bytes (it travels in the handshake)"
+            "it is longer than {MAX_LINK_NAME} bytes (the NAT hooks name firewall chains after it)"
         ));
     }
-    if name.starts_with('.') || name.starts_with('-') {
-        return Err("it starts with '.' or '-'".to_owned());
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("it does not start with a letter or digit".to_owned());
     }
     if let Some(c) = name
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
     {
         return Err(format!(
-            "it contains {c:?}; use letters, digits, '-', '_' and '.'"
+            "it contains {c:?}; use letters, digits, '-' and '_'"
         ));
     }
     Ok(())
+}
+
+/// Checks a Unix group name (`control.group`, `control.admin_group`); whether
+/// the group exists is checked by `bridge-ctl check` and at `link up`.
+pub(super) fn group_name(name: &str) -> Result<String, String> {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ':')
+    {
+        return Err(format!("{name:?} is not a group name"));
+    }
+    Ok(name.to_owned())
 }
 
 /// Checks a peer name: shown in logs and status output.

@@ -20,6 +20,7 @@
 
 pub mod server;
 pub mod status;
+mod sys;
 
 use std::io::{BufRead, BufReader, Read as _, Write};
 use std::os::unix::net::UnixStream;

@@ -1,9 +1,14 @@
 //! The daemon side of the control socket.
 //!
 //! A thread accepts connections, reads one request per line, checks the
-//! caller's credentials (`SO_PEERCRED`: root, or a member of `control.group`)
-//! and hands the request to the worker through a channel, waking it with an
-//! eventfd. The worker answers on a one-shot channel. Requests are tiny and
+//! caller's credentials and hands the request to the worker through a
+//! channel, waking it with an eventfd.
+//!
+//! Who may do what (SPEC §5): root and members of `control.admin_group`
+//! everything; members of `control.group` only what reads (status, leases);
+//! anyone else nothing. The caller's user and groups come from the socket
+//! itself (`SO_PEERCRED`, `SO_PEERGROUPS`), never from `/proc`, which the
+//! unit's `ProtectProc=invisible` hides. The worker answers on a one-shot channel. Requests are tiny and
 //! answered in microseconds, so one connection at a time is enough; each has
 //! a read timeout so a stuck client cannot block the socket.
 
@@ -41,7 +46,7 @@ pub enum ServerError {
         /// Cause.
         source: std::io::Error,
     },
-    /// `control.group` does not exist.
+    /// `control.group` or `control.admin_group` does not exist.
     #[error("control socket {path}: group `{group}` does not exist")]
     NoGroup {
         /// Socket path.
@@ -55,31 +60,53 @@ pub enum ServerError {
 pub struct Server {
     listener: UnixListener,
     path: PathBuf,
-    gid: Option<Gid>,
+    groups: Groups,
+}
+
+/// The groups of `[control]`, resolved.
+#[derive(Clone, Copy, Default)]
+struct Groups {
+    read: Option<Gid>,
+    admin: Option<Gid>,
+}
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Status and leases.
+    Read,
+    /// Everything.
+    Admin,
 }
 
 impl Server {
     /// Binds `path` (creating its directory), mode 0600, or 0660 owned by
-    /// `group`. The caller has made sure no live daemon owns the path.
-    pub fn bind(path: &Path, group: Option<&str>) -> Result<Server, ServerError> {
+    /// `group` (read-only users), else by `admin_group`; with both, an ACL
+    /// entry lets `admin_group` open it too. Members of `admin_group` may
+    /// change the link. The caller has made sure no live
+    /// daemon owns the path.
+    pub fn bind(
+        path: &Path,
+        group: Option<&str>,
+        admin_group: Option<&str>,
+    ) -> Result<Server, ServerError> {
         let p = path.display().to_string();
         let io = |source| ServerError::Io {
             path: p.clone(),
             source,
         };
-        let gid = match group {
-            None => None,
-            Some(g) => Some(
-                Group::from_name(g)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| ServerError::NoGroup {
-                        path: p.clone(),
-                        group: g.to_string(),
-                    })?
-                    .gid,
-            ),
+        let resolve = |name: Option<&str>| match name {
+            None => Ok(None),
+            Some(g) => group_id(g).map(Some).ok_or_else(|| ServerError::NoGroup {
+                path: p.clone(),
+                group: g.to_string(),
+            }),
         };
+        let groups = Groups {
+            read: resolve(group)?,
+            admin: resolve(admin_group)?,
+        };
+        let gid = groups.read.or(groups.admin);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(io)?;
         }
@@ -94,10 +121,22 @@ impl Server {
         if let Some(g) = gid {
             chown(path, Some(Uid::from_raw(0)), Some(g)).map_err(|e| io(e.into()))?;
         }
+        // The file belongs to the read group; the admin group reaches it
+        // through an ACL entry.
+        if let (Some(read), Some(admin)) = (groups.read, groups.admin) {
+            if read != admin {
+                if let Err(e) = super::sys::grant_group_rw(path, admin.as_raw()) {
+                    tracing::warn!(
+                        "control socket {p}: cannot give control.admin_group access ({e}); \
+                         its members must also be in control.group to reach the socket"
+                    );
+                }
+            }
+        }
         Ok(Server {
             listener,
             path: path.to_path_buf(),
-            gid,
+            groups,
         })
     }
 
@@ -118,7 +157,7 @@ impl Server {
             .spawn(move || {
                 for conn in self.listener.incoming() {
                     let Ok(conn) = conn else { continue };
-                    if serve(conn, self.gid, &to_worker, &waker) == Flow::Stop {
+                    if serve(conn, self.groups, &to_worker, &waker) == Flow::Stop {
                         break;
                     }
                 }
@@ -134,7 +173,7 @@ enum Flow {
 
 fn serve(
     mut conn: UnixStream,
-    gid: Option<Gid>,
+    groups: Groups,
     to_worker: &Sender<Command>,
     waker: &EventFd,
 ) -> Flow {
@@ -143,11 +182,18 @@ fn serve(
     let mut line = String::new();
     let read = BufReader::new(&conn).take(4096).read_line(&mut line);
     let mut flow = Flow::Continue;
-    let resp = match (read, authorize(&conn, gid)) {
+    let resp = match (read, authorize(&conn, groups)) {
         (Err(e), _) => Response::error(format!("could not read the request: {e}")),
         (_, Err(why)) => Response::error(why),
-        (Ok(_), Ok(())) => match serde_json::from_str::<Request>(line.trim()) {
+        (Ok(_), Ok(access)) => match serde_json::from_str::<Request>(line.trim()) {
             Err(e) => Response::error(format!("malformed request: {e}")),
+            Ok(request) if access == Access::Read && !is_read_only(&request) => {
+                Response::error(format!(
+                    "permission denied: `{}` changes the link and needs root or membership \
+                     in control.admin_group; control.group may only read (status, leases)",
+                    verb(&request)
+                ))
+            }
             Ok(request) => {
                 let (reply, answer) = mpsc::channel();
                 if request == Request::Down {
@@ -185,36 +231,53 @@ fn ask(
         .unwrap_or_else(|_| Response::error("the daemon did not answer in time"))
 }
 
-/// Root, or a member of the control group; everyone else is refused.
-fn authorize(conn: &UnixStream, gid: Option<Gid>) -> Result<(), String> {
+/// Whether `request` only reads.
+fn is_read_only(request: &Request) -> bool {
+    match request {
+        Request::Status | Request::Leases => true,
+        Request::Down | Request::Reload => false,
+    }
+}
+
+/// The CLI command that sends `request`, for messages.
+fn verb(request: &Request) -> &'static str {
+    match request {
+        Request::Status => "status",
+        Request::Leases => "leases",
+        Request::Down => "link down",
+        Request::Reload => "reload",
+    }
+}
+
+/// A group's ID by name.
+fn group_id(name: &str) -> Option<Gid> {
+    Group::from_name(name).ok().flatten().map(|g| g.gid)
+}
+
+/// Root or a member of the admin group: [`Access::Admin`]; a member of the
+/// read group: [`Access::Read`]; everyone else is refused.
+fn authorize(conn: &UnixStream, groups: Groups) -> Result<Access, String> {
     let cred = getsockopt(conn, sockopt::PeerCredentials)
         .map_err(|e| format!("could not read the caller's credentials: {e}"))?;
     if cred.uid() == 0 {
-        return Ok(());
+        return Ok(Access::Admin);
     }
-    if let Some(g) = gid {
-        if cred.gid() == g.as_raw() || supplementary_groups(cred.pid()).contains(&g.as_raw()) {
-            return Ok(());
-        }
+    let supplementary = super::sys::peer_groups(conn)
+        .map_err(|e| format!("could not read the caller's groups: {e}"))?;
+    let member = |g: Option<Gid>| {
+        g.is_some_and(|g| cred.gid() == g.as_raw() || supplementary.contains(&g.as_raw()))
+    };
+    if member(groups.admin) {
+        Ok(Access::Admin)
+    } else if member(groups.read) {
+        Ok(Access::Read)
+    } else {
+        Err(format!(
+            "permission denied: uid {} is not root and not a member of control.group or \
+             control.admin_group",
+            cred.uid()
+        ))
     }
-    Err(format!(
-        "permission denied: uid {} is neither root nor a member of the control group",
-        cred.uid()
-    ))
-}
-
-/// The supplementary groups of a process, from /proc.
-fn supplementary_groups(pid: i32) -> Vec<u32> {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
-                g.split_whitespace()
-                    .filter_map(|x| x.parse().ok())
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -225,7 +288,7 @@ mod tests {
     fn serves_status_and_refuses_garbage() {
         let dir = std::env::temp_dir().join(format!("tb-ctl-{}", std::process::id()));
         let path = dir.join("t.sock");
-        let server = Server::bind(&path, None).expect("bind");
+        let server = Server::bind(&path, None, None).expect("bind");
         let mode = fs::metadata(&path).expect("socket").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let (tx, rx) = mpsc::channel::<Command>();

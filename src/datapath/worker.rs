@@ -79,6 +79,8 @@ pub struct Worker {
     pub waker: Arc<EventFd>,
     /// SIGTERM/SIGINT.
     pub signals: SignalFd,
+    /// Runs `[hooks] peer_up`/`peer_down` off this thread.
+    pub peer_hooks: crate::hooks::PeerHooks,
     /// Static part of the status.
     pub info: StaticLinkInfo,
     /// systemd notifications: status lines, reload, the watchdog fed from
@@ -481,8 +483,13 @@ impl Worker {
             match change {
                 PeerChange::Removed { name } => {
                     if let Some(id) = self.tunnel.peer_id(&name) {
+                        let endpoint = self.tunnel.peer_status(id).and_then(|s| s.endpoint);
                         self.tunnel.remove_peer(id, now);
                         self.switch.forget_peer(id);
+                        // Its session ends here: peer_down, if it was up (the
+                        // hooks of the configuration it was removed from).
+                        self.peer_hooks
+                            .down(&name, endpoint, &self.config.hooks.peer_down);
                     }
                 }
                 PeerChange::Added {
@@ -658,6 +665,18 @@ impl Worker {
                 Event::HandshakeCompleted { rekey: false, .. } | Event::EndpointMoved { .. }
             ) {
                 self.refresh_path_ceiling(peer, st.endpoint, now);
+            }
+            let hooks = &self.config.hooks;
+            match ev {
+                Event::HandshakeCompleted { .. } => {
+                    self.peer_hooks
+                        .handshake(&st.name, st.endpoint, &hooks.peer_up);
+                }
+                Event::PeerDown { .. } => {
+                    self.peer_hooks
+                        .down(&st.name, st.endpoint, &hooks.peer_down);
+                }
+                _ => {}
             }
             match ev {
                 // A 30-peer hub rekeys ~21,600 times a day: rekeys are debug.

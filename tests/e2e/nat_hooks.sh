@@ -117,6 +117,7 @@ run_backend() { # run_backend BACKEND IPTABLES-COMMAND
     build "${BACKEND:0:3}${ipt: -3}"
     HOOK_ENV=(TAPBRIDGE_NAME=e2e TAPBRIDGE_INTERFACE=tb-e2e TAPBRIDGE_ADDRESSES="198.19.77.1/24 2001:2::1/64"
         TAPBRIDGE_MTU=1400 TAPBRIDGE_WAN_MTU=1500 TAPBRIDGE_NAT_WAN_IF=wan0
+        TAPBRIDGE_LISTEN=0.0.0.0:51977 TAPBRIDGE_BRIDGE=
         TAPBRIDGE_NAT_BACKEND="${BACKEND%%-*}" TAPBRIDGE_NAT_IPTABLES="$ipt"
         TAPBRIDGE_NAT_CONFIG="$E2E_WORK/none.nat")
 
@@ -146,6 +147,8 @@ run_backend() { # run_backend BACKEND IPTABLES-COMMAND
     if [[ $BACKEND == nft ]]; then
         e2e_match "$BACKEND: MSS clamp rule present" 'maxseg size set rt mtu' "$second"
         e2e_match "$BACKEND: masquerade rule present" "ip saddr 198.19.77.0/24 .*masquerade" "$second"
+        e2e_match "$BACKEND: the tunnel's UDP port is accepted in input" \
+            'hook input .*udp dport 51977 counter .*accept' "$(tr '\n' ' ' <<<"$second")"
     else
         e2e_match "$BACKEND: MSS clamp rule present" '-j TCPMSS --clamp-mss-to-pmtu' "$second"
         e2e_match "$BACKEND: masquerade rule present" '-s 198.19.77.0/24 -o wan0 -j MASQUERADE' "$second"
@@ -153,6 +156,10 @@ run_backend() { # run_backend BACKEND IPTABLES-COMMAND
             test "$(grep -c -- '^-A FORWARD -j TB-e2e-FWD$' <<<"$second")" == 2 # IPv4 + IPv6
         e2e_check "$BACKEND: exactly one jump from POSTROUTING" \
             test "$(grep -c -- '^-A POSTROUTING -j TB-e2e-NAT$' <<<"$second")" == 1
+        e2e_match "$BACKEND: the tunnel's UDP port is accepted in INPUT" \
+            '^-A TB-e2e-IN -p udp -m udp --dport 51977 -j ACCEPT$' "$second"
+        e2e_check "$BACKEND: exactly one jump from INPUT" \
+            test "$(grep -c -- '^-A INPUT -j TB-e2e-IN$' <<<"$second")" == 2 # IPv4 + IPv6
     fi
 
     # Traffic: the server has no route to the overlay, so the connection only works
@@ -173,6 +180,10 @@ run_backend() { # run_backend BACKEND IPTABLES-COMMAND
 
     e2e_check "$BACKEND: down succeeds" gw "$DOWN"
     e2e_check "$BACKEND: none of its rules remain" test -z "$(snap_ours)"
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    e2e_check "$BACKEND: the INPUT rule for the tunnel port is gone" \
+        bash -c '! { ip netns exec "$1" nft list ruleset; ip netns exec "$1" "$2"; } | grep -q -e "dport 51977"' \
+        _ "$GW" "$SAVE"
     # shellcheck disable=SC2016 # expanded by the inner bash
     e2e_check "$BACKEND: no tapbridge objects left anywhere" \
         bash -c '! { ip netns exec "$1" nft list ruleset; ip netns exec "$1" "$2"; } | grep -q -e tapbridge_ -e TB-e2e-' \
@@ -198,6 +209,24 @@ if ip netns exec "$NS_PROBE" iptables-legacy -w -t nat -S >/dev/null 2>&1; then
 else
     e2e_skip "backend iptables-legacy" "not supported by this kernel"
 fi
+
+# ------------------------------------------------------------------ the daemon's bridge
+
+e2e_note "TAPBRIDGE_BRIDGE"
+HOOK_ENV=(TAPBRIDGE_NAME=e2e TAPBRIDGE_INTERFACE=tb-e2e TAPBRIDGE_ADDRESSES=198.19.77.1/24
+    TAPBRIDGE_BRIDGE=br-e2e TAPBRIDGE_LISTEN="[::]:51978" TAPBRIDGE_NAT_WAN_IF=wan0
+    TAPBRIDGE_NAT_BACKEND=nft TAPBRIDGE_NAT_CONFIG="$E2E_WORK/none.nat")
+BACKEND=nft
+e2e_check "bridge: up with the TAP enslaved to a bridge" gw "$UP"
+rules=$(gw nft list table inet tapbridge_e2e 2>/dev/null | tr '\n' ' ' || true)
+e2e_match "bridge: rules match the bridge" 'iifname "br-e2e" oifname "wan0"' "$rules"
+e2e_nomatch "bridge: rules do not match the enslaved TAP" '"tb-e2e"' "$rules"
+e2e_match "bridge: the IPv6 listen address's port is opened" 'udp dport 51978' "$rules"
+e2e_check "bridge: down" gw "$DOWN"
+rc=0
+out=$(gw env TAPBRIDGE_LISTEN='0.0.0.0:99999' "$UP" 2>&1) || rc=$?
+e2e_check "bridge: an invalid TAPBRIDGE_LISTEN exits 2" test "$rc" == 2
+e2e_match "bridge: an invalid TAPBRIDGE_LISTEN is named" "TAPBRIDGE_LISTEN '0.0.0.0:99999'" "$out"
 
 # ------------------------------------------------------------------ settings file
 

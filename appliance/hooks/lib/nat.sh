@@ -5,8 +5,9 @@
 # nat-up.sh. Promises:
 #
 #   * it only ever creates, and only ever removes, objects named after the link:
-#     nftables table `inet tapbridge_NAME`, or iptables chains `TB-NAME-FWD` (filter,
-#     IPv4 and IPv6) and `TB-NAME-NAT` (nat, IPv4) plus the single jump to each;
+#     nftables table `inet tapbridge_NAME`, or iptables chains `TB-NAME-FWD` and
+#     `TB-NAME-IN` (filter, IPv4 and IPv6) and `TB-NAME-NAT` (nat, IPv4) plus the
+#     single jump to each;
 #   * every value that reaches nft or iptables has been validated first (interface
 #     names, IPv4 CIDRs, numbers, fixed keywords), and reaches iptables as one quoted
 #     argument; nothing is eval'ed and the optional settings file is parsed, not sourced;
@@ -39,7 +40,8 @@ tb_valid_ifname() {
 }
 
 # The link name ends up in an nft table name and in iptables chain names (at most 28
-# characters: "TB-" + NAME + "-FWD").
+# characters: "TB-" + NAME + "-FWD"). bridge-ctl applies the same rule to link names
+# (src/config/value.rs, link_name), so every link it accepts gets its NAT rules.
 tb_valid_linkname() {
     [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9_-]{0,20}$ ]]
 }
@@ -125,7 +127,18 @@ tb_common() {
     esac
     TB_TABLE="tapbridge_$TB_NAME"
     TB_FWD="TB-$TB_NAME-FWD"
+    TB_IN="TB-$TB_NAME-IN"
     TB_NAT="TB-$TB_NAME-NAT"
+}
+
+# tb_listen_port LISTEN: print the port of "ADDR:PORT" or "[ADDR6]:PORT"; return 1 if
+# LISTEN is not of that form or the port is not 1-65535.
+tb_listen_port() {
+    local port
+    [[ $1 =~ ^(\[[0-9A-Fa-f:.]+\]|[0-9.]+):([0-9]{1,5})$ ]] || return 1
+    port=$((10#${BASH_REMATCH[2]}))
+    ((port >= 1 && port <= 65535)) || return 1
+    printf '%d\n' "$port"
 }
 
 tb_have() {
@@ -151,14 +164,23 @@ tb_pick_backend() {
 
 # tb_up_settings: validate everything "up" needs; sets TB_OVL (the overlay interface:
 # the TAP or its bridge), TB_WAN, TB_LANS (array), TB_SUBNETS (array), TB_MSS
-# (pmtu|number), TB_MASQ (1|0).
+# (pmtu|number), TB_MASQ (1|0), TB_PORT (the tunnel's UDP port, or empty).
 tb_up_settings() {
     local tap=${TAPBRIDGE_INTERFACE:-} word net lan
     [[ -n $tap ]] || tb_usage_error "TAPBRIDGE_INTERFACE is not set; run this script as a tapbridge hook."
     tb_valid_ifname "$tap" || tb_usage_error "TAPBRIDGE_INTERFACE '$tap' is not a valid interface name."
 
-    TB_OVL=${TAPBRIDGE_NAT_BRIDGE:-$tap}
-    tb_valid_ifname "$TB_OVL" || tb_usage_error "TAPBRIDGE_NAT_BRIDGE '$TB_OVL' is not a valid interface name."
+    # The bridge the daemon enslaved the TAP to (TAPBRIDGE_BRIDGE) carries the overlay
+    # traffic; TAPBRIDGE_NAT_BRIDGE overrides it.
+    TB_OVL=${TAPBRIDGE_NAT_BRIDGE:-${TAPBRIDGE_BRIDGE:-$tap}}
+    tb_valid_ifname "$TB_OVL" || tb_usage_error "the bridge '$TB_OVL' (TAPBRIDGE_NAT_BRIDGE or TAPBRIDGE_BRIDGE) is not a valid interface name."
+
+    # The tunnel's own UDP port is opened in INPUT (a daemon too old to say leaves it out).
+    TB_PORT=""
+    if [[ -n ${TAPBRIDGE_LISTEN:-} ]]; then
+        TB_PORT=$(tb_listen_port "$TAPBRIDGE_LISTEN") ||
+            tb_usage_error "TAPBRIDGE_LISTEN '$TAPBRIDGE_LISTEN' is not an address:port like 0.0.0.0:51901."
+    fi
 
     TB_WAN=${TAPBRIDGE_NAT_WAN_IF:-}
     if [[ -z $TB_WAN ]]; then
@@ -242,6 +264,14 @@ tb_nft_ruleset() {
         printf '    iifname "%s" oifname "%s" counter accept\n' "$lan" "$TB_OVL"
     done
     printf '  }\n'
+    if [[ -n $TB_PORT ]]; then
+        # The tunnel itself: accepted before a drop policy of the box's own input chain
+        # in this table (the same caveat as for forward applies).
+        printf '  chain input {\n'
+        printf '    type filter hook input priority filter - 5; policy accept;\n'
+        printf '    udp dport %s counter accept\n' "$TB_PORT"
+        printf '  }\n'
+    fi
     if ((TB_MASQ)); then
         # After the usual srcnat priority: the box's own SNAT rules win, we only
         # masquerade what nobody else translated.
@@ -286,11 +316,22 @@ tb_ipt_remove() {
 tb_ipt_down() {
     if tb_have "$TB_IPT"; then
         tb_ipt_remove "$TB_IPT" filter FORWARD "$TB_FWD"
+        tb_ipt_remove "$TB_IPT" filter INPUT "$TB_IN"
         tb_ipt_remove "$TB_IPT" nat POSTROUTING "$TB_NAT"
     fi
     if tb_have "$TB_IP6T"; then
         tb_ipt_remove "$TB_IP6T" filter FORWARD "$TB_FWD"
+        tb_ipt_remove "$TB_IP6T" filter INPUT "$TB_IN"
     fi
+}
+
+# tb_ipt_in_chain CMD: accept the tunnel's UDP port, jumped to first thing in INPUT.
+tb_ipt_in_chain() {
+    local ipt=$1
+    [[ -n $TB_PORT ]] || return 0
+    tb_ipt "$ipt" -w -t filter -N "$TB_IN"
+    tb_ipt "$ipt" -w -t filter -A "$TB_IN" -p udp --dport "$TB_PORT" -j ACCEPT
+    tb_ipt "$ipt" -w -t filter -I INPUT 1 -j "$TB_IN"
 }
 
 # tb_ipt CMD ARGS...: run one iptables command of "up"; on failure undo all of "up".
@@ -327,9 +368,12 @@ tb_ipt_up() {
     local subnet
     tb_ipt_down
     tb_ipt_fwd_chain "$TB_IPT"
-    # IPv6 forwarding and clamping too when ip6tables is there (no IPv6 NAT).
+    tb_ipt_in_chain "$TB_IPT"
+    # IPv6 forwarding, clamping and the tunnel port too when ip6tables is there (no
+    # IPv6 NAT).
     if tb_have "$TB_IP6T"; then
         tb_ipt_fwd_chain "$TB_IP6T"
+        tb_ipt_in_chain "$TB_IP6T"
     fi
     if ((TB_MASQ)); then
         tb_ipt "$TB_IPT" -w -t nat -N "$TB_NAT"

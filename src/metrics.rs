@@ -382,7 +382,7 @@ const PEER_COUNTERS: [(&str, &str, Option<Unit>, PeerField); 5] = [
 ];
 
 /// Link-wide counters: name (before `_total`), help, value.
-const LINK_COUNTERS: [(&str, &str, LinkField); 16] = [
+const LINK_COUNTERS: [(&str, &str, LinkField); 20] = [
     (
         "rx_auth_failed",
         "Datagrams that did not authenticate",
@@ -450,6 +450,24 @@ const LINK_COUNTERS: [(&str, &str, LinkField); 16] = [
         "udp_send_errors",
         "Datagrams the kernel refused to send",
         |c| c.udp_send_errors,
+    ),
+    (
+        "storm_dropped",
+        "Flooded frames refused by storm control",
+        |c| c.storm_dropped,
+    ),
+    (
+        "guard_dropped",
+        "Frames refused by the DHCP, RA and BPDU guards",
+        |c| c.guard_dropped,
+    ),
+    ("loops_detected", "Forwarding loops detected", |c| {
+        c.loops_detected
+    }),
+    (
+        "loop_dropped",
+        "Frames not carried because a loop was present",
+        |c| c.loop_dropped,
     ),
 ];
 

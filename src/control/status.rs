@@ -64,6 +64,7 @@ pub fn status(
     tunnel: &Tunnel,
     responder: Option<&Responder>,
     io: IoCounters,
+    guard: crate::guard::Counters,
     now: Instant,
     wall: SystemTime,
 ) -> Status {
@@ -112,6 +113,10 @@ pub fn status(
             rx_unknown_session: c.rx_unknown_session,
             tap_write_errors: io.tap_write_errors,
             udp_send_errors: io.udp_send_errors,
+            storm_dropped: guard.storm_dropped,
+            guard_dropped: guard.guard_dropped,
+            loops_detected: guard.loops_detected,
+            loop_dropped: guard.loop_dropped,
         },
         leases: leases(responder, wall),
     }

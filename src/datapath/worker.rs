@@ -24,6 +24,7 @@ use super::udp::{RecvBatch, SendBatch, UdpSocket};
 use crate::control::server::Command;
 use crate::control::status::{self, IoCounters, StaticLinkInfo};
 use crate::control::{Request, Response};
+use crate::guard::{self, Guard, PeerVerdict};
 use crate::mac::MacAddr;
 use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Switch};
@@ -55,6 +56,8 @@ pub struct Worker {
     pub tunnel: Tunnel,
     /// The learning switch.
     pub switch: Switch,
+    /// Storm control, loop detection, DHCP/RA guards, BPDU policy.
+    pub guard: Guard,
     /// The local ARP/DHCP responder.
     pub responder: Option<Responder>,
     /// Where leases are persisted.
@@ -162,9 +165,10 @@ impl Worker {
         let mut logged: Vec<PeerStats> = vec![PeerStats::default(); self.tunnel.peer_count()];
         loop {
             let now = Instant::now();
-            let wait = self
-                .tunnel
-                .poll_timeout()
+            let wait = [self.tunnel.poll_timeout(), self.guard.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|t| t.saturating_duration_since(now))
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(1));
@@ -218,6 +222,7 @@ impl Worker {
                 let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
                 self.tunnel.handle_timeout(now, &mut tx);
             }
+            self.guard_timers(&mut b, &mut io, now);
             if b.out.batch.pending() > 0 {
                 let r = self.udp.send_batch(&mut b.out.batch);
                 io.udp_send_errors += r.dropped as u64;
@@ -235,6 +240,7 @@ impl Worker {
                                 &self.tunnel,
                                 self.responder.as_ref(),
                                 io,
+                                self.guard.counters(),
                                 now,
                                 wall,
                             );
@@ -302,6 +308,18 @@ impl Worker {
                         continue;
                     }
                     let frame = &packet[h..];
+                    match self.guard.from_peer(frame, now) {
+                        PeerVerdict::Forward => {}
+                        PeerVerdict::Drop => continue,
+                        PeerVerdict::Probe => {
+                            // Out to our LAN only: if it comes back to the
+                            // peer's TAP, its LAN and ours are also joined.
+                            if self.tap.write(packet).is_err() {
+                                io.tap_write_errors += 1;
+                            }
+                            continue;
+                        }
+                    }
                     let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
                     let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
                     if let Some(r) = self.responder.as_mut() {
@@ -375,6 +393,9 @@ impl Worker {
             }
             let packet = &b.frame[..n];
             let frame = &packet[h..];
+            if self.guard.from_local(frame, now) == guard::LocalVerdict::Drop {
+                continue;
+            }
             let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
             let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
             let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
@@ -382,6 +403,8 @@ impl Worker {
                 LocalRoute::Peer(p) => {
                     self.tunnel.send_frame(p, packet, now, &mut tx);
                 }
+                // Broadcast, multicast, unknown unicast: storm control.
+                LocalRoute::Flood if !self.guard.allow_flood(now) => {}
                 LocalRoute::Flood => {
                     for p in 0..self.tunnel.peer_count() {
                         self.tunnel.send_frame(p, packet, now, &mut tx);
@@ -400,6 +423,7 @@ impl Worker {
                 for (id, keys) in plan.changed {
                     self.tunnel.set_peer_keys(id, keys, now);
                 }
+                self.guard.reconfigure(&plan.config.guard, now);
                 if plan.lines.is_empty() {
                     tracing::info!("reload: no change");
                 }
@@ -420,6 +444,50 @@ impl Worker {
                     config_error: true,
                     ..Response::error(e.to_string())
                 }
+            }
+        }
+    }
+
+    /// The guard's timers: ends a loop whose hold-down passed, sends the
+    /// loop probe to every peer that is up when one is due, logs loop
+    /// starts and ends (at most one of each per hold-down) and flushes the
+    /// MAC table on both.
+    fn guard_timers(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant) {
+        if self.guard.poll_timeout().is_none_or(|t| t > now) {
+            return;
+        }
+        self.guard.handle_timeout(now);
+        if let Some(probe) = self.guard.poll_probe(now) {
+            let h = self.vnet_hdr;
+            let len = h + probe.len();
+            b.hub[..h].fill(0); // plain frame: no offload
+            b.hub[h..len].copy_from_slice(probe);
+            let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
+            for p in 0..self.tunnel.peer_count() {
+                // Once a second: the snapshot's allocation does not matter.
+                if self
+                    .tunnel
+                    .peer_status(p)
+                    .is_some_and(|s| s.state == crate::tunnel::PeerState::Up)
+                {
+                    self.tunnel.send_frame(p, &b.hub[..len], now, &mut tx);
+                }
+            }
+        }
+        while let Some(ev) = self.guard.poll_event() {
+            self.switch.flush();
+            match ev {
+                guard::Event::LoopStarted { hold } => tracing::warn!(
+                    loops_detected = self.guard.counters().loops_detected,
+                    "forwarding loop: our probe came back through the TAP, so the LANs are also \
+                     joined another way; the tunnel carries nothing until that path has been gone \
+                     for {}s",
+                    hold.as_secs()
+                ),
+                guard::Event::LoopEnded { lasted } => tracing::info!(
+                    "forwarding loop gone after {}s; the tunnel carries frames again",
+                    lasted.as_secs()
+                ),
             }
         }
     }

@@ -57,6 +57,10 @@ fn status() -> Status {
             rx_unknown_session: 24,
             tap_write_errors: 22,
             udp_send_errors: 23,
+            storm_dropped: 27,
+            guard_dropped: 28,
+            loops_detected: 29,
+            loop_dropped: 30,
         },
         leases: vec![
             LeaseEntry {
@@ -156,6 +160,10 @@ fn renders_link_counters_leases_and_uptime() {
         r#"tapbridge_udp_send_errors_total{link="site-a"} 23"#,
         r#"tapbridge_rx_old_version_total{link="site-a"} 25"#,
         r#"tapbridge_cookie_replies_total{link="site-a"} 26"#,
+        r#"tapbridge_storm_dropped_total{link="site-a"} 27"#,
+        r#"tapbridge_guard_dropped_total{link="site-a"} 28"#,
+        r#"tapbridge_loops_detected_total{link="site-a"} 29"#,
+        r#"tapbridge_loop_dropped_total{link="site-a"} 30"#,
         r#"tapbridge_leases{link="site-a"} 2"#,
         r#"tapbridge_uptime_seconds{link="site-a"} 77"#,
         "# TYPE tapbridge_rx_auth_failed counter",

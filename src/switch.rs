@@ -152,6 +152,11 @@ impl Switch {
         }
     }
 
+    /// Where `mac` was learned, if it is known and fresh.
+    pub fn port_of(&self, mac: &MacAddr, now: Instant) -> Option<Port> {
+        self.lookup(mac, now)
+    }
+
     /// Forgets every MAC (after a topology change: a loop formed or ended,
     /// so where a MAC was learned says nothing about where it is now).
     pub fn flush(&mut self) {

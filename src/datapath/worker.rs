@@ -27,7 +27,7 @@ use crate::control::{Request, Response};
 use crate::guard::{self, Guard, PeerVerdict};
 use crate::mac::MacAddr;
 use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
-use crate::switch::{LocalRoute, Switch};
+use crate::switch::{LocalRoute, Port, Switch};
 use crate::tunnel::{Event, PeerId, PeerStats, Transmit, Tunnel};
 use crate::wire::virtio::VirtioNetHdr;
 
@@ -322,6 +322,11 @@ impl Worker {
                     }
                     let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
                     let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
+                    if self.guard.watches_moves()
+                        && self.switch.port_of(&src, now) == Some(Port::Local)
+                    {
+                        self.guard.mac_moved(now);
+                    }
                     if let Some(r) = self.responder.as_mut() {
                         if r.handle_remote(frame, now) == RemoteVerdict::Drop {
                             continue;
@@ -398,6 +403,11 @@ impl Worker {
             }
             let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
             let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
+            if self.guard.watches_moves()
+                && matches!(self.switch.port_of(&src, now), Some(Port::Peer(_)))
+            {
+                self.guard.mac_moved(now);
+            }
             let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
             match self.switch.from_local(dst, src, now) {
                 LocalRoute::Peer(p) => {
@@ -449,7 +459,8 @@ impl Worker {
     }
 
     /// The guard's timers: ends a loop whose hold-down passed, sends the
-    /// loop probe to every peer that is up when one is due, logs loop
+    /// loop probe to every peer that is up when one is due (only after a
+    /// MAC moved between the local side and a peer, or during a loop), logs loop
     /// starts and ends (at most one of each per hold-down) and flushes the
     /// MAC table on both.
     fn guard_timers(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant) {

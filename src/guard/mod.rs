@@ -43,17 +43,27 @@
 //! A second path between the two LANs (a backup line, a cable plugged
 //! wrongly, a second bridge) together with the tunnel makes a ring: a
 //! broadcast goes out through the tunnel and comes back over the other path,
-//! for ever. The guard detects the ring directly. Once a second it emits a
-//! probe ([`Guard::poll_probe`]) that the worker sends through the tunnel to
-//! every peer that is up; a peer writes it to its TAP like any multicast
+//! for ever. The guard detects the ring directly, with a probe.
+//!
+//! Probing is triggered, not constant, so a healthy link sends nothing extra
+//! (no frames in the peers' counters, nothing on the LANs): the worker calls
+//! [`Guard::mac_moved`] when a source MAC the switch had learned on one side
+//! (local or a peer) shows up on the other — which a circulating frame does
+//! on every lap, and a host moving between sites does once. From then on,
+//! for [`SUSPECT_WINDOW`] after the last such move and for as long as a loop
+//! lasts, the guard emits a probe once a second ([`Guard::poll_probe`]),
+//! the first one at once; the worker sends it through the tunnel to every
+//! peer that is up, and a peer writes it to its TAP like any multicast
 //! frame. The probe carries a random per-link nonce and goes to a locally
 //! administered multicast address (which Linux bridges flood; it is not in
 //! the 01:80:c2:00:00:0x range they keep to themselves) with the IEEE local
 //! experimental ether type 0x88b5. If the remote LAN reaches ours another
 //! way, the probe comes back to us *from the TAP*: that is the loop, seen
-//! within about a second of it forming, from either end. Probes read from
-//! the TAP are never forwarded (ours or another site's), so a probe crosses
-//! the tunnel once and cannot circulate itself.
+//! from either end within a round trip of the first frame that circulates.
+//! Probes read from the TAP are never forwarded (ours or another site's), so
+//! a probe crosses the tunnel once and cannot circulate itself. A loop on
+//! which nothing circulates goes unnoticed, and does no harm until something
+//! does.
 //!
 //! While a loop lasts, the tunnel carries **nothing but probes**, in either
 //! direction: not floods, and not known unicast either. The other path
@@ -87,6 +97,8 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 pub const LOOP_HOLD: Duration = Duration::from_secs(3);
 /// The longest hold-down a flapping loop backs off to.
 pub const LOOP_HOLD_MAX: Duration = Duration::from_secs(60);
+/// How long after the last MAC move probes are sent.
+pub const SUSPECT_WINDOW: Duration = Duration::from_secs(3);
 /// A loop starting again within this long after the last one ended counts
 /// as flapping.
 const FLAP_WINDOW: Duration = Duration::from_secs(60);
@@ -207,7 +219,9 @@ struct LoopState {
     hold: Duration,
     /// When the last loop ended.
     ended: Option<Instant>,
-    /// When the next probe is due.
+    /// Until when probes are sent because a MAC moved.
+    suspect_until: Option<Instant>,
+    /// When the next probe may go out (one per interval).
     next_probe: Instant,
 }
 
@@ -243,6 +257,7 @@ impl Guard {
                 last_seen: None,
                 hold: LOOP_HOLD,
                 ended: None,
+                suspect_until: None,
                 next_probe: now,
             },
             probe,
@@ -260,8 +275,7 @@ impl Guard {
         if !config.loop_detect {
             self.end_loop(now);
             self.looped.last_seen = None;
-        } else if !self.config.loop_detect {
-            self.looped.next_probe = now;
+            self.looped.suspect_until = None;
         }
         self.config = *config;
     }
@@ -300,6 +314,23 @@ impl Guard {
             return LocalVerdict::Drop;
         }
         LocalVerdict::Forward
+    }
+
+    /// Whether the worker should report MAC moves ([`Guard::mac_moved`]):
+    /// only with loop detection on, so the extra MAC table lookup is skipped
+    /// otherwise.
+    pub fn watches_moves(&self) -> bool {
+        self.config.loop_detect
+    }
+
+    /// A source MAC the switch had learned on one side (local, or a peer)
+    /// was seen on the other: a loop may have formed. Probing starts (or
+    /// continues) for [`SUSPECT_WINDOW`]. Cheap: call it for every such
+    /// frame.
+    pub fn mac_moved(&mut self, now: Instant) {
+        if self.config.loop_detect {
+            self.looped.suspect_until = Some(now + SUSPECT_WINDOW);
+        }
     }
 
     /// The switch wants to flood a frame from the TAP into the tunnel: may
@@ -352,15 +383,13 @@ impl Guard {
         if !self.config.loop_detect {
             return None;
         }
-        let end = self
-            .looped
-            .since
-            .and(self.looped.last_seen)
-            .map(|t| t + self.looped.hold);
-        Some(match end {
-            Some(e) => e.min(self.looped.next_probe),
-            None => self.looped.next_probe,
-        })
+        let l = &self.looped;
+        if l.since.is_some() {
+            let end = l.last_seen.map(|t| t + l.hold);
+            return Some(end.map_or(l.next_probe, |e| e.min(l.next_probe)));
+        }
+        // Probing because a MAC moved: the next probe, or the window's end.
+        l.suspect_until.map(|s| s.min(l.next_probe))
     }
 
     /// Ends a loop whose hold-down passed. Call when [`Guard::poll_timeout`]
@@ -371,12 +400,18 @@ impl Guard {
                 self.end_loop(now);
             }
         }
+        if self.looped.suspect_until.is_some_and(|s| now >= s) {
+            self.looped.suspect_until = None;
+        }
     }
 
     /// The probe to send through the tunnel to every peer that is up, when
-    /// one is due (once per [`PROBE_INTERVAL`]).
+    /// one is due: at most once per [`PROBE_INTERVAL`], while a loop lasts
+    /// or a MAC moved in the last [`SUSPECT_WINDOW`].
     pub fn poll_probe(&mut self, now: Instant) -> Option<&[u8]> {
-        if !self.config.loop_detect || now < self.looped.next_probe {
+        let l = &self.looped;
+        let active = l.since.is_some() || l.suspect_until.is_some_and(|s| now < s);
+        if !self.config.loop_detect || !active || now < l.next_probe {
             return None;
         }
         self.looped.next_probe = now + PROBE_INTERVAL;

@@ -323,6 +323,10 @@ fn reconfigure_swaps_the_settings() {
 fn run_probes(g: &mut Guard, from: Instant, secs: u64, looped: impl Fn(u64) -> bool) {
     for s in 0..secs * 10 {
         let now = from + Duration::from_millis(s * 100);
+        if looped(s / 10) {
+            // A circulating frame's source shows up on both sides.
+            g.mac_moved(now);
+        }
         g.handle_timeout(now);
         if let Some(p) = g.poll_probe(now) {
             let p = p.to_vec();
@@ -344,7 +348,12 @@ fn a_returning_probe_is_a_loop_that_ends_after_the_hold_down() {
     let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
     let arp = eth(BCAST, &[], 0x0806, &[0; 28]);
     let unicast = eth([0x52, 0x54, 0, 0, 0, 9], &[], 0x0800, &ipv4(6, &[0; 20]));
-    // The probe is well formed and ours.
+    // A healthy link probes nothing.
+    assert_eq!(g.poll_timeout(), None);
+    assert!(g.poll_probe(t0).is_none());
+    // A MAC moved: the first probe is due at once, well formed and ours.
+    g.mac_moved(t0);
+    assert_eq!(g.poll_timeout(), Some(t0));
     let probe = g
         .poll_probe(t0)
         .expect("first probe is due at once")
@@ -355,9 +364,11 @@ fn a_returning_probe_is_a_loop_that_ends_after_the_hold_down() {
     assert!(g.poll_probe(t0).is_none(), "one per interval");
     assert_eq!(g.poll_timeout(), Some(t0 + PROBE_INTERVAL));
 
-    // No loop for 5 s: everything passes.
+    // No loop for 5 s: everything passes, and probing stops after the
+    // suspect window (no timer left: the worker sleeps).
     run_probes(&mut g, t0, 5, |_| false);
     assert!(!g.looped());
+    assert_eq!(g.poll_timeout(), None);
     assert_eq!(g.from_local(&arp, t0), LocalVerdict::Forward);
 
     // A loop from second 5 to second 15.
@@ -400,6 +411,9 @@ fn detection_and_recovery_times() {
     let mut ended = None;
     for ms in (3100..20_000).step_by(50) {
         let now = t0 + Duration::from_millis(ms);
+        if ms < 10_000 {
+            g.mac_moved(now);
+        }
         g.handle_timeout(now);
         if let Some(p) = g.poll_probe(now) {
             let p = p.to_vec();
@@ -453,11 +467,14 @@ fn probes_of_other_sites_are_not_ours_and_never_forwarded() {
     let t0 = Instant::now();
     let mut a = guard(config(0, true, false, BpduPolicy::Forward), t0);
     let mut b = Guard::new(&config(0, true, false, BpduPolicy::Forward), [9; 8], t0);
+    b.mac_moved(t0);
     let theirs = b.poll_probe(t0).expect("due").to_vec();
     assert_eq!(a.from_local(&theirs, t0), LocalVerdict::Drop);
     assert!(!a.looped(), "another site's probe is not our loop");
     // With loop detection off a probe-looking frame is an ordinary frame.
     let mut off = guard(config(0, false, false, BpduPolicy::Forward), t0);
+    off.mac_moved(t0);
+    assert!(!off.watches_moves());
     assert_eq!(off.from_local(&theirs, t0), LocalVerdict::Forward);
     assert_eq!(off.from_peer(&theirs, t0), PeerVerdict::Forward);
     assert!(off.poll_probe(t0).is_none() && off.poll_timeout().is_none());
@@ -467,6 +484,7 @@ fn probes_of_other_sites_are_not_ours_and_never_forwarded() {
 fn turning_loop_detection_off_ends_a_loop() {
     let t0 = Instant::now();
     let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    g.mac_moved(t0);
     let p = g.poll_probe(t0).expect("due").to_vec();
     g.from_local(&p, t0);
     assert!(g.looped());
@@ -474,4 +492,39 @@ fn turning_loop_detection_off_ends_a_loop() {
     assert!(!g.looped());
     assert!(matches!(g.poll_event(), Some(Event::LoopStarted { .. })));
     assert!(matches!(g.poll_event(), Some(Event::LoopEnded { .. })));
+}
+
+#[test]
+fn a_moved_mac_probes_once_a_second_for_the_window_then_stops() {
+    let t0 = Instant::now();
+    let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    assert!(g.watches_moves());
+    let mut sent = Vec::new();
+    let mut t = t0;
+    // A host moved once at t0 (a migrated VM), then nothing.
+    g.mac_moved(t0);
+    while t < t0 + Duration::from_secs(10) {
+        // The worker runs the guard's timers when they are due.
+        if g.poll_timeout().is_some_and(|d| d <= t) {
+            g.handle_timeout(t);
+            if g.poll_probe(t).is_some() {
+                sent.push((t - t0).as_millis());
+            }
+        }
+        t += Duration::from_millis(10);
+    }
+    assert_eq!(
+        sent,
+        vec![0, 1000, 2000],
+        "one probe a second for the window"
+    );
+    assert_eq!(g.poll_timeout(), None, "then no timer at all");
+    assert!(!g.looped());
+    // Many moves in a burst still mean one probe a second.
+    let t1 = t0 + Duration::from_secs(20);
+    for i in 0..1000 {
+        g.mac_moved(t1 + Duration::from_micros(i));
+    }
+    assert!(g.poll_probe(t1 + Duration::from_millis(1)).is_some());
+    assert!(g.poll_probe(t1 + Duration::from_millis(999)).is_none());
 }

@@ -528,3 +528,31 @@ fn a_moved_mac_probes_once_a_second_for_the_window_then_stops() {
     assert!(g.poll_probe(t1 + Duration::from_millis(1)).is_some());
     assert!(g.poll_probe(t1 + Duration::from_millis(999)).is_none());
 }
+
+proptest::proptest! {
+    /// Any bytes, behind an untagged or tagged IPv4/IPv6 header or raw:
+    /// classification and verdicts never panic, and a frame the classifier
+    /// calls harmless is never dropped by the DHCP/RA guards.
+    #[test]
+    fn any_frame_is_classified_without_panic(
+        tag in proptest::bool::ANY,
+        ethertype in proptest::sample::select(vec![0x0800u16, 0x86dd, 0x0806, 0x88b5]),
+        body in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+    ) {
+        let tags: &[(u16, u16)] = if tag { &[(0x8100, 42)] } else { &[] };
+        let frame = eth(BCAST, tags, ethertype, &body);
+        let now = Instant::now();
+        let mut g = guard(config(10, true, true, BpduPolicy::Drop), now);
+        let kind = classify(&frame);
+        let verdict = g.from_peer(&frame, now);
+        if kind == Kind::Other {
+            proptest::prop_assert_eq!(verdict, PeerVerdict::Forward);
+        } else {
+            proptest::prop_assert_eq!(verdict, PeerVerdict::Drop);
+        }
+        let _ = g.from_local(&frame, now);
+        for len in 0..frame.len() {
+            let _ = classify(&frame[..len]);
+        }
+    }
+}

@@ -49,6 +49,7 @@ seen() {
 # --- guards on
 gl_config $'dhcp_guard = true\nra_guard = true'
 gl_up
+e2e_check "status gwa --json has every SPEC §6 key, the guard counters too" e2e_schema gwa
 e2e_wait "ping ha → hb across the tunnel" 10 e2e_ping1 ha "$GL_HOST_B"
 b_rx0=$(e2e_peer gwb gwa rx_frames || echo 0)
 run_round

@@ -4,6 +4,7 @@
 //!
 //! Pure and allocation-free; never panics on any input.
 
+use etherparse::err::{Layer, packet::SliceError};
 use etherparse::{IpNumber, NetSlice, SlicedPacket, TransportSlice};
 
 /// The spanning-tree group address (IEEE 802.1D STP, RSTP, MSTP BPDUs).
@@ -49,8 +50,8 @@ pub fn classify(frame: &[u8]) -> Kind {
     }
     let packet = match SlicedPacket::from_ethernet(frame) {
         Ok(p) => p,
-        Err(_) => {
-            return if carries_ipv6(frame) {
+        Err(e) => {
+            return if carries_ipv6(frame) && ipv6_headers_broken(&e) {
                 Kind::Ipv6Undecodable
             } else {
                 Kind::Other
@@ -88,6 +89,28 @@ pub fn classify(frame: &[u8]) -> Kind {
             }
             _ => Kind::Other,
         },
+    }
+}
+
+/// Whether slicing failed in the IPv6 header or its extension headers
+/// (before the upper layer was found), rather than in TCP, UDP or ICMPv6,
+/// whose truncation hosts reject themselves.
+fn ipv6_headers_broken(e: &SliceError) -> bool {
+    match e {
+        SliceError::Ip(_) | SliceError::Ipv6(_) | SliceError::Ipv6Exts(_) => true,
+        SliceError::Len(l) => matches!(
+            l.layer,
+            Layer::IpHeader
+                | Layer::Ipv6Header
+                | Layer::Ipv6Packet
+                | Layer::Ipv6ExtHeader
+                | Layer::Ipv6HopByHopHeader
+                | Layer::Ipv6DestOptionsHeader
+                | Layer::Ipv6RouteHeader
+                | Layer::Ipv6FragHeader
+                | Layer::IpAuthHeader
+        ),
+        _ => false,
     }
 }
 

@@ -209,6 +209,22 @@ fn truncated_and_odd_frames_never_panic() {
     let ra = router_advertisement();
     assert_eq!(classify(&ra[..14 + 40 + 2]), Kind::Ipv6Undecodable);
     assert_eq!(classify(&dhcpv4_offer()[..30]), Kind::Other);
+    // Truncated in the upper layer (TCP) rather than in the IPv6 headers:
+    // not something an RA hides behind.
+    let tcp = eth(BCAST, &[], 0x86dd, &ipv6(&[], 6, &[0; 20]));
+    assert_eq!(classify(&tcp), Kind::Other);
+    assert_eq!(
+        classify(&tcp[..tcp.len() - 1]),
+        Kind::Ipv6Undecodable,
+        "payload length lies"
+    );
+    let mut bad_offset = tcp.clone();
+    bad_offset[14 + 40 + 12] = 0x20; // TCP data offset 2 (< 5)
+    assert_eq!(classify(&bad_offset), Kind::Other);
+    // An extension header running past the packet.
+    let mut ext = eth(BCAST, &[], 0x86dd, &ipv6(&[0], 58, &icmpv6(134)));
+    ext[14 + 40 + 1] = 200; // hop-by-hop length far beyond the payload
+    assert_eq!(classify(&ext), Kind::Ipv6Undecodable);
 }
 
 #[test]

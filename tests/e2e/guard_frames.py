@@ -12,8 +12,9 @@ Plain AF_PACKET sockets, no third-party modules. Every mode is bounded in time.
                                            the number of DHCPOFFERs received
   guard_frames.py ra IFACE SECS            every 0.25 s: an IPv6 router advertisement and
                                            a DHCPv6 ADVERTISE, untagged and tagged
-  guard_frames.py count IFACE SECS         print "dhcpv4=N ra=N dhcpv6=N": server
-                                           messages seen on IFACE
+  guard_frames.py bpdu IFACE SECS          a spanning-tree BPDU every 0.25 s
+  guard_frames.py count IFACE SECS         print "dhcpv4=N ra=N dhcpv6=N bpdu=N": server
+                                           messages and BPDUs seen on IFACE
 """
 
 import os
@@ -100,7 +101,12 @@ def strip_tags(frame):
     return struct.unpack("!H", frame[at:at + 2])[0], frame[at + 2:]
 
 
+STP_DST = bytes.fromhex("0180c2000000")
+
+
 def kind(frame):
+    if frame[:6] == STP_DST:
+        return "bpdu", None
     et, p = strip_tags(frame)
     if et == 0x0800 and len(p) >= 28 and p[9] == 17:
         ihl = (p[0] & 0x0F) * 4
@@ -218,10 +224,25 @@ def ra(iface, secs):
         time.sleep(0.25)
 
 
+def bpdu(iface, secs):
+    s = raw(iface)
+    mac = iface_mac(iface)
+    # 802.3 length, LLC 42 42 03, a configuration BPDU (root = this bridge).
+    body = b"\x42\x42\x03" + struct.pack("!HBBB", 0, 0, 0, 0)
+    body += struct.pack("!H6sIH6sHHHHH", 0x8000, mac, 0, 0x8000, mac, 0x8001, 0, 20 * 256,
+                        2 * 256, 15 * 256)
+    frame = STP_DST + mac + struct.pack("!H", len(body)) + body
+    frame += b"\0" * max(0, 60 - len(frame))
+    end = time.monotonic() + float(secs)
+    while time.monotonic() < end:
+        s.send(frame)
+        time.sleep(0.25)
+
+
 def count(iface, secs):
     s = raw(iface, recv=True)
     s.settimeout(0.1)
-    seen = {"dhcpv4": 0, "ra": 0, "dhcpv6": 0}
+    seen = {"dhcpv4": 0, "ra": 0, "dhcpv6": 0, "bpdu": 0}
     end = time.monotonic() + float(secs)
     while time.monotonic() < end:
         try:
@@ -240,6 +261,7 @@ MODES = {
     "dhcp-server": (dhcp_server, 2),
     "dhcp-client": (dhcp_client, 2),
     "ra": (ra, 2),
+    "bpdu": (bpdu, 2),
     "count": (count, 2),
 }
 

@@ -344,6 +344,7 @@ fn bring_up(
             keys: keys.to_vec(),
             tunnel,
             switch: Switch::new(cfg.tunnel.hub),
+            guard: crate::guard::Guard::new(&cfg.guard, loop_nonce(), now),
             responder,
             lease_file: cfg.dhcp.as_ref().map(|d| d.lease_file.clone()),
             tap: tap.into_queues().remove(0),
@@ -485,6 +486,18 @@ pub fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {
             .with_context(|| format!("cannot create the lease directory {}", dir.display()))?;
     }
     Ok(crate::datapath::lease_file::read_lease_file(path)?)
+}
+
+/// A random nonce that tells this link's loop probes from everyone else's.
+fn loop_nonce() -> [u8; 8] {
+    let mut n = [0u8; 8];
+    if getrandom::fill(&mut n).is_err() {
+        // Unique enough for telling our probes apart on one LAN.
+        n = u64::from(std::process::id())
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .to_be_bytes();
+    }
+    n
 }
 
 #[cfg(test)]

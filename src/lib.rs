@@ -12,6 +12,8 @@
 //!   sessions, replay window, fragmentation, timers).
 //! - [`responder`]: the local ARP and DHCP responder (tap_win32-style masquerade).
 //! - [`switch`]: MAC learning, flooding and split horizon between peers.
+//! - [`guard`]: storm control, loop detection, DHCP/RA guards and the BPDU
+//!   policy that keep the bridge from hurting either LAN.
 //! - [`mac`]: the Ethernet address type shared by all of the above.
 //!
 //! I/O shell:
@@ -35,6 +37,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
+pub mod guard;
 pub mod hooks;
 pub mod mac;
 pub mod metrics;

@@ -482,8 +482,16 @@ const DHCP_DROPPED: [(&str, LinkField); 4] = [
     ("from_tunnel", |c| c.remote_dhcp_dropped),
 ];
 
+/// Frames the guards kept out, by reason (`tapbridge_guard_dropped_total`):
+/// storm control, the DHCP/RA/BPDU guards, and a forwarding loop.
+const GUARD_DROPPED: [(&str, LinkField); 3] = [
+    ("storm", |c| c.storm_dropped),
+    ("dhcp_ra_bpdu", |c| c.guard_dropped),
+    ("loop", |c| c.loop_dropped),
+];
+
 /// Link-wide counters without labels: name (before `_total`), help, value.
-const LINK_COUNTERS: [(&str, &str, LinkField); 7] = [
+const LINK_COUNTERS: [(&str, &str, LinkField); 8] = [
     (
         "fragmented_frames",
         "Frames sent to the tunnel in fragments",
@@ -517,6 +525,9 @@ const LINK_COUNTERS: [(&str, &str, LinkField); 7] = [
         "Of the DHCP replies, how many were NAKs",
         |c| c.dhcp_naks,
     ),
+    ("loops_detected", "Forwarding loops detected", |c| {
+        c.loops_detected
+    }),
 ];
 
 fn register(reg: &mut Registry, name: &str, help: &str, unit: Option<Unit>, m: impl Metric) {
@@ -643,6 +654,11 @@ pub fn render(status: &Status, now_unix: u64) -> Result<String, std::fmt::Error>
         "dhcp_dropped",
         "DHCP messages the responder did not answer, by reason",
         reasons(c, &DHCP_DROPPED),
+    );
+    reg.register(
+        "guard_dropped",
+        "Frames the guards kept out of a LAN or the tunnel, by reason",
+        reasons(c, &GUARD_DROPPED),
     );
     for (name, help, get) in LINK_COUNTERS {
         reg.register(name, help, counter(get(c)));

@@ -7,7 +7,7 @@
 //! peer whose endpoint or keys changed is changed in place (its running
 //! session keeps carrying frames until the new handshake completes); peers
 //! whose settings did not change are not touched at all. `[dhcp]`, `[arp]`,
-//! `[hooks]`, `[metrics]`, `tunnel.keepalive`, `tunnel.rekey_after` and
+//! `[guard]`, `[hooks]`, `[metrics]`, `tunnel.keepalive`, `tunnel.rekey_after` and
 //! `tunnel.hub` change live as whole sections (the worker rebuilds what
 //! depends on them, keeping leases and learned state where they still fit).
 //!
@@ -88,6 +88,8 @@ pub struct Plan {
     pub hub: bool,
     /// `[dhcp]` or `[arp]` changed: the responder is rebuilt.
     pub responder: bool,
+    /// `[guard]` changed.
+    pub guard: bool,
     /// `[hooks]` changed.
     pub hooks: bool,
     /// `[metrics]` changed: the endpoint is rebound (or started, stopped).
@@ -278,6 +280,13 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
         running.arp != fresh.arp,
         &mut lines,
     );
+    let guard = section(
+        "guard",
+        true,
+        true,
+        running.guard != fresh.guard,
+        &mut lines,
+    );
     let hooks = section(
         "hooks",
         true,
@@ -299,6 +308,7 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
         timers,
         hub,
         responder: dhcp || arp,
+        guard,
         hooks,
         metrics,
         lines,
@@ -352,6 +362,7 @@ fn restart_only_difference(a: &Config, b: &Config) -> Option<(&'static str, &'st
     x.dhcp.clone_from(&b.dhcp);
     x.arp.clone_from(&b.arp);
     x.hooks.clone_from(&b.hooks);
+    x.guard.clone_from(&b.guard);
     x.metrics.clone_from(&b.metrics);
     if x == *b {
         None
@@ -492,7 +503,11 @@ mod tests {
         let text = conf(dhcp).replace("[tunnel]\n", "[tunnel]\nkeepalive = \"5s\"\nhub = true\n");
         d.write("hub.toml", &text);
         let p = plan(&running, &keys).unwrap();
-        assert!(p.timers && p.hub && !p.responder);
+        assert!(p.timers && p.hub && !p.responder && !p.guard);
+        d.write("hub.toml", &conf(&format!("{dhcp}[guard]\nstorm_pps = 100\n")));
+        let p = plan(&running, &keys).unwrap();
+        assert!(p.guard && !p.timers);
+        assert_eq!(p.lines, ["[guard]: changed"]);
     }
 
     #[test]

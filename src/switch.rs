@@ -162,6 +162,17 @@ impl Switch {
         self.hub = hub;
     }
 
+    /// Where `mac` was learned, if it is known and fresh.
+    pub fn port_of(&self, mac: &MacAddr, now: Instant) -> Option<Port> {
+        self.lookup(mac, now)
+    }
+
+    /// Forgets every MAC (after a topology change: a loop formed or ended,
+    /// so where a MAC was learned says nothing about where it is now).
+    pub fn flush(&mut self) {
+        self.table.clear();
+    }
+
     /// Number of live entries (for status).
     pub fn len(&self, now: Instant) -> usize {
         self.table
@@ -180,6 +191,17 @@ mod tests {
     const C: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc]);
     const BCAST: MacAddr = MacAddr([0xff; 6]);
     const MCAST: MacAddr = MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]);
+
+    #[test]
+    fn flush_forgets_everything() {
+        let now = Instant::now();
+        let mut sw = Switch::new(false);
+        sw.from_peer(0, A, B, now);
+        assert_eq!(sw.from_local(B, A, now), LocalRoute::Peer(0));
+        sw.flush();
+        assert_eq!(sw.len(now), 0);
+        assert_eq!(sw.from_local(B, C, now), LocalRoute::Flood);
+    }
 
     #[test]
     fn learns_and_routes_unicast_to_one_peer() {

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+use tapbridge::guard::{BpduPolicy, Guard, GuardConfig, LocalVerdict, PeerVerdict};
 use tapbridge::switch::{LocalRoute, Switch};
 use tapbridge::tunnel::{
     Entropy, Incoming, PeerParams, PresharedKey, Transmit, Tunnel, TunnelParams,
@@ -82,6 +83,16 @@ fn steady_state_allocates_nothing() {
     );
     let mut sw_a = Switch::new(false);
     let mut sw_b = Switch::new(false);
+    // Every guard on, so frames from the peer are classified in full.
+    let guards = GuardConfig {
+        storm_pps: 1_000_000,
+        loop_detect: true,
+        dhcp_guard: true,
+        ra_guard: true,
+        bpdu: BpduPolicy::Drop,
+    };
+    let mut guard_a = Guard::new(&guards, [1; 8], now);
+    let mut guard_b = Guard::new(&guards, [2; 8], now);
     let mut ring = Ring {
         bufs: vec![vec![0u8; 2048]; 64],
         lens: Vec::with_capacity(64),
@@ -105,11 +116,25 @@ fn steady_state_allocates_nothing() {
         f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xb]);
         f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa]);
     }
+    // An IPv4/UDP frame and an IPv6/UDP frame, for the classifier.
+    frames[1][12..14].copy_from_slice(&[0x08, 0x00]);
+    frames[1][14] = 0x45;
+    frames[1][16..18].copy_from_slice(&986u16.to_be_bytes());
+    frames[1][23] = 17;
+    frames[1][34..40].copy_from_slice(&[0x13, 0x88, 0x17, 0x70, 0x03, 0xc6]);
+    frames[2][12..14].copy_from_slice(&[0x86, 0xdd]);
+    frames[2][14] = 0x60;
+    frames[2][18..20].copy_from_slice(&1460u16.to_be_bytes());
+    frames[2][20] = 17;
+    frames[2][54..60].copy_from_slice(&[0x13, 0x88, 0x17, 0x70, 0x05, 0xb4]);
     let mut delivered = 0u64;
     let mut run = |rounds: usize, delivered: &mut u64| {
         for r in 0..rounds {
             let t = now + Duration::from_millis(r as u64);
+            guard_a.handle_timeout(t);
+            let _ = guard_a.poll_probe(t);
             for f in &frames {
+                assert_eq!(guard_a.from_local(f, t), LocalVerdict::Forward);
                 let dst = f[..6].try_into().expect("6");
                 let src = f[6..12].try_into().expect("6");
                 match sw_a.from_local(dst, src, t) {
@@ -117,6 +142,7 @@ fn steady_state_allocates_nothing() {
                         a.send_frame(p, f, t, &mut ring);
                     }
                     LocalRoute::Flood => {
+                        assert!(guard_a.allow_flood(t));
                         a.send_frame(0, f, t, &mut ring);
                     }
                     LocalRoute::Drop => {}
@@ -127,6 +153,7 @@ fn steady_state_allocates_nothing() {
                 if let Incoming::Frame { peer, frame } =
                     b.handle_datagram(a_addr, &mut ring.bufs[i][..len], t, &mut ring_b)
                 {
+                    assert_eq!(guard_b.from_peer(frame, t), PeerVerdict::Forward);
                     let dst = frame[..6].try_into().expect("6");
                     let src = frame[6..12].try_into().expect("6");
                     sw_b.from_peer(peer, dst, src, t);

@@ -20,6 +20,7 @@ pub(super) struct RawConfig {
     pub hooks: Option<Spanned<RawHooks>>,
     pub control: Option<Spanned<RawControl>>,
     pub metrics: Option<Spanned<RawMetrics>>,
+    pub guard: Option<Spanned<RawGuard>>,
 }
 
 #[derive(Deserialize)]
@@ -138,4 +139,14 @@ pub(super) struct RawControl {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub listen: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGuard {
+    pub storm_pps: Option<Spanned<i64>>,
+    pub loop_detect: Option<bool>,
+    pub dhcp_guard: Option<bool>,
+    pub ra_guard: Option<bool>,
+    pub bpdu: Option<Str>,
 }

@@ -269,6 +269,63 @@ fn section_defaults() {
 }
 
 #[test]
+fn guard_defaults_follow_dhcp_enabled() {
+    let off = parse(MINIMAL).expect("minimal config").guard;
+    assert_eq!(off, GuardConfig::defaults(false));
+    assert_eq!(
+        (
+            off.storm_pps,
+            off.loop_detect,
+            off.dhcp_guard,
+            off.ra_guard,
+            off.bpdu
+        ),
+        (2000, true, false, false, BpduPolicy::Forward)
+    );
+    let on = parse(&with(
+        "[dhcp]\nserver_address = \"198.19.0.1\"\npool = \"198.19.0.100-198.19.0.199\"\nsubnet = \"198.19.0.0/24\"\n",
+    ))
+    .expect("config")
+    .guard;
+    assert_eq!((on.dhcp_guard, on.ra_guard), (true, true));
+    let disabled = parse(&with("[dhcp]\nenabled = false\n")).expect("config");
+    assert_eq!(
+        (disabled.guard.dhcp_guard, disabled.guard.ra_guard),
+        (false, false)
+    );
+}
+
+#[test]
+fn guard_section_as_in_the_spec() {
+    let g = parse(&with(
+        "[guard]\nstorm_pps = 0\nloop_detect = false\ndhcp_guard = true\nra_guard = true\nbpdu = \"drop\"\n",
+    ))
+    .expect("config")
+    .guard;
+    assert_eq!(
+        g,
+        GuardConfig {
+            storm_pps: 0,
+            loop_detect: false,
+            dhcp_guard: true,
+            ra_guard: true,
+            bpdu: BpduPolicy::Drop,
+        }
+    );
+    // Explicit values win over the dhcp.enabled default.
+    let dhcp = "[dhcp]\nserver_address = \"198.19.0.1\"\npool = \"198.19.0.100-198.19.0.199\"\nsubnet = \"198.19.0.0/24\"\n";
+    let g = parse(&with(&format!(
+        "{dhcp}[guard]\nra_guard = false\nbpdu = \"forward\"\n"
+    )))
+    .expect("config")
+    .guard;
+    assert_eq!(
+        (g.dhcp_guard, g.ra_guard, g.bpdu),
+        (true, false, BpduPolicy::Forward)
+    );
+}
+
+#[test]
 fn disabled_dhcp_is_none_and_not_validated() {
     let c = parse(&with("[dhcp]\nenabled = false\npool = \"junk\"\n")).expect("config");
     assert_eq!(c.dhcp, None);
@@ -710,6 +767,13 @@ const REJECTED: &[Rejected] = &[
     ("group syntax", With("[control]\ngroup = \"a b\"\n"), 7, 9, "control.group", "not a group name"),
     ("admin group syntax", With("[control]\nadmin_group = \"a:b\"\n"), 7, 15, "control.admin_group", "not a group name"),
     ("metrics without address", With("[metrics]\nlisten = \"9477\"\n"), 7, 10, "metrics.listen", "not an IP address"),
+    // guard
+    ("unknown guard key", With("[guard]\nstorm = 5\n"), 7, 1, "guard.storm", "unknown field"),
+    ("negative storm_pps", With("[guard]\nstorm_pps = -1\n"), 7, 13, "guard.storm_pps", "outside the allowed range"),
+    ("huge storm_pps", With("[guard]\nstorm_pps = 10000001\n"), 7, 13, "guard.storm_pps", "outside the allowed range"),
+    ("string storm_pps", With("[guard]\nstorm_pps = \"2000\"\n"), 7, 13, "guard.storm_pps", "invalid type"),
+    ("bpdu block", With("[guard]\nbpdu = \"block\"\n"), 7, 8, "guard.bpdu", "neither"),
+    ("string loop_detect", With("[guard]\nloop_detect = \"yes\"\n"), 7, 15, "guard.loop_detect", "invalid type"),
 ];
 
 /// Why `text` is not rejected at `line:col` for `key` with a one-line

@@ -9,13 +9,13 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{
-    RawArp, RawConfig, RawControl, RawDhcp, RawDhcpOption, RawHooks, RawInterface, RawMtu,
-    RawTunnel, Str,
+    RawArp, RawConfig, RawControl, RawDhcp, RawDhcpOption, RawGuard, RawHooks, RawInterface,
+    RawMtu, RawTunnel, Str,
 };
 use super::value;
 use super::{
-    ArpConfig, Config, ConfigError, ControlConfig, DhcpConfig, HooksConfig, InterfaceConfig,
-    KeyFile, MetricsConfig, PeerConfig, TunnelConfig, WanMtu,
+    ArpConfig, BpduPolicy, Config, ConfigError, ControlConfig, DhcpConfig, GuardConfig,
+    HooksConfig, InterfaceConfig, KeyFile, MetricsConfig, PeerConfig, TunnelConfig, WanMtu,
 };
 use crate::mac::MacAddr;
 
@@ -201,6 +201,7 @@ impl Cx<'_> {
             }),
             None => None,
         };
+        let guard = self.guard(raw.guard.as_ref().map(|g| g.get_ref()), dhcp.is_some())?;
         Ok(Config {
             name: name.to_owned(),
             path: self.file.to_owned(),
@@ -212,7 +213,43 @@ impl Cx<'_> {
             hooks,
             control,
             metrics,
+            guard,
         })
+    }
+
+    fn guard(&self, raw: Option<&RawGuard>, dhcp_enabled: bool) -> Result<GuardConfig> {
+        let mut g = GuardConfig::defaults(dhcp_enabled);
+        let Some(raw) = raw else { return Ok(g) };
+        if let Some(v) = &raw.storm_pps {
+            let n = *v.get_ref();
+            g.storm_pps = u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= 10_000_000)
+                .ok_or_else(|| {
+                    self.err(
+                        &v.span(),
+                        "guard.storm_pps",
+                        format!("{n} is outside the allowed range 0..=10000000"),
+                    )
+                })?;
+        }
+        g.loop_detect = raw.loop_detect.unwrap_or(g.loop_detect);
+        g.dhcp_guard = raw.dhcp_guard.unwrap_or(g.dhcp_guard);
+        g.ra_guard = raw.ra_guard.unwrap_or(g.ra_guard);
+        if let Some(b) = &raw.bpdu {
+            g.bpdu = match b.get_ref().as_str() {
+                "forward" => BpduPolicy::Forward,
+                "drop" => BpduPolicy::Drop,
+                other => {
+                    return Err(self.err(
+                        &b.span(),
+                        "guard.bpdu",
+                        format!("{other:?} is neither \"forward\" nor \"drop\""),
+                    ));
+                }
+            };
+        }
+        Ok(g)
     }
 
     fn interface(

@@ -222,6 +222,19 @@ pub struct CounterStatus {
     pub reloads: u64,
     /// Reloads refused (invalid file, or a change that needs a restart).
     pub reloads_refused: u64,
+    /// Flooded frames refused by storm control (`guard.storm_pps`).
+    #[serde(default)]
+    pub storm_dropped: u64,
+    /// Frames from peers refused by the DHCP and RA guards, and BPDUs
+    /// refused by `guard.bpdu = "drop"`.
+    #[serde(default)]
+    pub guard_dropped: u64,
+    /// Forwarding loops detected (events).
+    #[serde(default)]
+    pub loops_detected: u64,
+    /// Frames not carried because a loop was present.
+    #[serde(default)]
+    pub loop_dropped: u64,
 }
 
 /// One DHCP lease.

@@ -79,6 +79,7 @@ pub fn status(
     tunnel: &Tunnel,
     responder: Option<&Responder>,
     io: IoCounters,
+    guard: crate::guard::Counters,
     now: Instant,
     wall: SystemTime,
 ) -> Status {
@@ -136,6 +137,10 @@ pub fn status(
             arp_bindings_learned: rc.arp_bindings_learned,
             reloads: io.reloads,
             reloads_refused: io.reloads_refused,
+            storm_dropped: guard.storm_dropped,
+            guard_dropped: guard.guard_dropped,
+            loops_detected: guard.loops_detected,
+            loop_dropped: guard.loop_dropped,
         },
         leases: leases(responder, wall),
         rekey_after_secs: tunnel.rekey_after().as_secs(),

@@ -24,11 +24,12 @@ use super::udp::{RecvBatch, SendBatch, UdpSocket};
 use crate::control::server::Command;
 use crate::control::status::{self, IoCounters, StaticLinkInfo};
 use crate::control::{Request, Response};
+use crate::guard::{self, Guard, PeerVerdict};
 use crate::mac::MacAddr;
 use crate::metrics::MetricsServer;
 use crate::reload::{PeerChange, Plan, ReloadError};
 use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
-use crate::switch::{LocalRoute, Switch};
+use crate::switch::{LocalRoute, Port, Switch};
 use crate::tunnel::{Event, PeerId, PeerParams, PeerStats, Transmit, Tunnel};
 use crate::wire::virtio::VirtioNetHdr;
 
@@ -57,6 +58,8 @@ pub struct Worker {
     pub tunnel: Tunnel,
     /// The learning switch.
     pub switch: Switch,
+    /// Storm control, loop detection, DHCP/RA guards, BPDU policy.
+    pub guard: Guard,
     /// The local ARP/DHCP responder.
     pub responder: Option<Responder>,
     /// Where leases are persisted.
@@ -176,9 +179,10 @@ impl Worker {
             let now = Instant::now();
             // Fed here, once per wake-up: a wedged loop starves the watchdog.
             let feed = self.sd.watchdog_tick(now).unwrap_or(Duration::MAX);
-            let wait = self
-                .tunnel
-                .poll_timeout()
+            let wait = [self.tunnel.poll_timeout(), self.guard.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|t| t.saturating_duration_since(now))
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(1))
@@ -234,6 +238,7 @@ impl Worker {
                 let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
                 self.tunnel.handle_timeout(now, &mut tx);
             }
+            self.guard_timers(&mut b, &mut io, now);
             if b.out.batch.pending() > 0 {
                 let r = self.udp.send_batch(&mut b.out.batch);
                 io.udp_send_errors += r.dropped as u64;
@@ -253,6 +258,7 @@ impl Worker {
                                 &self.tunnel,
                                 self.responder.as_ref(),
                                 io,
+                                self.guard.counters(),
                                 now,
                                 wall,
                             );
@@ -322,8 +328,25 @@ impl Worker {
                         continue;
                     }
                     let frame = &packet[h..];
+                    match self.guard.from_peer(frame, now) {
+                        PeerVerdict::Forward => {}
+                        PeerVerdict::Drop => continue,
+                        PeerVerdict::Probe => {
+                            // Out to our LAN only: if it comes back to the
+                            // peer's TAP, its LAN and ours are also joined.
+                            if self.tap.write(packet).is_err() {
+                                io.tap_write_errors += 1;
+                            }
+                            continue;
+                        }
+                    }
                     let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
                     let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
+                    if self.guard.watches_moves()
+                        && self.switch.port_of(&src, now) == Some(Port::Local)
+                    {
+                        self.guard.mac_moved(now);
+                    }
                     if let Some(r) = self.responder.as_mut() {
                         if r.handle_remote(frame, now) == RemoteVerdict::Drop {
                             continue;
@@ -395,13 +418,23 @@ impl Worker {
             }
             let packet = &b.frame[..n];
             let frame = &packet[h..];
+            if self.guard.from_local(frame, now) == guard::LocalVerdict::Drop {
+                continue;
+            }
             let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
             let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
+            if self.guard.watches_moves()
+                && matches!(self.switch.port_of(&src, now), Some(Port::Peer(_)))
+            {
+                self.guard.mac_moved(now);
+            }
             let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
             match self.switch.from_local(dst, src, now) {
                 LocalRoute::Peer(p) => {
                     self.tunnel.send_frame(p, packet, now, &mut tx);
                 }
+                // Broadcast, multicast, unknown unicast: storm control.
+                LocalRoute::Flood if !self.guard.allow_flood(now) => {}
                 LocalRoute::Flood => {
                     for p in 0..self.tunnel.peer_count() {
                         self.tunnel.send_frame(p, packet, now, &mut tx);
@@ -529,6 +562,9 @@ impl Worker {
         if plan.hub {
             self.switch.set_hub(t.hub);
         }
+        if plan.guard {
+            self.guard.reconfigure(&plan.config.guard, now);
+        }
         if let Some((mut next, lease_file)) = responder {
             // Leases as they are now stay on disk whatever happens next.
             self.persist_leases_final();
@@ -599,6 +635,51 @@ impl Worker {
             if n == 1 { "" } else { "s" }
         );
         self.sd.status(&status);
+    }
+
+    /// The guard's timers: ends a loop whose hold-down passed, sends the
+    /// loop probe to every peer that is up when one is due (only after a
+    /// MAC moved between the local side and a peer, or during a loop), logs loop
+    /// starts and ends (at most one of each per hold-down) and flushes the
+    /// MAC table on both.
+    fn guard_timers(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant) {
+        if self.guard.poll_timeout().is_none_or(|t| t > now) {
+            return;
+        }
+        self.guard.handle_timeout(now);
+        if let Some(probe) = self.guard.poll_probe(now) {
+            let h = self.vnet_hdr;
+            let len = h + probe.len();
+            b.hub[..h].fill(0); // plain frame: no offload
+            b.hub[h..len].copy_from_slice(probe);
+            let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
+            for p in 0..self.tunnel.peer_count() {
+                // Once a second: the snapshot's allocation does not matter.
+                if self
+                    .tunnel
+                    .peer_status(p)
+                    .is_some_and(|s| s.state == crate::tunnel::PeerState::Up)
+                {
+                    self.tunnel.send_frame(p, &b.hub[..len], now, &mut tx);
+                }
+            }
+        }
+        while let Some(ev) = self.guard.poll_event() {
+            self.switch.flush();
+            match ev {
+                guard::Event::LoopStarted { hold } => tracing::warn!(
+                    loops_detected = self.guard.counters().loops_detected,
+                    "forwarding loop: our probe came back through the TAP, so the LANs are also \
+                     joined another way; the tunnel carries nothing until that path has been gone \
+                     for {}s",
+                    hold.as_secs()
+                ),
+                guard::Event::LoopEnded { lasted } => tracing::info!(
+                    "forwarding loop gone after {}s; the tunnel carries frames again",
+                    lasted.as_secs()
+                ),
+            }
+        }
     }
 
     /// One log line per session event, with the traffic since the previous

@@ -66,6 +66,10 @@ fn status() -> Status {
             arp_bindings_learned: 36,
             reloads: 37,
             reloads_refused: 38,
+            storm_dropped: 27,
+            guard_dropped: 28,
+            loops_detected: 29,
+            loop_dropped: 30,
         },
         leases: vec![
             LeaseEntry {
@@ -185,6 +189,10 @@ fn renders_link_counters_with_reasons() {
         r#"tapbridge_handshake_cookie_replies_total{link="site-a"} 26"#,
         r#"tapbridge_arp_bindings_learned_total{link="site-a"} 36"#,
         "# TYPE tapbridge_rx_dropped counter",
+        r#"tapbridge_guard_dropped_total{link="site-a",reason="storm"} 27"#,
+        r#"tapbridge_guard_dropped_total{link="site-a",reason="dhcp_ra_bpdu"} 28"#,
+        r#"tapbridge_guard_dropped_total{link="site-a",reason="loop"} 30"#,
+        r#"tapbridge_loops_detected_total{link="site-a"} 29"#,
     ] {
         assert!(l.contains(&want), "missing {want:?} in:\n{text}");
     }

@@ -701,7 +701,8 @@ for n, p in enumerate(d.get("peers") or []):
     need(p, "transport", lambda v: v in ("udp", "tcp"), "udp/tcp", w)
 need(d, "counters", lambda v: isinstance(v, dict), "an object", "")
 for k in ("rx_auth_failed", "rx_replayed", "rx_malformed", "arp_replies", "dhcp_replies",
-          "fragmented", "reassembled", "handshake_rate_limited", "rx_unknown_peer"):
+          "fragmented", "reassembled", "handshake_rate_limited", "rx_unknown_peer",
+          "storm_dropped", "guard_dropped", "loops_detected"):
     need(d.get("counters", {}), k, count, "a non-negative integer", "counters")
 need(d, "leases", lambda v: isinstance(v, list), "a list", "")
 for n, l in enumerate(d.get("leases") or []):

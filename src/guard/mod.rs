@@ -1,0 +1,484 @@
+//! The L2 edge guards (SPEC §5 Guards): what keeps the bridge from hurting
+//! either LAN. Pure: frames (bytes) and `Instant`s in, verdicts out; no
+//! socket, no clock, no allocation per frame.
+//!
+//! The worker asks the guard at three points:
+//!
+//! - [`Guard::from_local`], for every frame read from the TAP that the
+//!   local responder did not answer (ARP for its addresses and DHCP to it
+//!   are handled before and never count against anything);
+//! - [`Guard::allow_flood`], when the switch decided to flood such a frame
+//!   into the tunnel (broadcast, multicast, unknown unicast);
+//! - [`Guard::from_peer`], for every authenticated frame from a peer, before
+//!   the switch learns from it and before it reaches the TAP.
+//!
+//! # Storm control (`guard.storm_pps`)
+//!
+//! A token bucket per link on flooded frames going into the tunnel: it
+//! refills at `storm_pps` frames per second and holds at most a quarter of a
+//! second's worth (at least 16 frames), so a short burst — hosts waking up
+//! and ARPing together — passes, while a sustained storm is cut to
+//! `storm_pps` with at most `storm_pps / 4` extra in any window. A flood
+//! counts once however many peers it goes to. Known unicast never touches
+//! the bucket. The excess is dropped and counted in `storm_dropped`.
+//!
+//! # DHCP and RA guards (`guard.dhcp_guard`, `guard.ra_guard`)
+//!
+//! Frames from peers that are DHCPv4 server messages, IPv6 router
+//! advertisements or DHCPv6 server messages ([`classify`]), 802.1Q/802.1ad
+//! tagged or not, are dropped before the TAP and counted in `guard_dropped`.
+//! With the RA guard, an IPv6 frame whose extension headers cannot be
+//! followed to the upper layer is dropped too (RFC 7113 §3), since an RA
+//! could hide behind them.
+//!
+//! # BPDUs (`guard.bpdu`)
+//!
+//! With `drop`, spanning-tree BPDUs (01:80:c2:00:00:00, and Cisco PVST+) are
+//! dropped in both directions and counted in `guard_dropped`; with
+//! `forward` (the default) they cross like any multicast, so spanning trees
+//! on both sites can see each other and block a redundant link themselves.
+//!
+//! # Loop detection (`guard.loop_detect`)
+//!
+//! A second path between the two LANs (a backup line, a cable plugged
+//! wrongly, a second bridge) together with the tunnel makes a ring: a
+//! broadcast goes out through the tunnel and comes back over the other path,
+//! for ever. The guard detects the ring directly, with a probe.
+//!
+//! Probing is triggered, not constant, so a healthy link sends nothing extra
+//! (no frames in the peers' counters, nothing on the LANs): the worker calls
+//! [`Guard::mac_moved`] when a source MAC the switch had learned on one side
+//! (local or a peer) shows up on the other — which a circulating frame does
+//! on every lap, and a host moving between sites does once. From then on,
+//! for [`SUSPECT_WINDOW`] after the last such move and for as long as a loop
+//! lasts, the guard emits a probe once a second ([`Guard::poll_probe`]),
+//! the first one at once; the worker sends it through the tunnel to every
+//! peer that is up, and a peer writes it to its TAP like any multicast
+//! frame. The probe carries a random per-link nonce and goes to a locally
+//! administered multicast address (which Linux bridges flood; it is not in
+//! the 01:80:c2:00:00:0x range they keep to themselves) with the IEEE local
+//! experimental ether type 0x88b5. If the remote LAN reaches ours another
+//! way, the probe comes back to us *from the TAP*: that is the loop, seen
+//! from either end within a round trip of the first frame that circulates.
+//! Probes read from the TAP are never forwarded (ours or another site's), so
+//! a probe crosses the tunnel once and cannot circulate itself. A loop on
+//! which nothing circulates goes unnoticed, and does no harm until something
+//! does.
+//!
+//! While a loop lasts, the tunnel carries **nothing but probes**, in either
+//! direction: not floods, and not known unicast either. The other path
+//! already joins the LANs, so the tunnel adds only duplicates, and a unicast
+//! frame addressed by a stale MAC table could circulate too; the hosts keep
+//! talking over the other path once their bridges relearn. The MAC table is
+//! flushed when a loop starts and ends ([`Event`]), so nothing is sent to
+//! where a MAC was before the topology changed. `loops_detected` counts loop
+//! events, the frames refused meanwhile are counted in `loop_dropped`.
+//!
+//! The loop is considered gone when no probe of ours came back for a
+//! hold-down of 3 s (three probes); then forwarding resumes by itself. A
+//! loop that comes back within a minute of ending doubles the hold-down
+//! (up to 60 s), so a flapping path neither floods both LANs in bursts nor
+//! floods the log: start and end are logged once per event, and events are
+//! at least a hold-down apart.
+
+mod classify;
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, Instant};
+
+pub use classify::{Kind, classify};
+
+pub use crate::config::{BpduPolicy, GuardConfig};
+
+/// How often a loop probe is sent.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long without a returning probe before a loop counts as gone.
+pub const LOOP_HOLD: Duration = Duration::from_secs(3);
+/// The longest hold-down a flapping loop backs off to.
+pub const LOOP_HOLD_MAX: Duration = Duration::from_secs(60);
+/// How long after the last MAC move probes are sent.
+pub const SUSPECT_WINDOW: Duration = Duration::from_secs(3);
+/// A loop starting again within this long after the last one ended counts
+/// as flapping.
+const FLAP_WINDOW: Duration = Duration::from_secs(60);
+
+/// Destination of loop probes: locally administered multicast ("tbloo").
+pub const PROBE_DST: [u8; 6] = [0x03, 0x74, 0x62, 0x6c, 0x6f, 0x6f];
+/// Ether type of loop probes: IEEE 802 local experimental ether type 1.
+pub const PROBE_ETHERTYPE: u16 = 0x88b5;
+/// What follows the ether type in a probe, before the nonce.
+const PROBE_MAGIC: &[u8; 16] = b"tapbridge-loop\x00\x01";
+/// Probe length: the Ethernet minimum without FCS.
+pub const PROBE_LEN: usize = 60;
+
+/// What to do with a frame read from the TAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalVerdict {
+    /// Carry on: the switch decides where it goes.
+    Forward,
+    /// Drop it (counted by the guard).
+    Drop,
+}
+
+/// What to do with a frame from a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerVerdict {
+    /// Carry on: learn, write to the TAP, forward as a hub would.
+    Forward,
+    /// A loop probe: write it to the TAP only (no learning, no hub
+    /// forwarding), even while a loop lasts.
+    Probe,
+    /// Drop it (counted by the guard).
+    Drop,
+}
+
+/// A state change, for the log (and to flush the MAC table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A probe of ours came back from the LAN side: the sites are also
+    /// joined another way. Forwarding stops.
+    LoopStarted {
+        /// How long the loop must be gone before forwarding resumes.
+        hold: Duration,
+    },
+    /// No probe came back for the hold-down: forwarding resumes.
+    LoopEnded {
+        /// How long the loop lasted.
+        lasted: Duration,
+    },
+}
+
+/// What the guards dropped and saw (SPEC §6 counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Flooded frames refused by storm control.
+    pub storm_dropped: u64,
+    /// Frames refused by the DHCP, RA and BPDU guards.
+    pub guard_dropped: u64,
+    /// Loops detected (events, not frames).
+    pub loops_detected: u64,
+    /// Frames refused because a loop was present.
+    pub loop_dropped: u64,
+}
+
+/// Token bucket in nanosecond-scaled units: one frame costs `1e9`, and
+/// each nanosecond adds `rate`.
+#[derive(Debug)]
+struct Bucket {
+    rate: u64,
+    cap: u64,
+    level: u64,
+    last: Instant,
+}
+
+const UNIT: u64 = 1_000_000_000;
+
+impl Bucket {
+    fn new(pps: u32, now: Instant) -> Bucket {
+        let rate = u64::from(pps);
+        let burst = (rate / 4).max(16);
+        Bucket {
+            rate,
+            cap: burst * UNIT,
+            level: burst * UNIT,
+            last: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        // At most 10 s of refill at once keeps the product far from u64::MAX
+        // (rate ≤ 10^7 by config validation).
+        let ns = now
+            .saturating_duration_since(self.last)
+            .as_nanos()
+            .min(10 * u128::from(UNIT));
+        self.last = self.last.max(now);
+        let ns = u64::try_from(ns).unwrap_or(10 * UNIT);
+        self.level = self
+            .level
+            .saturating_add(ns.saturating_mul(self.rate))
+            .min(self.cap);
+        if self.level >= UNIT {
+            self.level -= UNIT;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Loop detector state.
+#[derive(Debug)]
+struct LoopState {
+    /// Since when a loop is present, if one is.
+    since: Option<Instant>,
+    /// When a probe of ours last came back.
+    last_seen: Option<Instant>,
+    /// The current hold-down.
+    hold: Duration,
+    /// When the last loop ended.
+    ended: Option<Instant>,
+    /// Until when probes are sent because a MAC moved.
+    suspect_until: Option<Instant>,
+    /// When the next probe may go out (one per interval).
+    next_probe: Instant,
+}
+
+/// The guards of one link.
+#[derive(Debug)]
+pub struct Guard {
+    config: GuardConfig,
+    bucket: Option<Bucket>,
+    looped: LoopState,
+    probe: [u8; PROBE_LEN],
+    counters: Counters,
+    events: [Option<Event>; 2],
+}
+
+impl Guard {
+    /// Guards for a link with `config`; `nonce` must be random per link
+    /// start (it tells our probes from other sites').
+    pub fn new(config: &GuardConfig, nonce: [u8; 8], now: Instant) -> Guard {
+        let mut probe = [0u8; PROBE_LEN];
+        probe[..6].copy_from_slice(&PROBE_DST);
+        // Source: a locally administered unicast MAC from the nonce, so
+        // bridges that see the probe twice relearn nobody real.
+        probe[6] = 0x02;
+        probe[7..12].copy_from_slice(&nonce[..5]);
+        probe[12..14].copy_from_slice(&PROBE_ETHERTYPE.to_be_bytes());
+        probe[14..30].copy_from_slice(PROBE_MAGIC);
+        probe[30..38].copy_from_slice(&nonce);
+        Guard {
+            config: *config,
+            bucket: (config.storm_pps > 0).then(|| Bucket::new(config.storm_pps, now)),
+            looped: LoopState {
+                since: None,
+                last_seen: None,
+                hold: LOOP_HOLD,
+                ended: None,
+                suspect_until: None,
+                next_probe: now,
+            },
+            probe,
+            counters: Counters::default(),
+            events: [None; 2],
+        }
+    }
+
+    /// Applies new settings (a reload). Counters stay; a changed rate
+    /// starts a full bucket; turning loop detection off ends a loop.
+    pub fn reconfigure(&mut self, config: &GuardConfig, now: Instant) {
+        if config.storm_pps != self.config.storm_pps {
+            self.bucket = (config.storm_pps > 0).then(|| Bucket::new(config.storm_pps, now));
+        }
+        if !config.loop_detect {
+            self.end_loop(now);
+            self.looped.last_seen = None;
+            self.looped.suspect_until = None;
+        }
+        self.config = *config;
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &GuardConfig {
+        &self.config
+    }
+
+    /// What was dropped and seen so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Whether a loop is present (the tunnel carries only probes).
+    pub fn looped(&self) -> bool {
+        self.looped.since.is_some()
+    }
+
+    /// A frame read from the TAP (no virtio-net header), after the local
+    /// responder passed it and before the switch sees it.
+    pub fn from_local(&mut self, frame: &[u8], now: Instant) -> LocalVerdict {
+        if self.config.loop_detect && is_probe(frame) {
+            // Never forwarded: a probe on the LAN side came over another path.
+            if frame.get(30..38) == Some(&self.probe[30..38]) {
+                self.probe_returned(now);
+            }
+            return LocalVerdict::Drop;
+        }
+        if self.config.bpdu == BpduPolicy::Drop && is_bpdu(frame) {
+            self.counters.guard_dropped += 1;
+            return LocalVerdict::Drop;
+        }
+        if self.looped() {
+            self.counters.loop_dropped += 1;
+            return LocalVerdict::Drop;
+        }
+        LocalVerdict::Forward
+    }
+
+    /// Whether the worker should report MAC moves ([`Guard::mac_moved`]):
+    /// only with loop detection on, so the extra MAC table lookup is skipped
+    /// otherwise.
+    pub fn watches_moves(&self) -> bool {
+        self.config.loop_detect
+    }
+
+    /// A source MAC the switch had learned on one side (local, or a peer)
+    /// was seen on the other: a loop may have formed. Probing starts (or
+    /// continues) for [`SUSPECT_WINDOW`]. Cheap: call it for every such
+    /// frame.
+    pub fn mac_moved(&mut self, now: Instant) {
+        if self.config.loop_detect {
+            self.looped.suspect_until = Some(now + SUSPECT_WINDOW);
+        }
+    }
+
+    /// The switch wants to flood a frame from the TAP into the tunnel: may
+    /// it? Each call that returns `false` is counted in `storm_dropped`.
+    pub fn allow_flood(&mut self, now: Instant) -> bool {
+        let Some(b) = self.bucket.as_mut() else {
+            return true;
+        };
+        if b.take(now) {
+            return true;
+        }
+        self.counters.storm_dropped += 1;
+        false
+    }
+
+    /// An authenticated frame from a peer (no virtio-net header).
+    pub fn from_peer(&mut self, frame: &[u8], now: Instant) -> PeerVerdict {
+        let _ = now;
+        if self.config.loop_detect && is_probe(frame) {
+            return PeerVerdict::Probe;
+        }
+        if self.looped() {
+            self.counters.loop_dropped += 1;
+            return PeerVerdict::Drop;
+        }
+        let (dhcp, ra, bpdu) = (
+            self.config.dhcp_guard,
+            self.config.ra_guard,
+            self.config.bpdu == BpduPolicy::Drop,
+        );
+        if !(dhcp || ra || bpdu) {
+            return PeerVerdict::Forward;
+        }
+        let drop = match classify(frame) {
+            Kind::Dhcpv4Server => dhcp,
+            Kind::RouterAdvertisement | Kind::Dhcpv6Server | Kind::Ipv6Undecodable => ra,
+            Kind::Bpdu => bpdu,
+            Kind::Other => false,
+        };
+        if drop {
+            self.counters.guard_dropped += 1;
+            PeerVerdict::Drop
+        } else {
+            PeerVerdict::Forward
+        }
+    }
+
+    /// When [`Guard::handle_timeout`] wants to run next (`None`: never).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.config.loop_detect {
+            return None;
+        }
+        let l = &self.looped;
+        if l.since.is_some() {
+            let end = l.last_seen.map(|t| t + l.hold);
+            return Some(end.map_or(l.next_probe, |e| e.min(l.next_probe)));
+        }
+        // Probing because a MAC moved: the next probe, or the window's end.
+        l.suspect_until.map(|s| s.min(l.next_probe))
+    }
+
+    /// Ends a loop whose hold-down passed. Call when [`Guard::poll_timeout`]
+    /// is due (calling more often is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let (Some(_), Some(seen)) = (self.looped.since, self.looped.last_seen) {
+            if now.saturating_duration_since(seen) >= self.looped.hold {
+                self.end_loop(now);
+            }
+        }
+        if self.looped.suspect_until.is_some_and(|s| now >= s) {
+            self.looped.suspect_until = None;
+        }
+    }
+
+    /// The probe to send through the tunnel to every peer that is up, when
+    /// one is due: at most once per [`PROBE_INTERVAL`], while a loop lasts
+    /// or a MAC moved in the last [`SUSPECT_WINDOW`].
+    pub fn poll_probe(&mut self, now: Instant) -> Option<&[u8]> {
+        let l = &self.looped;
+        let active = l.since.is_some() || l.suspect_until.is_some_and(|s| now < s);
+        if !self.config.loop_detect || !active || now < l.next_probe {
+            return None;
+        }
+        self.looped.next_probe = now + PROBE_INTERVAL;
+        Some(&self.probe)
+    }
+
+    /// The next state change, if any (for the log).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let ev = self.events[0].take();
+        self.events.swap(0, 1);
+        ev
+    }
+
+    fn push_event(&mut self, ev: Event) {
+        // Two slots: a start and an end between two polls at most; the
+        // oldest is overwritten if the caller never polls.
+        match self.events.iter_mut().find(|e| e.is_none()) {
+            Some(slot) => *slot = Some(ev),
+            None => {
+                self.events[0] = self.events[1];
+                self.events[1] = Some(ev);
+            }
+        }
+    }
+
+    fn probe_returned(&mut self, now: Instant) {
+        self.looped.last_seen = Some(now);
+        if self.looped.since.is_some() {
+            return;
+        }
+        let flapping = self
+            .looped
+            .ended
+            .is_some_and(|e| now.saturating_duration_since(e) < FLAP_WINDOW);
+        self.looped.hold = if flapping {
+            (self.looped.hold * 2).min(LOOP_HOLD_MAX)
+        } else {
+            LOOP_HOLD
+        };
+        self.looped.since = Some(now);
+        self.counters.loops_detected += 1;
+        self.push_event(Event::LoopStarted {
+            hold: self.looped.hold,
+        });
+    }
+
+    fn end_loop(&mut self, now: Instant) {
+        if let Some(since) = self.looped.since.take() {
+            self.looped.ended = Some(now);
+            self.push_event(Event::LoopEnded {
+                lasted: now.saturating_duration_since(since),
+            });
+        }
+    }
+}
+
+/// Whether `frame` is a loop probe (any site's), untagged.
+pub fn is_probe(frame: &[u8]) -> bool {
+    frame.len() >= 38
+        && frame[..6] == PROBE_DST
+        && frame[12..14] == PROBE_ETHERTYPE.to_be_bytes()
+        && frame[14..30] == PROBE_MAGIC[..]
+}
+
+/// Whether `frame` is a spanning-tree BPDU (by destination).
+pub fn is_bpdu(frame: &[u8]) -> bool {
+    frame
+        .get(..6)
+        .is_some_and(|d| d == classify::STP_DST || d == classify::PVST_DST)
+}

@@ -1,0 +1,574 @@
+//! Guard tests on hand-built frames and a virtual clock.
+
+use super::*;
+
+const HOST: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
+const BCAST: [u8; 6] = [0xff; 6];
+
+/// An Ethernet frame: `tags` are (TPID, VID) pairs before `ethertype`.
+fn eth(dst: [u8; 6], tags: &[(u16, u16)], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&HOST);
+    for (tpid, vid) in tags {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    while f.len() < 60 {
+        f.push(0); // Ethernet padding past the IP packet
+    }
+    f
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    u
+}
+
+fn ipv4(proto: u8, payload: &[u8]) -> Vec<u8> {
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
+    ip[2..4].copy_from_slice(&(20 + payload.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[198, 18, 0, 1, 255, 255, 255, 255]);
+    ip.extend_from_slice(payload);
+    ip
+}
+
+/// IPv6 with `ext` extension headers (each: next header byte filled in)
+/// before an upper layer `proto`.
+fn ipv6(ext: &[u8], proto: u8, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut next = proto;
+    // Build extension headers back to front: each is 8 bytes, no options.
+    for &kind in ext.iter().rev() {
+        let mut h = vec![next, 0, 0, 0, 0, 0, 0, 0];
+        h.extend_from_slice(&body);
+        body = h;
+        next = kind;
+    }
+    body.extend_from_slice(payload);
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    ip.push(next);
+    ip.push(255);
+    ip.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    ip.extend_from_slice(&[0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    ip.extend_from_slice(&body);
+    ip
+}
+
+fn icmpv6(kind: u8) -> Vec<u8> {
+    let mut m = vec![kind, 0, 0, 0, 64, 0, 0x07, 0x08];
+    m.extend_from_slice(&[0; 8]);
+    m
+}
+
+fn dhcpv4_offer() -> Vec<u8> {
+    eth(BCAST, &[], 0x0800, &ipv4(17, &udp(67, 68, &[2, 1, 6, 0])))
+}
+
+fn router_advertisement() -> Vec<u8> {
+    eth(
+        [0x33, 0x33, 0, 0, 0, 1],
+        &[],
+        0x86dd,
+        &ipv6(&[], 58, &icmpv6(134)),
+    )
+}
+
+fn dhcpv6_advertise() -> Vec<u8> {
+    eth(
+        [0x33, 0x33, 0, 1, 0, 2],
+        &[],
+        0x86dd,
+        &ipv6(&[], 17, &udp(547, 546, &[2, 0, 0, 1])),
+    )
+}
+
+fn bpdu() -> Vec<u8> {
+    // 802.3 length + LLC 42 42 03 + a config BPDU start.
+    eth(
+        classify::STP_DST,
+        &[],
+        0x0026,
+        &[0x42, 0x42, 0x03, 0, 0, 0, 0],
+    )
+}
+
+fn config(storm_pps: u32, loop_detect: bool, guards: bool, bpdu: BpduPolicy) -> GuardConfig {
+    GuardConfig {
+        storm_pps,
+        loop_detect,
+        dhcp_guard: guards,
+        ra_guard: guards,
+        bpdu,
+    }
+}
+
+fn guard(c: GuardConfig, now: Instant) -> Guard {
+    Guard::new(&c, [1, 2, 3, 4, 5, 6, 7, 8], now)
+}
+
+#[test]
+fn classifies_server_messages_tagged_and_untagged() {
+    let tags: [&[(u16, u16)]; 4] = [
+        &[],
+        &[(0x8100, 10)],
+        &[(0x88a8, 100), (0x8100, 10)],
+        &[(0x9100, 7), (0x8100, 8)],
+    ];
+    for t in tags {
+        let v4 = |s, d, p: &[u8]| eth(BCAST, t, 0x0800, &ipv4(17, &udp(s, d, p)));
+        let v6 = |s, d, p: &[u8]| eth(BCAST, t, 0x86dd, &ipv6(&[], 17, &udp(s, d, p)));
+        assert_eq!(classify(&v4(67, 68, &[2])), Kind::Dhcpv4Server, "{t:?}");
+        assert_eq!(
+            classify(&v4(67, 67, &[2])),
+            Kind::Dhcpv4Server,
+            "relay reply {t:?}"
+        );
+        assert_eq!(
+            classify(&v4(67, 67, &[1])),
+            Kind::Other,
+            "relayed request {t:?}"
+        );
+        assert_eq!(
+            classify(&v4(68, 67, &[1])),
+            Kind::Other,
+            "client request {t:?}"
+        );
+        assert_eq!(classify(&v4(67, 53, &[2])), Kind::Other);
+        assert_eq!(classify(&v6(547, 546, &[7])), Kind::Dhcpv6Server, "{t:?}");
+        assert_eq!(
+            classify(&v6(547, 547, &[13])),
+            Kind::Dhcpv6Server,
+            "relay-repl {t:?}"
+        );
+        assert_eq!(
+            classify(&v6(547, 547, &[12])),
+            Kind::Other,
+            "relay-forw {t:?}"
+        );
+        assert_eq!(classify(&v6(546, 547, &[1])), Kind::Other, "solicit {t:?}");
+        // DHCPv4 ports inside IPv6 and DHCPv6 ports inside IPv4 are not DHCP.
+        assert_eq!(classify(&v6(67, 68, &[2])), Kind::Other);
+        assert_eq!(classify(&v4(547, 546, &[2])), Kind::Other);
+        let icmp = |k| eth(BCAST, t, 0x86dd, &ipv6(&[], 58, &icmpv6(k)));
+        assert_eq!(classify(&icmp(134)), Kind::RouterAdvertisement, "{t:?}");
+        for other in [128, 129, 133, 135, 136, 137] {
+            assert_eq!(classify(&icmp(other)), Kind::Other, "type {other} {t:?}");
+        }
+    }
+}
+
+#[test]
+fn an_ra_behind_extension_headers_is_found() {
+    // Hop-by-hop, destination options, routing: RFC 7113's evasion.
+    let f = eth(BCAST, &[], 0x86dd, &ipv6(&[0, 60, 43], 58, &icmpv6(134)));
+    assert_eq!(classify(&f), Kind::RouterAdvertisement);
+    let f = eth(
+        BCAST,
+        &[(0x8100, 5)],
+        0x86dd,
+        &ipv6(&[60, 60], 58, &icmpv6(134)),
+    );
+    assert_eq!(classify(&f), Kind::RouterAdvertisement);
+}
+
+#[test]
+fn truncated_and_odd_frames_never_panic() {
+    let frames = [
+        dhcpv4_offer(),
+        router_advertisement(),
+        dhcpv6_advertise(),
+        bpdu(),
+        eth(BCAST, &[], 0x0806, &[0; 28]),
+        eth(
+            BCAST,
+            &[(0x8100, 1), (0x8100, 2), (0x8100, 3), (0x8100, 4)],
+            0x0800,
+            &[],
+        ),
+    ];
+    let mut g = guard(config(100, true, true, BpduPolicy::Drop), Instant::now());
+    let now = Instant::now();
+    for f in &frames {
+        for len in 0..=f.len() {
+            let _ = classify(&f[..len]);
+            let _ = g.from_peer(&f[..len], now);
+            let _ = g.from_local(&f[..len], now);
+        }
+    }
+    // A truncated IPv6 frame cannot be followed: with the RA guard it is
+    // dropped rather than let through unexamined.
+    let ra = router_advertisement();
+    assert_eq!(classify(&ra[..14 + 40 + 2]), Kind::Ipv6Undecodable);
+    assert_eq!(classify(&dhcpv4_offer()[..30]), Kind::Other);
+    // Truncated in the upper layer (TCP) rather than in the IPv6 headers:
+    // not something an RA hides behind.
+    let tcp = eth(BCAST, &[], 0x86dd, &ipv6(&[], 6, &[0; 20]));
+    assert_eq!(classify(&tcp), Kind::Other);
+    assert_eq!(
+        classify(&tcp[..tcp.len() - 1]),
+        Kind::Ipv6Undecodable,
+        "payload length lies"
+    );
+    let mut bad_offset = tcp.clone();
+    bad_offset[14 + 40 + 12] = 0x20; // TCP data offset 2 (< 5)
+    assert_eq!(classify(&bad_offset), Kind::Other);
+    // An extension header running past the packet.
+    let mut ext = eth(BCAST, &[], 0x86dd, &ipv6(&[0], 58, &icmpv6(134)));
+    ext[14 + 40 + 1] = 200; // hop-by-hop length far beyond the payload
+    assert_eq!(classify(&ext), Kind::Ipv6Undecodable);
+}
+
+#[test]
+fn guards_drop_server_messages_from_peers_and_count_them() {
+    let now = Instant::now();
+    let mut on = guard(config(0, false, true, BpduPolicy::Forward), now);
+    let mut off = guard(config(0, false, false, BpduPolicy::Forward), now);
+    for f in [dhcpv4_offer(), router_advertisement(), dhcpv6_advertise()] {
+        assert_eq!(on.from_peer(&f, now), PeerVerdict::Drop);
+        assert_eq!(off.from_peer(&f, now), PeerVerdict::Forward);
+        // From the local side the guards do not apply (the local server is
+        // the LAN's own business).
+        assert_eq!(on.from_local(&f, now), LocalVerdict::Forward);
+    }
+    let arp = eth(BCAST, &[], 0x0806, &[0; 28]);
+    assert_eq!(on.from_peer(&arp, now), PeerVerdict::Forward);
+    assert_eq!(on.counters().guard_dropped, 3);
+    assert_eq!(off.counters(), Counters::default());
+
+    // Only the DHCPv4 guard.
+    let mut dhcp_only = guard(
+        GuardConfig {
+            ra_guard: false,
+            ..config(0, false, true, BpduPolicy::Forward)
+        },
+        now,
+    );
+    assert_eq!(dhcp_only.from_peer(&dhcpv4_offer(), now), PeerVerdict::Drop);
+    assert_eq!(
+        dhcp_only.from_peer(&router_advertisement(), now),
+        PeerVerdict::Forward
+    );
+    assert_eq!(
+        dhcp_only.from_peer(&dhcpv6_advertise(), now),
+        PeerVerdict::Forward
+    );
+}
+
+#[test]
+fn bpdus_follow_the_policy_both_ways() {
+    let now = Instant::now();
+    let mut fwd = guard(config(0, false, true, BpduPolicy::Forward), now);
+    let mut drop = guard(config(0, false, false, BpduPolicy::Drop), now);
+    let pvst = eth(classify::PVST_DST, &[], 0x0032, &[0xaa, 0xaa, 0x03]);
+    for f in [bpdu(), pvst] {
+        assert_eq!(fwd.from_peer(&f, now), PeerVerdict::Forward);
+        assert_eq!(fwd.from_local(&f, now), LocalVerdict::Forward);
+        assert_eq!(drop.from_peer(&f, now), PeerVerdict::Drop);
+        assert_eq!(drop.from_local(&f, now), LocalVerdict::Drop);
+    }
+    assert_eq!(drop.counters().guard_dropped, 4);
+    assert_eq!(fwd.counters().guard_dropped, 0);
+}
+
+#[test]
+fn storm_control_passes_the_rate_and_a_bounded_burst() {
+    let t0 = Instant::now();
+    let pps = 2000;
+    let mut g = guard(config(pps, false, false, BpduPolicy::Forward), t0);
+    // 50,000 frames per second for 5 s, on a virtual clock.
+    let mut passed = 0u64;
+    let offered = 250_000u64;
+    for i in 0..offered {
+        let now = t0 + Duration::from_micros(i * 20);
+        if g.allow_flood(now) {
+            passed += 1;
+        }
+    }
+    let burst = u64::from(pps / 4);
+    let max = 5 * u64::from(pps) + burst;
+    assert!(passed <= max, "{passed} > {max}");
+    assert!(passed >= 5 * u64::from(pps) - 2, "{passed} too few");
+    assert_eq!(g.counters().storm_dropped, offered - passed);
+
+    // After a quiet second the burst is available again, and no more.
+    let later = t0 + Duration::from_secs(7);
+    let burst_passed = (0..10_000).filter(|_| g.allow_flood(later)).count();
+    assert_eq!(burst_passed as u64, burst);
+}
+
+#[test]
+fn storm_control_off_and_tiny_rates() {
+    let t0 = Instant::now();
+    let mut off = guard(config(0, false, false, BpduPolicy::Forward), t0);
+    assert!((0..100_000).all(|_| off.allow_flood(t0)));
+    assert_eq!(off.counters().storm_dropped, 0);
+    let mut one = guard(config(1, false, false, BpduPolicy::Forward), t0);
+    // The minimum burst of 16, then one per second.
+    assert_eq!((0..100).filter(|_| one.allow_flood(t0)).count(), 16);
+    let t1 = t0 + Duration::from_millis(999);
+    assert!(!one.allow_flood(t1));
+    assert!(one.allow_flood(t0 + Duration::from_millis(1000)));
+    // A clock that goes backwards refills nothing and does not panic.
+    assert!(!one.allow_flood(t0));
+}
+
+#[test]
+fn reconfigure_swaps_the_settings() {
+    let t0 = Instant::now();
+    let mut g = guard(config(1, false, false, BpduPolicy::Forward), t0);
+    assert_eq!((0..100).filter(|_| g.allow_flood(t0)).count(), 16);
+    g.reconfigure(&config(0, false, true, BpduPolicy::Drop), t0);
+    assert!(g.allow_flood(t0));
+    assert_eq!(g.from_peer(&dhcpv4_offer(), t0), PeerVerdict::Drop);
+    assert_eq!(g.from_local(&bpdu(), t0), LocalVerdict::Drop);
+    assert_eq!(g.counters().storm_dropped, 84, "counters survive");
+    assert_eq!(*g.config(), config(0, false, true, BpduPolicy::Drop));
+}
+
+/// Drives the loop detector: a probe every second; `looped(t)` says
+/// whether the probe sent at `t` comes back from the LAN side.
+fn run_probes(g: &mut Guard, from: Instant, secs: u64, looped: impl Fn(u64) -> bool) {
+    for s in 0..secs * 10 {
+        let now = from + Duration::from_millis(s * 100);
+        if looped(s / 10) {
+            // A circulating frame's source shows up on both sides.
+            g.mac_moved(now);
+        }
+        g.handle_timeout(now);
+        if let Some(p) = g.poll_probe(now) {
+            let p = p.to_vec();
+            if looped(s / 10) {
+                // It went through the tunnel, across the other path and
+                // came back through our TAP 5 ms later.
+                assert_eq!(
+                    g.from_local(&p, now + Duration::from_millis(5)),
+                    LocalVerdict::Drop
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_returning_probe_is_a_loop_that_ends_after_the_hold_down() {
+    let t0 = Instant::now();
+    let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    let arp = eth(BCAST, &[], 0x0806, &[0; 28]);
+    let unicast = eth([0x52, 0x54, 0, 0, 0, 9], &[], 0x0800, &ipv4(6, &[0; 20]));
+    // A healthy link probes nothing.
+    assert_eq!(g.poll_timeout(), None);
+    assert!(g.poll_probe(t0).is_none());
+    // A MAC moved: the first probe is due at once, well formed and ours.
+    g.mac_moved(t0);
+    assert_eq!(g.poll_timeout(), Some(t0));
+    let probe = g
+        .poll_probe(t0)
+        .expect("first probe is due at once")
+        .to_vec();
+    assert!(is_probe(&probe) && probe.len() == PROBE_LEN);
+    assert_eq!(probe[..6], PROBE_DST);
+    assert_eq!(probe[6] & 0x03, 0x02, "locally administered unicast source");
+    assert!(g.poll_probe(t0).is_none(), "one per interval");
+    assert_eq!(g.poll_timeout(), Some(t0 + PROBE_INTERVAL));
+
+    // No loop for 5 s: everything passes, and probing stops after the
+    // suspect window (no timer left: the worker sleeps).
+    run_probes(&mut g, t0, 5, |_| false);
+    assert!(!g.looped());
+    assert_eq!(g.poll_timeout(), None);
+    assert_eq!(g.from_local(&arp, t0), LocalVerdict::Forward);
+
+    // A loop from second 5 to second 15.
+    let t5 = t0 + Duration::from_secs(5);
+    run_probes(&mut g, t5, 10, |_| true);
+    assert!(g.looped());
+    assert_eq!(g.counters().loops_detected, 1);
+    assert_eq!(g.poll_event(), Some(Event::LoopStarted { hold: LOOP_HOLD }));
+    assert_eq!(g.poll_event(), None);
+    let t15 = t0 + Duration::from_secs(15);
+    // Nothing but probes crosses meanwhile, either way, unicast included.
+    assert_eq!(g.from_local(&arp, t15), LocalVerdict::Drop);
+    assert_eq!(g.from_local(&unicast, t15), LocalVerdict::Drop);
+    assert_eq!(g.from_peer(&arp, t15), PeerVerdict::Drop);
+    assert_eq!(g.from_peer(&unicast, t15), PeerVerdict::Drop);
+    assert_eq!(g.from_peer(&probe, t15), PeerVerdict::Probe);
+    assert_eq!(g.counters().loop_dropped, 4);
+
+    // The other path goes away: forwarding resumes after the hold-down.
+    run_probes(&mut g, t15, 10, |_| false);
+    assert!(!g.looped());
+    match g.poll_event() {
+        Some(Event::LoopEnded { lasted }) => {
+            assert!(lasted >= Duration::from_secs(12) && lasted <= Duration::from_secs(14));
+        }
+        other => panic!("expected the loop's end, got {other:?}"),
+    }
+    assert_eq!(g.from_peer(&arp, t15), PeerVerdict::Forward);
+    assert_eq!(g.counters().loops_detected, 1);
+}
+
+#[test]
+fn detection_and_recovery_times() {
+    let t0 = Instant::now();
+    let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    run_probes(&mut g, t0, 3, |_| false);
+    // The loop forms at 3.05 s; the next probe (at 4 s) returns at once.
+    let formed = t0 + Duration::from_millis(3050);
+    let mut detected = None;
+    let mut ended = None;
+    for ms in (3100..20_000).step_by(50) {
+        let now = t0 + Duration::from_millis(ms);
+        if ms < 10_000 {
+            g.mac_moved(now);
+        }
+        g.handle_timeout(now);
+        if let Some(p) = g.poll_probe(now) {
+            let p = p.to_vec();
+            if ms < 10_000 {
+                g.from_local(&p, now);
+            }
+        }
+        if g.looped() && detected.is_none() {
+            detected = Some(now - formed);
+        }
+        if detected.is_some() && !g.looped() && ended.is_none() {
+            ended = Some(now - (t0 + Duration::from_secs(10)));
+        }
+    }
+    let detected = detected.expect("the loop was detected");
+    assert!(detected <= PROBE_INTERVAL, "{detected:?}");
+    let ended = ended.expect("the loop ended");
+    assert!(ended <= LOOP_HOLD, "{ended:?}");
+}
+
+#[test]
+fn a_flapping_loop_backs_off() {
+    let t0 = Instant::now();
+    let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    let mut holds = Vec::new();
+    let mut t = t0;
+    for _ in 0..6 {
+        // Loop for 2 s, then gone until the loop ends; then again.
+        run_probes(&mut g, t, 2, |_| true);
+        t += Duration::from_secs(2);
+        while g.looped() {
+            run_probes(&mut g, t, 1, |_| false);
+            t += Duration::from_secs(1);
+        }
+        while let Some(ev) = g.poll_event() {
+            if let Event::LoopStarted { hold } = ev {
+                holds.push(hold.as_secs());
+            }
+        }
+    }
+    assert_eq!(holds, vec![3, 6, 12, 24, 48, 60]);
+    assert_eq!(g.counters().loops_detected, 6);
+    // A minute and more of quiet resets the hold-down.
+    t += FLAP_WINDOW;
+    run_probes(&mut g, t, 1, |_| true);
+    assert_eq!(g.poll_event(), Some(Event::LoopStarted { hold: LOOP_HOLD }));
+}
+
+#[test]
+fn probes_of_other_sites_are_not_ours_and_never_forwarded() {
+    let t0 = Instant::now();
+    let mut a = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    let mut b = Guard::new(&config(0, true, false, BpduPolicy::Forward), [9; 8], t0);
+    b.mac_moved(t0);
+    let theirs = b.poll_probe(t0).expect("due").to_vec();
+    assert_eq!(a.from_local(&theirs, t0), LocalVerdict::Drop);
+    assert!(!a.looped(), "another site's probe is not our loop");
+    // With loop detection off a probe-looking frame is an ordinary frame.
+    let mut off = guard(config(0, false, false, BpduPolicy::Forward), t0);
+    off.mac_moved(t0);
+    assert!(!off.watches_moves());
+    assert_eq!(off.from_local(&theirs, t0), LocalVerdict::Forward);
+    assert_eq!(off.from_peer(&theirs, t0), PeerVerdict::Forward);
+    assert!(off.poll_probe(t0).is_none() && off.poll_timeout().is_none());
+}
+
+#[test]
+fn turning_loop_detection_off_ends_a_loop() {
+    let t0 = Instant::now();
+    let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    g.mac_moved(t0);
+    let p = g.poll_probe(t0).expect("due").to_vec();
+    g.from_local(&p, t0);
+    assert!(g.looped());
+    g.reconfigure(&config(0, false, false, BpduPolicy::Forward), t0);
+    assert!(!g.looped());
+    assert!(matches!(g.poll_event(), Some(Event::LoopStarted { .. })));
+    assert!(matches!(g.poll_event(), Some(Event::LoopEnded { .. })));
+}
+
+#[test]
+fn a_moved_mac_probes_once_a_second_for_the_window_then_stops() {
+    let t0 = Instant::now();
+    let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    assert!(g.watches_moves());
+    let mut sent = Vec::new();
+    let mut t = t0;
+    // A host moved once at t0 (a migrated VM), then nothing.
+    g.mac_moved(t0);
+    while t < t0 + Duration::from_secs(10) {
+        // The worker runs the guard's timers when they are due.
+        if g.poll_timeout().is_some_and(|d| d <= t) {
+            g.handle_timeout(t);
+            if g.poll_probe(t).is_some() {
+                sent.push((t - t0).as_millis());
+            }
+        }
+        t += Duration::from_millis(10);
+    }
+    assert_eq!(
+        sent,
+        vec![0, 1000, 2000],
+        "one probe a second for the window"
+    );
+    assert_eq!(g.poll_timeout(), None, "then no timer at all");
+    assert!(!g.looped());
+    // Many moves in a burst still mean one probe a second.
+    let t1 = t0 + Duration::from_secs(20);
+    for i in 0..1000 {
+        g.mac_moved(t1 + Duration::from_micros(i));
+    }
+    assert!(g.poll_probe(t1 + Duration::from_millis(1)).is_some());
+    assert!(g.poll_probe(t1 + Duration::from_millis(999)).is_none());
+}
+
+proptest::proptest! {
+    /// Any bytes, behind an untagged or tagged IPv4/IPv6 header or raw:
+    /// classification and verdicts never panic, and a frame the classifier
+    /// calls harmless is never dropped by the DHCP/RA guards.
+    #[test]
+    fn any_frame_is_classified_without_panic(
+        tag in proptest::bool::ANY,
+        ethertype in proptest::sample::select(vec![0x0800u16, 0x86dd, 0x0806, 0x88b5]),
+        body in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+    ) {
+        let tags: &[(u16, u16)] = if tag { &[(0x8100, 42)] } else { &[] };
+        let frame = eth(BCAST, tags, ethertype, &body);
+        let now = Instant::now();
+        let mut g = guard(config(10, true, true, BpduPolicy::Drop), now);
+        let kind = classify(&frame);
+        let verdict = g.from_peer(&frame, now);
+        if kind == Kind::Other {
+            proptest::prop_assert_eq!(verdict, PeerVerdict::Forward);
+        } else {
+            proptest::prop_assert_eq!(verdict, PeerVerdict::Drop);
+        }
+        let _ = g.from_local(&frame, now);
+        for len in 0..frame.len() {
+            let _ = classify(&frame[..len]);
+        }
+    }
+}

@@ -176,6 +176,8 @@ fn bring_up(
     signals: SignalFd,
     setup: &mut Setup,
 ) -> anyhow::Result<(Worker, HookEnv)> {
+    // Names first: a failure leaves nothing behind.
+    let endpoints = crate::resolver::resolve_peers(cfg)?;
     let ifname = &cfg.interface.name;
     let nl = &mut setup.nl;
     // A TAP left by a daemon that was killed (only if no daemon answers, as
@@ -247,13 +249,14 @@ fn bring_up(
                 .peers
                 .iter()
                 .zip(keys)
-                .map(|(p, keys)| PeerParams {
+                .zip(&endpoints)
+                .map(|((p, keys), endpoint)| PeerParams {
                     name: p.name.clone(),
                     keys: keys
                         .iter()
                         .map(|k| PresharedKey::new(*k.as_bytes()))
                         .collect(),
-                    endpoint: p.endpoint,
+                    endpoint: *endpoint,
                 })
                 .collect(),
             keepalive: cfg.tunnel.keepalive,
@@ -281,6 +284,8 @@ fn bring_up(
     server
         .spawn(to_worker.clone(), waker.clone())
         .context("cannot start the control thread")?;
+    let resolver = crate::resolver::Resolver::spawn(cfg.tunnel.listen, waker.clone(), now)
+        .context("cannot start the resolver thread")?;
     // Owned by the worker (a reload rebinds it), which is dropped before the
     // rest is undone: a scrape never sees a half-torn link.
     let metrics = match &cfg.metrics {
@@ -332,6 +337,7 @@ fn bring_up(
             commands,
             to_worker,
             metrics,
+            resolver,
             waker,
             signals,
             info: StaticLinkInfo {

@@ -39,6 +39,7 @@ pub mod mac;
 pub mod metrics;
 pub mod netlink;
 pub mod reload;
+pub mod resolver;
 pub mod responder;
 pub mod switch;
 pub mod tunnel;

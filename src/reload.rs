@@ -18,10 +18,9 @@
 //! new responder, binding the new metrics address) run before anything is
 //! changed.
 
-use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::config::{Config, ConfigError, Psk, setting_position};
+use crate::config::{Config, ConfigError, PeerEndpoint, Psk, setting_position};
 use crate::tunnel::PresharedKey;
 
 /// Settings that need `link down` + `link up` to change, as
@@ -46,8 +45,9 @@ pub enum PeerChange {
     Added {
         /// Its name.
         name: String,
-        /// Its endpoint, if configured.
-        endpoint: Option<SocketAddr>,
+        /// Its endpoint, if configured (a name is resolved by the worker's
+        /// resolver thread, not here).
+        endpoint: Option<PeerEndpoint>,
         /// Its keys.
         keys: Vec<PresharedKey>,
     },
@@ -60,8 +60,9 @@ pub enum PeerChange {
     Endpoint {
         /// Its name.
         name: String,
-        /// The new endpoint (`None`: wait to be contacted).
-        endpoint: Option<SocketAddr>,
+        /// The new endpoint (`None`: wait to be contacted; a name is
+        /// resolved by the worker's resolver thread, not here).
+        endpoint: Option<PeerEndpoint>,
     },
     /// A peer's keys changed (a rotation or a revocation).
     Keys {
@@ -202,12 +203,12 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
             lines.push(format!(
                 "peer {}: added ({}, {})",
                 new.name,
-                endpoint_text(new.endpoint),
+                endpoint_text(new.endpoint.as_ref()),
                 key_count(new_keys.len())
             ));
             peers.push(PeerChange::Added {
                 name: new.name.clone(),
-                endpoint: new.endpoint,
+                endpoint: new.endpoint.clone(),
                 keys: tunnel_keys(),
             });
             continue;
@@ -217,12 +218,12 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
             lines.push(format!(
                 "peer {}: endpoint {} -> {}",
                 new.name,
-                endpoint_text(old.endpoint),
-                endpoint_text(new.endpoint)
+                endpoint_text(old.endpoint.as_ref()),
+                endpoint_text(new.endpoint.as_ref())
             ));
             peers.push(PeerChange::Endpoint {
                 name: new.name.clone(),
-                endpoint: new.endpoint,
+                endpoint: new.endpoint.clone(),
             });
         }
         if keys.get(i) != Some(new_keys) {
@@ -305,7 +306,7 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
     })
 }
 
-fn endpoint_text(e: Option<SocketAddr>) -> String {
+fn endpoint_text(e: Option<&PeerEndpoint>) -> String {
     e.map_or_else(|| "no endpoint".into(), |e| e.to_string())
 }
 

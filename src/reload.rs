@@ -474,6 +474,43 @@ mod tests {
     }
 
     #[test]
+    fn a_host_name_endpoint_is_planned_as_a_name() {
+        let d = Dir::new("names");
+        d.write("link.psk", K1);
+        d.write("b.psk", K1);
+        let cfg = d.write("hub.toml", &conf(""));
+        let (running, keys) = load(&cfg);
+        let text = "[interface]\n[tunnel]\npsk_file = \"link.psk\"\n[[peer]]\nname = \"c\"\nendpoint = \"hq.tapbridge.test:51901\"\n[[peer]]\nname = \"e\"\nendpoint = \"e.tapbridge.test:9\"\n";
+        d.write("hub.toml", text);
+        let p = plan(&running, &keys).unwrap();
+        assert_eq!(
+            p.lines,
+            [
+                "peer b: removed",
+                "peer c: endpoint no endpoint -> hq.tapbridge.test:51901",
+                "peer e: added (e.tapbridge.test:9, 1 key)",
+            ]
+        );
+        let name = |host: &str, port| {
+            Some(PeerEndpoint::Name {
+                host: host.into(),
+                port,
+            })
+        };
+        assert!(matches!(
+            &p.peers[1],
+            PeerChange::Endpoint { name: n, endpoint } if n == "c" && *endpoint == name("hq.tapbridge.test", 51901)
+        ));
+        assert!(matches!(
+            &p.peers[2],
+            PeerChange::Added { name: n, endpoint, .. } if n == "e" && *endpoint == name("e.tapbridge.test", 9)
+        ));
+        // The same name again is no change: nothing is resolved to compare.
+        let (running, keys) = load(&cfg);
+        assert!(plan(&running, &keys).unwrap().is_empty());
+    }
+
+    #[test]
     fn live_sections_are_planned() {
         let d = Dir::new("sections");
         d.write("link.psk", K1);

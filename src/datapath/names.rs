@@ -72,7 +72,8 @@ impl Worker {
                     "cannot resolve the peer's endpoint: {e}"
                 ),
                 Ok(addr) if st.endpoint == Some(addr) => {
-                    tracing::debug!(peer = %q.peer, host = %q.host, %addr, "endpoint unchanged");
+                    // Records the address as configured; no new handshake.
+                    self.tunnel.set_peer_endpoint(id, Some(addr), now);
                 }
                 Ok(_) if st.state == PeerState::Up && !q.forced => {}
                 Ok(addr) => {

@@ -178,6 +178,8 @@ fn bring_up(
     signals: SignalFd,
     setup: &mut Setup,
 ) -> anyhow::Result<(Worker, HookEnv)> {
+    // Names first: a failure leaves nothing behind.
+    let endpoints = crate::resolver::resolve_peers(cfg)?;
     let ifname = &cfg.interface.name;
     let nl = &mut setup.nl;
     // A TAP left by a daemon that was killed (only if no daemon answers, as
@@ -253,13 +255,14 @@ fn bring_up(
                 .peers
                 .iter()
                 .zip(keys)
-                .map(|(p, keys)| PeerParams {
+                .zip(&endpoints)
+                .map(|((p, keys), endpoint)| PeerParams {
                     name: p.name.clone(),
                     keys: keys
                         .iter()
                         .map(|k| PresharedKey::new(*k.as_bytes()))
                         .collect(),
-                    endpoint: p.endpoint,
+                    endpoint: *endpoint,
                 })
                 .collect(),
             keepalive: cfg.tunnel.keepalive,
@@ -297,6 +300,8 @@ fn bring_up(
     server
         .spawn(to_worker.clone(), waker.clone())
         .context("cannot start the control thread")?;
+    let resolver = crate::resolver::Resolver::spawn(cfg.tunnel.listen, waker.clone(), now)
+        .context("cannot start the resolver thread")?;
     // Owned by the worker (a reload rebinds it), which is dropped before the
     // rest is undone: a scrape never sees a half-torn link.
     let metrics = match &cfg.metrics {
@@ -353,6 +358,7 @@ fn bring_up(
             commands,
             to_worker,
             metrics,
+            resolver,
             waker,
             signals,
             sd: crate::sd_notify::SdNotify::from_env(),

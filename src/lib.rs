@@ -43,6 +43,7 @@ pub mod mac;
 pub mod metrics;
 pub mod netlink;
 pub mod reload;
+pub mod resolver;
 pub mod responder;
 pub mod sd_notify;
 pub mod switch;

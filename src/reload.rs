@@ -18,10 +18,9 @@
 //! new responder, binding the new metrics address) run before anything is
 //! changed.
 
-use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::config::{Config, ConfigError, Psk, setting_position};
+use crate::config::{Config, ConfigError, PeerEndpoint, Psk, setting_position};
 use crate::tunnel::PresharedKey;
 
 /// Settings that need `link down` + `link up` to change, as
@@ -46,8 +45,9 @@ pub enum PeerChange {
     Added {
         /// Its name.
         name: String,
-        /// Its endpoint, if configured.
-        endpoint: Option<SocketAddr>,
+        /// Its endpoint, if configured (a name is resolved by the worker's
+        /// resolver thread, not here).
+        endpoint: Option<PeerEndpoint>,
         /// Its keys.
         keys: Vec<PresharedKey>,
     },
@@ -60,8 +60,9 @@ pub enum PeerChange {
     Endpoint {
         /// Its name.
         name: String,
-        /// The new endpoint (`None`: wait to be contacted).
-        endpoint: Option<SocketAddr>,
+        /// The new endpoint (`None`: wait to be contacted; a name is
+        /// resolved by the worker's resolver thread, not here).
+        endpoint: Option<PeerEndpoint>,
     },
     /// A peer's keys changed (a rotation or a revocation).
     Keys {
@@ -204,12 +205,12 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
             lines.push(format!(
                 "peer {}: added ({}, {})",
                 new.name,
-                endpoint_text(new.endpoint),
+                endpoint_text(new.endpoint.as_ref()),
                 key_count(new_keys.len())
             ));
             peers.push(PeerChange::Added {
                 name: new.name.clone(),
-                endpoint: new.endpoint,
+                endpoint: new.endpoint.clone(),
                 keys: tunnel_keys(),
             });
             continue;
@@ -219,12 +220,12 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
             lines.push(format!(
                 "peer {}: endpoint {} -> {}",
                 new.name,
-                endpoint_text(old.endpoint),
-                endpoint_text(new.endpoint)
+                endpoint_text(old.endpoint.as_ref()),
+                endpoint_text(new.endpoint.as_ref())
             ));
             peers.push(PeerChange::Endpoint {
                 name: new.name.clone(),
-                endpoint: new.endpoint,
+                endpoint: new.endpoint.clone(),
             });
         }
         if keys.get(i) != Some(new_keys) {
@@ -315,7 +316,7 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
     })
 }
 
-fn endpoint_text(e: Option<SocketAddr>) -> String {
+fn endpoint_text(e: Option<&PeerEndpoint>) -> String {
     e.map_or_else(|| "no endpoint".into(), |e| e.to_string())
 }
 
@@ -484,6 +485,43 @@ mod tests {
     }
 
     #[test]
+    fn a_host_name_endpoint_is_planned_as_a_name() {
+        let d = Dir::new("names");
+        d.write("link.psk", K1);
+        d.write("b.psk", K1);
+        let cfg = d.write("hub.toml", &conf(""));
+        let (running, keys) = load(&cfg);
+        let text = "[interface]\n[tunnel]\npsk_file = \"link.psk\"\n[[peer]]\nname = \"c\"\nendpoint = \"hq.tapbridge.test:51901\"\n[[peer]]\nname = \"e\"\nendpoint = \"e.tapbridge.test:9\"\n";
+        d.write("hub.toml", text);
+        let p = plan(&running, &keys).unwrap();
+        assert_eq!(
+            p.lines,
+            [
+                "peer b: removed",
+                "peer c: endpoint no endpoint -> hq.tapbridge.test:51901",
+                "peer e: added (e.tapbridge.test:9, 1 key)",
+            ]
+        );
+        let name = |host: &str, port| {
+            Some(PeerEndpoint::Name {
+                host: host.into(),
+                port,
+            })
+        };
+        assert!(matches!(
+            &p.peers[1],
+            PeerChange::Endpoint { name: n, endpoint } if n == "c" && *endpoint == name("hq.tapbridge.test", 51901)
+        ));
+        assert!(matches!(
+            &p.peers[2],
+            PeerChange::Added { name: n, endpoint, .. } if n == "e" && *endpoint == name("e.tapbridge.test", 9)
+        ));
+        // The same name again is no change: nothing is resolved to compare.
+        let (running, keys) = load(&cfg);
+        assert!(plan(&running, &keys).unwrap().is_empty());
+    }
+
+    #[test]
     fn live_sections_are_planned() {
         let d = Dir::new("sections");
         d.write("link.psk", K1);
@@ -504,7 +542,10 @@ mod tests {
         d.write("hub.toml", &text);
         let p = plan(&running, &keys).unwrap();
         assert!(p.timers && p.hub && !p.responder && !p.guard);
-        d.write("hub.toml", &conf(&format!("{dhcp}[guard]\nstorm_pps = 100\n")));
+        d.write(
+            "hub.toml",
+            &conf(&format!("{dhcp}[guard]\nstorm_pps = 100\n")),
+        );
         let p = plan(&running, &keys).unwrap();
         assert!(p.guard && !p.timers);
         assert_eq!(p.lines, ["[guard]: changed"]);

@@ -226,9 +226,44 @@ pub struct PeerConfig {
     /// Unique name, used in logs and status output.
     pub name: String,
     /// Where to send the first handshake; `None` waits to be contacted.
-    pub endpoint: Option<SocketAddr>,
+    pub endpoint: Option<PeerEndpoint>,
     /// This peer's own key file (overrides `tunnel.psk_file`).
     pub psk_file: Option<KeyFile>,
+}
+
+/// A peer's configured endpoint: an address literal, used as it is, or a
+/// host name, resolved by the daemon at `link up` and again while the peer
+/// is down (parsing never resolves anything).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PeerEndpoint {
+    /// `"198.18.0.1:51901"`, `"[2001:2::1]:51901"`.
+    Addr(SocketAddr),
+    /// `"hq.example.net:51901"`: a valid DNS host name and a non-zero port.
+    Name {
+        /// The host name (lower case, no trailing dot).
+        host: String,
+        /// The UDP port.
+        port: u16,
+    },
+}
+
+impl PeerEndpoint {
+    /// The address literal, if this is one.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            PeerEndpoint::Addr(a) => Some(*a),
+            PeerEndpoint::Name { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for PeerEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerEndpoint::Addr(a) => write!(f, "{a}"),
+            PeerEndpoint::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
 }
 
 /// A key file named in the config, with where it is named (for errors about

@@ -141,7 +141,7 @@ fn spec_example_parses_to_expected_values() {
         c.peers,
         vec![PeerConfig {
             name: "hq".into(),
-            endpoint: Some("203.0.113.10:51901".parse().unwrap()),
+            endpoint: Some(PeerEndpoint::Addr("203.0.113.10:51901".parse().unwrap())),
             psk_file: None,
         }]
     );
@@ -375,7 +375,7 @@ fn ipv6_listen_and_endpoints() {
     assert_eq!(c.tunnel.listen, "[::]:51901".parse().unwrap());
     assert_eq!(
         c.peers[0].endpoint,
-        Some("[2001:2::2]:51901".parse().unwrap())
+        Some(PeerEndpoint::Addr("[2001:2::2]:51901".parse().unwrap()))
     );
     // Relative paths are relative to the config file's directory.
     assert_eq!(
@@ -629,7 +629,10 @@ const REJECTED: &[Rejected] = &[
         With("[[peer]]\nendpoint = \"198.18.0.2:51901\"\n"),
         6, 1, "peer.name", "missing",
     ),
-    ("endpoint host name", With("endpoint = \"gw.example:51901\"\n"), 6, 12, "peer.endpoint", "not resolved"),
+    ("endpoint bad host name", With("endpoint = \"gw_1.example:51901\"\n"), 6, 12, "peer.endpoint", "not a valid host name"),
+    ("endpoint name without port", With("endpoint = \"gw.example\"\n"), 6, 12, "peer.endpoint", "no port"),
+    ("endpoint name port 0", With("endpoint = \"gw.example:0\"\n"), 6, 12, "peer.endpoint", "port 0"),
+    ("endpoint array", With("endpoint = [\"gw.example:1\"]\n"), 6, 12, "peer.endpoint", "invalid type"),
     ("endpoint port 0", With("endpoint = \"198.18.0.2:0\"\n"), 6, 12, "peer.endpoint", "port 0"),
     ("empty peer name", With("[[peer]]\nname = \"\"\n"), 7, 8, "peer.name", "empty"),
     // DHCP pool and subnet
@@ -989,4 +992,27 @@ fn mangled_examples_never_panic() {
             check(&v.join("\n"));
         }
     }
+}
+
+#[test]
+fn host_name_endpoint_is_kept_as_a_name() {
+    let c = parse(
+        "[interface]\n[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"hq\"\nendpoint = \"HQ.tapbridge.test:51901\"\n",
+    )
+    .expect("config");
+    assert_eq!(
+        c.peers[0].endpoint,
+        Some(PeerEndpoint::Name {
+            host: "hq.tapbridge.test".into(),
+            port: 51901
+        })
+    );
+    assert_eq!(
+        c.peers[0]
+            .endpoint
+            .as_ref()
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some("hq.tapbridge.test:51901")
+    );
 }

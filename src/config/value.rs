@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use super::{IpCidr, Ipv4Net, Route};
+use super::{IpCidr, Ipv4Net, PeerEndpoint, Route};
 use crate::mac::MacAddr;
 
 /// Longest duration accepted anywhere, so that `Instant + d` cannot overflow.
@@ -210,20 +210,89 @@ pub(super) fn listen_addr(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
-/// Parses a remote endpoint: an IP literal (no DNS) and a non-zero port.
-pub(super) fn endpoint(text: &str) -> Result<SocketAddr, String> {
-    let addr: SocketAddr = text.trim().parse().map_err(|_| {
-        format!(
-            "{text:?} is not an IP address and port like \"203.0.113.10:51901\" or \"[2001:db8::1]:51901\" (host names are not resolved)"
-        )
-    })?;
-    if addr.port() == 0 {
-        return Err(format!("{text} has port 0"));
+/// Longest DNS host name (RFC 1035, without the trailing dot).
+const MAX_HOST_NAME: usize = 253;
+/// Longest label of a DNS host name.
+const MAX_LABEL: usize = 63;
+
+/// Parses a remote endpoint: an IP literal (used as it is, no DNS) or a
+/// host name, and a non-zero port.
+pub(super) fn endpoint(text: &str) -> Result<PeerEndpoint, String> {
+    let t = text.trim();
+    if let Ok(addr) = t.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return Err(format!("{t} has port 0"));
+        }
+        if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return Err(format!("{} cannot be a peer's address", addr.ip()));
+        }
+        return Ok(PeerEndpoint::Addr(addr));
     }
-    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
-        return Err(format!("{} cannot be a peer's address", addr.ip()));
+    let usage = "use an address or host name and a port like \"203.0.113.10:51901\", \"[2001:db8::1]:51901\" or \"hq.example.net:51901\"";
+    let Some((host, port)) = t.rsplit_once(':') else {
+        return Err(format!("{text:?} has no port; {usage}"));
+    };
+    if host.starts_with('[') || host.contains(':') {
+        return Err(format!(
+            "{text:?} is not a valid IPv6 address and port; {usage}"
+        ));
     }
-    Ok(addr)
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} in {text:?} is not a port number; {usage}"))?;
+    if port == 0 {
+        return Err(format!("{t} has port 0"));
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    host_name(host).map_err(|why| format!("{host:?} is not a valid host name: {why}"))?;
+    // The resolver would read "198.18.0" or "0x7f.1" as an IPv4 address
+    // (inet_aton forms); a name's last label is never a number.
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if hex || last.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{host:?} is neither an IP address nor a host name (its last label is a number)"
+        ));
+    }
+    Ok(PeerEndpoint::Name {
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+/// Checks a DNS host name (RFC 1123): dot-separated labels of letters,
+/// digits and hyphens, no label empty, longer than 63 bytes or starting or
+/// ending with a hyphen, at most 253 bytes in all.
+fn host_name(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("it is empty".into());
+    }
+    if host.len() > MAX_HOST_NAME {
+        return Err(format!("it is longer than {MAX_HOST_NAME} bytes"));
+    }
+    for label in host.split('.') {
+        if label.is_empty() {
+            return Err("it has an empty label".into());
+        }
+        if label.len() > MAX_LABEL {
+            return Err(format!("a label is longer than {MAX_LABEL} bytes"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Err(format!(
+                "{c:?} is not allowed (letters, digits, hyphens and dots only)"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label {label:?} starts or ends with a hyphen"));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a Linux network interface name (TAP or bridge).
@@ -468,7 +537,6 @@ mod tests {
     #[test]
     fn addresses_and_names() {
         assert!(listen_addr("[::]:51901").is_ok());
-        assert!(endpoint("example.com:51901").is_err());
         assert!(endpoint("198.18.0.2:0").is_err());
         assert!(endpoint("[2001:2::2]:51901").is_ok());
         assert!(ifname("tb0").is_ok());
@@ -479,5 +547,65 @@ mod tests {
         assert!(peer_name("hq b").is_err());
         assert!(domain("branch.example").is_ok());
         assert!(domain("bad_domain").is_err());
+    }
+
+    #[test]
+    fn endpoints_literal_or_host_name() {
+        let name = |h: &str, port| PeerEndpoint::Name {
+            host: h.into(),
+            port,
+        };
+        assert_eq!(
+            endpoint("198.18.0.1:51901"),
+            Ok(PeerEndpoint::Addr("198.18.0.1:51901".parse().unwrap()))
+        );
+        assert_eq!(
+            endpoint(" [2001:2::1]:51901 "),
+            Ok(PeerEndpoint::Addr("[2001:2::1]:51901".parse().unwrap()))
+        );
+        assert_eq!(
+            endpoint("hq.example.net:51901"),
+            Ok(name("hq.example.net", 51901))
+        );
+        assert_eq!(endpoint("HQ.Example.NET.:1"), Ok(name("hq.example.net", 1)));
+        assert_eq!(endpoint("localhost:9"), Ok(name("localhost", 9)));
+        assert_eq!(
+            endpoint("7-eleven.example:9"),
+            Ok(name("7-eleven.example", 9))
+        );
+        let max_label = "a".repeat(63);
+        assert!(endpoint(&format!("{max_label}.example:9")).is_ok());
+        let long = [max_label.as_str(); 4].join(".");
+        assert_eq!(long.len(), 255);
+        let cases = [
+            ("hq.example.net", "no port"),
+            ("hq.example.net:", "not a port"),
+            ("hq.example.net:65536", "not a port"),
+            ("hq.example.net:0", "port 0"),
+            (":51901", "empty"),
+            ("hq..example:1", "empty label"),
+            ("hq_gw.example:1", "'_' is not allowed"),
+            ("hq gw:1", "' ' is not allowed"),
+            ("-hq.example:1", "hyphen"),
+            ("hq-.example:1", "hyphen"),
+            ("bücher.example:1", "'ü' is not allowed"),
+            ("198.18.0:51901", "neither"),
+            ("0x7f000001:51901", "neither"),
+            ("2001:2::1:51901", "IPv6"),
+            ("[2001:2::1:51901", "IPv6"),
+            ("0.0.0.0:51901", "cannot be a peer's address"),
+            ("224.0.0.1:51901", "cannot be a peer's address"),
+        ];
+        for (text, why) in cases {
+            let e = endpoint(text).expect_err(text);
+            assert!(e.contains(why), "{text}: {e}");
+        }
+        let too_long = format!("{}.example:1", "a".repeat(64));
+        assert!(endpoint(&too_long).unwrap_err().contains("longer than 63"));
+        assert!(
+            endpoint(&format!("{long}:1"))
+                .unwrap_err()
+                .contains("longer than 253")
+        );
     }
 }

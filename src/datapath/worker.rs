@@ -84,6 +84,8 @@ pub struct Worker {
     pub signals: SignalFd,
     /// Runs `[hooks] peer_up`/`peer_down` off this thread.
     pub peer_hooks: crate::hooks::PeerHooks,
+    /// Resolves named peers' endpoints again, off this thread.
+    pub resolver: crate::resolver::Resolver,
     /// Static part of the status.
     pub info: StaticLinkInfo,
     /// systemd notifications: status lines, reload, the watchdog fed from
@@ -247,8 +249,10 @@ impl Worker {
                 self.notify_peers();
             }
             self.persist_leases();
+            self.re_resolve(now);
             if woken {
                 let _ = self.waker.read();
+                self.take_resolved(now);
                 while let Ok(cmd) = self.commands.try_recv() {
                     match cmd.request {
                         Request::Down => return Exit::Down(cmd.reply),
@@ -530,11 +534,14 @@ impl Worker {
                     endpoint,
                     keys,
                 } => {
+                    if let Some(e) = &endpoint {
+                        self.resolve_now(&name, e, now);
+                    }
                     let id = self.tunnel.add_peer(
                         PeerParams {
                             name,
                             keys,
-                            endpoint,
+                            endpoint: endpoint.and_then(|e| e.addr()),
                         },
                         now,
                     );
@@ -545,7 +552,13 @@ impl Worker {
                 }
                 PeerChange::Endpoint { name, endpoint } => {
                     if let Some(id) = self.tunnel.peer_id(&name) {
-                        self.tunnel.set_peer_endpoint(id, endpoint, now);
+                        // A name keeps the current address until the
+                        // resolver thread answers.
+                        let addr = endpoint.as_ref().and_then(|e| e.addr());
+                        self.tunnel.set_peer_endpoint(id, addr, now);
+                    }
+                    if let Some(e) = &endpoint {
+                        self.resolve_now(&name, e, now);
                     }
                 }
                 PeerChange::Keys { name, keys } => {

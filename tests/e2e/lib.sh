@@ -418,6 +418,25 @@ e2e_wan_port() {
     ip -n "$ns" addr add "$addr" dev wan0
 }
 
+# e2e_etc_file SITE FILE TEXT: write /etc/netns/NS/FILE, which `ip netns exec NS`
+# bind-mounts over /etc/FILE (e.g. hosts, resolv.conf) for SITE's commands and daemon;
+# the directory (and /etc/netns, if this made it) is removed on exit. Writing again
+# rewrites the same file in place, so a running daemon sees the new text.
+e2e_etc_file() {
+    local ns dir
+    ns=$(e2e_ns "$1")
+    dir=/etc/netns/$ns
+    if [[ ! -d /etc/netns ]]; then
+        mkdir -m 755 /etc/netns
+        tb_defer rmdir /etc/netns
+    fi
+    if [[ ! -d "$dir" ]]; then
+        mkdir -m 755 "$dir"
+        tb_defer rm -rf "$dir"
+    fi
+    printf '%s\n' "$3" >"$dir/$2"
+}
+
 # e2e_config SITE [--listen ADDR:PORT] [--peer NAME[=ENDPOINT]]... [--address CIDR]...
 #     [--route ROUTE]... [--bridge BR] [--mac MAC] [--mtu N] [--wan-mtu N] [--keepalive DUR]
 #     [--hook-up PATH]... [--hook-down PATH]... [--psk FILE] [--extra TOML]

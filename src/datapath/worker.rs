@@ -633,6 +633,30 @@ impl Worker {
         Ok((Some(next), lease_file))
     }
 
+    /// Makes the Linux bridge the TAP is enslaved to forget the MACs it
+    /// learned on the TAP's port (a loop started or ended, so those hosts
+    /// may be reachable only the other way now: without this, local hosts
+    /// keep sending into the TAP until the bridge's entries age out). Rare:
+    /// a netlink connection is opened for it.
+    fn flush_bridge_port(&self) {
+        if self.info.interface.bridge.is_none() {
+            return;
+        }
+        let name = &self.info.interface.name;
+        let flushed = crate::netlink::Netlink::new()
+            .map_err(|e| e.to_string())
+            .and_then(|mut nl| {
+                let link = nl
+                    .link_by_name(name)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("{name} is gone"))?;
+                nl.flush_bridge_port(link.index).map_err(|e| e.to_string())
+            });
+        if let Err(e) = flushed {
+            tracing::warn!("could not make the bridge forget the MACs behind {name}: {e}");
+        }
+    }
+
     /// Tells systemd how many peers are up (on peer events, not per frame).
     fn notify_peers(&mut self) {
         if !self.sd.enabled() {
@@ -679,6 +703,7 @@ impl Worker {
         }
         while let Some(ev) = self.guard.poll_event() {
             self.switch.flush();
+            self.flush_bridge_port();
             match ev {
                 guard::Event::LoopStarted { hold } => tracing::warn!(
                     loops_detected = self.guard.counters().loops_detected,

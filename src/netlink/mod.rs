@@ -485,6 +485,24 @@ impl Netlink {
         Ok(br.index)
     }
 
+    /// Forgets every MAC address the Linux bridge learned on its port `index`
+    /// (`ip link set dev X type bridge_slave flush`): after a topology
+    /// change behind that port, those entries point the wrong way.
+    pub fn flush_bridge_port(&mut self, index: u32) -> Result<(), NetlinkError> {
+        use rtnetlink::packet_route::link::{
+            InfoBridgePort, InfoPortData, InfoPortKind, LinkAttribute, LinkInfo as NlInfo,
+        };
+        let mut msg = LinkUnspec::new_with_index(index).build();
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            NlInfo::PortKind(InfoPortKind::Bridge),
+            NlInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Flush])),
+        ]));
+        self.set_link(msg).map_err(|e| {
+            let action = format!("flush the bridge entries of {}", self.label(index));
+            self.request_err(action, e)
+        })
+    }
+
     /// Removes link `index` from whatever bridge it is enslaved to. A link
     /// that is gone is fine.
     pub fn release(&mut self, index: u32) -> Result<(), NetlinkError> {

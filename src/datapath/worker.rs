@@ -232,6 +232,13 @@ impl Worker {
             }
             self.log_events(&mut logged, now);
             self.persist_leases();
+            if let Some(n) = self
+                .responder
+                .as_mut()
+                .and_then(|r| r.take_pool_exhausted(wall))
+            {
+                tracing::warn!(unanswered = n, "DHCP pool exhausted, DISCOVERs unanswered");
+            }
             if woken {
                 let _ = self.waker.read();
                 while let Ok(cmd) = self.commands.try_recv() {
@@ -779,7 +786,7 @@ mod tests {
             // The moment the ACK goes out, the lease must already be on disk.
             let db = read_lease_file(&file).expect("lease file readable");
             let lease = db
-                .get(&MacAddr(mac))
+                .get_mac(&MacAddr(mac))
                 .expect("the ACKed lease is in the file");
             assert_eq!(lease.ip, offered);
             sent = true;

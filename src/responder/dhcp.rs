@@ -6,7 +6,7 @@
 //! | DISCOVER | OFFER of the reservation / previous / requested / a free address, held briefly; nothing if the pool is full (counted, see [`DhcpServer::take_pool_exhausted`]) |
 //! | REQUEST naming another server (option 54) | nothing (the client chose someone else; our offer is withdrawn) |
 //! | REQUEST (SELECTING, INIT-REBOOT, RENEWING, REBINDING) from a client we know | ACK if the client may have the address, NAK if it is wrong, foreign or taken |
-//! | REQUEST from a client we have no record of (no lease, offer or reservation) | SELECTING: NAK; INIT-REBOOT, RENEWING, REBINDING: nothing (RFC 2131 §4.3.2), except NAK for an address outside the subnet |
+//! | REQUEST from a client we have no record of (no lease, offer or reservation) | never an ACK (RFC 2131 §4.3.2): NAK when SELECTING, for an address outside the subnet, or when RENEWING/REBINDING an address it may not have; otherwise (INIT-REBOOT, a free address) nothing |
 //! | BOOTREQUEST without option 53 (BOOTP, RFC 951) | BOOTREPLY with the reservation of a reserved MAC; nothing for others |
 //! | DECLINE | nothing; the address is quarantined |
 //! | RELEASE | nothing; the lease ends (the address stays remembered for that MAC) |
@@ -433,12 +433,16 @@ impl DhcpServer {
                     msg.requested?
                 };
                 // RFC 2131 §4.3.2: no ACK from nothing. A client we have no
-                // record of is told no only when it selected us (SELECTING)
-                // or names an address off this network; otherwise silence.
+                // record of is told no when it selected us (SELECTING), names
+                // an address off this network, or renews/rebinds an address
+                // it cannot have (the server "SHOULD check ciaddr"); otherwise
+                // silence (INIT-REBOOT: "MUST remain silent").
                 if !self.alloc.knows(client, now) {
                     let off_net = !self.alloc.pool().contains(ip);
+                    let bad_ciaddr =
+                        !msg.ciaddr.is_unspecified() && !self.alloc.usable_by(client, ip, now);
                     tracing::debug!(mac = %mac, %ip, "DHCP request from an unknown client");
-                    return (selecting || off_net).then_some(nak);
+                    return (selecting || off_net || bad_ciaddr).then_some(nak);
                 }
                 let previous = self.alloc.db().get(client.key);
                 let (secs, renewed) = self.grant_secs(client, ip, now);

@@ -297,11 +297,18 @@ fn request_from_an_unknown_client_is_never_acked() {
     renew.ip_dst = SERVER;
     renew.eth_dst = SERVER_MAC;
     h.silent(&renew);
+    // Renewing an address it may not have (reserved, or another's): NAK.
+    for bad in [ip(10), h.lease(mac(2)).yiaddr] {
+        renew.ciaddr = bad;
+        renew.ip_src = bad;
+        assert_eq!(h.reply(&renew).message_type, M::Nak, "{bad}");
+    }
+    let _ = h.r.take_lease_snapshot();
     let mut select = Client::new(M::Request, mac(1));
     select.server_id = Some(SERVER);
     select.requested = Some(ip(150));
     assert_eq!(h.reply(&select).message_type, M::Nak);
-    assert!(h.r.leases(h.wall()).is_empty(), "nothing granted");
+    assert_eq!(h.r.leases(h.wall()).len(), 1, "only mac(2)'s lease");
     assert_eq!(h.r.take_lease_snapshot(), None);
     // Once known (here by an offer), the same INIT-REBOOT is answered.
     h.reply(&Client::new(M::Discover, mac(1)));
@@ -889,14 +896,8 @@ fn reload_keeps_leases_that_fit_and_serves_new_options() {
         h.r.take_lease_snapshot().is_some(),
         "the dropped lease is persisted"
     );
-    // The client is no longer on record: its renewal gets silence (RFC 2131
-    // §4.3.2), and at expiry it starts over with a DISCOVER.
-    let mut r = Client::new(M::Request, m);
-    r.ciaddr = addr;
-    r.ip_src = addr;
-    r.ip_dst = SERVER;
-    r.eth_dst = SERVER_MAC;
-    h.silent(&r);
+    // The client is no longer on record and its address left the pool.
+    assert_eq!(renew(&mut h).message_type, M::Nak);
     let offer = h.reply(&Client::new(M::Discover, m));
     assert!(
         (200..=220).contains(&offer.yiaddr.octets()[3]),

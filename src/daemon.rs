@@ -485,13 +485,32 @@ pub fn check_responder(cfg: &Config) -> Result<(), crate::config::ConfigError> {
     }
 }
 
-/// Reads the lease file at `path` (creating its directory).
+/// Reads the lease file at `path` (creating its directory). A file that
+/// cannot be read or parsed is moved aside and logged; the link then starts
+/// with an empty table (SPEC §5: never a reason for `link up` to fail).
 pub fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the lease directory {}", dir.display()))?;
     }
-    Ok(crate::datapath::lease_file::read_lease_file(path)?)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (db, aside) = crate::datapath::lease_file::load_or_set_aside(path, now);
+    if let Some(a) = aside {
+        match a.moved_to {
+            Ok(to) => tracing::warn!(
+                "{}; moved it to {} and starting with no leases",
+                a.error,
+                to.display()
+            ),
+            Err(e) => tracing::warn!(
+                "{}; could not move it aside ({e}); starting with no leases",
+                a.error
+            ),
+        }
+    }
+    Ok(db)
 }
 
 /// A random nonce that tells this link's loop probes from everyone else's.

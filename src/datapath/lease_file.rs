@@ -3,7 +3,9 @@
 //! see [`LeaseDb::load`] and [`LeaseDb::to_bytes`]).
 //!
 //! Promises: a missing file reads as an empty database; an unreadable or
-//! corrupt one is an error naming the file; a write replaces the file
+//! corrupt one is an error naming the file ([`read_lease_file`]), or, with
+//! [`load_or_set_aside`], is renamed to `<file>.corrupt-<unix time>` and read
+//! as empty, so a damaged file never keeps a link down; a write replaces the file
 //! atomically and durably (temp file, fsync, rename, fsync of the directory),
 //! so after a crash it holds either the old or the new content, never a mix.
 
@@ -51,6 +53,32 @@ pub fn read_lease_file(path: &Path) -> Result<LeaseDb, LeaseFileError> {
         path: path.to_owned(),
         reason,
     })
+}
+
+/// What [`load_or_set_aside`] did with a lease file it could not use.
+#[derive(Debug)]
+pub struct SetAside {
+    /// Why the file could not be used.
+    pub error: LeaseFileError,
+    /// Where it was moved, or why moving it failed.
+    pub moved_to: Result<PathBuf, std::io::Error>,
+}
+
+/// Read the lease file at `path`; if it cannot be read or parsed, move it to
+/// `<path>.corrupt-<now_unix>` (kept for the operator, never overwritten by
+/// our next write) and start from an empty database. Never fails: the caller
+/// logs the [`SetAside`] report.
+pub fn load_or_set_aside(path: &Path, now_unix: u64) -> (LeaseDb, Option<SetAside>) {
+    match read_lease_file(path) {
+        Ok(db) => (db, None),
+        Err(error) => {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(format!(".corrupt-{now_unix}"));
+            let aside = PathBuf::from(aside);
+            let moved_to = fs::rename(path, &aside).map(|()| aside);
+            (LeaseDb::default(), Some(SetAside { error, moved_to }))
+        }
+    }
 }
 
 /// Replace `path` with `bytes` atomically and durably: write a temp file in
@@ -107,13 +135,51 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_file_is_set_aside_and_read_as_empty() {
+        let dir = std::env::temp_dir().join(format!("tb-leases-aside-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("site.leases");
+        let (db, report) = load_or_set_aside(&path, T0);
+        assert!(db.is_empty() && report.is_none(), "missing file is fine");
+        fs::write(&path, b"\x00garbage{").expect("write");
+        let (db, report) = load_or_set_aside(&path, T0);
+        assert!(db.is_empty());
+        let report = report.expect("set aside");
+        assert!(report.error.to_string().contains("site.leases"));
+        let aside = report.moved_to.expect("renamed");
+        assert_eq!(aside, dir.join(format!("site.leases.corrupt-{T0}")));
+        assert_eq!(fs::read(&aside).expect("kept"), b"\x00garbage{");
+        assert!(!path.exists());
+        // A good file is read as is.
+        let mut good = LeaseDb::default();
+        let lease = crate::responder::Lease {
+            ip: ip(100),
+            expires: T0,
+            mac: M1,
+            renewed: false,
+        };
+        good.insert(&[0xff, 1, 2, 3], lease);
+        write_lease_file_atomic(&path, &good.to_bytes()).expect("write");
+        let (db, report) = load_or_set_aside(&path, T0 + 1);
+        assert!(report.is_none());
+        assert_eq!(db, good);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
     fn lease_file_io_round_trip() {
         let dir = std::env::temp_dir().join(format!("tb-leases-{}", std::process::id()));
         fs::create_dir_all(&dir).expect("mkdir");
         let path = dir.join("site.leases");
         assert!(read_lease_file(&path).expect("missing is empty").is_empty());
         let mut db = LeaseDb::default();
-        db.insert(M1, ip(100), T0);
+        let lease = crate::responder::Lease {
+            ip: ip(100),
+            expires: T0,
+            mac: M1,
+            renewed: true,
+        };
+        db.insert(&[1, 2, 0, 0, 0, 0xaa, 1], lease);
         write_lease_file_atomic(&path, &db.to_bytes()).expect("write");
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&path).expect("stat").permissions().mode();

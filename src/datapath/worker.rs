@@ -250,6 +250,13 @@ impl Worker {
             }
             self.persist_leases();
             self.re_resolve(now);
+            if let Some(n) = self
+                .responder
+                .as_mut()
+                .and_then(|r| r.take_pool_exhausted(wall))
+            {
+                tracing::warn!(unanswered = n, "DHCP pool exhausted, DISCOVERs unanswered");
+            }
             if woken {
                 let _ = self.waker.read();
                 self.take_resolved(now);
@@ -954,7 +961,7 @@ mod tests {
             // The moment the ACK goes out, the lease must already be on disk.
             let db = read_lease_file(&file).expect("lease file readable");
             let lease = db
-                .get(&MacAddr(mac))
+                .get_mac(&MacAddr(mac))
                 .expect("the ACKed lease is in the file");
             assert_eq!(lease.ip, offered);
             sent = true;

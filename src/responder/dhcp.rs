@@ -3,12 +3,20 @@
 //!
 //! | client message | answer |
 //! |---|---|
-//! | DISCOVER | OFFER of the reservation / previous / requested / a free address, held briefly; nothing if the pool is full |
+//! | DISCOVER | OFFER of the reservation / previous / requested / a free address, held briefly; nothing if the pool is full (counted, see [`DhcpServer::take_pool_exhausted`]) |
 //! | REQUEST naming another server (option 54) | nothing (the client chose someone else; our offer is withdrawn) |
-//! | REQUEST (SELECTING, INIT-REBOOT, RENEWING, REBINDING) | ACK if the client may have the address, NAK if it is wrong, foreign or taken |
+//! | REQUEST (SELECTING, INIT-REBOOT, RENEWING, REBINDING) from a client we know | ACK if the client may have the address, NAK if it is wrong, foreign or taken |
+//! | REQUEST from a client we have no record of (no lease, offer or reservation) | never an ACK (RFC 2131 §4.3.2): NAK when SELECTING, for an address outside the subnet, or when RENEWING/REBINDING an address it may not have; otherwise (INIT-REBOOT, a free address) nothing |
+//! | BOOTREQUEST without option 53 (BOOTP, RFC 951) | BOOTREPLY with the reservation of a reserved MAC; nothing for others |
 //! | DECLINE | nothing; the address is quarantined |
 //! | RELEASE | nothing; the lease ends (the address stays remembered for that MAC) |
 //! | INFORM | ACK with configuration but no lease |
+//!
+//! Clients are keyed by their client identifier (option 61) when they send
+//! one, else by `chaddr`; reservations are by `chaddr`. A client's first
+//! lease is short (at most [`SHORT_LEASE_SECS`]) until it renews, so a burst
+//! of clients that never come back (random MACs) cannot pin the pool for
+//! `lease_time`.
 //!
 //! Replies carry options 1, 3, 6, 15, 26, 51, 54, 58 (T1 = 50 %), 59 (T2 =
 //! 87.5 %) and 121 (with a default route added when a router is set, since
@@ -29,7 +37,9 @@ use smoltcp::wire::{
     EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
 
-use super::leases::{Allocator, Pool, prefix_mask};
+use super::leases::{
+    Allocator, ClientRef, MAX_KEY_LEN, Pool, SHORT_LEASE_SECS, mac_key, prefix_mask,
+};
 use super::{
     DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DhcpSettings, ETH_HEADER_LEN, LeaseDb, LocalVerdict,
     ResponderCounters, ResponderError,
@@ -71,12 +81,22 @@ pub struct DhcpServer {
     /// Options 1, 3, 6, 15, 26, 121 as (kind, data), computed once.
     config_options: Vec<(u8, Vec<u8>)>,
     lease_secs: u32,
+    /// First leases: `min(lease_secs, SHORT_LEASE_SECS)`.
+    short_secs: u32,
+    /// DISCOVERs left unanswered for a full pool since the last report.
+    exhausted_unreported: u64,
+    /// When the last report was taken (UNIX seconds).
+    exhausted_reported_at: Option<u64>,
 }
+
+/// Least time between two "pool exhausted" reports.
+pub const POOL_EXHAUSTED_REPORT_SECS: u64 = 60;
 
 /// The fields of a client message we act on.
 #[derive(Debug)]
 struct ClientMsg<'a> {
-    kind: DhcpMessageType,
+    /// `None`: a BOOTP request (no option 53).
+    kind: Option<DhcpMessageType>,
     xid: u32,
     broadcast: bool,
     ciaddr: Ipv4Addr,
@@ -106,12 +126,14 @@ fn parse_client(payload: &[u8]) -> Option<ClientMsg<'_>> {
             }
             OPT_REQUESTED_IP => requested = ipv4(data),
             OPT_SERVER_ID => server_id = ipv4(data),
-            OPT_CLIENT_ID if data.len() >= 2 => client_id = Some(data),
+            OPT_CLIENT_ID if data.len() >= 2 && data.len() <= MAX_KEY_LEN => {
+                client_id = Some(data);
+            }
             _ => {}
         }
     }
     Some(ClientMsg {
-        kind: kind?,
+        kind,
         xid: p.transaction_id(),
         broadcast: p.flags().contains(smoltcp::wire::DhcpFlags::BROADCAST),
         ciaddr: p.client_ip(),
@@ -144,11 +166,14 @@ fn options(mut buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
 
 /// What to send back.
 struct Answer {
-    kind: DhcpMessageType,
+    /// `None`: a BOOTREPLY (no DHCP options 53, 54, 51, 58, 59).
+    kind: Option<DhcpMessageType>,
     yiaddr: Ipv4Addr,
     /// Lease options (51, 58, 59) and configuration options go in.
     lease: bool,
     config: bool,
+    /// Option 51 (T1, T2 derived) when `lease`.
+    lease_secs: u32,
 }
 
 impl DhcpServer {
@@ -257,6 +282,9 @@ impl DhcpServer {
             alloc: Allocator::new(pool, leases),
             config_options,
             lease_secs: lease as u32,
+            short_secs: lease.min(SHORT_LEASE_SECS) as u32,
+            exhausted_unreported: 0,
+            exhausted_reported_at: None,
             settings,
         })
     }
@@ -274,6 +302,21 @@ impl DhcpServer {
     /// Mutable access to the allocator (snapshots).
     pub fn allocator_mut(&mut self) -> &mut Allocator {
         &mut self.alloc
+    }
+
+    /// DISCOVERs left unanswered because the pool was full since the last
+    /// report, at most once per [`POOL_EXHAUSTED_REPORT_SECS`] (`now` in UNIX
+    /// seconds). The shell logs the count: one line, not one per DISCOVER.
+    pub fn take_pool_exhausted(&mut self, now: u64) -> Option<u64> {
+        if self.exhausted_unreported == 0
+            || self
+                .exhausted_reported_at
+                .is_some_and(|t| now < t.saturating_add(POOL_EXHAUSTED_REPORT_SECS))
+        {
+            return None;
+        }
+        self.exhausted_reported_at = Some(now);
+        Some(std::mem::take(&mut self.exhausted_unreported))
     }
 
     /// A local frame to UDP port 67: answer it into `reply` or consume it.
@@ -310,7 +353,7 @@ impl DhcpServer {
         match self.emit(&msg, &answer, reply) {
             Some(n) => {
                 counters.dhcp_replies += 1;
-                if answer.kind == DhcpMessageType::Nak {
+                if answer.kind == Some(DhcpMessageType::Nak) {
                     counters.dhcp_naks += 1;
                 }
                 LocalVerdict::Reply(n)
@@ -330,36 +373,55 @@ impl DhcpServer {
     ) -> Option<Answer> {
         let server = self.settings.server_address;
         let mac = msg.chaddr;
+        let chaddr_key = mac_key(&mac);
+        let client = ClientRef {
+            key: msg.client_id.unwrap_or(&chaddr_key),
+            mac,
+        };
         let for_other_server = msg.server_id.is_some_and(|s| s != server);
-        let ack = |yiaddr| Answer {
-            kind: DhcpMessageType::Ack,
+        let ack = |yiaddr, lease_secs| Answer {
+            kind: Some(DhcpMessageType::Ack),
             yiaddr,
             lease: true,
             config: true,
+            lease_secs,
         };
         let nak = Answer {
-            kind: DhcpMessageType::Nak,
+            kind: Some(DhcpMessageType::Nak),
             yiaddr: Ipv4Addr::UNSPECIFIED,
             lease: false,
             config: false,
+            lease_secs: 0,
         };
-        match msg.kind {
-            DhcpMessageType::Discover => match self.alloc.offer(mac, msg.requested, now) {
+        let Some(kind) = msg.kind else {
+            // BOOTP (RFC 951): a permanent binding, so only for reserved MACs.
+            let ip = self.alloc.reservation(&mac)?;
+            return self.alloc.usable_by(client, ip, now).then_some(Answer {
+                kind: None,
+                yiaddr: ip,
+                lease: false,
+                config: true,
+                lease_secs: 0,
+            });
+        };
+        match kind {
+            DhcpMessageType::Discover => match self.alloc.offer(client, msg.requested, now) {
                 Some(ip) => Some(Answer {
-                    kind: DhcpMessageType::Offer,
+                    kind: Some(DhcpMessageType::Offer),
                     yiaddr: ip,
                     lease: true,
                     config: true,
+                    lease_secs: self.grant_secs(client, ip, now).0,
                 }),
                 None => {
                     counters.dhcp_pool_exhausted += 1;
-                    tracing::warn!(mac = %mac, "DHCP pool exhausted, DISCOVER unanswered");
+                    self.exhausted_unreported += 1;
                     None
                 }
             },
             DhcpMessageType::Request => {
                 if for_other_server {
-                    self.alloc.cancel_offer(&mac);
+                    self.alloc.cancel_offer(client.key);
                     return None;
                 }
                 let selecting = msg.server_id.is_some();
@@ -370,12 +432,25 @@ impl DhcpServer {
                     // SELECTING or INIT-REBOOT: the address is in option 50.
                     msg.requested?
                 };
-                let previous = self.alloc.db().get(&mac);
-                if self.alloc.commit(mac, ip, u64::from(self.lease_secs), now) {
+                // RFC 2131 §4.3.2: no ACK from nothing. A client we have no
+                // record of is told no when it selected us (SELECTING), names
+                // an address off this network, or renews/rebinds an address
+                // it cannot have (the server "SHOULD check ciaddr"); otherwise
+                // silence (INIT-REBOOT: "MUST remain silent").
+                if !self.alloc.knows(client, now) {
+                    let off_net = !self.alloc.pool().contains(ip);
+                    let bad_ciaddr =
+                        !msg.ciaddr.is_unspecified() && !self.alloc.usable_by(client, ip, now);
+                    tracing::debug!(mac = %mac, %ip, "DHCP request from an unknown client");
+                    return (selecting || off_net || bad_ciaddr).then_some(nak);
+                }
+                let previous = self.alloc.db().get(client.key);
+                let (secs, renewed) = self.grant_secs(client, ip, now);
+                if self.alloc.commit(client, ip, u64::from(secs), renewed, now) {
                     if previous.is_none_or(|l| l.ip != ip || l.expires <= now) {
-                        tracing::info!(mac = %mac, %ip, lease_secs = self.lease_secs, "DHCP lease granted");
+                        tracing::info!(mac = %mac, %ip, lease_secs = secs, "DHCP lease granted");
                     }
-                    Some(ack(ip))
+                    Some(ack(ip, secs))
                 } else {
                     tracing::debug!(mac = %mac, %ip, "DHCP request refused");
                     Some(nak)
@@ -384,35 +459,57 @@ impl DhcpServer {
             DhcpMessageType::Decline => {
                 if !for_other_server
                     && let Some(ip) = msg.requested
-                    && self.alloc.decline(&mac, ip, now)
+                    && self.alloc.decline(client.key, ip, now)
                 {
                     tracing::warn!(mac = %mac, %ip, "DHCP address declined (in use), quarantined");
                 }
                 None
             }
             DhcpMessageType::Release => {
-                if !for_other_server && self.alloc.release(&mac, msg.ciaddr, now) {
+                if !for_other_server && self.alloc.release(client.key, msg.ciaddr, now) {
                     tracing::info!(mac = %mac, ip = %msg.ciaddr, "DHCP lease released");
                 }
                 None
             }
             DhcpMessageType::Inform => Some(Answer {
-                kind: DhcpMessageType::Ack,
+                kind: Some(DhcpMessageType::Ack),
                 yiaddr: Ipv4Addr::UNSPECIFIED,
                 lease: false,
                 config: true,
+                lease_secs: 0,
             }),
             _ => None,
+        }
+    }
+
+    /// The lease time to grant `client` for `ip` now, and whether it counts
+    /// as renewed: the full time once the client has renewed (it holds an
+    /// unexpired lease on `ip` that has run at least a quarter of the short
+    /// time, so a retransmitted first REQUEST is not a renewal) or is
+    /// reserved; the short time for a first lease.
+    fn grant_secs(&self, client: ClientRef<'_>, ip: Ipv4Addr, now: u64) -> (u32, bool) {
+        let short = u64::from(self.short_secs);
+        let renewed = self.alloc.reservation(&client.mac).is_some()
+            || self.alloc.db().get(client.key).is_some_and(|l| {
+                l.renewed
+                    || (l.ip == ip
+                        && l.expires > now
+                        && now >= l.expires.saturating_sub(short) + short / 4)
+            });
+        if renewed {
+            (self.lease_secs, true)
+        } else {
+            (self.short_secs, false)
         }
     }
 
     /// Build the reply frame; `None` if `reply` is too small.
     fn emit(&self, msg: &ClientMsg<'_>, a: &Answer, reply: &mut [u8]) -> Option<usize> {
         let s = &self.settings;
-        let (t1, t2) = (
-            self.lease_secs / 2,
-            (u64::from(self.lease_secs) * 7 / 8) as u32,
-        );
+        let Some(kind) = a.kind else {
+            return self.emit_bootp(msg, a, reply);
+        };
+        let (t1, t2) = (a.lease_secs / 2, (u64::from(a.lease_secs) * 7 / 8) as u32);
         let (t1, t2) = (t1.to_be_bytes(), t2.to_be_bytes());
         let mut opts: Vec<DhcpOption<'_>> = Vec::with_capacity(10);
         if a.lease {
@@ -432,13 +529,13 @@ impl DhcpServer {
                     .map(|(kind, data)| DhcpOption { kind: *kind, data }),
             );
         }
-        let inform = msg.kind == DhcpMessageType::Inform;
+        let inform = msg.kind == Some(DhcpMessageType::Inform);
         let mut repr = DhcpRepr {
-            message_type: a.kind,
+            message_type: kind,
             transaction_id: msg.xid,
             secs: 0,
             client_hardware_address: EthernetAddress(msg.chaddr.0),
-            client_ip: if a.kind == DhcpMessageType::Ack {
+            client_ip: if kind == DhcpMessageType::Ack {
                 msg.ciaddr
             } else {
                 Ipv4Addr::UNSPECIFIED
@@ -455,7 +552,7 @@ impl DhcpServer {
             parameter_request_list: None,
             dns_servers: None,
             max_size: None,
-            lease_duration: a.lease.then_some(self.lease_secs),
+            lease_duration: a.lease.then_some(a.lease_secs),
             renew_duration: None,
             rebind_duration: None,
             additional_options: &[],
@@ -472,9 +569,64 @@ impl DhcpServer {
         }
         repr.additional_options = &opts;
 
+        let dhcp_len = repr.buffer_len().max(MIN_DHCP_LEN);
+        let mut emitted = Ok(());
+        let total = self.emit_frame(msg, a, inform, dhcp_len, reply, |buf| {
+            emitted = repr.emit(&mut DhcpPacket::new_unchecked(buf));
+        })?;
+        emitted.ok()?;
+        Some(total)
+    }
+
+    /// Build a BOOTREPLY (RFC 951 with RFC 1497 vendor extensions): the
+    /// fixed header, the magic cookie, the configuration options and the end
+    /// option, no DHCP options. `None` if `reply` is too small.
+    fn emit_bootp(&self, msg: &ClientMsg<'_>, a: &Answer, reply: &mut [u8]) -> Option<usize> {
+        let mut payload = [0u8; MAX_DHCP_LEN];
+        payload[0] = 2; // BOOTREPLY
+        payload[1] = 1; // Ethernet
+        payload[2] = 6;
+        payload[4..8].copy_from_slice(&msg.xid.to_be_bytes());
+        if msg.broadcast {
+            payload[10] = 0x80;
+        }
+        payload[12..16].copy_from_slice(&msg.ciaddr.octets());
+        payload[16..20].copy_from_slice(&a.yiaddr.octets());
+        payload[20..24].copy_from_slice(&self.settings.server_address.octets());
+        payload[28..34].copy_from_slice(&msg.chaddr.0);
+        payload[236..240].copy_from_slice(&0x6382_5363u32.to_be_bytes());
+        let mut at = BOOTP_FIXED_LEN;
+        for (code, data) in &self.config_options {
+            // `new` checked that the configuration options fit.
+            let opt = payload.get_mut(at..at + 2 + data.len())?;
+            opt[0] = *code;
+            opt[1] = data.len() as u8;
+            opt[2..].copy_from_slice(data);
+            at += 2 + data.len();
+        }
+        *payload.get_mut(at)? = 255;
+        let len = (at + 1).max(MIN_DHCP_LEN);
+        self.emit_frame(msg, a, false, len, reply, |buf| {
+            buf.copy_from_slice(&payload[..len]);
+        })
+    }
+
+    /// Wrap a `dhcp_len`-byte payload written by `payload` in UDP, IPv4 and
+    /// Ethernet headers addressed per RFC 2131 §4.1; the frame's length, or
+    /// `None` if `reply` is too small.
+    fn emit_frame(
+        &self,
+        msg: &ClientMsg<'_>,
+        a: &Answer,
+        inform: bool,
+        dhcp_len: usize,
+        reply: &mut [u8],
+        payload: impl FnOnce(&mut [u8]),
+    ) -> Option<usize> {
+        let s = &self.settings;
         // RFC 2131 §4.1 (giaddr is always zero here).
         let broadcast = (EthernetAddress::BROADCAST, Ipv4Addr::BROADCAST);
-        let (eth_dst, ip_dst) = if a.kind == DhcpMessageType::Nak {
+        let (eth_dst, ip_dst) = if a.kind == Some(DhcpMessageType::Nak) {
             broadcast
         } else if !msg.ciaddr.is_unspecified() {
             (EthernetAddress(msg.chaddr.0), msg.ciaddr)
@@ -483,8 +635,6 @@ impl DhcpServer {
         } else {
             (EthernetAddress(msg.chaddr.0), a.yiaddr)
         };
-
-        let dhcp_len = repr.buffer_len().max(MIN_DHCP_LEN);
         let udp_len = 8 + dhcp_len;
         let total = ETH_HEADER_LEN + 20 + udp_len;
         let out = reply.get_mut(..total)?;
@@ -507,7 +657,6 @@ impl DhcpServer {
             &mut Ipv4Packet::new_unchecked(&mut out[ETH_HEADER_LEN..]),
             &caps,
         );
-        let mut emitted = Ok(());
         UdpRepr {
             src_port: DHCP_SERVER_PORT,
             dst_port: DHCP_CLIENT_PORT,
@@ -517,10 +666,9 @@ impl DhcpServer {
             &s.server_address.into(),
             &ip_dst.into(),
             dhcp_len,
-            |buf| emitted = repr.emit(&mut DhcpPacket::new_unchecked(buf)),
+            payload,
             &caps,
         );
-        emitted.ok()?;
         Some(total)
     }
 }

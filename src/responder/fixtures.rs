@@ -60,6 +60,8 @@ pub struct Client {
     pub server_id: Option<Ipv4Addr>,
     /// Raw option 61 payload.
     pub client_id: Option<Vec<u8>>,
+    /// A BOOTP request: no option 53 (nor other DHCP options).
+    pub bootp: bool,
     pub ip_src: Ipv4Addr,
     pub ip_dst: Ipv4Addr,
     pub eth_dst: [u8; 6],
@@ -81,6 +83,7 @@ impl Client {
             requested: None,
             server_id: None,
             client_id: Some(id),
+            bootp: false,
             ip_src: Ipv4Addr::UNSPECIFIED,
             ip_dst: Ipv4Addr::BROADCAST,
             eth_dst: [0xff; 6],
@@ -121,6 +124,11 @@ impl Client {
         let mut payload = vec![0u8; dhcp_len];
         repr.emit(&mut DhcpPacket::new_unchecked(&mut payload))
             .expect("emit client message");
+        if self.bootp {
+            // Only the magic cookie and the end option (RFC 1497).
+            payload[240..].fill(0);
+            payload[240] = 255;
+        }
         ipv4_udp_frame(
             self.mac,
             self.eth_dst,

@@ -1,21 +1,29 @@
 //! DHCP lease store (pure): the address allocator and the lease file format.
 //!
-//! [`LeaseDb`] and [`Allocator`] record which MAC holds which address until
-//! when, expressed in wall-clock UNIX seconds so a lease survives a restart.
+//! [`LeaseDb`] and [`Allocator`] record which client holds which address
+//! until when, expressed in wall-clock UNIX seconds so a lease survives a
+//! restart. A client is named by its client identifier (option 61) when it
+//! sends one, else by its hardware address (the key `01 ‖ chaddr`, which is
+//! also what most clients send as option 61, so both spellings of an
+//! Ethernet client are the same client). Reservations stay by MAC.
 //! The allocator adds the configured pool, reservations, short-lived offers
 //! and quarantined (declined) addresses, and promises that **no address is
-//! ever held by two MACs at once** (a held address is an unexpired lease or a
-//! live offer). Expired leases stay on record so a returning client gets its
-//! old address back, and are reclaimed for other clients only when no
+//! ever held by two clients at once** (a held address is an unexpired lease
+//! or a live offer). Expired leases stay on record so a returning client gets
+//! its old address back, and are reclaimed for other clients only when no
 //! never-used address is left.
 //!
 //! [`LeaseDb::load`] and [`LeaseDb::to_bytes`] parse and produce the file's
 //! bytes; reading and writing the file itself is the I/O shell's job
 //! (`crate::datapath::lease_file`).
 //!
-//! File format (JSON, versioned):
-//! `{"version":1,"leases":[{"mac":"02:00:00:00:aa:01","ip":"198.19.0.10","expires":1700000000}]}`
-//! where `expires` is UNIX seconds.
+//! File format (JSON, versioned). Version 2, written:
+//! `{"version":2,"leases":[{"client":"01:02:00:00:00:aa:01","mac":"02:00:00:00:aa:01",
+//! "ip":"198.19.0.10","expires":1700000000,"renewed":true}]}` where `client`
+//! is the key in hex, `expires` is UNIX seconds and `renewed` says the client
+//! has renewed once (so it gets the full lease time, see [`SHORT_LEASE_SECS`]).
+//! Version 1, still read: `{"version":1,"leases":[{"mac":..,"ip":..,"expires":..}]}`;
+//! its records are keyed by MAC and count as renewed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -24,8 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::mac::MacAddr;
 
-/// Version written into, and required from, the lease file.
-const FILE_VERSION: u32 = 1;
+/// Version written into the lease file.
+const FILE_VERSION: u32 = 2;
 
 /// How long an offered address stays reserved for the client it was offered to.
 pub const OFFER_HOLD_SECS: u64 = 30;
@@ -33,6 +41,21 @@ pub const OFFER_HOLD_SECS: u64 = 30;
 /// How long a declined address (RFC 2131 DHCPDECLINE: in use by someone else)
 /// is kept out of the pool.
 pub const DECLINE_QUARANTINE_SECS: u64 = 600;
+
+/// Longest first lease of a client never seen renewing: a burst of clients
+/// that vanish (random MACs) frees the pool after this, not after `lease_time`.
+pub const SHORT_LEASE_SECS: u64 = 300;
+
+/// Longest client key (option 61 carries at most 255 bytes).
+pub const MAX_KEY_LEN: usize = 255;
+
+/// The key of a client that sent no client identifier: `01 ‖ chaddr`
+/// (hardware type Ethernet, as RFC 2132 §9.14 suggests clients spell it).
+pub fn mac_key(mac: &MacAddr) -> [u8; 7] {
+    let mut k = [1u8; 7];
+    k[1..].copy_from_slice(&mac.0);
+    k
+}
 
 /// One lease as the operator sees it (`bridge-ctl leases`, status JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,86 +68,169 @@ pub struct LeaseInfo {
     pub expires_in_secs: u64,
 }
 
-/// A recorded lease: `mac` held `ip` until `expires` (UNIX seconds).
+/// A recorded lease: the client (hardware address `mac`) held `ip` until
+/// `expires` (UNIX seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     /// The leased address.
     pub ip: Ipv4Addr,
     /// Expiry, UNIX seconds (wall clock, so it means the same after a restart).
     pub expires: u64,
+    /// The client's hardware address (chaddr) when it was last granted.
+    pub mac: MacAddr,
+    /// The client has renewed at least once: it gets the full lease time.
+    pub renewed: bool,
 }
 
-/// The persisted lease table: at most one lease per MAC and one MAC per address.
+/// The persisted lease table: at most one lease per client and one client
+/// per address.
 ///
 /// Build it empty with [`LeaseDb::default`] or from a file's bytes with
 /// [`LeaseDb::load`]; hand it to the responder, which owns it from then on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseDb {
-    by_mac: BTreeMap<MacAddr, Lease>,
-    by_ip: BTreeMap<Ipv4Addr, MacAddr>,
+    by_key: BTreeMap<Box<[u8]>, Lease>,
+    by_ip: BTreeMap<Ipv4Addr, Box<[u8]>>,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRepr {
+#[derive(Deserialize)]
+struct VersionRepr {
     version: u32,
-    leases: Vec<RecordRepr>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RecordRepr {
+struct FileV1 {
+    #[allow(dead_code)]
+    version: u32,
+    leases: Vec<RecordV1>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordV1 {
     mac: String,
     ip: Ipv4Addr,
     expires: u64,
 }
 
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileV2 {
+    version: u32,
+    leases: Vec<RecordV2>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordV2 {
+    client: String,
+    mac: String,
+    ip: Ipv4Addr,
+    expires: u64,
+    renewed: bool,
+}
+
+fn hex_key(key: &[u8]) -> String {
+    let mut s = String::with_capacity(key.len() * 3);
+    for (i, b) in key.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn parse_hex_key(s: &str) -> Option<Box<[u8]>> {
+    let key: Option<Vec<u8>> = s
+        .split(':')
+        .map(|b| {
+            (b.len() == 2)
+                .then(|| u8::from_str_radix(b, 16).ok())
+                .flatten()
+        })
+        .collect();
+    key.filter(|k| (2..=MAX_KEY_LEN).contains(&k.len()))
+        .map(Vec::into_boxed_slice)
+}
+
 impl LeaseDb {
-    /// Parse the bytes of a lease file. Empty input is an empty database.
+    /// Parse the bytes of a lease file (version 1 or 2). Empty input is an
+    /// empty database.
     ///
-    /// If the file names one address or one MAC twice, the lease that expires
-    /// last wins, so a damaged file can never make two clients share an address.
+    /// If the file names one address or one client twice, the lease that
+    /// expires last wins, so a damaged file can never make two clients share
+    /// an address.
     pub fn load(bytes: &[u8]) -> Result<LeaseDb, String> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(LeaseDb::default());
         }
-        let file: FileRepr = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if file.version != FILE_VERSION {
-            return Err(format!(
-                "unsupported lease file version {} (expected {FILE_VERSION})",
-                file.version
-            ));
+        let head: VersionRepr = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let parse_mac = |m: &str| {
+            m.parse::<MacAddr>()
+                .map_err(|_| format!("invalid MAC address {m:?}"))
+        };
+        let mut records: Vec<(Box<[u8]>, Lease)> = Vec::new();
+        match head.version {
+            1 => {
+                let file: FileV1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                for r in file.leases {
+                    let mac = parse_mac(&r.mac)?;
+                    let lease = Lease {
+                        ip: r.ip,
+                        expires: r.expires,
+                        mac,
+                        renewed: true,
+                    };
+                    records.push((Box::new(mac_key(&mac)), lease));
+                }
+            }
+            2 => {
+                let file: FileV2 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                for r in file.leases {
+                    let key = parse_hex_key(&r.client)
+                        .ok_or_else(|| format!("invalid client identifier {:?}", r.client))?;
+                    let lease = Lease {
+                        ip: r.ip,
+                        expires: r.expires,
+                        mac: parse_mac(&r.mac)?,
+                        renewed: r.renewed,
+                    };
+                    records.push((key, lease));
+                }
+            }
+            v => {
+                return Err(format!(
+                    "unsupported lease file version {v} (expected 1 or {FILE_VERSION})"
+                ));
+            }
         }
-        let mut records = Vec::with_capacity(file.leases.len());
-        for r in file.leases {
-            let mac: MacAddr = r
-                .mac
-                .parse()
-                .map_err(|_| format!("invalid MAC address {:?}", r.mac))?;
-            records.push((mac, r.ip, r.expires));
-        }
-        // Latest expiry first, so the first insert for a MAC or an IP wins.
-        records.sort_by_key(|r| std::cmp::Reverse(r.2));
+        // Latest expiry first, so the first insert for a client or an IP wins.
+        records.sort_by_key(|r| std::cmp::Reverse(r.1.expires));
         let mut db = LeaseDb::default();
-        for (mac, ip, expires) in records {
-            if !db.by_mac.contains_key(&mac) && !db.by_ip.contains_key(&ip) {
-                db.insert(mac, ip, expires);
+        for (key, lease) in records {
+            if !db.by_key.contains_key(&key) && !db.by_ip.contains_key(&lease.ip) {
+                db.insert(&key, lease);
             }
         }
         Ok(db)
     }
 
-    /// Serialize to the lease file format (deterministic: sorted by MAC).
+    /// Serialize to the lease file format, version 2 (deterministic: sorted
+    /// by client key).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let file = FileRepr {
+        let file = FileV2 {
             version: FILE_VERSION,
             leases: self
-                .by_mac
+                .by_key
                 .iter()
-                .map(|(mac, l)| RecordRepr {
-                    mac: mac.to_string(),
+                .map(|(key, l)| RecordV2 {
+                    client: hex_key(key),
+                    mac: l.mac.to_string(),
                     ip: l.ip,
                     expires: l.expires,
+                    renewed: l.renewed,
                 })
                 .collect(),
         };
@@ -133,51 +239,65 @@ impl LeaseDb {
         out
     }
 
-    /// The lease recorded for `mac`, expired or not.
-    pub fn get(&self, mac: &MacAddr) -> Option<Lease> {
-        self.by_mac.get(mac).copied()
+    /// The lease recorded for the client `key`, expired or not.
+    pub fn get(&self, key: &[u8]) -> Option<Lease> {
+        self.by_key.get(key).copied()
     }
 
-    /// The MAC recorded for `ip`, expired or not.
+    /// The lease recorded for a client keyed by its hardware address.
+    pub fn get_mac(&self, mac: &MacAddr) -> Option<Lease> {
+        self.get(&mac_key(mac))
+    }
+
+    /// The key of the client recorded for `ip`, expired or not.
+    pub fn owner_key(&self, ip: Ipv4Addr) -> Option<&[u8]> {
+        self.by_ip.get(&ip).map(|k| &**k)
+    }
+
+    /// The hardware address of the client recorded for `ip`, expired or not.
     pub fn owner(&self, ip: Ipv4Addr) -> Option<MacAddr> {
-        self.by_ip.get(&ip).copied()
+        self.owner_key(ip)
+            .and_then(|k| self.by_key.get(k))
+            .map(|l| l.mac)
     }
 
     /// Number of recorded leases (expired ones included).
     pub fn len(&self) -> usize {
-        self.by_mac.len()
+        self.by_key.len()
     }
 
     /// True when nothing is recorded.
     pub fn is_empty(&self) -> bool {
-        self.by_mac.is_empty()
+        self.by_key.is_empty()
     }
 
-    /// Iterate over all records, expired ones included, sorted by MAC.
-    pub fn iter(&self) -> impl Iterator<Item = (MacAddr, Lease)> + '_ {
-        self.by_mac.iter().map(|(m, l)| (*m, *l))
+    /// Iterate over all records, expired ones included, sorted by client key.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Lease)> + '_ {
+        self.by_key.iter().map(|(k, l)| (&**k, *l))
     }
 
-    /// Record `mac` → `ip` until `expires`, dropping the MAC's previous record
-    /// and any other MAC's record for `ip`. Callers decide whether that is allowed.
-    pub fn insert(&mut self, mac: MacAddr, ip: Ipv4Addr, expires: u64) {
-        self.remove_mac(&mac);
-        if let Some(other) = self.by_ip.remove(&ip) {
-            self.by_mac.remove(&other);
+    /// Record `lease` for the client `key`, dropping the client's previous
+    /// record and any other client's record for the address. Callers decide
+    /// whether that is allowed.
+    pub fn insert(&mut self, key: &[u8], lease: Lease) {
+        self.remove(key);
+        if let Some(other) = self.by_ip.remove(&lease.ip) {
+            self.by_key.remove(&other);
         }
-        self.by_mac.insert(mac, Lease { ip, expires });
-        self.by_ip.insert(ip, mac);
+        let key: Box<[u8]> = key.into();
+        self.by_ip.insert(lease.ip, key.clone());
+        self.by_key.insert(key, lease);
     }
 
-    /// Forget the MAC's record entirely.
-    pub fn remove_mac(&mut self, mac: &MacAddr) -> Option<Lease> {
-        let old = self.by_mac.remove(mac)?;
+    /// Forget the client's record entirely.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Lease> {
+        let old = self.by_key.remove(key)?;
         self.by_ip.remove(&old.ip);
         Some(old)
     }
 
-    fn set_expiry(&mut self, mac: &MacAddr, expires: u64) {
-        if let Some(l) = self.by_mac.get_mut(mac) {
+    fn set_expiry(&mut self, key: &[u8], expires: u64) {
+        if let Some(l) = self.by_key.get_mut(key) {
             l.expires = expires;
         }
     }
@@ -247,6 +367,16 @@ pub struct PoolUsage {
     pub in_use: u64,
 }
 
+/// A client as the allocator sees it: its key (option 61, or [`mac_key`])
+/// and its hardware address (for reservations and display).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientRef<'a> {
+    /// Option 61 as sent, or `01 ‖ chaddr`.
+    pub key: &'a [u8],
+    /// The client hardware address (chaddr).
+    pub mac: MacAddr,
+}
+
 /// Address allocation over a [`LeaseDb`]: offers, commits, releases, declines.
 ///
 /// All times are wall-clock UNIX seconds supplied by the caller.
@@ -256,8 +386,8 @@ pub struct Allocator {
     reserved_ip: HashMap<Ipv4Addr, MacAddr>,
     reserved_mac: HashMap<MacAddr, Ipv4Addr>,
     db: LeaseDb,
-    /// Address → (MAC it was offered to, held until).
-    offers: HashMap<Ipv4Addr, (MacAddr, u64)>,
+    /// Address → (key of the client it was offered to, held until).
+    offers: HashMap<Ipv4Addr, (Box<[u8]>, u64)>,
     /// Address → quarantined until.
     quarantine: HashMap<Ipv4Addr, u64>,
     dirty: bool,
@@ -278,9 +408,9 @@ impl Allocator {
             quarantine: HashMap::new(),
             dirty: false,
         };
-        for (mac, lease) in db.iter() {
-            if a.statically_allowed(&mac, lease.ip) {
-                a.db.insert(mac, lease.ip, lease.expires);
+        for (key, lease) in db.iter() {
+            if a.statically_allowed(&lease.mac, lease.ip) {
+                a.db.insert(key, lease);
             } else {
                 a.dirty = true;
             }
@@ -305,6 +435,23 @@ impl Allocator {
             && ip != self.pool.server
             && !self.pool.excluded.contains(&ip)
             && !self.reserved_ip.contains_key(&ip)
+    }
+
+    /// The address reserved for `mac`, if any.
+    pub fn reservation(&self, mac: &MacAddr) -> Option<Ipv4Addr> {
+        self.reserved_mac.get(mac).copied()
+    }
+
+    /// Whether the server knows the client at all: a lease record (expired or
+    /// not), a pending offer, or a reservation for its MAC. RFC 2131 §4.3.2:
+    /// a REQUEST from a client with no record is not answered from nothing.
+    pub fn knows(&self, c: ClientRef<'_>, now: u64) -> bool {
+        self.db.get(c.key).is_some()
+            || self.reserved_mac.contains_key(&c.mac)
+            || self
+                .offers
+                .values()
+                .any(|(k, until)| **k == *c.key && *until > now)
     }
 
     /// The pool's size and how much of it is taken at `now`. Costs one pass
@@ -370,24 +517,24 @@ impl Allocator {
         self.pool.in_range(ip)
     }
 
-    /// Who holds `ip` right now: an unexpired lease or a live offer.
-    fn holder(&self, ip: Ipv4Addr, now: u64) -> Option<MacAddr> {
-        if let Some(mac) = self.db.owner(ip)
-            && self.db.get(&mac).is_some_and(|l| l.expires > now)
+    /// The key of who holds `ip` right now: an unexpired lease or a live offer.
+    fn holder(&self, ip: Ipv4Addr, now: u64) -> Option<&[u8]> {
+        if let Some(key) = self.db.owner_key(ip)
+            && self.db.get(key).is_some_and(|l| l.expires > now)
         {
-            return Some(mac);
+            return Some(key);
         }
         match self.offers.get(&ip) {
-            Some(&(mac, until)) if until > now => Some(mac),
+            Some((key, until)) if *until > now => Some(key),
             _ => None,
         }
     }
 
-    /// Whether `mac` may be given `ip` right now.
-    pub fn usable_by(&self, mac: &MacAddr, ip: Ipv4Addr, now: u64) -> bool {
-        self.statically_allowed(mac, ip)
+    /// Whether the client may be given `ip` right now.
+    pub fn usable_by(&self, c: ClientRef<'_>, ip: Ipv4Addr, now: u64) -> bool {
+        self.statically_allowed(&c.mac, ip)
             && self.quarantine.get(&ip).is_none_or(|&until| until <= now)
-            && self.holder(ip, now).is_none_or(|h| h == *mac)
+            && self.holder(ip, now).is_none_or(|h| h == c.key)
     }
 
     fn purge(&mut self, now: u64) {
@@ -395,85 +542,101 @@ impl Allocator {
         self.quarantine.retain(|_, until| *until > now);
     }
 
-    fn drop_offers_of(&mut self, mac: &MacAddr) {
-        self.offers.retain(|_, (m, _)| m != mac);
+    fn drop_offers_of(&mut self, key: &[u8]) {
+        self.offers.retain(|_, (k, _)| **k != *key);
     }
 
-    /// Pick an address for `mac` (DHCPDISCOVER) and hold it for
+    /// Pick an address for the client (DHCPDISCOVER) and hold it for
     /// [`OFFER_HOLD_SECS`]. `None` when nothing is free.
     ///
-    /// Preference: the MAC's reservation; its current or previous lease; its
-    /// pending offer; the address it asked for; a never-used pool address; and
-    /// last the pool address whose lease expired longest ago.
+    /// Preference: the MAC's reservation; the client's current or previous
+    /// lease; its pending offer; the address it asked for; a never-used pool
+    /// address; and last the pool address whose lease expired longest ago.
     pub fn offer(
         &mut self,
-        mac: MacAddr,
+        c: ClientRef<'_>,
         requested: Option<Ipv4Addr>,
         now: u64,
     ) -> Option<Ipv4Addr> {
         self.purge(now);
-        let ip = self.choose(&mac, requested, now)?;
-        self.drop_offers_of(&mac);
+        let ip = self.choose(c, requested, now)?;
+        self.drop_offers_of(c.key);
         self.offers
-            .insert(ip, (mac, now.saturating_add(OFFER_HOLD_SECS)));
+            .insert(ip, (c.key.into(), now.saturating_add(OFFER_HOLD_SECS)));
         Some(ip)
     }
 
-    fn choose(&self, mac: &MacAddr, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
-        if let Some(&r) = self.reserved_mac.get(mac) {
-            return self.usable_by(mac, r, now).then_some(r);
+    fn choose(&self, c: ClientRef<'_>, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+        if let Some(&r) = self.reserved_mac.get(&c.mac) {
+            return self.usable_by(c, r, now).then_some(r);
         }
         let pending = self
             .offers
             .iter()
-            .find(|(_, (m, _))| m == mac)
+            .find(|(_, (k, _))| **k == *c.key)
             .map(|(ip, _)| *ip);
-        let previous = self.db.get(mac).map(|l| l.ip);
+        let previous = self.db.get(c.key).map(|l| l.ip);
         for ip in [previous, pending, requested].into_iter().flatten() {
-            if self.usable_by(mac, ip, now) {
+            if self.usable_by(c, ip, now) {
                 return Some(ip);
             }
         }
         let (start, end) = (u32::from(self.pool.start), u32::from(self.pool.end));
         let fresh = (start..=end)
             .map(Ipv4Addr::from)
-            .find(|&ip| self.db.owner(ip).is_none() && self.usable_by(mac, ip, now));
+            .find(|&ip| self.db.owner_key(ip).is_none() && self.usable_by(c, ip, now));
         if fresh.is_some() {
             return fresh;
         }
         self.db
             .iter()
-            .filter(|(_, l)| self.usable_by(mac, l.ip, now))
+            .filter(|(_, l)| self.usable_by(c, l.ip, now))
             .min_by_key(|(_, l)| l.expires)
             .map(|(_, l)| l.ip)
     }
 
-    /// Bind `ip` to `mac` until `now + lease_secs` (DHCPREQUEST → DHCPACK).
-    /// Returns false, changing nothing, when `mac` may not have `ip` (→ DHCPNAK).
-    pub fn commit(&mut self, mac: MacAddr, ip: Ipv4Addr, lease_secs: u64, now: u64) -> bool {
+    /// Bind `ip` to the client until `now + lease_secs` (DHCPREQUEST →
+    /// DHCPACK); `renewed` is stored with it (see [`Lease::renewed`]).
+    /// Returns false, changing nothing, when the client may not have `ip`
+    /// (→ DHCPNAK).
+    pub fn commit(
+        &mut self,
+        c: ClientRef<'_>,
+        ip: Ipv4Addr,
+        lease_secs: u64,
+        renewed: bool,
+        now: u64,
+    ) -> bool {
         self.purge(now);
-        if !self.usable_by(&mac, ip, now) {
+        if !self.usable_by(c, ip, now) {
             return false;
         }
-        self.drop_offers_of(&mac);
+        self.drop_offers_of(c.key);
         self.offers.remove(&ip);
-        self.db.insert(mac, ip, now.saturating_add(lease_secs));
+        let lease = Lease {
+            ip,
+            expires: now.saturating_add(lease_secs),
+            mac: c.mac,
+            renewed,
+        };
+        self.db.insert(c.key, lease);
         self.dirty = true;
         true
     }
 
     /// Withdraw a pending offer (the client chose another server).
-    pub fn cancel_offer(&mut self, mac: &MacAddr) {
-        self.drop_offers_of(mac);
+    pub fn cancel_offer(&mut self, key: &[u8]) {
+        self.drop_offers_of(key);
     }
 
-    /// DHCPRELEASE: end the lease now but remember it, so the MAC gets the same
-    /// address next time if it is still free. Ignored unless `mac` holds `ip`.
-    pub fn release(&mut self, mac: &MacAddr, ip: Ipv4Addr, now: u64) -> bool {
-        self.drop_offers_of(mac);
-        match self.db.get(mac) {
+    /// DHCPRELEASE: end the lease now but remember it, so the client gets the
+    /// same address next time if it is still free. Ignored unless the client
+    /// holds `ip`.
+    pub fn release(&mut self, key: &[u8], ip: Ipv4Addr, now: u64) -> bool {
+        self.drop_offers_of(key);
+        match self.db.get(key) {
             Some(l) if l.ip == ip && l.expires > now => {
-                self.db.set_expiry(mac, now);
+                self.db.set_expiry(key, now);
                 self.dirty = true;
                 true
             }
@@ -481,18 +644,18 @@ impl Allocator {
         }
     }
 
-    /// DHCPDECLINE: the client found `ip` in use. Forget the MAC's claim and keep
-    /// the address out of the pool for [`DECLINE_QUARANTINE_SECS`]. Ignored unless
-    /// `mac` holds `ip` (as a lease or an offer), so nobody can quarantine others'
-    /// addresses.
-    pub fn decline(&mut self, mac: &MacAddr, ip: Ipv4Addr, now: u64) -> bool {
-        let leased = self.db.get(mac).is_some_and(|l| l.ip == ip);
-        let offered = self.offers.get(&ip).is_some_and(|(m, _)| m == mac);
+    /// DHCPDECLINE: the client found `ip` in use. Forget the client's claim and
+    /// keep the address out of the pool for [`DECLINE_QUARANTINE_SECS`].
+    /// Ignored unless the client holds `ip` (as a lease or an offer), so nobody
+    /// can quarantine others' addresses.
+    pub fn decline(&mut self, key: &[u8], ip: Ipv4Addr, now: u64) -> bool {
+        let leased = self.db.get(key).is_some_and(|l| l.ip == ip);
+        let offered = self.offers.get(&ip).is_some_and(|(k, _)| **k == *key);
         if !leased && !offered {
             return false;
         }
         if leased {
-            self.db.remove_mac(mac);
+            self.db.remove(key);
             self.dirty = true;
         }
         self.offers.remove(&ip);
@@ -507,8 +670,8 @@ impl Allocator {
             .db
             .iter()
             .filter(|(_, l)| l.expires > now)
-            .map(|(mac, l)| LeaseInfo {
-                mac,
+            .map(|(_, l)| LeaseInfo {
+                mac: l.mac,
                 ip: l.ip,
                 expires_in_secs: l.expires - now,
             })
@@ -536,6 +699,23 @@ mod tests {
     const M3: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 3]);
     const T0: u64 = 1_700_000_000;
 
+    fn cl(m: &MacAddr) -> ClientRef<'static> {
+        ClientRef {
+            key: Box::leak(Box::new(mac_key(m))),
+            mac: *m,
+        }
+    }
+
+    fn ins(db: &mut LeaseDb, m: MacAddr, ip: Ipv4Addr, expires: u64) {
+        let lease = Lease {
+            ip,
+            expires,
+            mac: m,
+            renewed: true,
+        };
+        db.insert(&mac_key(&m), lease);
+    }
+
     fn ip(last: u8) -> Ipv4Addr {
         Ipv4Addr::new(198, 19, 0, last)
     }
@@ -555,14 +735,14 @@ mod tests {
     #[test]
     fn offers_distinct_addresses_and_holds_them() {
         let mut a = Allocator::new(pool(100, 101), LeaseDb::default());
-        let o1 = a.offer(M1, None, T0).expect("free address");
-        let o2 = a.offer(M2, None, T0).expect("free address");
+        let o1 = a.offer(cl(&M1), None, T0).expect("free address");
+        let o2 = a.offer(cl(&M2), None, T0).expect("free address");
         assert_ne!(o1, o2);
         // Pool of two is now fully held by offers.
-        assert_eq!(a.offer(MacAddr([2, 9, 9, 9, 9, 9]), None, T0), None);
+        assert_eq!(a.offer(cl(&MacAddr([2, 9, 9, 9, 9, 9])), None, T0), None);
         // After the hold, the offers lapse.
         assert!(
-            a.offer(MacAddr([2, 9, 9, 9, 9, 9]), None, T0 + OFFER_HOLD_SECS)
+            a.offer(cl(&MacAddr([2, 9, 9, 9, 9, 9])), None, T0 + OFFER_HOLD_SECS)
                 .is_some()
         );
     }
@@ -571,41 +751,44 @@ mod tests {
     fn reservation_wins_and_is_not_given_to_others() {
         let mut a = Allocator::new(pool(10, 10), LeaseDb::default());
         // 198.19.0.10 is inside the range but reserved for M3.
-        assert_eq!(a.offer(M1, Some(ip(10)), T0), None);
-        assert!(!a.commit(M1, ip(10), 60, T0));
-        assert_eq!(a.offer(M3, None, T0), Some(ip(10)));
+        assert_eq!(a.offer(cl(&M1), Some(ip(10)), T0), None);
+        assert!(!a.commit(cl(&M1), ip(10), 60, true, T0));
+        assert_eq!(a.offer(cl(&M3), None, T0), Some(ip(10)));
         // M3 cannot take a dynamic address instead of its reservation.
         let mut b = Allocator::new(pool(100, 110), LeaseDb::default());
-        assert!(!b.commit(M3, ip(100), 60, T0));
-        assert!(b.commit(M3, ip(10), 60, T0));
+        assert!(!b.commit(cl(&M3), ip(100), 60, true, T0));
+        assert!(b.commit(cl(&M3), ip(10), 60, true, T0));
     }
 
     #[test]
     fn same_mac_gets_previous_address_back_even_after_expiry() {
         let mut a = Allocator::new(pool(100, 110), LeaseDb::default());
-        assert!(a.commit(M1, ip(105), 60, T0));
-        assert_eq!(a.offer(M1, None, T0 + 10_000), Some(ip(105)));
-        assert!(!a.release(&M1, ip(105), T0 + 10_001), "already expired");
-        assert!(a.commit(M1, ip(105), 60, T0 + 20_000));
-        assert!(a.release(&M1, ip(105), T0 + 20_001));
-        assert_eq!(a.offer(M1, None, T0 + 20_002), Some(ip(105)));
+        assert!(a.commit(cl(&M1), ip(105), 60, true, T0));
+        assert_eq!(a.offer(cl(&M1), None, T0 + 10_000), Some(ip(105)));
+        assert!(
+            !a.release(&mac_key(&M1), ip(105), T0 + 10_001),
+            "already expired"
+        );
+        assert!(a.commit(cl(&M1), ip(105), 60, true, T0 + 20_000));
+        assert!(a.release(&mac_key(&M1), ip(105), T0 + 20_001));
+        assert_eq!(a.offer(cl(&M1), None, T0 + 20_002), Some(ip(105)));
     }
 
     #[test]
     fn expired_leases_are_reclaimed_only_when_pool_is_otherwise_full() {
         let mut a = Allocator::new(pool(100, 101), LeaseDb::default());
-        assert!(a.commit(M1, ip(100), 60, T0));
+        assert!(a.commit(cl(&M1), ip(100), 60, true, T0));
         // While M1's lease runs, M2 gets the other address and nothing else.
-        assert_eq!(a.offer(M2, None, T0 + 1), Some(ip(101)));
-        assert!(a.commit(M2, ip(101), 60, T0 + 1));
+        assert_eq!(a.offer(cl(&M2), None, T0 + 1), Some(ip(101)));
+        assert!(a.commit(cl(&M2), ip(101), 60, true, T0 + 1));
         // M3's reservation lies outside the dynamic range and is still served.
-        assert_eq!(a.offer(M3, None, T0 + 1), Some(ip(10)));
+        assert_eq!(a.offer(cl(&M3), None, T0 + 1), Some(ip(10)));
         let m4 = MacAddr([2, 0, 0, 0, 0xaa, 4]);
-        assert_eq!(a.offer(m4, None, T0 + 2), None);
+        assert_eq!(a.offer(cl(&m4), None, T0 + 2), None);
         // After M1 expires its address can be reclaimed.
-        assert_eq!(a.offer(m4, None, T0 + 61), Some(ip(100)));
-        assert!(a.commit(m4, ip(100), 60, T0 + 61));
-        assert_eq!(a.db().get(&M1), None, "M1's stale record is gone");
+        assert_eq!(a.offer(cl(&m4), None, T0 + 61), Some(ip(100)));
+        assert!(a.commit(cl(&m4), ip(100), 60, true, T0 + 61));
+        assert_eq!(a.db().get_mac(&M1), None, "M1's stale record is gone");
     }
 
     #[test]
@@ -613,24 +796,24 @@ mod tests {
         let mut p = pool(100, 101);
         p.excluded.push(ip(100));
         let mut a = Allocator::new(p, LeaseDb::default());
-        assert_eq!(a.offer(M1, Some(ip(100)), T0), Some(ip(101)));
-        assert_eq!(a.offer(M2, None, T0), None);
-        assert!(!a.commit(M2, ip(100), 60, T0));
+        assert_eq!(a.offer(cl(&M1), Some(ip(100)), T0), Some(ip(101)));
+        assert_eq!(a.offer(cl(&M2), None, T0), None);
+        assert!(!a.commit(cl(&M2), ip(100), 60, true, T0));
     }
 
     #[test]
     fn decline_quarantines_address() {
         let mut a = Allocator::new(pool(100, 100), LeaseDb::default());
-        assert!(a.commit(M1, ip(100), 600, T0));
+        assert!(a.commit(cl(&M1), ip(100), 600, true, T0));
         // Someone else cannot decline M1's address.
-        assert!(!a.decline(&M2, ip(100), T0));
-        assert!(a.decline(&M1, ip(100), T0));
-        assert_eq!(a.db().get(&M1), None);
-        assert_eq!(a.offer(M2, None, T0 + 1), None);
-        assert_eq!(a.offer(M1, None, T0 + 1), None);
-        assert!(!a.commit(M2, ip(100), 60, T0 + 1));
+        assert!(!a.decline(&mac_key(&M2), ip(100), T0));
+        assert!(a.decline(&mac_key(&M1), ip(100), T0));
+        assert_eq!(a.db().get_mac(&M1), None);
+        assert_eq!(a.offer(cl(&M2), None, T0 + 1), None);
+        assert_eq!(a.offer(cl(&M1), None, T0 + 1), None);
+        assert!(!a.commit(cl(&M2), ip(100), 60, true, T0 + 1));
         assert_eq!(
-            a.offer(M2, None, T0 + DECLINE_QUARANTINE_SECS),
+            a.offer(cl(&M2), None, T0 + DECLINE_QUARANTINE_SECS),
             Some(ip(100))
         );
     }
@@ -639,17 +822,19 @@ mod tests {
     fn persistence_round_trip_and_dirty_tracking() {
         let mut a = Allocator::new(pool(100, 110), LeaseDb::default());
         assert_eq!(a.take_snapshot(), None);
-        assert!(a.commit(M1, ip(100), 3600, T0));
-        assert!(a.commit(M3, ip(10), 3600, T0));
+        assert!(a.commit(cl(&M1), ip(100), 3600, true, T0));
+        assert!(a.commit(cl(&M3), ip(10), 3600, true, T0));
         let bytes = a.take_snapshot().expect("changed");
         assert_eq!(a.take_snapshot(), None, "no change since last snapshot");
         let db = LeaseDb::load(&bytes).expect("valid");
         assert_eq!(db.len(), 2);
         assert_eq!(
-            db.get(&M1),
+            db.get_mac(&M1),
             Some(Lease {
                 ip: ip(100),
-                expires: T0 + 3600
+                expires: T0 + 3600,
+                mac: M1,
+                renewed: true,
             })
         );
         let b = Allocator::new(pool(100, 110), db);
@@ -657,14 +842,21 @@ mod tests {
         assert_eq!(b.leases(T0 + 600)[0].expires_in_secs, 3000);
         let text = String::from_utf8(bytes).expect("utf8");
         assert!(text.contains("\"mac\": \"02:00:00:00:aa:01\""), "{text}");
-        assert!(text.contains("\"version\": 1"), "{text}");
+        assert!(text.contains("\"version\": 2"), "{text}");
+        assert!(
+            text.contains("\"client\": \"01:02:00:00:00:aa:01\""),
+            "{text}"
+        );
     }
 
     #[test]
     fn load_rejects_garbage_and_resolves_duplicates() {
         assert!(LeaseDb::load(b"").expect("empty ok").is_empty());
         assert!(LeaseDb::load(b"{").is_err());
-        assert!(LeaseDb::load(br#"{"version":2,"leases":[]}"#).is_err());
+        assert!(LeaseDb::load(br#"{"version":3,"leases":[]}"#).is_err());
+        let bad_id = br#"{"version":2,"leases":[{"client":"1:2","mac":"02:00:00:00:aa:01",
+            "ip":"198.19.0.100","expires":5,"renewed":false}]}"#;
+        assert!(LeaseDb::load(bad_id).is_err());
         assert!(
             LeaseDb::load(br#"{"version":1,"leases":[{"mac":"zz","ip":"1.2.3.4","expires":1}]}"#)
                 .is_err()
@@ -678,16 +870,69 @@ mod tests {
         assert_eq!(db.owner(ip(100)), Some(M2));
     }
 
+    /// A file exactly as version 1 wrote it: its records are keyed by MAC,
+    /// count as renewed, and are written back as version 2.
+    #[test]
+    fn reads_version_1_files() {
+        let v1 = br#"{
+  "version": 1,
+  "leases": [
+    {
+      "mac": "02:00:00:00:aa:01",
+      "ip": "198.19.0.100",
+      "expires": 1700003600
+    }
+  ]
+}
+"#;
+        let db = LeaseDb::load(v1).expect("version 1 reads");
+        let want = Lease {
+            ip: ip(100),
+            expires: T0 + 3600,
+            mac: M1,
+            renewed: true,
+        };
+        assert_eq!(db.get(&[1, 2, 0, 0, 0, 0xaa, 1]), Some(want));
+        assert_eq!(LeaseDb::load(&db.to_bytes()).expect("v2 reads"), db);
+    }
+
+    #[test]
+    fn client_ids_key_leases_and_reservations_stay_by_mac() {
+        let duid: &[u8] = &[0xff, 0, 0, 0, 1, 0, 2, 0, 1, 0x52, 0x54, 0, 0, 1, 1];
+        let other: &[u8] = &[0xff, 0, 0, 0, 2, 0, 2, 0, 1, 0x52, 0x54, 0, 0, 1, 1];
+        let a1 = ClientRef { key: duid, mac: M1 };
+        let a2 = ClientRef {
+            key: other,
+            mac: M1,
+        };
+        let mut a = Allocator::new(pool(100, 110), LeaseDb::default());
+        let o1 = a.offer(a1, None, T0).expect("free");
+        assert!(a.commit(a1, o1, 60, false, T0));
+        // Same MAC, another client identifier: another client.
+        let o2 = a.offer(a2, Some(o1), T0).expect("free");
+        assert_ne!(o1, o2);
+        assert!(!a.commit(a2, o1, 60, false, T0));
+        assert_eq!(a.db().get(duid).map(|l| l.ip), Some(o1));
+        assert_eq!(a.db().get_mac(&M1), None, "not keyed by MAC");
+        // A reserved MAC gets its reservation whatever client id it sends.
+        let r = ClientRef { key: duid, mac: M3 };
+        let mut b = Allocator::new(pool(100, 110), LeaseDb::default());
+        assert_eq!(b.offer(r, None, T0), Some(ip(10)));
+        let bytes = {
+            assert!(b.commit(r, ip(10), 60, true, T0));
+            b.take_snapshot().expect("dirty")
+        };
+        let db = LeaseDb::load(&bytes).expect("valid");
+        assert_eq!(db.get(duid).map(|l| (l.ip, l.mac)), Some((ip(10), M3)));
+    }
+
     #[test]
     fn new_drops_records_the_pool_no_longer_allows() {
         let mut db = LeaseDb::default();
-        db.insert(M1, ip(100), T0 + 100); // fine
-        db.insert(M2, ip(10), T0 + 100); // reserved for M3
-        db.insert(
-            MacAddr([2, 0, 0, 0, 0xaa, 5]),
-            Ipv4Addr::new(10, 0, 0, 1),
-            T0 + 100,
-        ); // foreign
+        ins(&mut db, M1, ip(100), T0 + 100); // fine
+        ins(&mut db, M2, ip(10), T0 + 100); // reserved for M3
+        let foreign = Ipv4Addr::new(10, 0, 0, 1);
+        ins(&mut db, MacAddr([2, 0, 0, 0, 0xaa, 5]), foreign, T0 + 100);
         let mut a = Allocator::new(pool(100, 110), db);
         assert_eq!(a.db().len(), 1);
         assert!(
@@ -707,12 +952,12 @@ mod tests {
             .push((MacAddr([2, 0, 0, 0, 0xaa, 9]), ip(110)));
         let mut a = Allocator::new(p, LeaseDb::default());
         assert_eq!(a.usage(T0), PoolUsage { size: 9, in_use: 0 });
-        assert!(a.commit(M1, ip(100), 60, T0));
-        a.offer(M2, None, T0).expect("free address");
+        assert!(a.commit(cl(&M1), ip(100), 60, true, T0));
+        a.offer(cl(&M2), None, T0).expect("free address");
         // A reservation's lease is not the dynamic pool's.
-        assert!(a.commit(M3, ip(10), 60, T0));
+        assert!(a.commit(cl(&M3), ip(10), 60, true, T0));
         assert_eq!(a.usage(T0), PoolUsage { size: 9, in_use: 2 });
-        assert!(a.decline(&M1, ip(100), T0 + 1));
+        assert!(a.decline(&mac_key(&M1), ip(100), T0 + 1));
         assert_eq!(a.usage(T0 + 1).in_use, 2, "quarantined counts as taken");
         // Offers lapse, leases and quarantine expire.
         assert_eq!(a.usage(T0 + DECLINE_QUARANTINE_SECS + 1).in_use, 0);
@@ -770,11 +1015,11 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Discover(m, r) => {
-                        offered[m] = a.offer(macs[m], r.map(ip), now)
+                        offered[m] = a.offer(cl(&macs[m]), r.map(ip), now)
                             .map(|i| (i, now + OFFER_HOLD_SECS));
                     }
                     Op::Request(m, i) => {
-                        if a.commit(macs[m], ip(i), 300, now) {
+                        if a.commit(cl(&macs[m]), ip(i), 300, true, now) {
                             granted[m] = Some((ip(i), now + 300));
                             offered[m] = None;
                         }
@@ -782,14 +1027,14 @@ mod tests {
                     Op::Release(m) => {
                         if let Some((i, _)) = granted[m] {
                             // Releasing also withdraws any pending offer.
-                            a.release(&macs[m], i, now);
+                            a.release(&mac_key(&macs[m]), i, now);
                             granted[m] = None;
                             offered[m] = None;
                         }
                     }
                     Op::Decline(m) => {
                         if let Some((i, _)) = granted[m].or(offered[m]) {
-                            a.decline(&macs[m], i, now);
+                            a.decline(&mac_key(&macs[m]), i, now);
                             granted[m] = None;
                             offered[m] = None;
                         }
@@ -821,16 +1066,16 @@ mod tests {
             let mut now = T0;
             for op in ops {
                 match op {
-                    Op::Discover(m, r) => { a.offer(macs[m], r.map(ip), now); }
-                    Op::Request(m, i) => { a.commit(macs[m], ip(i), 300, now); }
+                    Op::Discover(m, r) => { a.offer(cl(&macs[m]), r.map(ip), now); }
+                    Op::Request(m, i) => { a.commit(cl(&macs[m]), ip(i), 300, true, now); }
                     Op::Release(m) => {
-                        if let Some(l) = a.db().get(&macs[m]) {
-                            a.release(&macs[m], l.ip, now);
+                        if let Some(l) = a.db().get_mac(&macs[m]) {
+                            a.release(&mac_key(&macs[m]), l.ip, now);
                         }
                     }
                     Op::Decline(m) => {
-                        if let Some(l) = a.db().get(&macs[m]) {
-                            a.decline(&macs[m], l.ip, now);
+                        if let Some(l) = a.db().get_mac(&macs[m]) {
+                            a.decline(&mac_key(&macs[m]), l.ip, now);
                         }
                     }
                     Op::Advance(s) => now += s,
@@ -839,7 +1084,7 @@ mod tests {
                 prop_assert_eq!(u.size, 4);
                 prop_assert!(u.in_use <= u.size);
                 let newcomer = MacAddr([2, 0, 0, 0, 0xcc, 1]);
-                let offered = a.clone().offer(newcomer, None, now);
+                let offered = a.clone().offer(cl(&newcomer), None, now);
                 prop_assert_eq!(u.in_use == u.size, offered.is_none(), "{:?}", u);
             }
         }

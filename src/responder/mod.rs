@@ -29,7 +29,7 @@ pub mod leases;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use leases::{LeaseDb, LeaseInfo, PoolUsage};
+pub use leases::{Lease, LeaseDb, LeaseInfo, PoolUsage};
 
 use crate::mac::MacAddr;
 
@@ -329,6 +329,15 @@ impl Responder {
         self.dhcp
             .as_mut()
             .and_then(|d| d.allocator_mut().take_snapshot())
+    }
+
+    /// How many DISCOVERs went unanswered for a full pool since the last
+    /// report, at most once a minute (see `DhcpServer::take_pool_exhausted`):
+    /// the shell logs one line with the count instead of one per DISCOVER.
+    pub fn take_pool_exhausted(&mut self, wall: SystemTime) -> Option<u64> {
+        self.dhcp
+            .as_mut()
+            .and_then(|d| d.take_pool_exhausted(unix_secs(wall)))
     }
 
     /// The whole lease database in file form, changed or not (for shutdown).

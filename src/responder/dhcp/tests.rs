@@ -9,7 +9,7 @@ use super::super::fixtures::{
     Client, DHCLIENT_MAC, DHCLIENT_XID, Reply, arp_request, dhclient_discover, ipv4_udp_frame,
     parse_reply,
 };
-use super::super::leases::{DECLINE_QUARANTINE_SECS, OFFER_HOLD_SECS};
+use super::super::leases::{DECLINE_QUARANTINE_SECS, OFFER_HOLD_SECS, SHORT_LEASE_SECS};
 use super::super::{DhcpSettings, LeaseDb, LocalVerdict, RemoteVerdict, Responder, ResponderError};
 use crate::mac::MacAddr;
 
@@ -18,6 +18,8 @@ const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
 const RESERVED_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
 const T0: u64 = 1_700_000_000;
 const LEASE: u32 = 12 * 3600;
+/// A first lease: short until the client renews.
+const SHORT: u32 = SHORT_LEASE_SECS as u32;
 
 fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 19, 0, last)
@@ -154,9 +156,10 @@ fn dhclient_discover_gets_full_offer() {
     assert_eq!(offer.ttl, 64);
     assert!((300..=548).contains(&offer.dhcp_len), "{}", offer.dhcp_len);
     assert_eq!(offer.server_id, Some(SERVER));
-    assert_eq!(offer.lease, Some(LEASE));
-    assert_eq!(offer.renew, Some(LEASE / 2));
-    assert_eq!(offer.rebind, Some(LEASE / 8 * 7));
+    // A client never seen: the short first lease.
+    assert_eq!(offer.lease, Some(SHORT));
+    assert_eq!(offer.renew, Some(SHORT / 2));
+    assert_eq!(offer.rebind, Some(SHORT * 7 / 8));
     assert_config_options(&offer);
     assert_eq!(offer.option(61), None, "dhclient sent no client id");
     assert_eq!(h.r.counters().dhcp_replies, 1);
@@ -186,13 +189,13 @@ fn full_exchange_with_broadcast_flag_and_client_id() {
     assert_eq!(ack.message_type, M::Ack);
     assert_eq!(ack.yiaddr, ip(100));
     assert_eq!(ack.ip_dst, Ipv4Addr::BROADCAST);
-    assert_eq!(ack.lease, Some(LEASE));
+    assert_eq!(ack.lease, Some(SHORT));
     assert_config_options(&ack);
 
     let leases = h.r.leases(h.wall());
     assert_eq!(leases.len(), 1);
     assert_eq!((leases[0].mac, leases[0].ip), (MacAddr(m), ip(100)));
-    assert_eq!(leases[0].expires_in_secs, u64::from(LEASE));
+    assert_eq!(leases[0].expires_in_secs, u64::from(SHORT));
     let snap = h.r.take_lease_snapshot().expect("lease db changed");
     assert!(String::from_utf8_lossy(&snap).contains("198.19.0.100"));
     assert_eq!(h.r.take_lease_snapshot(), None);
@@ -254,6 +257,8 @@ fn naks_for_wrong_foreign_or_taken_addresses() {
     let mut reboot = Client::new(M::Request, mac(3));
     reboot.requested = Some(Ipv4Addr::new(192, 0, 2, 7));
     assert_eq!(h.reply(&reboot).message_type, M::Nak);
+    // mac(3) becomes a client we know (an unknown one gets silence).
+    h.reply(&Client::new(M::Discover, mac(3)));
     // INIT-REBOOT for a taken address, for the server's own address, for a
     // reserved address, outside the pool.
     for bad in [held, SERVER, ip(10), ip(50)] {
@@ -275,13 +280,212 @@ fn naks_for_wrong_foreign_or_taken_addresses() {
     h.silent(&bare);
 }
 
+/// RFC 2131 §4.3.2: a REQUEST from a client with no record, for an address
+/// with no record, is never ACKed from nothing (the old responder ACKed any
+/// free address, so a REQUEST alone could take the pool). INIT-REBOOT and
+/// RENEWING/REBINDING get silence ("MUST remain silent" for INIT-REBOOT);
+/// SELECTING, where the client named us, gets a NAK so it starts over.
 #[test]
-fn init_reboot_with_known_or_free_address_is_acked() {
+fn request_from_an_unknown_client_is_never_acked() {
     let mut h = Harness::new(settings());
     let mut reboot = Client::new(M::Request, mac(1));
     reboot.requested = Some(ip(150));
+    h.silent(&reboot);
+    let mut renew = Client::new(M::Request, mac(1));
+    renew.ciaddr = ip(150);
+    renew.ip_src = ip(150);
+    renew.ip_dst = SERVER;
+    renew.eth_dst = SERVER_MAC;
+    h.silent(&renew);
+    // Renewing an address it may not have (reserved, or another's): NAK.
+    for bad in [ip(10), h.lease(mac(2)).yiaddr] {
+        renew.ciaddr = bad;
+        renew.ip_src = bad;
+        assert_eq!(h.reply(&renew).message_type, M::Nak, "{bad}");
+    }
+    let _ = h.r.take_lease_snapshot();
+    let mut select = Client::new(M::Request, mac(1));
+    select.server_id = Some(SERVER);
+    select.requested = Some(ip(150));
+    assert_eq!(h.reply(&select).message_type, M::Nak);
+    assert_eq!(h.r.leases(h.wall()).len(), 1, "only mac(2)'s lease");
+    assert_eq!(h.r.take_lease_snapshot(), None);
+    // Once known (here by an offer), the same INIT-REBOOT is answered.
+    h.reply(&Client::new(M::Discover, mac(1)));
     let ack = h.reply(&reboot);
     assert_eq!((ack.message_type, ack.yiaddr), (M::Ack, ip(150)));
+    // A reserved MAC is known by its reservation.
+    let mut reserved = Client::new(M::Request, RESERVED_MAC);
+    reserved.requested = Some(ip(10));
+    assert_eq!(h.reply(&reserved).message_type, M::Ack);
+}
+
+/// The first lease is short; renewing it (after a while: a retransmitted
+/// first REQUEST is no renewal) earns the full lease time, remembered in the
+/// lease file; a client that vanishes frees its address after the short time.
+#[test]
+fn first_lease_is_short_until_the_client_renews() {
+    let mut h = Harness::new(settings());
+    let m = mac(1);
+    let ack = h.lease(m);
+    assert_eq!(ack.lease, Some(SHORT));
+    let addr = ack.yiaddr;
+    let mut again = Client::new(M::Request, m);
+    again.server_id = Some(SERVER);
+    again.requested = Some(addr);
+    assert_eq!(h.reply(&again).lease, Some(SHORT), "a retransmission");
+    let db = LeaseDb::load(&h.r.take_lease_snapshot().expect("dirty")).expect("valid");
+    assert_eq!(
+        db.get(&[1, 0x52, 0x54, 0, 0, 1, 1]).map(|l| l.renewed),
+        Some(false)
+    );
+
+    h.advance(u64::from(SHORT / 2));
+    let mut renew = Client::new(M::Request, m);
+    renew.ciaddr = addr;
+    renew.ip_src = addr;
+    renew.ip_dst = SERVER;
+    renew.eth_dst = SERVER_MAC;
+    assert_eq!(h.reply(&renew).lease, Some(LEASE));
+    let db = LeaseDb::load(&h.r.take_lease_snapshot().expect("dirty")).expect("valid");
+    let rec = db.get(&[1, 0x52, 0x54, 0, 0, 1, 1]).expect("recorded");
+    assert!(rec.renewed);
+    // After a restart it is still a known, renewed client: full offers.
+    let mut h2 = Harness::with_db(settings(), db);
+    h2.wall = h.wall;
+    assert_eq!(h2.reply(&Client::new(M::Discover, m)).lease, Some(LEASE));
+
+    // A burst of clients that never renew: their addresses free up after
+    // the short time, not after lease_time.
+    let mut s = settings();
+    s.pool_end = ip(103);
+    let mut h = Harness::new(s);
+    for n in 10..14 {
+        h.lease(mac(n));
+    }
+    h.silent(&Client::new(M::Discover, mac(20)));
+    h.advance(u64::from(SHORT));
+    assert_eq!(h.lease(mac(20)).lease, Some(SHORT));
+}
+
+/// systemd-networkd style: option 61 type 255 (IAID + DUID). The lease is
+/// keyed by it, renewed by it; the same MAC with another identifier is
+/// another client; the same identifier on another MAC is the same client.
+#[test]
+fn duid_client_identifier_keys_the_lease() {
+    let mut h = Harness::new(settings());
+    let duid = vec![
+        0xff, 0x5c, 0x3a, 0x01, 0x02, 0, 2, 0, 0, 0xab, 0x11, 0x6e, 0x1f, 0x22, 0x9a, 0x01, 0x02,
+        0x03, 0x04,
+    ];
+    let m = mac(1);
+    let mut disc = Client::new(M::Discover, m);
+    disc.client_id = Some(duid.clone());
+    let offer = h.reply(&disc);
+    let mut req = Client::new(M::Request, m);
+    req.client_id = Some(duid.clone());
+    req.server_id = Some(SERVER);
+    req.requested = Some(offer.yiaddr);
+    let ack = h.reply(&req);
+    assert_eq!(
+        (ack.message_type, ack.option(61)),
+        (M::Ack, Some(&duid[..]))
+    );
+    let addr = ack.yiaddr;
+    // Renewal by the same identifier: full lease.
+    h.advance(u64::from(SHORT / 2));
+    let mut renew = Client::new(M::Request, m);
+    renew.client_id = Some(duid.clone());
+    renew.ciaddr = addr;
+    renew.ip_src = addr;
+    renew.ip_dst = SERVER;
+    renew.eth_dst = SERVER_MAC;
+    let ack = h.reply(&renew);
+    assert_eq!((ack.message_type, ack.lease), (M::Ack, Some(LEASE)));
+    let snap = h.r.take_lease_snapshot().expect("dirty");
+    let db = LeaseDb::load(&snap).expect("valid");
+    assert_eq!(
+        db.get(&duid).map(|l| (l.ip, l.mac)),
+        Some((addr, MacAddr(m)))
+    );
+    assert_eq!(db.get_mac(&MacAddr(m)), None);
+    // Same MAC, other identifier (or none): another client, which neither
+    // gets nor may take the address.
+    let mut other = Client::new(M::Discover, m);
+    other.client_id = None;
+    assert_ne!(h.reply(&other).yiaddr, addr);
+    let mut steal = Client::new(M::Request, m);
+    steal.client_id = None;
+    steal.server_id = Some(SERVER);
+    steal.requested = Some(addr);
+    assert_eq!(h.reply(&steal).message_type, M::Nak);
+    // Same identifier from a new NIC: the same client, the same address.
+    let mut moved = Client::new(M::Discover, mac(2));
+    moved.client_id = Some(duid);
+    assert_eq!(h.reply(&moved).yiaddr, addr);
+}
+
+/// BOOTP (no option 53): a reserved MAC gets a BOOTREPLY with its address
+/// and configuration and none of the DHCP lease options; others nothing.
+#[test]
+fn bootp_requests_from_reserved_macs_are_answered() {
+    let mut h = Harness::new(settings());
+    let bootp = |m: [u8; 6]| {
+        let mut c = Client::new(M::Discover, m);
+        c.client_id = None;
+        c.bootp = true;
+        c
+    };
+    let mut buf = [0u8; 1600];
+    let LocalVerdict::Reply(n) =
+        h.r.handle_local(&bootp(RESERVED_MAC).frame(), h.mono, h.wall(), &mut buf)
+    else {
+        panic!("a reserved MAC's BOOTP request is answered");
+    };
+    let frame = &buf[..n];
+    let p = DhcpPacket::new_checked(&frame[42..]).expect("bootp");
+    assert_eq!(frame[42], 2, "BOOTREPLY");
+    assert_eq!(p.transaction_id(), 0x1234_5678);
+    assert_eq!(p.your_ip(), ip(10));
+    assert_eq!(p.server_ip(), SERVER);
+    assert_eq!(p.client_hardware_address().0, RESERVED_MAC);
+    assert!(n - 42 >= 300);
+    let codes: Vec<u8> = p.options().map(|o| o.kind).collect();
+    for absent in [53, 54, 51, 58, 59] {
+        assert!(!codes.contains(&absent), "{absent} in {codes:?}");
+    }
+    for present in [1, 3, 6, 15] {
+        assert!(codes.contains(&present), "{present} in {codes:?}");
+    }
+    // Unicast to yiaddr at chaddr (no broadcast flag, no ciaddr).
+    assert_eq!(&frame[..6], &RESERVED_MAC);
+    assert_eq!(&frame[30..34], &ip(10).octets());
+    assert!(h.r.leases(h.wall()).is_empty(), "no lease record");
+    h.silent(&bootp(mac(1)));
+}
+
+/// A full pool is counted per DISCOVER but reported (for the log) at most
+/// once per interval, with the count.
+#[test]
+fn pool_exhausted_is_reported_rate_limited() {
+    let mut s = settings();
+    s.pool_end = ip(100);
+    let mut h = Harness::new(s);
+    h.lease(mac(1));
+    assert_eq!(h.r.take_pool_exhausted(h.wall()), None);
+    for n in 2..12 {
+        h.silent(&Client::new(M::Discover, mac(n)));
+    }
+    assert_eq!(h.r.counters().dhcp_pool_exhausted, 10);
+    assert_eq!(h.r.take_pool_exhausted(h.wall()), Some(10));
+    h.silent(&Client::new(M::Discover, mac(20)));
+    assert_eq!(h.r.take_pool_exhausted(h.wall()), None, "too soon");
+    h.advance(super::POOL_EXHAUSTED_REPORT_SECS - 1);
+    h.silent(&Client::new(M::Discover, mac(21)));
+    assert_eq!(h.r.take_pool_exhausted(h.wall()), None, "too soon");
+    h.advance(1);
+    assert_eq!(h.r.take_pool_exhausted(h.wall()), Some(2));
+    assert_eq!(h.r.take_pool_exhausted(h.wall()), None, "nothing new");
 }
 
 #[test]
@@ -289,7 +493,7 @@ fn renewal_unicast_extends_lease() {
     let mut h = Harness::new(settings());
     let m = mac(1);
     let addr = h.lease(m).yiaddr;
-    h.advance(u64::from(LEASE / 2));
+    h.advance(u64::from(SHORT / 2));
     let mut renew = Client::new(M::Request, m);
     renew.ciaddr = addr;
     renew.ip_src = addr;
@@ -404,7 +608,8 @@ fn full_pool_answers_nothing_until_a_lease_expires() {
     h.lease(mac(2));
     h.silent(&Client::new(M::Discover, mac(3)));
     assert_eq!(h.r.counters().dhcp_pool_exhausted, 1);
-    h.advance(599);
+    // First leases are short.
+    h.advance(u64::from(SHORT) - 1);
     h.silent(&Client::new(M::Discover, mac(3)));
     h.advance(1);
     // mac(1)'s and mac(2)'s leases expired: the oldest is reclaimed.
@@ -438,6 +643,8 @@ fn leases_survive_restart() {
     assert_eq!(h2.reply(&reboot).message_type, M::Ack);
     let mut thief = Client::new(M::Request, mac(2));
     thief.requested = Some(addr);
+    h2.silent(&thief);
+    thief.server_id = Some(SERVER);
     assert_eq!(h2.reply(&thief).message_type, M::Nak);
 }
 
@@ -571,7 +778,7 @@ fn infrastructure_addresses_inside_the_pool_are_skipped() {
     let mut h = Harness::new(settings());
     h.r = Responder::new(Some(arp), Some(s), LeaseDb::default()).expect("valid");
     assert_eq!(h.reply(&Client::new(M::Discover, mac(1))).yiaddr, ip(4));
-    let mut reboot = Client::new(M::Request, mac(2));
+    let mut reboot = Client::new(M::Request, mac(1));
     for taken in [ip(1), ip(2), ip(3)] {
         reboot.requested = Some(taken);
         assert_eq!(h.reply(&reboot).message_type, M::Nak, "{taken}");
@@ -689,6 +896,7 @@ fn reload_keeps_leases_that_fit_and_serves_new_options() {
         h.r.take_lease_snapshot().is_some(),
         "the dropped lease is persisted"
     );
+    // The client is no longer on record and its address left the pool.
     assert_eq!(renew(&mut h).message_type, M::Nak);
     let offer = h.reply(&Client::new(M::Discover, m));
     assert!(

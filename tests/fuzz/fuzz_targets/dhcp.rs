@@ -2,7 +2,8 @@
 //! Fuzz the DHCP responder: a sequence of frames, each either raw or a fuzzed
 //! BOOTP payload wrapped in a valid Ethernet/IPv4/UDP frame (so the fuzzer
 //! gets past the checksums and into the server's state machine), sent from
-//! the local side or the tunnel, with the virtual clock moving in between.
+//! the local side or the tunnel, with the virtual clock moving in between;
+//! a record with the top control bit set is a lease file to load instead.
 //! Nothing may panic, and every reply must fit the buffer and be DHCP.
 
 use std::net::Ipv4Addr;
@@ -92,6 +93,16 @@ fuzz_target!(|data: &[u8]| {
         let n = n.min(tail.len());
         let (body, next) = tail.split_at(n);
         rest = next;
+        if ctrl & 0x80 != 0 {
+            // A lease file (version 1 or 2): parsing never panics, and what
+            // parses survives the allocator and a round trip.
+            if let Ok(db) = LeaseDb::load(body) {
+                let again = responder(db);
+                let reloaded = LeaseDb::load(&again.lease_snapshot().expect("DHCP enabled"));
+                assert!(reloaded.is_ok(), "own snapshot loads");
+            }
+            continue;
+        }
         let frame = if ctrl & 1 != 0 {
             wrap(body, *ctrl)
         } else {

@@ -315,7 +315,7 @@ impl Worker {
                     let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
                     let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
                     if let Some(r) = self.responder.as_mut() {
-                        if r.handle_remote(frame, now) == RemoteVerdict::Drop {
+                        if r.handle_remote(frame, peer, now) == RemoteVerdict::Drop {
                             continue;
                         }
                     }
@@ -466,6 +466,9 @@ impl Worker {
                     if let Some(id) = self.tunnel.peer_id(&name) {
                         self.tunnel.remove_peer(id, now);
                         self.switch.forget_peer(id);
+                        if let Some(r) = self.responder.as_mut() {
+                            r.forget_peer(id);
+                        }
                     }
                 }
                 PeerChange::Added {
@@ -597,6 +600,10 @@ impl Worker {
                     continue;
                 }
             };
+            if let (Event::PeerDown { .. }, Some(r)) = (&ev, self.responder.as_mut()) {
+                // Its ARP bindings may be stale now: no longer answered.
+                r.forget_peer(peer);
+            }
             let Some(st) = self.tunnel.peer_status(peer) else {
                 continue;
             };
@@ -644,6 +651,21 @@ impl Worker {
                 ),
                 Event::HandshakeRefused { .. } | Event::PathMtuChanged { .. } => {}
             }
+        }
+        if let Some(l) = self
+            .responder
+            .as_mut()
+            .and_then(|r| r.take_refusal_log(now))
+        {
+            let peer = self
+                .tunnel
+                .peer_status(l.peer)
+                .map(|s| s.name)
+                .unwrap_or_else(|| "-".into());
+            tracing::warn!(
+                refused = l.count, ip = %l.ip, mac = %l.mac, %peer,
+                "ARP bindings from the tunnel refused: {}", l.reason
+            );
         }
     }
 

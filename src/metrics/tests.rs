@@ -64,6 +64,7 @@ fn status() -> Status {
             dhcp_ignored: 34,
             remote_dhcp_dropped: 35,
             arp_bindings_learned: 36,
+            arp_bindings_refused: 39,
             reloads: 37,
             reloads_refused: 38,
         },
@@ -184,6 +185,7 @@ fn renders_link_counters_with_reasons() {
         r#"tapbridge_reassembled_frames_total{link="site-a"} 17"#,
         r#"tapbridge_handshake_cookie_replies_total{link="site-a"} 26"#,
         r#"tapbridge_arp_bindings_learned_total{link="site-a"} 36"#,
+        r#"tapbridge_arp_bindings_refused_total{link="site-a"} 39"#,
         "# TYPE tapbridge_rx_dropped counter",
     ] {
         assert!(l.contains(&want), "missing {want:?} in:\n{text}");

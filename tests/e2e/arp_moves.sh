@@ -17,6 +17,8 @@
 #     across the tunnel, from host C;
 #   * it moves back to site B (relearned), then to site A again announcing
 #     itself only by RARP (as QEMU does for a migrated VM): the same holds;
+#   * when site B goes away (peer down at site A), its bindings go with it:
+#     host C is no longer answered for;
 #   * ARP from site B claiming site A's router address, or whose sender MAC is
 #     not the Ethernet source, is refused: arp_bindings_refused grows and the
 #     claims are not answered.
@@ -80,13 +82,26 @@ settle() {
 }
 
 # shellcheck disable=SC2317 # invoked indirectly through e2e_check
-# learned: host B's binding answers host A's broadcast request at site A.
+# learned [IP MAC]: the binding IP → MAC (default: host B's) answers host A's
+# broadcast request at site A.
 learned() {
-    local before after out
+    local ip=${1:-$DL_HOST_B} mac=${2:-$MAC_B} before after out
     before=$(e2e_counter a arp_replies)
-    out=$(arping_from_a "$DL_HOST_B") || true
+    out=$(arping_from_a "$ip") || true
     after=$(e2e_counter a arp_replies)
-    [[ "$(reply_macs "$out" | head -1)" == "$MAC_B" ]] && ((after > before))
+    [[ "$(reply_macs "$out" | head -1)" == "$mac" ]] && ((after > before))
+}
+
+# shellcheck disable=SC2317 # invoked indirectly through tb_wait_until
+# counter_at_least SITE KEY N: SITE's counter KEY is N or more.
+counter_at_least() {
+    (($(e2e_counter "$1" "$2") >= $3))
+}
+
+# shellcheck disable=SC2317 # invoked indirectly through tb_wait_until
+# peer_down SITE PEER: SITE sees PEER down.
+peer_down() {
+    [[ "$(e2e_peer "$1" "$2" state)" == down ]]
 }
 
 # shellcheck disable=SC2317 # invoked indirectly through e2e_check
@@ -225,7 +240,7 @@ e2e_check "host C sends an ARP claiming the router $DL_ROUTER" \
 e2e_check "host C sends an ARP with sender MAC $SPOOF_MAC" \
     send_raw "$NS_HC" eth0 "$(arp_hex 1 "$MAC_C" "$SPOOF_MAC" 198.19.0.31 "$HOST_A")"
 if tb_wait_until 10 "arp_bindings_refused at site A grows by 2" \
-    test "$(e2e_counter a arp_bindings_refused)" -ge $((refused0 + 2)); then
+    counter_at_least a arp_bindings_refused $((refused0 + 2)); then
     e2e_ok "both claims refused (arp_bindings_refused $refused0 -> $(e2e_counter a arp_bindings_refused))"
 else
     e2e_not_ok "arp_bindings_refused $refused0 -> $(e2e_counter a arp_bindings_refused), expected +2"
@@ -238,4 +253,23 @@ for claim in "$DL_ROUTER" 198.19.0.31; do
 done
 
 e2e_capture_stop
+
+# --- 5. the peer goes down: its bindings are forgotten
+if tb_wait_until 10 "host C's binding at site A" learned "$HOST_C" "$MAC_C"; then
+    e2e_ok "site A answers for host C ($HOST_C) from its binding"
+else
+    e2e_not_ok "site A did not learn host C's binding"
+fi
+e2e_check_down "link down b exits 0" b
+if tb_wait_until 30 "peer b down at site A" peer_down a b; then
+    e2e_ok "site A sees peer b down"
+else
+    e2e_not_ok "site A never saw peer b go down (state $(e2e_peer a b state))"
+fi
+before=$(e2e_counter a arp_replies)
+out=$(arping_from_a "$HOST_C") || true
+after=$(e2e_counter a arp_replies)
+macs=$(reply_macs "$out")
+e2e_check "with peer b down, site A no longer answers for host C (replies: ${macs:-none}, arp_replies $before -> $after)" \
+    test -z "$macs" -a "$after" -eq "$before"
 e2e_summary

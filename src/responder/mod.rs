@@ -11,12 +11,16 @@
 //! What it promises:
 //! - [`Responder::handle_local`] is called for every frame the TAP gives us.
 //!   The common case (not ARP, not DHCP, not addressed to the responder) costs
-//!   a few byte comparisons and **never allocates**. ARP requests for our own
+//!   a few byte comparisons (and, while ARP bindings exist, one hash lookup of
+//!   the source MAC: a bound MAC seen locally drops its bindings) and **never
+//!   allocates**. ARP requests for our own
 //!   addresses are answered and never forwarded; with DHCP enabled, no local
 //!   DHCP frame (UDP port 67 or 68) is ever forwarded.
-//! - [`Responder::handle_remote`] is called for every frame from the tunnel: it
-//!   learns IP→MAC bindings from ARP (for suppression) and drops DHCP when this
-//!   site runs its own DHCP responder. It never allocates after construction.
+//! - [`Responder::handle_remote`] is called for every frame from the tunnel,
+//!   with the peer it came from: it learns IP→MAC bindings from ARP (for
+//!   suppression; refused ones are counted, see [`arp`]) and drops DHCP when
+//!   this site runs its own DHCP responder. It never allocates after
+//!   construction. [`Responder::forget_peer`] drops a peer's bindings.
 //! - DHCP follows RFC 2131 (see [`dhcp`]); the lease store promises that no
 //!   address is ever held by two clients (see [`leases`]).
 //!

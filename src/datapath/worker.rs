@@ -466,10 +466,10 @@ impl Worker {
                 PeerChange::Removed { name } => {
                     if let Some(id) = self.tunnel.peer_id(&name) {
                         self.tunnel.remove_peer(id, now);
-                        self.switch.forget_peer(id);
                         if let Some(r) = self.responder.as_mut() {
                             r.forget_peer(id);
                         }
+                        self.switch.forget_peer(id);
                     }
                 }
                 PeerChange::Added {

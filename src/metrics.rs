@@ -25,8 +25,7 @@
 //! tapbridge_rx_dropped_total{reason}, tapbridge_tx_dropped_total{reason},
 //!   tapbridge_dhcp_dropped_total{reason}
 //! tapbridge_{fragmented,reassembled}_frames_total, _handshake_cookie_replies_total,
-//!   _arp_replies_total, _arp_bindings_learned_total, _arp_bindings_refused_total,
-//!   _dhcp_replies_total, _dhcp_naks_total
+//!   _arp_replies_total, _arp_bindings_learned_total, _dhcp_replies_total, _dhcp_naks_total
 //! tapbridge_reloads_total{result="applied"|"refused"}
 //! tapbridge_dhcp_leases, _dhcp_pool_addresses, _dhcp_pool_addresses_in_use
 //! tapbridge_rekey_after_seconds, tapbridge_start_timestamp_seconds
@@ -484,7 +483,7 @@ const DHCP_DROPPED: [(&str, LinkField); 4] = [
 ];
 
 /// Link-wide counters without labels: name (before `_total`), help, value.
-const LINK_COUNTERS: [(&str, &str, LinkField); 8] = [
+const LINK_COUNTERS: [(&str, &str, LinkField); 7] = [
     (
         "fragmented_frames",
         "Frames sent to the tunnel in fragments",
@@ -507,11 +506,6 @@ const LINK_COUNTERS: [(&str, &str, LinkField); 8] = [
         "arp_bindings_learned",
         "ARP bindings learned or refreshed from the tunnel",
         |c| c.arp_bindings_learned,
-    ),
-    (
-        "arp_bindings_refused",
-        "ARP bindings from the tunnel refused (a local or own address, or a spoofed sender)",
-        |c| c.arp_bindings_refused,
     ),
     (
         "dhcp_replies",

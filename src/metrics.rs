@@ -491,7 +491,7 @@ const GUARD_DROPPED: [(&str, LinkField); 3] = [
 ];
 
 /// Link-wide counters without labels: name (before `_total`), help, value.
-const LINK_COUNTERS: [(&str, &str, LinkField); 8] = [
+const LINK_COUNTERS: [(&str, &str, LinkField); 9] = [
     (
         "fragmented_frames",
         "Frames sent to the tunnel in fragments",
@@ -514,6 +514,11 @@ const LINK_COUNTERS: [(&str, &str, LinkField); 8] = [
         "arp_bindings_learned",
         "ARP bindings learned or refreshed from the tunnel",
         |c| c.arp_bindings_learned,
+    ),
+    (
+        "arp_bindings_refused",
+        "ARP bindings from the tunnel refused (they contradict what is known here)",
+        |c| c.arp_bindings_refused,
     ),
     (
         "dhcp_replies",

@@ -100,19 +100,29 @@ fn per_frame_paths_do_not_allocate() {
         arp(1, host, [198, 19, 0, 20], [198, 19, 0, 99]),
         arp(2, host, [198, 19, 0, 20], [198, 19, 0, 77]),
         vec![0; 10],
+        // Last: the remote host shows up here (a frame from its MAC, and a
+        // RARP announcement), dropping its binding until the next round.
+        eth([0xff; 6], remote, [8, 0], &[0x45; 40]),
+        {
+            let mut rarp = arp(3, remote, [0; 4], [0; 4]);
+            rarp[12..14].copy_from_slice(&[0x80, 0x35]);
+            rarp
+        },
     ];
     let remote_frames = [
         tcp_like,
         ipv6,
         udp([0xff; 6], 68, 67),
         arp(2, remote, [198, 19, 0, 77], [198, 19, 0, 20]),
+        // Refused: a claim on the router's address.
+        arp(2, remote, [198, 19, 0, 1], [198, 19, 0, 20]),
     ];
     let mut reply = vec![0u8; REPLY_BUFFER_LEN];
     let t0 = Instant::now();
     let wall = SystemTime::now();
     // Warm-up.
     for f in &remote_frames {
-        r.handle_remote(f, t0);
+        r.handle_remote(f, 0, t0);
     }
     for f in &local_frames {
         r.handle_local(f, t0, wall, &mut reply);
@@ -123,7 +133,7 @@ fn per_frame_paths_do_not_allocate() {
     for i in 0..1000u32 {
         let now = t0 + Duration::from_millis(u64::from(i));
         for f in &remote_frames {
-            r.handle_remote(f, now);
+            r.handle_remote(f, 0, now);
         }
         for f in &local_frames {
             if let LocalVerdict::Reply(_) = r.handle_local(f, now, wall, &mut reply) {
@@ -146,7 +156,7 @@ fn per_frame_paths_do_not_allocate() {
         .collect();
     let before = allocations();
     for (i, f) in learn.iter().enumerate() {
-        let v = r.handle_remote(f, t0 + Duration::from_millis(i as u64));
+        let v = r.handle_remote(f, 0, t0 + Duration::from_millis(i as u64));
         assert_eq!(v, RemoteVerdict::Deliver);
     }
     assert_eq!(

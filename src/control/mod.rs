@@ -218,6 +218,9 @@ pub struct CounterStatus {
     pub remote_dhcp_dropped: u64,
     /// ARP bindings learned or refreshed from the tunnel.
     pub arp_bindings_learned: u64,
+    /// ARP bindings from the tunnel refused (claimed a local address, or
+    /// ARP sender and Ethernet source differ).
+    pub arp_bindings_refused: u64,
     /// Reloads applied (SIGHUP or `bridge-ctl reload`), `no change` included.
     pub reloads: u64,
     /// Reloads refused (invalid file, or a change that needs a restart).

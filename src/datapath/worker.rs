@@ -232,6 +232,7 @@ impl Worker {
             self.tunnel.set_wall_clock(now, wall);
             if udp_ready {
                 self.drain_udp(&mut b, &mut io, now);
+                self.log_arp_refusals(now);
             }
             if tap_ready {
                 self.drain_tap(&mut b, &mut io, now, wall);
@@ -359,7 +360,7 @@ impl Worker {
                         self.guard.mac_moved(now);
                     }
                     if let Some(r) = self.responder.as_mut() {
-                        if r.handle_remote(frame, now) == RemoteVerdict::Drop {
+                        if r.handle_remote(frame, peer, now) == RemoteVerdict::Drop {
                             continue;
                         }
                     }
@@ -529,6 +530,9 @@ impl Worker {
                     if let Some(id) = self.tunnel.peer_id(&name) {
                         let endpoint = self.tunnel.peer_status(id).and_then(|s| s.endpoint);
                         self.tunnel.remove_peer(id, now);
+                        if let Some(r) = self.responder.as_mut() {
+                            r.forget_peer(id);
+                        }
                         self.switch.forget_peer(id);
                         // Its session ends here: peer_down, if it was up (the
                         // hooks of the configuration it was removed from).
@@ -814,10 +818,17 @@ impl Worker {
                     peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf, tx_bytes = txb,
                     rx_bytes = rxb, "handshake completed"
                 ),
-                Event::PeerDown { .. } => tracing::warn!(
-                    peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf, tx_bytes = txb,
-                    rx_bytes = rxb, "peer down: nothing heard for three keepalive intervals"
-                ),
+                Event::PeerDown { .. } => {
+                    // Its ARP bindings may be stale now: no longer answered.
+                    if let Some(r) = self.responder.as_mut() {
+                        r.forget_peer(peer);
+                    }
+                    tracing::warn!(
+                        peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf,
+                        tx_bytes = txb, rx_bytes = rxb,
+                        "peer down: nothing heard for three keepalive intervals"
+                    )
+                }
                 Event::EndpointMoved { from, to, .. } => tracing::info!(
                     peer = %st.name, from = %from.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
                     %to, tx_frames = txf, rx_frames = rxf, tx_bytes = txb, rx_bytes = rxb,
@@ -841,6 +852,27 @@ impl Worker {
         if let Some(r) = self.responder.as_mut() {
             persist_leases(r, self.lease_file.as_deref());
         }
+    }
+
+    /// Logs the ARP bindings from the tunnel the responder refused (at most
+    /// one line per [`crate::responder::REFUSAL_LOG_INTERVAL`]).
+    fn log_arp_refusals(&mut self, now: Instant) {
+        let Some(l) = self
+            .responder
+            .as_mut()
+            .and_then(|r| r.take_refusal_log(now))
+        else {
+            return;
+        };
+        let peer = self
+            .tunnel
+            .peer_status(l.peer)
+            .map(|s| s.name)
+            .unwrap_or_else(|| "-".into());
+        tracing::warn!(
+            refused = l.count, ip = %l.ip, mac = %l.mac, %peer,
+            "ARP bindings from the tunnel refused: {}", l.reason
+        );
     }
 
     /// Writes the lease database now (at shutdown).

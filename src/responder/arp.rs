@@ -7,6 +7,21 @@
 //!   those remote hosts until the binding times out; unknown targets are
 //!   forwarded (flooded) as usual.
 //!
+//! Suppression never lies; a binding only answers while nothing says it is
+//! wrong:
+//! - only **broadcast** requests are answered from a binding; a unicast
+//!   request is the asker re-verifying its neighbour and goes to the host;
+//! - each binding remembers the peer it came from and is dropped when that
+//!   peer's session goes down or the peer is removed ([`ArpResponder::forget_peer`]);
+//! - a binding is dropped as soon as its IP or MAC shows up on the local side:
+//!   any local ARP with that sender IP or MAC, a RARP announcement (what
+//!   QEMU/libvirt send for a migrated VM), or any local frame from that MAC
+//!   (one hash lookup per frame, see [`ArpResponder::saw_local_source`]);
+//! - a binding is refused (and counted) when it claims one of the responder's
+//!   own addresses, the DHCP router, an address the local DHCP responder has
+//!   leased to another MAC (expired leases included: the holder may still use
+//!   it), or when its ARP sender MAC is not the frame's Ethernet source.
+//!
 //! Promises: never answers a request whose target is the asker's own address
 //! (gratuitous ARP, announcements) or a duplicate-address probe (sender
 //! 0.0.0.0) from a learned binding — only for our own addresses, which we
@@ -24,6 +39,7 @@ use smoltcp::wire::{
 
 use super::{ArpSettings, ETH_HEADER_LEN, LocalVerdict, ResponderError};
 use crate::mac::MacAddr;
+use crate::tunnel::PeerId;
 
 /// Most bindings kept; when full, expired ones go first, then the oldest.
 pub const MAX_BINDINGS: usize = 4096;
@@ -31,16 +47,97 @@ pub const MAX_BINDINGS: usize = 4096;
 /// Length of an ARP reply frame we write (Ethernet header + ARP for IPv4).
 const ARP_FRAME_LEN: usize = ETH_HEADER_LEN + 28;
 
+/// The RARP ethertype.
+const ETHERTYPE_RARP: [u8; 2] = [0x80, 0x35];
+
 #[derive(Debug, Clone, Copy)]
 struct Binding {
     mac: MacAddr,
     seen: Instant,
+    peer: PeerId,
 }
 
 #[derive(Debug)]
 struct Suppression {
     timeout: Duration,
     bindings: HashMap<Ipv4Addr, Binding>,
+    /// How many bindings name each MAC (expired ones included), so a local
+    /// frame's source is checked with one lookup.
+    macs: HashMap<MacAddr, u32>,
+}
+
+impl Suppression {
+    fn count_mac(&mut self, mac: MacAddr) {
+        *self.macs.entry(mac).or_insert(0) += 1;
+    }
+
+    fn uncount_mac(macs: &mut HashMap<MacAddr, u32>, mac: MacAddr) {
+        if let Some(n) = macs.get_mut(&mac) {
+            *n -= 1;
+            if *n == 0 {
+                macs.remove(&mac);
+            }
+        }
+    }
+
+    fn remove_ip(&mut self, ip: Ipv4Addr) {
+        if let Some(b) = self.bindings.remove(&ip) {
+            Self::uncount_mac(&mut self.macs, b.mac);
+        }
+    }
+
+    fn remove_mac(&mut self, mac: MacAddr) {
+        if self.macs.remove(&mac).is_some() {
+            self.bindings.retain(|_, b| b.mac != mac);
+        }
+    }
+
+    /// Keep only the bindings `keep` accepts.
+    fn retain(&mut self, mut keep: impl FnMut(&Binding) -> bool) {
+        let macs = &mut self.macs;
+        self.bindings.retain(|_, b| {
+            let k = keep(b);
+            if !k {
+                Self::uncount_mac(macs, b.mac);
+            }
+            k
+        });
+    }
+}
+
+/// What [`ArpResponder::learn_remote`] did with an ARP frame from the tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// Nothing to learn (suppression off, not ARP for IPv4, a probe, ...).
+    Nothing,
+    /// A binding was learned or refreshed.
+    Binding,
+    /// The frame claimed a binding that cannot be true (see [`Refusal`]).
+    Refused(Refusal),
+}
+
+/// Why a binding from the tunnel was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The ARP sender MAC is not the Ethernet source.
+    SenderMismatch,
+    /// The address is one the responder answers for itself.
+    OwnAddress,
+    /// The address is the DHCP router's or leased locally to another MAC.
+    LocalAddress,
+}
+
+impl Refusal {
+    /// Why, in a few words (for the log).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::SenderMismatch => "ARP sender MAC differs from the Ethernet source",
+            Refusal::OwnAddress => "the address is the responder's own",
+            Refusal::LocalAddress => {
+                "the address is the DHCP router's or leased locally to another MAC"
+            }
+        }
+    }
 }
 
 /// The ARP half of the responder.
@@ -54,6 +151,7 @@ pub struct ArpResponder {
 /// A parsed Ethernet/IPv4 ARP message.
 struct Arp {
     op: ArpOperation,
+    eth_dst: MacAddr,
     eth_src: MacAddr,
     sha: MacAddr,
     spa: Ipv4Addr,
@@ -61,6 +159,7 @@ struct Arp {
 }
 
 fn parse(frame: &[u8]) -> Option<Arp> {
+    let eth_dst = MacAddr::from_slice(frame.get(..6)?)?;
     let eth_src = MacAddr::from_slice(frame.get(6..12)?)?;
     let packet = ArpPacket::new_checked(frame.get(ETH_HEADER_LEN..)?).ok()?;
     match ArpRepr::parse(&packet).ok()? {
@@ -72,6 +171,7 @@ fn parse(frame: &[u8]) -> Option<Arp> {
             ..
         } => Some(Arp {
             op: operation,
+            eth_dst,
             eth_src,
             sha: MacAddr(source_hardware_addr.0),
             spa: source_protocol_addr,
@@ -79,6 +179,25 @@ fn parse(frame: &[u8]) -> Option<Arp> {
         }),
         _ => None,
     }
+}
+
+/// The sender hardware address of a RARP frame (Ethernet, IPv4 sizes), as
+/// QEMU/libvirt announce a migrated VM: `None` for anything else.
+fn rarp_sender(frame: &[u8]) -> Option<MacAddr> {
+    if frame.get(12..14)? != ETHERTYPE_RARP {
+        return None;
+    }
+    let p = frame.get(ETH_HEADER_LEN..ETH_HEADER_LEN + 14)?;
+    // htype 1 (Ethernet), ptype 0x0800, hlen 6, plen 4.
+    if p[..6] != [0, 1, 0x08, 0x00, 6, 4] {
+        return None;
+    }
+    MacAddr::from_slice(&p[8..14]).filter(|m| m.is_unicast_host())
+}
+
+/// The (sender IP, sender MAC) of an Ethernet/IPv4 ARP frame.
+pub(crate) fn sender(frame: &[u8]) -> Option<(Ipv4Addr, MacAddr)> {
+    parse(frame).map(|a| (a.spa, a.sha))
 }
 
 /// An address a host may really have.
@@ -117,10 +236,11 @@ impl ArpResponder {
                     ));
                 }
                 // Twice the maximum, so deletions plus inserts never make the
-                // table grow (and reallocate) on the hot path.
+                // tables grow (and reallocate) on the hot path.
                 suppression = Some(Suppression {
                     timeout: s.binding_timeout,
                     bindings: HashMap::with_capacity(2 * MAX_BINDINGS),
+                    macs: HashMap::with_capacity(2 * MAX_BINDINGS),
                 });
             }
         }
@@ -139,16 +259,37 @@ impl ArpResponder {
         self.answers.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m)
     }
 
+    /// Any frame from the local side: a host using a bound MAC here is not
+    /// behind the tunnel (any more), so its bindings go. One hash lookup,
+    /// skipped while nothing is bound; never allocates.
+    pub fn saw_local_source(&mut self, frame: &[u8]) {
+        let Some(s) = &mut self.suppression else {
+            return;
+        };
+        if s.macs.is_empty() {
+            return;
+        }
+        if let Some(src) = frame.get(6..12).and_then(MacAddr::from_slice) {
+            s.remove_mac(src);
+        }
+        if let Some(mac) = rarp_sender(frame) {
+            s.remove_mac(mac);
+        }
+    }
+
     /// An ARP frame from the local side: answer it into `reply`, or forward it.
+    /// (Call [`saw_local_source`](Self::saw_local_source) for it first.)
     pub fn handle_local(&mut self, frame: &[u8], now: Instant, reply: &mut [u8]) -> LocalVerdict {
         let Some(arp) = parse(frame) else {
             return LocalVerdict::Forward;
         };
-        // A local host speaking for an address: it lives here, not remotely.
-        if let Some(s) = &mut self.suppression
-            && !arp.spa.is_unspecified()
-        {
-            s.bindings.remove(&arp.spa);
+        // A local host speaking for an address or a MAC: it lives here, not
+        // remotely.
+        if let Some(s) = &mut self.suppression {
+            if !arp.spa.is_unspecified() {
+                s.remove_ip(arp.spa);
+            }
+            s.remove_mac(arp.sha);
         }
         if arp.op != ArpOperation::Request
             || arp.spa == arp.tpa
@@ -163,8 +304,10 @@ impl ArpResponder {
                 None => LocalVerdict::Consumed,
             };
         }
-        // Probes (sender 0.0.0.0) go to the real owner, who must defend itself.
-        if arp.spa.is_unspecified() {
+        // Probes (sender 0.0.0.0) go to the real owner, who must defend
+        // itself; so do unicast requests (the asker re-verifying a neighbour:
+        // only the neighbour itself can confirm it).
+        if arp.spa.is_unspecified() || arp.eth_dst != MacAddr::BROADCAST {
             return LocalVerdict::Forward;
         }
         let Some(s) = &self.suppression else {
@@ -185,37 +328,56 @@ impl ArpResponder {
         }
     }
 
-    /// An ARP frame from the tunnel: learn the sender's binding. Returns true
-    /// if a binding was learned or refreshed.
-    pub fn learn_remote(&mut self, frame: &[u8], now: Instant) -> bool {
+    /// An ARP frame from the tunnel, sent by `peer`: learn the sender's
+    /// binding, unless `local(ip, mac)` says the address belongs to the local
+    /// side (the DHCP router, or leased here to a MAC other than `mac`).
+    pub fn learn_remote(
+        &mut self,
+        frame: &[u8],
+        peer: PeerId,
+        now: Instant,
+        local: impl Fn(Ipv4Addr, MacAddr) -> bool,
+    ) -> Learned {
         if self.suppression.is_none() {
-            return false;
+            return Learned::Nothing;
         }
         let Some(arp) = parse(frame) else {
-            return false;
+            return Learned::Nothing;
         };
         if !matches!(arp.op, ArpOperation::Request | ArpOperation::Reply)
             || !is_host_ip(arp.spa)
             || !arp.sha.is_unicast_host()
-            || self.own(arp.spa).is_some()
         {
-            return false;
+            return Learned::Nothing;
+        }
+        if arp.sha != arp.eth_src {
+            return Learned::Refused(Refusal::SenderMismatch);
+        }
+        if self.own(arp.spa).is_some() {
+            return Learned::Refused(Refusal::OwnAddress);
+        }
+        if local(arp.spa, arp.sha) {
+            return Learned::Refused(Refusal::LocalAddress);
         }
         let Some(s) = &mut self.suppression else {
-            return false;
+            return Learned::Nothing;
         };
         let binding = Binding {
             mac: arp.sha,
             seen: now,
+            peer,
         };
         if let Some(b) = s.bindings.get_mut(&arp.spa) {
-            *b = binding;
-            return true;
+            let old = std::mem::replace(b, binding);
+            if old.mac != binding.mac {
+                Suppression::uncount_mac(&mut s.macs, old.mac);
+                s.count_mac(binding.mac);
+            }
+            return Learned::Binding;
         }
         if s.bindings.len() >= MAX_BINDINGS {
             let timeout = s.timeout;
-            s.bindings
-                .retain(|_, b| now.saturating_duration_since(b.seen) < timeout);
+            s.retain(|b| now.saturating_duration_since(b.seen) < timeout);
             if s.bindings.len() >= MAX_BINDINGS
                 && let Some(oldest) = s
                     .bindings
@@ -223,11 +385,20 @@ impl ArpResponder {
                     .min_by_key(|(_, b)| b.seen)
                     .map(|(ip, _)| *ip)
             {
-                s.bindings.remove(&oldest);
+                s.remove_ip(oldest);
             }
         }
         s.bindings.insert(arp.spa, binding);
-        true
+        s.count_mac(binding.mac);
+        Learned::Binding
+    }
+
+    /// Drops every binding learned from `peer` (its session went down, or
+    /// it was removed).
+    pub fn forget_peer(&mut self, peer: PeerId) {
+        if let Some(s) = &mut self.suppression {
+            s.retain(|b| b.peer != peer);
+        }
     }
 
     /// Number of unexpired learned bindings.
@@ -264,10 +435,10 @@ fn emit_reply(arp: &Arp, mac: MacAddr, reply: &mut [u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{arp_frame, arp_request};
+    use super::super::fixtures::{arp_frame, arp_request, rarp_announce};
     use super::super::{RemoteVerdict, Responder};
     use super::*;
-    use crate::responder::LeaseDb;
+    use crate::responder::{DhcpSettings, LeaseDb, REFUSAL_LOG_INTERVAL};
     use std::time::SystemTime;
 
     const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
@@ -382,7 +553,7 @@ mod tests {
         );
         // The remote host answers through the tunnel.
         let rep = arp_frame(ArpOperation::Reply, REMOTE, REMOTE_IP, LOCAL, LOCAL_IP);
-        assert_eq!(r.handle_remote(&rep, t0), RemoteVerdict::Deliver);
+        assert_eq!(r.handle_remote(&rep, 0, t0), RemoteVerdict::Deliver);
         assert_eq!(r.arp_bindings(t0), 1);
         let (v, out) = local(&mut r, &req, t0 + Duration::from_secs(10));
         assert_eq!(v, LocalVerdict::Reply(42));
@@ -398,7 +569,7 @@ mod tests {
         assert_eq!(r.arp_bindings(late), 0);
         // A gratuitous ARP from the tunnel refreshes it.
         let garp = arp_request(REMOTE, REMOTE_IP, REMOTE_IP);
-        assert_eq!(r.handle_remote(&garp, late), RemoteVerdict::Deliver);
+        assert_eq!(r.handle_remote(&garp, 0, late), RemoteVerdict::Deliver);
         assert!(matches!(
             local(&mut r, &req, late).0,
             LocalVerdict::Reply(_)
@@ -411,15 +582,16 @@ mod tests {
         let mut r = responder(true);
         let now = Instant::now();
         // Remote probes, claims on our own address, group MACs: not learned.
-        r.handle_remote(&arp_request(REMOTE, [0; 4], REMOTE_IP), now);
-        r.handle_remote(&arp_request(REMOTE, GW, LOCAL_IP), now);
+        r.handle_remote(&arp_request(REMOTE, [0; 4], REMOTE_IP), 0, now);
+        r.handle_remote(&arp_request(REMOTE, GW, LOCAL_IP), 0, now);
         r.handle_remote(
             &arp_request([0x01, 0, 0x5e, 0, 0, 1], REMOTE_IP, LOCAL_IP),
+            0,
             now,
         );
         assert_eq!(r.arp_bindings(now), 0);
         // Learned, then a local host announces the same address: forget it.
-        r.handle_remote(&arp_request(REMOTE, REMOTE_IP, LOCAL_IP), now);
+        r.handle_remote(&arp_request(REMOTE, REMOTE_IP, LOCAL_IP), 0, now);
         assert_eq!(r.arp_bindings(now), 1);
         let asked_by_owner = arp_request(REMOTE, LOCAL_IP, REMOTE_IP);
         assert_eq!(local(&mut r, &asked_by_owner, now).0, LocalVerdict::Forward);
@@ -434,6 +606,238 @@ mod tests {
         );
     }
 
+    /// Learns REMOTE_IP → REMOTE from `peer` and checks it answers.
+    fn learn(r: &mut Responder, ip: [u8; 4], mac: [u8; 6], peer: PeerId, now: Instant) {
+        let rep = arp_frame(ArpOperation::Reply, mac, ip, LOCAL, LOCAL_IP);
+        assert_eq!(r.handle_remote(&rep, peer, now), RemoteVerdict::Deliver);
+        assert!(answers(r, ip, now), "{ip:?} learned");
+    }
+
+    /// Whether a broadcast request from the local host for `ip` is answered.
+    fn answers(r: &mut Responder, ip: [u8; 4], now: Instant) -> bool {
+        matches!(
+            local(r, &arp_request(LOCAL, LOCAL_IP, ip), now).0,
+            LocalVerdict::Reply(_)
+        )
+    }
+
+    #[test]
+    fn unicast_requests_reach_the_host() {
+        let mut r = responder(true);
+        let now = Instant::now();
+        learn(&mut r, REMOTE_IP, REMOTE, 0, now);
+        // The asker re-verifies its neighbour with a unicast request: only
+        // the neighbour can confirm it, so it goes through.
+        let mut unicast = arp_request(LOCAL, LOCAL_IP, REMOTE_IP);
+        unicast[..6].copy_from_slice(&REMOTE);
+        assert_eq!(local(&mut r, &unicast, now).0, LocalVerdict::Forward);
+        // The binding itself stays.
+        assert!(answers(&mut r, REMOTE_IP, now));
+        assert_eq!(r.counters().arp_replies, 2);
+    }
+
+    #[test]
+    fn bindings_go_with_their_peer() {
+        let mut r = responder(true);
+        let now = Instant::now();
+        let other_ip = [198, 19, 0, 78];
+        let other = [0x52, 0x54, 0, 0, 0, 3];
+        learn(&mut r, REMOTE_IP, REMOTE, 0, now);
+        learn(&mut r, other_ip, other, 1, now);
+        // Refreshed from another peer: it now belongs to that one.
+        let third_ip = [198, 19, 0, 79];
+        learn(&mut r, third_ip, other, 0, now);
+        learn(&mut r, third_ip, other, 1, now);
+        r.forget_peer(0);
+        assert!(!answers(&mut r, REMOTE_IP, now), "peer 0's binding is gone");
+        assert!(answers(&mut r, other_ip, now), "peer 1's binding stays");
+        assert!(answers(&mut r, third_ip, now), "moved to peer 1 before");
+        assert_eq!(r.arp_bindings(now), 2);
+        r.forget_peer(1);
+        assert_eq!(r.arp_bindings(now), 0);
+        r.forget_peer(7); // unknown peer: nothing happens
+        // Relearned after the peer is back.
+        learn(&mut r, REMOTE_IP, REMOTE, 0, now);
+    }
+
+    #[test]
+    fn a_host_showing_up_locally_loses_its_binding() {
+        let now = Instant::now();
+        let other_ip = [198, 19, 0, 78];
+        let other = [0x52, 0x54, 0, 0, 0, 3];
+        let fresh = || {
+            let mut r = responder(true);
+            learn(&mut r, REMOTE_IP, REMOTE, 0, now);
+            learn(&mut r, other_ip, other, 0, now);
+            r
+        };
+        // A gratuitous ARP from the moved host.
+        let mut r = fresh();
+        local(&mut r, &arp_request(REMOTE, REMOTE_IP, REMOTE_IP), now);
+        assert!(!answers(&mut r, REMOTE_IP, now));
+        assert!(answers(&mut r, other_ip, now), "other bindings stay");
+        // An ARP from the local side with that sender MAC, another address.
+        let mut r = fresh();
+        local(
+            &mut r,
+            &arp_request(REMOTE, [198, 19, 0, 99], LOCAL_IP),
+            now,
+        );
+        assert!(!answers(&mut r, REMOTE_IP, now));
+        assert!(answers(&mut r, other_ip, now));
+        // An ARP reply naming the MAC as sender, sent through a proxy.
+        let mut r = fresh();
+        let mut proxied = arp_frame(ArpOperation::Reply, REMOTE, REMOTE_IP, LOCAL, LOCAL_IP);
+        proxied[6..12].copy_from_slice(&[0x52, 0x54, 0, 0, 0, 0x55]);
+        local(&mut r, &proxied, now);
+        assert!(!answers(&mut r, REMOTE_IP, now));
+        // Another local host announcing the address with its own MAC.
+        let mut r = fresh();
+        local(&mut r, &arp_request(LOCAL, REMOTE_IP, REMOTE_IP), now);
+        assert!(!answers(&mut r, REMOTE_IP, now));
+        // A RARP announcement (a migrated VM), even relayed from another MAC.
+        let mut r = fresh();
+        let mut rarp = rarp_announce(REMOTE);
+        rarp[6..12].copy_from_slice(&[0x52, 0x54, 0, 0, 0, 0x55]);
+        assert_eq!(local(&mut r, &rarp, now).0, LocalVerdict::Forward);
+        assert!(!answers(&mut r, REMOTE_IP, now));
+        assert!(answers(&mut r, other_ip, now));
+        // Any frame from the MAC (IPv6 here).
+        let mut r = fresh();
+        let mut v6 = vec![0x33, 0x33, 0, 0, 0, 1];
+        v6.extend_from_slice(&REMOTE);
+        v6.extend_from_slice(&[0x86, 0xdd]);
+        v6.extend_from_slice(&[0x60; 40]);
+        assert_eq!(local(&mut r, &v6, now).0, LocalVerdict::Forward);
+        assert!(!answers(&mut r, REMOTE_IP, now));
+        assert!(answers(&mut r, other_ip, now));
+        assert_eq!(r.arp_bindings(now), 1);
+        // A MAC with several addresses loses all of them.
+        let mut r = fresh();
+        learn(&mut r, [198, 19, 0, 80], REMOTE, 0, now);
+        local(&mut r, &v6, now);
+        assert!(!answers(&mut r, REMOTE_IP, now));
+        assert!(!answers(&mut r, [198, 19, 0, 80], now));
+        assert_eq!(r.arp_bindings(now), 1);
+    }
+
+    #[test]
+    fn an_address_that_changed_mac_follows_the_new_one() {
+        let mut r = responder(true);
+        let now = Instant::now();
+        learn(&mut r, REMOTE_IP, REMOTE, 0, now);
+        let new_mac = [0x52, 0x54, 0, 0, 0, 3];
+        learn(&mut r, REMOTE_IP, new_mac, 0, now);
+        // The old MAC is no longer bound: seeing it here changes nothing.
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&REMOTE);
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&[0x45; 40]);
+        local(&mut r, &frame, now);
+        let (v, out) = local(&mut r, &arp_request(LOCAL, LOCAL_IP, REMOTE_IP), now);
+        assert_eq!(v, LocalVerdict::Reply(42));
+        assert_reply(&out, new_mac, REMOTE_IP, LOCAL, LOCAL_IP);
+        // The new one is.
+        frame[6..12].copy_from_slice(&new_mac);
+        local(&mut r, &frame, now);
+        assert!(!answers(&mut r, REMOTE_IP, now));
+    }
+
+    fn with_dhcp(leases: LeaseDb) -> Responder {
+        let ip = |d| Ipv4Addr::new(198, 19, 0, d);
+        let dhcp = DhcpSettings {
+            server_address: ip(253),
+            server_mac: MacAddr(OUR_MAC),
+            pool_start: ip(100),
+            pool_end: ip(199),
+            subnet_addr: ip(0),
+            prefix_len: 24,
+            router: Some(ip(1)),
+            dns: vec![],
+            domain: None,
+            lease_time: Duration::from_secs(3600),
+            routes: vec![],
+            mtu: None,
+            reservations: vec![],
+            search: Vec::new(),
+            ntp: Vec::new(),
+            extra_options: Vec::new(),
+        };
+        let arp = ArpSettings {
+            respond: vec![Ipv4Addr::from(GW)],
+            mac: MacAddr(OUR_MAC),
+            suppress: true,
+            binding_timeout: Duration::from_secs(300),
+        };
+        Responder::new(Some(arp), Some(dhcp), leases).expect("valid settings")
+    }
+
+    #[test]
+    fn refuses_bindings_that_cannot_be_true() {
+        let leased = [198, 19, 0, 100];
+        let mut db = LeaseDb::default();
+        for (mac, ip) in [
+            (LOCAL, Ipv4Addr::from(leased)),
+            (REMOTE, Ipv4Addr::new(198, 19, 0, 101)),
+        ] {
+            let mac = MacAddr(mac);
+            let lease = super::super::leases::Lease {
+                ip,
+                expires: 1,
+                mac,
+                renewed: true,
+            };
+            db.insert(&super::super::leases::mac_key(&mac), lease);
+        }
+        let mut r = with_dhcp(db);
+        let t0 = Instant::now();
+        let claim = |ip: [u8; 4]| arp_frame(ArpOperation::Reply, REMOTE, ip, LOCAL, LOCAL_IP);
+        // The arp.respond address, the DHCP server, the router, an address
+        // leased here to another MAC (expired or not).
+        for ip in [GW, [198, 19, 0, 253], [198, 19, 0, 1], leased] {
+            assert_eq!(r.handle_remote(&claim(ip), 0, t0), RemoteVerdict::Deliver);
+            let (_, out) = local(&mut r, &arp_request(LOCAL, LOCAL_IP, ip), t0);
+            assert_ne!(
+                out.get(6..12),
+                Some(&REMOTE[..]),
+                "{ip:?} must not be bound"
+            );
+        }
+        // ARP sender MAC and Ethernet source differ.
+        let mut spoof = claim(REMOTE_IP);
+        spoof[6..12].copy_from_slice(&[0x52, 0x54, 0, 0, 0, 0x66]);
+        r.handle_remote(&spoof, 0, t0);
+        assert!(!answers(&mut r, REMOTE_IP, t0));
+        assert_eq!(r.counters().arp_bindings_refused, 5);
+        assert_eq!(r.counters().arp_bindings_learned, 0);
+        assert_eq!(r.arp_bindings(t0), 0);
+        // Probes and group MACs are not bindings at all: not counted.
+        r.handle_remote(&arp_request(REMOTE, [0; 4], LOCAL_IP), 0, t0);
+        assert_eq!(r.counters().arp_bindings_refused, 5);
+        // Its own lease is fine: a host leased here that moved away.
+        learn(&mut r, [198, 19, 0, 101], REMOTE, 0, t0);
+        learn(&mut r, REMOTE_IP, REMOTE, 0, t0);
+        assert_eq!(r.counters().arp_bindings_refused, 5);
+
+        // Logged at most once per interval, with the count and the last one.
+        let log = r.take_refusal_log(t0).expect("refusals to log");
+        assert_eq!(log.count, 5);
+        assert_eq!(log.ip, Ipv4Addr::from(REMOTE_IP));
+        assert_eq!(log.mac, MacAddr(REMOTE));
+        assert_eq!(log.reason, Refusal::SenderMismatch.reason());
+        assert_eq!(r.take_refusal_log(t0), None, "nothing new");
+        r.handle_remote(&claim(GW), 3, t0);
+        r.handle_remote(&claim(GW), 3, t0);
+        assert_eq!(r.take_refusal_log(t0 + Duration::from_secs(1)), None);
+        let log = r
+            .take_refusal_log(t0 + REFUSAL_LOG_INTERVAL)
+            .expect("after the interval");
+        assert_eq!((log.count, log.peer), (2, 3));
+        assert_eq!(log.ip, Ipv4Addr::from(GW));
+        assert_eq!(log.reason, Refusal::OwnAddress.reason());
+        assert_eq!(r.counters().arp_bindings_refused, 7);
+    }
+
     #[test]
     fn binding_table_is_bounded() {
         let mut r = responder(true);
@@ -441,7 +845,7 @@ mod tests {
         for i in 0..(MAX_BINDINGS as u32 + 100) {
             let ip = Ipv4Addr::from(0x0a00_0001 + i).octets();
             let t = t0 + Duration::from_millis(u64::from(i));
-            r.handle_remote(&arp_request(REMOTE, ip, LOCAL_IP), t);
+            r.handle_remote(&arp_request(REMOTE, ip, LOCAL_IP), 0, t);
         }
         let end = t0 + Duration::from_secs(5);
         assert_eq!(r.arp_bindings(end), MAX_BINDINGS);

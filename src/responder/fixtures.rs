@@ -232,6 +232,21 @@ pub fn arp_request(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
     arp_frame(ArpOperation::Request, sha, spa, [0; 6], tpa)
 }
 
+/// A RARP announcement the way QEMU sends one for a migrated VM: Ethernet
+/// broadcast from `mac`, "reverse request" (op 3) with sender and target
+/// hardware address `mac`, no addresses.
+pub fn rarp_announce(mac: [u8; 6]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x80, 0x35, 0, 1, 0x08, 0x00, 6, 4, 0, 3]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0; 4]);
+    f.resize(60, 0);
+    f
+}
+
 /// A DHCP reply taken apart (checksums verified on the way).
 #[derive(Debug)]
 pub struct Reply {

@@ -11,12 +11,16 @@
 //! What it promises:
 //! - [`Responder::handle_local`] is called for every frame the TAP gives us.
 //!   The common case (not ARP, not DHCP, not addressed to the responder) costs
-//!   a few byte comparisons and **never allocates**. ARP requests for our own
+//!   a few byte comparisons (and, while ARP bindings exist, one hash lookup of
+//!   the source MAC: a bound MAC seen locally drops its bindings) and **never
+//!   allocates**. ARP requests for our own
 //!   addresses are answered and never forwarded; with DHCP enabled, no local
 //!   DHCP frame (UDP port 67 or 68) is ever forwarded.
-//! - [`Responder::handle_remote`] is called for every frame from the tunnel: it
-//!   learns IP→MAC bindings from ARP (for suppression) and drops DHCP when this
-//!   site runs its own DHCP responder. It never allocates after construction.
+//! - [`Responder::handle_remote`] is called for every frame from the tunnel,
+//!   with the peer it came from: it learns IP→MAC bindings from ARP (for
+//!   suppression; refused ones are counted, see [`arp`]) and drops DHCP when
+//!   this site runs its own DHCP responder. It never allocates after
+//!   construction. [`Responder::forget_peer`] drops a peer's bindings.
 //! - DHCP follows RFC 2131 (see [`dhcp`]); the lease store promises that no
 //!   address is ever held by two clients (see [`leases`]).
 //!
@@ -32,8 +36,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use leases::{Lease, LeaseDb, LeaseInfo, PoolUsage};
 
 use crate::mac::MacAddr;
+use crate::tunnel::PeerId;
 
-use arp::ArpResponder;
+use arp::{ArpResponder, Learned, Refusal};
 use dhcp::DhcpServer;
 
 /// Errors of the responder layer: settings that cannot work.
@@ -146,6 +151,36 @@ pub struct ResponderCounters {
     pub remote_dhcp_dropped: u64,
     /// ARP bindings learned or refreshed from the tunnel.
     pub arp_bindings_learned: u64,
+    /// ARP bindings from the tunnel refused (see [`arp`]: they claimed a
+    /// local or the responder's own address, or their sender MAC was not the
+    /// Ethernet source).
+    pub arp_bindings_refused: u64,
+}
+
+/// Refused ARP bindings to log: at most one line per [`REFUSAL_LOG_INTERVAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalLog {
+    /// Refused since the previous line.
+    pub count: u64,
+    /// Why the last one was refused.
+    pub reason: &'static str,
+    /// The address the last one claimed.
+    pub ip: Ipv4Addr,
+    /// The MAC the last one claimed.
+    pub mac: MacAddr,
+    /// The peer the last one came from.
+    pub peer: PeerId,
+}
+
+/// Least time between two [`RefusalLog`]s.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Refusals not logged yet.
+#[derive(Debug, Default)]
+struct Refusals {
+    unlogged: u64,
+    last: Option<(Refusal, Ipv4Addr, MacAddr, PeerId)>,
+    logged_at: Option<Instant>,
 }
 
 /// Required size of the `reply` buffer passed to [`Responder::handle_local`].
@@ -165,6 +200,7 @@ pub struct Responder {
     arp_inputs: (Option<ArpSettings>, Option<(Ipv4Addr, MacAddr)>),
     /// `arp.respond` (the DHCP half excludes those addresses).
     respond: Option<Vec<Ipv4Addr>>,
+    refusals: Refusals,
 }
 
 impl Responder {
@@ -202,6 +238,7 @@ impl Responder {
             counters: ResponderCounters::default(),
             arp_inputs,
             respond,
+            refusals: Refusals::default(),
         })
     }
 
@@ -234,6 +271,7 @@ impl Responder {
             self.arp = old.arp.take();
         }
         self.counters = old.counters;
+        self.refusals = old.refusals;
     }
 
     /// Handle a frame the local side (TAP) sent. `reply` must hold at least
@@ -246,6 +284,9 @@ impl Responder {
         wall: SystemTime,
         reply: &mut [u8],
     ) -> LocalVerdict {
+        if let Some(arp) = &mut self.arp {
+            arp.saw_local_source(frame);
+        }
         match classify(frame) {
             Class::Arp => {
                 if let Some(arp) = &mut self.arp {
@@ -277,15 +318,32 @@ impl Responder {
         LocalVerdict::Forward
     }
 
-    /// Handle a frame that arrived through the tunnel: learn ARP bindings (for
-    /// suppression) and say whether to write it into the TAP.
-    pub fn handle_remote(&mut self, frame: &[u8], now: Instant) -> RemoteVerdict {
+    /// Handle a frame that arrived through the tunnel from `peer`: learn ARP
+    /// bindings (for suppression) and say whether to write it into the TAP.
+    pub fn handle_remote(&mut self, frame: &[u8], peer: PeerId, now: Instant) -> RemoteVerdict {
         match classify(frame) {
             Class::Arp => {
-                if let Some(arp) = &mut self.arp
-                    && arp.learn_remote(frame, now)
-                {
-                    self.counters.arp_bindings_learned += 1;
+                if let Some(arp) = &mut self.arp {
+                    let dhcp = self.dhcp.as_ref();
+                    // The router, or an address leased here to another MAC
+                    // (expired or not: its holder may still use it).
+                    let local = |ip: Ipv4Addr, mac: MacAddr| {
+                        dhcp.is_some_and(|d| {
+                            d.settings().router == Some(ip)
+                                || d.allocator().db().owner(ip).is_some_and(|m| m != mac)
+                        })
+                    };
+                    match arp.learn_remote(frame, peer, now, local) {
+                        Learned::Nothing => {}
+                        Learned::Binding => self.counters.arp_bindings_learned += 1,
+                        Learned::Refused(why) => {
+                            self.counters.arp_bindings_refused += 1;
+                            self.refusals.unlogged += 1;
+                            if let Some((ip, mac)) = arp::sender(frame) {
+                                self.refusals.last = Some((why, ip, mac, peer));
+                            }
+                        }
+                    }
                 }
                 RemoteVerdict::Deliver
             }
@@ -295,6 +353,37 @@ impl Responder {
             }
             _ => RemoteVerdict::Deliver,
         }
+    }
+
+    /// Drops the ARP bindings learned from `peer` (its session went down, or
+    /// it was removed).
+    pub fn forget_peer(&mut self, peer: PeerId) {
+        if let Some(arp) = &mut self.arp {
+            arp.forget_peer(peer);
+        }
+    }
+
+    /// Refused ARP bindings to log now, if any and the previous line is at
+    /// least [`REFUSAL_LOG_INTERVAL`] old (the worker logs it).
+    pub fn take_refusal_log(&mut self, now: Instant) -> Option<RefusalLog> {
+        let r = &mut self.refusals;
+        if r.unlogged == 0
+            || r.logged_at
+                .is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_LOG_INTERVAL)
+        {
+            return None;
+        }
+        let (why, ip, mac, peer) = r.last?;
+        let log = RefusalLog {
+            count: r.unlogged,
+            reason: why.reason(),
+            ip,
+            mac,
+            peer,
+        };
+        r.unlogged = 0;
+        r.logged_at = Some(now);
+        Some(log)
     }
 
     /// The unexpired DHCP leases, sorted by address (empty without DHCP).

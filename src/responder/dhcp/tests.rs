@@ -710,7 +710,7 @@ fn dhcp_from_the_tunnel_is_dropped() {
     let mut h = Harness::new(settings());
     let now = h.mono;
     assert_eq!(
-        h.r.handle_remote(&dhclient_discover(), now),
+        h.r.handle_remote(&dhclient_discover(), 0, now),
         RemoteVerdict::Drop
     );
     let offer = ipv4_udp_frame(
@@ -722,14 +722,14 @@ fn dhcp_from_the_tunnel_is_dropped() {
         68,
         &[0; 300],
     );
-    assert_eq!(h.r.handle_remote(&offer, now), RemoteVerdict::Drop);
+    assert_eq!(h.r.handle_remote(&offer, 0, now), RemoteVerdict::Drop);
     assert_eq!(h.r.counters().remote_dhcp_dropped, 2);
     let other = ipv4_udp_frame(mac(7), mac(8), ip(2), ip(3), 5000, 53, b"x");
-    assert_eq!(h.r.handle_remote(&other, now), RemoteVerdict::Deliver);
+    assert_eq!(h.r.handle_remote(&other, 0, now), RemoteVerdict::Deliver);
     // Without DHCP, the same frames pass both ways.
     let mut plain = Responder::new(None, None, LeaseDb::default()).expect("empty");
     assert_eq!(
-        plain.handle_remote(&dhclient_discover(), now),
+        plain.handle_remote(&dhclient_discover(), 0, now),
         RemoteVerdict::Deliver
     );
     let mut buf = [0u8; 1600];

@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
             body.to_vec()
         };
         if ctrl & 2 != 0 {
-            r.handle_remote(&frame, now);
+            r.handle_remote(&frame, 0, now);
         } else if let LocalVerdict::Reply(n) =
             r.handle_local(&frame, now, SystemTime::UNIX_EPOCH, &mut reply)
         {

@@ -109,7 +109,7 @@ fuzz_target!(|data: &[u8]| {
             body.to_vec()
         };
         if ctrl & 2 != 0 {
-            r.handle_remote(&frame, mono);
+            r.handle_remote(&frame, 0, mono);
         } else if let LocalVerdict::Reply(n) = r.handle_local(&frame, mono, wall, &mut reply) {
             assert!(n <= reply.len() && n >= 42);
         }

@@ -45,6 +45,7 @@ pub(super) struct RawTunnel {
     pub keepalive: Option<Str>,
     pub rekey_after: Option<Str>,
     pub hub: Option<bool>,
+    pub transport: Option<Str>,
 }
 
 /// `wan_mtu`: a number or a word (`"auto"`).
@@ -79,6 +80,7 @@ pub(super) struct RawDhcp {
     pub routes: Vec<Str>,
     pub mtu: Option<Spanned<i64>>,
     pub lease_file: Option<Str>,
+    pub conflict_check: Option<Spanned<bool>>,
     #[serde(default)]
     pub search: Vec<Str>,
     #[serde(default)]
@@ -112,6 +114,7 @@ pub(super) struct RawArp {
     pub mac: Option<Str>,
     pub suppress: Option<bool>,
     pub binding_timeout: Option<Str>,
+    pub suppress_nd: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

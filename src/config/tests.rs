@@ -20,6 +20,7 @@ bridge = "br-lan"                 # optional: enslave the TAP to this existing L
 listen = "0.0.0.0:51901"          # UDP; IPv6 must work too ("[::]:51901")
 psk_file = "/etc/tapbridge/site-a.psk"   # base64 32 bytes; refuse if group/world readable
 wan_mtu = 1500                    # largest outer IP packet; bigger frames are fragmented by the tunnel
+transport = "udp"
 keepalive = "10s"
 rekey_after = "2m"                # new session keys at least this often (and by packet count)
 hub = false                       # true: forward frames between peers (hub of hub-and-spoke)
@@ -544,6 +545,21 @@ const REJECTED: &[Rejected] = &[
         "negative wan_mtu",
         Raw("[interface]\n[tunnel]\npsk_file = \"k\"\nwan_mtu = -1\n"),
         4, 11, "tunnel.wan_mtu", "576..=9000",
+    ),
+    (
+        "suppress_nd not built yet",
+        Raw("[interface]\n[tunnel]\npsk_file = \"k\"\n[arp]\nsuppress_nd = true\n"),
+        5, 15, "arp.suppress_nd", "not supported by this version yet",
+    ),
+    (
+        "transport not built yet",
+        Raw("[interface]\n[tunnel]\npsk_file = \"k\"\ntransport = \"tcp\"\n"),
+        4, 13, "tunnel.transport", "not supported by this version yet",
+    ),
+    (
+        "transport unknown",
+        Raw("[interface]\n[tunnel]\npsk_file = \"k\"\ntransport = \"quic\"\n"),
+        4, 13, "tunnel.transport", "none of",
     ),
     (
         "wan_mtu word other than auto",

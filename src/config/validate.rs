@@ -126,6 +126,39 @@ impl Cx<'_> {
         }
     }
 
+    /// A SPEC switch this version does not implement yet: `false` (what it
+    /// does) is accepted, `true` refused rather than silently ignored.
+    fn not_built(&self, v: &Option<Spanned<bool>>, key: &str) -> Result<()> {
+        match v {
+            Some(v) if *v.get_ref() => Err(self.err(
+                &v.span(),
+                key,
+                "is not supported by this version yet (set it to false or leave it out)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `tunnel.transport`: `"udp"` (the default). `"tcp"` and `"auto"` are
+    /// SPEC values this version does not implement yet; they are refused
+    /// rather than silently run as UDP.
+    fn transport(&self, v: &Option<Str>) -> Result<()> {
+        let key = "tunnel.transport";
+        match v.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "udp")) => Ok(()),
+            Some((v, t @ ("tcp" | "auto"))) => Err(self.err(
+                &v.span(),
+                key,
+                format!("{t:?} is not supported by this version yet (UDP only)"),
+            )),
+            Some((v, t)) => Err(self.err(
+                &v.span(),
+                key,
+                format!("{t:?} is none of \"udp\", \"tcp\", \"auto\""),
+            )),
+        }
+    }
+
     /// `tunnel.wan_mtu`: `"auto"` (the default) or a number in range.
     fn wan_mtu(&self, v: &Option<Spanned<RawMtu>>) -> Result<WanMtu> {
         let key = "tunnel.wan_mtu";
@@ -337,6 +370,8 @@ impl Cx<'_> {
         };
         let psk_file = self.key_file(&raw.psk_file, "tunnel.psk_file")?;
         let _ = span;
+        // Only UDP is built so far: say so rather than run something else.
+        self.transport(&raw.transport)?;
         Ok(TunnelConfig {
             listen,
             psk_file,
@@ -599,6 +634,7 @@ impl Cx<'_> {
             reservations.push((mac, ip));
         }
 
+        self.not_built(&raw.conflict_check, "dhcp.conflict_check")?;
         let search = raw
             .search
             .iter()
@@ -685,6 +721,7 @@ impl Cx<'_> {
     }
 
     fn arp(&self, raw: &RawArp) -> Result<ArpConfig> {
+        self.not_built(&raw.suppress_nd, "arp.suppress_nd")?;
         let mut respond: Vec<Ipv4Addr> = Vec::with_capacity(raw.respond.len());
         for r in &raw.respond {
             let ip = self.conv(r, "arp.respond", value::ipv4)?;

@@ -548,8 +548,8 @@ const REJECTED: &[Rejected] = &[
     ),
     (
         "suppress_nd not built yet",
-        Raw("[interface]\n[tunnel]\npsk_file = \"k\"\n[arp]\nsuppress_nd = true\n"),
-        5, 15, "arp.suppress_nd", "not supported by this version yet",
+        With("[arp]\nsuppress_nd = true\n"),
+        7, 15, "arp.suppress_nd", "not supported by this version yet",
     ),
     (
         "transport not built yet",

@@ -90,20 +90,12 @@ NS_C=$(e2e_ns c)
 NS_X=$(e2e_ns x)
 
 # ---------------------------------------------------------------- keys and configs
-# new_key FILE: a fresh key from `bridge-ctl genpsk`, written 0600.
-new_key() {
-    e2e_run "$BIN" genpsk
-    if [[ "$E2E_RC" -ne 0 ]] || ! [[ "$E2E_STDOUT" =~ ^[A-Za-z0-9+/]{43}=$ ]]; then
-        e2e_fatal "bridge-ctl genpsk prints a key (exit $E2E_RC: $E2E_STDERR)"
-    fi
-    (umask 077 && printf '%s\n' "$E2E_STDOUT" >"$1")
-}
 # Each box has its own directory: a holds b's and c's keys and a default key; b and c
 # hold their own key only.
 mkdir -m 700 "$E2E_WORK/a-dir" "$E2E_WORK/b-dir" "$E2E_WORK/c-dir"
-new_key "$E2E_WORK/a-dir/default.psk"
+e2e_new_key "$E2E_WORK/a-dir/default.psk"
 for s in b c; do
-    new_key "$E2E_WORK/a-dir/$s.psk"
+    e2e_new_key "$E2E_WORK/a-dir/$s.psk"
     install -m 600 "$E2E_WORK/a-dir/$s.psk" "$E2E_WORK/$s-dir/own.psk"
 done
 

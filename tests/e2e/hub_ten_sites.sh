@@ -58,19 +58,10 @@ done
 # Each site has its own key directory, as each is its own box: the hub holds a key
 # per spoke (hub-keys/SPOKE.psk) and a default key no spoke knows; each spoke holds a
 # copy of its own key only (SPOKE-keys/own.psk).
-# new_key FILE: a fresh key from `bridge-ctl genpsk`, written 0600. (Not `genpsk --out`:
-# SPEC §3 names it, the binary does not have it yet.)
-new_key() {
-    e2e_run "$BIN" genpsk
-    if [[ "$E2E_RC" -ne 0 ]] || ! [[ "$E2E_STDOUT" =~ ^[A-Za-z0-9+/]{43}=$ ]]; then
-        e2e_fatal "bridge-ctl genpsk prints a key (exit $E2E_RC: $E2E_STDERR)"
-    fi
-    (umask 077 && printf '%s\n' "$E2E_STDOUT" >"$1")
-}
 mkdir -m 700 "$E2E_WORK/hub-keys"
-new_key "$E2E_WORK/hub-keys/default.psk"
+e2e_new_key "$E2E_WORK/hub-keys/default.psk"
 for s in "${SPOKES[@]}"; do
-    new_key "$E2E_WORK/hub-keys/$s.psk"
+    e2e_new_key "$E2E_WORK/hub-keys/$s.psk"
     mkdir -m 700 "$E2E_WORK/$s-keys"
     install -m 600 "$E2E_WORK/hub-keys/$s.psk" "$E2E_WORK/$s-keys/own.psk"
 done

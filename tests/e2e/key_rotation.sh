@@ -34,18 +34,15 @@ NS_E=$(e2e_ns east)
 NS_W=$(e2e_ns west)
 e2e_wan "$NS_E" "$NS_W" 198.18.21.1/30 198.18.21.2/30
 
-newkey() {
-    e2e_run "$BIN" genpsk
-    [[ "$E2E_RC" -eq 0 ]] || e2e_fatal "genpsk failed: $E2E_STDERR"
-    printf '%s\n' "$E2E_STDOUT"
-}
-OLD=$(newkey)
-NEW=$(newkey)
-# keyfile SITE LINE...: SITE's key file for its peer, 0600.
+e2e_new_key "$E2E_WORK/old.key"
+e2e_new_key "$E2E_WORK/new.key"
+OLD=$(<"$E2E_WORK/old.key")
+NEW=$(<"$E2E_WORK/new.key")
+# keyfile SITE LINE...: SITE's key file for its peer.
 keyfile() {
     local site=$1
     shift
-    (umask 077 && printf '%s\n' "$@" >"$E2E_WORK/$site-peer.psk")
+    e2e_key_file "$E2E_WORK/$site-peer.psk" "$@"
 }
 keyfile east "$OLD"
 keyfile west "$OLD"

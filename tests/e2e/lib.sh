@@ -332,11 +332,25 @@ _e2e_begin() {
     fi
     e2e_note "$E2E_TEST: bridge-ctl $BIN, work dir $E2E_WORK, namespace suffix $TB_SUFFIX"
 
+    e2e_new_key "$E2E_WORK/psk"
+}
+
+# e2e_new_key FILE: a fresh key from `bridge-ctl genpsk`, written to FILE 0600; the
+# test aborts unless genpsk printed 44 characters of base64.
+e2e_new_key() {
     e2e_run "$BIN" genpsk
     if [[ "$E2E_RC" -ne 0 ]] || ! [[ "$E2E_STDOUT" =~ ^[A-Za-z0-9+/]{43}=$ ]]; then
         e2e_fatal "bridge-ctl genpsk prints a 44-character base64 key (got exit $E2E_RC, '${E2E_STDOUT:0:60}'): is $BIN the real bridge-ctl?"
     fi
-    (umask 077 && printf '%s\n' "$E2E_STDOUT" >"$E2E_WORK/psk")
+    e2e_key_file "$1" "$E2E_STDOUT"
+}
+
+# e2e_key_file FILE LINE...: a key file (one key per line, e.g. two during a
+# rotation), created 0600.
+e2e_key_file() {
+    local file=$1
+    shift
+    (umask 077 && printf '%s\n' "$@" >"$file")
 }
 
 # BIN: $BRIDGE_CTL, else target/release/bridge-ctl, built when missing.

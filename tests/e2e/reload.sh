@@ -37,18 +37,15 @@ e2e_wan_port "$NS_WAN" port-a a 198.18.31.1/24
 e2e_wan_port "$NS_WAN" port-b b 198.18.31.2/24
 e2e_wan_port "$NS_WAN" port-c c 198.18.31.3/24
 
-newkey() {
-    e2e_run "$BIN" genpsk
-    [[ "$E2E_RC" -eq 0 ]] || e2e_fatal "genpsk failed: $E2E_STDERR"
-    printf '%s\n' "$E2E_STDOUT"
-}
-OLD=$(newkey)
-NEW=$(newkey)
-# keyfile NAME LINE...: a 0600 key file in the work dir.
+e2e_new_key "$E2E_WORK/old.key"
+e2e_new_key "$E2E_WORK/new.key"
+OLD=$(<"$E2E_WORK/old.key")
+NEW=$(<"$E2E_WORK/new.key")
+# keyfile NAME LINE...: the key file NAME.psk in the work dir.
 keyfile() {
     local name=$1
     shift
-    (umask 077 && printf '%s\n' "$@" >"$E2E_WORK/$name.psk")
+    e2e_key_file "$E2E_WORK/$name.psk" "$@"
 }
 keyfile a-b "$OLD"
 keyfile b-a "$OLD"

@@ -266,3 +266,52 @@ fn invalid_prefixes_are_refused_before_the_kernel() {
         assert!(e.is_err(), "bad interface index must fail");
     });
 }
+
+/// The dynamic FDB entries of bridge `br` on port `dev`, as `bridge fdb` lists them.
+fn learned(br: &str, dev: &str) -> Vec<String> {
+    let out = std::process::Command::new("bridge")
+        .args(["fdb", "show", "br", br, "dev", dev])
+        .output()
+        .expect("run bridge(8) from iproute2");
+    assert!(out.status.success(), "bridge fdb show: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("permanent"))
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn flush_bridge_port_forgets_only_that_ports_entries() {
+    in_netns("flush_bridge_port_forgets_only_that_ports_entries", || {
+        let mut nl = Netlink::new().expect("netlink");
+        nl.add_bridge("tbbr5").expect("bridge");
+        let _taps = [
+            Tap::create("tbt5", 1).expect("tap"),
+            Tap::create("tbt6", 1).expect("tap"),
+        ];
+        let mut idx = [0; 2];
+        for (i, name) in ["tbt5", "tbt6"].iter().enumerate() {
+            idx[i] = nl.link_by_name(name).expect("lookup").expect("tap").index;
+            nl.enslave(idx[i], "tbbr5").expect("enslave");
+            nl.set_up(idx[i]).expect("up");
+        }
+        // Entries as the bridge would learn them (dynamic, on each port).
+        for (mac, dev) in [
+            ("02:00:00:00:05:01", "tbt5"),
+            ("02:00:00:00:05:02", "tbt5"),
+            ("02:00:00:00:06:01", "tbt6"),
+        ] {
+            let st = std::process::Command::new("bridge")
+                .args(["fdb", "add", mac, "dev", dev, "master", "dynamic"])
+                .status()
+                .expect("run bridge(8)");
+            assert!(st.success(), "bridge fdb add {mac} dev {dev}");
+        }
+        assert_eq!(learned("tbbr5", "tbt5").len(), 2);
+
+        nl.flush_bridge_port(idx[0]).expect("flush");
+        assert_eq!(learned("tbbr5", "tbt5"), Vec::<String>::new());
+        assert_eq!(learned("tbbr5", "tbt6"), vec!["02:00:00:00:06:01"]);
+    });
+}

@@ -234,6 +234,8 @@ pub struct Guard {
     probe: [u8; PROBE_LEN],
     counters: Counters,
     events: [Option<Event>; 2],
+    /// When the oldest event in `events` happened: it is due at once.
+    event_at: Option<Instant>,
 }
 
 impl Guard {
@@ -263,6 +265,7 @@ impl Guard {
             probe,
             counters: Counters::default(),
             events: [None; 2],
+            event_at: None,
         }
     }
 
@@ -383,6 +386,10 @@ impl Guard {
         if !self.config.loop_detect {
             return None;
         }
+        if self.event_at.is_some() {
+            // A state change waits to be polled (the caller flushes tables on it).
+            return self.event_at;
+        }
         let l = &self.looped;
         if l.since.is_some() {
             let end = l.last_seen.map(|t| t + l.hold);
@@ -422,10 +429,14 @@ impl Guard {
     pub fn poll_event(&mut self) -> Option<Event> {
         let ev = self.events[0].take();
         self.events.swap(0, 1);
+        if self.events[0].is_none() {
+            self.event_at = None;
+        }
         ev
     }
 
-    fn push_event(&mut self, ev: Event) {
+    fn push_event(&mut self, ev: Event, now: Instant) {
+        self.event_at.get_or_insert(now);
         // Two slots: a start and an end between two polls at most; the
         // oldest is overwritten if the caller never polls.
         match self.events.iter_mut().find(|e| e.is_none()) {
@@ -453,17 +464,23 @@ impl Guard {
         };
         self.looped.since = Some(now);
         self.counters.loops_detected += 1;
-        self.push_event(Event::LoopStarted {
-            hold: self.looped.hold,
-        });
+        self.push_event(
+            Event::LoopStarted {
+                hold: self.looped.hold,
+            },
+            now,
+        );
     }
 
     fn end_loop(&mut self, now: Instant) {
         if let Some(since) = self.looped.since.take() {
             self.looped.ended = Some(now);
-            self.push_event(Event::LoopEnded {
-                lasted: now.saturating_duration_since(since),
-            });
+            self.push_event(
+                Event::LoopEnded {
+                    lasted: now.saturating_duration_since(since),
+                },
+                now,
+            );
         }
     }
 }

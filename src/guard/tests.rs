@@ -572,3 +572,34 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_loop_event_is_due_at_once_until_polled() {
+    // The worker flushes the MAC tables when it polls the event: that must
+    // not wait for the next probe a second later.
+    let t0 = Instant::now();
+    let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    g.mac_moved(t0);
+    let probe = g.poll_probe(t0).expect("first probe").to_vec();
+    let back = t0 + Duration::from_millis(5);
+    assert_eq!(g.from_local(&probe, back), LocalVerdict::Drop);
+    assert!(g.looped());
+    assert_eq!(
+        g.poll_timeout(),
+        Some(back),
+        "the start is due when it happened"
+    );
+    assert_eq!(g.poll_event(), Some(Event::LoopStarted { hold: LOOP_HOLD }));
+    assert!(
+        g.poll_timeout().is_some_and(|t| t > back),
+        "then only the next probe or the hold-down"
+    );
+
+    // The end: due at once too, however far the next probe is.
+    let gone = back + LOOP_HOLD;
+    g.handle_timeout(gone);
+    assert!(!g.looped());
+    assert_eq!(g.poll_timeout(), Some(gone));
+    assert!(matches!(g.poll_event(), Some(Event::LoopEnded { .. })));
+    assert_ne!(g.poll_timeout(), Some(gone));
+}

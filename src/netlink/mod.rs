@@ -497,7 +497,10 @@ impl Netlink {
             NlInfo::PortKind(InfoPortKind::Bridge),
             NlInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Flush])),
         ]));
-        self.set_link(msg).map_err(|e| {
+        // RTM_NEWLINK on the existing link: RTM_SETLINK ignores port data
+        // (the kernel accepts it and does nothing).
+        let req = self.handle.link().set_port(msg);
+        self.rt.block_on(req.execute()).map_err(|e| {
             let action = format!("flush the bridge entries of {}", self.label(index));
             self.request_err(action, e)
         })

@@ -98,3 +98,22 @@ gl_frames() {
     shift 2
     ip netns exec "$ns" timeout -k 2 "$secs" python3 "$GL_FRAMES" "$@"
 }
+
+# gl_dump: after a failed check, what each bridge and host believes (FDB entries
+# on br-lan, neighbour caches), as notes: a failure shows where frames went.
+gl_dump() {
+    local ns
+    for ns in "$GL_GA" "$GL_GB"; do
+        e2e_note "bridge fdb in $ns (dynamic entries):"
+        bridge -n "$ns" fdb show br br-lan 2>&1 | grep -v permanent | sed 's/^/#   /' || true
+    done
+    for ns in "$GL_HA" "$GL_HB"; do
+        e2e_note "neighbours in $ns: $(ip -n "$ns" neigh show 2>&1 | tr '\n' ';')"
+        e2e_note "eth0 in $ns: $(ip -n "$ns" -br link show eth0 2>&1)"
+    done
+    local site
+    for site in gwa gwb; do
+        e2e_note "$site's log:"
+        tail -n 20 "$E2E_WORK/run/$site.log" 2>&1 | sed 's/^/#   /' || true
+    done
+}

@@ -68,7 +68,9 @@ e2e_cmp "the WAN stopped growing within 5 s (≤ 20 packets in 3 s, probes and k
     "$((w8 - w5))" -le 20
 e2e_wait "ha still reaches hb while the loop lasts (over the direct link)" 10 \
     e2e_ping ha "$GL_HOST_B" -c 1 -W 1
+e2e_passed || gl_dump
 e2e_wait "hb still reaches ha while the loop lasts" 10 e2e_ping hb "$GL_HOST_A" -c 1 -W 1
+e2e_passed || gl_dump
 e2e_cmp "gwa counted frames it refused while the loop lasted (loop_dropped)" \
     "$(e2e_counter gwa loop_dropped || echo 0)" -ge 1
 

@@ -7,6 +7,7 @@
 //! here knows about keys, sessions or sockets, and nothing here imports from
 //! the protocol modules: the arrows point only into `wire`.
 
+pub mod ethernet;
 pub mod fragment;
 pub mod tunnel;
 pub mod virtio;

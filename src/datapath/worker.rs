@@ -32,7 +32,7 @@ use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Port, Switch};
 use crate::tunnel::{Event, PeerId, PeerParams, PeerStats, Transmit, Tunnel};
 use crate::wire::ethernet;
-use crate::wire::virtio::VirtioNetHdr;
+use crate::wire::virtio::{F_NEEDS_CSUM, VirtioNetHdr};
 
 /// Datagrams or frames handled per batch.
 pub const BATCH: usize = 64;
@@ -406,7 +406,11 @@ impl Worker {
                 continue;
             }
             if let Some(r) = self.responder.as_mut() {
-                if h > 0 && is_dhcp_to_server(&b.frame[h..n]) {
+                if h > 0
+                    && VirtioNetHdr::new_checked(&b.frame[..h])
+                        .is_some_and(|v| v.flags() & F_NEEDS_CSUM != 0)
+                    && is_dhcp_to_server(&b.frame[h..n])
+                {
                     // The kernel may leave a UDP checksum for "hardware" to
                     // finish; the responder checks it, so finish it here.
                     crate::wire::virtio::finish_checksum(&mut b.frame[..n]);

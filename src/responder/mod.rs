@@ -11,9 +11,10 @@
 //! What it promises:
 //! - [`Responder::handle_local`] is called for every frame the TAP gives us.
 //!   The common case (not ARP, not DHCP, not addressed to the responder) costs
-//!   a few byte comparisons (and, while ARP bindings exist, one hash lookup of
-//!   the source MAC: a bound MAC seen locally drops its bindings) and **never
-//!   allocates**. ARP requests for our own
+//!   one pass of the shared classifier ([`crate::wire::ethernet`]: etherparse
+//!   slicing the headers, about 0.1 µs) (and, while ARP bindings exist, one
+//!   hash lookup of the source MAC: a bound MAC seen locally, in any VLAN,
+//!   drops its bindings) and **never allocates**. ARP requests for our own
 //!   addresses are answered and never forwarded; with DHCP enabled, no local
 //!   DHCP frame (UDP port 67 or 68) is ever forwarded.
 //! - [`Responder::handle_remote`] is called for every frame from the tunnel,

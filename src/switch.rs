@@ -5,12 +5,19 @@
 //! multicast and unknown unicast are flooded; a frame received from one peer
 //! is never sent to another peer (split horizon) unless the link is a hub;
 //! the table is bounded and entries age out.
+//!
+//! VLAN-aware (SPEC §5 Switching): the table keys on (VLAN, MAC), the VLAN
+//! being the frame's outer 802.1Q/802.1ad tag or none
+//! ([`crate::wire::ethernet::vlan`]). The same MAC in two VLANs is two
+//! entries that may live behind different ports, and a tagged frame never
+//! matches an untagged entry, nor the other way round.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::mac::MacAddr;
 use crate::tunnel::PeerId;
+use crate::wire::ethernet::Vlan;
 
 /// How long a learned MAC stays valid without being seen again.
 pub const AGING: Duration = Duration::from_secs(300);
@@ -56,7 +63,7 @@ struct Entry {
 /// The learning table.
 pub struct Switch {
     hub: bool,
-    table: HashMap<MacAddr, Entry>,
+    table: HashMap<(Vlan, MacAddr), Entry>,
 }
 
 impl Switch {
@@ -68,21 +75,21 @@ impl Switch {
         }
     }
 
-    fn lookup(&self, mac: &MacAddr, now: Instant) -> Option<Port> {
+    fn lookup(&self, vlan: Vlan, mac: MacAddr, now: Instant) -> Option<Port> {
         self.table
-            .get(mac)
+            .get(&(vlan, mac))
             .filter(|e| now.saturating_duration_since(e.seen) < AGING)
             .map(|e| e.port)
     }
 
-    /// Records that `src` was seen behind `port`. Group addresses are never
+    /// Records that `src` was seen in `vlan` behind `port`. Group addresses are never
     /// learned. When the table is full, stale entries are dropped first;
     /// if none is stale, the new address is not learned (it gets flooded).
-    pub fn learn(&mut self, src: MacAddr, port: Port, now: Instant) {
+    pub fn learn(&mut self, vlan: Vlan, src: MacAddr, port: Port, now: Instant) {
         if src.is_group() {
             return;
         }
-        if let Some(e) = self.table.get_mut(&src) {
+        if let Some(e) = self.table.get_mut(&(vlan, src)) {
             e.port = port;
             e.seen = now;
             return;
@@ -94,31 +101,40 @@ impl Switch {
                 return;
             }
         }
-        self.table.insert(src, Entry { port, seen: now });
+        self.table.insert((vlan, src), Entry { port, seen: now });
     }
 
-    /// A frame read from the TAP: learn its source, route its destination.
-    pub fn from_local(&mut self, dst: MacAddr, src: MacAddr, now: Instant) -> LocalRoute {
-        self.learn(src, Port::Local, now);
+    /// A frame read from the TAP, in `vlan`: learn its source, route its
+    /// destination.
+    pub fn from_local(
+        &mut self,
+        vlan: Vlan,
+        dst: MacAddr,
+        src: MacAddr,
+        now: Instant,
+    ) -> LocalRoute {
+        self.learn(vlan, src, Port::Local, now);
         if dst.is_group() {
             return LocalRoute::Flood;
         }
-        match self.lookup(&dst, now) {
+        match self.lookup(vlan, dst, now) {
             Some(Port::Peer(p)) => LocalRoute::Peer(p),
             Some(Port::Local) => LocalRoute::Drop,
             None => LocalRoute::Flood,
         }
     }
 
-    /// A frame that arrived from peer `from`: learn its source, route it.
+    /// A frame in `vlan` that arrived from peer `from`: learn its source,
+    /// route it.
     pub fn from_peer(
         &mut self,
         from: PeerId,
+        vlan: Vlan,
         dst: MacAddr,
         src: MacAddr,
         now: Instant,
     ) -> RemoteRoute {
-        self.learn(src, Port::Peer(from), now);
+        self.learn(vlan, src, Port::Peer(from), now);
         let local_only = RemoteRoute {
             local: true,
             peer: None,
@@ -133,7 +149,7 @@ impl Switch {
                 ..local_only
             };
         }
-        match self.lookup(&dst, now) {
+        match self.lookup(vlan, dst, now) {
             Some(Port::Local) => local_only,
             Some(Port::Peer(p)) if p == from => RemoteRoute {
                 local: false,
@@ -162,9 +178,9 @@ impl Switch {
         self.hub = hub;
     }
 
-    /// Where `mac` was learned, if it is known and fresh.
-    pub fn port_of(&self, mac: &MacAddr, now: Instant) -> Option<Port> {
-        self.lookup(mac, now)
+    /// Where `mac` was learned in `vlan`, if it is known and fresh.
+    pub fn port_of(&self, vlan: Vlan, mac: MacAddr, now: Instant) -> Option<Port> {
+        self.lookup(vlan, mac, now)
     }
 
     /// Forgets every MAC (after a topology change: a loop formed or ended,
@@ -191,73 +207,82 @@ mod tests {
     const C: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc]);
     const BCAST: MacAddr = MacAddr([0xff; 6]);
     const MCAST: MacAddr = MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]);
+    const U: Vlan = Vlan::Untagged;
+    const V10: Vlan = Vlan::Tagged(10);
+    const V20: Vlan = Vlan::Tagged(20);
 
     #[test]
     fn flush_forgets_everything() {
         let now = Instant::now();
         let mut sw = Switch::new(false);
-        sw.from_peer(0, A, B, now);
-        assert_eq!(sw.from_local(B, A, now), LocalRoute::Peer(0));
+        sw.from_peer(0, U, A, B, now);
+        assert_eq!(sw.from_local(U, B, A, now), LocalRoute::Peer(0));
         sw.flush();
         assert_eq!(sw.len(now), 0);
-        assert_eq!(sw.from_local(B, C, now), LocalRoute::Flood);
+        assert_eq!(sw.from_local(U, B, C, now), LocalRoute::Flood);
     }
 
     #[test]
     fn learns_and_routes_unicast_to_one_peer() {
         let t = Instant::now();
         let mut s = Switch::new(false);
-        assert_eq!(s.from_local(B, A, t), LocalRoute::Flood, "unknown");
-        s.from_peer(1, A, B, t);
-        assert_eq!(s.from_local(B, A, t), LocalRoute::Peer(1));
-        assert_eq!(s.from_local(BCAST, A, t), LocalRoute::Flood);
-        assert_eq!(s.from_local(MCAST, A, t), LocalRoute::Flood);
+        assert_eq!(s.from_local(U, B, A, t), LocalRoute::Flood, "unknown");
+        s.from_peer(1, U, A, B, t);
+        assert_eq!(s.from_local(U, B, A, t), LocalRoute::Peer(1));
+        assert_eq!(s.from_local(U, BCAST, A, t), LocalRoute::Flood);
+        assert_eq!(s.from_local(U, MCAST, A, t), LocalRoute::Flood);
         // A MAC that moves follows.
-        s.from_peer(2, A, B, t);
-        assert_eq!(s.from_local(B, A, t), LocalRoute::Peer(2));
+        s.from_peer(2, U, A, B, t);
+        assert_eq!(s.from_local(U, B, A, t), LocalRoute::Peer(2));
     }
 
     #[test]
     fn local_destinations_are_not_tunneled() {
         let t = Instant::now();
         let mut s = Switch::new(false);
-        s.from_local(BCAST, C, t);
-        assert_eq!(s.from_local(C, A, t), LocalRoute::Drop);
+        s.from_local(U, BCAST, C, t);
+        assert_eq!(s.from_local(U, C, A, t), LocalRoute::Drop);
     }
 
     #[test]
     fn entries_age_out() {
         let t = Instant::now();
         let mut s = Switch::new(false);
-        s.from_peer(0, A, B, t);
+        s.from_peer(0, U, A, B, t);
         assert_eq!(
-            s.from_local(B, A, t + AGING - Duration::from_secs(1)),
+            s.from_local(U, B, A, t + AGING - Duration::from_secs(1)),
             LocalRoute::Peer(0)
         );
-        assert_eq!(s.from_local(B, A, t + AGING), LocalRoute::Flood);
+        assert_eq!(s.from_local(U, B, A, t + AGING), LocalRoute::Flood);
     }
 
     #[test]
     fn a_removed_peer_is_forgotten_and_hub_can_be_switched() {
         let t = Instant::now();
         let mut s = Switch::new(false);
-        s.from_peer(0, BCAST, B, t);
-        s.from_peer(1, BCAST, C, t);
+        s.from_peer(0, U, BCAST, B, t);
+        s.from_peer(1, U, BCAST, C, t);
         s.forget_peer(0);
-        assert_eq!(s.from_local(B, A, t), LocalRoute::Flood, "B was behind 0");
-        assert_eq!(s.from_local(C, A, t), LocalRoute::Peer(1), "C untouched");
-        assert!(!s.from_peer(0, C, B, t).flood_peers && s.from_peer(0, C, B, t).peer.is_none());
+        assert_eq!(
+            s.from_local(U, B, A, t),
+            LocalRoute::Flood,
+            "B was behind 0"
+        );
+        assert_eq!(s.from_local(U, C, A, t), LocalRoute::Peer(1), "C untouched");
+        assert!(
+            !s.from_peer(0, U, C, B, t).flood_peers && s.from_peer(0, U, C, B, t).peer.is_none()
+        );
         s.set_hub(true);
-        assert_eq!(s.from_peer(0, C, B, t).peer, Some(1), "hub forwards now");
+        assert_eq!(s.from_peer(0, U, C, B, t).peer, Some(1), "hub forwards now");
     }
 
     #[test]
     fn split_horizon_without_hub() {
         let t = Instant::now();
         let mut s = Switch::new(false);
-        s.from_peer(1, BCAST, C, t);
+        s.from_peer(1, U, BCAST, C, t);
         for dst in [BCAST, C, A] {
-            let r = s.from_peer(0, dst, B, t);
+            let r = s.from_peer(0, U, dst, B, t);
             assert_eq!(
                 r,
                 RemoteRoute {
@@ -273,11 +298,11 @@ mod tests {
     fn hub_forwards_between_peers() {
         let t = Instant::now();
         let mut s = Switch::new(true);
-        s.from_peer(1, BCAST, C, t);
-        s.from_local(BCAST, A, t);
+        s.from_peer(1, U, BCAST, C, t);
+        s.from_local(U, BCAST, A, t);
         // Known at another peer: only there.
         assert_eq!(
-            s.from_peer(0, C, B, t),
+            s.from_peer(0, U, C, B, t),
             RemoteRoute {
                 local: false,
                 peer: Some(1),
@@ -285,16 +310,16 @@ mod tests {
             }
         );
         // Local destination: only local.
-        assert!(s.from_peer(0, A, B, t).local);
-        assert!(!s.from_peer(0, A, B, t).flood_peers);
+        assert!(s.from_peer(0, U, A, B, t).local);
+        assert!(!s.from_peer(0, U, A, B, t).flood_peers);
         // Broadcast and unknown: local and the other peers.
-        let r = s.from_peer(0, BCAST, B, t);
+        let r = s.from_peer(0, U, BCAST, B, t);
         assert!(r.local && r.flood_peers);
-        let r = s.from_peer(0, MacAddr([2, 9, 9, 9, 9, 9]), B, t);
+        let r = s.from_peer(0, U, MacAddr([2, 9, 9, 9, 9, 9]), B, t);
         assert!(r.local && r.flood_peers);
         // Back to where it came from: nowhere.
-        s.from_peer(0, BCAST, MacAddr([2, 1, 1, 1, 1, 1]), t);
-        let r = s.from_peer(0, MacAddr([2, 1, 1, 1, 1, 1]), B, t);
+        s.from_peer(0, U, BCAST, MacAddr([2, 1, 1, 1, 1, 1]), t);
+        let r = s.from_peer(0, U, MacAddr([2, 1, 1, 1, 1, 1]), B, t);
         assert!(!r.local && r.peer.is_none() && !r.flood_peers);
     }
 
@@ -302,15 +327,61 @@ mod tests {
     fn table_is_bounded_and_group_sources_ignored() {
         let t = Instant::now();
         let mut s = Switch::new(false);
-        s.learn(BCAST, Port::Peer(0), t);
+        s.learn(U, BCAST, Port::Peer(0), t);
         assert_eq!(s.len(t), 0);
         for i in 0..(MAX_ENTRIES as u32 + 100) {
             let b = i.to_be_bytes();
-            s.learn(MacAddr([2, 0, b[0], b[1], b[2], b[3]]), Port::Peer(0), t);
+            s.learn(U, MacAddr([2, 0, b[0], b[1], b[2], b[3]]), Port::Peer(0), t);
         }
         assert_eq!(s.len(t), MAX_ENTRIES);
         // Once they are stale, new ones are learned again.
-        s.learn(A, Port::Peer(1), t + AGING);
+        s.learn(U, A, Port::Peer(1), t + AGING);
         assert_eq!(s.len(t + AGING), 1);
+    }
+
+    #[test]
+    fn the_same_mac_in_two_vlans_goes_two_ways() {
+        let t = Instant::now();
+        let mut s = Switch::new(false);
+        // B lives behind peer 0 untagged and behind peer 1 in VLAN 10.
+        s.from_peer(0, U, BCAST, B, t);
+        s.from_peer(1, V10, BCAST, B, t);
+        assert_eq!(s.from_local(U, B, A, t), LocalRoute::Peer(0));
+        assert_eq!(s.from_local(V10, B, A, t), LocalRoute::Peer(1));
+        assert_eq!(
+            s.from_local(V20, B, A, t),
+            LocalRoute::Flood,
+            "unknown in VLAN 20"
+        );
+        assert_eq!(s.port_of(U, B, t), Some(Port::Peer(0)));
+        assert_eq!(s.port_of(V10, B, t), Some(Port::Peer(1)));
+        assert_eq!(s.len(t), 5, "A in three VLANs, B in two");
+        // Learning from the local side records the VLAN too: A sends in
+        // VLAN 10 only, so untagged A is still unknown at the hub.
+        let mut hub = Switch::new(true);
+        hub.from_local(V10, BCAST, A, t);
+        assert!(!hub.from_peer(0, V10, A, B, t).flood_peers, "known local");
+        let r = hub.from_peer(0, U, A, B, t);
+        assert!(r.local && r.flood_peers, "untagged A is unknown: {r:?}");
+    }
+
+    #[test]
+    fn a_tagged_frame_never_matches_an_untagged_entry() {
+        let t = Instant::now();
+        let mut s = Switch::new(false);
+        s.from_local(U, BCAST, C, t);
+        // Untagged C is local: unicast to it stays home ...
+        assert_eq!(s.from_local(U, C, A, t), LocalRoute::Drop);
+        // ... but C in VLAN 10 is not known: flooded, not dropped.
+        assert_eq!(s.from_local(V10, C, A, t), LocalRoute::Flood);
+        // And the other way round.
+        s.from_peer(0, V10, BCAST, B, t);
+        assert_eq!(s.from_local(U, B, A, t), LocalRoute::Flood);
+        assert_eq!(s.port_of(U, B, t), None);
+        // Forgetting a peer forgets it in every VLAN.
+        s.from_peer(0, U, BCAST, B, t);
+        s.forget_peer(0);
+        assert_eq!(s.port_of(U, B, t), None);
+        assert_eq!(s.port_of(V10, B, t), None);
     }
 }

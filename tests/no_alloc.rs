@@ -10,6 +10,7 @@ use tapbridge::switch::{LocalRoute, Switch};
 use tapbridge::tunnel::{
     Entropy, Incoming, PeerParams, PresharedKey, Transmit, Tunnel, TunnelParams,
 };
+use tapbridge::wire::ethernet;
 
 #[path = "common/counting.rs"]
 mod counting;
@@ -137,7 +138,7 @@ fn steady_state_allocates_nothing() {
                 assert_eq!(guard_a.from_local(f, t), LocalVerdict::Forward);
                 let dst = f[..6].try_into().expect("6");
                 let src = f[6..12].try_into().expect("6");
-                match sw_a.from_local(dst, src, t) {
+                match sw_a.from_local(ethernet::vlan(f), dst, src, t) {
                     LocalRoute::Peer(p) => {
                         a.send_frame(p, f, t, &mut ring);
                     }
@@ -156,7 +157,7 @@ fn steady_state_allocates_nothing() {
                     assert_eq!(guard_b.from_peer(frame, t), PeerVerdict::Forward);
                     let dst = frame[..6].try_into().expect("6");
                     let src = frame[6..12].try_into().expect("6");
-                    sw_b.from_peer(peer, dst, src, t);
+                    sw_b.from_peer(peer, ethernet::vlan(frame), dst, src, t);
                     *delivered += 1;
                 }
             }

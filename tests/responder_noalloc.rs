@@ -78,6 +78,14 @@ fn udp(dst_mac: [u8; 6], sport: u16, dport: u16) -> Vec<u8> {
     eth(dst_mac, [0x52, 0x54, 0, 0, 0, 1], [8, 0], &ip)
 }
 
+/// `frame` with an 802.1Q tag for VLAN 10.
+fn tag(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00, 0, 10]);
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
 #[test]
 fn per_frame_paths_do_not_allocate() {
     let mut r = responder();
@@ -100,6 +108,10 @@ fn per_frame_paths_do_not_allocate() {
         arp(1, host, [198, 19, 0, 20], [198, 19, 0, 99]),
         arp(2, host, [198, 19, 0, 20], [198, 19, 0, 77]),
         vec![0; 10],
+        // Tagged: an ARP request for our address (forwarded) and a DHCP
+        // DISCOVER (consumed unanswered).
+        tag(&arp(1, host, [198, 19, 0, 20], [198, 19, 0, 1])),
+        tag(&udp([0xff; 6], 68, 67)),
         // Last: the remote host shows up here (a frame from its MAC, and a
         // RARP announcement), dropping its binding until the next round.
         eth([0xff; 6], remote, [8, 0], &[0x45; 40]),
@@ -116,6 +128,8 @@ fn per_frame_paths_do_not_allocate() {
         arp(2, remote, [198, 19, 0, 77], [198, 19, 0, 20]),
         // Refused: a claim on the router's address.
         arp(2, remote, [198, 19, 0, 1], [198, 19, 0, 20]),
+        tag(&arp(2, remote, [198, 19, 0, 78], [198, 19, 0, 20])),
+        tag(&udp([0xff; 6], 68, 67)),
     ];
     let mut reply = vec![0u8; REPLY_BUFFER_LEN];
     let t0 = Instant::now();

@@ -31,7 +31,8 @@ use crate::reload::{PeerChange, Plan, ReloadError};
 use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Port, Switch};
 use crate::tunnel::{Event, PeerId, PeerParams, PeerStats, Transmit, Tunnel};
-use crate::wire::virtio::VirtioNetHdr;
+use crate::wire::ethernet;
+use crate::wire::virtio::{F_NEEDS_CSUM, VirtioNetHdr};
 
 /// Datagrams or frames handled per batch.
 pub const BATCH: usize = 64;
@@ -354,8 +355,9 @@ impl Worker {
                     }
                     let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
                     let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
+                    let vlan = ethernet::vlan(frame);
                     if self.guard.watches_moves()
-                        && self.switch.port_of(&src, now) == Some(Port::Local)
+                        && self.switch.port_of(vlan, src, now) == Some(Port::Local)
                     {
                         self.guard.mac_moved(now);
                     }
@@ -364,7 +366,7 @@ impl Worker {
                             continue;
                         }
                     }
-                    let route = self.switch.from_peer(peer, dst, src, now);
+                    let route = self.switch.from_peer(peer, vlan, dst, src, now);
                     if route.local && self.tap.write(packet).is_err() {
                         io.tap_write_errors += 1;
                     }
@@ -404,7 +406,11 @@ impl Worker {
                 continue;
             }
             if let Some(r) = self.responder.as_mut() {
-                if h > 0 && is_dhcp_to_server(&b.frame[h..n]) {
+                if h > 0
+                    && VirtioNetHdr::new_checked(&b.frame[..h])
+                        .is_some_and(|v| v.flags() & F_NEEDS_CSUM != 0)
+                    && is_dhcp_to_server(&b.frame[h..n])
+                {
                     // The kernel may leave a UDP checksum for "hardware" to
                     // finish; the responder checks it, so finish it here.
                     crate::wire::virtio::finish_checksum(&mut b.frame[..n]);
@@ -435,13 +441,14 @@ impl Worker {
             }
             let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
             let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
+            let vlan = ethernet::vlan(frame);
             if self.guard.watches_moves()
-                && matches!(self.switch.port_of(&src, now), Some(Port::Peer(_)))
+                && matches!(self.switch.port_of(vlan, src, now), Some(Port::Peer(_)))
             {
                 self.guard.mac_moved(now);
             }
             let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
-            match self.switch.from_local(dst, src, now) {
+            match self.switch.from_local(vlan, dst, src, now) {
                 LocalRoute::Peer(p) => {
                     self.tunnel.send_frame(p, packet, now, &mut tx);
                 }
@@ -917,16 +924,11 @@ fn persist_then_send(
     send(reply)
 }
 
-/// Is this an IPv4 UDP frame to the DHCP server port (untagged)?
+/// Is this an untagged IPv4 UDP frame to the DHCP server port (one the
+/// responder parses, so its checksum must be complete)?
 fn is_dhcp_to_server(frame: &[u8]) -> bool {
-    let Some(ip) = frame.get(14..) else {
-        return false;
-    };
-    if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[9] != 17 {
-        return false;
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    ip.get(ihl + 2..ihl + 4) == Some(&[0, 67][..])
+    let c = ethernet::classify(frame);
+    c.untagged() && c.is_dhcpv4_to_server()
 }
 
 #[cfg(test)]
@@ -1009,10 +1011,19 @@ mod tests {
         let mut frame = vec![0u8; 14 + 20 + 8 + 4];
         frame[12..14].copy_from_slice(&[0x08, 0x00]);
         frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&32u16.to_be_bytes());
         frame[14 + 9] = 17;
         frame[34..36].copy_from_slice(&68u16.to_be_bytes());
         frame[36..38].copy_from_slice(&67u16.to_be_bytes());
+        frame[38..40].copy_from_slice(&12u16.to_be_bytes());
         assert!(is_dhcp_to_server(&frame));
+        let mut tagged = frame[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0, 10]);
+        tagged.extend_from_slice(&frame[12..]);
+        assert!(
+            !is_dhcp_to_server(&tagged),
+            "the responder serves untagged only"
+        );
         frame[37] = 68;
         assert!(!is_dhcp_to_server(&frame));
         assert!(!is_dhcp_to_server(&frame[..20]));

@@ -327,3 +327,15 @@ pub fn parse_reply(frame: &[u8]) -> Reply {
         options: dhcp.options().map(|o| (o.kind, o.data.to_vec())).collect(),
     }
 }
+
+/// `frame` with 802.1Q tags (TPID, VID) inserted after the MAC addresses,
+/// outermost first.
+pub fn tagged(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+    let mut out = frame[..12].to_vec();
+    for &(tpid, vid) in tags {
+        out.extend_from_slice(&tpid.to_be_bytes());
+        out.extend_from_slice(&vid.to_be_bytes());
+    }
+    out.extend_from_slice(&frame[12..]);
+    out
+}

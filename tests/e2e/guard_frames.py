@@ -15,6 +15,19 @@ Plain AF_PACKET sockets, no third-party modules. Every mode is bounded in time.
   guard_frames.py bpdu IFACE SECS          a spanning-tree BPDU every 0.25 s
   guard_frames.py count IFACE SECS         print "dhcpv4=N ra=N dhcpv6=N bpdu=N": server
                                            messages and BPDUs seen on IFACE
+
+VLAN modes (tests/e2e/vlan_frames.sh). VID is a VLAN number, or "-" for untagged;
+MACs are aa:bb:cc:dd:ee:ff or "self" (IFACE's own). Tagged frames are received
+with their tag (PACKET_AUXDATA: the kernel moves a received tag out of the frame).
+
+  guard_frames.py dhcp-client-tag IFACE VID SECS   dhcp-client, in VLAN VID
+  guard_frames.py arp-ask IFACE VID IP SECS        an ARP request for IP every 0.5 s, in
+                                                   VLAN VID; print the replies received
+  guard_frames.py mark IFACE VID SRC DST N         N marked frames (ether type 0x88b6),
+                                                   0.1 s apart, from SRC to DST
+  guard_frames.py vlan-count IFACE SECS            print what arrived on IFACE as
+                                                   "KIND.VLAN[.DST]=N" tokens: discover,
+                                                   arp (requests), mark.VLAN.DST
 """
 
 import os
@@ -81,6 +94,8 @@ def udp6(src, dst, sport, dport, payload):
 
 
 def bootp(op, xid, chaddr, yiaddr=b"\0" * 4, msg_type=1, server=b"\0" * 4):
+    # A well-formed message needs a 6-byte chaddr; the guard tests' fake client and
+    # server pass 16 bytes, which only they understand (the cookie lands 10 bytes late).
     p = struct.pack("!BBBBIHH", op, 1, 6, 0, xid, 0, 0x8000)
     p += b"\0" * 4 + yiaddr + server + b"\0" * 4 + chaddr + b"\0" * 10
     p += b"\0" * 192 + b"\x63\x82\x53\x63"
@@ -255,6 +270,136 @@ def count(iface, secs):
     print(" ".join(f"{k}={v}" for k, v in seen.items()))
 
 
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_VLAN_VALID = 1 << 4
+TP_STATUS_VLAN_TPID_VALID = 1 << 6
+PACKET_OUTGOING = 4
+MARK = b"tapbridge vlan test"
+
+
+def vid_arg(vid):
+    return None if vid == "-" else int(vid)
+
+
+def mac_arg(iface, mac):
+    return iface_mac(iface) if mac == "self" else bytes.fromhex(mac.replace(":", ""))
+
+
+def raw_tagged(iface):
+    """A receiving socket that gets each frame's VLAN tag back (auxdata)."""
+    s = raw(iface, recv=True)
+    s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+    return s
+
+
+def recv_tagged(s):
+    """(frame with its tag put back, outgoing?)."""
+    data, anc, _flags, addr = s.recvmsg(4096, socket.CMSG_SPACE(32))
+    for level, kind_, cdata in anc:
+        if level == SOL_PACKET and kind_ == PACKET_AUXDATA and len(cdata) >= 20:
+            status, _, _, _, _, tci, tpid = struct.unpack("IIIHHHH", cdata[:20])
+            if status & TP_STATUS_VLAN_VALID:
+                if not status & TP_STATUS_VLAN_TPID_VALID:
+                    tpid = 0x8100
+                data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
+    return data, addr[2] == PACKET_OUTGOING
+
+
+def outer_vid(frame):
+    if len(frame) >= 16 and frame[12:14] in (b"\x81\x00", b"\x88\xa8"):
+        return struct.unpack("!H", frame[14:16])[0] & 0x0FFF
+    return None
+
+
+def dhcp_client_tag(iface, vid, secs):
+    s = raw_tagged(iface)
+    s.settimeout(0.1)
+    mac = iface_mac(iface)
+    tag = vid_arg(vid)
+    xid = int.from_bytes(os.urandom(4), "big")
+    discover = eth(BCAST, mac, 0x0800,
+                   ipv4_udp(b"\0" * 4, b"\xff" * 4, 68, 67,
+                            bootp(1, xid, mac)), tag)
+    offers, next_send = 0, 0.0
+    end = time.monotonic() + float(secs)
+    while time.monotonic() < end:
+        if time.monotonic() >= next_send:
+            s.send(discover)
+            next_send = time.monotonic() + 0.5
+        try:
+            frame, out = recv_tagged(s)
+        except socket.timeout:
+            continue
+        k, msg = kind(frame)
+        if not out and k == "dhcpv4" and struct.unpack("!I", msg[4:8])[0] == xid:
+            offers += 1
+    print(offers)
+
+
+def arp_ask(iface, vid, ip, secs):
+    s = raw_tagged(iface)
+    s.settimeout(0.1)
+    mac = iface_mac(iface)
+    tag = vid_arg(vid)
+    target = socket.inet_aton(ip)
+    body = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + bytes([198, 19, 40, 10])
+    body += b"\0" * 6 + target
+    request = eth(BCAST, mac, 0x0806, body, tag)
+    replies, next_send = 0, 0.0
+    end = time.monotonic() + float(secs)
+    while time.monotonic() < end:
+        if time.monotonic() >= next_send:
+            s.send(request)
+            next_send = time.monotonic() + 0.5
+        try:
+            frame, out = recv_tagged(s)
+        except socket.timeout:
+            continue
+        et, p = strip_tags(frame)
+        if not out and et == 0x0806 and len(p) >= 28 and p[7] == 2 and p[14:18] == target:
+            replies += 1
+    print(replies)
+
+
+def mark(iface, vid, src, dst, n):
+    s = raw(iface)
+    frame = eth(mac_arg(iface, dst), mac_arg(iface, src), 0x88B6, MARK.ljust(46, b"\0"),
+                vid_arg(vid))
+    for i in range(int(n)):
+        if i:
+            time.sleep(0.1)
+        s.send(frame)
+
+
+def vlan_count(iface, secs):
+    s = raw_tagged(iface)
+    s.settimeout(0.1)
+    seen = {}
+    end = time.monotonic() + float(secs)
+    while time.monotonic() < end:
+        try:
+            frame, out = recv_tagged(s)
+        except socket.timeout:
+            continue
+        if out:
+            continue
+        vid = outer_vid(frame)
+        where = "u" if vid is None else str(vid)
+        et, p = strip_tags(frame)
+        k, _ = kind(frame)
+        if k == "discover":
+            key = f"discover.{where}"
+        elif et == 0x0806 and len(p) >= 8 and p[7] == 1:
+            key = f"arp.{where}"
+        elif et == 0x88B6 and p.startswith(MARK):
+            key = f"mark.{where}.{frame[:6].hex()}"
+        else:
+            continue
+        seen[key] = seen.get(key, 0) + 1
+    print(" ".join(f"{k}={v}" for k, v in sorted(seen.items())))
+
+
 MODES = {
     "storm": (storm, 3),
     "bcast": (bcast, 1),
@@ -263,6 +408,10 @@ MODES = {
     "ra": (ra, 2),
     "bpdu": (bpdu, 2),
     "count": (count, 2),
+    "dhcp-client-tag": (dhcp_client_tag, 3),
+    "arp-ask": (arp_ask, 4),
+    "mark": (mark, 5),
+    "vlan-count": (vlan_count, 2),
 }
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ use smoltcp::wire::{DhcpMessageType as M, DhcpPacket};
 
 use super::super::fixtures::{
     Client, DHCLIENT_MAC, DHCLIENT_XID, Reply, arp_request, dhclient_discover, ipv4_udp_frame,
-    parse_reply,
+    parse_reply, tagged,
 };
 use super::super::leases::{DECLINE_QUARANTINE_SECS, OFFER_HOLD_SECS, SHORT_LEASE_SECS};
 use super::super::{DhcpSettings, LeaseDb, LocalVerdict, RemoteVerdict, Responder, ResponderError};
@@ -934,5 +934,44 @@ fn search_ntp_and_passed_through_options_are_served() {
         err.as_deref()
             .is_some_and(|e| e.contains("fit in a DHCP reply")),
         "{err:?}"
+    );
+}
+
+#[test]
+fn tagged_dhcp_is_never_served_nor_forwarded() {
+    let mut h = Harness::new(settings());
+    for tags in [&[(0x8100, 10)][..], &[(0x88a8, 7), (0x8100, 10)]] {
+        for kind in [M::Discover, M::Request] {
+            let f = tagged(&Client::new(kind, mac(1)).frame(), tags);
+            assert_eq!(h.send(&f).0, LocalVerdict::Consumed, "{kind:?} {tags:?}");
+        }
+        // A tagged server reply from the local side stays local too.
+        let rogue = ipv4_udp_frame(
+            mac(7),
+            [0xff; 6],
+            ip(2),
+            Ipv4Addr::BROADCAST,
+            67,
+            68,
+            &[0; 300],
+        );
+        assert_eq!(h.send(&tagged(&rogue, tags)).0, LocalVerdict::Consumed);
+        // And from a peer, tagged DHCP is dropped like untagged.
+        let now = h.mono;
+        let remote = tagged(&dhclient_discover(), tags);
+        assert_eq!(h.r.handle_remote(&remote, 0, now), RemoteVerdict::Drop);
+    }
+    let c = h.r.counters();
+    assert_eq!(c.dhcp_replies, 0, "nothing answered in a VLAN");
+    assert_eq!(
+        c.dhcp_ignored, 6,
+        "counted where unanswered untagged ones are"
+    );
+    assert_eq!(c.remote_dhcp_dropped, 2);
+    assert_eq!(h.r.leases(h.wall()).len(), 0);
+    // The same client untagged is served.
+    assert_eq!(
+        h.reply(&Client::new(M::Discover, mac(1))).message_type,
+        M::Offer
     );
 }

@@ -2,12 +2,15 @@
 //! Fuzz the guards: a sequence of frames, each raw or a fuzzed body behind a
 //! valid Ethernet (optionally 802.1Q-tagged) header with an IPv4 or IPv6
 //! ether type, from the local side or a peer, with the clock moving and MAC
-//! moves reported. Nothing may panic; the counters only grow.
+//! moves reported. Nothing may panic; the counters only grow. The shared
+//! classifier (`wire::ethernet`) sees every frame too: no panic, and its VLAN
+//! always agrees with the cheap outer-tag reader the switch uses.
 
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use tapbridge::guard::{BpduPolicy, Guard, GuardConfig};
+use tapbridge::wire::ethernet;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, mut rest)) = data.split_first() else {
@@ -38,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
             _ => {}
         }
         frame.extend_from_slice(body);
+        assert_eq!(ethernet::classify(&frame).vlan, ethernet::vlan(&frame));
         if ctrl & 8 != 0 {
             let _ = g.from_peer(&frame, now);
         } else {

@@ -367,15 +367,21 @@ mod tests {
         let (ikeys, their_index, ts) = read_response(&pending, &m2).expect("completes");
         assert_eq!(their_index, 88);
         assert_eq!(ts, [8; 12]);
-        let mut buf = *b"frame";
-        let tag = ikeys.send.seal(0, b"", &mut buf);
-        assert!(rkeys.recv.open(0, b"", &mut buf, &tag));
-        assert_eq!(&buf, b"frame");
-        let tag = rkeys.send.seal(0, b"", &mut buf);
-        assert!(ikeys.recv.open(0, b"", &mut buf, &tag));
+        let sealed = |key: &super::super::crypto::TransportKey, counter| {
+            let mut buf = [0u8; 5 + TAG_LEN];
+            buf[..5].copy_from_slice(b"frame");
+            let tag = key.seal(counter, b"", &mut buf[..5]);
+            buf[5..].copy_from_slice(&tag);
+            buf
+        };
+        let mut buf = sealed(&ikeys.send, 0);
+        assert!(rkeys.recv.open(0, b"", &mut buf));
+        assert_eq!(&buf[..5], b"frame");
+        let mut buf = sealed(&rkeys.send, 0);
+        assert!(ikeys.recv.open(0, b"", &mut buf));
         // The directions use different keys.
-        let tag = ikeys.send.seal(1, b"", &mut buf);
-        assert!(!ikeys.recv.open(1, b"", &mut buf.clone(), &tag));
+        let mut buf = sealed(&ikeys.send, 1);
+        assert!(!ikeys.recv.open(1, b"", &mut buf));
     }
 
     #[test]

@@ -658,8 +658,7 @@ impl Tunnel {
         }
         let len = buf.len();
         let (hdr, rest) = buf.split_at_mut(field::DATA_HEADER_LEN);
-        let (body, tag) = rest.split_at_mut(len - DATA_OVERHEAD);
-        if !session.keys.recv.open(counter, hdr, body, tag) {
+        if !session.keys.recv.open(counter, hdr, rest) {
             self.counters.rx_auth_failed += 1;
             return Incoming::Nothing;
         }

@@ -7,7 +7,8 @@
 //! figures are the crypto + framing cost per frame, without syscalls.
 //!
 //! Criterion reports bytes/s for the `bytes` benchmarks (GiB/s; Gbit/s =
-//! GiB/s x 8.59) and frames/s for the `frames` one.
+//! GiB/s x 8.59) and frames/s for the `frames` one. `classify` is what the
+//! shared frame classifier (guards, responder) costs per frame.
 
 #![allow(missing_docs)]
 
@@ -278,5 +279,40 @@ fn bench_key_lookup(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_seal_open, bench_handshake, bench_key_lookup);
+/// The classifier on a bulk TCP segment (decided without slicing), a small
+/// UDP datagram and a DHCPDISCOVER (both sliced by etherparse).
+fn bench_classify(c: &mut Criterion) {
+    let mut g = c.benchmark_group("classify");
+    let mut tcp = vec![0u8; 1514];
+    tcp[12..14].copy_from_slice(&[0x08, 0x00]);
+    tcp[14..24].copy_from_slice(&[0x45, 0, 0x05, 0xdc, 0, 1, 0x40, 0, 64, 6]);
+    let mut udp = vec![0u8; 60];
+    udp[12..14].copy_from_slice(&[0x08, 0x00]);
+    udp[14..24].copy_from_slice(&[0x45, 0, 0, 46, 0, 1, 0x40, 0, 64, 17]);
+    udp[34..42].copy_from_slice(&[0x14, 0xe9, 0x14, 0xe9, 0, 26, 0, 0]);
+    let mut dhcp = vec![0u8; 342];
+    dhcp[..6].fill(0xff);
+    dhcp[12..14].copy_from_slice(&[0x08, 0x00]);
+    dhcp[14..24].copy_from_slice(&[0x45, 0, 0x01, 0x48, 0, 1, 0, 0, 64, 17]);
+    dhcp[34..42].copy_from_slice(&[0, 68, 0, 67, 0x01, 0x34, 0, 0]);
+    dhcp[42] = 1;
+    for (name, f) in [
+        ("tcp_1514", &tcp),
+        ("udp_60", &udp),
+        ("dhcp_discover", &dhcp),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| tapbridge::wire::ethernet::classify(black_box(f)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_seal_open,
+    bench_handshake,
+    bench_key_lookup,
+    bench_classify
+);
 criterion_main!(benches);

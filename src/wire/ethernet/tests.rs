@@ -269,3 +269,84 @@ proptest::proptest! {
         proptest::prop_assert_eq!(classify(&f).vlan, expect);
     }
 }
+
+/// An IPv4 or IPv6 header start with a chosen version and upper protocol,
+/// then random bytes: the shapes where the quick path must match slicing.
+fn ip_like(v6: bool, version: u8, proto: u8, rest: &[u8]) -> Vec<u8> {
+    let mut p = rest.to_vec();
+    let need = if v6 { 40 } else { 20 };
+    if p.len() < need {
+        p.resize(need, 0);
+    }
+    let odd = rest.first().is_some_and(|b| b & 1 == 1);
+    p[0] = (version << 4) | (p[0] & 0x0f);
+    if !v6 && odd {
+        // Mostly a plain header: 20 bytes, not a later fragment, a total
+        // length that fits; the rest of the time, whatever the bytes say.
+        p[0] = (version << 4) | 5;
+        p[6] &= 0xe0;
+        p[7] = 0;
+        let total = p.len() as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+    }
+    if v6 {
+        p[6] = proto;
+        // Often a payload length that fits, sometimes one that lies.
+        let fit = (p.len() - 40) as u16;
+        let len = if odd { fit } else { fit + 9 };
+        p[4..6].copy_from_slice(&len.to_be_bytes());
+    } else {
+        p[9] = proto;
+    }
+    p
+}
+
+#[test]
+fn the_quick_path_decides_bulk_traffic() {
+    let tcp4 = eth(SRC, &[], 0x0800, &ipv4(6, 0, &[0; 40]));
+    let tcp6 = eth(SRC, &[(0x8100, 10)], 0x86dd, &ipv6(6, &[0; 40]));
+    let other = eth(SRC, &[], 0x88b5, &[0; 46]);
+    for f in [&tcp4, &tcp6, &other] {
+        assert_eq!(quick_other(f), Some(Kind::Other));
+    }
+    // Left to slicing: ARP, UDP, ICMPv6, a lying IPv6 length, a 4th tag.
+    let udp4 = eth(BCAST, &[], 0x0800, &discover());
+    let mut lying = tcp6.clone();
+    lying[18 + 4..18 + 6].copy_from_slice(&999u16.to_be_bytes());
+    let deep = eth(SRC, &[(0x8100, 1); 4], 0x0800, &ipv4(6, 0, &[0; 40]));
+    for f in [&eth(BCAST, &[], 0x0806, &arp()), &udp4, &lying, &deep] {
+        assert_eq!(quick_other(f), None);
+    }
+    assert_eq!(sliced_kind(&lying), Kind::Ipv6Undecodable);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+    /// Wherever the quick path answers, slicing gives the same answer: any
+    /// tag stack, ether type, IP version, upper protocol, bytes and length.
+    #[test]
+    fn the_quick_path_agrees_with_slicing(
+        tags in proptest::collection::vec(
+            (proptest::sample::select(vec![0x8100u16, 0x88a8, 0x9100]), 0u16..=0xffff),
+            0..5,
+        ),
+        // 0: the IP ether type `v6` says (half the cases).
+        ethertype in proptest::sample::select(vec![0u16, 0, 0, 0, 0x0806, 0x88e5, 0x1234, 0x0042]),
+        v6 in proptest::bool::ANY,
+        version in proptest::sample::select(vec![4u8, 6, 4, 6, 5, 0]),
+        proto in proptest::sample::select(vec![6u8, 17, 6, 17, 1, 58, 0, 43, 44, 60]),
+        body in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
+    ) {
+        let ethertype = match (ethertype, v6) {
+            (0, false) => 0x0800,
+            (0, true) => 0x86dd,
+            (t, _) => t,
+        };
+        let f = eth(SRC, &tags, ethertype, &ip_like(v6, version, proto, &body));
+        for len in 0..=f.len() {
+            if let Some(quick) = quick_other(&f[..len]) {
+                proptest::prop_assert_eq!(quick, sliced_kind(&f[..len]), "{:02x?}", &f[..len]);
+            }
+        }
+    }
+}

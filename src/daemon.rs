@@ -29,11 +29,15 @@ use crate::metrics::MetricsServer;
 use crate::netlink::{Change, Changes, Netlink};
 use crate::responder::{self, ArpSettings, DhcpSettings, Responder};
 use crate::switch::Switch;
-use crate::tunnel::{BASE_MTU, MAX_MTU, OsEntropy, PeerParams, PresharedKey, Tunnel, TunnelParams};
+use crate::tunnel::{BASE_MTU, OsEntropy, PeerParams, PresharedKey, Tunnel, TunnelParams};
 
 /// Packets under one key before a rekey (the tunnel caps it at 2^30 in any
 /// case, to keep AES-GCM far inside its usage limits).
 pub const REKEY_AFTER_PACKETS: u64 = 1 << 30;
+
+/// With `wan_mtu = "auto"`, the path MTU search's ceiling before the worker
+/// has read the route's MTU towards a peer.
+const INITIAL_AUTO_CEILING: usize = 1500;
 
 /// Largest frame with offloads: a 64 KiB IP packet, Ethernet + VLAN header,
 /// virtio-net header.
@@ -269,10 +273,13 @@ fn bring_up(
             rekey_after: cfg.tunnel.rekey_after,
             rekey_after_packets: REKEY_AFTER_PACKETS,
             // Auto: the search's ceiling until the worker reads the WAN
-            // side's own limit for each peer.
+            // side's own limit for each peer (after each handshake): 1500,
+            // what nearly every WAN interface allows, so a first probe is
+            // never one the kernel refuses outright; a jumbo path is found
+            // once the route's MTU has been read.
             wan_mtu: match cfg.tunnel.wan_mtu {
                 WanMtu::Fixed(n) => n as usize,
-                WanMtu::Auto => MAX_MTU,
+                WanMtu::Auto => INITIAL_AUTO_CEILING,
             },
             auto_mtu: cfg.tunnel.wan_mtu == WanMtu::Auto,
             max_frame: if tso {

@@ -86,6 +86,11 @@ e2e_wait "ping -M do -s 1472 a → b within 10 s of link up" 10 big_ping a 198.1
 e2e_wait "a's path_mtu to b is 1393..1400" 15 mtu_between a b 1393 1400
 e2e_wait "b's path_mtu to a is 1393..1400" 15 mtu_between b a 1393 1400
 e2e_note "path_mtu: a→b $(e2e_peer a b path_mtu || echo '?'), b→a $(e2e_peer b a path_mtu || echo '?'), found within $((SECONDS - UP_AT)) s of link up"
+# Every probe fit the WAN interface (1500): none was refused by the kernel itself.
+for site in a b; do
+    e2e_cmp "$site sent no datagram the kernel refused (udp_send_errors)" \
+        "$(e2e_counter "$site" udp_send_errors || echo x)" -eq 0
+done
 dropped=$(ip netns exec "$NS_R1" iptables -w -L OUTPUT -v -n -x |
     awk '/DROP/ && /icmp/ {n += $1} END {print n + 0}')
 dropped2=$(ip netns exec "$NS_R2" iptables -w -L OUTPUT -v -n -x |

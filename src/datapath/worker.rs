@@ -542,17 +542,18 @@ impl Worker {
                 }
                 PeerChange::Added {
                     name,
-                    endpoint,
+                    endpoints,
                     keys,
                 } => {
-                    if let Some(e) = &endpoint {
+                    for e in &endpoints {
                         self.resolve_now(&name, e, now);
                     }
                     let id = self.tunnel.add_peer(
                         PeerParams {
                             name,
                             keys,
-                            endpoint: endpoint.and_then(|e| e.addr()),
+                            // Names join the list when the resolver answers.
+                            endpoints: endpoints.iter().filter_map(|e| e.addr()).collect(),
                         },
                         now,
                     );
@@ -561,14 +562,14 @@ impl Worker {
                     }
                     logged[id] = PeerStats::default();
                 }
-                PeerChange::Endpoint { name, endpoint } => {
+                PeerChange::Endpoint { name, endpoints } => {
                     if let Some(id) = self.tunnel.peer_id(&name) {
-                        // A name keeps the current address until the
-                        // resolver thread answers.
-                        let addr = endpoint.as_ref().and_then(|e| e.addr());
-                        self.tunnel.set_peer_endpoint(id, addr, now);
+                        // A name has no address until the resolver thread
+                        // answers; without any, the current one is kept.
+                        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr()).collect();
+                        self.tunnel.set_peer_endpoints(id, &addrs, now);
                     }
-                    if let Some(e) = &endpoint {
+                    for e in &endpoints {
                         self.resolve_now(&name, e, now);
                     }
                 }

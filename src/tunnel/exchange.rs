@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::crypto::{CookieSecret, MAC_LEN};
 use super::handshake::{self, HandshakeError};
-use super::peer::{RETRY_BASE, RETRY_MAX, Session};
+use super::peer::{PeerState, RETRY_BASE, RETRY_MAX, Session};
 use super::replay::ReplayWindow;
 use super::tunnel::{Event, PeerId, Refusal, Transmit, Tunnel};
 use crate::wire::tunnel::{InitiationPacket, field};
@@ -158,7 +158,13 @@ impl Tunnel {
         now: Instant,
         tx: &mut T,
     ) {
-        let Some(to) = self.peers[id].endpoint else {
+        let p = &mut self.peers[id];
+        // Not up: the peer's addresses in turn (a dead uplink is skipped
+        // at the next retry).
+        let Some(to) = p
+            .uplinks
+            .handshake_target(p.endpoint, p.state == PeerState::Up)
+        else {
             return;
         };
         if let Some(old) = self.peers[id].pending.take() {

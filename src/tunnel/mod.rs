@@ -233,12 +233,15 @@ mod handshake;
 #[cfg(test)]
 mod identity_tests;
 mod keys;
+mod paths;
 mod peer;
 mod pmtu;
 pub mod ratelimit;
 pub mod replay;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod uplink_tests;
 // The file is named after the type it holds, `Tunnel`.
 #[allow(clippy::module_inception)]
 mod tunnel;

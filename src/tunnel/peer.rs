@@ -14,6 +14,7 @@ use super::crypto::MAC_LEN;
 use super::fragment::{self, FragHeader, Reassembler};
 use super::handshake::{PendingInitiation, SessionKeys};
 use super::keys::{KeySlot, PresharedKey};
+use super::paths::Uplinks;
 use super::pmtu::PathMtu;
 use super::replay::ReplayWindow;
 use super::tunnel::{Event, PeerId, Transmit, Tunnel};
@@ -63,8 +64,9 @@ pub struct PeerParams {
     /// The peer's pre-shared keys: one, or two during a rotation (the first
     /// initiates, either is accepted).
     pub keys: Vec<PresharedKey>,
-    /// Where to reach it; `None` waits to be contacted.
-    pub endpoint: Option<SocketAddr>,
+    /// Where to reach it: its site's uplinks in order of preference (the
+    /// first is used first); empty waits to be contacted.
+    pub endpoints: Vec<SocketAddr>,
 }
 
 /// State of a peer as reported in status.
@@ -112,8 +114,11 @@ pub struct PeerStats {
 pub struct PeerSnapshot {
     /// Configured name.
     pub name: String,
-    /// Current endpoint.
+    /// Current endpoint: the address in use.
     pub endpoint: Option<SocketAddr>,
+    /// The configured endpoints in order of preference (`None`: a host
+    /// name not resolved yet).
+    pub endpoints: Vec<Option<SocketAddr>>,
     /// Connection state.
     pub state: PeerState,
     /// When the last handshake completed.
@@ -171,7 +176,10 @@ pub(super) struct Peer {
     /// slot is reused by the next peer added, so [`PeerId`]s stay stable.
     pub(super) removed: bool,
     pub(super) name: String,
+    /// The address in use.
     pub(super) endpoint: Option<SocketAddr>,
+    /// The configured addresses and the choice among them.
+    pub(super) uplinks: Uplinks,
     pub(super) current: Option<Session>,
     /// Sessions replaced by a newer one, still accepted for receiving until
     /// they expire: a rekey keeps one here, a handshake collision two.
@@ -216,7 +224,8 @@ impl Peer {
             pending_slot: 0,
             cookie: None,
             name: p.name.clone(),
-            endpoint: p.endpoint,
+            endpoint: p.endpoints.first().copied(),
+            uplinks: Uplinks::new(&p.endpoints),
             current: None,
             older: Default::default(),
             next: None,
@@ -227,7 +236,7 @@ impl Peer {
             last_handshake: None,
             stats: PeerStats::default(),
             timers: Timers {
-                rekey: p.endpoint.map(|_| now),
+                rekey: p.endpoints.first().map(|_| now),
                 ..Timers::default()
             },
             reassembly: Reassembler::new(REASSEMBLY_SLOTS, max_frame, REASSEMBLY_TIMEOUT, now),
@@ -309,6 +318,7 @@ impl Tunnel {
         p.stats.tx_frames += 1;
         p.stats.tx_bytes += frame.len() as u64;
         p.timers.keepalive = Some(now + keepalive);
+        p.uplinks.on_sent(now);
         true
     }
 
@@ -331,17 +341,19 @@ impl Tunnel {
 
     /// Sends a path MTU probe (`kind` request, padded to `size` outer
     /// bytes) or an acknowledgement (`kind` ack, unpadded) on the current
-    /// session of `id`. `false` if there is no session or it did not fit.
+    /// session of `id`, to `to` (`None`: the endpoint in use). `false` if
+    /// there is no session or it did not fit.
     pub(super) fn send_probe<T: Transmit + ?Sized>(
         &mut self,
         id: PeerId,
         kind: u8,
         probe_id: u32,
         size: usize,
+        to: Option<SocketAddr>,
         tx: &mut T,
     ) -> bool {
         let p = &mut self.peers[id];
-        let (Some(to), Some(s)) = (p.endpoint, p.current.as_mut()) else {
+        let (Some(to), Some(s)) = (to.or(p.endpoint), p.current.as_mut()) else {
             return false;
         };
         let ip = if to.is_ipv4() {
@@ -384,6 +396,7 @@ impl Tunnel {
                 to: from,
             });
             p.endpoint = Some(from);
+            p.uplinks.moved(Some(from), now);
             // Another path: its MTU is found again.
             if let Some(mtu) = p.pmtu.reset(now) {
                 self.events.push_back(Event::PathMtuChanged {
@@ -431,6 +444,7 @@ impl Tunnel {
             Self::drop_session(&mut self.index, p.older[slot].replace(old));
         }
         p.attempts = 0;
+        p.uplinks.on_session();
         p.pmtu.start(now);
         p.stats.handshakes += 1;
         p.last_handshake = Some(now);

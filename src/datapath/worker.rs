@@ -140,7 +140,11 @@ impl Transmit for UdpTx<'_> {
     }
 
     fn commit(&mut self, len: usize, to: SocketAddr) {
-        if self.spilled || !self.batch.commit(len, to) {
+        self.commit_from(len, to, None);
+    }
+
+    fn commit_from(&mut self, len: usize, to: SocketAddr, from: Option<std::net::IpAddr>) {
+        if self.spilled || !self.batch.commit_from(len, to, from) {
             *self.errors += 1;
         }
     }
@@ -312,6 +316,7 @@ impl Worker {
             };
             for i in 0..n {
                 // With UDP_GRO one buffer may hold several datagrams of one size.
+                let local = b.rx.local_ip(i);
                 let Some((bufs, from, seg)) = b.rx.get_segmented(i) else {
                     continue;
                 };
@@ -321,7 +326,9 @@ impl Worker {
                     let crate::tunnel::Incoming::Frame {
                         peer,
                         frame: packet,
-                    } = self.tunnel.handle_datagram(from, buf, now, &mut tx)
+                    } = self
+                        .tunnel
+                        .handle_datagram_at(from, local, buf, now, &mut tx)
                     else {
                         continue;
                     };

@@ -7,7 +7,7 @@
 //! is in [`super::tunnel`](super::Tunnel).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::crypto::MAC_LEN;
@@ -53,6 +53,18 @@ const QUEUE_FRAMES: usize = 32;
 /// Reassembly: slots per peer and time limit.
 const REASSEMBLY_SLOTS: usize = 16;
 const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where [`Tunnel::send_probe`] sends, and from which local address.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ProbeDest {
+    /// The endpoint in use, from the peer's local address.
+    Endpoint,
+    /// Another address of the peer, from the peer's local address.
+    To(SocketAddr),
+    /// An answer to the datagram being handled: back to its source, from
+    /// the address it arrived at.
+    Reply(SocketAddr),
+}
 
 /// What the tunnel needs to know about a peer.
 #[derive(Debug, Clone)]
@@ -178,6 +190,9 @@ pub(super) struct Peer {
     pub(super) name: String,
     /// The address in use.
     pub(super) endpoint: Option<SocketAddr>,
+    /// Our local address the peer's last authenticated data packet arrived
+    /// at (listening on a wildcard address): where we send from.
+    pub(super) local: Option<IpAddr>,
     /// The configured addresses and the choice among them.
     pub(super) uplinks: Uplinks,
     pub(super) current: Option<Session>,
@@ -226,6 +241,7 @@ impl Peer {
             name: p.name.clone(),
             endpoint: p.endpoints.first().copied(),
             uplinks: Uplinks::new(&p.endpoints),
+            local: None,
             current: None,
             older: Default::default(),
             next: None,
@@ -286,11 +302,12 @@ impl Tunnel {
         let rekey_packets = self.params.rekey_after_packets.min(REKEY_AFTER_MESSAGES);
         let keepalive = self.params.keepalive;
         let p = &mut self.peers[id];
+        let src = p.local;
         let Some(s) = p.current.as_mut() else {
             return false;
         };
         if frame.len() <= budget {
-            if !seal_one(s, MessageType::Data, None, frame, to, tx) {
+            if !seal_one(s, MessageType::Data, None, frame, to, src, tx) {
                 return false;
             }
         } else {
@@ -306,7 +323,7 @@ impl Tunnel {
                     count,
                     size,
                 };
-                if !seal_one(s, MessageType::Fragment, Some(hdr), chunk, to, tx) {
+                if !seal_one(s, MessageType::Fragment, Some(hdr), chunk, to, src, tx) {
                     return false;
                 }
             }
@@ -334,26 +351,30 @@ impl Tunnel {
             return;
         };
         if s.send_counter < REJECT_AFTER_MESSAGES {
-            seal_one(s, MessageType::Data, None, &[], to, tx);
+            seal_one(s, MessageType::Data, None, &[], to, p.local, tx);
         }
         p.timers.keepalive = Some(now + keepalive);
     }
 
-    /// Sends a path MTU probe (`kind` request, padded to `size` outer
-    /// bytes) or an acknowledgement (`kind` ack, unpadded) on the current
-    /// session of `id`, to `to` (`None`: the endpoint in use). `false` if
-    /// there is no session or it did not fit.
+    /// Sends a probe (`kind` request, padded to `size` outer bytes) or an
+    /// acknowledgement (`kind` ack, unpadded) on the current session of
+    /// `id`. `false` if there is no session or it did not fit.
     pub(super) fn send_probe<T: Transmit + ?Sized>(
         &mut self,
         id: PeerId,
         kind: u8,
         probe_id: u32,
         size: usize,
-        to: Option<SocketAddr>,
+        dest: ProbeDest,
         tx: &mut T,
     ) -> bool {
         let p = &mut self.peers[id];
-        let (Some(to), Some(s)) = (to.or(p.endpoint), p.current.as_mut()) else {
+        let (to, src) = match dest {
+            ProbeDest::Endpoint => (p.endpoint, p.local),
+            ProbeDest::To(to) => (Some(to), p.local),
+            ProbeDest::Reply(to) => (Some(to), self.rx_local),
+        };
+        let (Some(to), Some(s)) = (to, p.current.as_mut()) else {
             return false;
         };
         let ip = if to.is_ipv4() {
@@ -380,7 +401,7 @@ impl Tunnel {
         probe::emit(body, kind, probe_id, size_field);
         let tag = s.keys.send.seal(counter, hdr, body);
         tail[..TAG_LEN].copy_from_slice(&tag);
-        tx.commit(total, to);
+        tx.commit_from(total, to, src);
         true
     }
 
@@ -472,6 +493,7 @@ pub(super) fn seal_one<T: Transmit + ?Sized>(
     frag: Option<FragHeader>,
     data: &[u8],
     to: SocketAddr,
+    src: Option<IpAddr>,
     tx: &mut T,
 ) -> bool {
     if s.send_counter >= REJECT_AFTER_MESSAGES {
@@ -499,6 +521,6 @@ pub(super) fn seal_one<T: Transmit + ?Sized>(
     let (body, tail) = rest.split_at_mut(body_len);
     let tag = s.keys.send.seal(counter, hdr, body);
     tail[..TAG_LEN].copy_from_slice(&tag);
-    tx.commit(total, to);
+    tx.commit_from(total, to, src);
     true
 }

@@ -10,7 +10,7 @@
 //! logic live in [`super::peer`].
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::exchange::{CookieJar, RefusalBudget};
@@ -19,7 +19,7 @@ use super::keys::{IncomingKeys, KeySlot, PresharedKey};
 use super::paths::{PATH_PROBE_ID, PathAction, Uplinks};
 use super::peer::{
     DATA_OVERHEAD, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, Peer, PeerParams, PeerSnapshot, PeerState,
-    PeerStats, REJECT_AFTER_MESSAGES,
+    PeerStats, ProbeDest, REJECT_AFTER_MESSAGES,
 };
 use super::pmtu::PathMtu;
 use super::ratelimit::RateLimiter;
@@ -38,6 +38,14 @@ pub trait Transmit {
     /// The first `len` bytes of the last [`buffer`](Self::buffer) are a
     /// datagram for `to`.
     fn commit(&mut self, len: usize, to: SocketAddr);
+    /// Like [`commit`](Self::commit), sent from the local address `from`
+    /// when there is one (the address the peer reached us at: a
+    /// multihomed site answers from the address that was used). A shell
+    /// that cannot choose the source ignores it.
+    fn commit_from(&mut self, len: usize, to: SocketAddr, from: Option<IpAddr>) {
+        let _ = from;
+        self.commit(len, to);
+    }
 }
 
 /// Source of randomness for ephemeral keys, session indices and jitter.
@@ -235,6 +243,9 @@ pub struct Tunnel {
     pub(super) instance: [u8; 8],
     pub(super) counters: Counters,
     pub(super) events: VecDeque<Event>,
+    /// The local address the datagram being handled arrived at, if the
+    /// shell knows it ([`Tunnel::handle_datagram_at`]).
+    pub(super) rx_local: Option<IpAddr>,
 }
 
 impl Tunnel {
@@ -284,6 +295,7 @@ impl Tunnel {
             last_stamp: Duration::ZERO,
             counters: Counters::default(),
             events: VecDeque::new(),
+            rx_local: None,
             params,
         }
     }
@@ -646,6 +658,23 @@ impl Tunnel {
         now: Instant,
         tx: &mut T,
     ) -> Incoming<'a> {
+        self.handle_datagram_at(from, None, buf, now, tx)
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) for a datagram that
+    /// arrived at our local address `local` (known when listening on a
+    /// wildcard address). Answers to it leave from `local`, and so does
+    /// everything sent to the peer after an authenticated data packet
+    /// arrived there ([`Transmit::commit_from`]).
+    pub fn handle_datagram_at<'a, T: Transmit + ?Sized>(
+        &'a mut self,
+        from: SocketAddr,
+        local: Option<IpAddr>,
+        buf: &'a mut [u8],
+        now: Instant,
+        tx: &mut T,
+    ) -> Incoming<'a> {
+        self.rx_local = local;
         match MessageType::of(buf) {
             None if is_v1_initiation(buf) => {
                 self.refuse(from, None, Refusal::OldVersion, now);
@@ -728,6 +757,11 @@ impl Tunnel {
         let dead = self.params.keepalive * 3;
         p.timers.dead = Some(now + dead);
         p.uplinks.on_authentic();
+        if ty != MessageType::Probe {
+            // Probes test paths; the traffic's own packets say where the
+            // peer reaches us.
+            p.local = self.rx_local;
+        }
         // A peer with several addresses may answer from any of them: that
         // moves it only while it is not up (see `paths`).
         if p.endpoint != Some(from) && (p.state != PeerState::Up || p.uplinks.roams_to(from)) {
@@ -752,7 +786,8 @@ impl Tunnel {
             match probe::parse(body) {
                 Some((probe::REQUEST, pid, size)) => {
                     // Back where it came from: a path probe tests that path.
-                    self.send_probe(id, probe::ACK, pid, usize::from(size), Some(from), tx);
+                    let back = ProbeDest::Reply(from);
+                    self.send_probe(id, probe::ACK, pid, usize::from(size), back, tx);
                 }
                 Some((_, pid, _)) if pid & PATH_PROBE_ID != 0 => {
                     if let Some(slot) = self.peers[id].uplinks.on_ack(pid) {
@@ -911,7 +946,8 @@ impl Tunnel {
                     }
                     if let Some(pr) = probe {
                         // Not sent (no room, key exhausted): lost, like any probe.
-                        self.send_probe(id, probe::REQUEST, pr.id, pr.size, None, tx);
+                        let dest = ProbeDest::Endpoint;
+                        self.send_probe(id, probe::REQUEST, pr.id, pr.size, dest, tx);
                     }
                 }
             }
@@ -921,10 +957,10 @@ impl Tunnel {
                 match p.uplinks.on_timeout(now, up) {
                     Some(PathAction::Probe { round, slots }) => {
                         for slot in (0..16).filter(|i| slots & (1 << i) != 0) {
-                            let to = self.peers[id].uplinks.addr(slot);
-                            if to.is_some() {
+                            if let Some(to) = self.peers[id].uplinks.addr(slot) {
                                 let pid = Uplinks::probe_id(round, slot);
-                                self.send_probe(id, probe::REQUEST, pid, 0, to, tx);
+                                let dest = ProbeDest::To(to);
+                                self.send_probe(id, probe::REQUEST, pid, 0, dest, tx);
                             }
                         }
                     }

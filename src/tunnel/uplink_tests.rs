@@ -2,14 +2,16 @@
 //! or three addresses (`endpoint = [..]`); paths are cut and restored, and
 //! A must move within the failover bound, come back, and never flap.
 //!
-//! B answers from the address A used (what the shell does with
-//! `IP_PKTINFO`), unless a test says otherwise.
+//! B is told which of its addresses each datagram arrived at and sends
+//! from the source the tunnel asks for ([`Transmit::commit_from`], what
+//! the shell does with `IP_PKTINFO`); a datagram without one leaves from
+//! B's first address (the kernel's choice), unless a test pins B's source.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::paths::{DEAD_PATH_AFTER, PATH_PROBE_WAIT, RETURN_EVERY};
-use super::tests::{Out, TestEntropy};
+use super::tests::TestEntropy;
 use super::*;
 
 const PSK: [u8; 32] = [0x42; 32];
@@ -41,6 +43,26 @@ fn link(local: &str, peer: &str, endpoints: &[SocketAddr]) -> TunnelParams {
     }
 }
 
+/// Collects datagrams with the source address asked for.
+#[derive(Default)]
+struct Out {
+    scratch: Vec<u8>,
+    sent: Vec<(SocketAddr, Option<IpAddr>, Vec<u8>)>,
+}
+
+impl Transmit for Out {
+    fn buffer(&mut self) -> &mut [u8] {
+        self.scratch.resize(2048, 0);
+        &mut self.scratch
+    }
+    fn commit(&mut self, len: usize, to: SocketAddr) {
+        self.commit_from(len, to, None);
+    }
+    fn commit_from(&mut self, len: usize, to: SocketAddr, from: Option<IpAddr>) {
+        self.sent.push((to, from, self.scratch[..len].to_vec()));
+    }
+}
+
 struct Flight {
     from: SocketAddr,
     to: SocketAddr,
@@ -59,9 +81,11 @@ struct Net {
     cut: Vec<bool>,
     /// Per B address: one-way delay.
     delay: Vec<Duration>,
-    /// B's source address: `None` answers from the address A last used.
+    /// B's source address, whatever the tunnel asks for.
     b_source: Option<SocketAddr>,
-    b_last_local: SocketAddr,
+    /// Datagrams B sent without a source address (none should, once A's
+    /// data reached it).
+    b_unsourced: u64,
     flights: Vec<Flight>,
     /// Frames delivered to A (ping replies) and when.
     replies: Vec<Instant>,
@@ -85,7 +109,7 @@ impl Net {
             cut: vec![false; b_addrs.len()],
             delay: vec![Duration::from_millis(10); b_addrs.len()],
             b_source: None,
-            b_last_local: b_addrs[0],
+            b_unsourced: 0,
             b_addrs,
             flights: Vec::new(),
             replies: Vec::new(),
@@ -97,7 +121,7 @@ impl Net {
     }
 
     fn launch_from_a(&mut self, out: Out) {
-        for (to, bytes) in out.sent {
+        for (to, _, bytes) in out.sent {
             let Some(i) = self.slot(to) else { continue };
             if !self.cut[i] {
                 self.flights.push(Flight {
@@ -111,8 +135,13 @@ impl Net {
     }
 
     fn launch_from_b(&mut self, out: Out) {
-        for (to, bytes) in out.sent {
-            let from = self.b_source.unwrap_or(self.b_last_local);
+        for (to, src, bytes) in out.sent {
+            let port = self.b_addrs[0].port();
+            if src.is_none() {
+                self.b_unsourced += 1;
+            }
+            let asked = src.map(|ip| SocketAddr::new(ip, port));
+            let from = self.b_source.or(asked).unwrap_or(self.b_addrs[0]);
             let Some(i) = self.slot(from) else { continue };
             if !self.cut[i] {
                 self.flights.push(Flight {
@@ -148,9 +177,10 @@ impl Net {
                 }
                 self.launch_from_a(out);
             } else {
-                self.b_last_local = f.to;
+                let local = Some(f.to.ip());
                 let echo = matches!(
-                    self.b.handle_datagram(f.from, &mut f.bytes, now, &mut out),
+                    self.b
+                        .handle_datagram_at(f.from, local, &mut f.bytes, now, &mut out),
                     Incoming::Frame { .. }
                 );
                 if echo {
@@ -261,6 +291,8 @@ fn a_dead_uplink_fails_over_within_3_s_and_comes_back() {
         n.longest_gap(restored) < Duration::from_millis(200),
         "no loss on the way back"
     );
+    // B always answered from an address it was reached at.
+    assert_eq!(n.b_unsourced, 0);
     // And stays there, without probing or moving, while all is well.
     n.pings(Duration::from_secs(30));
     assert_eq!(n.moves(), 2);

@@ -531,6 +531,47 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_list_is_planned_as_a_whole() {
+        let d = Dir::new("uplinks");
+        d.write("link.psk", K1);
+        d.write("b.psk", K1);
+        let cfg = d.write("hub.toml", &conf("endpoint = \"198.18.0.3:51901\"\n"));
+        let (running, keys) = load(&cfg);
+        // A second uplink, preferred.
+        d.write(
+            "hub.toml",
+            &conf("endpoint = [\"198.18.1.3:51901\", \"198.18.0.3:51901\"]\n"),
+        );
+        let p = plan(&running, &keys).unwrap();
+        assert_eq!(
+            p.lines,
+            ["peer c: endpoint 198.18.0.3:51901 -> [198.18.1.3:51901, 198.18.0.3:51901]"]
+        );
+        let addr = |s: &str| PeerEndpoint::Addr(s.parse().unwrap());
+        let want = vec![addr("198.18.1.3:51901"), addr("198.18.0.3:51901")];
+        assert!(matches!(
+            &p.peers[..],
+            [PeerChange::Endpoint { name, endpoints }] if name == "c" && *endpoints == want
+        ));
+        // Only the order changes: that is a change too.
+        let (running, keys) = load(&cfg);
+        d.write(
+            "hub.toml",
+            &conf("endpoint = [\"198.18.0.3:51901\", \"198.18.1.3:51901\"]\n"),
+        );
+        let p = plan(&running, &keys).unwrap();
+        assert_eq!(
+            p.lines,
+            [
+                "peer c: endpoint [198.18.1.3:51901, 198.18.0.3:51901] -> [198.18.0.3:51901, 198.18.1.3:51901]"
+            ]
+        );
+        // The same list: no change.
+        let (running, keys) = load(&cfg);
+        assert!(plan(&running, &keys).unwrap().is_empty());
+    }
+
+    #[test]
     fn live_sections_are_planned() {
         let d = Dir::new("sections");
         d.write("link.psk", K1);

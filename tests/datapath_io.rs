@@ -296,6 +296,25 @@ fn wildcard_socket_answers_from_the_address_it_was_reached_at() {
             }
             let client6 = UdpSocket::bind(sa("[::1]:0"), &plain).expect("bind client6");
             answers_from_the_address_used(&dual, &client6, b1, b2);
+            // A source that is no longer ours (the address went away): the
+            // kernel's choice instead, GSO run and single datagram alike.
+            let gone: IpAddr = [198, 18, 99, 1].into();
+            let mut sb = SendBatch::new(8, 2048);
+            for _ in 0..5 {
+                let buf = sb.next_buf().expect("room");
+                buf[..1000].fill(9);
+                assert!(sb.commit_from(1000, client.local_addr(), Some(gone)));
+            }
+            assert!(sb.next_buf().is_some());
+            assert!(sb.commit_from(10, client.local_addr(), Some(gone)));
+            let report = v4.send_batch(&mut sb);
+            assert_eq!((report.sent, report.unsourced), (6, 6), "{report:?}");
+            let got = recv_all(&client, 6);
+            assert!(
+                got.iter()
+                    .all(|(_, f, _)| f.ip() == IpAddr::from([127, 0, 0, 1])),
+                "{got:?}"
+            );
             // Bound to one address: nothing to learn.
             let one = UdpSocket::bind(sa("127.0.0.2:0"), &opts).expect("bind one");
             let mut sb = SendBatch::new(4, 64);

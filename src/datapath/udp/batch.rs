@@ -30,6 +30,9 @@ pub struct SendReport {
     /// The last error seen: `WouldBlock` if datagrams are still queued,
     /// otherwise the reason for the last drop. `None` if all went out.
     pub error: Option<io::Error>,
+    /// Datagrams sent from the kernel's choice of address because the one
+    /// asked for is no longer ours.
+    pub unsourced: usize,
 }
 
 impl UdpSocket {
@@ -93,6 +96,12 @@ impl UdpSocket {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     report.error = Some(e);
                     break;
+                }
+                Err(e) if stale_source(&e) && batch.srcs[batch.head].is_some() => {
+                    // The source asked for is no longer ours (the address
+                    // went away): let the kernel choose, and try again.
+                    batch.srcs[batch.head] = None;
+                    report.unsourced += 1;
                 }
                 Err(e) => {
                     // The first datagram of the run was refused outright
@@ -161,6 +170,13 @@ impl UdpSocket {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if stale_source(&e) && batch.srcs[batch.head].is_some() => {
+                    // As in the plain path; if it was GSO the kernel
+                    // refused, the retry without a source says so.
+                    let k = batch.gsizes[0];
+                    batch.srcs[batch.head..batch.head + k].fill(None);
+                    report.unsourced += k;
+                }
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
@@ -179,6 +195,16 @@ impl UdpSocket {
             batch.count = 0;
         }
     }
+}
+
+/// `sendmsg`'s answers to a source address (`IP_PKTINFO`) that is not one
+/// of ours (IPv4 route lookups say "network unreachable"). A datagram with
+/// a source is tried once more without it, so a real error costs one retry.
+fn stale_source(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EADDRNOTAVAIL | libc::ENETUNREACH)
+    )
 }
 
 /// Preallocated buffers for [`UdpSocket::recv_batch`].

@@ -167,8 +167,9 @@ pub struct PeerStatus {
     pub tx_bytes: u64,
     /// Frame bytes received.
     pub rx_bytes: u64,
-    /// Times an authenticated packet came from a new address and moved the
-    /// peer's endpoint (roaming, NAT rebinding; not the first contact).
+    /// Times the peer's endpoint moved: an authenticated packet came from a
+    /// new address (roaming, NAT rebinding; not the first contact), or the
+    /// tunnel failed over between the peer's configured uplinks.
     pub endpoint_changes: u64,
 }
 

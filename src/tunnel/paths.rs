@@ -308,3 +308,82 @@ impl Uplinks {
 fn lowest(mask: u16) -> Option<usize> {
     (mask != 0).then(|| mask.trailing_zeros() as usize)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn addrs(n: usize) -> Vec<SocketAddr> {
+        (0..n)
+            .map(|i| SocketAddr::from(([198, 18, i as u8, 2], 51901)))
+            .collect()
+    }
+
+    #[test]
+    fn one_address_never_probes() {
+        let t0 = Instant::now();
+        let mut u = Uplinks::new(&addrs(1));
+        u.on_sent(t0);
+        assert_eq!(u.deadline(true), None);
+        assert_eq!(u.on_timeout(t0 + Duration::from_secs(60), true), None);
+        assert!(u.roams_to(addrs(2)[1]));
+    }
+
+    #[test]
+    fn a_round_probes_every_address_and_only_its_own_acks_count() {
+        let t0 = Instant::now();
+        let mut u = Uplinks::new(&addrs(3));
+        assert_eq!(u.deadline(true), None, "nothing sent, nothing suspect");
+        u.on_sent(t0);
+        u.on_sent(t0 + Duration::from_millis(500)); // the first send counts
+        assert_eq!(u.deadline(true), Some(t0 + DEAD_PATH_AFTER));
+        assert_eq!(
+            u.deadline(false),
+            None,
+            "a peer that is not up is not probed"
+        );
+        let Some(PathAction::Probe { round, slots }) = u.on_timeout(t0 + DEAD_PATH_AFTER, true)
+        else {
+            panic!("a probe round");
+        };
+        assert_eq!(slots, 0b111);
+        // Acks of another round, of an unprobed slot, or MTU probe ids: ignored.
+        assert_eq!(u.on_ack(Uplinks::probe_id(round + 1, 2)), None);
+        assert_eq!(u.on_ack(Uplinks::probe_id(round, 7)), None);
+        assert_eq!(u.on_ack(5), None);
+        // Slot 2 answers first, then slot 1; slot 0 (in use) never.
+        assert_eq!(u.on_ack(Uplinks::probe_id(round, 2)), None);
+        assert_eq!(u.on_ack(Uplinks::probe_id(round, 1)), None);
+        let end = t0 + DEAD_PATH_AFTER + PATH_PROBE_WAIT;
+        assert_eq!(u.deadline(true), Some(end));
+        assert_eq!(u.on_timeout(end, true), Some(PathAction::Move(1)));
+        u.moved(u.addr(1), end);
+        // On slot 1: the return probes look at slot 0 only, every 5 s.
+        assert_eq!(u.deadline(true), Some(end + RETURN_EVERY));
+        let Some(PathAction::Probe { round, slots }) = u.on_timeout(end + RETURN_EVERY, true)
+        else {
+            panic!("a return round");
+        };
+        assert_eq!(slots, 0b001);
+        // The best possible answered: move at once.
+        assert_eq!(u.on_ack(Uplinks::probe_id(round, 0)), Some(0));
+    }
+
+    #[test]
+    fn more_addresses_than_probe_slots_do_not_panic() {
+        let t0 = Instant::now();
+        let mut u = Uplinks::new(&addrs(20));
+        u.on_sent(t0);
+        let Some(PathAction::Probe { slots, .. }) = u.on_timeout(t0 + DEAD_PATH_AFTER, true) else {
+            panic!("a probe round");
+        };
+        assert_eq!(slots, u16::MAX);
+        for id in [u32::MAX, PATH_PROBE_ID, PATH_PROBE_ID | 0xf, 0] {
+            let _ = u.on_ack(id);
+        }
+        u.moved(u.addr(19), t0);
+        assert_eq!(u.handshake_target(None, false), u.addr(0));
+        assert_eq!(u.handshake_target(None, false), u.addr(1));
+    }
+}

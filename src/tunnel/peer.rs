@@ -117,7 +117,8 @@ pub struct PeerStats {
     /// Completed handshakes (rekeys included).
     pub handshakes: u64,
     /// Endpoint moves: an authenticated packet from a new address replaced
-    /// a known endpoint (a first contact is not counted).
+    /// a known endpoint, or a failover between the peer's configured
+    /// addresses (a first contact is not counted).
     pub endpoint_changes: u64,
 }
 

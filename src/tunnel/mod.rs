@@ -196,7 +196,7 @@
 //!   that has bit 31 set) to every address, and the peer moves to the most
 //!   preferred one that answers within 1 s; a less preferred one in use
 //!   has the better ones probed every 5 s. Handshakes of a peer that is not
-//!   up cycle through the addresses. See [`paths`].
+//!   up cycle through the addresses. See the `paths` module.
 //!
 //! # What a "frame" is
 //!

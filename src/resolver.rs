@@ -343,6 +343,27 @@ mod tests {
     }
 
     #[test]
+    fn each_name_of_a_peer_with_several_is_asked_about() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0);
+        let name = |h: &str| PeerEndpoint::Name {
+            host: h.into(),
+            port: 51901,
+        };
+        let (one, two) = (name("hq1.tapbridge.test"), name("hq2.tapbridge.test"));
+        let peers = || vec![("hq", &one, PeerState::Down), ("hq", &two, PeerState::Down)];
+        let q = s.due(t0 + RE_RESOLVE_EVERY, peers().into_iter());
+        let hosts: Vec<&str> = q.iter().map(|q| q.host.as_str()).collect();
+        assert_eq!(hosts, ["hq1.tapbridge.test", "hq2.tapbridge.test"]);
+        // Each is remembered on its own: a forced question about one (a
+        // reload) does not delay the other.
+        s.asked(&q[0], t0 + RE_RESOLVE_EVERY * 2);
+        let q = s.due(t0 + RE_RESOLVE_EVERY * 2, peers().into_iter());
+        let hosts: Vec<&str> = q.iter().map(|q| q.host.as_str()).collect();
+        assert_eq!(hosts, ["hq2.tapbridge.test"]);
+    }
+
+    #[test]
     fn the_thread_answers_and_wakes_the_worker() {
         let waker =
             Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC).expect("eventfd"));

@@ -260,13 +260,13 @@ fn bring_up(
                 .iter()
                 .zip(keys)
                 .zip(&endpoints)
-                .map(|((p, keys), endpoint)| PeerParams {
+                .map(|((p, keys), endpoints)| PeerParams {
                     name: p.name.clone(),
                     keys: keys
                         .iter()
                         .map(|k| PresharedKey::new(*k.as_bytes()))
                         .collect(),
-                    endpoint: *endpoint,
+                    endpoints: endpoints.clone(),
                 })
                 .collect(),
             keepalive: cfg.tunnel.keepalive,

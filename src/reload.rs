@@ -45,9 +45,9 @@ pub enum PeerChange {
     Added {
         /// Its name.
         name: String,
-        /// Its endpoint, if configured (a name is resolved by the worker's
-        /// resolver thread, not here).
-        endpoint: Option<PeerEndpoint>,
+        /// Its endpoints in order of preference, if configured (a name is
+        /// resolved by the worker's resolver thread, not here).
+        endpoints: Vec<PeerEndpoint>,
         /// Its keys.
         keys: Vec<PresharedKey>,
     },
@@ -56,13 +56,14 @@ pub enum PeerChange {
         /// Its name.
         name: String,
     },
-    /// A peer's configured endpoint changed.
+    /// A peer's configured endpoints changed (one, or their order).
     Endpoint {
         /// Its name.
         name: String,
-        /// The new endpoint (`None`: wait to be contacted; a name is
-        /// resolved by the worker's resolver thread, not here).
-        endpoint: Option<PeerEndpoint>,
+        /// The new endpoints in order of preference (empty: wait to be
+        /// contacted; a name is resolved by the worker's resolver thread,
+        /// not here).
+        endpoints: Vec<PeerEndpoint>,
     },
     /// A peer's keys changed (a rotation or a revocation).
     Keys {
@@ -205,27 +206,27 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
             lines.push(format!(
                 "peer {}: added ({}, {})",
                 new.name,
-                endpoint_text(new.endpoint.as_ref()),
+                endpoint_text(&new.endpoints),
                 key_count(new_keys.len())
             ));
             peers.push(PeerChange::Added {
                 name: new.name.clone(),
-                endpoint: new.endpoint.clone(),
+                endpoints: new.endpoints.clone(),
                 keys: tunnel_keys(),
             });
             continue;
         };
         let old = &running.peers[i];
-        if old.endpoint != new.endpoint {
+        if old.endpoints != new.endpoints {
             lines.push(format!(
                 "peer {}: endpoint {} -> {}",
                 new.name,
-                endpoint_text(old.endpoint.as_ref()),
-                endpoint_text(new.endpoint.as_ref())
+                endpoint_text(&old.endpoints),
+                endpoint_text(&new.endpoints)
             ));
             peers.push(PeerChange::Endpoint {
                 name: new.name.clone(),
-                endpoint: new.endpoint.clone(),
+                endpoints: new.endpoints.clone(),
             });
         }
         if keys.get(i) != Some(new_keys) {
@@ -316,8 +317,16 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
     })
 }
 
-fn endpoint_text(e: Option<&PeerEndpoint>) -> String {
-    e.map_or_else(|| "no endpoint".into(), |e| e.to_string())
+/// `no endpoint`, `198.18.0.2:51901`, or `[198.18.0.2:51901, 198.18.1.2:51901]`.
+fn endpoint_text(e: &[PeerEndpoint]) -> String {
+    match e {
+        [] => "no endpoint".into(),
+        [one] => one.to_string(),
+        list => {
+            let list: Vec<String> = list.iter().map(ToString::to_string).collect();
+            format!("[{}]", list.join(", "))
+        }
+    }
 }
 
 fn key_count(n: usize) -> String {
@@ -503,20 +512,61 @@ mod tests {
             ]
         );
         let name = |host: &str, port| {
-            Some(PeerEndpoint::Name {
+            vec![PeerEndpoint::Name {
                 host: host.into(),
                 port,
-            })
+            }]
         };
         assert!(matches!(
             &p.peers[1],
-            PeerChange::Endpoint { name: n, endpoint } if n == "c" && *endpoint == name("hq.tapbridge.test", 51901)
+            PeerChange::Endpoint { name: n, endpoints } if n == "c" && *endpoints == name("hq.tapbridge.test", 51901)
         ));
         assert!(matches!(
             &p.peers[2],
-            PeerChange::Added { name: n, endpoint, .. } if n == "e" && *endpoint == name("e.tapbridge.test", 9)
+            PeerChange::Added { name: n, endpoints, .. } if n == "e" && *endpoints == name("e.tapbridge.test", 9)
         ));
         // The same name again is no change: nothing is resolved to compare.
+        let (running, keys) = load(&cfg);
+        assert!(plan(&running, &keys).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_endpoint_list_is_planned_as_a_whole() {
+        let d = Dir::new("uplinks");
+        d.write("link.psk", K1);
+        d.write("b.psk", K1);
+        let cfg = d.write("hub.toml", &conf("endpoint = \"198.18.0.3:51901\"\n"));
+        let (running, keys) = load(&cfg);
+        // A second uplink, preferred.
+        d.write(
+            "hub.toml",
+            &conf("endpoint = [\"198.18.1.3:51901\", \"198.18.0.3:51901\"]\n"),
+        );
+        let p = plan(&running, &keys).unwrap();
+        assert_eq!(
+            p.lines,
+            ["peer c: endpoint 198.18.0.3:51901 -> [198.18.1.3:51901, 198.18.0.3:51901]"]
+        );
+        let addr = |s: &str| PeerEndpoint::Addr(s.parse().unwrap());
+        let want = vec![addr("198.18.1.3:51901"), addr("198.18.0.3:51901")];
+        assert!(matches!(
+            &p.peers[..],
+            [PeerChange::Endpoint { name, endpoints }] if name == "c" && *endpoints == want
+        ));
+        // Only the order changes: that is a change too.
+        let (running, keys) = load(&cfg);
+        d.write(
+            "hub.toml",
+            &conf("endpoint = [\"198.18.0.3:51901\", \"198.18.1.3:51901\"]\n"),
+        );
+        let p = plan(&running, &keys).unwrap();
+        assert_eq!(
+            p.lines,
+            [
+                "peer c: endpoint [198.18.1.3:51901, 198.18.0.3:51901] -> [198.18.0.3:51901, 198.18.1.3:51901]"
+            ]
+        );
+        // The same list: no change.
         let (running, keys) = load(&cfg);
         assert!(plan(&running, &keys).unwrap().is_empty());
     }

@@ -102,22 +102,25 @@ pub fn resolve(
     }
 }
 
-/// Every peer's address at `link up`, in `cfg.peers` order: literals as
-/// they are, names resolved (bounded by [`RESOLVE_TIMEOUT`] each). The
-/// error names the peer and the host.
-pub fn resolve_peers(cfg: &Config) -> anyhow::Result<Vec<Option<SocketAddr>>> {
+/// Every peer's addresses at `link up`, in `cfg.peers` order, each in the
+/// configured order of preference: literals as they are, names resolved
+/// (bounded by [`RESOLVE_TIMEOUT`] each). The error names the peer and the
+/// host.
+pub fn resolve_peers(cfg: &Config) -> anyhow::Result<Vec<Vec<SocketAddr>>> {
     cfg.peers
         .iter()
-        .map(|p| match &p.endpoint {
-            None => Ok(None),
-            Some(PeerEndpoint::Addr(a)) => Ok(Some(*a)),
-            Some(PeerEndpoint::Name { host, port }) => {
-                resolve(host, *port, cfg.tunnel.listen, RESOLVE_TIMEOUT)
-                    .map(Some)
-                    .map_err(|e| {
-                        anyhow::anyhow!("cannot resolve peer {}'s endpoint {host}: {e}", p.name)
-                    })
-            }
+        .map(|p| {
+            p.endpoints
+                .iter()
+                .map(|e| match e {
+                    PeerEndpoint::Addr(a) => Ok(*a),
+                    PeerEndpoint::Name { host, port } => {
+                        resolve(host, *port, cfg.tunnel.listen, RESOLVE_TIMEOUT).map_err(|e| {
+                            anyhow::anyhow!("cannot resolve peer {}'s endpoint {host}: {e}", p.name)
+                        })
+                    }
+                })
+                .collect()
         })
         .collect()
 }
@@ -151,7 +154,8 @@ pub struct Answer {
 pub struct Schedule {
     started: Instant,
     next_check: Instant,
-    last_asked: HashMap<String, Instant>,
+    /// Per peer and host (a peer may list several names).
+    last_asked: HashMap<(String, String, u16), Instant>,
 }
 
 impl Schedule {
@@ -170,8 +174,9 @@ impl Schedule {
         now >= self.next_check
     }
 
-    /// The questions due at `now` among `peers` (name, endpoint, state):
-    /// named peers that are connecting or down and were last asked about
+    /// The questions due at `now` among `peers` (name, endpoint, state; a
+    /// peer with several endpoints comes once per endpoint): names of peers
+    /// that are connecting or down and were last asked about
     /// [`RE_RESOLVE_EVERY`] ago or longer.
     pub fn due<'a>(
         &mut self,
@@ -187,23 +192,32 @@ impl Schedule {
             if state == PeerState::Up {
                 continue;
             }
-            let last = self.last_asked.get(name).copied().unwrap_or(self.started);
+            let query = Query {
+                peer: name.to_owned(),
+                host: host.clone(),
+                port: *port,
+                forced: false,
+            };
+            let last = self
+                .last_asked
+                .get(&Self::key(&query))
+                .copied()
+                .unwrap_or(self.started);
             if now.saturating_duration_since(last) >= RE_RESOLVE_EVERY {
-                self.asked(name, now);
-                out.push(Query {
-                    peer: name.to_owned(),
-                    host: host.clone(),
-                    port: *port,
-                    forced: false,
-                });
+                self.asked(&query, now);
+                out.push(query);
             }
         }
         out
     }
 
-    /// Records a question about `peer` at `now`.
-    pub fn asked(&mut self, peer: &str, now: Instant) {
-        self.last_asked.insert(peer.to_owned(), now);
+    /// Records `query` as asked at `now`.
+    pub fn asked(&mut self, query: &Query, now: Instant) {
+        self.last_asked.insert(Self::key(query), now);
+    }
+
+    fn key(q: &Query) -> (String, String, u16) {
+        (q.peer.clone(), q.host.clone(), q.port)
     }
 }
 
@@ -242,7 +256,7 @@ impl Resolver {
     /// Queues `query` without blocking; a full queue drops it (the
     /// schedule asks again later).
     pub fn ask(&mut self, query: Query, now: Instant) {
-        self.schedule.asked(&query.peer, now);
+        self.schedule.asked(&query, now);
         if let Err(TrySendError::Full(q)) = self.queries.try_send(query) {
             tracing::warn!(peer = %q.peer, host = %q.host, "resolver busy; will ask again later");
         }
@@ -326,6 +340,27 @@ mod tests {
         // An up peer is never asked about.
         let far = t1 + RE_RESOLVE_EVERY * 10;
         assert!(s.due(far, peers(PeerState::Up).into_iter()).is_empty());
+    }
+
+    #[test]
+    fn each_name_of_a_peer_with_several_is_asked_about() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0);
+        let name = |h: &str| PeerEndpoint::Name {
+            host: h.into(),
+            port: 51901,
+        };
+        let (one, two) = (name("hq1.tapbridge.test"), name("hq2.tapbridge.test"));
+        let peers = || vec![("hq", &one, PeerState::Down), ("hq", &two, PeerState::Down)];
+        let q = s.due(t0 + RE_RESOLVE_EVERY, peers().into_iter());
+        let hosts: Vec<&str> = q.iter().map(|q| q.host.as_str()).collect();
+        assert_eq!(hosts, ["hq1.tapbridge.test", "hq2.tapbridge.test"]);
+        // Each is remembered on its own: a forced question about one (a
+        // reload) does not delay the other.
+        s.asked(&q[0], t0 + RE_RESOLVE_EVERY * 2);
+        let q = s.due(t0 + RE_RESOLVE_EVERY * 2, peers().into_iter());
+        let hosts: Vec<&str> = q.iter().map(|q| q.host.as_str()).collect();
+        assert_eq!(hosts, ["hq2.tapbridge.test"]);
     }
 
     #[test]

@@ -206,6 +206,125 @@ fn dual_stack_socket_speaks_canonical_ipv4() {
     });
 }
 
+/// Receives `want` datagrams on `sock`: (payload, source, local address).
+fn recv_all(sock: &UdpSocket, want: usize) -> Vec<(Vec<u8>, SocketAddr, Option<IpAddr>)> {
+    let mut rb = RecvBatch::new(16, 2048);
+    let mut got = Vec::new();
+    while got.len() < want {
+        assert!(wait_readable(sock), "datagrams missing: got {got:?}");
+        let n = sock.recv_batch(&mut rb).expect("recv");
+        for i in 0..n {
+            let local = rb.local_ip(i);
+            let (d, from) = rb.get(i).expect("datagram");
+            got.push((d.to_vec(), from, local));
+        }
+    }
+    got
+}
+
+/// A socket bound to a wildcard address learns which of its addresses each
+/// datagram was sent to, and sends from the address it is told: runs to one
+/// destination from different sources go out separately, also with GSO.
+fn answers_from_the_address_used(server: &UdpSocket, client: &UdpSocket, a1: IpAddr, a2: IpAddr) {
+    let port = server.local_addr().port();
+    let mut sb = SendBatch::new(64, 2048);
+    for to in [a1, a2] {
+        assert!(sb.push(b"hello", SocketAddr::new(to, port)));
+    }
+    assert_eq!(client.send_batch(&mut sb).sent, 2);
+    let got = recv_all(server, 2);
+    assert_eq!(got[0].2, Some(a1), "{got:?}");
+    assert_eq!(got[1].2, Some(a2), "{got:?}");
+    let peer = got[0].1;
+    // Equal-size runs from each address (one GSO message each), then one
+    // with no source asked for.
+    for (i, src) in [a2, a1, a2].into_iter().enumerate() {
+        for _ in 0..5 {
+            let buf = sb.next_buf().expect("room");
+            buf[..1000].fill(i as u8);
+            assert!(sb.commit_from(1000, peer, Some(src)));
+        }
+    }
+    assert!(sb.push(b"kernel's choice", peer));
+    assert_eq!(server.send_batch(&mut sb).sent, 16);
+    let got = recv_all(client, 16);
+    let from: Vec<IpAddr> = got.iter().map(|(_, f, _)| f.ip()).collect();
+    let mut want = vec![a2; 5];
+    want.extend([a1; 5]);
+    want.extend([a2; 5]);
+    assert_eq!(&from[..15], &want[..], "sources");
+    for (i, (d, f, _)) in got.iter().enumerate().take(15) {
+        assert_eq!((d.len(), d[0]), (1000, (i / 5) as u8), "datagram {i}");
+        assert_eq!(f.port(), port);
+    }
+    assert_eq!(got[15].0, b"kernel's choice");
+}
+
+#[test]
+fn wildcard_socket_answers_from_the_address_it_was_reached_at() {
+    in_netns(
+        "wildcard_socket_answers_from_the_address_it_was_reached_at",
+        || {
+            let mut nl = Netlink::new().expect("netlink");
+            lo_up(&mut nl);
+            let opts = UdpOptions {
+                gro: true,
+                ..UdpOptions::default()
+            };
+            let (a1, a2): (IpAddr, IpAddr) = ([127, 0, 0, 2].into(), [127, 0, 0, 3].into());
+            let v4 = UdpSocket::bind(sa("0.0.0.0:0"), &opts).expect("bind 0.0.0.0");
+            // Without GRO, so the 1000-byte runs arrive one by one.
+            let plain = UdpOptions::default();
+            let client = UdpSocket::bind(sa("127.0.0.1:0"), &plain).expect("bind client");
+            answers_from_the_address_used(&v4, &client, a1, a2);
+            // A dual-stack socket: IPv4 datagrams, and IPv6 ones.
+            let dual = UdpSocket::bind(sa("[::]:0"), &opts).expect("bind [::]");
+            answers_from_the_address_used(&dual, &client, a1, a2);
+            let lo = nl.link_by_name("lo").expect("lookup").expect("lo");
+            let (b1, b2): (IpAddr, IpAddr) = (sa("[2001:2::1]:0").ip(), sa("[2001:2::2]:0").ip());
+            for b in [b1, b2] {
+                nl.add_address(lo.index, b, 128).expect("address on lo");
+            }
+            // Usable once no longer tentative (a tentative address cannot
+            // be bound; bounded wait as a hang guard only).
+            for _ in 0..250 {
+                let bindable = |ip| UdpSocket::bind(SocketAddr::new(ip, 0), &plain).is_ok();
+                if bindable(b1) && bindable(b2) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let client6 = UdpSocket::bind(sa("[::1]:0"), &plain).expect("bind client6");
+            answers_from_the_address_used(&dual, &client6, b1, b2);
+            // A source that is no longer ours (the address went away): the
+            // kernel's choice instead, GSO run and single datagram alike.
+            let gone: IpAddr = [198, 18, 99, 1].into();
+            let mut sb = SendBatch::new(8, 2048);
+            for _ in 0..5 {
+                let buf = sb.next_buf().expect("room");
+                buf[..1000].fill(9);
+                assert!(sb.commit_from(1000, client.local_addr(), Some(gone)));
+            }
+            assert!(sb.next_buf().is_some());
+            assert!(sb.commit_from(10, client.local_addr(), Some(gone)));
+            let report = v4.send_batch(&mut sb);
+            assert_eq!((report.sent, report.unsourced), (6, 6), "{report:?}");
+            let got = recv_all(&client, 6);
+            assert!(
+                got.iter()
+                    .all(|(_, f, _)| f.ip() == IpAddr::from([127, 0, 0, 1])),
+                "{got:?}"
+            );
+            // Bound to one address: nothing to learn.
+            let one = UdpSocket::bind(sa("127.0.0.2:0"), &opts).expect("bind one");
+            let mut sb = SendBatch::new(4, 64);
+            assert!(sb.push(b"x", one.local_addr()));
+            assert_eq!(client.send_batch(&mut sb).sent, 1);
+            assert_eq!(recv_all(&one, 1)[0].2, None);
+        },
+    );
+}
+
 #[test]
 fn send_batch_drops_unsendable_and_keeps_going() {
     in_netns("send_batch_drops_unsendable_and_keeps_going", || {

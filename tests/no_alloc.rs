@@ -53,7 +53,7 @@ fn params(local: &str, peer: &str, endpoint: &str) -> TunnelParams {
         peers: vec![PeerParams {
             name: peer.into(),
             keys: vec![PresharedKey::new([9u8; 32])],
-            endpoint: Some(endpoint.parse().expect("addr")),
+            endpoints: vec![endpoint.parse().expect("addr")],
         }],
         keepalive: Duration::from_secs(10),
         rekey_after: Duration::from_secs(120),

@@ -150,7 +150,7 @@ fn hub_params() -> TunnelParams {
         .map(|i| PeerParams {
             name: spoke_name(i),
             keys: vec![spoke_key(i)],
-            endpoint: None,
+            endpoints: Vec::new(),
         })
         .collect();
     link("hub".into(), peers)
@@ -160,7 +160,7 @@ fn spoke_params(i: usize) -> TunnelParams {
     let hub = PeerParams {
         name: "hub".into(),
         keys: vec![spoke_key(i)],
-        endpoint: Some(hub_addr()),
+        endpoints: vec![hub_addr()],
     };
     link(spoke_name(i), vec![hub])
 }

@@ -23,7 +23,7 @@
 #   --keepalive DURATION     [tunnel] keepalive
 #   --rekey-after DURATION   [tunnel] rekey_after
 #   --hub true|false         [tunnel] hub
-#   --peer NAME[=ENDPOINT]   one [[peer]] (repeat for more)
+#   --peer NAME[=ENDPOINT]   one [[peer]] (repeat for more); ENDPOINT A,B,... is an array
 #   --peer-key NAME=FILE     psk_file of the [[peer]] called NAME
 #   --dhcp KEY=VALUE         one [dhcp] key (repeat for more)
 #   --reservation MAC=IP     one [[dhcp.reservation]] (repeat for more)
@@ -144,7 +144,11 @@ tb_link_config() {
         local k
         for p in "${peers[@]}"; do
             printf '\n[[peer]]\nname = %s\n' "$(tb_toml_str "${p%%=*}")"
-            if [[ "$p" == *=* ]]; then
+            if [[ "$p" == *=*,* ]]; then
+                local -a eps
+                IFS=, read -r -a eps <<<"${p#*=}"
+                printf 'endpoint = %s\n' "$(tb_toml_list "${eps[@]}")"
+            elif [[ "$p" == *=* ]]; then
                 printf 'endpoint = %s\n' "$(tb_toml_str "${p#*=}")"
             fi
             for k in "${pkeys[@]}"; do

@@ -225,11 +225,16 @@ impl fmt::Display for WanMtu {
 pub struct PeerConfig {
     /// Unique name, used in logs and status output.
     pub name: String,
-    /// Where to send the first handshake; `None` waits to be contacted.
-    pub endpoint: Option<PeerEndpoint>,
+    /// Where to reach the peer: its site's uplinks in order of preference
+    /// (at most [`MAX_ENDPOINTS`], no duplicates); empty waits to be
+    /// contacted.
+    pub endpoints: Vec<PeerEndpoint>,
     /// This peer's own key file (overrides `tunnel.psk_file`).
     pub psk_file: Option<KeyFile>,
 }
+
+/// The most uplinks a peer's `endpoint` array may list.
+pub const MAX_ENDPOINTS: usize = 8;
 
 /// A peer's configured endpoint: an address literal, used as it is, or a
 /// host name, resolved by the daemon at `link up` and again while the peer

@@ -60,7 +60,9 @@ pub(super) enum RawMtu {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPeer {
     pub name: Option<Str>,
-    pub endpoint: Option<Str>,
+    /// A string or an array of strings: checked in validation, so a wrong
+    /// element gets a sentence rather than serde's untagged-enum error.
+    pub endpoint: Option<Spanned<toml::Value>>,
     pub psk_file: Option<Str>,
 }
 

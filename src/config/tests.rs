@@ -142,7 +142,7 @@ fn spec_example_parses_to_expected_values() {
         c.peers,
         vec![PeerConfig {
             name: "hq".into(),
-            endpoint: Some(PeerEndpoint::Addr("203.0.113.10:51901".parse().unwrap())),
+            endpoints: vec![PeerEndpoint::Addr("203.0.113.10:51901".parse().unwrap())],
             psk_file: None,
         }]
     );
@@ -229,7 +229,7 @@ fn minimal_config_gets_the_defaults() {
         c.peers,
         vec![PeerConfig {
             name: "hq".into(),
-            endpoint: None,
+            endpoints: Vec::new(),
             psk_file: None,
         }]
     );
@@ -375,8 +375,8 @@ fn ipv6_listen_and_endpoints() {
     .expect("config");
     assert_eq!(c.tunnel.listen, "[::]:51901".parse().unwrap());
     assert_eq!(
-        c.peers[0].endpoint,
-        Some(PeerEndpoint::Addr("[2001:2::2]:51901".parse().unwrap()))
+        c.peers[0].endpoints,
+        vec![PeerEndpoint::Addr("[2001:2::2]:51901".parse().unwrap())]
     );
     // Relative paths are relative to the config file's directory.
     assert_eq!(
@@ -648,7 +648,19 @@ const REJECTED: &[Rejected] = &[
     ("endpoint bad host name", With("endpoint = \"gw_1.example:51901\"\n"), 6, 12, "peer.endpoint", "not a valid host name"),
     ("endpoint name without port", With("endpoint = \"gw.example\"\n"), 6, 12, "peer.endpoint", "no port"),
     ("endpoint name port 0", With("endpoint = \"gw.example:0\"\n"), 6, 12, "peer.endpoint", "port 0"),
-    ("endpoint array", With("endpoint = [\"gw.example:1\"]\n"), 6, 12, "peer.endpoint", "invalid type"),
+    ("endpoint empty array", With("endpoint = []\n"), 6, 12, "peer.endpoint", "1 to 8 addresses, not 0"),
+    (
+        "endpoint array of nine",
+        With("endpoint = [\"a.test:1\", \"b.test:1\", \"c.test:1\", \"d.test:1\", \"e.test:1\", \"f.test:1\", \"g.test:1\", \"h.test:1\", \"i.test:1\"]\n"),
+        6, 12, "peer.endpoint", "1 to 8 addresses, not 9",
+    ),
+    ("endpoint array non-string", With("endpoint = [\"198.18.0.2:1\", 5]\n"), 6, 12, "peer.endpoint", "element 2 (integer) is not a string"),
+    ("endpoint array nested", With("endpoint = [[\"198.18.0.2:1\"]]\n"), 6, 12, "peer.endpoint", "element 1 (array) is not a string"),
+    ("endpoint array duplicate", With("endpoint = [\"198.18.0.2:1\", \"198.18.0.3:1\", \"198.18.0.2:1\"]\n"), 6, 12, "peer.endpoint", "element 3: 198.18.0.2:1 is listed twice"),
+    ("endpoint array duplicate name", With("endpoint = [\"GW.example:1\", \"gw.example.:1\"]\n"), 6, 12, "peer.endpoint", "element 2: gw.example:1 is listed twice"),
+    ("endpoint array bad element", With("endpoint = [\"198.18.0.2:1\", \"198.18.0.3:0\"]\n"), 6, 12, "peer.endpoint", "element 2: 198.18.0.3:0 has port 0"),
+    ("endpoint array bad name", With("endpoint = [\"gw_1.example:1\"]\n"), 6, 12, "peer.endpoint", "element 1: \"gw_1.example\" is not a valid host name"),
+    ("endpoint table", With("endpoint = { a = 1 }\n"), 6, 12, "peer.endpoint", "invalid type: table"),
     ("endpoint port 0", With("endpoint = \"198.18.0.2:0\"\n"), 6, 12, "peer.endpoint", "port 0"),
     ("empty peer name", With("[[peer]]\nname = \"\"\n"), 7, 8, "peer.name", "empty"),
     // DHCP pool and subnet
@@ -1017,18 +1029,41 @@ fn host_name_endpoint_is_kept_as_a_name() {
     )
     .expect("config");
     assert_eq!(
-        c.peers[0].endpoint,
-        Some(PeerEndpoint::Name {
+        c.peers[0].endpoints,
+        vec![PeerEndpoint::Name {
             host: "hq.tapbridge.test".into(),
             port: 51901
-        })
+        }]
     );
     assert_eq!(
-        c.peers[0]
-            .endpoint
-            .as_ref()
-            .map(|e| e.to_string())
-            .as_deref(),
-        Some("hq.tapbridge.test:51901")
+        c.peers[0].endpoints[0].to_string(),
+        "hq.tapbridge.test:51901"
     );
+}
+
+#[test]
+fn endpoint_array_keeps_its_order_of_preference() {
+    let c = parse(
+        "[interface]\n[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"hq\"\nendpoint = [\"198.18.1.2:51901\", \"HQ2.tapbridge.test:51901\", \"[2001:2::2]:51901\"]\n",
+    )
+    .expect("config");
+    assert_eq!(
+        c.peers[0].endpoints,
+        vec![
+            PeerEndpoint::Addr("198.18.1.2:51901".parse().unwrap()),
+            PeerEndpoint::Name {
+                host: "hq2.tapbridge.test".into(),
+                port: 51901
+            },
+            PeerEndpoint::Addr("[2001:2::2]:51901".parse().unwrap()),
+        ]
+    );
+    let one = parse(
+        "[interface]\n[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"hq\"\nendpoint = [\"198.18.1.2:51901\"]\n",
+    )
+    .expect("config");
+    assert_eq!(one.peers[0].endpoints.len(), 1);
+    let none = parse("[interface]\n[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"hq\"\n")
+        .expect("config");
+    assert!(none.peers[0].endpoints.is_empty());
 }

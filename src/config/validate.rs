@@ -15,7 +15,8 @@ use super::raw::{
 use super::value;
 use super::{
     ArpConfig, BpduPolicy, Config, ConfigError, ControlConfig, DhcpConfig, GuardConfig,
-    HooksConfig, InterfaceConfig, KeyFile, MetricsConfig, PeerConfig, TunnelConfig, WanMtu,
+    HooksConfig, InterfaceConfig, KeyFile, MAX_ENDPOINTS, MetricsConfig, PeerConfig, PeerEndpoint,
+    TunnelConfig, WanMtu,
 };
 use crate::mac::MacAddr;
 
@@ -438,7 +439,10 @@ impl Cx<'_> {
                     ),
                 ));
             }
-            let endpoint = self.opt(&raw.endpoint, "peer.endpoint", value::endpoint)?;
+            let endpoints = match &raw.endpoint {
+                None => Vec::new(),
+                Some(v) => self.endpoints(v)?,
+            };
             let psk_file = self.key_file(&raw.psk_file, "peer.psk_file")?;
             if psk_file.is_none() && tunnel.psk_file.is_none() {
                 return Err(self.err(
@@ -452,11 +456,51 @@ impl Cx<'_> {
             }
             peers.push(PeerConfig {
                 name: name.get_ref().clone(),
-                endpoint,
+                endpoints,
                 psk_file,
             });
         }
         Ok(peers)
+    }
+
+    /// `peer.endpoint`: one address or name, or an array of 1 to
+    /// [`MAX_ENDPOINTS`] distinct ones in order of preference. Errors in an
+    /// element point at the value and say which element.
+    fn endpoints(&self, v: &Spanned<toml::Value>) -> Result<Vec<PeerEndpoint>> {
+        const KEY: &str = "peer.endpoint";
+        let err = |m: String| self.err(&v.span(), KEY, m);
+        let list = match v.get_ref() {
+            toml::Value::String(s) => return Ok(vec![value::endpoint(s).map_err(err)?]),
+            toml::Value::Array(list) => list,
+            other => {
+                return Err(err(format!(
+                    "invalid type: {}, expected a string or an array of strings",
+                    other.type_str()
+                )));
+            }
+        };
+        if list.is_empty() || list.len() > MAX_ENDPOINTS {
+            return Err(err(format!(
+                "an endpoint array lists 1 to {MAX_ENDPOINTS} addresses, not {}",
+                list.len()
+            )));
+        }
+        let mut out: Vec<PeerEndpoint> = Vec::with_capacity(list.len());
+        for (i, e) in list.iter().enumerate() {
+            let n = i + 1;
+            let Some(text) = e.as_str() else {
+                return Err(err(format!(
+                    "element {n} ({}) is not a string like \"203.0.113.10:51901\"",
+                    e.type_str()
+                )));
+            };
+            let e = value::endpoint(text).map_err(|m| err(format!("element {n}: {m}")))?;
+            if out.contains(&e) {
+                return Err(err(format!("element {n}: {e} is listed twice")));
+            }
+            out.push(e);
+        }
+        Ok(out)
     }
 
     fn dhcp(

@@ -145,6 +145,9 @@ pub struct PeerStatus {
     pub name: String,
     /// Current endpoint, if known.
     pub endpoint: Option<String>,
+    /// The configured endpoints in order of preference (the site's
+    /// uplinks), as addresses; a host name not resolved yet is left out.
+    pub endpoints: Vec<String>,
     /// `connecting`, `up` or `down`.
     pub state: String,
     /// The outer MTU in use towards the peer (today the configured
@@ -164,8 +167,9 @@ pub struct PeerStatus {
     pub tx_bytes: u64,
     /// Frame bytes received.
     pub rx_bytes: u64,
-    /// Times an authenticated packet came from a new address and moved the
-    /// peer's endpoint (roaming, NAT rebinding; not the first contact).
+    /// Times the peer's endpoint moved: an authenticated packet came from a
+    /// new address (roaming, NAT rebinding; not the first contact), or the
+    /// tunnel failed over between the peer's configured uplinks.
     pub endpoint_changes: u64,
 }
 
@@ -395,6 +399,7 @@ mod tests {
         assert_eq!(s.peers[0].path_mtu, 0);
         assert_eq!(s.peers[0].transport, "");
         assert_eq!(s.peers[0].endpoint_changes, 0);
+        assert!(s.peers[0].endpoints.is_empty());
         assert_eq!(s.peers[0].tx_bytes, 4);
         assert_eq!(s.counters.rx_auth_failed, 9);
         assert_eq!(s.counters.rx_unknown_session, 0);

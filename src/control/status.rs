@@ -90,6 +90,12 @@ pub fn status(
         .map(|p| PeerStatus {
             name: p.name,
             endpoint: p.endpoint.map(|e| e.to_string()),
+            endpoints: p
+                .endpoints
+                .iter()
+                .flatten()
+                .map(ToString::to_string)
+                .collect(),
             state: p.state.as_str().into(),
             path_mtu: u32::try_from(p.path_mtu).unwrap_or(u32::MAX),
             transport: "udp".into(),

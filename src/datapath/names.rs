@@ -18,12 +18,12 @@ impl Worker {
             return;
         }
         let tunnel = &self.tunnel;
-        let peers = self.config.peers.iter().filter_map(|p| {
-            let e @ PeerEndpoint::Name { .. } = p.endpoint.as_ref()? else {
-                return None;
-            };
-            let state = tunnel.peer_status(tunnel.peer_id(&p.name)?)?.state;
-            Some((p.name.as_str(), e, state))
+        let peers = self.config.peers.iter().flat_map(|p| {
+            let state = tunnel.peer_id(&p.name).and_then(|id| tunnel.peer_state(id));
+            p.endpoints
+                .iter()
+                .filter(|e| matches!(e, PeerEndpoint::Name { .. }))
+                .filter_map(move |e| Some((p.name.as_str(), e, state?)))
         });
         for query in self.resolver.schedule.due(now, peers) {
             self.resolver.ask(query, now);
@@ -45,9 +45,10 @@ impl Worker {
     }
 
     /// Applies the resolver thread's answers: a peer that is not up (or
-    /// whose host a reload just named) is pointed at a new address and
-    /// handshakes with it at once. Answers about a peer whose endpoint
-    /// changed since the question are dropped.
+    /// whose host a reload just named) gets the new address in that name's
+    /// place in its list of endpoints (and handshakes with it at once if
+    /// that is where it should be). Answers about a name the peer no longer
+    /// lists are dropped.
     pub(super) fn take_resolved(&mut self, now: Instant) {
         while let Some(answer) = self.resolver.try_answer() {
             let q = &answer.query;
@@ -55,12 +56,13 @@ impl Worker {
                 host: q.host.clone(),
                 port: q.port,
             };
-            let current = self
+            let slot = self
                 .config
                 .peers
                 .iter()
-                .any(|p| p.name == q.peer && p.endpoint.as_ref() == Some(&asked));
-            let Some(id) = self.tunnel.peer_id(&q.peer).filter(|_| current) else {
+                .find(|p| p.name == q.peer)
+                .and_then(|p| p.endpoints.iter().position(|e| *e == asked));
+            let (Some(id), Some(slot)) = (self.tunnel.peer_id(&q.peer), slot) else {
                 continue;
             };
             let Some(st) = self.tunnel.peer_status(id) else {
@@ -71,17 +73,14 @@ impl Worker {
                     peer = %q.peer, host = %q.host,
                     "cannot resolve the peer's endpoint: {e}"
                 ),
-                Ok(addr) if st.endpoint == Some(addr) => {
-                    // Records the address as configured; no new handshake.
-                    self.tunnel.set_peer_endpoint(id, Some(addr), now);
-                }
+                Ok(addr) if st.endpoints.get(slot) == Some(&Some(addr)) => {}
                 Ok(_) if st.state == PeerState::Up && !q.forced => {}
                 Ok(addr) => {
                     tracing::info!(
                         peer = %q.peer, host = %q.host, %addr,
                         "endpoint name resolved to a new address"
                     );
-                    self.tunnel.set_peer_endpoint(id, Some(addr), now);
+                    self.tunnel.set_peer_endpoint_at(id, slot, addr, now);
                 }
             }
         }

@@ -141,7 +141,11 @@ impl Transmit for UdpTx<'_> {
     }
 
     fn commit(&mut self, len: usize, to: SocketAddr) {
-        if self.spilled || !self.batch.commit(len, to) {
+        self.commit_from(len, to, None);
+    }
+
+    fn commit_from(&mut self, len: usize, to: SocketAddr, from: Option<std::net::IpAddr>) {
+        if self.spilled || !self.batch.commit_from(len, to, from) {
             *self.errors += 1;
         }
     }
@@ -313,6 +317,7 @@ impl Worker {
             };
             for i in 0..n {
                 // With UDP_GRO one buffer may hold several datagrams of one size.
+                let local = b.rx.local_ip(i);
                 let Some((bufs, from, seg)) = b.rx.get_segmented(i) else {
                     continue;
                 };
@@ -322,7 +327,9 @@ impl Worker {
                     let crate::tunnel::Incoming::Frame {
                         peer,
                         frame: packet,
-                    } = self.tunnel.handle_datagram(from, buf, now, &mut tx)
+                    } = self
+                        .tunnel
+                        .handle_datagram_at(from, local, buf, now, &mut tx)
                     else {
                         continue;
                     };
@@ -549,17 +556,18 @@ impl Worker {
                 }
                 PeerChange::Added {
                     name,
-                    endpoint,
+                    endpoints,
                     keys,
                 } => {
-                    if let Some(e) = &endpoint {
+                    for e in &endpoints {
                         self.resolve_now(&name, e, now);
                     }
                     let id = self.tunnel.add_peer(
                         PeerParams {
                             name,
                             keys,
-                            endpoint: endpoint.and_then(|e| e.addr()),
+                            // Names join the list when the resolver answers.
+                            endpoints: endpoints.iter().filter_map(|e| e.addr()).collect(),
                         },
                         now,
                     );
@@ -568,14 +576,14 @@ impl Worker {
                     }
                     logged[id] = PeerStats::default();
                 }
-                PeerChange::Endpoint { name, endpoint } => {
+                PeerChange::Endpoint { name, endpoints } => {
                     if let Some(id) = self.tunnel.peer_id(&name) {
-                        // A name keeps the current address until the
-                        // resolver thread answers.
-                        let addr = endpoint.as_ref().and_then(|e| e.addr());
-                        self.tunnel.set_peer_endpoint(id, addr, now);
+                        // A name has no address until the resolver thread
+                        // answers; without any, the current one is kept.
+                        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr()).collect();
+                        self.tunnel.set_peer_endpoints(id, &addrs, now);
                     }
-                    if let Some(e) = &endpoint {
+                    for e in &endpoints {
                         self.resolve_now(&name, e, now);
                     }
                 }

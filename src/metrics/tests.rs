@@ -10,6 +10,7 @@ fn peer(name: &str, state: &str, last: Option<u64>, base: u64) -> PeerStatus {
     PeerStatus {
         name: name.into(),
         endpoint: Some("198.18.0.2:51901".into()),
+        endpoints: vec!["198.18.0.2:51901".into()],
         state: state.into(),
         path_mtu: 1500,
         transport: "udp".into(),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::crypto::{CookieSecret, MAC_LEN};
 use super::handshake::{self, HandshakeError};
-use super::peer::{RETRY_BASE, RETRY_MAX, Session};
+use super::peer::{PeerState, RETRY_BASE, RETRY_MAX, Session};
 use super::replay::ReplayWindow;
 use super::tunnel::{Event, PeerId, Refusal, Transmit, Tunnel};
 use crate::wire::tunnel::{InitiationPacket, field};
@@ -158,7 +158,13 @@ impl Tunnel {
         now: Instant,
         tx: &mut T,
     ) {
-        let Some(to) = self.peers[id].endpoint else {
+        let p = &mut self.peers[id];
+        // Not up: the peer's addresses in turn (a dead uplink is skipped
+        // at the next retry).
+        let Some(to) = p
+            .uplinks
+            .handshake_target(p.endpoint, p.state == PeerState::Up)
+        else {
             return;
         };
         if let Some(old) = self.peers[id].pending.take() {
@@ -196,7 +202,9 @@ impl Tunnel {
             buf,
         );
         zeroize::Zeroize::zeroize(&mut eph);
-        tx.commit(field::INIT_LEN, to);
+        // From where the peer reaches us, if that is where we send.
+        let src = p.local.filter(|_| p.endpoint == Some(to));
+        tx.commit_from(field::INIT_LEN, to, src);
         p.pending = Some(pending);
         p.pending_slot = slot;
         let backoff = RETRY_BASE
@@ -234,7 +242,7 @@ impl Tunnel {
             let cookie = self.cookies.current.cookie(from);
             let key = self.incoming.get(k);
             handshake::write_cookie_reply(&key.cookie, pkt.sender(), nonce, &mac1, &cookie, buf);
-            tx.commit(field::COOKIE_LEN, from);
+            tx.commit_from(field::COOKIE_LEN, from, self.rx_local);
             self.counters.cookie_replies += 1;
             return;
         }
@@ -300,7 +308,7 @@ impl Tunnel {
                 return self.count_handshake_error(e);
             }
         };
-        tx.commit(field::RESP_LEN, from);
+        tx.commit_from(field::RESP_LEN, from, self.rx_local);
         let p = &mut self.peers[id];
         p.last_timestamp = Some(timestamp);
         let old = p.next.replace(Session {
@@ -372,6 +380,7 @@ impl Tunnel {
             replay: ReplayWindow::new(),
             created: now,
         };
+        self.peers[id].local = self.rx_local;
         self.move_endpoint(id, from, now);
         self.install_session(id, session, true, now);
         // Flush frames held during the handshake; if there were none, a

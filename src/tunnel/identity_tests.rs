@@ -25,7 +25,7 @@ fn peer(name: &str, endpoint: Option<&str>, keys: &[u8]) -> PeerParams {
     PeerParams {
         name: name.into(),
         keys: keys.iter().map(|&k| key(k)).collect(),
-        endpoint: endpoint.map(addr),
+        endpoints: endpoint.map(addr).into_iter().collect(),
     }
 }
 

@@ -143,7 +143,8 @@
 //! of a probe body (see [`crate::wire::tunnel::probe`]): kind (0 probe,
 //! 1 acknowledgement), u32 probe id, u16 outer size probed, then zero
 //! padding up to that size (an acknowledgement is not padded). Sealed under
-//! the session like data, with the same counter sequence.
+//! the session like data, with the same counter sequence. An
+//! acknowledgement goes back to the address the probe came from.
 //! ```
 //!
 //! Transport nonce: 4 zero bytes, then the counter big-endian (Noise AESGCM).
@@ -188,6 +189,14 @@
 //!   new source address moves the peer's endpoint, and so does the response
 //!   to our own initiation; an initiation alone never does (anyone on the
 //!   path can relay one from elsewhere).
+//! - **Uplinks**: a peer configured with several addresses (its site's
+//!   uplinks, in order of preference) is not moved between them by roaming
+//!   while it is up; instead frames sent with nothing authentic back for
+//!   1 s start a round of path probes (the probe message below with an id
+//!   that has bit 31 set) to every address, and the peer moves to the most
+//!   preferred one that answers within 1 s; a less preferred one in use
+//!   has the better ones probed every 5 s. Handshakes of a peer that is not
+//!   up cycle through the addresses. See the `paths` module.
 //!
 //! # What a "frame" is
 //!
@@ -233,12 +242,15 @@ mod handshake;
 #[cfg(test)]
 mod identity_tests;
 mod keys;
+mod paths;
 mod peer;
 mod pmtu;
 pub mod ratelimit;
 pub mod replay;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod uplink_tests;
 // The file is named after the type it holds, `Tunnel`.
 #[allow(clippy::module_inception)]
 mod tunnel;

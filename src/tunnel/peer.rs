@@ -7,13 +7,14 @@
 //! is in [`super::tunnel`](super::Tunnel).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::crypto::MAC_LEN;
 use super::fragment::{self, FragHeader, Reassembler};
 use super::handshake::{PendingInitiation, SessionKeys};
 use super::keys::{KeySlot, PresharedKey};
+use super::paths::Uplinks;
 use super::pmtu::PathMtu;
 use super::replay::ReplayWindow;
 use super::tunnel::{Event, PeerId, Transmit, Tunnel};
@@ -53,6 +54,18 @@ const QUEUE_FRAMES: usize = 32;
 const REASSEMBLY_SLOTS: usize = 16;
 const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where [`Tunnel::send_probe`] sends, and from which local address.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ProbeDest {
+    /// The endpoint in use, from the peer's local address.
+    Endpoint,
+    /// Another address of the peer, from the peer's local address.
+    To(SocketAddr),
+    /// An answer to the datagram being handled: back to its source, from
+    /// the address it arrived at.
+    Reply(SocketAddr),
+}
+
 /// What the tunnel needs to know about a peer.
 #[derive(Debug, Clone)]
 pub struct PeerParams {
@@ -63,8 +76,9 @@ pub struct PeerParams {
     /// The peer's pre-shared keys: one, or two during a rotation (the first
     /// initiates, either is accepted).
     pub keys: Vec<PresharedKey>,
-    /// Where to reach it; `None` waits to be contacted.
-    pub endpoint: Option<SocketAddr>,
+    /// Where to reach it: its site's uplinks in order of preference (the
+    /// first is used first); empty waits to be contacted.
+    pub endpoints: Vec<SocketAddr>,
 }
 
 /// State of a peer as reported in status.
@@ -103,7 +117,8 @@ pub struct PeerStats {
     /// Completed handshakes (rekeys included).
     pub handshakes: u64,
     /// Endpoint moves: an authenticated packet from a new address replaced
-    /// a known endpoint (a first contact is not counted).
+    /// a known endpoint, or a failover between the peer's configured
+    /// addresses (a first contact is not counted).
     pub endpoint_changes: u64,
 }
 
@@ -112,8 +127,11 @@ pub struct PeerStats {
 pub struct PeerSnapshot {
     /// Configured name.
     pub name: String,
-    /// Current endpoint.
+    /// Current endpoint: the address in use.
     pub endpoint: Option<SocketAddr>,
+    /// The configured endpoints in order of preference (`None`: a host
+    /// name not resolved yet).
+    pub endpoints: Vec<Option<SocketAddr>>,
     /// Connection state.
     pub state: PeerState,
     /// When the last handshake completed.
@@ -171,7 +189,13 @@ pub(super) struct Peer {
     /// slot is reused by the next peer added, so [`PeerId`]s stay stable.
     pub(super) removed: bool,
     pub(super) name: String,
+    /// The address in use.
     pub(super) endpoint: Option<SocketAddr>,
+    /// Our local address the peer's last authenticated data packet arrived
+    /// at (listening on a wildcard address): where we send from.
+    pub(super) local: Option<IpAddr>,
+    /// The configured addresses and the choice among them.
+    pub(super) uplinks: Uplinks,
     pub(super) current: Option<Session>,
     /// Sessions replaced by a newer one, still accepted for receiving until
     /// they expire: a rekey keeps one here, a handshake collision two.
@@ -216,7 +240,9 @@ impl Peer {
             pending_slot: 0,
             cookie: None,
             name: p.name.clone(),
-            endpoint: p.endpoint,
+            endpoint: p.endpoints.first().copied(),
+            uplinks: Uplinks::new(&p.endpoints),
+            local: None,
             current: None,
             older: Default::default(),
             next: None,
@@ -227,7 +253,7 @@ impl Peer {
             last_handshake: None,
             stats: PeerStats::default(),
             timers: Timers {
-                rekey: p.endpoint.map(|_| now),
+                rekey: p.endpoints.first().map(|_| now),
                 ..Timers::default()
             },
             reassembly: Reassembler::new(REASSEMBLY_SLOTS, max_frame, REASSEMBLY_TIMEOUT, now),
@@ -277,11 +303,12 @@ impl Tunnel {
         let rekey_packets = self.params.rekey_after_packets.min(REKEY_AFTER_MESSAGES);
         let keepalive = self.params.keepalive;
         let p = &mut self.peers[id];
+        let src = p.local;
         let Some(s) = p.current.as_mut() else {
             return false;
         };
         if frame.len() <= budget {
-            if !seal_one(s, MessageType::Data, None, frame, to, tx) {
+            if !seal_one(s, MessageType::Data, None, frame, to, src, tx) {
                 return false;
             }
         } else {
@@ -297,7 +324,7 @@ impl Tunnel {
                     count,
                     size,
                 };
-                if !seal_one(s, MessageType::Fragment, Some(hdr), chunk, to, tx) {
+                if !seal_one(s, MessageType::Fragment, Some(hdr), chunk, to, src, tx) {
                     return false;
                 }
             }
@@ -309,6 +336,7 @@ impl Tunnel {
         p.stats.tx_frames += 1;
         p.stats.tx_bytes += frame.len() as u64;
         p.timers.keepalive = Some(now + keepalive);
+        p.uplinks.on_sent(now);
         true
     }
 
@@ -324,24 +352,30 @@ impl Tunnel {
             return;
         };
         if s.send_counter < REJECT_AFTER_MESSAGES {
-            seal_one(s, MessageType::Data, None, &[], to, tx);
+            seal_one(s, MessageType::Data, None, &[], to, p.local, tx);
         }
         p.timers.keepalive = Some(now + keepalive);
     }
 
-    /// Sends a path MTU probe (`kind` request, padded to `size` outer
-    /// bytes) or an acknowledgement (`kind` ack, unpadded) on the current
-    /// session of `id`. `false` if there is no session or it did not fit.
+    /// Sends a probe (`kind` request, padded to `size` outer bytes) or an
+    /// acknowledgement (`kind` ack, unpadded) on the current session of
+    /// `id`. `false` if there is no session or it did not fit.
     pub(super) fn send_probe<T: Transmit + ?Sized>(
         &mut self,
         id: PeerId,
         kind: u8,
         probe_id: u32,
         size: usize,
+        dest: ProbeDest,
         tx: &mut T,
     ) -> bool {
         let p = &mut self.peers[id];
-        let (Some(to), Some(s)) = (p.endpoint, p.current.as_mut()) else {
+        let (to, src) = match dest {
+            ProbeDest::Endpoint => (p.endpoint, p.local),
+            ProbeDest::To(to) => (Some(to), p.local),
+            ProbeDest::Reply(to) => (Some(to), self.rx_local),
+        };
+        let (Some(to), Some(s)) = (to, p.current.as_mut()) else {
             return false;
         };
         let ip = if to.is_ipv4() {
@@ -368,7 +402,7 @@ impl Tunnel {
         probe::emit(body, kind, probe_id, size_field);
         let tag = s.keys.send.seal(counter, hdr, body);
         tail[..TAG_LEN].copy_from_slice(&tag);
-        tx.commit(total, to);
+        tx.commit_from(total, to, src);
         true
     }
 
@@ -384,6 +418,7 @@ impl Tunnel {
                 to: from,
             });
             p.endpoint = Some(from);
+            p.uplinks.moved(Some(from), now);
             // Another path: its MTU is found again.
             if let Some(mtu) = p.pmtu.reset(now) {
                 self.events.push_back(Event::PathMtuChanged {
@@ -431,6 +466,7 @@ impl Tunnel {
             Self::drop_session(&mut self.index, p.older[slot].replace(old));
         }
         p.attempts = 0;
+        p.uplinks.on_session();
         p.pmtu.start(now);
         p.stats.handshakes += 1;
         p.last_handshake = Some(now);
@@ -458,6 +494,7 @@ pub(super) fn seal_one<T: Transmit + ?Sized>(
     frag: Option<FragHeader>,
     data: &[u8],
     to: SocketAddr,
+    src: Option<IpAddr>,
     tx: &mut T,
 ) -> bool {
     if s.send_counter >= REJECT_AFTER_MESSAGES {
@@ -485,6 +522,6 @@ pub(super) fn seal_one<T: Transmit + ?Sized>(
     let (body, tail) = rest.split_at_mut(body_len);
     let tag = s.keys.send.seal(counter, hdr, body);
     tail[..TAG_LEN].copy_from_slice(&tag);
-    tx.commit(total, to);
+    tx.commit_from(total, to, src);
     true
 }

@@ -69,7 +69,7 @@ fn peer_params(name: &str, endpoint: Option<SocketAddr>, keys: &[[u8; 32]]) -> P
     PeerParams {
         name: name.into(),
         keys: keys.iter().map(|k| PresharedKey::new(*k)).collect(),
-        endpoint,
+        endpoints: endpoint.into_iter().collect(),
     }
 }
 

@@ -10,15 +10,16 @@
 //! logic live in [`super::peer`].
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::exchange::{CookieJar, RefusalBudget};
 use super::fragment::{self, FragHeader};
 use super::keys::{IncomingKeys, KeySlot, PresharedKey};
+use super::paths::{PATH_PROBE_ID, PathAction, Uplinks};
 use super::peer::{
     DATA_OVERHEAD, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, Peer, PeerParams, PeerSnapshot, PeerState,
-    PeerStats, REJECT_AFTER_MESSAGES,
+    PeerStats, ProbeDest, REJECT_AFTER_MESSAGES,
 };
 use super::pmtu::PathMtu;
 use super::ratelimit::RateLimiter;
@@ -37,6 +38,14 @@ pub trait Transmit {
     /// The first `len` bytes of the last [`buffer`](Self::buffer) are a
     /// datagram for `to`.
     fn commit(&mut self, len: usize, to: SocketAddr);
+    /// Like [`commit`](Self::commit), sent from the local address `from`
+    /// when there is one (the address the peer reached us at: a
+    /// multihomed site answers from the address that was used). A shell
+    /// that cannot choose the source ignores it.
+    fn commit_from(&mut self, len: usize, to: SocketAddr, from: Option<IpAddr>) {
+        let _ = from;
+        self.commit(len, to);
+    }
 }
 
 /// Source of randomness for ephemeral keys, session indices and jitter.
@@ -234,6 +243,9 @@ pub struct Tunnel {
     pub(super) instance: [u8; 8],
     pub(super) counters: Counters,
     pub(super) events: VecDeque<Event>,
+    /// The local address the datagram being handled arrived at, if the
+    /// shell knows it ([`Tunnel::handle_datagram_at`]).
+    pub(super) rx_local: Option<IpAddr>,
 }
 
 impl Tunnel {
@@ -283,6 +295,7 @@ impl Tunnel {
             last_stamp: Duration::ZERO,
             counters: Counters::default(),
             events: VecDeque::new(),
+            rx_local: None,
             params,
         }
     }
@@ -310,6 +323,7 @@ impl Tunnel {
             .map(|p| PeerSnapshot {
                 name: p.name.clone(),
                 endpoint: p.endpoint,
+                endpoints: p.uplinks.configured().to_vec(),
                 state: p.state,
                 last_handshake: p.last_handshake,
                 stats: p.stats,
@@ -418,7 +432,7 @@ impl Tunnel {
         let params = PeerParams {
             name: String::new(),
             keys: Vec::new(),
-            endpoint: None,
+            endpoints: Vec::new(),
         };
         let pmtu = PathMtu::fixed(self.params.wan_mtu);
         let mut inert = Peer::new(
@@ -434,39 +448,92 @@ impl Tunnel {
         self.incoming = IncomingKeys::new(&self.params.local_name, &self.params.peers);
     }
 
-    /// Sets the configured endpoint of peer `id` (a reload). A new address
-    /// is contacted at once with a fresh handshake; until it completes, the
-    /// running session keeps carrying frames to the new address (the peer
-    /// accepts them wherever they come from). `None` leaves the current
-    /// endpoint as it is: the peer may keep roaming to us.
+    /// Sets the configured endpoint of peer `id`: a single address, or
+    /// `None` to keep the current one (see
+    /// [`set_peer_endpoints`](Self::set_peer_endpoints)).
     pub fn set_peer_endpoint(&mut self, id: PeerId, endpoint: Option<SocketAddr>, now: Instant) {
+        self.set_peer_endpoints(id, &[endpoint], now);
+    }
+
+    /// Sets the configured endpoints of peer `id` in order of preference
+    /// (a reload); `None` stands for a host name not resolved yet. If the
+    /// address in use is not the most preferred known one, the peer moves
+    /// there and is contacted at once with a fresh handshake; until it
+    /// completes, the running session keeps carrying frames to the new
+    /// address (the peer accepts them wherever they come from). Without any
+    /// known address the current endpoint stays as it is: the peer may keep
+    /// roaming to us.
+    pub fn set_peer_endpoints(
+        &mut self,
+        id: PeerId,
+        endpoints: &[Option<SocketAddr>],
+        now: Instant,
+    ) {
         let Some(p) = self.peers.get_mut(id).filter(|p| !p.removed) else {
             return;
         };
-        self.params.peers[id].endpoint = endpoint;
-        if let Some(to) = endpoint
-            && p.endpoint != Some(to)
-        {
-            let from = p.endpoint.replace(to);
-            if from.is_some() {
-                p.stats.endpoint_changes += 1;
-            }
-            self.events
-                .push_back(Event::EndpointMoved { peer: id, from, to });
-            if let Some(mtu) = p.pmtu.reset(now) {
-                self.events.push_back(Event::PathMtuChanged {
-                    peer: id,
-                    mtu,
-                    lost: false,
-                });
-            }
-            if let Some(old) = p.pending.take() {
-                self.index.remove(&old.local_index);
-                p.timers.retransmit = None;
-            }
-            p.attempts = 0;
-            p.timers.rekey = Some(now);
+        self.params.peers[id].endpoints = endpoints.iter().flatten().copied().collect();
+        p.uplinks.set(endpoints, p.endpoint);
+        self.retarget(id, now);
+    }
+
+    /// A host name in peer `id`'s endpoint list (position `slot`) resolved
+    /// to `addr`. If that makes another address the one to use (the most
+    /// preferred known one, or the address in use is not configured at
+    /// all), the peer moves there and handshakes at once.
+    pub fn set_peer_endpoint_at(
+        &mut self,
+        id: PeerId,
+        slot: usize,
+        addr: SocketAddr,
+        now: Instant,
+    ) {
+        let Some(p) = self.peers.get_mut(id).filter(|p| !p.removed) else {
+            return;
+        };
+        if !p.uplinks.set_slot(slot, addr, p.endpoint) {
+            return;
         }
+        self.params.peers[id].endpoints =
+            p.uplinks.configured().iter().flatten().copied().collect();
+        self.retarget(id, now);
+    }
+
+    /// Points peer `id` at its most preferred known address, with a fresh
+    /// handshake, unless it is already there.
+    fn retarget(&mut self, id: PeerId, now: Instant) {
+        let p = &mut self.peers[id];
+        let Some(to) = p.uplinks.best() else {
+            return;
+        };
+        if p.endpoint == Some(to) {
+            return;
+        }
+        let from = p.endpoint.replace(to);
+        p.uplinks.moved(Some(to), now);
+        if from.is_some() {
+            p.stats.endpoint_changes += 1;
+        }
+        self.events
+            .push_back(Event::EndpointMoved { peer: id, from, to });
+        if let Some(mtu) = p.pmtu.reset(now) {
+            self.events.push_back(Event::PathMtuChanged {
+                peer: id,
+                mtu,
+                lost: false,
+            });
+        }
+        if let Some(old) = p.pending.take() {
+            self.index.remove(&old.local_index);
+            p.timers.retransmit = None;
+        }
+        p.attempts = 0;
+        p.timers.rekey = Some(now);
+    }
+
+    /// The connection state of peer `id` (cheaper than a status snapshot).
+    pub fn peer_state(&self, id: PeerId) -> Option<PeerState> {
+        self.peers.get(id).filter(|p| !p.removed).map(|p| p.state)
     }
 
     /// New keepalive and rekey intervals (a reload). Timers already running
@@ -591,6 +658,23 @@ impl Tunnel {
         now: Instant,
         tx: &mut T,
     ) -> Incoming<'a> {
+        self.handle_datagram_at(from, None, buf, now, tx)
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) for a datagram that
+    /// arrived at our local address `local` (known when listening on a
+    /// wildcard address). Answers to it leave from `local`, and so does
+    /// everything sent to the peer after an authenticated data packet
+    /// arrived there ([`Transmit::commit_from`]).
+    pub fn handle_datagram_at<'a, T: Transmit + ?Sized>(
+        &'a mut self,
+        from: SocketAddr,
+        local: Option<IpAddr>,
+        buf: &'a mut [u8],
+        now: Instant,
+        tx: &mut T,
+    ) -> Incoming<'a> {
+        self.rx_local = local;
         match MessageType::of(buf) {
             None if is_v1_initiation(buf) => {
                 self.refuse(from, None, Refusal::OldVersion, now);
@@ -671,7 +755,15 @@ impl Tunnel {
         // of a session we answered).
         let dead = self.params.keepalive * 3;
         p.timers.dead = Some(now + dead);
-        if p.endpoint != Some(from) {
+        p.uplinks.on_authentic();
+        if ty != MessageType::Probe {
+            // Probes test paths; the traffic's own packets say where the
+            // peer reaches us.
+            p.local = self.rx_local;
+        }
+        // A peer with several addresses may answer from any of them: that
+        // moves it only while it is not up (see `paths`).
+        if p.endpoint != Some(from) && (p.state != PeerState::Up || p.uplinks.roams_to(from)) {
             self.move_endpoint(id, from, now);
         }
         if is_next {
@@ -692,7 +784,14 @@ impl Tunnel {
             // answered itself); never a frame.
             match probe::parse(body) {
                 Some((probe::REQUEST, pid, size)) => {
-                    self.send_probe(id, probe::ACK, pid, usize::from(size), tx);
+                    // Back where it came from: a path probe tests that path.
+                    let back = ProbeDest::Reply(from);
+                    self.send_probe(id, probe::ACK, pid, usize::from(size), back, tx);
+                }
+                Some((_, pid, _)) if pid & PATH_PROBE_ID != 0 => {
+                    if let Some(slot) = self.peers[id].uplinks.on_ack(pid) {
+                        self.move_to_slot(id, slot, now);
+                    }
                 }
                 Some((_, pid, size)) => {
                     if let Some(mtu) = self.peers[id].pmtu.on_ack(pid, usize::from(size), now) {
@@ -774,6 +873,8 @@ impl Tunnel {
                     expiry,
                     p.reassembly.next_deadline(),
                     p.pmtu.deadline(),
+                    p.uplinks
+                        .deadline(p.state == PeerState::Up && p.current.is_some()),
                 ]
             })
             .flatten()
@@ -844,10 +945,39 @@ impl Tunnel {
                     }
                     if let Some(pr) = probe {
                         // Not sent (no room, key exhausted): lost, like any probe.
-                        self.send_probe(id, probe::REQUEST, pr.id, pr.size, tx);
+                        let dest = ProbeDest::Endpoint;
+                        self.send_probe(id, probe::REQUEST, pr.id, pr.size, dest, tx);
                     }
                 }
             }
+            let p = &mut self.peers[id];
+            let up = p.state == PeerState::Up && p.current.is_some();
+            if due(p.uplinks.deadline(up)) {
+                match p.uplinks.on_timeout(now, up) {
+                    Some(PathAction::Probe { round, slots }) => {
+                        for slot in (0..16).filter(|i| slots & (1 << i) != 0) {
+                            if let Some(to) = self.peers[id].uplinks.addr(slot) {
+                                let pid = Uplinks::probe_id(round, slot);
+                                let dest = ProbeDest::To(to);
+                                self.send_probe(id, probe::REQUEST, pid, 0, dest, tx);
+                            }
+                        }
+                    }
+                    Some(PathAction::Move(slot)) => self.move_to_slot(id, slot, now),
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+impl Tunnel {
+    /// Moves peer `id` to its configured address at `slot` (a path probe
+    /// round chose it). The session stays: the other site takes
+    /// authenticated packets from anywhere.
+    fn move_to_slot(&mut self, id: PeerId, slot: usize, now: Instant) {
+        if let Some(to) = self.peers[id].uplinks.addr(slot) {
+            self.move_endpoint(id, to, now);
         }
     }
 }

@@ -85,7 +85,7 @@ fn params(local: &str, peer: &str, endpoint: SocketAddr) -> TunnelParams {
         peers: vec![PeerParams {
             name: peer.into(),
             keys: vec![PresharedKey::new(PSK)],
-            endpoint: Some(endpoint),
+            endpoints: vec![endpoint],
         }],
         keepalive: Duration::from_secs(10),
         rekey_after: Duration::from_secs(120),
@@ -241,7 +241,7 @@ fn hub(n: usize, now: Instant) -> Tunnel {
             PeerParams {
                 name: format!("spoke-{i}"),
                 keys: vec![PresharedKey::new(k)],
-                endpoint: None,
+                endpoints: Vec::new(),
             }
         })
         .collect();

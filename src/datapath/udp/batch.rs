@@ -7,7 +7,7 @@
 
 use std::io;
 use std::mem;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::ptr;
 use std::sync::atomic::Ordering;
@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use nix::libc;
 
 use super::sys::{
-    decode_addr, empty_iovec, encode_addr, gro_segment, recvmmsg, sendmmsg, set_udp_segment,
+    CmsgBuf, decode_addr, empty_iovec, encode_addr, recv_cmsgs, recvmmsg, sendmmsg, set_send_cmsgs,
     zeroed_mmsghdr, zeroed_storage,
 };
 use super::{MAX_BATCH, UdpSocket};
@@ -30,6 +30,9 @@ pub struct SendReport {
     /// The last error seen: `WouldBlock` if datagrams are still queued,
     /// otherwise the reason for the last drop. `None` if all went out.
     pub error: Option<io::Error>,
+    /// Datagrams sent from the kernel's choice of address because the one
+    /// asked for is no longer ours.
+    pub unsourced: usize,
 }
 
 impl UdpSocket {
@@ -77,7 +80,7 @@ impl UdpSocket {
                 batch.head += 1;
                 continue;
             }
-            batch.prepare(batch.head, end);
+            batch.prepare(batch.head, end, self.v6);
             match sendmmsg(self.fd.as_raw_fd(), &mut batch.hdrs[batch.head..end]) {
                 Ok(0) => {
                     // Not expected from Linux for a non-empty batch; treat
@@ -93,6 +96,12 @@ impl UdpSocket {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     report.error = Some(e);
                     break;
+                }
+                Err(e) if stale_source(&e) && batch.srcs[batch.head].is_some() => {
+                    // The source asked for is no longer ours (the address
+                    // went away): let the kernel choose, and try again.
+                    batch.srcs[batch.head] = None;
+                    report.unsourced += 1;
                 }
                 Err(e) => {
                     // The first datagram of the run was refused outright
@@ -132,6 +141,7 @@ impl UdpSocket {
                 while i + k < batch.count
                     && k < GSO_MAX_SEGMENTS
                     && batch.dests[i + k] == batch.dests[i]
+                    && batch.srcs[i + k] == batch.srcs[i]
                     && batch.lens[i + k] <= seg
                     && batch.lens[i + k] > 0
                     && total + batch.lens[i + k] <= GSO_MAX_BYTES
@@ -142,7 +152,7 @@ impl UdpSocket {
                         break; // a shorter datagram can only be the last
                     }
                 }
-                batch.prepare_group(groups, i, k, seg);
+                batch.prepare_group(groups, i, k, seg, self.v6);
                 i += k;
                 groups += 1;
             }
@@ -160,6 +170,13 @@ impl UdpSocket {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if stale_source(&e) && batch.srcs[batch.head].is_some() => {
+                    // As in the plain path; if it was GSO the kernel
+                    // refused, the retry without a source says so.
+                    let k = batch.gsizes[0];
+                    batch.srcs[batch.head..batch.head + k].fill(None);
+                    report.unsourced += k;
+                }
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
@@ -180,6 +197,16 @@ impl UdpSocket {
     }
 }
 
+/// `sendmsg`'s answers to a source address (`IP_PKTINFO`) that is not one
+/// of ours (IPv4 route lookups say "network unreachable"). A datagram with
+/// a source is tried once more without it, so a real error costs one retry.
+fn stale_source(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EADDRNOTAVAIL | libc::ENETUNREACH)
+    )
+}
+
 /// Preallocated buffers for [`UdpSocket::recv_batch`].
 pub struct RecvBatch {
     buf_size: usize,
@@ -187,8 +214,9 @@ pub struct RecvBatch {
     names: Box<[libc::sockaddr_storage]>,
     iovs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
-    /// Control-message space per buffer (the UDP_GRO segment size).
-    cmsgs: Box<[[u64; 4]]>,
+    /// Control-message space per buffer (the UDP_GRO segment size, the
+    /// local address with `IP_PKTINFO`).
+    cmsgs: Box<[CmsgBuf]>,
     count: usize,
 }
 
@@ -214,7 +242,7 @@ impl RecvBatch {
             names: (0..count).map(|_| zeroed_storage()).collect(),
             iovs: (0..count).map(|_| empty_iovec()).collect(),
             hdrs: (0..count).map(|_| zeroed_mmsghdr()).collect(),
-            cmsgs: vec![[0u64; 4]; count].into_boxed_slice(),
+            cmsgs: vec![[0u64; 8]; count].into_boxed_slice(),
             count: 0,
         }
     }
@@ -267,7 +295,7 @@ impl RecvBatch {
             h.msg_hdr.msg_iov = ptr::from_mut(&mut self.iovs[i]);
             h.msg_hdr.msg_iovlen = 1;
             h.msg_hdr.msg_control = self.cmsgs[i].as_mut_ptr().cast();
-            h.msg_hdr.msg_controllen = mem::size_of::<[u64; 4]>();
+            h.msg_hdr.msg_controllen = mem::size_of::<CmsgBuf>();
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
@@ -286,11 +314,23 @@ impl RecvBatch {
 
     /// The UDP_GRO segment size the kernel reported for buffer `i`, if any.
     fn gro_segment(&self, i: usize) -> Option<usize> {
-        let hdr = &self.hdrs.get(i)?.msg_hdr;
-        if hdr.msg_control.is_null() {
-            return None;
+        self.cmsgs_of(i).0
+    }
+
+    /// The local address datagram `i` of the last receive was sent to, if
+    /// the socket asked for it (bound to a wildcard address: see
+    /// [`UdpSocket::bind`]); canonical.
+    pub fn local_ip(&self, i: usize) -> Option<IpAddr> {
+        self.cmsgs_of(i).1
+    }
+
+    fn cmsgs_of(&self, i: usize) -> (Option<usize>, Option<IpAddr>) {
+        match self.hdrs.get(i).map(|h| &h.msg_hdr) {
+            Some(hdr) if i < self.count && !hdr.msg_control.is_null() => {
+                recv_cmsgs(&self.cmsgs[i], hdr.msg_controllen)
+            }
+            _ => (None, None),
         }
-        gro_segment(self.cmsgs.get(i)?, hdr.msg_controllen)
     }
 }
 
@@ -304,6 +344,9 @@ pub struct SendBatch {
     data: Box<[u8]>,
     lens: Box<[usize]>,
     dests: Box<[SocketAddr]>,
+    /// The source address asked for, per datagram (of the destination's
+    /// family, else `None`).
+    srcs: Box<[Option<IpAddr>]>,
     names: Box<[libc::sockaddr_storage]>,
     name_lens: Box<[libc::socklen_t]>,
     iovs: Box<[libc::iovec]>,
@@ -311,7 +354,7 @@ pub struct SendBatch {
     /// One header per GSO run, its datagram count and its control message.
     ghdrs: Box<[libc::mmsghdr]>,
     gsizes: Box<[usize]>,
-    cmsgs: Box<[[u64; 4]]>,
+    cmsgs: Box<[CmsgBuf]>,
     head: usize,
     count: usize,
 }
@@ -343,13 +386,14 @@ impl SendBatch {
             data: vec![0u8; count * buf_size].into_boxed_slice(),
             lens: vec![0; count].into_boxed_slice(),
             dests: vec![unspec; count].into_boxed_slice(),
+            srcs: vec![None; count].into_boxed_slice(),
             names: (0..count).map(|_| zeroed_storage()).collect(),
             name_lens: vec![0; count].into_boxed_slice(),
             iovs: (0..count).map(|_| empty_iovec()).collect(),
             hdrs: (0..count).map(|_| zeroed_mmsghdr()).collect(),
             ghdrs: (0..count).map(|_| zeroed_mmsghdr()).collect(),
             gsizes: vec![0; count].into_boxed_slice(),
-            cmsgs: vec![[0u64; 4]; count].into_boxed_slice(),
+            cmsgs: vec![[0u64; 8]; count].into_boxed_slice(),
             head: 0,
             count: 0,
         }
@@ -395,11 +439,18 @@ impl SendBatch {
     /// returned, for `dest`. Returns false (and queues nothing) if the batch
     /// is full or `len` exceeds the slot.
     pub fn commit(&mut self, len: usize, dest: SocketAddr) -> bool {
+        self.commit_from(len, dest, None)
+    }
+
+    /// Like [`SendBatch::commit`], sent from the local address `src` (if
+    /// given and of `dest`'s family; the socket must hold that address).
+    pub fn commit_from(&mut self, len: usize, dest: SocketAddr, src: Option<IpAddr>) -> bool {
         if self.is_full() || len > self.buf_size {
             return false;
         }
         self.lens[self.count] = len;
         self.dests[self.count] = dest;
+        self.srcs[self.count] = src.filter(|s| s.is_ipv4() == dest.is_ipv4());
         self.count += 1;
         true
     }
@@ -421,7 +472,7 @@ impl SendBatch {
     /// Group header `g`: datagrams `first..first + k`, segments of `seg`
     /// bytes. The datagrams' iovecs are consecutive, so the header points at
     /// `k` of them; the kernel joins and re-splits them at `seg`.
-    fn prepare_group(&mut self, g: usize, first: usize, k: usize, seg: usize) {
+    fn prepare_group(&mut self, g: usize, first: usize, k: usize, seg: usize, v6: bool) {
         self.point_iovs(first, first + k);
         self.gsizes[g] = k;
         let h = &mut self.ghdrs[g];
@@ -431,12 +482,14 @@ impl SendBatch {
         h.msg_hdr.msg_iovlen = k;
         h.msg_hdr.msg_flags = 0;
         h.msg_len = 0;
-        if k == 1 {
-            h.msg_hdr.msg_control = ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            return;
-        }
-        set_udp_segment(&mut h.msg_hdr, &mut self.cmsgs[g], seg as u16);
+        let seg = (k > 1).then_some(seg as u16);
+        set_send_cmsgs(
+            &mut h.msg_hdr,
+            &mut self.cmsgs[g],
+            seg,
+            self.srcs[first],
+            v6,
+        );
     }
 
     /// Points iovec `i` at the queued bytes of datagram `i`, for `from..to`.
@@ -451,7 +504,7 @@ impl SendBatch {
         }
     }
 
-    fn prepare(&mut self, from: usize, to: usize) {
+    fn prepare(&mut self, from: usize, to: usize, v6: bool) {
         self.point_iovs(from, to);
         for i in from..to {
             let h = &mut self.hdrs[i];
@@ -459,8 +512,7 @@ impl SendBatch {
             h.msg_hdr.msg_namelen = self.name_lens[i];
             h.msg_hdr.msg_iov = ptr::from_mut(&mut self.iovs[i]);
             h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
+            set_send_cmsgs(&mut h.msg_hdr, &mut self.cmsgs[i], None, self.srcs[i], v6);
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }

@@ -8,6 +8,15 @@
 //!   larger than the known path MTU fails with `EMSGSIZE` instead.
 //! - **Dual stack for `[::]`**: binding the IPv6 unspecified address clears
 //!   `IPV6_V6ONLY`, so one socket also serves IPv4 peers.
+//! - **Answers from the address used**: a socket bound to a wildcard address
+//!   asks for `IP_PKTINFO` (IPv4) or `IPV6_RECVPKTINFO` (IPv6, which also
+//!   reports IPv4 datagrams, v4-mapped), so [`RecvBatch::local_ip`] tells
+//!   which of the host's addresses each datagram was sent to;
+//!   [`SendBatch::commit_from`] sends from a given address (`IP_PKTINFO` /
+//!   `IPV6_PKTINFO` next to `UDP_SEGMENT`; a GSO run has one source). A
+//!   multihomed gateway thus answers a peer from the address the peer used,
+//!   without policy routing. A source that is no longer ours is dropped and
+//!   the kernel chooses.
 //! - **Canonical addresses**: every [`SocketAddr`] this module hands out is
 //!   canonical — an IPv4 peer seen through a dual-stack socket as
 //!   `::ffff:a.b.c.d` is reported as plain IPv4 — and IPv4 destinations given

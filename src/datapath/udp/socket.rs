@@ -99,6 +99,21 @@ impl UdpSocket {
                 "IP_MTU_DISCOVER",
             )?;
         }
+        if addr.ip().is_unspecified() {
+            // Which of our addresses each datagram was sent to, so answers
+            // leave from it (a multihomed gateway without policy routing).
+            // A dual-stack socket reports IPv4 datagrams as v4-mapped.
+            if v6 {
+                set(
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_RECVPKTINFO,
+                    1,
+                    "IPV6_RECVPKTINFO",
+                )?;
+            } else {
+                set(libc::IPPROTO_IP, libc::IP_PKTINFO, 1, "IP_PKTINFO")?;
+            }
+        }
         let storage = SockaddrStorage::from(addr);
         nix::sys::socket::bind(fd.as_raw_fd(), &storage).map_err(|e| UdpError::Bind {
             addr,

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::mem;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr;
 
@@ -249,48 +249,142 @@ unsafe impl Send for RecvBatch {}
 // by Rust code.
 unsafe impl Send for SendBatch {}
 
-/// Attaches a `UDP_SEGMENT` control message (segments of `seg` bytes) to
-/// `hdr`, stored in `buf`: `hdr` then points at `buf`, which must stay put
-/// until the header has been sent.
-pub(super) fn set_udp_segment(hdr: &mut libc::msghdr, buf: &mut [u64; 4], seg: u16) {
-    // SAFETY: CMSG_SPACE(2) (24 bytes on 64-bit Linux) fits the 32-byte,
-    // 8-aligned buffer; CMSG_FIRSTHDR/CMSG_DATA stay inside it because
-    // msg_controllen says so, and the u16 written is within CMSG_LEN(2).
+/// Control-message space of one datagram: a `UDP_SEGMENT` or `UDP_GRO`
+/// message (24 bytes on 64-bit Linux) and a packet-info message (32 bytes
+/// for `IP_PKTINFO`, 40 for `IPV6_PKTINFO`), 8-aligned.
+pub(super) type CmsgBuf = [u64; 8];
+
+/// Attaches the control messages a send needs to `hdr`, stored in `buf`:
+/// `UDP_SEGMENT` (segments of `seg` bytes) and the source address `src`
+/// (`IP_PKTINFO` on an IPv4 socket, `IPV6_PKTINFO` on an IPv6 one, with a
+/// v4-mapped address for IPv4, which Linux accepts on a dual-stack socket).
+/// With neither, `hdr` has no control data. `hdr` then points at `buf`,
+/// which must stay put until the header has been sent.
+pub(super) fn set_send_cmsgs(
+    hdr: &mut libc::msghdr,
+    buf: &mut CmsgBuf,
+    seg: Option<u16>,
+    src: Option<IpAddr>,
+    v6_socket: bool,
+) {
+    *buf = [0; 8];
+    let seg_space = seg.map_or(0, |_| cmsg_space::<u16>());
+    let src_space = match src {
+        None => 0,
+        Some(_) if v6_socket => cmsg_space::<libc::in6_pktinfo>(),
+        Some(_) => cmsg_space::<libc::in_pktinfo>(),
+    };
+    if seg_space + src_space == 0 {
+        hdr.msg_control = ptr::null_mut();
+        hdr.msg_controllen = 0;
+        return;
+    }
+    hdr.msg_control = buf.as_mut_ptr().cast();
+    hdr.msg_controllen = seg_space + src_space;
+    // SAFETY: the spaces add up to at most 24 + 40 = 64 bytes, the size of
+    // the zeroed, 8-aligned `buf`, and msg_controllen says exactly that, so
+    // CMSG_FIRSTHDR/CMSG_NXTHDR return headers inside `buf` (non-null for
+    // each message we counted) and each CMSG_DATA has room for its
+    // CMSG_LEN; the data is written unaligned.
     unsafe {
-        let space = libc::CMSG_SPACE(mem::size_of::<u16>() as u32) as usize;
-        hdr.msg_control = buf.as_mut_ptr().cast();
-        hdr.msg_controllen = space;
-        let c = libc::CMSG_FIRSTHDR(hdr);
-        (*c).cmsg_level = libc::SOL_UDP;
-        (*c).cmsg_type = libc::UDP_SEGMENT;
-        (*c).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as usize;
-        ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        if let Some(seg) = seg {
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = libc::UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as usize;
+            ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+        match src {
+            None => {}
+            Some(ip) if v6_socket => {
+                let v6 = match ip {
+                    IpAddr::V4(a) => a.to_ipv6_mapped(),
+                    IpAddr::V6(a) => a,
+                };
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: v6.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                (*c).cmsg_level = libc::IPPROTO_IPV6;
+                (*c).cmsg_type = libc::IPV6_PKTINFO;
+                (*c).cmsg_len = libc::CMSG_LEN(mem::size_of_val(&info) as u32) as usize;
+                ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>(), info);
+            }
+            Some(ip) => {
+                let v4 = match ip {
+                    IpAddr::V4(a) => a,
+                    IpAddr::V6(a) => a.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                };
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                (*c).cmsg_level = libc::IPPROTO_IP;
+                (*c).cmsg_type = libc::IP_PKTINFO;
+                (*c).cmsg_len = libc::CMSG_LEN(mem::size_of_val(&info) as u32) as usize;
+                ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), info);
+            }
+        }
     }
 }
 
-/// The `UDP_GRO` segment size in the control messages the kernel wrote into
-/// `buf` (`controllen` bytes of it, as it reported in `msg_controllen`).
-pub(super) fn gro_segment(buf: &[u64; 4], controllen: usize) -> Option<usize> {
+fn cmsg_space<T>() -> usize {
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    unsafe { libc::CMSG_SPACE(mem::size_of::<T>() as u32) as usize }
+}
+
+/// What the kernel's control messages in `buf` (`controllen` bytes of it,
+/// as it reported in `msg_controllen`) say about a received datagram: the
+/// `UDP_GRO` segment size and the local address it was sent to
+/// (`IP_PKTINFO`/`IPV6_PKTINFO`, canonical).
+pub(super) fn recv_cmsgs(buf: &CmsgBuf, controllen: usize) -> (Option<usize>, Option<IpAddr>) {
+    let (mut gro, mut local) = (None, None);
     if controllen == 0 {
-        return None;
+        return (gro, local);
     }
     let mut hdr = zeroed_mmsghdr().msg_hdr;
     hdr.msg_control = buf.as_ptr().cast_mut().cast();
     hdr.msg_controllen = controllen.min(mem::size_of_val(buf));
     // SAFETY: `hdr` describes `buf` and at most its size, so
-    // CMSG_FIRSTHDR/CMSG_NXTHDR stay within it; nothing is written through
-    // the pointer, and the data is read unaligned.
+    // CMSG_FIRSTHDR/CMSG_NXTHDR stay within it; a message's data is read
+    // only if its cmsg_len covers it, nothing is written through the
+    // pointer, and the data is read unaligned.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&hdr);
         while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
-                let v = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
-                return usize::try_from(v).ok();
+            let len = (*c).cmsg_len as usize;
+            let fits = |n: usize| len >= libc::CMSG_LEN(n as u32) as usize;
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::SOL_UDP, libc::UDP_GRO) if fits(mem::size_of::<libc::c_int>()) => {
+                    let v = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                    gro = usize::try_from(v).ok();
+                }
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) if fits(mem::size_of::<libc::in_pktinfo>()) => {
+                    let i = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>());
+                    local = Some(IpAddr::V4(Ipv4Addr::from(i.ipi_addr.s_addr.to_ne_bytes())));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                    if fits(mem::size_of::<libc::in6_pktinfo>()) =>
+                {
+                    let i = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
+                    let ip = Ipv6Addr::from(i.ipi6_addr.s6_addr);
+                    local = Some(match ip.to_ipv4_mapped() {
+                        Some(v4) => IpAddr::V4(v4),
+                        None => IpAddr::V6(ip),
+                    });
+                }
+                _ => {}
             }
             c = libc::CMSG_NXTHDR(&hdr, c);
         }
     }
-    None
+    (gro, local)
 }
 
 #[cfg(test)]

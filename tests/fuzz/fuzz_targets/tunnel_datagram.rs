@@ -198,7 +198,7 @@ fn peer(name: &str, key_index: usize, endpoint: Option<SocketAddr>) -> PeerParam
     PeerParams {
         name: name.into(),
         keys: vec![key(key_index)],
-        endpoint,
+        endpoints: endpoint.into_iter().collect(),
     }
 }
 

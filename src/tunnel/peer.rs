@@ -333,8 +333,12 @@ impl Tunnel {
         if s.send_counter >= rekey_packets && p.pending.is_none() {
             p.timers.rekey = Some(now);
         }
-        p.stats.tx_frames += 1;
-        p.stats.tx_bytes += frame.len() as u64;
+        super::tunnel::count_carried(
+            &mut p.stats.tx_frames,
+            &mut p.stats.tx_bytes,
+            frame,
+            self.offload_header,
+        );
         p.timers.keepalive = Some(now + keepalive);
         p.uplinks.on_sent(now);
         true

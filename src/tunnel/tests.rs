@@ -890,3 +890,49 @@ fn replayed_handshakes_do_not_starve_the_real_peer() {
     let got: Vec<u32> = p.delivered[1].iter().map(|f| seq_of(f)).collect();
     assert_eq!(got, (0..seq).collect::<Vec<_>>(), "no frame lost");
 }
+
+#[test]
+fn a_segmentation_batch_counts_as_the_frames_it_carries() {
+    // Frames behind a virtio-net header, as the daemon's TAP hands them.
+    let mut p = Pair::new();
+    let big = |local, peer, endpoint, seed| {
+        let mut t = Tunnel::new(
+            TunnelParams {
+                max_frame: 65_535 + 18 + crate::wire::virtio::HDR_LEN,
+                ..params(local, peer, Some(endpoint))
+            },
+            Box::new(TestEntropy(seed)),
+            p.now,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        );
+        t.set_offload_header(true);
+        t
+    };
+    p.t = [big("a", "b", p.addr[1], 1), big("b", "a", p.addr[0], 2)];
+    p.run_for(Duration::from_secs(1));
+    assert_eq!(p.state(0), PeerState::Up);
+
+    // A TCP/IPv4 batch: 14 + 20 + 32 bytes of headers (TCP at 34, data
+    // offset 8 words), ten 1448-byte segments of payload.
+    let mut batch = vec![1u8, 1, 66, 0, 0xa8, 0x05, 34, 0, 16, 0];
+    let mut frame = vec![0u8; 66 + 14_480];
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    frame[14] = 0x45;
+    frame[34 + 12] = 8 << 4;
+    batch.extend_from_slice(&frame);
+    // A plain 60-byte frame (header all zero).
+    let mut plain = vec![0u8; 10 + 60];
+    plain[10 + 12..10 + 14].copy_from_slice(&[0x08, 0x06]);
+
+    let before = p.t[0].peer_status(0).expect("peer").stats;
+    assert_eq!(p.send(0, &batch), SendOutcome::Sent);
+    assert_eq!(p.send(0, &plain), SendOutcome::Sent);
+    p.run_for(Duration::from_millis(50));
+    assert_eq!(p.delivered[1], vec![batch.clone(), plain.clone()]);
+    let sent = p.t[0].peer_status(0).expect("peer").stats;
+    let got = p.t[1].peer_status(0).expect("peer").stats;
+    let wire_bytes = 14_480 + 10 * 66 + 60;
+    assert_eq!(sent.tx_frames - before.tx_frames, 11);
+    assert_eq!(sent.tx_bytes - before.tx_bytes, wire_bytes);
+    assert_eq!((got.rx_frames, got.rx_bytes), (11, wire_bytes));
+}

@@ -246,6 +246,8 @@ pub struct Tunnel {
     /// The local address the datagram being handled arrived at, if the
     /// shell knows it ([`Tunnel::handle_datagram_at`]).
     pub(super) rx_local: Option<IpAddr>,
+    /// Frames start with a virtio-net header ([`Tunnel::set_offload_header`]).
+    pub(super) offload_header: bool,
 }
 
 impl Tunnel {
@@ -296,6 +298,7 @@ impl Tunnel {
             counters: Counters::default(),
             events: VecDeque::new(),
             rx_local: None,
+            offload_header: false,
             params,
         }
     }
@@ -308,6 +311,15 @@ impl Tunnel {
     /// Session lifetime before a rekey (`tunnel.rekey_after`).
     pub fn rekey_after(&self) -> Duration {
         self.params.rekey_after
+    }
+
+    /// Frames handed to [`send_frame`](Self::send_frame) and returned as
+    /// [`Incoming::Frame`] start with a virtio-net header (the TAP's
+    /// offloads): per-peer `tx_frames`/`rx_frames` then count the frames a
+    /// segmentation batch carries, and the bytes leave the header out. The
+    /// frames themselves are carried as they are either way.
+    pub fn set_offload_header(&mut self, on: bool) {
+        self.offload_header = on;
     }
 
     /// Number of peers.
@@ -814,8 +826,12 @@ impl Tunnel {
                 Incoming::Nothing
             }
             MessageType::Data => {
-                p.stats.rx_frames += 1;
-                p.stats.rx_bytes += body.len() as u64;
+                count_carried(
+                    &mut p.stats.rx_frames,
+                    &mut p.stats.rx_bytes,
+                    body,
+                    self.offload_header,
+                );
                 Incoming::Frame {
                     peer: id,
                     frame: body,
@@ -839,8 +855,12 @@ impl Tunnel {
                         match frame {
                             Some(frame) => {
                                 self.counters.reassembled += 1;
-                                p.stats.rx_frames += 1;
-                                p.stats.rx_bytes += frame.len() as u64;
+                                count_carried(
+                                    &mut p.stats.rx_frames,
+                                    &mut p.stats.rx_bytes,
+                                    frame,
+                                    self.offload_header,
+                                );
                                 Incoming::Frame { peer: id, frame }
                             }
                             None => Incoming::Nothing,
@@ -989,4 +1009,22 @@ fn new_pmtu(params: &TunnelParams) -> PathMtu {
     } else {
         PathMtu::fixed(params.wan_mtu)
     }
+}
+
+/// Adds what `packet` carries to a peer's frame and byte counters: with an
+/// offload header, the frames a segmentation batch becomes
+/// ([`crate::wire::virtio::carried`]); without, one frame of its length.
+pub(super) fn count_carried(
+    frames: &mut u64,
+    bytes: &mut u64,
+    packet: &[u8],
+    offload_header: bool,
+) {
+    let (n, len) = if offload_header {
+        crate::wire::virtio::carried(packet)
+    } else {
+        (1, packet.len() as u64)
+    };
+    *frames += n;
+    *bytes += len;
 }

@@ -101,6 +101,37 @@ impl<T: AsRef<[u8]>> VirtioNetHdr<T> {
     }
 }
 
+/// What a packet (this header, then the frame) puts on the wire once the
+/// receiving kernel has segmented it: `(frames, bytes)`. A frame without
+/// segmentation is one frame of its own length; a TCP batch is one frame
+/// per `gso_size` bytes of payload, each carrying the batch's headers
+/// (Ethernet, IP and TCP: up to `csum_start`, where TCP begins, plus TCP's
+/// own header length; `hdr_len` is only a hint). A batch whose numbers do
+/// not add up counts as one frame.
+pub fn carried(packet: &[u8]) -> (u64, u64) {
+    let Some(h) = VirtioNetHdr::new_checked(packet) else {
+        return (1, packet.len() as u64);
+    };
+    let frame = &packet[HDR_LEN..];
+    let one = (1, frame.len() as u64);
+    let gso = usize::from(h.gso_size());
+    if !matches!(h.gso_type() & !GSO_ECN, GSO_TCPV4 | GSO_TCPV6) || gso == 0 {
+        return one;
+    }
+    let tcp = usize::from(h.csum_start());
+    let Some(&data_offset) = frame.get(tcp + 12) else {
+        return one;
+    };
+    let headers = tcp + usize::from(data_offset >> 4) * 4;
+    match frame.len().checked_sub(headers) {
+        Some(payload) if payload > 0 => {
+            let n = payload.div_ceil(gso);
+            (n as u64, (payload + n * headers) as u64)
+        }
+        _ => one,
+    }
+}
+
 /// Completes a checksum the kernel left partial ([`F_NEEDS_CSUM`]): the ones'
 /// complement sum from `csum_start` to the end goes into the field at
 /// `csum_start + csum_offset` (which holds the pseudo-header sum). `packet`
@@ -153,6 +184,40 @@ mod tests {
         assert_eq!(h.gso_size(), 1448);
         assert_eq!((h.csum_start(), h.csum_offset()), (34, 16));
         assert!(VirtioNetHdr::new_checked(&b[..9]).is_none());
+    }
+
+    #[test]
+    fn a_batch_carries_one_frame_per_segment() {
+        // 14 + 20 + 20 bytes of headers; the kernel's hdr_len hint is ignored.
+        let packet = |hdr: [u8; 10], payload: usize| {
+            let mut p = hdr.to_vec();
+            let mut f = vec![0u8; 54 + payload];
+            f[34 + 12] = 5 << 4;
+            p.append(&mut f);
+            p
+        };
+        let tso = [1, 1, 0, 0, 0xa8, 0x05, 34, 0, 16, 0];
+        // 45 segments: 44 full and one of 72 bytes, each with 54 of headers.
+        assert_eq!(carried(&packet(tso, 63_784)), (45, 63_784 + 45 * 54));
+        assert_eq!(carried(&packet(tso, 1448)), (1, 1448 + 54));
+        let ecn_v6 = [1, 0x84, 0, 0, 0xa8, 0x05, 34, 0, 16, 0];
+        assert_eq!(carried(&packet(ecn_v6, 2897)), (3, 2897 + 3 * 54));
+        // One frame of its own length (header left out) whenever it does
+        // not add up: no segmentation, no payload, a zero segment size,
+        // TCP beyond the frame, a packet shorter than the header.
+        assert_eq!(carried(&packet([0; 10], 100)), (1, 154));
+        assert_eq!(carried(&packet(tso, 0)), (1, 54));
+        let zero = [1, 1, 0, 0, 0, 0, 34, 0, 16, 0];
+        assert_eq!(carried(&packet(zero, 5000)), (1, 5054));
+        let far = [1, 1, 0, 0, 0xa8, 0x05, 0xff, 0xff, 16, 0];
+        assert_eq!(carried(&packet(far, 5000)), (1, 5054));
+        assert_eq!(carried(&[0; 7]), (1, 7));
+        let udp = [1, 3, 0, 0, 0xa8, 0x05, 34, 0, 6, 0];
+        assert_eq!(
+            carried(&packet(udp, 5000)),
+            (1, 5054),
+            "UFO is never accepted"
+        );
     }
 
     #[test]

@@ -65,6 +65,7 @@ fn status() -> Status {
             remote_dhcp_dropped: 35,
             arp_bindings_learned: 36,
             arp_bindings_refused: 39,
+            nd_replies: 40,
             reloads: 37,
             reloads_refused: 38,
             storm_dropped: 27,

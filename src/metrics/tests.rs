@@ -185,6 +185,7 @@ fn renders_link_counters_with_reasons() {
         r#"tapbridge_tx_dropped_total{link="site-a",reason="no_session"} 20"#,
         r#"tapbridge_tx_dropped_total{link="site-a",reason="send_failed"} 23"#,
         r#"tapbridge_arp_replies_total{link="site-a"} 14"#,
+        r#"tapbridge_nd_replies_total{link="site-a"} 40"#,
         r#"tapbridge_dhcp_replies_total{link="site-a"} 15"#,
         r#"tapbridge_fragmented_frames_total{link="site-a"} 16"#,
         r#"tapbridge_reassembled_frames_total{link="site-a"} 17"#,

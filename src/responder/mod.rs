@@ -18,16 +18,17 @@
 //!   addresses are answered and never forwarded; with DHCP enabled, no local
 //!   DHCP frame (UDP port 67 or 68) is ever forwarded.
 //! - [`Responder::handle_remote`] is called for every frame from the tunnel,
-//!   with the peer it came from: it learns IP→MAC bindings from ARP (for
-//!   suppression; refused ones are counted, see [`arp`]) and drops DHCP when
+//!   with the peer it came from: it learns IP→MAC bindings from ARP and,
+//!   with `suppress_nd`, IPv6→MAC bindings from neighbour discovery (for
+//!   suppression; refused ones are counted, see [`arp`] and [`nd`]) and drops DHCP when
 //!   this site runs its own DHCP responder. It never allocates after
 //!   construction. [`Responder::forget_peer`] drops a peer's bindings.
 //! - DHCP follows RFC 2131 (see [`dhcp`]); the lease store promises that no
 //!   address is ever held by two clients (see [`leases`]).
 //!
 //! Only untagged frames are answered or learned from: a tagged ARP request,
-//! even for our own address, is forwarded like any frame, and the ARP
-//! suppression cache neither answers nor learns from tagged ARP. With DHCP
+//! even for our own address, is forwarded like any frame, and the ARP and
+//! ND suppression caches neither answer nor learn from tagged frames. With DHCP
 //! enabled, DHCPv4 of any VLAN is kept off the tunnel both ways: a tagged
 //! client request from the local side is consumed (counted in
 //! `dhcp_ignored`), tagged DHCP from a peer is dropped like untagged.
@@ -174,7 +175,7 @@ pub struct ResponderCounters {
     pub nd_bindings_refused: u64,
 }
 
-/// Refused ARP bindings to log: at most one line per [`REFUSAL_LOG_INTERVAL`].
+/// Refused ARP and ND bindings to log: at most one line per [`REFUSAL_LOG_INTERVAL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefusalLog {
     /// Refused since the previous line.
@@ -359,7 +360,7 @@ impl Responder {
     }
 
     /// Handle a frame that arrived through the tunnel from `peer`: learn ARP
-    /// bindings (for suppression) and say whether to write it into the TAP.
+    /// and ND bindings (for suppression) and say whether to write it into the TAP.
     pub fn handle_remote(&mut self, frame: &[u8], peer: PeerId, now: Instant) -> RemoteVerdict {
         match classify(frame) {
             Class::Arp => {
@@ -411,8 +412,8 @@ impl Responder {
         }
     }
 
-    /// Drops the ARP bindings learned from `peer` (its session went down, or
-    /// it was removed).
+    /// Drops the ARP and ND bindings learned from `peer` (its session went
+    /// down, or it was removed).
     pub fn forget_peer(&mut self, peer: PeerId) {
         if let Some(arp) = &mut self.arp {
             arp.forget_peer(peer);

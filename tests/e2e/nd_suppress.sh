@@ -15,7 +15,9 @@
 #     MAC (nd_replies grows) and B's TAP never sees it;
 #   * duplicate address detection for host B's address from host C is not
 #     answered: the probe reaches B's TAP, host B defends the address and
-#     host C marks it dadfailed; nd_replies does not move.
+#     host C marks it dadfailed; nd_replies does not move;
+#   * once site B is down (peer b down at site A), its bindings are gone:
+#     host A's solicitation for host B is no longer answered.
 # Prints "ok - ..." / "not ok - ..." lines; exit 1 on any failure.
 
 set -euo pipefail
@@ -129,6 +131,26 @@ else
 fi
 after=$(e2e_counter a nd_replies)
 e2e_check "nd_replies unchanged by DAD ($before -> $after)" test "$after" -eq "$before"
+
+# --- 4. the binding (learned again from host B's defence) goes with its peer
+ip -n "$NS_HA" -6 neigh flush dev eth0
+check_answered "$NS_HA" "host A" "$HOST_A_MAC"
+e2e_check_down "site B goes down" b
+# shellcheck disable=SC2317 # invoked indirectly through tb_wait_until
+peer_b_down() {
+    [[ "$(e2e_peer a b state)" == "down" ]]
+}
+if tb_wait_until 30 "site A sees peer b down" peer_b_down; then
+    e2e_ok "site A sees peer b down"
+else
+    e2e_not_ok "site A never saw peer b down (state '$(e2e_peer a b state)')"
+fi
+ip -n "$NS_HA" -6 neigh flush dev eth0
+before=$(e2e_counter a nd_replies)
+ping6 "$NS_HA" "$V6_B" >/dev/null 2>&1 || true
+after=$(e2e_counter a nd_replies)
+e2e_check "with peer b down its bindings are gone: host A's NS not answered (nd_replies $before -> $after)" \
+    test "$after" -eq "$before"
 
 e2e_capture_stop
 e2e_summary

@@ -630,3 +630,84 @@ mod props {
         assert!(total > 50, "only {total} answers in 2048 sequences");
     }
 }
+
+/// Frames captured from Linux 6.x (veth between two namespaces, `ping -6`).
+mod linux {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// 2001:2::a (52:54:00:00:00:0a) asks for 2001:2::b.
+    fn ns() -> Vec<u8> {
+        hex("3333 ff00 000b 5254 0000 000a 86dd 6000
+             0000 0020 3aff 2001 0002 0000 0000 0000
+             0000 0000 000a ff02 0000 0000 0000 0000
+             0001 ff00 000b 8700 e71a 0000 0000 2001
+             0002 0000 0000 0000 0000 0000 000b 0101
+             5254 0000 000a")
+    }
+
+    /// 2001:2::b (52:54:00:00:00:0b) answers: Solicited and Override set.
+    fn na() -> Vec<u8> {
+        hex("5254 0000 000a 5254 0000 000b 86dd 6000
+             0000 0020 3aff 2001 0002 0000 0000 0000
+             0000 0000 000b 2001 0002 0000 0000 0000
+             0000 0000 000a 8800 631b 6000 0000 2001
+             0002 0000 0000 0000 0000 0000 000b 0201
+             5254 0000 000b")
+    }
+
+    /// DAD for fe80::5054:ff:fe00:a, with a nonce option (RFC 7527).
+    fn dad() -> Vec<u8> {
+        hex("3333 ff00 000a 5254 0000 000a 86dd
+             6000 0000 0020 3aff 0000 0000 0000 0000
+             0000 0000 0000 0000 ff02 0000 0000 0000
+             0000 0001 ff00 000a 8700 70a7 0000 0000
+             fe80 0000 0000 0000 5054 00ff fe00 000a
+             0e01 c733 0ba6 db34")
+    }
+
+    #[test]
+    fn parses_what_linux_sends() {
+        let ns = parse(&ns()).expect("Linux's NS");
+        assert_eq!(
+            (ns.icmp_type, ns.src, ns.target),
+            (NS, ip("2001:2::a"), ip("2001:2::b"))
+        );
+        assert_eq!(ns.lla, Some(MacAddr([0x52, 0x54, 0, 0, 0, 0x0a])));
+        let na = parse(&na()).expect("Linux's NA");
+        assert_eq!(
+            (na.icmp_type, na.flags, na.target),
+            (NA, 0x60, ip("2001:2::b"))
+        );
+        assert_eq!(na.lla, Some(MacAddr([0x52, 0x54, 0, 0, 0, 0x0b])));
+        let dad = parse(&dad()).expect("Linux's DAD probe");
+        assert_eq!((dad.src, dad.lla), (Ipv6Addr::UNSPECIFIED, None));
+    }
+
+    #[test]
+    fn answers_linux_as_linux_would_minus_override() {
+        let mut r = responder();
+        let now = Instant::now();
+        assert_eq!(r.handle_remote(&na(), 0, now), RemoteVerdict::Deliver);
+        let (v, out) = local(&mut r, &ns(), now);
+        assert_eq!(v, LocalVerdict::Reply(NA_FRAME_LEN));
+        // Byte for byte Linux's own answer, but with Override clear (and so
+        // the checksum 0x2000 higher).
+        let mut want = na();
+        want[54 + 4] = 0x40;
+        want[54 + 2..54 + 4].copy_from_slice(&[0x83, 0x1b]);
+        assert_eq!(out, want);
+        // Its DAD probe is not answered, and teaches nothing from the tunnel.
+        assert_eq!(local(&mut r, &dad(), now).0, LocalVerdict::Forward);
+        let mut r = responder();
+        r.handle_remote(&dad(), 0, now);
+        assert_eq!(r.nd_bindings(now), 0);
+    }
+}

@@ -449,6 +449,7 @@ pub fn responder_settings(
         mac: own_mac,
         suppress: a.suppress,
         binding_timeout: a.binding_timeout,
+        suppress_nd: a.suppress_nd,
     });
     let dhcp = cfg.dhcp.as_ref().map(|d| DhcpSettings {
         server_address: d.server_address,

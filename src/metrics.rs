@@ -25,7 +25,8 @@
 //! tapbridge_rx_dropped_total{reason}, tapbridge_tx_dropped_total{reason},
 //!   tapbridge_dhcp_dropped_total{reason}
 //! tapbridge_{fragmented,reassembled}_frames_total, _handshake_cookie_replies_total,
-//!   _arp_replies_total, _arp_bindings_learned_total, _dhcp_replies_total, _dhcp_naks_total
+//!   _arp_replies_total, _arp_bindings_learned_total, _nd_replies_total, _dhcp_replies_total,
+//!   _dhcp_naks_total
 //! tapbridge_reloads_total{result="applied"|"refused"}
 //! tapbridge_dhcp_leases, _dhcp_pool_addresses, _dhcp_pool_addresses_in_use
 //! tapbridge_rekey_after_seconds, tapbridge_start_timestamp_seconds
@@ -491,7 +492,7 @@ const GUARD_DROPPED: [(&str, LinkField); 3] = [
 ];
 
 /// Link-wide counters without labels: name (before `_total`), help, value.
-const LINK_COUNTERS: [(&str, &str, LinkField); 9] = [
+const LINK_COUNTERS: [(&str, &str, LinkField); 10] = [
     (
         "fragmented_frames",
         "Frames sent to the tunnel in fragments",
@@ -519,6 +520,11 @@ const LINK_COUNTERS: [(&str, &str, LinkField); 9] = [
         "arp_bindings_refused",
         "ARP bindings from the tunnel refused (they contradict what is known here)",
         |c| c.arp_bindings_refused,
+    ),
+    (
+        "nd_replies",
+        "IPv6 neighbour solicitations answered locally (ND suppression)",
+        |c| c.nd_replies,
     ),
     (
         "dhcp_replies",

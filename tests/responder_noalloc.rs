@@ -45,6 +45,7 @@ fn responder() -> Responder {
         mac: MacAddr(OUR_MAC),
         suppress: true,
         binding_timeout: Duration::from_secs(300),
+        suppress_nd: true,
     };
     Responder::new(Some(arp), Some(dhcp), LeaseDb::default()).expect("valid settings")
 }
@@ -78,6 +79,56 @@ fn udp(dst_mac: [u8; 6], sport: u16, dport: u16) -> Vec<u8> {
     eth(dst_mac, [0x52, 0x54, 0, 0, 0, 1], [8, 0], &ip)
 }
 
+/// An Ethernet/IPv6 neighbour solicitation (135) or advertisement (136)
+/// with a link-layer address option naming `mac`, checksum filled.
+fn nd(
+    icmp_type: u8,
+    mac: [u8; 6],
+    eth_dst: [u8; 6],
+    src: [u8; 16],
+    dst: [u8; 16],
+    target: [u8; 16],
+) -> Vec<u8> {
+    let opt = if icmp_type == 135 { 1 } else { 2 };
+    let mut icmp = vec![icmp_type, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&target);
+    icmp.extend_from_slice(&[opt, 1]);
+    icmp.extend_from_slice(&mac);
+    let mut sum: u32 = 0;
+    let mut pseudo = src.to_vec();
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&[0, 0, 0, icmp.len() as u8, 0, 0, 0, 58]);
+    for c in pseudo.chunks(2).chain(icmp.chunks(2)) {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    icmp[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let mut ip = vec![0x60, 0, 0, 0, 0, icmp.len() as u8, 58, 255];
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    ip.extend_from_slice(&icmp);
+    eth(eth_dst, mac, [0x86, 0xdd], &ip)
+}
+
+/// 2001:2::`last`.
+fn v6(last: u16) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..4].copy_from_slice(&[0x20, 0x01, 0, 2]);
+    a[14..].copy_from_slice(&last.to_be_bytes());
+    a
+}
+
+/// The solicited-node group of 2001:2::`last` and its MAC.
+fn group(last: u16) -> ([u8; 6], [u8; 16]) {
+    let t = v6(last);
+    let mut g = [0u8; 16];
+    g[..2].copy_from_slice(&[0xff, 0x02]);
+    g[11..].copy_from_slice(&[1, 0xff, t[13], t[14], t[15]]);
+    ([0x33, 0x33, 0xff, t[13], t[14], t[15]], g)
+}
+
 /// `frame` with an 802.1Q tag for VLAN 10.
 fn tag(frame: &[u8]) -> Vec<u8> {
     let mut f = frame[..12].to_vec();
@@ -107,6 +158,11 @@ fn per_frame_paths_do_not_allocate() {
         arp(1, host, [198, 19, 0, 20], [198, 19, 0, 77]),
         arp(1, host, [198, 19, 0, 20], [198, 19, 0, 99]),
         arp(2, host, [198, 19, 0, 20], [198, 19, 0, 77]),
+        // IPv6 ND: a multicast NS for the remote host (answered), for an
+        // unknown one, and DAD (both forwarded).
+        nd(135, host, group(0xb).0, v6(0xa), group(0xb).1, v6(0xb)),
+        nd(135, host, group(0xc).0, v6(0xa), group(0xc).1, v6(0xc)),
+        nd(135, host, group(0xd).0, [0; 16], group(0xd).1, v6(0xd)),
         vec![0; 10],
         // Tagged: an ARP request for our address (forwarded) and a DHCP
         // DISCOVER (consumed unanswered).
@@ -126,6 +182,16 @@ fn per_frame_paths_do_not_allocate() {
         ipv6,
         udp([0xff; 6], 68, 67),
         arp(2, remote, [198, 19, 0, 77], [198, 19, 0, 20]),
+        // ND: an NA and an NS with a source link-layer option.
+        nd(
+            136,
+            remote,
+            [0x33, 0x33, 0, 0, 0, 1],
+            v6(0xb),
+            [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            v6(0xb),
+        ),
+        nd(135, remote, group(0xa).0, v6(0xe), group(0xa).1, v6(0xa)),
         // Refused: a claim on the router's address.
         arp(2, remote, [198, 19, 0, 1], [198, 19, 0, 20]),
         tag(&arp(2, remote, [198, 19, 0, 78], [198, 19, 0, 20])),
@@ -160,8 +226,10 @@ fn per_frame_paths_do_not_allocate() {
         0,
         "allocations on the per-frame paths"
     );
-    // Our address and the learned binding were answered every round.
-    assert_eq!(replies, 2000);
+    // Our address and the learned ARP and ND bindings were answered every
+    // round.
+    assert_eq!(replies, 3000);
+    assert_eq!(r.counters().nd_replies, 1001);
 
     // Learning thousands of new bindings, past the table's bound, does not
     // allocate either (the table is sized once).
@@ -178,4 +246,26 @@ fn per_frame_paths_do_not_allocate() {
         0,
         "allocations while learning bindings"
     );
+    let learn: Vec<Vec<u8>> = (0..6000u16)
+        .map(|i| {
+            nd(
+                136,
+                remote,
+                [0x33, 0x33, 0, 0, 0, 1],
+                v6(0x1000 + i),
+                [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                v6(0x1000 + i),
+            )
+        })
+        .collect();
+    let before = allocations();
+    for (i, f) in learn.iter().enumerate() {
+        r.handle_remote(f, 0, t0 + Duration::from_millis(i as u64));
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations while learning ND bindings"
+    );
+    assert_eq!(r.counters().nd_bindings_learned, 2 * 1001 + 6000);
 }

@@ -349,6 +349,8 @@ pub struct ArpConfig {
     pub suppress: bool,
     /// How long a learned binding answers; non-zero.
     pub binding_timeout: Duration,
+    /// The same for IPv6 neighbour solicitations (RFC 9161 proxy ND).
+    pub suppress_nd: bool,
 }
 
 /// `[hooks]`: programs run directly (no shell) after up and before down.

@@ -56,6 +56,8 @@ mac = "02:00:00:00:00:fe"         # the responder's own MAC (default: derived fr
                                   # MAC, as tap_win32 derives its DHCP server's MAC)
 suppress = true                   # answer for remote hosts from learned bindings; don't flood
 binding_timeout = "5m"
+suppress_nd = true                # the same for IPv6 neighbour solicitations (RFC 9161 proxy ND;
+                                  # never for duplicate address detection)
 
 [hooks]
 up = ["/usr/lib/tapbridge/scripts/nat-up.sh"]     # run after the link is up
@@ -185,6 +187,7 @@ fn spec_example_parses_to_expected_values() {
             mac: Some(MacAddr([2, 0, 0, 0, 0, 0xfe])),
             suppress: true,
             binding_timeout: Duration::from_secs(300),
+            suppress_nd: true,
         })
     );
     assert_eq!(
@@ -261,6 +264,7 @@ fn section_defaults() {
     let a = c.arp.expect("arp section");
     assert_eq!((a.respond.len(), a.mac, a.suppress), (0, None, true));
     assert_eq!(a.binding_timeout, Duration::from_secs(300));
+    assert!(!a.suppress_nd, "ND suppression is off unless asked for");
     assert_eq!(
         c.metrics,
         Some(MetricsConfig {
@@ -547,9 +551,9 @@ const REJECTED: &[Rejected] = &[
         4, 11, "tunnel.wan_mtu", "576..=9000",
     ),
     (
-        "suppress_nd not built yet",
-        With("[arp]\nsuppress_nd = true\n"),
-        7, 15, "arp.suppress_nd", "not supported by this version yet",
+        "suppress_nd not a bool",
+        With("[arp]\nsuppress_nd = 1\n"),
+        7, 15, "arp.suppress_nd", "invalid type",
     ),
     (
         "transport not built yet",

@@ -765,7 +765,6 @@ impl Cx<'_> {
     }
 
     fn arp(&self, raw: &RawArp) -> Result<ArpConfig> {
-        self.not_built(&raw.suppress_nd, "arp.suppress_nd")?;
         let mut respond: Vec<Ipv4Addr> = Vec::with_capacity(raw.respond.len());
         for r in &raw.respond {
             let ip = self.conv(r, "arp.respond", value::ipv4)?;
@@ -790,6 +789,7 @@ impl Cx<'_> {
                 "arp.binding_timeout",
                 Duration::from_secs(300),
             )?,
+            suppress_nd: raw.suppress_nd.as_ref().is_some_and(|v| *v.get_ref()),
         })
     }
 

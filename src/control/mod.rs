@@ -222,6 +222,8 @@ pub struct CounterStatus {
     pub remote_dhcp_dropped: u64,
     /// ARP bindings learned or refreshed from the tunnel.
     pub arp_bindings_learned: u64,
+    /// Neighbour solicitations answered locally (ND suppression).
+    pub nd_replies: u64,
     /// ARP bindings from the tunnel refused (claimed a local address, or
     /// ARP sender and Ethernet source differ).
     pub arp_bindings_refused: u64,

@@ -141,6 +141,7 @@ pub fn status(
             dhcp_ignored: rc.dhcp_ignored,
             remote_dhcp_dropped: rc.remote_dhcp_dropped,
             arp_bindings_learned: rc.arp_bindings_learned,
+            nd_replies: rc.nd_replies,
             arp_bindings_refused: rc.arp_bindings_refused,
             reloads: io.reloads,
             reloads_refused: io.reloads_refused,

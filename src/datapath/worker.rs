@@ -886,7 +886,7 @@ impl Worker {
             .unwrap_or_else(|| "-".into());
         tracing::warn!(
             refused = l.count, ip = %l.ip, mac = %l.mac, %peer,
-            "ARP bindings from the tunnel refused: {}", l.reason
+            "ARP/ND bindings from the tunnel refused: {}", l.reason
         );
     }
 

@@ -28,21 +28,19 @@
 //! rightly defend. The binding table is bounded ([`MAX_BINDINGS`]) and
 //! allocated once, so learning never allocates on the hot path.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr,
 };
 
+pub use super::bindings::MAX_BINDINGS;
+use super::bindings::{Binding, Bindings};
 use super::{ArpSettings, ETH_HEADER_LEN, LocalVerdict, ResponderError};
 use crate::mac::MacAddr;
 use crate::tunnel::PeerId;
-
-/// Most bindings kept; when full, expired ones go first, then the oldest.
-pub const MAX_BINDINGS: usize = 4096;
 
 /// Length of an ARP reply frame we write (Ethernet header + ARP for IPv4).
 const ARP_FRAME_LEN: usize = ETH_HEADER_LEN + 28;
@@ -50,60 +48,7 @@ const ARP_FRAME_LEN: usize = ETH_HEADER_LEN + 28;
 /// The RARP ethertype.
 const ETHERTYPE_RARP: [u8; 2] = [0x80, 0x35];
 
-#[derive(Debug, Clone, Copy)]
-struct Binding {
-    mac: MacAddr,
-    seen: Instant,
-    peer: PeerId,
-}
-
-#[derive(Debug)]
-struct Suppression {
-    timeout: Duration,
-    bindings: HashMap<Ipv4Addr, Binding>,
-    /// How many bindings name each MAC (expired ones included), so a local
-    /// frame's source is checked with one lookup.
-    macs: HashMap<MacAddr, u32>,
-}
-
-impl Suppression {
-    fn count_mac(&mut self, mac: MacAddr) {
-        *self.macs.entry(mac).or_insert(0) += 1;
-    }
-
-    fn uncount_mac(macs: &mut HashMap<MacAddr, u32>, mac: MacAddr) {
-        if let Some(n) = macs.get_mut(&mac) {
-            *n -= 1;
-            if *n == 0 {
-                macs.remove(&mac);
-            }
-        }
-    }
-
-    fn remove_ip(&mut self, ip: Ipv4Addr) {
-        if let Some(b) = self.bindings.remove(&ip) {
-            Self::uncount_mac(&mut self.macs, b.mac);
-        }
-    }
-
-    fn remove_mac(&mut self, mac: MacAddr) {
-        if self.macs.remove(&mac).is_some() {
-            self.bindings.retain(|_, b| b.mac != mac);
-        }
-    }
-
-    /// Keep only the bindings `keep` accepts.
-    fn retain(&mut self, mut keep: impl FnMut(&Binding) -> bool) {
-        let macs = &mut self.macs;
-        self.bindings.retain(|_, b| {
-            let k = keep(b);
-            if !k {
-                Self::uncount_mac(macs, b.mac);
-            }
-            k
-        });
-    }
-}
+type Suppression = Bindings<Ipv4Addr>;
 
 /// What [`ArpResponder::learn_remote`] did with an ARP frame from the tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,17 +70,22 @@ pub enum Refusal {
     OwnAddress,
     /// The address is the DHCP router's or leased locally to another MAC.
     LocalAddress,
+    /// The MAC is one of the responder's own (ND).
+    OwnMac,
 }
 
 impl Refusal {
     /// Why, in a few words (for the log).
     pub fn reason(self) -> &'static str {
         match self {
-            Refusal::SenderMismatch => "ARP sender MAC differs from the Ethernet source",
+            Refusal::SenderMismatch => {
+                "the ARP sender MAC or ND link-layer option differs from the Ethernet source"
+            }
             Refusal::OwnAddress => "the address is the responder's own",
             Refusal::LocalAddress => {
                 "the address is the DHCP router's or leased locally to another MAC"
             }
+            Refusal::OwnMac => "the MAC is the responder's own",
         }
     }
 }
@@ -235,13 +185,7 @@ impl ArpResponder {
                         "binding_timeout must be longer than zero".into(),
                     ));
                 }
-                // Twice the maximum, so deletions plus inserts never make the
-                // tables grow (and reallocate) on the hot path.
-                suppression = Some(Suppression {
-                    timeout: s.binding_timeout,
-                    bindings: HashMap::with_capacity(2 * MAX_BINDINGS),
-                    macs: HashMap::with_capacity(2 * MAX_BINDINGS),
-                });
+                suppression = Some(Suppression::new(s.binding_timeout));
             }
         }
         if let Some((ip, mac)) = dhcp_server
@@ -266,7 +210,7 @@ impl ArpResponder {
         let Some(s) = &mut self.suppression else {
             return;
         };
-        if s.macs.is_empty() {
+        if s.is_empty() {
             return;
         }
         if let Some(src) = frame.get(6..12).and_then(MacAddr::from_slice) {
@@ -313,12 +257,8 @@ impl ArpResponder {
         let Some(s) = &self.suppression else {
             return LocalVerdict::Forward;
         };
-        match s.bindings.get(&arp.tpa) {
-            Some(b)
-                if now.saturating_duration_since(b.seen) < s.timeout
-                    && b.mac != arp.sha
-                    && b.mac != arp.eth_src =>
-            {
+        match s.live(&arp.tpa, now) {
+            Some(b) if b.mac != arp.sha && b.mac != arp.eth_src => {
                 match emit_reply(&arp, b.mac, reply) {
                     Some(n) => LocalVerdict::Reply(n),
                     None => LocalVerdict::Forward,
@@ -366,30 +306,9 @@ impl ArpResponder {
             mac: arp.sha,
             seen: now,
             peer,
+            router: false,
         };
-        if let Some(b) = s.bindings.get_mut(&arp.spa) {
-            let old = std::mem::replace(b, binding);
-            if old.mac != binding.mac {
-                Suppression::uncount_mac(&mut s.macs, old.mac);
-                s.count_mac(binding.mac);
-            }
-            return Learned::Binding;
-        }
-        if s.bindings.len() >= MAX_BINDINGS {
-            let timeout = s.timeout;
-            s.retain(|b| now.saturating_duration_since(b.seen) < timeout);
-            if s.bindings.len() >= MAX_BINDINGS
-                && let Some(oldest) = s
-                    .bindings
-                    .iter()
-                    .min_by_key(|(_, b)| b.seen)
-                    .map(|(ip, _)| *ip)
-            {
-                s.remove_ip(oldest);
-            }
-        }
-        s.bindings.insert(arp.spa, binding);
-        s.count_mac(binding.mac);
+        s.insert(arp.spa, binding, now);
         Learned::Binding
     }
 
@@ -403,12 +322,7 @@ impl ArpResponder {
 
     /// Number of unexpired learned bindings.
     pub fn live_bindings(&self, now: Instant) -> usize {
-        self.suppression.as_ref().map_or(0, |s| {
-            s.bindings
-                .values()
-                .filter(|b| now.saturating_duration_since(b.seen) < s.timeout)
-                .count()
-        })
+        self.suppression.as_ref().map_or(0, |s| s.live_count(now))
     }
 }
 
@@ -439,7 +353,7 @@ mod tests {
     use super::super::{RemoteVerdict, Responder};
     use super::*;
     use crate::responder::{DhcpSettings, LeaseDb, REFUSAL_LOG_INTERVAL};
-    use std::time::SystemTime;
+    use std::time::{Duration, SystemTime};
 
     const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
     const LOCAL: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
@@ -455,6 +369,7 @@ mod tests {
                 mac: MacAddr(OUR_MAC),
                 suppress,
                 binding_timeout: Duration::from_secs(300),
+                suppress_nd: false,
             }),
             None,
             LeaseDb::default(),
@@ -768,6 +683,7 @@ mod tests {
             mac: MacAddr(OUR_MAC),
             suppress: true,
             binding_timeout: Duration::from_secs(300),
+            suppress_nd: false,
         };
         Responder::new(Some(arp), Some(dhcp), leases).expect("valid settings")
     }
@@ -822,7 +738,7 @@ mod tests {
         // Logged at most once per interval, with the count and the last one.
         let log = r.take_refusal_log(t0).expect("refusals to log");
         assert_eq!(log.count, 5);
-        assert_eq!(log.ip, Ipv4Addr::from(REMOTE_IP));
+        assert_eq!(log.ip, std::net::IpAddr::from(REMOTE_IP));
         assert_eq!(log.mac, MacAddr(REMOTE));
         assert_eq!(log.reason, Refusal::SenderMismatch.reason());
         assert_eq!(r.take_refusal_log(t0), None, "nothing new");
@@ -833,7 +749,7 @@ mod tests {
             .take_refusal_log(t0 + REFUSAL_LOG_INTERVAL)
             .expect("after the interval");
         assert_eq!((log.count, log.peer), (2, 3));
-        assert_eq!(log.ip, Ipv4Addr::from(GW));
+        assert_eq!(log.ip, std::net::IpAddr::from(GW));
         assert_eq!(log.reason, Refusal::OwnAddress.reason());
         assert_eq!(r.counters().arp_bindings_refused, 7);
     }
@@ -869,6 +785,7 @@ mod tests {
             mac: MacAddr([0x01, 0, 0, 0, 0, 1]),
             suppress: false,
             binding_timeout: Duration::from_secs(1),
+            suppress_nd: false,
         };
         assert!(ArpResponder::new(Some(bad_mac), None).is_err());
         let bad_ip = ArpSettings {
@@ -876,6 +793,7 @@ mod tests {
             mac: MacAddr(OUR_MAC),
             suppress: false,
             binding_timeout: Duration::from_secs(1),
+            suppress_nd: false,
         };
         assert!(ArpResponder::new(Some(bad_ip), None).is_err());
         let zero = ArpSettings {
@@ -883,6 +801,7 @@ mod tests {
             mac: MacAddr(OUR_MAC),
             suppress: true,
             binding_timeout: Duration::ZERO,
+            suppress_nd: false,
         };
         assert!(ArpResponder::new(Some(zero), None).is_err());
     }

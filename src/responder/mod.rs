@@ -18,25 +18,28 @@
 //!   addresses are answered and never forwarded; with DHCP enabled, no local
 //!   DHCP frame (UDP port 67 or 68) is ever forwarded.
 //! - [`Responder::handle_remote`] is called for every frame from the tunnel,
-//!   with the peer it came from: it learns IP→MAC bindings from ARP (for
-//!   suppression; refused ones are counted, see [`arp`]) and drops DHCP when
+//!   with the peer it came from: it learns IP→MAC bindings from ARP and,
+//!   with `suppress_nd`, IPv6→MAC bindings from neighbour discovery (for
+//!   suppression; refused ones are counted, see [`arp`] and [`nd`]) and drops DHCP when
 //!   this site runs its own DHCP responder. It never allocates after
 //!   construction. [`Responder::forget_peer`] drops a peer's bindings.
 //! - DHCP follows RFC 2131 (see [`dhcp`]); the lease store promises that no
 //!   address is ever held by two clients (see [`leases`]).
 //!
 //! Only untagged frames are answered or learned from: a tagged ARP request,
-//! even for our own address, is forwarded like any frame, and the ARP
-//! suppression cache neither answers nor learns from tagged ARP. With DHCP
+//! even for our own address, is forwarded like any frame, and the ARP and
+//! ND suppression caches neither answer nor learn from tagged frames. With DHCP
 //! enabled, DHCPv4 of any VLAN is kept off the tunnel both ways: a tagged
 //! client request from the local side is consumed (counted in
 //! `dhcp_ignored`), tagged DHCP from a peer is dropped like untagged.
 
 pub mod arp;
+mod bindings;
 pub mod dhcp;
 pub mod leases;
+pub mod nd;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use leases::{Lease, LeaseDb, LeaseInfo, PoolUsage};
@@ -46,6 +49,7 @@ use crate::tunnel::PeerId;
 
 use arp::{ArpResponder, Learned, Refusal};
 use dhcp::DhcpServer;
+use nd::NdResponder;
 
 /// Errors of the responder layer: settings that cannot work.
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +71,10 @@ pub struct ArpSettings {
     pub mac: MacAddr,
     /// Answer local requests for remote hosts from bindings learned through the tunnel.
     pub suppress: bool,
-    /// How long a learned binding answers requests.
+    /// How long a learned binding answers requests (ARP and ND).
     pub binding_timeout: Duration,
+    /// The same for IPv6 neighbour solicitations (see [`nd`]).
+    pub suppress_nd: bool,
 }
 
 /// Settings of the DHCP responder (`[dhcp]`).
@@ -161,9 +167,15 @@ pub struct ResponderCounters {
     /// local or the responder's own address, or their sender MAC was not the
     /// Ethernet source).
     pub arp_bindings_refused: u64,
+    /// Neighbour solicitations answered locally from ND bindings.
+    pub nd_replies: u64,
+    /// ND bindings learned or refreshed from the tunnel.
+    pub nd_bindings_learned: u64,
+    /// ND bindings from the tunnel refused (see [`nd`]).
+    pub nd_bindings_refused: u64,
 }
 
-/// Refused ARP bindings to log: at most one line per [`REFUSAL_LOG_INTERVAL`].
+/// Refused ARP and ND bindings to log: at most one line per [`REFUSAL_LOG_INTERVAL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefusalLog {
     /// Refused since the previous line.
@@ -171,7 +183,7 @@ pub struct RefusalLog {
     /// Why the last one was refused.
     pub reason: &'static str,
     /// The address the last one claimed.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// The MAC the last one claimed.
     pub mac: MacAddr,
     /// The peer the last one came from.
@@ -185,7 +197,7 @@ pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 struct Refusals {
     unlogged: u64,
-    last: Option<(Refusal, Ipv4Addr, MacAddr, PeerId)>,
+    last: Option<(Refusal, IpAddr, MacAddr, PeerId)>,
     logged_at: Option<Instant>,
 }
 
@@ -197,6 +209,8 @@ pub const REPLY_BUFFER_LEN: usize = 1600;
 #[derive(Debug)]
 pub struct Responder {
     arp: Option<ArpResponder>,
+    /// IPv6 ND suppression (`arp.suppress_nd`).
+    nd: Option<NdResponder>,
     dhcp: Option<DhcpServer>,
     /// MACs whose frames are the responder's (ARP mac, DHCP server mac).
     own_macs: [MacAddr; 2],
@@ -229,6 +243,10 @@ impl Responder {
             .as_ref()
             .map(|d| (d.settings().server_address, d.settings().server_mac));
         let own_arp_mac = arp.as_ref().map(|a| a.mac);
+        let nd_timeout = arp
+            .as_ref()
+            .filter(|a| a.suppress_nd)
+            .map(|a| a.binding_timeout);
         let arp_inputs = (arp.clone(), server);
         let respond = arp.as_ref().map(|a| a.respond.clone());
         let arp = match (arp, server) {
@@ -237,8 +255,12 @@ impl Responder {
         };
         let first = own_arp_mac.or(server.map(|s| s.1)).unwrap_or(MacAddr::ZERO);
         let second = server.map(|s| s.1).unwrap_or(first);
+        let nd = nd_timeout
+            .map(|t| NdResponder::new(t, [first, second]))
+            .transpose()?;
         Ok(Responder {
             arp,
+            nd,
             dhcp,
             own_macs: [first, second],
             counters: ResponderCounters::default(),
@@ -275,6 +297,7 @@ impl Responder {
         }
         if old.arp_inputs == self.arp_inputs {
             self.arp = old.arp.take();
+            self.nd = old.nd.take();
         }
         self.counters = old.counters;
         self.refusals = old.refusals;
@@ -293,6 +316,9 @@ impl Responder {
         if let Some(arp) = &mut self.arp {
             arp.saw_local_source(frame);
         }
+        if let Some(nd) = &mut self.nd {
+            nd.saw_local_source(frame);
+        }
         match classify(frame) {
             Class::Arp => {
                 if let Some(arp) = &mut self.arp {
@@ -301,6 +327,15 @@ impl Responder {
                         self.counters.arp_replies += 1;
                     }
                     if v != LocalVerdict::Forward {
+                        return v;
+                    }
+                }
+            }
+            Class::Nd => {
+                if let Some(nd) = &mut self.nd {
+                    let v = nd.handle_local(frame, now, reply);
+                    if let LocalVerdict::Reply(_) = v {
+                        self.counters.nd_replies += 1;
                         return v;
                     }
                 }
@@ -325,7 +360,7 @@ impl Responder {
     }
 
     /// Handle a frame that arrived through the tunnel from `peer`: learn ARP
-    /// bindings (for suppression) and say whether to write it into the TAP.
+    /// and ND bindings (for suppression) and say whether to write it into the TAP.
     pub fn handle_remote(&mut self, frame: &[u8], peer: PeerId, now: Instant) -> RemoteVerdict {
         match classify(frame) {
             Class::Arp => {
@@ -346,7 +381,23 @@ impl Responder {
                             self.counters.arp_bindings_refused += 1;
                             self.refusals.unlogged += 1;
                             if let Some((ip, mac)) = arp::sender(frame) {
-                                self.refusals.last = Some((why, ip, mac, peer));
+                                self.refusals.last = Some((why, ip.into(), mac, peer));
+                            }
+                        }
+                    }
+                }
+                RemoteVerdict::Deliver
+            }
+            Class::Nd => {
+                if let Some(nd) = &mut self.nd {
+                    match nd.learn_remote(frame, peer, now) {
+                        (Learned::Nothing, _) => {}
+                        (Learned::Binding, _) => self.counters.nd_bindings_learned += 1,
+                        (Learned::Refused(why), claim) => {
+                            self.counters.nd_bindings_refused += 1;
+                            self.refusals.unlogged += 1;
+                            if let Some((ip, mac)) = claim {
+                                self.refusals.last = Some((why, ip.into(), mac, peer));
                             }
                         }
                     }
@@ -361,11 +412,14 @@ impl Responder {
         }
     }
 
-    /// Drops the ARP bindings learned from `peer` (its session went down, or
-    /// it was removed).
+    /// Drops the ARP and ND bindings learned from `peer` (its session went
+    /// down, or it was removed).
     pub fn forget_peer(&mut self, peer: PeerId) {
         if let Some(arp) = &mut self.arp {
             arp.forget_peer(peer);
+        }
+        if let Some(nd) = &mut self.nd {
+            nd.forget_peer(peer);
         }
     }
 
@@ -415,6 +469,11 @@ impl Responder {
     /// Number of live ARP bindings learned from the tunnel.
     pub fn arp_bindings(&self, now: Instant) -> usize {
         self.arp.as_ref().map_or(0, |a| a.live_bindings(now))
+    }
+
+    /// Number of live ND bindings learned from the tunnel.
+    pub fn nd_bindings(&self, now: Instant) -> usize {
+        self.nd.as_ref().map_or(0, |n| n.live_bindings(now))
     }
 
     /// `Some(file bytes)` when the lease database changed since the last call;
@@ -468,6 +527,8 @@ enum Class {
     /// VLAN: the responder serves untagged clients only, yet no local DHCP
     /// may cross the tunnel while it is on.
     DhcpOther,
+    /// Untagged ICMPv6 neighbour solicitation or advertisement.
+    Nd,
     Other,
 }
 
@@ -478,6 +539,9 @@ fn classify(frame: &[u8]) -> Class {
     let untagged = c.untagged();
     if c.kind == crate::wire::ethernet::Kind::Arp {
         return if untagged { Class::Arp } else { Class::Other };
+    }
+    if untagged && matches!(c.kind, crate::wire::ethernet::Kind::Icmpv6(135 | 136)) {
+        return Class::Nd;
     }
     if untagged && c.is_dhcpv4_to_server() {
         Class::DhcpToServer
@@ -562,6 +626,7 @@ mod tests {
             mac: MacAddr([2, 0, 0, 0, 0, 0xfe]),
             suppress: true,
             binding_timeout: Duration::from_secs(300),
+            suppress_nd: false,
         };
         Responder::new(Some(arp), None, LeaseDb::default()).expect("valid")
     }

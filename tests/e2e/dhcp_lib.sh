@@ -36,6 +36,8 @@ DL_RESERVED_MAC=02:00:00:00:aa:01
 DL_RESERVED_IP=198.19.0.10
 # Optional fixed responder MAC for [arp] mac (empty: derived from the TAP MAC).
 DL_ARP_MAC="${DL_ARP_MAC:-}"
+# Optional further [arp] KEY=VALUE for site A's responder (e.g. suppress_nd=true).
+DL_ARP_EXTRA="${DL_ARP_EXTRA:-}"
 # Set by dl_setup_rig: the gateways' and host B's namespaces, host B's MAC.
 DL_GA=""
 DL_GB=""
@@ -59,6 +61,7 @@ dl_write_config() {
             --reservation "$DL_RESERVED_MAC=$DL_RESERVED_IP"
             --arp "respond=[$DL_SERVER]" --arp suppress=true --arp binding_timeout=5m)
         [[ -z "$DL_ARP_MAC" ]] || opts+=(--arp "mac=$DL_ARP_MAC")
+        [[ -z "$DL_ARP_EXTRA" ]] || opts+=(--arp "$DL_ARP_EXTRA")
     fi
     tb_link_config "$f" --ifname "$ifname" --mtu 1500 \
         --listen "$listen" --psk "$E2E_WORK/psk" --keepalive 5s \

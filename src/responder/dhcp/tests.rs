@@ -774,6 +774,7 @@ fn infrastructure_addresses_inside_the_pool_are_skipped() {
         mac: MacAddr(SERVER_MAC),
         suppress: false,
         binding_timeout: Duration::from_secs(60),
+        suppress_nd: false,
     };
     let mut h = Harness::new(settings());
     h.r = Responder::new(Some(arp), Some(s), LeaseDb::default()).expect("valid");

@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         mac: MacAddr([2, 0, 0, 0, 0, 0xfe]),
         suppress: true,
         binding_timeout: Duration::from_secs(30),
+        suppress_nd: false,
     };
     let mut r = Responder::new(Some(arp), None, LeaseDb::default()).expect("valid settings");
     let mut now = Instant::now();

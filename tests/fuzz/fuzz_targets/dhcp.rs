@@ -40,6 +40,7 @@ fn responder(leases: LeaseDb) -> Responder {
         mac: MacAddr([2, 0, 0, 0, 0, 0xfd]),
         suppress: true,
         binding_timeout: Duration::from_secs(30),
+        suppress_nd: false,
     };
     Responder::new(Some(arp), Some(dhcp), leases).expect("valid settings")
 }

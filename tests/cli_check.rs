@@ -240,3 +240,24 @@ fn link_names_follow_the_nat_hooks_rule() {
         }
     }
 }
+
+/// `reload` of a link that no daemon serves at the file's control socket is
+/// a runtime failure (exit 1) whose one line says what to do when the
+/// socket path itself was what changed.
+#[test]
+fn reload_without_a_daemon_names_the_socket_and_the_restart() {
+    let dir = TempDir::new("reload");
+    let sock = dir.0.join("run/site-a.sock");
+    let cfg = dir.config(&format!("[control]\nsocket = \"{}\"", sock.display()));
+    let out = Command::new(BIN)
+        .args(["reload", "--config"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run bridge-ctl");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.contains(&sock.display().to_string()), "{err:?}");
+    assert!(err.contains("[control] socket changed"), "{err:?}");
+}

@@ -400,6 +400,15 @@ fn reload(config: &Config) -> anyhow::Result<()> {
         Duration::from_secs(10),
     ) {
         Err(control::ClientError::ConfigRefused(why)) => return Err(UsageError(why).into()),
+        Err(e @ (control::ClientError::NotRunning(_) | control::ClientError::Stale(_))) => {
+            // The socket path comes from the new file: a changed one is
+            // somewhere no daemon listens yet.
+            anyhow::bail!(
+                "cannot reload link {}: {e}; if [control] socket changed since link up, \
+                 that needs a restart (link down with the previous file, then link up)",
+                config.name
+            )
+        }
         r => r.with_context(|| format!("cannot reload link {}", config.name))?,
     };
     let changes = resp.changes.unwrap_or_default();

@@ -718,9 +718,10 @@ fn leases(config: &Config, json: bool) -> anyhow::Result<()> {
         outln!("no leases");
         return Ok(());
     }
-    outln!("{:<18} {:<16} {:>10}", "MAC", "IP", "EXPIRES IN");
+    outln!("{:<18} {:<16} {:>10}  CLIENT ID", "MAC", "IP", "EXPIRES IN");
     for l in &leases {
-        outln!("{:<18} {:<16} {:>9}s", l.mac, l.ip, l.expires_in_secs);
+        let id = l.client_id.as_deref().unwrap_or("-");
+        outln!("{:<18} {:<16} {:>9}s  {id}", l.mac, l.ip, l.expires_in_secs);
     }
     Ok(())
 }

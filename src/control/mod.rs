@@ -256,6 +256,9 @@ pub struct LeaseEntry {
     pub ip: String,
     /// Seconds left.
     pub expires_in_secs: u64,
+    /// The client identifier the lease is keyed by (colon-separated hex),
+    /// `null` for a client keyed by its MAC.
+    pub client_id: Option<String>,
 }
 
 /// What `bridge-ctl leases --json` prints (SPEC §3): `{"leases": [...]}`.
@@ -447,12 +450,13 @@ mod tests {
                 mac: MacAddr([2, 0, 0, 0, 0xaa, 1]),
                 ip: "198.19.0.100".into(),
                 expires_in_secs: 60,
+                client_id: None,
             }],
         };
         let json = serde_json::to_string(&list).expect("json");
         assert_eq!(
             json,
-            r#"{"leases":[{"mac":"02:00:00:00:aa:01","ip":"198.19.0.100","expires_in_secs":60}]}"#
+            r#"{"leases":[{"mac":"02:00:00:00:aa:01","ip":"198.19.0.100","expires_in_secs":60,"client_id":null}]}"#
         );
         assert_eq!(
             serde_json::from_str::<LeaseList>(&json).expect("round trip"),

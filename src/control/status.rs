@@ -66,6 +66,7 @@ pub fn leases(responder: Option<&Responder>, wall: SystemTime) -> Vec<LeaseEntry
                     mac: l.mac,
                     ip: l.ip.to_string(),
                     expires_in_secs: l.expires_in_secs,
+                    client_id: l.client_id,
                 })
                 .collect()
         })

@@ -79,11 +79,13 @@ fn status() -> Status {
                 mac: MacAddr([2, 0, 0, 0, 0xaa, 1]),
                 ip: "198.19.0.100".into(),
                 expires_in_secs: 100,
+                client_id: None,
             },
             LeaseEntry {
                 mac: MacAddr([2, 0, 0, 0, 0xaa, 2]),
                 ip: "198.19.0.101".into(),
                 expires_in_secs: 200,
+                client_id: None,
             },
         ],
         rekey_after_secs: 120,

@@ -58,7 +58,7 @@ pub fn mac_key(mac: &MacAddr) -> [u8; 7] {
 }
 
 /// One lease as the operator sees it (`bridge-ctl leases`, status JSON).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseInfo {
     /// The client's hardware address.
     pub mac: MacAddr,
@@ -66,6 +66,9 @@ pub struct LeaseInfo {
     pub ip: Ipv4Addr,
     /// Seconds until the lease expires (0 once it has).
     pub expires_in_secs: u64,
+    /// The client identifier (option 61) the lease is keyed by, as
+    /// colon-separated hex; `None` for a client keyed by its MAC.
+    pub client_id: Option<String>,
 }
 
 /// A recorded lease: the client (hardware address `mac`) held `ip` until
@@ -670,10 +673,11 @@ impl Allocator {
             .db
             .iter()
             .filter(|(_, l)| l.expires > now)
-            .map(|(_, l)| LeaseInfo {
+            .map(|(key, l)| LeaseInfo {
                 mac: l.mac,
                 ip: l.ip,
                 expires_in_secs: l.expires - now,
+                client_id: (key != mac_key(&l.mac).as_slice()).then(|| hex_key(key)),
             })
             .collect();
         v.sort_by_key(|l| l.ip);

@@ -14,6 +14,9 @@
 #   * no address is handed to two clients; the reservation MAC gets its
 #     reserved address; a MAC asking again gets the same address;
 #   * `leases --json` lists the leases, status `dhcp_replies` > 0;
+#   * dhcpcd's DUID client identifier (RFC 4361) keys its lease: `leases --json`
+#     shows it as `client_id`, and the same client on a new MAC gets the same
+#     address, the lease following it;
 #   * a lease survives `kill -9` + `link up` and `link down` + `link up`
 #     (leases --json keeps it, the running client's renewal gets it back, and
 #     a capture on that client's eth0 shows its unicast REQUEST ACKed);
@@ -215,6 +218,11 @@ run_dhcpcd() {
 option domain_name_servers, domain_name, classless_static_routes
 require dhcp_server_identifier
 noipv4ll
+# As dhcpcd's own sample configuration: an RFC 4361 client identifier (DUID),
+# with a fixed IAID (by default it is taken from the MAC, which the test changes).
+duid ll
+interface eth0
+iaid 1
 EOF
     in_sandbox "$ns" "$dir" dhcpcd -f "$dir/dhcpcd.conf" -c "$dir/hook.sh" -4 -1 -B -t 30 \
         "$iface" >"$dir/out" 2>&1 || true
@@ -320,6 +328,31 @@ else
 fi
 replies=$(e2e_counter a dhcp_replies || echo 0)
 e2e_check "status dhcp_replies = $replies > 0" test "$replies" -gt 0
+
+# --- a DUID client identifier keys the lease (dhcpcd sends RFC 4361's 0xff,
+# IAID, DUID; the DUID is kept in its state directory): the same client on a new
+# MAC gets its address back, and the lease follows it.
+# id_of MAC: the client_id `leases --json` lists for MAC (empty if none).
+id_of() {
+    e2e_jq a "next(((l['client_id'] or '') for l in d['leases'] if l['mac'].lower()=='$1'), '')" leases
+}
+DUID_ID=$(id_of "${MAC[dhcpcd]}")
+e2e_match "dhcpcd's lease is keyed by its DUID client identifier (${DUID_ID:-none})" \
+    '^ff(:[0-9a-f]{2}){5,}$' "$DUID_ID"
+DUID_MAC=02:00:00:00:d0:1d
+ip -n "$NS_DHCPCD" -4 addr flush dev eth0
+ip -n "$NS_DHCPCD" link set eth0 address "$DUID_MAC"
+if run_dhcpcd "$NS_DHCPCD" "$E2E_WORK/dhcpcd" eth0 &&
+    [[ "$(field "$E2E_WORK/dhcpcd" ip)" == "${IP[dhcpcd]}" ]]; then
+    e2e_ok "dhcpcd on a new MAC, same DUID: the same address ${IP[dhcpcd]} ($(field "$E2E_WORK/dhcpcd" event))"
+else
+    e2e_not_ok "dhcpcd on a new MAC, same DUID: got '$(field "$E2E_WORK/dhcpcd" ip)', not '${IP[dhcpcd]}'"
+    show_out "$E2E_WORK/dhcpcd"
+fi
+e2e_check "leases --json: the lease now shows the new MAC with the same identifier" \
+    test -n "$DUID_ID" -a "$(id_of "$DUID_MAC")" == "$DUID_ID"
+e2e_check "leases --json: no lease is left for the old MAC ${MAC[dhcpcd]}" \
+    test -z "$(lease_of "${MAC[dhcpcd]}")"
 
 # --- restarts: a long-running udhcpc renews through them
 dl_add_lan_host tbe2e-renew NS_RENEW

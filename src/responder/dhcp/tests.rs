@@ -196,6 +196,10 @@ fn full_exchange_with_broadcast_flag_and_client_id() {
     assert_eq!(leases.len(), 1);
     assert_eq!((leases[0].mac, leases[0].ip), (MacAddr(m), ip(100)));
     assert_eq!(leases[0].expires_in_secs, u64::from(SHORT));
+    assert_eq!(
+        leases[0].client_id, None,
+        "01 ‖ chaddr is the MAC's own key"
+    );
     let snap = h.r.take_lease_snapshot().expect("lease db changed");
     assert!(String::from_utf8_lossy(&snap).contains("198.19.0.100"));
     assert_eq!(h.r.take_lease_snapshot(), None);
@@ -409,6 +413,11 @@ fn duid_client_identifier_keys_the_lease() {
         Some((addr, MacAddr(m)))
     );
     assert_eq!(db.get_mac(&MacAddr(m)), None);
+    // `leases` shows the identifier the lease is keyed by.
+    let shown = h.r.leases(h.wall());
+    let hex: Vec<String> = duid.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].client_id.as_deref(), Some(hex.join(":").as_str()));
     // Same MAC, other identifier (or none): another client, which neither
     // gets nor may take the address.
     let mut other = Client::new(M::Discover, m);

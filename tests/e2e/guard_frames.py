@@ -199,20 +199,30 @@ def dhcp_client(iface, secs):
     discover = eth(BCAST, mac, 0x0800,
                    ipv4_udp(b"\0" * 4, b"\xff" * 4, 68, 67,
                             bootp(1, xid, mac + b"\0" * 10)))
-    offers, next_send = 0, 0.0
+
+    def is_offer(frame):
+        k, msg = kind(frame)
+        return k == "dhcpv4" and struct.unpack("!I", msg[4:8])[0] == xid
+
+    print(ask(s, discover, secs, lambda s: s.recv(4096), is_offer))
+
+
+def ask(s, request, secs, receive, answers):
+    """Send `request` every 0.5 s for `secs` seconds; return how many frames
+    `receive(s)` got (None: skip it) that `answers(frame)` accepts."""
+    n, next_send = 0, 0.0
     end = time.monotonic() + float(secs)
     while time.monotonic() < end:
         if time.monotonic() >= next_send:
-            s.send(discover)
+            s.send(request)
             next_send = time.monotonic() + 0.5
         try:
-            frame = s.recv(4096)
+            frame = receive(s)
         except socket.timeout:
             continue
-        k, msg = kind(frame)
-        if k == "dhcpv4" and struct.unpack("!I", msg[4:8])[0] == xid:
-            offers += 1
-    print(offers)
+        if frame is not None and answers(frame):
+            n += 1
+    return n
 
 
 def ra(iface, secs):
@@ -306,6 +316,12 @@ def recv_tagged(s):
     return data, addr[2] == PACKET_OUTGOING
 
 
+def recv_incoming(s):
+    """The next frame that came in (tag put back), None for one we sent."""
+    frame, out = recv_tagged(s)
+    return None if out else frame
+
+
 def outer_vid(frame):
     if len(frame) >= 16 and frame[12:14] in (b"\x81\x00", b"\x88\xa8"):
         return struct.unpack("!H", frame[14:16])[0] & 0x0FFF
@@ -321,20 +337,12 @@ def dhcp_client_tag(iface, vid, secs):
     discover = eth(BCAST, mac, 0x0800,
                    ipv4_udp(b"\0" * 4, b"\xff" * 4, 68, 67,
                             bootp(1, xid, mac)), tag)
-    offers, next_send = 0, 0.0
-    end = time.monotonic() + float(secs)
-    while time.monotonic() < end:
-        if time.monotonic() >= next_send:
-            s.send(discover)
-            next_send = time.monotonic() + 0.5
-        try:
-            frame, out = recv_tagged(s)
-        except socket.timeout:
-            continue
+
+    def is_offer(frame):
         k, msg = kind(frame)
-        if not out and k == "dhcpv4" and struct.unpack("!I", msg[4:8])[0] == xid:
-            offers += 1
-    print(offers)
+        return k == "dhcpv4" and struct.unpack("!I", msg[4:8])[0] == xid
+
+    print(ask(s, discover, secs, recv_incoming, is_offer))
 
 
 def arp_ask(iface, vid, ip, secs):
@@ -346,20 +354,12 @@ def arp_ask(iface, vid, ip, secs):
     body = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + bytes([198, 19, 40, 10])
     body += b"\0" * 6 + target
     request = eth(BCAST, mac, 0x0806, body, tag)
-    replies, next_send = 0, 0.0
-    end = time.monotonic() + float(secs)
-    while time.monotonic() < end:
-        if time.monotonic() >= next_send:
-            s.send(request)
-            next_send = time.monotonic() + 0.5
-        try:
-            frame, out = recv_tagged(s)
-        except socket.timeout:
-            continue
+
+    def is_reply(frame):
         et, p = strip_tags(frame)
-        if not out and et == 0x0806 and len(p) >= 28 and p[7] == 2 and p[14:18] == target:
-            replies += 1
-    print(replies)
+        return et == 0x0806 and len(p) >= 28 and p[7] == 2 and p[14:18] == target
+
+    print(ask(s, request, secs, recv_incoming, is_reply))
 
 
 def mark(iface, vid, src, dst, n):

@@ -2,7 +2,8 @@
 //!
 //! Ethernet, ARP, IPv4, UDP and DHCP come from `smoltcp` and `etherparse`;
 //! this module holds the formats that are our own or that no crate covers:
-//! the tunnel's messages, the fragment header inside them, and the Linux
+//! the tunnel's messages, the fragment header inside them, the records that
+//! carry them over TCP ([`tcp`]), and the Linux
 //! virtio-net header the offload TAP puts in front of every frame; plus
 //! [`ethernet`], the one frame classifier (VLAN, ARP, DHCP, ICMPv6, BPDU) the
 //! responder, the switch and the guards share. Nothing
@@ -11,5 +12,6 @@
 
 pub mod ethernet;
 pub mod fragment;
+pub mod tcp;
 pub mod tunnel;
 pub mod virtio;

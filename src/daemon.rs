@@ -282,6 +282,7 @@ fn bring_up(
                 WanMtu::Auto => INITIAL_AUTO_CEILING,
             },
             auto_mtu: cfg.tunnel.wan_mtu == WanMtu::Auto,
+            transport: cfg.tunnel.transport,
             max_frame: if tso {
                 GSO_FRAME_MAX
             } else {
@@ -353,6 +354,13 @@ fn bring_up(
         }
     }
     let listen = udp.local_addr();
+    // The same port number on TCP, for `transport = "tcp"` / `"auto"`.
+    let tcp = crate::datapath::tcp::Conns::new(
+        listen,
+        cfg.tunnel.transport.listens_on_tcp(),
+        cfg.peers.len(),
+    )
+    .with_context(|| format!("cannot listen on TCP {listen}"))?;
     Ok((
         Worker {
             config: cfg.clone(),
@@ -365,6 +373,7 @@ fn bring_up(
             tap: tap.into_queues().remove(0),
             vnet_hdr: VNET_HDR_LEN,
             udp,
+            tcp,
             commands,
             to_worker,
             metrics,

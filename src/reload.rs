@@ -7,8 +7,8 @@
 //! peer whose endpoint or keys changed is changed in place (its running
 //! session keeps carrying frames until the new handshake completes); peers
 //! whose settings did not change are not touched at all. `[dhcp]`, `[arp]`,
-//! `[guard]`, `[hooks]`, `[metrics]`, `tunnel.keepalive`, `tunnel.rekey_after` and
-//! `tunnel.hub` change live as whole sections (the worker rebuilds what
+//! `[guard]`, `[hooks]`, `[metrics]`, `tunnel.keepalive`, `tunnel.rekey_after`,
+//! `tunnel.hub` and `tunnel.transport` change live as whole sections (the worker rebuilds what
 //! depends on them, keeping leases and learned state where they still fit).
 //!
 //! What the running link cannot change is listed in [`RESTART_ONLY`]; such a
@@ -88,6 +88,9 @@ pub struct Plan {
     pub timers: bool,
     /// `tunnel.hub` changed.
     pub hub: bool,
+    /// `tunnel.transport` changed: the TCP listener opens or closes, and
+    /// peers whose transport changes handshake again over the new one.
+    pub transport: bool,
     /// `[dhcp]` or `[arp]` changed: the responder is rebuilt.
     pub responder: bool,
     /// `[guard]` changed.
@@ -259,6 +262,14 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
     if hub {
         lines.push(format!("tunnel.hub: {} -> {}", a.hub, b.hub));
     }
+    let transport = a.transport != b.transport;
+    if transport {
+        lines.push(format!(
+            "tunnel.transport: {} -> {}",
+            a.transport.as_str(),
+            b.transport.as_str()
+        ));
+    }
     let section = |name: &str, old: bool, new: bool, differs: bool, lines: &mut Vec<String>| {
         match (old, new) {
             (false, true) => lines.push(format!("[{name}]: added")),
@@ -309,6 +320,7 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
         peers,
         timers,
         hub,
+        transport,
         responder: dhcp || arp,
         guard,
         hooks,
@@ -369,6 +381,7 @@ fn restart_only_difference(a: &Config, b: &Config) -> Option<(&'static str, &'st
     x.tunnel.keepalive = b.tunnel.keepalive;
     x.tunnel.rekey_after = b.tunnel.rekey_after;
     x.tunnel.hub = b.tunnel.hub;
+    x.tunnel.transport = b.tunnel.transport;
     x.dhcp.clone_from(&b.dhcp);
     x.arp.clone_from(&b.arp);
     x.hooks.clone_from(&b.hooks);

@@ -60,6 +60,7 @@ fn params(local: &str, peer: &str, endpoint: &str) -> TunnelParams {
         rekey_after_packets: 1 << 32,
         wan_mtu: 1500,
         auto_mtu: false,
+        transport: tapbridge::tunnel::TransportMode::Udp,
         max_frame: 1518,
     }
 }

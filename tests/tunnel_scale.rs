@@ -141,6 +141,7 @@ fn link(local: String, peers: Vec<PeerParams>) -> TunnelParams {
         rekey_after_packets: 1 << 30,
         wan_mtu: 1500,
         auto_mtu: false,
+        transport: tapbridge::tunnel::TransportMode::Udp,
         max_frame: 1518,
     }
 }
@@ -410,7 +411,7 @@ impl Sim {
                 Event::PeerDown { .. } => tally.peer_down += 1,
                 Event::HandshakeRefused { .. } => tally.refused += 1,
                 Event::EndpointMoved { .. } => tally.moved += 1,
-                Event::PathMtuChanged { .. } => {}
+                Event::PathMtuChanged { .. } | Event::TransportChanged { .. } => {}
             }
         }
         if !node.dirty {

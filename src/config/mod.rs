@@ -32,6 +32,7 @@ pub use locate::position as setting_position;
 pub use psk::Psk;
 
 use crate::mac::MacAddr;
+pub use crate::tunnel::TransportMode;
 
 /// Where `NAME` alone looks for its config file.
 pub const CONFIG_DIR: &str = "/etc/tapbridge";
@@ -200,6 +201,8 @@ pub struct TunnelConfig {
     pub rekey_after: Duration,
     /// Forward frames between peers (hub of hub-and-spoke).
     pub hub: bool,
+    /// UDP, TCP (on the same port number), or UDP falling back to TCP.
+    pub transport: TransportMode,
 }
 
 /// `tunnel.wan_mtu`: how large the tunnel's outer packets may be.

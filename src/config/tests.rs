@@ -138,6 +138,7 @@ fn spec_example_parses_to_expected_values() {
             keepalive: Duration::from_secs(10),
             rekey_after: Duration::from_secs(120),
             hub: false,
+            transport: TransportMode::Udp,
         }
     );
     assert_eq!(
@@ -554,11 +555,6 @@ const REJECTED: &[Rejected] = &[
         "suppress_nd not a bool",
         With("[arp]\nsuppress_nd = 1\n"),
         7, 15, "arp.suppress_nd", "invalid type",
-    ),
-    (
-        "transport not built yet",
-        Raw("[interface]\n[tunnel]\npsk_file = \"k\"\ntransport = \"tcp\"\n"),
-        4, 13, "tunnel.transport", "not supported by this version yet",
     ),
     (
         "transport unknown",

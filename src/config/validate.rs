@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::TransportMode;
+
 use super::raw::{
     RawArp, RawConfig, RawControl, RawDhcp, RawDhcpOption, RawGuard, RawHooks, RawInterface,
     RawMtu, RawTunnel, Str,
@@ -140,18 +142,13 @@ impl Cx<'_> {
         }
     }
 
-    /// `tunnel.transport`: `"udp"` (the default). `"tcp"` and `"auto"` are
-    /// SPEC values this version does not implement yet; they are refused
-    /// rather than silently run as UDP.
-    fn transport(&self, v: &Option<Str>) -> Result<()> {
+    /// `tunnel.transport`: `"udp"` (the default), `"tcp"` or `"auto"`.
+    fn transport(&self, v: &Option<Str>) -> Result<TransportMode> {
         let key = "tunnel.transport";
         match v.as_ref().map(|v| (v, v.get_ref().as_str())) {
-            None | Some((_, "udp")) => Ok(()),
-            Some((v, t @ ("tcp" | "auto"))) => Err(self.err(
-                &v.span(),
-                key,
-                format!("{t:?} is not supported by this version yet (UDP only)"),
-            )),
+            None | Some((_, "udp")) => Ok(TransportMode::Udp),
+            Some((_, "tcp")) => Ok(TransportMode::Tcp),
+            Some((_, "auto")) => Ok(TransportMode::Auto),
             Some((v, t)) => Err(self.err(
                 &v.span(),
                 key,
@@ -371,9 +368,8 @@ impl Cx<'_> {
         };
         let psk_file = self.key_file(&raw.psk_file, "tunnel.psk_file")?;
         let _ = span;
-        // Only UDP is built so far: say so rather than run something else.
-        self.transport(&raw.transport)?;
         Ok(TunnelConfig {
+            transport: self.transport(&raw.transport)?,
             listen,
             psk_file,
             wan_mtu: self.wan_mtu(&raw.wan_mtu)?,

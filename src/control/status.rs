@@ -99,7 +99,7 @@ pub fn status(
                 .collect(),
             state: p.state.as_str().into(),
             path_mtu: u32::try_from(p.path_mtu).unwrap_or(u32::MAX),
-            transport: "udp".into(),
+            transport: if p.tcp { "tcp" } else { "udp" }.into(),
             last_handshake_secs: p
                 .last_handshake
                 .map(|t| now.saturating_duration_since(t).as_secs()),

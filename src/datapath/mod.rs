@@ -3,5 +3,6 @@
 pub mod lease_file;
 mod names;
 pub mod tap;
+pub mod tcp;
 pub mod udp;
 pub mod worker;

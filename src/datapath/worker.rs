@@ -20,6 +20,7 @@ use nix::sys::eventfd::EventFd;
 use nix::sys::signalfd::SignalFd;
 
 use super::tap::TapQueue;
+use super::tcp::{Conns, Read};
 use super::udp::{RecvBatch, SendBatch, UdpSocket};
 use crate::control::server::Command;
 use crate::control::status::{self, IoCounters, StaticLinkInfo};
@@ -72,6 +73,8 @@ pub struct Worker {
     pub vnet_hdr: usize,
     /// The UDP socket.
     pub udp: UdpSocket,
+    /// The TCP listener and connections (`tunnel.transport`).
+    pub tcp: Conns,
     /// Control requests.
     pub commands: Receiver<Command>,
     /// Where the metrics endpoint sends its requests (a reload that
@@ -94,23 +97,34 @@ pub struct Worker {
     pub sd: crate::sd_notify::SdNotify,
 }
 
-/// [`Transmit`] over a `sendmmsg` batch; flushes when full.
+/// [`Transmit`] over a `sendmmsg` batch (flushed when full) and the TCP
+/// connections' queues.
 struct UdpTx<'a> {
     sock: &'a UdpSocket,
+    tcp: &'a mut Conns,
     batch: &'a mut SendBatch,
     spill: &'a mut [u8],
     spilled: bool,
     errors: &'a mut u64,
+    now: Instant,
 }
 
 impl<'a> UdpTx<'a> {
-    fn new(sock: &'a UdpSocket, out: &'a mut OutBufs, errors: &'a mut u64) -> Self {
+    fn new(
+        sock: &'a UdpSocket,
+        tcp: &'a mut Conns,
+        out: &'a mut OutBufs,
+        errors: &'a mut u64,
+        now: Instant,
+    ) -> Self {
         UdpTx {
             sock,
+            tcp,
             batch: &mut out.batch,
             spill: &mut out.spill,
             spilled: false,
             errors,
+            now,
         }
     }
 
@@ -149,6 +163,14 @@ impl Transmit for UdpTx<'_> {
             *self.errors += 1;
         }
     }
+
+    fn stream_buffer(&mut self) -> &mut [u8] {
+        self.tcp.out_buffer()
+    }
+
+    fn commit_stream(&mut self, len: usize, to: SocketAddr) {
+        self.tcp.send(len, to, self.now);
+    }
 }
 
 /// The `sendmmsg` batch, and where a datagram goes when it is full.
@@ -163,6 +185,10 @@ struct Buffers {
     frame: Vec<u8>,
     reply: Vec<u8>,
     hub: Vec<u8>,
+    /// A message from a TCP connection.
+    record: Vec<u8>,
+    /// TCP connections with something to read.
+    readable: Vec<usize>,
 }
 
 impl Worker {
@@ -179,6 +205,8 @@ impl Worker {
             frame: vec![0; FRAME_BUF],
             reply: vec![0; FRAME_BUF],
             hub: vec![0; FRAME_BUF],
+            record: vec![0; crate::wire::tcp::MAX_MESSAGE],
+            readable: Vec::with_capacity(64),
         };
         let mut io = IoCounters::default();
         let mut logged: Vec<PeerStats> = vec![PeerStats::default(); self.tunnel.peer_count()];
@@ -186,18 +214,22 @@ impl Worker {
             let now = Instant::now();
             // Fed here, once per wake-up: a wedged loop starves the watchdog.
             let feed = self.sd.watchdog_tick(now).unwrap_or(Duration::MAX);
-            let wait = [self.tunnel.poll_timeout(), self.guard.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|t| t.saturating_duration_since(now))
-                .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1))
-                .min(feed);
+            let wait = [
+                self.tunnel.poll_timeout(),
+                self.guard.poll_timeout(),
+                self.tcp.deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(now))
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1))
+            .min(feed);
             // Round up so a timer is never polled for before it is due.
             let ms = (wait.as_micros().div_ceil(1000)) as u16;
             let want_out = b.out.batch.pending() > 0;
-            let (tap_ready, udp_ready, woken, signalled) = {
+            let (tap_ready, udp_ready, woken, signalled, tcp_ready) = {
                 let mut fds = [
                     PollFd::new(self.tap.as_fd(), PollFlags::POLLIN),
                     PollFd::new(
@@ -210,6 +242,7 @@ impl Worker {
                     ),
                     PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.tcp.as_fd(), PollFlags::POLLIN),
                 ];
                 match poll(&mut fds, PollTimeout::from(ms)) {
                     Ok(_) => {}
@@ -220,7 +253,7 @@ impl Worker {
                     }
                 }
                 let r = |i: usize| fds[i].revents().is_some_and(|f| !f.is_empty());
-                (r(0), r(1), r(2), r(3))
+                (r(0), r(1), r(2), r(3), r(4))
             };
             let now = Instant::now();
             let wall = SystemTime::now();
@@ -239,17 +272,33 @@ impl Worker {
                 self.drain_udp(&mut b, &mut io, now);
                 self.log_arp_refusals(now);
             }
+            if tcp_ready {
+                self.drain_tcp(&mut b, &mut io, now);
+            }
             if tap_ready {
                 self.drain_tap(&mut b, &mut io, now, wall);
             }
+            if self.tcp.deadline().is_some_and(|t| t <= now) {
+                self.tcp.expire(now);
+            }
             if self.tunnel.poll_timeout().is_some_and(|t| t <= now) {
-                let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
+                let mut tx = UdpTx::new(
+                    &self.udp,
+                    &mut self.tcp,
+                    &mut b.out,
+                    &mut io.udp_send_errors,
+                    now,
+                );
                 self.tunnel.handle_timeout(now, &mut tx);
             }
             self.guard_timers(&mut b, &mut io, now);
             if b.out.batch.pending() > 0 {
                 let r = self.udp.send_batch(&mut b.out.batch);
                 io.udp_send_errors += r.dropped as u64;
+            }
+            self.tcp.flush();
+            for conn in self.tcp.take_closed() {
+                self.tunnel.stream_closed(conn);
             }
             if self.log_events(&mut logged, now) {
                 self.notify_peers();
@@ -322,7 +371,13 @@ impl Worker {
                     continue;
                 };
                 for buf in bufs.chunks_mut(seg) {
-                    let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
+                    let mut tx = UdpTx::new(
+                        &self.udp,
+                        &mut self.tcp,
+                        &mut b.out,
+                        &mut io.udp_send_errors,
+                        now,
+                    );
                     // `packet` is the virtio-net header (if any) and the frame.
                     let crate::tunnel::Incoming::Frame {
                         peer,
@@ -333,66 +388,81 @@ impl Worker {
                     else {
                         continue;
                     };
-                    let h = self.vnet_hdr;
-                    if packet.len() < h + 14 {
+                    let mut edge = Edge {
+                        tap: &self.tap,
+                        guard: &mut self.guard,
+                        switch: &mut self.switch,
+                        responder: &mut self.responder,
+                        vnet_hdr: self.vnet_hdr,
+                    };
+                    let Some((route, len)) = edge.take_from_peer(peer, packet, &mut b.hub, io, now)
+                    else {
                         continue;
-                    }
-                    if h > 0
-                        && !VirtioNetHdr::new_checked(&packet[..h])
-                            .is_some_and(|v| v.is_sane(packet.len() - h))
-                    {
-                        // The peer's kernel would never write this header;
-                        // ours is not handed what a buggy or hostile
-                        // (but authenticated) peer made up.
-                        io.rx_bad_vnet_hdr += 1;
-                        continue;
-                    }
-                    let frame = &packet[h..];
-                    match self.guard.from_peer(frame, now) {
-                        PeerVerdict::Forward => {}
-                        PeerVerdict::Drop => continue,
-                        PeerVerdict::Probe => {
-                            // Out to our LAN only: if it comes back to the
-                            // peer's TAP, its LAN and ours are also joined.
-                            if self.tap.write(packet).is_err() {
-                                io.tap_write_errors += 1;
-                            }
-                            continue;
-                        }
-                    }
-                    let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
-                    let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
-                    let vlan = ethernet::vlan(frame);
-                    if self.guard.watches_moves()
-                        && self.switch.port_of(vlan, src, now) == Some(Port::Local)
-                    {
-                        self.guard.mac_moved(now);
-                    }
-                    if let Some(r) = self.responder.as_mut() {
-                        if r.handle_remote(frame, peer, now) == RemoteVerdict::Drop {
-                            continue;
-                        }
-                    }
-                    let route = self.switch.from_peer(peer, vlan, dst, src, now);
-                    if route.local && self.tap.write(packet).is_err() {
-                        io.tap_write_errors += 1;
-                    }
-                    if route.peer.is_none() && !route.flood_peers {
-                        continue;
-                    }
-                    // Hub: the frame borrows the tunnel; copy it out first.
-                    let len = packet.len();
-                    b.hub[..len].copy_from_slice(packet);
-                    let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
-                    for p in 0..self.tunnel.peer_count() {
-                        if p != peer && (route.flood_peers || route.peer == Some(p)) {
-                            self.tunnel.send_frame(p, &b.hub[..len], now, &mut tx);
-                        }
-                    }
+                    };
+                    let mut tx = UdpTx::new(
+                        &self.udp,
+                        &mut self.tcp,
+                        &mut b.out,
+                        &mut io.udp_send_errors,
+                        now,
+                    );
+                    forward(&mut self.tunnel, peer, route, &b.hub[..len], now, &mut tx);
                 }
             }
             if n < b.rx.capacity() {
                 return;
+            }
+        }
+    }
+
+    /// Reads the TCP connections that have data: accepts, completes
+    /// connects, then hands each record to the tunnel (a bounded number per
+    /// connection and wake-up, so one busy connection starves nobody).
+    fn drain_tcp(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant) {
+        self.tcp.poll(now, &mut b.readable);
+        for i in 0..b.readable.len() {
+            let slot = b.readable[i];
+            for _ in 0..BATCH {
+                let (conn, len) = match self.tcp.read_record(slot, &mut b.record) {
+                    Read::Message(conn, len) => (conn, len),
+                    Read::Again | Read::Closed => break,
+                };
+                let mut tx = UdpTx::new(
+                    &self.udp,
+                    &mut self.tcp,
+                    &mut b.out,
+                    &mut io.udp_send_errors,
+                    now,
+                );
+                let incoming = self
+                    .tunnel
+                    .handle_record(conn, &mut b.record[..len], now, &mut tx);
+                let frame = match incoming {
+                    crate::tunnel::Incoming::Frame { peer, frame } => Some((peer, frame)),
+                    crate::tunnel::Incoming::Nothing => None,
+                };
+                let mut edge = Edge {
+                    tap: &self.tap,
+                    guard: &mut self.guard,
+                    switch: &mut self.switch,
+                    responder: &mut self.responder,
+                    vnet_hdr: self.vnet_hdr,
+                };
+                let forward_to = frame.and_then(|(peer, packet)| {
+                    edge.take_from_peer(peer, packet, &mut b.hub, io, now)
+                        .map(|r| (peer, r))
+                });
+                self.tcp.handled(slot, self.tunnel.authenticated_sender());
+                if let Some((peer, (route, len))) = forward_to {
+                    let mut tx = UdpTx::new(
+                        &self.udp,
+                        &mut self.tcp,
+                        &mut b.out,
+                        &mut io.udp_send_errors,
+                        now,
+                    );
+                    forward(&mut self.tunnel, peer, route, &b.hub[..len], now, &mut tx);
+                }
             }
         }
     }
@@ -454,7 +524,13 @@ impl Worker {
             {
                 self.guard.mac_moved(now);
             }
-            let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
+            let mut tx = UdpTx::new(
+                &self.udp,
+                &mut self.tcp,
+                &mut b.out,
+                &mut io.udp_send_errors,
+                now,
+            );
             match self.switch.from_local(vlan, dst, src, now) {
                 LocalRoute::Peer(p) => {
                     self.tunnel.send_frame(p, packet, now, &mut tx);
@@ -537,6 +613,18 @@ impl Worker {
         } else {
             None
         };
+        let t = &plan.config.tunnel;
+        if plan.transport && t.transport.listens_on_tcp() {
+            // The last fallible step: nothing is changed if it fails.
+            let listen = self.info.listen;
+            self.tcp.listen(listen, true).map_err(|e| {
+                ReloadError::apply(
+                    &path,
+                    "tunnel",
+                    format!("cannot listen on TCP {listen}: {e}"),
+                )
+            })?;
+        }
         // 2. Apply; nothing below fails.
         for change in plan.peers {
             match change {
@@ -600,6 +688,14 @@ impl Worker {
         }
         if plan.hub {
             self.switch.set_hub(t.hub);
+        }
+        self.tcp.set_peers(self.tunnel.peer_count());
+        if plan.transport {
+            self.tunnel.set_transport(t.transport, now);
+            if !t.transport.listens_on_tcp() {
+                self.tcp.close_all();
+                let _ = self.tcp.listen(self.info.listen, false);
+            }
         }
         if plan.guard {
             self.guard.reconfigure(&plan.config.guard, now);
@@ -715,7 +811,13 @@ impl Worker {
             let len = h + probe.len();
             b.hub[..h].fill(0); // plain frame: no offload
             b.hub[h..len].copy_from_slice(probe);
-            let mut tx = UdpTx::new(&self.udp, &mut b.out, &mut io.udp_send_errors);
+            let mut tx = UdpTx::new(
+                &self.udp,
+                &mut self.tcp,
+                &mut b.out,
+                &mut io.udp_send_errors,
+                now,
+            );
             for p in 0..self.tunnel.peer_count() {
                 // Once a second: the snapshot's allocation does not matter.
                 if self
@@ -772,6 +874,22 @@ impl Worker {
                     } else {
                         tracing::debug!(peer = %st.name, mtu, "path MTU");
                     }
+                    continue;
+                }
+                Event::TransportChanged { peer, tcp } => {
+                    let (peer, tcp) = (*peer, *tcp);
+                    if let Some(st) = self.tunnel.peer_status(peer) {
+                        if tcp {
+                            tracing::warn!(
+                                peer = %st.name,
+                                "transport: TCP (UDP handshakes went unanswered, or the peer \
+                                 came over TCP)"
+                            );
+                        } else {
+                            tracing::info!(peer = %st.name, "transport: UDP");
+                        }
+                    }
+                    changed = true;
                     continue;
                 }
                 Event::HandshakeRefused { from, peer, reason } => {
@@ -834,6 +952,9 @@ impl Worker {
                     rx_bytes = rxb, "handshake completed"
                 ),
                 Event::PeerDown { .. } => {
+                    // Its TCP connections are presumed dead: the next
+                    // handshake opens a fresh one.
+                    self.tcp.close_peer(peer);
                     // Its ARP bindings may be stale now: no longer answered.
                     if let Some(r) = self.responder.as_mut() {
                         r.forget_peer(peer);
@@ -849,7 +970,9 @@ impl Worker {
                     %to, tx_frames = txf, rx_frames = rxf, tx_bytes = txb, rx_bytes = rxb,
                     "endpoint moved"
                 ),
-                Event::HandshakeRefused { .. } | Event::PathMtuChanged { .. } => {}
+                Event::HandshakeRefused { .. }
+                | Event::PathMtuChanged { .. }
+                | Event::TransportChanged { .. } => {}
             }
         }
         changed
@@ -899,6 +1022,96 @@ impl Worker {
             if let Err(e) = super::lease_file::write_lease_file_atomic(path, &bytes) {
                 tracing::error!("{e}");
             }
+        }
+    }
+}
+
+/// The local side of the data path, as a frame from a peer meets it: the
+/// guards, the responder, the switch and the TAP.
+struct Edge<'a> {
+    tap: &'a TapQueue,
+    guard: &'a mut Guard,
+    switch: &'a mut Switch,
+    responder: &'a mut Option<Responder>,
+    vnet_hdr: usize,
+}
+
+impl Edge<'_> {
+    /// Takes `packet` (virtio-net header and frame) from `peer`: checks it,
+    /// lets the guards and the responder see it, writes it to the TAP if
+    /// the switch says so. When it must also go to other peers (a hub),
+    /// it is copied into `hub` and the route and length returned.
+    fn take_from_peer(
+        &mut self,
+        peer: PeerId,
+        packet: &[u8],
+        hub: &mut [u8],
+        io: &mut IoCounters,
+        now: Instant,
+    ) -> Option<(crate::switch::RemoteRoute, usize)> {
+        let h = self.vnet_hdr;
+        if packet.len() < h + 14 {
+            return None;
+        }
+        if h > 0
+            && !VirtioNetHdr::new_checked(&packet[..h]).is_some_and(|v| v.is_sane(packet.len() - h))
+        {
+            // The peer's kernel would never write this header; ours is not
+            // handed what a buggy or hostile (but authenticated) peer made
+            // up.
+            io.rx_bad_vnet_hdr += 1;
+            return None;
+        }
+        let frame = &packet[h..];
+        match self.guard.from_peer(frame, now) {
+            PeerVerdict::Forward => {}
+            PeerVerdict::Drop => return None,
+            PeerVerdict::Probe => {
+                // Out to our LAN only: if it comes back to the peer's TAP,
+                // its LAN and ours are also joined.
+                if self.tap.write(packet).is_err() {
+                    io.tap_write_errors += 1;
+                }
+                return None;
+            }
+        }
+        let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
+        let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
+        let vlan = ethernet::vlan(frame);
+        if self.guard.watches_moves() && self.switch.port_of(vlan, src, now) == Some(Port::Local) {
+            self.guard.mac_moved(now);
+        }
+        if let Some(r) = self.responder.as_mut() {
+            if r.handle_remote(frame, peer, now) == RemoteVerdict::Drop {
+                return None;
+            }
+        }
+        let route = self.switch.from_peer(peer, vlan, dst, src, now);
+        if route.local && self.tap.write(packet).is_err() {
+            io.tap_write_errors += 1;
+        }
+        if route.peer.is_none() && !route.flood_peers {
+            return None;
+        }
+        // Hub: the frame borrows the tunnel; copy it out first.
+        let len = packet.len();
+        hub[..len].copy_from_slice(packet);
+        Some((route, len))
+    }
+}
+
+/// Sends `packet` from `from` on to the other peers `route` names (a hub).
+fn forward(
+    tunnel: &mut Tunnel,
+    from: PeerId,
+    route: crate::switch::RemoteRoute,
+    packet: &[u8],
+    now: Instant,
+    tx: &mut UdpTx<'_>,
+) {
+    for p in 0..tunnel.peer_count() {
+        if p != from && (route.flood_peers || route.peer == Some(p)) {
+            tunnel.send_frame(p, packet, now, tx);
         }
     }
 }

@@ -21,6 +21,7 @@ use super::crypto::{CookieSecret, MAC_LEN};
 use super::handshake::{self, HandshakeError};
 use super::peer::{PeerState, RETRY_BASE, RETRY_MAX, Session};
 use super::replay::ReplayWindow;
+use super::transport::Dest;
 use super::tunnel::{Event, PeerId, Refusal, Transmit, Tunnel};
 use crate::wire::tunnel::{InitiationPacket, field};
 
@@ -159,13 +160,25 @@ impl Tunnel {
         tx: &mut T,
     ) {
         let p = &mut self.peers[id];
+        let up = p.state == PeerState::Up;
+        let tcp = p.transport.for_initiation(up && p.current.is_some(), now);
         // Not up: the peer's addresses in turn (a dead uplink is skipped
         // at the next retry).
-        let Some(to) = p
-            .uplinks
-            .handshake_target(p.endpoint, p.state == PeerState::Up)
-        else {
-            return;
+        let target = p.uplinks.handshake_target(p.endpoint, up);
+        let stream = p.transport.stream().filter(|_| tcp && p.transport.tcp());
+        let dest = match (tcp, stream.or(target)) {
+            (_, None) => return,
+            (true, Some(to)) => Dest {
+                to,
+                src: None,
+                stream: true,
+            },
+            (false, Some(to)) => Dest {
+                to,
+                // From where the peer reaches us, if that is where we send.
+                src: p.local.filter(|_| p.endpoint == Some(to)),
+                stream: false,
+            },
         };
         if let Some(old) = self.peers[id].pending.take() {
             self.index.remove(&old.local_index);
@@ -175,7 +188,7 @@ impl Tunnel {
         let local_index = self.new_index(id);
         let ts = self.wall_timestamp(now);
         let jitter = Duration::from_millis(u64::from(self.random_u32() % 250));
-        let buf = tx.buffer();
+        let buf = dest.buffer(tx);
         let p = &mut self.peers[id];
         if buf.len() < field::INIT_LEN || p.keys.is_empty() {
             self.index.remove(&local_index);
@@ -202,9 +215,7 @@ impl Tunnel {
             buf,
         );
         zeroize::Zeroize::zeroize(&mut eph);
-        // From where the peer reaches us, if that is where we send.
-        let src = p.local.filter(|_| p.endpoint == Some(to));
-        tx.commit_from(field::INIT_LEN, to, src);
+        dest.commit(tx, field::INIT_LEN);
         p.pending = Some(pending);
         p.pending_slot = slot;
         let backoff = RETRY_BASE
@@ -228,7 +239,8 @@ impl Tunnel {
         let Some(k) = self.incoming.find(pkt.mac1_input(), pkt.mac1()) else {
             return self.refuse(from, None, Refusal::BadMac, now);
         };
-        if self.cookies.under_load(now) && !self.cookies.cookie_ok(from, msg) {
+        // A TCP source cannot be spoofed: no cookie round trip there.
+        if !self.rx_tcp && self.cookies.under_load(now) && !self.cookies.cookie_ok(from, msg) {
             // Prove you receive at that address first: no DH for a spoofed
             // source. The reply is smaller than the initiation.
             let mut nonce = [0u8; 12];
@@ -286,7 +298,12 @@ impl Tunnel {
         self.entropy.fill(&mut eph);
         let local_index = self.new_index(id);
         let our_timestamp = self.wall_timestamp(now);
-        let buf = tx.buffer();
+        let back = Dest {
+            to: from,
+            src: self.rx_local,
+            stream: self.rx_tcp,
+        };
+        let buf = back.buffer(tx);
         let p = &mut self.peers[id];
         if buf.len() < field::RESP_LEN || slot >= p.keys.len() {
             self.index.remove(&local_index);
@@ -308,7 +325,8 @@ impl Tunnel {
                 return self.count_handshake_error(e);
             }
         };
-        tx.commit_from(field::RESP_LEN, from, self.rx_local);
+        back.commit(tx, field::RESP_LEN);
+        self.rx_authentic = Some(id);
         let p = &mut self.peers[id];
         p.last_timestamp = Some(timestamp);
         let old = p.next.replace(Session {
@@ -380,8 +398,12 @@ impl Tunnel {
             replay: ReplayWindow::new(),
             created: now,
         };
-        self.peers[id].local = self.rx_local;
-        self.move_endpoint(id, from, now);
+        self.rx_authentic = Some(id);
+        self.on_transport(id, self.rx_tcp, from, now);
+        if !self.rx_tcp {
+            self.peers[id].local = self.rx_local;
+            self.move_endpoint(id, from, now);
+        }
         self.install_session(id, session, true, now);
         // Flush frames held during the handshake; if there were none, a
         // keepalive confirms the session to the responder right away.

@@ -38,6 +38,7 @@ fn link(local: &str, peers: Vec<PeerParams>) -> TunnelParams {
         rekey_after_packets: 1 << 30,
         wan_mtu: 1500,
         auto_mtu: false,
+        transport: crate::tunnel::TransportMode::Udp,
         max_frame: 1518,
     }
 }

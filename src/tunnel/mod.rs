@@ -249,6 +249,9 @@ pub mod ratelimit;
 pub mod replay;
 #[cfg(test)]
 mod tests;
+mod transport;
+#[cfg(test)]
+mod transport_tests;
 #[cfg(test)]
 mod uplink_tests;
 // The file is named after the type it holds, `Tunnel`.
@@ -263,6 +266,7 @@ pub use peer::{
     PeerStats,
 };
 pub use pmtu::{BASE_MTU, MAX_MTU};
+pub use transport::{SWITCH_AFTER, TransportMode, UDP_RETRY};
 pub use tunnel::{
     Counters, Entropy, Event, Incoming, OsEntropy, PeerId, Refusal, SendOutcome, Transmit, Tunnel,
     TunnelParams,

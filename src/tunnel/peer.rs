@@ -17,6 +17,7 @@ use super::keys::{KeySlot, PresharedKey};
 use super::paths::Uplinks;
 use super::pmtu::PathMtu;
 use super::replay::ReplayWindow;
+use super::transport::{Dest, PeerTransport, TransportMode};
 use super::tunnel::{Event, PeerId, Transmit, Tunnel};
 use crate::wire::tunnel::{MessageType, TAG_LEN, emit_data_header, field, probe};
 
@@ -138,8 +139,11 @@ pub struct PeerSnapshot {
     pub last_handshake: Option<Instant>,
     /// Traffic counters.
     pub stats: PeerStats,
-    /// The outer packet size in use (discovered or pinned `wan_mtu`).
+    /// The outer packet size in use (discovered or pinned `wan_mtu`; the
+    /// largest record's message over TCP).
     pub path_mtu: usize,
+    /// Its messages travel over TCP.
+    pub tcp: bool,
 }
 
 pub(super) struct Session {
@@ -219,6 +223,8 @@ pub(super) struct Peer {
     pub(super) next_frag_id: u32,
     /// The outer packet size to this peer (discovered or pinned).
     pub(super) pmtu: PathMtu,
+    /// UDP or TCP, and the TCP connection in use.
+    pub(super) transport: PeerTransport,
 }
 
 impl Peer {
@@ -227,10 +233,12 @@ impl Peer {
         local_name: &str,
         max_frame: usize,
         pmtu: PathMtu,
+        transport: TransportMode,
         now: Instant,
     ) -> Self {
         Peer {
             pmtu,
+            transport: PeerTransport::new(transport),
             removed: false,
             keys: p
                 .keys
@@ -265,6 +273,11 @@ impl Peer {
         }
     }
 
+    /// Where messages to the peer go now, if anywhere.
+    pub(super) fn dest(&self) -> Option<Dest> {
+        self.transport.dest(self.endpoint, self.local)
+    }
+
     /// The session whose local index is `receiver`, if any (current, next
     /// or one of the older ones).
     pub(super) fn session_mut(&mut self, receiver: u32) -> Option<&mut Session> {
@@ -296,19 +309,18 @@ impl Tunnel {
         now: Instant,
         tx: &mut T,
     ) -> bool {
-        let Some(to) = self.peers[id].endpoint else {
+        let Some(dest) = self.peers[id].dest() else {
             return false;
         };
-        let budget = self.frame_budget(id, to);
+        let budget = self.frame_budget(id, dest.to);
         let rekey_packets = self.params.rekey_after_packets.min(REKEY_AFTER_MESSAGES);
         let keepalive = self.params.keepalive;
         let p = &mut self.peers[id];
-        let src = p.local;
         let Some(s) = p.current.as_mut() else {
             return false;
         };
         if frame.len() <= budget {
-            if !seal_one(s, MessageType::Data, None, frame, to, src, tx) {
+            if !seal_one(s, MessageType::Data, None, frame, dest, tx) {
                 return false;
             }
         } else {
@@ -324,7 +336,7 @@ impl Tunnel {
                     count,
                     size,
                 };
-                if !seal_one(s, MessageType::Fragment, Some(hdr), chunk, to, src, tx) {
+                if !seal_one(s, MessageType::Fragment, Some(hdr), chunk, dest, tx) {
                     return false;
                 }
             }
@@ -340,7 +352,9 @@ impl Tunnel {
             self.offload_header,
         );
         p.timers.keepalive = Some(now + keepalive);
-        p.uplinks.on_sent(now);
+        if !dest.stream {
+            p.uplinks.on_sent(now);
+        }
         true
     }
 
@@ -352,11 +366,12 @@ impl Tunnel {
     ) {
         let keepalive = self.params.keepalive;
         let p = &mut self.peers[id];
-        let (Some(to), Some(s)) = (p.endpoint, p.current.as_mut()) else {
+        let (Some(dest), Some(s)) = (p.transport.dest(p.endpoint, p.local), p.current.as_mut())
+        else {
             return;
         };
         if s.send_counter < REJECT_AFTER_MESSAGES {
-            seal_one(s, MessageType::Data, None, &[], to, p.local, tx);
+            seal_one(s, MessageType::Data, None, &[], dest, tx);
         }
         p.timers.keepalive = Some(now + keepalive);
     }
@@ -374,14 +389,16 @@ impl Tunnel {
         tx: &mut T,
     ) -> bool {
         let p = &mut self.peers[id];
-        let (to, src) = match dest {
-            ProbeDest::Endpoint => (p.endpoint, p.local),
-            ProbeDest::To(to) => (Some(to), p.local),
-            ProbeDest::Reply(to) => (Some(to), self.rx_local),
+        let (to, src, stream) = match dest {
+            ProbeDest::Endpoint => (p.endpoint, p.local, false),
+            ProbeDest::To(to) => (Some(to), p.local, false),
+            // Probes of UDP paths come over UDP; answered the way they came.
+            ProbeDest::Reply(to) => (Some(to), self.rx_local, self.rx_tcp),
         };
         let (Some(to), Some(s)) = (to, p.current.as_mut()) else {
             return false;
         };
+        let dest = Dest { to, src, stream };
         let ip = if to.is_ipv4() {
             IPV4_UDP_OVERHEAD
         } else {
@@ -393,20 +410,20 @@ impl Tunnel {
             probe::LEN
         };
         let total = DATA_OVERHEAD + body_len;
-        if s.send_counter >= REJECT_AFTER_MESSAGES || tx.buffer().len() < total {
+        if s.send_counter >= REJECT_AFTER_MESSAGES || dest.buffer(tx).len() < total {
             return false;
         }
         let size_field = u16::try_from(size).unwrap_or(u16::MAX);
         let counter = s.send_counter;
         s.send_counter += 1;
-        let buf = tx.buffer();
+        let buf = dest.buffer(tx);
         emit_data_header(buf, MessageType::Probe, s.remote_index, counter);
         let (hdr, rest) = buf.split_at_mut(field::DATA_HEADER_LEN);
         let (body, tail) = rest.split_at_mut(body_len);
         probe::emit(body, kind, probe_id, size_field);
         let tag = s.keys.send.seal(counter, hdr, body);
         tail[..TAG_LEN].copy_from_slice(&tag);
-        tx.commit_from(total, to, src);
+        dest.commit(tx, total);
         true
     }
 
@@ -471,6 +488,7 @@ impl Tunnel {
         }
         p.attempts = 0;
         p.uplinks.on_session();
+        p.transport.on_session(now);
         p.pmtu.start(now);
         p.stats.handshakes += 1;
         p.last_handshake = Some(now);
@@ -480,7 +498,7 @@ impl Tunnel {
         p.timers.rekey = Some(now + rekey.saturating_sub(jitter));
         p.timers.dead = Some(now + dead);
         p.timers.keepalive.get_or_insert(now + keepalive);
-        if let Some(endpoint) = p.endpoint {
+        if let Some(endpoint) = p.dest().map(|d| d.to) {
             self.events.push_back(Event::HandshakeCompleted {
                 peer: id,
                 endpoint,
@@ -497,8 +515,7 @@ pub(super) fn seal_one<T: Transmit + ?Sized>(
     ty: MessageType,
     frag: Option<FragHeader>,
     data: &[u8],
-    to: SocketAddr,
-    src: Option<IpAddr>,
+    dest: Dest,
     tx: &mut T,
 ) -> bool {
     if s.send_counter >= REJECT_AFTER_MESSAGES {
@@ -511,7 +528,7 @@ pub(super) fn seal_one<T: Transmit + ?Sized>(
     };
     let body_len = frag_len + data.len();
     let total = DATA_OVERHEAD + body_len;
-    let buf = tx.buffer();
+    let buf = dest.buffer(tx);
     if buf.len() < total {
         return false;
     }
@@ -526,6 +543,6 @@ pub(super) fn seal_one<T: Transmit + ?Sized>(
     let (body, tail) = rest.split_at_mut(body_len);
     let tag = s.keys.send.seal(counter, hdr, body);
     tail[..TAG_LEN].copy_from_slice(&tag);
-    tx.commit_from(total, to, src);
+    dest.commit(tx, total);
     true
 }

@@ -61,6 +61,7 @@ fn keyed_params(
         rekey_after_packets: 1 << 32,
         wan_mtu: 1500,
         auto_mtu: false,
+        transport: crate::tunnel::TransportMode::Udp,
         max_frame: 1518,
     }
 }

@@ -24,6 +24,7 @@ use super::peer::{
 use super::pmtu::PathMtu;
 use super::ratelimit::RateLimiter;
 use super::replay::Replay;
+use super::transport::TransportMode;
 use crate::wire::tunnel::{DataPacket, MessageType, field, is_v1_initiation, probe};
 
 /// Index of a peer, in configuration order.
@@ -44,6 +45,19 @@ pub trait Transmit {
     /// that cannot choose the source ignores it.
     fn commit_from(&mut self, len: usize, to: SocketAddr, from: Option<IpAddr>) {
         let _ = from;
+        self.commit(len, to);
+    }
+    /// A buffer for the next message to a TCP peer: room for the largest
+    /// record's message ([`crate::wire::tcp::MAX_MESSAGE`]) when the shell
+    /// carries TCP; by default the datagram buffer.
+    fn stream_buffer(&mut self) -> &mut [u8] {
+        self.buffer()
+    }
+    /// The first `len` bytes of the last
+    /// [`stream_buffer`](Self::stream_buffer) are a message for the TCP
+    /// connection named `to` (its remote address; the shell connects to
+    /// `to` if it has no such connection). By default a datagram.
+    fn commit_stream(&mut self, len: usize, to: SocketAddr) {
         self.commit(len, to);
     }
 }
@@ -86,6 +100,8 @@ pub struct TunnelParams {
     pub wan_mtu: usize,
     /// Discover each peer's path MTU by probing (`wan_mtu = "auto"`).
     pub auto_mtu: bool,
+    /// How messages travel (`tunnel.transport`).
+    pub transport: TransportMode,
     /// Largest Ethernet frame carried (interface MTU + 18).
     pub max_frame: usize,
 }
@@ -168,6 +184,14 @@ pub enum Event {
         /// The new one.
         to: SocketAddr,
     },
+    /// The peer's messages now travel over TCP (`tcp`) or UDP
+    /// (`tunnel.transport = "auto"`).
+    TransportChanged {
+        /// Which peer.
+        peer: PeerId,
+        /// Over TCP now.
+        tcp: bool,
+    },
 }
 
 /// Why a handshake message was refused (reported for the log, rate limited).
@@ -246,6 +270,10 @@ pub struct Tunnel {
     /// The local address the datagram being handled arrived at, if the
     /// shell knows it ([`Tunnel::handle_datagram_at`]).
     pub(super) rx_local: Option<IpAddr>,
+    /// The message being handled came over TCP ([`Tunnel::handle_record`]).
+    pub(super) rx_tcp: bool,
+    /// The peer the message being handled proved to come from, if it did.
+    pub(super) rx_authentic: Option<PeerId>,
     /// Frames start with a virtio-net header ([`Tunnel::set_offload_header`]).
     pub(super) offload_header: bool,
 }
@@ -267,7 +295,8 @@ impl Tunnel {
             .iter()
             .map(|p| {
                 let pmtu = new_pmtu(&params);
-                Peer::new(p, &params.local_name, params.max_frame, pmtu, now)
+                let mode = params.transport;
+                Peer::new(p, &params.local_name, params.max_frame, pmtu, mode, now)
             })
             .collect();
         let incoming = IncomingKeys::new(&params.local_name, &params.peers);
@@ -298,6 +327,8 @@ impl Tunnel {
             counters: Counters::default(),
             events: VecDeque::new(),
             rx_local: None,
+            rx_tcp: false,
+            rx_authentic: None,
             offload_header: false,
             params,
         }
@@ -334,12 +365,17 @@ impl Tunnel {
             .filter(|p| !p.removed)
             .map(|p| PeerSnapshot {
                 name: p.name.clone(),
-                endpoint: p.endpoint,
+                endpoint: p.dest().map(|d| d.to).or(p.endpoint),
                 endpoints: p.uplinks.configured().to_vec(),
                 state: p.state,
                 last_handshake: p.last_handshake,
                 stats: p.stats,
-                path_mtu: p.pmtu.current(),
+                path_mtu: if p.transport.tcp() {
+                    crate::wire::tcp::MAX_MESSAGE
+                } else {
+                    p.pmtu.current()
+                },
+                tcp: p.transport.tcp(),
             })
     }
 
@@ -405,6 +441,7 @@ impl Tunnel {
             &self.params.local_name,
             self.params.max_frame,
             pmtu,
+            self.params.transport,
             now,
         );
         let id = match self.peers.iter().position(|p| p.removed) {
@@ -452,6 +489,7 @@ impl Tunnel {
             &self.params.local_name,
             self.params.max_frame,
             pmtu,
+            self.params.transport,
             now,
         );
         inert.removed = true;
@@ -543,6 +581,47 @@ impl Tunnel {
         p.timers.rekey = Some(now);
     }
 
+    /// A new `tunnel.transport` (a reload). Peers whose messages change
+    /// transport get a fresh handshake over the new one at once; until it
+    /// completes, their session carries frames the new way (the other site
+    /// takes authentic messages however they come).
+    pub fn set_transport(&mut self, mode: TransportMode, now: Instant) {
+        self.params.transport = mode;
+        for (id, p) in self.peers.iter_mut().enumerate() {
+            if p.removed || !p.transport.set_mode(mode) {
+                continue;
+            }
+            self.events.push_back(Event::TransportChanged {
+                peer: id,
+                tcp: p.transport.tcp(),
+            });
+            if let Some(old) = p.pending.take() {
+                self.index.remove(&old.local_index);
+                p.timers.retransmit = None;
+            }
+            p.attempts = 0;
+            p.timers.rekey = Some(now);
+        }
+    }
+
+    /// The TCP connection named `conn` closed: peers that were reached
+    /// over it are reached at their endpoint again (a new connection), or
+    /// wait to be contacted.
+    pub fn stream_closed(&mut self, conn: SocketAddr) {
+        for p in &mut self.peers {
+            p.transport.forget_stream(conn);
+        }
+    }
+
+    /// An authentic message from peer `id` came over TCP (`tcp`, on the
+    /// connection `from`) or UDP: the peer's messages follow it.
+    pub(super) fn on_transport(&mut self, id: PeerId, tcp: bool, from: SocketAddr, now: Instant) {
+        if self.peers[id].transport.on_authentic(tcp, from, now) {
+            self.events
+                .push_back(Event::TransportChanged { peer: id, tcp });
+        }
+    }
+
     /// The connection state of peer `id` (cheaper than a status snapshot).
     pub fn peer_state(&self, id: PeerId) -> Option<PeerState> {
         self.peers.get(id).filter(|p| !p.removed).map(|p| p.state)
@@ -568,11 +647,12 @@ impl Tunnel {
         } else {
             IPV6_UDP_OVERHEAD
         };
-        let mtu = self
-            .peers
-            .get(id)
-            .map_or(self.params.wan_mtu, |p| p.pmtu.current());
-        mtu.saturating_sub(ip + DATA_OVERHEAD)
+        match self.peers.get(id) {
+            // A record carries the message whole: no outer headers to fit.
+            Some(p) if p.transport.tcp() => crate::wire::tcp::MAX_MESSAGE - DATA_OVERHEAD,
+            Some(p) => p.pmtu.current().saturating_sub(ip + DATA_OVERHEAD),
+            None => self.params.wan_mtu.saturating_sub(ip + DATA_OVERHEAD),
+        }
     }
 
     /// The WAN side's own limit towards peer `id`'s endpoint, as the kernel
@@ -642,8 +722,9 @@ impl Tunnel {
             .current
             .as_ref()
             .is_some_and(|s| s.send_counter < REJECT_AFTER_MESSAGES);
-        if !usable || p.endpoint.is_none() {
-            if p.endpoint.is_none() || !p.queue.push(frame) {
+        let reachable = p.dest().is_some();
+        if !usable || !reachable {
+            if !reachable || !p.queue.push(frame) {
                 self.counters.tx_dropped += 1;
                 return SendOutcome::Dropped;
             }
@@ -686,7 +767,46 @@ impl Tunnel {
         now: Instant,
         tx: &mut T,
     ) -> Incoming<'a> {
+        self.rx_tcp = false;
+        self.handle_message(from, local, buf, now, tx)
+    }
+
+    /// Processes one message that arrived as a record on the TCP
+    /// connection whose remote address is `conn`. The same protocol as
+    /// [`handle_datagram`](Self::handle_datagram); answers go back on that
+    /// connection ([`Transmit::commit_stream`]), and so does everything for
+    /// the peer once a message from it authenticated there.
+    pub fn handle_record<'a, T: Transmit + ?Sized>(
+        &'a mut self,
+        conn: SocketAddr,
+        buf: &'a mut [u8],
+        now: Instant,
+        tx: &mut T,
+    ) -> Incoming<'a> {
+        self.rx_tcp = true;
+        self.handle_message(conn, None, buf, now, tx)
+    }
+
+    /// The peer the last message handed to
+    /// [`handle_datagram`](Self::handle_datagram) or
+    /// [`handle_record`](Self::handle_record) proved to come from: an
+    /// accepted initiation or response, or an authentic data message.
+    /// `None` for anything else. A TCP connection whose first record is not
+    /// authentic is closed by the shell without a byte sent.
+    pub fn authenticated_sender(&self) -> Option<PeerId> {
+        self.rx_authentic
+    }
+
+    fn handle_message<'a, T: Transmit + ?Sized>(
+        &'a mut self,
+        from: SocketAddr,
+        local: Option<IpAddr>,
+        buf: &'a mut [u8],
+        now: Instant,
+        tx: &mut T,
+    ) -> Incoming<'a> {
         self.rx_local = local;
+        self.rx_authentic = None;
         match MessageType::of(buf) {
             None if is_v1_initiation(buf) => {
                 self.refuse(from, None, Refusal::OldVersion, now);
@@ -767,16 +887,24 @@ impl Tunnel {
         // of a session we answered).
         let dead = self.params.keepalive * 3;
         p.timers.dead = Some(now + dead);
-        p.uplinks.on_authentic();
-        if ty != MessageType::Probe {
-            // Probes test paths; the traffic's own packets say where the
-            // peer reaches us.
-            p.local = self.rx_local;
-        }
-        // A peer with several addresses may answer from any of them: that
-        // moves it only while it is not up (see `paths`).
-        if p.endpoint != Some(from) && (p.state != PeerState::Up || p.uplinks.roams_to(from)) {
-            self.move_endpoint(id, from, now);
+        self.rx_authentic = Some(id);
+        if self.rx_tcp {
+            // A connection is not a UDP endpoint: nothing roams.
+            self.on_transport(id, true, from, now);
+        } else {
+            self.on_transport(id, false, from, now);
+            let p = &mut self.peers[id];
+            p.uplinks.on_authentic();
+            if ty != MessageType::Probe {
+                // Probes test paths; the traffic's own packets say where
+                // the peer reaches us.
+                p.local = self.rx_local;
+            }
+            // A peer with several addresses may answer from any of them:
+            // that moves it only while it is not up (see `paths`).
+            if p.endpoint != Some(from) && (p.state != PeerState::Up || p.uplinks.roams_to(from)) {
+                self.move_endpoint(id, from, now);
+            }
         }
         if is_next {
             // First packet under a session we answered: the initiator has it,
@@ -893,7 +1021,10 @@ impl Tunnel {
                     expiry,
                     p.reassembly.next_deadline(),
                     p.pmtu.deadline(),
-                    p.uplinks
+                    p.uplinks.deadline(
+                        p.state == PeerState::Up && p.current.is_some() && !p.transport.tcp(),
+                    ),
+                    p.transport
                         .deadline(p.state == PeerState::Up && p.current.is_some()),
                 ]
             })
@@ -921,6 +1052,7 @@ impl Tunnel {
                 p.timers.dead = None;
                 if p.state == PeerState::Up {
                     p.state = PeerState::Down;
+                    p.transport.on_down();
                     self.events.push_back(Event::PeerDown { peer: id });
                     if p.pending.is_none() {
                         p.attempts = 0;
@@ -952,7 +1084,7 @@ impl Tunnel {
             }
             let p = &mut self.peers[id];
             if due(p.pmtu.deadline()) {
-                if p.current.is_none() || p.endpoint.is_none() {
+                if p.current.is_none() || p.endpoint.is_none() || p.transport.tcp() {
                     p.pmtu.pause();
                 } else {
                     let (probe, changed) = p.pmtu.on_timeout(now, p.stats.tx_frames);
@@ -972,6 +1104,16 @@ impl Tunnel {
             }
             let p = &mut self.peers[id];
             let up = p.state == PeerState::Up && p.current.is_some();
+            if due(p.transport.deadline(up)) {
+                p.transport.on_timeout(now);
+                if p.pending.is_none() {
+                    p.attempts = 0;
+                    self.start_handshake(id, now, tx);
+                }
+            }
+            let p = &mut self.peers[id];
+            // Uplinks are UDP paths: a TCP peer's connection is its path.
+            let up = up && !p.transport.tcp();
             if due(p.uplinks.deadline(up)) {
                 match p.uplinks.on_timeout(now, up) {
                     Some(PathAction::Probe { round, slots }) => {

@@ -39,6 +39,7 @@ fn link(local: &str, peer: &str, endpoints: &[SocketAddr]) -> TunnelParams {
         rekey_after_packets: 1 << 32,
         wan_mtu: 1500,
         auto_mtu: false,
+        transport: crate::tunnel::TransportMode::Udp,
         max_frame: 1518,
     }
 }

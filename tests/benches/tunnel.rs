@@ -93,6 +93,7 @@ fn params(local: &str, peer: &str, endpoint: SocketAddr) -> TunnelParams {
         rekey_after_packets: 1 << 40,
         wan_mtu: 1500,
         auto_mtu: false,
+        transport: tapbridge::tunnel::TransportMode::Udp,
         max_frame: MAX_FRAME,
     }
 }

@@ -1,0 +1,552 @@
+//! The TCP transport's connections: the I/O half of `tunnel.transport =
+//! "tcp"` / `"auto"` (the records are [`crate::wire::tcp`], the choice of
+//! transport is the tunnel's).
+//!
+//! One listener on the tunnel's port number, connections we accepted or
+//! opened, all non-blocking and watched by one epoll instance whose fd sits
+//! in the worker's poll set. A connection is named by its remote address,
+//! which is what the tunnel sends to ([`Conns::send`]); sending to an
+//! address without a connection opens one (connect in the background, the
+//! records wait in its queue).
+//!
+//! Bounds, so no TCP peer can make the daemon buffer without limit or stall
+//! the others:
+//! - each connection buffers at most one incoming record
+//!   ([`crate::wire::tcp::RecordReader`]) and [`QUEUE_LIMIT`] bytes going
+//!   out; a record that does not fit is dropped (counted), never blocking;
+//! - at most [`UNAUTHENTICATED_MAX`] connections that have not proved
+//!   anything yet (the oldest goes when another arrives), each for at most
+//!   [`UNAUTHENTICATED_TIMEOUT`]; in all at most `4 × peers + that`;
+//! - writes happen only when the socket takes them (`EPOLLOUT`), reads
+//!   are budgeted per wake-up.
+//!
+//! Silence: the first record a connection delivers must be authentic (the
+//! worker asks the tunnel, [`Tunnel::authenticated_sender`]); if it is
+//! not, the connection is closed without a byte sent; garbage that is not
+//! even a record stream is closed the same way.
+//!
+//! [`Tunnel::authenticated_sender`]: crate::tunnel::Tunnel::authenticated_sender
+
+use std::collections::HashMap;
+use std::io::{self, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, sockopt};
+
+use crate::tunnel::PeerId;
+use crate::wire::tcp::{MAX_MESSAGE, RecordQueue, RecordReader};
+
+/// Bytes queued per connection on their way out (records and headers).
+pub const QUEUE_LIMIT: usize = 512 * 1024;
+/// Connections not yet authenticated, at most.
+pub const UNAUTHENTICATED_MAX: usize = 32;
+/// How long a connection may stay unauthenticated (or connecting).
+pub const UNAUTHENTICATED_TIMEOUT: Duration = Duration::from_secs(5);
+/// Epoll token of the listener.
+const LISTENER: u64 = u64::MAX;
+
+/// What the TCP transport did, for status and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections we opened.
+    pub connected: u64,
+    /// Connections closed because their first record was not authentic,
+    /// they broke the record format, or they proved nothing in time.
+    pub refused: u64,
+    /// Records dropped because a connection's queue was full or no
+    /// connection could be opened.
+    pub dropped: u64,
+}
+
+struct Conn {
+    stream: TcpStream,
+    remote: SocketAddr,
+    /// Opened by us, connect not finished yet.
+    connecting: bool,
+    /// The peer its records proved to come from.
+    peer: Option<PeerId>,
+    /// We accepted it (rather than opened it).
+    inbound: bool,
+    born: Instant,
+    reader: RecordReader,
+    queue: RecordQueue,
+    /// Registered for `EPOLLOUT`.
+    watching_out: bool,
+}
+
+/// What [`Conns::read_record`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// A message of this length was copied out, from the connection named
+    /// by the address.
+    Message(SocketAddr, usize),
+    /// Nothing more for now.
+    Again,
+    /// The connection is gone (closed by the peer, an error, or garbage).
+    Closed,
+}
+
+/// The listener and all connections.
+pub struct Conns {
+    epoll: Epoll,
+    listener: Option<TcpListener>,
+    /// Local address outgoing connections are bound to (`None`: any).
+    bind: Option<SocketAddr>,
+    slots: Vec<Option<Conn>>,
+    by_addr: HashMap<SocketAddr, usize>,
+    /// Authenticated connections allowed in all.
+    max_authenticated: usize,
+    /// Where the tunnel writes a message for a connection.
+    out: Vec<u8>,
+    /// Slots with records queued since the last flush.
+    dirty: Vec<usize>,
+    /// Addresses of connections closed since [`take_closed`](Self::take_closed).
+    closed: Vec<SocketAddr>,
+    events: Vec<EpollEvent>,
+    counters: TcpCounters,
+}
+
+impl Conns {
+    /// Connections for a link of `peers` peers; listening on `listen` when
+    /// `listening` (the same port number as UDP).
+    pub fn new(listen: SocketAddr, listening: bool, peers: usize) -> io::Result<Conns> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io::Error::from)?;
+        let mut conns = Conns {
+            epoll,
+            listener: None,
+            bind: (!listen.ip().is_unspecified()).then_some(SocketAddr::new(listen.ip(), 0)),
+            slots: Vec::new(),
+            by_addr: HashMap::new(),
+            max_authenticated: 4 * peers.max(1),
+            out: vec![0; MAX_MESSAGE],
+            dirty: Vec::with_capacity(64),
+            closed: Vec::new(),
+            events: vec![EpollEvent::empty(); 64],
+            counters: TcpCounters::default(),
+        };
+        conns.listen(listen, listening)?;
+        Ok(conns)
+    }
+
+    /// Starts or stops listening on `addr` (a reload); a no-op when that is
+    /// already so.
+    pub fn listen(&mut self, addr: SocketAddr, on: bool) -> io::Result<()> {
+        let current = self.listener.as_ref().and_then(|l| l.local_addr().ok());
+        if on && current == Some(addr) || !on && current.is_none() {
+            return Ok(());
+        }
+        if let Some(l) = self.listener.take() {
+            let _ = self.epoll.delete(&l);
+        }
+        if on {
+            let l = TcpListener::bind(addr)?;
+            l.set_nonblocking(true)?;
+            self.epoll
+                .add(&l, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
+                .map_err(io::Error::from)?;
+            self.listener = Some(l);
+        }
+        Ok(())
+    }
+
+    /// Whether a listener is open.
+    pub fn listening(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    /// A new peer count (a reload): the bound on authenticated connections.
+    pub fn set_peers(&mut self, peers: usize) {
+        self.max_authenticated = 4 * peers.max(1);
+    }
+
+    /// The fd to poll for readiness of any connection or the listener.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.0.as_fd()
+    }
+
+    /// What the transport did.
+    pub fn counters(&self) -> TcpCounters {
+        self.counters
+    }
+
+    /// Open connections.
+    pub fn len(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    /// No connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
+    }
+
+    /// The buffer the tunnel writes the next TCP message into.
+    pub fn out_buffer(&mut self) -> &mut [u8] {
+        &mut self.out
+    }
+
+    /// Queues the first `len` bytes of [`out_buffer`](Self::out_buffer) as a
+    /// record on the connection named `to`, opening one if there is none.
+    /// Written at the next [`flush`](Self::flush).
+    pub fn send(&mut self, len: usize, to: SocketAddr, now: Instant) {
+        let slot = match self.by_addr.get(&to) {
+            Some(&s) => s,
+            None => match self.connect(to, now) {
+                Some(s) => s,
+                None => {
+                    self.counters.dropped += 1;
+                    return;
+                }
+            },
+        };
+        let Some(c) = self.slots[slot].as_mut() else {
+            self.counters.dropped += 1;
+            return;
+        };
+        let was_empty = c.queue.pending().is_empty();
+        if !c.queue.push(&self.out[..len.min(MAX_MESSAGE)]) {
+            self.counters.dropped += 1;
+            return;
+        }
+        if was_empty && !c.connecting {
+            self.dirty.push(slot);
+        }
+    }
+
+    /// Writes what is queued, as far as the sockets take it; the rest goes
+    /// when they poll writable.
+    pub fn flush(&mut self) {
+        while let Some(slot) = self.dirty.pop() {
+            self.write_out(slot);
+        }
+    }
+
+    /// Handles what the epoll instance reports: accepts, finished
+    /// connects, writable and broken sockets. Slots with data to read are
+    /// put in `readable`.
+    pub fn poll(&mut self, now: Instant, readable: &mut Vec<usize>) {
+        readable.clear();
+        let n = match self.epoll.wait(&mut self.events, EpollTimeout::ZERO) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("epoll_wait on TCP connections failed: {e}");
+                return;
+            }
+        };
+        for i in 0..n {
+            let (token, flags) = (self.events[i].data(), self.events[i].events());
+            if token == LISTENER {
+                self.accept(now);
+                continue;
+            }
+            let slot = token as usize;
+            let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if c.connecting && flags.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR) {
+                match c.stream.take_error() {
+                    Ok(None) => {
+                        c.connecting = false;
+                        self.counters.connected += 1;
+                    }
+                    _ => {
+                        self.close(slot);
+                        continue;
+                    }
+                }
+            }
+            if flags.contains(EpollFlags::EPOLLOUT) {
+                self.write_out(slot);
+            }
+            if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR)
+                && self.slots[slot].is_some()
+            {
+                readable.push(slot);
+            }
+        }
+    }
+
+    /// The next message on connection `slot`, copied into `out` (at least
+    /// [`MAX_MESSAGE`] bytes). Reads from the socket as needed.
+    pub fn read_record(&mut self, slot: usize, out: &mut [u8]) -> Read {
+        loop {
+            let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+                return Read::Closed;
+            };
+            let broken = match c.reader.next_message() {
+                Ok(Some(m)) if m.len() <= out.len() => {
+                    out[..m.len()].copy_from_slice(m);
+                    return Read::Message(c.remote, m.len());
+                }
+                // Not a record stream (or a record we cannot take).
+                Ok(Some(_)) | Err(_) => true,
+                Ok(None) => false,
+            };
+            if broken {
+                self.counters.refused += 1;
+                self.close(slot);
+                return Read::Closed;
+            }
+            let gone = match c.stream.read(c.reader.spare()) {
+                Ok(0) => true,
+                Ok(n) => {
+                    c.reader.filled(n);
+                    false
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::Again,
+                Err(e) => e.kind() != io::ErrorKind::Interrupted,
+            };
+            if gone {
+                self.close(slot);
+                return Read::Closed;
+            }
+        }
+    }
+
+    /// The tunnel handled a message from `slot`; `peer` is the peer it
+    /// proved to come from, if it did. A connection whose first message
+    /// proves nothing is closed without a byte sent.
+    pub fn handled(&mut self, slot: usize, peer: Option<PeerId>) {
+        let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        match (c.peer, peer) {
+            (None, None) => {
+                self.counters.refused += 1;
+                self.close(slot);
+            }
+            (None, Some(p)) => {
+                c.peer = Some(p);
+                if c.inbound {
+                    // A peer's newest connection replaces its older ones.
+                    self.close_where(|o, s| s != slot && o.inbound && o.peer == Some(p));
+                }
+                let authenticated = self.slots.iter().flatten().filter(|c| c.peer.is_some());
+                if authenticated.count() > self.max_authenticated {
+                    self.close_oldest(|c| c.peer.is_some() && c.peer != Some(p));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes every connection of `peer` (it went silent: its connections
+    /// are presumed dead, and the next handshake opens a fresh one).
+    pub fn close_peer(&mut self, peer: PeerId) {
+        self.close_where(|c, _| c.peer == Some(peer));
+    }
+
+    /// Closes every connection (the transport was switched off).
+    pub fn close_all(&mut self) {
+        self.close_where(|_, _| true);
+    }
+
+    /// Closes connections that stayed unauthenticated (or connecting) too
+    /// long.
+    pub fn expire(&mut self, now: Instant) {
+        self.close_where(|c, _| {
+            c.peer.is_none() && now.saturating_duration_since(c.born) >= UNAUTHENTICATED_TIMEOUT
+        });
+    }
+
+    /// When [`expire`](Self::expire) has work to do.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|c| c.peer.is_none())
+            .map(|c| c.born + UNAUTHENTICATED_TIMEOUT)
+            .min()
+    }
+
+    /// Addresses of connections closed since the last call (the tunnel
+    /// forgets them as a way to its peers).
+    pub fn take_closed(&mut self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.closed.drain(..)
+    }
+
+    fn accept(&mut self, now: Instant) {
+        loop {
+            let Some(l) = self.listener.as_ref() else {
+                return;
+            };
+            let (stream, remote) = match l.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of fds or memory: the next readiness retries.
+                    tracing::warn!("TCP accept failed: {e}");
+                    return;
+                }
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let remote = super::udp::canonical(remote);
+            self.counters.accepted += 1;
+            self.insert(stream, remote, false, true, now);
+        }
+    }
+
+    /// Opens a connection to `to` in the background.
+    fn connect(&mut self, to: SocketAddr, now: Instant) -> Option<usize> {
+        let family = if to.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        let fd: OwnedFd = socket::socket(
+            family,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .ok()?;
+        let _ = socket::setsockopt(&fd, sockopt::TcpNoDelay, &true);
+        if let Some(b) = self.bind.filter(|b| b.is_ipv4() == to.is_ipv4()) {
+            let _ = bind_to(&fd, b);
+        }
+        let started = match to {
+            SocketAddr::V4(a) => socket::connect(fd.as_raw_fd(), &SockaddrIn::from(a)),
+            SocketAddr::V6(a) => socket::connect(fd.as_raw_fd(), &SockaddrIn6::from(a)),
+        };
+        match started {
+            Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
+            Err(_) => return None,
+        }
+        Some(self.insert(TcpStream::from(fd), to, true, false, now))
+    }
+
+    fn insert(
+        &mut self,
+        stream: TcpStream,
+        remote: SocketAddr,
+        connecting: bool,
+        inbound: bool,
+        now: Instant,
+    ) -> usize {
+        if let Some(&old) = self.by_addr.get(&remote) {
+            self.close(old);
+        }
+        let unauthenticated = self.slots.iter().flatten().filter(|c| c.peer.is_none());
+        if unauthenticated.count() >= UNAUTHENTICATED_MAX {
+            self.counters.refused += 1;
+            self.close_oldest(|c| c.peer.is_none());
+        }
+        let slot = match self.slots.iter().position(Option::is_none) {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        let flags = if connecting {
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT
+        } else {
+            EpollFlags::EPOLLIN
+        };
+        if self
+            .epoll
+            .add(&stream, EpollEvent::new(flags, slot as u64))
+            .is_err()
+        {
+            // Dropping the stream closes it.
+            return slot;
+        }
+        self.slots[slot] = Some(Conn {
+            stream,
+            remote,
+            connecting,
+            peer: None,
+            inbound,
+            born: now,
+            reader: RecordReader::new(),
+            queue: RecordQueue::new(QUEUE_LIMIT),
+            watching_out: connecting,
+        });
+        self.by_addr.insert(remote, slot);
+        slot
+    }
+
+    fn write_out(&mut self, slot: usize) {
+        let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if c.connecting {
+            return;
+        }
+        loop {
+            let pending = c.queue.pending();
+            if pending.is_empty() {
+                break;
+            }
+            match c.stream.write(pending) {
+                Ok(0) => {
+                    self.close(slot);
+                    return;
+                }
+                Ok(n) => c.queue.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.close(slot);
+                    return;
+                }
+            }
+        }
+        let want_out = !c.queue.pending().is_empty();
+        if want_out != c.watching_out {
+            let flags = if want_out {
+                EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT
+            } else {
+                EpollFlags::EPOLLIN
+            };
+            let mut ev = EpollEvent::new(flags, slot as u64);
+            if self.epoll.modify(&c.stream, &mut ev).is_ok() {
+                c.watching_out = want_out;
+            }
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(c) = self.slots.get_mut(slot).and_then(Option::take) {
+            let _ = self.epoll.delete(&c.stream);
+            self.by_addr.remove(&c.remote);
+            if c.peer.is_some() {
+                self.closed.push(c.remote);
+            }
+        }
+    }
+
+    fn close_where(&mut self, f: impl Fn(&Conn, usize) -> bool) {
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].as_ref().is_some_and(|c| f(c, slot)) {
+                self.close(slot);
+            }
+        }
+    }
+
+    fn close_oldest(&mut self, f: impl Fn(&Conn) -> bool) {
+        let oldest = (0..self.slots.len())
+            .filter(|&s| self.slots[s].as_ref().is_some_and(&f))
+            .min_by_key(|&s| self.slots[s].as_ref().map(|c| c.born));
+        if let Some(s) = oldest {
+            self.close(s);
+        }
+    }
+}
+
+/// Binds an outgoing socket to our local address (a site listening on one
+/// address connects from it too).
+fn bind_to(fd: &OwnedFd, addr: SocketAddr) -> nix::Result<()> {
+    match addr {
+        SocketAddr::V4(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
+        SocketAddr::V6(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(a)),
+    }
+}

@@ -1,0 +1,283 @@
+//! The tunnel over TCP records and the `auto` fallback, on a virtual clock:
+//! two tunnels whose messages are carried by hand, each tagged with the
+//! transport it was sent on.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::tests::TestEntropy;
+use super::*;
+
+/// One message sent: over TCP (`stream`) or UDP, to `to`.
+#[derive(Debug, Clone)]
+struct Sent {
+    stream: bool,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Wire {
+    udp: Vec<u8>,
+    tcp: Vec<u8>,
+    sent: Vec<Sent>,
+}
+
+impl Transmit for Wire {
+    fn buffer(&mut self) -> &mut [u8] {
+        self.udp.resize(1500, 0);
+        &mut self.udp
+    }
+    fn commit(&mut self, len: usize, to: SocketAddr) {
+        let bytes = self.udp[..len].to_vec();
+        self.sent.push(Sent {
+            stream: false,
+            to,
+            bytes,
+        });
+    }
+    fn stream_buffer(&mut self) -> &mut [u8] {
+        self.tcp.resize(crate::wire::tcp::MAX_MESSAGE, 0);
+        &mut self.tcp
+    }
+    fn commit_stream(&mut self, len: usize, to: SocketAddr) {
+        let bytes = self.tcp[..len].to_vec();
+        self.sent.push(Sent {
+            stream: true,
+            to,
+            bytes,
+        });
+    }
+}
+
+const PSK: [u8; 32] = [0x24; 32];
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+/// A's UDP address and the address B sees A's TCP connection come from.
+const A: &str = "198.18.0.1:51901";
+const A_CONN: &str = "198.18.0.1:40000";
+const B: &str = "198.18.0.2:51901";
+
+fn tunnel(local: &str, peer: &str, endpoint: &str, mode: TransportMode, seed: u64) -> Tunnel {
+    let params = TunnelParams {
+        local_name: local.into(),
+        peers: vec![PeerParams {
+            name: peer.into(),
+            keys: vec![PresharedKey::new(PSK)],
+            endpoints: vec![addr(endpoint)],
+        }],
+        keepalive: Duration::from_secs(10),
+        rekey_after: Duration::from_secs(120),
+        rekey_after_packets: 1 << 32,
+        wan_mtu: 1500,
+        auto_mtu: false,
+        transport: mode,
+        max_frame: 9018,
+    };
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    Tunnel::new(params, Box::new(TestEntropy(seed)), Instant::now(), wall)
+}
+
+/// Delivers everything in `sent` from `from` to `to` (A's TCP messages
+/// arrive from `A_CONN`, B's on A's connection to B); UDP is dropped when
+/// `udp_blocked`. Returns the frames delivered.
+fn deliver(
+    sent: Vec<Sent>,
+    to: &mut Tunnel,
+    from_a: bool,
+    udp_blocked: bool,
+    now: Instant,
+    back: &mut Wire,
+) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    for mut m in sent {
+        let incoming = if m.stream {
+            let conn = if from_a { addr(A_CONN) } else { addr(B) };
+            to.handle_record(conn, &mut m.bytes, now, back)
+        } else if udp_blocked {
+            continue;
+        } else {
+            let src = if from_a { addr(A) } else { addr(B) };
+            to.handle_datagram(src, &mut m.bytes, now, back)
+        };
+        if let Incoming::Frame { frame, .. } = incoming {
+            frames.push(frame.to_vec());
+        }
+    }
+    frames
+}
+
+#[test]
+fn tcp_carries_the_same_protocol_on_the_connection_it_came_on() {
+    let mut a = tunnel("a", "b", B, TransportMode::Tcp, 1);
+    let mut b = tunnel("b", "a", A, TransportMode::Tcp, 2);
+    let mut now = Instant::now();
+    let (mut wa, mut wb) = (Wire::default(), Wire::default());
+    a.handle_timeout(now, &mut wa);
+    let init = std::mem::take(&mut wa.sent);
+    assert_eq!(init.len(), 1);
+    assert!(init[0].stream, "tcp: the initiation is a record");
+    assert_eq!(init[0].to, addr(B), "on a connection to B's endpoint");
+
+    now += Duration::from_millis(5);
+    deliver(init, &mut b, true, true, now, &mut wb);
+    assert_eq!(b.authenticated_sender(), Some(0));
+    let resp = std::mem::take(&mut wb.sent);
+    assert_eq!(resp.len(), 1);
+    assert!(resp[0].stream);
+    assert_eq!(
+        resp[0].to,
+        addr(A_CONN),
+        "back on the connection it came on"
+    );
+
+    deliver(resp, &mut a, false, true, now, &mut wa);
+    assert_eq!(a.authenticated_sender(), Some(0));
+    assert_eq!(a.peer_state(0), Some(PeerState::Up));
+    // A frame far above the 1500-byte WAN MTU: one record, not fragments.
+    let frame = vec![0xabu8; 9000];
+    assert_eq!(a.send_frame(0, &frame, now, &mut wa), SendOutcome::Sent);
+    let out = std::mem::take(&mut wa.sent);
+    assert!(out.iter().all(|m| m.stream && m.to == addr(B)));
+    let got = deliver(out, &mut b, true, true, now, &mut wb);
+    assert_eq!(got, vec![frame]);
+    assert_eq!(a.counters().fragmented, 0);
+    let st = b.peer_status(0).expect("peer a");
+    assert!(st.tcp);
+    assert_eq!(st.state, PeerState::Up);
+    assert_eq!(
+        st.endpoint,
+        Some(addr(A_CONN)),
+        "reached over its connection"
+    );
+    assert_eq!(
+        st.endpoints,
+        vec![Some(addr(A))],
+        "its UDP endpoint is kept"
+    );
+    // B's frames go back on A's connection.
+    assert_eq!(b.send_frame(0, &[1u8; 60], now, &mut wb), SendOutcome::Sent);
+    assert!(wb.sent.iter().all(|m| m.stream && m.to == addr(A_CONN)));
+    // That connection closed: B reaches A at its endpoint again.
+    b.stream_closed(addr(A_CONN));
+    wb.sent.clear();
+    b.send_frame(0, &[1u8; 60], now, &mut wb);
+    assert!(wb.sent.iter().all(|m| m.stream && m.to == addr(A)));
+}
+
+#[test]
+fn a_record_that_proves_nothing_gets_no_answer() {
+    let mut a = tunnel("a", "b", B, TransportMode::Tcp, 1);
+    let mut b = tunnel("b", "a", A, TransportMode::Tcp, 2);
+    let now = Instant::now();
+    let (mut wa, mut wb) = (Wire::default(), Wire::default());
+    a.handle_timeout(now, &mut wa);
+    let init = std::mem::take(&mut wa.sent);
+    let mut garbage = init[0].bytes.clone();
+    garbage[50] ^= 1;
+    for mut bytes in [garbage, vec![0u8; 140], vec![4, 2, 0, 0, 1, 2, 3, 4]] {
+        let _ = b.handle_record(addr(A_CONN), &mut bytes, now, &mut wb);
+        assert_eq!(b.authenticated_sender(), None);
+    }
+    deliver(init.clone(), &mut b, true, true, now, &mut wb);
+    assert_eq!(b.authenticated_sender(), Some(0));
+    wb.sent.clear();
+    // The same initiation again (a replay on a new connection).
+    deliver(init, &mut b, true, true, now, &mut wb);
+    assert_eq!(b.authenticated_sender(), None);
+    assert!(wb.sent.is_empty(), "silence: {:?}", wb.sent);
+}
+
+#[test]
+fn auto_falls_back_to_tcp_when_udp_is_blocked_and_returns_when_it_works() {
+    let mut a = tunnel("a", "b", B, TransportMode::Auto, 1);
+    let mut b = tunnel("b", "a", A, TransportMode::Auto, 2);
+    let mut now = Instant::now();
+    let t0 = now;
+    let (mut wa, mut wb) = (Wire::default(), Wire::default());
+    // UDP blocked: handshakes over UDP go nowhere until A tries TCP.
+    let mut first_tcp = None;
+    for _ in 0..400 {
+        a.handle_timeout(now, &mut wa);
+        let sent = std::mem::take(&mut wa.sent);
+        if sent.iter().any(|m| m.stream) && first_tcp.is_none() {
+            first_tcp = Some(now);
+        }
+        deliver(sent, &mut b, true, true, now, &mut wb);
+        deliver(
+            std::mem::take(&mut wb.sent),
+            &mut a,
+            false,
+            true,
+            now,
+            &mut wa,
+        );
+        if a.peer_state(0) == Some(PeerState::Up) {
+            break;
+        }
+        now += Duration::from_millis(50);
+    }
+    let started = first_tcp.expect("A tried TCP");
+    assert_eq!(a.peer_state(0), Some(PeerState::Up), "up over TCP");
+    assert!(a.peer_status(0).expect("b").tcp);
+    // Data makes B follow.
+    a.send_frame(0, &[7u8; 100], now, &mut wa);
+    let got = deliver(
+        std::mem::take(&mut wa.sent),
+        &mut b,
+        true,
+        true,
+        now,
+        &mut wb,
+    );
+    assert_eq!(got.len(), 1);
+    assert!(b.peer_status(0).expect("a").tcp);
+    // Virtual time: the first attempts (0, 1, 3 s) are UDP, the one after
+    // SWITCH_AFTER is the first over TCP.
+    let waited = started - t0;
+    assert!(
+        waited >= SWITCH_AFTER && waited < SWITCH_AFTER * 2,
+        "{waited:?}"
+    );
+
+    // UDP works again: within UDP_RETRY a handshake is tried over UDP and
+    // both sides move back.
+    let until = now + UDP_RETRY + Duration::from_secs(2);
+    let mut udp_tried = false;
+    while now < until && a.peer_status(0).expect("b").tcp {
+        now += Duration::from_millis(100);
+        a.handle_timeout(now, &mut wa);
+        b.handle_timeout(now, &mut wb);
+        let sent = std::mem::take(&mut wa.sent);
+        udp_tried |= sent.iter().any(|m| !m.stream && m.bytes[0] == 1);
+        deliver(sent, &mut b, true, false, now, &mut wb);
+        deliver(
+            std::mem::take(&mut wb.sent),
+            &mut a,
+            false,
+            false,
+            now,
+            &mut wa,
+        );
+    }
+    assert!(udp_tried, "a UDP handshake was tried");
+    assert!(!a.peer_status(0).expect("b").tcp, "A is back on UDP");
+    a.send_frame(0, &[8u8; 100], now, &mut wa);
+    let sent = std::mem::take(&mut wa.sent);
+    assert!(sent.iter().all(|m| !m.stream));
+    let got = deliver(sent, &mut b, true, false, now, &mut wb);
+    assert_eq!(got.len(), 1);
+    assert!(!b.peer_status(0).expect("a").tcp, "B follows to UDP");
+    let mut events = Vec::new();
+    while let Some(e) = a.poll_event() {
+        events.push(e);
+    }
+    assert!(events.contains(&Event::TransportChanged { peer: 0, tcp: true }));
+    assert!(events.contains(&Event::TransportChanged {
+        peer: 0,
+        tcp: false
+    }));
+}

@@ -470,9 +470,10 @@ const RX_DROPPED: [(&str, LinkField); 9] = [
 ];
 
 /// Frames or datagrams towards the tunnel that were dropped, by reason.
-const TX_DROPPED: [(&str, LinkField); 2] = [
+const TX_DROPPED: [(&str, LinkField); 3] = [
     ("no_session", |c| c.tx_dropped),
     ("send_failed", |c| c.udp_send_errors),
+    ("tcp_queue_full", |c| c.tcp_dropped),
 ];
 
 /// DHCP messages the responder did not answer, by reason.

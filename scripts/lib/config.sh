@@ -23,6 +23,7 @@
 #   --keepalive DURATION     [tunnel] keepalive
 #   --rekey-after DURATION   [tunnel] rekey_after
 #   --hub true|false         [tunnel] hub
+#   --transport T            [tunnel] transport (udp, tcp or auto)
 #   --peer NAME[=ENDPOINT]   one [[peer]] (repeat for more); ENDPOINT A,B,... is an array
 #   --peer-key NAME=FILE     psk_file of the [[peer]] called NAME
 #   --dhcp KEY=VALUE         one [dhcp] key (repeat for more)
@@ -84,7 +85,7 @@ tb_link_config() {
     local file=$1
     shift
     local comment="" ifname="" mtu="" mac="" bridge="" listen="" psk="" wan_mtu=""
-    local keepalive="" socket="" metrics="" rekey="" hub=""
+    local keepalive="" socket="" metrics="" rekey="" hub="" transport=""
     local addrs=() rts=() peers=() dhcp=() resv=() arp=() ups=() downs=() pkeys=()
     while (($# > 0)); do
         (($# >= 2)) || {
@@ -105,6 +106,7 @@ tb_link_config() {
         --keepalive) keepalive=$2 ;;
         --rekey-after) rekey=$2 ;;
         --hub) hub=$2 ;;
+        --transport) transport=$2 ;;
         --peer) peers+=("$2") ;;
         --peer-key) pkeys+=("$2") ;;
         --dhcp) dhcp+=("$2") ;;
@@ -140,6 +142,7 @@ tb_link_config() {
         [[ -z "$keepalive" ]] || printf 'keepalive = %s\n' "$(tb_toml_str "$keepalive")"
         [[ -z "$rekey" ]] || printf 'rekey_after = %s\n' "$(tb_toml_str "$rekey")"
         [[ -z "$hub" ]] || printf 'hub = %s\n' "$hub"
+        [[ -z "$transport" ]] || printf 'transport = %s\n' "$(tb_toml_str "$transport")"
 
         local k
         for p in "${peers[@]}"; do

@@ -244,6 +244,18 @@ pub struct CounterStatus {
     /// Frames not carried because a loop was present.
     #[serde(default)]
     pub loop_dropped: u64,
+    /// TCP connections accepted (`tunnel.transport` tcp or auto).
+    #[serde(default)]
+    pub tcp_accepted: u64,
+    /// TCP connections closed without an answer: their first record was not
+    /// authentic, they were not a record stream, or they proved nothing in
+    /// time.
+    #[serde(default)]
+    pub tcp_refused: u64,
+    /// Messages for TCP peers dropped: the connection's queue was full, or
+    /// no connection could be opened.
+    #[serde(default)]
+    pub tcp_dropped: u64,
 }
 
 /// One DHCP lease.

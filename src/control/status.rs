@@ -42,6 +42,14 @@ pub struct IoCounters {
     pub reloads: u64,
     /// Reloads refused.
     pub reloads_refused: u64,
+    /// TCP connections accepted.
+    pub tcp_accepted: u64,
+    /// TCP connections closed unanswered (not authentic, not records, or
+    /// silent too long).
+    pub tcp_refused: u64,
+    /// Messages for a TCP peer dropped (its connection's queue full, or
+    /// no connection could be opened).
+    pub tcp_dropped: u64,
 }
 
 impl IoCounters {
@@ -150,6 +158,9 @@ pub fn status(
             guard_dropped: guard.guard_dropped,
             loops_detected: guard.loops_detected,
             loop_dropped: guard.loop_dropped,
+            tcp_accepted: io.tcp_accepted,
+            tcp_refused: io.tcp_refused,
+            tcp_dropped: io.tcp_dropped,
         },
         leases: leases(responder, wall),
         rekey_after_secs: tunnel.rekey_after().as_secs(),

@@ -348,9 +348,15 @@ impl Conns {
     /// Closes connections that stayed unauthenticated (or connecting) too
     /// long.
     pub fn expire(&mut self, now: Instant) {
-        self.close_where(|c, _| {
-            c.peer.is_none() && now.saturating_duration_since(c.born) >= UNAUTHENTICATED_TIMEOUT
-        });
+        for slot in 0..self.slots.len() {
+            let stale = self.slots[slot].as_ref().is_some_and(|c| {
+                c.peer.is_none() && now.saturating_duration_since(c.born) >= UNAUTHENTICATED_TIMEOUT
+            });
+            if stale {
+                self.counters.refused += 1;
+                self.close(slot);
+            }
+        }
     }
 
     /// When [`expire`](Self::expire) has work to do.

@@ -319,6 +319,9 @@ impl Worker {
                     match cmd.request {
                         Request::Down => return Exit::Down(cmd.reply),
                         Request::Status => {
+                            let t = self.tcp.counters();
+                            (io.tcp_accepted, io.tcp_refused, io.tcp_dropped) =
+                                (t.accepted, t.refused, t.dropped);
                             let status = status::status(
                                 &self.info,
                                 &self.tunnel,

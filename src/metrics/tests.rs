@@ -73,6 +73,9 @@ fn status() -> Status {
             guard_dropped: 28,
             loops_detected: 29,
             loop_dropped: 30,
+            tcp_accepted: 41,
+            tcp_refused: 42,
+            tcp_dropped: 43,
         },
         leases: vec![
             LeaseEntry {

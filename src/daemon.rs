@@ -338,6 +338,7 @@ fn bring_up(
         wan_mtu: cfg.tunnel.wan_mtu.to_string(),
         bridge: cfg.interface.bridge.clone(),
         listen: udp.local_addr(),
+        transport: cfg.tunnel.transport.as_str(),
     };
     let peer_hooks =
         hooks::PeerHooks::start(env.clone()).context("cannot start the peer hook thread")?;

@@ -57,6 +57,9 @@ pub struct HookEnv {
     /// The tunnel's bound UDP address (`TAPBRIDGE_LISTEN`, e.g.
     /// `0.0.0.0:51901`).
     pub listen: SocketAddr,
+    /// `tunnel.transport` (`TAPBRIDGE_TRANSPORT`: `udp`, `tcp` or `auto`;
+    /// the last two also listen on TCP at the same port).
+    pub transport: &'static str,
 }
 
 /// A hook that did not succeed.
@@ -93,6 +96,7 @@ fn run_with(
         .env("TAPBRIDGE_WAN_MTU", &env.wan_mtu)
         .env("TAPBRIDGE_BRIDGE", env.bridge.as_deref().unwrap_or(""))
         .env("TAPBRIDGE_LISTEN", env.listen.to_string())
+        .env("TAPBRIDGE_TRANSPORT", env.transport)
         .env("TAPBRIDGE_PHASE", phase)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -364,6 +368,7 @@ mod tests {
             wan_mtu: "1400".into(),
             bridge: None,
             listen: "0.0.0.0:51901".parse().expect("addr"),
+            transport: "auto",
         }
     }
 
@@ -392,6 +397,7 @@ mod tests {
         assert!(got.contains("TAPBRIDGE_NAME=a\n"));
         assert!(got.contains("TAPBRIDGE_BRIDGE=\n"));
         assert!(got.contains("TAPBRIDGE_LISTEN=0.0.0.0:51901\n"));
+        assert!(got.contains("TAPBRIDGE_TRANSPORT=auto\n"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

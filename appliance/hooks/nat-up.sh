@@ -12,7 +12,8 @@
 #     connections, and both ways between the overlay and each LAN interface;
 #   * TCP MSS clamping of forwarded SYNs in and out of the overlay to the route's
 #     path MTU (or to a fixed value), so TCP never needs fragments through the tunnel;
-#   * INPUT acceptance of the tunnel's own UDP port (from TAPBRIDGE_LISTEN).
+#   * INPUT acceptance of the tunnel's own UDP port (from TAPBRIDGE_LISTEN), and of the
+#     same TCP port when TAPBRIDGE_TRANSPORT is tcp or auto.
 #
 # Where the rules live:
 #   * nftables (default when `nft` is installed): one table `inet tapbridge_NAME` of its
@@ -34,6 +35,7 @@
 #   TAPBRIDGE_ADDRESSES   space-separated CIDRs of the TAP (IPv4 ones give the subnet)
 #   TAPBRIDGE_BRIDGE      the bridge the TAP is enslaved to (empty: none); the overlay
 #   TAPBRIDGE_LISTEN      the tunnel's UDP address:port; the port is opened in INPUT
+#   TAPBRIDGE_TRANSPORT   udp, tcp or auto; with tcp/auto the TCP port is opened too
 #   TAPBRIDGE_MTU, TAPBRIDGE_WAN_MTU   not needed: clamping follows the route's MTU
 # Settings, as environment variables or as KEY=value lines (value optionally in double
 # quotes, # comments) in /etc/tapbridge/NAME.nat (path overridable with

@@ -159,6 +159,12 @@ impl Conns {
         self.listener.is_some()
     }
 
+    /// The port the listener is bound to, if one is open.
+    pub fn local_port(&self) -> Option<u16> {
+        let l = self.listener.as_ref()?;
+        l.local_addr().ok().map(|a| a.port())
+    }
+
     /// A new peer count (a reload): the bound on authenticated connections.
     pub fn set_peers(&mut self, peers: usize) {
         self.max_authenticated = 4 * peers.max(1);

@@ -161,6 +161,8 @@ run_backend() { # run_backend BACKEND IPTABLES-COMMAND
         e2e_check "$BACKEND: exactly one jump from INPUT" \
             test "$(grep -c -- '^-A INPUT -j TB-e2e-IN$' <<<"$second")" == 2 # IPv4 + IPv6
     fi
+    e2e_nomatch "$BACKEND: no TCP port opened for a UDP-only link" \
+        'tcp dport 51977|-p tcp -m tcp --dport 51977' "$second"
 
     # Traffic: the server has no route to the overlay, so the connection only works
     # through MASQUERADE, and the peer it sees must be the gateway's WAN address.
@@ -215,18 +217,23 @@ fi
 e2e_note "TAPBRIDGE_BRIDGE"
 HOOK_ENV=(TAPBRIDGE_NAME=e2e TAPBRIDGE_INTERFACE=tb-e2e TAPBRIDGE_ADDRESSES=198.19.77.1/24
     TAPBRIDGE_BRIDGE=br-e2e TAPBRIDGE_LISTEN="[::]:51978" TAPBRIDGE_NAT_WAN_IF=wan0
-    TAPBRIDGE_NAT_BACKEND=nft TAPBRIDGE_NAT_CONFIG="$E2E_WORK/none.nat")
+    TAPBRIDGE_TRANSPORT=auto TAPBRIDGE_NAT_BACKEND=nft TAPBRIDGE_NAT_CONFIG="$E2E_WORK/none.nat")
 BACKEND=nft
 e2e_check "bridge: up with the TAP enslaved to a bridge" gw "$UP"
 rules=$(gw nft list table inet tapbridge_e2e 2>/dev/null | tr '\n' ' ' || true)
 e2e_match "bridge: rules match the bridge" 'iifname "br-e2e" oifname "wan0"' "$rules"
 e2e_nomatch "bridge: rules do not match the enslaved TAP" '"tb-e2e"' "$rules"
 e2e_match "bridge: the IPv6 listen address's port is opened" 'udp dport 51978' "$rules"
+e2e_match "bridge: transport auto opens the same TCP port" 'tcp dport 51978' "$rules"
 e2e_check "bridge: down" gw "$DOWN"
 rc=0
 out=$(gw env TAPBRIDGE_LISTEN='0.0.0.0:99999' "$UP" 2>&1) || rc=$?
 e2e_check "bridge: an invalid TAPBRIDGE_LISTEN exits 2" test "$rc" == 2
 e2e_match "bridge: an invalid TAPBRIDGE_LISTEN is named" "TAPBRIDGE_LISTEN '0.0.0.0:99999'" "$out"
+rc=0
+out=$(gw env TAPBRIDGE_TRANSPORT=quic "$UP" 2>&1) || rc=$?
+e2e_check "bridge: an invalid TAPBRIDGE_TRANSPORT exits 2" test "$rc" == 2
+e2e_match "bridge: an invalid TAPBRIDGE_TRANSPORT is named" "TAPBRIDGE_TRANSPORT 'quic'" "$out"
 
 # ------------------------------------------------------------------ settings file
 

@@ -175,12 +175,19 @@ tb_up_settings() {
     TB_OVL=${TAPBRIDGE_NAT_BRIDGE:-${TAPBRIDGE_BRIDGE:-$tap}}
     tb_valid_ifname "$TB_OVL" || tb_usage_error "the bridge '$TB_OVL' (TAPBRIDGE_NAT_BRIDGE or TAPBRIDGE_BRIDGE) is not a valid interface name."
 
-    # The tunnel's own UDP port is opened in INPUT (a daemon too old to say leaves it out).
+    # The tunnel's own UDP port is opened in INPUT (a daemon too old to say leaves it out),
+    # and the same TCP port when the link also listens on TCP (transport tcp or auto).
     TB_PORT=""
     if [[ -n ${TAPBRIDGE_LISTEN:-} ]]; then
         TB_PORT=$(tb_listen_port "$TAPBRIDGE_LISTEN") ||
             tb_usage_error "TAPBRIDGE_LISTEN '$TAPBRIDGE_LISTEN' is not an address:port like 0.0.0.0:51901."
     fi
+    TB_TCP=0
+    case ${TAPBRIDGE_TRANSPORT:-udp} in
+    udp) ;;
+    tcp | auto) TB_TCP=1 ;;
+    *) tb_usage_error "TAPBRIDGE_TRANSPORT '$TAPBRIDGE_TRANSPORT' is none of udp, tcp, auto." ;;
+    esac
 
     TB_WAN=${TAPBRIDGE_NAT_WAN_IF:-}
     if [[ -z $TB_WAN ]]; then
@@ -270,6 +277,9 @@ tb_nft_ruleset() {
         printf '  chain input {\n'
         printf '    type filter hook input priority filter - 5; policy accept;\n'
         printf '    udp dport %s counter accept\n' "$TB_PORT"
+        if ((TB_TCP)); then
+            printf '    tcp dport %s counter accept\n' "$TB_PORT"
+        fi
         printf '  }\n'
     fi
     if ((TB_MASQ)); then
@@ -331,6 +341,9 @@ tb_ipt_in_chain() {
     [[ -n $TB_PORT ]] || return 0
     tb_ipt "$ipt" -w -t filter -N "$TB_IN"
     tb_ipt "$ipt" -w -t filter -A "$TB_IN" -p udp --dport "$TB_PORT" -j ACCEPT
+    if ((TB_TCP)); then
+        tb_ipt "$ipt" -w -t filter -A "$TB_IN" -p tcp --dport "$TB_PORT" -j ACCEPT
+    fi
     tb_ipt "$ipt" -w -t filter -I INPUT 1 -j "$TB_IN"
 }
 

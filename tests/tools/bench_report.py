@@ -13,14 +13,16 @@ Subcommands (all print to stdout, exit 1 with one `error:` line on bad input):
 
 RESULTS is a text file of lines "TUNNEL<TAB>METRIC<TAB>VALUE" (VALUE may be a
 word such as "n/a" or "failed"). The table has one row per metric and one
-column per tunnel, plus the ratios tapbridge/openvpn and tapbridge/vxlan.
+column per tunnel (tapbridge-tcp is tapbridge over its TCP transport), plus
+the ratios tapbridge/openvpn, tapbridge/vxlan and tapbridge-tcp/tapbridge (what
+the TCP fallback costs).
 """
 
 import json
 import re
 import sys
 
-TUNNELS = ["tapbridge", "openvpn", "vxlan"]
+TUNNELS = ["tapbridge", "tapbridge-tcp", "openvpn", "vxlan"]
 
 # (key, label, unit, higher_is_better, decimals)
 METRICS = [
@@ -124,16 +126,17 @@ def report(results_path, md_path, title):
     except OSError as e:
         fail(f"cannot read results {results_path}: {e}")
 
-    header = ["metric", "unit"] + TUNNELS + ["tapbridge/openvpn", "tapbridge/vxlan"]
+    header = ["metric", "unit"] + TUNNELS + ["tapbridge/openvpn", "tapbridge/vxlan", "tcp/udp"]
     rows = []
     for key, label, unit, better, dec in METRICS:
-        vals = [res.get((t, key), "") for t in TUNNELS]
+        v = {t: res.get((t, key), "") for t in TUNNELS}
         if better is None:
-            r1 = r2 = ""
+            rs = ["", "", ""]
         else:
-            r1, r2 = ratio(vals[0], vals[1]), ratio(vals[0], vals[2])
+            rs = [ratio(v["tapbridge"], v["openvpn"]), ratio(v["tapbridge"], v["vxlan"]),
+                  ratio(v["tapbridge-tcp"], v["tapbridge"])]
         hint = "" if better is None else (" (higher is better)" if better else " (lower is better)")
-        rows.append([label + hint, unit] + [fmt(v, dec, key != "mtu") for v in vals] + [r1, r2])
+        rows.append([label + hint, unit] + [fmt(v[t], dec, key != "mtu") for t in TUNNELS] + rs)
 
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     line = "  ".join(h.ljust(widths[i]) for i, h in enumerate(header))

@@ -229,6 +229,7 @@ fn minimal_config_gets_the_defaults() {
     assert_eq!(c.tunnel.keepalive, Duration::from_secs(10));
     assert_eq!(c.tunnel.rekey_after, Duration::from_secs(120));
     assert!(!c.tunnel.hub);
+    assert_eq!(c.tunnel.transport, TransportMode::Udp);
     assert_eq!(
         c.peers,
         vec![PeerConfig {
@@ -249,6 +250,19 @@ fn minimal_config_gets_the_defaults() {
         }
     );
     assert_eq!(c.metrics, None);
+}
+
+#[test]
+fn every_transport_is_accepted() {
+    for (word, mode) in [
+        ("udp", TransportMode::Udp),
+        ("tcp", TransportMode::Tcp),
+        ("auto", TransportMode::Auto),
+    ] {
+        let text = MINIMAL.replace("[tunnel]\n", &format!("[tunnel]\ntransport = \"{word}\"\n"));
+        assert_ne!(text, MINIMAL);
+        assert_eq!(parse(&text).expect(word).tunnel.transport, mode);
+    }
 }
 
 #[test]

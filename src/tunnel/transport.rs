@@ -105,6 +105,9 @@ pub(super) struct PeerTransport {
     next_trial: Option<Instant>,
     /// The next initiation is a UDP trial.
     trial: bool,
+    /// The pending initiation is a UDP trial: not retried (over TCP that
+    /// would only be a needless rekey).
+    trial_in_flight: bool,
 }
 
 impl PeerTransport {
@@ -117,6 +120,7 @@ impl PeerTransport {
             unanswered_since: None,
             next_trial: None,
             trial: false,
+            trial_in_flight: false,
         }
     }
 
@@ -178,8 +182,10 @@ impl PeerTransport {
             return self.tcp;
         }
         if up {
-            return !std::mem::take(&mut self.trial) && self.tcp;
+            self.trial_in_flight = std::mem::take(&mut self.trial) && self.tcp;
+            return self.tcp && !self.trial_in_flight;
         }
+        self.trial_in_flight = false;
         let since = *self.unanswered_since.get_or_insert(now);
         if now.saturating_duration_since(since) >= SWITCH_AFTER {
             self.try_tcp = !self.try_tcp;
@@ -224,11 +230,18 @@ impl PeerTransport {
         self.unanswered_since = None;
         self.next_trial = None;
         self.trial = false;
+        self.trial_in_flight = false;
     }
 
     /// When a UDP trial handshake is due (`auto`, up on TCP).
     pub(super) fn deadline(&self, up: bool) -> Option<Instant> {
         self.next_trial.filter(|_| up && self.tcp)
+    }
+
+    /// Whether the pending initiation was a UDP trial (and forgets it): its
+    /// retransmission is due, so UDP still does not work.
+    pub(super) fn take_trial_in_flight(&mut self) -> bool {
+        std::mem::take(&mut self.trial_in_flight)
     }
 
     /// The trial deadline passed: the next initiation goes over UDP.

@@ -281,3 +281,57 @@ fn auto_falls_back_to_tcp_when_udp_is_blocked_and_returns_when_it_works() {
         tcp: false
     }));
 }
+
+#[test]
+fn an_unanswered_udp_trial_is_not_retried_and_the_session_lives_on() {
+    let mut a = tunnel("a", "b", B, TransportMode::Auto, 1);
+    let mut b = tunnel("b", "a", A, TransportMode::Auto, 2);
+    let mut now = Instant::now();
+    let (mut wa, mut wb) = (Wire::default(), Wire::default());
+    // UDP blocked throughout: up over TCP first.
+    let step = |a: &mut Tunnel, b: &mut Tunnel, wa: &mut Wire, wb: &mut Wire, now: Instant| {
+        a.handle_timeout(now, wa);
+        b.handle_timeout(now, wb);
+        deliver(std::mem::take(&mut wa.sent), b, true, true, now, wb);
+        deliver(std::mem::take(&mut wb.sent), a, false, true, now, wa)
+    };
+    for _ in 0..400 {
+        step(&mut a, &mut b, &mut wa, &mut wb, now);
+        if a.peer_state(0) == Some(PeerState::Up) {
+            break;
+        }
+        now += Duration::from_millis(50);
+    }
+    assert!(a.peer_status(0).expect("b").tcp);
+    // B's own first attempts (it knows A's endpoint too) settle meanwhile.
+    let settled = now + Duration::from_secs(8);
+    while now < settled {
+        now += Duration::from_millis(100);
+        step(&mut a, &mut b, &mut wa, &mut wb, now);
+    }
+    let handshakes = a.peer_status(0).expect("b").stats.handshakes;
+    // Three UDP trials (one per UDP_RETRY) go unanswered; traffic flows.
+    let until = now + UDP_RETRY * 3 + Duration::from_secs(2);
+    let mut delivered = 0;
+    while now < until {
+        now += Duration::from_millis(100);
+        a.send_frame(0, &[9u8; 80], now, &mut wa);
+        delivered += deliver(
+            std::mem::take(&mut wa.sent),
+            &mut b,
+            true,
+            true,
+            now,
+            &mut wb,
+        )
+        .len();
+        delivered += step(&mut a, &mut b, &mut wa, &mut wb, now).len();
+    }
+    let st = a.peer_status(0).expect("b");
+    assert!(st.tcp && st.state == PeerState::Up);
+    assert_eq!(
+        st.stats.handshakes, handshakes,
+        "no rekey over TCP after each failed trial (rekey_after is 120 s)"
+    );
+    assert!(delivered > 600, "{delivered} frames");
+}

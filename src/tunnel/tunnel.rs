@@ -1063,7 +1063,14 @@ impl Tunnel {
             let p = &mut self.peers[id];
             if due(p.timers.retransmit) {
                 p.timers.retransmit = None;
-                if p.pending.is_some() {
+                if p.transport.take_trial_in_flight() {
+                    // A UDP trial went unanswered: UDP still does not work.
+                    // Not retried; a rekey that fell due meanwhile runs now.
+                    if let Some(old) = p.pending.take() {
+                        self.index.remove(&old.local_index);
+                    }
+                    p.timers.rekey.get_or_insert(now);
+                } else if p.pending.is_some() {
                     self.start_handshake(id, now, tx);
                 }
             }

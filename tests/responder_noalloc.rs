@@ -39,6 +39,7 @@ fn responder() -> Responder {
         search: Vec::new(),
         ntp: Vec::new(),
         extra_options: Vec::new(),
+        conflict_check: true,
     };
     let arp = ArpSettings {
         respond: vec![ip(1)],

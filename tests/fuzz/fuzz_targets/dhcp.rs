@@ -34,6 +34,7 @@ fn responder(leases: LeaseDb) -> Responder {
         search: Vec::new(),
         ntp: Vec::new(),
         extra_options: Vec::new(),
+        conflict_check: false,
     };
     let arp = ArpSettings {
         respond: vec![ip(1)],

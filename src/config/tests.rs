@@ -256,9 +256,21 @@ fn minimal_config_gets_the_defaults() {
 #[test]
 fn conflict_check_can_be_turned_off() {
     let off = dhcp("[dhcp]\n", "[dhcp]\nconflict_check = false\n");
-    assert!(!parse(&off).expect("config").dhcp.expect("dhcp").conflict_check);
+    assert!(
+        !parse(&off)
+            .expect("config")
+            .dhcp
+            .expect("dhcp")
+            .conflict_check
+    );
     let on = dhcp("[dhcp]\n", "[dhcp]\nconflict_check = true\n");
-    assert!(parse(&on).expect("config").dhcp.expect("dhcp").conflict_check);
+    assert!(
+        parse(&on)
+            .expect("config")
+            .dhcp
+            .expect("dhcp")
+            .conflict_check
+    );
 }
 
 #[test]
@@ -272,7 +284,10 @@ fn section_defaults() {
     assert_eq!(d.lease_file, Path::new("/var/lib/tapbridge/site-a.leases"));
     assert_eq!((d.router, d.mtu, d.domain), (None, None, None));
     assert!(d.dns.is_empty() && d.routes.is_empty() && d.reservations.is_empty());
-    assert!(d.conflict_check, "the conflict check is on unless turned off");
+    assert!(
+        d.conflict_check,
+        "the conflict check is on unless turned off"
+    );
     let a = c.arp.expect("arp section");
     assert_eq!((a.respond.len(), a.mac, a.suppress), (0, None, true));
     assert_eq!(a.binding_timeout, Duration::from_secs(300));

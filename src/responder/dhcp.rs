@@ -50,7 +50,7 @@ use crate::mac::MacAddr;
 mod conflict;
 pub use conflict::{
     CONFLICT_LOG_INTERVAL, ConflictLog, IN_USE_SECS, MAX_CANDIDATES, MAX_HELD, MAX_IN_USE,
-    PROBE_HOLD, OwnFrame,
+    OwnFrame, PROBE_HOLD,
 };
 use conflict::{Checked, ConflictCheck};
 

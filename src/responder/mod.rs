@@ -49,9 +49,9 @@ use crate::mac::MacAddr;
 use crate::tunnel::PeerId;
 
 use arp::{ArpResponder, Learned, Refusal};
-use smoltcp::wire::ArpOperation;
 use dhcp::DhcpServer;
 use nd::NdResponder;
+use smoltcp::wire::ArpOperation;
 
 /// Errors of the responder layer: settings that cannot work.
 #[derive(Debug, thiserror::Error)]

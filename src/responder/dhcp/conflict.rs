@@ -122,7 +122,11 @@ impl InUse {
             self.seen.retain(|_, (_, t)| fresh(*t, now));
         }
         if self.seen.len() >= MAX_IN_USE
-            && let Some(oldest) = self.seen.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k)
+            && let Some(oldest) = self
+                .seen
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k)
         {
             self.seen.remove(&oldest);
         }
@@ -325,7 +329,11 @@ impl DhcpServer {
         if self.alloc.reservation(&client.mac) == Some(ip) {
             return None;
         }
-        let leased = self.alloc.db().get(client.key).map_or(client.mac, |l| l.mac);
+        let leased = self
+            .alloc
+            .db()
+            .get(client.key)
+            .map_or(client.mac, |l| l.mac);
         check.in_use.other_than(ip, &[client.mac, leased], at)
     }
 
@@ -478,8 +486,7 @@ impl DhcpServer {
                 Step::Repick => {
                     let mut h = check.held.swap_remove(i);
                     // Counted when it was seen; keep it out of the pool.
-                    self.alloc
-                        .set_aside(h.ip, now.saturating_add(IN_USE_SECS));
+                    self.alloc.set_aside(h.ip, now.saturating_add(IN_USE_SECS));
                     let client = ClientRef {
                         key: &h.key,
                         mac: h.chaddr,

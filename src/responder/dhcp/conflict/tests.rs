@@ -262,7 +262,11 @@ fn a_peer_host_answering_the_probe_moves_the_offer_on() {
     let mut wants = Client::new(M::Discover, mac(3));
     wants.requested = Some(ip(100));
     assert_eq!(s.local(&wants.frame()), LocalVerdict::Consumed);
-    assert_eq!(s.expect_probe(), ip(103), "a requested address in use is skipped");
+    assert_eq!(
+        s.expect_probe(),
+        ip(103),
+        "a requested address in use is skipped"
+    );
     assert_eq!(s.r.counters().dhcp_conflicts, 1, "counted once, when found");
 }
 
@@ -281,7 +285,13 @@ fn a_local_answer_counts_and_still_reaches_the_tunnel() {
     assert_eq!(s.expect_offer_after_hold().yiaddr, ip(101));
     assert_eq!(s.r.counters().dhcp_conflicts, 1);
     // Any other ARP to our MAC is still ours.
-    let to_us = arp_frame(ArpOperation::Reply, SQUATTER, ip(100).octets(), SERVER_MAC, [198, 19, 0, 1]);
+    let to_us = arp_frame(
+        ArpOperation::Reply,
+        SQUATTER,
+        ip(100).octets(),
+        SERVER_MAC,
+        [198, 19, 0, 1],
+    );
     assert_eq!(s.local(&to_us), LocalVerdict::Consumed);
 }
 
@@ -424,7 +434,10 @@ fn held_offers_are_bounded() {
     let mut s = Site::new(big);
     for n in 0..=MAX_HELD as u32 {
         let m = [0x52, 0x54, 0, 2, (n >> 8) as u8, n as u8];
-        assert_eq!(s.local(&Client::new(M::Discover, m).frame()), LocalVerdict::Consumed);
+        assert_eq!(
+            s.local(&Client::new(M::Discover, m).frame()),
+            LocalVerdict::Consumed
+        );
     }
     let probes = s.poll();
     assert_eq!(probes.len(), MAX_HELD, "one probe per held offer, no more");
@@ -449,7 +462,11 @@ fn the_in_use_record_is_bounded() {
     let mut r = InUse::new();
     for i in 0..(MAX_IN_USE as u32 + 100) {
         let ip = Ipv4Addr::from(0x0a00_0000 + i);
-        r.saw(ip, MacAddr(REMOTE), t0 + Duration::from_millis(u64::from(i)));
+        r.saw(
+            ip,
+            MacAddr(REMOTE),
+            t0 + Duration::from_millis(u64::from(i)),
+        );
         assert!(r.len() <= MAX_IN_USE);
     }
     // The oldest went first; the newest are there.
@@ -484,7 +501,10 @@ fn a_reload_keeps_the_in_use_record() {
     let mut changed = settings();
     changed.dns = vec![ip(2)];
     let mut next = Responder::new(None, Some(changed), s.r.lease_db()).expect("valid");
-    let old = std::mem::replace(&mut s.r, Responder::new(None, None, LeaseDb::default()).expect("empty"));
+    let old = std::mem::replace(
+        &mut s.r,
+        Responder::new(None, None, LeaseDb::default()).expect("empty"),
+    );
     next.take_over(old);
     s.r = next;
     s.discover(mac(1));
@@ -497,7 +517,9 @@ fn off_means_no_probe_and_no_hold() {
     off.conflict_check = false;
     let mut s = Site::new(off);
     s.remote(&arp_request(REMOTE, ip(100).octets(), ip(100).octets()));
-    let offer = s.local_reply(&Client::new(M::Discover, mac(1))).expect("an OFFER at once");
+    let offer = s
+        .local_reply(&Client::new(M::Discover, mac(1)))
+        .expect("an OFFER at once");
     assert_eq!(offer.yiaddr, ip(100), "what the check is there to prevent");
     assert_eq!(s.r.poll_timeout(), None);
     assert!(s.poll().is_empty());

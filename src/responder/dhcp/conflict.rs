@@ -8,9 +8,11 @@
 //! What it promises, with the check on:
 //! - An address **seen in use** by another MAC is never offered and a
 //!   REQUEST for it is NAKed. "Seen in use": the sender of an ARP frame from
-//!   a peer (any ARP, with or without `arp.suppress`; a peer's host probing an
-//!   address counts too), or the sender of a local ARP frame that is not the
-//!   address's lease holder. The record ([`InUse`]) keeps an address for
+//!   a peer (any ARP, with or without `arp.suppress`), or the sender of a
+//!   local ARP frame that is not the address's lease holder. A probe (sender
+//!   0.0.0.0) uses nothing yet (it may be another site's responder probing
+//!   an address leased here): it only counts against an offer held here for
+//!   the same address. The record ([`InUse`]) keeps an address for
 //!   [`IN_USE_SECS`] after it was last seen, at most [`MAX_IN_USE`] addresses
 //!   (when full: expired ones go first, then the oldest), and never
 //!   allocates after construction.
@@ -385,10 +387,10 @@ impl DhcpServer {
             return;
         }
         let db = self.alloc.db();
-        // A local host using its own lease is no news; a local probe is a
-        // client checking an address before it uses it (its conflict only
-        // matters against a held offer, below).
-        if from_peer || (!probe && db.owner(ip) != Some(arp.sha)) {
+        // A local host using its own lease is no news; a probe is a host
+        // (or another site's responder) checking an address before it uses
+        // it: it only matters against a held offer, below.
+        if !probe && (from_peer || db.owner(ip) != Some(arp.sha)) {
             check.in_use.saw(ip, arp.sha, at);
         }
         for i in 0..check.held.len() {

@@ -306,6 +306,21 @@ fn another_host_probing_the_candidate_is_a_conflict() {
 }
 
 #[test]
+fn another_sites_probe_for_a_leased_address_is_no_use() {
+    // The other site's responder probes the address our client holds (its
+    // pool overlaps ours): that must not NAK our client's renewal.
+    let mut s = Site::new(settings());
+    let got = s.lease(mac(1));
+    s.remote(&arp_request([0x02, 0, 0, 0, 0, 0xfd], [0; 4], got.octets()));
+    let mut renew = Client::new(M::Request, mac(1));
+    renew.ciaddr = got;
+    renew.ip_src = got;
+    let ack = s.local_reply(&renew).expect("an answer");
+    assert_eq!((ack.message_type, ack.yiaddr), (M::Ack, got));
+    assert_eq!(s.r.counters().dhcp_conflicts, 0);
+}
+
+#[test]
 fn the_client_itself_answering_is_no_conflict() {
     let mut s = Site::new(settings());
     let first = s.lease(mac(1));

@@ -47,7 +47,7 @@ use super::{
 };
 use crate::mac::MacAddr;
 
-mod conflict;
+pub mod conflict;
 pub use conflict::{
     CONFLICT_LOG_INTERVAL, ConflictLog, IN_USE_SECS, MAX_CANDIDATES, MAX_HELD, MAX_IN_USE,
     OwnFrame, PROBE_HOLD,

@@ -669,7 +669,7 @@ impl Allocator {
 
     /// Keep `ip` out of the pool until `until` (UNIX seconds), withdrawing
     /// any offer of it; leases are untouched. The hook of the conflict check
-    /// ([`super::conflict`]): another host was seen using the address.
+    /// ([`super::dhcp::conflict`]): another host was seen using the address.
     pub fn set_aside(&mut self, ip: Ipv4Addr, until: u64) {
         self.offers.remove(&ip);
         let q = self.quarantine.entry(ip).or_insert(until);

@@ -12,7 +12,7 @@
 //!   local ARP frame that is not the address's lease holder. A probe (sender
 //!   0.0.0.0) uses nothing yet (it may be another site's responder probing
 //!   an address leased here): it only counts against an offer held here for
-//!   the same address. The record ([`InUse`]) keeps an address for
+//!   the same address. The record keeps an address for
 //!   [`IN_USE_SECS`] after it was last seen, at most [`MAX_IN_USE`] addresses
 //!   (when full: expired ones go first, then the oldest), and never
 //!   allocates after construction.

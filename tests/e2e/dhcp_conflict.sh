@@ -8,13 +8,15 @@
 # configured responder MAC 02:00:00:00:00:fe, as a copied config would have).
 # Client A is cabled to A's br-lan, clients B1 and B2 to B's. All are busybox
 # udhcpc WITHOUT `-a`: they do no duplicate address detection of their own.
+# A silent host at site B has the static address 198.19.0.101 (in the pool).
 # Checks:
 #   * client A gets an address X from site A (the first of the pool);
 #   * clients B1 and B2 get addresses from site B that are in the pool, differ
-#     from X and from each other, although site B's allocator alone would
-#     have offered X first: site B's probe for X crossed the tunnel, client A
-#     answered, and site B moved on (status dhcp_probes and dhcp_conflicts
-#     grow at site B);
+#     from X, from the static host's and from each other, although site B's
+#     allocator alone would have offered X first: site B's probe for X crossed
+#     the tunnel, client A answered, and site B moved on; its probe for .101
+#     was answered at site B (status dhcp_probes and dhcp_conflicts grow at
+#     site B, and its log says so);
 #   * client A still holds X and is the only host that answers for it.
 # DL_DHCP_EXTRA=conflict_check=false runs the same checks with the check off,
 # to show that they can fail (client B1 then gets X).
@@ -38,6 +40,9 @@ printf '# responders: [dhcp] %s\n' "$DL_DHCP_EXTRA"
 MAC_A=02:00:00:00:c1:01
 MAC_B1=02:00:00:00:c2:01
 MAC_B2=02:00:00:00:c2:02
+# A host at site B with a static address inside the pool.
+MAC_S=02:00:00:00:c2:0f
+STATIC=198.19.0.101
 
 dl_setup_rig
 # Site B runs the same responder as site A: overlapping pools.
@@ -56,7 +61,9 @@ add_b_host() {
 dl_add_lan_host tbe2e-ca NS_A "$MAC_A"
 add_b_host tbe2e-cb1 NS_B1 "$MAC_B1"
 add_b_host tbe2e-cb2 NS_B2 "$MAC_B2"
-for ns in "$NS_A" "$NS_B1" "$NS_B2"; do
+add_b_host tbe2e-sb NS_S "$MAC_S"
+ip -n "$NS_S" addr add "$STATIC/24" dev eth0
+for ns in "$NS_A" "$NS_B1" "$NS_B2" "$NS_S"; do
     ip -n "$ns" link set lo up
     ip -n "$ns" link set eth0 up
 done
@@ -129,8 +136,10 @@ for c in B1 B2; do
         show_out "$dir"
     elif [[ "$ip_b" == "$X" ]]; then
         e2e_not_ok "client $c at site B got $X, the address client A holds at site A"
+    elif [[ "$ip_b" == "$STATIC" ]]; then
+        e2e_not_ok "client $c at site B got $STATIC, the static host's address at site B"
     else
-        e2e_ok "client $c at site B got $ip_b, not $X (held by client A at site A)"
+        e2e_ok "client $c at site B got $ip_b, neither $X (client A at site A) nor $STATIC (static at site B)"
     fi
 done
 if [[ -n "${got[B1]}" && "${got[B1]}" == "${got[B2]}" ]]; then
@@ -144,8 +153,12 @@ printf '# site B: dhcp_probes %s -> %s, dhcp_conflicts %s -> %s\n' \
     "$probes0" "$probes" "$conflicts0" "$conflicts"
 e2e_check "site B probed before offering (dhcp_probes $probes0 -> $probes)" \
     test "$probes" -gt "$probes0"
-e2e_check "site B found $X in use (dhcp_conflicts $conflicts0 -> $conflicts)" \
-    test "$conflicts" -gt "$conflicts0"
+e2e_check "site B found $X and $STATIC in use (dhcp_conflicts $conflicts0 -> $conflicts)" \
+    test "$conflicts" -ge "$((conflicts0 + 2))"
+
+# The daemon's log (beside its control socket) names the conflict (rate-limited).
+log_b="$E2E_WORK/run/b.log"
+e2e_check "site B logged the address in use" grep -q "DHCP address in use by another host" "$log_b"
 
 # --- 3. X is client A's alone
 out=$(timeout 10 ip netns exec "$NS_B2" "$ARPING" -c 2 -w 4 -I eth0 "$X" 2>&1) || true

@@ -25,6 +25,11 @@
 //!   construction. [`Responder::forget_peer`] drops a peer's bindings.
 //! - DHCP follows RFC 2131 (see [`dhcp`]); the lease store promises that no
 //!   address is ever held by two clients (see [`leases`]).
+//! - With `dhcp.conflict_check`, both sides' ARP also feeds a record of
+//!   addresses in use, and a DISCOVER is answered later: the shell wakes up
+//!   at [`Responder::poll_timeout`] and sends what
+//!   [`Responder::poll_transmit`] yields (ARP probes, held OFFERs); see
+//!   [`dhcp::conflict`].
 //!
 //! Only untagged frames are answered or learned from: a tagged ARP request,
 //! even for our own address, is forwarded like any frame, and the ARP and

@@ -31,6 +31,17 @@
 //!   [`ConflictLog`]).
 //! - Reservations are exempt: the operator named the address, so it is
 //!   offered at once and never set aside.
+//! - The client itself is never in conflict with its own address: frames
+//!   from its chaddr, or from the MAC its lease was granted to (a client
+//!   keyed by option 61 that comes back on a new interface), do not count.
+//!   Only pool addresses are recorded.
+//! - Probes are bounded: at most [`MAX_HELD`] per [`PROBE_HOLD`] (640/s), so
+//!   a burst of DISCOVERs (random MACs) cannot become a broadcast storm.
+//!
+//! Answers to a probe are unicast to the responder's MAC with target IP
+//! 0.0.0.0; [`Responder::handle_local`](super::super::Responder::handle_local)
+//! forwards such answers into the tunnel instead of consuming them, since
+//! another site with the same configured `arp.mac` may have sent the probe.
 //!
 //! Sans-I/O like the rest of the responder: the shell asks
 //! [`poll_timeout`](super::super::Responder::poll_timeout) when to come back

@@ -539,3 +539,125 @@ fn off_means_no_probe_and_no_hold() {
     assert_eq!(s.r.poll_timeout(), None);
     assert!(s.poll().is_empty());
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Discover(u8),
+        /// REQUEST (SELECTING) of the client's last OFFER.
+        Select(u8),
+        /// REQUEST (RENEWING) of the client's last ACK.
+        Renew(u8),
+        /// A host at another site (0..2) claims a pool address.
+        Remote(u8, u8),
+        /// A host at another site answers a probe for a pool address.
+        Answer(u8, u8),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..4u8).prop_map(Op::Discover),
+            (0..4u8).prop_map(Op::Select),
+            (0..4u8).prop_map(Op::Renew),
+            (0..2u8, 100..110u8).prop_map(|(h, ip)| Op::Remote(h, ip)),
+            (0..2u8, 100..110u8).prop_map(|(h, ip)| Op::Answer(h, ip)),
+            (0..3000u64).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the order of DISCOVERs, REQUESTs, other sites' claims
+        /// and time, no OFFER or ACK names an address another site's host
+        /// claimed within IN_USE_SECS.
+        #[test]
+        fn never_offers_or_acks_an_address_claimed_elsewhere(
+            ops in proptest::collection::vec(op(), 1..150)
+        ) {
+            let mut s = Site::new(settings());
+            let mut claimed: HashMap<Ipv4Addr, Instant> = HashMap::new();
+            let mut offered: HashMap<u8, Ipv4Addr> = HashMap::new();
+            let mut acked: HashMap<u8, Ipv4Addr> = HashMap::new();
+            let fresh = |claimed: &HashMap<Ipv4Addr, Instant>, ip: Ipv4Addr, now: Instant| {
+                claimed.get(&ip).is_some_and(|t| now.duration_since(*t).as_secs() < IN_USE_SECS)
+            };
+            for op in ops {
+                let mut replies = Vec::new();
+                match op {
+                    Op::Discover(c) => {
+                        let mut buf = [0u8; REPLY_BUFFER_LEN];
+                        let wall = s.wall();
+                        let f = Client::new(M::Discover, mac(c)).frame();
+                        if let LocalVerdict::Reply(n) = s.r.handle_local(&f, s.mono, wall, &mut buf) {
+                            replies.push((c, parse_reply(&buf[..n])));
+                        }
+                    }
+                    Op::Select(c) => {
+                        if let Some(ip) = offered.get(&c) {
+                            let mut req = Client::new(M::Request, mac(c));
+                            req.server_id = Some(SERVER);
+                            req.requested = Some(*ip);
+                            if let Some(r) = s.local_reply(&req) {
+                                replies.push((c, r));
+                            }
+                        }
+                    }
+                    Op::Renew(c) => {
+                        if let Some(ip) = acked.get(&c) {
+                            let mut req = Client::new(M::Request, mac(c));
+                            req.ciaddr = *ip;
+                            req.ip_src = *ip;
+                            if let Some(r) = s.local_reply(&req) {
+                                replies.push((c, r));
+                            }
+                        }
+                    }
+                    Op::Remote(h, last) => {
+                        let host = [0x52, 0x54, 0, 0, 9, h];
+                        s.remote(&arp_request(host, ip(last).octets(), [198, 19, 0, 1]));
+                        claimed.insert(ip(last), s.mono);
+                    }
+                    Op::Answer(h, last) => {
+                        let host = [0x52, 0x54, 0, 0, 9, h];
+                        s.remote(&probe_answer(host, ip(last)));
+                        claimed.insert(ip(last), s.mono);
+                    }
+                    Op::Advance(ms) => s.advance(Duration::from_millis(ms)),
+                }
+                let mut buf = [0u8; REPLY_BUFFER_LEN];
+                let wall = s.wall();
+                while let Some(t) = s.r.poll_transmit(s.mono, wall, &mut buf) {
+                    if let OwnFrame::Local(n) = t {
+                        let r = parse_reply(&buf[..n]);
+                        let c = r.chaddr[5];
+                        replies.push((c, r));
+                    }
+                }
+                for (c, r) in replies {
+                    match r.message_type {
+                        M::Offer | M::Ack => {
+                            prop_assert!(
+                                !fresh(&claimed, r.yiaddr, s.mono),
+                                "{:?} of {} to client {} while another site uses it",
+                                r.message_type, r.yiaddr, c
+                            );
+                            if r.message_type == M::Offer {
+                                offered.insert(c, r.yiaddr);
+                            } else {
+                                acked.insert(c, r.yiaddr);
+                            }
+                        }
+                        M::Nak => {
+                            acked.remove(&c);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}

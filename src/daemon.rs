@@ -482,6 +482,7 @@ pub fn responder_settings(
         search: d.search.clone(),
         ntp: d.ntp.clone(),
         extra_options: d.options.clone(),
+        conflict_check: d.conflict_check,
     });
     Some((arp, dhcp))
 }

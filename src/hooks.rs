@@ -70,6 +70,24 @@ pub struct HookError {
     what: String,
 }
 
+/// Starts `cmd`, retrying briefly while its file is busy (`ETXTBSY`): a
+/// file just written can still be open for writing in a child that another
+/// thread forked and that has not reached `exec` yet (the close-on-exec
+/// descriptor goes only then), and a hook installed a moment ago by a
+/// package or an editor can be caught the same way.
+fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Runs `path` with the environment of `env` plus `TAPBRIDGE_PHASE`
 /// (`up`/`down`); waits up to [`HOOK_TIMEOUT`]. Its stdout and stderr are
 /// passed through to the daemon's log.
@@ -104,9 +122,7 @@ fn run_with(
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| err(format!("could not be started: {e}")))?;
+    let mut child = spawn(&mut cmd).map_err(|e| err(format!("could not be started: {e}")))?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         let _ = child.kill();
         let _ = child.wait();

@@ -25,8 +25,9 @@
 //! tapbridge_rx_dropped_total{reason}, tapbridge_tx_dropped_total{reason},
 //!   tapbridge_dhcp_dropped_total{reason}
 //! tapbridge_{fragmented,reassembled}_frames_total, _handshake_cookie_replies_total,
-//!   _arp_replies_total, _arp_bindings_learned_total, _nd_replies_total, _dhcp_replies_total,
-//!   _dhcp_naks_total
+//!   _arp_replies_total, _arp_bindings_learned_total, _arp_bindings_refused_total,
+//!   _nd_replies_total, _nd_bindings_learned_total, _nd_bindings_refused_total,
+//!   _dhcp_replies_total, _dhcp_naks_total, _dhcp_conflicts_total, _dhcp_probes_total
 //! tapbridge_reloads_total{result="applied"|"refused"}
 //! tapbridge_dhcp_leases, _dhcp_pool_addresses, _dhcp_pool_addresses_in_use
 //! tapbridge_rekey_after_seconds, tapbridge_start_timestamp_seconds
@@ -493,7 +494,7 @@ const GUARD_DROPPED: [(&str, LinkField); 3] = [
 ];
 
 /// Link-wide counters without labels: name (before `_total`), help, value.
-const LINK_COUNTERS: [(&str, &str, LinkField); 10] = [
+const LINK_COUNTERS: [(&str, &str, LinkField); 14] = [
     (
         "fragmented_frames",
         "Frames sent to the tunnel in fragments",
@@ -526,6 +527,26 @@ const LINK_COUNTERS: [(&str, &str, LinkField); 10] = [
         "nd_replies",
         "IPv6 neighbour solicitations answered locally (ND suppression)",
         |c| c.nd_replies,
+    ),
+    (
+        "nd_bindings_learned",
+        "IPv6 ND bindings learned or refreshed from the tunnel",
+        |c| c.nd_bindings_learned,
+    ),
+    (
+        "nd_bindings_refused",
+        "IPv6 ND bindings from the tunnel refused (they contradict what is known here)",
+        |c| c.nd_bindings_refused,
+    ),
+    (
+        "dhcp_conflicts",
+        "DHCP addresses not offered or confirmed because another MAC was seen using them",
+        |c| c.dhcp_conflicts,
+    ),
+    (
+        "dhcp_probes",
+        "ARP probes sent before a DHCP offer (conflict_check)",
+        |c| c.dhcp_probes,
     ),
     (
         "dhcp_replies",

@@ -601,6 +601,13 @@ mod tests {
         let p = plan(&running, &keys).unwrap();
         assert!(p.responder && p.metrics && p.peers.is_empty());
         assert_eq!(p.lines, ["[dhcp]: changed", "[metrics]: added"]);
+        d.write(
+            "hub.toml",
+            &conf(&format!("{dhcp}conflict_check = false\n")),
+        );
+        let p = plan(&running, &keys).unwrap();
+        assert!(p.responder, "conflict_check is reloadable");
+        assert_eq!(p.lines, ["[dhcp]: changed"]);
         let text = conf(dhcp).replace("[tunnel]\n", "[tunnel]\nkeepalive = \"5s\"\nhub = true\n");
         d.write("hub.toml", &text);
         let p = plan(&running, &keys).unwrap();

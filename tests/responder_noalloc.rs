@@ -39,6 +39,7 @@ fn responder() -> Responder {
         search: Vec::new(),
         ntp: Vec::new(),
         extra_options: Vec::new(),
+        conflict_check: true,
     };
     let arp = ArpSettings {
         respond: vec![ip(1)],
@@ -158,6 +159,10 @@ fn per_frame_paths_do_not_allocate() {
         arp(1, host, [198, 19, 0, 20], [198, 19, 0, 77]),
         arp(1, host, [198, 19, 0, 20], [198, 19, 0, 99]),
         arp(2, host, [198, 19, 0, 20], [198, 19, 0, 77]),
+        // A local host using a pool address it holds no lease for, and a
+        // probe for one (the DHCP conflict check records and checks them).
+        arp(1, host, [198, 19, 0, 150], [198, 19, 0, 99]),
+        arp(1, host, [0; 4], [198, 19, 0, 152]),
         // IPv6 ND: a multicast NS for the remote host (answered), for an
         // unknown one, and DAD (both forwarded).
         nd(135, host, group(0xb).0, v6(0xa), group(0xb).1, v6(0xb)),
@@ -182,6 +187,8 @@ fn per_frame_paths_do_not_allocate() {
         ipv6,
         udp([0xff; 6], 68, 67),
         arp(2, remote, [198, 19, 0, 77], [198, 19, 0, 20]),
+        // A peer's host using a pool address (the conflict check's record).
+        arp(2, remote, [198, 19, 0, 151], [198, 19, 0, 20]),
         // ND: an NA and an NS with a source link-layer option.
         nd(
             136,

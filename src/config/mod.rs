@@ -339,6 +339,9 @@ pub struct DhcpConfig {
     pub ntp: Vec<Ipv4Addr>,
     /// `[[dhcp.option]]`: other options passed through as is (code, data).
     pub options: Vec<(u8, Vec<u8>)>,
+    /// Never offer an address seen in use by another MAC; probe before
+    /// offering (default true).
+    pub conflict_check: bool,
 }
 
 /// `[arp]`: the local ARP responder.

@@ -43,6 +43,8 @@ mtu = 1500                        # option 26 (omit to leave out)
 lease_file = "/var/lib/tapbridge/site-a.leases"
 search = ["branch.example"]       # option 119
 ntp = ["198.19.0.1"]              # option 42
+conflict_check = true             # never offer an address seen in use (locally or at another
+                                  # site) by another MAC; probe before offering
 [[dhcp.reservation]]
 mac = "02:00:00:00:aa:01"
 ip = "198.19.0.10"
@@ -177,6 +179,7 @@ fn spec_example_parses_to_expected_values() {
             search: vec!["branch.example".into()],
             ntp: vec![ip4("198.19.0.1")],
             options: vec![(252, b"http".to_vec())],
+            conflict_check: true,
         })
     );
     assert_eq!(subnet.netmask(), ip4("255.255.255.0"));
@@ -266,6 +269,26 @@ fn every_transport_is_accepted() {
 }
 
 #[test]
+fn conflict_check_can_be_turned_off() {
+    let off = dhcp("[dhcp]\n", "[dhcp]\nconflict_check = false\n");
+    assert!(
+        !parse(&off)
+            .expect("config")
+            .dhcp
+            .expect("dhcp")
+            .conflict_check
+    );
+    let on = dhcp("[dhcp]\n", "[dhcp]\nconflict_check = true\n");
+    assert!(
+        parse(&on)
+            .expect("config")
+            .dhcp
+            .expect("dhcp")
+            .conflict_check
+    );
+}
+
+#[test]
 fn section_defaults() {
     let c = parse(&with(
         "[dhcp]\nserver_address = \"198.19.0.1\"\npool = \"198.19.0.100-198.19.0.199\"\nsubnet = \"198.19.0.0/24\"\n[arp]\n[metrics]\n",
@@ -276,6 +299,10 @@ fn section_defaults() {
     assert_eq!(d.lease_file, Path::new("/var/lib/tapbridge/site-a.leases"));
     assert_eq!((d.router, d.mtu, d.domain), (None, None, None));
     assert!(d.dns.is_empty() && d.routes.is_empty() && d.reservations.is_empty());
+    assert!(
+        d.conflict_check,
+        "the conflict check is on unless turned off"
+    );
     let a = c.arp.expect("arp section");
     assert_eq!((a.respond.len(), a.mac, a.suppress), (0, None, true));
     assert_eq!(a.binding_timeout, Duration::from_secs(300));

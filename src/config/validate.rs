@@ -129,19 +129,6 @@ impl Cx<'_> {
         }
     }
 
-    /// A SPEC switch this version does not implement yet: `false` (what it
-    /// does) is accepted, `true` refused rather than silently ignored.
-    fn not_built(&self, v: &Option<Spanned<bool>>, key: &str) -> Result<()> {
-        match v {
-            Some(v) if *v.get_ref() => Err(self.err(
-                &v.span(),
-                key,
-                "is not supported by this version yet (set it to false or leave it out)",
-            )),
-            _ => Ok(()),
-        }
-    }
-
     /// `tunnel.transport`: `"udp"` (the default), `"tcp"` or `"auto"`.
     fn transport(&self, v: &Option<Str>) -> Result<TransportMode> {
         let key = "tunnel.transport";
@@ -674,7 +661,6 @@ impl Cx<'_> {
             reservations.push((mac, ip));
         }
 
-        self.not_built(&raw.conflict_check, "dhcp.conflict_check")?;
         let search = raw
             .search
             .iter()
@@ -717,6 +703,7 @@ impl Cx<'_> {
             search,
             ntp,
             options,
+            conflict_check: raw.conflict_check.as_ref().is_none_or(|v| *v.get_ref()),
         }))
     }
 

@@ -256,6 +256,19 @@ pub struct CounterStatus {
     /// no connection could be opened.
     #[serde(default)]
     pub tcp_dropped: u64,
+    /// ND bindings learned or refreshed from the tunnel (`arp.suppress_nd`).
+    #[serde(default)]
+    pub nd_bindings_learned: u64,
+    /// ND bindings from the tunnel refused (they contradict what is known here).
+    #[serde(default)]
+    pub nd_bindings_refused: u64,
+    /// DHCP addresses not offered, or REQUESTs NAKed, because another MAC
+    /// was seen using the address (`dhcp.conflict_check`).
+    #[serde(default)]
+    pub dhcp_conflicts: u64,
+    /// ARP probes sent before offering (`dhcp.conflict_check`).
+    #[serde(default)]
+    pub dhcp_probes: u64,
 }
 
 /// One DHCP lease.

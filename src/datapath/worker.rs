@@ -29,7 +29,7 @@ use crate::guard::{self, Guard, PeerVerdict};
 use crate::mac::MacAddr;
 use crate::metrics::MetricsServer;
 use crate::reload::{PeerChange, Plan, ReloadError};
-use crate::responder::{LocalVerdict, RemoteVerdict, Responder};
+use crate::responder::{LocalVerdict, OwnFrame, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Port, Switch};
 use crate::tunnel::{Event, PeerId, PeerParams, PeerStats, Transmit, Tunnel};
 use crate::wire::ethernet;
@@ -214,10 +214,12 @@ impl Worker {
             let now = Instant::now();
             // Fed here, once per wake-up: a wedged loop starves the watchdog.
             let feed = self.sd.watchdog_tick(now).unwrap_or(Duration::MAX);
+            let held = self.responder.as_ref().and_then(|r| r.poll_timeout());
             let wait = [
                 self.tunnel.poll_timeout(),
                 self.guard.poll_timeout(),
                 self.tcp.deadline(),
+                held,
             ]
             .into_iter()
             .flatten()
@@ -292,6 +294,7 @@ impl Worker {
                 self.tunnel.handle_timeout(now, &mut tx);
             }
             self.guard_timers(&mut b, &mut io, now);
+            self.responder_timers(&mut b, &mut io, now, wall);
             if b.out.batch.pending() > 0 {
                 let r = self.udp.send_batch(&mut b.out.batch);
                 io.udp_send_errors += r.dropped as u64;
@@ -995,6 +998,53 @@ impl Worker {
         }
     }
 
+    /// Sends what the responder sends on its own (ARP probes of the DHCP
+    /// conflict check: into the TAP and, as any broadcast, to the peers;
+    /// held OFFERs: into the TAP) and logs the conflicts it found.
+    fn responder_timers(
+        &mut self,
+        b: &mut Buffers,
+        io: &mut IoCounters,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        let Some(r) = self.responder.as_mut() else {
+            return;
+        };
+        let h = self.vnet_hdr;
+        while let Some(t) = r.poll_transmit(now, wall, &mut b.reply[h..]) {
+            b.reply[..h].fill(0); // plain frame: no offload
+            let (len, flood) = match t {
+                OwnFrame::Local(n) => (n, false),
+                OwnFrame::Probe(n) => (n, true),
+            };
+            let packet = &b.reply[..h + len];
+            if self.tap.write(packet).is_err() {
+                io.tap_write_errors += 1;
+            }
+            if flood && self.guard.allow_flood(now) {
+                let mut tx = UdpTx::new(
+                    &self.udp,
+                    &mut self.tcp,
+                    &mut b.out,
+                    &mut io.udp_send_errors,
+                    now,
+                );
+                for p in 0..self.tunnel.peer_count() {
+                    self.tunnel.send_frame(p, packet, now, &mut tx);
+                }
+            }
+        }
+        if let Some(c) = r.take_conflict_log(now) {
+            tracing::warn!(
+                conflicts = c.count,
+                ip = %c.ip,
+                mac = %c.mac,
+                "DHCP address in use by another host, not offered"
+            );
+        }
+    }
+
     /// Logs the ARP bindings from the tunnel the responder refused (at most
     /// one line per [`crate::responder::REFUSAL_LOG_INTERVAL`]).
     fn log_arp_refusals(&mut self, now: Instant) {
@@ -1187,6 +1237,7 @@ mod tests {
             search: Vec::new(),
             ntp: Vec::new(),
             extra_options: Vec::new(),
+            conflict_check: false,
         };
         let mut r = Responder::new(None, Some(settings), LeaseDb::default()).expect("settings");
         let mac = [0x52, 0x54, 0, 0, 1, 1];

@@ -73,9 +73,13 @@ fn status() -> Status {
             guard_dropped: 28,
             loops_detected: 29,
             loop_dropped: 30,
-            tcp_accepted: 41,
-            tcp_refused: 42,
-            tcp_dropped: 43,
+            tcp_accepted: 45,
+            tcp_refused: 46,
+            tcp_dropped: 47,
+            nd_bindings_learned: 41,
+            nd_bindings_refused: 42,
+            dhcp_conflicts: 43,
+            dhcp_probes: 44,
         },
         leases: vec![
             LeaseEntry {
@@ -198,6 +202,8 @@ fn renders_link_counters_with_reasons() {
         r#"tapbridge_handshake_cookie_replies_total{link="site-a"} 26"#,
         r#"tapbridge_arp_bindings_learned_total{link="site-a"} 36"#,
         r#"tapbridge_arp_bindings_refused_total{link="site-a"} 39"#,
+        r#"tapbridge_nd_bindings_learned_total{link="site-a"} 41"#,
+        r#"tapbridge_nd_bindings_refused_total{link="site-a"} 42"#,
         "# TYPE tapbridge_rx_dropped counter",
         r#"tapbridge_guard_dropped_total{link="site-a",reason="storm"} 27"#,
         r#"tapbridge_guard_dropped_total{link="site-a",reason="dhcp_ra_bpdu"} 28"#,
@@ -215,6 +221,8 @@ fn renders_the_hidden_dhcp_counters_and_the_pool() {
     let l = lines(&text);
     for want in [
         r#"tapbridge_dhcp_naks_total{link="site-a"} 31"#,
+        r#"tapbridge_dhcp_conflicts_total{link="site-a"} 43"#,
+        r#"tapbridge_dhcp_probes_total{link="site-a"} 44"#,
         r#"tapbridge_dhcp_dropped_total{link="site-a",reason="pool_exhausted"} 32"#,
         r#"tapbridge_dhcp_dropped_total{link="site-a",reason="malformed"} 33"#,
         r#"tapbridge_dhcp_dropped_total{link="site-a",reason="ignored"} 34"#,

@@ -43,7 +43,7 @@ use crate::mac::MacAddr;
 use crate::tunnel::PeerId;
 
 /// Length of an ARP reply frame we write (Ethernet header + ARP for IPv4).
-const ARP_FRAME_LEN: usize = ETH_HEADER_LEN + 28;
+pub(super) const ARP_FRAME_LEN: usize = ETH_HEADER_LEN + 28;
 
 /// The RARP ethertype.
 const ETHERTYPE_RARP: [u8; 2] = [0x80, 0x35];
@@ -99,16 +99,16 @@ pub struct ArpResponder {
 }
 
 /// A parsed Ethernet/IPv4 ARP message.
-struct Arp {
-    op: ArpOperation,
-    eth_dst: MacAddr,
-    eth_src: MacAddr,
-    sha: MacAddr,
-    spa: Ipv4Addr,
-    tpa: Ipv4Addr,
+pub(super) struct Arp {
+    pub op: ArpOperation,
+    pub eth_dst: MacAddr,
+    pub eth_src: MacAddr,
+    pub sha: MacAddr,
+    pub spa: Ipv4Addr,
+    pub tpa: Ipv4Addr,
 }
 
-fn parse(frame: &[u8]) -> Option<Arp> {
+pub(super) fn parse(frame: &[u8]) -> Option<Arp> {
     let eth_dst = MacAddr::from_slice(frame.get(..6)?)?;
     let eth_src = MacAddr::from_slice(frame.get(6..12)?)?;
     let packet = ArpPacket::new_checked(frame.get(ETH_HEADER_LEN..)?).ok()?;
@@ -677,6 +677,7 @@ mod tests {
             search: Vec::new(),
             ntp: Vec::new(),
             extra_options: Vec::new(),
+            conflict_check: false,
         };
         let arp = ArpSettings {
             respond: vec![Ipv4Addr::from(GW)],

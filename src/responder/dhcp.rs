@@ -3,9 +3,9 @@
 //!
 //! | client message | answer |
 //! |---|---|
-//! | DISCOVER | OFFER of the reservation / previous / requested / a free address, held briefly; nothing if the pool is full (counted, see [`DhcpServer::take_pool_exhausted`]) |
+//! | DISCOVER | OFFER of the reservation / previous / requested / a free address, held briefly; nothing if the pool is full (counted, see [`DhcpServer::take_pool_exhausted`]). With `conflict_check`, addresses seen in use by another MAC are skipped and the OFFER waits for an ARP probe (see [`conflict`]) |
 //! | REQUEST naming another server (option 54) | nothing (the client chose someone else; our offer is withdrawn) |
-//! | REQUEST (SELECTING, INIT-REBOOT, RENEWING, REBINDING) from a client we know | ACK if the client may have the address, NAK if it is wrong, foreign or taken |
+//! | REQUEST (SELECTING, INIT-REBOOT, RENEWING, REBINDING) from a client we know | ACK if the client may have the address, NAK if it is wrong, foreign or taken (with `conflict_check`: also when another MAC was seen using it) |
 //! | REQUEST from a client we have no record of (no lease, offer or reservation) | never an ACK (RFC 2131 §4.3.2): NAK when SELECTING, for an address outside the subnet, or when RENEWING/REBINDING an address it may not have; otherwise (INIT-REBOOT, a free address) nothing |
 //! | BOOTREQUEST without option 53 (BOOTP, RFC 951) | BOOTREPLY with the reservation of a reserved MAC; nothing for others |
 //! | DECLINE | nothing; the address is quarantined |
@@ -30,6 +30,7 @@
 //! Replies never exceed the 576-byte minimum every client must accept.
 
 use std::net::Ipv4Addr;
+use std::time::Instant;
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
@@ -45,6 +46,13 @@ use super::{
     ResponderCounters, ResponderError,
 };
 use crate::mac::MacAddr;
+
+pub mod conflict;
+pub use conflict::{
+    CONFLICT_LOG_INTERVAL, ConflictLog, IN_USE_SECS, MAX_CANDIDATES, MAX_HELD, MAX_IN_USE,
+    OwnFrame, PROBE_HOLD,
+};
+use conflict::{Checked, ConflictCheck};
 
 /// Largest DHCP payload we send: 576 (the minimum IP datagram every client
 /// accepts) minus IP and UDP headers.
@@ -87,6 +95,8 @@ pub struct DhcpServer {
     exhausted_unreported: u64,
     /// When the last report was taken (UNIX seconds).
     exhausted_reported_at: Option<u64>,
+    /// `conflict_check`: the in-use record and the offers held for probes.
+    conflict: Option<ConflictCheck>,
 }
 
 /// Least time between two "pool exhausted" reports.
@@ -285,8 +295,14 @@ impl DhcpServer {
             short_secs: lease.min(SHORT_LEASE_SECS) as u32,
             exhausted_unreported: 0,
             exhausted_reported_at: None,
+            conflict: settings.conflict_check.then(ConflictCheck::new),
             settings,
         })
+    }
+
+    /// Conflicts to log now (see [`ConflictLog`]).
+    pub fn take_conflict_log(&mut self, now: Instant) -> Option<ConflictLog> {
+        self.conflict.as_mut().and_then(|c| c.take_log(now))
     }
 
     /// The validated settings (subnet address normalized).
@@ -320,11 +336,13 @@ impl DhcpServer {
     }
 
     /// A local frame to UDP port 67: answer it into `reply` or consume it.
-    /// Never forwards. `now` is wall-clock UNIX seconds.
+    /// Never forwards. `now` is wall-clock UNIX seconds, `at` the monotonic
+    /// clock (offers held for the conflict check).
     pub fn handle(
         &mut self,
         frame: &[u8],
         now: u64,
+        at: Instant,
         reply: &mut [u8],
         counters: &mut ResponderCounters,
     ) -> LocalVerdict {
@@ -346,7 +364,14 @@ impl DhcpServer {
             counters.dhcp_ignored += 1;
             return LocalVerdict::Consumed;
         }
-        let Some(answer) = self.decide(&msg, now, counters) else {
+        let answer = match self.discover_under_check(&msg, now, at, counters) {
+            // Answered later, by `poll_transmit`.
+            Some(Checked::Held) => return LocalVerdict::Consumed,
+            Some(Checked::Answer(a)) => Some(a),
+            Some(Checked::Nothing) => None,
+            None => self.decide(&msg, now, at, counters),
+        };
+        let Some(answer) = answer else {
             counters.dhcp_ignored += 1;
             return LocalVerdict::Consumed;
         };
@@ -365,10 +390,31 @@ impl DhcpServer {
         }
     }
 
+    /// A DISCOVER while `conflict_check` is on (see [`conflict`]); `None`
+    /// for anything else.
+    fn discover_under_check(
+        &mut self,
+        msg: &ClientMsg<'_>,
+        now: u64,
+        at: Instant,
+        counters: &mut ResponderCounters,
+    ) -> Option<Checked> {
+        if self.conflict.is_none() || msg.kind != Some(DhcpMessageType::Discover) {
+            return None;
+        }
+        let chaddr_key = mac_key(&msg.chaddr);
+        let client = ClientRef {
+            key: msg.client_id.unwrap_or(&chaddr_key),
+            mac: msg.chaddr,
+        };
+        Some(self.discover_checked(msg, client, now, at, counters))
+    }
+
     fn decide(
         &mut self,
         msg: &ClientMsg<'_>,
         now: u64,
+        at: Instant,
         counters: &mut ResponderCounters,
     ) -> Option<Answer> {
         let server = self.settings.server_address;
@@ -404,6 +450,9 @@ impl DhcpServer {
                 lease_secs: 0,
             });
         };
+        if kind != DhcpMessageType::Discover {
+            self.drop_held(client.key);
+        }
         match kind {
             DhcpMessageType::Discover => match self.alloc.offer(client, msg.requested, now) {
                 Some(ip) => Some(Answer {
@@ -443,6 +492,12 @@ impl DhcpServer {
                         !msg.ciaddr.is_unspecified() && !self.alloc.usable_by(client, ip, now);
                     tracing::debug!(mac = %mac, %ip, "DHCP request from an unknown client");
                     return (selecting || off_net || bad_ciaddr).then_some(nak);
+                }
+                if let Some(user) = self.used_by_other(client, ip, at) {
+                    // Someone else uses it: keep it out, so the commit below
+                    // fails and the client is told no.
+                    self.set_aside(ip, user, now, counters);
+                    tracing::debug!(mac = %mac, %ip, %user, "DHCP request for an address in use");
                 }
                 let previous = self.alloc.db().get(client.key);
                 let (secs, renewed) = self.grant_secs(client, ip, now);

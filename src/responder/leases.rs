@@ -667,6 +667,15 @@ impl Allocator {
         true
     }
 
+    /// Keep `ip` out of the pool until `until` (UNIX seconds), withdrawing
+    /// any offer of it; leases are untouched. The hook of the conflict check
+    /// ([`super::dhcp::conflict`]): another host was seen using the address.
+    pub fn set_aside(&mut self, ip: Ipv4Addr, until: u64) {
+        self.offers.remove(&ip);
+        let q = self.quarantine.entry(ip).or_insert(until);
+        *q = (*q).max(until);
+    }
+
     /// Unexpired leases, sorted by address.
     pub fn leases(&self, now: u64) -> Vec<LeaseInfo> {
         let mut v: Vec<LeaseInfo> = self

@@ -25,6 +25,11 @@
 //!   construction. [`Responder::forget_peer`] drops a peer's bindings.
 //! - DHCP follows RFC 2131 (see [`dhcp`]); the lease store promises that no
 //!   address is ever held by two clients (see [`leases`]).
+//! - With `dhcp.conflict_check`, both sides' ARP also feeds a record of
+//!   addresses in use, and a DISCOVER is answered later: the shell wakes up
+//!   at [`Responder::poll_timeout`] and sends what
+//!   [`Responder::poll_transmit`] yields (ARP probes, held OFFERs); see
+//!   [`dhcp::conflict`].
 //!
 //! Only untagged frames are answered or learned from: a tagged ARP request,
 //! even for our own address, is forwarded like any frame, and the ARP and
@@ -42,6 +47,7 @@ pub mod nd;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use dhcp::{ConflictLog, OwnFrame};
 pub use leases::{Lease, LeaseDb, LeaseInfo, PoolUsage};
 
 use crate::mac::MacAddr;
@@ -50,6 +56,7 @@ use crate::tunnel::PeerId;
 use arp::{ArpResponder, Learned, Refusal};
 use dhcp::DhcpServer;
 use nd::NdResponder;
+use smoltcp::wire::ArpOperation;
 
 /// Errors of the responder layer: settings that cannot work.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +119,9 @@ pub struct DhcpSettings {
     pub ntp: Vec<Ipv4Addr>,
     /// Further options sent as they are: (code, data).
     pub extra_options: Vec<(u8, Vec<u8>)>,
+    /// Never offer an address seen in use by another MAC; probe (ARP)
+    /// before offering (see [`dhcp`]'s conflict check).
+    pub conflict_check: bool,
 }
 
 /// The responder's MAC, derived from the TAP's own MAC the way tap_win32
@@ -173,6 +183,11 @@ pub struct ResponderCounters {
     pub nd_bindings_learned: u64,
     /// ND bindings from the tunnel refused (see [`nd`]).
     pub nd_bindings_refused: u64,
+    /// Addresses not offered, or REQUESTs NAKed, because another MAC was
+    /// seen using the address (`conflict_check`).
+    pub dhcp_conflicts: u64,
+    /// ARP probes sent before offering (`conflict_check`).
+    pub dhcp_probes: u64,
 }
 
 /// Refused ARP and ND bindings to log: at most one line per [`REFUSAL_LOG_INTERVAL`].
@@ -294,6 +309,8 @@ impl Responder {
         };
         if same_dhcp {
             self.dhcp = old.dhcp.take();
+        } else if let (Some(new), Some(old)) = (&mut self.dhcp, &mut old.dhcp) {
+            new.adopt_in_use(old);
         }
         if old.arp_inputs == self.arp_inputs {
             self.arp = old.arp.take();
@@ -319,8 +336,18 @@ impl Responder {
         if let Some(nd) = &mut self.nd {
             nd.saw_local_source(frame);
         }
+        // An answer to an RFC 5227 probe (target IP 0.0.0.0) addressed to our
+        // MAC may answer another site's probe: sites often share one
+        // configured `arp.mac`, so it is forwarded, not consumed.
+        let mut probe_answer = false;
         match classify(frame) {
             Class::Arp => {
+                if let Some(a) = arp::parse(frame) {
+                    probe_answer = a.op == ArpOperation::Reply && a.tpa.is_unspecified();
+                    if let Some(dhcp) = &mut self.dhcp {
+                        dhcp.observe_arp(&a, false, now, &mut self.counters);
+                    }
+                }
                 if let Some(arp) = &mut self.arp {
                     let v = arp.handle_local(frame, now, reply);
                     if let LocalVerdict::Reply(_) = v {
@@ -342,7 +369,7 @@ impl Responder {
             }
             Class::DhcpToServer => {
                 if let Some(dhcp) = &mut self.dhcp {
-                    return dhcp.handle(frame, unix_secs(wall), reply, &mut self.counters);
+                    return dhcp.handle(frame, unix_secs(wall), now, reply, &mut self.counters);
                 }
             }
             Class::DhcpOther => {
@@ -353,7 +380,7 @@ impl Responder {
             }
             Class::Other => {}
         }
-        if self.is_own_mac(frame) {
+        if self.is_own_mac(frame) && !probe_answer {
             return LocalVerdict::Consumed;
         }
         LocalVerdict::Forward
@@ -364,6 +391,9 @@ impl Responder {
     pub fn handle_remote(&mut self, frame: &[u8], peer: PeerId, now: Instant) -> RemoteVerdict {
         match classify(frame) {
             Class::Arp => {
+                if let (Some(dhcp), Some(a)) = (&mut self.dhcp, arp::parse(frame)) {
+                    dhcp.observe_arp(&a, true, now, &mut self.counters);
+                }
                 if let Some(arp) = &mut self.arp {
                     let dhcp = self.dhcp.as_ref();
                     // The router, or an address leased here to another MAC
@@ -444,6 +474,34 @@ impl Responder {
         r.unlogged = 0;
         r.logged_at = Some(now);
         Some(log)
+    }
+
+    /// When [`poll_transmit`](Self::poll_transmit) has work: an offer held
+    /// for `dhcp.conflict_check` falls due (`None`: nothing held). The shell
+    /// wakes up by then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.dhcp.as_ref().and_then(|d| d.poll_timeout())
+    }
+
+    /// The next frame the responder sends on its own at `now`: an ARP probe
+    /// for a candidate address or a held DHCP OFFER whose probe met no
+    /// answer (see [`OwnFrame`] for where each goes), written into `out`
+    /// (at least [`REPLY_BUFFER_LEN`] bytes). Call after each batch of
+    /// frames and at [`poll_timeout`](Self::poll_timeout), until `None`.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        out: &mut [u8],
+    ) -> Option<OwnFrame> {
+        let dhcp = self.dhcp.as_mut()?;
+        dhcp.poll_transmit(unix_secs(wall), now, out, &mut self.counters)
+    }
+
+    /// Addresses found in use to log now, at most one line per
+    /// [`dhcp::CONFLICT_LOG_INTERVAL`] (the shell logs it).
+    pub fn take_conflict_log(&mut self, now: Instant) -> Option<ConflictLog> {
+        self.dhcp.as_mut().and_then(|d| d.take_conflict_log(now))
     }
 
     /// The unexpired DHCP leases, sorted by address (empty without DHCP).

@@ -38,6 +38,8 @@ DL_RESERVED_IP=198.19.0.10
 DL_ARP_MAC="${DL_ARP_MAC:-}"
 # Optional further [arp] KEY=VALUE for site A's responder (e.g. suppress_nd=true).
 DL_ARP_EXTRA="${DL_ARP_EXTRA:-}"
+# Optional further [dhcp] KEY=VALUE for every responder (e.g. conflict_check=false).
+DL_DHCP_EXTRA="${DL_DHCP_EXTRA:-}"
 # Set by dl_setup_rig: the gateways' and host B's namespaces, host B's MAC.
 DL_GA=""
 DL_GB=""
@@ -62,6 +64,7 @@ dl_write_config() {
             --arp "respond=[$DL_SERVER]" --arp suppress=true --arp binding_timeout=5m)
         [[ -z "$DL_ARP_MAC" ]] || opts+=(--arp "mac=$DL_ARP_MAC")
         [[ -z "$DL_ARP_EXTRA" ]] || opts+=(--arp "$DL_ARP_EXTRA")
+        [[ -z "$DL_DHCP_EXTRA" ]] || opts+=(--dhcp "$DL_DHCP_EXTRA")
     fi
     tb_link_config "$f" --ifname "$ifname" --mtu 1500 \
         --listen "$listen" --psk "$E2E_WORK/psk" --keepalive 5s \

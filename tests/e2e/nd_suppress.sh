@@ -79,6 +79,10 @@ else
     e2e_not_ok "host A cannot ping host B over IPv6 across the tunnel"
 fi
 
+learned=$(e2e_counter a nd_bindings_learned)
+e2e_check "site A counted the ND bindings it learned from site B (nd_bindings_learned $learned)" \
+    test "$learned" -gt 0
+
 # --- 2. host A, neighbour cache flushed, asks again: answered at site A
 # check_answered NS NAME MAC: ping host B from NS; its NS must be answered locally.
 check_answered() {

@@ -47,6 +47,7 @@ fn settings() -> DhcpSettings {
         search: Vec::new(),
         ntp: Vec::new(),
         extra_options: Vec::new(),
+        conflict_check: false,
     }
 }
 

@@ -2,7 +2,8 @@
 //! Fuzz the DHCP responder: a sequence of frames, each either raw or a fuzzed
 //! BOOTP payload wrapped in a valid Ethernet/IPv4/UDP frame (so the fuzzer
 //! gets past the checksums and into the server's state machine), sent from
-//! the local side or the tunnel, with the virtual clock moving in between;
+//! the local side or the tunnel, with the virtual clock moving in between
+//! and the conflict check's probes and held offers drained after each;
 //! a record with the top control bit set is a lease file to load instead.
 //! Nothing may panic, and every reply must fit the buffer and be DHCP.
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use libfuzzer_sys::fuzz_target;
 use tapbridge::mac::MacAddr;
 use tapbridge::responder::{
-    ArpSettings, DhcpSettings, LeaseDb, LocalVerdict, REPLY_BUFFER_LEN, Responder,
+    ArpSettings, DhcpSettings, LeaseDb, LocalVerdict, OwnFrame, REPLY_BUFFER_LEN, Responder,
 };
 
 fn responder(leases: LeaseDb) -> Responder {
@@ -34,6 +35,7 @@ fn responder(leases: LeaseDb) -> Responder {
         search: Vec::new(),
         ntp: Vec::new(),
         extra_options: Vec::new(),
+        conflict_check: true,
     };
     let arp = ArpSettings {
         respond: vec![ip(1)],
@@ -114,7 +116,23 @@ fuzz_target!(|data: &[u8]| {
         } else if let LocalVerdict::Reply(n) = r.handle_local(&frame, mono, wall, &mut reply) {
             assert!(n <= reply.len() && n >= 42);
         }
-        let step = Duration::from_secs(u64::from(ctrl >> 2 & 0x0f) * 8);
+        // The conflict check's probes and held offers: whatever is due now
+        // (a handful at most: one per held offer and candidate).
+        let mut sent = 0;
+        while let Some(t) = r.poll_transmit(mono, wall, &mut reply) {
+            let (OwnFrame::Local(n) | OwnFrame::Probe(n)) = t;
+            assert!(n <= reply.len() && n >= 42);
+            sent += 1;
+            assert!(sent <= 64, "poll_transmit ends");
+        }
+        // Steps of 0.2 s (within and past the probe hold) or of 10 s (leases,
+        // offers and quarantines expiring).
+        let v = u64::from(ctrl >> 2 & 0x0f);
+        let step = if v < 4 {
+            Duration::from_millis(v * 200)
+        } else {
+            Duration::from_secs((v - 3) * 10)
+        };
         mono += step;
         wall += step;
     }

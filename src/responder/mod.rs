@@ -42,7 +42,7 @@ pub mod nd;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use leases::{Lease, LeaseDb, LeaseInfo, PoolUsage};
+pub use leases::{Lease, LeaseChange, LeaseDb, LeaseInfo, PoolUsage};
 
 use crate::mac::MacAddr;
 use crate::tunnel::PeerId;

@@ -27,8 +27,9 @@
 //! Reading ([`load`]): the lease file, then every journal in generation
 //! order; replaying a journal the snapshot already covers changes nothing
 //! (each line sets a record outright), so a crash at any point of a
-//! compaction loses nothing. At [`LeaseStore::open`] and at close everything
-//! is compacted into the lease file and the journals are removed.
+//! compaction loses nothing. At [`LeaseStore::open`] (when there are
+//! journals) and at close everything is compacted into the lease file and
+//! the journals are removed.
 //!
 //! A failed write is logged and the replies still go out (refusing every
 //! client while the disk is full would hurt the LAN more); the journal is
@@ -215,7 +216,8 @@ struct Inner {
 impl LeaseStore {
     /// Start the store for the lease file `path` (none: a store that
     /// persists nothing) holding `db` (the responder's records as they are
-    /// now): writes `db` as the lease file, removes the journals, and starts
+    /// now, read from that file and its journals): if there are journals,
+    /// writes `db` as the lease file and removes them; then starts
     /// the persistence thread, which wakes `waker` whenever a batch becomes
     /// durable.
     pub fn open(
@@ -227,7 +229,14 @@ impl LeaseStore {
             return Ok(LeaseStore::default());
         };
         let through = journals(path).last().map_or(0, |(g, _)| *g);
-        let snapshot_len = compact(path, &db, through)?;
+        // With journals, fold them into the lease file now; without, the
+        // file already holds `db` but for records the responder dropped,
+        // whose removals come as changes with the first batch.
+        let snapshot_len = if through > 0 {
+            compact(path, &db, through)?
+        } else {
+            fs::metadata(path).map_or(0, |m| m.len())
+        };
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),

@@ -1436,9 +1436,11 @@ mod tests {
         #[test]
         fn indexes_match_a_full_scan(ops in proptest::collection::vec(op(), 1..150)) {
             let macs: Vec<MacAddr> = (0..6u8).map(|i| MacAddr([2, 0, 0, 0, 0xbb, i])).collect();
-            let mut p = pool(96, 112);
+            // Three dynamic addresses (100, 101, 103) for five clients and a
+            // newcomer: the free set runs dry and expired leases are reclaimed.
+            let mut p = pool(99, 104);
             p.reservations = vec![(macs[5], ip(102))];
-            p.excluded.push(ip(104));
+            p.excluded.extend([ip(99), ip(104)]);
             let mut a = Allocator::new(p, LeaseDb::default());
             let mut now = T0;
             let newcomer = MacAddr([2, 0, 0, 0, 0xcc, 1]);

@@ -20,9 +20,10 @@
 //! held for batches up to that one. The worker never waits for the disk,
 //! except on a reload that moves the lease file and at shutdown.
 //!
-//! Compaction: once the journal outgrows the last snapshot (and 1 MiB), the
+//! Compaction: once the journal outgrows the last snapshot (and 4 MiB), the
 //! thread starts a new journal generation and a background thread writes a
-//! snapshot of the records as of the end of the old generations, then
+//! snapshot of the records as of the end of the old generations (flushed
+//! 256 KiB at a time, so commits do not queue behind it), then
 //! deletes those journals and fsyncs the directory. Only one compaction runs
 //! at a time, so a journal never outlives a snapshot newer than its end.
 //! Reading ([`load`]): the lease file, then every journal in generation
@@ -55,8 +56,9 @@ use crate::responder::{LeaseChange, LeaseDb, Responder, lease_journal};
 /// what a reader of the file sees at once); above it, commits append to the
 /// journal.
 pub const SMALL_TABLE: usize = 256;
-/// A journal is compacted once it is larger than the last snapshot and this.
-const MIN_COMPACT_BYTES: u64 = 1 << 20;
+/// A journal is compacted once it is larger than the last snapshot and this
+/// (about 33,000 changes).
+const MIN_COMPACT_BYTES: u64 = 4 << 20;
 /// Replies held for durability at most; more are dropped (the clients
 /// retransmit), so a stalled disk cannot grow the worker's memory.
 pub const MAX_HELD: usize = 8192;
@@ -148,14 +150,21 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 }
 
 /// Write `db` as the lease file, then delete the journals up to and
-/// including `through` and make that durable: a compaction.
-fn compact(path: &Path, db: &LeaseDb, through: u64) -> Result<u64, LeaseFileError> {
+/// including `through` and make that durable: a compaction. `paced`: write
+/// the snapshot in [`PACE_CHUNK`] pieces, each flushed to disk before the
+/// next, so a commit's `fdatasync` never queues behind megabytes of
+/// snapshot (a background compaction under load).
+fn compact(path: &Path, db: &LeaseDb, through: u64, paced: bool) -> Result<u64, LeaseFileError> {
     let bytes = db.to_bytes();
-    write_lease_file_atomic(path, &bytes)?;
     let io_err = |source| LeaseFileError::Io {
         path: path.to_owned(),
         source,
     };
+    if paced {
+        write_paced(path, &bytes).map_err(io_err)?;
+    } else {
+        write_lease_file_atomic(path, &bytes)?;
+    }
     let mut removed = false;
     for (g, j) in journals(path) {
         if g <= through {
@@ -167,6 +176,40 @@ fn compact(path: &Path, db: &LeaseDb, through: u64) -> Result<u64, LeaseFileErro
         sync_dir(path).map_err(io_err)?;
     }
     Ok(bytes.len() as u64)
+}
+
+/// Snapshot bytes written and flushed at a time by a paced compaction.
+const PACE_CHUNK: usize = 256 << 10;
+
+/// [`write_lease_file_atomic`] (temp file, fsync, rename, fsync of the
+/// directory), the data flushed chunk by chunk with a pause between chunks.
+fn write_paced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let (dir, name) = split(path);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".compact{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        for chunk in bytes.chunks(PACE_CHUNK) {
+            f.write_all(chunk)?;
+            f.sync_data()?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        sync_dir(path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Batches handed from the worker to the persistence thread.
@@ -241,7 +284,7 @@ impl LeaseStore {
         // file already holds `db` but for records the responder dropped,
         // whose removals come as changes with the first batch.
         let snapshot_len = if through > 0 {
-            compact(path, &db, through)?
+            compact(path, &db, through, false)?
         } else {
             fs::metadata(path).map_or(0, |m| m.len())
         };
@@ -471,7 +514,7 @@ impl Persister {
             self.finish_compaction(false);
             if closing {
                 self.finish_compaction(true);
-                let result = compact(&self.path, &self.mirror, self.generation).map(|_| ());
+                let result = compact(&self.path, &self.mirror, self.generation, false).map(|_| ());
                 self.report(result);
                 return;
             }
@@ -498,7 +541,7 @@ impl Persister {
         if self.mirror.len() <= SMALL_TABLE && self.compaction.is_none() {
             // Small: the lease file itself, as a reader expects it.
             self.journal = None;
-            self.snapshot_len = compact(&self.path, &self.mirror, self.generation)?;
+            self.snapshot_len = compact(&self.path, &self.mirror, self.generation, false)?;
             self.generation += 1;
             return Ok(());
         }
@@ -555,7 +598,7 @@ impl Persister {
         let (path, db) = (self.path.clone(), self.mirror.clone());
         let spawned = std::thread::Builder::new()
             .name("tb-lease-compact".into())
-            .spawn(move || compact(&path, &db, through));
+            .spawn(move || compact(&path, &db, through, true));
         match spawned {
             Ok(h) => self.compaction = Some(h),
             Err(e) => tracing::warn!("cannot start a lease file compaction: {e}"),
@@ -691,10 +734,10 @@ mod tests {
         }
         let mut store = LeaseStore::open(Some(&path), db.clone(), waker()).expect("open");
         let mut want = db;
-        // Enough changes for several compactions (each line ~120 bytes).
+        // Enough changes for two compactions (each line ~120 bytes).
         let mut n = 0u32;
-        for round in 0..60u64 {
-            let batch: Vec<LeaseChange> = (0..400)
+        for round in 0..20u64 {
+            let batch: Vec<LeaseChange> = (0..3600)
                 .map(|_| {
                     n += 1;
                     change(n % 5000, 1000 + round)
@@ -705,11 +748,21 @@ mod tests {
             }
             let reply = (n % 5000).to_be_bytes();
             submit(&mut store, batch, &reply);
-            if round % 10 == 0 {
+            if round % 5 == 0 {
                 wait_sent(&mut store, &path);
             }
         }
         wait_sent(&mut store, &path);
+        // A compaction removed the first journal generation.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while journals(&path).first().is_none_or(|(g, _)| *g < 2) {
+            assert!(
+                Instant::now() < deadline,
+                "no compaction: {:?}",
+                journals(&path)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         // What a restart after `kill -9` now would read.
         let (read, aside, warnings) = load(&path, 0);
         assert!(aside.is_none() && warnings.is_empty(), "{warnings:?}");

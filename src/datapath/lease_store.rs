@@ -406,7 +406,7 @@ impl LeaseStore {
         errors
     }
 
-    /// Commit what is pending, wait (at most [`FLUSH_TIMEOUT`]) until it is
+    /// Commit what is pending, wait (at most 10 s) until it is
     /// durable, and send the held replies: before a reload moves the lease
     /// file or replaces the responder, and at shutdown.
     pub fn flush(

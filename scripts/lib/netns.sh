@@ -287,11 +287,13 @@ tb_build_release() {
     printf -v "$var" '%s' "$bin"
 }
 
-# tb_build_example VAR NAME: the release build of examples/NAME.rs (a test or
-# benchmark tool, not installed) into VAR: $TB_EXAMPLE_DIR/NAME when set (e.g.
-# prebuilt), else built with `cargo build --release --example NAME`.
+# tb_build_example VAR NAME [debug]: examples/NAME.rs (a test or benchmark tool,
+# not installed) into VAR: $TB_EXAMPLE_DIR/NAME when set (e.g. prebuilt), else
+# built with `cargo build --release --example NAME` (with `debug`: the debug build,
+# which `cargo test --all-targets` has already made, so a test costs no release
+# build of the dev-dependencies).
 tb_build_example() {
-    local var=$1 name=$2 root cargo bin
+    local var=$1 name=$2 profile=${3:-release} root cargo bin args=()
     if [[ -n "${TB_EXAMPLE_DIR:-}" ]]; then
         bin="$TB_EXAMPLE_DIR/$name"
         [[ -x "$bin" ]] || tb_die "TB_EXAMPLE_DIR has no executable $name"
@@ -300,15 +302,16 @@ tb_build_example() {
     fi
     root=$(tb_repo_root)
     cargo=$(tb_find_cargo) || tb_die "cargo not found (install Rust, or set TB_EXAMPLE_DIR)"
+    [[ "$profile" == debug ]] || args+=(--release)
     if [[ -n "${SUDO_USER:-}" && "$SUDO_USER" != "root" ]]; then
-        tb_run sudo -u "$SUDO_USER" -H "$cargo" build --release --quiet \
+        tb_run sudo -u "$SUDO_USER" -H "$cargo" build "${args[@]}" --quiet \
             --manifest-path "$root/Cargo.toml" --example "$name" ||
-            tb_die "cargo build --release --example $name failed"
+            tb_die "cargo build --example $name failed"
     else
-        tb_run "$cargo" build --release --quiet --manifest-path "$root/Cargo.toml" \
-            --example "$name" || tb_die "cargo build --release --example $name failed"
+        tb_run "$cargo" build "${args[@]}" --quiet --manifest-path "$root/Cargo.toml" \
+            --example "$name" || tb_die "cargo build --example $name failed"
     fi
-    bin="${CARGO_TARGET_DIR:-$root/target}/release/examples/$name"
+    bin="${CARGO_TARGET_DIR:-$root/target}/$profile/examples/$name"
     [[ -x "$bin" ]] || tb_die "build finished but $bin is missing"
     printf -v "$var" '%s' "$bin"
 }

@@ -26,7 +26,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 e2e_init
-tb_build_example LOAD dhcp_load
+# The debug build: `cargo test --all-targets` (tests/run.sh) has made it already.
+tb_build_example LOAD dhcp_load debug
 
 e2e_site a
 e2e_site b

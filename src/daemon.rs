@@ -313,6 +313,16 @@ fn bring_up(
         .context("cannot start the control thread")?;
     let resolver = crate::resolver::Resolver::spawn(cfg.tunnel.listen, waker.clone(), now)
         .context("cannot start the resolver thread")?;
+    let lease_store = crate::datapath::lease_store::LeaseStore::open(
+        cfg.dhcp.as_ref().map(|d| d.lease_file.as_path()),
+        responder.as_ref().map(|r| r.lease_db()).unwrap_or_default(),
+        waker.clone(),
+    )
+    .unwrap_or_else(|e| {
+        // As when a later write fails: logged, and clients are still served.
+        tracing::error!("{e}; leases are not persisted");
+        Default::default()
+    });
     // Owned by the worker (a reload rebinds it), which is dropped before the
     // rest is undone: a scrape never sees a half-torn link.
     let metrics = match &cfg.metrics {
@@ -371,6 +381,7 @@ fn bring_up(
             guard: crate::guard::Guard::new(&cfg.guard, loop_nonce(), now),
             responder,
             lease_file: cfg.dhcp.as_ref().map(|d| d.lease_file.clone()),
+            lease_store,
             tap: tap.into_queues().remove(0),
             vnet_hdr: VNET_HDR_LEN,
             udp,
@@ -518,7 +529,10 @@ pub fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let (db, aside) = crate::datapath::lease_file::load_or_set_aside(path, now);
+    let (db, aside, warnings) = crate::datapath::lease_store::load(path, now);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     if let Some(a) = aside {
         match a.moved_to {
             Ok(to) => tracing::warn!(

@@ -287,5 +287,34 @@ tb_build_release() {
     printf -v "$var" '%s' "$bin"
 }
 
+# tb_build_example VAR NAME [debug]: examples/NAME.rs (a test or benchmark tool,
+# not installed) into VAR: $TB_EXAMPLE_DIR/NAME when set (e.g. prebuilt), else
+# built with `cargo build --release --example NAME` (with `debug`: the debug build,
+# which `cargo test --all-targets` has already made, so a test costs no release
+# build of the dev-dependencies).
+tb_build_example() {
+    local var=$1 name=$2 profile=${3:-release} root cargo bin args=()
+    if [[ -n "${TB_EXAMPLE_DIR:-}" ]]; then
+        bin="$TB_EXAMPLE_DIR/$name"
+        [[ -x "$bin" ]] || tb_die "TB_EXAMPLE_DIR has no executable $name"
+        printf -v "$var" '%s' "$bin"
+        return 0
+    fi
+    root=$(tb_repo_root)
+    cargo=$(tb_find_cargo) || tb_die "cargo not found (install Rust, or set TB_EXAMPLE_DIR)"
+    [[ "$profile" == debug ]] || args+=(--release)
+    if [[ -n "${SUDO_USER:-}" && "$SUDO_USER" != "root" ]]; then
+        tb_run sudo -u "$SUDO_USER" -H "$cargo" build "${args[@]}" --quiet \
+            --manifest-path "$root/Cargo.toml" --example "$name" ||
+            tb_die "cargo build --example $name failed"
+    else
+        tb_run "$cargo" build "${args[@]}" --quiet --manifest-path "$root/Cargo.toml" \
+            --example "$name" || tb_die "cargo build --example $name failed"
+    fi
+    bin="${CARGO_TARGET_DIR:-$root/target}/$profile/examples/$name"
+    [[ -x "$bin" ]] || tb_die "build finished but $bin is missing"
+    printf -v "$var" '%s' "$bin"
+}
+
 # A suffix shared by every namespace of one run.
 TB_SUFFIX="$(tb_suffix)"

@@ -1,6 +1,8 @@
-//! The DHCP lease file on disk: the I/O half of the lease store, kept out of
-//! the pure responder (which only turns the database into bytes and back,
-//! see [`LeaseDb::load`] and [`LeaseDb::to_bytes`]).
+//! The DHCP lease file on disk: the I/O half of the lease file format, kept
+//! out of the pure responder (which only turns the database into bytes and
+//! back, see [`LeaseDb::load`] and [`LeaseDb::to_bytes`]). The lease store
+//! (`super::lease_store`) builds on it: it writes snapshots with
+//! [`write_lease_file_atomic`] and keeps journals beside the file.
 //!
 //! Promises: a missing file reads as an empty database; an unreadable or
 //! corrupt one is an error naming the file ([`read_lease_file`]), or, with

@@ -10,7 +10,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant, SystemTime};
@@ -66,6 +66,9 @@ pub struct Worker {
     pub responder: Option<Responder>,
     /// Where leases are persisted.
     pub lease_file: Option<PathBuf>,
+    /// Makes lease changes durable off this thread; holds the ACKs that
+    /// wait for it.
+    pub lease_store: super::lease_store::LeaseStore,
     /// The TAP queue.
     pub tap: TapQueue,
     /// Length of the virtio-net header before each TAP frame (0 without
@@ -306,7 +309,6 @@ impl Worker {
             if self.log_events(&mut logged, now) {
                 self.notify_peers();
             }
-            self.persist_leases();
             self.re_resolve(now);
             if let Some(n) = self
                 .responder
@@ -355,6 +357,9 @@ impl Worker {
                     }
                 }
             }
+            // Last, after the waker was read: a batch made durable since
+            // wakes the next poll.
+            io.tap_write_errors += self.persist_leases();
         }
     }
 
@@ -503,14 +508,10 @@ impl Worker {
                     LocalVerdict::Consumed => continue,
                     LocalVerdict::Reply(len) => {
                         b.reply[..h].fill(0); // plain frame: no offload
-                        let tap = &self.tap;
-                        let sent = persist_then_send(
-                            r,
-                            self.lease_file.as_deref(),
-                            &b.reply[..h + len],
-                            |frame| tap.write(frame),
-                        );
-                        if sent.is_err() {
+                        // An ACK waits until its lease is on disk (SPEC §5).
+                        let reply = &b.reply[..h + len];
+                        if !self.lease_store.hold_reply(r, reply) && self.tap.write(reply).is_err()
+                        {
                             io.tap_write_errors += 1;
                         }
                         continue;
@@ -708,11 +709,28 @@ impl Worker {
         }
         if let Some((mut next, lease_file)) = responder {
             // Leases as they are now stay on disk whatever happens next.
-            self.persist_leases_final();
+            self.flush_leases();
             if let (Some(n), Some(old)) = (next.as_mut(), self.responder.take()) {
                 n.take_over(old);
             }
             self.responder = next;
+            if self.lease_store.path() != lease_file.as_deref() {
+                self.lease_store.close();
+                let db = self
+                    .responder
+                    .as_ref()
+                    .map(|r| r.lease_db())
+                    .unwrap_or_default();
+                let store = super::lease_store::LeaseStore::open(
+                    lease_file.as_deref(),
+                    db,
+                    self.waker.clone(),
+                );
+                self.lease_store = store.unwrap_or_else(|e| {
+                    tracing::error!("{e}; leases are not persisted");
+                    Default::default()
+                });
+            }
             self.lease_file = lease_file;
         }
         if let Some(m) = metrics {
@@ -992,10 +1010,20 @@ impl Worker {
         }
     }
 
-    fn persist_leases(&mut self) {
-        if let Some(r) = self.responder.as_mut() {
-            persist_leases(r, self.lease_file.as_deref());
-        }
+    /// Hands this wake-up's lease changes to the lease store and sends the
+    /// replies whose changes are durable by now. Returns failed TAP writes.
+    fn persist_leases(&mut self) -> u64 {
+        self.lease_store.commit(self.responder.as_mut());
+        let tap = &self.tap;
+        self.lease_store.send_durable(|frame| tap.write(frame))
+    }
+
+    /// Makes every lease change so far durable and sends the replies held
+    /// for them (blocks on the disk: a reload, shutdown).
+    fn flush_leases(&mut self) {
+        let tap = &self.tap;
+        self.lease_store
+            .flush(self.responder.as_mut(), |frame| tap.write(frame));
     }
 
     /// Sends what the responder sends on its own (ARP probes of the DHCP
@@ -1066,16 +1094,11 @@ impl Worker {
         );
     }
 
-    /// Writes the lease database now (at shutdown).
-    pub fn persist_leases_final(&self) {
-        let (Some(r), Some(path)) = (self.responder.as_ref(), self.lease_file.as_ref()) else {
-            return;
-        };
-        if let Some(bytes) = r.lease_snapshot() {
-            if let Err(e) = super::lease_file::write_lease_file_atomic(path, &bytes) {
-                tracing::error!("{e}");
-            }
-        }
+    /// Makes the leases durable, sends the replies held for them, and
+    /// leaves everything in the lease file (at shutdown).
+    pub fn persist_leases_final(&mut self) {
+        self.flush_leases();
+        self.lease_store.close();
     }
 }
 
@@ -1169,35 +1192,6 @@ fn forward(
     }
 }
 
-/// Writes the lease database to `lease_file` if it changed since the last write.
-fn persist_leases(responder: &mut Responder, lease_file: Option<&Path>) {
-    let Some(path) = lease_file else {
-        return;
-    };
-    if let Some(bytes) = responder.take_lease_snapshot() {
-        match super::lease_file::write_lease_file_atomic(path, &bytes) {
-            Ok(()) => tracing::debug!(file = %path.display(), "lease database written"),
-            Err(e) => tracing::error!("{e}"),
-        }
-    }
-}
-
-/// Sends a responder reply with `send`, after the lease database it depends
-/// on is on disk (SPEC §5: written before the ACK goes out), so a lease a
-/// client was told about survives a `kill -9` right after the ACK. When the
-/// database did not change (an ARP reply, an OFFER) this is one flag test.
-/// A failed write is logged and the reply still goes out: refusing every
-/// client while the disk is full would hurt the LAN more.
-fn persist_then_send(
-    responder: &mut Responder,
-    lease_file: Option<&Path>,
-    reply: &[u8],
-    send: impl FnOnce(&[u8]) -> io::Result<usize>,
-) -> io::Result<usize> {
-    persist_leases(responder, lease_file);
-    send(reply)
-}
-
 /// Is this an untagged IPv4 UDP frame to the DHCP server port (one the
 /// responder parses, so its checksum must be complete)?
 fn is_dhcp_to_server(frame: &[u8]) -> bool {
@@ -1208,78 +1202,6 @@ fn is_dhcp_to_server(frame: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datapath::lease_file::read_lease_file;
-    use crate::responder::fixtures::{Client, parse_reply};
-    use crate::responder::{DhcpSettings, LeaseDb, REPLY_BUFFER_LEN};
-    use smoltcp::wire::DhcpMessageType;
-    use std::net::Ipv4Addr;
-
-    #[test]
-    fn the_lease_is_on_disk_before_the_ack_goes_out() {
-        let dir = std::env::temp_dir().join(format!("tb-worker-ack-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join("leases");
-        let net = |last| Ipv4Addr::new(198, 19, 0, last);
-        let settings = DhcpSettings {
-            server_address: net(254),
-            server_mac: MacAddr([0x02, 0, 0, 0, 0, 0xfe]),
-            pool_start: net(100),
-            pool_end: net(199),
-            subnet_addr: net(0),
-            prefix_len: 24,
-            router: None,
-            dns: vec![],
-            domain: None,
-            lease_time: Duration::from_secs(3600),
-            routes: vec![],
-            mtu: None,
-            reservations: vec![],
-            search: Vec::new(),
-            ntp: Vec::new(),
-            extra_options: Vec::new(),
-            conflict_check: false,
-        };
-        let mut r = Responder::new(None, Some(settings), LeaseDb::default()).expect("settings");
-        let mac = [0x52, 0x54, 0, 0, 1, 1];
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        let mut buf = [0u8; REPLY_BUFFER_LEN];
-        let ask = |r: &mut Responder, c: &Client, buf: &mut [u8]| match r.handle_local(
-            &c.frame(),
-            now,
-            wall,
-            buf,
-        ) {
-            LocalVerdict::Reply(n) => n,
-            v => panic!("no reply to {:?}: {v:?}", c.kind),
-        };
-
-        let n = ask(
-            &mut r,
-            &Client::new(DhcpMessageType::Discover, mac),
-            &mut buf,
-        );
-        let offered = parse_reply(&buf[..n]).yiaddr;
-        let mut request = Client::new(DhcpMessageType::Request, mac);
-        request.server_id = Some(net(254));
-        request.requested = Some(offered);
-        let n = ask(&mut r, &request, &mut buf);
-        assert_eq!(parse_reply(&buf[..n]).message_type, DhcpMessageType::Ack);
-
-        let mut sent = false;
-        persist_then_send(&mut r, Some(&file), &buf[..n], |frame| {
-            // The moment the ACK goes out, the lease must already be on disk.
-            let db = read_lease_file(&file).expect("lease file readable");
-            let lease = db
-                .get_mac(&MacAddr(mac))
-                .expect("the ACKed lease is in the file");
-            assert_eq!(lease.ip, offered);
-            sent = true;
-            Ok(frame.len())
-        })
-        .expect("sent");
-        assert!(sent);
-        std::fs::remove_dir_all(&dir).expect("clean up");
-    }
 
     #[test]
     fn recognises_dhcp_to_the_server_port() {

@@ -25,7 +25,7 @@
 //! Version 1, still read: `{"version":1,"leases":[{"mac":..,"ip":..,"expires":..}]}`;
 //! its records are keyed by MAC and count as renewed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -134,7 +134,7 @@ struct RecordV2 {
     renewed: bool,
 }
 
-fn hex_key(key: &[u8]) -> String {
+pub(crate) fn hex_key(key: &[u8]) -> String {
     let mut s = String::with_capacity(key.len() * 3);
     for (i, b) in key.iter().enumerate() {
         if i > 0 {
@@ -145,7 +145,7 @@ fn hex_key(key: &[u8]) -> String {
     s
 }
 
-fn parse_hex_key(s: &str) -> Option<Box<[u8]>> {
+pub(crate) fn parse_hex_key(s: &str) -> Option<Box<[u8]>> {
     let key: Option<Vec<u8>> = s
         .split(':')
         .map(|b| {
@@ -298,11 +298,112 @@ impl LeaseDb {
         self.by_ip.remove(&old.ip);
         Some(old)
     }
+}
 
-    fn set_expiry(&mut self, key: &[u8], expires: u64) {
-        if let Some(l) = self.by_key.get_mut(key) {
-            l.expires = expires;
+/// One change of the lease records, in the order it happened: what the
+/// shell's lease store journals (see `crate::datapath::lease_store`).
+/// Applying a run of changes with [`LeaseChange::apply`] to the records as
+/// they were before it gives the records as they are after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseChange {
+    /// The client the change is about.
+    pub key: Box<[u8]>,
+    /// Its record from now on (this also ends any other client's record
+    /// for that address), or `None`: the record is gone.
+    pub lease: Option<Lease>,
+}
+
+impl LeaseChange {
+    /// Apply the change to `db`.
+    pub fn apply(&self, db: &mut LeaseDb) {
+        match self.lease {
+            Some(l) => db.insert(&self.key, l),
+            None => {
+                db.remove(&self.key);
+            }
         }
+    }
+}
+
+/// The pool's dynamic addresses that nobody holds and that have no record:
+/// a bitmap over the range with a summary word per 64 words, so finding
+/// the lowest member costs a scan of at most `len / 4096` words (16 for the
+/// largest pool) and no pass over the pool.
+#[derive(Debug, Clone, Default)]
+struct FreeSet {
+    /// The first address of the range, as a number.
+    base: u32,
+    /// Number of addresses covered.
+    len: u32,
+    words: Vec<u64>,
+    /// Bit `i` set when `words[i] != 0`.
+    summary: Vec<u64>,
+}
+
+impl FreeSet {
+    /// Every address of `first..=last` a member (none if `first > last`).
+    fn full(first: u32, last: u32) -> FreeSet {
+        let len = if first <= last {
+            // At most 2^32 - 1 covered: the last address is never a host.
+            (last - first).saturating_add(1)
+        } else {
+            0
+        };
+        let nwords = (len as usize).div_ceil(64);
+        let mut words = vec![u64::MAX; nwords];
+        if len % 64 != 0
+            && let Some(w) = words.last_mut()
+        {
+            *w = (1u64 << (len % 64)) - 1;
+        }
+        let mut summary = vec![u64::MAX; nwords.div_ceil(64)];
+        if nwords % 64 != 0
+            && let Some(w) = summary.last_mut()
+        {
+            *w = (1u64 << (nwords % 64)) - 1;
+        }
+        FreeSet {
+            base: first,
+            len,
+            words,
+            summary,
+        }
+    }
+
+    fn index(&self, ip: Ipv4Addr) -> Option<usize> {
+        let i = u32::from(ip).checked_sub(self.base)?;
+        (i < self.len).then_some(i as usize)
+    }
+
+    fn insert(&mut self, ip: Ipv4Addr) {
+        if let Some(i) = self.index(ip) {
+            self.words[i / 64] |= 1 << (i % 64);
+            self.summary[i / 4096] |= 1 << ((i / 64) % 64);
+        }
+    }
+
+    fn remove(&mut self, ip: Ipv4Addr) {
+        if let Some(i) = self.index(ip) {
+            let w = &mut self.words[i / 64];
+            *w &= !(1 << (i % 64));
+            if *w == 0 {
+                self.summary[i / 4096] &= !(1 << ((i / 64) % 64));
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.index(ip)
+            .is_some_and(|i| self.words[i / 64] & (1 << (i % 64)) != 0)
+    }
+
+    /// The lowest member.
+    fn first(&self) -> Option<Ipv4Addr> {
+        let (s, sw) = self.summary.iter().enumerate().find(|(_, w)| **w != 0)?;
+        let wi = s * 64 + sw.trailing_zeros() as usize;
+        let bit = self.words[wi].trailing_zeros() as usize;
+        Some(Ipv4Addr::from(self.base + (wi * 64 + bit) as u32))
     }
 }
 
@@ -344,6 +445,16 @@ impl Pool {
         u32::from(ip) & mask == u32::from(self.subnet) & mask
     }
 
+    /// The range's part inside the subnet's host addresses, as numbers
+    /// (`first > last` when empty).
+    fn host_range(&self) -> (u32, u32) {
+        let mask = self.mask();
+        let net = u32::from(self.subnet) & mask;
+        let first = u32::from(self.start).max(net.saturating_add(1));
+        let last = u32::from(self.end).min((net | !mask).saturating_sub(1));
+        (first, last)
+    }
+
     fn in_range(&self, ip: Ipv4Addr) -> bool {
         (u32::from(self.start)..=u32::from(self.end)).contains(&u32::from(ip))
     }
@@ -383,6 +494,16 @@ pub struct ClientRef<'a> {
 /// Address allocation over a [`LeaseDb`]: offers, commits, releases, declines.
 ///
 /// All times are wall-clock UNIX seconds supplied by the caller.
+///
+/// Cost: no operation passes over the pool or the leases (only
+/// [`Allocator::usage`] and [`Allocator::leases`], which are for status).
+/// Beside the records the allocator keeps a free set (the dynamic addresses
+/// with no record, offer or quarantine, lowest first), an index of the
+/// other dynamic addresses with a record (neither offered nor quarantined)
+/// by expiry, a per-client index of pending offers, and offers and
+/// quarantine in expiry order. Every change to an address's record, offer
+/// or quarantine goes through `detach`/`attach`, which keep those indexes
+/// right; the proptests below check them against a full scan.
 #[derive(Debug, Clone)]
 pub struct Allocator {
     pool: Pool,
@@ -391,9 +512,23 @@ pub struct Allocator {
     db: LeaseDb,
     /// Address → (key of the client it was offered to, held until).
     offers: HashMap<Ipv4Addr, (Box<[u8]>, u64)>,
+    /// Client key → the address offered to it (the inverse of `offers`).
+    offer_of: HashMap<Box<[u8]>, Ipv4Addr>,
+    /// (held until, address) of offers in the order they were made (times
+    /// only grow while the wall clock does): lapsed ones leave from the front.
+    offer_queue: VecDeque<(u64, Ipv4Addr)>,
     /// Address → quarantined until.
     quarantine: HashMap<Ipv4Addr, u64>,
-    dirty: bool,
+    /// (quarantined until, address), oldest first.
+    quarantine_queue: VecDeque<(u64, Ipv4Addr)>,
+    /// Dynamic addresses with no record, offer or quarantine.
+    free: FreeSet,
+    /// (expires, address) of dynamic addresses with a record and no offer
+    /// or quarantine: the first one that has expired is reclaimed when the
+    /// free set is empty.
+    reclaim: BTreeSet<(u64, Ipv4Addr)>,
+    /// Record changes not yet taken by [`Allocator::take_changes`].
+    changes: Vec<LeaseChange>,
 }
 
 impl Allocator {
@@ -402,20 +537,40 @@ impl Allocator {
     pub fn new(pool: Pool, db: LeaseDb) -> Allocator {
         let reserved_ip = pool.reservations.iter().map(|(m, ip)| (*ip, *m)).collect();
         let reserved_mac = pool.reservations.iter().copied().collect();
+        let (first, last) = pool.host_range();
         let mut a = Allocator {
+            free: FreeSet::full(first, last),
             pool,
             reserved_ip,
             reserved_mac,
             db: LeaseDb::default(),
             offers: HashMap::new(),
+            offer_of: HashMap::new(),
+            offer_queue: VecDeque::new(),
             quarantine: HashMap::new(),
-            dirty: false,
+            quarantine_queue: VecDeque::new(),
+            reclaim: BTreeSet::new(),
+            changes: Vec::new(),
         };
+        let not_dynamic: Vec<Ipv4Addr> = std::iter::once(a.pool.server)
+            .chain(a.pool.excluded.iter().copied())
+            .chain(a.reserved_ip.keys().copied())
+            .collect();
+        for ip in not_dynamic {
+            a.free.remove(ip);
+        }
         for (key, lease) in db.iter() {
             if a.statically_allowed(&lease.mac, lease.ip) {
                 a.db.insert(key, lease);
+                a.free.remove(lease.ip);
+                if a.is_dynamic(lease.ip) {
+                    a.reclaim.insert((lease.expires, lease.ip));
+                }
             } else {
-                a.dirty = true;
+                a.changes.push(LeaseChange {
+                    key: key.into(),
+                    lease: None,
+                });
             }
         }
         a
@@ -452,20 +607,17 @@ impl Allocator {
         self.db.get(c.key).is_some()
             || self.reserved_mac.contains_key(&c.mac)
             || self
-                .offers
-                .values()
-                .any(|(k, until)| **k == *c.key && *until > now)
+                .offer_of
+                .get(c.key)
+                .and_then(|ip| self.offers.get(ip))
+                .is_some_and(|(_, until)| *until > now)
     }
 
     /// The pool's size and how much of it is taken at `now`. Costs one pass
     /// over the leases, offers and quarantined addresses (not over the pool:
     /// a large range is counted arithmetically).
     pub fn usage(&self, now: u64) -> PoolUsage {
-        let mask = self.pool.mask();
-        let net = u32::from(self.pool.subnet) & mask;
-        // The range's part inside the subnet's host addresses.
-        let first = u32::from(self.pool.start).max(net.saturating_add(1));
-        let last = u32::from(self.pool.end).min((net | !mask).saturating_sub(1));
+        let (first, last) = self.pool.host_range();
         let span = if first <= last {
             u64::from(last - first) + 1
         } else {
@@ -540,21 +692,118 @@ impl Allocator {
             && self.holder(ip, now).is_none_or(|h| h == c.key)
     }
 
+    /// Take `ip` out of the free set and the reclaim index before its
+    /// record, offer or quarantine changes; [`Self::attach`] puts it back
+    /// where it belongs afterwards.
+    fn detach(&mut self, ip: Ipv4Addr) {
+        self.free.remove(ip);
+        if let Some(l) = self.db.owner_key(ip).and_then(|k| self.db.get(k)) {
+            self.reclaim.remove(&(l.expires, ip));
+        }
+    }
+
+    fn attach(&mut self, ip: Ipv4Addr) {
+        if !self.is_dynamic(ip)
+            || self.offers.contains_key(&ip)
+            || self.quarantine.contains_key(&ip)
+        {
+            return;
+        }
+        match self.db.owner_key(ip).and_then(|k| self.db.get(k)) {
+            None => self.free.insert(ip),
+            Some(l) => {
+                self.reclaim.insert((l.expires, ip));
+            }
+        }
+    }
+
+    /// Record `lease` for the client `key` (see [`LeaseDb::insert`]).
+    fn set_record(&mut self, key: &[u8], lease: Lease) {
+        let old = self.db.get(key).map(|l| l.ip);
+        if let Some(o) = old {
+            self.detach(o);
+        }
+        self.detach(lease.ip);
+        self.db.insert(key, lease);
+        if let Some(o) = old {
+            self.attach(o);
+        }
+        self.attach(lease.ip);
+        self.changes.push(LeaseChange {
+            key: key.into(),
+            lease: Some(lease),
+        });
+    }
+
+    fn remove_record(&mut self, key: &[u8]) {
+        let Some(ip) = self.db.get(key).map(|l| l.ip) else {
+            return;
+        };
+        self.detach(ip);
+        self.db.remove(key);
+        self.attach(ip);
+        self.changes.push(LeaseChange {
+            key: key.into(),
+            lease: None,
+        });
+    }
+
+    fn remove_offer_at(&mut self, ip: Ipv4Addr) {
+        if self.offers.contains_key(&ip) {
+            self.detach(ip);
+            if let Some((key, _)) = self.offers.remove(&ip) {
+                self.offer_of.remove(&key);
+            }
+            self.attach(ip);
+        }
+    }
+
+    fn add_offer(&mut self, ip: Ipv4Addr, key: &[u8], until: u64) {
+        self.drop_offers_of(key);
+        self.remove_offer_at(ip);
+        self.detach(ip);
+        let key: Box<[u8]> = key.into();
+        self.offer_of.insert(key.clone(), ip);
+        self.offers.insert(ip, (key, until));
+        self.offer_queue.push_back((until, ip));
+    }
+
     fn purge(&mut self, now: u64) {
-        self.offers.retain(|_, (_, until)| *until > now);
-        self.quarantine.retain(|_, until| *until > now);
+        while let Some(&(until, ip)) = self.offer_queue.front() {
+            if until > now {
+                break;
+            }
+            self.offer_queue.pop_front();
+            if self.offers.get(&ip).is_some_and(|(_, u)| *u <= now) {
+                self.remove_offer_at(ip);
+            }
+        }
+        while let Some(&(until, ip)) = self.quarantine_queue.front() {
+            if until > now {
+                break;
+            }
+            self.quarantine_queue.pop_front();
+            if self.quarantine.get(&ip).is_some_and(|u| *u <= now) {
+                self.detach(ip);
+                self.quarantine.remove(&ip);
+                self.attach(ip);
+            }
+        }
     }
 
     fn drop_offers_of(&mut self, key: &[u8]) {
-        self.offers.retain(|_, (k, _)| **k != *key);
+        if let Some(&ip) = self.offer_of.get(key) {
+            self.remove_offer_at(ip);
+        }
     }
 
     /// Pick an address for the client (DHCPDISCOVER) and hold it for
     /// [`OFFER_HOLD_SECS`]. `None` when nothing is free.
     ///
     /// Preference: the MAC's reservation; the client's current or previous
-    /// lease; its pending offer; the address it asked for; a never-used pool
-    /// address; and last the pool address whose lease expired longest ago.
+    /// lease; its pending offer; the address it asked for; the lowest
+    /// never-used pool address; and last the pool address whose lease
+    /// expired longest ago.
     pub fn offer(
         &mut self,
         c: ClientRef<'_>,
@@ -563,9 +812,7 @@ impl Allocator {
     ) -> Option<Ipv4Addr> {
         self.purge(now);
         let ip = self.choose(c, requested, now)?;
-        self.drop_offers_of(c.key);
-        self.offers
-            .insert(ip, (c.key.into(), now.saturating_add(OFFER_HOLD_SECS)));
+        self.add_offer(ip, c.key, now.saturating_add(OFFER_HOLD_SECS));
         Some(ip)
     }
 
@@ -573,29 +820,21 @@ impl Allocator {
         if let Some(&r) = self.reserved_mac.get(&c.mac) {
             return self.usable_by(c, r, now).then_some(r);
         }
-        let pending = self
-            .offers
-            .iter()
-            .find(|(_, (k, _))| **k == *c.key)
-            .map(|(ip, _)| *ip);
+        let pending = self.offer_of.get(c.key).copied();
         let previous = self.db.get(c.key).map(|l| l.ip);
         for ip in [previous, pending, requested].into_iter().flatten() {
             if self.usable_by(c, ip, now) {
                 return Some(ip);
             }
         }
-        let (start, end) = (u32::from(self.pool.start), u32::from(self.pool.end));
-        let fresh = (start..=end)
-            .map(Ipv4Addr::from)
-            .find(|&ip| self.db.owner_key(ip).is_none() && self.usable_by(c, ip, now));
-        if fresh.is_some() {
-            return fresh;
+        if let Some(ip) = self.free.first() {
+            debug_assert!(self.usable_by(c, ip, now), "free set holds {ip}");
+            return Some(ip);
         }
-        self.db
-            .iter()
-            .filter(|(_, l)| self.usable_by(c, l.ip, now))
-            .min_by_key(|(_, l)| l.expires)
-            .map(|(_, l)| l.ip)
+        self.reclaim
+            .first()
+            .filter(|(expires, _)| *expires <= now)
+            .map(|(_, ip)| *ip)
     }
 
     /// Bind `ip` to the client until `now + lease_secs` (DHCPREQUEST →
@@ -615,15 +854,14 @@ impl Allocator {
             return false;
         }
         self.drop_offers_of(c.key);
-        self.offers.remove(&ip);
+        self.remove_offer_at(ip);
         let lease = Lease {
             ip,
             expires: now.saturating_add(lease_secs),
             mac: c.mac,
             renewed,
         };
-        self.db.insert(c.key, lease);
-        self.dirty = true;
+        self.set_record(c.key, lease);
         true
     }
 
@@ -639,8 +877,7 @@ impl Allocator {
         self.drop_offers_of(key);
         match self.db.get(key) {
             Some(l) if l.ip == ip && l.expires > now => {
-                self.db.set_expiry(key, now);
-                self.dirty = true;
+                self.set_record(key, Lease { expires: now, ..l });
                 true
             }
             _ => false,
@@ -658,22 +895,36 @@ impl Allocator {
             return false;
         }
         if leased {
-            self.db.remove(key);
-            self.dirty = true;
+            self.remove_record(key);
         }
-        self.offers.remove(&ip);
-        self.quarantine
-            .insert(ip, now.saturating_add(DECLINE_QUARANTINE_SECS));
+        self.remove_offer_at(ip);
+        let until = now.saturating_add(DECLINE_QUARANTINE_SECS);
+        self.detach(ip);
+        self.quarantine.insert(ip, until);
+        self.queue_quarantine(ip, until);
         true
+    }
+
+    /// Queues the end of `ip`'s quarantine at `until`, in order: a
+    /// conflict's term may end before a decline's queued earlier, and
+    /// `purge` lifts them front first.
+    fn queue_quarantine(&mut self, ip: Ipv4Addr, until: u64) {
+        let at = self.quarantine_queue.partition_point(|e| *e <= (until, ip));
+        self.quarantine_queue.insert(at, (until, ip));
     }
 
     /// Keep `ip` out of the pool until `until` (UNIX seconds), withdrawing
     /// any offer of it; leases are untouched. The hook of the conflict check
     /// ([`super::dhcp::conflict`]): another host was seen using the address.
     pub fn set_aside(&mut self, ip: Ipv4Addr, until: u64) {
-        self.offers.remove(&ip);
-        let q = self.quarantine.entry(ip).or_insert(until);
-        *q = (*q).max(until);
+        self.remove_offer_at(ip);
+        self.detach(ip);
+        let q = self.quarantine.entry(ip).or_insert(0);
+        if until > *q {
+            *q = until;
+            self.queue_quarantine(ip, until);
+        }
+        self.attach(ip);
     }
 
     /// Unexpired leases, sorted by address.
@@ -693,11 +944,25 @@ impl Allocator {
         v
     }
 
-    /// `Some(file bytes)` if the records changed since the last call.
+    /// Move the record changes made since the last call to the end of
+    /// `out`, oldest first (the shell journals them).
+    pub fn take_changes(&mut self, out: &mut Vec<LeaseChange>) {
+        out.append(&mut self.changes);
+    }
+
+    /// Whether records changed since the last [`Self::take_changes`] or
+    /// [`Self::take_snapshot`].
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// `Some(file bytes)` if the records changed since the last call (or
+    /// the last [`Self::take_changes`]), which it forgets.
     pub fn take_snapshot(&mut self) -> Option<Vec<u8>> {
-        if !std::mem::take(&mut self.dirty) {
+        if self.changes.is_empty() {
             return None;
         }
+        self.changes.clear();
         Some(self.db.to_bytes())
     }
 }
@@ -999,6 +1264,8 @@ mod tests {
         Request(usize, u8),
         Release(usize),
         Decline(usize),
+        /// The conflict check saw the address in use for this long.
+        SetAside(u8, u64),
         Advance(u64),
     }
 
@@ -1008,8 +1275,130 @@ mod tests {
             (0..6usize, 95u8..115).prop_map(|(m, i)| Op::Request(m, i)),
             (0..6usize).prop_map(Op::Release),
             (0..6usize).prop_map(Op::Decline),
+            (95u8..115, 1..900u64).prop_map(|(i, t)| Op::SetAside(i, t)),
             (0..700u64).prop_map(Op::Advance),
         ]
+    }
+
+    impl Allocator {
+        /// Checks every index against a full scan of the pool, and returns
+        /// what the allocator before the indexes (a scan of the range for
+        /// the lowest address with no record, then of the records for the
+        /// one that expired longest ago) would offer a new client `c`.
+        fn check_against_scan(&self, c: ClientRef<'_>, now: u64) -> Option<Ipv4Addr> {
+            let (first, last) = self.pool.host_range();
+            let mut reclaimable = 0;
+            for n in first..=last {
+                let ip = Ipv4Addr::from(n);
+                let record = self.db.owner_key(ip).and_then(|k| self.db.get(k));
+                let idle = self.is_dynamic(ip)
+                    && !self.offers.contains_key(&ip)
+                    && !self.quarantine.contains_key(&ip);
+                assert_eq!(self.free.contains(ip), idle && record.is_none(), "{ip}");
+                if let Some(l) = record.filter(|_| idle) {
+                    assert!(self.reclaim.contains(&(l.expires, ip)), "{ip}");
+                    reclaimable += 1;
+                }
+            }
+            assert_eq!(self.reclaim.len(), reclaimable);
+            assert_eq!(self.offers.len(), self.offer_of.len());
+            for (ip, (k, _)) in &self.offers {
+                assert_eq!(self.offer_of.get(k), Some(ip));
+            }
+            let fresh = (first..=last)
+                .map(Ipv4Addr::from)
+                .find(|&ip| self.db.owner_key(ip).is_none() && self.usable_by(c, ip, now));
+            fresh.or_else(|| {
+                self.db
+                    .iter()
+                    .filter(|(_, l)| self.usable_by(c, l.ip, now))
+                    .min_by_key(|(_, l)| (l.expires, l.ip))
+                    .map(|(_, l)| l.ip)
+            })
+        }
+    }
+
+    #[test]
+    fn free_set_finds_the_lowest_member_across_words() {
+        let mut f = FreeSet::full(10, 10 + 5000);
+        assert_eq!(f.first(), Some(Ipv4Addr::from(10)));
+        for n in 10..=4200 {
+            f.remove(Ipv4Addr::from(n));
+        }
+        assert_eq!(f.first(), Some(Ipv4Addr::from(4201)));
+        f.insert(Ipv4Addr::from(77));
+        assert_eq!(f.first(), Some(Ipv4Addr::from(77)));
+        f.remove(Ipv4Addr::from(77));
+        for n in 4201..=5010 {
+            f.remove(Ipv4Addr::from(n));
+        }
+        assert_eq!(f.first(), None);
+        f.insert(Ipv4Addr::from(9)); // outside: ignored
+        f.insert(Ipv4Addr::from(5011));
+        assert_eq!(f.first(), None);
+        assert_eq!(FreeSet::full(5, 4).first(), None);
+    }
+
+    #[test]
+    fn a_full_large_pool_is_served_without_scanning_it() {
+        // 65,534 hosts of a /16: every client gets a distinct address, the
+        // lowest free first, then expired ones in expiry order.
+        let mut p = pool(0, 0);
+        p.subnet = Ipv4Addr::new(198, 18, 0, 0);
+        p.prefix_len = 16;
+        p.start = Ipv4Addr::new(198, 18, 0, 0);
+        p.end = Ipv4Addr::new(198, 18, 255, 255);
+        p.server = Ipv4Addr::new(198, 18, 0, 1);
+        p.reservations.clear();
+        p.excluded.clear();
+        let mut a = Allocator::new(p, LeaseDb::default());
+        let key = |n: u32| {
+            let mut k = [1u8; 7];
+            k[3..].copy_from_slice(&n.to_be_bytes());
+            k
+        };
+        let mac = |n: u32| {
+            MacAddr([
+                2,
+                1,
+                n.to_be_bytes()[0],
+                n.to_be_bytes()[1],
+                n.to_be_bytes()[2],
+                n.to_be_bytes()[3],
+            ])
+        };
+        let mut seen = BTreeSet::new();
+        for n in 0..65_533u32 {
+            let k = key(n);
+            let c = ClientRef {
+                key: &k,
+                mac: mac(n),
+            };
+            let ip = a.offer(c, None, T0).expect("room");
+            assert!(a.commit(c, ip, 60 + u64::from(n % 7), true, T0));
+            assert!(seen.insert(ip), "{ip} twice");
+        }
+        assert_eq!(seen.first(), Some(&Ipv4Addr::new(198, 18, 0, 2)));
+        let k = key(1 << 20);
+        let late = ClientRef {
+            key: &k,
+            mac: mac(1 << 20),
+        };
+        assert_eq!(a.offer(late, None, T0 + 1), None, "full");
+        // After expiry, the first to have expired (n % 7 == 0, lowest) is reused.
+        assert_eq!(
+            a.offer(late, None, T0 + 60),
+            Some(Ipv4Addr::new(198, 18, 0, 2))
+        );
+        assert_eq!(a.take_changes_len(), 65_533);
+    }
+
+    impl Allocator {
+        fn take_changes_len(&mut self) -> usize {
+            let mut v = Vec::new();
+            self.take_changes(&mut v);
+            v.len()
+        }
     }
 
     proptest! {
@@ -1052,6 +1441,15 @@ mod tests {
                             offered[m] = None;
                         }
                     }
+                    Op::SetAside(i, t) => {
+                        a.set_aside(ip(i), now + t);
+                        // Any offer of it is withdrawn; leases stay.
+                        for o in &mut offered {
+                            if o.is_some_and(|(x, _)| x == ip(i)) {
+                                *o = None;
+                            }
+                        }
+                    }
                     Op::Advance(s) => now += s,
                 }
                 let mut held: HashMap<Ipv4Addr, usize> = HashMap::new();
@@ -1063,6 +1461,48 @@ mod tests {
                         prop_assert!(i != &ip(102) || m == 5, "reserved address leaked");
                     }
                 }
+            }
+        }
+
+        /// The indexes always agree with a full scan, and a new client is
+        /// offered what the scanning allocator would have offered: the
+        /// lowest never-used address, else one that expired longest ago.
+        #[test]
+        fn indexes_match_a_full_scan(ops in proptest::collection::vec(op(), 1..150)) {
+            let macs: Vec<MacAddr> = (0..6u8).map(|i| MacAddr([2, 0, 0, 0, 0xbb, i])).collect();
+            // Three dynamic addresses (100, 101, 103) for five clients and a
+            // newcomer: the free set runs dry and expired leases are reclaimed.
+            let mut p = pool(99, 104);
+            p.reservations = vec![(macs[5], ip(102))];
+            p.excluded.extend([ip(99), ip(104)]);
+            let mut a = Allocator::new(p, LeaseDb::default());
+            let mut now = T0;
+            let newcomer = MacAddr([2, 0, 0, 0, 0xcc, 1]);
+            for op in ops {
+                match op {
+                    Op::Discover(m, r) => { a.offer(cl(&macs[m]), r.map(ip), now); }
+                    Op::Request(m, i) => { a.commit(cl(&macs[m]), ip(i), 300, true, now); }
+                    Op::Release(m) => {
+                        if let Some(l) = a.db().get_mac(&macs[m]) {
+                            a.release(&mac_key(&macs[m]), l.ip, now);
+                        }
+                    }
+                    Op::Decline(m) => {
+                        let held = a.db().get_mac(&macs[m]).map(|l| l.ip)
+                            .or_else(|| a.offer_of.get(&mac_key(&macs[m])[..]).copied());
+                        if let Some(i) = held {
+                            a.decline(&mac_key(&macs[m]), i, now);
+                        }
+                    }
+                    Op::SetAside(i, t) => a.set_aside(ip(i), now + t),
+                    Op::Advance(s) => now += s,
+                }
+                let mut b = a.clone();
+                b.purge(now);
+                let want = b.check_against_scan(cl(&newcomer), now);
+                let got = b.offer(cl(&newcomer), None, now);
+                prop_assert_eq!(got, want);
+                b.check_against_scan(cl(&newcomer), now);
             }
         }
 
@@ -1091,6 +1531,7 @@ mod tests {
                             a.decline(&mac_key(&macs[m]), l.ip, now);
                         }
                     }
+                    Op::SetAside(i, t) => a.set_aside(ip(i), now + t),
                     Op::Advance(s) => now += s,
                 }
                 let u = a.usage(now);

@@ -41,6 +41,7 @@
 pub mod arp;
 mod bindings;
 pub mod dhcp;
+pub mod lease_journal;
 pub mod leases;
 pub mod nd;
 
@@ -48,7 +49,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use dhcp::{ConflictLog, OwnFrame};
-pub use leases::{Lease, LeaseDb, LeaseInfo, PoolUsage};
+pub use leases::{Lease, LeaseChange, LeaseDb, LeaseInfo, PoolUsage};
 
 use crate::mac::MacAddr;
 use crate::tunnel::PeerId;
@@ -541,6 +542,16 @@ impl Responder {
         self.dhcp
             .as_mut()
             .and_then(|d| d.allocator_mut().take_snapshot())
+    }
+
+    /// Move the lease record changes made since the last call to `out`,
+    /// oldest first: what the shell's lease store makes durable. Call it
+    /// after each reply (a reply after which this finds changes depends on
+    /// them: an ACK waits until they are on disk) and after each batch.
+    pub fn take_lease_changes(&mut self, out: &mut Vec<crate::responder::LeaseChange>) {
+        if let Some(d) = self.dhcp.as_mut() {
+            d.allocator_mut().take_changes(out);
+        }
     }
 
     /// How many DISCOVERs went unanswered for a full pool since the last

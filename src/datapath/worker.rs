@@ -176,6 +176,21 @@ impl Transmit for UdpTx<'_> {
     }
 }
 
+/// The worker's [`UdpTx`] for this wake-up, from `self`'s socket and TCP
+/// connections, `b`'s send batch and `io`'s error counter (disjoint field
+/// borrows, so the tunnel and the rest of `self` stay usable).
+macro_rules! tx {
+    ($self:ident, $b:ident, $io:ident, $now:ident) => {
+        UdpTx::new(
+            &$self.udp,
+            &mut $self.tcp,
+            &mut $b.out,
+            &mut $io.udp_send_errors,
+            $now,
+        )
+    };
+}
+
 /// The `sendmmsg` batch, and where a datagram goes when it is full.
 struct OutBufs {
     batch: SendBatch,
@@ -287,13 +302,7 @@ impl Worker {
                 self.tcp.expire(now);
             }
             if self.tunnel.poll_timeout().is_some_and(|t| t <= now) {
-                let mut tx = UdpTx::new(
-                    &self.udp,
-                    &mut self.tcp,
-                    &mut b.out,
-                    &mut io.udp_send_errors,
-                    now,
-                );
+                let mut tx = tx!(self, b, io, now);
                 self.tunnel.handle_timeout(now, &mut tx);
             }
             self.guard_timers(&mut b, &mut io, now);
@@ -382,13 +391,7 @@ impl Worker {
                     continue;
                 };
                 for buf in bufs.chunks_mut(seg) {
-                    let mut tx = UdpTx::new(
-                        &self.udp,
-                        &mut self.tcp,
-                        &mut b.out,
-                        &mut io.udp_send_errors,
-                        now,
-                    );
+                    let mut tx = tx!(self, b, io, now);
                     // `packet` is the virtio-net header (if any) and the frame.
                     let crate::tunnel::Incoming::Frame {
                         peer,
@@ -410,13 +413,7 @@ impl Worker {
                     else {
                         continue;
                     };
-                    let mut tx = UdpTx::new(
-                        &self.udp,
-                        &mut self.tcp,
-                        &mut b.out,
-                        &mut io.udp_send_errors,
-                        now,
-                    );
+                    let mut tx = tx!(self, b, io, now);
                     forward(&mut self.tunnel, peer, route, &b.hub[..len], now, &mut tx);
                 }
             }
@@ -438,13 +435,7 @@ impl Worker {
                     Read::Message(conn, len) => (conn, len),
                     Read::Again | Read::Closed => break,
                 };
-                let mut tx = UdpTx::new(
-                    &self.udp,
-                    &mut self.tcp,
-                    &mut b.out,
-                    &mut io.udp_send_errors,
-                    now,
-                );
+                let mut tx = tx!(self, b, io, now);
                 let incoming = self
                     .tunnel
                     .handle_record(conn, &mut b.record[..len], now, &mut tx);
@@ -465,13 +456,7 @@ impl Worker {
                 });
                 self.tcp.handled(slot, self.tunnel.authenticated_sender());
                 if let Some((peer, (route, len))) = forward_to {
-                    let mut tx = UdpTx::new(
-                        &self.udp,
-                        &mut self.tcp,
-                        &mut b.out,
-                        &mut io.udp_send_errors,
-                        now,
-                    );
+                    let mut tx = tx!(self, b, io, now);
                     forward(&mut self.tunnel, peer, route, &b.hub[..len], now, &mut tx);
                 }
             }
@@ -531,13 +516,7 @@ impl Worker {
             {
                 self.guard.mac_moved(now);
             }
-            let mut tx = UdpTx::new(
-                &self.udp,
-                &mut self.tcp,
-                &mut b.out,
-                &mut io.udp_send_errors,
-                now,
-            );
+            let mut tx = tx!(self, b, io, now);
             match self.switch.from_local(vlan, dst, src, now) {
                 LocalRoute::Peer(p) => {
                     self.tunnel.send_frame(p, packet, now, &mut tx);
@@ -835,13 +814,7 @@ impl Worker {
             let len = h + probe.len();
             b.hub[..h].fill(0); // plain frame: no offload
             b.hub[h..len].copy_from_slice(probe);
-            let mut tx = UdpTx::new(
-                &self.udp,
-                &mut self.tcp,
-                &mut b.out,
-                &mut io.udp_send_errors,
-                now,
-            );
+            let mut tx = tx!(self, b, io, now);
             for p in 0..self.tunnel.peer_count() {
                 // Once a second: the snapshot's allocation does not matter.
                 if self
@@ -1051,13 +1024,7 @@ impl Worker {
                 io.tap_write_errors += 1;
             }
             if flood && self.guard.allow_flood(now) {
-                let mut tx = UdpTx::new(
-                    &self.udp,
-                    &mut self.tcp,
-                    &mut b.out,
-                    &mut io.udp_send_errors,
-                    now,
-                );
+                let mut tx = tx!(self, b, io, now);
                 for p in 0..self.tunnel.peer_count() {
                     self.tunnel.send_frame(p, packet, now, &mut tx);
                 }

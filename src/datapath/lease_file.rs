@@ -87,20 +87,36 @@ pub fn load_or_set_aside(path: &Path, now_unix: u64) -> (LeaseDb, Option<SetAsid
 /// the same directory (mode 0600), fsync it, rename it over `path`, fsync the
 /// directory. After a crash the file holds either the old or the new content.
 pub fn write_lease_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LeaseFileError> {
-    let io_err = |source| LeaseFileError::Io {
+    replace_file(path, bytes, None).map_err(|source| LeaseFileError::Io {
         path: path.to_owned(),
         source,
-    };
+    })
+}
+
+/// How [`replace_file`] spreads a large write: `chunk` bytes at a time, each
+/// flushed to disk, then a pause, so other writers' `fdatasync`s on the same
+/// disk never queue behind the whole file.
+#[derive(Clone, Copy)]
+pub(crate) struct Pace {
+    pub chunk: usize,
+    pub pause: std::time::Duration,
+}
+
+/// [`write_lease_file_atomic`], optionally paced.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8], pace: Option<Pace>) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let file_name = path
         .file_name()
-        .ok_or_else(|| io_err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    // Unique per call: a background compaction and a commit never share one.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
+    tmp_name.push(format!(".tmp{}-{n}", std::process::id()));
     let tmp = dir.join(tmp_name);
 
     let result = (|| {
@@ -111,7 +127,16 @@ pub fn write_lease_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LeaseFil
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(bytes)?;
+        match pace {
+            None => f.write_all(bytes)?,
+            Some(p) => {
+                for chunk in bytes.chunks(p.chunk.max(1)) {
+                    f.write_all(chunk)?;
+                    f.sync_data()?;
+                    std::thread::sleep(p.pause);
+                }
+            }
+        }
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;
@@ -120,7 +145,7 @@ pub fn write_lease_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LeaseFil
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.map_err(io_err)
+    result
 }
 
 #[cfg(test)]

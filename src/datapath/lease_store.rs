@@ -5,7 +5,8 @@
 //! On disk there are two kinds of files beside each other:
 //! * the lease file itself (`<file>`), a snapshot in the versioned JSON
 //!   format of [`LeaseDb::to_bytes`], always replaced atomically (temp file,
-//!   fsync, rename, fsync of the directory, see [`write_lease_file_atomic`]);
+//!   fsync, rename, fsync of the directory, see
+//!   [`write_lease_file_atomic`](super::lease_file::write_lease_file_atomic));
 //! * journals (`<file>.journal.<generation>`), append-only, one line per
 //!   change in the format of [`crate::responder::lease_journal`].
 //!
@@ -49,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::EventFd;
 
-use super::lease_file::{LeaseFileError, SetAside, load_or_set_aside, write_lease_file_atomic};
+use super::lease_file::{LeaseFileError, Pace, SetAside, load_or_set_aside, replace_file};
 use crate::responder::{LeaseChange, LeaseDb, Responder, lease_journal};
 
 /// Up to this many leases, each commit rewrites the lease file (small, and
@@ -151,7 +152,7 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 
 /// Write `db` as the lease file, then delete the journals up to and
 /// including `through` and make that durable: a compaction. `paced`: write
-/// the snapshot in [`PACE_CHUNK`] pieces, each flushed to disk before the
+/// the snapshot in [`PACE`] pieces, each flushed to disk before the
 /// next, so a commit's `fdatasync` never queues behind megabytes of
 /// snapshot (a background compaction under load).
 fn compact(path: &Path, db: &LeaseDb, through: u64, paced: bool) -> Result<u64, LeaseFileError> {
@@ -160,11 +161,7 @@ fn compact(path: &Path, db: &LeaseDb, through: u64, paced: bool) -> Result<u64, 
         path: path.to_owned(),
         source,
     };
-    if paced {
-        write_paced(path, &bytes).map_err(io_err)?;
-    } else {
-        write_lease_file_atomic(path, &bytes)?;
-    }
+    replace_file(path, &bytes, paced.then_some(PACE)).map_err(io_err)?;
     let mut removed = false;
     for (g, j) in journals(path) {
         if g <= through {
@@ -178,39 +175,11 @@ fn compact(path: &Path, db: &LeaseDb, through: u64, paced: bool) -> Result<u64, 
     Ok(bytes.len() as u64)
 }
 
-/// Snapshot bytes written and flushed at a time by a paced compaction.
-const PACE_CHUNK: usize = 256 << 10;
-
-/// [`write_lease_file_atomic`] (temp file, fsync, rename, fsync of the
-/// directory), the data flushed chunk by chunk with a pause between chunks.
-fn write_paced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let (dir, name) = split(path);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".compact{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        for chunk in bytes.chunks(PACE_CHUNK) {
-            f.write_all(chunk)?;
-            f.sync_data()?;
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        sync_dir(path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
+/// A paced compaction writes and flushes its snapshot 256 KiB at a time.
+const PACE: Pace = Pace {
+    chunk: 256 << 10,
+    pause: Duration::from_millis(1),
+};
 
 /// Batches handed from the worker to the persistence thread.
 #[derive(Default)]
@@ -627,6 +596,7 @@ impl Persister {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datapath::lease_file::write_lease_file_atomic;
     use crate::mac::MacAddr;
     use crate::responder::Lease;
     use std::net::Ipv4Addr;

@@ -166,7 +166,7 @@
 //! # Path MTU
 //!
 //! With `wan_mtu = "auto"` each peer's outer packet size is discovered by
-//! probes (see [`pmtu`]): it starts at 1280, probes are answered only when
+//! probes (see `pmtu.rs`): it starts at 1280, probes are answered only when
 //! authentic and never count as frames, and a path that shrinks is noticed
 //! by lost confirmations while frames flow. Fragmentation follows the size
 //! in use per peer.

@@ -15,7 +15,8 @@
 # For each: iperf3 TCP 1 stream and 4 streams, UDP 64-byte datagrams at full
 # speed (packets/s received by the server), ping RTT (100 at 10 ms), and the
 # CPU seconds (utime+stime, both ends) the tunnel processes used during the
-# TCP and UDP tests. Prints one table with the ratios tapbridge/openvpn and
+# TCP and UDP tests, and how much of the whole machine stayed idle during the
+# single-stream test (room for another worker?). Prints one table with the ratios tapbridge/openvpn and
 # tapbridge/vxlan and writes it as markdown to target/bench/latest.md.
 #
 # Options:
@@ -196,7 +197,7 @@ server_listening() {
 
 # measure TUNNEL SERVER_IP: the whole battery, results into $RESULTS.
 measure() {
-    local tunnel=$1 server=$2 before after v bad=0
+    local tunnel=$1 server=$2 before after idle_before v bad=0
     tb_info "waiting for $server to answer through $tunnel"
     if ! tb_wait_until 20 "$tunnel overlay ping to $server" \
         ip netns exec "$NS_A" ping -c 1 -W 1 "$server"; then
@@ -206,8 +207,12 @@ measure() {
 
     tb_info "TCP, 1 stream, ${DURATION}s"
     before=$(cpu_ticks_total)
+    idle_before=$(head -n1 /proc/stat)
     if iperf_run "$tunnel" tcp1 "$server"; then
         after=$(cpu_ticks_total)
+        # Machine-wide: is any core left over for another worker?
+        v=$(python3 "$REPORT" idle "$idle_before" "$(head -n1 /proc/stat)") &&
+            result "$tunnel" idle_tcp1 "$v"
         v=$(python3 "$REPORT" iperf "$WORK/$tunnel-tcp1.json" tcp) && result "$tunnel" tcp1 "$v"
         if [[ ${#TUNNEL_PIDS[@]} -gt 0 ]]; then
             result "$tunnel" cpu_tcp1 "$(cpu_seconds "$before" "$after")"

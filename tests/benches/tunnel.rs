@@ -309,11 +309,51 @@ fn bench_classify(c: &mut Criterion) {
     g.finish();
 }
 
+/// The worker split on paper: `workers` threads, each owning a live
+/// session pair of its own (per-worker sessions: nothing shared, so no lock
+/// and no atomic on the path), each sealing and opening `frames` frames of
+/// `len` bytes. Criterion reports the aggregate frames/s, so perfect
+/// scaling doubles it from 1 to 2 workers. This is the core alone: the
+/// kernel's share of a frame (TAP and UDP syscalls, 62-79 % of the
+/// daemons' CPU under `bench.sh`) is not in it.
+fn bench_worker_split(c: &mut Criterion) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for len in [64usize, 1400] {
+        let mut g = c.benchmark_group(format!("worker_split_{len}"));
+        g.measurement_time(Duration::from_secs(5));
+        g.warm_up_time(Duration::from_secs(1));
+        for workers in (1..=cores.min(4)).filter(|w| w.is_power_of_two()) {
+            let mut pairs: Vec<_> = (0..workers).map(|_| live_pair()).collect();
+            g.throughput(Throughput::Elements(workers as u64));
+            g.bench_function(format!("{workers}_workers"), |bch| {
+                bch.iter_custom(|iters| {
+                    let frame = vec![0xa5u8; len];
+                    let start = Instant::now();
+                    std::thread::scope(|s| {
+                        for (t, now) in pairs.iter_mut() {
+                            let (frame, now) = (&frame, *now);
+                            s.spawn(move || {
+                                let (mut tx, mut rx) = (OneBuf::new(), OneBuf::new());
+                                for _ in 0..iters {
+                                    seal_open(t, black_box(frame), now, &mut tx, &mut rx);
+                                }
+                            });
+                        }
+                    });
+                    start.elapsed()
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
 criterion_group!(
     benches,
     bench_seal_open,
     bench_handshake,
     bench_key_lookup,
-    bench_classify
+    bench_classify,
+    bench_worker_split
 );
 criterion_main!(benches);

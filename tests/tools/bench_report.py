@@ -8,6 +8,8 @@ Subcommands (all print to stdout, exit 1 with one `error:` line on bad input):
   iperf FILE udp-loss  -> loss in percent as seen by the server
   ping FILE            -> average RTT in ms from `ping -q` output
   status-pid FILE      -> the "pid" key of `bridge-ctl status --json`, if any
+  idle BEFORE AFTER    -> percent of all CPUs idle between two /proc/stat
+                          "cpu" lines (idle + iowait over the total)
   report RESULTS MD_OUT TITLE...
                        -> terminal table on stdout, markdown table to MD_OUT
 
@@ -34,6 +36,7 @@ METRICS = [
     ("rtt", "ping RTT (avg of 100)", "ms", False, 3),
     ("cpu_tcp1", "tunnel CPU, TCP 1 stream", "CPU s", False, 2),
     ("cpu_udp", "tunnel CPU, UDP 64 B", "CPU s", False, 2),
+    ("idle_tcp1", "machine idle, TCP 1 stream", "% of all CPUs", None, 1),
 ]
 
 
@@ -92,6 +95,23 @@ def status_pid(path):
         return ""
     pid = data.get("pid") if isinstance(data, dict) else None
     return str(pid) if isinstance(pid, int) and pid > 0 else ""
+
+
+def idle(before, after):
+    try:
+        b = [int(x) for x in before.split()[1:]]
+        a = [int(x) for x in after.split()[1:]]
+    except ValueError:
+        fail(f"not a /proc/stat cpu line: {before!r} / {after!r}")
+    if len(a) < 5 or len(a) != len(b):
+        fail("the /proc/stat cpu lines differ in length")
+    d = [y - x for x, y in zip(b, a)]
+    # Fields: user nice system idle iowait irq softirq steal guest guest_nice;
+    # guest time is already counted in user and nice.
+    total = sum(d[:8])
+    if total <= 0:
+        fail("no CPU time passed between the two /proc/stat lines")
+    return f"{100 * (d[3] + d[4]) / total:.1f}"
 
 
 def as_float(v):
@@ -164,11 +184,13 @@ def main(argv):
         print(ping(argv[1]))
     elif len(argv) == 2 and argv[0] == "status-pid":
         print(status_pid(argv[1]))
+    elif len(argv) == 3 and argv[0] == "idle":
+        print(idle(argv[1], argv[2]))
     elif len(argv) >= 3 and argv[0] == "report":
         report(argv[1], argv[2], "\n".join(argv[3:]))
     else:
         fail("usage: bench_report.py iperf FILE tcp|udp-pps|udp-loss | ping FILE | "
-             "status-pid FILE | report RESULTS MD_OUT [TITLE...]")
+             "status-pid FILE | idle BEFORE AFTER | report RESULTS MD_OUT [TITLE...]")
 
 
 if __name__ == "__main__":

@@ -326,6 +326,17 @@ impl Worker {
             {
                 tracing::warn!(unanswered = n, "DHCP pool exhausted, DISCOVERs unanswered");
             }
+            if let Some(n) = self
+                .responder
+                .as_mut()
+                .and_then(|r| r.take_unlogged_leases(wall))
+            {
+                tracing::info!(
+                    unlogged = n,
+                    "DHCP leases granted or released beyond {} a second, not logged one by one",
+                    crate::responder::dhcp::LEASE_LOG_PER_SEC
+                );
+            }
             if woken {
                 let _ = self.waker.read();
                 self.take_resolved(now);

@@ -97,10 +97,50 @@ pub struct DhcpServer {
     exhausted_reported_at: Option<u64>,
     /// `conflict_check`: the in-use record and the offers held for probes.
     conflict: Option<ConflictCheck>,
+    /// "Lease granted/released" lines left in the current second.
+    lease_log: LogBudget,
 }
 
 /// Least time between two "pool exhausted" reports.
 pub const POOL_EXHAUSTED_REPORT_SECS: u64 = 60;
+
+/// Lease grants and releases logged one by one per wall-clock second; the
+/// rest of a burst is counted and reported in one line (see
+/// [`DhcpServer::take_unlogged_leases`]). A burst of thousands of clients
+/// would otherwise cost a formatted line each, and push the journal past
+/// journald's default rate limit, which then drops lines of every kind.
+pub const LEASE_LOG_PER_SEC: u32 = 50;
+
+/// At most [`LEASE_LOG_PER_SEC`] lines per second (`now` in UNIX seconds);
+/// the events beyond are counted.
+#[derive(Debug, Default)]
+struct LogBudget {
+    second: u64,
+    used: u32,
+    unlogged: u64,
+}
+
+impl LogBudget {
+    /// Whether one more line may be logged in second `now`.
+    fn allow(&mut self, now: u64) -> bool {
+        if now != self.second {
+            self.second = now;
+            self.used = 0;
+        }
+        if self.used < LEASE_LOG_PER_SEC {
+            self.used += 1;
+            true
+        } else {
+            self.unlogged += 1;
+            false
+        }
+    }
+
+    /// The events not logged, once their second is over.
+    fn take_unlogged(&mut self, now: u64) -> Option<u64> {
+        (self.unlogged > 0 && now != self.second).then(|| std::mem::take(&mut self.unlogged))
+    }
+}
 
 /// The fields of a client message we act on.
 #[derive(Debug)]
@@ -296,6 +336,7 @@ impl DhcpServer {
             exhausted_unreported: 0,
             exhausted_reported_at: None,
             conflict: settings.conflict_check.then(ConflictCheck::new),
+            lease_log: LogBudget::default(),
             settings,
         })
     }
@@ -333,6 +374,13 @@ impl DhcpServer {
         }
         self.exhausted_reported_at = Some(now);
         Some(std::mem::take(&mut self.exhausted_unreported))
+    }
+
+    /// Lease grants and releases that were not logged one by one (beyond
+    /// [`LEASE_LOG_PER_SEC`] in a second), once that second is over (`now`
+    /// in UNIX seconds). The shell logs the count in one line.
+    pub fn take_unlogged_leases(&mut self, now: u64) -> Option<u64> {
+        self.lease_log.take_unlogged(now)
     }
 
     /// A local frame to UDP port 67: answer it into `reply` or consume it.
@@ -502,7 +550,9 @@ impl DhcpServer {
                 let previous = self.alloc.db().get(client.key);
                 let (secs, renewed) = self.grant_secs(client, ip, now);
                 if self.alloc.commit(client, ip, u64::from(secs), renewed, now) {
-                    if previous.is_none_or(|l| l.ip != ip || l.expires <= now) {
+                    if previous.is_none_or(|l| l.ip != ip || l.expires <= now)
+                        && self.lease_log.allow(now)
+                    {
                         tracing::info!(mac = %mac, %ip, lease_secs = secs, "DHCP lease granted");
                     }
                     Some(ack(ip, secs))
@@ -521,7 +571,10 @@ impl DhcpServer {
                 None
             }
             DhcpMessageType::Release => {
-                if !for_other_server && self.alloc.release(client.key, msg.ciaddr, now) {
+                if !for_other_server
+                    && self.alloc.release(client.key, msg.ciaddr, now)
+                    && self.lease_log.allow(now)
+                {
                     tracing::info!(mac = %mac, ip = %msg.ciaddr, "DHCP lease released");
                 }
                 None

@@ -25,7 +25,7 @@
 //! Version 1, still read: `{"version":1,"leases":[{"mac":..,"ip":..,"expires":..}]}`;
 //! its records are keyed by MAC and count as renewed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -92,8 +92,11 @@ pub struct Lease {
 /// [`LeaseDb::load`]; hand it to the responder, which owns it from then on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseDb {
-    by_key: BTreeMap<Box<[u8]>, Lease>,
-    by_ip: BTreeMap<Ipv4Addr, Box<[u8]>>,
+    // Hashed, not ordered: a lookup in a 65k-lease table is one hash
+    // instead of ~16 key comparisons. SipHash with per-process keys:
+    // clients choose their keys. `to_bytes` sorts.
+    by_key: HashMap<Box<[u8]>, Lease>,
+    by_ip: HashMap<Ipv4Addr, Box<[u8]>>,
 }
 
 #[derive(Deserialize)]
@@ -223,11 +226,12 @@ impl LeaseDb {
     /// Serialize to the lease file format, version 2 (deterministic: sorted
     /// by client key).
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut sorted: Vec<(&Box<[u8]>, &Lease)> = self.by_key.iter().collect();
+        sorted.sort_unstable_by_key(|(k, _)| *k);
         let file = FileV2 {
             version: FILE_VERSION,
-            leases: self
-                .by_key
-                .iter()
+            leases: sorted
+                .into_iter()
                 .map(|(key, l)| RecordV2 {
                     client: hex_key(key),
                     mac: l.mac.to_string(),
@@ -274,7 +278,7 @@ impl LeaseDb {
         self.by_key.is_empty()
     }
 
-    /// Iterate over all records, expired ones included, sorted by client key.
+    /// Iterate over all records, expired ones included, in no set order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Lease)> + '_ {
         self.by_key.iter().map(|(k, l)| (&**k, *l))
     }
@@ -283,6 +287,13 @@ impl LeaseDb {
     /// record and any other client's record for the address. Callers decide
     /// whether that is allowed.
     pub fn insert(&mut self, key: &[u8], lease: Lease) {
+        // A renewal or an extension: the same client keeps the same address.
+        if let Some(l) = self.by_key.get_mut(key)
+            && l.ip == lease.ip
+        {
+            *l = lease;
+            return;
+        }
         self.remove(key);
         if let Some(other) = self.by_ip.remove(&lease.ip) {
             self.by_key.remove(&other);

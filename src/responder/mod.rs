@@ -563,6 +563,15 @@ impl Responder {
             .and_then(|d| d.take_pool_exhausted(unix_secs(wall)))
     }
 
+    /// Lease grants and releases not logged one by one since the last call
+    /// (a burst beyond `dhcp::LEASE_LOG_PER_SEC` a second), once their
+    /// second is over: the shell logs the count in one line.
+    pub fn take_unlogged_leases(&mut self, wall: SystemTime) -> Option<u64> {
+        self.dhcp
+            .as_mut()
+            .and_then(|d| d.take_unlogged_leases(unix_secs(wall)))
+    }
+
     /// The whole lease database in file form, changed or not (for shutdown).
     pub fn lease_snapshot(&self) -> Option<Vec<u8>> {
         self.dhcp.as_ref().map(|d| d.allocator().db().to_bytes())

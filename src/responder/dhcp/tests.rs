@@ -498,6 +498,43 @@ fn pool_exhausted_is_reported_rate_limited() {
     assert_eq!(h.r.take_pool_exhausted(h.wall()), None, "nothing new");
 }
 
+/// A burst of grants and releases is logged one by one up to
+/// LEASE_LOG_PER_SEC in a second; the rest is counted and handed to the
+/// shell once the second is over. Renewals are not lease events.
+#[test]
+fn lease_log_lines_are_budgeted_per_second() {
+    let per_sec = super::LEASE_LOG_PER_SEC as u8;
+    let mut h = Harness::new(settings());
+    let first = h.lease(mac(1)).yiaddr;
+    for n in 2..=per_sec + 9 {
+        h.lease(mac(n));
+    }
+    let mut rel = Client::new(M::Release, mac(1));
+    rel.ciaddr = first;
+    rel.ip_src = first;
+    rel.ip_dst = SERVER;
+    rel.eth_dst = SERVER_MAC;
+    rel.server_id = Some(SERVER);
+    h.silent(&rel);
+    assert_eq!(
+        h.r.take_unlogged_leases(h.wall()),
+        None,
+        "the second is not over"
+    );
+    h.advance(1);
+    // 59 grants and 1 release, 50 of them logged.
+    assert_eq!(h.r.take_unlogged_leases(h.wall()), Some(10));
+    assert_eq!(h.r.take_unlogged_leases(h.wall()), None, "reported once");
+    // A new second has a fresh budget, and renewals use none of it: 50 of
+    // them and then one new client, whose line is logged.
+    for n in 2..=per_sec + 1 {
+        h.lease(mac(n));
+    }
+    h.lease(mac(per_sec + 10));
+    h.advance(1);
+    assert_eq!(h.r.take_unlogged_leases(h.wall()), None);
+}
+
 #[test]
 fn renewal_unicast_extends_lease() {
     let mut h = Harness::new(settings());

@@ -378,7 +378,11 @@ fn bring_up(
             keys: keys.to_vec(),
             tunnel,
             switch: Switch::new(cfg.tunnel.hub),
-            guard: crate::guard::Guard::new(&cfg.guard, loop_nonce(), now),
+            guard: {
+                let mut g = crate::guard::Guard::new(&cfg.guard, loop_nonce(), now);
+                g.set_peer_count(cfg.peers.len());
+                g
+            },
             responder,
             lease_file: cfg.dhcp.as_ref().map(|d| d.lease_file.clone()),
             lease_store,

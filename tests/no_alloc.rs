@@ -141,10 +141,11 @@ fn steady_state_allocates_nothing() {
                 let src = f[6..12].try_into().expect("6");
                 match sw_a.from_local(ethernet::vlan(f), dst, src, t) {
                     LocalRoute::Peer(p) => {
+                        assert!(guard_a.allow_to_peer(p));
                         a.send_frame(p, f, t, &mut ring);
                     }
                     LocalRoute::Flood => {
-                        assert!(guard_a.allow_flood(t));
+                        assert!(guard_a.allow_flood(t) && guard_a.allow_to_peer(0));
                         a.send_frame(0, f, t, &mut ring);
                     }
                     LocalRoute::Drop => {}
@@ -155,7 +156,7 @@ fn steady_state_allocates_nothing() {
                 if let Incoming::Frame { peer, frame } =
                     b.handle_datagram(a_addr, &mut ring.bufs[i][..len], t, &mut ring_b)
                 {
-                    assert_eq!(guard_b.from_peer(frame, t), PeerVerdict::Forward);
+                    assert_eq!(guard_b.from_peer(frame, peer, t), PeerVerdict::Forward);
                     let dst = frame[..6].try_into().expect("6");
                     let src = frame[6..12].try_into().expect("6");
                     sw_b.from_peer(peer, ethernet::vlan(frame), dst, src, t);

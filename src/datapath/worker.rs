@@ -425,7 +425,15 @@ impl Worker {
                         continue;
                     };
                     let mut tx = tx!(self, b, io, now);
-                    forward(&mut self.tunnel, peer, route, &b.hub[..len], now, &mut tx);
+                    forward(
+                        &mut self.tunnel,
+                        &mut self.guard,
+                        peer,
+                        route,
+                        &b.hub[..len],
+                        now,
+                        &mut tx,
+                    );
                 }
             }
             if n < b.rx.capacity() {
@@ -468,7 +476,15 @@ impl Worker {
                 self.tcp.handled(slot, self.tunnel.authenticated_sender());
                 if let Some((peer, (route, len))) = forward_to {
                     let mut tx = tx!(self, b, io, now);
-                    forward(&mut self.tunnel, peer, route, &b.hub[..len], now, &mut tx);
+                    forward(
+                        &mut self.tunnel,
+                        &mut self.guard,
+                        peer,
+                        route,
+                        &b.hub[..len],
+                        now,
+                        &mut tx,
+                    );
                 }
             }
         }
@@ -530,13 +546,17 @@ impl Worker {
             let mut tx = tx!(self, b, io, now);
             match self.switch.from_local(vlan, dst, src, now) {
                 LocalRoute::Peer(p) => {
-                    self.tunnel.send_frame(p, packet, now, &mut tx);
+                    if self.guard.allow_to_peer(p) {
+                        self.tunnel.send_frame(p, packet, now, &mut tx);
+                    }
                 }
                 // Broadcast, multicast, unknown unicast: storm control.
                 LocalRoute::Flood if !self.guard.allow_flood(now) => {}
                 LocalRoute::Flood => {
                     for p in 0..self.tunnel.peer_count() {
-                        self.tunnel.send_frame(p, packet, now, &mut tx);
+                        if self.guard.allow_to_peer(p) {
+                            self.tunnel.send_frame(p, packet, now, &mut tx);
+                        }
                     }
                 }
                 LocalRoute::Drop => {}
@@ -633,6 +653,7 @@ impl Worker {
                             r.forget_peer(id);
                         }
                         self.switch.forget_peer(id);
+                        self.guard.forget_peer(id, now);
                         // Its session ends here: peer_down, if it was up (the
                         // hooks of the configuration it was removed from).
                         self.peer_hooks
@@ -687,6 +708,7 @@ impl Worker {
             self.switch.set_hub(t.hub);
         }
         self.tcp.set_peers(self.tunnel.peer_count());
+        self.guard.set_peer_count(self.tunnel.peer_count());
         if plan.transport {
             self.tunnel.set_transport(t.transport, now);
             if !t.transport.listens_on_tcp() {
@@ -820,40 +842,48 @@ impl Worker {
             return;
         }
         self.guard.handle_timeout(now);
-        if let Some(probe) = self.guard.poll_probe(now) {
+        if self.guard.poll_probe(now) {
             let h = self.vnet_hdr;
-            let len = h + probe.len();
             b.hub[..h].fill(0); // plain frame: no offload
-            b.hub[h..len].copy_from_slice(probe);
-            let mut tx = tx!(self, b, io, now);
             for p in 0..self.tunnel.peer_count() {
-                // Once a second: the snapshot's allocation does not matter.
-                if self
-                    .tunnel
-                    .peer_status(p)
-                    .is_some_and(|s| s.state == crate::tunnel::PeerState::Up)
-                {
-                    self.tunnel.send_frame(p, &b.hub[..len], now, &mut tx);
+                if self.tunnel.peer_state(p) != Some(crate::tunnel::PeerState::Up) {
+                    continue;
                 }
+                // Each peer's probe names it: the one that comes back tells
+                // whose LAN also reaches ours.
+                let probe = self.guard.probe_for(p);
+                let len = h + probe.len();
+                b.hub[h..len].copy_from_slice(probe);
+                let mut tx = tx!(self, b, io, now);
+                self.tunnel.send_frame(p, &b.hub[..len], now, &mut tx);
             }
         }
         while let Some(ev) = self.guard.poll_event() {
             self.switch.flush();
             self.flush_bridge_port();
             match ev {
-                guard::Event::LoopStarted { hold } => tracing::warn!(
+                guard::Event::LoopStarted { peer, hold } => tracing::warn!(
+                    peer = %self.peer_name(peer),
                     loops_detected = self.guard.counters().loops_detected,
-                    "forwarding loop: our probe came back through the TAP, so the LANs are also \
-                     joined another way; the tunnel carries nothing until that path has been gone \
-                     for {}s",
+                    "forwarding loop: the probe sent to this peer came back through the TAP, so \
+                     its LAN also reaches ours another way; nothing but probes is exchanged with \
+                     it until that path has been gone for {}s (other peers are not affected)",
                     hold.as_secs()
                 ),
-                guard::Event::LoopEnded { lasted } => tracing::info!(
-                    "forwarding loop gone after {}s; the tunnel carries frames again",
+                guard::Event::LoopEnded { peer, lasted } => tracing::info!(
+                    peer = %self.peer_name(peer),
+                    "forwarding loop gone after {}s; frames to and from this peer flow again",
                     lasted.as_secs()
                 ),
             }
         }
+    }
+
+    /// A peer's configured name, for the log.
+    fn peer_name(&self, p: PeerId) -> String {
+        self.tunnel
+            .peer_status(p)
+            .map_or_else(|| format!("#{p}"), |s| s.name)
     }
 
     /// One log line per session event, with the traffic since the previous
@@ -1117,7 +1147,7 @@ impl Edge<'_> {
             return None;
         }
         let frame = &packet[h..];
-        match self.guard.from_peer(frame, now) {
+        match self.guard.from_peer(frame, peer, now) {
             PeerVerdict::Forward => {}
             PeerVerdict::Drop => return None,
             PeerVerdict::Probe => {
@@ -1155,8 +1185,10 @@ impl Edge<'_> {
 }
 
 /// Sends `packet` from `from` on to the other peers `route` names (a hub).
+/// Never to a peer a loop runs through.
 fn forward(
     tunnel: &mut Tunnel,
+    guard: &mut Guard,
     from: PeerId,
     route: crate::switch::RemoteRoute,
     packet: &[u8],
@@ -1164,7 +1196,7 @@ fn forward(
     tx: &mut UdpTx<'_>,
 ) {
     for p in 0..tunnel.peer_count() {
-        if p != from && (route.flood_peers || route.peer == Some(p)) {
+        if p != from && (route.flood_peers || route.peer == Some(p)) && guard.allow_to_peer(p) {
             tunnel.send_frame(p, packet, now, tx);
         }
     }

@@ -54,25 +54,30 @@
 //! lasts, the guard emits a probe once a second ([`Guard::poll_probe`]),
 //! the first one at once; the worker sends it through the tunnel to every
 //! peer that is up, and a peer writes it to its TAP like any multicast
-//! frame. The probe carries a random per-link nonce and goes to a locally
-//! administered multicast address (which Linux bridges flood; it is not in
-//! the 01:80:c2:00:00:0x range they keep to themselves) with the IEEE local
-//! experimental ether type 0x88b5. If the remote LAN reaches ours another
-//! way, the probe comes back to us *from the TAP*: that is the loop, seen
-//! from either end within a round trip of the first frame that circulates.
-//! Probes read from the TAP are never forwarded (ours or another site's), so
+//! frame. The probe carries a random per-link nonce and the number of the
+//! peer it was sent to, and goes to a locally administered multicast
+//! address (which Linux bridges flood; it is not in the 01:80:c2:00:00:0x
+//! range they keep to themselves) with the IEEE local experimental ether
+//! type 0x88b5. If that peer's LAN reaches ours another way, the probe comes
+//! back to us *from the TAP*: that is the loop, seen from either end within
+//! a round trip of the first frame that circulates, and the number says
+//! which peer it runs through. Probes read from the TAP are never forwarded
+//! (ours or another site's), and a hub never relays them between peers, so
 //! a probe crosses the tunnel once and cannot circulate itself. A loop on
-//! which nothing circulates goes unnoticed, and does no harm until something
-//! does.
+//! which nothing circulates goes unnoticed, and does no harm until
+//! something does.
 //!
-//! While a loop lasts, the tunnel carries **nothing but probes**, in either
-//! direction: not floods, and not known unicast either. The other path
-//! already joins the LANs, so the tunnel adds only duplicates, and a unicast
-//! frame addressed by a stale MAC table could circulate too; the hosts keep
-//! talking over the other path once their bridges relearn. The MAC table is
-//! flushed when a loop starts and ends ([`Event`]), so nothing is sent to
-//! where a MAC was before the topology changed. `loops_detected` counts loop
-//! events, the frames refused meanwhile are counted in `loop_dropped`.
+//! While a loop through a peer lasts, nothing but probes is exchanged with
+//! **that peer**, in either direction: not floods, and not known unicast
+//! either. The other path already joins the two LANs, so the tunnel adds
+//! only duplicates, and a unicast frame addressed by a stale MAC table
+//! could circulate too; the hosts keep talking over the other path once
+//! their bridges relearn. The link's other peers are not affected: at a hub,
+//! one branch's miswired cable cuts off that branch's tunnel, not the
+//! other branches'. The MAC table is flushed when a loop starts and ends
+//! ([`Event`]), so nothing is sent to where a MAC was before the topology
+//! changed. `loops_detected` counts loop events, the frames refused
+//! meanwhile are counted in `loop_dropped`.
 //!
 //! The loop is considered gone when no probe of ours came back for a
 //! hold-down of 3 s (three probes); then forwarding resumes by itself. A
@@ -139,11 +144,15 @@ pub enum Event {
     /// A probe of ours came back from the LAN side: the sites are also
     /// joined another way. Forwarding stops.
     LoopStarted {
+        /// The peer whose probe came back: its LAN reaches ours another way.
+        peer: usize,
         /// How long the loop must be gone before forwarding resumes.
         hold: Duration,
     },
     /// No probe came back for the hold-down: forwarding resumes.
     LoopEnded {
+        /// The peer the loop ran through.
+        peer: usize,
         /// How long the loop lasted.
         lasted: Duration,
     },
@@ -208,32 +217,57 @@ impl Bucket {
     }
 }
 
-/// Loop detector state.
+/// Link-wide probing schedule.
 #[derive(Debug)]
-struct LoopState {
-    /// Since when a loop is present, if one is.
-    since: Option<Instant>,
-    /// When a probe of ours last came back.
-    last_seen: Option<Instant>,
-    /// The current hold-down.
-    hold: Duration,
-    /// When the last loop ended.
-    ended: Option<Instant>,
+struct Probing {
     /// Until when probes are sent because a MAC moved.
     suspect_until: Option<Instant>,
     /// When the next probe may go out (one per interval).
     next_probe: Instant,
 }
 
+/// Loop state towards one peer.
+#[derive(Debug, Clone, Copy)]
+struct PeerLoop {
+    /// Since when a loop through this peer is present, if one is.
+    since: Option<Instant>,
+    /// When a probe of ours sent to this peer last came back.
+    last_seen: Option<Instant>,
+    /// The current hold-down.
+    hold: Duration,
+    /// When the last loop through this peer ended.
+    ended: Option<Instant>,
+}
+
+impl PeerLoop {
+    const IDLE: PeerLoop = PeerLoop {
+        since: None,
+        last_seen: None,
+        hold: LOOP_HOLD,
+        ended: None,
+    };
+}
+
+/// Events kept for the caller to poll; beyond this the oldest is dropped
+/// (the counters still count every loop).
+const MAX_EVENTS: usize = 64;
+
 /// The guards of one link.
 #[derive(Debug)]
 pub struct Guard {
     config: GuardConfig,
     bucket: Option<Bucket>,
-    looped: LoopState,
+    probing: Probing,
+    /// Indexed by peer; grown when a probe through a new peer returns.
+    peers: Vec<PeerLoop>,
+    /// How many entries of `peers` have a loop (0: the common case, every
+    /// check is one comparison).
+    looped_peers: usize,
+    /// Peer numbers at or above this are not ours ([`Guard::set_peer_count`]).
+    peer_limit: usize,
     probe: [u8; PROBE_LEN],
     counters: Counters,
-    events: [Option<Event>; 2],
+    events: std::collections::VecDeque<Event>,
     /// When the oldest event in `events` happened: it is due at once.
     event_at: Option<Instant>,
 }
@@ -254,33 +288,46 @@ impl Guard {
         Guard {
             config: *config,
             bucket: (config.storm_pps > 0).then(|| Bucket::new(config.storm_pps, now)),
-            looped: LoopState {
-                since: None,
-                last_seen: None,
-                hold: LOOP_HOLD,
-                ended: None,
+            probing: Probing {
                 suspect_until: None,
                 next_probe: now,
             },
+            peers: Vec::new(),
+            looped_peers: 0,
+            peer_limit: usize::from(u16::MAX),
             probe,
             counters: Counters::default(),
-            events: [None; 2],
+            events: std::collections::VecDeque::new(),
             event_at: None,
         }
     }
 
     /// Applies new settings (a reload). Counters stay; a changed rate
-    /// starts a full bucket; turning loop detection off ends a loop.
+    /// starts a full bucket; turning loop detection off ends every loop.
     pub fn reconfigure(&mut self, config: &GuardConfig, now: Instant) {
         if config.storm_pps != self.config.storm_pps {
             self.bucket = (config.storm_pps > 0).then(|| Bucket::new(config.storm_pps, now));
         }
         if !config.loop_detect {
-            self.end_loop(now);
-            self.looped.last_seen = None;
-            self.looped.suspect_until = None;
+            for p in 0..self.peers.len() {
+                self.end_loop(p, now);
+            }
+            self.probing.suspect_until = None;
         }
         self.config = *config;
+    }
+
+    /// `peer` was removed (a reload): a loop through it ends.
+    pub fn forget_peer(&mut self, peer: usize, now: Instant) {
+        self.end_loop(peer, now);
+        if let Some(l) = self.peers.get_mut(peer) {
+            *l = PeerLoop::IDLE;
+        }
+    }
+
+    /// How many peers the link has (peer numbers are `0..n`).
+    pub fn set_peer_count(&mut self, n: usize) {
+        self.peer_limit = n;
     }
 
     /// The settings in force.
@@ -293,9 +340,15 @@ impl Guard {
         self.counters
     }
 
-    /// Whether a loop is present (the tunnel carries only probes).
+    /// Whether a loop is present through any peer.
     pub fn looped(&self) -> bool {
-        self.looped.since.is_some()
+        self.looped_peers > 0
+    }
+
+    /// Whether a loop is present through `peer` (nothing is exchanged with
+    /// it but probes).
+    pub fn peer_looped(&self, peer: usize) -> bool {
+        self.looped_peers > 0 && self.peers.get(peer).is_some_and(|l| l.since.is_some())
     }
 
     /// A frame read from the TAP (no virtio-net header), after the local
@@ -304,7 +357,10 @@ impl Guard {
         if self.config.loop_detect && is_probe(frame) {
             // Never forwarded: a probe on the LAN side came over another path.
             if frame.get(30..38) == Some(&self.probe[30..38]) {
-                self.probe_returned(now);
+                if let Some(peer) = frame.get(38..40) {
+                    let peer = usize::from(u16::from_be_bytes([peer[0], peer[1]]));
+                    self.probe_returned(peer, now);
+                }
             }
             return LocalVerdict::Drop;
         }
@@ -312,11 +368,19 @@ impl Guard {
             self.counters.guard_dropped += 1;
             return LocalVerdict::Drop;
         }
-        if self.looped() {
-            self.counters.loop_dropped += 1;
-            return LocalVerdict::Drop;
-        }
         LocalVerdict::Forward
+    }
+
+    /// May a frame (from the TAP, or relayed by a hub) go to `peer`? Not
+    /// while a loop runs through it; each refusal is counted in
+    /// `loop_dropped`.
+    pub fn allow_to_peer(&mut self, peer: usize) -> bool {
+        if self.peer_looped(peer) {
+            self.counters.loop_dropped += 1;
+            false
+        } else {
+            true
+        }
     }
 
     /// Whether the worker should report MAC moves ([`Guard::mac_moved`]):
@@ -332,7 +396,7 @@ impl Guard {
     /// frame.
     pub fn mac_moved(&mut self, now: Instant) {
         if self.config.loop_detect {
-            self.looped.suspect_until = Some(now + SUSPECT_WINDOW);
+            self.probing.suspect_until = Some(now + SUSPECT_WINDOW);
         }
     }
 
@@ -349,13 +413,13 @@ impl Guard {
         false
     }
 
-    /// An authenticated frame from a peer (no virtio-net header).
-    pub fn from_peer(&mut self, frame: &[u8], now: Instant) -> PeerVerdict {
+    /// An authenticated frame from `peer` (no virtio-net header).
+    pub fn from_peer(&mut self, frame: &[u8], peer: usize, now: Instant) -> PeerVerdict {
         let _ = now;
         if self.config.loop_detect && is_probe(frame) {
             return PeerVerdict::Probe;
         }
-        if self.looped() {
+        if self.peer_looped(peer) {
             self.counters.loop_dropped += 1;
             return PeerVerdict::Drop;
         }
@@ -382,6 +446,7 @@ impl Guard {
     }
 
     /// When [`Guard::handle_timeout`] wants to run next (`None`: never).
+    /// O(1) unless a loop is present (then O(peers)).
     pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.config.loop_detect {
             return None;
@@ -390,46 +455,64 @@ impl Guard {
             // A state change waits to be polled (the caller flushes tables on it).
             return self.event_at;
         }
-        let l = &self.looped;
-        if l.since.is_some() {
-            let end = l.last_seen.map(|t| t + l.hold);
-            return Some(end.map_or(l.next_probe, |e| e.min(l.next_probe)));
+        let pr = &self.probing;
+        if self.looped_peers > 0 {
+            let hold_ends = self
+                .peers
+                .iter()
+                .filter(|l| l.since.is_some())
+                .filter_map(|l| l.last_seen.map(|t| t + l.hold))
+                .min();
+            return Some(hold_ends.map_or(pr.next_probe, |e| e.min(pr.next_probe)));
         }
         // Probing because a MAC moved: the next probe, or the window's end.
-        l.suspect_until.map(|s| s.min(l.next_probe))
+        pr.suspect_until.map(|s| s.min(pr.next_probe))
     }
 
-    /// Ends a loop whose hold-down passed. Call when [`Guard::poll_timeout`]
-    /// is due (calling more often is harmless).
+    /// Ends the loops whose hold-down passed. Call when
+    /// [`Guard::poll_timeout`] is due (calling more often is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let (Some(_), Some(seen)) = (self.looped.since, self.looped.last_seen) {
-            if now.saturating_duration_since(seen) >= self.looped.hold {
-                self.end_loop(now);
+        if self.looped_peers > 0 {
+            for p in 0..self.peers.len() {
+                let l = self.peers[p];
+                if let (Some(_), Some(seen)) = (l.since, l.last_seen) {
+                    if now.saturating_duration_since(seen) >= l.hold {
+                        self.end_loop(p, now);
+                    }
+                }
             }
         }
-        if self.looped.suspect_until.is_some_and(|s| now >= s) {
-            self.looped.suspect_until = None;
+        if self.probing.suspect_until.is_some_and(|s| now >= s) {
+            self.probing.suspect_until = None;
         }
     }
 
-    /// The probe to send through the tunnel to every peer that is up, when
-    /// one is due: at most once per [`PROBE_INTERVAL`], while a loop lasts
-    /// or a MAC moved in the last [`SUSPECT_WINDOW`].
-    pub fn poll_probe(&mut self, now: Instant) -> Option<&[u8]> {
-        let l = &self.looped;
-        let active = l.since.is_some() || l.suspect_until.is_some_and(|s| now < s);
-        if !self.config.loop_detect || !active || now < l.next_probe {
-            return None;
+    /// Whether a round of probes is due: at most once per
+    /// [`PROBE_INTERVAL`], while a loop lasts or a MAC moved in the last
+    /// [`SUSPECT_WINDOW`]. Then send [`Guard::probe_for`] to every peer
+    /// that is up.
+    pub fn poll_probe(&mut self, now: Instant) -> bool {
+        let pr = &self.probing;
+        let active = self.looped_peers > 0 || pr.suspect_until.is_some_and(|s| now < s);
+        if !self.config.loop_detect || !active || now < pr.next_probe {
+            return false;
         }
-        self.looped.next_probe = now + PROBE_INTERVAL;
-        Some(&self.probe)
+        self.probing.next_probe = now + PROBE_INTERVAL;
+        true
+    }
+
+    /// The probe for `peer`: it names the peer, so the one that comes back
+    /// tells which peer's LAN also reaches ours.
+    pub fn probe_for(&mut self, peer: usize) -> &[u8] {
+        let n = u16::try_from(peer).unwrap_or(u16::MAX);
+        self.probe[38..40].copy_from_slice(&n.to_be_bytes());
+        &self.probe
     }
 
     /// The next state change, if any (for the log).
     pub fn poll_event(&mut self) -> Option<Event> {
-        let ev = self.events[0].take();
-        self.events.swap(0, 1);
-        if self.events[0].is_none() {
+        let ev = self.events.pop_front();
+        if self.events.is_empty() {
             self.event_at = None;
         }
         ev
@@ -437,46 +520,52 @@ impl Guard {
 
     fn push_event(&mut self, ev: Event, now: Instant) {
         self.event_at.get_or_insert(now);
-        // Two slots: a start and an end between two polls at most; the
-        // oldest is overwritten if the caller never polls.
-        match self.events.iter_mut().find(|e| e.is_none()) {
-            Some(slot) => *slot = Some(ev),
-            None => {
-                self.events[0] = self.events[1];
-                self.events[1] = Some(ev);
-            }
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
         }
+        self.events.push_back(ev);
     }
 
-    fn probe_returned(&mut self, now: Instant) {
-        self.looped.last_seen = Some(now);
-        if self.looped.since.is_some() {
+    fn probe_returned(&mut self, peer: usize, now: Instant) {
+        // A probe names a peer we sent it to; a number beyond our peers
+        // (a LAN host replaying a probe it forged) is ignored.
+        if peer >= self.peer_limit {
             return;
         }
-        let flapping = self
-            .looped
+        if self.peers.len() <= peer {
+            self.peers.resize(peer + 1, PeerLoop::IDLE);
+        }
+        let l = &mut self.peers[peer];
+        l.last_seen = Some(now);
+        if l.since.is_some() {
+            return;
+        }
+        let flapping = l
             .ended
             .is_some_and(|e| now.saturating_duration_since(e) < FLAP_WINDOW);
-        self.looped.hold = if flapping {
-            (self.looped.hold * 2).min(LOOP_HOLD_MAX)
+        l.hold = if flapping {
+            (l.hold * 2).min(LOOP_HOLD_MAX)
         } else {
             LOOP_HOLD
         };
-        self.looped.since = Some(now);
+        l.since = Some(now);
+        let hold = l.hold;
+        self.looped_peers += 1;
         self.counters.loops_detected += 1;
-        self.push_event(
-            Event::LoopStarted {
-                hold: self.looped.hold,
-            },
-            now,
-        );
+        self.push_event(Event::LoopStarted { peer, hold }, now);
     }
 
-    fn end_loop(&mut self, now: Instant) {
-        if let Some(since) = self.looped.since.take() {
-            self.looped.ended = Some(now);
+    fn end_loop(&mut self, peer: usize, now: Instant) {
+        let Some(l) = self.peers.get_mut(peer) else {
+            return;
+        };
+        l.last_seen = None;
+        if let Some(since) = l.since.take() {
+            l.ended = Some(now);
+            self.looped_peers -= 1;
             self.push_event(
                 Event::LoopEnded {
+                    peer,
                     lasted: now.saturating_duration_since(since),
                 },
                 now,

@@ -200,7 +200,7 @@ fn truncated_and_odd_frames_never_panic() {
     for f in &frames {
         for len in 0..=f.len() {
             let _ = classify(&f[..len]);
-            let _ = g.from_peer(&f[..len], now);
+            let _ = g.from_peer(&f[..len], 0, now);
             let _ = g.from_local(&f[..len], now);
         }
     }
@@ -233,14 +233,14 @@ fn guards_drop_server_messages_from_peers_and_count_them() {
     let mut on = guard(config(0, false, true, BpduPolicy::Forward), now);
     let mut off = guard(config(0, false, false, BpduPolicy::Forward), now);
     for f in [dhcpv4_offer(), router_advertisement(), dhcpv6_advertise()] {
-        assert_eq!(on.from_peer(&f, now), PeerVerdict::Drop);
-        assert_eq!(off.from_peer(&f, now), PeerVerdict::Forward);
+        assert_eq!(on.from_peer(&f, 0, now), PeerVerdict::Drop);
+        assert_eq!(off.from_peer(&f, 0, now), PeerVerdict::Forward);
         // From the local side the guards do not apply (the local server is
         // the LAN's own business).
         assert_eq!(on.from_local(&f, now), LocalVerdict::Forward);
     }
     let arp = eth(BCAST, &[], 0x0806, &[0; 28]);
-    assert_eq!(on.from_peer(&arp, now), PeerVerdict::Forward);
+    assert_eq!(on.from_peer(&arp, 0, now), PeerVerdict::Forward);
     assert_eq!(on.counters().guard_dropped, 3);
     assert_eq!(off.counters(), Counters::default());
 
@@ -252,13 +252,16 @@ fn guards_drop_server_messages_from_peers_and_count_them() {
         },
         now,
     );
-    assert_eq!(dhcp_only.from_peer(&dhcpv4_offer(), now), PeerVerdict::Drop);
     assert_eq!(
-        dhcp_only.from_peer(&router_advertisement(), now),
+        dhcp_only.from_peer(&dhcpv4_offer(), 0, now),
+        PeerVerdict::Drop
+    );
+    assert_eq!(
+        dhcp_only.from_peer(&router_advertisement(), 0, now),
         PeerVerdict::Forward
     );
     assert_eq!(
-        dhcp_only.from_peer(&dhcpv6_advertise(), now),
+        dhcp_only.from_peer(&dhcpv6_advertise(), 0, now),
         PeerVerdict::Forward
     );
 }
@@ -270,9 +273,9 @@ fn bpdus_follow_the_policy_both_ways() {
     let mut drop = guard(config(0, false, false, BpduPolicy::Drop), now);
     let pvst = eth(classify::PVST_DST, &[], 0x0032, &[0xaa, 0xaa, 0x03]);
     for f in [bpdu(), pvst] {
-        assert_eq!(fwd.from_peer(&f, now), PeerVerdict::Forward);
+        assert_eq!(fwd.from_peer(&f, 0, now), PeerVerdict::Forward);
         assert_eq!(fwd.from_local(&f, now), LocalVerdict::Forward);
-        assert_eq!(drop.from_peer(&f, now), PeerVerdict::Drop);
+        assert_eq!(drop.from_peer(&f, 0, now), PeerVerdict::Drop);
         assert_eq!(drop.from_local(&f, now), LocalVerdict::Drop);
     }
     assert_eq!(drop.counters().guard_dropped, 4);
@@ -328,7 +331,7 @@ fn reconfigure_swaps_the_settings() {
     assert_eq!((0..100).filter(|_| g.allow_flood(t0)).count(), 16);
     g.reconfigure(&config(0, false, true, BpduPolicy::Drop), t0);
     assert!(g.allow_flood(t0));
-    assert_eq!(g.from_peer(&dhcpv4_offer(), t0), PeerVerdict::Drop);
+    assert_eq!(g.from_peer(&dhcpv4_offer(), 0, t0), PeerVerdict::Drop);
     assert_eq!(g.from_local(&bpdu(), t0), LocalVerdict::Drop);
     assert_eq!(g.counters().storm_dropped, 84, "counters survive");
     assert_eq!(*g.config(), config(0, false, true, BpduPolicy::Drop));
@@ -344,8 +347,8 @@ fn run_probes(g: &mut Guard, from: Instant, secs: u64, looped: impl Fn(u64) -> b
             g.mac_moved(now);
         }
         g.handle_timeout(now);
-        if let Some(p) = g.poll_probe(now) {
-            let p = p.to_vec();
+        if g.poll_probe(now) {
+            let p = g.probe_for(0).to_vec();
             if looped(s / 10) {
                 // It went through the tunnel, across the other path and
                 // came back through our TAP 5 ms later.
@@ -366,18 +369,16 @@ fn a_returning_probe_is_a_loop_that_ends_after_the_hold_down() {
     let unicast = eth([0x52, 0x54, 0, 0, 0, 9], &[], 0x0800, &ipv4(6, &[0; 20]));
     // A healthy link probes nothing.
     assert_eq!(g.poll_timeout(), None);
-    assert!(g.poll_probe(t0).is_none());
+    assert!(!g.poll_probe(t0));
     // A MAC moved: the first probe is due at once, well formed and ours.
     g.mac_moved(t0);
     assert_eq!(g.poll_timeout(), Some(t0));
-    let probe = g
-        .poll_probe(t0)
-        .expect("first probe is due at once")
-        .to_vec();
+    assert!(g.poll_probe(t0), "first probe is due at once");
+    let probe = g.probe_for(0).to_vec();
     assert!(is_probe(&probe) && probe.len() == PROBE_LEN);
     assert_eq!(probe[..6], PROBE_DST);
     assert_eq!(probe[6] & 0x03, 0x02, "locally administered unicast source");
-    assert!(g.poll_probe(t0).is_none(), "one per interval");
+    assert!(!g.poll_probe(t0), "one per interval");
     assert_eq!(g.poll_timeout(), Some(t0 + PROBE_INTERVAL));
 
     // No loop for 5 s: everything passes, and probing stops after the
@@ -392,28 +393,115 @@ fn a_returning_probe_is_a_loop_that_ends_after_the_hold_down() {
     run_probes(&mut g, t5, 10, |_| true);
     assert!(g.looped());
     assert_eq!(g.counters().loops_detected, 1);
-    assert_eq!(g.poll_event(), Some(Event::LoopStarted { hold: LOOP_HOLD }));
+    assert_eq!(
+        g.poll_event(),
+        Some(Event::LoopStarted {
+            peer: 0,
+            hold: LOOP_HOLD
+        })
+    );
     assert_eq!(g.poll_event(), None);
     let t15 = t0 + Duration::from_secs(15);
-    // Nothing but probes crosses meanwhile, either way, unicast included.
-    assert_eq!(g.from_local(&arp, t15), LocalVerdict::Drop);
-    assert_eq!(g.from_local(&unicast, t15), LocalVerdict::Drop);
-    assert_eq!(g.from_peer(&arp, t15), PeerVerdict::Drop);
-    assert_eq!(g.from_peer(&unicast, t15), PeerVerdict::Drop);
-    assert_eq!(g.from_peer(&probe, t15), PeerVerdict::Probe);
-    assert_eq!(g.counters().loop_dropped, 4);
+    // Nothing but probes crosses meanwhile, either way, unicast included:
+    // local frames still reach the switch, which may send them to no peer
+    // the loop runs through.
+    assert!(g.peer_looped(0));
+    assert_eq!(g.from_local(&arp, t15), LocalVerdict::Forward);
+    assert!(!g.allow_to_peer(0));
+    assert_eq!(g.from_peer(&arp, 0, t15), PeerVerdict::Drop);
+    assert_eq!(g.from_peer(&unicast, 0, t15), PeerVerdict::Drop);
+    assert_eq!(g.from_peer(&probe, 0, t15), PeerVerdict::Probe);
+    assert_eq!(g.counters().loop_dropped, 3);
 
     // The other path goes away: forwarding resumes after the hold-down.
     run_probes(&mut g, t15, 10, |_| false);
     assert!(!g.looped());
     match g.poll_event() {
-        Some(Event::LoopEnded { lasted }) => {
+        Some(Event::LoopEnded { lasted, .. }) => {
             assert!(lasted >= Duration::from_secs(12) && lasted <= Duration::from_secs(14));
         }
         other => panic!("expected the loop's end, got {other:?}"),
     }
-    assert_eq!(g.from_peer(&arp, t15), PeerVerdict::Forward);
+    assert_eq!(g.from_peer(&arp, 0, t15), PeerVerdict::Forward);
     assert_eq!(g.counters().loops_detected, 1);
+}
+
+/// A hub with three peers, one of whose LANs also reaches ours: only that
+/// peer is cut off; the others keep exchanging frames, and the loop through
+/// it ends by itself once its probes stop coming back.
+#[test]
+fn a_loop_through_one_peer_leaves_the_others_alone() {
+    let t0 = Instant::now();
+    let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    g.set_peer_count(3);
+    let arp = eth(BCAST, &[], 0x0806, &[0; 28]);
+    let mut t = t0;
+    for s in 0..10 {
+        g.mac_moved(t);
+        g.handle_timeout(t);
+        if g.poll_probe(t) {
+            for peer in 0..3 {
+                let probe = g.probe_for(peer).to_vec();
+                assert!(is_probe(&probe));
+                // Peer 1's LAN is joined to ours for the first 5 s.
+                if peer == 1 && s < 5 {
+                    g.from_local(&probe, t);
+                }
+            }
+        }
+        if s == 0 {
+            assert!(g.peer_looped(1) && g.looped());
+            assert_eq!(
+                g.poll_event(),
+                Some(Event::LoopStarted {
+                    peer: 1,
+                    hold: LOOP_HOLD
+                })
+            );
+        }
+        if s < 5 {
+            assert!(!g.peer_looped(0) && !g.peer_looped(2));
+            assert!(g.allow_to_peer(0) && g.allow_to_peer(2) && !g.allow_to_peer(1));
+            assert_eq!(g.from_peer(&arp, 2, t), PeerVerdict::Forward);
+            assert_eq!(g.from_peer(&arp, 1, t), PeerVerdict::Drop);
+        }
+        t += Duration::from_secs(1);
+    }
+    assert!(!g.looped(), "ended after the hold-down");
+    assert!(matches!(
+        g.poll_event(),
+        Some(Event::LoopEnded { peer: 1, .. })
+    ));
+    assert!(g.allow_to_peer(1));
+    assert_eq!(g.counters().loops_detected, 1);
+    assert_eq!(g.counters().loop_dropped, 10);
+}
+
+/// A probe with our nonce naming a peer we do not have (forged on the LAN)
+/// starts nothing; removing a looped peer ends its loop.
+#[test]
+fn probes_name_only_our_peers_and_a_removed_peer_loops_no_more() {
+    let t0 = Instant::now();
+    let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    g.set_peer_count(2);
+    g.mac_moved(t0);
+    assert!(g.poll_probe(t0));
+    let beyond = g.probe_for(2).to_vec();
+    assert_eq!(g.from_local(&beyond, t0), LocalVerdict::Drop);
+    assert!(!g.looped());
+    let ours = g.probe_for(1).to_vec();
+    g.from_local(&ours, t0);
+    assert!(g.peer_looped(1));
+    g.forget_peer(1, t0);
+    assert!(!g.looped() && !g.peer_looped(1));
+    assert!(matches!(
+        g.poll_event(),
+        Some(Event::LoopStarted { peer: 1, .. })
+    ));
+    assert!(matches!(
+        g.poll_event(),
+        Some(Event::LoopEnded { peer: 1, .. })
+    ));
 }
 
 #[test]
@@ -431,8 +519,8 @@ fn detection_and_recovery_times() {
             g.mac_moved(now);
         }
         g.handle_timeout(now);
-        if let Some(p) = g.poll_probe(now) {
-            let p = p.to_vec();
+        if g.poll_probe(now) {
+            let p = g.probe_for(0).to_vec();
             if ms < 10_000 {
                 g.from_local(&p, now);
             }
@@ -465,7 +553,7 @@ fn a_flapping_loop_backs_off() {
             t += Duration::from_secs(1);
         }
         while let Some(ev) = g.poll_event() {
-            if let Event::LoopStarted { hold } = ev {
+            if let Event::LoopStarted { hold, .. } = ev {
                 holds.push(hold.as_secs());
             }
         }
@@ -475,7 +563,13 @@ fn a_flapping_loop_backs_off() {
     // A minute and more of quiet resets the hold-down.
     t += FLAP_WINDOW;
     run_probes(&mut g, t, 1, |_| true);
-    assert_eq!(g.poll_event(), Some(Event::LoopStarted { hold: LOOP_HOLD }));
+    assert_eq!(
+        g.poll_event(),
+        Some(Event::LoopStarted {
+            peer: 0,
+            hold: LOOP_HOLD
+        })
+    );
 }
 
 #[test]
@@ -484,7 +578,8 @@ fn probes_of_other_sites_are_not_ours_and_never_forwarded() {
     let mut a = guard(config(0, true, false, BpduPolicy::Forward), t0);
     let mut b = Guard::new(&config(0, true, false, BpduPolicy::Forward), [9; 8], t0);
     b.mac_moved(t0);
-    let theirs = b.poll_probe(t0).expect("due").to_vec();
+    assert!(b.poll_probe(t0), "due");
+    let theirs = b.probe_for(0).to_vec();
     assert_eq!(a.from_local(&theirs, t0), LocalVerdict::Drop);
     assert!(!a.looped(), "another site's probe is not our loop");
     // With loop detection off a probe-looking frame is an ordinary frame.
@@ -492,8 +587,8 @@ fn probes_of_other_sites_are_not_ours_and_never_forwarded() {
     off.mac_moved(t0);
     assert!(!off.watches_moves());
     assert_eq!(off.from_local(&theirs, t0), LocalVerdict::Forward);
-    assert_eq!(off.from_peer(&theirs, t0), PeerVerdict::Forward);
-    assert!(off.poll_probe(t0).is_none() && off.poll_timeout().is_none());
+    assert_eq!(off.from_peer(&theirs, 0, t0), PeerVerdict::Forward);
+    assert!(!off.poll_probe(t0) && off.poll_timeout().is_none());
 }
 
 #[test]
@@ -501,7 +596,8 @@ fn turning_loop_detection_off_ends_a_loop() {
     let t0 = Instant::now();
     let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
     g.mac_moved(t0);
-    let p = g.poll_probe(t0).expect("due").to_vec();
+    assert!(g.poll_probe(t0), "due");
+    let p = g.probe_for(0).to_vec();
     g.from_local(&p, t0);
     assert!(g.looped());
     g.reconfigure(&config(0, false, false, BpduPolicy::Forward), t0);
@@ -523,7 +619,7 @@ fn a_moved_mac_probes_once_a_second_for_the_window_then_stops() {
         // The worker runs the guard's timers when they are due.
         if g.poll_timeout().is_some_and(|d| d <= t) {
             g.handle_timeout(t);
-            if g.poll_probe(t).is_some() {
+            if g.poll_probe(t) {
                 sent.push((t - t0).as_millis());
             }
         }
@@ -541,8 +637,8 @@ fn a_moved_mac_probes_once_a_second_for_the_window_then_stops() {
     for i in 0..1000 {
         g.mac_moved(t1 + Duration::from_micros(i));
     }
-    assert!(g.poll_probe(t1 + Duration::from_millis(1)).is_some());
-    assert!(g.poll_probe(t1 + Duration::from_millis(999)).is_none());
+    assert!(g.poll_probe(t1 + Duration::from_millis(1)));
+    assert!(!g.poll_probe(t1 + Duration::from_millis(999)));
 }
 
 proptest::proptest! {
@@ -560,7 +656,7 @@ proptest::proptest! {
         let now = Instant::now();
         let mut g = guard(config(10, true, true, BpduPolicy::Drop), now);
         let kind = classify(&frame);
-        let verdict = g.from_peer(&frame, now);
+        let verdict = g.from_peer(&frame, 0, now);
         if kind == Kind::Other {
             proptest::prop_assert_eq!(verdict, PeerVerdict::Forward);
         } else {
@@ -580,7 +676,8 @@ fn a_loop_event_is_due_at_once_until_polled() {
     let t0 = Instant::now();
     let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
     g.mac_moved(t0);
-    let probe = g.poll_probe(t0).expect("first probe").to_vec();
+    assert!(g.poll_probe(t0), "first probe");
+    let probe = g.probe_for(0).to_vec();
     let back = t0 + Duration::from_millis(5);
     assert_eq!(g.from_local(&probe, back), LocalVerdict::Drop);
     assert!(g.looped());
@@ -589,7 +686,13 @@ fn a_loop_event_is_due_at_once_until_polled() {
         Some(back),
         "the start is due when it happened"
     );
-    assert_eq!(g.poll_event(), Some(Event::LoopStarted { hold: LOOP_HOLD }));
+    assert_eq!(
+        g.poll_event(),
+        Some(Event::LoopStarted {
+            peer: 0,
+            hold: LOOP_HOLD
+        })
+    );
     assert!(
         g.poll_timeout().is_some_and(|t| t > back),
         "then only the next probe or the hold-down"

@@ -832,11 +832,11 @@ impl Worker {
         self.sd.status(&status);
     }
 
-    /// The guard's timers: ends a loop whose hold-down passed, sends the
-    /// loop probe to every peer that is up when one is due (only after a
-    /// MAC moved between the local side and a peer, or during a loop), logs loop
-    /// starts and ends (at most one of each per hold-down) and flushes the
-    /// MAC table on both.
+    /// The guard's timers: ends the loops whose hold-down passed, sends
+    /// every peer that is up its own loop probe when a round is due (only
+    /// after a MAC moved between the local side and a peer, or during a
+    /// loop), logs loop starts and ends with the peer (at most one of each
+    /// per peer and hold-down) and flushes the MAC table on both.
     fn guard_timers(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant) {
         if self.guard.poll_timeout().is_none_or(|t| t > now) {
             return;

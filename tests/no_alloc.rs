@@ -135,6 +135,8 @@ fn steady_state_allocates_nothing() {
             let t = now + Duration::from_millis(r as u64);
             guard_a.handle_timeout(t);
             let _ = guard_a.poll_probe(t);
+            // What the worker asks on every wake-up.
+            assert!(a.poll_timeout().is_some() && b.poll_timeout().is_some());
             for f in &frames {
                 assert_eq!(guard_a.from_local(f, t), LocalVerdict::Forward);
                 let dst = f[..6].try_into().expect("6");

@@ -280,6 +280,30 @@ fn bench_key_lookup(c: &mut Criterion) {
     g.finish();
 }
 
+/// What the worker pays on every wake-up to learn when the tunnel's next
+/// timer is due, at a hub of 1, 100 and 1000 peers with handshakes under
+/// way (each has retransmission, expiry and path timers armed).
+fn bench_poll_timeout(c: &mut Criterion) {
+    let mut g = c.benchmark_group("poll_timeout");
+    g.measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_secs(1));
+    for n in [1usize, 100, 1000] {
+        let now = Instant::now();
+        let mut t = hub(n, now);
+        for p in 0..n {
+            let port = 20000 + p as u16;
+            t.set_peer_endpoint(p, Some(SocketAddr::from(([198, 18, 0, 2], port))), now);
+        }
+        let mut out = Collect::default();
+        t.handle_timeout(now, &mut out);
+        assert!(t.poll_timeout().is_some());
+        g.bench_function(format!("{n}_peers"), |bch| {
+            bch.iter(|| black_box(t.poll_timeout()))
+        });
+    }
+    g.finish();
+}
+
 /// The classifier on a bulk TCP segment (decided without slicing), a small
 /// UDP datagram and a DHCPDISCOVER (both sliced by etherparse).
 fn bench_classify(c: &mut Criterion) {
@@ -354,6 +378,7 @@ criterion_group!(
     bench_handshake,
     bench_key_lookup,
     bench_classify,
-    bench_worker_split
+    bench_worker_split,
+    bench_poll_timeout
 );
 criterion_main!(benches);

@@ -424,16 +424,7 @@ impl Worker {
                     else {
                         continue;
                     };
-                    let mut tx = tx!(self, b, io, now);
-                    forward(
-                        &mut self.tunnel,
-                        &mut self.guard,
-                        peer,
-                        route,
-                        &b.hub[..len],
-                        now,
-                        &mut tx,
-                    );
+                    self.forward(&mut b.out, &b.hub[..len], io, peer, route, now);
                 }
             }
             if n < b.rx.capacity() {
@@ -475,16 +466,7 @@ impl Worker {
                 });
                 self.tcp.handled(slot, self.tunnel.authenticated_sender());
                 if let Some((peer, (route, len))) = forward_to {
-                    let mut tx = tx!(self, b, io, now);
-                    forward(
-                        &mut self.tunnel,
-                        &mut self.guard,
-                        peer,
-                        route,
-                        &b.hub[..len],
-                        now,
-                        &mut tx,
-                    );
+                    self.forward(&mut b.out, &b.hub[..len], io, peer, route, now);
                 }
             }
         }
@@ -560,6 +542,29 @@ impl Worker {
                     }
                 }
                 LocalRoute::Drop => {}
+            }
+        }
+    }
+
+    /// Sends `packet` (a frame from `from`, copied out of the receive
+    /// buffer) on to the other peers `route` names (a hub); never to a peer
+    /// a loop runs through.
+    fn forward(
+        &mut self,
+        out: &mut OutBufs,
+        packet: &[u8],
+        io: &mut IoCounters,
+        from: PeerId,
+        route: crate::switch::RemoteRoute,
+        now: Instant,
+    ) {
+        let mut tx = UdpTx::new(&self.udp, &mut self.tcp, out, &mut io.udp_send_errors, now);
+        for p in 0..self.tunnel.peer_count() {
+            if p != from
+                && (route.flood_peers || route.peer == Some(p))
+                && self.guard.allow_to_peer(p)
+            {
+                self.tunnel.send_frame(p, packet, now, &mut tx);
             }
         }
     }
@@ -1181,24 +1186,6 @@ impl Edge<'_> {
         let len = packet.len();
         hub[..len].copy_from_slice(packet);
         Some((route, len))
-    }
-}
-
-/// Sends `packet` from `from` on to the other peers `route` names (a hub).
-/// Never to a peer a loop runs through.
-fn forward(
-    tunnel: &mut Tunnel,
-    guard: &mut Guard,
-    from: PeerId,
-    route: crate::switch::RemoteRoute,
-    packet: &[u8],
-    now: Instant,
-    tx: &mut UdpTx<'_>,
-) {
-    for p in 0..tunnel.peer_count() {
-        if p != from && (route.flood_peers || route.peer == Some(p)) && guard.allow_to_peer(p) {
-            tunnel.send_frame(p, packet, now, tx);
-        }
     }
 }
 

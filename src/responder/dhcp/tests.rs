@@ -122,6 +122,17 @@ impl Harness {
     }
 }
 
+/// A RELEASE of `addr` by `m`, unicast to the server as a client sends it.
+fn release(m: [u8; 6], addr: Ipv4Addr) -> Client {
+    let mut rel = Client::new(M::Release, m);
+    rel.ciaddr = addr;
+    rel.ip_src = addr;
+    rel.ip_dst = SERVER;
+    rel.eth_dst = SERVER_MAC;
+    rel.server_id = Some(SERVER);
+    rel
+}
+
 fn assert_config_options(r: &Reply) {
     assert_eq!(r.subnet_mask, Some(Ipv4Addr::new(255, 255, 255, 0)));
     assert_eq!(r.router, Some(ip(1)));
@@ -509,13 +520,7 @@ fn lease_log_lines_are_budgeted_per_second() {
     for n in 2..=per_sec + 9 {
         h.lease(mac(n));
     }
-    let mut rel = Client::new(M::Release, mac(1));
-    rel.ciaddr = first;
-    rel.ip_src = first;
-    rel.ip_dst = SERVER;
-    rel.eth_dst = SERVER_MAC;
-    rel.server_id = Some(SERVER);
-    h.silent(&rel);
+    h.silent(&release(mac(1), first));
     assert_eq!(
         h.r.take_unlogged_leases(h.wall()),
         None,
@@ -586,13 +591,7 @@ fn release_ends_lease_and_same_mac_gets_it_back() {
     let m = mac(1);
     let addr = h.lease(m).yiaddr;
     h.lease(mac(2));
-    let mut rel = Client::new(M::Release, m);
-    rel.ciaddr = addr;
-    rel.ip_src = addr;
-    rel.ip_dst = SERVER;
-    rel.eth_dst = SERVER_MAC;
-    rel.server_id = Some(SERVER);
-    h.silent(&rel);
+    h.silent(&release(m, addr));
     assert_eq!(h.r.leases(h.wall()).len(), 1);
     // Another new client does not take the released address while fresh ones exist.
     assert_ne!(h.reply(&Client::new(M::Discover, mac(3))).yiaddr, addr);

@@ -141,15 +141,17 @@ pub enum PeerVerdict {
 /// A state change, for the log (and to flush the MAC table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// A probe of ours came back from the LAN side: the sites are also
-    /// joined another way. Forwarding stops.
+    /// A probe of ours came back from the LAN side: the peer's LAN and
+    /// ours are also joined another way. Nothing but probes is exchanged
+    /// with that peer until the loop ends.
     LoopStarted {
         /// The peer whose probe came back: its LAN reaches ours another way.
         peer: usize,
         /// How long the loop must be gone before forwarding resumes.
         hold: Duration,
     },
-    /// No probe came back for the hold-down: forwarding resumes.
+    /// No probe came back through that peer for the hold-down: frames to
+    /// and from it flow again.
     LoopEnded {
         /// The peer the loop ran through.
         peer: usize,

@@ -118,6 +118,8 @@ struct LogBudget {
     second: u64,
     used: u32,
     unlogged: u64,
+    /// The second of the oldest event in `unlogged`.
+    unlogged_since: u64,
 }
 
 impl LogBudget {
@@ -131,14 +133,19 @@ impl LogBudget {
             self.used += 1;
             true
         } else {
+            if self.unlogged == 0 {
+                self.unlogged_since = now;
+            }
             self.unlogged += 1;
             false
         }
     }
 
-    /// The events not logged, once their second is over.
+    /// The events not logged, once the second of the oldest is over: at
+    /// most one count a second, also while a burst goes on.
     fn take_unlogged(&mut self, now: u64) -> Option<u64> {
-        (self.unlogged > 0 && now != self.second).then(|| std::mem::take(&mut self.unlogged))
+        (self.unlogged > 0 && now != self.unlogged_since)
+            .then(|| std::mem::take(&mut self.unlogged))
     }
 }
 

@@ -515,7 +515,9 @@ fn pool_exhausted_is_reported_rate_limited() {
 #[test]
 fn lease_log_lines_are_budgeted_per_second() {
     let per_sec = super::LEASE_LOG_PER_SEC as u8;
-    let mut h = Harness::new(settings());
+    let mut s = settings();
+    (s.pool_start, s.pool_end) = (ip(20), ip(250));
+    let mut h = Harness::new(s);
     let first = h.lease(mac(1)).yiaddr;
     for n in 2..=per_sec + 9 {
         h.lease(mac(n));
@@ -538,6 +540,20 @@ fn lease_log_lines_are_budgeted_per_second() {
     h.lease(mac(per_sec + 10));
     h.advance(1);
     assert_eq!(h.r.take_unlogged_leases(h.wall()), None);
+
+    // A burst that goes on is reported while it lasts, not only after it
+    // ends: 55 new clients in each of two seconds; in the second one, the
+    // count so far (5 + 5) comes out.
+    let mut n = per_sec + 11;
+    for expect in [None, Some(10)] {
+        for _ in 0..55 {
+            h.lease(mac(n));
+            n += 1;
+        }
+        assert_eq!(h.r.take_unlogged_leases(h.wall()), expect);
+        h.advance(1);
+    }
+    assert_eq!(h.r.take_unlogged_leases(h.wall()), None, "reported once");
 }
 
 #[test]

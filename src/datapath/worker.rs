@@ -884,11 +884,11 @@ impl Worker {
         }
     }
 
-    /// A peer's configured name, for the log.
+    /// A peer's configured name, for the log ("-" if there is none).
     fn peer_name(&self, p: PeerId) -> String {
         self.tunnel
             .peer_status(p)
-            .map_or_else(|| format!("#{p}"), |s| s.name)
+            .map_or_else(|| "-".into(), |s| s.name)
     }
 
     /// One log line per session event, with the traffic since the previous
@@ -937,10 +937,7 @@ impl Worker {
                 }
                 Event::HandshakeRefused { from, peer, reason } => {
                     // The tunnel reports only a few per second.
-                    let name = peer
-                        .and_then(|p| self.tunnel.peer_status(p))
-                        .map(|s| s.name)
-                        .unwrap_or_else(|| "-".into());
+                    let name = peer.map_or_else(|| "-".into(), |p| self.peer_name(p));
                     tracing::warn!(%from, peer = %name, "handshake refused: {reason}");
                     continue;
                 }
@@ -1096,11 +1093,7 @@ impl Worker {
         else {
             return;
         };
-        let peer = self
-            .tunnel
-            .peer_status(l.peer)
-            .map(|s| s.name)
-            .unwrap_or_else(|| "-".into());
+        let peer = self.peer_name(l.peer);
         tracing::warn!(
             refused = l.count, ip = %l.ip, mac = %l.mac, %peer,
             "ARP/ND bindings from the tunnel refused: {}", l.reason

@@ -22,7 +22,7 @@ use crate::control::status::StaticLinkInfo;
 use crate::control::{self, ClientError, InterfaceStatus, Request, Response};
 use crate::datapath::tap::{Tap, VNET_HDR_LEN};
 use crate::datapath::udp::{UdpOptions, UdpSocket};
-use crate::datapath::worker::{Exit, Worker};
+use crate::datapath::worker::{Exit, Lane, Worker};
 use crate::hooks::{self, HookEnv};
 use crate::mac::MacAddr;
 use crate::metrics::MetricsServer;
@@ -129,8 +129,8 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
         changes: Changes::new(),
         socket: None,
     };
-    let up = bring_up(cfg, &keys, signals, &mut setup);
-    let (mut worker, env) = match up {
+    let up = bring_up(cfg, &keys, &mut setup);
+    let (mut worker, lanes, tcp_fd, env) = match up {
         Ok(x) => x,
         Err(e) => {
             setup.undo();
@@ -152,7 +152,12 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
     ready(&summary);
     worker.sd.ready(&summary);
 
-    let exit = worker.run();
+    let workers = lanes.len();
+    if workers > 1 {
+        tracing::info!("{workers} workers, one per TAP queue and UDP socket");
+    }
+    let (mut worker, first_lane, exit) =
+        crate::datapath::worker::run(worker, lanes, signals, tcp_fd);
     worker.sd.stopping();
     tracing::info!("taking link {} down", cfg.name);
     // The down hooks as the link runs now (a reload may have changed them).
@@ -161,8 +166,9 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
             tracing::warn!("{e}");
         }
     }
-    worker.persist_leases_final();
+    worker.persist_leases_final(&first_lane.tap);
     drop(worker);
+    drop(first_lane);
     setup.undo();
     tracing::info!("link {} is down", cfg.name);
     if let Exit::Down(reply) = exit {
@@ -176,12 +182,12 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bring_up(
-    cfg: &Config,
-    keys: &[Vec<Psk>],
-    signals: SignalFd,
-    setup: &mut Setup,
-) -> anyhow::Result<(Worker, HookEnv)> {
+/// What [`bring_up`] hands the workers: the core, one lane per worker, a
+/// duplicate of the TCP transport's epoll descriptor, the hooks'
+/// environment.
+type Up = (Worker, Vec<Lane>, std::os::fd::OwnedFd, HookEnv);
+
+fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Result<Up> {
     // Names first: a failure leaves nothing behind.
     let endpoints = crate::resolver::resolve_peers(cfg)?;
     let ifname = &cfg.interface.name;
@@ -200,7 +206,8 @@ fn bring_up(
         WanMtu::Fixed(n) => n,
         WanMtu::Auto => BASE_MTU as u32,
     });
-    let tap = Tap::create_offload(ifname, 1, tso)
+    let workers = cfg.tunnel.workers;
+    let tap = Tap::create_offload(ifname, workers, tso)
         .with_context(|| format!("cannot create TAP {ifname}"))?;
     let link = nl
         .link_by_name(ifname)?
@@ -217,12 +224,31 @@ fn bring_up(
     // neighbours' ARP caches and DHCP clients' idea of the server stay valid.
     let mac = cfg.interface.mac.unwrap_or_else(|| stable_mac(cfg));
     nl.set_mac(idx, mac)?;
+    // One socket per worker, all on the listen port: the kernel spreads
+    // the peers over them by address.
     let udp_options = UdpOptions {
         gro: true,
+        reuse_port: workers > 1,
         ..UdpOptions::default()
     };
     let udp = UdpSocket::bind(cfg.tunnel.listen, &udp_options)
         .with_context(|| format!("cannot listen on UDP {}", cfg.tunnel.listen))?;
+    let mut sockets = vec![udp];
+    for i in 1..workers {
+        let bound = sockets[0].local_addr();
+        let udp = UdpSocket::bind(bound, &udp_options).with_context(|| {
+            format!("cannot open worker {i}'s UDP socket on {bound} (SO_REUSEPORT)")
+        })?;
+        sockets.push(udp);
+    }
+    if workers > 1
+        && let Err(e) = sockets[0].steer_by_source(workers as u32)
+    {
+        tracing::warn!(
+            "cannot steer datagrams to workers by their source ({e}); the kernel's hash \
+             picks instead"
+        );
+    }
     if let Some(br) = &cfg.interface.bridge {
         nl.enslave(idx, br)?;
         setup.changes.record(Change::Enslaved {
@@ -347,7 +373,7 @@ fn bring_up(
         mtu: cfg.interface.mtu,
         wan_mtu: cfg.tunnel.wan_mtu.to_string(),
         bridge: cfg.interface.bridge.clone(),
-        listen: udp.local_addr(),
+        listen: sockets[0].local_addr(),
         transport: cfg.tunnel.transport.as_str(),
     };
     let peer_hooks =
@@ -364,7 +390,7 @@ fn bring_up(
             return Err(e.into());
         }
     }
-    let listen = udp.local_addr();
+    let listen = sockets[0].local_addr();
     // The same port number on TCP, for `transport = "tcp"` / `"auto"`.
     let tcp = crate::datapath::tcp::Conns::new(
         listen,
@@ -372,6 +398,16 @@ fn bring_up(
         cfg.peers.len(),
     )
     .with_context(|| format!("cannot listen on TCP {listen}"))?;
+    let tcp_fd = tcp
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot duplicate the TCP transport's epoll descriptor")?;
+    let lanes = tap
+        .into_queues()
+        .into_iter()
+        .zip(sockets)
+        .map(|(queue, udp)| Lane::new(queue, udp))
+        .collect();
     Ok((
         Worker {
             config: cfg.clone(),
@@ -386,16 +422,13 @@ fn bring_up(
             responder,
             lease_file: cfg.dhcp.as_ref().map(|d| d.lease_file.clone()),
             lease_store,
-            tap: tap.into_queues().remove(0),
             vnet_hdr: VNET_HDR_LEN,
-            udp,
             tcp,
             commands,
             to_worker,
             metrics,
             resolver,
             waker,
-            signals,
             sd: crate::sd_notify::SdNotify::from_env(),
             peer_hooks,
             info: StaticLinkInfo {
@@ -410,7 +443,11 @@ fn bring_up(
                 listen,
                 started: now,
             },
+            lanes_io: Default::default(),
+            asleep_until: None,
         },
+        lanes,
+        tcp_fd,
         env,
     ))
 }

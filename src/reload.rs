@@ -34,6 +34,7 @@ pub const RESTART_ONLY: &[(&str, &str)] = &[
     ("interface", "bridge"),
     ("tunnel", "listen"),
     ("tunnel", "wan_mtu"),
+    ("tunnel", "workers"),
     ("control", "socket"),
     ("control", "group"),
 ];
@@ -365,6 +366,7 @@ fn restart_only_difference(a: &Config, b: &Config) -> Option<(&'static str, &'st
             ("interface", "bridge") => i.bridge != j.bridge,
             ("tunnel", "listen") => a.tunnel.listen != b.tunnel.listen,
             ("tunnel", "wan_mtu") => a.tunnel.wan_mtu != b.tunnel.wan_mtu,
+            ("tunnel", "workers") => a.tunnel.workers != b.tunnel.workers,
             ("control", "socket") => a.control.socket != b.control.socket,
             ("control", "group") => a.control.group != b.control.group,
             _ => false,

@@ -203,7 +203,13 @@ pub struct TunnelConfig {
     pub hub: bool,
     /// UDP, TCP (on the same port number), or UDP falling back to TCP.
     pub transport: TransportMode,
+    /// Worker threads moving frames (1..=[`MAX_WORKERS`], default 1): each
+    /// owns a TAP queue and a UDP socket on the listen port.
+    pub workers: usize,
 }
+
+/// The most worker threads a link may have.
+pub const MAX_WORKERS: usize = 16;
 
 /// `tunnel.wan_mtu`: how large the tunnel's outer packets may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

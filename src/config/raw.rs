@@ -46,6 +46,7 @@ pub(super) struct RawTunnel {
     pub rekey_after: Option<Str>,
     pub hub: Option<bool>,
     pub transport: Option<Str>,
+    pub workers: Option<Spanned<i64>>,
 }
 
 /// `wan_mtu`: a number or a word (`"auto"`).

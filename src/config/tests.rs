@@ -140,6 +140,7 @@ fn spec_example_parses_to_expected_values() {
             keepalive: Duration::from_secs(10),
             rekey_after: Duration::from_secs(120),
             hub: false,
+            workers: 1,
             transport: TransportMode::Udp,
         }
     );
@@ -439,6 +440,14 @@ fn durations_in_combination() {
     .expect("config");
     assert_eq!(c.tunnel.keepalive, Duration::from_millis(500));
     assert_eq!(c.tunnel.rekey_after, Duration::from_secs(5400));
+    assert_eq!(c.tunnel.workers, 1, "one worker unless asked");
+}
+
+#[test]
+fn workers_are_read() {
+    let c = parse("[interface]\n[tunnel]\npsk_file = \"k\"\nworkers = 4\n[[peer]]\nname = \"b\"\n")
+        .expect("config");
+    assert_eq!(c.tunnel.workers, 4);
 }
 
 // ---- the validation rules: one row per rejected config ----
@@ -678,6 +687,16 @@ const REJECTED: &[Rejected] = &[
         "rekey_after syntax",
         Raw("[interface]\n[tunnel]\npsk_file = \"k\"\nrekey_after = \"2 minutes\"\n"),
         4, 15, "tunnel.rekey_after", "not a duration",
+    ),
+    (
+        "no workers",
+        Raw("[interface]\n[tunnel]\npsk_file = \"k\"\nworkers = 0\n"),
+        4, 11, "tunnel.workers", "outside the allowed range 1..=16",
+    ),
+    (
+        "too many workers",
+        Raw("[interface]\n[tunnel]\npsk_file = \"k\"\nworkers = 17\n"),
+        4, 11, "tunnel.workers", "outside the allowed range",
     ),
     // peers
     ("peer name twice", With("[[peer]]\nname = \"hq\"\n"), 7, 8, "peer.name", "used twice"),

@@ -371,6 +371,25 @@ impl Cx<'_> {
                 Duration::from_secs(120),
             )?,
             hub: raw.hub.unwrap_or(false),
+            workers: match &raw.workers {
+                None => 1,
+                Some(v) => {
+                    let n = *v.get_ref();
+                    usize::try_from(n)
+                        .ok()
+                        .filter(|n| (1..=super::MAX_WORKERS).contains(n))
+                        .ok_or_else(|| {
+                            self.err(
+                                &v.span(),
+                                "tunnel.workers",
+                                format!(
+                                    "{n} is outside the allowed range 1..={}",
+                                    super::MAX_WORKERS
+                                ),
+                            )
+                        })?
+                }
+            },
         })
     }
 

@@ -53,6 +53,28 @@ pub struct IoCounters {
 }
 
 impl IoCounters {
+    /// Adds `other`'s counts to these (another worker's).
+    pub fn add(&mut self, other: &IoCounters) {
+        let IoCounters {
+            tap_write_errors,
+            udp_send_errors,
+            rx_bad_vnet_hdr,
+            reloads,
+            reloads_refused,
+            tcp_accepted,
+            tcp_refused,
+            tcp_dropped,
+        } = *other;
+        self.tap_write_errors += tap_write_errors;
+        self.udp_send_errors += udp_send_errors;
+        self.rx_bad_vnet_hdr += rx_bad_vnet_hdr;
+        self.reloads += reloads;
+        self.reloads_refused += reloads_refused;
+        self.tcp_accepted += tcp_accepted;
+        self.tcp_refused += tcp_refused;
+        self.tcp_dropped += tcp_dropped;
+    }
+
     /// Counts a reload answer: applied when `ok`, else refused.
     pub fn count_reload(&mut self, ok: bool) {
         if ok {

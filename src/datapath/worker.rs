@@ -1,18 +1,29 @@
-//! The worker: one thread that owns the TAP queue, the UDP socket and the
-//! pure core (tunnel, switch, responder), and moves frames between them.
+//! The workers: threads that move frames between the TAP, the UDP socket
+//! and the pure core (tunnel, switch, responder, guards).
+//!
+//! A link has `tunnel.workers` of them. Each owns a [`Lane`]: one queue of
+//! the multi-queue TAP and one UDP socket in the listen port's
+//! `SO_REUSEPORT` group. The kernel picks the TAP queue by a frame's flow
+//! and the socket by a datagram's source address, so a flow stays on one
+//! worker and in order. The core is one [`Worker`] behind a mutex: a worker
+//! does its system calls (`recvmmsg`, TAP reads, `sendmmsg`) without it and
+//! takes it once per batch to handle what it read. The first worker also
+//! runs everything else: timers, the TCP transport, session events, control
+//! requests, leases. The others wake it when they leave it something to do
+//! sooner than it planned to wake.
 //!
 //! One wake-up handles bounded batches: up to [`BATCH`] datagrams per
-//! `recvmmsg`, up to [`BATCH`] TAP reads, then timers, one `sendmmsg` flush,
-//! session events, control requests. The clock is read once per wake-up.
-//! Buffers are allocated once; the steady state allocates nothing per frame
-//! (tests/no_alloc.rs checks the core path).
+//! `recvmmsg`, up to [`BATCH`] TAP reads, then (first worker) timers, one
+//! `sendmmsg` flush, session events, control requests. The clock is read
+//! once per wake-up. Buffers are allocated once; the steady state allocates
+//! nothing per frame (tests/no_alloc.rs checks the core path).
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -40,6 +51,8 @@ pub const BATCH: usize = 64;
 /// Largest frame read from the TAP: a 64 KiB GSO batch with its Ethernet,
 /// VLAN and virtio headers.
 const FRAME_BUF: usize = 65536 + 256;
+/// TAP frames read before the core's lock is taken to handle them.
+const TAP_READS: usize = 16;
 
 /// Why the worker returned.
 pub enum Exit {
@@ -69,13 +82,9 @@ pub struct Worker {
     /// Makes lease changes durable off this thread; holds the ACKs that
     /// wait for it.
     pub lease_store: super::lease_store::LeaseStore,
-    /// The TAP queue.
-    pub tap: TapQueue,
     /// Length of the virtio-net header before each TAP frame (0 without
     /// offloads). The header travels through the tunnel with its frame.
     pub vnet_hdr: usize,
-    /// The UDP socket.
-    pub udp: UdpSocket,
     /// The TCP listener and connections (`tunnel.transport`).
     pub tcp: Conns,
     /// Control requests.
@@ -87,8 +96,6 @@ pub struct Worker {
     pub metrics: Option<MetricsServer>,
     /// Wakes the worker when a command is queued.
     pub waker: Arc<EventFd>,
-    /// SIGTERM/SIGINT.
-    pub signals: SignalFd,
     /// Runs `[hooks] peer_up`/`peer_down` off this thread.
     pub peer_hooks: crate::hooks::PeerHooks,
     /// Resolves named peers' endpoints again, off this thread.
@@ -98,6 +105,49 @@ pub struct Worker {
     /// systemd notifications: status lines, reload, the watchdog fed from
     /// the loop.
     pub sd: crate::sd_notify::SdNotify,
+    /// What the other workers counted (added once per batch).
+    pub lanes_io: IoCounters,
+    /// Until when the first worker sleeps (the others wake it for anything
+    /// due sooner).
+    pub asleep_until: Option<Instant>,
+}
+
+/// One worker's own I/O: its TAP queue, its UDP socket, its buffers and
+/// error counts.
+pub struct Lane {
+    /// The TAP queue.
+    pub tap: TapQueue,
+    /// The UDP socket (in the listen port's `SO_REUSEPORT` group when there
+    /// is more than one worker).
+    pub udp: UdpSocket,
+    b: Buffers,
+    io: IoCounters,
+}
+
+impl Lane {
+    /// A lane for `tap` and `udp`, its buffers allocated.
+    pub fn new(tap: TapQueue, udp: UdpSocket) -> Lane {
+        let dgram = 9216 + 128;
+        Lane {
+            tap,
+            udp,
+            b: Buffers {
+                // 64 KiB each: with UDP_GRO a buffer holds a run of datagrams.
+                rx: RecvBatch::new(BATCH, 65536),
+                out: OutBufs {
+                    batch: SendBatch::new(BATCH * 8, dgram),
+                    spill: vec![0; dgram],
+                },
+                frames: (0..TAP_READS).map(|_| vec![0; FRAME_BUF]).collect(),
+                lens: [0; TAP_READS],
+                reply: vec![0; FRAME_BUF],
+                hub: vec![0; FRAME_BUF],
+                record: vec![0; crate::wire::tcp::MAX_MESSAGE],
+                readable: Vec::with_capacity(64),
+            },
+            io: IoCounters::default(),
+        }
+    }
 }
 
 /// [`Transmit`] over a `sendmmsg` batch (flushed when full) and the TCP
@@ -176,16 +226,16 @@ impl Transmit for UdpTx<'_> {
     }
 }
 
-/// The worker's [`UdpTx`] for this wake-up, from `self`'s socket and TCP
-/// connections, `b`'s send batch and `io`'s error counter (disjoint field
+/// The worker's [`UdpTx`] for this wake-up, from `lane`'s socket, send
+/// batch and error counter and `self`'s TCP connections (disjoint field
 /// borrows, so the tunnel and the rest of `self` stay usable).
 macro_rules! tx {
-    ($self:ident, $b:ident, $io:ident, $now:ident) => {
+    ($self:ident, $lane:ident, $now:ident) => {
         UdpTx::new(
-            &$self.udp,
+            &$lane.udp,
             &mut $self.tcp,
-            &mut $b.out,
-            &mut $io.udp_send_errors,
+            &mut $lane.b.out,
+            &mut $lane.io.udp_send_errors,
             $now,
         )
     };
@@ -200,7 +250,9 @@ struct OutBufs {
 struct Buffers {
     rx: RecvBatch,
     out: OutBufs,
-    frame: Vec<u8>,
+    /// TAP frames read and not yet handled, and their lengths.
+    frames: Vec<Vec<u8>>,
+    lens: [usize; TAP_READS],
     reply: Vec<u8>,
     hub: Vec<u8>,
     /// A message from a TCP connection.
@@ -209,226 +261,415 @@ struct Buffers {
     readable: Vec<usize>,
 }
 
-impl Worker {
-    /// Runs until a signal or a `down` request.
-    pub fn run(&mut self) -> Exit {
-        let dgram = 9216 + 128;
-        let mut b = Buffers {
-            // 64 KiB each: with UDP_GRO a buffer holds a run of datagrams.
-            rx: RecvBatch::new(BATCH, 65536),
-            out: OutBufs {
-                batch: SendBatch::new(BATCH * 8, dgram),
-                spill: vec![0; dgram],
-            },
-            frame: vec![0; FRAME_BUF],
-            reply: vec![0; FRAME_BUF],
-            hub: vec![0; FRAME_BUF],
-            record: vec![0; crate::wire::tcp::MAX_MESSAGE],
-            readable: Vec::with_capacity(64),
-        };
-        let mut io = IoCounters::default();
-        let mut logged: Vec<PeerStats> = vec![PeerStats::default(); self.tunnel.peer_count()];
-        loop {
-            let now = Instant::now();
+/// The core's lock. A panic never leaves a batch half applied in a way
+/// the other workers could not go on from, so a poisoned lock is taken as
+/// it is.
+fn lock(core: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
+    core.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs the link's workers until a signal or a `down` request: the first on
+/// this thread, one thread for each other lane, stopped and joined before
+/// this returns. `tcp` is a duplicate of the TCP transport's epoll
+/// descriptor (the first worker polls it without holding the lock). Gives
+/// the core and the first lane back (for the last lease replies).
+pub fn run(
+    worker: Worker,
+    lanes: Vec<Lane>,
+    signals: SignalFd,
+    tcp: OwnedFd,
+) -> (Worker, Lane, Exit) {
+    let core = Arc::new(Mutex::new(worker));
+    let mut lanes = lanes.into_iter();
+    let Some(mut first) = lanes.next() else {
+        unreachable!("a link has at least one lane");
+    };
+    let mut helpers = Vec::new();
+    let stop = match EventFd::new() {
+        Ok(fd) => Some(Arc::new(fd)),
+        Err(e) => {
+            tracing::warn!("cannot create the workers' stop eventfd: {e}; running one worker");
+            None
+        }
+    };
+    for (i, lane) in lanes.enumerate() {
+        let Some(stop) = stop.clone() else { break };
+        let core = core.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("worker-{}", i + 1))
+            .spawn(move || other_worker(&core, lane, &stop));
+        match spawned {
+            Ok(h) => helpers.push(h),
+            // Its TAP queue and socket are closed: the kernel stops
+            // steering flows and datagrams to them.
+            Err(e) => tracing::warn!("cannot start worker {}: {e}; running without it", i + 1),
+        }
+    }
+    let exit = first_worker(&core, &mut first, &signals, &tcp);
+    if let Some(stop) = &stop {
+        let _ = stop.write(1);
+    }
+    for h in helpers {
+        if h.join().is_err() {
+            tracing::error!("a worker thread panicked");
+        }
+    }
+    let Ok(core) = Arc::try_unwrap(core) else {
+        unreachable!("every worker thread was joined");
+    };
+    let worker = core.into_inner().unwrap_or_else(PoisonError::into_inner);
+    (worker, first, exit)
+}
+
+/// The first worker: its lane, then under the lock everything else.
+fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: &OwnedFd) -> Exit {
+    let (waker, peers) = {
+        let w = lock(core);
+        (w.waker.clone(), w.tunnel.peer_count())
+    };
+    let mut logged: Vec<PeerStats> = vec![PeerStats::default(); peers];
+    loop {
+        let now = Instant::now();
+        let wait = {
+            let mut w = lock(core);
             // Fed here, once per wake-up: a wedged loop starves the watchdog.
-            let feed = self.sd.watchdog_tick(now).unwrap_or(Duration::MAX);
-            let held = self.responder.as_ref().and_then(|r| r.poll_timeout());
-            let wait = [
-                self.tunnel.poll_timeout(),
-                self.guard.poll_timeout(),
-                self.tcp.deadline(),
-                held,
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| t.saturating_duration_since(now))
-            .unwrap_or(Duration::from_secs(1))
-            .min(Duration::from_secs(1))
-            .min(feed);
-            // Round up so a timer is never polled for before it is due.
-            let ms = (wait.as_micros().div_ceil(1000)) as u16;
-            let want_out = b.out.batch.pending() > 0;
-            let (tap_ready, udp_ready, woken, signalled, tcp_ready) = {
-                let mut fds = [
-                    PollFd::new(self.tap.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(
-                        self.udp.as_fd(),
-                        if want_out {
-                            PollFlags::POLLIN | PollFlags::POLLOUT
-                        } else {
-                            PollFlags::POLLIN
-                        },
-                    ),
-                    PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(self.tcp.as_fd(), PollFlags::POLLIN),
-                ];
-                match poll(&mut fds, PollTimeout::from(ms)) {
-                    Ok(_) => {}
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => {
-                        tracing::error!("poll failed: {e}");
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                }
-                let r = |i: usize| fds[i].revents().is_some_and(|f| !f.is_empty());
-                (r(0), r(1), r(2), r(3), r(4))
-            };
-            let now = Instant::now();
-            let wall = SystemTime::now();
-            if signalled {
-                match self.signals.read_signal() {
-                    Ok(Some(s)) if s.ssi_signo == nix::sys::signal::Signal::SIGHUP as u32 => {
-                        // Answered in the log only.
-                        let r = self.reload(now, &mut logged);
-                        io.count_reload(r.ok);
-                    }
-                    _ => return Exit::Signal,
+            let feed = w.sd.watchdog_tick(now).unwrap_or(Duration::MAX);
+            let wait = w
+                .next_deadline()
+                .map(|t| t.saturating_duration_since(now))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1))
+                .min(feed);
+            w.asleep_until = Some(now + wait);
+            wait
+        };
+        // Round up so a timer is never polled for before it is due.
+        let ms = (wait.as_micros().div_ceil(1000)) as u16;
+        let want_out = lane.b.out.batch.pending() > 0;
+        let (tap_ready, udp_ready, woken, signalled, tcp_ready) = {
+            let mut fds = [
+                PollFd::new(lane.tap.as_fd(), PollFlags::POLLIN),
+                PollFd::new(lane.udp.as_fd(), udp_events(want_out)),
+                PollFd::new(waker.as_fd(), PollFlags::POLLIN),
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(tcp.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!("poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
                 }
             }
-            self.tunnel.set_wall_clock(now, wall);
-            if udp_ready {
-                self.drain_udp(&mut b, &mut io, now);
-                self.log_arp_refusals(now);
+            let r = |i: usize| fds[i].revents().is_some_and(|f| !f.is_empty());
+            (r(0), r(1), r(2), r(3), r(4))
+        };
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        if signalled {
+            match signals.read_signal() {
+                Ok(Some(s)) if s.ssi_signo == nix::sys::signal::Signal::SIGHUP as u32 => {
+                    // Answered in the log only.
+                    let r = lock(core).reload(now, &mut logged, &lane.tap);
+                    lane.io.count_reload(r.ok);
+                }
+                _ => return Exit::Signal,
             }
-            if tcp_ready {
-                self.drain_tcp(&mut b, &mut io, now);
-            }
-            if tap_ready {
-                self.drain_tap(&mut b, &mut io, now, wall);
-            }
-            if self.tcp.deadline().is_some_and(|t| t <= now) {
-                self.tcp.expire(now);
-            }
-            if self.tunnel.poll_timeout().is_some_and(|t| t <= now) {
-                let mut tx = tx!(self, b, io, now);
-                self.tunnel.handle_timeout(now, &mut tx);
-            }
-            self.guard_timers(&mut b, &mut io, now);
-            self.responder_timers(&mut b, &mut io, now, wall);
-            if b.out.batch.pending() > 0 {
-                let r = self.udp.send_batch(&mut b.out.batch);
-                io.udp_send_errors += r.dropped as u64;
-            }
-            self.tcp.flush();
-            for conn in self.tcp.take_closed() {
-                self.tunnel.stream_closed(conn);
-            }
-            if self.log_events(&mut logged, now) {
-                self.notify_peers();
-            }
-            self.re_resolve(now);
-            if let Some(n) = self
-                .responder
-                .as_mut()
-                .and_then(|r| r.take_pool_exhausted(wall))
-            {
-                tracing::warn!(unanswered = n, "DHCP pool exhausted, DISCOVERs unanswered");
-            }
-            if let Some(n) = self
-                .responder
-                .as_mut()
-                .and_then(|r| r.take_unlogged_leases(wall))
-            {
-                tracing::info!(
-                    unlogged = n,
-                    "DHCP leases granted or released beyond {} a second, not logged one by one",
-                    crate::responder::dhcp::LEASE_LOG_PER_SEC
-                );
-            }
-            if woken {
-                let _ = self.waker.read();
-                self.take_resolved(now);
-                while let Ok(cmd) = self.commands.try_recv() {
-                    match cmd.request {
-                        Request::Down => return Exit::Down(cmd.reply),
-                        Request::Status => {
-                            let t = self.tcp.counters();
-                            (io.tcp_accepted, io.tcp_refused, io.tcp_dropped) =
-                                (t.accepted, t.refused, t.dropped);
-                            let status = status::status(
-                                &self.info,
-                                &self.tunnel,
-                                self.responder.as_ref(),
-                                io,
-                                self.guard.counters(),
-                                now,
-                                wall,
-                            );
-                            let _ = cmd.reply.send(Response {
-                                ok: true,
-                                status: Some(status),
-                                ..Response::default()
-                            });
-                        }
-                        Request::Leases => {
-                            let _ = cmd.reply.send(Response {
-                                ok: true,
-                                leases: Some(status::leases(self.responder.as_ref(), wall)),
-                                ..Response::default()
-                            });
-                        }
-                        Request::Reload => {
-                            let r = self.reload(now, &mut logged);
-                            io.count_reload(r.ok);
-                            let _ = cmd.reply.send(r);
-                        }
+        }
+        if udp_ready {
+            drain_udp(core, lane, true, now, wall);
+        }
+        if tap_ready {
+            drain_tap(core, lane, true, now, wall);
+        }
+        let mut guard = lock(core);
+        let w = &mut *guard;
+        w.tunnel.set_wall_clock(now, wall);
+        // Refusals any worker's datagrams caused.
+        w.log_arp_refusals(now);
+        if tcp_ready {
+            w.drain_tcp(lane, now);
+        }
+        if w.tcp.deadline().is_some_and(|t| t <= now) {
+            w.tcp.expire(now);
+        }
+        if w.tunnel.poll_timeout().is_some_and(|t| t <= now) {
+            let mut tx = tx!(w, lane, now);
+            w.tunnel.handle_timeout(now, &mut tx);
+        }
+        w.guard_timers(lane, now);
+        w.responder_timers(lane, now, wall);
+        w.tcp.flush();
+        for conn in w.tcp.take_closed() {
+            w.tunnel.stream_closed(conn);
+        }
+        if w.log_events(&mut logged, now) {
+            w.notify_peers();
+        }
+        w.re_resolve(now);
+        if let Some(n) = w
+            .responder
+            .as_mut()
+            .and_then(|r| r.take_pool_exhausted(wall))
+        {
+            tracing::warn!(unanswered = n, "DHCP pool exhausted, DISCOVERs unanswered");
+        }
+        if let Some(n) = w
+            .responder
+            .as_mut()
+            .and_then(|r| r.take_unlogged_leases(wall))
+        {
+            tracing::info!(
+                unlogged = n,
+                "DHCP leases granted or released beyond {} a second, not logged one by one",
+                crate::responder::dhcp::LEASE_LOG_PER_SEC
+            );
+        }
+        if woken {
+            let _ = w.waker.read();
+            w.take_resolved(now);
+            while let Ok(cmd) = w.commands.try_recv() {
+                match cmd.request {
+                    Request::Down => return Exit::Down(cmd.reply),
+                    Request::Status => {
+                        let mut io = lane.io;
+                        io.add(&w.lanes_io);
+                        let t = w.tcp.counters();
+                        (io.tcp_accepted, io.tcp_refused, io.tcp_dropped) =
+                            (t.accepted, t.refused, t.dropped);
+                        let status = status::status(
+                            &w.info,
+                            &w.tunnel,
+                            w.responder.as_ref(),
+                            io,
+                            w.guard.counters(),
+                            now,
+                            wall,
+                        );
+                        let _ = cmd.reply.send(Response {
+                            ok: true,
+                            status: Some(status),
+                            ..Response::default()
+                        });
+                    }
+                    Request::Leases => {
+                        let _ = cmd.reply.send(Response {
+                            ok: true,
+                            leases: Some(status::leases(w.responder.as_ref(), wall)),
+                            ..Response::default()
+                        });
+                    }
+                    Request::Reload => {
+                        let r = w.reload(now, &mut logged, &lane.tap);
+                        lane.io.count_reload(r.ok);
+                        let _ = cmd.reply.send(r);
                     }
                 }
             }
-            // Last, after the waker was read: a batch made durable since
-            // wakes the next poll.
-            io.tap_write_errors += self.persist_leases();
+        }
+        // Last, after the waker was read: a batch made durable since
+        // wakes the next poll.
+        lane.io.tap_write_errors += w.persist_leases(&lane.tap);
+        drop(guard);
+        if lane.b.out.batch.pending() > 0 {
+            let r = lane.udp.send_batch(&mut lane.b.out.batch);
+            lane.io.udp_send_errors += r.dropped as u64;
+        }
+    }
+}
+
+/// Every worker but the first: its lane only, until `stop` is written.
+fn other_worker(core: &Mutex<Worker>, mut lane: Lane, stop: &EventFd) {
+    loop {
+        let want_out = lane.b.out.batch.pending() > 0;
+        let (tap_ready, udp_ready, stopped) = {
+            let mut fds = [
+                PollFd::new(lane.tap.as_fd(), PollFlags::POLLIN),
+                PollFd::new(lane.udp.as_fd(), udp_events(want_out)),
+                PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::from(1000u16)) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!("poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            let r = |i: usize| fds[i].revents().is_some_and(|f| !f.is_empty());
+            (r(0), r(1), r(2))
+        };
+        if stopped {
+            return;
+        }
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        if udp_ready {
+            drain_udp(core, &mut lane, false, now, wall);
+        }
+        if tap_ready {
+            drain_tap(core, &mut lane, false, now, wall);
+        }
+        if lane.b.out.batch.pending() > 0 {
+            let r = lane.udp.send_batch(&mut lane.b.out.batch);
+            if r.dropped > 0 {
+                lock(core).lanes_io.udp_send_errors += r.dropped as u64;
+            }
+        }
+    }
+}
+
+/// What to poll the UDP socket for: room to send too while a batch waits.
+fn udp_events(want_out: bool) -> PollFlags {
+    if want_out {
+        PollFlags::POLLIN | PollFlags::POLLOUT
+    } else {
+        PollFlags::POLLIN
+    }
+}
+
+/// Reads `lane`'s socket (a few batches at most, so the TAP side is not
+/// starved) and hands each batch to the core under its lock.
+fn drain_udp(core: &Mutex<Worker>, lane: &mut Lane, first: bool, now: Instant, wall: SystemTime) {
+    for _ in 0..4 {
+        let n = match lane.udp.recv_batch(&mut lane.b.rx) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!("UDP receive failed: {e}");
+                return;
+            }
+        };
+        let mut w = lock(core);
+        w.tunnel.set_wall_clock(now, wall);
+        w.take_datagrams(lane, n, now);
+        if !first {
+            w.hand_over(&mut lane.io, false);
+        }
+        drop(w);
+        if n < lane.b.rx.capacity() {
+            return;
+        }
+    }
+}
+
+/// Reads `lane`'s TAP queue, [`TAP_READS`] frames at a time (up to
+/// [`BATCH`]), and hands each group to the core under its lock.
+fn drain_tap(core: &Mutex<Worker>, lane: &mut Lane, first: bool, now: Instant, wall: SystemTime) {
+    for _ in 0..BATCH / TAP_READS {
+        let mut count = 0;
+        while count < TAP_READS {
+            match lane.tap.read(&mut lane.b.frames[count]) {
+                Ok(n) => {
+                    lane.b.lens[count] = n;
+                    count += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("TAP read failed: {e}");
+                    break;
+                }
+            }
+        }
+        if count == 0 {
+            return;
+        }
+        let mut w = lock(core);
+        w.tunnel.set_wall_clock(now, wall);
+        let answered = w.take_frames(lane, count, now, wall);
+        if !first {
+            w.hand_over(&mut lane.io, answered);
+        }
+        drop(w);
+        if count < TAP_READS {
+            return;
+        }
+    }
+}
+
+impl Worker {
+    /// The earliest timer of the core, the TCP connections and the held
+    /// replies: when the first worker must be awake.
+    fn next_deadline(&self) -> Option<Instant> {
+        let held = self.responder.as_ref().and_then(|r| r.poll_timeout());
+        [
+            self.tunnel.poll_timeout(),
+            self.guard.poll_timeout(),
+            self.tcp.deadline(),
+            held,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// After another worker's batch: takes its counts, sends what it queued
+    /// on TCP connections, and wakes the first worker when it left work for
+    /// it (session events, a timer due before the first worker planned to
+    /// wake, or `answered`: a frame the responder answered or took, whose
+    /// lease changes must be made durable).
+    fn hand_over(&mut self, io: &mut IoCounters, answered: bool) {
+        self.lanes_io.add(io);
+        *io = IoCounters::default();
+        self.tcp.flush();
+        let sooner = self
+            .next_deadline()
+            .is_some_and(|t| self.asleep_until.is_none_or(|a| t < a));
+        if answered || sooner || self.tunnel.has_events() {
+            // Woken already if this fails: an eventfd only fails when full.
+            let _ = self.waker.write(1);
+            // Once is enough until it sleeps again.
+            self.asleep_until = None;
         }
     }
 
-    fn drain_udp(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant) {
-        // A few batches at most, so the TAP side is not starved.
-        for _ in 0..4 {
-            let n = match self.udp.recv_batch(&mut b.rx) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::warn!("UDP receive failed: {e}");
-                    return;
-                }
+    /// Hands `n` datagrams of `lane`'s receive batch to the tunnel, and the
+    /// frames they carry to the local side and (a hub) the other peers.
+    fn take_datagrams(&mut self, lane: &mut Lane, n: usize, now: Instant) {
+        for i in 0..n {
+            // With UDP_GRO one buffer may hold several datagrams of one size.
+            let local = lane.b.rx.local_ip(i);
+            let Some((bufs, from, seg)) = lane.b.rx.get_segmented(i) else {
+                continue;
             };
-            for i in 0..n {
-                // With UDP_GRO one buffer may hold several datagrams of one size.
-                let local = b.rx.local_ip(i);
-                let Some((bufs, from, seg)) = b.rx.get_segmented(i) else {
+            for buf in bufs.chunks_mut(seg) {
+                let mut tx = tx!(self, lane, now);
+                // `packet` is the virtio-net header (if any) and the frame.
+                let crate::tunnel::Incoming::Frame {
+                    peer,
+                    frame: packet,
+                } = self
+                    .tunnel
+                    .handle_datagram_at(from, local, buf, now, &mut tx)
+                else {
                     continue;
                 };
-                for buf in bufs.chunks_mut(seg) {
-                    let mut tx = tx!(self, b, io, now);
-                    // `packet` is the virtio-net header (if any) and the frame.
-                    let crate::tunnel::Incoming::Frame {
-                        peer,
-                        frame: packet,
-                    } = self
-                        .tunnel
-                        .handle_datagram_at(from, local, buf, now, &mut tx)
-                    else {
-                        continue;
-                    };
-                    let mut edge = Edge {
-                        tap: &self.tap,
-                        guard: &mut self.guard,
-                        switch: &mut self.switch,
-                        responder: &mut self.responder,
-                        vnet_hdr: self.vnet_hdr,
-                    };
-                    let Some((route, len)) = edge.take_from_peer(peer, packet, &mut b.hub, io, now)
-                    else {
-                        continue;
-                    };
-                    self.forward(&mut b.out, &b.hub[..len], io, peer, route, now);
-                }
-            }
-            if n < b.rx.capacity() {
-                return;
+                let mut edge = Edge {
+                    tap: &lane.tap,
+                    guard: &mut self.guard,
+                    switch: &mut self.switch,
+                    responder: &mut self.responder,
+                    vnet_hdr: self.vnet_hdr,
+                };
+                let Some((route, len)) =
+                    edge.take_from_peer(peer, packet, &mut lane.b.hub, &mut lane.io, now)
+                else {
+                    continue;
+                };
+                let packet = &lane.b.hub[..len];
+                let mut tx = tx!(self, lane, now);
+                Self::forward(
+                    &mut self.tunnel,
+                    &mut self.guard,
+                    &mut tx,
+                    packet,
+                    peer,
+                    route,
+                    now,
+                );
             }
         }
     }
@@ -436,83 +677,100 @@ impl Worker {
     /// Reads the TCP connections that have data: accepts, completes
     /// connects, then hands each record to the tunnel (a bounded number per
     /// connection and wake-up, so one busy connection starves nobody).
-    fn drain_tcp(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant) {
-        self.tcp.poll(now, &mut b.readable);
-        for i in 0..b.readable.len() {
-            let slot = b.readable[i];
+    fn drain_tcp(&mut self, lane: &mut Lane, now: Instant) {
+        self.tcp.poll(now, &mut lane.b.readable);
+        for i in 0..lane.b.readable.len() {
+            let slot = lane.b.readable[i];
             for _ in 0..BATCH {
-                let (conn, len) = match self.tcp.read_record(slot, &mut b.record) {
+                let (conn, len) = match self.tcp.read_record(slot, &mut lane.b.record) {
                     Read::Message(conn, len) => (conn, len),
                     Read::Again | Read::Closed => break,
                 };
-                let mut tx = tx!(self, b, io, now);
-                let incoming = self
-                    .tunnel
-                    .handle_record(conn, &mut b.record[..len], now, &mut tx);
+                let mut tx = tx!(self, lane, now);
+                let incoming =
+                    self.tunnel
+                        .handle_record(conn, &mut lane.b.record[..len], now, &mut tx);
                 let frame = match incoming {
                     crate::tunnel::Incoming::Frame { peer, frame } => Some((peer, frame)),
                     crate::tunnel::Incoming::Nothing => None,
                 };
                 let mut edge = Edge {
-                    tap: &self.tap,
+                    tap: &lane.tap,
                     guard: &mut self.guard,
                     switch: &mut self.switch,
                     responder: &mut self.responder,
                     vnet_hdr: self.vnet_hdr,
                 };
                 let forward_to = frame.and_then(|(peer, packet)| {
-                    edge.take_from_peer(peer, packet, &mut b.hub, io, now)
+                    edge.take_from_peer(peer, packet, &mut lane.b.hub, &mut lane.io, now)
                         .map(|r| (peer, r))
                 });
                 self.tcp.handled(slot, self.tunnel.authenticated_sender());
                 if let Some((peer, (route, len))) = forward_to {
-                    self.forward(&mut b.out, &b.hub[..len], io, peer, route, now);
+                    let packet = &lane.b.hub[..len];
+                    let mut tx = tx!(self, lane, now);
+                    Self::forward(
+                        &mut self.tunnel,
+                        &mut self.guard,
+                        &mut tx,
+                        packet,
+                        peer,
+                        route,
+                        now,
+                    );
                 }
             }
         }
     }
 
-    fn drain_tap(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant, wall: SystemTime) {
-        for _ in 0..BATCH {
-            let n = match self.tap.read(&mut b.frame) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::warn!("TAP read failed: {e}");
-                    return;
-                }
-            };
-            let h = self.vnet_hdr;
+    /// Handles the first `count` frames read from `lane`'s TAP queue: the
+    /// responder, the guards, the switch, the tunnel. Returns whether the
+    /// responder answered or took any of them.
+    fn take_frames(
+        &mut self,
+        lane: &mut Lane,
+        count: usize,
+        now: Instant,
+        wall: SystemTime,
+    ) -> bool {
+        let mut answered = false;
+        let h = self.vnet_hdr;
+        for i in 0..count {
+            let n = lane.b.lens[i];
             if n < h + 14 {
                 continue;
             }
+            let read = &mut lane.b.frames[i];
             if let Some(r) = self.responder.as_mut() {
                 if h > 0
-                    && VirtioNetHdr::new_checked(&b.frame[..h])
+                    && VirtioNetHdr::new_checked(&read[..h])
                         .is_some_and(|v| v.flags() & F_NEEDS_CSUM != 0)
-                    && is_dhcp_to_server(&b.frame[h..n])
+                    && is_dhcp_to_server(&read[h..n])
                 {
                     // The kernel may leave a UDP checksum for "hardware" to
                     // finish; the responder checks it, so finish it here.
-                    crate::wire::virtio::finish_checksum(&mut b.frame[..n]);
+                    crate::wire::virtio::finish_checksum(&mut read[..n]);
                 }
-                match r.handle_local(&b.frame[h..n], now, wall, &mut b.reply[h..]) {
+                match r.handle_local(&read[h..n], now, wall, &mut lane.b.reply[h..]) {
                     LocalVerdict::Forward => {}
-                    LocalVerdict::Consumed => continue,
+                    LocalVerdict::Consumed => {
+                        answered = true;
+                        continue;
+                    }
                     LocalVerdict::Reply(len) => {
-                        b.reply[..h].fill(0); // plain frame: no offload
+                        answered = true;
+                        lane.b.reply[..h].fill(0); // plain frame: no offload
                         // An ACK waits until its lease is on disk (SPEC §5).
-                        let reply = &b.reply[..h + len];
-                        if !self.lease_store.hold_reply(r, reply) && self.tap.write(reply).is_err()
+                        let reply = &lane.b.reply[..h + len];
+                        if !self.lease_store.hold_reply(r, reply) && lane.tap.write(reply).is_err()
                         {
-                            io.tap_write_errors += 1;
+                            lane.io.tap_write_errors += 1;
                         }
                         continue;
                     }
                 }
             }
-            let packet = &b.frame[..n];
+            let packet = &lane.b.frames[i][..n];
             let frame = &packet[h..];
             if self.guard.from_local(frame, now) == guard::LocalVerdict::Drop {
                 continue;
@@ -525,7 +783,7 @@ impl Worker {
             {
                 self.guard.mac_moved(now);
             }
-            let mut tx = tx!(self, b, io, now);
+            let mut tx = tx!(self, lane, now);
             match self.switch.from_local(vlan, dst, src, now) {
                 LocalRoute::Peer(p) => {
                     if self.guard.allow_to_peer(p) {
@@ -544,27 +802,24 @@ impl Worker {
                 LocalRoute::Drop => {}
             }
         }
+        answered
     }
 
     /// Sends `packet` (a frame from `from`, copied out of the receive
     /// buffer) on to the other peers `route` names (a hub); never to a peer
     /// a loop runs through.
     fn forward(
-        &mut self,
-        out: &mut OutBufs,
+        tunnel: &mut Tunnel,
+        guard: &mut Guard,
+        tx: &mut UdpTx<'_>,
         packet: &[u8],
-        io: &mut IoCounters,
         from: PeerId,
         route: crate::switch::RemoteRoute,
         now: Instant,
     ) {
-        let mut tx = UdpTx::new(&self.udp, &mut self.tcp, out, &mut io.udp_send_errors, now);
-        for p in 0..self.tunnel.peer_count() {
-            if p != from
-                && (route.flood_peers || route.peer == Some(p))
-                && self.guard.allow_to_peer(p)
-            {
-                self.tunnel.send_frame(p, packet, now, &mut tx);
+        for p in 0..tunnel.peer_count() {
+            if p != from && (route.flood_peers || route.peer == Some(p)) && guard.allow_to_peer(p) {
+                tunnel.send_frame(p, packet, now, tx);
             }
         }
     }
@@ -573,17 +828,22 @@ impl Worker {
     /// [`crate::reload`]): all of it, or on any error nothing. Logged, and
     /// answered with one line per change. systemd is told it is reloading,
     /// and the peer count afterwards.
-    fn reload(&mut self, now: Instant, logged: &mut Vec<PeerStats>) -> Response {
+    fn reload(&mut self, now: Instant, logged: &mut Vec<PeerStats>, tap: &TapQueue) -> Response {
         self.sd.reloading();
-        let response = self.apply_reload(now, logged);
+        let response = self.apply_reload(now, logged, tap);
         self.sd.reloaded();
         self.notify_peers();
         response
     }
 
-    fn apply_reload(&mut self, now: Instant, logged: &mut Vec<PeerStats>) -> Response {
+    fn apply_reload(
+        &mut self,
+        now: Instant,
+        logged: &mut Vec<PeerStats>,
+        tap: &TapQueue,
+    ) -> Response {
         let result = crate::reload::plan(&self.config, &self.keys)
-            .and_then(|plan| self.apply(plan, now, logged));
+            .and_then(|plan| self.apply(plan, now, logged, tap));
         match result {
             Ok(lines) => {
                 if lines.is_empty() {
@@ -616,6 +876,7 @@ impl Worker {
         plan: Plan,
         now: Instant,
         logged: &mut Vec<PeerStats>,
+        tap: &TapQueue,
     ) -> Result<Vec<String>, ReloadError> {
         let path = plan.config.path.clone();
         // 1. Fallible preparation; nothing running is touched.
@@ -726,7 +987,7 @@ impl Worker {
         }
         if let Some((mut next, lease_file)) = responder {
             // Leases as they are now stay on disk whatever happens next.
-            self.flush_leases();
+            self.flush_leases(tap);
             if let (Some(n), Some(old)) = (next.as_mut(), self.responder.take()) {
                 n.take_over(old);
             }
@@ -842,14 +1103,14 @@ impl Worker {
     /// after a MAC moved between the local side and a peer, or during a
     /// loop), logs loop starts and ends with the peer (at most one of each
     /// per peer and hold-down) and flushes the MAC table on both.
-    fn guard_timers(&mut self, b: &mut Buffers, io: &mut IoCounters, now: Instant) {
+    fn guard_timers(&mut self, lane: &mut Lane, now: Instant) {
         if self.guard.poll_timeout().is_none_or(|t| t > now) {
             return;
         }
         self.guard.handle_timeout(now);
         if self.guard.poll_probe(now) {
             let h = self.vnet_hdr;
-            b.hub[..h].fill(0); // plain frame: no offload
+            lane.b.hub[..h].fill(0); // plain frame: no offload
             for p in 0..self.tunnel.peer_count() {
                 if self.tunnel.peer_state(p) != Some(crate::tunnel::PeerState::Up) {
                     continue;
@@ -858,9 +1119,9 @@ impl Worker {
                 // whose LAN also reaches ours.
                 let probe = self.guard.probe_for(p);
                 let len = h + probe.len();
-                b.hub[h..len].copy_from_slice(probe);
-                let mut tx = tx!(self, b, io, now);
-                self.tunnel.send_frame(p, &b.hub[..len], now, &mut tx);
+                lane.b.hub[h..len].copy_from_slice(probe);
+                let mut tx = tx!(self, lane, now);
+                self.tunnel.send_frame(p, &lane.b.hub[..len], now, &mut tx);
             }
         }
         while let Some(ev) = self.guard.poll_event() {
@@ -1028,16 +1289,14 @@ impl Worker {
 
     /// Hands this wake-up's lease changes to the lease store and sends the
     /// replies whose changes are durable by now. Returns failed TAP writes.
-    fn persist_leases(&mut self) -> u64 {
+    fn persist_leases(&mut self, tap: &TapQueue) -> u64 {
         self.lease_store.commit(self.responder.as_mut());
-        let tap = &self.tap;
         self.lease_store.send_durable(|frame| tap.write(frame))
     }
 
     /// Makes every lease change so far durable and sends the replies held
     /// for them (blocks on the disk: a reload, shutdown).
-    fn flush_leases(&mut self) {
-        let tap = &self.tap;
+    fn flush_leases(&mut self, tap: &TapQueue) {
         self.lease_store
             .flush(self.responder.as_mut(), |frame| tap.write(frame));
     }
@@ -1045,29 +1304,23 @@ impl Worker {
     /// Sends what the responder sends on its own (ARP probes of the DHCP
     /// conflict check: into the TAP and, as any broadcast, to the peers;
     /// held OFFERs: into the TAP) and logs the conflicts it found.
-    fn responder_timers(
-        &mut self,
-        b: &mut Buffers,
-        io: &mut IoCounters,
-        now: Instant,
-        wall: SystemTime,
-    ) {
+    fn responder_timers(&mut self, lane: &mut Lane, now: Instant, wall: SystemTime) {
         let Some(r) = self.responder.as_mut() else {
             return;
         };
         let h = self.vnet_hdr;
-        while let Some(t) = r.poll_transmit(now, wall, &mut b.reply[h..]) {
-            b.reply[..h].fill(0); // plain frame: no offload
+        while let Some(t) = r.poll_transmit(now, wall, &mut lane.b.reply[h..]) {
+            lane.b.reply[..h].fill(0); // plain frame: no offload
             let (len, flood) = match t {
                 OwnFrame::Local(n) => (n, false),
                 OwnFrame::Probe(n) => (n, true),
             };
-            let packet = &b.reply[..h + len];
-            if self.tap.write(packet).is_err() {
-                io.tap_write_errors += 1;
+            let packet = &lane.b.reply[..h + len];
+            if lane.tap.write(packet).is_err() {
+                lane.io.tap_write_errors += 1;
             }
             if flood && self.guard.allow_flood(now) {
-                let mut tx = tx!(self, b, io, now);
+                let mut tx = tx!(self, lane, now);
                 for p in 0..self.tunnel.peer_count() {
                     self.tunnel.send_frame(p, packet, now, &mut tx);
                 }
@@ -1102,8 +1355,8 @@ impl Worker {
 
     /// Makes the leases durable, sends the replies held for them, and
     /// leaves everything in the lease file (at shutdown).
-    pub fn persist_leases_final(&mut self) {
-        self.flush_leases();
+    pub fn persist_leases_final(&mut self, tap: &TapQueue) {
+        self.flush_leases(tap);
         self.lease_store.close();
     }
 }

@@ -694,6 +694,11 @@ impl Tunnel {
         self.events.pop_front()
     }
 
+    /// Whether [`poll_event`](Self::poll_event) has something.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Largest frame a single datagram carries to peer `id` at `to` without
     /// fragmenting (its path MTU less the outer headers).
     pub fn frame_budget(&self, id: PeerId, to: SocketAddr) -> usize {

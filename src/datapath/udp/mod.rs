@@ -44,6 +44,7 @@
 
 pub mod batch;
 pub mod socket;
+pub mod steer;
 mod sys;
 
 use std::io;

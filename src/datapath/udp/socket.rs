@@ -137,6 +137,14 @@ impl UdpSocket {
         self.gso.load(Ordering::Relaxed)
     }
 
+    /// Makes the `SO_REUSEPORT` group this socket is in send each datagram
+    /// to socket number [`super::steer::worker_for`] of `workers` (in the
+    /// order they were bound), instead of by the kernel's hash with a
+    /// secret. Call once every socket of the group is bound.
+    pub fn steer_by_source(&self, workers: u32) -> io::Result<()> {
+        super::sys::attach_reuseport_cbpf(&self.fd, &super::steer::program(workers))
+    }
+
     /// The address actually bound (with the kernel-chosen port if 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local

@@ -109,6 +109,38 @@ pub(super) fn decode_addr(
     }
 }
 
+/// `SO_ATTACH_REUSEPORT_CBPF` (asm-generic/socket.h, which x86-64 and
+/// arm64 use; the libc crate does not define it for Linux).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// Attaches the classic BPF `program` to the `SO_REUSEPORT` group of `fd`
+/// (it picks the socket each datagram goes to).
+pub(super) fn attach_reuseport_cbpf(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
+    let len =
+        u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fd` is an open socket; `prog` points at `len` live
+    // instructions for the duration of the call, and the kernel copies
+    // them (it never writes through `filter`).
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            ptr::from_ref(&prog).cast(),
+            mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Sets an integer socket option.
 pub(super) fn setsockopt_int(
     fd: &OwnedFd,

@@ -24,6 +24,7 @@
 #   --rekey-after DURATION   [tunnel] rekey_after
 #   --hub true|false         [tunnel] hub
 #   --transport T            [tunnel] transport (udp, tcp or auto)
+#   --workers N              [tunnel] workers
 #   --peer NAME[=ENDPOINT]   one [[peer]] (repeat for more); ENDPOINT A,B,... is an array
 #   --peer-key NAME=FILE     psk_file of the [[peer]] called NAME
 #   --dhcp KEY=VALUE         one [dhcp] key (repeat for more)
@@ -85,7 +86,7 @@ tb_link_config() {
     local file=$1
     shift
     local comment="" ifname="" mtu="" mac="" bridge="" listen="" psk="" wan_mtu=""
-    local keepalive="" socket="" metrics="" rekey="" hub="" transport=""
+    local keepalive="" socket="" metrics="" rekey="" hub="" transport="" workers=""
     local addrs=() rts=() peers=() dhcp=() resv=() arp=() ups=() downs=() pkeys=()
     while (($# > 0)); do
         (($# >= 2)) || {
@@ -107,6 +108,7 @@ tb_link_config() {
         --rekey-after) rekey=$2 ;;
         --hub) hub=$2 ;;
         --transport) transport=$2 ;;
+        --workers) workers=$2 ;;
         --peer) peers+=("$2") ;;
         --peer-key) pkeys+=("$2") ;;
         --dhcp) dhcp+=("$2") ;;
@@ -143,6 +145,7 @@ tb_link_config() {
         [[ -z "$rekey" ]] || printf 'rekey_after = %s\n' "$(tb_toml_str "$rekey")"
         [[ -z "$hub" ]] || printf 'hub = %s\n' "$hub"
         [[ -z "$transport" ]] || printf 'transport = %s\n' "$(tb_toml_str "$transport")"
+        [[ -z "$workers" ]] || printf 'workers = %s\n' "$workers"
 
         local k
         for p in "${peers[@]}"; do

@@ -367,6 +367,8 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         };
         let now = Instant::now();
         let wall = SystemTime::now();
+        // Awake: the others need not wake it until it sleeps again.
+        lock(core).asleep_until = None;
         if signalled {
             match signals.read_signal() {
                 Ok(Some(s)) if s.ssi_signo == nix::sys::signal::Signal::SIGHUP as u32 => {
@@ -615,9 +617,14 @@ impl Worker {
         self.lanes_io.add(io);
         *io = IoCounters::default();
         self.tcp.flush();
+        // The first worker reads the deadlines under the lock just before
+        // it sleeps, so only a deadline that came after that can be missed.
+        // Events and answers may come after it looked for them and before
+        // it sleeps, so those always wake it (rare: at worst one more turn
+        // of its loop).
         let sooner = self
-            .next_deadline()
-            .is_some_and(|t| self.asleep_until.is_none_or(|a| t < a));
+            .asleep_until
+            .is_some_and(|a| self.next_deadline().is_some_and(|t| t < a));
         if answered || sooner || self.tunnel.has_events() {
             // Woken already if this fails: an eventfd only fails when full.
             let _ = self.waker.write(1);

@@ -453,7 +453,8 @@ e2e_etc_file() {
 
 # e2e_config SITE [--listen ADDR:PORT] [--peer NAME[=ENDPOINT]]... [--address CIDR]...
 #     [--route ROUTE]... [--bridge BR] [--mac MAC] [--mtu N] [--wan-mtu N] [--keepalive DUR]
-#     [--hook-up PATH]... [--hook-down PATH]... [--psk FILE] [--transport T] [--extra TOML]
+#     [--hook-up PATH]... [--hook-down PATH]... [--psk FILE] [--transport T] [--workers N]
+#     [--extra TOML]
 # Write $E2E_WORK/SITE.toml (printed path: e2e_conf SITE) with the shared writer
 # (tb_link_config), filling in the test defaults: TAP tb-SITE, MTU and WAN MTU 1500,
 # keepalive 2s, listen 0.0.0.0:51901, the run's PSK, the DHCP responder off with its
@@ -472,7 +473,7 @@ e2e_config() {
         --psk) psk=$2 ;;
         --extra) extra=$2 ;;
         --peer | --address | --route | --bridge | --mac | --hook-up | --hook-down | \
-            --peer-key | --rekey-after | --hub | --transport)
+            --peer-key | --rekey-after | --hub | --transport | --workers)
             opts+=("$1" "$2")
             ;;
         *) tb_die "internal: e2e_config: unknown option $1" ;;

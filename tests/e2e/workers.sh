@@ -33,21 +33,8 @@ SIZE_MB=40
 HUB_WAN=198.18.9.1
 HUB_TAP=198.19.9.1
 
-# The spoke WAN addresses: the first of 198.18.9.2… that the hub steers to worker
-# 0, 1, 2 (the same function as src/datapath/udp/steer.rs: source address XOR port,
-# times 0x9E3779B1 mod 2^32, high 16 bits, mod the number of workers).
-mapfile -t SPOKE_WAN < <(python3 - "$WORKERS" "$PORT" <<'EOF'
-import ipaddress, sys
-workers, port = int(sys.argv[1]), int(sys.argv[2])
-picked = {}
-for last in range(2, 250):
-    a = ipaddress.IPv4Address(f"198.18.9.{last}")
-    w = ((((int(a) ^ port) * 0x9E3779B1) & 0xFFFFFFFF) >> 16) % workers
-    picked.setdefault(w, str(a))
-for w in range(workers):
-    print(picked[w])
-EOF
-)
+# The spoke WAN addresses: one the hub steers to worker 0, 1 and 2 each.
+mapfile -t SPOKE_WAN < <(python3 "$E2E_ROOT/tests/tools/steer.py" pick 198.18.9 "$PORT" "$WORKERS")
 ((${#SPOKE_WAN[@]} == WORKERS)) || tb_die "could not pick one spoke address per worker"
 SPOKES=(spoke0 spoke1 spoke2)
 

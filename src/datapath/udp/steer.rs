@@ -191,6 +191,19 @@ mod tests {
     }
 
     #[test]
+    fn agrees_with_the_tools_copy() {
+        // tests/tools/steer.py, which the tests and benchmarks use to place
+        // peers on workers: `pick 198.18.9 51901 3` and `worker 2001:2::5
+        // 51901 4`.
+        let at = |a: [u8; 4]| SocketAddr::from((a, 51901));
+        assert_eq!(worker_for(at([198, 18, 9, 9]), 3), 0);
+        assert_eq!(worker_for(at([198, 18, 9, 2]), 3), 1);
+        assert_eq!(worker_for(at([198, 18, 9, 5]), 3), 2);
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 5), 51901));
+        assert_eq!(worker_for(v6, 4), 1);
+    }
+
+    #[test]
     fn v4_mapped_sources_are_ipv4() {
         let v4 = SocketAddr::from(([198, 18, 1, 2], 51901));
         let mapped = SocketAddr::from((

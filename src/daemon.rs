@@ -130,7 +130,7 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
         socket: None,
     };
     let up = bring_up(cfg, &keys, &mut setup);
-    let (mut worker, lanes, tcp_fd, env) = match up {
+    let (mut worker, first, others, tcp_fd, env) = match up {
         Ok(x) => x,
         Err(e) => {
             setup.undo();
@@ -152,12 +152,14 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
     ready(&summary);
     worker.sd.ready(&summary);
 
-    let workers = lanes.len();
-    if workers > 1 {
-        tracing::info!("{workers} workers, one per TAP queue and UDP socket");
+    if !others.is_empty() {
+        tracing::info!(
+            "{} workers, one per TAP queue and UDP socket",
+            others.len() + 1
+        );
     }
     let (mut worker, first_lane, exit) =
-        crate::datapath::worker::run(worker, lanes, signals, tcp_fd);
+        crate::datapath::worker::run(worker, first, others, signals, tcp_fd);
     worker.sd.stopping();
     tracing::info!("taking link {} down", cfg.name);
     // The down hooks as the link runs now (a reload may have changed them).
@@ -182,10 +184,10 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What [`bring_up`] hands the workers: the core, one lane per worker, a
-/// duplicate of the TCP transport's epoll descriptor, the hooks'
-/// environment.
-type Up = (Worker, Vec<Lane>, std::os::fd::OwnedFd, HookEnv);
+/// What [`bring_up`] hands the workers: the core, the first worker's lane
+/// and the others', a duplicate of the TCP transport's epoll descriptor,
+/// the hooks' environment.
+type Up = (Worker, Lane, Vec<Lane>, std::os::fd::OwnedFd, HookEnv);
 
 fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Result<Up> {
     // Names first: a failure leaves nothing behind.
@@ -402,12 +404,15 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
         .as_fd()
         .try_clone_to_owned()
         .context("cannot duplicate the TCP transport's epoll descriptor")?;
-    let lanes = tap
+    let mut lanes = tap
         .into_queues()
         .into_iter()
         .zip(sockets)
-        .map(|(queue, udp)| Lane::new(queue, udp))
-        .collect();
+        .map(|(queue, udp)| Lane::new(queue, udp));
+    let first = lanes
+        .next()
+        .ok_or_else(|| anyhow!("the TAP {ifname} has no queue"))?;
+    let others = lanes.collect();
     Ok((
         Worker {
             config: cfg.clone(),
@@ -446,7 +451,8 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
             lanes_io: Default::default(),
             asleep_until: None,
         },
-        lanes,
+        first,
+        others,
         tcp_fd,
         env,
     ))

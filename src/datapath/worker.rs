@@ -3,9 +3,10 @@
 //!
 //! A link has `tunnel.workers` of them. Each owns a [`Lane`]: one queue of
 //! the multi-queue TAP and one UDP socket in the listen port's
-//! `SO_REUSEPORT` group. The kernel picks the TAP queue by a frame's flow
-//! and the socket by a datagram's source address, so a flow stays on one
-//! worker and in order. The core is one [`Worker`] behind a mutex: a worker
+//! `SO_REUSEPORT` group. A steering program picks the socket by a
+//! datagram's source ([`super::udp::steer`]), so a peer stays on one worker;
+//! the TAP picks the queue of a flow's frames by where its replies were
+//! written, so the flow stays there too, and in order. The core is one [`Worker`] behind a mutex: a worker
 //! does its system calls (`recvmmsg`, TAP reads, `sendmmsg`) without it and
 //! takes it once per batch to handle what it read. The first worker also
 //! runs everything else: timers, the TCP transport, session events, control
@@ -269,21 +270,18 @@ fn lock(core: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
 }
 
 /// Runs the link's workers until a signal or a `down` request: the first on
-/// this thread, one thread for each other lane, stopped and joined before
-/// this returns. `tcp` is a duplicate of the TCP transport's epoll
+/// this thread with lane `first`, one thread for each of the `others`,
+/// stopped and joined before this returns. `tcp` is a duplicate of the TCP transport's epoll
 /// descriptor (the first worker polls it without holding the lock). Gives
 /// the core and the first lane back (for the last lease replies).
 pub fn run(
     worker: Worker,
-    lanes: Vec<Lane>,
+    mut first: Lane,
+    others: Vec<Lane>,
     signals: SignalFd,
     tcp: OwnedFd,
 ) -> (Worker, Lane, Exit) {
     let core = Arc::new(Mutex::new(worker));
-    let mut lanes = lanes.into_iter();
-    let Some(mut first) = lanes.next() else {
-        unreachable!("a link has at least one lane");
-    };
     let mut helpers = Vec::new();
     let stop = match EventFd::new() {
         Ok(fd) => Some(Arc::new(fd)),
@@ -292,7 +290,7 @@ pub fn run(
             None
         }
     };
-    for (i, lane) in lanes.enumerate() {
+    for (i, lane) in others.into_iter().enumerate() {
         let Some(stop) = stop.clone() else { break };
         let core = core.clone();
         let spawned = std::thread::Builder::new()

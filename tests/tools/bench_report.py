@@ -12,6 +12,13 @@ Subcommands (all print to stdout, exit 1 with one `error:` line on bad input):
                           "cpu" lines (idle + iowait over the total)
   report RESULTS MD_OUT TITLE...
                        -> terminal table on stdout, markdown table to MD_OUT
+  runs RESULTS MD_OUT TITLE...
+                       -> for scripts/bench_workers.sh: RESULTS has lines
+                          "SETTING<TAB>TEST<TAB>RUN<TAB>VALUE" for exactly two
+                          settings (the first one is the baseline); one row per
+                          test with each setting's median [min-max] and the
+                          ratio of the medians, second over first, and the
+                          per-run ratios
 
 RESULTS is a text file of lines "TUNNEL<TAB>METRIC<TAB>VALUE" (VALUE may be a
 word such as "n/a" or "failed"). The table has one row per metric and one
@@ -177,6 +184,67 @@ def report(results_path, md_path, title):
         fail(f"cannot write {md_path}: {e}")
 
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def runs(results_path, md_path, title):
+    settings, tests, vals = [], [], {}
+    try:
+        with open(results_path, encoding="utf-8") as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) != 4:
+                    continue
+                setting, test, run, value = parts
+                v = as_float(value)
+                if v is None:
+                    continue
+                if setting not in settings:
+                    settings.append(setting)
+                if test not in tests:
+                    tests.append(test)
+                vals.setdefault((setting, test), {})[run] = v
+    except OSError as e:
+        fail(f"cannot read results {results_path}: {e}")
+    if len(settings) != 2:
+        fail(f"expected results for two settings, found {settings}")
+    base, other = settings
+    header = ["test", base, other, f"{other} / {base}", "per run"]
+    rows = []
+    for t in tests:
+        a, b = vals.get((base, t), {}), vals.get((other, t), {})
+        cells = [t]
+        for d in (a, b):
+            if d:
+                xs = list(d.values())
+                cells.append(f"{median(xs):,.0f} [{min(xs):,.0f}–{max(xs):,.0f}]"
+                             if median(xs) >= 100 else
+                             f"{median(xs):.2f} [{min(xs):.2f}–{max(xs):.2f}]")
+            else:
+                cells.append("-")
+        if a and b:
+            cells.append(ratio(median(list(b.values())), median(list(a.values()))))
+            cells.append(", ".join(ratio(b[r], a[r]) for r in sorted(a) if r in b))
+        else:
+            cells += ["-", "-"]
+        rows.append(cells)
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    print("  ".join(h.ljust(widths[i]) for i, h in enumerate(header)))
+    for r in rows:
+        print("  ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)))
+    md = [title, "", "| " + " | ".join(header) + " |",
+          "|:--|" + "--:|" * (len(header) - 1)]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    try:
+        with open(md_path, "w", encoding="utf-8") as f:
+            f.write("\n".join(md) + "\n")
+    except OSError as e:
+        fail(f"cannot write {md_path}: {e}")
+
+
 def main(argv):
     if len(argv) >= 3 and argv[0] == "iperf":
         print(iperf(argv[1], argv[2]))
@@ -188,9 +256,12 @@ def main(argv):
         print(idle(argv[1], argv[2]))
     elif len(argv) >= 3 and argv[0] == "report":
         report(argv[1], argv[2], "\n".join(argv[3:]))
+    elif len(argv) >= 3 and argv[0] == "runs":
+        runs(argv[1], argv[2], "\n".join(argv[3:]))
     else:
         fail("usage: bench_report.py iperf FILE tcp|udp-pps|udp-loss | ping FILE | "
-             "status-pid FILE | idle BEFORE AFTER | report RESULTS MD_OUT [TITLE...]")
+             "status-pid FILE | idle BEFORE AFTER | report RESULTS MD_OUT [TITLE...] | "
+             "runs RESULTS MD_OUT [TITLE...]")
 
 
 if __name__ == "__main__":

@@ -408,7 +408,7 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
         .into_queues()
         .into_iter()
         .zip(sockets)
-        .map(|(queue, udp)| Lane::new(queue, udp));
+        .map(|(queue, udp)| Lane::new(queue, udp, workers > 1));
     let first = lanes
         .next()
         .ok_or_else(|| anyhow!("the TAP {ifname} has no queue"))?;

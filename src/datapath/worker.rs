@@ -123,11 +123,25 @@ pub struct Lane {
     pub udp: UdpSocket,
     b: Buffers,
     io: IoCounters,
+    /// Frames for the TAP, written once the lock is released (with more
+    /// than one worker; `None` writes them at once).
+    staged: Option<Staged>,
 }
 
+/// Frames waiting to be written to the TAP, copied end to end.
+struct Staged {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// Bytes of frames a lane stages before it writes them under the lock.
+const STAGED_BYTES: usize = 512 << 10;
+
 impl Lane {
-    /// A lane for `tap` and `udp`, its buffers allocated.
-    pub fn new(tap: TapQueue, udp: UdpSocket) -> Lane {
+    /// A lane for `tap` and `udp`, its buffers allocated. `shared`: one of
+    /// several workers, so frames for the TAP are written after the lock is
+    /// released rather than while it is held.
+    pub fn new(tap: TapQueue, udp: UdpSocket, shared: bool) -> Lane {
         let dgram = 9216 + 128;
         Lane {
             tap,
@@ -147,7 +161,35 @@ impl Lane {
                 readable: Vec::with_capacity(64),
             },
             io: IoCounters::default(),
+            staged: shared.then(|| Staged {
+                buf: Vec::with_capacity(STAGED_BYTES),
+                ends: Vec::with_capacity(BATCH * 4),
+            }),
         }
+    }
+
+    /// Writes the staged frames to the TAP.
+    fn write_staged(&mut self) {
+        if let Some(st) = self.staged.as_mut() {
+            self.io.tap_write_errors += st.write_to(&self.tap);
+        }
+    }
+}
+
+impl Staged {
+    /// Writes the frames to `tap` in order and empties the stage; returns
+    /// how many writes failed.
+    fn write_to(&mut self, tap: &TapQueue) -> u64 {
+        let (mut start, mut failed) = (0, 0);
+        for &end in &self.ends {
+            if tap.write(&self.buf[start..end]).is_err() {
+                failed += 1;
+            }
+            start = end;
+        }
+        self.buf.clear();
+        self.ends.clear();
+        failed
     }
 }
 
@@ -472,6 +514,7 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         // wakes the next poll.
         lane.io.tap_write_errors += w.persist_leases(&lane.tap);
         drop(guard);
+        lane.write_staged();
         if lane.b.out.batch.pending() > 0 {
             let r = lane.udp.send_batch(&mut lane.b.out.batch);
             lane.io.udp_send_errors += r.dropped as u64;
@@ -549,6 +592,7 @@ fn drain_udp(core: &Mutex<Worker>, lane: &mut Lane, first: bool, now: Instant, w
             w.hand_over(&mut lane.io, false);
         }
         drop(w);
+        lane.write_staged();
         if n < lane.b.rx.capacity() {
             return;
         }
@@ -654,6 +698,7 @@ impl Worker {
                 };
                 let mut edge = Edge {
                     tap: &lane.tap,
+                    staged: lane.staged.as_mut(),
                     guard: &mut self.guard,
                     switch: &mut self.switch,
                     responder: &mut self.responder,
@@ -701,6 +746,7 @@ impl Worker {
                 };
                 let mut edge = Edge {
                     tap: &lane.tap,
+                    staged: lane.staged.as_mut(),
                     guard: &mut self.guard,
                     switch: &mut self.switch,
                     responder: &mut self.responder,
@@ -1370,6 +1416,8 @@ impl Worker {
 /// guards, the responder, the switch and the TAP.
 struct Edge<'a> {
     tap: &'a TapQueue,
+    /// Where frames for the TAP wait for the lock to be released, if they do.
+    staged: Option<&'a mut Staged>,
     guard: &'a mut Guard,
     switch: &'a mut Switch,
     responder: &'a mut Option<Responder>,
@@ -1377,6 +1425,28 @@ struct Edge<'a> {
 }
 
 impl Edge<'_> {
+    /// Writes `packet` to the TAP, or stages it. When the stage is full,
+    /// what it holds is written first: frames reach the TAP in order.
+    fn write(&mut self, packet: &[u8], io: &mut IoCounters) {
+        if let Some(st) = self.staged.as_deref_mut() {
+            let fits = |st: &Staged| {
+                st.buf.len() + packet.len() <= st.buf.capacity()
+                    && st.ends.len() < st.ends.capacity()
+            };
+            if !fits(st) {
+                io.tap_write_errors += st.write_to(self.tap);
+            }
+            if fits(st) {
+                st.buf.extend_from_slice(packet);
+                st.ends.push(st.buf.len());
+                return;
+            }
+        }
+        if self.tap.write(packet).is_err() {
+            io.tap_write_errors += 1;
+        }
+    }
+
     /// Takes `packet` (virtio-net header and frame) from `peer`: checks it,
     /// lets the guards and the responder see it, writes it to the TAP if
     /// the switch says so. When it must also go to other peers (a hub),
@@ -1409,9 +1479,7 @@ impl Edge<'_> {
             PeerVerdict::Probe => {
                 // Out to our LAN only: if it comes back to the peer's TAP,
                 // its LAN and ours are also joined.
-                if self.tap.write(packet).is_err() {
-                    io.tap_write_errors += 1;
-                }
+                self.write(packet, io);
                 return None;
             }
         }
@@ -1427,8 +1495,8 @@ impl Edge<'_> {
             }
         }
         let route = self.switch.from_peer(peer, vlan, dst, src, now);
-        if route.local && self.tap.write(packet).is_err() {
-            io.tap_write_errors += 1;
+        if route.local {
+            self.write(packet, io);
         }
         if route.peer.is_none() && !route.flood_peers {
             return None;

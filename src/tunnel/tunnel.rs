@@ -1067,7 +1067,7 @@ impl Tunnel {
 
     /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
     /// has work to do. Cheap: only the peers touched since the last call
-    /// are looked at (see [`Deadlines`]).
+    /// are looked at (see `Deadlines`).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let reject = self.reject_after();
         let mut d = self.deadlines.borrow_mut();

@@ -114,13 +114,7 @@ fi
 tb_info "iperf3 $(iperf3 --version | head -n1 | cut -d' ' -f2)"
 
 if selected tapbridge || selected tapbridge-tcp; then
-    if [[ -n "${BRIDGE_CTL:-}" ]]; then
-        tb_heading "Using BRIDGE_CTL"
-    else
-        tb_heading "Building bridge-ctl (cargo build --release)"
-    fi
-    tb_build_release BIN
-    tb_info "$BIN"
+    tb_bridge_ctl BIN
 fi
 
 WORK=$(mktemp -d /tmp/tapbridge-bench.XXXXXX)

@@ -94,13 +94,7 @@ tb_need_cmd ip iproute2
 tb_need_cmd python3 python3
 tb_need_cmd iperf3 iperf3
 tb_need_cmd taskset util-linux
-if [[ -n "${BRIDGE_CTL:-}" ]]; then
-    tb_heading "Using BRIDGE_CTL"
-else
-    tb_heading "Building bridge-ctl (cargo build --release)"
-fi
-tb_build_release BIN
-tb_info "$BIN"
+tb_bridge_ctl BIN
 
 CPUS=$(nproc)
 if ((PIN)) && ((CPUS < N + 1)); then

@@ -67,13 +67,7 @@ tb_need_cmd python3 python3
 tb_need_cmd busybox busybox
 tb_info "ip, ping, python3, busybox (udhcpc, arping): present"
 
-if [[ -n "${BRIDGE_CTL:-}" ]]; then
-    tb_heading "Using BRIDGE_CTL"
-else
-    tb_heading "Building bridge-ctl (cargo build --release)"
-fi
-tb_build_release BIN
-tb_info "$BIN"
+tb_bridge_ctl BIN
 
 WORK=$(mktemp -d /tmp/tapbridge-demo.XXXXXX)
 tb_defer rm -rf "$WORK"

@@ -287,6 +287,18 @@ tb_build_release() {
     printf -v "$var" '%s' "$bin"
 }
 
+# tb_bridge_ctl VAR: tb_build_release VAR, with a heading saying which it does and
+# the path it settled on (the scripts' first step).
+tb_bridge_ctl() {
+    if [[ -n "${BRIDGE_CTL:-}" ]]; then
+        tb_heading "Using BRIDGE_CTL"
+    else
+        tb_heading "Building bridge-ctl (cargo build --release)"
+    fi
+    tb_build_release "$1"
+    tb_info "${!1}"
+}
+
 # tb_build_example VAR NAME [debug]: examples/NAME.rs (a test or benchmark tool,
 # not installed) into VAR: $TB_EXAMPLE_DIR/NAME when set (e.g. prebuilt), else
 # built with `cargo build --release --example NAME` (with `debug`: the debug build,

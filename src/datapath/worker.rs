@@ -284,6 +284,42 @@ macro_rules! tx {
     };
 }
 
+/// The [`Edge`] a frame from a peer meets: `lane`'s TAP queue and stage and
+/// `self`'s guards, switch and responder (disjoint field borrows, so the
+/// frame may still borrow the tunnel).
+macro_rules! edge {
+    ($self:ident, $lane:ident) => {
+        Edge {
+            tap: &$lane.tap,
+            staged: $lane.staged.as_mut(),
+            guard: &mut $self.guard,
+            switch: &mut $self.switch,
+            responder: &mut $self.responder,
+            vnet_hdr: $self.vnet_hdr,
+        }
+    };
+}
+
+/// Sends the frame in `lane`'s hub buffer (`len` bytes from peer `from`,
+/// copied there by [`Edge::take_from_peer`]) on to the other peers `route`
+/// names (a hub); never to a peer a loop runs through. A macro for the same
+/// reason as `tx!`: `lane`'s receive buffers may still be borrowed.
+macro_rules! relay {
+    ($self:ident, $lane:ident, $from:expr, $route:expr, $len:expr, $now:ident) => {{
+        let (from, route) = ($from, $route);
+        let packet = &$lane.b.hub[..$len];
+        let mut tx = tx!($self, $lane, $now);
+        for p in 0..$self.tunnel.peer_count() {
+            if p != from
+                && (route.flood_peers || route.peer == Some(p))
+                && $self.guard.allow_to_peer(p)
+            {
+                $self.tunnel.send_frame(p, packet, $now, &mut tx);
+            }
+        }
+    }};
+}
+
 /// The `sendmmsg` batch, and where a datagram goes when it is full.
 struct OutBufs {
     batch: SendBatch,
@@ -386,25 +422,16 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         // Round up so a timer is never polled for before it is due.
         let ms = (wait.as_micros().div_ceil(1000)) as u16;
         let want_out = lane.b.out.batch.pending() > 0;
-        let (tap_ready, udp_ready, woken, signalled, tcp_ready) = {
-            let mut fds = [
+        let [tap_ready, udp_ready, woken, signalled, tcp_ready] = ready(
+            &mut [
                 PollFd::new(lane.tap.as_fd(), PollFlags::POLLIN),
                 PollFd::new(lane.udp.as_fd(), udp_events(want_out)),
                 PollFd::new(waker.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
                 PollFd::new(tcp.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    tracing::error!("poll failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-            let r = |i: usize| fds[i].revents().is_some_and(|f| !f.is_empty());
-            (r(0), r(1), r(2), r(3), r(4))
-        };
+            ],
+            ms,
+        );
         let now = Instant::now();
         let wall = SystemTime::now();
         // Awake: the others need not wake it until it sleeps again.
@@ -526,23 +553,14 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
 fn other_worker(core: &Mutex<Worker>, mut lane: Lane, stop: &EventFd) {
     loop {
         let want_out = lane.b.out.batch.pending() > 0;
-        let (tap_ready, udp_ready, stopped) = {
-            let mut fds = [
+        let [tap_ready, udp_ready, stopped] = ready(
+            &mut [
                 PollFd::new(lane.tap.as_fd(), PollFlags::POLLIN),
                 PollFd::new(lane.udp.as_fd(), udp_events(want_out)),
                 PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::from(1000u16)) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    tracing::error!("poll failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-            let r = |i: usize| fds[i].revents().is_some_and(|f| !f.is_empty());
-            (r(0), r(1), r(2))
-        };
+            ],
+            1000,
+        );
         if stopped {
             return;
         }
@@ -561,6 +579,21 @@ fn other_worker(core: &Mutex<Worker>, mut lane: Lane, stop: &EventFd) {
             }
         }
     }
+}
+
+/// Polls `fds` for up to `ms` milliseconds; which of them are ready (none
+/// when a signal interrupted the wait; an error is logged and slows the
+/// loop down rather than spinning it).
+fn ready<const N: usize>(fds: &mut [PollFd<'_>; N], ms: u16) -> [bool; N] {
+    match poll(fds, PollTimeout::from(ms)) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return [false; N],
+        Err(e) => {
+            tracing::error!("poll failed: {e}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    std::array::from_fn(|i| fds[i].revents().is_some_and(|f| !f.is_empty()))
 }
 
 /// What to poll the UDP socket for: room to send too while a batch waits.
@@ -696,30 +729,13 @@ impl Worker {
                 else {
                     continue;
                 };
-                let mut edge = Edge {
-                    tap: &lane.tap,
-                    staged: lane.staged.as_mut(),
-                    guard: &mut self.guard,
-                    switch: &mut self.switch,
-                    responder: &mut self.responder,
-                    vnet_hdr: self.vnet_hdr,
-                };
+                let mut edge = edge!(self, lane);
                 let Some((route, len)) =
                     edge.take_from_peer(peer, packet, &mut lane.b.hub, &mut lane.io, now)
                 else {
                     continue;
                 };
-                let packet = &lane.b.hub[..len];
-                let mut tx = tx!(self, lane, now);
-                Self::forward(
-                    &mut self.tunnel,
-                    &mut self.guard,
-                    &mut tx,
-                    packet,
-                    peer,
-                    route,
-                    now,
-                );
+                relay!(self, lane, peer, route, len, now);
             }
         }
     }
@@ -744,31 +760,14 @@ impl Worker {
                     crate::tunnel::Incoming::Frame { peer, frame } => Some((peer, frame)),
                     crate::tunnel::Incoming::Nothing => None,
                 };
-                let mut edge = Edge {
-                    tap: &lane.tap,
-                    staged: lane.staged.as_mut(),
-                    guard: &mut self.guard,
-                    switch: &mut self.switch,
-                    responder: &mut self.responder,
-                    vnet_hdr: self.vnet_hdr,
-                };
+                let mut edge = edge!(self, lane);
                 let forward_to = frame.and_then(|(peer, packet)| {
                     edge.take_from_peer(peer, packet, &mut lane.b.hub, &mut lane.io, now)
                         .map(|r| (peer, r))
                 });
                 self.tcp.handled(slot, self.tunnel.authenticated_sender());
                 if let Some((peer, (route, len))) = forward_to {
-                    let packet = &lane.b.hub[..len];
-                    let mut tx = tx!(self, lane, now);
-                    Self::forward(
-                        &mut self.tunnel,
-                        &mut self.guard,
-                        &mut tx,
-                        packet,
-                        peer,
-                        route,
-                        now,
-                    );
+                    relay!(self, lane, peer, route, len, now);
                 }
             }
         }
@@ -854,25 +853,6 @@ impl Worker {
             }
         }
         answered
-    }
-
-    /// Sends `packet` (a frame from `from`, copied out of the receive
-    /// buffer) on to the other peers `route` names (a hub); never to a peer
-    /// a loop runs through.
-    fn forward(
-        tunnel: &mut Tunnel,
-        guard: &mut Guard,
-        tx: &mut UdpTx<'_>,
-        packet: &[u8],
-        from: PeerId,
-        route: crate::switch::RemoteRoute,
-        now: Instant,
-    ) {
-        for p in 0..tunnel.peer_count() {
-            if p != from && (route.flood_peers || route.peer == Some(p)) && guard.allow_to_peer(p) {
-                tunnel.send_frame(p, packet, now, tx);
-            }
-        }
     }
 
     /// Re-reads the config and key files and applies what changed (see

@@ -226,13 +226,20 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
     // neighbours' ARP caches and DHCP clients' idea of the server stay valid.
     let mac = cfg.interface.mac.unwrap_or_else(|| stable_mac(cfg));
     nl.set_mac(idx, mac)?;
-    // One socket per worker, all on the listen port: the kernel spreads
-    // the peers over them by address.
+    // One socket per worker, all on the listen port; a steering program
+    // sends each peer's datagrams to one of them.
     let udp_options = UdpOptions {
         gro: true,
         reuse_port: workers > 1,
         ..UdpOptions::default()
     };
+    if workers > 1 {
+        // SO_REUSEPORT would let us join another daemon's group on this
+        // port (and share its traffic) where a plain bind fails: bind
+        // plainly first, so a port in use is refused as with one worker.
+        UdpSocket::bind(cfg.tunnel.listen, &UdpOptions::default())
+            .with_context(|| format!("cannot listen on UDP {}", cfg.tunnel.listen))?;
+    }
     let udp = UdpSocket::bind(cfg.tunnel.listen, &udp_options)
         .with_context(|| format!("cannot listen on UDP {}", cfg.tunnel.listen))?;
     let mut sockets = vec![udp];

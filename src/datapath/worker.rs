@@ -349,9 +349,10 @@ fn lock(core: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
 
 /// Runs the link's workers until a signal or a `down` request: the first on
 /// this thread with lane `first`, one thread for each of the `others`,
-/// stopped and joined before this returns. `tcp` is a duplicate of the TCP transport's epoll
-/// descriptor (the first worker polls it without holding the lock). Gives
-/// the core and the first lane back (for the last lease replies).
+/// stopped and joined before this returns. `tcp` is a duplicate of the TCP
+/// transport's epoll descriptor (the first worker polls it without holding
+/// the lock). Gives the core and the first lane back (for the last lease
+/// replies).
 pub fn run(
     worker: Worker,
     mut first: Lane,

@@ -13,7 +13,8 @@
 # spoke (relayed by the hub); 40 MB from each spoke to the hub arrive with an identical
 # sha256, and the CPU time of the hub's threads during each transfer shows it was the
 # worker that the steering function names (by far the busiest); 40 MB spoke0 → spoke2
-# through the hub intact; no replayed or unauthenticated packets counted; a reload of
+# through the hub intact; no replayed or unauthenticated packets counted; a second link
+# with workers on the same port is refused (the port is in use); a reload of
 # keepalive is applied while a reload of `workers` is refused (restart-only); link
 # down stops every thread and removes the TAP.
 #
@@ -159,6 +160,17 @@ transfer spoke0 spoke2 198.19.9.4 relay
 
 e2e_cmp "the hub counted no replayed packets" "$(e2e_counter hub rx_replayed)" -eq 0
 e2e_cmp "the hub counted no unauthenticated packets" "$(e2e_counter hub rx_auth_failed)" -eq 0
+
+# ---------------------------------------------------------------- port in use
+# A second link with workers on the hub's port is refused, as with one worker
+# (SO_REUSEPORT alone would let it join the hub's group and take its datagrams).
+E2E_NS[hub2]=$NS_HUB
+e2e_config hub2 --listen "0.0.0.0:$PORT" --address 198.19.10.1/24 --workers 2 \
+    --peer "spoke0=${SPOKE_WAN[0]}:$PORT"
+e2e_up hub2 || true
+e2e_cmp "a second link with 2 workers on port $PORT is refused (exit 1)" "$E2E_RC" -eq 1
+e2e_match "… naming the port" "cannot listen on UDP 0\.0\.0\.0:$PORT" "$E2E_STDERR"
+e2e_check "ping spoke2 → hub still crosses" e2e_ping spoke2 "$HUB_TAP"
 
 # ---------------------------------------------------------------- reload and down
 conf=$(e2e_conf hub)

@@ -496,12 +496,16 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
                 crate::responder::dhcp::LEASE_LOG_PER_SEC
             );
         }
+        let mut down = None;
         if woken {
             let _ = w.waker.read();
             w.take_resolved(now);
             while let Ok(cmd) = w.commands.try_recv() {
                 match cmd.request {
-                    Request::Down => return Exit::Down(cmd.reply),
+                    Request::Down => {
+                        down = Some(cmd.reply);
+                        break;
+                    }
                     Request::Status => {
                         let mut io = lane.io;
                         io.add(&w.lanes_io);
@@ -546,6 +550,9 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         if lane.b.out.batch.pending() > 0 {
             let r = lane.udp.send_batch(&mut lane.b.out.batch);
             lane.io.udp_send_errors += r.dropped as u64;
+        }
+        if let Some(reply) = down {
+            return Exit::Down(reply);
         }
     }
 }

@@ -136,6 +136,8 @@ struct Staged {
 
 /// Bytes of frames a lane stages before it writes them under the lock.
 const STAGED_BYTES: usize = 512 << 10;
+/// Frames a lane stages before it writes them under the lock.
+const STAGED_FRAMES: usize = BATCH * 4;
 
 impl Lane {
     /// A lane for `tap` and `udp`, its buffers allocated. `shared`: one of
@@ -163,7 +165,7 @@ impl Lane {
             io: IoCounters::default(),
             staged: shared.then(|| Staged {
                 buf: Vec::with_capacity(STAGED_BYTES),
-                ends: Vec::with_capacity(BATCH * 4),
+                ends: Vec::with_capacity(STAGED_FRAMES),
             }),
         }
     }
@@ -1418,8 +1420,7 @@ impl Edge<'_> {
     fn write(&mut self, packet: &[u8], io: &mut IoCounters) {
         if let Some(st) = self.staged.as_deref_mut() {
             let fits = |st: &Staged| {
-                st.buf.len() + packet.len() <= st.buf.capacity()
-                    && st.ends.len() < st.ends.capacity()
+                st.buf.len() + packet.len() <= STAGED_BYTES && st.ends.len() < STAGED_FRAMES
             };
             if !fits(st) {
                 io.tap_write_errors += st.write_to(self.tap);

@@ -122,23 +122,9 @@ pub(super) fn attach_reuseport_cbpf(fd: &OwnedFd, program: &[libc::sock_filter])
         len,
         filter: program.as_ptr().cast_mut(),
     };
-    // SAFETY: `fd` is an open socket; `prog` points at `len` live
-    // instructions for the duration of the call, and the kernel copies
-    // them (it never writes through `filter`).
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
-            ptr::from_ref(&prog).cast(),
-            mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    // `prog` points at `len` live instructions for the duration of the
+    // call; the kernel copies them and never writes through `filter`.
+    setsockopt(fd, libc::SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog)
 }
 
 /// Sets an integer socket option.
@@ -148,15 +134,21 @@ pub(super) fn setsockopt_int(
     name: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: `fd` is an open socket; we pass a pointer to a live c_int and
-    // its exact size, which is what these integer options expect.
+    setsockopt(fd, level, name, &value)
+}
+
+/// Sets socket option `name` at `level` to `value`, which must be of the
+/// type the option expects (the kernel reads `size_of::<T>()` bytes).
+fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `fd` is an open socket; we pass a pointer to a live `T` and
+    // its exact size, and the kernel only reads that many bytes from it.
     let r = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             level,
             name,
-            ptr::from_ref(&value).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ptr::from_ref(value).cast(),
+            mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if r == 0 {

@@ -276,6 +276,21 @@ e2e_cmp() {
     return 0
 }
 
+# e2e_sum N...: print the sum of the integers N..., or "x" if one of them is not an
+# integer (e.g. a status read that failed), so that an e2e_cmp against the result
+# fails instead of comparing with a made-up 0. A difference: e2e_sum "$b" "-$a".
+e2e_sum() {
+    local n s=0
+    for n in "$@"; do
+        if ! [[ "$n" =~ ^-?(0|[1-9][0-9]*)$ ]]; then
+            printf 'x\n'
+            return 0
+        fi
+        s=$((s + n))
+    done
+    printf '%s\n' "$s"
+}
+
 # e2e_wait DESC TIMEOUT CMD...: ok once CMD succeeds, not ok after TIMEOUT seconds.
 e2e_wait() {
     local desc=$1 timeout=$2
@@ -591,6 +606,15 @@ e2e_peer() {
 
 _e2e_peer_is_up() {
     [[ "$(e2e_peer "$1" "$2" state)" == "up" ]]
+}
+
+# e2e_peer_not_up SITE PEER: SITE's status answers and shows PEER in a state other than
+# "up" (printed). A status call that fails makes this fail too: it is not "not up".
+e2e_peer_not_up() {
+    local state
+    state=$(e2e_peer "$1" "$2" state) || return 1
+    printf 'state %s\n' "$state"
+    [[ "$state" != up ]]
 }
 
 # e2e_wait_peer_up SITE PEER [SECS]: checked wait for peers[PEER].state == "up".

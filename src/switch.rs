@@ -83,8 +83,10 @@ impl Switch {
     }
 
     /// Records that `src` was seen in `vlan` behind `port`. Group addresses are never
-    /// learned. When the table is full, stale entries are dropped first;
-    /// if none is stale, the new address is not learned (it gets flooded).
+    /// learned. A full table makes room ([`Switch::make_room`]): a new address
+    /// is always learned, so a host that talks after a flood of made-up
+    /// source addresses is still known, and still seen when it moves (which
+    /// is how a loop is first suspected).
     pub fn learn(&mut self, vlan: Vlan, src: MacAddr, port: Port, now: Instant) {
         if src.is_group() {
             return;
@@ -95,13 +97,56 @@ impl Switch {
             return;
         }
         if self.table.len() >= MAX_ENTRIES {
-            self.table
-                .retain(|_, e| now.saturating_duration_since(e.seen) < AGING);
-            if self.table.len() >= MAX_ENTRIES {
-                return;
-            }
+            self.make_room(now);
         }
         self.table.insert((vlan, src), Entry { port, seen: now });
+    }
+
+    /// Frees at least an eighth of a full table: the stale entries, else the
+    /// ones seen longest ago. Two passes over the table, no allocation; as
+    /// each call frees [`MAX_ENTRIES`]` / 8` or more, a stream of new
+    /// addresses costs a few steps per address.
+    ///
+    /// Before, a full table of fresh entries learned nothing new: a storm
+    /// of random source addresses left the real hosts unknown for
+    /// [`AGING`], so no MAC move was seen and a loop formed meanwhile went
+    /// undetected.
+    fn make_room(&mut self, now: Instant) {
+        self.table
+            .retain(|_, e| now.saturating_duration_since(e.seen) < AGING);
+        if self.table.len() < MAX_ENTRIES {
+            return;
+        }
+        // Ages in power-of-two classes of milliseconds: class c holds ages
+        // in [2^(c-1), 2^c) ms, class 0 under 1 ms. AGING is under 2^19 ms.
+        let class = |e: &Entry| {
+            let ms = now.saturating_duration_since(e.seen).as_millis();
+            (u128::BITS - ms.leading_zeros()) as usize
+        };
+        let mut counts = [0usize; 24];
+        for e in self.table.values() {
+            counts[class(e).min(23)] += 1;
+        }
+        // The oldest classes go whole; from the youngest class needed, only
+        // as many as make up an eighth (which of them is arbitrary).
+        let need = MAX_ENTRIES / 8;
+        let (mut from, mut older) = (counts.len(), 0);
+        while from > 0 && older + counts[from - 1] < need {
+            from -= 1;
+            older += counts[from];
+        }
+        let Some(from) = from.checked_sub(1) else {
+            return;
+        };
+        let mut partial = need - older;
+        self.table.retain(|_, e| {
+            let c = class(e).min(23);
+            if c == from && partial > 0 {
+                partial -= 1;
+                return false;
+            }
+            c <= from
+        });
     }
 
     /// A frame read from the TAP, in `vlan`: learn its source, route its
@@ -333,10 +378,42 @@ mod tests {
             let b = i.to_be_bytes();
             s.learn(U, MacAddr([2, 0, b[0], b[1], b[2], b[3]]), Port::Peer(0), t);
         }
-        assert_eq!(s.len(t), MAX_ENTRIES);
-        // Once they are stale, new ones are learned again.
+        // Full of entries of one age: an eighth made room for the rest.
+        assert_eq!(s.len(t), MAX_ENTRIES - MAX_ENTRIES / 8 + 100);
+        // Once they are stale, they all go at once.
         s.learn(U, A, Port::Peer(1), t + AGING);
         assert_eq!(s.len(t + AGING), 1);
+    }
+
+    #[test]
+    fn a_full_table_of_fresh_entries_still_learns_and_drops_the_oldest() {
+        // A storm of made-up source addresses fills the table; hosts that
+        // talk afterwards must be learned (issue 28: otherwise their moves,
+        // and so a loop, go unseen).
+        let t = Instant::now();
+        let mut s = Switch::new(false);
+        s.learn(U, C, Port::Local, t);
+        for i in 0..(4 * MAX_ENTRIES as u32) {
+            let b = i.to_be_bytes();
+            let at = t + Duration::from_micros(500 * u64::from(i));
+            s.learn(U, MacAddr([2, 0x5a, b[0], b[1], b[2], b[3]]), Port::Local, at);
+            if i % 100 == 0 {
+                // C keeps talking: it is never the oldest.
+                s.learn(U, C, Port::Local, at);
+            }
+        }
+        let end = t + Duration::from_micros(500 * 4 * MAX_ENTRIES as u64);
+        assert!(s.table.len() <= MAX_ENTRIES);
+        assert_eq!(s.port_of(U, C, end), Some(Port::Local), "an active host is kept");
+        s.learn(U, A, Port::Peer(0), end);
+        assert_eq!(s.port_of(U, A, end), Some(Port::Peer(0)), "a new host is learned");
+        s.learn(U, A, Port::Local, end);
+        assert_eq!(s.port_of(U, A, end), Some(Port::Local), "and its move is seen");
+        // The first addresses of the storm went, the last ones stayed.
+        assert_eq!(s.port_of(U, MacAddr([2, 0x5a, 0, 0, 0, 0]), end), None);
+        let last = (4 * MAX_ENTRIES as u32 - 1).to_be_bytes();
+        let last = MacAddr([2, 0x5a, last[0], last[1], last[2], last[3]]);
+        assert_eq!(s.port_of(U, last, end), Some(Port::Local));
     }
 
     #[test]

@@ -30,13 +30,19 @@ pub enum Kind {
 
 /// Classifies an Ethernet frame (no virtio-net header).
 pub fn classify(frame: &[u8]) -> Kind {
-    let c = ethernet::classify(frame);
-    match c.kind {
-        Wire::Bpdu => Kind::Bpdu,
-        Wire::Ipv6Undecodable => Kind::Ipv6Undecodable,
-        _ if c.is_dhcpv4_server() => Kind::Dhcpv4Server,
-        _ if c.is_dhcpv6_server() => Kind::Dhcpv6Server,
-        _ if c.is_router_advertisement() => Kind::RouterAdvertisement,
-        _ => Kind::Other,
+    Kind::of(&ethernet::classify(frame))
+}
+
+impl Kind {
+    /// What the guards make of a frame the shared classifier has read.
+    pub fn of(c: &ethernet::Class) -> Kind {
+        match c.kind {
+            Wire::Bpdu => Kind::Bpdu,
+            Wire::Ipv6Undecodable => Kind::Ipv6Undecodable,
+            _ if c.is_dhcpv4_server() => Kind::Dhcpv4Server,
+            _ if c.is_dhcpv6_server() => Kind::Dhcpv6Server,
+            _ if c.is_router_advertisement() => Kind::RouterAdvertisement,
+            _ => Kind::Other,
+        }
     }
 }

@@ -49,8 +49,10 @@
 //! (no frames in the peers' counters, nothing on the LANs): the worker calls
 //! [`Guard::mac_moved`] when a source MAC the switch had learned on one side
 //! (local or a peer) shows up on the other — which a circulating frame does
-//! on every lap, and a host moving between sites does once. From then on,
-//! for [`SUSPECT_WINDOW`] after the last such move and for as long as a loop
+//! on every lap, and a host moving between sites does once — and storm
+//! control refusing a flood counts the same (a loop is a storm, and a storm
+//! of made-up source addresses would otherwise hide the moves). From then
+//! on, for [`SUSPECT_WINDOW`] after the last such sign and for as long as a loop
 //! lasts, the guard emits a probe once a second ([`Guard::poll_probe`]),
 //! the first one at once; the worker sends it through the tunnel to every
 //! peer that is up, and a peer writes it to its TAP like any multicast
@@ -403,7 +405,10 @@ impl Guard {
     }
 
     /// The switch wants to flood a frame from the TAP into the tunnel: may
-    /// it? Each call that returns `false` is counted in `storm_dropped`.
+    /// it? Each call that returns `false` is counted in `storm_dropped`, and
+    /// (with loop detection) starts or extends probing as a MAC move does:
+    /// a storm is what a loop looks like, so storm control must not be what
+    /// hides one.
     pub fn allow_flood(&mut self, now: Instant) -> bool {
         let Some(b) = self.bucket.as_mut() else {
             return true;
@@ -412,11 +417,24 @@ impl Guard {
             return true;
         }
         self.counters.storm_dropped += 1;
+        self.mac_moved(now);
         false
     }
 
     /// An authenticated frame from `peer` (no virtio-net header).
     pub fn from_peer(&mut self, frame: &[u8], peer: usize, now: Instant) -> PeerVerdict {
+        self.from_peer_classified(frame, None, peer, now)
+    }
+
+    /// [`Guard::from_peer`] with the shared classifier's view of the frame,
+    /// when the caller has it (the bridge classifies each frame once).
+    pub fn from_peer_classified(
+        &mut self,
+        frame: &[u8],
+        class: Option<&crate::wire::ethernet::Class>,
+        peer: usize,
+        now: Instant,
+    ) -> PeerVerdict {
         let _ = now;
         if self.config.loop_detect && is_probe(frame) {
             return PeerVerdict::Probe;
@@ -433,7 +451,8 @@ impl Guard {
         if !(dhcp || ra || bpdu) {
             return PeerVerdict::Forward;
         }
-        let drop = match classify(frame) {
+        let kind = class.map_or_else(|| classify(frame), Kind::of);
+        let drop = match kind {
             Kind::Dhcpv4Server => dhcp,
             Kind::RouterAdvertisement | Kind::Dhcpv6Server | Kind::Ipv6Undecodable => ra,
             Kind::Bpdu => bpdu,

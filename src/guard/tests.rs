@@ -641,6 +641,50 @@ fn a_moved_mac_probes_once_a_second_for_the_window_then_stops() {
     assert!(!g.poll_probe(t1 + Duration::from_millis(999)));
 }
 
+#[test]
+fn a_storm_starts_probing_and_leaves_detection_working() {
+    // Issue 28: a storm refused by storm control must not leave the loop
+    // detector blind. Refusals count as a sign of a loop (probing starts
+    // without any MAC move), and a probe that comes back during or after
+    // the storm is a loop like any other.
+    let t0 = Instant::now();
+    let mut g = guard(config(2000, true, false, BpduPolicy::Forward), t0);
+    assert_eq!(g.poll_timeout(), None, "idle: no timer");
+    let mut dropped = 0;
+    // 4 s at 20,000 floods a second.
+    for i in 0..80_000u64 {
+        if !g.allow_flood(t0 + Duration::from_micros(50 * i)) {
+            dropped += 1;
+        }
+    }
+    assert!(dropped > 70_000, "storm control refused the excess: {dropped}");
+    assert_eq!(g.counters().storm_dropped, dropped);
+    let storm_end = t0 + Duration::from_secs(4);
+    assert!(
+        g.poll_timeout().is_some(),
+        "the storm made the guard probe (no MAC move needed)"
+    );
+    // Probing goes on for the window after the last refusal; a loop formed
+    // 2 s after the storm is found by the next probe.
+    let t = storm_end + Duration::from_secs(2);
+    g.handle_timeout(t);
+    assert!(g.poll_probe(t), "a probe round is due after the storm");
+    let probe = g.probe_for(0).to_vec();
+    assert_eq!(g.from_local(&probe, t), LocalVerdict::Drop);
+    assert!(g.peer_looped(0), "the returning probe is a loop");
+    assert_eq!(g.counters().loops_detected, 1);
+    assert!(matches!(
+        g.poll_event(),
+        Some(Event::LoopStarted { peer: 0, .. })
+    ));
+    // Without storm control nothing is refused and nothing probes.
+    let mut quiet = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    for i in 0..1000u64 {
+        assert!(quiet.allow_flood(t0 + Duration::from_micros(i)));
+    }
+    assert_eq!(quiet.poll_timeout(), None);
+}
+
 proptest::proptest! {
     /// Any bytes, behind an untagged or tagged IPv4/IPv6 header or raw:
     /// classification and verdicts never panic, and a frame the classifier

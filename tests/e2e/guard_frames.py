@@ -3,7 +3,11 @@
 
 Plain AF_PACKET sockets, no third-party modules. Every mode is bounded in time.
 
-  guard_frames.py storm IFACE PPS SECS     broadcast frames at PPS for SECS; prints
+  guard_frames.py storm IFACE PPS SECS [ETHERTYPE [SRC]]
+                                           broadcast frames at PPS for SECS (ether type
+                                           0x88b6 unless given, e.g. 0x88b5; from IFACE's
+                                           MAC, or with SRC "random" each from a fresh
+                                           locally administered MAC); prints
                                            "sent N frames in T s = R/s"
   guard_frames.py bcast IFACE              one broadcast frame (ether type 0x88b6)
   guard_frames.py dhcp-server IFACE SECS   answer every DHCPDISCOVER with a broadcast
@@ -139,10 +143,14 @@ def kind(frame):
     return None, None
 
 
-def storm(iface, pps, secs):
+def storm(iface, pps, secs, ethertype="0x88b6", src="self"):
     s = raw(iface)
-    src = iface_mac(iface)
-    frame = eth(BCAST, src, 0x88B6, b"tapbridge storm test".ljust(46, b"\0"))
+    frame = bytearray(eth(BCAST, iface_mac(iface), int(ethertype, 16),
+                          b"tapbridge storm test".ljust(46, b"\0")))
+    if src == "random":
+        frame[6:8] = b"\x02\x5a"  # locally administered unicast; bytes 8..11 count up
+    elif src != "self":
+        sys.exit(f"storm: SRC must be self or random, not {src}")
     pps, secs = int(pps), float(secs)
     sent, start = 0, time.monotonic()
     end = start + secs
@@ -156,6 +164,8 @@ def storm(iface, pps, secs):
             time.sleep(0.0005)
             continue
         for _ in range(min(batch, due - sent)):
+            if src == "random":
+                frame[8:12] = struct.pack("!I", sent)
             try:
                 s.send(frame)
                 sent += 1
@@ -401,7 +411,7 @@ def vlan_count(iface, secs):
 
 
 MODES = {
-    "storm": (storm, 3),
+    "storm": (storm, (3, 4, 5)),
     "bcast": (bcast, 1),
     "dhcp-server": (dhcp_server, 2),
     "dhcp-client": (dhcp_client, 2),
@@ -415,6 +425,9 @@ MODES = {
 }
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in MODES or len(sys.argv) - 2 != MODES[sys.argv[1]][1]:
+    if len(sys.argv) < 2 or sys.argv[1] not in MODES:
+        sys.exit(__doc__)
+    arity = MODES[sys.argv[1]][1]
+    if len(sys.argv) - 2 not in (arity if isinstance(arity, tuple) else (arity,)):
         sys.exit(__doc__)
     MODES[sys.argv[1]][0](*sys.argv[2:])

@@ -46,11 +46,14 @@ mkuser "$U_READ" "$G_READ"
 mkuser "$U_ADMIN" "$G_ADMIN"
 mkuser "$U_NONE"
 
-# The config and the socket live where the three users can reach them (the work
-# dir is root's alone); the key file stays there.
+# The config, the socket and the program the users run live where the three users
+# can reach them: the work dir is root's alone, and the build tree may be too (a
+# clone in /root, mode 0700). The key file stays in the work dir.
 PUB=$(mktemp -d /tmp/tb-e2e-ctl.XXXXXX)
 tb_defer rm -rf "$PUB"
 chmod 755 "$PUB"
+USER_BIN="$PUB/bridge-ctl"
+install -m 0755 "$BIN" "$USER_BIN"
 
 SITE=ca # E2E_CONF below spells it out
 e2e_site "$SITE"
@@ -75,7 +78,7 @@ e2e_check "the socket has an ACL entry for $G_ADMIN" \
 as() { # as USER ARGS...: bridge-ctl ARGS as USER, in the link's namespace
     local user=$1
     shift
-    ip netns exec "$(e2e_ns "$SITE")" timeout -k 5 20 runuser -u "$user" -- "$BIN" "$@"
+    ip netns exec "$(e2e_ns "$SITE")" timeout -k 5 20 runuser -u "$user" -- "$USER_BIN" "$@"
 }
 
 # Reader: may read, may not change.

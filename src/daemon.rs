@@ -17,12 +17,14 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use crate::bridge::Bridge;
 use crate::config::{Config, Psk, WanMtu};
 use crate::control::status::StaticLinkInfo;
 use crate::control::{self, ClientError, InterfaceStatus, Request, Response};
 use crate::datapath::tap::{Tap, VNET_HDR_LEN};
 use crate::datapath::udp::{UdpOptions, UdpSocket};
 use crate::datapath::worker::{Exit, Lane, Worker};
+use crate::guard::Guard;
 use crate::hooks::{self, HookEnv};
 use crate::mac::MacAddr;
 use crate::metrics::MetricsServer;
@@ -425,16 +427,16 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
             config: cfg.clone(),
             keys: keys.to_vec(),
             tunnel,
-            switch: Switch::new(cfg.tunnel.hub),
-            guard: {
-                let mut g = crate::guard::Guard::new(&cfg.guard, loop_nonce(), now);
-                g.set_peer_count(cfg.peers.len());
-                g
-            },
-            responder,
+            bridge: Bridge::new(
+                Switch::new(cfg.tunnel.hub),
+                Guard::new(&cfg.guard, loop_nonce(), now),
+                responder,
+                VNET_HDR_LEN,
+                cfg.peers.len(),
+            ),
             lease_file: cfg.dhcp.as_ref().map(|d| d.lease_file.clone()),
             lease_store,
-            vnet_hdr: VNET_HDR_LEN,
+            lease_changes: Vec::new(),
             tcp,
             commands,
             to_worker,

@@ -33,6 +33,7 @@
 //! datagram is authenticated and replay-checked by the tunnel, the switch learns
 //! the source MAC, and the frame is written to the TAP.
 
+pub mod bridge;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -396,7 +396,12 @@ mod tests {
         for i in 0..(4 * MAX_ENTRIES as u32) {
             let b = i.to_be_bytes();
             let at = t + Duration::from_micros(500 * u64::from(i));
-            s.learn(U, MacAddr([2, 0x5a, b[0], b[1], b[2], b[3]]), Port::Local, at);
+            s.learn(
+                U,
+                MacAddr([2, 0x5a, b[0], b[1], b[2], b[3]]),
+                Port::Local,
+                at,
+            );
             if i % 100 == 0 {
                 // C keeps talking: it is never the oldest.
                 s.learn(U, C, Port::Local, at);
@@ -404,11 +409,23 @@ mod tests {
         }
         let end = t + Duration::from_micros(500 * 4 * MAX_ENTRIES as u64);
         assert!(s.table.len() <= MAX_ENTRIES);
-        assert_eq!(s.port_of(U, C, end), Some(Port::Local), "an active host is kept");
+        assert_eq!(
+            s.port_of(U, C, end),
+            Some(Port::Local),
+            "an active host is kept"
+        );
         s.learn(U, A, Port::Peer(0), end);
-        assert_eq!(s.port_of(U, A, end), Some(Port::Peer(0)), "a new host is learned");
+        assert_eq!(
+            s.port_of(U, A, end),
+            Some(Port::Peer(0)),
+            "a new host is learned"
+        );
         s.learn(U, A, Port::Local, end);
-        assert_eq!(s.port_of(U, A, end), Some(Port::Local), "and its move is seen");
+        assert_eq!(
+            s.port_of(U, A, end),
+            Some(Port::Local),
+            "and its move is seen"
+        );
         // The first addresses of the storm went, the last ones stayed.
         assert_eq!(s.port_of(U, MacAddr([2, 0x5a, 0, 0, 0, 0]), end), None);
         let last = (4 * MAX_ENTRIES as u32 - 1).to_be_bytes();

@@ -1,16 +1,18 @@
 //! The hot path allocates nothing per frame: after warm-up, frames pushed
-//! through switch → tunnel (seal, fragment) → tunnel (open, replay check,
-//! reassemble) → switch perform zero heap allocations.
+//! through the real bridge pipeline (classifier, guards, switch) → tunnel
+//! (seal, fragment) → tunnel (open, replay check, reassemble) → bridge
+//! (guards, switch) perform zero heap allocations.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use tapbridge::guard::{BpduPolicy, Guard, GuardConfig, LocalVerdict, PeerVerdict};
-use tapbridge::switch::{LocalRoute, Switch};
+use tapbridge::bridge::{Bridge, Sink, TapOutcome, ToTap};
+use tapbridge::guard::{BpduPolicy, Guard, GuardConfig};
+use tapbridge::responder::LeaseChange;
+use tapbridge::switch::Switch;
 use tapbridge::tunnel::{
-    Entropy, Incoming, PeerParams, PresharedKey, Transmit, Tunnel, TunnelParams,
+    Entropy, Incoming, PeerId, PeerParams, PresharedKey, Transmit, Tunnel, TunnelParams,
 };
-use tapbridge::wire::ethernet;
 
 #[path = "common/counting.rs"]
 mod counting;
@@ -44,6 +46,42 @@ impl Transmit for Ring {
     }
     fn commit(&mut self, len: usize, to: SocketAddr) {
         self.lens.push((len, to));
+    }
+}
+
+/// Site A's side of the bridge: frames for peers are sealed by its tunnel
+/// into the ring.
+struct Sealer<'a> {
+    tunnel: &'a mut Tunnel,
+    ring: &'a mut Ring,
+    now: Instant,
+    to_tap: u64,
+}
+
+impl ToTap for Sealer<'_> {
+    fn to_tap(&mut self, _packet: &[u8]) {
+        self.to_tap += 1;
+    }
+}
+
+impl Sink for Sealer<'_> {
+    fn reply(&mut self, _packet: &[u8], leases: &mut Vec<LeaseChange>) {
+        leases.clear();
+    }
+    fn to_peer(&mut self, peer: PeerId, packet: &[u8]) {
+        self.tunnel.send_frame(peer, packet, self.now, self.ring);
+    }
+    fn peer_up(&self, _peer: PeerId) -> bool {
+        true
+    }
+}
+
+/// Site B's TAP: counts what it is given.
+struct Delivered(u64);
+
+impl ToTap for Delivered {
+    fn to_tap(&mut self, _packet: &[u8]) {
+        self.0 += 1;
     }
 }
 
@@ -83,8 +121,6 @@ fn steady_state_allocates_nothing() {
         now,
         wall,
     );
-    let mut sw_a = Switch::new(false);
-    let mut sw_b = Switch::new(false);
     // Every guard on, so frames from the peer are classified in full.
     let guards = GuardConfig {
         storm_pps: 1_000_000,
@@ -93,8 +129,20 @@ fn steady_state_allocates_nothing() {
         ra_guard: true,
         bpdu: BpduPolicy::Drop,
     };
-    let mut guard_a = Guard::new(&guards, [1; 8], now);
-    let mut guard_b = Guard::new(&guards, [2; 8], now);
+    let mut bridge_a = Bridge::new(
+        Switch::new(false),
+        Guard::new(&guards, [1; 8], now),
+        None,
+        0,
+        1,
+    );
+    let mut bridge_b = Bridge::new(
+        Switch::new(false),
+        Guard::new(&guards, [2; 8], now),
+        None,
+        0,
+        1,
+    );
     let mut ring = Ring {
         bufs: vec![vec![0u8; 2048]; 64],
         lens: Vec::with_capacity(64),
@@ -129,40 +177,35 @@ fn steady_state_allocates_nothing() {
     frames[2][18..20].copy_from_slice(&1460u16.to_be_bytes());
     frames[2][20] = 17;
     frames[2][54..60].copy_from_slice(&[0x13, 0x88, 0x17, 0x70, 0x05, 0xb4]);
-    let mut delivered = 0u64;
-    let mut run = |rounds: usize, delivered: &mut u64| {
+    let mut delivered = Delivered(0);
+    let wall = SystemTime::now();
+    let mut run = |rounds: usize, delivered: &mut Delivered| {
         for r in 0..rounds {
             let t = now + Duration::from_millis(r as u64);
-            guard_a.handle_timeout(t);
-            let _ = guard_a.poll_probe(t);
             // What the worker asks on every wake-up.
             assert!(a.poll_timeout().is_some() && b.poll_timeout().is_some());
-            for f in &frames {
-                assert_eq!(guard_a.from_local(f, t), LocalVerdict::Forward);
-                let dst = f[..6].try_into().expect("6");
-                let src = f[6..12].try_into().expect("6");
-                match sw_a.from_local(ethernet::vlan(f), dst, src, t) {
-                    LocalRoute::Peer(p) => {
-                        assert!(guard_a.allow_to_peer(p));
-                        a.send_frame(p, f, t, &mut ring);
-                    }
-                    LocalRoute::Flood => {
-                        assert!(guard_a.allow_flood(t) && guard_a.allow_to_peer(0));
-                        a.send_frame(0, f, t, &mut ring);
-                    }
-                    LocalRoute::Drop => {}
-                }
+            let mut out = Sealer {
+                tunnel: &mut a,
+                ring: &mut ring,
+                now: t,
+                to_tap: 0,
+            };
+            let _ = bridge_a.poll_timeout();
+            bridge_a.handle_timeout(t, wall, &mut out);
+            for f in &mut frames {
+                assert_eq!(
+                    bridge_a.from_tap(f, t, wall, &mut out),
+                    TapOutcome::Forwarded
+                );
             }
+            assert_eq!(out.to_tap, 0, "nothing comes back to A's TAP");
             for i in 0..ring.lens.len() {
                 let (len, _) = ring.lens[i];
                 if let Incoming::Frame { peer, frame } =
                     b.handle_datagram(a_addr, &mut ring.bufs[i][..len], t, &mut ring_b)
                 {
-                    assert_eq!(guard_b.from_peer(frame, peer, t), PeerVerdict::Forward);
-                    let dst = frame[..6].try_into().expect("6");
-                    let src = frame[6..12].try_into().expect("6");
-                    sw_b.from_peer(peer, ethernet::vlan(frame), dst, src, t);
-                    *delivered += 1;
+                    // No hub: nothing to relay.
+                    assert!(bridge_b.from_peer(peer, frame, t, delivered).is_none());
                 }
             }
             ring.lens.clear();
@@ -170,10 +213,10 @@ fn steady_state_allocates_nothing() {
         }
     };
     run(50, &mut delivered);
-    let warm = delivered;
+    let warm = delivered.0;
     let before = counting::allocations();
     run(2000, &mut delivered);
     let allocs = counting::allocations() - before;
-    assert_eq!(delivered - warm, 6000, "every frame arrived");
+    assert_eq!(delivered.0 - warm, 6000, "every frame arrived");
     assert_eq!(allocs, 0, "heap allocations in steady state");
 }

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use nix::sys::eventfd::EventFd;
 
 use super::lease_file::{LeaseFileError, Pace, SetAside, load_or_set_aside, replace_file};
-use crate::responder::{LeaseChange, LeaseDb, Responder, lease_journal};
+use crate::responder::{LeaseChange, LeaseDb, lease_journal};
 
 /// Up to this many leases, each commit rewrites the lease file (small, and
 /// what a reader of the file sees at once); above it, commits append to the
@@ -218,8 +218,6 @@ struct Held {
 #[derive(Default)]
 pub struct LeaseStore {
     inner: Option<Inner>,
-    /// Scratch for changes taken from the responder (reused).
-    scratch: Vec<LeaseChange>,
 }
 
 struct Inner {
@@ -290,7 +288,6 @@ impl LeaseStore {
                 submitted: 0,
                 held: Held::default(),
             }),
-            scratch: Vec::new(),
         })
     }
 
@@ -299,20 +296,19 @@ impl LeaseStore {
         self.inner.as_ref().map(|i| i.path.as_path())
     }
 
-    /// Call right after the responder produced `reply`: if the responder
-    /// changed lease records for it (an ACK), the changes join the next
-    /// batch and the reply is held until that batch is durable (true: do
-    /// not send it now; [`Self::send_durable`] will). False: send it now.
-    pub fn hold_reply(&mut self, responder: &mut Responder, reply: &[u8]) -> bool {
-        responder.take_lease_changes(&mut self.scratch);
-        if self.scratch.is_empty() {
+    /// Call with the responder's `reply` and the lease `changes` it made for
+    /// it (taken from `changes`): if there are any (an ACK), they join the
+    /// next batch and the reply is held until that batch is durable (true:
+    /// do not send it now; [`Self::send_durable`] will). False: send it now.
+    pub fn hold_reply(&mut self, changes: &mut Vec<LeaseChange>, reply: &[u8]) -> bool {
+        if changes.is_empty() {
             return false;
         }
         let Some(inner) = self.inner.as_mut() else {
-            self.scratch.clear();
+            changes.clear();
             return false;
         };
-        inner.staged.append(&mut self.scratch);
+        inner.staged.append(changes);
         let held = &mut inner.held;
         if held.queue.len() >= MAX_HELD || reply.len() > HELD_FRAME {
             held.dropped += 1;
@@ -329,17 +325,15 @@ impl LeaseStore {
     }
 
     /// Hand the changes collected since the last call (those of held
-    /// replies and of frames that got no reply) to the persistence thread
-    /// as one batch. Call once per worker wake-up; cheap when nothing changed.
-    pub fn commit(&mut self, responder: Option<&mut Responder>) {
-        if let Some(r) = responder {
-            r.take_lease_changes(&mut self.scratch);
-        }
+    /// replies, and `changes`: those of frames that got no reply, taken) to
+    /// the persistence thread as one batch. Call once per worker wake-up;
+    /// cheap when nothing changed.
+    pub fn commit(&mut self, changes: &mut Vec<LeaseChange>) {
         let Some(inner) = self.inner.as_mut() else {
-            self.scratch.clear();
+            changes.clear();
             return;
         };
-        inner.staged.append(&mut self.scratch);
+        inner.staged.append(changes);
         if inner.staged.is_empty() {
             return;
         }
@@ -380,10 +374,10 @@ impl LeaseStore {
     /// file or replaces the responder, and at shutdown.
     pub fn flush(
         &mut self,
-        responder: Option<&mut Responder>,
+        changes: &mut Vec<LeaseChange>,
         send: impl FnMut(&[u8]) -> io::Result<usize>,
     ) -> u64 {
-        self.commit(responder);
+        self.commit(changes);
         if let Some(inner) = self.inner.as_ref() {
             let deadline = Instant::now() + FLUSH_TIMEOUT;
             while inner.shared.durable.load(Ordering::Acquire) < inner.submitted
@@ -598,7 +592,7 @@ mod tests {
     use super::*;
     use crate::datapath::lease_file::write_lease_file_atomic;
     use crate::mac::MacAddr;
-    use crate::responder::Lease;
+    use crate::responder::{Lease, Responder};
     use std::net::Ipv4Addr;
 
     struct TempDir(PathBuf);
@@ -649,7 +643,7 @@ mod tests {
             .held
             .queue
             .push_back((inner.submitted + 1, reply.len(), buf));
-        store.commit(None);
+        store.commit(&mut Vec::new());
     }
 
     fn wait_sent(store: &mut LeaseStore, path: &Path) -> Vec<Vec<u8>> {
@@ -846,8 +840,10 @@ mod tests {
             &mut buf,
         );
         let offered = parse_reply(&buf[..n]).yiaddr;
+        let mut changes = Vec::new();
+        r.take_lease_changes(&mut changes);
         assert!(
-            !store.hold_reply(&mut r, &buf[..n]),
+            !store.hold_reply(&mut changes, &buf[..n]),
             "an OFFER goes out at once"
         );
         let mut request = Client::new(DhcpMessageType::Request, mac);
@@ -855,9 +851,12 @@ mod tests {
         request.requested = Some(offered);
         let n = ask(&mut r, &request, &mut buf);
         assert_eq!(parse_reply(&buf[..n]).message_type, DhcpMessageType::Ack);
-        assert!(store.hold_reply(&mut r, &buf[..n]), "the ACK waits");
+        r.take_lease_changes(&mut changes);
+        assert!(store.hold_reply(&mut changes, &buf[..n]), "the ACK waits");
+        assert!(changes.is_empty(), "the store took the changes");
         assert_eq!(store.send_durable(|_| panic!("not committed yet")), 0);
-        store.commit(Some(&mut r));
+        r.take_lease_changes(&mut changes);
+        store.commit(&mut changes);
         let mut sent = 0;
         let deadline = Instant::now() + Duration::from_secs(10);
         while sent == 0 {
@@ -880,7 +879,7 @@ mod tests {
     #[test]
     fn without_a_lease_file_nothing_is_held() {
         let mut store = LeaseStore::open(None, LeaseDb::default(), waker()).expect("open");
-        store.commit(None);
+        store.commit(&mut Vec::new());
         assert_eq!(store.send_durable(|_| panic!("nothing held")), 0);
         assert!(store.path().is_none());
     }

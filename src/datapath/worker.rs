@@ -34,18 +34,15 @@ use nix::sys::signalfd::SignalFd;
 use super::tap::TapQueue;
 use super::tcp::{Conns, Read};
 use super::udp::{RecvBatch, SendBatch, UdpSocket};
+use crate::bridge::{self, Bridge, TapOutcome};
 use crate::control::server::Command;
 use crate::control::status::{self, IoCounters, StaticLinkInfo};
 use crate::control::{Request, Response};
-use crate::guard::{self, Guard, PeerVerdict};
-use crate::mac::MacAddr;
+use crate::guard;
 use crate::metrics::MetricsServer;
 use crate::reload::{PeerChange, Plan, ReloadError};
-use crate::responder::{LocalVerdict, OwnFrame, RemoteVerdict, Responder};
-use crate::switch::{LocalRoute, Port, Switch};
+use crate::responder::{LeaseChange, Responder};
 use crate::tunnel::{Event, PeerId, PeerParams, PeerStats, Transmit, Tunnel};
-use crate::wire::ethernet;
-use crate::wire::virtio::{F_NEEDS_CSUM, VirtioNetHdr};
 
 /// Datagrams or frames handled per batch.
 pub const BATCH: usize = 64;
@@ -72,20 +69,15 @@ pub struct Worker {
     pub keys: Vec<Vec<crate::config::Psk>>,
     /// The tunnel core.
     pub tunnel: Tunnel,
-    /// The learning switch.
-    pub switch: Switch,
-    /// Storm control, loop detection, DHCP/RA guards, BPDU policy.
-    pub guard: Guard,
-    /// The local ARP/DHCP responder.
-    pub responder: Option<Responder>,
+    /// The layer-2 pipeline: responder, guards, switch.
+    pub bridge: Bridge,
     /// Where leases are persisted.
     pub lease_file: Option<PathBuf>,
     /// Makes lease changes durable off this thread; holds the ACKs that
     /// wait for it.
     pub lease_store: super::lease_store::LeaseStore,
-    /// Length of the virtio-net header before each TAP frame (0 without
-    /// offloads). The header travels through the tunnel with its frame.
-    pub vnet_hdr: usize,
+    /// Lease changes on their way from the bridge to the lease store.
+    pub lease_changes: Vec<LeaseChange>,
     /// The TCP listener and connections (`tunnel.transport`).
     pub tcp: Conns,
     /// Control requests.
@@ -157,7 +149,6 @@ impl Lane {
                 },
                 frames: (0..TAP_READS).map(|_| vec![0; FRAME_BUF]).collect(),
                 lens: [0; TAP_READS],
-                reply: vec![0; FRAME_BUF],
                 hub: vec![0; FRAME_BUF],
                 record: vec![0; crate::wire::tcp::MAX_MESSAGE],
                 readable: Vec::with_capacity(64),
@@ -286,40 +277,119 @@ macro_rules! tx {
     };
 }
 
-/// The [`Edge`] a frame from a peer meets: `lane`'s TAP queue and stage and
-/// `self`'s guards, switch and responder (disjoint field borrows, so the
-/// frame may still borrow the tunnel).
-macro_rules! edge {
-    ($self:ident, $lane:ident) => {
-        Edge {
+/// `lane`'s [`TapOut`] (disjoint field borrows, so a frame may still
+/// borrow the tunnel or the lane's receive buffers).
+macro_rules! tap_out {
+    ($lane:ident) => {
+        TapOut {
             tap: &$lane.tap,
             staged: $lane.staged.as_mut(),
-            guard: &mut $self.guard,
-            switch: &mut $self.switch,
-            responder: &mut $self.responder,
-            vnet_hdr: $self.vnet_hdr,
+            errors: &mut $lane.io.tap_write_errors,
         }
     };
 }
 
-/// Sends the frame in `lane`'s hub buffer (`len` bytes from peer `from`,
-/// copied there by [`Edge::take_from_peer`]) on to the other peers `route`
-/// names (a hub); never to a peer a loop runs through. A macro for the same
-/// reason as `tx!`: `lane`'s receive buffers may still be borrowed.
+/// The worker's [`Out`] for this wake-up: `lane`'s TAP and send batch,
+/// `self`'s tunnel and lease store (disjoint field borrows, so the bridge
+/// stays usable).
+macro_rules! out {
+    ($self:ident, $lane:ident, $now:ident) => {
+        Out {
+            tap: TapOut {
+                tap: &$lane.tap,
+                staged: $lane.staged.as_mut(),
+                errors: &mut $lane.io.tap_write_errors,
+            },
+            tx: UdpTx::new(
+                &$lane.udp,
+                &mut $self.tcp,
+                &mut $lane.b.out,
+                &mut $lane.io.udp_send_errors,
+                $now,
+            ),
+            tunnel: &mut $self.tunnel,
+            lease_store: &mut $self.lease_store,
+            now: $now,
+        }
+    };
+}
+
+/// Sends the frame in `lane`'s hub buffer (`len` bytes, copied there from
+/// a peer's frame) on to the other peers, as the bridge decided (a hub). A
+/// macro for the same reason as `out!`: `lane`'s receive buffers may still
+/// be borrowed.
 macro_rules! relay {
-    ($self:ident, $lane:ident, $from:expr, $route:expr, $len:expr, $now:ident) => {{
-        let (from, route) = ($from, $route);
-        let packet = &$lane.b.hub[..$len];
-        let mut tx = tx!($self, $lane, $now);
-        for p in 0..$self.tunnel.peer_count() {
-            if p != from
-                && (route.flood_peers || route.peer == Some(p))
-                && $self.guard.allow_to_peer(p)
-            {
-                $self.tunnel.send_frame(p, packet, $now, &mut tx);
+    ($self:ident, $lane:ident, $relay:expr, $len:expr, $now:ident) => {{
+        let (relay, len) = ($relay, $len);
+        let mut out = out!($self, $lane, $now);
+        $self.bridge.relay(relay, &$lane.b.hub[..len], &mut out);
+    }};
+}
+
+/// Where frames for the TAP go: written at once, or staged until the lock
+/// is released (with more than one worker).
+struct TapOut<'a> {
+    tap: &'a TapQueue,
+    staged: Option<&'a mut Staged>,
+    /// Failed TAP writes.
+    errors: &'a mut u64,
+}
+
+impl bridge::ToTap for TapOut<'_> {
+    /// When the stage is full, what it holds is written first: frames reach
+    /// the TAP in order.
+    fn to_tap(&mut self, packet: &[u8]) {
+        if let Some(st) = self.staged.as_deref_mut() {
+            let fits = |st: &Staged| {
+                st.buf.len() + packet.len() <= STAGED_BYTES && st.ends.len() < STAGED_FRAMES
+            };
+            if !fits(st) {
+                *self.errors += st.write_to(self.tap);
+            }
+            if fits(st) {
+                st.buf.extend_from_slice(packet);
+                st.ends.push(st.buf.len());
+                return;
             }
         }
-    }};
+        if self.tap.write(packet).is_err() {
+            *self.errors += 1;
+        }
+    }
+}
+
+/// The bridge's [`bridge::Sink`] in the worker: the TAP, the tunnel (and
+/// through it the send batch), the lease store.
+struct Out<'a> {
+    tap: TapOut<'a>,
+    tx: UdpTx<'a>,
+    tunnel: &'a mut Tunnel,
+    lease_store: &'a mut super::lease_store::LeaseStore,
+    now: Instant,
+}
+
+impl bridge::ToTap for Out<'_> {
+    fn to_tap(&mut self, packet: &[u8]) {
+        self.tap.to_tap(packet);
+    }
+}
+
+impl bridge::Sink for Out<'_> {
+    fn reply(&mut self, packet: &[u8], leases: &mut Vec<LeaseChange>) {
+        // An ACK waits until its lease is on disk (SPEC §5); anything else
+        // goes out at once, ahead of what is staged.
+        if !self.lease_store.hold_reply(leases, packet) && self.tap.tap.write(packet).is_err() {
+            *self.tap.errors += 1;
+        }
+    }
+
+    fn to_peer(&mut self, peer: PeerId, packet: &[u8]) {
+        self.tunnel.send_frame(peer, packet, self.now, &mut self.tx);
+    }
+
+    fn peer_up(&self, peer: PeerId) -> bool {
+        self.tunnel.peer_state(peer) == Some(crate::tunnel::PeerState::Up)
+    }
 }
 
 /// The `sendmmsg` batch, and where a datagram goes when it is full.
@@ -334,7 +404,6 @@ struct Buffers {
     /// TAP frames read and not yet handled, and their lengths.
     frames: Vec<Vec<u8>>,
     lens: [usize; TAP_READS],
-    reply: Vec<u8>,
     hub: Vec<u8>,
     /// A message from a TCP connection.
     record: Vec<u8>,
@@ -470,8 +539,7 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
             let mut tx = tx!(w, lane, now);
             w.tunnel.handle_timeout(now, &mut tx);
         }
-        w.guard_timers(lane, now);
-        w.responder_timers(lane, now, wall);
+        w.bridge_timers(lane, now, wall);
         w.tcp.flush();
         for conn in w.tcp.take_closed() {
             w.tunnel.stream_closed(conn);
@@ -481,15 +549,15 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         }
         w.re_resolve(now);
         if let Some(n) = w
-            .responder
-            .as_mut()
+            .bridge
+            .responder_mut()
             .and_then(|r| r.take_pool_exhausted(wall))
         {
             tracing::warn!(unanswered = n, "DHCP pool exhausted, DISCOVERs unanswered");
         }
         if let Some(n) = w
-            .responder
-            .as_mut()
+            .bridge
+            .responder_mut()
             .and_then(|r| r.take_unlogged_leases(wall))
         {
             tracing::info!(
@@ -511,15 +579,16 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
                     Request::Status => {
                         let mut io = lane.io;
                         io.add(&w.lanes_io);
+                        io.rx_bad_vnet_hdr += w.bridge.counters().rx_bad_vnet_hdr;
                         let t = w.tcp.counters();
                         (io.tcp_accepted, io.tcp_refused, io.tcp_dropped) =
                             (t.accepted, t.refused, t.dropped);
                         let status = status::status(
                             &w.info,
                             &w.tunnel,
-                            w.responder.as_ref(),
+                            w.bridge.responder(),
                             io,
-                            w.guard.counters(),
+                            w.bridge.guard_counters(),
                             now,
                             wall,
                         );
@@ -532,7 +601,7 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
                     Request::Leases => {
                         let _ = cmd.reply.send(Response {
                             ok: true,
-                            leases: Some(status::leases(w.responder.as_ref(), wall)),
+                            leases: Some(status::leases(w.bridge.responder(), wall)),
                             ..Response::default()
                         });
                     }
@@ -681,12 +750,10 @@ impl Worker {
     /// The earliest timer of the core, the TCP connections and the held
     /// replies: when the first worker must be awake.
     fn next_deadline(&self) -> Option<Instant> {
-        let held = self.responder.as_ref().and_then(|r| r.poll_timeout());
         [
             self.tunnel.poll_timeout(),
-            self.guard.poll_timeout(),
+            self.bridge.poll_timeout(),
             self.tcp.deadline(),
-            held,
         ]
         .into_iter()
         .flatten()
@@ -739,13 +806,17 @@ impl Worker {
                 else {
                     continue;
                 };
-                let mut edge = edge!(self, lane);
-                let Some((route, len)) =
-                    edge.take_from_peer(peer, packet, &mut lane.b.hub, &mut lane.io, now)
+                let Some(relay) = self
+                    .bridge
+                    .from_peer(peer, packet, now, &mut tap_out!(lane))
                 else {
                     continue;
                 };
-                relay!(self, lane, peer, route, len, now);
+                // The frame borrows the tunnel: copied out before it is
+                // sent on.
+                let len = packet.len();
+                lane.b.hub[..len].copy_from_slice(packet);
+                relay!(self, lane, relay, len, now);
             }
         }
     }
@@ -770,22 +841,23 @@ impl Worker {
                     crate::tunnel::Incoming::Frame { peer, frame } => Some((peer, frame)),
                     crate::tunnel::Incoming::Nothing => None,
                 };
-                let mut edge = edge!(self, lane);
-                let forward_to = frame.and_then(|(peer, packet)| {
-                    edge.take_from_peer(peer, packet, &mut lane.b.hub, &mut lane.io, now)
-                        .map(|r| (peer, r))
+                let relay = frame.and_then(|(peer, packet)| {
+                    let relay = self
+                        .bridge
+                        .from_peer(peer, packet, now, &mut tap_out!(lane))?;
+                    lane.b.hub[..packet.len()].copy_from_slice(packet);
+                    Some((relay, packet.len()))
                 });
                 self.tcp.handled(slot, self.tunnel.authenticated_sender());
-                if let Some((peer, (route, len))) = forward_to {
-                    relay!(self, lane, peer, route, len, now);
+                if let Some((relay, len)) = relay {
+                    relay!(self, lane, relay, len, now);
                 }
             }
         }
     }
 
-    /// Handles the first `count` frames read from `lane`'s TAP queue: the
-    /// responder, the guards, the switch, the tunnel. Returns whether the
-    /// responder answered or took any of them.
+    /// Hands the first `count` frames read from `lane`'s TAP queue to the
+    /// bridge. Returns whether the responder answered or took any of them.
     fn take_frames(
         &mut self,
         lane: &mut Lane,
@@ -794,73 +866,11 @@ impl Worker {
         wall: SystemTime,
     ) -> bool {
         let mut answered = false;
-        let h = self.vnet_hdr;
         for i in 0..count {
             let n = lane.b.lens[i];
-            if n < h + 14 {
-                continue;
-            }
-            let read = &mut lane.b.frames[i];
-            if let Some(r) = self.responder.as_mut() {
-                if h > 0
-                    && VirtioNetHdr::new_checked(&read[..h])
-                        .is_some_and(|v| v.flags() & F_NEEDS_CSUM != 0)
-                    && is_dhcp_to_server(&read[h..n])
-                {
-                    // The kernel may leave a UDP checksum for "hardware" to
-                    // finish; the responder checks it, so finish it here.
-                    crate::wire::virtio::finish_checksum(&mut read[..n]);
-                }
-                match r.handle_local(&read[h..n], now, wall, &mut lane.b.reply[h..]) {
-                    LocalVerdict::Forward => {}
-                    LocalVerdict::Consumed => {
-                        answered = true;
-                        continue;
-                    }
-                    LocalVerdict::Reply(len) => {
-                        answered = true;
-                        lane.b.reply[..h].fill(0); // plain frame: no offload
-                        // An ACK waits until its lease is on disk (SPEC §5).
-                        let reply = &lane.b.reply[..h + len];
-                        if !self.lease_store.hold_reply(r, reply) && lane.tap.write(reply).is_err()
-                        {
-                            lane.io.tap_write_errors += 1;
-                        }
-                        continue;
-                    }
-                }
-            }
-            let packet = &lane.b.frames[i][..n];
-            let frame = &packet[h..];
-            if self.guard.from_local(frame, now) == guard::LocalVerdict::Drop {
-                continue;
-            }
-            let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
-            let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
-            let vlan = ethernet::vlan(frame);
-            if self.guard.watches_moves()
-                && matches!(self.switch.port_of(vlan, src, now), Some(Port::Peer(_)))
-            {
-                self.guard.mac_moved(now);
-            }
-            let mut tx = tx!(self, lane, now);
-            match self.switch.from_local(vlan, dst, src, now) {
-                LocalRoute::Peer(p) => {
-                    if self.guard.allow_to_peer(p) {
-                        self.tunnel.send_frame(p, packet, now, &mut tx);
-                    }
-                }
-                // Broadcast, multicast, unknown unicast: storm control.
-                LocalRoute::Flood if !self.guard.allow_flood(now) => {}
-                LocalRoute::Flood => {
-                    for p in 0..self.tunnel.peer_count() {
-                        if self.guard.allow_to_peer(p) {
-                            self.tunnel.send_frame(p, packet, now, &mut tx);
-                        }
-                    }
-                }
-                LocalRoute::Drop => {}
-            }
+            let mut out = out!(self, lane, now);
+            let packet = &mut lane.b.frames[i][..n];
+            answered |= self.bridge.from_tap(packet, now, wall, &mut out) == TapOutcome::Answered;
         }
         answered
     }
@@ -956,11 +966,7 @@ impl Worker {
                     if let Some(id) = self.tunnel.peer_id(&name) {
                         let endpoint = self.tunnel.peer_status(id).and_then(|s| s.endpoint);
                         self.tunnel.remove_peer(id, now);
-                        if let Some(r) = self.responder.as_mut() {
-                            r.forget_peer(id);
-                        }
-                        self.switch.forget_peer(id);
-                        self.guard.forget_peer(id, now);
+                        self.bridge.forget_peer(id, now);
                         // Its session ends here: peer_down, if it was up (the
                         // hooks of the configuration it was removed from).
                         self.peer_hooks
@@ -1012,10 +1018,10 @@ impl Worker {
             self.tunnel.set_timers(t.keepalive, t.rekey_after);
         }
         if plan.hub {
-            self.switch.set_hub(t.hub);
+            self.bridge.set_hub(t.hub);
         }
         self.tcp.set_peers(self.tunnel.peer_count());
-        self.guard.set_peer_count(self.tunnel.peer_count());
+        self.bridge.set_peer_count(self.tunnel.peer_count());
         if plan.transport {
             self.tunnel.set_transport(t.transport, now);
             if !t.transport.listens_on_tcp() {
@@ -1024,20 +1030,20 @@ impl Worker {
             }
         }
         if plan.guard {
-            self.guard.reconfigure(&plan.config.guard, now);
+            self.bridge.reconfigure_guard(&plan.config.guard, now);
         }
         if let Some((mut next, lease_file)) = responder {
             // Leases as they are now stay on disk whatever happens next.
             self.flush_leases(tap);
-            if let (Some(n), Some(old)) = (next.as_mut(), self.responder.take()) {
+            if let (Some(n), Some(old)) = (next.as_mut(), self.bridge.replace_responder(None)) {
                 n.take_over(old);
             }
-            self.responder = next;
+            self.bridge.replace_responder(next);
             if self.lease_store.path() != lease_file.as_deref() {
                 self.lease_store.close();
                 let db = self
-                    .responder
-                    .as_ref()
+                    .bridge
+                    .responder()
                     .map(|r| r.lease_db())
                     .unwrap_or_default();
                 let store = super::lease_store::LeaseStore::open(
@@ -1083,7 +1089,7 @@ impl Worker {
         // The running lease table when DHCP keeps running; the lease file,
         // as at start-up, when it starts.
         let running_dhcp = self.config.dhcp.is_some();
-        let leases = match (&self.responder, &lease_file) {
+        let leases = match (self.bridge.responder(), &lease_file) {
             (Some(r), _) if running_dhcp => r.lease_db(),
             (_, Some(f)) => crate::daemon::load_leases(f).map_err(|e| refuse(format!("{e:#}")))?,
             _ => Default::default(),
@@ -1139,39 +1145,32 @@ impl Worker {
         self.sd.status(&status);
     }
 
-    /// The guard's timers: ends the loops whose hold-down passed, sends
-    /// every peer that is up its own loop probe when a round is due (only
-    /// after a MAC moved between the local side and a peer, or during a
-    /// loop), logs loop starts and ends with the peer (at most one of each
-    /// per peer and hold-down) and flushes the MAC table on both.
-    fn guard_timers(&mut self, lane: &mut Lane, now: Instant) {
-        if self.guard.poll_timeout().is_none_or(|t| t > now) {
-            return;
+    /// The bridge's timers (loop probes and hold-downs, the responder's
+    /// own frames: see [`Bridge::handle_timeout`]), then its events: a loop
+    /// start or end is logged with the peer (at most one of each per peer
+    /// and hold-down) and makes the Linux bridge forget what it learned on
+    /// the TAP's port.
+    fn bridge_timers(&mut self, lane: &mut Lane, now: Instant, wall: SystemTime) {
+        let mut out = out!(self, lane, now);
+        self.bridge.handle_timeout(now, wall, &mut out);
+        if let Some(c) = self
+            .bridge
+            .responder_mut()
+            .and_then(|r| r.take_conflict_log(now))
+        {
+            tracing::warn!(
+                conflicts = c.count,
+                ip = %c.ip,
+                mac = %c.mac,
+                "DHCP address in use by another host, not offered"
+            );
         }
-        self.guard.handle_timeout(now);
-        if self.guard.poll_probe(now) {
-            let h = self.vnet_hdr;
-            lane.b.hub[..h].fill(0); // plain frame: no offload
-            for p in 0..self.tunnel.peer_count() {
-                if self.tunnel.peer_state(p) != Some(crate::tunnel::PeerState::Up) {
-                    continue;
-                }
-                // Each peer's probe names it: the one that comes back tells
-                // whose LAN also reaches ours.
-                let probe = self.guard.probe_for(p);
-                let len = h + probe.len();
-                lane.b.hub[h..len].copy_from_slice(probe);
-                let mut tx = tx!(self, lane, now);
-                self.tunnel.send_frame(p, &lane.b.hub[..len], now, &mut tx);
-            }
-        }
-        while let Some(ev) = self.guard.poll_event() {
-            self.switch.flush();
+        while let Some(bridge::Event::Loop(ev)) = self.bridge.poll_event() {
             self.flush_bridge_port();
             match ev {
                 guard::Event::LoopStarted { peer, hold } => tracing::warn!(
                     peer = %self.peer_name(peer),
-                    loops_detected = self.guard.counters().loops_detected,
+                    loops_detected = self.bridge.guard_counters().loops_detected,
                     "forwarding loop: the probe sent to this peer came back through the TAP, so \
                      its LAN also reaches ours another way; nothing but probes is exchanged with \
                      it until that path has been gone for {}s (other peers are not affected)",
@@ -1298,9 +1297,7 @@ impl Worker {
                     // handshake opens a fresh one.
                     self.tcp.close_peer(peer);
                     // Its ARP bindings may be stale now: no longer answered.
-                    if let Some(r) = self.responder.as_mut() {
-                        r.forget_peer(peer);
-                    }
+                    self.bridge.peer_down(peer);
                     tracing::warn!(
                         peer = %st.name, %endpoint, tx_frames = txf, rx_frames = rxf,
                         tx_bytes = txb, rx_bytes = rxb,
@@ -1331,58 +1328,25 @@ impl Worker {
     /// Hands this wake-up's lease changes to the lease store and sends the
     /// replies whose changes are durable by now. Returns failed TAP writes.
     fn persist_leases(&mut self, tap: &TapQueue) -> u64 {
-        self.lease_store.commit(self.responder.as_mut());
+        self.bridge.take_lease_changes(&mut self.lease_changes);
+        self.lease_store.commit(&mut self.lease_changes);
         self.lease_store.send_durable(|frame| tap.write(frame))
     }
 
     /// Makes every lease change so far durable and sends the replies held
     /// for them (blocks on the disk: a reload, shutdown).
     fn flush_leases(&mut self, tap: &TapQueue) {
+        self.bridge.take_lease_changes(&mut self.lease_changes);
         self.lease_store
-            .flush(self.responder.as_mut(), |frame| tap.write(frame));
-    }
-
-    /// Sends what the responder sends on its own (ARP probes of the DHCP
-    /// conflict check: into the TAP and, as any broadcast, to the peers;
-    /// held OFFERs: into the TAP) and logs the conflicts it found.
-    fn responder_timers(&mut self, lane: &mut Lane, now: Instant, wall: SystemTime) {
-        let Some(r) = self.responder.as_mut() else {
-            return;
-        };
-        let h = self.vnet_hdr;
-        while let Some(t) = r.poll_transmit(now, wall, &mut lane.b.reply[h..]) {
-            lane.b.reply[..h].fill(0); // plain frame: no offload
-            let (len, flood) = match t {
-                OwnFrame::Local(n) => (n, false),
-                OwnFrame::Probe(n) => (n, true),
-            };
-            let packet = &lane.b.reply[..h + len];
-            if lane.tap.write(packet).is_err() {
-                lane.io.tap_write_errors += 1;
-            }
-            if flood && self.guard.allow_flood(now) {
-                let mut tx = tx!(self, lane, now);
-                for p in 0..self.tunnel.peer_count() {
-                    self.tunnel.send_frame(p, packet, now, &mut tx);
-                }
-            }
-        }
-        if let Some(c) = r.take_conflict_log(now) {
-            tracing::warn!(
-                conflicts = c.count,
-                ip = %c.ip,
-                mac = %c.mac,
-                "DHCP address in use by another host, not offered"
-            );
-        }
+            .flush(&mut self.lease_changes, |frame| tap.write(frame));
     }
 
     /// Logs the ARP bindings from the tunnel the responder refused (at most
     /// one line per [`crate::responder::REFUSAL_LOG_INTERVAL`]).
     fn log_arp_refusals(&mut self, now: Instant) {
         let Some(l) = self
-            .responder
-            .as_mut()
+            .bridge
+            .responder_mut()
             .and_then(|r| r.take_refusal_log(now))
         else {
             return;
@@ -1399,135 +1363,5 @@ impl Worker {
     pub fn persist_leases_final(&mut self, tap: &TapQueue) {
         self.flush_leases(tap);
         self.lease_store.close();
-    }
-}
-
-/// The local side of the data path, as a frame from a peer meets it: the
-/// guards, the responder, the switch and the TAP.
-struct Edge<'a> {
-    tap: &'a TapQueue,
-    /// Where frames for the TAP wait for the lock to be released, if they do.
-    staged: Option<&'a mut Staged>,
-    guard: &'a mut Guard,
-    switch: &'a mut Switch,
-    responder: &'a mut Option<Responder>,
-    vnet_hdr: usize,
-}
-
-impl Edge<'_> {
-    /// Writes `packet` to the TAP, or stages it. When the stage is full,
-    /// what it holds is written first: frames reach the TAP in order.
-    fn write(&mut self, packet: &[u8], io: &mut IoCounters) {
-        if let Some(st) = self.staged.as_deref_mut() {
-            let fits = |st: &Staged| {
-                st.buf.len() + packet.len() <= STAGED_BYTES && st.ends.len() < STAGED_FRAMES
-            };
-            if !fits(st) {
-                io.tap_write_errors += st.write_to(self.tap);
-            }
-            if fits(st) {
-                st.buf.extend_from_slice(packet);
-                st.ends.push(st.buf.len());
-                return;
-            }
-        }
-        if self.tap.write(packet).is_err() {
-            io.tap_write_errors += 1;
-        }
-    }
-
-    /// Takes `packet` (virtio-net header and frame) from `peer`: checks it,
-    /// lets the guards and the responder see it, writes it to the TAP if
-    /// the switch says so. When it must also go to other peers (a hub),
-    /// it is copied into `hub` and the route and length returned.
-    fn take_from_peer(
-        &mut self,
-        peer: PeerId,
-        packet: &[u8],
-        hub: &mut [u8],
-        io: &mut IoCounters,
-        now: Instant,
-    ) -> Option<(crate::switch::RemoteRoute, usize)> {
-        let h = self.vnet_hdr;
-        if packet.len() < h + 14 {
-            return None;
-        }
-        if h > 0
-            && !VirtioNetHdr::new_checked(&packet[..h]).is_some_and(|v| v.is_sane(packet.len() - h))
-        {
-            // The peer's kernel would never write this header; ours is not
-            // handed what a buggy or hostile (but authenticated) peer made
-            // up.
-            io.rx_bad_vnet_hdr += 1;
-            return None;
-        }
-        let frame = &packet[h..];
-        match self.guard.from_peer(frame, peer, now) {
-            PeerVerdict::Forward => {}
-            PeerVerdict::Drop => return None,
-            PeerVerdict::Probe => {
-                // Out to our LAN only: if it comes back to the peer's TAP,
-                // its LAN and ours are also joined.
-                self.write(packet, io);
-                return None;
-            }
-        }
-        let dst: MacAddr = frame[..6].try_into().expect("14 bytes checked");
-        let src: MacAddr = frame[6..12].try_into().expect("14 bytes checked");
-        let vlan = ethernet::vlan(frame);
-        if self.guard.watches_moves() && self.switch.port_of(vlan, src, now) == Some(Port::Local) {
-            self.guard.mac_moved(now);
-        }
-        if let Some(r) = self.responder.as_mut() {
-            if r.handle_remote(frame, peer, now) == RemoteVerdict::Drop {
-                return None;
-            }
-        }
-        let route = self.switch.from_peer(peer, vlan, dst, src, now);
-        if route.local {
-            self.write(packet, io);
-        }
-        if route.peer.is_none() && !route.flood_peers {
-            return None;
-        }
-        // Hub: the frame borrows the tunnel; copy it out first.
-        let len = packet.len();
-        hub[..len].copy_from_slice(packet);
-        Some((route, len))
-    }
-}
-
-/// Is this an untagged IPv4 UDP frame to the DHCP server port (one the
-/// responder parses, so its checksum must be complete)?
-fn is_dhcp_to_server(frame: &[u8]) -> bool {
-    let c = ethernet::classify(frame);
-    c.untagged() && c.is_dhcpv4_to_server()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_dhcp_to_the_server_port() {
-        let mut frame = vec![0u8; 14 + 20 + 8 + 4];
-        frame[12..14].copy_from_slice(&[0x08, 0x00]);
-        frame[14] = 0x45;
-        frame[16..18].copy_from_slice(&32u16.to_be_bytes());
-        frame[14 + 9] = 17;
-        frame[34..36].copy_from_slice(&68u16.to_be_bytes());
-        frame[36..38].copy_from_slice(&67u16.to_be_bytes());
-        frame[38..40].copy_from_slice(&12u16.to_be_bytes());
-        assert!(is_dhcp_to_server(&frame));
-        let mut tagged = frame[..12].to_vec();
-        tagged.extend_from_slice(&[0x81, 0x00, 0, 10]);
-        tagged.extend_from_slice(&frame[12..]);
-        assert!(
-            !is_dhcp_to_server(&tagged),
-            "the responder serves untagged only"
-        );
-        frame[37] = 68;
-        assert!(!is_dhcp_to_server(&frame));
-        assert!(!is_dhcp_to_server(&frame[..20]));
     }
 }

@@ -657,7 +657,10 @@ fn a_storm_starts_probing_and_leaves_detection_working() {
             dropped += 1;
         }
     }
-    assert!(dropped > 70_000, "storm control refused the excess: {dropped}");
+    assert!(
+        dropped > 70_000,
+        "storm control refused the excess: {dropped}"
+    );
     assert_eq!(g.counters().storm_dropped, dropped);
     let storm_end = t0 + Duration::from_secs(4);
     assert!(

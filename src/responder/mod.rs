@@ -331,6 +331,20 @@ impl Responder {
         wall: SystemTime,
         reply: &mut [u8],
     ) -> LocalVerdict {
+        let class = crate::wire::ethernet::classify(frame);
+        self.handle_local_classified(frame, &class, now, wall, reply)
+    }
+
+    /// [`Responder::handle_local`] for a frame the caller classified
+    /// already (the bridge classifies each frame once).
+    pub fn handle_local_classified(
+        &mut self,
+        frame: &[u8],
+        class: &crate::wire::ethernet::Class,
+        now: Instant,
+        wall: SystemTime,
+        reply: &mut [u8],
+    ) -> LocalVerdict {
         if let Some(arp) = &mut self.arp {
             arp.saw_local_source(frame);
         }
@@ -341,7 +355,7 @@ impl Responder {
         // MAC may answer another site's probe: sites often share one
         // configured `arp.mac`, so it is forwarded, not consumed.
         let mut probe_answer = false;
-        match classify(frame) {
+        match Class::of(class) {
             Class::Arp => {
                 if let Some(a) = arp::parse(frame) {
                     probe_answer = a.op == ArpOperation::Reply && a.tpa.is_unspecified();
@@ -390,7 +404,20 @@ impl Responder {
     /// Handle a frame that arrived through the tunnel from `peer`: learn ARP
     /// and ND bindings (for suppression) and say whether to write it into the TAP.
     pub fn handle_remote(&mut self, frame: &[u8], peer: PeerId, now: Instant) -> RemoteVerdict {
-        match classify(frame) {
+        let class = crate::wire::ethernet::classify(frame);
+        self.handle_remote_classified(frame, &class, peer, now)
+    }
+
+    /// [`Responder::handle_remote`] for a frame the caller classified
+    /// already.
+    pub fn handle_remote_classified(
+        &mut self,
+        frame: &[u8],
+        class: &crate::wire::ethernet::Class,
+        peer: PeerId,
+        now: Instant,
+    ) -> RemoteVerdict {
+        match Class::of(class) {
             Class::Arp => {
                 if let (Some(dhcp), Some(a)) = (&mut self.dhcp, arp::parse(frame)) {
                     dhcp.observe_arp(&a, true, now, &mut self.counters);
@@ -610,23 +637,30 @@ enum Class {
     Other,
 }
 
-/// The shared classifier ([`crate::wire::ethernet`]), reduced to what the
-/// responder acts on.
+/// [`Class::of`] for raw bytes.
+#[cfg(test)]
 fn classify(frame: &[u8]) -> Class {
-    let c = crate::wire::ethernet::classify(frame);
-    let untagged = c.untagged();
-    if c.kind == crate::wire::ethernet::Kind::Arp {
-        return if untagged { Class::Arp } else { Class::Other };
-    }
-    if untagged && matches!(c.kind, crate::wire::ethernet::Kind::Icmpv6(135 | 136)) {
-        return Class::Nd;
-    }
-    if untagged && c.is_dhcpv4_to_server() {
-        Class::DhcpToServer
-    } else if c.is_dhcpv4() {
-        Class::DhcpOther
-    } else {
-        Class::Other
+    Class::of(&crate::wire::ethernet::classify(frame))
+}
+
+impl Class {
+    /// The shared classifier's view ([`crate::wire::ethernet`]), reduced to
+    /// what the responder acts on.
+    fn of(c: &crate::wire::ethernet::Class) -> Class {
+        let untagged = c.untagged();
+        if c.kind == crate::wire::ethernet::Kind::Arp {
+            return if untagged { Class::Arp } else { Class::Other };
+        }
+        if untagged && matches!(c.kind, crate::wire::ethernet::Kind::Icmpv6(135 | 136)) {
+            return Class::Nd;
+        }
+        if untagged && c.is_dhcpv4_to_server() {
+            Class::DhcpToServer
+        } else if c.is_dhcpv4() {
+            Class::DhcpOther
+        } else {
+            Class::Other
+        }
     }
 }
 

@@ -1,0 +1,459 @@
+//! The bridge: the whole layer-2 pipeline between the TAP and the peers, in
+//! one pure place. Frames and `Instant`s in; what to do with them out,
+//! through a [`Sink`]. No socket, no clock, no lock, no allocation per
+//! frame: the worker (the I/O shell) reads, calls in, and carries out what
+//! the sink was told.
+//!
+//! A frame is classified once ([`crate::wire::ethernet::classify`]) and the
+//! one view travels through every stage:
+//!
+//! From the TAP ([`Bridge::from_tap`]):
+//! 1. the responder may answer it (ARP, ND, DHCP: [`Sink::reply`]) or take
+//!    it (a DHCP message for us, a frame to our own MAC); nothing else sees
+//!    such a frame;
+//! 2. the guards: a loop probe (ours coming back is a loop; anyone's is
+//!    dropped), a BPDU with `guard.bpdu = "drop"`;
+//! 3. a source MAC learned behind a peer and now seen here is a move (a
+//!    loop sign, [`Guard::mac_moved`]);
+//! 4. the switch learns the source and picks the destination: one peer,
+//!    nobody (local), or a flood, which storm control may refuse;
+//! 5. never to a peer a loop runs through ([`Guard::allow_to_peer`]).
+//!
+//! From a peer ([`Bridge::from_peer`]):
+//! 1. a virtio-net header the peer's kernel could not have written is
+//!    refused (counted in `rx_malformed`);
+//! 2. the guards: a loop probe goes to the TAP only; nothing from a peer a
+//!    loop runs through; DHCP/RA server messages and BPDUs per policy;
+//! 3. a source MAC learned locally and now seen from a peer is a move;
+//! 4. the responder learns ARP/ND bindings and drops DHCP for the local
+//!    server;
+//! 5. the switch learns and routes: to the TAP, and at a hub on to one
+//!    peer or every other peer ([`Bridge::relay`], split horizon without a
+//!    hub), never back to the sender nor to a peer a loop runs through.
+//!
+//! Timers ([`Bridge::handle_timeout`]): loop probes, loop hold-downs (a
+//! start or end flushes the MAC table and is reported as an [`Event`]), and
+//! the responder's own frames (conflict-check ARP probes, held offers).
+
+#[cfg(test)]
+mod tests;
+
+use std::time::{Instant, SystemTime};
+
+use crate::guard::{self, Guard, GuardConfig, PeerVerdict};
+use crate::mac::MacAddr;
+use crate::responder::{LeaseChange, LocalVerdict, OwnFrame, RemoteVerdict, Responder};
+use crate::switch::{LocalRoute, Port, RemoteRoute, Switch};
+use crate::tunnel::PeerId;
+use crate::wire::ethernet::{self, Class};
+use crate::wire::virtio::{F_NEEDS_CSUM, VirtioNetHdr};
+
+/// Where frames for the TAP go: all a frame from a peer can lead to
+/// directly (what a hub sends on goes through [`Bridge::relay`], once the
+/// frame no longer borrows the tunnel).
+///
+/// Every `packet` is a TAP packet: the virtio-net header (if the link uses
+/// one) and the frame.
+pub trait ToTap {
+    /// Write `packet` to the TAP.
+    fn to_tap(&mut self, packet: &[u8]);
+}
+
+/// Where the bridge's decisions go. The worker implements it over the TAP,
+/// the tunnel and the lease store; tests record what they are told.
+pub trait Sink: ToTap {
+    /// Write the responder's answer `packet` to the TAP. `leases` are the
+    /// lease changes it depends on (an ACK must not reach the client before
+    /// its lease is durable): the sink takes them (leaving `leases` empty),
+    /// and holds the answer until they are on disk.
+    fn reply(&mut self, packet: &[u8], leases: &mut Vec<LeaseChange>);
+    /// Send `packet` to `peer` through the tunnel.
+    fn to_peer(&mut self, peer: PeerId, packet: &[u8]);
+    /// Whether `peer` has a session (loop probes go only to those).
+    fn peer_up(&self, peer: PeerId) -> bool;
+}
+
+/// What the bridge reports beyond frames: state changes for the log (and,
+/// in bridged mode, for the Linux bridge to forget what it learned on the
+/// TAP's port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A forwarding loop through a peer started or ended; the MAC table
+    /// was flushed.
+    Loop(guard::Event),
+}
+
+/// What became of a frame read from the TAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapOutcome {
+    /// The responder answered or took it: lease changes may be pending.
+    Answered,
+    /// It went where the switch said (possibly nowhere).
+    Forwarded,
+    /// Too short, or dropped by a guard.
+    Dropped,
+}
+
+/// A frame from a peer that a hub sends on to other peers: hand it to
+/// [`Bridge::relay`] with the same packet (copied out of the tunnel's
+/// buffers first, as it may borrow them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a hub's frame goes nowhere until it is relayed"]
+pub struct Relay {
+    from: PeerId,
+    route: RemoteRoute,
+}
+
+/// What the bridge counted that the status reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames from peers with a virtio-net header their kernel could not
+    /// have written (part of `rx_malformed`).
+    pub rx_bad_vnet_hdr: u64,
+}
+
+/// Events kept for the caller; beyond this the oldest is dropped (the
+/// guard's counters still count every loop).
+const MAX_EVENTS: usize = 64;
+
+/// The layer-2 pipeline of one link.
+pub struct Bridge {
+    switch: Switch,
+    guard: Guard,
+    responder: Option<Responder>,
+    /// Length of the virtio-net header before each frame (0: none).
+    vnet_hdr: usize,
+    /// Peers are numbered `0..peers`.
+    peers: usize,
+    counters: Counters,
+    /// The responder's answer, its header space included.
+    reply: Vec<u8>,
+    /// A loop probe, its header space included.
+    probe: Vec<u8>,
+    /// Lease changes on their way to the sink.
+    leases: Vec<LeaseChange>,
+    events: std::collections::VecDeque<Event>,
+}
+
+impl Bridge {
+    /// The pipeline of a link with `peers` peers. `vnet_hdr`: the length of
+    /// the virtio-net header before each frame (0 without offloads).
+    pub fn new(
+        switch: Switch,
+        guard: Guard,
+        responder: Option<Responder>,
+        vnet_hdr: usize,
+        peers: usize,
+    ) -> Bridge {
+        let mut bridge = Bridge {
+            switch,
+            guard,
+            responder,
+            vnet_hdr,
+            peers: 0,
+            counters: Counters::default(),
+            reply: vec![0; vnet_hdr + crate::responder::REPLY_BUFFER_LEN],
+            probe: vec![0; vnet_hdr + guard::PROBE_LEN],
+            leases: Vec::with_capacity(16),
+            events: std::collections::VecDeque::with_capacity(MAX_EVENTS),
+        };
+        bridge.set_peer_count(peers);
+        bridge
+    }
+
+    /// A frame read from the TAP: answer it, or send it where it goes.
+    /// `packet` is mutable because a DHCP request whose UDP checksum the
+    /// kernel left for "hardware" is completed in place before the
+    /// responder checks it.
+    pub fn from_tap(
+        &mut self,
+        packet: &mut [u8],
+        now: Instant,
+        wall: SystemTime,
+        out: &mut impl Sink,
+    ) -> TapOutcome {
+        let h = self.vnet_hdr;
+        if packet.len() < h + 14 {
+            return TapOutcome::Dropped;
+        }
+        let class = ethernet::classify(&packet[h..]);
+        if let Some(r) = self.responder.as_mut() {
+            if h > 0
+                && is_dhcp_to_server(&class)
+                && VirtioNetHdr::new_checked(&packet[..h])
+                    .is_some_and(|v| v.flags() & F_NEEDS_CSUM != 0)
+            {
+                crate::wire::virtio::finish_checksum(packet);
+            }
+            let reply = &mut self.reply[h..];
+            match r.handle_local_classified(&packet[h..], &class, now, wall, reply) {
+                LocalVerdict::Forward => {}
+                LocalVerdict::Consumed => return TapOutcome::Answered,
+                LocalVerdict::Reply(len) => {
+                    self.reply[..h].fill(0); // plain frame: no offload
+                    r.take_lease_changes(&mut self.leases);
+                    out.reply(&self.reply[..h + len], &mut self.leases);
+                    self.leases.clear();
+                    return TapOutcome::Answered;
+                }
+            }
+        }
+        let packet = &*packet;
+        let frame = &packet[h..];
+        if self.guard.from_local(frame, now) == guard::LocalVerdict::Drop {
+            return TapOutcome::Dropped;
+        }
+        let (dst, src) = addresses(frame);
+        if self.guard.watches_moves()
+            && matches!(
+                self.switch.port_of(class.vlan, src, now),
+                Some(Port::Peer(_))
+            )
+        {
+            self.guard.mac_moved(now);
+        }
+        match self.switch.from_local(class.vlan, dst, src, now) {
+            LocalRoute::Peer(p) => {
+                if self.guard.allow_to_peer(p) {
+                    out.to_peer(p, packet);
+                }
+            }
+            // Broadcast, multicast, unknown unicast: storm control.
+            LocalRoute::Flood if !self.guard.allow_flood(now) => {}
+            LocalRoute::Flood => {
+                for p in 0..self.peers {
+                    if self.guard.allow_to_peer(p) {
+                        out.to_peer(p, packet);
+                    }
+                }
+            }
+            LocalRoute::Drop => {}
+        }
+        TapOutcome::Forwarded
+    }
+
+    /// An authenticated frame from `peer`: to the TAP if it goes there. At
+    /// a hub, a frame that goes on to other peers comes back as a
+    /// [`Relay`] for [`Bridge::relay`].
+    pub fn from_peer(
+        &mut self,
+        peer: PeerId,
+        packet: &[u8],
+        now: Instant,
+        out: &mut impl ToTap,
+    ) -> Option<Relay> {
+        let h = self.vnet_hdr;
+        if packet.len() < h + 14 {
+            return None;
+        }
+        if h > 0
+            && !VirtioNetHdr::new_checked(&packet[..h]).is_some_and(|v| v.is_sane(packet.len() - h))
+        {
+            // The peer's kernel would never write this header; ours is not
+            // handed what a buggy or hostile (but authenticated) peer made
+            // up.
+            self.counters.rx_bad_vnet_hdr += 1;
+            return None;
+        }
+        let frame = &packet[h..];
+        let class = ethernet::classify(frame);
+        match self
+            .guard
+            .from_peer_classified(frame, Some(&class), peer, now)
+        {
+            PeerVerdict::Forward => {}
+            PeerVerdict::Drop => return None,
+            PeerVerdict::Probe => {
+                // Out to our LAN only: if it comes back to the peer's TAP,
+                // its LAN and ours are also joined.
+                out.to_tap(packet);
+                return None;
+            }
+        }
+        let (dst, src) = addresses(frame);
+        if self.guard.watches_moves()
+            && self.switch.port_of(class.vlan, src, now) == Some(Port::Local)
+        {
+            self.guard.mac_moved(now);
+        }
+        if let Some(r) = self.responder.as_mut() {
+            if r.handle_remote_classified(frame, &class, peer, now) == RemoteVerdict::Drop {
+                return None;
+            }
+        }
+        let route = self.switch.from_peer(peer, class.vlan, dst, src, now);
+        if route.local {
+            out.to_tap(packet);
+        }
+        (route.peer.is_some() || route.flood_peers).then_some(Relay { from: peer, route })
+    }
+
+    /// Sends a hub's frame on (`packet`: the one [`Bridge::from_peer`] was
+    /// given): to the one peer the destination lives behind, or to every
+    /// peer but the sender; never to a peer a loop runs through.
+    pub fn relay(&mut self, relay: Relay, packet: &[u8], out: &mut impl Sink) {
+        let Relay { from, route } = relay;
+        for p in 0..self.peers {
+            if p != from
+                && (route.flood_peers || route.peer == Some(p))
+                && self.guard.allow_to_peer(p)
+            {
+                out.to_peer(p, packet);
+            }
+        }
+    }
+
+    /// When [`Bridge::handle_timeout`] wants to run next (`None`: nothing
+    /// scheduled).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let held = self.responder.as_ref().and_then(|r| r.poll_timeout());
+        match (self.guard.poll_timeout(), held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs what is due at `now`: loop hold-downs end, a round of loop
+    /// probes to every peer that is up, loop events (the MAC table is
+    /// flushed on each), the responder's own frames (an ARP probe for an
+    /// address about to be offered is due as soon as the DISCOVER was
+    /// handled). Call after each batch of frames and when
+    /// [`Bridge::poll_timeout`] is due; calling it more often is harmless.
+    pub fn handle_timeout(&mut self, now: Instant, wall: SystemTime, out: &mut impl Sink) {
+        if self.guard.poll_timeout().is_some_and(|t| t <= now) {
+            self.guard_timers(now, out);
+        }
+        let Some(r) = self.responder.as_mut() else {
+            return;
+        };
+        let h = self.vnet_hdr;
+        while let Some(t) = r.poll_transmit(now, wall, &mut self.reply[h..]) {
+            self.reply[..h].fill(0); // plain frame: no offload
+            let (len, flood) = match t {
+                OwnFrame::Local(n) => (n, false),
+                OwnFrame::Probe(n) => (n, true),
+            };
+            let packet = &self.reply[..h + len];
+            out.to_tap(packet);
+            if flood && self.guard.allow_flood(now) {
+                for p in 0..self.peers {
+                    out.to_peer(p, packet);
+                }
+            }
+        }
+    }
+
+    fn guard_timers(&mut self, now: Instant, out: &mut impl Sink) {
+        self.guard.handle_timeout(now);
+        if self.guard.poll_probe(now) {
+            let h = self.vnet_hdr;
+            self.probe[..h].fill(0); // plain frame: no offload
+            for p in 0..self.peers {
+                if !out.peer_up(p) {
+                    continue;
+                }
+                // Each peer's probe names it: the one that comes back tells
+                // whose LAN also reaches ours.
+                self.probe[h..].copy_from_slice(self.guard.probe_for(p));
+                out.to_peer(p, &self.probe);
+            }
+        }
+        while let Some(ev) = self.guard.poll_event() {
+            // Where a MAC was learned says nothing about where it is now.
+            self.switch.flush();
+            if self.events.len() >= MAX_EVENTS {
+                self.events.pop_front();
+            }
+            self.events.push_back(Event::Loop(ev));
+        }
+    }
+
+    /// The next state change, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Lease changes of frames that got no answer (a RELEASE, a DECLINE),
+    /// for the lease store: call once per batch.
+    pub fn take_lease_changes(&mut self, out: &mut Vec<LeaseChange>) {
+        if let Some(r) = self.responder.as_mut() {
+            r.take_lease_changes(out);
+        }
+    }
+
+    /// Peers are now numbered `0..n` (a reload added some).
+    pub fn set_peer_count(&mut self, n: usize) {
+        self.peers = n;
+        self.guard.set_peer_count(n);
+    }
+
+    /// `peer` was removed: nothing learned from or about it stays.
+    pub fn forget_peer(&mut self, peer: PeerId, now: Instant) {
+        if let Some(r) = self.responder.as_mut() {
+            r.forget_peer(peer);
+        }
+        self.switch.forget_peer(peer);
+        self.guard.forget_peer(peer, now);
+    }
+
+    /// `peer`'s session went down: the ARP/ND bindings it taught may be
+    /// stale, so they are no longer answered.
+    pub fn peer_down(&mut self, peer: PeerId) {
+        if let Some(r) = self.responder.as_mut() {
+            r.forget_peer(peer);
+        }
+    }
+
+    /// Allows or stops forwarding between peers (`tunnel.hub`).
+    pub fn set_hub(&mut self, hub: bool) {
+        self.switch.set_hub(hub);
+    }
+
+    /// New guard settings (a reload).
+    pub fn reconfigure_guard(&mut self, config: &GuardConfig, now: Instant) {
+        self.guard.reconfigure(config, now);
+    }
+
+    /// The responder, if the link has one.
+    pub fn responder(&self) -> Option<&Responder> {
+        self.responder.as_ref()
+    }
+
+    /// The responder, to take its logs and reports.
+    pub fn responder_mut(&mut self) -> Option<&mut Responder> {
+        self.responder.as_mut()
+    }
+
+    /// Puts `next` in place of the running responder (a reload), which is
+    /// handed back.
+    pub fn replace_responder(&mut self, next: Option<Responder>) -> Option<Responder> {
+        std::mem::replace(&mut self.responder, next)
+    }
+
+    /// The guards' counters.
+    pub fn guard_counters(&self) -> guard::Counters {
+        self.guard.counters()
+    }
+
+    /// What the bridge itself counted.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Live MAC table entries.
+    pub fn mac_entries(&self, now: Instant) -> usize {
+        self.switch.len(now)
+    }
+}
+
+/// Destination and source of a frame at least 14 bytes long.
+fn addresses(frame: &[u8]) -> (MacAddr, MacAddr) {
+    let mac = |at: usize| MacAddr(frame[at..at + 6].try_into().expect("14 bytes checked"));
+    (mac(0), mac(6))
+}
+
+/// Whether `class` is an untagged IPv4 UDP frame to the DHCP server port:
+/// one the responder parses, so its checksum must be complete.
+fn is_dhcp_to_server(class: &Class) -> bool {
+    class.untagged() && class.is_dhcpv4_to_server()
+}

@@ -314,6 +314,10 @@ fn guards_drop_server_messages_and_bpdus_from_peers_per_policy() {
 }
 
 fn responder(arp: bool, dhcp: bool) -> Responder {
+    responder_with(arp, dhcp, false)
+}
+
+fn responder_with(arp: bool, dhcp: bool, conflict_check: bool) -> Responder {
     let ip = |n| Ipv4Addr::new(198, 19, 0, n);
     let arp = arp.then(|| ArpSettings {
         respond: vec![ip(1)],
@@ -339,7 +343,7 @@ fn responder(arp: bool, dhcp: bool) -> Responder {
         search: Vec::new(),
         ntp: Vec::new(),
         extra_options: Vec::new(),
-        conflict_check: false,
+        conflict_check,
     });
     Responder::new(arp, dhcp, LeaseDb::default()).expect("valid settings")
 }
@@ -388,6 +392,36 @@ fn the_responder_answers_arp_locally_and_nothing_reaches_the_peers() {
     );
     tap(&mut b, &reply, t, &mut rec);
     assert_eq!(rec.peers(), Vec::<PeerId>::new());
+}
+
+#[test]
+fn the_conflict_check_probes_the_lan_and_the_peers_then_offers_locally() {
+    let t = Instant::now();
+    let mut b = with_responder(responder_with(false, true, true), t);
+    let mut out = Rec::default();
+    let mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+    let discover = Client::new(DhcpMessageType::Discover, mac).frame();
+    assert_eq!(tap(&mut b, &discover, t, &mut out), TapOutcome::Answered);
+    assert!(out.take().is_empty(), "the OFFER waits for the probe");
+    // The ARP probe for the candidate address: into our LAN and, as any
+    // broadcast, to every peer.
+    b.handle_timeout(t, wall(), &mut out);
+    let got = out.take();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let Out::Tap(probe) = &got[0] else {
+        panic!("the probe goes to the TAP first: {got:?}");
+    };
+    assert_eq!(&probe[12..14], &[0x08, 0x06], "an ARP probe");
+    assert_eq!(got[1], Out::Peer(0, probe.clone()));
+    assert_eq!(got[2], Out::Peer(1, probe.clone()));
+    // Nobody answered: the held OFFER goes to the TAP only, when due.
+    let due = b.poll_timeout().expect("the OFFER is held");
+    b.handle_timeout(due, wall(), &mut out);
+    let got = out.take();
+    let [Out::Tap(offer)] = got.as_slice() else {
+        panic!("one OFFER into the TAP: {got:?}");
+    };
+    assert_eq!(parse_reply(offer).message_type, DhcpMessageType::Offer);
 }
 
 #[test]
@@ -457,8 +491,10 @@ fn a_loop_through_one_peer_cuts_off_that_peer_only_until_it_is_gone() {
     assert!(probe_round(&mut b, t, &mut out).is_empty());
     // B learned behind peer 1 shows up on our LAN: a move, so probes go
     // to the peers that are up (peer 2 is down), each naming its peer.
+    peer(&mut b, 1, &data(BCAST, C), t, &mut out);
     peer(&mut b, 1, &data(BCAST, B), t, &mut out);
     out.take();
+    assert_eq!(b.poll_timeout(), None, "no move yet");
     tap(&mut b, &data(BCAST, B), t, &mut out);
     out.take();
     assert!(b.poll_timeout().is_some_and(|d| d <= t));
@@ -475,6 +511,10 @@ fn a_loop_through_one_peer_cuts_off_that_peer_only_until_it_is_gone() {
     let t1 = t + Duration::from_millis(5);
     assert_eq!(tap(&mut b, &probes[1].1, t1, &mut out), TapOutcome::Dropped);
     assert!(out.take().is_empty());
+    // Until the event is polled the MAC table still says C is behind peer
+    // 1: a frame to C is refused all the same.
+    tap(&mut b, &data(C, A), t1, &mut out);
+    assert!(out.take().is_empty(), "known unicast into the loop");
     b.handle_timeout(t1, wall(), &mut out);
     assert!(matches!(
         b.poll_event(),

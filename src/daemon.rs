@@ -29,7 +29,7 @@ use crate::hooks::{self, HookEnv};
 use crate::mac::MacAddr;
 use crate::metrics::MetricsServer;
 use crate::netlink::{Change, Changes, Netlink};
-use crate::responder::{self, ArpSettings, DhcpSettings, Responder};
+use crate::responder::{self, Responder};
 use crate::switch::Switch;
 use crate::tunnel::{BASE_MTU, OsEntropy, PeerParams, PresharedKey, Tunnel, TunnelParams};
 
@@ -319,7 +319,7 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
                 WanMtu::Auto => INITIAL_AUTO_CEILING,
             },
             auto_mtu: cfg.tunnel.wan_mtu == WanMtu::Auto,
-            transport: cfg.tunnel.transport,
+            transport: cfg.tunnel.transport.into(),
             max_frame: if tso {
                 GSO_FRAME_MAX
             } else {
@@ -497,7 +497,7 @@ pub fn stable_mac(cfg: &Config) -> MacAddr {
 }
 
 fn build_responder(cfg: &Config, tap_mac: MacAddr) -> anyhow::Result<Option<Responder>> {
-    let Some((arp, dhcp)) = responder_settings(cfg, tap_mac) else {
+    let Some((arp, dhcp)) = cfg.responder_settings(tap_mac) else {
         return Ok(None);
     };
     let leases = match &cfg.dhcp {
@@ -507,59 +507,12 @@ fn build_responder(cfg: &Config, tap_mac: MacAddr) -> anyhow::Result<Option<Resp
     Ok(Some(Responder::new(arp, dhcp, leases)?))
 }
 
-/// The responder's settings for `cfg` on a TAP with `tap_mac`, or `None`
-/// when the link has neither `[arp]` nor `[dhcp]`.
-pub fn responder_settings(
-    cfg: &Config,
-    tap_mac: MacAddr,
-) -> Option<(Option<ArpSettings>, Option<DhcpSettings>)> {
-    if cfg.dhcp.is_none() && cfg.arp.is_none() {
-        return None;
-    }
-    let own_mac = cfg
-        .arp
-        .as_ref()
-        .and_then(|a| a.mac)
-        .unwrap_or_else(|| responder::derive_responder_mac(tap_mac));
-    let arp = cfg.arp.as_ref().map(|a| ArpSettings {
-        respond: a.respond.clone(),
-        mac: own_mac,
-        suppress: a.suppress,
-        binding_timeout: a.binding_timeout,
-        suppress_nd: a.suppress_nd,
-    });
-    let dhcp = cfg.dhcp.as_ref().map(|d| DhcpSettings {
-        server_address: d.server_address,
-        server_mac: own_mac,
-        pool_start: d.pool_start,
-        pool_end: d.pool_end,
-        subnet_addr: d.subnet.addr,
-        prefix_len: d.subnet.prefix_len,
-        router: d.router,
-        dns: d.dns.clone(),
-        domain: d.domain.clone(),
-        lease_time: d.lease_time,
-        routes: d
-            .routes
-            .iter()
-            .map(|(n, via)| (n.addr, n.prefix_len, *via))
-            .collect(),
-        mtu: d.mtu,
-        reservations: d.reservations.clone(),
-        search: d.search.clone(),
-        ntp: d.ntp.clone(),
-        extra_options: d.options.clone(),
-        conflict_check: d.conflict_check,
-    });
-    Some((arp, dhcp))
-}
-
 /// Builds the ARP/DHCP responder exactly as `link up` does, with an empty
 /// lease table and without touching the system, for `bridge-ctl check`.
 /// Refusals are reported at the `[dhcp]` or `[arp]` section.
 pub fn check_responder(cfg: &Config) -> Result<(), crate::config::ConfigError> {
     let mac = cfg.interface.mac.unwrap_or_else(|| stable_mac(cfg));
-    let Some((arp, dhcp)) = responder_settings(cfg, mac) else {
+    let Some((arp, dhcp)) = cfg.responder_settings(mac) else {
         return Ok(());
     };
     match Responder::new(arp, dhcp, Default::default()) {

@@ -19,6 +19,7 @@ mod locate;
 mod preflight;
 mod psk;
 mod raw;
+mod settings;
 mod validate;
 mod value;
 
@@ -32,7 +33,35 @@ pub use locate::position as setting_position;
 pub use psk::Psk;
 
 use crate::mac::MacAddr;
-pub use crate::tunnel::TransportMode;
+
+/// `tunnel.transport`, as the operator wrote it (the tunnel maps it to its
+/// own `TransportMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// UDP only.
+    #[default]
+    Udp,
+    /// TCP only.
+    Tcp,
+    /// UDP, falling back to TCP while UDP handshakes fail.
+    Auto,
+}
+
+impl Transport {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Auto => "auto",
+        }
+    }
+
+    /// Whether the site accepts TCP connections.
+    pub fn listens_on_tcp(self) -> bool {
+        self != Transport::Udp
+    }
+}
 
 /// Where `NAME` alone looks for its config file.
 pub const CONFIG_DIR: &str = "/etc/tapbridge";
@@ -202,7 +231,7 @@ pub struct TunnelConfig {
     /// Forward frames between peers (hub of hub-and-spoke).
     pub hub: bool,
     /// UDP, TCP (on the same port number), or UDP falling back to TCP.
-    pub transport: TransportMode,
+    pub transport: Transport,
     /// Worker threads moving frames (1..=[`MAX_WORKERS`], default 1): each
     /// owns a TAP queue and a UDP socket on the listen port.
     pub workers: usize,

@@ -141,7 +141,7 @@ fn spec_example_parses_to_expected_values() {
             rekey_after: Duration::from_secs(120),
             hub: false,
             workers: 1,
-            transport: TransportMode::Udp,
+            transport: Transport::Udp,
         }
     );
     assert_eq!(
@@ -233,7 +233,7 @@ fn minimal_config_gets_the_defaults() {
     assert_eq!(c.tunnel.keepalive, Duration::from_secs(10));
     assert_eq!(c.tunnel.rekey_after, Duration::from_secs(120));
     assert!(!c.tunnel.hub);
-    assert_eq!(c.tunnel.transport, TransportMode::Udp);
+    assert_eq!(c.tunnel.transport, Transport::Udp);
     assert_eq!(
         c.peers,
         vec![PeerConfig {
@@ -259,9 +259,9 @@ fn minimal_config_gets_the_defaults() {
 #[test]
 fn every_transport_is_accepted() {
     for (word, mode) in [
-        ("udp", TransportMode::Udp),
-        ("tcp", TransportMode::Tcp),
-        ("auto", TransportMode::Auto),
+        ("udp", Transport::Udp),
+        ("tcp", Transport::Tcp),
+        ("auto", Transport::Auto),
     ] {
         let text = MINIMAL.replace("[tunnel]\n", &format!("[tunnel]\ntransport = \"{word}\"\n"));
         assert_ne!(text, MINIMAL);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::TransportMode;
+use super::Transport;
 
 use super::raw::{
     RawArp, RawConfig, RawControl, RawDhcp, RawDhcpOption, RawGuard, RawHooks, RawInterface,
@@ -130,12 +130,12 @@ impl Cx<'_> {
     }
 
     /// `tunnel.transport`: `"udp"` (the default), `"tcp"` or `"auto"`.
-    fn transport(&self, v: &Option<Str>) -> Result<TransportMode> {
+    fn transport(&self, v: &Option<Str>) -> Result<Transport> {
         let key = "tunnel.transport";
         match v.as_ref().map(|v| (v, v.get_ref().as_str())) {
-            None | Some((_, "udp")) => Ok(TransportMode::Udp),
-            Some((_, "tcp")) => Ok(TransportMode::Tcp),
-            Some((_, "auto")) => Ok(TransportMode::Auto),
+            None | Some((_, "udp")) => Ok(Transport::Udp),
+            Some((_, "tcp")) => Ok(Transport::Tcp),
+            Some((_, "auto")) => Ok(Transport::Auto),
             Some((v, t)) => Err(self.err(
                 &v.span(),
                 key,

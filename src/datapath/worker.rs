@@ -1023,7 +1023,7 @@ impl Worker {
         self.tcp.set_peers(self.tunnel.peer_count());
         self.bridge.set_peer_count(self.tunnel.peer_count());
         if plan.transport {
-            self.tunnel.set_transport(t.transport, now);
+            self.tunnel.set_transport(t.transport.into(), now);
             if !t.transport.listens_on_tcp() {
                 self.tcp.close_all();
                 let _ = self.tcp.listen(self.info.listen, false);
@@ -1076,8 +1076,7 @@ impl Worker {
         cfg: &crate::config::Config,
     ) -> Result<(Option<Responder>, Option<PathBuf>), ReloadError> {
         let lease_file = cfg.dhcp.as_ref().map(|d| d.lease_file.clone());
-        let Some((arp, dhcp)) = crate::daemon::responder_settings(cfg, self.info.interface.mac)
-        else {
+        let Some((arp, dhcp)) = cfg.responder_settings(self.info.interface.mac) else {
             return Ok((None, None));
         };
         let section = if cfg.dhcp != self.config.dhcp {

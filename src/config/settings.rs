@@ -1,0 +1,58 @@
+//! What the validated configuration hands the core modules that own their
+//! settings types (today the responder's `ArpSettings` and `DhcpSettings`):
+//! the config produces them here, so the shell (daemon, reload) asks the
+//! config instead of translating sections itself.
+
+use crate::mac::MacAddr;
+use crate::responder::{ArpSettings, DhcpSettings, derive_responder_mac};
+
+use super::Config;
+
+impl Config {
+    /// The responder's settings on a TAP with `tap_mac`, or `None` when the
+    /// link has neither `[arp]` nor `[dhcp]`.
+    pub fn responder_settings(
+        &self,
+        tap_mac: MacAddr,
+    ) -> Option<(Option<ArpSettings>, Option<DhcpSettings>)> {
+        if self.dhcp.is_none() && self.arp.is_none() {
+            return None;
+        }
+        let own_mac = self
+            .arp
+            .as_ref()
+            .and_then(|a| a.mac)
+            .unwrap_or_else(|| derive_responder_mac(tap_mac));
+        let arp = self.arp.as_ref().map(|a| ArpSettings {
+            respond: a.respond.clone(),
+            mac: own_mac,
+            suppress: a.suppress,
+            binding_timeout: a.binding_timeout,
+            suppress_nd: a.suppress_nd,
+        });
+        let dhcp = self.dhcp.as_ref().map(|d| DhcpSettings {
+            server_address: d.server_address,
+            server_mac: own_mac,
+            pool_start: d.pool_start,
+            pool_end: d.pool_end,
+            subnet_addr: d.subnet.addr,
+            prefix_len: d.subnet.prefix_len,
+            router: d.router,
+            dns: d.dns.clone(),
+            domain: d.domain.clone(),
+            lease_time: d.lease_time,
+            routes: d
+                .routes
+                .iter()
+                .map(|(n, via)| (n.addr, n.prefix_len, *via))
+                .collect(),
+            mtu: d.mtu,
+            reservations: d.reservations.clone(),
+            search: d.search.clone(),
+            ntp: d.ntp.clone(),
+            extra_options: d.options.clone(),
+            conflict_check: d.conflict_check,
+        });
+        Some((arp, dhcp))
+    }
+}

@@ -6,12 +6,16 @@
 # commands `bridge-ctl generate-manpages DIR` and `bridge-ctl generate-completions DIR`
 # (scripts/build-deb.sh runs them to fill the .deb). Checks:
 #   * every command's --help has an example and the exit statuses 0/1/2;
-#   * bridge-ctl.8 and one page per command exist, `man -l` renders them, and the main
-#     page names every command;
-#   * the bash completion, sourced by bash, offers the commands, the link actions and a
-#     command's options, and not the hidden generate-* commands; zsh and fish files
-#     exist and name the commands (and pass `zsh -n` / `fish -n` where installed).
-# Touches no network configuration.
+#   * bridge-ctl.8 and one page per command exist; man-db's `man --warnings -l` renders
+#     every page without a warning; `man 8 NAME` finds the pages in a man directory
+#     (MANPATH) as it would installed ones; the main page names every command;
+#   * the completions, loaded by each shell the way it loads installed ones (bash:
+#     sourced; zsh: compinit from $fpath, driven through a pseudo-terminal with zsh/zpty;
+#     fish: sourced, `complete --do-complete`), offer the commands, the link actions and
+#     a command's options, and not the hidden generate-* commands.
+# man-db, zsh and fish are needed (installed with apt-get when missing; .ci/run installs
+# them): a missing one fails the test, it is not skipped. Touches no network
+# configuration.
 #
 # Run as root: tests/e2e/cli_docs.sh   (BRIDGE_CTL=... to pick the binary)
 
@@ -21,6 +25,9 @@ set -euo pipefail
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 e2e_init
+tb_need_cmd man man-db
+tb_need_cmd zsh zsh
+tb_need_cmd fish fish
 
 W=$E2E_WORK
 COMMANDS=(link status leases check genpsk reload version)
@@ -44,18 +51,26 @@ e2e_check "bridge-ctl.8 exists" test -s "$W/man/bridge-ctl.8"
 for c in "${COMMANDS[@]}" link-up link-down; do
     e2e_check "bridge-ctl-$c.8 exists" test -s "$W/man/bridge-ctl-$c.8"
 done
-if command -v man >/dev/null; then
-    page=$(MANWIDTH=100 man -l "$W/man/bridge-ctl.8" 2>"$W/man.err" || true)
-    e2e_match "man -l bridge-ctl.8 renders a NAME section" '^NAME' "$page"
-    e2e_check "man -l bridge-ctl.8 renders without warnings" test ! -s "$W/man.err"
-    for c in "${COMMANDS[@]}"; do
-        e2e_match "bridge-ctl(8) names the command $c" "bridge-ctl-$c\\(8\\)" "$page"
-    done
-    e2e_match "bridge-ctl-link-up(8) has the exit statuses" '2 +usage or configuration error' \
-        "$(MANWIDTH=100 man -l "$W/man/bridge-ctl-link-up.8" 2>&1 || true)"
-else
-    e2e_skip "man -l renders bridge-ctl.8" "man is not installed"
-fi
+# `man` from man-db (Debian's mandoc can provide one too, with other options).
+e2e_match "man is man-db's" '^man [0-9]' "$(man --version 2>&1 || true)"
+for f in "$W"/man/*.8; do
+    rc=0
+    page=$(MANWIDTH=100 man --warnings -l "$f" 2>"$W/man.err") || rc=$?
+    e2e_check "man --warnings -l $(basename "$f") exits 0 without warnings" \
+        test "$rc" == 0 -a ! -s "$W/man.err"
+    e2e_passed || e2e_note "$(head -n 5 "$W/man.err")"
+    e2e_match "man -l $(basename "$f") renders a NAME section" '^NAME' "$page"
+done
+# Looked up by name in a man directory, as an installed page is.
+mkdir -p "$W/mantree/man8"
+cp "$W"/man/*.8 "$W/mantree/man8/"
+page=$(MANPATH=$W/mantree MANWIDTH=100 man 8 bridge-ctl 2>&1 || true)
+e2e_match "man 8 bridge-ctl finds and renders the page (MANPATH)" '^NAME' "$page"
+for c in "${COMMANDS[@]}"; do
+    e2e_match "bridge-ctl(8) names the command $c" "bridge-ctl-$c\\(8\\)" "$page"
+done
+e2e_match "man 8 bridge-ctl-link-up has the exit statuses" '2 +usage or configuration error' \
+    "$(MANPATH=$W/mantree MANWIDTH=100 man 8 bridge-ctl-link-up 2>&1 || true)"
 
 # ---------------------------------------------------------------- completions
 e2e_check "generate-completions writes the scripts" "$BIN" generate-completions "$W/comp"
@@ -83,15 +98,69 @@ e2e_match "bash completion after 'link' offers up and down" '(^| )up .*down' \
     "$(complete_bash link | tr '\n' ' ')"
 e2e_match "bash completion after 'link up' offers --foreground and --config" \
     '--config.*--foreground|--foreground.*--config' "$(complete_bash link up | tr '\n' ' ')"
+
+# zsh: _bridge-ctl is found through $fpath by compinit (as from vendor-completions),
+# then completion runs for real: an interactive zsh in a pseudo-terminal (zsh/zpty) is
+# sent `bridge-ctl WORDS<TAB>`; compadd is wrapped to write what it is given to a file.
+cat >"$W/complete.zsh" <<'EOF'
+# zsh -f complete.zsh FPATH-DIR OUT LINE: what completion offers for `bridge-ctl LINE<TAB>`.
+zmodload zsh/zpty || exit 3
+dir=$1 out=$2 line=$3
+: >| $out
+# Input typed before the shell reads its first line may be discarded: wait for the prompt.
+zpty t "PS1='<P>' zsh -f -i"
+zpty -r t _ '*<P>*' || exit 4
+zpty -w t "bindkey -e; unsetopt autolist; fpath=(${(q)dir} \$fpath); autoload -Uz compinit; compinit -u -D"
+zpty -r t _ '*<P>*' || exit 4
+zpty -w t "print -r -- \$_comps[bridge-ctl] >>${(q)out}.comps"
+zpty -r t _ '*<P>*' || exit 4
+zpty -w t "compadd() { local -a m; builtin compadd -O m \"\$@\"; print -rl -- \$m >>${(q)out}; builtin compadd \"\$@\"; }"
+zpty -r t _ '*<P>*' || exit 4
+# TAB, then (read only once the completion has finished) clear the line and write a
+# marker; Ctrl-C would not do: the terminal turns it into a signal at once.
+zpty -n -w t "bridge-ctl $line"$'\t\C-u'
+zpty -w t "print -r -- __done__ >>${(q)out}"
+for i in {1..200}; do grep -q '^__done__$' $out && break; sleep 0.1; done
+zpty -d t
+grep -q '^__done__$' $out || { print -u2 "the completion did not finish in 20 s"; exit 5; }
+grep -v '^__done__$' $out
+EOF
+# complete_zsh LINE: what zsh offers after `bridge-ctl LINE<TAB>`.
+# (From an empty directory, so that a fallback to file names offers nothing.)
+complete_zsh() {
+    { (cd "$W/empty" && timeout 30 zsh -f "$W/complete.zsh" "$W/comp-zsh" "$W/zsh.out" "$1" </dev/null) ||
+        true; } | sort -u
+}
+mkdir -p "$W/comp-zsh" "$W/empty"
+cp "$W/comp/_bridge-ctl" "$W/comp-zsh/"
+e2e_check "zsh -n _bridge-ctl" zsh -n "$W/comp/_bridge-ctl"
+top=$(complete_zsh "" | tr '\n' ' ')
+e2e_match "zsh: compinit registers _bridge-ctl for bridge-ctl" '^_bridge-ctl$' \
+    "$(cat "$W/zsh.out.comps" 2>/dev/null || true)"
 for c in "${COMMANDS[@]}"; do
-    e2e_check "zsh completion names $c" grep -q "'$c:" "$W/comp/_bridge-ctl"
-    e2e_check "fish completion names $c" grep -q -- "-a \"$c\"" "$W/comp/bridge-ctl.fish"
+    e2e_match "zsh completion offers $c" "(^| )$c( |$)" "$top"
 done
-if command -v zsh >/dev/null; then
-    e2e_check "zsh -n _bridge-ctl" zsh -n "$W/comp/_bridge-ctl"
-fi
-if command -v fish >/dev/null; then
-    e2e_check "fish -n bridge-ctl.fish" fish -n "$W/comp/bridge-ctl.fish"
-fi
+e2e_nomatch "zsh completion does not offer the hidden generate commands" 'generate' "$top"
+e2e_match "zsh completion after 'link' offers up and down" '(^| )down .*up( |$)' \
+    "$(complete_zsh "link " | tr '\n' ' ')"
+e2e_match "zsh completion after 'link up -' offers --foreground and --config" \
+    '--config.*--foreground' "$(complete_zsh "link up -" | tr '\n' ' ')"
+
+# fish: the file sourced as fish loads vendor_completions.d, then asked to complete.
+complete_fish() {
+    # shellcheck disable=SC2016 # fish code, expanded by fish
+    { (cd "$W/empty" && timeout 30 fish --no-config -c 'source $argv[1]; complete --do-complete $argv[2]' \
+        "$W/comp/bridge-ctl.fish" "bridge-ctl $1" </dev/null) || true; } | cut -f1 | sort -u
+}
+e2e_check "fish -n bridge-ctl.fish" fish -n "$W/comp/bridge-ctl.fish"
+top=$(complete_fish "" | tr '\n' ' ')
+for c in "${COMMANDS[@]}"; do
+    e2e_match "fish completion offers $c" "(^| )$c( |$)" "$top"
+done
+e2e_nomatch "fish completion does not offer the hidden generate commands" 'generate' "$top"
+e2e_match "fish completion after 'link' offers up and down" '(^| )down .*up( |$)' \
+    "$(complete_fish "link " | tr '\n' ' ')"
+e2e_match "fish completion after 'link up --' offers --foreground and --config" \
+    '--config.*--foreground' "$(complete_fish "link up --" | tr '\n' ' ')"
 
 e2e_summary

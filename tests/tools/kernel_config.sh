@@ -36,7 +36,7 @@ tb_kernel_config() {
         echo unknown
         return 0
     fi
-    line=$(grep -E "^(# )?$sym[= ]" <<<"$text" | head -n 1 || true)
+    line=$(grep -E "^(# )?${sym}[= ]" <<<"$text" | head -n 1 || true)
     case $line in
     "$sym=y") echo y ;;
     "$sym=m") echo m ;;

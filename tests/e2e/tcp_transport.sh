@@ -11,9 +11,12 @@
 # the bridge (nc) with an identical sha256, and no tunnel UDP got through; with the
 # iptables rules removed both sides return to UDP within 40 s (auto tries UDP every
 # 20 s) and traffic still flows; a TCP connection to right's port sending garbage is
-# closed with not one byte sent back, and counted in tcp_refused; a replay of a
-# captured initiation on a new connection gets nothing back either. Finally a reload
-# to transport = "udp" on right closes its TCP listener.
+# closed with not one byte sent back, and counted in tcp_refused; so is one sending a
+# record-shaped forgery (an initiation-sized block of zeros), and one replaying a real
+# initiation: left's own, captured with tcpdump at right's WAN port from the TCP
+# connection it opened to bring the link up (which right answered), each replayed on a
+# new connection. Finally a reload to transport = "udp" on right closes its TCP
+# listener.
 #
 # Run as root: tests/e2e/tcp_transport.sh   (BRIDGE_CTL=... to pick the binary)
 
@@ -26,6 +29,15 @@ e2e_init
 tb_need_cmd iptables iptables
 tb_need_cmd nc netcat-openbsd
 tb_need_cmd python3 python3
+tb_need_cmd tcpdump tcpdump
+tb_need_cmd scapy python3-scapy
+# scapy as Debian installs it, for Debian's python3 (python3 on PATH may be another).
+SCAPY_PY=python3
+if ! python3 -c 'import scapy.all' >/dev/null 2>&1; then
+    SCAPY_PY=/usr/bin/python3
+    "$SCAPY_PY" -c 'import scapy.all' >/dev/null 2>&1 ||
+        e2e_fatal "python3-scapy is installed but neither python3 nor /usr/bin/python3 imports it"
+fi
 
 PORT=51901
 SIZE_MB=50
@@ -37,6 +49,14 @@ NS_R=$(e2e_ns right)
 e2e_no_ipv6 "$NS_L"
 e2e_no_ipv6 "$NS_R"
 e2e_wan "$NS_L" "$NS_R" 198.18.9.1/24 198.18.9.2/24
+
+# Left's handshake initiations over TCP, as right's WAN port sees them: segments from
+# left to the tunnel port whose payload starts with an initiation record (length 140,
+# type 1). The filter keeps the 50 MB transfer out of the file.
+rec='tcp[((tcp[12:1] & 0xf0) >> 2):2] = 0x008c and tcp[((tcp[12:1] & 0xf0) >> 2) + 2] = 1'
+e2e_capture_start "$NS_R" wan0 "$E2E_WORK/init.pcap" \
+    "src host 198.18.9.1 and tcp dst port $PORT and $rec" ||
+    e2e_fatal "tcpdump did not start in right's namespace: $(cat "$E2E_WORK/init.pcap.log")"
 
 # UDP on the tunnel port blocked at left, both ways; counted so the test can say
 # nothing got through.
@@ -123,12 +143,45 @@ fake="008c$(printf '01020000%0272d' 0)"
 out=$(ip netns exec "$NS_L" python3 -c "$probe_py" "$PORT" "$fake")
 e2e_note "forged initiation record: $out"
 e2e_match "a forged initiation record gets nothing back and is closed" '^0 (closed|reset)$' "$out"
+
+# The real thing: each initiation left sent on its TCP connections, replayed from left's
+# own address on a new connection. Right has completed those handshakes, so each is
+# stale: nothing may come back, and the session must not notice.
+e2e_capture_stop
+# shellcheck disable=SC2016 # python code
+captured=$("$SCAPY_PY" -c '
+import sys
+from scapy.all import TCP, PcapReader
+seen = []
+for p in PcapReader(sys.argv[1]):
+    b = bytes(p[TCP].payload) if p.haslayer(TCP) else b""
+    if len(b) >= 142 and b[:3] == b"\x00\x8c\x01" and b[:142] not in seen:
+        seen.append(b[:142])
+for b in seen:
+    print(b.hex())
+' "$E2E_WORK/init.pcap" 2>"$E2E_WORK/extract.err") || true
+n_captured=$(grep -c . <<<"$captured" || true)
+e2e_note "initiation records captured at right's WAN port: $n_captured ($(e2e_capture_count "$E2E_WORK/init.pcap" tcp) segments)"
+e2e_cmp "left's initiation over TCP was captured on the wire" "$n_captured" -ge 1
+e2e_passed || e2e_note "$(cat "$E2E_WORK/extract.err")"
+hs_before=$(e2e_peer right left handshakes || echo x)
+i=0
+while read -r record; do
+    [[ -n "$record" ]] || continue
+    i=$((i + 1))
+    out=$(ip netns exec "$NS_L" python3 -c "$probe_py" "$PORT" "$record")
+    e2e_note "replayed initiation $i (${record:0:24}...): $out"
+    e2e_match "replayed captured initiation $i gets nothing back and is closed" '^0 (closed|reset)$' "$out"
+done <<<"$captured"
+
 # shellcheck disable=SC2317 # called indirectly, by e2e_wait
-refused_two_more() {
-    (($(e2e_counter right tcp_refused) >= refused0 + 2))
+refused_all() {
+    (($(e2e_counter right tcp_refused) >= refused0 + 2 + n_captured))
 }
-e2e_wait "right counts both in tcp_refused" 5 refused_two_more
-e2e_check "the tunnel is still up after the garbage" _e2e_peer_is_up left right
+e2e_wait "right counts the garbage, the forgery and the $n_captured replays in tcp_refused" 5 refused_all
+e2e_check "the tunnel is still up after the garbage and the replays" _e2e_peer_is_up left right
+e2e_match "the replays made no handshake (right's count stays $hs_before)" "^$hs_before\$" \
+    "$(e2e_peer right left handshakes || echo x)"
 
 # ---------------------------------------------------------------- back to UDP
 block_udp D

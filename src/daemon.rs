@@ -459,6 +459,7 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
             },
             lanes_io: Default::default(),
             asleep_until: None,
+            bridge_port_stale: false,
         },
         first,
         others,

@@ -72,10 +72,13 @@ seen() {
 # --- (a) DHCP: tagged never crosses and is not served; untagged is served locally
 ignored0=$(e2e_counter gwa dhcp_ignored || echo 0)
 replies0=$(e2e_counter gwa dhcp_replies || echo 0)
-count_start "$GL_HB" 8
+# The control frames go first, and the window is long enough for both clients to
+# finish in it even on a loaded machine (python's start-up alone can take a second):
+# a window that closed early would let the "did not reach" checks pass unseen.
+count_start "$GL_HB" 12
+gl_frames "$GL_HA" 5 mark eth0 "$VID" self ff:ff:ff:ff:ff:ff 3 || true
 OFFERS_TAGGED=$(gl_frames "$GL_HA" 8 dhcp-client-tag eth0 "$VID" 3 || echo x)
 OFFERS_UNTAGGED=$(gl_frames "$GL_HA" 8 dhcp-client-tag eth0 - 3 || echo x)
-gl_frames "$GL_HA" 5 mark eth0 "$VID" self ff:ff:ff:ff:ff:ff 3 || true
 count_end
 e2e_note "offers: tagged $OFFERS_TAGGED, untagged $OFFERS_UNTAGGED; at site B: $SEEN"
 e2e_cmp "a DHCPDISCOVER tagged VLAN $VID gets no OFFER" "$OFFERS_TAGGED" -eq 0

@@ -32,7 +32,7 @@
 //!    hub), never back to the sender nor to a peer a loop runs through.
 //!
 //! Timers ([`Bridge::handle_timeout`]): loop probes, loop hold-downs (a
-//! start or end flushes the MAC table and is reported as an [`Event`]), and
+//! start or end flushes the MAC table and is reported as a [`LoopEvent`]), and
 //! the responder's own frames (conflict-check ARP probes, held offers).
 
 #[cfg(test)]
@@ -40,7 +40,7 @@ mod tests;
 
 use std::time::{Instant, SystemTime};
 
-use crate::guard::{self, Guard, GuardConfig, PeerVerdict};
+use crate::guard::{self, Guard, GuardConfig, GuardCounters, LoopEvent, PeerVerdict};
 use crate::mac::MacAddr;
 use crate::responder::{LeaseChange, LocalVerdict, OwnFrame, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Port, RemoteRoute, Switch};
@@ -73,16 +73,6 @@ pub trait Sink: ToTap {
     fn peer_up(&self, peer: PeerId) -> bool;
 }
 
-/// What the bridge reports beyond frames: state changes for the log (and,
-/// in bridged mode, for the Linux bridge to forget what it learned on the
-/// TAP's port).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
-    /// A forwarding loop through a peer started or ended; the MAC table
-    /// was flushed.
-    Loop(guard::Event),
-}
-
 /// What became of a frame read from the TAP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TapOutcome {
@@ -106,7 +96,7 @@ pub struct Relay {
 
 /// What the bridge counted that the status reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
+pub struct BridgeCounters {
     /// Frames from peers with a virtio-net header their kernel could not
     /// have written (part of `rx_malformed`).
     pub rx_bad_vnet_hdr: u64,
@@ -125,14 +115,14 @@ pub struct Bridge {
     vnet_hdr: usize,
     /// Peers are numbered `0..peers`.
     peers: usize,
-    counters: Counters,
+    counters: BridgeCounters,
     /// The responder's answer, its header space included.
     reply: Vec<u8>,
     /// A loop probe, its header space included.
     probe: Vec<u8>,
     /// Lease changes on their way to the sink.
     leases: Vec<LeaseChange>,
-    events: std::collections::VecDeque<Event>,
+    events: std::collections::VecDeque<LoopEvent>,
 }
 
 impl Bridge {
@@ -151,7 +141,7 @@ impl Bridge {
             responder,
             vnet_hdr,
             peers: 0,
-            counters: Counters::default(),
+            counters: BridgeCounters::default(),
             reply: vec![0; vnet_hdr + crate::responder::REPLY_BUFFER_LEN],
             probe: vec![0; vnet_hdr + guard::PROBE_LEN],
             leases: Vec::with_capacity(16),
@@ -364,12 +354,14 @@ impl Bridge {
             if self.events.len() >= MAX_EVENTS {
                 self.events.pop_front();
             }
-            self.events.push_back(Event::Loop(ev));
+            self.events.push_back(ev);
         }
     }
 
-    /// The next state change, if any.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    /// The next loop start or end, if any: for the log and, in bridged
+    /// mode, for the Linux bridge to forget what it learned on the TAP's
+    /// port (the bridge's own MAC table was flushed already).
+    pub fn poll_event(&mut self) -> Option<LoopEvent> {
         self.events.pop_front()
     }
 
@@ -431,12 +423,12 @@ impl Bridge {
     }
 
     /// The guards' counters.
-    pub fn guard_counters(&self) -> guard::Counters {
+    pub fn guard_counters(&self) -> GuardCounters {
         self.guard.counters()
     }
 
     /// What the bridge itself counted.
-    pub fn counters(&self) -> Counters {
+    pub fn counters(&self) -> BridgeCounters {
         self.counters
     }
 

@@ -518,7 +518,7 @@ fn a_loop_through_one_peer_cuts_off_that_peer_only_until_it_is_gone() {
     b.handle_timeout(t1, wall(), &mut out);
     assert!(matches!(
         b.poll_event(),
-        Some(Event::Loop(guard::Event::LoopStarted { peer: 1, .. }))
+        Some(LoopEvent::LoopStarted { peer: 1, .. })
     ));
     assert_eq!(b.mac_entries(t1), 0, "the MAC table was flushed");
     assert_eq!(b.guard_counters().loops_detected, 1);
@@ -544,7 +544,7 @@ fn a_loop_through_one_peer_cuts_off_that_peer_only_until_it_is_gone() {
     out.take();
     assert!(matches!(
         b.poll_event(),
-        Some(Event::Loop(guard::Event::LoopEnded { peer: 1, .. }))
+        Some(LoopEvent::LoopEnded { peer: 1, .. })
     ));
     tap(&mut b, &data(BCAST, A), now, &mut out);
     assert_eq!(out.peers(), vec![0, 1, 2]);

@@ -110,7 +110,7 @@ pub fn status(
     tunnel: &Tunnel,
     responder: Option<&Responder>,
     io: IoCounters,
-    guard: crate::guard::Counters,
+    guard: crate::guard::GuardCounters,
     now: Instant,
     wall: SystemTime,
 ) -> Status {

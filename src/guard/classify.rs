@@ -1,4 +1,4 @@
-//! The guards' view of a frame: [`crate::wire::ethernet::classify`] (the
+//! The guards' view of a frame ([`Threat`]): [`crate::wire::ethernet::classify`] (the
 //! classifier the responder and the switch share) reduced to what the
 //! guards act on. Tagged or not, every VLAN is guarded alike.
 //!
@@ -8,9 +8,9 @@ use crate::wire::ethernet::{self, Kind as Wire};
 
 pub use crate::wire::ethernet::{PVST_DST, STP_DST};
 
-/// The kinds of frame the guards act on.
+/// What the guards may act on in a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum Threat {
     /// A DHCPv4 server message: UDP from port 67 to a client (68), or a
     /// BOOTREPLY from port 67 to a relay (67). Tagged or not.
     Dhcpv4Server,
@@ -28,21 +28,22 @@ pub enum Kind {
     Other,
 }
 
-/// Classifies an Ethernet frame (no virtio-net header).
-pub fn classify(frame: &[u8]) -> Kind {
-    Kind::of(&ethernet::classify(frame))
-}
+impl Threat {
+    /// What the guards make of `frame` (Ethernet, no virtio-net header),
+    /// read by the shared classifier.
+    pub fn in_frame(frame: &[u8]) -> Threat {
+        Threat::of(&ethernet::classify(frame))
+    }
 
-impl Kind {
     /// What the guards make of a frame the shared classifier has read.
-    pub fn of(c: &ethernet::Class) -> Kind {
+    pub fn of(c: &ethernet::Class) -> Threat {
         match c.kind {
-            Wire::Bpdu => Kind::Bpdu,
-            Wire::Ipv6Undecodable => Kind::Ipv6Undecodable,
-            _ if c.is_dhcpv4_server() => Kind::Dhcpv4Server,
-            _ if c.is_dhcpv6_server() => Kind::Dhcpv6Server,
-            _ if c.is_router_advertisement() => Kind::RouterAdvertisement,
-            _ => Kind::Other,
+            Wire::Bpdu => Threat::Bpdu,
+            Wire::Ipv6Undecodable => Threat::Ipv6Undecodable,
+            _ if c.is_dhcpv4_server() => Threat::Dhcpv4Server,
+            _ if c.is_dhcpv6_server() => Threat::Dhcpv6Server,
+            _ if c.is_router_advertisement() => Threat::RouterAdvertisement,
+            _ => Threat::Other,
         }
     }
 }

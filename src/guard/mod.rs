@@ -25,7 +25,7 @@
 //! # DHCP and RA guards (`guard.dhcp_guard`, `guard.ra_guard`)
 //!
 //! Frames from peers that are DHCPv4 server messages, IPv6 router
-//! advertisements or DHCPv6 server messages ([`classify`]), 802.1Q/802.1ad
+//! advertisements or DHCPv6 server messages ([`Threat`]), 802.1Q/802.1ad
 //! tagged or not, are dropped before the TAP and counted in `guard_dropped`.
 //! With the RA guard, an IPv6 frame whose extension headers cannot be
 //! followed to the upper layer is dropped too (RFC 7113 §3), since an RA
@@ -77,7 +77,7 @@
 //! their bridges relearn. The link's other peers are not affected: at a hub,
 //! one branch's miswired cable cuts off that branch's tunnel, not the
 //! other branches'. The MAC table is flushed when a loop starts and ends
-//! ([`Event`]), so nothing is sent to where a MAC was before the topology
+//! ([`LoopEvent`]), so nothing is sent to where a MAC was before the topology
 //! changed. `loops_detected` counts loop events, the frames refused
 //! meanwhile are counted in `loop_dropped`.
 //!
@@ -94,7 +94,7 @@ mod tests;
 
 use std::time::{Duration, Instant};
 
-pub use classify::{Kind, classify};
+pub use classify::Threat;
 
 pub use crate::config::{BpduPolicy, GuardConfig};
 
@@ -142,7 +142,7 @@ pub enum PeerVerdict {
 
 /// A state change, for the log (and to flush the MAC table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
+pub enum LoopEvent {
     /// A probe of ours came back from the LAN side: the peer's LAN and
     /// ours are also joined another way. Nothing but probes is exchanged
     /// with that peer until the loop ends.
@@ -164,7 +164,7 @@ pub enum Event {
 
 /// What the guards dropped and saw (SPEC §6 counters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
+pub struct GuardCounters {
     /// Flooded frames refused by storm control.
     pub storm_dropped: u64,
     /// Frames refused by the DHCP, RA and BPDU guards.
@@ -270,8 +270,8 @@ pub struct Guard {
     /// Peer numbers at or above this are not ours ([`Guard::set_peer_count`]).
     peer_limit: usize,
     probe: [u8; PROBE_LEN],
-    counters: Counters,
-    events: std::collections::VecDeque<Event>,
+    counters: GuardCounters,
+    events: std::collections::VecDeque<LoopEvent>,
     /// When the oldest event in `events` happened: it is due at once.
     event_at: Option<Instant>,
 }
@@ -300,7 +300,7 @@ impl Guard {
             looped_peers: 0,
             peer_limit: usize::from(u16::MAX),
             probe,
-            counters: Counters::default(),
+            counters: GuardCounters::default(),
             events: std::collections::VecDeque::new(),
             event_at: None,
         }
@@ -340,7 +340,7 @@ impl Guard {
     }
 
     /// What was dropped and seen so far.
-    pub fn counters(&self) -> Counters {
+    pub fn counters(&self) -> GuardCounters {
         self.counters
     }
 
@@ -451,12 +451,12 @@ impl Guard {
         if !(dhcp || ra || bpdu) {
             return PeerVerdict::Forward;
         }
-        let kind = class.map_or_else(|| classify(frame), Kind::of);
+        let kind = class.map_or_else(|| Threat::in_frame(frame), Threat::of);
         let drop = match kind {
-            Kind::Dhcpv4Server => dhcp,
-            Kind::RouterAdvertisement | Kind::Dhcpv6Server | Kind::Ipv6Undecodable => ra,
-            Kind::Bpdu => bpdu,
-            Kind::Other => false,
+            Threat::Dhcpv4Server => dhcp,
+            Threat::RouterAdvertisement | Threat::Dhcpv6Server | Threat::Ipv6Undecodable => ra,
+            Threat::Bpdu => bpdu,
+            Threat::Other => false,
         };
         if drop {
             self.counters.guard_dropped += 1;
@@ -531,7 +531,7 @@ impl Guard {
     }
 
     /// The next state change, if any (for the log).
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<LoopEvent> {
         let ev = self.events.pop_front();
         if self.events.is_empty() {
             self.event_at = None;
@@ -539,7 +539,7 @@ impl Guard {
         ev
     }
 
-    fn push_event(&mut self, ev: Event, now: Instant) {
+    fn push_event(&mut self, ev: LoopEvent, now: Instant) {
         self.event_at.get_or_insert(now);
         if self.events.len() >= MAX_EVENTS {
             self.events.pop_front();
@@ -573,7 +573,7 @@ impl Guard {
         let hold = l.hold;
         self.looped_peers += 1;
         self.counters.loops_detected += 1;
-        self.push_event(Event::LoopStarted { peer, hold }, now);
+        self.push_event(LoopEvent::LoopStarted { peer, hold }, now);
     }
 
     fn end_loop(&mut self, peer: usize, now: Instant) {
@@ -585,7 +585,7 @@ impl Guard {
             l.ended = Some(now);
             self.looped_peers -= 1;
             self.push_event(
-                Event::LoopEnded {
+                LoopEvent::LoopEnded {
                     peer,
                     lasted: now.saturating_duration_since(since),
                 },

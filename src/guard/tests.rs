@@ -126,42 +126,62 @@ fn classifies_server_messages_tagged_and_untagged() {
     for t in tags {
         let v4 = |s, d, p: &[u8]| eth(BCAST, t, 0x0800, &ipv4(17, &udp(s, d, p)));
         let v6 = |s, d, p: &[u8]| eth(BCAST, t, 0x86dd, &ipv6(&[], 17, &udp(s, d, p)));
-        assert_eq!(classify(&v4(67, 68, &[2])), Kind::Dhcpv4Server, "{t:?}");
         assert_eq!(
-            classify(&v4(67, 67, &[2])),
-            Kind::Dhcpv4Server,
+            Threat::in_frame(&v4(67, 68, &[2])),
+            Threat::Dhcpv4Server,
+            "{t:?}"
+        );
+        assert_eq!(
+            Threat::in_frame(&v4(67, 67, &[2])),
+            Threat::Dhcpv4Server,
             "relay reply {t:?}"
         );
         assert_eq!(
-            classify(&v4(67, 67, &[1])),
-            Kind::Other,
+            Threat::in_frame(&v4(67, 67, &[1])),
+            Threat::Other,
             "relayed request {t:?}"
         );
         assert_eq!(
-            classify(&v4(68, 67, &[1])),
-            Kind::Other,
+            Threat::in_frame(&v4(68, 67, &[1])),
+            Threat::Other,
             "client request {t:?}"
         );
-        assert_eq!(classify(&v4(67, 53, &[2])), Kind::Other);
-        assert_eq!(classify(&v6(547, 546, &[7])), Kind::Dhcpv6Server, "{t:?}");
+        assert_eq!(Threat::in_frame(&v4(67, 53, &[2])), Threat::Other);
         assert_eq!(
-            classify(&v6(547, 547, &[13])),
-            Kind::Dhcpv6Server,
+            Threat::in_frame(&v6(547, 546, &[7])),
+            Threat::Dhcpv6Server,
+            "{t:?}"
+        );
+        assert_eq!(
+            Threat::in_frame(&v6(547, 547, &[13])),
+            Threat::Dhcpv6Server,
             "relay-repl {t:?}"
         );
         assert_eq!(
-            classify(&v6(547, 547, &[12])),
-            Kind::Other,
+            Threat::in_frame(&v6(547, 547, &[12])),
+            Threat::Other,
             "relay-forw {t:?}"
         );
-        assert_eq!(classify(&v6(546, 547, &[1])), Kind::Other, "solicit {t:?}");
+        assert_eq!(
+            Threat::in_frame(&v6(546, 547, &[1])),
+            Threat::Other,
+            "solicit {t:?}"
+        );
         // DHCPv4 ports inside IPv6 and DHCPv6 ports inside IPv4 are not DHCP.
-        assert_eq!(classify(&v6(67, 68, &[2])), Kind::Other);
-        assert_eq!(classify(&v4(547, 546, &[2])), Kind::Other);
+        assert_eq!(Threat::in_frame(&v6(67, 68, &[2])), Threat::Other);
+        assert_eq!(Threat::in_frame(&v4(547, 546, &[2])), Threat::Other);
         let icmp = |k| eth(BCAST, t, 0x86dd, &ipv6(&[], 58, &icmpv6(k)));
-        assert_eq!(classify(&icmp(134)), Kind::RouterAdvertisement, "{t:?}");
+        assert_eq!(
+            Threat::in_frame(&icmp(134)),
+            Threat::RouterAdvertisement,
+            "{t:?}"
+        );
         for other in [128, 129, 133, 135, 136, 137] {
-            assert_eq!(classify(&icmp(other)), Kind::Other, "type {other} {t:?}");
+            assert_eq!(
+                Threat::in_frame(&icmp(other)),
+                Threat::Other,
+                "type {other} {t:?}"
+            );
         }
     }
 }
@@ -170,14 +190,14 @@ fn classifies_server_messages_tagged_and_untagged() {
 fn an_ra_behind_extension_headers_is_found() {
     // Hop-by-hop, destination options, routing: RFC 7113's evasion.
     let f = eth(BCAST, &[], 0x86dd, &ipv6(&[0, 60, 43], 58, &icmpv6(134)));
-    assert_eq!(classify(&f), Kind::RouterAdvertisement);
+    assert_eq!(Threat::in_frame(&f), Threat::RouterAdvertisement);
     let f = eth(
         BCAST,
         &[(0x8100, 5)],
         0x86dd,
         &ipv6(&[60, 60], 58, &icmpv6(134)),
     );
-    assert_eq!(classify(&f), Kind::RouterAdvertisement);
+    assert_eq!(Threat::in_frame(&f), Threat::RouterAdvertisement);
 }
 
 #[test]
@@ -199,7 +219,7 @@ fn truncated_and_odd_frames_never_panic() {
     let now = Instant::now();
     for f in &frames {
         for len in 0..=f.len() {
-            let _ = classify(&f[..len]);
+            let _ = Threat::in_frame(&f[..len]);
             let _ = g.from_peer(&f[..len], 0, now);
             let _ = g.from_local(&f[..len], now);
         }
@@ -207,24 +227,27 @@ fn truncated_and_odd_frames_never_panic() {
     // A truncated IPv6 frame cannot be followed: with the RA guard it is
     // dropped rather than let through unexamined.
     let ra = router_advertisement();
-    assert_eq!(classify(&ra[..14 + 40 + 2]), Kind::Ipv6Undecodable);
-    assert_eq!(classify(&dhcpv4_offer()[..30]), Kind::Other);
+    assert_eq!(
+        Threat::in_frame(&ra[..14 + 40 + 2]),
+        Threat::Ipv6Undecodable
+    );
+    assert_eq!(Threat::in_frame(&dhcpv4_offer()[..30]), Threat::Other);
     // Truncated in the upper layer (TCP) rather than in the IPv6 headers:
     // not something an RA hides behind.
     let tcp = eth(BCAST, &[], 0x86dd, &ipv6(&[], 6, &[0; 20]));
-    assert_eq!(classify(&tcp), Kind::Other);
+    assert_eq!(Threat::in_frame(&tcp), Threat::Other);
     assert_eq!(
-        classify(&tcp[..tcp.len() - 1]),
-        Kind::Ipv6Undecodable,
+        Threat::in_frame(&tcp[..tcp.len() - 1]),
+        Threat::Ipv6Undecodable,
         "payload length lies"
     );
     let mut bad_offset = tcp.clone();
     bad_offset[14 + 40 + 12] = 0x20; // TCP data offset 2 (< 5)
-    assert_eq!(classify(&bad_offset), Kind::Other);
+    assert_eq!(Threat::in_frame(&bad_offset), Threat::Other);
     // An extension header running past the packet.
     let mut ext = eth(BCAST, &[], 0x86dd, &ipv6(&[0], 58, &icmpv6(134)));
     ext[14 + 40 + 1] = 200; // hop-by-hop length far beyond the payload
-    assert_eq!(classify(&ext), Kind::Ipv6Undecodable);
+    assert_eq!(Threat::in_frame(&ext), Threat::Ipv6Undecodable);
 }
 
 #[test]
@@ -242,7 +265,7 @@ fn guards_drop_server_messages_from_peers_and_count_them() {
     let arp = eth(BCAST, &[], 0x0806, &[0; 28]);
     assert_eq!(on.from_peer(&arp, 0, now), PeerVerdict::Forward);
     assert_eq!(on.counters().guard_dropped, 3);
-    assert_eq!(off.counters(), Counters::default());
+    assert_eq!(off.counters(), GuardCounters::default());
 
     // Only the DHCPv4 guard.
     let mut dhcp_only = guard(
@@ -395,7 +418,7 @@ fn a_returning_probe_is_a_loop_that_ends_after_the_hold_down() {
     assert_eq!(g.counters().loops_detected, 1);
     assert_eq!(
         g.poll_event(),
-        Some(Event::LoopStarted {
+        Some(LoopEvent::LoopStarted {
             peer: 0,
             hold: LOOP_HOLD
         })
@@ -417,7 +440,7 @@ fn a_returning_probe_is_a_loop_that_ends_after_the_hold_down() {
     run_probes(&mut g, t15, 10, |_| false);
     assert!(!g.looped());
     match g.poll_event() {
-        Some(Event::LoopEnded { lasted, .. }) => {
+        Some(LoopEvent::LoopEnded { lasted, .. }) => {
             assert!(lasted >= Duration::from_secs(12) && lasted <= Duration::from_secs(14));
         }
         other => panic!("expected the loop's end, got {other:?}"),
@@ -453,7 +476,7 @@ fn a_loop_through_one_peer_leaves_the_others_alone() {
             assert!(g.peer_looped(1) && g.looped());
             assert_eq!(
                 g.poll_event(),
-                Some(Event::LoopStarted {
+                Some(LoopEvent::LoopStarted {
                     peer: 1,
                     hold: LOOP_HOLD
                 })
@@ -470,7 +493,7 @@ fn a_loop_through_one_peer_leaves_the_others_alone() {
     assert!(!g.looped(), "ended after the hold-down");
     assert!(matches!(
         g.poll_event(),
-        Some(Event::LoopEnded { peer: 1, .. })
+        Some(LoopEvent::LoopEnded { peer: 1, .. })
     ));
     assert!(g.allow_to_peer(1));
     assert_eq!(g.counters().loops_detected, 1);
@@ -496,11 +519,11 @@ fn probes_name_only_our_peers_and_a_removed_peer_loops_no_more() {
     assert!(!g.looped() && !g.peer_looped(1));
     assert!(matches!(
         g.poll_event(),
-        Some(Event::LoopStarted { peer: 1, .. })
+        Some(LoopEvent::LoopStarted { peer: 1, .. })
     ));
     assert!(matches!(
         g.poll_event(),
-        Some(Event::LoopEnded { peer: 1, .. })
+        Some(LoopEvent::LoopEnded { peer: 1, .. })
     ));
 }
 
@@ -553,7 +576,7 @@ fn a_flapping_loop_backs_off() {
             t += Duration::from_secs(1);
         }
         while let Some(ev) = g.poll_event() {
-            if let Event::LoopStarted { hold, .. } = ev {
+            if let LoopEvent::LoopStarted { hold, .. } = ev {
                 holds.push(hold.as_secs());
             }
         }
@@ -565,7 +588,7 @@ fn a_flapping_loop_backs_off() {
     run_probes(&mut g, t, 1, |_| true);
     assert_eq!(
         g.poll_event(),
-        Some(Event::LoopStarted {
+        Some(LoopEvent::LoopStarted {
             peer: 0,
             hold: LOOP_HOLD
         })
@@ -602,8 +625,11 @@ fn turning_loop_detection_off_ends_a_loop() {
     assert!(g.looped());
     g.reconfigure(&config(0, false, false, BpduPolicy::Forward), t0);
     assert!(!g.looped());
-    assert!(matches!(g.poll_event(), Some(Event::LoopStarted { .. })));
-    assert!(matches!(g.poll_event(), Some(Event::LoopEnded { .. })));
+    assert!(matches!(
+        g.poll_event(),
+        Some(LoopEvent::LoopStarted { .. })
+    ));
+    assert!(matches!(g.poll_event(), Some(LoopEvent::LoopEnded { .. })));
 }
 
 #[test]
@@ -678,7 +704,7 @@ fn a_storm_starts_probing_and_leaves_detection_working() {
     assert_eq!(g.counters().loops_detected, 1);
     assert!(matches!(
         g.poll_event(),
-        Some(Event::LoopStarted { peer: 0, .. })
+        Some(LoopEvent::LoopStarted { peer: 0, .. })
     ));
     // Without storm control nothing is refused and nothing probes.
     let mut quiet = guard(config(0, true, false, BpduPolicy::Forward), t0);
@@ -702,16 +728,16 @@ proptest::proptest! {
         let frame = eth(BCAST, tags, ethertype, &body);
         let now = Instant::now();
         let mut g = guard(config(10, true, true, BpduPolicy::Drop), now);
-        let kind = classify(&frame);
+        let kind = Threat::in_frame(&frame);
         let verdict = g.from_peer(&frame, 0, now);
-        if kind == Kind::Other {
+        if kind == Threat::Other {
             proptest::prop_assert_eq!(verdict, PeerVerdict::Forward);
         } else {
             proptest::prop_assert_eq!(verdict, PeerVerdict::Drop);
         }
         let _ = g.from_local(&frame, now);
         for len in 0..frame.len() {
-            let _ = classify(&frame[..len]);
+            let _ = Threat::in_frame(&frame[..len]);
         }
     }
 }
@@ -735,7 +761,7 @@ fn a_loop_event_is_due_at_once_until_polled() {
     );
     assert_eq!(
         g.poll_event(),
-        Some(Event::LoopStarted {
+        Some(LoopEvent::LoopStarted {
             peer: 0,
             hold: LOOP_HOLD
         })
@@ -750,6 +776,6 @@ fn a_loop_event_is_due_at_once_until_polled() {
     g.handle_timeout(gone);
     assert!(!g.looped());
     assert_eq!(g.poll_timeout(), Some(gone));
-    assert!(matches!(g.poll_event(), Some(Event::LoopEnded { .. })));
+    assert!(matches!(g.poll_event(), Some(LoopEvent::LoopEnded { .. })));
     assert_ne!(g.poll_timeout(), Some(gone));
 }

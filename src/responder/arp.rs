@@ -57,13 +57,13 @@ pub enum Learned {
     Nothing,
     /// A binding was learned or refreshed.
     Binding,
-    /// The frame claimed a binding that cannot be true (see [`Refusal`]).
-    Refused(Refusal),
+    /// The frame claimed a binding that cannot be true (see [`BindingRefusal`]).
+    Refused(BindingRefusal),
 }
 
 /// Why a binding from the tunnel was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum BindingRefusal {
     /// The ARP sender MAC is not the Ethernet source.
     SenderMismatch,
     /// The address is one the responder answers for itself.
@@ -74,18 +74,18 @@ pub enum Refusal {
     OwnMac,
 }
 
-impl Refusal {
+impl BindingRefusal {
     /// Why, in a few words (for the log).
     pub fn reason(self) -> &'static str {
         match self {
-            Refusal::SenderMismatch => {
+            BindingRefusal::SenderMismatch => {
                 "the ARP sender MAC or ND link-layer option differs from the Ethernet source"
             }
-            Refusal::OwnAddress => "the address is the responder's own",
-            Refusal::LocalAddress => {
+            BindingRefusal::OwnAddress => "the address is the responder's own",
+            BindingRefusal::LocalAddress => {
                 "the address is the DHCP router's or leased locally to another MAC"
             }
-            Refusal::OwnMac => "the MAC is the responder's own",
+            BindingRefusal::OwnMac => "the MAC is the responder's own",
         }
     }
 }
@@ -291,13 +291,13 @@ impl ArpResponder {
             return Learned::Nothing;
         }
         if arp.sha != arp.eth_src {
-            return Learned::Refused(Refusal::SenderMismatch);
+            return Learned::Refused(BindingRefusal::SenderMismatch);
         }
         if self.own(arp.spa).is_some() {
-            return Learned::Refused(Refusal::OwnAddress);
+            return Learned::Refused(BindingRefusal::OwnAddress);
         }
         if local(arp.spa, arp.sha) {
-            return Learned::Refused(Refusal::LocalAddress);
+            return Learned::Refused(BindingRefusal::LocalAddress);
         }
         let Some(s) = &mut self.suppression else {
             return Learned::Nothing;
@@ -741,7 +741,7 @@ mod tests {
         assert_eq!(log.count, 5);
         assert_eq!(log.ip, std::net::IpAddr::from(REMOTE_IP));
         assert_eq!(log.mac, MacAddr(REMOTE));
-        assert_eq!(log.reason, Refusal::SenderMismatch.reason());
+        assert_eq!(log.reason, BindingRefusal::SenderMismatch.reason());
         assert_eq!(r.take_refusal_log(t0), None, "nothing new");
         r.handle_remote(&claim(GW), 3, t0);
         r.handle_remote(&claim(GW), 3, t0);
@@ -751,7 +751,7 @@ mod tests {
             .expect("after the interval");
         assert_eq!((log.count, log.peer), (2, 3));
         assert_eq!(log.ip, std::net::IpAddr::from(GW));
-        assert_eq!(log.reason, Refusal::OwnAddress.reason());
+        assert_eq!(log.reason, BindingRefusal::OwnAddress.reason());
         assert_eq!(r.counters().arp_bindings_refused, 7);
     }
 

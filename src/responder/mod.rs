@@ -54,7 +54,7 @@ pub use leases::{Lease, LeaseChange, LeaseDb, LeaseInfo, PoolUsage};
 use crate::mac::MacAddr;
 use crate::tunnel::PeerId;
 
-use arp::{ArpResponder, Learned, Refusal};
+use arp::{ArpResponder, BindingRefusal, Learned};
 use dhcp::DhcpServer;
 use nd::NdResponder;
 use smoltcp::wire::ArpOperation;
@@ -213,7 +213,7 @@ pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 struct Refusals {
     unlogged: u64,
-    last: Option<(Refusal, IpAddr, MacAddr, PeerId)>,
+    last: Option<(BindingRefusal, IpAddr, MacAddr, PeerId)>,
     logged_at: Option<Instant>,
 }
 

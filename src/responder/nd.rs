@@ -46,7 +46,7 @@ use super::{ETH_HEADER_LEN, LocalVerdict, ResponderError};
 use crate::mac::MacAddr;
 use crate::tunnel::PeerId;
 
-use super::arp::{Learned, Refusal};
+use super::arp::{BindingRefusal, Learned};
 
 /// ICMPv6 neighbour solicitation (RFC 4861 §4.3).
 const NS: u8 = 135;
@@ -286,10 +286,10 @@ impl NdResponder {
         }
         let claim = Some((ip, mac));
         if mac != nd.eth_src {
-            return (Learned::Refused(Refusal::SenderMismatch), claim);
+            return (Learned::Refused(BindingRefusal::SenderMismatch), claim);
         }
         if self.own_macs.contains(&mac) {
-            return (Learned::Refused(Refusal::OwnMac), claim);
+            return (Learned::Refused(BindingRefusal::OwnMac), claim);
         }
         let router = if nd.icmp_type == NA {
             nd.flags & FLAG_ROUTER != 0

@@ -22,7 +22,7 @@ use super::handshake::{self, HandshakeError};
 use super::peer::{PeerState, RETRY_BASE, RETRY_MAX, Session};
 use super::replay::ReplayWindow;
 use super::transport::Dest;
-use super::tunnel::{Event, PeerId, Refusal, Transmit, Tunnel};
+use super::tunnel::{Event, HandshakeRefusal, PeerId, Transmit, Tunnel};
 use crate::wire::tunnel::{InitiationPacket, field};
 
 /// A responder that answered this many initiations (did the DH) in the
@@ -126,16 +126,16 @@ impl Tunnel {
         &mut self,
         from: SocketAddr,
         peer: Option<PeerId>,
-        reason: Refusal,
+        reason: HandshakeRefusal,
         now: Instant,
     ) {
         let c = &mut self.counters;
         match reason {
-            Refusal::BadMac => c.rx_auth_failed += 1,
-            Refusal::OldVersion => c.rx_old_version += 1,
-            Refusal::UnknownPeer => c.rx_unknown_peer += 1,
-            Refusal::Stale => c.rx_replayed += 1,
-            Refusal::RateLimited => c.handshake_rate_limited += 1,
+            HandshakeRefusal::BadMac => c.rx_auth_failed += 1,
+            HandshakeRefusal::OldVersion => c.rx_old_version += 1,
+            HandshakeRefusal::UnknownPeer => c.rx_unknown_peer += 1,
+            HandshakeRefusal::Stale => c.rx_replayed += 1,
+            HandshakeRefusal::RateLimited => c.handshake_rate_limited += 1,
         }
         if self.refusals.take(now) {
             self.events
@@ -237,7 +237,7 @@ impl Tunnel {
             return;
         };
         let Some(k) = self.incoming.find(pkt.mac1_input(), pkt.mac1()) else {
-            return self.refuse(from, None, Refusal::BadMac, now);
+            return self.refuse(from, None, HandshakeRefusal::BadMac, now);
         };
         // A TCP source cannot be spoofed: no cookie round trip there.
         if !self.rx_tcp && self.cookies.under_load(now) && !self.cookies.cookie_ok(from, msg) {
@@ -274,7 +274,7 @@ impl Tunnel {
             .copied();
         let Some((id, slot)) = found else {
             let peer = (key.peers.len() == 1).then(|| key.peers[0].0);
-            return self.refuse(from, peer, Refusal::UnknownPeer, now);
+            return self.refuse(from, peer, HandshakeRefusal::UnknownPeer, now);
         };
         if init.instance == self.instance {
             // Our own initiation sent back at us: answering it would give us
@@ -286,10 +286,10 @@ impl Tunnel {
             .last_timestamp
             .is_some_and(|last| init.timestamp <= last)
         {
-            return self.refuse(from, Some(id), Refusal::Stale, now);
+            return self.refuse(from, Some(id), HandshakeRefusal::Stale, now);
         }
         if !self.limiter.allow(from.ip(), now) {
-            return self.refuse(from, Some(id), Refusal::RateLimited, now);
+            return self.refuse(from, Some(id), HandshakeRefusal::RateLimited, now);
         }
         self.cookies.count_answer(now);
         let timestamp = init.timestamp;
@@ -373,7 +373,7 @@ impl Tunnel {
         // It answers the initiation we wait for (a replayed response finds
         // none): charge the source before the DH.
         if !self.limiter.allow(from.ip(), now) {
-            return self.refuse(from, Some(id), Refusal::RateLimited, now);
+            return self.refuse(from, Some(id), HandshakeRefusal::RateLimited, now);
         }
         let p = &mut self.peers[id];
         let Some(pending) = p.pending.as_ref() else {

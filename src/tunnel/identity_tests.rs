@@ -240,7 +240,7 @@ fn a_site_cannot_pass_as_another_with_its_own_key() {
     assert!(refused.contains(&Event::HandshakeRefused {
         from: addr("198.18.0.3:51901"),
         peer: Some(1),
-        reason: Refusal::UnknownPeer,
+        reason: HandshakeRefusal::UnknownPeer,
     }));
 }
 
@@ -444,7 +444,7 @@ fn an_old_protocol_version_is_refused_and_reported() {
         Some(Event::HandshakeRefused {
             from,
             peer: None,
-            reason: Refusal::OldVersion,
+            reason: HandshakeRefusal::OldVersion,
         })
     );
 }

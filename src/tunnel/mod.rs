@@ -268,6 +268,6 @@ pub use peer::{
 pub use pmtu::{BASE_MTU, MAX_MTU};
 pub use transport::{SWITCH_AFTER, TransportMode, UDP_RETRY};
 pub use tunnel::{
-    Counters, Entropy, Event, Incoming, OsEntropy, PeerId, Refusal, SendOutcome, Transmit, Tunnel,
-    TunnelParams,
+    Counters, Entropy, Event, HandshakeRefusal, Incoming, OsEntropy, PeerId, SendOutcome, Transmit,
+    Tunnel, TunnelParams,
 };

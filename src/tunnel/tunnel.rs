@@ -162,7 +162,7 @@ pub enum Event {
         /// The peer it concerned, when known.
         peer: Option<PeerId>,
         /// Why.
-        reason: Refusal,
+        reason: HandshakeRefusal,
     },
     /// The outer packet size used for a peer changed (discovered, or a
     /// fallback because the path shrank).
@@ -196,7 +196,7 @@ pub enum Event {
 
 /// Why a handshake message was refused (reported for the log, rate limited).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum HandshakeRefusal {
     /// The first MAC matched none of the link's keys (garbage, another
     /// link's key, or an initiation meant for another site).
     BadMac,
@@ -211,14 +211,18 @@ pub enum Refusal {
     RateLimited,
 }
 
-impl std::fmt::Display for Refusal {
+impl std::fmt::Display for HandshakeRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Refusal::BadMac => "no key of this link authenticates it",
-            Refusal::OldVersion => "it speaks tapbridge protocol version 1 (upgrade that site)",
-            Refusal::UnknownPeer => "the name it gives is not the peer of the key it uses",
-            Refusal::Stale => "its timestamp is not newer than the last accepted (a replay)",
-            Refusal::RateLimited => "its source exceeded the handshake rate limit",
+            HandshakeRefusal::BadMac => "no key of this link authenticates it",
+            HandshakeRefusal::OldVersion => {
+                "it speaks tapbridge protocol version 1 (upgrade that site)"
+            }
+            HandshakeRefusal::UnknownPeer => "the name it gives is not the peer of the key it uses",
+            HandshakeRefusal::Stale => {
+                "its timestamp is not newer than the last accepted (a replay)"
+            }
+            HandshakeRefusal::RateLimited => "its source exceeded the handshake rate limit",
         })
     }
 }
@@ -871,7 +875,7 @@ impl Tunnel {
         self.rx_authentic = None;
         match MessageType::of(buf) {
             None if is_v1_initiation(buf) => {
-                self.refuse(from, None, Refusal::OldVersion, now);
+                self.refuse(from, None, HandshakeRefusal::OldVersion, now);
                 Incoming::Nothing
             }
             None => {

@@ -10,8 +10,7 @@ use super::super::tap::TapQueue;
 use super::Worker;
 use super::lane::Lane;
 use super::out::{Out, TapOut, UdpTx};
-use crate::bridge;
-use crate::guard;
+use crate::guard::LoopEvent;
 use crate::tunnel::{Event, PeerId, PeerStats};
 
 impl Worker {
@@ -35,10 +34,10 @@ impl Worker {
                 "DHCP address in use by another host, not offered"
             );
         }
-        while let Some(bridge::Event::Loop(ev)) = self.bridge.poll_event() {
+        while let Some(ev) = self.bridge.poll_event() {
             self.bridge_port_stale = true;
             match ev {
-                guard::Event::LoopStarted { peer, hold } => tracing::warn!(
+                LoopEvent::LoopStarted { peer, hold } => tracing::warn!(
                     peer = %self.peer_name(peer),
                     loops_detected = self.bridge.guard_counters().loops_detected,
                     "forwarding loop: the probe sent to this peer came back through the TAP, so \
@@ -46,7 +45,7 @@ impl Worker {
                      it until that path has been gone for {}s (other peers are not affected)",
                     hold.as_secs()
                 ),
-                guard::Event::LoopEnded { peer, lasted } => tracing::info!(
+                LoopEvent::LoopEnded { peer, lasted } => tracing::info!(
                     peer = %self.peer_name(peer),
                     "forwarding loop gone after {}s; frames to and from this peer flow again",
                     lasted.as_secs()

@@ -358,7 +358,7 @@ fn refuses_bindings_that_cannot_be_true() {
     assert_eq!(log.count, 3);
     assert_eq!(log.ip, IpAddr::from(remote_ip()));
     assert_eq!(log.mac, MacAddr(OUR_MAC));
-    assert_eq!((log.peer, log.reason), (2, Refusal::OwnMac.reason()));
+    assert_eq!((log.peer, log.reason), (2, BindingRefusal::OwnMac.reason()));
 }
 
 #[test]

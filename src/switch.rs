@@ -82,11 +82,12 @@ impl Switch {
             .map(|e| e.port)
     }
 
-    /// Records that `src` was seen in `vlan` behind `port`. Group addresses are never
-    /// learned. A full table makes room ([`Switch::make_room`]): a new address
-    /// is always learned, so a host that talks after a flood of made-up
-    /// source addresses is still known, and still seen when it moves (which
-    /// is how a loop is first suspected).
+    /// Records that `src` was seen in `vlan` behind `port`. Group addresses
+    /// are never learned. A full table makes room (the stale entries, else
+    /// the eighth seen longest ago): a new address is always learned, so a
+    /// host that talks after a flood of made-up source addresses is still
+    /// known, and still seen when it moves (which is how a loop is first
+    /// suspected).
     pub fn learn(&mut self, vlan: Vlan, src: MacAddr, port: Port, now: Instant) {
         if src.is_group() {
             return;

@@ -34,8 +34,8 @@ pub use psk::Psk;
 
 use crate::mac::MacAddr;
 
-/// `tunnel.transport`, as the operator wrote it (the tunnel maps it to its
-/// own `TransportMode`).
+/// `tunnel.transport`, as the operator wrote it (the data path maps it to the
+/// tunnel's `TransportMode`, so neither module imports the other).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transport {
     /// UDP only.

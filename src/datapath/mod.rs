@@ -7,3 +7,18 @@ pub mod tap;
 pub mod tcp;
 pub mod udp;
 pub mod worker;
+
+use crate::config::Transport;
+use crate::tunnel::TransportMode;
+
+/// `tunnel.transport` as the tunnel runs it. Mapped here, in the shell that
+/// hands the config to the core, so that neither imports the other.
+impl From<Transport> for TransportMode {
+    fn from(t: Transport) -> TransportMode {
+        match t {
+            Transport::Udp => TransportMode::Udp,
+            Transport::Tcp => TransportMode::Tcp,
+            Transport::Auto => TransportMode::Auto,
+        }
+    }
+}

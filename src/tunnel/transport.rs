@@ -43,16 +43,6 @@ pub enum TransportMode {
     Auto,
 }
 
-impl From<crate::config::Transport> for TransportMode {
-    fn from(t: crate::config::Transport) -> TransportMode {
-        match t {
-            crate::config::Transport::Udp => TransportMode::Udp,
-            crate::config::Transport::Tcp => TransportMode::Tcp,
-            crate::config::Transport::Auto => TransportMode::Auto,
-        }
-    }
-}
-
 impl TransportMode {
     /// The config spelling.
     pub fn as_str(self) -> &'static str {

@@ -32,6 +32,7 @@ pub use error::ConfigError;
 pub use locate::position as setting_position;
 pub use psk::Psk;
 
+pub use crate::guard::{BpduPolicy, GuardConfig};
 use crate::mac::MacAddr;
 
 /// `tunnel.transport`, as the operator wrote it (the data path maps it to the
@@ -433,46 +434,6 @@ impl ControlConfig {
 pub struct MetricsConfig {
     /// TCP address to serve on (default `127.0.0.1:9477`).
     pub listen: SocketAddr,
-}
-
-/// `[guard]`: the L2 edge guards (SPEC §4, §5 Guards).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuardConfig {
-    /// Flooded frames (broadcast, multicast, unknown unicast) sent into the
-    /// tunnel per second; 0 turns storm control off. At most 10,000,000.
-    pub storm_pps: u32,
-    /// Probe for a second path between the sites and stop forwarding while
-    /// one exists.
-    pub loop_detect: bool,
-    /// Drop DHCPv4 server messages arriving from peers.
-    pub dhcp_guard: bool,
-    /// Drop IPv6 router advertisements and DHCPv6 server messages arriving
-    /// from peers.
-    pub ra_guard: bool,
-    /// What happens to spanning-tree BPDUs crossing the tunnel.
-    pub bpdu: BpduPolicy,
-}
-
-/// `guard.bpdu`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BpduPolicy {
-    /// Carry BPDUs both ways, so the sites' spanning trees see each other.
-    Forward,
-    /// Drop BPDUs both ways.
-    Drop,
-}
-
-impl GuardConfig {
-    /// The defaults of SPEC §4; `dhcp_enabled` decides the DHCP and RA guards.
-    pub fn defaults(dhcp_enabled: bool) -> GuardConfig {
-        GuardConfig {
-            storm_pps: 2000,
-            loop_detect: true,
-            dhcp_guard: dhcp_enabled,
-            ra_guard: dhcp_enabled,
-            bpdu: BpduPolicy::Forward,
-        }
-    }
 }
 
 impl Config {

@@ -89,14 +89,58 @@
 //! at least a hold-down apart.
 
 mod classify;
+mod probe;
+mod storm;
 #[cfg(test)]
 mod tests;
 
 use std::time::{Duration, Instant};
 
+use probe::{PeerLoop, Probing};
+pub use probe::{is_bpdu, is_probe};
+use storm::Bucket;
+
 pub use classify::Threat;
 
-pub use crate::config::{BpduPolicy, GuardConfig};
+/// The guards' settings (`[guard]`, SPEC §4): the config produces them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardConfig {
+    /// Flooded frames (broadcast, multicast, unknown unicast) sent into the
+    /// tunnel per second; 0 turns storm control off. At most 10,000,000.
+    pub storm_pps: u32,
+    /// Probe for a second path between the sites and stop forwarding while
+    /// one exists.
+    pub loop_detect: bool,
+    /// Drop DHCPv4 server messages arriving from peers.
+    pub dhcp_guard: bool,
+    /// Drop IPv6 router advertisements and DHCPv6 server messages arriving
+    /// from peers.
+    pub ra_guard: bool,
+    /// What happens to spanning-tree BPDUs crossing the tunnel.
+    pub bpdu: BpduPolicy,
+}
+
+/// `guard.bpdu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BpduPolicy {
+    /// Carry BPDUs both ways, so the sites' spanning trees see each other.
+    Forward,
+    /// Drop BPDUs both ways.
+    Drop,
+}
+
+impl GuardConfig {
+    /// The defaults of SPEC §4; `dhcp_enabled` decides the DHCP and RA guards.
+    pub fn defaults(dhcp_enabled: bool) -> GuardConfig {
+        GuardConfig {
+            storm_pps: 2000,
+            loop_detect: true,
+            dhcp_guard: dhcp_enabled,
+            ra_guard: dhcp_enabled,
+            bpdu: BpduPolicy::Forward,
+        }
+    }
+}
 
 /// How often a loop probe is sent.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -173,83 +217,6 @@ pub struct GuardCounters {
     pub loops_detected: u64,
     /// Frames refused because a loop was present.
     pub loop_dropped: u64,
-}
-
-/// Token bucket in nanosecond-scaled units: one frame costs `1e9`, and
-/// each nanosecond adds `rate`.
-#[derive(Debug)]
-struct Bucket {
-    rate: u64,
-    cap: u64,
-    level: u64,
-    last: Instant,
-}
-
-const UNIT: u64 = 1_000_000_000;
-
-impl Bucket {
-    fn new(pps: u32, now: Instant) -> Bucket {
-        let rate = u64::from(pps);
-        let burst = (rate / 4).max(16);
-        Bucket {
-            rate,
-            cap: burst * UNIT,
-            level: burst * UNIT,
-            last: now,
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        // At most 10 s of refill at once keeps the product far from u64::MAX
-        // (rate ≤ 10^7 by config validation).
-        let ns = now
-            .saturating_duration_since(self.last)
-            .as_nanos()
-            .min(10 * u128::from(UNIT));
-        self.last = self.last.max(now);
-        let ns = u64::try_from(ns).unwrap_or(10 * UNIT);
-        self.level = self
-            .level
-            .saturating_add(ns.saturating_mul(self.rate))
-            .min(self.cap);
-        if self.level >= UNIT {
-            self.level -= UNIT;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Link-wide probing schedule.
-#[derive(Debug)]
-struct Probing {
-    /// Until when probes are sent because a MAC moved.
-    suspect_until: Option<Instant>,
-    /// When the next probe may go out (one per interval).
-    next_probe: Instant,
-}
-
-/// Loop state towards one peer.
-#[derive(Debug, Clone, Copy)]
-struct PeerLoop {
-    /// Since when a loop through this peer is present, if one is.
-    since: Option<Instant>,
-    /// When a probe of ours sent to this peer last came back.
-    last_seen: Option<Instant>,
-    /// The current hold-down.
-    hold: Duration,
-    /// When the last loop through this peer ended.
-    ended: Option<Instant>,
-}
-
-impl PeerLoop {
-    const IDLE: PeerLoop = PeerLoop {
-        since: None,
-        last_seen: None,
-        hold: LOOP_HOLD,
-        ended: None,
-    };
 }
 
 /// Events kept for the caller to poll; beyond this the oldest is dropped
@@ -593,19 +560,4 @@ impl Guard {
             );
         }
     }
-}
-
-/// Whether `frame` is a loop probe (any site's), untagged.
-pub fn is_probe(frame: &[u8]) -> bool {
-    frame.len() >= 38
-        && frame[..6] == PROBE_DST
-        && frame[12..14] == PROBE_ETHERTYPE.to_be_bytes()
-        && frame[14..30] == PROBE_MAGIC[..]
-}
-
-/// Whether `frame` is a spanning-tree BPDU (by destination).
-pub fn is_bpdu(frame: &[u8]) -> bool {
-    frame
-        .get(..6)
-        .is_some_and(|d| d == classify::STP_DST || d == classify::PVST_DST)
 }

@@ -577,7 +577,7 @@ pub fn check_responder(cfg: &Config) -> Result<(), crate::config::ConfigError> {
 /// Reads the lease file at `path` (creating its directory). A file that
 /// cannot be read or parsed is moved aside and logged; the link then starts
 /// with an empty table (SPEC §5: never a reason for `link up` to fail).
-pub fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {
+pub fn load_leases(path: &Path) -> anyhow::Result<crate::leases::LeaseDb> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the lease directory {}", dir.display()))?;

@@ -40,6 +40,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod guard;
 pub mod hooks;
+pub mod leases;
 pub mod mac;
 pub mod metrics;
 pub mod netlink;

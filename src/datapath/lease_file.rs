@@ -15,7 +15,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::responder::LeaseDb;
+use crate::leases::LeaseDb;
 
 /// Errors reading or writing the lease file. Each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +179,7 @@ mod tests {
         assert!(!path.exists());
         // A good file is read as is.
         let mut good = LeaseDb::default();
-        let lease = crate::responder::Lease {
+        let lease = crate::leases::Lease {
             ip: ip(100),
             expires: T0,
             mac: M1,
@@ -200,7 +200,7 @@ mod tests {
         let path = dir.join("site.leases");
         assert!(read_lease_file(&path).expect("missing is empty").is_empty());
         let mut db = LeaseDb::default();
-        let lease = crate::responder::Lease {
+        let lease = crate::leases::Lease {
             ip: ip(100),
             expires: T0,
             mac: M1,

@@ -8,7 +8,7 @@
 //!   fsync, rename, fsync of the directory, see
 //!   [`write_lease_file_atomic`](super::lease_file::write_lease_file_atomic));
 //! * journals (`<file>.journal.<generation>`), append-only, one line per
-//!   change in the format of [`crate::responder::lease_journal`].
+//!   change in the format of [`crate::leases::journal`].
 //!
 //! The worker hands over the changes it collected during one wake-up as one
 //! batch; the persistence thread takes every batch queued while it was busy
@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use nix::sys::eventfd::EventFd;
 
 use super::lease_file::{LeaseFileError, Pace, SetAside, load_or_set_aside, replace_file};
-use crate::responder::{LeaseChange, LeaseDb, lease_journal};
+use crate::leases::{LeaseChange, LeaseDb, journal as lease_journal};
 
 /// Up to this many leases, each commit rewrites the lease file (small, and
 /// what a reader of the file sees at once); above it, commits append to the
@@ -591,8 +591,9 @@ impl Persister {
 mod tests {
     use super::*;
     use crate::datapath::lease_file::write_lease_file_atomic;
+    use crate::leases::Lease;
     use crate::mac::MacAddr;
-    use crate::responder::{Lease, Responder};
+    use crate::responder::Responder;
     use std::net::Ipv4Addr;
 
     struct TempDir(PathBuf);

@@ -39,9 +39,10 @@ use crate::control::server::Command;
 use crate::control::status::{self, IoCounters, StaticLinkInfo};
 use crate::control::{Request, Response};
 use crate::guard;
+use crate::leases::LeaseChange;
 use crate::metrics::MetricsServer;
 use crate::reload::{PeerChange, Plan, ReloadError};
-use crate::responder::{LeaseChange, Responder};
+use crate::responder::Responder;
 use crate::tunnel::{Event, PeerId, PeerParams, PeerStats, Transmit, Tunnel};
 
 /// Datagrams or frames handled per batch.

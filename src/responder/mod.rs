@@ -41,16 +41,15 @@
 pub mod arp;
 mod bindings;
 pub mod dhcp;
-pub mod lease_journal;
-pub mod leases;
 pub mod nd;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use dhcp::alloc::{LeaseInfo, PoolUsage};
 pub use dhcp::{ConflictLog, OwnFrame};
-pub use leases::{Lease, LeaseChange, LeaseDb, LeaseInfo, PoolUsage};
 
+use crate::leases::{LeaseChange, LeaseDb};
 use crate::mac::MacAddr;
 use crate::tunnel::PeerId;
 
@@ -575,7 +574,7 @@ impl Responder {
     /// oldest first: what the shell's lease store makes durable. Call it
     /// after each reply (a reply after which this finds changes depends on
     /// them: an ACK waits until they are on disk) and after each batch.
-    pub fn take_lease_changes(&mut self, out: &mut Vec<crate::responder::LeaseChange>) {
+    pub fn take_lease_changes(&mut self, out: &mut Vec<LeaseChange>) {
         if let Some(d) = self.dhcp.as_mut() {
             d.allocator_mut().take_changes(out);
         }

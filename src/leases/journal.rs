@@ -6,7 +6,7 @@
 //! A line is a JSON object: `{"client":"01:02:00:00:00:aa:01","mac":"02:00:00:00:aa:01",
 //! "ip":"198.19.0.10","expires":1700000000,"renewed":true}` records the
 //! client's lease from now on (the fields mean what they mean in the lease
-//! file, see [`super::leases`]); `{"client":"01:02:00:00:00:aa:01","removed":true}`
+//! file, see [`super::file`]); `{"client":"01:02:00:00:00:aa:01","removed":true}`
 //! says its record is gone. Replaying the lines in order over the lease
 //! file the journal started from gives the records as they were after the
 //! last line. A last line without its newline is a write a crash cut short:
@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 
-use super::leases::{Lease, LeaseChange, LeaseDb, hex_key, parse_hex_key};
+use super::{Lease, LeaseChange, LeaseDb, hex_key, parse_hex_key};
 use crate::mac::MacAddr;
 
 #[derive(Deserialize)]

@@ -1,39 +1,20 @@
-//! DHCP lease store (pure): the address allocator and the lease file format.
+//! The DHCP server's address allocator (pure): which address a client gets.
 //!
-//! [`LeaseDb`] and [`Allocator`] record which client holds which address
-//! until when, expressed in wall-clock UNIX seconds so a lease survives a
-//! restart. A client is named by its client identifier (option 61) when it
-//! sends one, else by its hardware address (the key `01 ‖ chaddr`, which is
-//! also what most clients send as option 61, so both spellings of an
-//! Ethernet client are the same client). Reservations stay by MAC.
-//! The allocator adds the configured pool, reservations, short-lived offers
-//! and quarantined (declined) addresses, and promises that **no address is
-//! ever held by two clients at once** (a held address is an unexpired lease
-//! or a live offer). Expired leases stay on record so a returning client gets
-//! its old address back, and are reclaimed for other clients only when no
-//! never-used address is left.
-//!
-//! [`LeaseDb::load`] and [`LeaseDb::to_bytes`] parse and produce the file's
-//! bytes; reading and writing the file itself is the I/O shell's job
-//! (`crate::datapath::lease_file`).
-//!
-//! File format (JSON, versioned). Version 2, written:
-//! `{"version":2,"leases":[{"client":"01:02:00:00:00:aa:01","mac":"02:00:00:00:aa:01",
-//! "ip":"198.19.0.10","expires":1700000000,"renewed":true}]}` where `client`
-//! is the key in hex, `expires` is UNIX seconds and `renewed` says the client
-//! has renewed once (so it gets the full lease time, see [`SHORT_LEASE_SECS`]).
-//! Version 1, still read: `{"version":1,"leases":[{"mac":..,"ip":..,"expires":..}]}`;
-//! its records are keyed by MAC and count as renewed.
+//! [`Allocator`] keeps the records in a [`LeaseDb`] (see [`crate::leases`]
+//! for what a record is and how it is kept) and adds the configured pool,
+//! reservations (by MAC), short-lived offers and quarantined (declined)
+//! addresses. It promises that **no address is ever held by two clients at
+//! once** (a held address is an unexpired lease or a live offer). Expired
+//! leases stay on record so a returning client gets its old address back,
+//! and are reclaimed for other clients only when no never-used address is
+//! left. Every change to the records is handed out as a [`LeaseChange`]
+//! ([`Allocator::take_changes`]) for the lease store to make durable.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
-use serde::{Deserialize, Serialize};
-
+use crate::leases::{Lease, LeaseChange, LeaseDb, hex_key, mac_key};
 use crate::mac::MacAddr;
-
-/// Version written into the lease file.
-const FILE_VERSION: u32 = 2;
 
 /// How long an offered address stays reserved for the client it was offered to.
 pub const OFFER_HOLD_SECS: u64 = 30;
@@ -45,17 +26,6 @@ pub const DECLINE_QUARANTINE_SECS: u64 = 600;
 /// Longest first lease of a client never seen renewing: a burst of clients
 /// that vanish (random MACs) frees the pool after this, not after `lease_time`.
 pub const SHORT_LEASE_SECS: u64 = 300;
-
-/// Longest client key (option 61 carries at most 255 bytes).
-pub const MAX_KEY_LEN: usize = 255;
-
-/// The key of a client that sent no client identifier: `01 ‖ chaddr`
-/// (hardware type Ethernet, as RFC 2132 §9.14 suggests clients spell it).
-pub fn mac_key(mac: &MacAddr) -> [u8; 7] {
-    let mut k = [1u8; 7];
-    k[1..].copy_from_slice(&mac.0);
-    k
-}
 
 /// One lease as the operator sees it (`bridge-ctl leases`, status JSON).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,272 +40,6 @@ pub struct LeaseInfo {
     /// colon-separated hex; `None` for a client keyed by its MAC.
     pub client_id: Option<String>,
 }
-
-/// A recorded lease: the client (hardware address `mac`) held `ip` until
-/// `expires` (UNIX seconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lease {
-    /// The leased address.
-    pub ip: Ipv4Addr,
-    /// Expiry, UNIX seconds (wall clock, so it means the same after a restart).
-    pub expires: u64,
-    /// The client's hardware address (chaddr) when it was last granted.
-    pub mac: MacAddr,
-    /// The client has renewed at least once: it gets the full lease time.
-    pub renewed: bool,
-}
-
-/// The persisted lease table: at most one lease per client and one client
-/// per address.
-///
-/// Build it empty with [`LeaseDb::default`] or from a file's bytes with
-/// [`LeaseDb::load`]; hand it to the responder, which owns it from then on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LeaseDb {
-    // Hashed, not ordered: a lookup in a 65k-lease table is one hash
-    // instead of ~16 key comparisons. SipHash with per-process keys:
-    // clients choose their keys. `to_bytes` sorts.
-    by_key: HashMap<Box<[u8]>, Lease>,
-    by_ip: HashMap<Ipv4Addr, Box<[u8]>>,
-}
-
-#[derive(Deserialize)]
-struct VersionRepr {
-    version: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileV1 {
-    #[allow(dead_code)]
-    version: u32,
-    leases: Vec<RecordV1>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordV1 {
-    mac: String,
-    ip: Ipv4Addr,
-    expires: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileV2 {
-    version: u32,
-    leases: Vec<RecordV2>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordV2 {
-    client: String,
-    mac: String,
-    ip: Ipv4Addr,
-    expires: u64,
-    renewed: bool,
-}
-
-pub(crate) fn hex_key(key: &[u8]) -> String {
-    let mut s = String::with_capacity(key.len() * 3);
-    for (i, b) in key.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
-        }
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
-pub(crate) fn parse_hex_key(s: &str) -> Option<Box<[u8]>> {
-    let key: Option<Vec<u8>> = s
-        .split(':')
-        .map(|b| {
-            (b.len() == 2)
-                .then(|| u8::from_str_radix(b, 16).ok())
-                .flatten()
-        })
-        .collect();
-    key.filter(|k| (2..=MAX_KEY_LEN).contains(&k.len()))
-        .map(Vec::into_boxed_slice)
-}
-
-impl LeaseDb {
-    /// Parse the bytes of a lease file (version 1 or 2). Empty input is an
-    /// empty database.
-    ///
-    /// If the file names one address or one client twice, the lease that
-    /// expires last wins, so a damaged file can never make two clients share
-    /// an address.
-    pub fn load(bytes: &[u8]) -> Result<LeaseDb, String> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(LeaseDb::default());
-        }
-        let head: VersionRepr = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        let parse_mac = |m: &str| {
-            m.parse::<MacAddr>()
-                .map_err(|_| format!("invalid MAC address {m:?}"))
-        };
-        let mut records: Vec<(Box<[u8]>, Lease)> = Vec::new();
-        match head.version {
-            1 => {
-                let file: FileV1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-                for r in file.leases {
-                    let mac = parse_mac(&r.mac)?;
-                    let lease = Lease {
-                        ip: r.ip,
-                        expires: r.expires,
-                        mac,
-                        renewed: true,
-                    };
-                    records.push((Box::new(mac_key(&mac)), lease));
-                }
-            }
-            2 => {
-                let file: FileV2 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-                for r in file.leases {
-                    let key = parse_hex_key(&r.client)
-                        .ok_or_else(|| format!("invalid client identifier {:?}", r.client))?;
-                    let lease = Lease {
-                        ip: r.ip,
-                        expires: r.expires,
-                        mac: parse_mac(&r.mac)?,
-                        renewed: r.renewed,
-                    };
-                    records.push((key, lease));
-                }
-            }
-            v => {
-                return Err(format!(
-                    "unsupported lease file version {v} (expected 1 or {FILE_VERSION})"
-                ));
-            }
-        }
-        // Latest expiry first, so the first insert for a client or an IP wins.
-        records.sort_by_key(|r| std::cmp::Reverse(r.1.expires));
-        let mut db = LeaseDb::default();
-        for (key, lease) in records {
-            if !db.by_key.contains_key(&key) && !db.by_ip.contains_key(&lease.ip) {
-                db.insert(&key, lease);
-            }
-        }
-        Ok(db)
-    }
-
-    /// Serialize to the lease file format, version 2 (deterministic: sorted
-    /// by client key).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut sorted: Vec<(&Box<[u8]>, &Lease)> = self.by_key.iter().collect();
-        sorted.sort_unstable_by_key(|(k, _)| *k);
-        let file = FileV2 {
-            version: FILE_VERSION,
-            leases: sorted
-                .into_iter()
-                .map(|(key, l)| RecordV2 {
-                    client: hex_key(key),
-                    mac: l.mac.to_string(),
-                    ip: l.ip,
-                    expires: l.expires,
-                    renewed: l.renewed,
-                })
-                .collect(),
-        };
-        let mut out = serde_json::to_vec_pretty(&file).unwrap_or_default();
-        out.push(b'\n');
-        out
-    }
-
-    /// The lease recorded for the client `key`, expired or not.
-    pub fn get(&self, key: &[u8]) -> Option<Lease> {
-        self.by_key.get(key).copied()
-    }
-
-    /// The lease recorded for a client keyed by its hardware address.
-    pub fn get_mac(&self, mac: &MacAddr) -> Option<Lease> {
-        self.get(&mac_key(mac))
-    }
-
-    /// The key of the client recorded for `ip`, expired or not.
-    pub fn owner_key(&self, ip: Ipv4Addr) -> Option<&[u8]> {
-        self.by_ip.get(&ip).map(|k| &**k)
-    }
-
-    /// The hardware address of the client recorded for `ip`, expired or not.
-    pub fn owner(&self, ip: Ipv4Addr) -> Option<MacAddr> {
-        self.owner_key(ip)
-            .and_then(|k| self.by_key.get(k))
-            .map(|l| l.mac)
-    }
-
-    /// Number of recorded leases (expired ones included).
-    pub fn len(&self) -> usize {
-        self.by_key.len()
-    }
-
-    /// True when nothing is recorded.
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
-    }
-
-    /// Iterate over all records, expired ones included, in no set order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Lease)> + '_ {
-        self.by_key.iter().map(|(k, l)| (&**k, *l))
-    }
-
-    /// Record `lease` for the client `key`, dropping the client's previous
-    /// record and any other client's record for the address. Callers decide
-    /// whether that is allowed.
-    pub fn insert(&mut self, key: &[u8], lease: Lease) {
-        // A renewal or an extension: the same client keeps the same address.
-        if let Some(l) = self.by_key.get_mut(key)
-            && l.ip == lease.ip
-        {
-            *l = lease;
-            return;
-        }
-        self.remove(key);
-        if let Some(other) = self.by_ip.remove(&lease.ip) {
-            self.by_key.remove(&other);
-        }
-        let key: Box<[u8]> = key.into();
-        self.by_ip.insert(lease.ip, key.clone());
-        self.by_key.insert(key, lease);
-    }
-
-    /// Forget the client's record entirely.
-    pub fn remove(&mut self, key: &[u8]) -> Option<Lease> {
-        let old = self.by_key.remove(key)?;
-        self.by_ip.remove(&old.ip);
-        Some(old)
-    }
-}
-
-/// One change of the lease records, in the order it happened: what the
-/// shell's lease store journals (see `crate::datapath::lease_store`).
-/// Applying a run of changes with [`LeaseChange::apply`] to the records as
-/// they were before it gives the records as they are after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseChange {
-    /// The client the change is about.
-    pub key: Box<[u8]>,
-    /// Its record from now on (this also ends any other client's record
-    /// for that address), or `None`: the record is gone.
-    pub lease: Option<Lease>,
-}
-
-impl LeaseChange {
-    /// Apply the change to `db`.
-    pub fn apply(&self, db: &mut LeaseDb) {
-        match self.lease {
-            Some(l) => db.insert(&self.key, l),
-            None => {
-                db.remove(&self.key);
-            }
-        }
-    }
-}
-
 /// The pool's dynamic addresses that nobody holds and that have no record:
 /// a bitmap over the range with a summary word per 64 words, so finding
 /// the lowest member costs a scan of at most `len / 4096` words (16 for the
@@ -926,7 +630,7 @@ impl Allocator {
 
     /// Keep `ip` out of the pool until `until` (UNIX seconds), withdrawing
     /// any offer of it; leases are untouched. The hook of the conflict check
-    /// ([`super::dhcp::conflict`]): another host was seen using the address.
+    /// ([`super::conflict`]): another host was seen using the address.
     pub fn set_aside(&mut self, ip: Ipv4Addr, until: u64) {
         self.remove_offer_at(ip);
         self.detach(ip);
@@ -1136,53 +840,6 @@ mod tests {
             text.contains("\"client\": \"01:02:00:00:00:aa:01\""),
             "{text}"
         );
-    }
-
-    #[test]
-    fn load_rejects_garbage_and_resolves_duplicates() {
-        assert!(LeaseDb::load(b"").expect("empty ok").is_empty());
-        assert!(LeaseDb::load(b"{").is_err());
-        assert!(LeaseDb::load(br#"{"version":3,"leases":[]}"#).is_err());
-        let bad_id = br#"{"version":2,"leases":[{"client":"1:2","mac":"02:00:00:00:aa:01",
-            "ip":"198.19.0.100","expires":5,"renewed":false}]}"#;
-        assert!(LeaseDb::load(bad_id).is_err());
-        assert!(
-            LeaseDb::load(br#"{"version":1,"leases":[{"mac":"zz","ip":"1.2.3.4","expires":1}]}"#)
-                .is_err()
-        );
-        let dup = br#"{"version":1,"leases":[
-            {"mac":"02:00:00:00:aa:01","ip":"198.19.0.100","expires":5},
-            {"mac":"02:00:00:00:aa:02","ip":"198.19.0.100","expires":9},
-            {"mac":"02:00:00:00:aa:02","ip":"198.19.0.101","expires":7}]}"#;
-        let db = LeaseDb::load(dup).expect("valid");
-        assert_eq!(db.len(), 1);
-        assert_eq!(db.owner(ip(100)), Some(M2));
-    }
-
-    /// A file exactly as version 1 wrote it: its records are keyed by MAC,
-    /// count as renewed, and are written back as version 2.
-    #[test]
-    fn reads_version_1_files() {
-        let v1 = br#"{
-  "version": 1,
-  "leases": [
-    {
-      "mac": "02:00:00:00:aa:01",
-      "ip": "198.19.0.100",
-      "expires": 1700003600
-    }
-  ]
-}
-"#;
-        let db = LeaseDb::load(v1).expect("version 1 reads");
-        let want = Lease {
-            ip: ip(100),
-            expires: T0 + 3600,
-            mac: M1,
-            renewed: true,
-        };
-        assert_eq!(db.get(&[1, 2, 0, 0, 0, 0xaa, 1]), Some(want));
-        assert_eq!(LeaseDb::load(&db.to_bytes()).expect("v2 reads"), db);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The lease journal's format (pure): one line per [`LeaseChange`], so the
 //! shell can make a batch of changes durable with one append and one
 //! `fdatasync` instead of rewriting the whole lease file
-//! (`crate::datapath::lease_store` does the I/O).
+//! ([`super::store`] does the I/O).
 //!
 //! A line is a JSON object: `{"client":"01:02:00:00:00:aa:01","mac":"02:00:00:00:aa:01",
 //! "ip":"198.19.0.10","expires":1700000000,"renewed":true}` records the

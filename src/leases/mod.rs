@@ -43,6 +43,10 @@ use crate::mac::MacAddr;
 
 pub mod file;
 pub mod journal;
+pub mod store;
+
+pub use store::LeaseStore;
+pub use store::disk::{LeaseFileError, LoadError, load, write_lease_file_atomic};
 
 /// Longest client key (option 61 carries at most 255 bytes).
 pub const MAX_KEY_LEN: usize = 255;

@@ -1,21 +1,25 @@
-//! The DHCP lease file on disk: the I/O half of the lease file format, kept
-//! out of the pure responder (which only turns the database into bytes and
-//! back, see [`LeaseDb::load`] and [`LeaseDb::to_bytes`]). The lease store
-//! (`super::lease_store`) builds on it: it writes snapshots with
-//! [`write_lease_file_atomic`] and keeps journals beside the file.
+//! The lease files on disk (I/O): the lease file itself, the journals
+//! beside it, and what the store does to them. The formats are pure and
+//! live elsewhere ([`crate::leases::file`], [`crate::leases::journal`]);
+//! this module reads and writes the bytes.
 //!
 //! Promises: a missing file reads as an empty database; an unreadable or
 //! corrupt one is an error naming the file ([`read_lease_file`]), or, with
-//! [`load_or_set_aside`], is renamed to `<file>.corrupt-<unix time>` and read
-//! as empty, so a damaged file never keeps a link down; a write replaces the file
-//! atomically and durably (temp file, fsync, rename, fsync of the directory),
-//! so after a crash it holds either the old or the new content, never a mix.
+//! [`load_or_set_aside`] (and so [`load`]), is renamed to
+//! `<file>.corrupt-<unix time>` and read as empty, so a damaged file never
+//! keeps a link down; a journal with a bad line counts up to that line and
+//! is set aside the same way ([`load_at`]). A write replaces the file
+//! atomically and durably (temp file, fsync, rename, fsync of the
+//! directory), so after a crash it holds either the old or the new content,
+//! never a mix; a compaction ([`compact`]) writes the snapshot before it
+//! deletes the journals it covers, so a crash between the two loses nothing.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::leases::LeaseDb;
+use crate::leases::{LeaseDb, journal};
 
 /// Errors reading or writing the lease file. Each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,58 @@ pub enum LeaseFileError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+/// Why [`load`] failed: the one thing that keeps a link from starting
+/// with its leases. (A lease file or journal that cannot be read is no
+/// error: it is set aside and logged.)
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The lease file's directory does not exist and cannot be created.
+    // The cause is part of the message and not also `source()`, so a report
+    // that prints the whole chain does not print it twice.
+    #[error("cannot create the lease directory {}: {cause}", dir.display())]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What the OS said.
+        cause: io::Error,
+    },
+}
+
+/// Read the leases of the lease file `path` at start-up (or when a reload
+/// starts DHCP): creates its directory if need be, then reads the file and
+/// replays its journals ([`load_at`], now). A file or journal that cannot be
+/// read or parsed is moved aside and logged; the link then starts with what
+/// could be read (SPEC §5: never a reason for `link up` to fail).
+pub fn load(path: &Path) -> Result<LeaseDb, LoadError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|cause| LoadError::CreateDir {
+            dir: dir.to_owned(),
+            cause,
+        })?;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (db, aside, warnings) = load_at(path, now);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(a) = aside {
+        match a.moved_to {
+            Ok(to) => tracing::warn!(
+                "{}; moved it to {} and starting with no leases",
+                a.error,
+                to.display()
+            ),
+            Err(e) => tracing::warn!(
+                "{}; could not move it aside ({e}); starting with no leases",
+                a.error
+            ),
+        }
+    }
+    Ok(db)
 }
 
 /// Read and parse a lease file. A missing file is an empty database; an
@@ -97,13 +153,13 @@ pub fn write_lease_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LeaseFil
 /// flushed to disk, then a pause, so other writers' `fdatasync`s on the same
 /// disk never queue behind the whole file.
 #[derive(Clone, Copy)]
-pub(crate) struct Pace {
-    pub chunk: usize,
-    pub pause: std::time::Duration,
+struct Pace {
+    chunk: usize,
+    pause: Duration,
 }
 
 /// [`write_lease_file_atomic`], optionally paced.
-pub(crate) fn replace_file(path: &Path, bytes: &[u8], pace: Option<Pace>) -> io::Result<()> {
+fn replace_file(path: &Path, bytes: &[u8], pace: Option<Pace>) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -147,6 +203,120 @@ pub(crate) fn replace_file(path: &Path, bytes: &[u8], pace: Option<Pace>) -> io:
     }
     result
 }
+
+/// What [`load_at`] found besides the records: each entry one sentence for
+/// the log.
+pub type LoadWarnings = Vec<String>;
+
+/// Read the lease file at `path` and replay its journals: [`load`] at
+/// `now_unix`, with what it found returned instead of logged. A lease file that
+/// cannot be read or parsed is moved aside as before (see
+/// [`load_or_set_aside`]); a journal with a bad line is replayed up to that
+/// line and moved aside to `<journal>.corrupt-<now_unix>`. Never fails.
+pub fn load_at(path: &Path, now_unix: u64) -> (LeaseDb, Option<SetAside>, LoadWarnings) {
+    let (mut db, aside) = load_or_set_aside(path, now_unix);
+    let mut warnings = Vec::new();
+    for (_, journal) in journals(path) {
+        let bytes = match fs::read(&journal) {
+            Ok(b) => b,
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot read lease journal {}: {e}",
+                    journal.display()
+                ));
+                continue;
+            }
+        };
+        if let Err(e) = journal::replay(&mut db, &bytes) {
+            let mut to = journal.as_os_str().to_owned();
+            to.push(format!(".corrupt-{now_unix}"));
+            let moved = match fs::rename(&journal, &to) {
+                Ok(()) => format!("moved it to {}", Path::new(&to).display()),
+                Err(m) => format!("could not move it aside ({m})"),
+            };
+            warnings.push(format!(
+                "lease journal {} is corrupt ({e}); kept the changes before that line and {moved}",
+                journal.display()
+            ));
+        }
+    }
+    (db, aside, warnings)
+}
+
+/// The journals of the lease file `path`, oldest generation first.
+pub(super) fn journals(path: &Path) -> Vec<(u64, PathBuf)> {
+    let (dir, name) = split(path);
+    let Some(name) = name.to_str() else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}.journal.");
+    let mut found: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name();
+            let generation = n.to_str()?.strip_prefix(&prefix)?.parse().ok()?;
+            Some((generation, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+pub(super) fn journal_path(path: &Path, generation: u64) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".journal.{generation}"));
+    PathBuf::from(p)
+}
+
+fn split(path: &Path) -> (&Path, &std::ffi::OsStr) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    (dir, path.file_name().unwrap_or_default())
+}
+
+pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
+    fs::File::open(split(path).0)?.sync_all()
+}
+
+/// Write `db` as the lease file, then delete the journals up to and
+/// including `through` and make that durable: a compaction. `paced`: write
+/// the snapshot in [`PACE`] pieces, each flushed to disk before the
+/// next, so a commit's `fdatasync` never queues behind megabytes of
+/// snapshot (a background compaction under load).
+pub(super) fn compact(
+    path: &Path,
+    db: &LeaseDb,
+    through: u64,
+    paced: bool,
+) -> Result<u64, LeaseFileError> {
+    let bytes = db.to_bytes();
+    let io_err = |source| LeaseFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    replace_file(path, &bytes, paced.then_some(PACE)).map_err(io_err)?;
+    let mut removed = false;
+    for (g, j) in journals(path) {
+        if g <= through {
+            fs::remove_file(&j).map_err(io_err)?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(path).map_err(io_err)?;
+    }
+    Ok(bytes.len() as u64)
+}
+
+/// A paced compaction writes and flushes its snapshot 256 KiB at a time.
+const PACE: Pace = Pace {
+    chunk: 256 << 10,
+    pause: Duration::from_millis(1),
+};
 
 #[cfg(test)]
 mod tests {

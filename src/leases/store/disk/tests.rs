@@ -67,3 +67,26 @@ fn lease_file_io_round_trip() {
     assert_eq!(leftovers.len(), 1, "no temp files left behind");
     fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[test]
+fn load_creates_the_directory_and_names_it_when_it_cannot() {
+    let dir = std::env::temp_dir().join(format!("tb-leases-load-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let path = dir.join("new").join("site.leases");
+    assert!(load(&path).expect("directory created").is_empty());
+    assert!(dir.join("new").is_dir());
+    // A file where the directory should be: the one error `load` has.
+    let blocker = dir.join("blocker");
+    fs::write(&blocker, b"").expect("write");
+    let err = load(&blocker.join("site.leases")).expect_err("not a directory");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "cannot create the lease directory {}: ",
+            blocker.display()
+        )),
+        "{text}"
+    );
+    assert!(std::error::Error::source(&err).is_none(), "said once");
+    fs::remove_dir_all(&dir).expect("cleanup");
+}

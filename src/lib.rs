@@ -11,6 +11,8 @@
 //! - [`tunnel`]: the encrypted tunnel protocol (handshake, key schedule,
 //!   sessions, replay window, fragmentation, timers).
 //! - [`responder`]: the local ARP and DHCP responder (tap_win32-style masquerade).
+//! - [`leases`]: DHCP lease records and the formats of the lease file and
+//!   its journal; its [`leases::store`] is the I/O part (below).
 //! - [`switch`]: MAC learning, flooding and split horizon between peers.
 //! - [`guard`]: storm control, loop detection, DHCP/RA guards and the BPDU
 //!   policy that keep the bridge from hurting either LAN.
@@ -18,6 +20,8 @@
 //!
 //! I/O shell:
 //! - [`datapath`]: TAP and UDP sockets, batched syscalls, the worker loop.
+//! - [`leases::store`]: makes lease changes durable off the worker thread
+//!   (atomic writes, journal and compaction, replies held until on disk).
 //! - [`netlink`]: link, address, route and bridge programming over rtnetlink.
 //! - [`control`]: the control socket protocol shared by daemon and CLI.
 //! - [`hooks`]: the operator's up/down scripts, run without a shell, with the

@@ -6,7 +6,7 @@
 //!
 //! Pure (no files, no threads, no clock):
 //! - this module: the records ([`Lease`], [`LeaseDb`], [`LeaseChange`]);
-//! - [`file`]: the lease file's format ([`LeaseDb::load`], [`LeaseDb::to_bytes`]);
+//! - [`file`](mod@file): the lease file's format ([`LeaseDb::load`], [`LeaseDb::to_bytes`]);
 //! - [`journal`]: the journal's format, one line per [`LeaseChange`].
 //!
 //! I/O, the only part with files and threads:

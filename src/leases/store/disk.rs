@@ -11,7 +11,7 @@
 //! is set aside the same way ([`load_at`]). A write replaces the file
 //! atomically and durably (temp file, fsync, rename, fsync of the
 //! directory), so after a crash it holds either the old or the new content,
-//! never a mix; a compaction ([`compact`]) writes the snapshot before it
+//! never a mix; a compaction (`compact`) writes the snapshot before it
 //! deletes the journals it covers, so a crash between the two loses nothing.
 
 use std::fs;

@@ -1,6 +1,6 @@
 //! DHCP leases in one place: the records, their formats on disk, and the
 //! store that makes them durable. Which address a client gets is the DHCP
-//! server's business (`crate::responder::dhcp::alloc`); it keeps what it
+//! server's business ([`crate::responder::dhcp::alloc`]); it keeps what it
 //! granted in a [`LeaseDb`] and hands every change out as a [`LeaseChange`],
 //! and from there on the lease is this module's.
 //!
@@ -25,7 +25,8 @@
 //!   to a journal beside the file and folded back into it later; a reply that
 //!   depends on a change (an ACK) goes out only once the change is on disk
 //!   (SPEC §5, RFC 2131 §3.1), and a crash at any step of a compaction, or a
-//!   `kill -9`, loses no record that was on disk.
+//!   `kill -9`, loses no record that was on disk. (A write that fails is
+//!   logged and the replies still go out: see [`store`].)
 //! - **A bad file never keeps a link down**: a lease file or journal that
 //!   cannot be read is moved aside (`.corrupt-<unix time>`) and logged, and
 //!   the link starts with what could be read.

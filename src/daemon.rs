@@ -7,7 +7,7 @@
 //! request, then runs the down hooks, writes the leases, undoes the netlink
 //! changes, closes the metrics endpoint and removes the socket.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -350,7 +350,7 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
         .context("cannot start the control thread")?;
     let resolver = crate::resolver::Resolver::spawn(cfg.tunnel.listen, waker.clone(), now)
         .context("cannot start the resolver thread")?;
-    let lease_store = crate::datapath::lease_store::LeaseStore::open(
+    let lease_store = crate::leases::LeaseStore::open(
         cfg.dhcp.as_ref().map(|d| d.lease_file.as_path()),
         responder.as_ref().map(|r| r.lease_db()).unwrap_or_default(),
         waker.clone(),
@@ -502,7 +502,7 @@ fn build_responder(cfg: &Config, tap_mac: MacAddr) -> anyhow::Result<Option<Resp
         return Ok(None);
     };
     let leases = match &cfg.dhcp {
-        Some(d) => load_leases(&d.lease_file)?,
+        Some(d) => crate::leases::load(&d.lease_file)?,
         None => Default::default(),
     };
     Ok(Some(Responder::new(arp, dhcp, leases)?))
@@ -528,37 +528,6 @@ pub fn check_responder(cfg: &Config) -> Result<(), crate::config::ConfigError> {
     }
 }
 
-/// Reads the lease file at `path` (creating its directory). A file that
-/// cannot be read or parsed is moved aside and logged; the link then starts
-/// with an empty table (SPEC §5: never a reason for `link up` to fail).
-pub fn load_leases(path: &Path) -> anyhow::Result<responder::LeaseDb> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the lease directory {}", dir.display()))?;
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (db, aside, warnings) = crate::datapath::lease_store::load(path, now);
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    if let Some(a) = aside {
-        match a.moved_to {
-            Ok(to) => tracing::warn!(
-                "{}; moved it to {} and starting with no leases",
-                a.error,
-                to.display()
-            ),
-            Err(e) => tracing::warn!(
-                "{}; could not move it aside ({e}); starting with no leases",
-                a.error
-            ),
-        }
-    }
-    Ok(db)
-}
-
 /// A random nonce that tells this link's loop probes from everyone else's.
 fn loop_nonce() -> [u8; 8] {
     let mut n = [0u8; 8];
@@ -574,6 +543,7 @@ fn loop_nonce() -> [u8; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn config(name: &str, listen: &str) -> Config {
         let text = format!(

@@ -16,6 +16,8 @@
 //!   ways: it ties the three below together and says through a sink what to
 //!   write where.
 //! - [`responder`]: the local ARP, ND and DHCP responder (tap_win32-style).
+//! - [`leases`]: DHCP lease records and the formats of the lease file and
+//!   its journal; its [`leases::store`] is the I/O part (below).
 //! - [`switch`]: MAC learning, flooding and split horizon between peers.
 //! - [`guard`]: storm control, loop detection, DHCP/RA guards and the BPDU
 //!   policy that keep the bridge from hurting either LAN.
@@ -23,7 +25,9 @@
 //!
 //! I/O shell:
 //! - [`datapath`]: TAP and UDP sockets, batched syscalls, the workers (which
-//!   carry out what the tunnel and the bridge decide), the lease store.
+//!   carry out what the tunnel and the bridge decide).
+//! - [`leases::store`]: makes lease changes durable off the worker thread
+//!   (atomic writes, journal and compaction, replies held until on disk).
 //! - [`netlink`]: link, address, route and bridge programming over rtnetlink.
 //! - [`control`]: the control socket protocol shared by daemon and CLI.
 //! - [`hooks`]: the operator's up/down scripts, run without a shell, with the
@@ -49,6 +53,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod guard;
 pub mod hooks;
+pub mod leases;
 pub mod mac;
 pub mod metrics;
 pub mod netlink;

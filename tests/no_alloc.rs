@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tapbridge::bridge::{Bridge, Sink, TapOutcome, ToTap};
 use tapbridge::guard::{BpduPolicy, Guard, GuardConfig};
-use tapbridge::responder::LeaseChange;
+use tapbridge::leases::LeaseChange;
 use tapbridge::switch::Switch;
 use tapbridge::tunnel::{
     Entropy, Incoming, PeerId, PeerParams, PresharedKey, Transmit, Tunnel, TunnelParams,

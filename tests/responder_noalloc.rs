@@ -6,9 +6,10 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
+use tapbridge::leases::LeaseDb;
 use tapbridge::mac::MacAddr;
 use tapbridge::responder::{
-    ArpSettings, DhcpSettings, LeaseDb, LocalVerdict, REPLY_BUFFER_LEN, RemoteVerdict, Responder,
+    ArpSettings, DhcpSettings, LocalVerdict, REPLY_BUFFER_LEN, RemoteVerdict, Responder,
 };
 
 #[path = "common/counting.rs"]

@@ -41,8 +41,9 @@ mod tests;
 use std::time::{Instant, SystemTime};
 
 use crate::guard::{self, Guard, GuardConfig, GuardCounters, LoopEvent, PeerVerdict};
+use crate::leases::LeaseChange;
 use crate::mac::MacAddr;
-use crate::responder::{LeaseChange, LocalVerdict, OwnFrame, RemoteVerdict, Responder};
+use crate::responder::{LocalVerdict, OwnFrame, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Port, RemoteRoute, Switch};
 use crate::tunnel::PeerId;
 use crate::wire::ethernet::{self, Class};

@@ -10,8 +10,9 @@ use smoltcp::wire::{ArpOperation, DhcpMessageType};
 
 use super::*;
 use crate::guard::{BpduPolicy, PROBE_DST, PROBE_ETHERTYPE};
+use crate::leases::LeaseDb;
 use crate::responder::fixtures::{self, Client, arp_request, parse_reply};
-use crate::responder::{ArpSettings, DhcpSettings, LeaseDb};
+use crate::responder::{ArpSettings, DhcpSettings};
 use crate::wire::virtio::HDR_LEN;
 
 const A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0xa];

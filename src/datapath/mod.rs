@@ -1,7 +1,6 @@
-//! The I/O data path: TAP, UDP, worker loop, and the lease store that makes
-//! the responder's leases durable off the worker thread.
-pub mod lease_file;
-pub mod lease_store;
+//! The I/O data path: TAP, UDP and the worker loop. (The lease store that
+//! makes the responder's leases durable off the worker thread is
+//! [`crate::leases::store`].)
 mod names;
 pub mod tap;
 pub mod tcp;

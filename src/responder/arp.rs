@@ -352,7 +352,8 @@ mod tests {
     use super::super::fixtures::{arp_frame, arp_request, rarp_announce};
     use super::super::{RemoteVerdict, Responder};
     use super::*;
-    use crate::responder::{DhcpSettings, LeaseDb, REFUSAL_LOG_INTERVAL};
+    use crate::leases::{Lease, LeaseDb, mac_key};
+    use crate::responder::{DhcpSettings, REFUSAL_LOG_INTERVAL};
     use std::time::{Duration, SystemTime};
 
     const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
@@ -698,13 +699,13 @@ mod tests {
             (REMOTE, Ipv4Addr::new(198, 19, 0, 101)),
         ] {
             let mac = MacAddr(mac);
-            let lease = super::super::leases::Lease {
+            let lease = Lease {
                 ip,
                 expires: 1,
                 mac,
                 renewed: true,
             };
-            db.insert(&super::super::leases::mac_key(&mac), lease);
+            db.insert(&mac_key(&mac), lease);
         }
         let mut r = with_dhcp(db);
         let t0 = Instant::now();

@@ -38,15 +38,15 @@ use smoltcp::wire::{
     EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
 
-use super::leases::{
-    Allocator, ClientRef, MAX_KEY_LEN, Pool, SHORT_LEASE_SECS, mac_key, prefix_mask,
-};
 use super::{
-    DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DhcpSettings, ETH_HEADER_LEN, LeaseDb, LocalVerdict,
+    DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DhcpSettings, ETH_HEADER_LEN, LocalVerdict,
     ResponderCounters, ResponderError,
 };
+use crate::leases::{LeaseDb, MAX_KEY_LEN, mac_key};
 use crate::mac::MacAddr;
 
+pub mod alloc;
+use alloc::{Allocator, ClientRef, Pool, SHORT_LEASE_SECS, prefix_mask};
 pub mod conflict;
 pub use conflict::{
     CONFLICT_LOG_INTERVAL, ConflictLog, IN_USE_SECS, MAX_CANDIDATES, MAX_HELD, MAX_IN_USE,

@@ -4,9 +4,9 @@
 //! without broadcasts crossing the tunnel.
 //!
 //! Pure: frames and time in, reply frames and verdicts out. No sockets, no
-//! clock reads, no file I/O: the lease database comes in and goes out as
-//! bytes, and the shell (`crate::datapath::lease_file`) reads and writes the
-//! file.
+//! clock reads, no file I/O: the lease database comes in as a [`LeaseDb`]
+//! and goes out as changes ([`Responder::take_lease_changes`]) or file
+//! bytes, and [`crate::leases`] reads and writes the files.
 //!
 //! What it promises:
 //! - [`Responder::handle_local`] is called for every frame the TAP gives us.
@@ -23,8 +23,8 @@
 //!   suppression; refused ones are counted, see [`arp`] and [`nd`]) and drops DHCP when
 //!   this site runs its own DHCP responder. It never allocates after
 //!   construction. [`Responder::forget_peer`] drops a peer's bindings.
-//! - DHCP follows RFC 2131 (see [`dhcp`]); the lease store promises that no
-//!   address is ever held by two clients (see [`leases`]).
+//! - DHCP follows RFC 2131 (see [`dhcp`]); its allocator promises that no
+//!   address is ever held by two clients (see [`dhcp::alloc`]).
 //! - With `dhcp.conflict_check`, both sides' ARP also feeds a record of
 //!   addresses in use, and a DISCOVER is answered later: the shell wakes up
 //!   at [`Responder::poll_timeout`] and sends what
@@ -41,16 +41,15 @@
 pub mod arp;
 mod bindings;
 pub mod dhcp;
-pub mod lease_journal;
-pub mod leases;
 pub mod nd;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use dhcp::alloc::{LeaseInfo, PoolUsage};
 pub use dhcp::{ConflictLog, OwnFrame};
-pub use leases::{Lease, LeaseChange, LeaseDb, LeaseInfo, PoolUsage};
 
+use crate::leases::{LeaseChange, LeaseDb};
 use crate::mac::MacAddr;
 use crate::tunnel::PeerId;
 
@@ -575,7 +574,7 @@ impl Responder {
     /// oldest first: what the shell's lease store makes durable. Call it
     /// after each reply (a reply after which this finds changes depends on
     /// them: an ACK waits until they are on disk) and after each batch.
-    pub fn take_lease_changes(&mut self, out: &mut Vec<crate::responder::LeaseChange>) {
+    pub fn take_lease_changes(&mut self, out: &mut Vec<LeaseChange>) {
         if let Some(d) = self.dhcp.as_mut() {
             d.allocator_mut().take_changes(out);
         }

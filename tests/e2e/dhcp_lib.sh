@@ -30,7 +30,7 @@ DL_SERVER=198.19.0.254
 DL_ROUTER=198.19.0.1
 DL_DOMAIN=branch.example
 DL_LEASE_SECS=3600
-# A client's first lease, until it renews (SHORT_LEASE_SECS in leases.rs).
+# A client's first lease, until it renews (SHORT_LEASE_SECS in src/responder/dhcp/alloc.rs).
 DL_FIRST_LEASE_SECS=300
 DL_RESERVED_MAC=02:00:00:00:aa:01
 DL_RESERVED_IP=198.19.0.10

@@ -278,11 +278,8 @@ impl Worker {
                     .responder()
                     .map(|r| r.lease_db())
                     .unwrap_or_default();
-                let store = super::super::lease_store::LeaseStore::open(
-                    lease_file.as_deref(),
-                    db,
-                    self.waker.clone(),
-                );
+                let store =
+                    crate::leases::LeaseStore::open(lease_file.as_deref(), db, self.waker.clone());
                 self.lease_store = store.unwrap_or_else(|e| {
                     tracing::error!("{e}; leases are not persisted");
                     Default::default()
@@ -322,14 +319,14 @@ impl Worker {
         let running_dhcp = self.config.dhcp.is_some();
         let leases = match (self.bridge.responder(), &lease_file) {
             (Some(r), _) if running_dhcp => r.lease_db(),
-            (_, Some(f)) => crate::daemon::load_leases(f).map_err(|e| refuse(format!("{e:#}")))?,
+            (_, Some(f)) => crate::leases::load(f).map_err(|e| refuse(e.to_string()))?,
             _ => Default::default(),
         };
         let next = Responder::new(arp, dhcp, leases).map_err(|e| refuse(e.to_string()))?;
         if let (Some(file), Some(bytes)) = (&lease_file, next.lease_snapshot())
             && self.lease_file.as_ref() != Some(file)
         {
-            super::super::lease_file::write_lease_file_atomic(file, &bytes)
+            crate::leases::write_lease_file_atomic(file, &bytes)
                 .map_err(|e| refuse(e.to_string()))?;
         }
         Ok((Some(next), lease_file))

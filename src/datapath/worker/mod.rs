@@ -50,8 +50,8 @@ use crate::bridge::{Bridge, TapOutcome};
 use crate::control::Response;
 use crate::control::server::Command;
 use crate::control::status::{IoCounters, StaticLinkInfo};
+use crate::leases::LeaseChange;
 use crate::metrics::MetricsServer;
-use crate::responder::LeaseChange;
 use crate::tunnel::{PeerStats, Tunnel};
 
 /// Datagrams or frames handled per batch.
@@ -85,7 +85,7 @@ pub struct Worker {
     pub lease_file: Option<PathBuf>,
     /// Makes lease changes durable off this thread; holds the ACKs that
     /// wait for it.
-    pub lease_store: super::lease_store::LeaseStore,
+    pub lease_store: crate::leases::LeaseStore,
     /// Lease changes on their way from the bridge to the lease store.
     pub lease_changes: Vec<LeaseChange>,
     /// The TCP listener and connections (`tunnel.transport`).

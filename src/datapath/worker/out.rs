@@ -10,13 +10,12 @@ use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::super::lease_store::LeaseStore;
 use super::super::tap::TapQueue;
 use super::super::tcp::Conns;
 use super::super::udp::{SendBatch, UdpSocket};
 use super::lane::{OutBufs, STAGED_BYTES, STAGED_FRAMES, Staged};
 use crate::bridge;
-use crate::responder::LeaseChange;
+use crate::leases::{LeaseChange, LeaseStore};
 use crate::tunnel::{PeerId, Transmit, Tunnel};
 
 /// [`Transmit`] over a `sendmmsg` batch (flushed when full) and the TCP

@@ -26,7 +26,7 @@
 //!   [`MAX_HELD`] offers are held at once; a DISCOVER beyond that goes
 //!   unanswered (counted in `dhcp_ignored`) and the client retries.
 //! - An address found in use is set aside in the allocator for
-//!   [`IN_USE_SECS`] ([`Allocator::set_aside`](super::super::leases::Allocator::set_aside)),
+//!   [`IN_USE_SECS`] ([`Allocator::set_aside`](super::alloc::Allocator::set_aside)),
 //!   counted in `dhcp_conflicts` and logged (rate-limited, see
 //!   [`ConflictLog`]).
 //! - Reservations are exempt: the operator named the address, so it is
@@ -59,7 +59,7 @@ use smoltcp::wire::{
 
 use super::super::ResponderCounters;
 use super::super::arp::{ARP_FRAME_LEN, Arp};
-use super::super::leases::ClientRef;
+use super::alloc::ClientRef;
 use super::{Answer, ClientMsg, DhcpServer};
 use crate::mac::MacAddr;
 

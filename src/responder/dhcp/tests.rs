@@ -9,8 +9,9 @@ use super::super::fixtures::{
     Client, DHCLIENT_MAC, DHCLIENT_XID, Reply, arp_request, dhclient_discover, ipv4_udp_frame,
     parse_reply, tagged,
 };
-use super::super::leases::{DECLINE_QUARANTINE_SECS, OFFER_HOLD_SECS, SHORT_LEASE_SECS};
-use super::super::{DhcpSettings, LeaseDb, LocalVerdict, RemoteVerdict, Responder, ResponderError};
+use super::super::{DhcpSettings, LocalVerdict, RemoteVerdict, Responder, ResponderError};
+use super::alloc::{DECLINE_QUARANTINE_SECS, OFFER_HOLD_SECS, SHORT_LEASE_SECS};
+use crate::leases::LeaseDb;
 use crate::mac::MacAddr;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 254);

@@ -2,8 +2,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::SystemTime;
 
 use super::super::fixtures::tagged;
-use super::super::{ArpSettings, LeaseDb, RemoteVerdict, Responder};
+use super::super::{ArpSettings, RemoteVerdict, Responder};
 use super::*;
+use crate::leases::LeaseDb;
 
 const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
 const LOCAL: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];

@@ -8,8 +8,9 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
+use tapbridge::leases::LeaseDb;
 use tapbridge::mac::MacAddr;
-use tapbridge::responder::{ArpSettings, LeaseDb, LocalVerdict, REPLY_BUFFER_LEN, Responder};
+use tapbridge::responder::{ArpSettings, LocalVerdict, REPLY_BUFFER_LEN, Responder};
 
 fuzz_target!(|data: &[u8]| {
     let arp = ArpSettings {

@@ -11,9 +11,10 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
+use tapbridge::leases::LeaseDb;
 use tapbridge::mac::MacAddr;
 use tapbridge::responder::{
-    ArpSettings, DhcpSettings, LeaseDb, LocalVerdict, OwnFrame, REPLY_BUFFER_LEN, Responder,
+    ArpSettings, DhcpSettings, LocalVerdict, OwnFrame, REPLY_BUFFER_LEN, Responder,
 };
 
 fn responder(leases: LeaseDb) -> Responder {

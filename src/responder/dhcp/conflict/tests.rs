@@ -9,9 +9,10 @@ use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, DhcpMessageType as M, Ethe
 
 use super::super::super::fixtures::{Client, Reply, arp_frame, arp_request, parse_reply};
 use super::super::super::{
-    ArpSettings, DhcpSettings, LeaseDb, LocalVerdict, OwnFrame, REPLY_BUFFER_LEN, Responder,
+    ArpSettings, DhcpSettings, LocalVerdict, OwnFrame, REPLY_BUFFER_LEN, Responder,
 };
 use super::*;
+use crate::leases::LeaseDb;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 254);
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];

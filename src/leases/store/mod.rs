@@ -1,14 +1,16 @@
-//! The lease store: makes the responder's lease changes durable off the
+//! The lease store (I/O): makes the responder's lease changes durable off the
 //! worker thread, with group commit, and holds each reply that depends on a
 //! change (an ACK) until that change is on disk (SPEC §5, RFC 2131 §3.1).
+//! The persistence thread lives here; what it does to the files is in
+//! [`disk`].
 //!
 //! On disk there are two kinds of files beside each other:
 //! * the lease file itself (`<file>`), a snapshot in the versioned JSON
 //!   format of [`LeaseDb::to_bytes`], always replaced atomically (temp file,
 //!   fsync, rename, fsync of the directory, see
-//!   [`write_lease_file_atomic`](super::lease_file::write_lease_file_atomic));
+//!   [`write_lease_file_atomic`](disk::write_lease_file_atomic));
 //! * journals (`<file>.journal.<generation>`), append-only, one line per
-//!   change in the format of [`crate::responder::lease_journal`].
+//!   change in the format of [`crate::leases::journal`].
 //!
 //! The worker hands over the changes it collected during one wake-up as one
 //! batch; the persistence thread takes every batch queued while it was busy
@@ -27,7 +29,7 @@
 //! 256 KiB at a time, so commits do not queue behind it), then
 //! deletes those journals and fsyncs the directory. Only one compaction runs
 //! at a time, so a journal never outlives a snapshot newer than its end.
-//! Reading ([`load`]): the lease file, then every journal in generation
+//! Reading ([`load`](disk::load)): the lease file, then every journal in generation
 //! order; replaying a journal the snapshot already covers changes nothing
 //! (each line sets a record outright), so a crash at any point of a
 //! compaction loses nothing. At [`LeaseStore::open`] (when there are
@@ -50,8 +52,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::EventFd;
 
-use super::lease_file::{LeaseFileError, Pace, SetAside, load_or_set_aside, replace_file};
-use crate::responder::{LeaseChange, LeaseDb, lease_journal};
+use super::{LeaseChange, LeaseDb, journal};
+use disk::{LeaseFileError, compact, journal_path, journals, sync_dir};
+
+pub mod disk;
 
 /// Up to this many leases, each commit rewrites the lease file (small, and
 /// what a reader of the file sees at once); above it, commits append to the
@@ -72,114 +76,6 @@ const HELD_FRAME: usize = 640;
 const COMMIT_INTERVAL: Duration = Duration::from_millis(2);
 /// How long shutdown or a reload waits for the disk.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What [`load`] found besides the records: each entry one sentence for
-/// the log.
-pub type LoadWarnings = Vec<String>;
-
-/// Read the lease file at `path` and replay its journals. A lease file that
-/// cannot be read or parsed is moved aside as before (see
-/// [`load_or_set_aside`]); a journal with a bad line is replayed up to that
-/// line and moved aside to `<journal>.corrupt-<now_unix>`. Never fails.
-pub fn load(path: &Path, now_unix: u64) -> (LeaseDb, Option<SetAside>, LoadWarnings) {
-    let (mut db, aside) = load_or_set_aside(path, now_unix);
-    let mut warnings = Vec::new();
-    for (_, journal) in journals(path) {
-        let bytes = match fs::read(&journal) {
-            Ok(b) => b,
-            Err(e) => {
-                warnings.push(format!(
-                    "cannot read lease journal {}: {e}",
-                    journal.display()
-                ));
-                continue;
-            }
-        };
-        if let Err(e) = lease_journal::replay(&mut db, &bytes) {
-            let mut to = journal.as_os_str().to_owned();
-            to.push(format!(".corrupt-{now_unix}"));
-            let moved = match fs::rename(&journal, &to) {
-                Ok(()) => format!("moved it to {}", Path::new(&to).display()),
-                Err(m) => format!("could not move it aside ({m})"),
-            };
-            warnings.push(format!(
-                "lease journal {} is corrupt ({e}); kept the changes before that line and {moved}",
-                journal.display()
-            ));
-        }
-    }
-    (db, aside, warnings)
-}
-
-/// The journals of the lease file `path`, oldest generation first.
-fn journals(path: &Path) -> Vec<(u64, PathBuf)> {
-    let (dir, name) = split(path);
-    let Some(name) = name.to_str() else {
-        return Vec::new();
-    };
-    let prefix = format!("{name}.journal.");
-    let mut found: Vec<(u64, PathBuf)> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name();
-            let generation = n.to_str()?.strip_prefix(&prefix)?.parse().ok()?;
-            Some((generation, e.path()))
-        })
-        .collect();
-    found.sort();
-    found
-}
-
-fn journal_path(path: &Path, generation: u64) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(format!(".journal.{generation}"));
-    PathBuf::from(p)
-}
-
-fn split(path: &Path) -> (&Path, &std::ffi::OsStr) {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    (dir, path.file_name().unwrap_or_default())
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    fs::File::open(split(path).0)?.sync_all()
-}
-
-/// Write `db` as the lease file, then delete the journals up to and
-/// including `through` and make that durable: a compaction. `paced`: write
-/// the snapshot in [`PACE`] pieces, each flushed to disk before the
-/// next, so a commit's `fdatasync` never queues behind megabytes of
-/// snapshot (a background compaction under load).
-fn compact(path: &Path, db: &LeaseDb, through: u64, paced: bool) -> Result<u64, LeaseFileError> {
-    let bytes = db.to_bytes();
-    let io_err = |source| LeaseFileError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    replace_file(path, &bytes, paced.then_some(PACE)).map_err(io_err)?;
-    let mut removed = false;
-    for (g, j) in journals(path) {
-        if g <= through {
-            fs::remove_file(&j).map_err(io_err)?;
-            removed = true;
-        }
-    }
-    if removed {
-        sync_dir(path).map_err(io_err)?;
-    }
-    Ok(bytes.len() as u64)
-}
-
-/// A paced compaction writes and flushes its snapshot 256 KiB at a time.
-const PACE: Pace = Pace {
-    chunk: 256 << 10,
-    pause: Duration::from_millis(1),
-};
 
 /// Batches handed from the worker to the persistence thread.
 #[derive(Default)]
@@ -510,7 +406,7 @@ impl Persister {
         }
         self.buf.clear();
         for c in batch {
-            lease_journal::encode(c, &mut self.buf);
+            journal::encode(c, &mut self.buf);
         }
         let path = journal_path(&self.path, self.generation);
         let io_err = |source| LeaseFileError::Io {
@@ -588,299 +484,4 @@ impl Persister {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::datapath::lease_file::write_lease_file_atomic;
-    use crate::mac::MacAddr;
-    use crate::responder::{Lease, Responder};
-    use std::net::Ipv4Addr;
-
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let d = std::env::temp_dir().join(format!("tb-store-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&d);
-            fs::create_dir_all(&d).expect("temp dir");
-            TempDir(d)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn change(n: u32, expires: u64) -> LeaseChange {
-        let b = n.to_be_bytes();
-        LeaseChange {
-            key: vec![1, 2, 0, b[0], b[1], b[2], b[3]].into(),
-            lease: Some(Lease {
-                ip: Ipv4Addr::new(198, 18, b[2], b[3]),
-                expires,
-                mac: MacAddr([2, 0, b[0], b[1], b[2], b[3]]),
-                renewed: true,
-            }),
-        }
-    }
-
-    fn waker() -> Arc<EventFd> {
-        Arc::new(
-            EventFd::from_value_and_flags(0, nix::sys::eventfd::EfdFlags::EFD_NONBLOCK)
-                .expect("eventfd"),
-        )
-    }
-
-    /// Drive the store the way the worker does, without a responder:
-    /// stage changes for a "reply", commit, and wait for the release.
-    fn submit(store: &mut LeaseStore, changes: Vec<LeaseChange>, reply: &[u8]) {
-        let inner = store.inner.as_mut().expect("open");
-        inner.staged.extend(changes);
-        let mut buf = Box::new([0; HELD_FRAME]);
-        buf[..reply.len()].copy_from_slice(reply);
-        inner
-            .held
-            .queue
-            .push_back((inner.submitted + 1, reply.len(), buf));
-        store.commit(&mut Vec::new());
-    }
-
-    fn wait_sent(store: &mut LeaseStore, path: &Path) -> Vec<Vec<u8>> {
-        let mut sent = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while store
-            .inner
-            .as_ref()
-            .is_some_and(|i| !i.held.queue.is_empty())
-        {
-            store.send_durable(|f| {
-                // The moment a reply goes out, its lease must be readable.
-                let (db, aside, warn) = load(path, 0);
-                assert!(aside.is_none() && warn.is_empty(), "{warn:?}");
-                let n = u32::from_be_bytes(f[..4].try_into().expect("4 bytes"));
-                assert_eq!(
-                    db.get(&change(n, 0).key).map(|l| l.ip),
-                    change(n, 0).lease.map(|l| l.ip)
-                );
-                sent.push(f.to_vec());
-                Ok(f.len())
-            });
-            assert!(Instant::now() < deadline, "never durable");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        sent
-    }
-
-    #[test]
-    fn small_tables_rewrite_the_lease_file_before_the_reply_goes_out() {
-        let dir = TempDir::new("small");
-        let path = dir.0.join("site.leases");
-        let mut store = LeaseStore::open(Some(&path), LeaseDb::default(), waker()).expect("open");
-        for n in 0..20u32 {
-            submit(&mut store, vec![change(n, 1000)], &n.to_be_bytes());
-            assert_eq!(wait_sent(&mut store, &path).len(), 1);
-            // The lease file alone holds it: no journal while small.
-            let db = super::super::lease_file::read_lease_file(&path).expect("valid");
-            assert_eq!(db.len(), n as usize + 1);
-            assert!(journals(&path).is_empty());
-        }
-        store.close();
-    }
-
-    #[test]
-    fn large_tables_journal_compact_and_read_back() {
-        let dir = TempDir::new("large");
-        let path = dir.0.join("site.leases");
-        let mut db = LeaseDb::default();
-        for n in 0..(SMALL_TABLE as u32 + 10) {
-            change(n, 500).apply(&mut db);
-        }
-        let mut store = LeaseStore::open(Some(&path), db.clone(), waker()).expect("open");
-        let mut want = db;
-        // Enough changes for two compactions (each line ~120 bytes).
-        let mut n = 0u32;
-        for round in 0..20u64 {
-            let batch: Vec<LeaseChange> = (0..3600)
-                .map(|_| {
-                    n += 1;
-                    change(n % 5000, 1000 + round)
-                })
-                .collect();
-            for c in &batch {
-                c.apply(&mut want);
-            }
-            let reply = (n % 5000).to_be_bytes();
-            submit(&mut store, batch, &reply);
-            if round % 5 == 0 {
-                wait_sent(&mut store, &path);
-            }
-        }
-        wait_sent(&mut store, &path);
-        // A compaction removed the first journal generation.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while journals(&path).first().is_none_or(|(g, _)| *g < 2) {
-            assert!(
-                Instant::now() < deadline,
-                "no compaction: {:?}",
-                journals(&path)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // What a restart after `kill -9` now would read.
-        let (read, aside, warnings) = load(&path, 0);
-        assert!(aside.is_none() && warnings.is_empty(), "{warnings:?}");
-        assert_eq!(read, want);
-        store.close();
-        // Closed: everything is in the lease file, no journal is left.
-        assert!(journals(&path).is_empty());
-        assert_eq!(
-            super::super::lease_file::read_lease_file(&path).expect("valid"),
-            want
-        );
-    }
-
-    #[test]
-    fn a_crash_between_compaction_steps_loses_nothing() {
-        let dir = TempDir::new("crash");
-        let path = dir.0.join("site.leases");
-        // An old snapshot, a journal it does not cover, one it does not
-        // either, and a torn last line.
-        let mut old = LeaseDb::default();
-        change(1, 10).apply(&mut old);
-        write_lease_file_atomic(&path, &old.to_bytes()).expect("write");
-        let mut j1 = Vec::new();
-        lease_journal::encode(&change(1, 20), &mut j1);
-        lease_journal::encode(&change(2, 20), &mut j1);
-        fs::write(journal_path(&path, 4), &j1).expect("write");
-        let mut j2 = Vec::new();
-        lease_journal::encode(&change(2, 30), &mut j2);
-        lease_journal::encode(&change(3, 30), &mut j2);
-        j2.extend_from_slice(b"{\"client\":\"01:02");
-        fs::write(journal_path(&path, 5), &j2).expect("write");
-        let mut want = LeaseDb::default();
-        for c in [change(1, 20), change(2, 30), change(3, 30)] {
-            c.apply(&mut want);
-        }
-        let (db, _, warnings) = load(&path, 0);
-        assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(db, want);
-        // The compaction of generation 4 wrote its snapshot, then crashed
-        // before deleting the journal: replaying it again changes nothing.
-        let mut through_4 = old.clone();
-        for c in [change(1, 20), change(2, 20)] {
-            c.apply(&mut through_4);
-        }
-        write_lease_file_atomic(&path, &through_4.to_bytes()).expect("write");
-        assert_eq!(load(&path, 0).0, want);
-        // A bad line in the middle of a journal: the lines before it count,
-        // the journal is set aside, later journals still apply.
-        fs::write(journal_path(&path, 4), b"not json\n").expect("write");
-        let (db, _, warnings) = load(&path, 77);
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("journal.4"), "{}", warnings[0]);
-        assert!(dir.0.join("site.leases.journal.4.corrupt-77").exists());
-        assert_eq!(db, want);
-        // Opening compacts it all into the lease file.
-        let store = LeaseStore::open(Some(&path), db, waker()).expect("open");
-        assert!(journals(&path).is_empty());
-        assert_eq!(
-            super::super::lease_file::read_lease_file(&path).expect("valid"),
-            want
-        );
-        drop(store);
-    }
-
-    #[test]
-    fn the_ack_is_held_until_its_lease_is_on_disk() {
-        use crate::responder::fixtures::{Client, parse_reply};
-        use crate::responder::{DhcpSettings, LocalVerdict, REPLY_BUFFER_LEN};
-        use smoltcp::wire::DhcpMessageType;
-        use std::time::SystemTime;
-
-        let dir = TempDir::new("ack");
-        let path = dir.0.join("leases");
-        let net = |last| Ipv4Addr::new(198, 19, 0, last);
-        let settings = DhcpSettings {
-            server_address: net(254),
-            server_mac: MacAddr([0x02, 0, 0, 0, 0, 0xfe]),
-            pool_start: net(100),
-            pool_end: net(199),
-            subnet_addr: net(0),
-            prefix_len: 24,
-            router: None,
-            dns: vec![],
-            domain: None,
-            lease_time: Duration::from_secs(3600),
-            routes: vec![],
-            mtu: None,
-            reservations: vec![],
-            search: Vec::new(),
-            ntp: Vec::new(),
-            extra_options: Vec::new(),
-            conflict_check: false,
-        };
-        let mut r = Responder::new(None, Some(settings), LeaseDb::default()).expect("settings");
-        let mut store = LeaseStore::open(Some(&path), r.lease_db(), waker()).expect("open");
-        let mac = [0x52, 0x54, 0, 0, 1, 1];
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        let mut buf = [0u8; REPLY_BUFFER_LEN];
-        let ask = |r: &mut Responder, c: &Client, buf: &mut [u8]| match r.handle_local(
-            &c.frame(),
-            now,
-            wall,
-            buf,
-        ) {
-            LocalVerdict::Reply(n) => n,
-            v => panic!("no reply to {:?}: {v:?}", c.kind),
-        };
-        let n = ask(
-            &mut r,
-            &Client::new(DhcpMessageType::Discover, mac),
-            &mut buf,
-        );
-        let offered = parse_reply(&buf[..n]).yiaddr;
-        let mut changes = Vec::new();
-        r.take_lease_changes(&mut changes);
-        assert!(
-            !store.hold_reply(&mut changes, &buf[..n]),
-            "an OFFER goes out at once"
-        );
-        let mut request = Client::new(DhcpMessageType::Request, mac);
-        request.server_id = Some(net(254));
-        request.requested = Some(offered);
-        let n = ask(&mut r, &request, &mut buf);
-        assert_eq!(parse_reply(&buf[..n]).message_type, DhcpMessageType::Ack);
-        r.take_lease_changes(&mut changes);
-        assert!(store.hold_reply(&mut changes, &buf[..n]), "the ACK waits");
-        assert!(changes.is_empty(), "the store took the changes");
-        assert_eq!(store.send_durable(|_| panic!("not committed yet")), 0);
-        r.take_lease_changes(&mut changes);
-        store.commit(&mut changes);
-        let mut sent = 0;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while sent == 0 {
-            store.send_durable(|frame| {
-                // The moment the ACK goes out, the lease must be on disk.
-                let (db, _, _) = load(&path, 0);
-                let lease = db
-                    .get_mac(&MacAddr(mac))
-                    .expect("the ACKed lease is on disk");
-                assert_eq!(lease.ip, offered);
-                assert_eq!(frame, &buf[..n]);
-                sent += 1;
-                Ok(frame.len())
-            });
-            assert!(Instant::now() < deadline, "never durable");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    #[test]
-    fn without_a_lease_file_nothing_is_held() {
-        let mut store = LeaseStore::open(None, LeaseDb::default(), waker()).expect("open");
-        store.commit(&mut Vec::new());
-        assert_eq!(store.send_durable(|_| panic!("nothing held")), 0);
-        assert!(store.path().is_none());
-    }
-}
+mod tests;

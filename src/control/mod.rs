@@ -20,6 +20,7 @@
 //! keys are ignored).
 
 pub mod counters;
+pub mod human;
 pub mod server;
 pub mod status;
 mod sys;

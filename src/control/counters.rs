@@ -1,6 +1,6 @@
 //! The link-wide counters, each defined once.
 //!
-//! One entry of the [`counters!`] table below says everything about a
+//! One entry of the `counters!` table below says everything about a
 //! counter: its key in `status --json` (SPEC §6 `counters`; the field name),
 //! where its value comes from (the tunnel's, the responder's, the guards' or
 //! the worker's own counts, see [`Sources`]), how the Prometheus endpoint

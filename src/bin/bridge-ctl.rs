@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use tapbridge::config::{self, Config, ConfigError, Psk};
-use tapbridge::control::{self, ClientError, Request, Response, Status};
+use tapbridge::control::{self, ClientError, Request, Response};
 use tapbridge::daemon;
 
 /// `println!` that treats a closed stdout (`bridge-ctl status | head`) as the
@@ -606,7 +606,7 @@ fn status(config: Option<&Config>, json: bool) -> anyhow::Result<()> {
         outln!("no link is up");
     }
     for s in &all {
-        print_status(s);
+        out!("{}", control::human::status_table(s));
     }
     Ok(())
 }
@@ -625,78 +625,6 @@ fn running_sockets(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-fn print_status(s: &Status) {
-    outln!(
-        "link {}  pid {}  up {}s  interface {} mtu {} mac {}{}",
-        s.name,
-        s.pid,
-        s.uptime_secs,
-        s.interface.name,
-        s.interface.mtu,
-        s.interface.mac,
-        s.interface
-            .bridge
-            .as_deref()
-            .map(|b| format!(" bridge {b}"))
-            .unwrap_or_default()
-    );
-    if !s.interface.addresses.is_empty() {
-        outln!("  addresses: {}", s.interface.addresses.join(", "));
-    }
-    outln!("  listening on {}", s.listen);
-    outln!(
-        "  {:<16} {:<28} {:<10} {:>10} {:>10} {:>12} {:>10} {:>12}",
-        "PEER",
-        "ENDPOINT",
-        "STATE",
-        "HANDSHAKE",
-        "TX FRAMES",
-        "TX BYTES",
-        "RX FRAMES",
-        "RX BYTES"
-    );
-    for p in &s.peers {
-        outln!(
-            "  {:<16} {:<28} {:<10} {:>10} {:>10} {:>12} {:>10} {:>12}",
-            p.name,
-            p.endpoint.as_deref().unwrap_or("-"),
-            p.state,
-            p.last_handshake_secs
-                .map(|t| format!("{t}s ago"))
-                .unwrap_or_else(|| "never".into()),
-            p.tx_frames,
-            p.tx_bytes,
-            p.rx_frames,
-            p.rx_bytes
-        );
-    }
-    let c = &s.counters;
-    outln!(
-        "  dropped: auth {} replay {} malformed {}   local answers: arp {} dhcp {}   fragmented {} reassembled {}",
-        c.rx_auth_failed,
-        c.rx_replayed,
-        c.rx_malformed,
-        c.arp_replies,
-        c.dhcp_replies,
-        c.fragmented,
-        c.reassembled
-    );
-    if let Some(pool) = s.dhcp {
-        outln!(
-            "  DHCP pool: {} of {} addresses in use",
-            pool.pool_in_use,
-            pool.pool_size
-        );
-    }
-    if !s.leases.is_empty() {
-        outln!(
-            "  {} DHCP lease(s); see `bridge-ctl leases {}`",
-            s.leases.len(),
-            s.name
-        );
-    }
 }
 
 /// `bridge-ctl leases`: the DHCP lease table of `config`'s link.

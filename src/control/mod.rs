@@ -10,7 +10,8 @@
 //! ```
 //!
 //! The status object is SPEC §6; its field names are part of the contract.
-//! [`status`] builds it from the worker's state.
+//! [`status`] builds it from the worker's state; its `counters` are defined,
+//! once each, in [`counters`].
 //!
 //! Compatibility: the CLI may talk to a daemon one version older or newer
 //! (an upgrade restarts links one by one). Every type the CLI reads is
@@ -18,6 +19,8 @@
 //! empty or absent) and none denies unknown fields (a newer daemon's extra
 //! keys are ignored).
 
+pub mod counters;
+pub mod human;
 pub mod server;
 pub mod status;
 mod sys;
@@ -30,6 +33,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::mac::MacAddr;
+
+pub use counters::CounterStatus;
 
 /// A request to the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,104 +176,6 @@ pub struct PeerStatus {
     /// new address (roaming, NAT rebinding; not the first contact), or the
     /// tunnel failed over between the peer's configured uplinks.
     pub endpoint_changes: u64,
-}
-
-/// Link-wide counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct CounterStatus {
-    /// Datagrams that did not authenticate.
-    pub rx_auth_failed: u64,
-    /// Replayed datagrams dropped.
-    pub rx_replayed: u64,
-    /// Datagrams that are not tunnel messages.
-    pub rx_malformed: u64,
-    /// ARP requests answered locally.
-    pub arp_replies: u64,
-    /// DHCP messages answered locally.
-    pub dhcp_replies: u64,
-    /// Frames sent in fragments.
-    pub fragmented: u64,
-    /// Frames reassembled from fragments.
-    pub reassembled: u64,
-    /// Handshake messages dropped by the rate limit.
-    pub handshake_rate_limited: u64,
-    /// Incomplete fragmented frames dropped.
-    pub reassembly_dropped: u64,
-    /// Frames dropped for want of a session or endpoint.
-    pub tx_dropped: u64,
-    /// Initiations under a known key whose name is not that key's peer.
-    pub rx_unknown_peer: u64,
-    /// Initiations of tapbridge protocol version 1 (a peer to upgrade).
-    pub rx_old_version: u64,
-    /// Cookie replies sent while under handshake load.
-    pub cookie_replies: u64,
-    /// Data or responses for a session this link does not have.
-    pub rx_unknown_session: u64,
-    /// Frames that could not be written to the TAP.
-    pub tap_write_errors: u64,
-    /// Datagrams the kernel refused to send.
-    pub udp_send_errors: u64,
-    /// Of `dhcp_replies`, how many were NAKs.
-    pub dhcp_naks: u64,
-    /// DISCOVERs left unanswered because the pool had no free address.
-    pub dhcp_pool_exhausted: u64,
-    /// Local DHCP frames that could not be parsed.
-    pub dhcp_malformed: u64,
-    /// Local DHCP frames consumed without an answer (RELEASE, another
-    /// server's, ...).
-    pub dhcp_ignored: u64,
-    /// DHCP frames from the tunnel dropped (another site's DHCP domain).
-    pub remote_dhcp_dropped: u64,
-    /// ARP bindings learned or refreshed from the tunnel.
-    pub arp_bindings_learned: u64,
-    /// Neighbour solicitations answered locally (ND suppression).
-    pub nd_replies: u64,
-    /// ARP bindings from the tunnel refused (claimed a local address, or
-    /// ARP sender and Ethernet source differ).
-    pub arp_bindings_refused: u64,
-    /// Reloads applied (SIGHUP or `bridge-ctl reload`), `no change` included.
-    pub reloads: u64,
-    /// Reloads refused (invalid file, or a change that needs a restart).
-    pub reloads_refused: u64,
-    /// Flooded frames refused by storm control (`guard.storm_pps`).
-    #[serde(default)]
-    pub storm_dropped: u64,
-    /// Frames from peers refused by the DHCP and RA guards, and BPDUs
-    /// refused by `guard.bpdu = "drop"`.
-    #[serde(default)]
-    pub guard_dropped: u64,
-    /// Forwarding loops detected (events).
-    #[serde(default)]
-    pub loops_detected: u64,
-    /// Frames not carried because a loop was present.
-    #[serde(default)]
-    pub loop_dropped: u64,
-    /// TCP connections accepted (`tunnel.transport` tcp or auto).
-    #[serde(default)]
-    pub tcp_accepted: u64,
-    /// TCP connections closed without an answer: their first record was not
-    /// authentic, they were not a record stream, or they proved nothing in
-    /// time.
-    #[serde(default)]
-    pub tcp_refused: u64,
-    /// Messages for TCP peers dropped: the connection's queue was full, or
-    /// no connection could be opened.
-    #[serde(default)]
-    pub tcp_dropped: u64,
-    /// ND bindings learned or refreshed from the tunnel (`arp.suppress_nd`).
-    #[serde(default)]
-    pub nd_bindings_learned: u64,
-    /// ND bindings from the tunnel refused (they contradict what is known here).
-    #[serde(default)]
-    pub nd_bindings_refused: u64,
-    /// DHCP addresses not offered, or REQUESTs NAKed, because another MAC
-    /// was seen using the address (`dhcp.conflict_check`).
-    #[serde(default)]
-    pub dhcp_conflicts: u64,
-    /// ARP probes sent before offering (`dhcp.conflict_check`).
-    #[serde(default)]
-    pub dhcp_probes: u64,
 }
 
 /// One DHCP lease.

@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
+use super::counters::Sources;
 use super::{CounterStatus, DhcpPoolStatus, InterfaceStatus, LeaseEntry, PeerStatus, Status};
 use crate::responder::Responder;
 use crate::tunnel::Tunnel;
@@ -114,8 +115,6 @@ pub fn status(
     now: Instant,
     wall: SystemTime,
 ) -> Status {
-    let c = tunnel.counters();
-    let rc = responder.map(|r| r.counters()).unwrap_or_default();
     let peers = (0..tunnel.peer_count())
         .filter_map(|i| tunnel.peer_status(i))
         .map(|p| PeerStatus {
@@ -149,45 +148,12 @@ pub fn status(
         interface: link.interface.clone(),
         listen: link.listen.to_string(),
         peers,
-        counters: CounterStatus {
-            rx_auth_failed: c.rx_auth_failed,
-            rx_replayed: c.rx_replayed,
-            rx_malformed: c.rx_malformed + io.rx_bad_vnet_hdr,
-            arp_replies: rc.arp_replies,
-            dhcp_replies: rc.dhcp_replies,
-            fragmented: c.fragmented,
-            reassembled: c.reassembled,
-            handshake_rate_limited: c.handshake_rate_limited,
-            reassembly_dropped: c.reassembly_dropped,
-            tx_dropped: c.tx_dropped,
-            rx_unknown_peer: c.rx_unknown_peer,
-            rx_old_version: c.rx_old_version,
-            cookie_replies: c.cookie_replies,
-            rx_unknown_session: c.rx_unknown_session,
-            tap_write_errors: io.tap_write_errors,
-            udp_send_errors: io.udp_send_errors,
-            dhcp_naks: rc.dhcp_naks,
-            dhcp_pool_exhausted: rc.dhcp_pool_exhausted,
-            dhcp_malformed: rc.dhcp_malformed,
-            dhcp_ignored: rc.dhcp_ignored,
-            remote_dhcp_dropped: rc.remote_dhcp_dropped,
-            arp_bindings_learned: rc.arp_bindings_learned,
-            nd_replies: rc.nd_replies,
-            arp_bindings_refused: rc.arp_bindings_refused,
-            reloads: io.reloads,
-            reloads_refused: io.reloads_refused,
-            storm_dropped: guard.storm_dropped,
-            guard_dropped: guard.guard_dropped,
-            loops_detected: guard.loops_detected,
-            loop_dropped: guard.loop_dropped,
-            tcp_accepted: io.tcp_accepted,
-            tcp_refused: io.tcp_refused,
-            tcp_dropped: io.tcp_dropped,
-            nd_bindings_learned: rc.nd_bindings_learned,
-            nd_bindings_refused: rc.nd_bindings_refused,
-            dhcp_conflicts: rc.dhcp_conflicts,
-            dhcp_probes: rc.dhcp_probes,
-        },
+        counters: CounterStatus::collect(&Sources {
+            tunnel: tunnel.counters(),
+            responder: responder.map(|r| r.counters()).unwrap_or_default(),
+            guard,
+            io,
+        }),
         leases: leases(responder, wall),
         rekey_after_secs: tunnel.rekey_after().as_secs(),
         dhcp: responder

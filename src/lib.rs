@@ -27,6 +27,9 @@
 //! - [`daemon`]: wiring config → netlink → datapath → control, clean shutdown.
 //! - [`sd_notify`]: systemd readiness, status lines and the service watchdog.
 //!
+//! Every layer has its own error type that keeps its causes; [`error::Chain`]
+//! renders one with its causes for a person.
+//!
 //! How a frame flows: the TAP hands the worker an Ethernet frame; the responder
 //! may answer it locally (ARP, DHCP); otherwise the switch picks the peer(s);
 //! the tunnel seals it into one or more UDP datagrams. In the other direction a
@@ -38,6 +41,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
+pub mod error;
 pub mod guard;
 pub mod hooks;
 pub mod mac;

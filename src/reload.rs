@@ -21,6 +21,7 @@
 use std::path::Path;
 
 use crate::config::{Config, ConfigError, PeerEndpoint, Psk, setting_position};
+use crate::error::Chain;
 use crate::tunnel::PresharedKey;
 
 /// Settings that need `link down` + `link up` to change, as
@@ -114,9 +115,11 @@ impl Plan {
 /// Why a reload was refused (nothing changed).
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    /// The file or a key file is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+    /// The file or a key file is invalid. The message is the whole
+    /// sentence, causes included ([`Chain`]): the worker sends it to
+    /// `bridge-ctl reload` as it is, so the cause is not also a `source`.
+    #[error("{}", Chain(.0))]
+    Config(ConfigError),
     /// A setting that cannot change live differs.
     #[error(
         "{file}{at}: {key}: differs from the running link and cannot change while it runs; \
@@ -143,6 +146,12 @@ pub enum ReloadError {
         /// What went wrong.
         message: String,
     },
+}
+
+impl From<ConfigError> for ReloadError {
+    fn from(e: ConfigError) -> ReloadError {
+        ReloadError::Config(e)
+    }
 }
 
 impl ReloadError {

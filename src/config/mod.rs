@@ -28,9 +28,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, Problem};
 pub use locate::position as setting_position;
-pub use psk::Psk;
+pub use psk::{Psk, PskProblem};
+pub use value::{HostNameError, ValueError};
 
 use crate::mac::MacAddr;
 
@@ -332,7 +333,7 @@ impl KeyFile {
             line: self.line,
             column: self.column,
             key: self.key.to_owned(),
-            message: e.to_string(),
+            problem: Problem::KeyFile(Box::new(e)),
         })
     }
 }
@@ -483,9 +484,9 @@ impl Config {
         // Absolute, so paths relative to the file stay right whatever the
         // working directory (hooks are run by path, never looked up in PATH).
         let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
-            error,
+            source,
         })?;
         Config::parse(&name, path, &text)
     }
@@ -496,6 +497,7 @@ impl Config {
         value::link_name(name).map_err(|reason| ConfigError::Name {
             name: name.to_owned(),
             reason,
+            stem_of: None,
         })?;
         validate::parse(name, path, text)
     }
@@ -506,7 +508,7 @@ impl Config {
     /// located in the config file as validation errors are. For checks made
     /// after validation, e.g. by `bridge-ctl check`; reads the file again to
     /// find the place (line 1, column 1 if it cannot).
-    pub fn error_at(&self, key: &str, index: usize, message: String) -> ConfigError {
+    pub fn error_at(&self, key: &str, index: usize, problem: impl Into<Problem>) -> ConfigError {
         let (line, column) = std::fs::read_to_string(&self.path)
             .ok()
             .and_then(|text| validate::position(&text, key, index))
@@ -516,7 +518,7 @@ impl Config {
             line,
             column,
             key: key.to_owned(),
-            message,
+            problem: problem.into(),
         }
     }
 
@@ -532,11 +534,8 @@ impl Config {
         let mut loaded: Vec<(&Path, Vec<Psk>)> = Vec::new();
         let mut out = Vec::with_capacity(self.peers.len());
         for i in 0..self.peers.len() {
-            let file = self.key_file(i).ok_or_else(|| {
-                ConfigError::Usage(format!(
-                    "peer {:?} has no key file (validation should have caught this)",
-                    self.peers[i].name
-                ))
+            let file = self.key_file(i).ok_or_else(|| ConfigError::NoKeyFile {
+                peer: self.peers[i].name.clone(),
             })?;
             let keys = match loaded.iter().find(|(p, _)| *p == file.path) {
                 Some((_, k)) => k.clone(),
@@ -558,13 +557,12 @@ impl Config {
 /// (a `NAME` given as well must match it).
 pub fn locate(name: Option<&str>, config: Option<&Path>) -> Result<(String, PathBuf), ConfigError> {
     match (name, config) {
-        (None, None) => Err(ConfigError::Usage(
-            "a link NAME or --config FILE is required".to_owned(),
-        )),
+        (None, None) => Err(ConfigError::NoLink),
         (Some(name), None) => {
             value::link_name(name).map_err(|reason| ConfigError::Name {
                 name: name.to_owned(),
                 reason,
+                stem_of: None,
             })?;
             Ok((
                 name.to_owned(),
@@ -574,10 +572,11 @@ pub fn locate(name: Option<&str>, config: Option<&Path>) -> Result<(String, Path
         (name, Some(path)) => {
             let found = stem(path)?;
             match name {
-                Some(name) if name != found => Err(ConfigError::Usage(format!(
-                    "link NAME {name:?} does not match the stem {found:?} of config file {}",
-                    path.display()
-                ))),
+                Some(name) if name != found => Err(ConfigError::StemMismatch {
+                    name: name.to_owned(),
+                    stem: found,
+                    path: path.to_owned(),
+                }),
                 _ => Ok((found, path.to_owned())),
             }
         }
@@ -593,10 +592,8 @@ fn stem(path: &Path) -> Result<String, ConfigError> {
         .to_owned();
     value::link_name(&name).map_err(|reason| ConfigError::Name {
         name: name.clone(),
-        reason: format!(
-            "{reason} (it is the stem of config file {})",
-            path.display()
-        ),
+        reason,
+        stem_of: Some(path.to_owned()),
     })?;
     Ok(name)
 }

@@ -29,9 +29,9 @@ pub enum ConfigError {
         column: usize,
         /// Dotted key, e.g. `dhcp.pool`; empty for pure syntax errors.
         key: String,
-        /// What is wrong there.
+        /// What is wrong there (boxed: errors stay small on the `Ok` path).
         #[source]
-        problem: Problem,
+        problem: Box<Problem>,
     },
     /// The config file could not be read.
     #[error("cannot read config file {}", path.display())]
@@ -48,7 +48,7 @@ pub enum ConfigError {
         name: String,
         /// Why it was rejected (a reason the sentence goes on after, so
         /// part of this message rather than a source).
-        reason: ValueError,
+        reason: Box<ValueError>,
         /// The config file whose stem it is, if it came from one.
         stem_of: Option<PathBuf>,
     },

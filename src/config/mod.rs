@@ -333,7 +333,7 @@ impl KeyFile {
             line: self.line,
             column: self.column,
             key: self.key.to_owned(),
-            problem: Problem::KeyFile(Box::new(e)),
+            problem: Box::new(Problem::KeyFile(Box::new(e))),
         })
     }
 }
@@ -496,7 +496,7 @@ impl Config {
     pub fn parse(name: &str, path: &Path, text: &str) -> Result<Config, ConfigError> {
         value::link_name(name).map_err(|reason| ConfigError::Name {
             name: name.to_owned(),
-            reason,
+            reason: Box::new(reason),
             stem_of: None,
         })?;
         validate::parse(name, path, text)
@@ -518,7 +518,7 @@ impl Config {
             line,
             column,
             key: key.to_owned(),
-            problem: problem.into(),
+            problem: Box::new(problem.into()),
         }
     }
 
@@ -561,7 +561,7 @@ pub fn locate(name: Option<&str>, config: Option<&Path>) -> Result<(String, Path
         (Some(name), None) => {
             value::link_name(name).map_err(|reason| ConfigError::Name {
                 name: name.to_owned(),
-                reason,
+                reason: Box::new(reason),
                 stem_of: None,
             })?;
             Ok((
@@ -592,7 +592,7 @@ fn stem(path: &Path) -> Result<String, ConfigError> {
         .to_owned();
     value::link_name(&name).map_err(|reason| ConfigError::Name {
         name: name.clone(),
-        reason,
+        reason: Box::new(reason),
         stem_of: Some(path.to_owned()),
     })?;
     Ok(name)

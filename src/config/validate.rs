@@ -48,7 +48,7 @@ impl Cx<'_> {
             line,
             column,
             key: key.to_owned(),
-            problem: problem.into(),
+            problem: Box::new(problem.into()),
         }
     }
 

@@ -88,7 +88,9 @@ impl Cx<'_> {
 
     fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let offset = e.span().map_or(0, |s| s.start);
-        let message = e.message();
+        // The key as the message names it, on one line as the message is
+        // (Problem::Syntax renders the message itself).
+        let message = e.message().trim().replace(char::is_control, " ");
         // toml keeps the key path private but prints it when the error has
         // no input attached: "message\nin `a.b`".
         let mut bare = e.clone();

@@ -663,5 +663,17 @@ mod tests {
         d.write("b.psk", "not a key");
         let err = plan(&running, &keys).err().unwrap().to_string();
         assert!(err.contains("peer.psk_file"), "{err}");
+        // The refusal bridge-ctl prints carries the causes, not just the place.
+        assert!(
+            err.contains("peer.psk_file: PSK file ")
+                && err.contains(" is malformed: it is not valid base64 ("),
+            "{err}"
+        );
+        std::fs::remove_file(&cfg).unwrap();
+        let err = plan(&running, &keys).err().unwrap().to_string();
+        assert!(
+            err.starts_with("cannot read config file ") && err.ends_with("(os error 2)"),
+            "{err}"
+        );
     }
 }

@@ -12,26 +12,157 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context as _, anyhow, bail};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::bridge::Bridge;
+use crate::config::ConfigError;
 use crate::config::{Config, Psk, WanMtu};
+use crate::control::server::ServerError;
 use crate::control::status::StaticLinkInfo;
 use crate::control::{self, ClientError, InterfaceStatus, Request, Response};
-use crate::datapath::tap::{Tap, VNET_HDR_LEN};
-use crate::datapath::udp::{UdpOptions, UdpSocket};
+use crate::datapath::tap::{Tap, TapError, VNET_HDR_LEN};
+use crate::datapath::udp::{UdpError, UdpOptions, UdpSocket};
 use crate::datapath::worker::{Exit, Lane, Worker};
 use crate::guard::Guard;
-use crate::hooks::{self, HookEnv};
+use crate::hooks::{self, HookEnv, HookError};
 use crate::mac::MacAddr;
-use crate::metrics::MetricsServer;
-use crate::netlink::{Change, Changes, Netlink};
-use crate::responder::{self, Responder};
+use crate::metrics::{MetricsError, MetricsServer};
+use crate::netlink::{Change, Changes, Netlink, NetlinkError};
+use crate::resolver::EndpointError;
+use crate::responder::{Responder, ResponderError};
 use crate::switch::Switch;
 use crate::tunnel::{BASE_MTU, OsEntropy, PeerParams, PresharedKey, Tunnel, TunnelParams};
+
+/// Why a link could not be brought up (or its state not be read). Each
+/// variant is one step of [`run`]; a step that adds words to its cause's
+/// message has the cause as its `source`, one that does not is transparent.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A daemon already runs this link.
+    #[error(
+        "link {name} is already up (pid {pid}); take it down first with `bridge-ctl link down {name}`"
+    )]
+    AlreadyUp {
+        /// The link.
+        name: String,
+        /// The running daemon's pid (0 if it did not say).
+        pid: u32,
+    },
+    /// A daemon answers on the link's socket but refused to say who it is.
+    #[error("a daemon is answering on {} but refused: {reason}", socket.display())]
+    Refused {
+        /// The control socket.
+        socket: PathBuf,
+        /// The daemon's answer.
+        reason: String,
+    },
+    /// The link's control socket could not be asked.
+    #[error(transparent)]
+    Control(#[from] ClientError),
+    /// The configuration or a key file is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// SIGTERM, SIGINT and SIGHUP could not be blocked.
+    #[error("cannot block signals")]
+    BlockSignals(#[source] nix::Error),
+    /// No signalfd for the worker.
+    #[error("cannot create a signalfd")]
+    SignalFd(#[source] nix::Error),
+    /// No eventfd to wake the worker.
+    #[error("cannot create an eventfd")]
+    EventFd(#[source] nix::Error),
+    /// No netlink socket.
+    #[error("cannot open a netlink socket")]
+    NetlinkSocket(#[source] NetlinkError),
+    /// A netlink request failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// A peer's endpoint name did not resolve.
+    #[error(transparent)]
+    Resolve(#[from] EndpointError),
+    /// The TAP could not be created.
+    #[error("cannot create TAP {name}")]
+    CreateTap {
+        /// `interface.name`.
+        name: String,
+        /// Why.
+        source: TapError,
+    },
+    /// The TAP disappeared between its creation and its first netlink query.
+    #[error("TAP {name} vanished right after it was created")]
+    TapVanished {
+        /// `interface.name`.
+        name: String,
+    },
+    /// The TAP has no queue to read (it was created with at least one).
+    #[error("the TAP {name} has no queue")]
+    NoQueue {
+        /// `interface.name`.
+        name: String,
+    },
+    /// The tunnel's UDP port could not be bound.
+    #[error("cannot listen on UDP {addr}")]
+    ListenUdp {
+        /// `tunnel.listen`.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: UdpError,
+    },
+    /// A further worker's socket could not join the port.
+    #[error("cannot open worker {worker}'s UDP socket on {addr} (SO_REUSEPORT)")]
+    WorkerUdp {
+        /// The worker (from 1).
+        worker: usize,
+        /// The bound address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: UdpError,
+    },
+    /// The TCP transport's port could not be bound.
+    #[error("cannot listen on TCP {addr}")]
+    ListenTcp {
+        /// The UDP socket's address, whose port TCP uses too.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TCP transport's epoll descriptor could not be duplicated.
+    #[error("cannot duplicate the TCP transport's epoll descriptor")]
+    DupEpoll(#[source] std::io::Error),
+    /// A helper thread could not be started.
+    #[error("cannot start the {name} thread")]
+    Thread {
+        /// `control`, `resolver` or `peer hook`.
+        name: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The control socket could not be set up.
+    #[error(transparent)]
+    ControlSocket(#[from] ServerError),
+    /// The ARP/DHCP responder refused its settings.
+    #[error(transparent)]
+    Responder(#[from] ResponderError),
+    /// The lease file's directory could not be created ([`crate::leases::load`]).
+    #[error(transparent)]
+    Leases(#[from] crate::leases::LoadError),
+    /// The metrics endpoint could not be started.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// An up hook failed.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+}
+
+impl DaemonError {
+    /// Whether the operator's configuration is at fault (the CLI's exit
+    /// status 2) rather than the system.
+    pub fn is_config(&self) -> bool {
+        matches!(self, DaemonError::Config(_))
+    }
+}
 
 /// Packets under one key before a rekey (the tunnel caps it at 2^30 in any
 /// case, to keep AES-GCM far inside its usage limits).
@@ -61,7 +192,7 @@ pub fn log_path(cfg: &Config) -> PathBuf {
 
 /// Is a daemon answering on this link's socket? `Some(pid)` if so. A stale
 /// socket file (its daemon died) is removed.
-pub fn running_pid(cfg: &Config) -> anyhow::Result<Option<u32>> {
+pub fn running_pid(cfg: &Config) -> Result<Option<u32>, DaemonError> {
     match control::request(&cfg.control.socket, Request::Status, Duration::from_secs(3)) {
         Ok(Response {
             status: Some(s), ..
@@ -72,10 +203,10 @@ pub fn running_pid(cfg: &Config) -> anyhow::Result<Option<u32>> {
             let _ = std::fs::remove_file(&cfg.control.socket);
             Ok(None)
         }
-        Err(ClientError::Refused(e)) => bail!(
-            "a daemon is answering on {} but refused: {e}",
-            cfg.control.socket.display()
-        ),
+        Err(ClientError::Refused(reason)) => Err(DaemonError::Refused {
+            socket: cfg.control.socket.clone(),
+            reason,
+        }),
         Err(e) => Err(e.into()),
     }
 }
@@ -105,13 +236,12 @@ impl Setup {
 
 /// Brings the link up, calls `ready(summary)` once it is, and runs it until
 /// it is told to stop. Returns after a clean teardown.
-pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
+pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
     if let Some(pid) = running_pid(cfg)? {
-        bail!(
-            "link {} is already up (pid {pid}); take it down first with `bridge-ctl link down {}`",
-            cfg.name,
-            cfg.name
-        );
+        return Err(DaemonError::AlreadyUp {
+            name: cfg.name.clone(),
+            pid,
+        });
     }
     let keys = cfg.peer_keys()?;
     // Signals are read from a signalfd by the worker; block them in every
@@ -122,12 +252,12 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
     // SIGHUP reloads the config and key files (as `bridge-ctl reload`); it
     // never stops the link.
     mask.add(Signal::SIGHUP);
-    mask.thread_block().context("cannot block signals")?;
+    mask.thread_block().map_err(DaemonError::BlockSignals)?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .context("cannot create a signalfd")?;
+        .map_err(DaemonError::SignalFd)?;
 
     let mut setup = Setup {
-        nl: Netlink::new().context("cannot open a netlink socket")?,
+        nl: Netlink::new().map_err(DaemonError::NetlinkSocket)?,
         changes: Changes::new(),
         socket: None,
     };
@@ -191,7 +321,7 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
 /// the hooks' environment.
 type Up = (Worker, Lane, Vec<Lane>, std::os::fd::OwnedFd, HookEnv);
 
-fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Result<Up> {
+fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, DaemonError> {
     // Names first: a failure leaves nothing behind.
     let endpoints = crate::resolver::resolve_peers(cfg)?;
     let ifname = &cfg.interface.name;
@@ -211,11 +341,16 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
         WanMtu::Auto => BASE_MTU as u32,
     });
     let workers = cfg.tunnel.workers;
-    let tap = Tap::create_offload(ifname, workers, tso)
-        .with_context(|| format!("cannot create TAP {ifname}"))?;
+    let tap =
+        Tap::create_offload(ifname, workers, tso).map_err(|source| DaemonError::CreateTap {
+            name: ifname.clone(),
+            source,
+        })?;
     let link = nl
         .link_by_name(ifname)?
-        .ok_or_else(|| anyhow!("TAP {ifname} vanished right after it was created"))?;
+        .ok_or_else(|| DaemonError::TapVanished {
+            name: ifname.clone(),
+        })?;
     let idx = link.index;
     setup.changes.record(Change::Created {
         index: idx,
@@ -230,6 +365,10 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
     nl.set_mac(idx, mac)?;
     // One socket per worker, all on the listen port; a steering program
     // sends each peer's datagrams to one of them.
+    let listen_udp = |source| DaemonError::ListenUdp {
+        addr: cfg.tunnel.listen,
+        source,
+    };
     let udp_options = UdpOptions {
         gro: true,
         reuse_port: workers > 1,
@@ -239,16 +378,16 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
         // SO_REUSEPORT would let us join another daemon's group on this
         // port (and share its traffic) where a plain bind fails: bind
         // plainly first, so a port in use is refused as with one worker.
-        UdpSocket::bind(cfg.tunnel.listen, &UdpOptions::default())
-            .with_context(|| format!("cannot listen on UDP {}", cfg.tunnel.listen))?;
+        UdpSocket::bind(cfg.tunnel.listen, &UdpOptions::default()).map_err(listen_udp)?;
     }
-    let udp = UdpSocket::bind(cfg.tunnel.listen, &udp_options)
-        .with_context(|| format!("cannot listen on UDP {}", cfg.tunnel.listen))?;
+    let udp = UdpSocket::bind(cfg.tunnel.listen, &udp_options).map_err(listen_udp)?;
     let mut sockets = vec![udp];
-    for i in 1..workers {
-        let bound = sockets[0].local_addr();
-        let udp = UdpSocket::bind(bound, &udp_options).with_context(|| {
-            format!("cannot open worker {i}'s UDP socket on {bound} (SO_REUSEPORT)")
+    for worker in 1..workers {
+        let addr = sockets[0].local_addr();
+        let udp = UdpSocket::bind(addr, &udp_options).map_err(|source| DaemonError::WorkerUdp {
+            worker,
+            addr,
+            source,
         })?;
         sockets.push(udp);
     }
@@ -343,13 +482,14 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
     let (to_worker, commands) = mpsc::channel();
     let waker = Arc::new(
         EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .context("cannot create an eventfd")?,
+            .map_err(DaemonError::EventFd)?,
     );
+    let thread = |name| move |source| DaemonError::Thread { name, source };
     server
         .spawn(to_worker.clone(), waker.clone())
-        .context("cannot start the control thread")?;
+        .map_err(thread("control"))?;
     let resolver = crate::resolver::Resolver::spawn(cfg.tunnel.listen, waker.clone(), now)
-        .context("cannot start the resolver thread")?;
+        .map_err(thread("resolver"))?;
     let lease_store = crate::leases::LeaseStore::open(
         cfg.dhcp.as_ref().map(|d| d.lease_file.as_path()),
         responder.as_ref().map(|r| r.lease_db()).unwrap_or_default(),
@@ -387,8 +527,7 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
         listen: sockets[0].local_addr(),
         transport: cfg.tunnel.transport.as_str(),
     };
-    let peer_hooks =
-        hooks::PeerHooks::start(env.clone()).context("cannot start the peer hook thread")?;
+    let peer_hooks = hooks::PeerHooks::start(env.clone()).map_err(thread("peer hook"))?;
     for hook in &cfg.hooks.up {
         if let Err(e) = hooks::run(hook, "up", &env) {
             // Undo what the hooks before it may have done: down hooks are
@@ -408,19 +547,22 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> anyhow::Resul
         cfg.tunnel.transport.listens_on_tcp(),
         cfg.peers.len(),
     )
-    .with_context(|| format!("cannot listen on TCP {listen}"))?;
+    .map_err(|source| DaemonError::ListenTcp {
+        addr: listen,
+        source,
+    })?;
     let tcp_fd = tcp
         .as_fd()
         .try_clone_to_owned()
-        .context("cannot duplicate the TCP transport's epoll descriptor")?;
+        .map_err(DaemonError::DupEpoll)?;
     let mut lanes = tap
         .into_queues()
         .into_iter()
         .zip(sockets)
         .map(|(queue, udp)| Lane::new(queue, udp, workers > 1));
-    let first = lanes
-        .next()
-        .ok_or_else(|| anyhow!("the TAP {ifname} has no queue"))?;
+    let first = lanes.next().ok_or_else(|| DaemonError::NoQueue {
+        name: ifname.clone(),
+    })?;
     let others = lanes.collect();
     Ok((
         Worker {
@@ -497,7 +639,7 @@ pub fn stable_mac(cfg: &Config) -> MacAddr {
     MacAddr(mac)
 }
 
-fn build_responder(cfg: &Config, tap_mac: MacAddr) -> anyhow::Result<Option<Responder>> {
+fn build_responder(cfg: &Config, tap_mac: MacAddr) -> Result<Option<Responder>, DaemonError> {
     let Some((arp, dhcp)) = cfg.responder_settings(tap_mac) else {
         return Ok(None);
     };
@@ -511,7 +653,7 @@ fn build_responder(cfg: &Config, tap_mac: MacAddr) -> anyhow::Result<Option<Resp
 /// Builds the ARP/DHCP responder exactly as `link up` does, with an empty
 /// lease table and without touching the system, for `bridge-ctl check`.
 /// Refusals are reported at the `[dhcp]` or `[arp]` section.
-pub fn check_responder(cfg: &Config) -> Result<(), crate::config::ConfigError> {
+pub fn check_responder(cfg: &Config) -> Result<(), ConfigError> {
     let mac = cfg.interface.mac.unwrap_or_else(|| stable_mac(cfg));
     let Some((arp, dhcp)) = cfg.responder_settings(mac) else {
         return Ok(());
@@ -520,10 +662,10 @@ pub fn check_responder(cfg: &Config) -> Result<(), crate::config::ConfigError> {
         Ok(_) => Ok(()),
         Err(e) => {
             let key = match e {
-                responder::ResponderError::InvalidArp(_) => "arp",
+                ResponderError::InvalidArp(_) => "arp",
                 _ => "dhcp",
             };
-            Err(cfg.error_at(key, 0, e.to_string()))
+            Err(cfg.error_at(key, 0, e))
         }
     }
 }

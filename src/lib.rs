@@ -38,6 +38,9 @@
 //! - [`daemon`]: wiring config → netlink → datapath → control, clean shutdown.
 //! - [`sd_notify`]: systemd readiness, status lines and the service watchdog.
 //!
+//! Every layer has its own error type that keeps its causes; [`error::Chain`]
+//! renders one with its causes for a person.
+//!
 //! How a frame flows: a worker reads an Ethernet frame from the TAP and hands
 //! it to the bridge, which classifies it once; the responder may answer it
 //! (ARP, ND, DHCP), the guards may refuse it, the switch learns its source and
@@ -51,6 +54,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
+pub mod error;
 pub mod guard;
 pub mod hooks;
 pub mod leases;

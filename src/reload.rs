@@ -21,6 +21,7 @@
 use std::path::Path;
 
 use crate::config::{Config, ConfigError, PeerEndpoint, Psk, setting_position};
+use crate::error::Chain;
 use crate::tunnel::PresharedKey;
 
 /// Settings that need `link down` + `link up` to change, as
@@ -114,9 +115,11 @@ impl Plan {
 /// Why a reload was refused (nothing changed).
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    /// The file or a key file is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+    /// The file or a key file is invalid. The message is the whole
+    /// sentence, causes included ([`Chain`]): the worker sends it to
+    /// `bridge-ctl reload` as it is, so the cause is not also a `source`.
+    #[error("{}", Chain(.0))]
+    Config(ConfigError),
     /// A setting that cannot change live differs.
     #[error(
         "{file}{at}: {key}: differs from the running link and cannot change while it runs; \
@@ -143,6 +146,12 @@ pub enum ReloadError {
         /// What went wrong.
         message: String,
     },
+}
+
+impl From<ConfigError> for ReloadError {
+    fn from(e: ConfigError) -> ReloadError {
+        ReloadError::Config(e)
+    }
 }
 
 impl ReloadError {
@@ -654,5 +663,17 @@ mod tests {
         d.write("b.psk", "not a key");
         let err = plan(&running, &keys).err().unwrap().to_string();
         assert!(err.contains("peer.psk_file"), "{err}");
+        // The refusal bridge-ctl prints carries the causes, not just the place.
+        assert!(
+            err.contains("peer.psk_file: PSK file ")
+                && err.contains(" is malformed: it is not valid base64 ("),
+            "{err}"
+        );
+        std::fs::remove_file(&cfg).unwrap();
+        let err = plan(&running, &keys).err().unwrap().to_string();
+        assert!(
+            err.starts_with("cannot read config file ") && err.ends_with("(os error 2)"),
+            "{err}"
+        );
     }
 }

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
@@ -60,23 +60,67 @@ pub fn pick(answers: &[SocketAddr], listen: SocketAddr) -> Option<SocketAddr> {
         .find(usable)
 }
 
+/// Why a name gave no address to use. The message completes
+/// "cannot resolve …: ".
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The system resolver failed (its message as it is).
+    #[error(transparent)]
+    Lookup(io::Error),
+    /// The resolver answered with no address.
+    #[error("no address found")]
+    NoAddress,
+    /// None of the addresses found can be reached from the tunnel socket.
+    #[error(
+        "it has no {} address that the tunnel socket {listen} can reach (found {})",
+        if listen.is_ipv4() { "IPv4" } else { "IPv6" },
+        list(found)
+    )]
+    Unreachable {
+        /// The tunnel socket's address.
+        listen: SocketAddr,
+        /// The addresses found, in the resolver's order.
+        found: Vec<IpAddr>,
+    },
+    /// No thread could be started to ask.
+    #[error("cannot start a resolver thread")]
+    Spawn(#[source] io::Error),
+    /// The resolver did not answer in time.
+    #[error("no answer within {} s", .0.as_secs())]
+    Timeout(Duration),
+}
+
+/// A peer's endpoint name could not be resolved at `link up`.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resolve peer {peer}'s endpoint {host}")]
+pub struct EndpointError {
+    /// The peer.
+    pub peer: String,
+    /// The host name.
+    pub host: String,
+    /// Why.
+    #[source]
+    pub cause: ResolveError,
+}
+
+fn list(addresses: &[IpAddr]) -> String {
+    let shown: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    shown.join(", ")
+}
+
 /// Looks `host` up and picks an address for `listen` (blocking, as long as
-/// the system resolver takes). The error completes "cannot resolve …: ".
-pub fn lookup(host: &str, port: u16, listen: SocketAddr) -> Result<SocketAddr, String> {
+/// the system resolver takes).
+pub fn lookup(host: &str, port: u16, listen: SocketAddr) -> Result<SocketAddr, ResolveError> {
     let answers: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| e.to_string())?
+        .map_err(ResolveError::Lookup)?
         .collect();
     if answers.is_empty() {
-        return Err("no address found".into());
+        return Err(ResolveError::NoAddress);
     }
-    pick(&answers, listen).ok_or_else(|| {
-        let family = if listen.is_ipv4() { "IPv4" } else { "IPv6" };
-        let found: Vec<String> = answers.iter().map(|a| a.ip().to_string()).collect();
-        format!(
-            "it has no {family} address that the tunnel socket {listen} can reach (found {})",
-            found.join(", ")
-        )
+    pick(&answers, listen).ok_or_else(|| ResolveError::Unreachable {
+        listen,
+        found: answers.iter().map(SocketAddr::ip).collect(),
     })
 }
 
@@ -87,7 +131,7 @@ pub fn resolve(
     port: u16,
     listen: SocketAddr,
     timeout: Duration,
-) -> Result<SocketAddr, String> {
+) -> Result<SocketAddr, ResolveError> {
     let (tx, rx) = mpsc::sync_channel(1);
     let h = host.to_owned();
     std::thread::Builder::new()
@@ -95,10 +139,10 @@ pub fn resolve(
         .spawn(move || {
             let _ = tx.send(lookup(&h, port, listen));
         })
-        .map_err(|e| format!("cannot start a resolver thread: {e}"))?;
+        .map_err(ResolveError::Spawn)?;
     match rx.recv_timeout(timeout) {
         Ok(r) => r,
-        Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+        Err(_) => Err(ResolveError::Timeout(timeout)),
     }
 }
 
@@ -106,7 +150,7 @@ pub fn resolve(
 /// configured order of preference: literals as they are, names resolved
 /// (bounded by [`RESOLVE_TIMEOUT`] each). The error names the peer and the
 /// host.
-pub fn resolve_peers(cfg: &Config) -> anyhow::Result<Vec<Vec<SocketAddr>>> {
+pub fn resolve_peers(cfg: &Config) -> Result<Vec<Vec<SocketAddr>>, EndpointError> {
     cfg.peers
         .iter()
         .map(|p| {
@@ -115,8 +159,12 @@ pub fn resolve_peers(cfg: &Config) -> anyhow::Result<Vec<Vec<SocketAddr>>> {
                 .map(|e| match e {
                     PeerEndpoint::Addr(a) => Ok(*a),
                     PeerEndpoint::Name { host, port } => {
-                        resolve(host, *port, cfg.tunnel.listen, RESOLVE_TIMEOUT).map_err(|e| {
-                            anyhow::anyhow!("cannot resolve peer {}'s endpoint {host}: {e}", p.name)
+                        resolve(host, *port, cfg.tunnel.listen, RESOLVE_TIMEOUT).map_err(|cause| {
+                            EndpointError {
+                                peer: p.name.clone(),
+                                host: host.clone(),
+                                cause,
+                            }
                         })
                     }
                 })
@@ -144,7 +192,7 @@ pub struct Answer {
     /// What was asked.
     pub query: Query,
     /// The address picked, or why there is none.
-    pub result: Result<SocketAddr, String>,
+    pub result: Result<SocketAddr, ResolveError>,
 }
 
 /// When to ask again: per peer, at most every [`RE_RESOLVE_EVERY`] while it
@@ -390,11 +438,21 @@ mod tests {
         let e = lookup("localhost", 1, a("[2001:2::9]:1"));
         // Depending on /etc/hosts, localhost may also have ::1.
         if let Err(e) = e {
+            let e = e.to_string();
             assert!(e.contains("no IPv6 address"), "{e}");
         }
         assert_eq!(
-            resolve("localhost", 7, a("0.0.0.0:1"), RESOLVE_TIMEOUT),
-            Ok(a("127.0.0.1:7"))
+            resolve("localhost", 7, a("0.0.0.0:1"), RESOLVE_TIMEOUT).expect("localhost"),
+            a("127.0.0.1:7")
+        );
+        let e = EndpointError {
+            peer: "hq".into(),
+            host: "hq.example".into(),
+            cause: ResolveError::Timeout(RESOLVE_TIMEOUT),
+        };
+        assert_eq!(
+            crate::error::Chain(&e).to_string(),
+            "cannot resolve peer hq's endpoint hq.example: no answer within 10 s"
         );
     }
 }

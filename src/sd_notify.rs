@@ -21,6 +21,23 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
 
+/// Why `$NOTIFY_SOCKET` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The variable is set but empty.
+    #[error("it is empty")]
+    Empty,
+    /// Neither `/path` nor `@abstract`.
+    #[error("it is neither an absolute path nor an @abstract name")]
+    NotAnAddress,
+    /// Not a Unix socket address (e.g. too long); the system's reason.
+    #[error(transparent)]
+    Address(nix::Error),
+    /// No socket to send from.
+    #[error("cannot create a datagram socket")]
+    Socket(#[source] nix::Error),
+}
+
 /// Where notifications go and how often the watchdog wants to hear from us.
 pub struct SdNotify {
     target: Option<(OwnedFd, UnixAddr)>,
@@ -44,7 +61,8 @@ impl SdNotify {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::warn!(
-                    "NOTIFY_SOCKET is set but unusable, so systemd will not be told: {e}"
+                    "NOTIFY_SOCKET is set but unusable, so systemd will not be told: {}",
+                    crate::error::Chain(&e)
                 );
                 None
             }
@@ -152,16 +170,16 @@ fn watchdog_interval(usec: Option<&str>, for_pid: Option<&str>, pid: u32) -> Opt
 }
 
 /// The address `$NOTIFY_SOCKET` names: a path, or an abstract name after `@`.
-fn address(value: &[u8]) -> Result<UnixAddr, String> {
+fn address(value: &[u8]) -> Result<UnixAddr, NotifyError> {
     match value {
-        [] => Err("it is empty".into()),
-        [b'@', name @ ..] => UnixAddr::new_abstract(name).map_err(|e| e.to_string()),
-        [b'/', ..] => UnixAddr::new(value).map_err(|e| e.to_string()),
-        _ => Err("it is neither an absolute path nor an @abstract name".into()),
+        [] => Err(NotifyError::Empty),
+        [b'@', name @ ..] => UnixAddr::new_abstract(name).map_err(NotifyError::Address),
+        [b'/', ..] => UnixAddr::new(value).map_err(NotifyError::Address),
+        _ => Err(NotifyError::NotAnAddress),
     }
 }
 
-fn open(value: &[u8]) -> Result<(OwnedFd, UnixAddr), String> {
+fn open(value: &[u8]) -> Result<(OwnedFd, UnixAddr), NotifyError> {
     let addr = address(value)?;
     let fd = socket::socket(
         AddressFamily::Unix,
@@ -169,7 +187,7 @@ fn open(value: &[u8]) -> Result<(OwnedFd, UnixAddr), String> {
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(|e| format!("cannot create a datagram socket: {e}"))?;
+    .map_err(NotifyError::Socket)?;
     Ok((fd, addr))
 }
 

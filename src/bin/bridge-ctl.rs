@@ -291,9 +291,12 @@ fn main() -> ExitCode {
 
 /// 2 for configuration and usage errors, 1 for everything else.
 fn exit_status(err: &anyhow::Error) -> u8 {
-    let usage = err
-        .chain()
-        .any(|e| e.is::<ConfigError>() || e.is::<UsageError>());
+    let usage = err.chain().any(|e| {
+        e.is::<ConfigError>()
+            || e.is::<UsageError>()
+            || e.downcast_ref::<daemon::DaemonError>()
+                .is_some_and(daemon::DaemonError::is_config)
+    });
     if usage { 2 } else { 1 }
 }
 
@@ -476,18 +479,21 @@ fn link_up(config: &Config, foreground: bool, log_level: Option<&str>) -> anyhow
                     let _ = nix::unistd::dup2_stdout(&null);
                 }
             }
-        });
+        })
+        // Here the library's error meets the person: `{:#}` below and in
+        // main() print it with its causes.
+        .map_err(anyhow::Error::from);
         if let (true, Err(e)) = (report, &result) {
             let _ = writeln!(std::io::stdout(), "ERROR {e:#}");
         }
         return result;
     }
     if let Some(pid) = daemon::running_pid(config)? {
-        bail!(
-            "link {} is already up (pid {pid}); take it down first with `bridge-ctl link down {}`",
-            config.name,
-            config.name
-        );
+        return Err(daemon::DaemonError::AlreadyUp {
+            name: config.name.clone(),
+            pid,
+        }
+        .into());
     }
     let log = daemon::log_path(config);
     if let Some(dir) = log.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -28,9 +28,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, Problem};
 pub use locate::position as setting_position;
-pub use psk::Psk;
+pub use psk::{Psk, PskProblem};
+pub use value::{HostNameError, ValueError};
 
 pub use crate::guard::{BpduPolicy, GuardConfig};
 use crate::mac::MacAddr;
@@ -333,7 +334,7 @@ impl KeyFile {
             line: self.line,
             column: self.column,
             key: self.key.to_owned(),
-            message: e.to_string(),
+            problem: Box::new(Problem::KeyFile(Box::new(e))),
         })
     }
 }
@@ -444,9 +445,9 @@ impl Config {
         // Absolute, so paths relative to the file stay right whatever the
         // working directory (hooks are run by path, never looked up in PATH).
         let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
-            error,
+            source,
         })?;
         Config::parse(&name, path, &text)
     }
@@ -456,7 +457,8 @@ impl Config {
     pub fn parse(name: &str, path: &Path, text: &str) -> Result<Config, ConfigError> {
         value::link_name(name).map_err(|reason| ConfigError::Name {
             name: name.to_owned(),
-            reason,
+            reason: Box::new(reason),
+            stem_of: None,
         })?;
         validate::parse(name, path, text)
     }
@@ -467,7 +469,7 @@ impl Config {
     /// located in the config file as validation errors are. For checks made
     /// after validation, e.g. by `bridge-ctl check`; reads the file again to
     /// find the place (line 1, column 1 if it cannot).
-    pub fn error_at(&self, key: &str, index: usize, message: String) -> ConfigError {
+    pub fn error_at(&self, key: &str, index: usize, problem: impl Into<Problem>) -> ConfigError {
         let (line, column) = std::fs::read_to_string(&self.path)
             .ok()
             .and_then(|text| validate::position(&text, key, index))
@@ -477,7 +479,7 @@ impl Config {
             line,
             column,
             key: key.to_owned(),
-            message,
+            problem: Box::new(problem.into()),
         }
     }
 
@@ -493,11 +495,8 @@ impl Config {
         let mut loaded: Vec<(&Path, Vec<Psk>)> = Vec::new();
         let mut out = Vec::with_capacity(self.peers.len());
         for i in 0..self.peers.len() {
-            let file = self.key_file(i).ok_or_else(|| {
-                ConfigError::Usage(format!(
-                    "peer {:?} has no key file (validation should have caught this)",
-                    self.peers[i].name
-                ))
+            let file = self.key_file(i).ok_or_else(|| ConfigError::NoKeyFile {
+                peer: self.peers[i].name.clone(),
             })?;
             let keys = match loaded.iter().find(|(p, _)| *p == file.path) {
                 Some((_, k)) => k.clone(),
@@ -519,13 +518,12 @@ impl Config {
 /// (a `NAME` given as well must match it).
 pub fn locate(name: Option<&str>, config: Option<&Path>) -> Result<(String, PathBuf), ConfigError> {
     match (name, config) {
-        (None, None) => Err(ConfigError::Usage(
-            "a link NAME or --config FILE is required".to_owned(),
-        )),
+        (None, None) => Err(ConfigError::NoLink),
         (Some(name), None) => {
             value::link_name(name).map_err(|reason| ConfigError::Name {
                 name: name.to_owned(),
-                reason,
+                reason: Box::new(reason),
+                stem_of: None,
             })?;
             Ok((
                 name.to_owned(),
@@ -535,10 +533,11 @@ pub fn locate(name: Option<&str>, config: Option<&Path>) -> Result<(String, Path
         (name, Some(path)) => {
             let found = stem(path)?;
             match name {
-                Some(name) if name != found => Err(ConfigError::Usage(format!(
-                    "link NAME {name:?} does not match the stem {found:?} of config file {}",
-                    path.display()
-                ))),
+                Some(name) if name != found => Err(ConfigError::StemMismatch {
+                    name: name.to_owned(),
+                    stem: found,
+                    path: path.to_owned(),
+                }),
                 _ => Ok((found, path.to_owned())),
             }
         }
@@ -554,10 +553,8 @@ fn stem(path: &Path) -> Result<String, ConfigError> {
         .to_owned();
     value::link_name(&name).map_err(|reason| ConfigError::Name {
         name: name.clone(),
-        reason: format!(
-            "{reason} (it is the stem of config file {})",
-            path.display()
-        ),
+        reason: Box::new(reason),
+        stem_of: Some(path.to_owned()),
     })?;
     Ok(name)
 }

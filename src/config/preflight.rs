@@ -8,7 +8,7 @@ use std::path::Path;
 
 use nix::unistd::Group;
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, Problem};
 
 impl Config {
     /// Every hook exists, is an executable regular file that neither group
@@ -24,7 +24,7 @@ impl Config {
         ];
         for (key, hooks) in lists {
             for (i, hook) in hooks.iter().enumerate() {
-                hook_problem(hook).map_err(|m| self.error_at(key, i, m))?;
+                hook_problem(hook).map_err(|p| self.error_at(key, i, p))?;
             }
         }
         let groups = [
@@ -36,17 +36,16 @@ impl Config {
                 match Group::from_name(name) {
                     Ok(Some(_)) => {}
                     Ok(None) => {
-                        return Err(self.error_at(
-                            key,
-                            0,
-                            format!("group {name:?} does not exist (create it with groupadd)"),
-                        ));
+                        return Err(self.error_at(key, 0, Problem::NoGroup { name: name.clone() }));
                     }
-                    Err(e) => {
+                    Err(source) => {
                         return Err(self.error_at(
                             key,
                             0,
-                            format!("cannot look up group {name:?}: {e}"),
+                            Problem::GroupLookup {
+                                name: name.clone(),
+                                source,
+                            },
                         ));
                     }
                 }
@@ -57,36 +56,40 @@ impl Config {
 }
 
 /// Why `hook` cannot (or should not) be run, if it cannot.
-fn hook_problem(hook: &Path) -> Result<(), String> {
-    let shown = hook.display();
-    let meta = std::fs::metadata(hook).map_err(|e| format!("hook {shown}: {e}"))?;
+fn hook_problem(hook: &Path) -> Result<(), Problem> {
+    let path = || hook.to_owned();
+    let unreadable = |source| Problem::Hook {
+        path: path(),
+        source,
+    };
+    let meta = std::fs::metadata(hook).map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(format!("hook {shown} is not a regular file"));
+        return Err(Problem::HookNotAFile { path: path() });
     }
     let mode = meta.permissions().mode();
     if mode & 0o111 == 0 {
-        return Err(format!(
-            "hook {shown} is not executable (mode {:04o}); run chmod 755 {shown}",
-            mode & 0o7777
-        ));
+        return Err(Problem::HookNotExecutable {
+            path: path(),
+            mode: mode & 0o7777,
+        });
     }
     // The daemon runs hooks as root: whoever may change one may run code as root.
     if mode & 0o022 != 0 {
-        return Err(format!(
-            "hook {shown} may be changed by group or others (mode {:04o}); run chmod go-w {shown}",
-            mode & 0o7777
-        ));
+        return Err(Problem::HookWritable {
+            path: path(),
+            mode: mode & 0o7777,
+        });
     }
     if let Some(dir) = hook.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let dmeta = std::fs::metadata(dir).map_err(|e| format!("hook {shown}: {e}"))?;
+        let dmeta = std::fs::metadata(dir).map_err(unreadable)?;
         let dmode = dmeta.mode();
         // Others could replace the file in a world-writable directory (the
         // sticky bit does not stop the directory's or the file's owner).
         if dmode & 0o002 != 0 {
-            return Err(format!(
-                "hook {shown} is in {}, which everyone may write; move it to a directory only root may change",
-                dir.display()
-            ));
+            return Err(Problem::HookDirWritable {
+                path: path(),
+                dir: dir.to_owned(),
+            });
         }
     }
     Ok(())

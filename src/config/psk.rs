@@ -52,16 +52,16 @@ impl Psk {
     /// of exactly 32 bytes (blank lines and surrounding whitespace are
     /// ignored; an error names the line).
     pub fn load_keys(path: &Path) -> Result<Vec<Psk>, ConfigError> {
-        let read_err = |error| ConfigError::PskRead {
+        let read_err = |source| ConfigError::PskRead {
             path: path.to_owned(),
-            error,
+            source,
         };
         let file = File::open(path).map_err(read_err)?;
         let meta = file.metadata().map_err(read_err)?;
         if !meta.is_file() {
             return Err(ConfigError::PskFile {
                 path: path.to_owned(),
-                reason: "it is not a regular file".to_owned(),
+                problem: PskProblem::NotAFile,
             });
         }
         let mode = meta.permissions().mode() & 0o7777;
@@ -87,16 +87,14 @@ impl Psk {
                 break;
             }
         }
-        let bad = |reason: String| ConfigError::PskFile {
+        let bad = |problem: PskProblem| ConfigError::PskFile {
             path: path.to_owned(),
-            reason,
+            problem,
         };
         if len as u64 > MAX_FILE {
-            return Err(bad(format!("it is longer than {MAX_FILE} bytes")));
+            return Err(bad(PskProblem::FileTooLong));
         }
-        let text = std::str::from_utf8(&buf[..len]).map_err(|_| {
-            bad("it is not text; write the output of `bridge-ctl genpsk` into it".to_owned())
-        })?;
+        let text = std::str::from_utf8(&buf[..len]).map_err(|_| bad(PskProblem::NotText))?;
         let lines: Vec<(usize, &str)> = text
             .lines()
             .enumerate()
@@ -104,27 +102,26 @@ impl Psk {
             .filter(|(_, l)| !l.is_empty())
             .collect();
         match lines.len() {
-            0 => return Err(bad(decode("").err().unwrap_or_default())),
+            0 => return Err(bad(PskProblem::Empty)),
             1 | 2 => {}
-            n => {
-                return Err(bad(format!(
-                    "it holds {n} keys; a key file holds one, or two during a rotation"
-                )));
-            }
+            n => return Err(bad(PskProblem::TooManyKeys(n))),
         }
         let mut keys = Vec::with_capacity(lines.len());
         for &(line, l) in &lines {
-            let key = decode(l).map_err(|reason| {
+            let key = decode(l).map_err(|problem| {
                 bad(if lines.len() == 1 {
-                    reason
+                    problem
                 } else {
-                    format!("line {line}: {reason}")
+                    PskProblem::Line {
+                        line,
+                        problem: Box::new(problem),
+                    }
                 })
             })?;
             keys.push(key);
         }
         if keys.len() == 2 && keys[0] == keys[1] {
-            return Err(bad("its two keys are the same".to_owned()));
+            return Err(bad(PskProblem::SameKeys));
         }
         Ok(keys)
     }
@@ -157,26 +154,65 @@ impl Psk {
     }
 }
 
-fn decode(text: &str) -> Result<Psk, String> {
+/// Why a key file or a key string holds no usable key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PskProblem {
+    /// The path is a directory, device or other non-file.
+    #[error("it is not a regular file")]
+    NotAFile,
+    /// Longer than any key file needs to be.
+    #[error("it is longer than {MAX_FILE} bytes")]
+    FileTooLong,
+    /// Not UTF-8.
+    #[error("it is not text; write the output of `bridge-ctl genpsk` into it")]
+    NotText,
+    /// Nothing but whitespace.
+    #[error("it is empty; write the output of `bridge-ctl genpsk` into it")]
+    Empty,
+    /// More keys than a rotation uses.
+    #[error("it holds {0} keys; a key file holds one, or two during a rotation")]
+    TooManyKeys(usize),
+    /// A rotation file whose two keys are one.
+    #[error("its two keys are the same")]
+    SameKeys,
+    /// What is wrong with line `line` of a two-key file.
+    #[error("line {line}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        #[source]
+        problem: Box<PskProblem>,
+    },
+    /// Not base64 (the decoder's reason is part of the sentence).
+    #[error("it is not valid base64 ({0})")]
+    NotBase64(base64::DecodeError),
+    /// Base64 of more bytes than a key.
+    #[error("it does not decode to exactly {PSK_LEN} bytes")]
+    TooManyBytes,
+    /// Base64 of fewer bytes than a key.
+    #[error("it decodes to {0} bytes, not {PSK_LEN}; use `bridge-ctl genpsk`")]
+    WrongLength(usize),
+}
+
+fn decode(text: &str) -> Result<Psk, PskProblem> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("it is empty; write the output of `bridge-ctl genpsk` into it".to_owned());
+        return Err(PskProblem::Empty);
     }
     // Room for one byte too many, so "too long" is told apart from garbage.
     let mut buf = Zeroizing::new([0u8; PSK_LEN + 3]);
     let n = match STANDARD.decode_slice(text, &mut buf[..]) {
         Ok(n) => n,
         Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
-            return Err(format!("it does not decode to exactly {PSK_LEN} bytes"));
+            return Err(PskProblem::TooManyBytes);
         }
         Err(base64::DecodeSliceError::DecodeError(e)) => {
-            return Err(format!("it is not valid base64 ({e})"));
+            return Err(PskProblem::NotBase64(e));
         }
     };
     if n != PSK_LEN {
-        return Err(format!(
-            "it decodes to {n} bytes, not {PSK_LEN}; use `bridge-ctl genpsk`"
-        ));
+        return Err(PskProblem::WrongLength(n));
     }
     let mut key = Psk([0; PSK_LEN]);
     key.0.copy_from_slice(&buf[..PSK_LEN]);
@@ -187,6 +223,7 @@ fn decode(text: &str) -> Result<Psk, String> {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+    use crate::error::Chain;
     use std::os::unix::fs::OpenOptionsExt;
     use std::path::PathBuf;
 
@@ -233,7 +270,8 @@ mod tests {
     fn refuses_group_or_world_readable() {
         for (tag, mode) in [("g", 0o640), ("o", 0o604), ("gw", 0o620)] {
             let f = TempFile::new(tag, KEY, mode);
-            let err = Psk::load(&f.0).expect_err("mode accepted").to_string();
+            let err = Psk::load(&f.0).expect_err("mode accepted");
+            let err = Chain(&err).to_string();
             assert!(err.contains(&format!("(mode {mode:04o})")), "{err}");
             assert!(err.contains("readable by group or others"), "{err}");
             assert!(
@@ -248,9 +286,8 @@ mod tests {
     #[test]
     fn refuses_missing_and_malformed_files() {
         let missing = std::env::temp_dir().join("tapbridge-psk-does-not-exist");
-        let err = Psk::load(&missing)
-            .expect_err("missing accepted")
-            .to_string();
+        let err = Psk::load(&missing).expect_err("missing accepted");
+        let err = Chain(&err).to_string();
         assert!(err.starts_with("cannot read PSK file"), "{err}");
 
         for (tag, text, want) in [
@@ -268,7 +305,8 @@ mod tests {
             ("junk", "not base64 at all!", "not valid base64"),
         ] {
             let f = TempFile::new(tag, text, 0o600);
-            let err = Psk::load(&f.0).expect_err("bad key accepted").to_string();
+            let err = Psk::load(&f.0).expect_err("bad key accepted");
+            let err = Chain(&err).to_string();
             assert!(err.contains(&f.0.display().to_string()), "{err}");
             assert!(err.contains(want), "{tag}: {err}");
         }
@@ -294,7 +332,8 @@ mod tests {
             ),
         ] {
             let f = TempFile::new(tag, &text, 0o600);
-            let err = Psk::load_keys(&f.0).expect_err("accepted").to_string();
+            let err = Psk::load_keys(&f.0).expect_err("accepted");
+            let err = Chain(&err).to_string();
             assert!(err.contains(want), "{tag}: {err}");
         }
     }

@@ -3,6 +3,7 @@
 //! names file, line, column and key.
 
 use super::*;
+use crate::error::Chain;
 
 const FILE: &str = "/etc/tapbridge/site-a.toml";
 
@@ -81,6 +82,11 @@ const MINIMAL: &str =
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse("site-a", Path::new(FILE), text)
+}
+
+/// The error as the operator reads it: its message and its causes'.
+fn message(e: &ConfigError) -> String {
+    Chain(e).to_string()
 }
 
 /// `MINIMAL` plus `extra`, which therefore starts on line 6.
@@ -407,7 +413,7 @@ fn per_peer_key_files() {
     assert_eq!(link.path, Path::new("/etc/tapbridge/link.psk"));
     assert_eq!(link.key, "tunnel.psk_file");
     // A missing key file is reported at the key that names it.
-    let err = c.peer_keys().expect_err("no such files").to_string();
+    let err = message(&c.peer_keys().expect_err("no such files"));
     assert!(
         err.starts_with("/etc/tapbridge/site-a.toml:6:12: peer.psk_file: cannot read PSK file /etc/tapbridge/b.psk"),
         "{err}"
@@ -454,7 +460,7 @@ fn workers_are_read() {
 
 #[test]
 fn syntax_error() {
-    let err = parse("[interface\n").expect_err("accepted").to_string();
+    let err = message(&parse("[interface\n").expect_err("accepted"));
     assert!(err.starts_with(&format!("{FILE}:1:11: ")), "{err}");
 }
 
@@ -867,6 +873,28 @@ const REJECTED: &[Rejected] = &[
     ("string loop_detect", With("[guard]\nloop_detect = \"yes\"\n"), 7, 15, "guard.loop_detect", "invalid type"),
 ];
 
+/// How a rejection differs from the one a table row expects.
+#[derive(Debug, thiserror::Error)]
+enum Mismatch {
+    #[error("config accepted")]
+    Accepted,
+    #[error("{msg:?} does not start with {prefix:?}")]
+    Place { msg: String, prefix: String },
+    #[error("{msg:?} does not mention {fragment:?}")]
+    Fragment { msg: String, fragment: String },
+    #[error("{msg:?} is not one line")]
+    Lines { msg: String },
+    #[error("fields say {found}, not {line}:{col} {key:?}")]
+    Fields {
+        found: String,
+        line: usize,
+        col: usize,
+        key: String,
+    },
+    #[error("unexpected variant {0:?}")]
+    Variant(ConfigError),
+}
+
 /// Why `text` is not rejected at `line:col` for `key` with a one-line
 /// sentence that mentions `fragment`; `Ok` if it is.
 fn check_rejected(
@@ -875,21 +903,22 @@ fn check_rejected(
     col: usize,
     key: &str,
     fragment: &str,
-) -> Result<(), String> {
+) -> Result<(), Mismatch> {
     let err = match parse(text) {
-        Ok(_) => return Err("config accepted".to_owned()),
+        Ok(_) => return Err(Mismatch::Accepted),
         Err(e) => e,
     };
-    let msg = err.to_string();
+    let msg = message(&err);
     let prefix = format!("{FILE}:{line}:{col}: {key}: ");
     if !msg.starts_with(&prefix) {
-        return Err(format!("{msg:?} does not start with {prefix:?}"));
+        return Err(Mismatch::Place { msg, prefix });
     }
     if !msg.contains(fragment) {
-        return Err(format!("{msg:?} does not mention {fragment:?}"));
+        let fragment = fragment.to_owned();
+        return Err(Mismatch::Fragment { msg, fragment });
     }
     if msg.contains('\n') {
-        return Err(format!("{msg:?} is not one line"));
+        return Err(Mismatch::Lines { msg });
     }
     match err {
         ConfigError::Invalid {
@@ -903,10 +932,13 @@ fn check_rejected(
             column: c,
             key: k,
             ..
-        } => Err(format!(
-            "fields say {l}:{c} {k:?}, not {line}:{col} {key:?}"
-        )),
-        other => Err(format!("unexpected variant {other:?}")),
+        } => Err(Mismatch::Fields {
+            found: format!("{l}:{c} {k:?}"),
+            line,
+            col,
+            key: key.to_owned(),
+        }),
+        other => Err(Mismatch::Variant(other)),
     }
 }
 
@@ -926,7 +958,7 @@ fn rejected_configs_name_file_line_column_and_key() {
 #[test]
 fn default_interface_name_must_fit() {
     let err = Config::parse("a-long-site-name", Path::new(FILE), MINIMAL).expect_err("accepted");
-    let msg = err.to_string();
+    let msg = message(&err);
     assert!(
         msg.starts_with(&format!("{FILE}:1:1: interface.name: ")),
         "{msg}"
@@ -998,7 +1030,7 @@ fn locate_follows_the_cli_convention() {
     // The NAT hooks name iptables chains after it: 21 bytes at most.
     assert!(locate(Some(&"a".repeat(21)), None).is_ok());
     let err = locate(Some(&"a".repeat(22)), None).expect_err("too long");
-    assert!(err.to_string().contains("longer than 21 bytes"), "{err}");
+    assert!(message(&err).contains("longer than 21 bytes"), "{err}");
     for bad in ["a.b", "_a", "-a", "a+b", "a b"] {
         assert!(
             matches!(locate(Some(bad), None), Err(ConfigError::Name { .. })),
@@ -1006,8 +1038,8 @@ fn locate_follows_the_cli_convention() {
         );
     }
     let err = locate(Some("a"), Some(Path::new("/tmp/site-b.toml"))).expect_err("mismatch");
-    assert!(err.to_string().contains("does not match"), "{err}");
-    assert!(matches!(locate(None, None), Err(ConfigError::Usage(_))));
+    assert!(message(&err).contains("does not match"), "{err}");
+    assert!(matches!(locate(None, None), Err(ConfigError::NoLink)));
     assert!(matches!(
         locate(Some("../../etc/passwd"), None),
         Err(ConfigError::Name { .. })
@@ -1029,11 +1061,11 @@ fn load_reads_the_file_and_names_the_link_after_its_stem() {
         ("branch1", "tb-branch1")
     );
     assert_eq!(c.path, path);
+    let missing = message(&missing.expect_err("missing file"));
+    assert!(missing.starts_with("cannot read config file"), "{missing}");
     assert!(
-        missing
-            .expect_err("missing file")
-            .to_string()
-            .starts_with("cannot read config file")
+        missing.contains("No such file"),
+        "the cause is kept: {missing}"
     );
 }
 
@@ -1045,7 +1077,7 @@ fn mangled_examples_never_panic() {
     let check = |text: &str| match parse(text) {
         Ok(c) => assert!(!c.peers.is_empty()),
         Err(e) => {
-            let msg = e.to_string();
+            let msg = message(&e);
             assert!(!msg.contains('\n'), "{msg:?}");
             if let ConfigError::Invalid { line, .. } = e {
                 assert!(

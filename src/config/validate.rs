@@ -14,11 +14,11 @@ use super::raw::{
     RawArp, RawConfig, RawControl, RawDhcp, RawDhcpOption, RawGuard, RawHooks, RawInterface,
     RawMtu, RawTunnel, Str,
 };
-use super::value;
+use super::value::{self, ValueError};
 use super::{
     ArpConfig, BpduPolicy, Config, ConfigError, ControlConfig, DhcpConfig, GuardConfig,
     HooksConfig, InterfaceConfig, KeyFile, MAX_ENDPOINTS, MetricsConfig, PeerConfig, PeerEndpoint,
-    TunnelConfig, WanMtu,
+    Problem, TunnelConfig, WanMtu,
 };
 use crate::mac::MacAddr;
 
@@ -41,19 +41,19 @@ type Result<T> = std::result::Result<T, ConfigError>;
 
 impl Cx<'_> {
     /// An error at byte `offset`.
-    fn at(&self, offset: usize, key: &str, message: impl Into<String>) -> ConfigError {
+    fn at(&self, offset: usize, key: &str, problem: impl Into<Problem>) -> ConfigError {
         let (line, column) = line_col(self.text, offset);
         ConfigError::Invalid {
             file: self.file.to_owned(),
             line,
             column,
             key: key.to_owned(),
-            message: message.into(),
+            problem: Box::new(problem.into()),
         }
     }
 
-    fn err(&self, span: &Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
-        self.at(span.start, key, message)
+    fn err(&self, span: &Range<usize>, key: &str, problem: impl Into<Problem>) -> ConfigError {
+        self.at(span.start, key, problem)
     }
 
     /// Applies a value parser to a spanned string, locating its error.
@@ -61,16 +61,16 @@ impl Cx<'_> {
         &self,
         v: &Str,
         key: &str,
-        f: impl FnOnce(&str) -> std::result::Result<T, String>,
+        f: impl FnOnce(&str) -> std::result::Result<T, ValueError>,
     ) -> Result<T> {
-        f(v.get_ref()).map_err(|m| self.err(&v.span(), key, m))
+        f(v.get_ref()).map_err(|e| self.err(&v.span(), key, e))
     }
 
     fn opt<T>(
         &self,
         v: &Option<Str>,
         key: &str,
-        f: impl FnOnce(&str) -> std::result::Result<T, String>,
+        f: impl FnOnce(&str) -> std::result::Result<T, ValueError>,
     ) -> Result<Option<T>> {
         v.as_ref().map(|v| self.conv(v, key, f)).transpose()
     }
@@ -88,6 +88,8 @@ impl Cx<'_> {
 
     fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let offset = e.span().map_or(0, |s| s.start);
+        // The key as the message names it, on one line as the message is
+        // (Problem::Syntax renders the message itself).
         let message = e.message().trim().replace(char::is_control, " ");
         // toml keeps the key path private but prints it when the error has
         // no input attached: "message\nin `a.b`".
@@ -109,7 +111,7 @@ impl Cx<'_> {
             }
             key.push_str(field);
         }
-        self.at(offset, &key, message)
+        self.at(offset, &key, Problem::Syntax(Box::new(e.clone())))
     }
 
     fn mtu(&self, v: &Option<Spanned<i64>>, key: &str, default: u32) -> Result<u32> {
@@ -283,13 +285,14 @@ impl Cx<'_> {
             }
             None => {
                 let name = format!("tb-{link}");
-                value::ifname(&name).map_err(|m| {
+                value::ifname(&name).map_err(|reason| {
                     self.err(
                         span,
                         "interface.name",
-                        format!(
-                            "the default name {name:?} is not usable ({m}); set interface.name"
-                        ),
+                        Problem::DefaultIfname {
+                            name: name.clone(),
+                            reason,
+                        },
                     )
                 })?;
                 name
@@ -470,19 +473,22 @@ impl Cx<'_> {
     /// element point at the value and say which element.
     fn endpoints(&self, v: &Spanned<toml::Value>) -> Result<Vec<PeerEndpoint>> {
         const KEY: &str = "peer.endpoint";
-        let err = |m: String| self.err(&v.span(), KEY, m);
+        let err = |p: Problem| self.err(&v.span(), KEY, p);
+        let rule = |m: String| err(Problem::Rule(m));
         let list = match v.get_ref() {
-            toml::Value::String(s) => return Ok(vec![value::endpoint(s).map_err(err)?]),
+            toml::Value::String(s) => {
+                return Ok(vec![value::endpoint(s).map_err(|e| err(e.into()))?]);
+            }
             toml::Value::Array(list) => list,
             other => {
-                return Err(err(format!(
+                return Err(rule(format!(
                     "invalid type: {}, expected a string or an array of strings",
                     other.type_str()
                 )));
             }
         };
         if list.is_empty() || list.len() > MAX_ENDPOINTS {
-            return Err(err(format!(
+            return Err(rule(format!(
                 "an endpoint array lists 1 to {MAX_ENDPOINTS} addresses, not {}",
                 list.len()
             )));
@@ -491,14 +497,14 @@ impl Cx<'_> {
         for (i, e) in list.iter().enumerate() {
             let n = i + 1;
             let Some(text) = e.as_str() else {
-                return Err(err(format!(
+                return Err(rule(format!(
                     "element {n} ({}) is not a string like \"203.0.113.10:51901\"",
                     e.type_str()
                 )));
             };
-            let e = value::endpoint(text).map_err(|m| err(format!("element {n}: {m}")))?;
+            let e = value::endpoint(text).map_err(|error| err(Problem::Element { n, error }))?;
             if out.contains(&e) {
-                return Err(err(format!("element {n}: {e} is listed twice")));
+                return Err(rule(format!("element {n}: {e} is listed twice")));
             }
             out.push(e);
         }
@@ -734,7 +740,7 @@ impl Cx<'_> {
             .as_ref()
             .ok_or_else(|| self.err(span, "dhcp.option.code", "is required"))?;
         let code = *code_v.get_ref();
-        let bad_code = |m: String| self.err(&code_v.span(), "dhcp.option.code", m);
+        let bad_code = |m: String| self.err(&code_v.span(), "dhcp.option.code", Problem::Rule(m));
         let code = u8::try_from(code)
             .ok()
             .filter(|c| (1..=254).contains(c))

@@ -1,14 +1,308 @@
 //! Parsers for the string-typed values of the config file: durations, MAC
 //! addresses, CIDR prefixes, routes, DHCP pools, socket addresses and names.
 //!
-//! Each parser is pure and returns the value or a message fragment that
-//! completes the sentence `FILE:LINE:COL: KEY: <message>`; they never panic.
+//! Each parser is pure and returns the value or a [`ValueError`], whose
+//! message completes the sentence `FILE:LINE:COL: KEY: <message>`; they never
+//! panic.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::{IpCidr, Ipv4Net, PeerEndpoint, Route};
 use crate::mac::MacAddr;
+
+/// How to write an endpoint, appended to the messages about a malformed one.
+const ENDPOINT_USAGE: &str = "use an address or host name and a port like \"203.0.113.10:51901\", \"[2001:db8::1]:51901\" or \"hq.example.net:51901\"";
+
+/// Why a value in the config file (or a link name) is not usable.
+///
+/// Each message is the part of the operator's sentence after the key; the
+/// value as written is quoted in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// Not a duration such as `"90s"`.
+    #[error("{text:?} is not a duration; use a number with a unit ms, s, m, h or d, e.g. \"90s\"")]
+    NotADuration {
+        /// The value.
+        text: String,
+    },
+    /// A duration beyond the longest accepted.
+    #[error("{text:?} is longer than 365 days")]
+    DurationTooLong {
+        /// The value.
+        text: String,
+    },
+    /// Not a MAC address.
+    #[error("{text:?} is not a MAC address like \"02:00:00:00:00:01\"")]
+    NotAMac {
+        /// The value.
+        text: String,
+    },
+    /// A group (multicast or broadcast) MAC where a station's own is needed.
+    #[error("{text} is a multicast MAC address; use a unicast one such as 02:00:00:00:00:01")]
+    MulticastMac {
+        /// The value.
+        text: String,
+    },
+    /// The all-zero MAC.
+    #[error("00:00:00:00:00:00 is not a usable MAC address")]
+    ZeroMac,
+    /// Not an IPv4 address.
+    #[error("{text:?} is not an IPv4 address")]
+    NotIpv4 {
+        /// The value.
+        text: String,
+    },
+    /// Not `address/prefix`.
+    #[error("{text:?} is not an address with a prefix length, like \"198.19.0.1/24\"")]
+    NotAPrefix {
+        /// The value.
+        text: String,
+    },
+    /// A prefix length beyond the address's bits.
+    #[error("{text:?} has prefix length {prefix}, more than {max}")]
+    PrefixTooLong {
+        /// The value.
+        text: String,
+        /// Its prefix length.
+        prefix: u8,
+        /// 32 or 128.
+        max: u8,
+    },
+    /// The unspecified or a multicast address as an interface's own.
+    #[error("{addr} cannot be assigned to an interface")]
+    NotAssignable {
+        /// The address.
+        addr: IpAddr,
+    },
+    /// A network prefix with host bits set.
+    #[error("{text} has host bits set; did you mean {base}/{prefix_len}?")]
+    HostBits {
+        /// The value.
+        text: String,
+        /// The network it probably means.
+        base: IpAddr,
+        /// Its prefix length.
+        prefix_len: u8,
+    },
+    /// An IPv6 network where an IPv4 one is needed.
+    #[error("{text} is not an IPv4 network")]
+    NotIpv4Network {
+        /// The value.
+        text: String,
+    },
+    /// Not `prefix` or `prefix via gateway`.
+    #[error(
+        "{text:?} is not a route like \"198.19.64.0/18\" or \"198.19.128.0/18 via 198.19.0.254\""
+    )]
+    NotARoute {
+        /// The value.
+        text: String,
+    },
+    /// A route's gateway is not an IP address.
+    #[error("gateway {gw:?} is not an IP address")]
+    GatewayNotIp {
+        /// The gateway as written.
+        gw: String,
+    },
+    /// A route's gateway and destination differ in address family.
+    #[error("gateway {gw} is not of the same address family as {dest}")]
+    GatewayFamily {
+        /// The gateway.
+        gw: IpAddr,
+        /// The destination.
+        dest: IpCidr,
+    },
+    /// The unspecified or a multicast address as a gateway.
+    #[error("{gw} cannot be a gateway")]
+    NotAGateway {
+        /// The gateway.
+        gw: IpAddr,
+    },
+    /// A DHCP option 121 route without a gateway.
+    #[error("{text:?} needs a gateway for DHCP option 121, like \"198.19.64.0/18 via 198.19.0.1\"")]
+    RouteNeedsGateway {
+        /// The value.
+        text: String,
+    },
+    /// An IPv6 route where an IPv4 one is needed.
+    #[error("{text:?} is not an IPv4 route")]
+    NotIpv4Route {
+        /// The value.
+        text: String,
+    },
+    /// Not `first-last`.
+    #[error("{text:?} is not a range like \"198.19.0.100-198.19.0.199\"")]
+    NotARange {
+        /// The value.
+        text: String,
+    },
+    /// A pool whose start is after its end.
+    #[error("pool start {start} is after pool end {end}")]
+    PoolReversed {
+        /// First address.
+        start: Ipv4Addr,
+        /// Last address.
+        end: Ipv4Addr,
+    },
+    /// Not an IP literal and a port.
+    #[error("{text:?} is not an IP address and port like \"0.0.0.0:51901\" or \"[::]:51901\"")]
+    NotAListenAddress {
+        /// The value.
+        text: String,
+    },
+    /// An endpoint with port 0.
+    #[error("{text} has port 0")]
+    PortZero {
+        /// The value, trimmed.
+        text: String,
+    },
+    /// The unspecified or a multicast address as a peer's.
+    #[error("{ip} cannot be a peer's address")]
+    NotAPeerAddress {
+        /// The address.
+        ip: IpAddr,
+    },
+    /// An endpoint without a port.
+    #[error("{text:?} has no port; {ENDPOINT_USAGE}")]
+    NoPort {
+        /// The value.
+        text: String,
+    },
+    /// Something like an IPv6 address that is not one.
+    #[error("{text:?} is not a valid IPv6 address and port; {ENDPOINT_USAGE}")]
+    NotIpv6 {
+        /// The value.
+        text: String,
+    },
+    /// An endpoint's port is not a number in 0..=65535.
+    #[error("{port:?} in {text:?} is not a port number; {ENDPOINT_USAGE}")]
+    NotAPort {
+        /// The port as written.
+        port: String,
+        /// The value.
+        text: String,
+    },
+    /// An endpoint's host is not a valid DNS name.
+    #[error("{host:?} is not a valid host name")]
+    HostName {
+        /// The host as written (without a trailing dot).
+        host: String,
+        /// What is wrong with it.
+        #[source]
+        why: HostNameError,
+    },
+    /// A host whose last label is a number: neither an address nor a name.
+    #[error("{host:?} is neither an IP address nor a host name (its last label is a number)")]
+    NumericHost {
+        /// The host as written.
+        host: String,
+    },
+    /// An empty interface name.
+    #[error("an interface name cannot be empty")]
+    EmptyIfname,
+    /// An interface name longer than the kernel allows.
+    #[error("interface name {name:?} is longer than {MAX_IFNAME} bytes")]
+    IfnameTooLong {
+        /// The name.
+        name: String,
+    },
+    /// `.` or `..` as an interface name.
+    #[error("{name:?} is not a valid interface name")]
+    IfnameDots {
+        /// The name.
+        name: String,
+    },
+    /// An interface name with a character outside `[A-Za-z0-9._-]`.
+    #[error("interface name {name:?} contains {c:?}; use letters, digits, '-', '_' and '.'")]
+    IfnameChar {
+        /// The name.
+        name: String,
+        /// The first character not allowed.
+        c: char,
+    },
+    /// An empty link name.
+    #[error("it is empty")]
+    EmptyLinkName,
+    /// A link name longer than the NAT hooks allow.
+    #[error(
+        "it is longer than {MAX_LINK_NAME} bytes (the NAT hooks name firewall chains after it)"
+    )]
+    LinkNameTooLong,
+    /// A link name that starts with neither a letter nor a digit.
+    #[error("it does not start with a letter or digit")]
+    LinkNameStart,
+    /// A link name with a character outside `[A-Za-z0-9_-]`.
+    #[error("it contains {0:?}; use letters, digits, '-' and '_'")]
+    LinkNameChar(char),
+    /// Not a Unix group name.
+    #[error("{name:?} is not a group name")]
+    NotAGroup {
+        /// The name.
+        name: String,
+    },
+    /// An empty peer name.
+    #[error("a peer name cannot be empty")]
+    EmptyPeerName,
+    /// A peer name longer than the handshake carries.
+    #[error(
+        "peer name {name:?} is longer than {MAX_SITE_NAME} bytes (it travels in the handshake)"
+    )]
+    PeerNameTooLong {
+        /// The name.
+        name: String,
+    },
+    /// A peer name with whitespace or control characters.
+    #[error("peer name {name:?} contains whitespace or control characters")]
+    PeerNameChar {
+        /// The name.
+        name: String,
+    },
+    /// Not a DNS domain name.
+    #[error("{name:?} is not a domain name")]
+    NotADomain {
+        /// The value.
+        name: String,
+    },
+    /// Hex digits that do not make whole bytes.
+    #[error("{text:?} has an odd number of hex digits")]
+    OddHex {
+        /// The value.
+        text: String,
+    },
+    /// Not hex digits.
+    #[error("{text:?} is not hex")]
+    NotHex {
+        /// The value.
+        text: String,
+    },
+}
+
+/// Why a host name is not a valid DNS name (RFC 1123).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostNameError {
+    /// No name at all.
+    #[error("it is empty")]
+    Empty,
+    /// Longer than DNS allows.
+    #[error("it is longer than {MAX_HOST_NAME} bytes")]
+    TooLong,
+    /// Two dots in a row (or a leading dot).
+    #[error("it has an empty label")]
+    EmptyLabel,
+    /// A label longer than DNS allows.
+    #[error("a label is longer than {MAX_LABEL} bytes")]
+    LabelTooLong,
+    /// A character other than a letter, digit, hyphen or dot.
+    #[error("{0:?} is not allowed (letters, digits, hyphens and dots only)")]
+    Char(char),
+    /// A label that starts or ends with a hyphen.
+    #[error("label {label:?} starts or ends with a hyphen")]
+    Hyphen {
+        /// The label.
+        label: String,
+    },
+}
 
 /// Longest duration accepted anywhere, so that `Instant + d` cannot overflow.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
@@ -20,11 +314,12 @@ pub(super) const MAX_IFNAME: usize = 15;
 pub(super) const MAX_SITE_NAME: usize = 31;
 
 /// Parses `"90s"`, `"12h"`, `"500ms"`, `"1d"`, `"1h30m"`.
-pub(super) fn duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "{text:?} is not a duration; use a number with a unit ms, s, m, h or d, e.g. \"90s\""
-        )
+pub(super) fn duration(text: &str) -> Result<Duration, ValueError> {
+    let bad = || ValueError::NotADuration {
+        text: text.to_owned(),
+    };
+    let too_long = || ValueError::DurationTooLong {
+        text: text.to_owned(),
     };
     let s = text.trim();
     if s.is_empty() {
@@ -52,99 +347,106 @@ pub(super) fn duration(text: &str) -> Result<Duration, String> {
         total_ms = n
             .checked_mul(unit_ms)
             .and_then(|ms| total_ms.checked_add(ms))
-            .ok_or_else(|| format!("{text:?} is longer than 365 days"))?;
+            .ok_or_else(too_long)?;
         rest = after;
     }
     let d = Duration::from_millis(total_ms);
     if d > MAX_DURATION {
-        return Err(format!("{text:?} is longer than 365 days"));
+        return Err(too_long());
     }
     Ok(d)
 }
 
 /// Parses `"02:00:00:00:00:01"` (also with `-` separators).
-pub(super) fn mac(text: &str) -> Result<MacAddr, String> {
-    text.parse()
-        .map_err(|_| format!("{text:?} is not a MAC address like \"02:00:00:00:00:01\""))
+pub(super) fn mac(text: &str) -> Result<MacAddr, ValueError> {
+    text.parse().map_err(|_| ValueError::NotAMac {
+        text: text.to_owned(),
+    })
 }
 
 /// Parses a MAC that may be used as a station's own address: not multicast
 /// or broadcast, not all zeros.
-pub(super) fn unicast_mac(text: &str) -> Result<MacAddr, String> {
+pub(super) fn unicast_mac(text: &str) -> Result<MacAddr, ValueError> {
     let m = mac(text)?;
     if m.is_group() {
-        return Err(format!(
-            "{text} is a multicast MAC address; use a unicast one such as 02:00:00:00:00:01"
-        ));
+        return Err(ValueError::MulticastMac {
+            text: text.to_owned(),
+        });
     }
     if m.is_zero() {
-        return Err("00:00:00:00:00:00 is not a usable MAC address".to_owned());
+        return Err(ValueError::ZeroMac);
     }
     Ok(m)
 }
 
 /// Parses an IPv4 address literal.
-pub(super) fn ipv4(text: &str) -> Result<Ipv4Addr, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not an IPv4 address"))
+pub(super) fn ipv4(text: &str) -> Result<Ipv4Addr, ValueError> {
+    text.trim().parse().map_err(|_| ValueError::NotIpv4 {
+        text: text.to_owned(),
+    })
 }
 
 /// Parses `addr/prefix` without constraints on the host bits.
-fn addr_prefix(text: &str) -> Result<(IpAddr, u8), String> {
-    let bad = || format!("{text:?} is not an address with a prefix length, like \"198.19.0.1/24\"");
+fn addr_prefix(text: &str) -> Result<(IpAddr, u8), ValueError> {
+    let bad = || ValueError::NotAPrefix {
+        text: text.to_owned(),
+    };
     let (addr, prefix) = text.trim().split_once('/').ok_or_else(bad)?;
     let addr: IpAddr = addr.parse().map_err(|_| bad())?;
     let prefix: u8 = prefix.parse().map_err(|_| bad())?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     if prefix > max {
-        return Err(format!(
-            "{text:?} has prefix length {prefix}, more than {max}"
-        ));
+        return Err(ValueError::PrefixTooLong {
+            text: text.to_owned(),
+            prefix,
+            max,
+        });
     }
     Ok((addr, prefix))
 }
 
 /// Parses a host address with prefix, e.g. `198.19.0.1/24`.
-pub(super) fn host_cidr(text: &str) -> Result<IpCidr, String> {
+pub(super) fn host_cidr(text: &str) -> Result<IpCidr, ValueError> {
     let (addr, prefix_len) = addr_prefix(text)?;
     if addr.is_unspecified() || addr.is_multicast() {
-        return Err(format!("{addr} cannot be assigned to an interface"));
+        return Err(ValueError::NotAssignable { addr });
     }
     Ok(IpCidr { addr, prefix_len })
 }
 
 /// Parses a network prefix whose host bits are zero, e.g. `198.19.64.0/18`.
-pub(super) fn network(text: &str) -> Result<IpCidr, String> {
+pub(super) fn network(text: &str) -> Result<IpCidr, ValueError> {
     let (addr, prefix_len) = addr_prefix(text)?;
     let net = IpCidr { addr, prefix_len };
     let base = net.network();
     if base != addr {
-        return Err(format!(
-            "{text} has host bits set; did you mean {base}/{prefix_len}?"
-        ));
+        return Err(ValueError::HostBits {
+            text: text.to_owned(),
+            base,
+            prefix_len,
+        });
     }
     Ok(net)
 }
 
 /// Parses an IPv4 network prefix whose host bits are zero.
-pub(super) fn ipv4_net(text: &str) -> Result<Ipv4Net, String> {
+pub(super) fn ipv4_net(text: &str) -> Result<Ipv4Net, ValueError> {
     let net = network(text)?;
     match net.addr {
         IpAddr::V4(addr) => Ok(Ipv4Net {
             addr,
             prefix_len: net.prefix_len,
         }),
-        IpAddr::V6(_) => Err(format!("{text} is not an IPv4 network")),
+        IpAddr::V6(_) => Err(ValueError::NotIpv4Network {
+            text: text.to_owned(),
+        }),
     }
 }
 
 /// Parses `"198.19.64.0/18"` or `"198.19.128.0/18 via 198.19.0.254"`.
-pub(super) fn route(text: &str) -> Result<Route, String> {
-    let bad = || {
-        format!(
-            "{text:?} is not a route like \"198.19.64.0/18\" or \"198.19.128.0/18 via 198.19.0.254\""
-        )
+pub(super) fn route(text: &str) -> Result<Route, ValueError> {
+    let bad = || ValueError::NotARoute {
+        text: text.to_owned(),
     };
     let words: Vec<&str> = text.split_whitespace().collect();
     let (dest, via) = match words.as_slice() {
@@ -158,14 +460,12 @@ pub(super) fn route(text: &str) -> Result<Route, String> {
         Some(gw) => {
             let gw: IpAddr = gw
                 .parse()
-                .map_err(|_| format!("gateway {gw:?} is not an IP address"))?;
+                .map_err(|_| ValueError::GatewayNotIp { gw: gw.to_owned() })?;
             if gw.is_ipv4() != dest.addr.is_ipv4() {
-                return Err(format!(
-                    "gateway {gw} is not of the same address family as {dest}"
-                ));
+                return Err(ValueError::GatewayFamily { gw, dest });
             }
             if gw.is_unspecified() || gw.is_multicast() {
-                return Err(format!("{gw} cannot be a gateway"));
+                return Err(ValueError::NotAGateway { gw });
             }
             Some(gw)
         }
@@ -174,7 +474,7 @@ pub(super) fn route(text: &str) -> Result<Route, String> {
 }
 
 /// Parses an IPv4 route that must have a gateway (DHCP option 121).
-pub(super) fn ipv4_route(text: &str) -> Result<(Ipv4Net, Ipv4Addr), String> {
+pub(super) fn ipv4_route(text: &str) -> Result<(Ipv4Net, Ipv4Addr), ValueError> {
     let r = route(text)?;
     match (r.dest.addr, r.via) {
         (IpAddr::V4(addr), Some(IpAddr::V4(gw))) => Ok((
@@ -184,30 +484,36 @@ pub(super) fn ipv4_route(text: &str) -> Result<(Ipv4Net, Ipv4Addr), String> {
             },
             gw,
         )),
-        (IpAddr::V4(_), None) => Err(format!(
-            "{text:?} needs a gateway for DHCP option 121, like \"198.19.64.0/18 via 198.19.0.1\""
-        )),
-        _ => Err(format!("{text:?} is not an IPv4 route")),
+        (IpAddr::V4(_), None) => Err(ValueError::RouteNeedsGateway {
+            text: text.to_owned(),
+        }),
+        _ => Err(ValueError::NotIpv4Route {
+            text: text.to_owned(),
+        }),
     }
 }
 
 /// Parses `"198.19.0.100-198.19.0.199"`.
-pub(super) fn pool(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
-    let bad = || format!("{text:?} is not a range like \"198.19.0.100-198.19.0.199\"");
+pub(super) fn pool(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), ValueError> {
+    let bad = || ValueError::NotARange {
+        text: text.to_owned(),
+    };
     let (a, b) = text.split_once('-').ok_or_else(bad)?;
     let start: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
     let end: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
     if start > end {
-        return Err(format!("pool start {start} is after pool end {end}"));
+        return Err(ValueError::PoolReversed { start, end });
     }
     Ok((start, end))
 }
 
 /// Parses a socket address we bind to: an IP literal and a port.
-pub(super) fn listen_addr(text: &str) -> Result<SocketAddr, String> {
-    text.trim().parse().map_err(|_| {
-        format!("{text:?} is not an IP address and port like \"0.0.0.0:51901\" or \"[::]:51901\"")
-    })
+pub(super) fn listen_addr(text: &str) -> Result<SocketAddr, ValueError> {
+    text.trim()
+        .parse()
+        .map_err(|_| ValueError::NotAListenAddress {
+            text: text.to_owned(),
+        })
 }
 
 /// Longest DNS host name (RFC 1035, without the trailing dot).
@@ -217,34 +523,40 @@ const MAX_LABEL: usize = 63;
 
 /// Parses a remote endpoint: an IP literal (used as it is, no DNS) or a
 /// host name, and a non-zero port.
-pub(super) fn endpoint(text: &str) -> Result<PeerEndpoint, String> {
+pub(super) fn endpoint(text: &str) -> Result<PeerEndpoint, ValueError> {
     let t = text.trim();
+    let port_zero = || ValueError::PortZero { text: t.to_owned() };
     if let Ok(addr) = t.parse::<SocketAddr>() {
         if addr.port() == 0 {
-            return Err(format!("{t} has port 0"));
+            return Err(port_zero());
         }
         if addr.ip().is_unspecified() || addr.ip().is_multicast() {
-            return Err(format!("{} cannot be a peer's address", addr.ip()));
+            return Err(ValueError::NotAPeerAddress { ip: addr.ip() });
         }
         return Ok(PeerEndpoint::Addr(addr));
     }
-    let usage = "use an address or host name and a port like \"203.0.113.10:51901\", \"[2001:db8::1]:51901\" or \"hq.example.net:51901\"";
     let Some((host, port)) = t.rsplit_once(':') else {
-        return Err(format!("{text:?} has no port; {usage}"));
+        return Err(ValueError::NoPort {
+            text: text.to_owned(),
+        });
     };
     if host.starts_with('[') || host.contains(':') {
-        return Err(format!(
-            "{text:?} is not a valid IPv6 address and port; {usage}"
-        ));
+        return Err(ValueError::NotIpv6 {
+            text: text.to_owned(),
+        });
     }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("{port:?} in {text:?} is not a port number; {usage}"))?;
+    let port: u16 = port.parse().map_err(|_| ValueError::NotAPort {
+        port: port.to_owned(),
+        text: text.to_owned(),
+    })?;
     if port == 0 {
-        return Err(format!("{t} has port 0"));
+        return Err(port_zero());
     }
     let host = host.strip_suffix('.').unwrap_or(host);
-    host_name(host).map_err(|why| format!("{host:?} is not a valid host name: {why}"))?;
+    host_name(host).map_err(|why| ValueError::HostName {
+        host: host.to_owned(),
+        why,
+    })?;
     // The resolver would read "198.18.0" or "0x7f.1" as an IPv4 address
     // (inet_aton forms); a name's last label is never a number.
     let last = host.rsplit('.').next().unwrap_or(host);
@@ -253,9 +565,9 @@ pub(super) fn endpoint(text: &str) -> Result<PeerEndpoint, String> {
         .or_else(|| last.strip_prefix("0X"))
         .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
     if hex || last.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "{host:?} is neither an IP address nor a host name (its last label is a number)"
-        ));
+        return Err(ValueError::NumericHost {
+            host: host.to_owned(),
+        });
     }
     Ok(PeerEndpoint::Name {
         host: host.to_ascii_lowercase(),
@@ -266,55 +578,58 @@ pub(super) fn endpoint(text: &str) -> Result<PeerEndpoint, String> {
 /// Checks a DNS host name (RFC 1123): dot-separated labels of letters,
 /// digits and hyphens, no label empty, longer than 63 bytes or starting or
 /// ending with a hyphen, at most 253 bytes in all.
-fn host_name(host: &str) -> Result<(), String> {
+fn host_name(host: &str) -> Result<(), HostNameError> {
     if host.is_empty() {
-        return Err("it is empty".into());
+        return Err(HostNameError::Empty);
     }
     if host.len() > MAX_HOST_NAME {
-        return Err(format!("it is longer than {MAX_HOST_NAME} bytes"));
+        return Err(HostNameError::TooLong);
     }
     for label in host.split('.') {
         if label.is_empty() {
-            return Err("it has an empty label".into());
+            return Err(HostNameError::EmptyLabel);
         }
         if label.len() > MAX_LABEL {
-            return Err(format!("a label is longer than {MAX_LABEL} bytes"));
+            return Err(HostNameError::LabelTooLong);
         }
         if let Some(c) = label
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
         {
-            return Err(format!(
-                "{c:?} is not allowed (letters, digits, hyphens and dots only)"
-            ));
+            return Err(HostNameError::Char(c));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("label {label:?} starts or ends with a hyphen"));
+            return Err(HostNameError::Hyphen {
+                label: label.to_owned(),
+            });
         }
     }
     Ok(())
 }
 
 /// Checks a Linux network interface name (TAP or bridge).
-pub(super) fn ifname(name: &str) -> Result<(), String> {
+pub(super) fn ifname(name: &str) -> Result<(), ValueError> {
     if name.is_empty() {
-        return Err("an interface name cannot be empty".to_owned());
+        return Err(ValueError::EmptyIfname);
     }
     if name.len() > MAX_IFNAME {
-        return Err(format!(
-            "interface name {name:?} is longer than {MAX_IFNAME} bytes"
-        ));
+        return Err(ValueError::IfnameTooLong {
+            name: name.to_owned(),
+        });
     }
     if name == "." || name == ".." {
-        return Err(format!("{name:?} is not a valid interface name"));
+        return Err(ValueError::IfnameDots {
+            name: name.to_owned(),
+        });
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(format!(
-            "interface name {name:?} contains {c:?}; use letters, digits, '-', '_' and '.'"
-        ));
+        return Err(ValueError::IfnameChar {
+            name: name.to_owned(),
+            c,
+        });
     }
     Ok(())
 }
@@ -328,63 +643,63 @@ pub(super) const MAX_LINK_NAME: usize = 21;
 /// iptables chain names. The rule is the one `appliance/hooks/lib/nat.sh`
 /// (`tb_valid_linkname`) applies: a letter or digit, then up to 20 letters,
 /// digits, '-' or '_'.
-pub(super) fn link_name(name: &str) -> Result<(), String> {
+pub(super) fn link_name(name: &str) -> Result<(), ValueError> {
     if name.is_empty() {
-        return Err("it is empty".to_owned());
+        return Err(ValueError::EmptyLinkName);
     }
     if name.len() > MAX_LINK_NAME {
-        return Err(format!(
-            "it is longer than {MAX_LINK_NAME} bytes (the NAT hooks name firewall chains after it)"
-        ));
+        return Err(ValueError::LinkNameTooLong);
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err("it does not start with a letter or digit".to_owned());
+        return Err(ValueError::LinkNameStart);
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
     {
-        return Err(format!(
-            "it contains {c:?}; use letters, digits, '-' and '_'"
-        ));
+        return Err(ValueError::LinkNameChar(c));
     }
     Ok(())
 }
 
 /// Checks a Unix group name (`control.group`, `control.admin_group`); whether
 /// the group exists is checked by `bridge-ctl check` and at `link up`.
-pub(super) fn group_name(name: &str) -> Result<String, String> {
+pub(super) fn group_name(name: &str) -> Result<String, ValueError> {
     if name.is_empty()
         || name
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == ':')
     {
-        return Err(format!("{name:?} is not a group name"));
+        return Err(ValueError::NotAGroup {
+            name: name.to_owned(),
+        });
     }
     Ok(name.to_owned())
 }
 
 /// Checks a peer name: shown in logs and status output.
-pub(super) fn peer_name(name: &str) -> Result<(), String> {
+pub(super) fn peer_name(name: &str) -> Result<(), ValueError> {
     if name.is_empty() {
-        return Err("a peer name cannot be empty".to_owned());
+        return Err(ValueError::EmptyPeerName);
     }
     if name.len() > MAX_SITE_NAME {
-        return Err(format!(
-            "peer name {name:?} is longer than {MAX_SITE_NAME} bytes (it travels in the handshake)"
-        ));
+        return Err(ValueError::PeerNameTooLong {
+            name: name.to_owned(),
+        });
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "peer name {name:?} contains whitespace or control characters"
-        ));
+        return Err(ValueError::PeerNameChar {
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }
 
 /// Checks a DNS domain name for DHCP option 15.
-pub(super) fn domain(name: &str) -> Result<(), String> {
-    let bad = || format!("{name:?} is not a domain name");
+pub(super) fn domain(name: &str) -> Result<(), ValueError> {
+    let bad = || ValueError::NotADomain {
+        name: name.to_owned(),
+    };
     if name.is_empty() || name.len() > 253 {
         return Err(bad());
     }
@@ -402,10 +717,12 @@ pub(super) fn domain(name: &str) -> Result<(), String> {
 }
 
 /// Bytes from hex digits (pairs; `:` and spaces between pairs allowed).
-pub(super) fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
+pub(super) fn hex_bytes(text: &str) -> Result<Vec<u8>, ValueError> {
     let digits: Vec<u8> = text.bytes().filter(|b| *b != b':' && *b != b' ').collect();
     if digits.len() % 2 != 0 {
-        return Err(format!("{text:?} has an odd number of hex digits"));
+        return Err(ValueError::OddHex {
+            text: text.to_owned(),
+        });
     }
     digits
         .chunks(2)
@@ -413,7 +730,9 @@ pub(super) fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
             std::str::from_utf8(pair)
                 .ok()
                 .and_then(|p| u8::from_str_radix(p, 16).ok())
-                .ok_or_else(|| format!("{text:?} is not hex"))
+                .ok_or_else(|| ValueError::NotHex {
+                    text: text.to_owned(),
+                })
         })
         .collect()
 }
@@ -441,6 +760,12 @@ pub(super) fn dhcp_option_key(code: u8) -> Option<&'static str> {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+    use crate::error::Chain;
+
+    /// The whole message, causes included, as the operator reads it.
+    fn text(e: ValueError) -> String {
+        Chain(&e).to_string()
+    }
 
     #[test]
     fn durations() {
@@ -463,7 +788,12 @@ mod tests {
         ] {
             assert!(duration(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(duration("366d").unwrap_err().contains("365 days"));
+        assert!(
+            duration("366d")
+                .map_err(text)
+                .unwrap_err()
+                .contains("365 days")
+        );
     }
 
     #[test]
@@ -482,6 +812,7 @@ mod tests {
         }
         assert!(
             unicast_mac("01:00:5e:00:00:01")
+                .map_err(text)
                 .unwrap_err()
                 .contains("multicast")
         );
@@ -502,6 +833,7 @@ mod tests {
         assert!(host_cidr("2001:2::1/64").is_ok());
         assert!(
             network("198.19.0.1/24")
+                .map_err(text)
                 .unwrap_err()
                 .contains("198.19.0.0/24")
         );
@@ -511,12 +843,14 @@ mod tests {
         assert_eq!(r.via, Some("198.19.0.254".parse().unwrap()));
         assert!(
             route("198.19.128.0/18 via 2001:2::1")
+                .map_err(text)
                 .unwrap_err()
                 .contains("family")
         );
         assert!(route("198.19.128.0/18 by 198.19.0.254").is_err());
         assert!(
             ipv4_route("198.19.64.0/18")
+                .map_err(text)
                 .unwrap_err()
                 .contains("gateway")
         );
@@ -529,6 +863,7 @@ mod tests {
         );
         assert!(
             pool("198.19.0.199-198.19.0.100")
+                .map_err(text)
                 .unwrap_err()
                 .contains("after")
         );
@@ -597,13 +932,19 @@ mod tests {
             ("224.0.0.1:51901", "cannot be a peer's address"),
         ];
         for (text, why) in cases {
-            let e = endpoint(text).expect_err(text);
+            let e = Chain(&endpoint(text).expect_err(text)).to_string();
             assert!(e.contains(why), "{text}: {e}");
         }
         let too_long = format!("{}.example:1", "a".repeat(64));
-        assert!(endpoint(&too_long).unwrap_err().contains("longer than 63"));
+        assert!(
+            endpoint(&too_long)
+                .map_err(text)
+                .unwrap_err()
+                .contains("longer than 63")
+        );
         assert!(
             endpoint(&format!("{long}:1"))
+                .map_err(text)
                 .unwrap_err()
                 .contains("longer than 253")
         );

@@ -56,6 +56,23 @@ pub enum ServerError {
     },
 }
 
+/// Why a caller is refused before its request is read.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    /// `SO_PEERCRED` failed.
+    #[error("could not read the caller's credentials")]
+    Credentials(#[source] nix::Error),
+    /// `SO_PEERGROUPS` failed.
+    #[error("could not read the caller's groups")]
+    Groups(#[source] std::io::Error),
+    /// Neither root nor in a control group.
+    #[error(
+        "permission denied: uid {0} is not root and not a member of control.group or \
+         control.admin_group"
+    )]
+    NotAllowed(u32),
+}
+
 /// A bound control socket, not yet serving.
 pub struct Server {
     listener: UnixListener,
@@ -184,7 +201,7 @@ fn serve(
     let mut flow = Flow::Continue;
     let resp = match (read, authorize(&conn, groups)) {
         (Err(e), _) => Response::error(format!("could not read the request: {e}")),
-        (_, Err(why)) => Response::error(why),
+        (_, Err(why)) => Response::error(crate::error::Chain(&why).to_string()),
         (Ok(_), Ok(access)) => match serde_json::from_str::<Request>(line.trim()) {
             Err(e) => Response::error(format!("malformed request: {e}")),
             Ok(request) if access == Access::Read && !is_read_only(&request) => {
@@ -256,14 +273,12 @@ fn group_id(name: &str) -> Option<Gid> {
 
 /// Root or a member of the admin group: [`Access::Admin`]; a member of the
 /// read group: [`Access::Read`]; everyone else is refused.
-fn authorize(conn: &UnixStream, groups: Groups) -> Result<Access, String> {
-    let cred = getsockopt(conn, sockopt::PeerCredentials)
-        .map_err(|e| format!("could not read the caller's credentials: {e}"))?;
+fn authorize(conn: &UnixStream, groups: Groups) -> Result<Access, Refusal> {
+    let cred = getsockopt(conn, sockopt::PeerCredentials).map_err(Refusal::Credentials)?;
     if cred.uid() == 0 {
         return Ok(Access::Admin);
     }
-    let supplementary = super::sys::peer_groups(conn)
-        .map_err(|e| format!("could not read the caller's groups: {e}"))?;
+    let supplementary = super::sys::peer_groups(conn).map_err(Refusal::Groups)?;
     let member = |g: Option<Gid>| {
         g.is_some_and(|g| cred.gid() == g.as_raw() || supplementary.contains(&g.as_raw()))
     };
@@ -272,11 +287,7 @@ fn authorize(conn: &UnixStream, groups: Groups) -> Result<Access, String> {
     } else if member(groups.read) {
         Ok(Access::Read)
     } else {
-        Err(format!(
-            "permission denied: uid {} is not root and not a member of control.group or \
-             control.admin_group",
-            cred.uid()
-        ))
+        Err(Refusal::NotAllowed(cred.uid()))
     }
 }
 

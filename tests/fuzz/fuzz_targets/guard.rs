@@ -28,6 +28,8 @@ fuzz_target!(|data: &[u8]| {
     let mut before = g.counters();
     while let [ctrl, len, tail @ ..] = rest {
         let n = usize::from(*len).min(tail.len());
+        // Which of four peers a frame from the tunnel came from.
+        let peer = usize::from(*len & 3);
         let (body, next) = tail.split_at(n);
         rest = next;
         let mut frame = vec![0x33, 0x33, 0, 0, 0, 1, 0x52, 0x54, 0, 0, 0, 1];
@@ -43,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         frame.extend_from_slice(body);
         assert_eq!(ethernet::classify(&frame).vlan, ethernet::vlan(&frame));
         if ctrl & 8 != 0 {
-            let _ = g.from_peer(&frame, now);
+            let _ = g.from_peer(&frame, peer, now);
         } else {
             let _ = g.from_local(&frame, now);
             let _ = g.allow_flood(now);
@@ -51,8 +53,8 @@ fuzz_target!(|data: &[u8]| {
         if ctrl & 16 != 0 {
             g.mac_moved(now);
         }
-        if let Some(p) = g.poll_probe(now) {
-            let p = p.to_vec();
+        if g.poll_probe(now) {
+            let p = g.probe_for(peer).to_vec();
             if ctrl & 32 != 0 {
                 let _ = g.from_local(&p, now);
             }

@@ -122,7 +122,7 @@ use std::time::{Duration, Instant, SystemTime};
 use libfuzzer_sys::fuzz_target;
 use tapbridge::tunnel::{
     Counters, Entropy, Event, Incoming, PeerParams, PeerState, PeerStats, PresharedKey, Transmit,
-    Tunnel, TunnelParams,
+    TransportMode, Tunnel, TunnelParams,
 };
 
 const MAX_FRAME: usize = 1518;
@@ -212,6 +212,7 @@ fn link(local: &str, peers: Vec<PeerParams>) -> TunnelParams {
         wan_mtu: 1500,
         auto_mtu: false,
         max_frame: MAX_FRAME,
+        transport: TransportMode::Udp,
     }
 }
 

@@ -3,7 +3,9 @@
 #
 # 1. unit, property and integration tests (cargo test; the netlink, TAP and
 #    UDP tests need root and run in private network namespaces);
-# 2. the end-to-end tests in tests/e2e against the release binary.
+# 2. the fuzz targets (tests/fuzz/run.sh): built with cargo-fuzz (installed when
+#    missing), each run for TB_FUZZ_SECONDS (default 5) from its seed corpus;
+# 3. the end-to-end tests in tests/e2e against the release binary.
 #
 # Set TB_E2E_ALL=0 to skip the slow packaging test (it builds a .deb).
 set -euo pipefail
@@ -17,6 +19,9 @@ fi
 echo "== cargo test"
 cargo test --all-targets
 cargo test --release --test tunnel_scale -- --ignored
+
+echo "== fuzz targets"
+./tests/fuzz/run.sh
 
 echo "== release build"
 cargo build --release --bins

@@ -328,23 +328,8 @@ fn responder_with(arp: bool, dhcp: bool, conflict_check: bool) -> Responder {
         suppress_nd: false,
     });
     let dhcp = dhcp.then(|| DhcpSettings {
-        server_address: ip(254),
-        server_mac: crate::mac::MacAddr(RESPONDER_MAC),
-        pool_start: ip(100),
-        pool_end: ip(199),
-        subnet_addr: ip(0),
-        prefix_len: 24,
-        router: Some(ip(1)),
-        dns: vec![ip(1)],
-        domain: None,
-        lease_time: Duration::from_secs(3600),
-        routes: Vec::new(),
-        mtu: None,
-        reservations: Vec::new(),
-        search: Vec::new(),
-        ntp: Vec::new(),
-        extra_options: Vec::new(),
         conflict_check,
+        ..fixtures::dhcp_settings(RESPONDER_MAC)
     });
     Responder::new(arp, dhcp, LeaseDb::default()).expect("valid settings")
 }

@@ -10,6 +10,33 @@ use smoltcp::wire::{
     Ipv4Repr, UdpPacket, UdpRepr,
 };
 
+/// Plain DHCP settings for tests: server 198.19.0.254 answering as
+/// `server_mac`, pool .100-.199 of 198.19.0.0/24, router and DNS .1, an
+/// hour's leases, nothing else (no conflict check). Tests set what they test
+/// with `..dhcp_settings(mac)`.
+pub fn dhcp_settings(server_mac: [u8; 6]) -> crate::responder::DhcpSettings {
+    let ip = |n| Ipv4Addr::new(198, 19, 0, n);
+    crate::responder::DhcpSettings {
+        server_address: ip(254),
+        server_mac: crate::mac::MacAddr(server_mac),
+        pool_start: ip(100),
+        pool_end: ip(199),
+        subnet_addr: ip(0),
+        prefix_len: 24,
+        router: Some(ip(1)),
+        dns: vec![ip(1)],
+        domain: None,
+        lease_time: std::time::Duration::from_secs(3600),
+        routes: Vec::new(),
+        mtu: None,
+        reservations: Vec::new(),
+        search: Vec::new(),
+        ntp: Vec::new(),
+        extra_options: Vec::new(),
+        conflict_check: false,
+    }
+}
+
 /// The MAC of the dhclient fixture.
 pub const DHCLIENT_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 /// Its transaction id.

@@ -92,6 +92,19 @@ gl_wan_packets() {
     ip netns exec "$1" cat "/sys/class/net/wan0/statistics/${2}_packets"
 }
 
+# gl_wan_total: packets gwa's WAN sent and received.
+gl_wan_total() {
+    echo $(($(gl_wan_packets "$GL_GA" tx) + $(gl_wan_packets "$GL_GA" rx)))
+}
+
+# gl_looped SITE: whether SITE counted a forwarding loop (loops_detected ≥ 1).
+# shellcheck disable=SC2317 # invoked indirectly through e2e_wait
+gl_looped() {
+    local n
+    n=$(e2e_counter "$1" loops_detected 2>/dev/null) || return 1
+    [[ "$n" =~ ^[0-9]+$ ]] && ((n >= 1))
+}
+
 # gl_frames NS SECS ARGS...: run guard_frames.py ARGS in NS, bounded by SECS.
 gl_frames() {
     local ns=$1 secs=$2

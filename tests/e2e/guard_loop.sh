@@ -31,16 +31,6 @@ e2e_check "ping ha → hb" e2e_ping ha "$GL_HOST_B"
 e2e_cmp "no loop before the direct link (loops_detected)" \
     "$(e2e_counter gwa loops_detected || echo x)" -eq 0
 
-# wan_total: packets gwa's WAN sent and received.
-wan_total() {
-    echo $(($(gl_wan_packets "$GL_GA" tx) + $(gl_wan_packets "$GL_GA" rx)))
-}
-# shellcheck disable=SC2317 # invoked indirectly through e2e_wait
-looped() {
-    local n
-    n=$(e2e_counter "$1" loops_detected 2>/dev/null) || return 1
-    [[ "$n" =~ ^[0-9]+$ ]] && ((n >= 1))
-}
 now_ms() {
     date +%s%3N
 }
@@ -48,20 +38,20 @@ now_ms() {
 # --- the other path: a direct veth between the two br-lan
 tb_veth "$GL_GA" loopa "$GL_GB" loopb
 ip -n "$GL_GB" link set loopb master br-lan
-w0=$(wan_total)
+w0=$(gl_wan_total)
 t0=$(now_ms)
 ip -n "$GL_GA" link set loopa master br-lan
 gl_frames "$GL_HA" 5 bcast eth0
-e2e_wait "gwa detects the loop (loops_detected ≥ 1)" 10 looped gwa
+e2e_wait "gwa detects the loop (loops_detected ≥ 1)" 10 gl_looped gwa
 t_detect=$(($(now_ms) - t0))
 e2e_note "loop detected at gwa $t_detect ms after the direct link was plugged in"
-e2e_wait "gwb detects the loop too" 10 looped gwb
+e2e_wait "gwb detects the loop too" 10 gl_looped gwb
 
 # Frames on the WAN stop growing within 5 s of the loop forming.
 sleep "$(awk -v t="$(($(now_ms) - t0))" 'BEGIN { s = (5000 - t) / 1000; print (s > 0 ? s : 0) }')"
-w5=$(wan_total)
+w5=$(gl_wan_total)
 sleep 3
-w8=$(wan_total)
+w8=$(gl_wan_total)
 e2e_note "gwa's WAN packets: $((w5 - w0)) in the first 5 s of the loop, $((w8 - w5)) in the 3 s after"
 # Left over: each side's loop probe (1/s) and keepalives (2 s) in both directions.
 e2e_cmp "the WAN stopped growing within 5 s (≤ 20 packets in 3 s, probes and keepalives)" \

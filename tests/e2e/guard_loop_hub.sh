@@ -76,12 +76,6 @@ done
 e2e_wait "ha reaches hb through the hub's tunnel" 10 e2e_ping1 ha "${HOST_IP[hb]}"
 e2e_wait "ha reaches hc through the hub's tunnel" 10 e2e_ping1 ha "${HOST_IP[hc]}"
 
-# shellcheck disable=SC2317 # invoked indirectly through e2e_wait
-looped() {
-    local n
-    n=$(e2e_counter "$1" loops_detected 2>/dev/null) || return 1
-    [[ "$n" =~ ^[0-9]+$ ]] && ((n >= 1))
-}
 # dump: after a failed check, the hub's log and the hosts' neighbours.
 dump() {
     local h
@@ -97,7 +91,7 @@ tb_veth "$NS_A" loopa "$NS_B" loopb
 ip -n "$NS_B" link set loopb master br-lan
 ip -n "$NS_A" link set loopa master br-lan
 gl_frames "$(e2e_ns ha)" 5 bcast eth0
-e2e_wait "the hub detects the loop (loops_detected ≥ 1)" 10 looped gwa
+e2e_wait "the hub detects the loop (loops_detected ≥ 1)" 10 gl_looped gwa
 # no_loop_through PEER: the hub's log has no loop start naming PEER.
 # shellcheck disable=SC2317 # invoked indirectly through e2e_check
 no_loop_through() {

@@ -29,16 +29,6 @@ gl_setup
 tb_veth "$GL_GA" loopa "$GL_GB" loopb
 ip -n "$GL_GB" link set loopb master br-lan
 
-# wan_total: packets gwa's WAN sent and received.
-wan_total() {
-    echo $(($(gl_wan_packets "$GL_GA" tx) + $(gl_wan_packets "$GL_GA" rx)))
-}
-# shellcheck disable=SC2317 # invoked indirectly through e2e_wait
-looped() {
-    local n
-    n=$(e2e_counter "$1" loops_detected 2>/dev/null) || return 1
-    [[ "$n" =~ ^[0-9]+$ ]] && ((n >= 1))
-}
 # storm SECS: ha's storm in the background; its PID in storm_pid.
 storm() {
     gl_frames "$GL_HA" $(($1 + 5)) storm eth0 20000 "$1" 0x88b5 random >>"$E2E_WORK/storm.out" &
@@ -52,14 +42,14 @@ loop_checks() {
     t0=$(date +%s%3N)
     ip -n "$GL_GA" link set loopa master br-lan
     gl_frames "$GL_HA" 5 bcast eth0
-    e2e_wait "$what: gwa detects the loop within 5 s" 5 looped gwa
-    e2e_wait "$what: gwb detects the loop within 5 s" 5 looped gwb
+    e2e_wait "$what: gwa detects the loop within 5 s" 5 gl_looped gwa
+    e2e_wait "$what: gwb detects the loop within 5 s" 5 gl_looped gwb
     if e2e_passed; then
         e2e_note "$what: both sites counted the loop $(($(date +%s%3N) - t0)) ms after the link was plugged in"
     fi
-    w0=$(wan_total)
+    w0=$(gl_wan_total)
     sleep 2
-    w1=$(wan_total)
+    w1=$(gl_wan_total)
     e2e_cmp "$what: the tunnel carried at most 60 packets in 2 s once the loop was found ($((w1 - w0)))" \
         "$((w1 - w0))" -le 60
     # (Not gl_dump: the bridges' tables hold thousands of the storm's addresses.)

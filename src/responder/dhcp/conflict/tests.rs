@@ -34,23 +34,10 @@ fn mac(n: u8) -> [u8; 6] {
 /// Pool .100-.109, reservation .10, the check on.
 fn settings() -> DhcpSettings {
     DhcpSettings {
-        server_address: SERVER,
-        server_mac: MacAddr(SERVER_MAC),
-        pool_start: ip(100),
         pool_end: ip(109),
-        subnet_addr: ip(0),
-        prefix_len: 24,
-        router: Some(ip(1)),
-        dns: vec![ip(1)],
-        domain: None,
-        lease_time: Duration::from_secs(3600),
-        routes: vec![],
-        mtu: None,
         reservations: vec![(MacAddr(RESERVED_MAC), ip(10))],
-        search: Vec::new(),
-        ntp: Vec::new(),
-        extra_options: Vec::new(),
         conflict_check: true,
+        ..super::super::super::fixtures::dhcp_settings(SERVER_MAC)
     }
 }
 

@@ -197,7 +197,7 @@ fn a_crash_between_compaction_steps_loses_nothing() {
 
 #[test]
 fn the_ack_is_held_until_its_lease_is_on_disk() {
-    use crate::responder::fixtures::{Client, parse_reply};
+    use crate::responder::fixtures::{Client, dhcp_settings, parse_reply};
     use crate::responder::{DhcpSettings, LocalVerdict, REPLY_BUFFER_LEN};
     use smoltcp::wire::DhcpMessageType;
     use std::time::SystemTime;
@@ -206,23 +206,9 @@ fn the_ack_is_held_until_its_lease_is_on_disk() {
     let path = dir.0.join("leases");
     let net = |last| Ipv4Addr::new(198, 19, 0, last);
     let settings = DhcpSettings {
-        server_address: net(254),
-        server_mac: MacAddr([0x02, 0, 0, 0, 0, 0xfe]),
-        pool_start: net(100),
-        pool_end: net(199),
-        subnet_addr: net(0),
-        prefix_len: 24,
         router: None,
         dns: vec![],
-        domain: None,
-        lease_time: Duration::from_secs(3600),
-        routes: vec![],
-        mtu: None,
-        reservations: vec![],
-        search: Vec::new(),
-        ntp: Vec::new(),
-        extra_options: Vec::new(),
-        conflict_check: false,
+        ..dhcp_settings([0x02, 0, 0, 0, 0, 0xfe])
     };
     let mut r = Responder::new(None, Some(settings), LeaseDb::default()).expect("settings");
     let mut store = LeaseStore::open(Some(&path), r.lease_db(), waker()).expect("open");

@@ -42,12 +42,14 @@ pub mod arp;
 mod bindings;
 pub mod dhcp;
 pub mod nd;
+mod settings;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use dhcp::alloc::{LeaseInfo, PoolUsage};
 pub use dhcp::{ConflictLog, OwnFrame};
+pub use settings::{ArpSettings, DhcpSettings, ResponderError, derive_responder_mac};
 
 use crate::leases::{LeaseChange, LeaseDb};
 use crate::mac::MacAddr;
@@ -57,82 +59,6 @@ use arp::{ArpResponder, BindingRefusal, Learned};
 use dhcp::DhcpServer;
 use nd::NdResponder;
 use smoltcp::wire::ArpOperation;
-
-/// Errors of the responder layer: settings that cannot work.
-#[derive(Debug, thiserror::Error)]
-pub enum ResponderError {
-    /// The DHCP settings cannot work (the message says which value and why).
-    #[error("invalid DHCP responder settings: {0}")]
-    InvalidDhcp(String),
-    /// The ARP settings cannot work (the message says which value and why).
-    #[error("invalid ARP responder settings: {0}")]
-    InvalidArp(String),
-}
-
-/// Settings of the ARP responder (`[arp]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArpSettings {
-    /// Addresses answered locally with `mac`.
-    pub respond: Vec<Ipv4Addr>,
-    /// The responder's own MAC (see [`derive_responder_mac`]).
-    pub mac: MacAddr,
-    /// Answer local requests for remote hosts from bindings learned through the tunnel.
-    pub suppress: bool,
-    /// How long a learned binding answers requests (ARP and ND).
-    pub binding_timeout: Duration,
-    /// The same for IPv6 neighbour solicitations (see [`nd`]).
-    pub suppress_nd: bool,
-}
-
-/// Settings of the DHCP responder (`[dhcp]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DhcpSettings {
-    /// The address the server answers as (option 54, IP source of replies).
-    pub server_address: Ipv4Addr,
-    /// Ethernet source of replies; ARP for `server_address` is answered with it.
-    pub server_mac: MacAddr,
-    /// First dynamic address (inclusive).
-    pub pool_start: Ipv4Addr,
-    /// Last dynamic address (inclusive).
-    pub pool_end: Ipv4Addr,
-    /// The subnet's network address (host bits are ignored).
-    pub subnet_addr: Ipv4Addr,
-    /// The subnet's prefix length, 0..=30 (option 1).
-    pub prefix_len: u8,
-    /// Default gateway (option 3).
-    pub router: Option<Ipv4Addr>,
-    /// DNS servers (option 6).
-    pub dns: Vec<Ipv4Addr>,
-    /// Domain name (option 15).
-    pub domain: Option<String>,
-    /// Lease duration (option 51; T1 = 50 %, T2 = 87.5 %).
-    pub lease_time: Duration,
-    /// Classless static routes (option 121): (network, prefix length, gateway).
-    pub routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
-    /// Interface MTU (option 26).
-    pub mtu: Option<u16>,
-    /// Fixed MAC → address bindings.
-    pub reservations: Vec<(MacAddr, Ipv4Addr)>,
-    /// Domain search list (option 119).
-    pub search: Vec<String>,
-    /// NTP servers (option 42).
-    pub ntp: Vec<Ipv4Addr>,
-    /// Further options sent as they are: (code, data).
-    pub extra_options: Vec<(u8, Vec<u8>)>,
-    /// Never offer an address seen in use by another MAC; probe (ARP)
-    /// before offering (see [`dhcp`]'s conflict check).
-    pub conflict_check: bool,
-}
-
-/// The responder's MAC, derived from the TAP's own MAC the way tap_win32
-/// derives its DHCP server's MAC: the TAP MAC with its third byte bumped,
-/// forced unicast and locally administered. Always differs from `tap_mac`.
-pub fn derive_responder_mac(tap_mac: MacAddr) -> MacAddr {
-    let mut mac = tap_mac.0;
-    mac[2] = mac[2].wrapping_add(1);
-    mac[0] = (mac[0] | 0x02) & !0x01;
-    MacAddr(mac)
-}
 
 /// What to do with a frame the local side (TAP) sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,8 +280,8 @@ impl Responder {
         // MAC may answer another site's probe: sites often share one
         // configured `arp.mac`, so it is forwarded, not consumed.
         let mut probe_answer = false;
-        match Class::of(class) {
-            Class::Arp => {
+        match Concern::of(class) {
+            Concern::Arp => {
                 if let Some(a) = arp::parse(frame) {
                     probe_answer = a.op == ArpOperation::Reply && a.tpa.is_unspecified();
                     if let Some(dhcp) = &mut self.dhcp {
@@ -372,7 +298,7 @@ impl Responder {
                     }
                 }
             }
-            Class::Nd => {
+            Concern::Nd => {
                 if let Some(nd) = &mut self.nd {
                     let v = nd.handle_local(frame, now, reply);
                     if let LocalVerdict::Reply(_) = v {
@@ -381,18 +307,18 @@ impl Responder {
                     }
                 }
             }
-            Class::DhcpToServer => {
+            Concern::DhcpToServer => {
                 if let Some(dhcp) = &mut self.dhcp {
                     return dhcp.handle(frame, unix_secs(wall), now, reply, &mut self.counters);
                 }
             }
-            Class::DhcpOther => {
+            Concern::DhcpOther => {
                 if self.dhcp.is_some() {
                     self.counters.dhcp_ignored += 1;
                     return LocalVerdict::Consumed;
                 }
             }
-            Class::Other => {}
+            Concern::Other => {}
         }
         if self.is_own_mac(frame) && !probe_answer {
             return LocalVerdict::Consumed;
@@ -416,8 +342,8 @@ impl Responder {
         peer: PeerId,
         now: Instant,
     ) -> RemoteVerdict {
-        match Class::of(class) {
-            Class::Arp => {
+        match Concern::of(class) {
+            Concern::Arp => {
                 if let (Some(dhcp), Some(a)) = (&mut self.dhcp, arp::parse(frame)) {
                     dhcp.observe_arp(&a, true, now, &mut self.counters);
                 }
@@ -445,7 +371,7 @@ impl Responder {
                 }
                 RemoteVerdict::Deliver
             }
-            Class::Nd => {
+            Concern::Nd => {
                 if let Some(nd) = &mut self.nd {
                     match nd.learn_remote(frame, peer, now) {
                         (Learned::Nothing, _) => {}
@@ -461,7 +387,7 @@ impl Responder {
                 }
                 RemoteVerdict::Deliver
             }
-            Class::DhcpToServer | Class::DhcpOther if self.dhcp.is_some() => {
+            Concern::DhcpToServer | Concern::DhcpOther if self.dhcp.is_some() => {
                 self.counters.remote_dhcp_dropped += 1;
                 RemoteVerdict::Drop
             }
@@ -620,9 +546,10 @@ pub(crate) use crate::wire::ethernet::{
     DHCPV4_CLIENT_PORT as DHCP_CLIENT_PORT, DHCPV4_SERVER_PORT as DHCP_SERVER_PORT,
 };
 
-/// Frame kinds the responder cares about.
+/// What a frame is to the responder (its own reading of the shared
+/// classifier's [`Class`](crate::wire::ethernet::Class)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
+enum Concern {
     /// Untagged ARP: the only ARP answered or learned from.
     Arp,
     /// Untagged IPv4/UDP to port 67 (client → server).
@@ -636,29 +563,33 @@ enum Class {
     Other,
 }
 
-/// [`Class::of`] for raw bytes.
+/// [`Concern::of`] for raw bytes.
 #[cfg(test)]
-fn classify(frame: &[u8]) -> Class {
-    Class::of(&crate::wire::ethernet::classify(frame))
+fn concern(frame: &[u8]) -> Concern {
+    Concern::of(&crate::wire::ethernet::classify(frame))
 }
 
-impl Class {
+impl Concern {
     /// The shared classifier's view ([`crate::wire::ethernet`]), reduced to
     /// what the responder acts on.
-    fn of(c: &crate::wire::ethernet::Class) -> Class {
+    fn of(c: &crate::wire::ethernet::Class) -> Concern {
         let untagged = c.untagged();
         if c.kind == crate::wire::ethernet::Kind::Arp {
-            return if untagged { Class::Arp } else { Class::Other };
+            return if untagged {
+                Concern::Arp
+            } else {
+                Concern::Other
+            };
         }
         if untagged && matches!(c.kind, crate::wire::ethernet::Kind::Icmpv6(135 | 136)) {
-            return Class::Nd;
+            return Concern::Nd;
         }
         if untagged && c.is_dhcpv4_to_server() {
-            Class::DhcpToServer
+            Concern::DhcpToServer
         } else if c.is_dhcpv4() {
-            Class::DhcpOther
+            Concern::DhcpOther
         } else {
-            Class::Other
+            Concern::Other
         }
     }
 }
@@ -693,29 +624,29 @@ mod tests {
     #[test]
     fn classifies_with_the_shared_classifier() {
         let f = fixtures::dhclient_discover();
-        assert_eq!(classify(&f), Class::DhcpToServer);
+        assert_eq!(concern(&f), Concern::DhcpToServer);
         let arp = fixtures::arp_request([2; 6], [1, 1, 1, 1], [2, 2, 2, 2]);
-        assert_eq!(classify(&arp), Class::Arp);
-        assert_eq!(classify(&fixtures::udp_frame(5353, 5353)), Class::Other);
-        assert_eq!(classify(&fixtures::udp_frame(67, 68)), Class::DhcpOther);
-        assert_eq!(classify(&fixtures::udp_frame(68, 999)), Class::DhcpOther);
-        assert_eq!(classify(&f[..30]), Class::Other, "truncated IP header");
+        assert_eq!(concern(&arp), Concern::Arp);
+        assert_eq!(concern(&fixtures::udp_frame(5353, 5353)), Concern::Other);
+        assert_eq!(concern(&fixtures::udp_frame(67, 68)), Concern::DhcpOther);
+        assert_eq!(concern(&fixtures::udp_frame(68, 999)), Concern::DhcpOther);
+        assert_eq!(concern(&f[..30]), Concern::Other, "truncated IP header");
         assert_eq!(
-            classify(&f[..200]),
-            Class::DhcpToServer,
+            concern(&f[..200]),
+            Concern::DhcpToServer,
             "truncated BOOTP is still DHCP"
         );
-        assert_eq!(classify(&f[..10]), Class::Other);
-        assert_eq!(classify(&[]), Class::Other);
+        assert_eq!(concern(&f[..10]), Concern::Other);
+        assert_eq!(concern(&[]), Concern::Other);
         let mut frag = f.clone();
         frag[ETH_HEADER_LEN + 7] = 1; // fragment offset 8
-        assert_eq!(classify(&frag), Class::Other);
+        assert_eq!(concern(&frag), Concern::Other);
         let mut first_fragment = f.clone();
         first_fragment[ETH_HEADER_LEN + 6] = 0x20; // more fragments, offset 0
-        assert_eq!(classify(&first_fragment), Class::DhcpToServer);
+        assert_eq!(concern(&first_fragment), Concern::DhcpToServer);
         let mut bad_ihl = f.clone();
         bad_ihl[ETH_HEADER_LEN] = 0x41;
-        assert_eq!(classify(&bad_ihl), Class::Other);
+        assert_eq!(concern(&bad_ihl), Concern::Other);
         // Tagged: ARP is not ours; DHCP is still DHCP (kept off the tunnel)
         // but never served.
         for tags in [
@@ -724,10 +655,13 @@ mod tests {
             &[(0x8100, 0)],
         ] {
             let t = |f: &[u8]| fixtures::tagged(f, tags);
-            assert_eq!(classify(&t(&arp)), Class::Other, "{tags:?}");
-            assert_eq!(classify(&t(&f)), Class::DhcpOther, "{tags:?}");
-            assert_eq!(classify(&t(&fixtures::udp_frame(67, 68))), Class::DhcpOther);
-            assert_eq!(classify(&t(&fixtures::udp_frame(53, 53))), Class::Other);
+            assert_eq!(concern(&t(&arp)), Concern::Other, "{tags:?}");
+            assert_eq!(concern(&t(&f)), Concern::DhcpOther, "{tags:?}");
+            assert_eq!(
+                concern(&t(&fixtures::udp_frame(67, 68))),
+                Concern::DhcpOther
+            );
+            assert_eq!(concern(&t(&fixtures::udp_frame(53, 53))), Concern::Other);
         }
     }
 

@@ -1,0 +1,72 @@
+//! The hidden packaging commands: man pages and shell completions generated
+//! from the clap definitions in [`crate::cli`].
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::cli::Cli;
+
+/// `bridge-ctl generate-manpages DIR`: bridge-ctl.8 and one page per command
+/// (bridge-ctl-link-up.8, ...), from the clap definitions in cli.rs. Run by
+/// scripts/build-deb.sh; the package ships them in /usr/share/man/man8.
+pub(crate) fn generate_manpages(dir: &Path) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    fn write(cmd: clap::Command, dir: &Path) -> anyhow::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write(sub.clone(), dir)?;
+        }
+        let page = clap_mangen::Man::new(cmd)
+            .section("8")
+            .manual("tapbridge")
+            .source(concat!("tapbridge ", env!("CARGO_PKG_VERSION")));
+        let path = dir.join(page.get_filename());
+        let mut out = Vec::new();
+        page.render(&mut out)?;
+        std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
+        outln!("{}", path.display());
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    write(cmd, dir)
+}
+
+/// `bridge-ctl generate-completions DIR`: bridge-ctl.bash, _bridge-ctl (zsh) and
+/// bridge-ctl.fish. Run by scripts/build-deb.sh; the package installs them where
+/// bash-completion, zsh and fish look for vendor completions.
+pub(crate) fn generate_completions(dir: &Path) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    // The hidden generate-* commands are for packaging, not for operators.
+    let full = Cli::command();
+    let visible = full.get_subcommands().filter(|s| !s.is_hide_set()).cloned();
+    let mut cmd = clap::Command::new("bridge-ctl")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(full.get_arguments().cloned())
+        .subcommands(visible)
+        .subcommand_required(true);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (shell, file) in [
+        (Shell::Bash, "bridge-ctl.bash"),
+        (Shell::Zsh, "_bridge-ctl"),
+        (Shell::Fish, "bridge-ctl.fish"),
+    ] {
+        let path = dir.join(file);
+        let mut out = Vec::new();
+        let text = if shell == Shell::Bash {
+            // clap_complete 4.6 turns the '-' of "bridge-ctl" into its separator in
+            // some case labels but not in others, so subcommands' options would never
+            // complete. Generated for "bridge_ctl", then bound to the real name.
+            clap_complete::generate(shell, &mut cmd, "bridge_ctl", &mut out);
+            String::from_utf8_lossy(&out).replace(" bridge_ctl\n", " bridge-ctl\n")
+        } else {
+            clap_complete::generate(shell, &mut cmd, "bridge-ctl", &mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        outln!("{}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! `bridge-ctl`: the operator's command-line interface (SPEC §3).
+//!
+//! Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.
+//! Errors go to stderr as one sentence, `error: ...`.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+use tapbridge::config::{Config, ConfigError, Psk};
+use tapbridge::control::{self, ClientError, Request, Response};
+use tapbridge::daemon;
+
+/// `println!` that treats a closed stdout (`bridge-ctl status | head`) as the
+/// reader being done, instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+/// `print!` with the same treatment as [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+/// The exit status paragraph every command's long help ends with (SPEC §3).
+macro_rules! exit_status {
+    () => {
+        "\nExit status:\n  0  success\n  1  runtime failure (the daemon is not running, cannot be reached, \
+         failed)\n  2  usage or configuration error (the message names file, line, column and key)"
+    };
+}
+
+mod cli;
+mod docs;
+mod link;
+
+use cli::{Cli, Command, LinkAction, UsageError};
+use docs::{generate_completions, generate_manpages};
+use link::{leases, link_down, link_up, status};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // clap prints usage errors and exits 2 itself
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_status(&err))
+        }
+    }
+}
+
+/// 2 for configuration and usage errors, 1 for everything else.
+fn exit_status(err: &anyhow::Error) -> u8 {
+    let usage = err.chain().any(|e| {
+        e.is::<ConfigError>()
+            || e.is::<UsageError>()
+            || e.downcast_ref::<daemon::DaemonError>()
+                .is_some_and(daemon::DaemonError::is_config)
+    });
+    if usage { 2 } else { 1 }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(cli.log_level.as_deref())?;
+    match cli.command {
+        Command::Link {
+            action: LinkAction::Up { link, foreground },
+        } => link_up(&link.load()?, foreground, cli.log_level.as_deref()),
+        Command::Link {
+            action: LinkAction::Down { link },
+        } => link_down(&link.load()?),
+        Command::Status { link, json } => status(link.load()?.as_ref(), json),
+        Command::Leases { link, json } => leases(&link.load()?, json),
+        Command::Check { link } => check(&link.load()?),
+        Command::Genpsk { out } => genpsk(out.as_deref()),
+        Command::Reload { link } => reload(&link.load()?),
+        Command::HookEnv { link } => hook_env(&link.load()?),
+        Command::GenerateManpages { dir } => generate_manpages(&dir),
+        Command::GenerateCompletions { dir } => generate_completions(&dir),
+        Command::Version => {
+            outln!(
+                "bridge-ctl {} (tunnel protocol version {})",
+                env!("CARGO_PKG_VERSION"),
+                tapbridge::wire::tunnel::VERSION
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(level) => {
+            let bad = || {
+                UsageError(format!(
+                    "invalid --log-level {level:?}; use error, warn, info, debug, trace or off \
+                     (optionally as target=level,...)"
+                ))
+            };
+            if !is_log_filter(level) {
+                return Err(bad().into());
+            }
+            EnvFilter::try_new(level).map_err(|_| bad())?
+        }
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    // Fails only if a subscriber is already installed, which is harmless.
+    // Colour only for a person at a terminal: journald and the detached
+    // daemon's log file get plain text.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    Ok(())
+}
+
+/// Whether `s` is `LEVEL` or `target=LEVEL,...` (EnvFilter itself accepts
+/// almost any string as a target name, so a typo would silently log nothing).
+fn is_log_filter(s: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    s.split(',').all(|directive| {
+        let (target, level) = directive.rsplit_once('=').unwrap_or(("", directive));
+        LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level))
+            && target
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-'))
+    })
+}
+
+/// `bridge-ctl check`: the config parsed (in `run`); now the key files.
+/// `bridge-ctl check`: what `link up` would refuse, found without touching
+/// the system: the file, the key files, the responder as `link up` builds
+/// it, the hooks and the control groups.
+fn check(config: &Config) -> anyhow::Result<()> {
+    config.peer_keys()?;
+    tapbridge::daemon::check_responder(config)?;
+    config.preflight()?;
+    let peers = config.peers.len();
+    outln!(
+        "config {} ok: interface {}, {peers} peer{}, dhcp {}",
+        config.path.display(),
+        config.interface.name,
+        if peers == 1 { "" } else { "s" },
+        if config.dhcp.is_some() { "on" } else { "off" },
+    );
+    Ok(())
+}
+
+/// `bridge-ctl reload`: the file is checked here first (its errors are exit
+/// status 2 with file, line and key); the daemon then re-reads it itself and
+/// says what it changed.
+fn reload(config: &Config) -> anyhow::Result<()> {
+    // Key files are root's alone; a member of control.admin_group cannot
+    // read them, and the daemon checks them anyway.
+    if nix::unistd::Uid::effective().is_root() {
+        config.peer_keys()?;
+    }
+    let resp = match control::request(
+        &config.control.socket,
+        Request::Reload,
+        Duration::from_secs(10),
+    ) {
+        Err(control::ClientError::ConfigRefused(why)) => return Err(UsageError(why).into()),
+        Err(e @ (control::ClientError::NotRunning(_) | control::ClientError::Stale(_))) => {
+            // The socket path comes from the new file: a changed one is
+            // somewhere no daemon listens yet.
+            anyhow::bail!(
+                "cannot reload link {}: {e}; if [control] socket changed since link up, \
+                 that needs a restart (link down with the previous file, then link up)",
+                config.name
+            )
+        }
+        r => r.with_context(|| format!("cannot reload link {}", config.name))?,
+    };
+    let changes = resp.changes.unwrap_or_default();
+    if changes.is_empty() {
+        outln!("no change");
+    }
+    for line in &changes {
+        outln!("{line}");
+    }
+    Ok(())
+}
+
+/// `bridge-ctl genpsk`: 44 characters of base64 and a newline.
+fn genpsk(out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let psk = Psk::generate().context("cannot get random bytes from the operating system")?;
+    let Some(path) = out else {
+        outln!("{}", psk.to_base64());
+        return Ok(());
+    };
+    let mut text = zeroize::Zeroizing::new(psk.to_base64());
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                UsageError(format!(
+                    "{} already exists; genpsk --out never overwrites a key file",
+                    path.display()
+                ))
+                .into()
+            } else {
+                anyhow::Error::new(e).context(format!("cannot create {}", path.display()))
+            }
+        })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// `bridge-ctl hook-env NAME`: what the running daemon gives its hooks, from
+/// its status (the live interface, addresses, bridge, listen address) and the
+/// config (the WAN MTU).
+fn hook_env(config: &Config) -> anyhow::Result<()> {
+    let s = match control::request(
+        &config.control.socket,
+        Request::Status,
+        Duration::from_secs(5),
+    ) {
+        Ok(Response {
+            status: Some(s), ..
+        }) => s,
+        Ok(_) => bail!("the daemon of link {} sent no status", config.name),
+        Err(ClientError::NotRunning(_) | ClientError::Stale(_)) => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot reach link {}", config.name)),
+    };
+    let vars = [
+        ("NAME", s.name.clone()),
+        ("INTERFACE", s.interface.name.clone()),
+        ("ADDRESSES", s.interface.addresses.join(" ")),
+        ("MTU", s.interface.mtu.to_string()),
+        ("WAN_MTU", config.tunnel.wan_mtu.to_string()),
+        ("BRIDGE", s.interface.bridge.clone().unwrap_or_default()),
+        ("LISTEN", s.listen.clone()),
+    ];
+    for (key, value) in vars {
+        // One line per variable: a value can never carry a second one.
+        outln!("TAPBRIDGE_{key}={}", value.replace(['\n', '\r'], " "));
+    }
+    Ok(())
+}

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use crate::error::Chain;
+
 /// How long one hook may run.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -62,12 +64,50 @@ pub struct HookEnv {
     pub transport: &'static str,
 }
 
-/// A hook that did not succeed.
+/// A hook that did not succeed; each names the hook's path.
 #[derive(Debug, thiserror::Error)]
-#[error("hook {path} {what}")]
-pub struct HookError {
-    path: String,
-    what: String,
+pub enum HookError {
+    /// It could not be executed (missing, not executable, bad interpreter).
+    #[error("hook {path} could not be started")]
+    Start {
+        /// The hook.
+        path: String,
+        /// What `exec` said.
+        #[source]
+        cause: std::io::Error,
+    },
+    /// Its output could not be captured.
+    #[error("hook {path} could not be given output pipes")]
+    Pipes {
+        /// The hook.
+        path: String,
+    },
+    /// It ran longer than [`HOOK_TIMEOUT`] and was killed.
+    #[error("hook {path} did not finish within {}s", HOOK_TIMEOUT.as_secs())]
+    Timeout {
+        /// The hook.
+        path: String,
+    },
+    /// Its exit could not be collected.
+    #[error("hook {path} could not be waited for")]
+    Wait {
+        /// The hook.
+        path: String,
+        /// What `waitpid` said.
+        #[source]
+        cause: std::io::Error,
+    },
+    /// It exited unsuccessfully; `detail` is the first line it printed
+    /// (stderr first), if any.
+    #[error("hook {path} failed ({status}){}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Failed {
+        /// The hook.
+        path: String,
+        /// How it exited.
+        status: ExitStatus,
+        /// The first line of its output.
+        detail: Option<String>,
+    },
 }
 
 /// Starts `cmd`, retrying briefly while its file is busy (`ETXTBSY`): a
@@ -102,10 +142,7 @@ fn run_with(
     env: &HookEnv,
     extra: &[(&str, &str)],
 ) -> Result<(), HookError> {
-    let err = |what: String| HookError {
-        path: path.display().to_string(),
-        what,
-    };
+    let shown = || path.display().to_string();
     let mut cmd = Command::new(path);
     cmd.env("TAPBRIDGE_NAME", &env.name)
         .env("TAPBRIDGE_INTERFACE", &env.interface)
@@ -122,11 +159,14 @@ fn run_with(
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let mut child = spawn(&mut cmd).map_err(|e| err(format!("could not be started: {e}")))?;
+    let mut child = spawn(&mut cmd).map_err(|cause| HookError::Start {
+        path: shown(),
+        cause,
+    })?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(err("could not be given output pipes".into()));
+        return Err(HookError::Pipes { path: shown() });
     };
     let mut out = Output::new(stdout, stderr);
     let start = Instant::now();
@@ -139,13 +179,15 @@ fn run_with(
                     let _ = child.kill();
                     let _ = child.wait();
                     out.log(path);
-                    return Err(err(format!(
-                        "did not finish within {}s",
-                        HOOK_TIMEOUT.as_secs()
-                    )));
+                    return Err(HookError::Timeout { path: shown() });
                 }
                 Ok(None) => {}
-                Err(e) => return Err(err(format!("could not be waited for: {e}"))),
+                Err(cause) => {
+                    return Err(HookError::Wait {
+                        path: shown(),
+                        cause,
+                    });
+                }
             }
         }
         match exited {
@@ -169,12 +211,11 @@ fn run_with(
             .next()
             .unwrap_or("")
             .trim();
-        let detail = if first.is_empty() {
-            String::new()
-        } else {
-            format!(": {first}")
-        };
-        Err(err(format!("failed ({status}){detail}")))
+        Err(HookError::Failed {
+            path: shown(),
+            status,
+            detail: (!first.is_empty()).then(|| first.to_owned()),
+        })
     }
 }
 
@@ -304,7 +345,7 @@ impl PeerHooks {
                     let phase = if ev.up { "peer_up" } else { "peer_down" };
                     for hook in &hooks {
                         if let Err(e) = run_with(hook, phase, &env, &extra) {
-                            tracing::warn!(peer = %ev.peer, "{e}");
+                            tracing::warn!(peer = %ev.peer, "{}", Chain(&e));
                         }
                     }
                 }

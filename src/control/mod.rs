@@ -211,7 +211,7 @@ pub enum ClientError {
     #[error("link is not up (stale control socket at {0})")]
     Stale(String),
     /// Talking failed.
-    #[error("control socket {path}: {source}")]
+    #[error("control socket {path}")]
     Io {
         /// Socket path.
         path: String,
@@ -225,7 +225,7 @@ pub enum ClientError {
     #[error("{0}")]
     Refused(String),
     /// The answer was not understood.
-    #[error("control socket {path}: malformed response: {source}")]
+    #[error("control socket {path}: malformed response")]
     Malformed {
         /// Socket path.
         path: String,

@@ -39,7 +39,7 @@ pub struct Command {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// Filesystem or socket error.
-    #[error("control socket {path}: {source}")]
+    #[error("control socket {path}")]
     Io {
         /// Socket path.
         path: String,

@@ -99,7 +99,10 @@ impl Setup {
             socket,
         } = self;
         for e in changes.undo(&mut nl) {
-            tracing::warn!("while removing the link's configuration: {e}");
+            tracing::warn!(
+                "while removing the link's configuration: {}",
+                crate::error::Chain(&e)
+            );
         }
         if let Some(s) = socket {
             let _ = std::fs::remove_file(s);
@@ -170,7 +173,7 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
     // The down hooks as the link runs now (a reload may have changed them).
     for hook in &worker.config.hooks.down {
         if let Err(e) = hooks::run(hook, "down", &env) {
-            tracing::warn!("{e}");
+            tracing::warn!("{}", crate::error::Chain(&e));
         }
     }
     worker.persist_leases_final(&first_lane.tap);
@@ -370,7 +373,7 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
     )
     .unwrap_or_else(|e| {
         // As when a later write fails: logged, and clients are still served.
-        tracing::error!("{e}; leases are not persisted");
+        tracing::error!("{}; leases are not persisted", crate::error::Chain(&e));
         Default::default()
     });
     // Owned by the worker (a reload rebinds it), which is dropped before the
@@ -407,7 +410,7 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
             // meant to be safe to run after a partial (or no) up.
             for down in &cfg.hooks.down {
                 if let Err(d) = hooks::run(down, "down", &env) {
-                    tracing::warn!("while rolling back: {d}");
+                    tracing::warn!("while rolling back: {}", crate::error::Chain(&d));
                 }
             }
             return Err(e.into());

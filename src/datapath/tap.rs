@@ -56,7 +56,7 @@ pub enum TapError {
     #[error("cannot create TAP {0:?}: an interface with that name already exists")]
     Exists(String),
     /// The kernel refused to create or attach the TAP.
-    #[error("cannot create TAP {name:?} (queue {queue}): {cause}")]
+    #[error("cannot create TAP {name:?} (queue {queue})")]
     Create {
         /// The interface name.
         name: String,
@@ -65,6 +65,7 @@ pub enum TapError {
         /// The OS error (EBUSY: another process holds a TAP of this name;
         /// EPERM: missing CAP_NET_ADMIN; EINVAL: the name is an existing
         /// single-queue TAP or another kind of device).
+        #[source]
         cause: io::Error,
     },
 }

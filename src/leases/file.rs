@@ -15,11 +15,11 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Lease, LeaseDb, hex_key, mac_key, parse_hex_key};
+use super::{FormatError, Lease, LeaseDb, hex_key, mac_key, parse_hex_key};
 use crate::mac::MacAddr;
 
 /// Version written into the lease file.
-const FILE_VERSION: u32 = 2;
+pub(super) const FILE_VERSION: u32 = 2;
 
 #[derive(Deserialize)]
 struct VersionRepr {
@@ -65,19 +65,19 @@ impl LeaseDb {
     /// If the file names one address or one client twice, the lease that
     /// expires last wins, so a damaged file can never make two clients share
     /// an address.
-    pub fn load(bytes: &[u8]) -> Result<LeaseDb, String> {
+    pub fn load(bytes: &[u8]) -> Result<LeaseDb, FormatError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(LeaseDb::default());
         }
-        let head: VersionRepr = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let head: VersionRepr = serde_json::from_slice(bytes).map_err(FormatError::Json)?;
         let parse_mac = |m: &str| {
             m.parse::<MacAddr>()
-                .map_err(|_| format!("invalid MAC address {m:?}"))
+                .map_err(|_| FormatError::Mac(m.to_owned()))
         };
         let mut records: Vec<(Box<[u8]>, Lease)> = Vec::new();
         match head.version {
             1 => {
-                let file: FileV1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                let file: FileV1 = serde_json::from_slice(bytes).map_err(FormatError::Json)?;
                 for r in file.leases {
                     let mac = parse_mac(&r.mac)?;
                     let lease = Lease {
@@ -90,10 +90,10 @@ impl LeaseDb {
                 }
             }
             2 => {
-                let file: FileV2 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                let file: FileV2 = serde_json::from_slice(bytes).map_err(FormatError::Json)?;
                 for r in file.leases {
                     let key = parse_hex_key(&r.client)
-                        .ok_or_else(|| format!("invalid client identifier {:?}", r.client))?;
+                        .ok_or_else(|| FormatError::ClientId(r.client.clone()))?;
                     let lease = Lease {
                         ip: r.ip,
                         expires: r.expires,
@@ -103,11 +103,7 @@ impl LeaseDb {
                     records.push((key, lease));
                 }
             }
-            v => {
-                return Err(format!(
-                    "unsupported lease file version {v} (expected 1 or {FILE_VERSION})"
-                ));
-            }
+            v => return Err(FormatError::Version(v)),
         }
         // Latest expiry first, so the first insert for a client or an IP wins.
         records.sort_by_key(|r| std::cmp::Reverse(r.1.expires));

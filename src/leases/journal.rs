@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 
-use super::{Lease, LeaseChange, LeaseDb, hex_key, parse_hex_key};
+use super::{FormatError, Lease, LeaseChange, LeaseDb, hex_key, parse_hex_key};
 use crate::mac::MacAddr;
 
 #[derive(Deserialize)]
@@ -46,10 +46,9 @@ pub fn encode(change: &LeaseChange, out: &mut Vec<u8>) {
 }
 
 /// Parse one line (without its newline).
-pub fn decode(line: &[u8]) -> Result<LeaseChange, String> {
-    let l: Line = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    let key = parse_hex_key(&l.client)
-        .ok_or_else(|| format!("invalid client identifier {:?}", l.client))?;
+pub fn decode(line: &[u8]) -> Result<LeaseChange, FormatError> {
+    let l: Line = serde_json::from_slice(line).map_err(FormatError::Json)?;
+    let key = parse_hex_key(&l.client).ok_or_else(|| FormatError::ClientId(l.client.clone()))?;
     let lease = match (l.removed, l.mac, l.ip, l.expires, l.renewed) {
         (Some(true), None, None, None, None) => None,
         (None, Some(mac), Some(ip), Some(expires), Some(renewed)) => Some(Lease {
@@ -57,10 +56,10 @@ pub fn decode(line: &[u8]) -> Result<LeaseChange, String> {
             expires,
             mac: mac
                 .parse::<MacAddr>()
-                .map_err(|_| format!("invalid MAC address {mac:?}"))?,
+                .map_err(|_| FormatError::Mac(mac.clone()))?,
             renewed,
         }),
-        _ => return Err("a record needs either mac, ip, expires and renewed, or removed".into()),
+        _ => return Err(FormatError::Incomplete),
     };
     Ok(LeaseChange { key, lease })
 }
@@ -69,7 +68,7 @@ pub fn decode(line: &[u8]) -> Result<LeaseChange, String> {
 /// changes were applied. A complete line that does not parse is an error
 /// naming its number (`db` then holds the lines before it); an unfinished
 /// last line is skipped.
-pub fn replay(db: &mut LeaseDb, bytes: &[u8]) -> Result<usize, String> {
+pub fn replay(db: &mut LeaseDb, bytes: &[u8]) -> Result<usize, FormatError> {
     let mut applied = 0;
     let complete = match bytes.iter().rposition(|&b| b == b'\n') {
         Some(end) => &bytes[..end],
@@ -80,7 +79,10 @@ pub fn replay(db: &mut LeaseDb, bytes: &[u8]) -> Result<usize, String> {
             continue;
         }
         decode(line)
-            .map_err(|e| format!("line {}: {e}", n + 1))?
+            .map_err(|e| FormatError::Line {
+                line: n + 1,
+                error: Box::new(e),
+            })?
             .apply(db);
         applied += 1;
     }

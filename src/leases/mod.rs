@@ -49,6 +49,36 @@ pub mod store;
 pub use store::LeaseStore;
 pub use store::disk::{LeaseFileError, LoadError, load, write_lease_file_atomic};
 
+/// Why bytes are not a valid lease file or journal line. The JSON parser's
+/// complaint is the `source` of [`FormatError::Json`].
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// Not JSON, or JSON of the wrong shape (a field missing or unknown).
+    #[error("malformed record")]
+    Json(#[source] serde_json::Error),
+    /// A client identifier that is not hex bytes separated by colons.
+    #[error("invalid client identifier {0:?}")]
+    ClientId(String),
+    /// A MAC address that does not parse.
+    #[error("invalid MAC address {0:?}")]
+    Mac(String),
+    /// A version this build does not read.
+    #[error("unsupported lease file version {0} (expected 1 or {latest})", latest = file::FILE_VERSION)]
+    Version(u32),
+    /// A journal line that is neither a lease nor a removal.
+    #[error("a record needs either mac, ip, expires and renewed, or removed")]
+    Incomplete,
+    /// A journal line that does not parse, by its number (from 1).
+    #[error("line {line}")]
+    Line {
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        #[source]
+        error: Box<FormatError>,
+    },
+}
+
 /// Longest client key (option 61 carries at most 255 bytes).
 pub const MAX_KEY_LEN: usize = 255;
 

@@ -71,7 +71,7 @@ const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// The listen address could not be bound.
-    #[error("cannot serve metrics on {addr}: {source}")]
+    #[error("cannot serve metrics on {addr}")]
     Bind {
         /// `metrics.listen`.
         addr: SocketAddr,
@@ -79,8 +79,8 @@ pub enum MetricsError {
         source: io::Error,
     },
     /// The thread or its listener handle could not be set up.
-    #[error("cannot start the metrics thread: {0}")]
-    Spawn(io::Error),
+    #[error("cannot start the metrics thread")]
+    Spawn(#[source] io::Error),
 }
 
 /// A running metrics endpoint; stops when dropped.
@@ -307,7 +307,10 @@ fn serve(mut conn: TcpStream, to_worker: &Sender<Command>, waker: &EventFd) {
                     head_only,
                 )
             }
-            Err(why) => reply(&mut conn, 503, "text/plain", why.as_bytes(), head_only),
+            Err(why) => {
+                let body = format!("{why}\n");
+                reply(&mut conn, 503, "text/plain", body.as_bytes(), head_only)
+            }
         },
         Route::NotFound { head_only } => reply(
             &mut conn,
@@ -328,25 +331,36 @@ fn serve(mut conn: TcpStream, to_worker: &Sender<Command>, waker: &EventFd) {
     let _ = conn.shutdown(Shutdown::Write);
 }
 
+/// Why a scrape is answered 503; its `Display` is the response body.
+#[derive(Debug, thiserror::Error)]
+enum ScrapeError {
+    #[error("the link is shutting down")]
+    ShuttingDown,
+    #[error("the daemon did not answer in time")]
+    NoAnswer,
+    #[error("the metrics could not be encoded")]
+    Encode(#[source] std::fmt::Error),
+}
+
 /// Asks the worker for its status and renders it.
-fn scrape(to_worker: &Sender<Command>, waker: &EventFd) -> Result<String, String> {
+fn scrape(to_worker: &Sender<Command>, waker: &EventFd) -> Result<String, ScrapeError> {
     let (reply, answer) = mpsc::channel();
     to_worker
         .send(Command {
             request: Request::Status,
             reply,
         })
-        .map_err(|_| "the link is shutting down\n".to_string())?;
+        .map_err(|_| ScrapeError::ShuttingDown)?;
     let _ = waker.write(1);
     let status = answer
         .recv_timeout(WORKER_WAIT)
         .ok()
         .and_then(|r| r.status)
-        .ok_or_else(|| "the daemon did not answer in time\n".to_string())?;
+        .ok_or(ScrapeError::NoAnswer)?;
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    render(&status, now_unix).map_err(|_| "the metrics could not be encoded\n".to_string())
+    render(&status, now_unix).map_err(ScrapeError::Encode)
 }
 
 fn reply(

@@ -567,7 +567,7 @@ fn bind_failure_names_the_address() {
         let waker = Arc::new(EventFd::new().expect("eventfd"));
         let err = match MetricsServer::start(addr, tx, waker) {
             Ok(_) => panic!("a second bind of {addr} succeeded"),
-            Err(e) => e.to_string(),
+            Err(e) => crate::error::Chain(&e).to_string(),
         };
         assert!(
             err.starts_with(&format!("cannot serve metrics on {addr}: ")),

@@ -47,17 +47,18 @@ pub use journal::{Change, Changes};
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
     /// The tokio runtime driving the connection could not be created.
-    #[error("cannot start the netlink runtime: {0}")]
-    Runtime(io::Error),
+    #[error("cannot start the netlink runtime")]
+    Runtime(#[source] io::Error),
     /// The netlink socket could not be opened.
-    #[error("cannot open a netlink socket: {0}")]
-    Connect(io::Error),
+    #[error("cannot open a netlink socket")]
+    Connect(#[source] io::Error),
     /// The kernel refused a request, or the connection failed.
-    #[error("cannot {action}: {cause}")]
+    #[error("cannot {action}")]
     Request {
         /// What was being done, naming the interface/address/route.
         action: String,
         /// The kernel's (or the connection's) reason.
+        #[source]
         cause: io::Error,
     },
     /// The address, route or link to add already exists.

@@ -87,29 +87,32 @@ impl Default for UdpOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum UdpError {
     /// `socket(2)` failed.
-    #[error("cannot create a UDP socket for {addr}: {cause}")]
+    #[error("cannot create a UDP socket for {addr}")]
     Socket {
         /// The address we were about to bind.
         addr: SocketAddr,
         /// The OS error.
+        #[source]
         cause: io::Error,
     },
     /// A socket option could not be set.
-    #[error("cannot set {option} on the UDP socket for {addr}: {cause}")]
+    #[error("cannot set {option} on the UDP socket for {addr}")]
     Option {
         /// The address we were about to bind.
         addr: SocketAddr,
         /// The option's name.
         option: &'static str,
         /// The OS error.
+        #[source]
         cause: io::Error,
     },
     /// `bind(2)` failed (EADDRINUSE: another process has the port).
-    #[error("cannot bind UDP {addr}: {cause}")]
+    #[error("cannot bind UDP {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// The OS error.
+        #[source]
         cause: io::Error,
     },
 }

@@ -11,6 +11,7 @@ use super::super::tap::TapQueue;
 use super::{Lane, Worker, lock};
 use crate::control::status;
 use crate::control::{Request, Response};
+use crate::error::Chain;
 use crate::metrics::MetricsServer;
 use crate::reload::{PeerChange, Plan, ReloadError};
 use crate::responder::Responder;
@@ -103,13 +104,14 @@ pub(super) fn reload(
 /// netlink connection is opened for it.
 pub(super) fn flush_bridge_port(port: &str) {
     let flushed = crate::netlink::Netlink::new()
-        .map_err(|e| e.to_string())
+        .map_err(|e| Chain(&e).to_string())
         .and_then(|mut nl| {
             let link = nl
                 .link_by_name(port)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| Chain(&e).to_string())?
                 .ok_or_else(|| format!("{port} is gone"))?;
-            nl.flush_bridge_port(link.index).map_err(|e| e.to_string())
+            nl.flush_bridge_port(link.index)
+                .map_err(|e| Chain(&e).to_string())
         });
     if let Err(e) = flushed {
         tracing::warn!("could not make the bridge forget the MACs behind {port}: {e}");
@@ -172,7 +174,7 @@ impl Worker {
             Some(match &plan.config.metrics {
                 Some(m) => Some(
                     MetricsServer::start(m.listen, self.to_worker.clone(), self.waker.clone())
-                        .map_err(|e| ReloadError::apply(&path, "metrics", e.to_string()))?,
+                        .map_err(|e| ReloadError::apply(&path, "metrics", Chain(&e).to_string()))?,
                 ),
                 None => None,
             })
@@ -281,7 +283,7 @@ impl Worker {
                 let store =
                     crate::leases::LeaseStore::open(lease_file.as_deref(), db, self.waker.clone());
                 self.lease_store = store.unwrap_or_else(|e| {
-                    tracing::error!("{e}; leases are not persisted");
+                    tracing::error!("{}; leases are not persisted", Chain(&e));
                     Default::default()
                 });
             }
@@ -319,7 +321,7 @@ impl Worker {
         let running_dhcp = self.config.dhcp.is_some();
         let leases = match (self.bridge.responder(), &lease_file) {
             (Some(r), _) if running_dhcp => r.lease_db(),
-            (_, Some(f)) => crate::leases::load(f).map_err(|e| refuse(e.to_string()))?,
+            (_, Some(f)) => crate::leases::load(f).map_err(|e| refuse(Chain(&e).to_string()))?,
             _ => Default::default(),
         };
         let next = Responder::new(arp, dhcp, leases).map_err(|e| refuse(e.to_string()))?;
@@ -327,7 +329,7 @@ impl Worker {
             && self.lease_file.as_ref() != Some(file)
         {
             crate::leases::write_lease_file_atomic(file, &bytes)
-                .map_err(|e| refuse(e.to_string()))?;
+                .map_err(|e| refuse(Chain(&e).to_string()))?;
         }
         Ok((Some(next), lease_file))
     }

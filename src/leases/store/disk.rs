@@ -19,13 +19,14 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::error::Chain;
 use crate::leases::{LeaseDb, journal};
 
 /// Errors reading or writing the lease file. Each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseFileError {
     /// The lease file could not be read or written.
-    #[error("cannot access lease file {}: {source}", path.display())]
+    #[error("cannot access lease file {}", path.display())]
     Io {
         /// The lease file.
         path: PathBuf,
@@ -33,12 +34,13 @@ pub enum LeaseFileError {
         source: std::io::Error,
     },
     /// The lease file exists but is not a valid lease database.
-    #[error("lease file {} is corrupt: {reason}", path.display())]
+    #[error("lease file {} is corrupt", path.display())]
     Corrupt {
         /// The lease file.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        error: crate::leases::FormatError,
     },
 }
 
@@ -48,13 +50,12 @@ pub enum LeaseFileError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The lease file's directory does not exist and cannot be created.
-    // The cause is part of the message and not also `source()`, so a report
-    // that prints the whole chain does not print it twice.
-    #[error("cannot create the lease directory {}: {cause}", dir.display())]
+    #[error("cannot create the lease directory {}", dir.display())]
     CreateDir {
         /// The directory.
         dir: PathBuf,
         /// What the OS said.
+        #[source]
         cause: io::Error,
     },
 }
@@ -82,12 +83,12 @@ pub fn load(path: &Path) -> Result<LeaseDb, LoadError> {
         match a.moved_to {
             Ok(to) => tracing::warn!(
                 "{}; moved it to {} and starting with no leases",
-                a.error,
+                Chain(&a.error),
                 to.display()
             ),
             Err(e) => tracing::warn!(
                 "{}; could not move it aside ({e}); starting with no leases",
-                a.error
+                Chain(&a.error)
             ),
         }
     }
@@ -107,9 +108,9 @@ pub fn read_lease_file(path: &Path) -> Result<LeaseDb, LeaseFileError> {
             });
         }
     };
-    LeaseDb::load(&bytes).map_err(|reason| LeaseFileError::Corrupt {
+    LeaseDb::load(&bytes).map_err(|error| LeaseFileError::Corrupt {
         path: path.to_owned(),
-        reason,
+        error,
     })
 }
 
@@ -235,8 +236,9 @@ pub fn load_at(path: &Path, now_unix: u64) -> (LeaseDb, Option<SetAside>, LoadWa
                 Err(m) => format!("could not move it aside ({m})"),
             };
             warnings.push(format!(
-                "lease journal {} is corrupt ({e}); kept the changes before that line and {moved}",
-                journal.display()
+                "lease journal {} is corrupt ({}); kept the changes before that line and {moved}",
+                journal.display(),
+                Chain(&e)
             ));
         }
     }

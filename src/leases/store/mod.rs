@@ -386,7 +386,7 @@ impl Persister {
             Ok(()) => self.failing = false,
             Err(e) if !self.failing => {
                 self.failing = true;
-                tracing::error!("{e}");
+                tracing::error!("{}", crate::error::Chain(&e));
             }
             Err(_) => {}
         }
@@ -476,7 +476,9 @@ impl Persister {
         if let Some(h) = self.compaction.take() {
             match h.join() {
                 Ok(Ok(len)) => self.snapshot_len = len,
-                Ok(Err(e)) => tracing::error!("lease file compaction failed: {e}"),
+                Ok(Err(e)) => {
+                    tracing::error!("lease file compaction failed: {}", crate::error::Chain(&e))
+                }
                 Err(_) => tracing::error!("lease file compaction failed"),
             }
         }

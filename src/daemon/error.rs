@@ -52,23 +52,18 @@ pub enum DaemonError {
     /// No eventfd to wake the worker.
     #[error("cannot create an eventfd")]
     EventFd(#[source] nix::Error),
-    /// No netlink socket.
-    #[error("cannot open a netlink socket")]
-    NetlinkSocket(#[source] NetlinkError),
+    /// No netlink socket (the error says which step failed).
+    #[error(transparent)]
+    NetlinkSocket(NetlinkError),
     /// A netlink request failed.
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
     /// A peer's endpoint name did not resolve.
     #[error(transparent)]
     Resolve(#[from] EndpointError),
-    /// The TAP could not be created.
-    #[error("cannot create TAP {name}")]
-    CreateTap {
-        /// `interface.name`.
-        name: String,
-        /// Why.
-        source: TapError,
-    },
+    /// The TAP could not be created (the error names it).
+    #[error(transparent)]
+    CreateTap(TapError),
     /// The TAP disappeared between its creation and its first netlink query.
     #[error("TAP {name} vanished right after it was created")]
     TapVanished {

@@ -217,11 +217,7 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
         WanMtu::Auto => BASE_MTU as u32,
     });
     let workers = cfg.tunnel.workers;
-    let tap =
-        Tap::create_offload(ifname, workers, tso).map_err(|source| DaemonError::CreateTap {
-            name: ifname.clone(),
-            source,
-        })?;
+    let tap = Tap::create_offload(ifname, workers, tso).map_err(DaemonError::CreateTap)?;
     let link = nl
         .link_by_name(ifname)?
         .ok_or_else(|| DaemonError::TapVanished {

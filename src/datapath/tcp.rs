@@ -111,6 +111,13 @@ pub struct Conns {
     counters: TcpCounters,
 }
 
+/// A non-blocking TCP listener on `addr`, for [`Conns::install_listener`].
+pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let l = TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
 impl Conns {
     /// Connections for a link of `peers` peers; listening on `listen` when
     /// `listening` (the same port number as UDP).
@@ -136,22 +143,36 @@ impl Conns {
     /// Starts or stops listening on `addr` (a reload); a no-op when that is
     /// already so.
     pub fn listen(&mut self, addr: SocketAddr, on: bool) -> io::Result<()> {
-        let current = self.listener.as_ref().and_then(|l| l.local_addr().ok());
-        if on && current == Some(addr) || !on && current.is_none() {
+        if self.listening_on() == (on.then_some(addr)) {
             return Ok(());
         }
+        if on {
+            return self.install_listener(bind_listener(addr)?);
+        }
+        self.stop_listening();
+        Ok(())
+    }
+
+    /// The address the listener is bound to, if one is open.
+    pub fn listening_on(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Listens with `l` (from [`bind_listener`], bound by a reload before it
+    /// took the lock), closing the listener before it.
+    pub fn install_listener(&mut self, l: TcpListener) -> io::Result<()> {
+        self.stop_listening();
+        self.epoll
+            .add(&l, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
+            .map_err(io::Error::from)?;
+        self.listener = Some(l);
+        Ok(())
+    }
+
+    fn stop_listening(&mut self) {
         if let Some(l) = self.listener.take() {
             let _ = self.epoll.delete(&l);
         }
-        if on {
-            let l = TcpListener::bind(addr)?;
-            l.set_nonblocking(true)?;
-            self.epoll
-                .add(&l, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
-                .map_err(io::Error::from)?;
-            self.listener = Some(l);
-        }
-        Ok(())
     }
 
     /// Whether a listener is open.

@@ -205,6 +205,27 @@ impl LeaseDb {
         self.by_ip.remove(&old.ip);
         Some(old)
     }
+
+    /// Appends to `out` the changes that turn `self` into `to`: a removal
+    /// for each client `to` has no record of, then each record of `to` that
+    /// `self` lacks or holds differently. (A store opened on an older copy
+    /// of the records catches up with them this way.)
+    pub fn changes_to(&self, to: &LeaseDb, out: &mut Vec<LeaseChange>) {
+        for key in self.by_key.keys().filter(|k| !to.by_key.contains_key(*k)) {
+            out.push(LeaseChange {
+                key: key.clone(),
+                lease: None,
+            });
+        }
+        for (key, lease) in &to.by_key {
+            if self.by_key.get(key) != Some(lease) {
+                out.push(LeaseChange {
+                    key: key.clone(),
+                    lease: Some(*lease),
+                });
+            }
+        }
+    }
 }
 
 /// One change of the lease records, in the order it happened: what the
@@ -231,3 +252,6 @@ impl LeaseChange {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -414,6 +414,11 @@ impl SendBatch {
         self.count - self.head
     }
 
+    /// Slots free for more datagrams.
+    pub fn free(&self) -> usize {
+        self.hdrs.len() - self.count
+    }
+
     /// True when no slot is free (flush before adding more).
     pub fn is_full(&self) -> bool {
         self.count == self.hdrs.len()

@@ -2,19 +2,27 @@
 //! (status, leases, reload, down), a reload read off the lock and applied
 //! in one step under it, and the Linux bridge's forgetting after a loop.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
+use nix::sys::eventfd::EventFd;
+
 use super::super::tap::TapQueue;
+use super::super::tcp::bind_listener;
 use super::{Lane, Worker, lock};
+use crate::config::{Config, Psk};
+use crate::control::server::Command;
 use crate::control::status;
 use crate::control::{Request, Response};
 use crate::error::Chain;
+use crate::leases::{LeaseChange, LeaseDb, LeaseStore};
+use crate::mac::MacAddr;
 use crate::metrics::MetricsServer;
 use crate::reload::{PeerChange, Plan, ReloadError};
-use crate::responder::Responder;
+use crate::responder::{ArpSettings, DhcpSettings, Responder};
 use crate::tunnel::{PeerParams, PeerStats};
 
 /// Answers the control requests queued for the link, each under the lock
@@ -71,32 +79,6 @@ pub(super) fn commands(
     }
 }
 
-/// Re-reads the config and key files and applies what changed (see
-/// [`crate::reload`]): all of it, or on any error nothing. The files are
-/// read and checked without the lock (the other workers keep forwarding);
-/// the result is applied under it. Logged, and answered with one line per
-/// change. systemd is told it is reloading, and the peer count afterwards.
-pub(super) fn reload(
-    core: &Mutex<Worker>,
-    now: Instant,
-    logged: &mut Vec<PeerStats>,
-    tap: &TapQueue,
-) -> Response {
-    let (config, keys) = {
-        let mut w = lock(core);
-        w.sd.reloading();
-        (w.config.clone(), w.keys.clone())
-    };
-    // Only this thread applies reloads: the configuration cannot change
-    // while the files are read.
-    let plan = crate::reload::plan(&config, &keys);
-    let mut w = lock(core);
-    let response = w.apply_reload(plan, now, logged, tap);
-    w.sd.reloaded();
-    w.notify_peers();
-    response
-}
-
 /// Makes the Linux bridge the TAP `port` is enslaved to forget the MACs it
 /// learned on that port (a loop started or ended, so those hosts may be
 /// reachable only the other way now: without this, local hosts keep
@@ -118,82 +100,259 @@ pub(super) fn flush_bridge_port(port: &str) {
     }
 }
 
-impl Worker {
-    /// Applies a reload's `plan` (or reports why there is none), logs and
-    /// answers it.
-    fn apply_reload(
-        &mut self,
-        plan: Result<Plan, ReloadError>,
-        now: Instant,
-        logged: &mut Vec<PeerStats>,
-        tap: &TapQueue,
-    ) -> Response {
-        let result = plan.and_then(|plan| self.apply(plan, now, logged, tap));
-        match result {
-            Ok(lines) => {
-                if lines.is_empty() {
-                    tracing::info!("reload: no change");
-                }
-                for line in &lines {
-                    tracing::info!("reload: {line}");
-                }
-                Response {
-                    ok: true,
-                    changes: Some(lines),
-                    ..Response::default()
-                }
+/// Re-reads the config and key files and applies what changed (see
+/// [`crate::reload`]): all of it, or on any error nothing. Everything that
+/// reads or writes files, binds sockets or waits happens without the lock
+/// (the other workers keep forwarding): the files are read and checked, the
+/// new responder, lease file and store, metrics endpoint and TCP listener
+/// are made ready; then the result is applied under the lock in one step
+/// that cannot fail, and what it replaced is flushed and closed after.
+/// Logged, and answered with one line per change. systemd is told it is
+/// reloading, and the peer count afterwards.
+pub(super) fn reload(
+    core: &Mutex<Worker>,
+    now: Instant,
+    logged: &mut Vec<PeerStats>,
+    tap: &TapQueue,
+) -> Response {
+    let running = {
+        let mut w = lock(core);
+        w.sd.reloading();
+        Running::of(&w)
+    };
+    // Only this thread applies reloads: the configuration cannot change
+    // while the files are read.
+    let prepared =
+        crate::reload::plan(&running.config, &running.keys).and_then(|p| prepare(p, &running));
+    let (response, replaced) = {
+        let mut w = lock(core);
+        let (response, replaced) = match prepared {
+            Ok(ready) => {
+                let (lines, replaced) = w.apply(ready, now, logged);
+                (answer(Ok(lines)), Some(replaced))
             }
-            Err(e) => {
-                tracing::warn!("reload refused: {e}");
-                Response {
-                    config_error: true,
-                    ..Response::error(e.to_string())
-                }
+            Err(e) => (answer(Err(e)), None),
+        };
+        w.sd.reloaded();
+        w.notify_peers();
+        (response, replaced)
+    };
+    if let Some(mut old) = replaced {
+        // The replies the old lease store still holds go out once their
+        // leases are on disk; then its thread ends.
+        old.lease_changes.clear();
+        old.store
+            .flush(&mut old.lease_changes, |frame| tap.write(frame));
+        old.store.close();
+        // Its thread is joined; a scrape it serves may wait for this thread.
+        drop(old.metrics);
+    }
+    response
+}
+
+/// Logs a reload's outcome and makes its answer.
+fn answer(result: Result<Vec<String>, ReloadError>) -> Response {
+    match result {
+        Ok(lines) => {
+            if lines.is_empty() {
+                tracing::info!("reload: no change");
+            }
+            for line in &lines {
+                tracing::info!("reload: {line}");
+            }
+            Response {
+                ok: true,
+                changes: Some(lines),
+                ..Response::default()
+            }
+        }
+        Err(e) => {
+            tracing::warn!("reload refused: {e}");
+            Response {
+                config_error: true,
+                ..Response::error(e.to_string())
             }
         }
     }
+}
 
-    /// Puts `plan` in place. What can fail (the new responder, the new
-    /// lease file, the new metrics address) is prepared first; after that
-    /// nothing can fail and everything is applied.
+/// What a reload needs of the running link, copied under the lock.
+struct Running {
+    config: Config,
+    keys: Vec<Vec<Psk>>,
+    tap_mac: MacAddr,
+    listen: SocketAddr,
+    tcp_listening: Option<SocketAddr>,
+    lease_file: Option<PathBuf>,
+    /// The running responder's leases, when DHCP runs.
+    leases: Option<LeaseDb>,
+    to_worker: Sender<Command>,
+    waker: Arc<EventFd>,
+}
+
+impl Running {
+    fn of(w: &Worker) -> Running {
+        Running {
+            config: w.config.clone(),
+            keys: w.keys.clone(),
+            tap_mac: w.info.interface.mac,
+            listen: w.info.listen,
+            tcp_listening: w.tcp.listening_on(),
+            lease_file: w.lease_file.clone(),
+            leases: w
+                .config
+                .dhcp
+                .as_ref()
+                .and(w.bridge.responder())
+                .map(Responder::lease_db),
+            to_worker: w.to_worker.clone(),
+            waker: w.waker.clone(),
+        }
+    }
+}
+
+/// A reload made ready without the lock: everything that could fail has
+/// succeeded, and nothing running has changed yet.
+struct Ready {
+    plan: Plan,
+    /// `Some` when the responder is rebuilt.
+    responder: Option<NextResponder>,
+    /// `Some` when `[metrics]` changed: the new endpoint, if any.
+    metrics: Option<Option<MetricsServer>>,
+    /// A TCP listener bound for a transport that now listens on TCP.
+    tcp_listener: Option<std::net::TcpListener>,
+}
+
+/// The responder a reload puts in place.
+struct NextResponder {
+    /// Built from the running leases as they were when the reload started
+    /// (or from the lease file, when DHCP starts); rebuilt from the leases
+    /// of the moment under the lock when DHCP was running.
+    built: Option<Responder>,
+    settings: Option<(Option<ArpSettings>, Option<DhcpSettings>)>,
+    lease_file: Option<PathBuf>,
+    /// A store for a new lease file, opened on `built`'s leases.
+    store: Option<(LeaseStore, LeaseDb)>,
+}
+
+/// What a reload replaced, to flush and close after the lock is released.
+pub(super) struct Replaced {
+    store: LeaseStore,
+    lease_changes: Vec<LeaseChange>,
+    /// The metrics endpoint a new one replaced.
+    metrics: Option<MetricsServer>,
+}
+
+/// Checks and readies `plan` against the running link, without the lock.
+fn prepare(plan: Plan, running: &Running) -> Result<Ready, ReloadError> {
+    let path = plan.config.path.clone();
+    let responder = if plan.responder {
+        Some(next_responder(&plan.config, running)?)
+    } else {
+        None
+    };
+    let metrics = if plan.metrics {
+        Some(match &plan.config.metrics {
+            Some(m) => Some(
+                MetricsServer::start(m.listen, running.to_worker.clone(), running.waker.clone())
+                    .map_err(|e| ReloadError::apply(&path, "metrics", Chain(&e).to_string()))?,
+            ),
+            None => None,
+        })
+    } else {
+        None
+    };
+    let listen = running.listen;
+    let tcp_listener = if plan.transport
+        && plan.config.tunnel.transport.listens_on_tcp()
+        && running.tcp_listening != Some(listen)
+    {
+        Some(bind_listener(listen).map_err(|e| {
+            ReloadError::apply(
+                &path,
+                "tunnel",
+                format!("cannot listen on TCP {listen}: {e}"),
+            )
+        })?)
+    } else {
+        None
+    };
+    Ok(Ready {
+        plan,
+        responder,
+        metrics,
+        tcp_listener,
+    })
+}
+
+/// The responder for `cfg`, carrying over the running one's leases where
+/// they still fit, and its lease file; `None` without `[arp]` and
+/// `[dhcp]`. A new lease file is written, and its store opened, before
+/// anything changes, so the leases are never only in memory.
+fn next_responder(cfg: &Config, running: &Running) -> Result<NextResponder, ReloadError> {
+    let lease_file = cfg.dhcp.as_ref().map(|d| d.lease_file.clone());
+    let Some((arp, dhcp)) = cfg.responder_settings(running.tap_mac) else {
+        return Ok(NextResponder {
+            built: None,
+            settings: None,
+            lease_file: None,
+            store: None,
+        });
+    };
+    let section = if cfg.dhcp != running.config.dhcp {
+        "dhcp"
+    } else {
+        "arp"
+    };
+    let refuse = |m: String| ReloadError::apply(&cfg.path, section, m);
+    // The running lease table when DHCP keeps running; the lease file,
+    // as at start-up, when it starts.
+    let leases = match (&running.leases, &lease_file) {
+        (Some(db), _) => db.clone(),
+        (None, Some(f)) => crate::leases::load(f).map_err(|e| refuse(Chain(&e).to_string()))?,
+        (None, None) => LeaseDb::default(),
+    };
+    let built =
+        Responder::new(arp.clone(), dhcp.clone(), leases).map_err(|e| refuse(e.to_string()))?;
+    let mut store = None;
+    if let Some(file) = &lease_file
+        && running.lease_file.as_ref() != Some(file)
+    {
+        if let Some(bytes) = built.lease_snapshot() {
+            crate::leases::write_lease_file_atomic(file, &bytes)
+                .map_err(|e| refuse(Chain(&e).to_string()))?;
+        }
+        let db = built.lease_db();
+        match LeaseStore::open(Some(file), db.clone(), running.waker.clone()) {
+            Ok(s) => store = Some((s, db)),
+            // As at start-up: the link runs on, its leases in memory only.
+            Err(e) => tracing::error!("{}; leases are not persisted", Chain(&e)),
+        }
+    }
+    Ok(NextResponder {
+        built: Some(built),
+        settings: Some((arp, dhcp)),
+        lease_file,
+        store,
+    })
+}
+
+impl Worker {
+    /// Puts a readied reload in place, under the lock; nothing here fails,
+    /// reads or writes a file, or waits. Returns the change lines and what
+    /// was replaced.
     fn apply(
         &mut self,
-        plan: Plan,
+        ready: Ready,
         now: Instant,
         logged: &mut Vec<PeerStats>,
-        tap: &TapQueue,
-    ) -> Result<Vec<String>, ReloadError> {
-        let path = plan.config.path.clone();
-        // 1. Fallible preparation; nothing running is touched.
-        let responder = if plan.responder {
-            Some(self.next_responder(&plan.config)?)
-        } else {
-            None
-        };
-        let metrics = if plan.metrics {
-            Some(match &plan.config.metrics {
-                Some(m) => Some(
-                    MetricsServer::start(m.listen, self.to_worker.clone(), self.waker.clone())
-                        .map_err(|e| ReloadError::apply(&path, "metrics", Chain(&e).to_string()))?,
-                ),
-                None => None,
-            })
-        } else {
-            None
-        };
-        let t = &plan.config.tunnel;
-        if plan.transport && t.transport.listens_on_tcp() {
-            // The last fallible step: nothing is changed if it fails.
-            let listen = self.info.listen;
-            self.tcp.listen(listen, true).map_err(|e| {
-                ReloadError::apply(
-                    &path,
-                    "tunnel",
-                    format!("cannot listen on TCP {listen}: {e}"),
-                )
-            })?;
-        }
-        // 2. Apply; nothing below fails.
+    ) -> (Vec<String>, Replaced) {
+        let Ready {
+            plan,
+            responder,
+            metrics,
+            tcp_listener,
+        } = ready;
         for change in plan.peers {
             match change {
                 PeerChange::Removed { name } => {
@@ -258,6 +417,12 @@ impl Worker {
         self.bridge.set_peer_count(self.tunnel.peer_count());
         if plan.transport {
             self.tunnel.set_transport(t.transport.into(), now);
+            if let Some(l) = tcp_listener
+                && let Err(e) = self.tcp.install_listener(l)
+            {
+                // Only epoll_ctl on a fresh descriptor can fail here.
+                tracing::error!("cannot watch the TCP listener on {}: {e}", self.info.listen);
+            }
             if !t.transport.listens_on_tcp() {
                 self.tcp.close_all();
                 let _ = self.tcp.listen(self.info.listen, false);
@@ -266,72 +431,61 @@ impl Worker {
         if plan.guard {
             self.bridge.reconfigure_guard(&plan.config.guard, now);
         }
-        if let Some((mut next, lease_file)) = responder {
-            // Leases as they are now stay on disk whatever happens next.
-            self.flush_leases(tap);
-            if let (Some(n), Some(old)) = (next.as_mut(), self.bridge.replace_responder(None)) {
-                n.take_over(old);
-            }
-            self.bridge.replace_responder(next);
-            if self.lease_store.path() != lease_file.as_deref() {
-                self.lease_store.close();
-                let db = self
-                    .bridge
-                    .responder()
-                    .map(|r| r.lease_db())
-                    .unwrap_or_default();
-                let store =
-                    crate::leases::LeaseStore::open(lease_file.as_deref(), db, self.waker.clone());
-                self.lease_store = store.unwrap_or_else(|e| {
-                    tracing::error!("{}; leases are not persisted", Chain(&e));
-                    Default::default()
-                });
-            }
-            self.lease_file = lease_file;
+        let mut replaced = Replaced {
+            store: LeaseStore::default(),
+            lease_changes: Vec::new(),
+            metrics: None,
+        };
+        if let Some(next) = responder {
+            self.swap_responder(next, &mut replaced);
         }
         if let Some(m) = metrics {
-            // The old endpoint closes as the new one takes over.
-            self.metrics = m;
+            // The old endpoint closes (its thread is joined) after the lock.
+            replaced.metrics = std::mem::replace(&mut self.metrics, m);
         }
         self.config = plan.config;
         self.keys = plan.keys;
-        Ok(plan.lines)
+        (plan.lines, replaced)
     }
 
-    /// The responder for `cfg`, carrying over the running one's leases and
-    /// state where they still fit, and its lease file; `None` without
-    /// `[arp]` and `[dhcp]`. A new lease file is written before anything
-    /// changes, so the leases are never only in memory.
-    fn next_responder(
-        &self,
-        cfg: &crate::config::Config,
-    ) -> Result<(Option<Responder>, Option<PathBuf>), ReloadError> {
-        let lease_file = cfg.dhcp.as_ref().map(|d| d.lease_file.clone());
-        let Some((arp, dhcp)) = cfg.responder_settings(self.info.interface.mac) else {
-            return Ok((None, None));
+    /// Replaces the responder (and, with a new lease file, the lease store).
+    fn swap_responder(&mut self, next: NextResponder, replaced: &mut Replaced) {
+        // The old responder's lease changes go to the store that has its
+        // file; they become durable there, as any batch does.
+        self.bridge.take_lease_changes(&mut self.lease_changes);
+        self.lease_store.commit(&mut self.lease_changes);
+        let NextResponder {
+            built,
+            settings,
+            lease_file,
+            store,
+        } = next;
+        let old = self.bridge.replace_responder(None);
+        // With DHCP running, leases granted since `built` was made are in
+        // the running table: build again from it (no I/O; the settings
+        // were accepted with the same checks).
+        let rebuilt = match (&old, settings) {
+            (Some(r), Some((arp, dhcp))) if self.config.dhcp.is_some() => {
+                Responder::new(arp, dhcp, r.lease_db()).ok()
+            }
+            _ => None,
         };
-        let section = if cfg.dhcp != self.config.dhcp {
-            "dhcp"
-        } else {
-            "arp"
-        };
-        let refuse = |m: String| ReloadError::apply(&cfg.path, section, m);
-        // The running lease table when DHCP keeps running; the lease file,
-        // as at start-up, when it starts.
-        let running_dhcp = self.config.dhcp.is_some();
-        let leases = match (self.bridge.responder(), &lease_file) {
-            (Some(r), _) if running_dhcp => r.lease_db(),
-            (_, Some(f)) => crate::leases::load(f).map_err(|e| refuse(Chain(&e).to_string()))?,
-            _ => Default::default(),
-        };
-        let next = Responder::new(arp, dhcp, leases).map_err(|e| refuse(e.to_string()))?;
-        if let (Some(file), Some(bytes)) = (&lease_file, next.lease_snapshot())
-            && self.lease_file.as_ref() != Some(file)
-        {
-            crate::leases::write_lease_file_atomic(file, &bytes)
-                .map_err(|e| refuse(Chain(&e).to_string()))?;
+        let mut next = rebuilt.or(built);
+        if let (Some(n), Some(old)) = (next.as_mut(), old) {
+            n.take_over(old);
         }
-        Ok((Some(next), lease_file))
+        if let Some((mut store, opened_with)) = store {
+            // The store was opened on the leases of before; catch it up.
+            let now_db = next.as_ref().map(Responder::lease_db).unwrap_or_default();
+            opened_with.changes_to(&now_db, &mut self.lease_changes);
+            store.commit(&mut self.lease_changes);
+            replaced.store = std::mem::replace(&mut self.lease_store, store);
+        } else if self.lease_store.path() != lease_file.as_deref() {
+            // DHCP stopped, or its store could not be opened.
+            replaced.store = std::mem::take(&mut self.lease_store);
+        }
+        self.bridge.replace_responder(next);
+        self.lease_file = lease_file;
     }
 
     /// Tells systemd how many peers are up (on peer events, not per frame).

@@ -2,6 +2,10 @@
 //! into and sends from (allocated once), the frames it stages for the TAP
 //! while another worker holds the core, and its error counts.
 
+use std::os::fd::AsFd;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
 use super::super::tap::TapQueue;
 use super::super::udp::{RecvBatch, SendBatch, UdpSocket};
 use super::{BATCH, FRAME_BUF, TAP_READS};
@@ -62,6 +66,15 @@ impl Lane {
                 ends: Vec::with_capacity(STAGED_FRAMES),
             }),
         }
+    }
+
+    /// Waits up to `ms` milliseconds for the UDP socket to take more, then
+    /// sends what the batch holds (called without the core's lock).
+    pub(super) fn wait_writable(&mut self, ms: u8) {
+        let mut fds = [PollFd::new(self.udp.as_fd(), PollFlags::POLLOUT)];
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+        let r = self.udp.send_batch(&mut self.b.out.batch);
+        self.io.udp_send_errors += r.dropped as u64;
     }
 
     /// Writes the staged frames to the TAP.

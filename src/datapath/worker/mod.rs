@@ -61,6 +61,12 @@ pub const BATCH: usize = 64;
 const FRAME_BUF: usize = 65536 + 256;
 /// TAP frames read before the core's lock is taken to handle them.
 const TAP_READS: usize = 16;
+/// Send slots a TAP frame may need: a 64 KiB GSO batch cut into segments
+/// for a small path MTU. A frame is taken under the lock only when its lane's
+/// send batch has this much room (see [`drain_tap`]).
+const FRAME_DATAGRAMS: usize = 64;
+/// How long a lane waits, off the lock, for its full socket to take more.
+const SEND_WAIT_MS: u8 = 20;
 
 /// Why the worker returned.
 pub enum Exit {
@@ -410,13 +416,28 @@ fn drain_tap(core: &Mutex<Worker>, lane: &mut Lane, first: bool, now: Instant, w
         if count == 0 {
             return;
         }
-        let mut w = lock(core);
-        w.tunnel.set_wall_clock(now, wall);
-        let answered = w.take_frames(lane, count, now, wall);
-        if !first {
-            w.hand_over(&mut lane.io, answered);
+        let (mut taken, mut room) = (0, FRAME_DATAGRAMS);
+        loop {
+            let mut w = lock(core);
+            w.tunnel.set_wall_clock(now, wall);
+            let answered;
+            (answered, taken) = w.take_frames(lane, taken..count, room, now, wall);
+            if !first {
+                w.hand_over(&mut lane.io, answered);
+            }
+            drop(w);
+            if taken == count {
+                break;
+            }
+            // The socket is full: wait for room without the lock, so the
+            // other workers keep forwarding meanwhile. Once: if the socket
+            // is still full, the rest is taken and what does not fit is
+            // dropped (counted), as before this wait.
+            lane.wait_writable(SEND_WAIT_MS);
+            if lane.b.out.batch.free() < FRAME_DATAGRAMS {
+                room = 0;
+            }
         }
-        drop(w);
         if count < TAP_READS {
             return;
         }
@@ -535,20 +556,32 @@ impl Worker {
 
     /// Hands the first `count` frames read from `lane`'s TAP queue to the
     /// bridge. Returns whether the responder answered or took any of them.
+    /// Hands the frames `range` of `lane`'s read buffers to the bridge,
+    /// while its send batch has `room` free slots before each (a
+    /// non-blocking send makes room). Whether the responder answered or took
+    /// one, and the index of the first frame not taken.
     fn take_frames(
         &mut self,
         lane: &mut Lane,
-        count: usize,
+        range: std::ops::Range<usize>,
+        room: usize,
         now: Instant,
         wall: SystemTime,
-    ) -> bool {
+    ) -> (bool, usize) {
         let mut answered = false;
-        for i in 0..count {
+        for i in range.clone() {
+            if lane.b.out.batch.free() < room {
+                let r = lane.udp.send_batch(&mut lane.b.out.batch);
+                lane.io.udp_send_errors += r.dropped as u64;
+                if lane.b.out.batch.free() < room {
+                    return (answered, i);
+                }
+            }
             let n = lane.b.lens[i];
             let mut out = out!(self, lane, now);
             let packet = &mut lane.b.frames[i][..n];
             answered |= self.bridge.from_tap(packet, now, wall, &mut out) == TapOutcome::Answered;
         }
-        answered
+        (answered, range.end)
     }
 }

@@ -5,10 +5,7 @@
 //! borrow the tunnel or a lane's receive buffers.
 
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::time::Instant;
-
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::super::tap::TapQueue;
 use super::super::tcp::Conns;
@@ -58,13 +55,11 @@ impl<'a> UdpTx<'a> {
 impl Transmit for UdpTx<'_> {
     fn buffer(&mut self) -> &mut [u8] {
         if self.batch.is_full() {
+            // Never a wait here, under the lock: a TAP frame is taken only
+            // with room for all its datagrams (the lane waits for room off
+            // the lock). What still finds the socket full (a hub's flood to
+            // many peers at once) is dropped and counted.
             self.flush();
-            if self.batch.is_full() {
-                // Socket buffer full: wait briefly for room rather than drop.
-                let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLOUT)];
-                let _ = poll(&mut fds, PollTimeout::from(20u8));
-                self.flush();
-            }
         }
         self.spilled = self.batch.is_full();
         if self.spilled {

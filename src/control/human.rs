@@ -75,57 +75,26 @@ pub fn status_table(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{DhcpPoolStatus, InterfaceStatus, LeaseEntry, PeerStatus};
-    use crate::mac::MacAddr;
-
-    fn status() -> Status {
-        Status {
-            name: "site-a".into(),
-            pid: 7,
-            uptime_secs: 77,
-            interface: InterfaceStatus {
-                name: "tb0".into(),
-                mtu: 1500,
-                mac: MacAddr([2, 0, 0, 0, 0, 1]),
-                addresses: vec!["198.19.0.1/24".into()],
-                bridge: Some("br-lan".into()),
-            },
-            listen: "0.0.0.0:51901".into(),
-            peers: vec![PeerStatus {
-                name: "b".into(),
-                endpoint: Some("198.18.0.2:51901".into()),
-                state: "up".into(),
-                last_handshake_secs: Some(3),
-                tx_frames: 1,
-                tx_bytes: 2,
-                rx_frames: 3,
-                rx_bytes: 4,
-                ..PeerStatus::default()
-            }],
-            counters: crate::control::counters::tests::distinct(),
-            leases: vec![LeaseEntry::default()],
-            dhcp: Some(DhcpPoolStatus {
-                pool_size: 100,
-                pool_in_use: 1,
-            }),
-            ..Status::default()
-        }
-    }
+    use crate::control::PeerStatus;
+    use crate::control::fixtures::status;
 
     /// What `bridge-ctl status` has printed since before the counter table.
     #[test]
     fn the_table_is_unchanged() {
+        let mut s = status();
+        s.interface.bridge = Some("br-lan".into());
         let want = "\
-link site-a  pid 7  up 77s  interface tb0 mtu 1500 mac 02:00:00:00:00:01 bridge br-lan
+link site-a  pid 42  up 77s  interface tb0 mtu 1500 mac 02:00:00:00:00:01 bridge br-lan
   addresses: 198.19.0.1/24
   listening on 0.0.0.0:51901
   PEER             ENDPOINT                     STATE       HANDSHAKE  TX FRAMES     TX BYTES  RX FRAMES     RX BYTES
-  b                198.18.0.2:51901             up             3s ago          1            2          3            4
-  dropped: auth 1000 replay 1001 malformed 1002   local answers: arp 1003 dhcp 1004   fragmented 1005 reassembled 1006
-  DHCP pool: 1 of 100 addresses in use
-  1 DHCP lease(s); see `bridge-ctl leases site-a`
+  b                198.18.0.2:51901             up             3s ago        102          104        103          105
+  c                198.18.0.2:51901             connecting      never        202          204        203          205
+  dropped: auth 11 replay 12 malformed 13   local answers: arp 14 dhcp 15   fragmented 16 reassembled 17
+  DHCP pool: 2 of 100 addresses in use
+  2 DHCP lease(s); see `bridge-ctl leases site-a`
 ";
-        assert_eq!(status_table(&status()), want);
+        assert_eq!(status_table(&s), want);
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! keys are ignored).
 
 pub mod counters;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod human;
 pub mod server;
 pub mod status;

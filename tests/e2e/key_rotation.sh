@@ -59,24 +59,6 @@ e2e_wait_peer_up east west
 e2e_passed || e2e_fatal "the tunnel did not come up"
 e2e_wait "first ping east → west" 10 e2e_ping1 east 198.19.21.2
 
-handshakes() {
-    local a b
-    a=$(e2e_peer east west handshakes) && b=$(e2e_peer west east handshakes) &&
-        [[ "$a" =~ ^[0-9]+$ && "$b" =~ ^[0-9]+$ ]] && printf '%s\n' "$((a + b))"
-}
-# renewed_since N: east and west completed more handshakes than N (both status
-# calls answer).
-# shellcheck disable=SC2317 # called through e2e_wait
-renewed_since() {
-    local n
-    n=$(handshakes) && [[ "$1" =~ ^[0-9]+$ ]] && ((n > $1))
-}
-# counter_above SITE KEY N: SITE's counter KEY is above N (the status call answers).
-# shellcheck disable=SC2317 # called through e2e_wait
-counter_above() {
-    local v
-    v=$(e2e_counter "$1" "$2") && [[ "$v" =~ ^[0-9]+$ && "$3" =~ ^[0-9]+$ ]] && ((v > $3))
-}
 
 # The ping runs through all four steps (each at most STEP_SECS) and a little beyond;
 # "ping still running" below checks that it did.
@@ -98,8 +80,8 @@ step() {
     e2e_check_exit "reload $site: $desc (exit 0)" 0 \
         e2e_ctl "$site" 20 reload "$site" --config "$(e2e_conf "$site")"
     e2e_match "reload $site names the changed peer" '^peer (east|west): keys changed' "$E2E_STDOUT"
-    hs0=$(handshakes) || hs0=x
-    e2e_wait "sessions were renewed after: $desc (handshakes > $hs0)" "$STEP_SECS" renewed_since "$hs0"
+    hs0=$(e2e_handshakes east west) || hs0=x
+    e2e_wait "sessions were renewed after: $desc (handshakes > $hs0)" "$STEP_SECS" e2e_renewed_since east west "$hs0"
 }
 
 step east "new key first, old second" "$NEW" "$OLD"
@@ -122,7 +104,7 @@ e2e_check_down "link down west" west
 keyfile west "$OLD"
 e2e_check_up "west comes up again with only the old key" west
 e2e_wait "east refuses the old key's handshakes (rx_auth_failed > $refused0)" 10 \
-    counter_above east rx_auth_failed "$refused0"
+    e2e_counter_above east rx_auth_failed "$refused0"
 e2e_check "west holding the old key has no session (and west's status answers)" \
     e2e_peer_not_up west east
 e2e_check_down "link down west" west

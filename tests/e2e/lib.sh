@@ -617,6 +617,30 @@ e2e_peer_not_up() {
     [[ "$state" != up ]]
 }
 
+# e2e_handshakes A B: the handshakes A counts with B plus those B counts with A
+# (fails unless both status calls answer with a number).
+e2e_handshakes() {
+    local x y
+    x=$(e2e_peer "$1" "$2" handshakes) && y=$(e2e_peer "$2" "$1" handshakes) &&
+        [[ "$x" =~ ^[0-9]+$ && "$y" =~ ^[0-9]+$ ]] && printf '%s\n' "$((x + y))"
+}
+
+# e2e_renewed_since A B N: A and B completed more handshakes than N between
+# them (see e2e_handshakes), for e2e_wait.
+# shellcheck disable=SC2317 # called through e2e_wait
+e2e_renewed_since() {
+    local n
+    n=$(e2e_handshakes "$1" "$2") && [[ "$3" =~ ^[0-9]+$ ]] && ((n > $3))
+}
+
+# e2e_counter_above SITE KEY N: SITE's counter KEY is above N (the status call
+# answers), for e2e_wait.
+# shellcheck disable=SC2317 # called through e2e_wait
+e2e_counter_above() {
+    local v
+    v=$(e2e_counter "$1" "$2") && [[ "$v" =~ ^[0-9]+$ && "$3" =~ ^[0-9]+$ ]] && ((v > $3))
+}
+
 # e2e_wait_peer_up SITE PEER [SECS]: checked wait for peers[PEER].state == "up".
 e2e_wait_peer_up() {
     e2e_wait "site $1 sees peer $2 up" "${3:-15}" _e2e_peer_is_up "$1" "$2"

@@ -76,23 +76,6 @@ e2e_wait_peer_up a b
 e2e_passed || e2e_fatal "the tunnel did not come up"
 e2e_wait "first ping a → b" 10 e2e_ping1 a 198.19.31.2
 
-handshakes() {
-    local x y
-    x=$(e2e_peer a b handshakes) && y=$(e2e_peer b a handshakes) &&
-        [[ "$x" =~ ^[0-9]+$ && "$y" =~ ^[0-9]+$ ]] && printf '%s\n' "$((x + y))"
-}
-# renewed_since N: a and b completed more handshakes than N (both status calls answer).
-# shellcheck disable=SC2317 # called through e2e_wait
-renewed_since() {
-    local n
-    n=$(handshakes) && [[ "$1" =~ ^[0-9]+$ ]] && ((n > $1))
-}
-# counter_above SITE KEY N: SITE's counter KEY is above N.
-# shellcheck disable=SC2317 # called through e2e_wait
-counter_above() {
-    local v
-    v=$(e2e_counter "$1" "$2") && [[ "$v" =~ ^[0-9]+$ && "$3" =~ ^[0-9]+$ ]] && ((v > $3))
-}
 # dhcp_client TAG: busybox udhcpc on a's TAP (the responder's own side) until it is
 # bound, at most about 10 s; its script records the lease's options, as
 # "ip=..|router=..|dns=..|domain=..", in $E2E_WORK/dhcp-TAG.lease (and changes no
@@ -143,12 +126,12 @@ sleep 1
 # 1. A third peer; a and b renew their session afterwards (b's settings did not
 #    change, so it keeps working through the reload and the next rekey).
 config_a --peer "b=198.18.31.2:$PORT" --peer "c=198.18.31.3:$PORT"
-hs0=$(handshakes) || hs0=x
+hs0=$(e2e_handshakes a b) || hs0=x
 reload_a "peer c added" '^peer c: added \(198\.18\.31\.3:51901, 1 key\)$'
 e2e_wait_peer_up a c 20
 e2e_wait "ping a → c through the added peer" 10 e2e_ping1 a 198.19.31.3
 e2e_wait "a and b renew their session after the reload (handshakes > $hs0)" "$RENEW_SECS" \
-    renewed_since "$hs0"
+    e2e_renewed_since a b "$hs0"
 
 # 2. DHCP options (domain, dns): a client sees the new values.
 DHCP_DOMAIN=after.example
@@ -170,8 +153,8 @@ else
     e2e_not_ok "b's daemon PID from status --json"
 fi
 # Counted once both ends hold the new key, so the renewal below is made with it.
-hs0=$(handshakes) || hs0=x
-e2e_wait "sessions are renewed with the new key (handshakes > $hs0)" "$RENEW_SECS" renewed_since "$hs0"
+hs0=$(e2e_handshakes a b) || hs0=x
+e2e_wait "sessions are renewed with the new key (handshakes > $hs0)" "$RENEW_SECS" e2e_renewed_since a b "$hs0"
 e2e_check "b is still running after SIGHUP" kill -0 "${pid_b:-0}"
 e2e_check "the ping a → b was still running after the three reloads" kill -0 "$PING_PID"
 
@@ -195,8 +178,8 @@ else
 fi
 # c's keepalives hit a session a forgot; once c gives up on it (three
 # keepalive intervals), its new handshakes match no key of a.
-e2e_wait "c's traffic is refused as an unknown session" 10 counter_above a rx_unknown_session "$unknown0"
-e2e_wait "c's new handshakes are refused" 20 counter_above a rx_auth_failed "$failed0"
+e2e_wait "c's traffic is refused as an unknown session" 10 e2e_counter_above a rx_unknown_session "$unknown0"
+e2e_wait "c's new handshakes are refused" 20 e2e_counter_above a rx_auth_failed "$failed0"
 e2e_check "c has no session with a (and c's status answers)" e2e_peer_not_up c a
 e2e_wait "ping a → b still works" 5 e2e_ping1 a 198.19.31.2
 

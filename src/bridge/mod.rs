@@ -103,10 +103,6 @@ pub struct BridgeCounters {
     pub rx_bad_vnet_hdr: u64,
 }
 
-/// Events kept for the caller; beyond this the oldest is dropped (the
-/// guard's counters still count every loop).
-const MAX_EVENTS: usize = 64;
-
 /// The layer-2 pipeline of one link.
 pub struct Bridge {
     switch: Switch,
@@ -123,7 +119,8 @@ pub struct Bridge {
     probe: Vec<u8>,
     /// Lease changes on their way to the sink.
     leases: Vec<LeaseChange>,
-    events: std::collections::VecDeque<LoopEvent>,
+    /// [`Guard::events_queued`] when the MAC table was last flushed for them.
+    events_seen: u64,
 }
 
 impl Bridge {
@@ -146,7 +143,7 @@ impl Bridge {
             reply: vec![0; vnet_hdr + crate::responder::REPLY_BUFFER_LEN],
             probe: vec![0; vnet_hdr + guard::PROBE_LEN],
             leases: Vec::with_capacity(16),
-            events: std::collections::VecDeque::with_capacity(MAX_EVENTS),
+            events_seen: 0,
         };
         bridge.set_peer_count(peers);
         bridge
@@ -349,13 +346,11 @@ impl Bridge {
                 out.to_peer(p, &self.probe);
             }
         }
-        while let Some(ev) = self.guard.poll_event() {
-            // Where a MAC was learned says nothing about where it is now.
+        if self.guard.events_queued() != self.events_seen {
+            // A loop started or ended: where a MAC was learned says nothing
+            // about where it is now.
+            self.events_seen = self.guard.events_queued();
             self.switch.flush();
-            if self.events.len() >= MAX_EVENTS {
-                self.events.pop_front();
-            }
-            self.events.push_back(ev);
         }
     }
 
@@ -363,7 +358,7 @@ impl Bridge {
     /// mode, for the Linux bridge to forget what it learned on the TAP's
     /// port (the bridge's own MAC table was flushed already).
     pub fn poll_event(&mut self) -> Option<LoopEvent> {
-        self.events.pop_front()
+        self.guard.poll_event()
     }
 
     /// Lease changes of frames that got no answer (a RELEASE, a DECLINE),

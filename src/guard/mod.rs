@@ -241,6 +241,8 @@ pub struct Guard {
     events: std::collections::VecDeque<LoopEvent>,
     /// When the oldest event in `events` happened: it is due at once.
     event_at: Option<Instant>,
+    /// Events ever queued (see [`Guard::events_queued`]).
+    events_queued: u64,
 }
 
 impl Guard {
@@ -269,6 +271,7 @@ impl Guard {
             probe,
             counters: GuardCounters::default(),
             events: std::collections::VecDeque::new(),
+            events_queued: 0,
             event_at: None,
         }
     }
@@ -506,7 +509,15 @@ impl Guard {
         ev
     }
 
+    /// How many events were ever queued: it grows with each new one, so a
+    /// caller that must act once per change (the bridge flushes its MAC
+    /// table) sees a change without taking the events.
+    pub fn events_queued(&self) -> u64 {
+        self.events_queued
+    }
+
     fn push_event(&mut self, ev: LoopEvent, now: Instant) {
+        self.events_queued += 1;
         self.event_at.get_or_insert(now);
         if self.events.len() >= MAX_EVENTS {
             self.events.pop_front();

@@ -2,8 +2,8 @@
 //! against a fake worker in a private network namespace.
 
 use super::*;
-use crate::control::counters::{COUNTERS, Metric};
 use crate::control::Response;
+use crate::control::counters::{COUNTERS, Metric};
 use proptest::prelude::*;
 
 use crate::control::fixtures::status;

@@ -1,21 +1,21 @@
 //! Turns a [`RawConfig`] into a [`Config`]: applies the defaults of SPEC §4
 //! and checks every rule, reporting the first violation with its position.
 
-use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawArp, RawConfig, RawControl, RawGuard, RawHooks, Str};
+use super::raw::{RawConfig, RawControl, RawGuard, RawHooks, Str};
 use super::span::line_col;
 use super::value::{self, ValueError};
 use super::{
-    ArpConfig, BpduPolicy, Config, ConfigError, ControlConfig, GuardConfig, HooksConfig,
-    MetricsConfig, Problem,
+    BpduPolicy, Config, ConfigError, ControlConfig, GuardConfig, HooksConfig, MetricsConfig,
+    Problem,
 };
 
+mod arp;
 mod dhcp;
 mod interface;
 mod tunnel;
@@ -235,35 +235,6 @@ impl Cx<'_> {
             };
         }
         Ok(g)
-    }
-
-    fn arp(&self, raw: &RawArp) -> Result<ArpConfig> {
-        let mut respond: Vec<Ipv4Addr> = Vec::with_capacity(raw.respond.len());
-        for r in &raw.respond {
-            let ip = self.conv(r, "arp.respond", value::ipv4)?;
-            if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
-                return Err(self.err(
-                    &r.span(),
-                    "arp.respond",
-                    format!("{ip} is not a host address"),
-                ));
-            }
-            if respond.contains(&ip) {
-                return Err(self.err(&r.span(), "arp.respond", format!("{ip} is listed twice")));
-            }
-            respond.push(ip);
-        }
-        Ok(ArpConfig {
-            respond,
-            mac: self.opt(&raw.mac, "arp.mac", value::unicast_mac)?,
-            suppress: raw.suppress.unwrap_or(true),
-            binding_timeout: self.duration(
-                &raw.binding_timeout,
-                "arp.binding_timeout",
-                Duration::from_secs(300),
-            )?,
-            suppress_nd: raw.suppress_nd.as_ref().is_some_and(|v| *v.get_ref()),
-        })
     }
 
     fn hooks(&self, raw: &RawHooks) -> Result<HooksConfig> {

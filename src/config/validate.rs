@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawControl, RawHooks, Str};
+use super::raw::{RawConfig, Str};
 use super::span::line_col;
 use super::value::{self, ValueError};
-use super::{Config, ConfigError, ControlConfig, HooksConfig, MetricsConfig, Problem};
+use super::{Config, ConfigError, HooksConfig, MetricsConfig, Problem};
 
 mod arp;
+mod control;
 mod dhcp;
 mod guard;
+mod hooks;
 mod interface;
 mod tunnel;
 
@@ -197,68 +199,6 @@ impl Cx<'_> {
             control,
             metrics,
             guard,
-        })
-    }
-
-    fn hooks(&self, raw: &RawHooks) -> Result<HooksConfig> {
-        let up = raw
-            .up
-            .iter()
-            .map(|h| self.path(h, "hooks.up"))
-            .collect::<Result<_>>()?;
-        let down = raw
-            .down
-            .iter()
-            .map(|h| self.path(h, "hooks.down"))
-            .collect::<Result<_>>()?;
-        let peer_up = raw
-            .peer_up
-            .iter()
-            .map(|h| self.path(h, "hooks.peer_up"))
-            .collect::<Result<_>>()?;
-        let peer_down = raw
-            .peer_down
-            .iter()
-            .map(|h| self.path(h, "hooks.peer_down"))
-            .collect::<Result<_>>()?;
-        Ok(HooksConfig {
-            up,
-            down,
-            peer_up,
-            peer_down,
-        })
-    }
-
-    fn control(&self, link: &str, raw: Option<&RawControl>) -> Result<ControlConfig> {
-        let socket = match raw.and_then(|c| c.socket.as_ref()) {
-            Some(s) => {
-                let path = self.path(s, "control.socket")?;
-                // sockaddr_un.sun_path holds 108 bytes including the NUL.
-                if path.as_os_str().len() > 107 {
-                    return Err(self.err(
-                        &s.span(),
-                        "control.socket",
-                        "the path is longer than the 107 bytes a Unix socket address can hold",
-                    ));
-                }
-                path
-            }
-            None => PathBuf::from(format!("/run/tapbridge/{link}.sock")),
-        };
-        let group = self.opt(
-            &raw.and_then(|c| c.group.clone()),
-            "control.group",
-            value::group_name,
-        )?;
-        let admin_group = self.opt(
-            &raw.and_then(|c| c.admin_group.clone()),
-            "control.admin_group",
-            value::group_name,
-        )?;
-        Ok(ControlConfig {
-            socket,
-            group,
-            admin_group,
         })
     }
 }

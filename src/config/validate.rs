@@ -1,5 +1,11 @@
 //! Turns a [`RawConfig`] into a [`Config`]: applies the defaults of SPEC §4
 //! and checks every rule, reporting the first violation with its position.
+//!
+//! This file holds what all sections share: `Cx`, which turns a value's span
+//! into the line and column of its error, with its helpers for required keys,
+//! MTUs, durations and paths; and `Cx::config`, which validates the sections
+//! in order. Each section's checks are in the submodule named after it, except
+//! `[metrics]`, whose one key is checked in `Cx::config`.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

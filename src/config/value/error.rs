@@ -6,7 +6,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{MAX_HOST_NAME, MAX_IFNAME, MAX_LABEL, MAX_LINK_NAME, MAX_SITE_NAME};
+use super::addr::{MAX_HOST_NAME, MAX_LABEL};
+use super::{MAX_IFNAME, MAX_LINK_NAME, MAX_SITE_NAME};
 use crate::config::IpCidr;
 
 /// How to write an endpoint, appended to the messages about a malformed one.

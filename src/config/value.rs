@@ -1,9 +1,11 @@
-//! Parsers for the string-typed values of the config file: durations, MAC
-//! addresses, CIDR prefixes, routes, DHCP pools, socket addresses and names.
+//! Parsers for the string-typed values of the config file. Each parser is
+//! pure and returns the value or a [`ValueError`], whose message completes
+//! the sentence `FILE:LINE:COL: KEY: <message>`; they never panic.
 //!
-//! Each parser is pure and returns the value or a [`ValueError`], whose
-//! message completes the sentence `FILE:LINE:COL: KEY: <message>`; they never
-//! panic.
+//! This file holds the parsers for durations, MAC addresses, names (of
+//! interfaces, links, peers, groups and DNS domains) and DHCP option data.
+//! Those for addresses (IPv4, prefixes, routes, pools, socket addresses and
+//! endpoints) are in the `addr` submodule, the error types in `error`.
 
 use std::time::Duration;
 

@@ -21,8 +21,9 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
 /// Linux `IFNAMSIZ - 1`.
 pub(super) const MAX_IFNAME: usize = 15;
-/// Longest link or peer name: the handshake carries 31 bytes of it, and a
-/// peer must be named exactly as the other site names its link.
+/// Longest peer name: the handshake carries 31 bytes of it, and a peer must
+/// be named exactly as the other site names its link. (Link names themselves
+/// stop at [`MAX_LINK_NAME`].)
 pub(super) const MAX_SITE_NAME: usize = 31;
 
 /// Parses `"90s"`, `"12h"`, `"500ms"`, `"1d"`, `"1h30m"`.
@@ -179,7 +180,8 @@ pub(super) fn peer_name(name: &str) -> Result<(), ValueError> {
     Ok(())
 }
 
-/// Checks a DNS domain name for DHCP option 15.
+/// Checks a DNS domain name for DHCP option 15 (`dhcp.domain`) or 119 (each
+/// `dhcp.search` entry).
 pub(super) fn domain(name: &str) -> Result<(), ValueError> {
     let bad = || ValueError::NotADomain {
         name: name.to_owned(),

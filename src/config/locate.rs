@@ -3,7 +3,7 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::validate::line_col;
+use super::span::line_col;
 
 /// Where a setting is in a config file's `text`: `section`, optionally the
 /// `peer`-th entry of an array of tables (`[[peer]]`), then `key`. Falls back

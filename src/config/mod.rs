@@ -20,6 +20,7 @@ mod preflight;
 mod psk;
 mod raw;
 mod settings;
+mod span;
 mod validate;
 mod value;
 
@@ -472,7 +473,7 @@ impl Config {
     pub fn error_at(&self, key: &str, index: usize, problem: impl Into<Problem>) -> ConfigError {
         let (line, column) = std::fs::read_to_string(&self.path)
             .ok()
-            .and_then(|text| validate::position(&text, key, index))
+            .and_then(|text| span::position(&text, key, index))
             .unwrap_or((1, 1));
         ConfigError::Invalid {
             file: self.path.clone(),

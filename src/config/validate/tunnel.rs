@@ -1,0 +1,210 @@
+//! `[tunnel]` and `[[peer]]`: where the tunnel listens and over what transport,
+//! its WAN MTU, timers and worker count, the key files, and each peer's name
+//! and endpoints. Peers are checked here with the tunnel because a peer without
+//! a key file of its own uses the tunnel's.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::{Cx, Result};
+use crate::config::raw::{RawMtu, RawPeer, RawTunnel, Str};
+use crate::config::span::line_col;
+use crate::config::value;
+use crate::config::{
+    KeyFile, MAX_ENDPOINTS, MAX_WORKERS, PeerConfig, PeerEndpoint, Problem, Transport,
+    TunnelConfig, WanMtu,
+};
+
+impl Cx<'_> {
+    pub(super) fn tunnel(&self, raw: &RawTunnel, span: &Range<usize>) -> Result<TunnelConfig> {
+        let listen = match &raw.listen {
+            Some(l) => self.conv(l, "tunnel.listen", value::listen_addr)?,
+            None => ([0, 0, 0, 0], 51901).into(),
+        };
+        let psk_file = self.key_file(&raw.psk_file, "tunnel.psk_file")?;
+        let _ = span;
+        Ok(TunnelConfig {
+            transport: self.transport(&raw.transport)?,
+            listen,
+            psk_file,
+            wan_mtu: self.wan_mtu(&raw.wan_mtu)?,
+            keepalive: self.duration(
+                &raw.keepalive,
+                "tunnel.keepalive",
+                Duration::from_secs(10),
+            )?,
+            rekey_after: self.duration(
+                &raw.rekey_after,
+                "tunnel.rekey_after",
+                Duration::from_secs(120),
+            )?,
+            hub: raw.hub.unwrap_or(false),
+            workers: match &raw.workers {
+                None => 1,
+                Some(v) => {
+                    let n = *v.get_ref();
+                    usize::try_from(n)
+                        .ok()
+                        .filter(|n| (1..=MAX_WORKERS).contains(n))
+                        .ok_or_else(|| {
+                            self.err(
+                                &v.span(),
+                                "tunnel.workers",
+                                format!("{n} is outside the allowed range 1..={}", MAX_WORKERS),
+                            )
+                        })?
+                }
+            },
+        })
+    }
+
+    /// `tunnel.transport`: `"udp"` (the default), `"tcp"` or `"auto"`.
+    fn transport(&self, v: &Option<Str>) -> Result<Transport> {
+        let key = "tunnel.transport";
+        match v.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "udp")) => Ok(Transport::Udp),
+            Some((_, "tcp")) => Ok(Transport::Tcp),
+            Some((_, "auto")) => Ok(Transport::Auto),
+            Some((v, t)) => Err(self.err(
+                &v.span(),
+                key,
+                format!("{t:?} is none of \"udp\", \"tcp\", \"auto\""),
+            )),
+        }
+    }
+
+    /// `tunnel.wan_mtu`: `"auto"` (the default) or a number in range.
+    fn wan_mtu(&self, v: &Option<Spanned<RawMtu>>) -> Result<WanMtu> {
+        let key = "tunnel.wan_mtu";
+        let Some(v) = v else { return Ok(WanMtu::Auto) };
+        match v.get_ref() {
+            RawMtu::Word(w) if w == "auto" => Ok(WanMtu::Auto),
+            RawMtu::Word(w) => Err(self.err(
+                &v.span(),
+                key,
+                format!("{w:?} is neither \"auto\" nor a number in 576..=9000"),
+            )),
+            RawMtu::Number(n) => {
+                let n = Spanned::new(v.span(), *n);
+                self.mtu(&Some(n), key, 0).map(WanMtu::Fixed)
+            }
+        }
+    }
+
+    /// An optional key file path, with where it is named.
+    fn key_file(&self, v: &Option<Str>, key: &'static str) -> Result<Option<KeyFile>> {
+        let Some(v) = v else { return Ok(None) };
+        let path = self.path(v, key)?;
+        let (line, column) = line_col(self.text, v.span().start);
+        Ok(Some(KeyFile {
+            path,
+            line,
+            column,
+            key,
+        }))
+    }
+
+    pub(super) fn peers(
+        &self,
+        link: &str,
+        tunnel: &TunnelConfig,
+        tunnel_span: &Range<usize>,
+        raw: Option<&Spanned<Vec<Spanned<RawPeer>>>>,
+    ) -> Result<Vec<PeerConfig>> {
+        let list = match raw {
+            Some(l) if !l.get_ref().is_empty() => l,
+            Some(l) => {
+                return Err(self.err(&l.span(), "peer", "at least one [[peer]] is required"));
+            }
+            None => return Err(self.at(0, "peer", "at least one [[peer]] is required")),
+        };
+        let mut peers: Vec<PeerConfig> = Vec::with_capacity(list.get_ref().len());
+        for p in list.get_ref() {
+            let raw = p.get_ref();
+            let name = self.required(&raw.name, &p.span(), "peer.name")?;
+            self.conv(name, "peer.name", value::peer_name)?;
+            if peers.iter().any(|q| q.name == *name.get_ref()) {
+                return Err(self.err(
+                    &name.span(),
+                    "peer.name",
+                    format!("peer name {:?} is used twice", name.get_ref()),
+                ));
+            }
+            if name.get_ref() == link {
+                return Err(self.err(
+                    &name.span(),
+                    "peer.name",
+                    format!(
+                        "{link:?} is this link's own name; a peer is named after the other site's link"
+                    ),
+                ));
+            }
+            let endpoints = match &raw.endpoint {
+                None => Vec::new(),
+                Some(v) => self.endpoints(v)?,
+            };
+            let psk_file = self.key_file(&raw.psk_file, "peer.psk_file")?;
+            if psk_file.is_none() && tunnel.psk_file.is_none() {
+                return Err(self.err(
+                    tunnel_span,
+                    "tunnel.psk_file",
+                    format!(
+                        "this required key is missing: peer {:?} has no psk_file of its own",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            peers.push(PeerConfig {
+                name: name.get_ref().clone(),
+                endpoints,
+                psk_file,
+            });
+        }
+        Ok(peers)
+    }
+
+    /// `peer.endpoint`: one address or name, or an array of 1 to
+    /// [`MAX_ENDPOINTS`] distinct ones in order of preference. Errors in an
+    /// element point at the value and say which element.
+    fn endpoints(&self, v: &Spanned<toml::Value>) -> Result<Vec<PeerEndpoint>> {
+        const KEY: &str = "peer.endpoint";
+        let err = |p: Problem| self.err(&v.span(), KEY, p);
+        let rule = |m: String| err(Problem::Rule(m));
+        let list = match v.get_ref() {
+            toml::Value::String(s) => {
+                return Ok(vec![value::endpoint(s).map_err(|e| err(e.into()))?]);
+            }
+            toml::Value::Array(list) => list,
+            other => {
+                return Err(rule(format!(
+                    "invalid type: {}, expected a string or an array of strings",
+                    other.type_str()
+                )));
+            }
+        };
+        if list.is_empty() || list.len() > MAX_ENDPOINTS {
+            return Err(rule(format!(
+                "an endpoint array lists 1 to {MAX_ENDPOINTS} addresses, not {}",
+                list.len()
+            )));
+        }
+        let mut out: Vec<PeerEndpoint> = Vec::with_capacity(list.len());
+        for (i, e) in list.iter().enumerate() {
+            let n = i + 1;
+            let Some(text) = e.as_str() else {
+                return Err(rule(format!(
+                    "element {n} ({}) is not a string like \"203.0.113.10:51901\"",
+                    e.type_str()
+                )));
+            };
+            let e = value::endpoint(text).map_err(|error| err(Problem::Element { n, error }))?;
+            if out.contains(&e) {
+                return Err(rule(format!("element {n}: {e} is listed twice")));
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+}

@@ -49,6 +49,7 @@ fn responder() -> Responder {
         binding_timeout: Duration::from_secs(300),
         suppress_nd: true,
     };
+    let dhcp = dhcp.check(&arp.respond).expect("valid DHCP settings");
     Responder::new(Some(arp), Some(dhcp), LeaseDb::default()).expect("valid settings")
 }
 

@@ -327,9 +327,13 @@ fn responder_with(arp: bool, dhcp: bool, conflict_check: bool) -> Responder {
         binding_timeout: Duration::from_secs(300),
         suppress_nd: false,
     });
-    let dhcp = dhcp.then(|| DhcpSettings {
-        conflict_check,
-        ..fixtures::dhcp_settings(RESPONDER_MAC)
+    let dhcp = dhcp.then(|| {
+        DhcpSettings {
+            conflict_check,
+            ..fixtures::dhcp_settings(RESPONDER_MAC)
+        }
+        .check(&[])
+        .expect("valid DHCP settings")
     });
     Responder::new(arp, dhcp, LeaseDb::default()).expect("valid settings")
 }

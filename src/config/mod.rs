@@ -36,6 +36,7 @@ pub use value::{HostNameError, ValueError};
 
 pub use crate::guard::{BpduPolicy, GuardConfig};
 use crate::mac::MacAddr;
+use crate::responder::DhcpPlan;
 
 /// `tunnel.transport`, as the operator wrote it (the data path maps it to the
 /// tunnel's `TransportMode`, so neither module imports the other).
@@ -340,46 +341,16 @@ impl KeyFile {
     }
 }
 
-/// `[dhcp]`: the local DHCP responder, present only when enabled.
-///
-/// Invariants: the pool, `server_address` and reservations lie inside
-/// `subnet` and avoid its network and broadcast addresses; `server_address`
-/// is outside the pool; reservation MACs and IPs are unique.
+/// `[dhcp]`: the local DHCP responder, present only when enabled: the
+/// responder's own settings, checked ([`DhcpPlan`]), and where its leases
+/// are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DhcpConfig {
-    /// The address the responder answers as (option 54).
-    pub server_address: Ipv4Addr,
-    /// First pool address.
-    pub pool_start: Ipv4Addr,
-    /// Last pool address (≥ `pool_start`).
-    pub pool_end: Ipv4Addr,
-    /// The subnet handed out (option 1 from its prefix).
-    pub subnet: Ipv4Net,
-    /// Option 3.
-    pub router: Option<Ipv4Addr>,
-    /// Option 6.
-    pub dns: Vec<Ipv4Addr>,
-    /// Option 15.
-    pub domain: Option<String>,
-    /// Option 51, at least one second and at most 365 days.
-    pub lease_time: Duration,
-    /// Option 121 classless static routes: (destination, gateway).
-    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
-    /// Option 26, if configured.
-    pub mtu: Option<u16>,
+    /// What the DHCP server is built from (its MAC is set when the TAP
+    /// exists: see [`Config::responder_settings`]).
+    pub plan: DhcpPlan,
     /// The lease database (default `/var/lib/tapbridge/NAME.leases`).
     pub lease_file: PathBuf,
-    /// Fixed addresses by MAC.
-    pub reservations: Vec<(MacAddr, Ipv4Addr)>,
-    /// Option 119: the domain search list.
-    pub search: Vec<String>,
-    /// Option 42: NTP servers.
-    pub ntp: Vec<Ipv4Addr>,
-    /// `[[dhcp.option]]`: other options passed through as is (code, data).
-    pub options: Vec<(u8, Vec<u8>)>,
-    /// Never offer an address seen in use by another MAC; probe before
-    /// offering (default true).
-    pub conflict_check: bool,
 }
 
 /// `[arp]`: the local ARP responder.

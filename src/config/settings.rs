@@ -1,10 +1,10 @@
 //! What the validated configuration hands the core modules that own their
-//! settings types (today the responder's `ArpSettings` and `DhcpSettings`):
+//! settings types (today the responder's `ArpSettings` and `DhcpPlan`):
 //! the config produces them here, so the shell (daemon, reload) asks the
 //! config instead of translating sections itself.
 
 use crate::mac::MacAddr;
-use crate::responder::{ArpSettings, DhcpSettings, derive_responder_mac};
+use crate::responder::{ArpSettings, DhcpPlan, derive_responder_mac};
 
 use super::Config;
 
@@ -14,7 +14,7 @@ impl Config {
     pub fn responder_settings(
         &self,
         tap_mac: MacAddr,
-    ) -> Option<(Option<ArpSettings>, Option<DhcpSettings>)> {
+    ) -> Option<(Option<ArpSettings>, Option<DhcpPlan>)> {
         if self.dhcp.is_none() && self.arp.is_none() {
             return None;
         }
@@ -30,28 +30,10 @@ impl Config {
             binding_timeout: a.binding_timeout,
             suppress_nd: a.suppress_nd,
         });
-        let dhcp = self.dhcp.as_ref().map(|d| DhcpSettings {
-            server_address: d.server_address,
-            server_mac: own_mac,
-            pool_start: d.pool_start,
-            pool_end: d.pool_end,
-            subnet_addr: d.subnet.addr,
-            prefix_len: d.subnet.prefix_len,
-            router: d.router,
-            dns: d.dns.clone(),
-            domain: d.domain.clone(),
-            lease_time: d.lease_time,
-            routes: d
-                .routes
-                .iter()
-                .map(|(n, via)| (n.addr, n.prefix_len, *via))
-                .collect(),
-            mtu: d.mtu,
-            reservations: d.reservations.clone(),
-            search: d.search.clone(),
-            ntp: d.ntp.clone(),
-            extra_options: d.options.clone(),
-            conflict_check: d.conflict_check,
+        let dhcp = self.dhcp.as_ref().map(|d| {
+            let mut plan = d.plan.clone();
+            plan.set_server_mac(own_mac);
+            plan
         });
         Some((arp, dhcp))
     }

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::error::Chain;
+use crate::responder::DhcpSettings;
 
 const FILE: &str = "/etc/tapbridge/site-a.toml";
 
@@ -162,32 +163,29 @@ fn spec_example_parses_to_expected_values() {
         addr: ip4("198.19.0.0"),
         prefix_len: 24,
     };
+    let d = c.dhcp.as_ref().expect("dhcp");
+    assert_eq!(d.lease_file, Path::new("/var/lib/tapbridge/site-a.leases"));
     assert_eq!(
-        c.dhcp,
-        Some(DhcpConfig {
+        d.plan.settings(),
+        &DhcpSettings {
             server_address: ip4("198.19.0.254"),
+            server_mac: MacAddr::ZERO,
             pool_start: ip4("198.19.0.100"),
             pool_end: ip4("198.19.0.199"),
-            subnet,
+            subnet_addr: subnet.addr,
+            prefix_len: subnet.prefix_len,
             router: Some(ip4("198.19.0.1")),
             dns: vec![ip4("198.19.0.1")],
             domain: Some("branch.example".into()),
             lease_time: Duration::from_secs(12 * 3600),
-            routes: vec![(
-                Ipv4Net {
-                    addr: ip4("198.19.64.0"),
-                    prefix_len: 18
-                },
-                ip4("198.19.0.1")
-            )],
+            routes: vec![(ip4("198.19.64.0"), 18, ip4("198.19.0.1"))],
             mtu: Some(1500),
-            lease_file: "/var/lib/tapbridge/site-a.leases".into(),
             reservations: vec![(MacAddr([2, 0, 0, 0, 0xaa, 1]), ip4("198.19.0.10"))],
             search: vec!["branch.example".into()],
             ntp: vec![ip4("198.19.0.1")],
-            options: vec![(252, b"http".to_vec())],
+            extra_options: vec![(252, b"http".to_vec())],
             conflict_check: true,
-        })
+        }
     );
     assert_eq!(subnet.netmask(), ip4("255.255.255.0"));
     assert_eq!(subnet.broadcast(), ip4("198.19.0.255"));
@@ -283,6 +281,8 @@ fn conflict_check_can_be_turned_off() {
             .expect("config")
             .dhcp
             .expect("dhcp")
+            .plan
+            .settings()
             .conflict_check
     );
     let on = dhcp("[dhcp]\n", "[dhcp]\nconflict_check = true\n");
@@ -291,6 +291,8 @@ fn conflict_check_can_be_turned_off() {
             .expect("config")
             .dhcp
             .expect("dhcp")
+            .plan
+            .settings()
             .conflict_check
     );
 }
@@ -301,10 +303,14 @@ fn section_defaults() {
         "[dhcp]\nserver_address = \"198.19.0.1\"\npool = \"198.19.0.100-198.19.0.199\"\nsubnet = \"198.19.0.0/24\"\n[arp]\n[metrics]\n",
     ))
     .expect("config");
-    let d = c.dhcp.expect("dhcp on");
+    let dhcp = c.dhcp.expect("dhcp on");
+    assert_eq!(
+        dhcp.lease_file,
+        Path::new("/var/lib/tapbridge/site-a.leases")
+    );
+    let d = dhcp.plan.settings();
     assert_eq!(d.lease_time, Duration::from_secs(12 * 3600));
-    assert_eq!(d.lease_file, Path::new("/var/lib/tapbridge/site-a.leases"));
-    assert_eq!((d.router, d.mtu, d.domain), (None, None, None));
+    assert_eq!((d.router, d.mtu, d.domain.as_deref()), (None, None, None));
     assert!(d.dns.is_empty() && d.routes.is_empty() && d.reservations.is_empty());
     assert!(
         d.conflict_check,
@@ -986,6 +992,8 @@ fn two_dhcp_reservations() {
             .expect("two reservations")
             .dhcp
             .expect("dhcp")
+            .plan
+            .settings()
             .reservations
             .len(),
         2

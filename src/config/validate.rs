@@ -169,15 +169,15 @@ impl Cx<'_> {
             None => return Err(self.at(0, "tunnel", "required section [tunnel] is missing")),
         };
         let peers = self.peers(name, &tunnel, &tunnel_span, raw.peer.as_ref())?;
-        let dhcp = match &raw.dhcp {
-            Some(d) => self.dhcp(name, &interface, d.get_ref(), &d.span())?,
-            None => None,
-        };
         let arp = raw
             .arp
             .as_ref()
             .map(|a| self.arp(a.get_ref()))
             .transpose()?;
+        let dhcp = match &raw.dhcp {
+            Some(d) => self.dhcp(name, &interface, arp.as_ref(), d.get_ref(), &d.span())?,
+            None => None,
+        };
         let hooks = match &raw.hooks {
             Some(h) => self.hooks(h.get_ref())?,
             None => HooksConfig::default(),

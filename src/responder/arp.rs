@@ -687,6 +687,7 @@ mod tests {
             binding_timeout: Duration::from_secs(300),
             suppress_nd: false,
         };
+        let dhcp = dhcp.check(&arp.respond).expect("valid DHCP settings");
         Responder::new(Some(arp), Some(dhcp), leases).expect("valid settings")
     }
 

@@ -34,25 +34,24 @@ use std::time::Instant;
 
 use smoltcp::wire::DhcpMessageType;
 
-use super::{DhcpSettings, LocalVerdict, ResponderCounters, ResponderError};
+use super::{LocalVerdict, ResponderCounters};
 use crate::leases::{LeaseDb, mac_key};
 use crate::mac::MacAddr;
 
 pub mod alloc;
-use alloc::{Allocator, ClientRef, Pool, SHORT_LEASE_SECS, prefix_mask};
+use alloc::{Allocator, ClientRef};
 pub mod conflict;
 mod message;
-use message::{BOOTP_FIXED_LEN, ClientMsg, DYNAMIC_OPTIONS_LEN, MAX_DHCP_LEN, parse_frame};
+use message::{ClientMsg, parse_frame};
 mod reply;
 pub use conflict::{
     CONFLICT_LOG_INTERVAL, ConflictLog, IN_USE_SECS, MAX_CANDIDATES, MAX_HELD, MAX_IN_USE,
     OwnFrame, PROBE_HOLD,
 };
 use conflict::{Checked, ConflictCheck};
-use reply::{Answer, config_options};
-
-/// Largest pool we scan for a free address.
-pub const MAX_POOL_SIZE: u32 = 65_536;
+use reply::Answer;
+mod settings;
+pub use settings::{DhcpPlan, DhcpSettings, DhcpSettingsError, MAX_POOL_SIZE};
 
 /// The DHCP half of the responder.
 #[derive(Debug)]
@@ -123,118 +122,26 @@ impl LogBudget {
 }
 
 impl DhcpServer {
-    /// Validate `settings` and take over `leases`.
-    /// `also_excluded` are further addresses in use on the link (the ARP
-    /// responder's) that must never be handed out.
-    pub fn new(
-        mut settings: DhcpSettings,
-        leases: LeaseDb,
-        also_excluded: &[Ipv4Addr],
-    ) -> Result<DhcpServer, ResponderError> {
-        let err = |m: String| Err(ResponderError::InvalidDhcp(m));
-        if settings.prefix_len > 30 {
-            return err(format!(
-                "subnet prefix /{} leaves no room for hosts (at most /30)",
-                settings.prefix_len
-            ));
-        }
-        let mask = prefix_mask(settings.prefix_len);
-        settings.subnet_addr = Ipv4Addr::from(u32::from(settings.subnet_addr) & mask);
-        let pool = Pool {
-            subnet: settings.subnet_addr,
-            prefix_len: settings.prefix_len,
-            start: settings.pool_start,
-            end: settings.pool_end,
-            server: settings.server_address,
-            reservations: settings.reservations.clone(),
-            excluded: settings
-                .router
-                .iter()
-                .chain(&settings.dns)
-                .chain(also_excluded)
-                .copied()
-                .collect(),
-        };
-        let subnet = format!("{}/{}", settings.subnet_addr, settings.prefix_len);
-        if !pool.is_host_in_subnet(settings.server_address) {
-            return err(format!(
-                "server_address {} is not a host address in subnet {subnet}",
-                settings.server_address
-            ));
-        }
-        if !settings.server_mac.is_unicast_host() {
-            return err(format!(
-                "server MAC {} is not a unicast address",
-                settings.server_mac
-            ));
-        }
-        let (start, end) = (u32::from(settings.pool_start), u32::from(settings.pool_end));
-        if start > end {
-            return err(format!(
-                "pool start {} is after pool end {}",
-                settings.pool_start, settings.pool_end
-            ));
-        }
-        if !pool.is_host_in_subnet(settings.pool_start)
-            || !pool.is_host_in_subnet(settings.pool_end)
-        {
-            return err(format!(
-                "pool {}-{} is not inside subnet {subnet}",
-                settings.pool_start, settings.pool_end
-            ));
-        }
-        if end - start >= MAX_POOL_SIZE {
-            return err(format!("pool is larger than {MAX_POOL_SIZE} addresses"));
-        }
-        if let Some(r) = settings.router
-            && !pool.is_host_in_subnet(r)
-        {
-            return err(format!(
-                "router {r} is not a host address in subnet {subnet}"
-            ));
-        }
-        for (i, (mac, ip)) in settings.reservations.iter().enumerate() {
-            if !pool.is_host_in_subnet(*ip)
-                || *ip == settings.server_address
-                || pool.excluded.contains(ip)
-            {
-                return err(format!(
-                    "reservation {ip} is not a usable host address in subnet {subnet}"
-                ));
-            }
-            if mac.is_group() {
-                return err(format!("reservation MAC {mac} is not unicast"));
-            }
-            if settings.reservations[..i]
-                .iter()
-                .any(|(m, a)| m == mac || a == ip)
-            {
-                return err(format!("reservation {mac} = {ip} repeats a MAC or address"));
-            }
-        }
-        let lease = settings.lease_time.as_secs();
-        if !(10..u64::from(u32::MAX)).contains(&lease) {
-            return err("lease_time must be between 10 seconds and 136 years".into());
-        }
-        let config_options = config_options(&settings, mask)?;
-        let config_len: usize = config_options.iter().map(|(_, d)| 2 + d.len()).sum();
-        if BOOTP_FIXED_LEN + DYNAMIC_OPTIONS_LEN + config_len > MAX_DHCP_LEN {
-            return err(format!(
-                "the configured options take {config_len} bytes; at most {} fit in a DHCP reply",
-                MAX_DHCP_LEN - BOOTP_FIXED_LEN - DYNAMIC_OPTIONS_LEN
-            ));
-        }
-        Ok(DhcpServer {
+    /// A server for checked settings, taking over `leases`.
+    pub fn new(plan: DhcpPlan, leases: LeaseDb) -> DhcpServer {
+        let DhcpPlan {
+            settings,
+            pool,
+            config_options,
+            lease_secs,
+            short_secs,
+        } = plan;
+        DhcpServer {
             alloc: Allocator::new(pool, leases),
             config_options,
-            lease_secs: lease as u32,
-            short_secs: lease.min(SHORT_LEASE_SECS) as u32,
+            lease_secs,
+            short_secs,
             exhausted_unreported: 0,
             exhausted_reported_at: None,
             conflict: settings.conflict_check.then(ConflictCheck::new),
             lease_log: LogBudget::default(),
             settings,
-        })
+        }
     }
 
     /// Conflicts to log now (see [`ConflictLog`]).

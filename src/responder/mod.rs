@@ -49,7 +49,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use dhcp::alloc::{LeaseInfo, PoolUsage};
 pub use dhcp::{ConflictLog, OwnFrame};
-pub use settings::{ArpSettings, DhcpSettings, ResponderError, derive_responder_mac};
+pub use dhcp::{DhcpPlan, DhcpSettings, DhcpSettingsError};
+pub use settings::{ArpSettings, ResponderError, derive_responder_mac};
 
 use crate::leases::{LeaseChange, LeaseDb};
 use crate::mac::MacAddr;
@@ -165,21 +166,17 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// Build a responder. `None` disables that half. `leases` is the database
-    /// read at start (by the shell, from the lease file); records the settings no longer
-    /// allow are dropped. Fails when the settings cannot work.
+    /// Build a responder. `None` disables that half; `dhcp` was checked
+    /// ([`DhcpSettings::check`]) with `arp.respond` among its excluded
+    /// addresses. `leases` is the database read at start (by the shell, from
+    /// the lease file); records the settings no longer allow are dropped.
+    /// Fails when the ARP settings cannot work.
     pub fn new(
         arp: Option<ArpSettings>,
-        dhcp: Option<DhcpSettings>,
+        dhcp: Option<DhcpPlan>,
         leases: LeaseDb,
     ) -> Result<Responder, ResponderError> {
-        let arp_addresses = arp
-            .as_ref()
-            .map(|a| a.respond.as_slice())
-            .unwrap_or_default();
-        let dhcp = dhcp
-            .map(|d| DhcpServer::new(d, leases, arp_addresses))
-            .transpose()?;
+        let dhcp = dhcp.map(|d| DhcpServer::new(d, leases));
         let server = dhcp
             .as_ref()
             .map(|d| (d.settings().server_address, d.settings().server_mac));

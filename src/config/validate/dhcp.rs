@@ -1,6 +1,7 @@
-//! `[dhcp]`: the local DHCP responder. The subnet, pool and server address are
-//! checked against each other and against the interface's own addresses, then
-//! the options handed out, `[[dhcp.reservation]]` and `[[dhcp.option]]`.
+//! `[dhcp]`: the local DHCP responder. Each value is parsed here and the
+//! section checked against the interface's addresses and MTU; how its values
+//! fit each other is the responder's rule ([`DhcpSettings::check`]), run
+//! once, here, and its complaint placed at the key it names.
 
 use std::net::Ipv4Addr;
 use std::ops::Range;
@@ -10,14 +11,21 @@ use std::time::Duration;
 use super::{Cx, Result};
 use crate::config::raw::{RawDhcp, RawDhcpOption, Str};
 use crate::config::value;
-use crate::config::{DhcpConfig, InterfaceConfig, Problem};
+use crate::config::{ArpConfig, DhcpConfig, InterfaceConfig, Problem};
 use crate::mac::MacAddr;
+use crate::responder::{DhcpSettings, DhcpSettingsError};
 
 impl Cx<'_> {
+    /// `[dhcp]`: each value parsed, the section checked against the
+    /// interface (its addresses and MTU), then against itself by the
+    /// responder's own rules ([`DhcpSettings::check`], with the `[arp]`
+    /// addresses, which are never handed out), whose complaint is placed at
+    /// the key it names.
     pub(super) fn dhcp(
         &self,
         link: &str,
         iface: &InterfaceConfig,
+        arp: Option<&ArpConfig>,
         raw: &RawDhcp,
         span: &Range<usize>,
     ) -> Result<Option<DhcpConfig>> {
@@ -26,43 +34,11 @@ impl Cx<'_> {
         }
         let subnet_v = self.required(&raw.subnet, span, "dhcp.subnet")?;
         let subnet = self.conv(subnet_v, "dhcp.subnet", value::ipv4_net)?;
-        if subnet.prefix_len > 30 {
-            return Err(self.err(
-                &subnet_v.span(),
-                "dhcp.subnet",
-                format!("{subnet} is too small for a DHCP pool; use a prefix of /30 or shorter"),
-            ));
-        }
-        let inside = |ip: Ipv4Addr, v: &Str, key: &str| -> Result<()> {
-            if !subnet.contains(ip) {
-                return Err(self.err(&v.span(), key, format!("{ip} is outside subnet {subnet}")));
-            }
-            if subnet.is_reserved(ip) {
-                return Err(self.err(
-                    &v.span(),
-                    key,
-                    format!("{ip} is the network or broadcast address of subnet {subnet}"),
-                ));
-            }
-            Ok(())
-        };
-
         let pool_v = self.required(&raw.pool, span, "dhcp.pool")?;
         let (pool_start, pool_end) = self.conv(pool_v, "dhcp.pool", value::pool)?;
-        inside(pool_start, pool_v, "dhcp.pool")?;
-        inside(pool_end, pool_v, "dhcp.pool")?;
         let in_pool = |ip: Ipv4Addr| pool_start <= ip && ip <= pool_end;
-
         let server_v = self.required(&raw.server_address, span, "dhcp.server_address")?;
         let server_address = self.conv(server_v, "dhcp.server_address", value::ipv4)?;
-        inside(server_address, server_v, "dhcp.server_address")?;
-        if in_pool(server_address) {
-            return Err(self.err(
-                &server_v.span(),
-                "dhcp.server_address",
-                format!("{server_address} is inside the pool {pool_start}-{pool_end}"),
-            ));
-        }
         // Addresses already in use on this segment: never hand them out.
         let own: Vec<Ipv4Addr> = iface
             .addresses
@@ -92,19 +68,7 @@ impl Cx<'_> {
                 ),
             ));
         }
-
         let router = self.opt(&raw.router, "dhcp.router", value::ipv4)?;
-        if let (Some(r), Some(v)) = (router, &raw.router) {
-            // Clients only use a router they can reach on the link.
-            inside(r, v, "dhcp.router")?;
-            if in_pool(r) {
-                return Err(self.err(
-                    &v.span(),
-                    "dhcp.router",
-                    format!("{r} is inside the pool {pool_start}-{pool_end}"),
-                ));
-            }
-        }
         let dns = raw
             .dns
             .iter()
@@ -122,15 +86,13 @@ impl Cx<'_> {
             "dhcp.lease_time",
             Duration::from_secs(12 * 3600),
         )?;
-        // The responder's minimum (durations stop at 365 days, well inside
-        // option 51's 32 bits of seconds).
-        if let (Some(v), true) = (&raw.lease_time, lease_time < Duration::from_secs(10)) {
-            return Err(self.err(&v.span(), "dhcp.lease_time", "must be at least 10s"));
-        }
         let routes = raw
             .routes
             .iter()
-            .map(|r| self.conv(r, "dhcp.routes", value::ipv4_route))
+            .map(|r| {
+                let (net, via) = self.conv(r, "dhcp.routes", value::ipv4_route)?;
+                Ok((net.addr, net.prefix_len, via))
+            })
             .collect::<Result<Vec<_>>>()?;
         let mtu = match &raw.mtu {
             Some(v) => {
@@ -150,45 +112,21 @@ impl Cx<'_> {
             Some(f) => self.path(f, "dhcp.lease_file")?,
             None => PathBuf::from(format!("/var/lib/tapbridge/{link}.leases")),
         };
-
         let mut reservations: Vec<(MacAddr, Ipv4Addr)> = Vec::with_capacity(raw.reservation.len());
         for r in &raw.reservation {
             let mac_v = self.required(&r.get_ref().mac, &r.span(), "dhcp.reservation.mac")?;
             let mac = self.conv(mac_v, "dhcp.reservation.mac", value::unicast_mac)?;
             let ip_v = self.required(&r.get_ref().ip, &r.span(), "dhcp.reservation.ip")?;
             let ip = self.conv(ip_v, "dhcp.reservation.ip", value::ipv4)?;
-            inside(ip, ip_v, "dhcp.reservation.ip")?;
-            if ip == server_address {
+            if own.contains(&ip) {
                 return Err(self.err(
                     &ip_v.span(),
                     "dhcp.reservation.ip",
-                    format!("{ip} is the server address"),
-                ));
-            }
-            if own.contains(&ip) || router == Some(ip) {
-                return Err(self.err(
-                    &ip_v.span(),
-                    "dhcp.reservation.ip",
-                    format!("{ip} is already used by the interface or the router"),
-                ));
-            }
-            if reservations.iter().any(|(m, _)| *m == mac) {
-                return Err(self.err(
-                    &mac_v.span(),
-                    "dhcp.reservation.mac",
-                    format!("{mac} is reserved twice"),
-                ));
-            }
-            if reservations.iter().any(|(_, i)| *i == ip) {
-                return Err(self.err(
-                    &ip_v.span(),
-                    "dhcp.reservation.ip",
-                    format!("{ip} is reserved twice"),
+                    format!("{ip} is an address of interface {}", iface.name),
                 ));
             }
             reservations.push((mac, ip));
         }
-
         let search = raw
             .search
             .iter()
@@ -202,37 +140,36 @@ impl Cx<'_> {
             .iter()
             .map(|d| self.conv(d, "dhcp.ntp", value::ipv4))
             .collect::<Result<Vec<_>>>()?;
-        let mut options: Vec<(u8, Vec<u8>)> = Vec::with_capacity(raw.option.len());
-        for o in &raw.option {
-            let (code, data) = self.dhcp_option(o.get_ref(), &o.span())?;
-            if options.iter().any(|(c, _)| *c == code) {
-                return Err(self.err(
-                    &o.span(),
-                    "dhcp.option.code",
-                    format!("option {code} is given twice"),
-                ));
-            }
-            options.push((code, data));
-        }
-
-        Ok(Some(DhcpConfig {
+        let extra_options = raw
+            .option
+            .iter()
+            .map(|o| self.dhcp_option(o.get_ref(), &o.span()))
+            .collect::<Result<Vec<_>>>()?;
+        let settings = DhcpSettings {
             server_address,
+            // Set when the TAP exists (DhcpPlan::set_server_mac).
+            server_mac: MacAddr::ZERO,
             pool_start,
             pool_end,
-            subnet,
+            subnet_addr: subnet.addr,
+            prefix_len: subnet.prefix_len,
             router,
             dns,
             domain,
             lease_time,
             routes,
             mtu,
-            lease_file,
             reservations,
             search,
             ntp,
-            options,
+            extra_options,
             conflict_check: raw.conflict_check.as_ref().is_none_or(|v| *v.get_ref()),
-        }))
+        };
+        let excluded = arp.map(|a| a.respond.as_slice()).unwrap_or_default();
+        let plan = settings
+            .check(excluded)
+            .map_err(|e| self.err(&dhcp_span(raw, &e, span), e.key, e.message))?;
+        Ok(Some(DhcpConfig { plan, lease_file }))
     }
 
     /// One `[[dhcp.option]]`: a code the responder does not set itself,
@@ -274,4 +211,32 @@ impl Cx<'_> {
         }
         Ok((code, data))
     }
+}
+
+/// Where in `[dhcp]` the value a [`DhcpSettingsError`] names is written
+/// (the section itself when the file does not say it).
+fn dhcp_span(raw: &RawDhcp, e: &DhcpSettingsError, section: &Range<usize>) -> Range<usize> {
+    let nth = |list: &[Str]| e.index.and_then(|i| list.get(i)).map(Str::span);
+    let value = match e.key {
+        "dhcp.subnet" => raw.subnet.as_ref().map(Str::span),
+        "dhcp.pool" => raw.pool.as_ref().map(Str::span),
+        "dhcp.server_address" => raw.server_address.as_ref().map(Str::span),
+        "dhcp.router" => raw.router.as_ref().map(Str::span),
+        "dhcp.domain" => raw.domain.as_ref().map(Str::span),
+        "dhcp.lease_time" => raw.lease_time.as_ref().map(Str::span),
+        "dhcp.mtu" => raw.mtu.as_ref().map(|m| m.span()),
+        "dhcp.routes" => nth(&raw.routes),
+        "dhcp.search" => nth(&raw.search),
+        "dhcp.reservation.ip" | "dhcp.reservation.mac" => {
+            let r = e.index.and_then(|i| raw.reservation.get(i));
+            let field = r.and_then(|r| match e.key {
+                "dhcp.reservation.ip" => r.get_ref().ip.as_ref(),
+                _ => r.get_ref().mac.as_ref(),
+            });
+            field.map(Str::span).or(r.map(|r| r.span()))
+        }
+        "dhcp.option" => e.index.and_then(|i| raw.option.get(i)).map(|o| o.span()),
+        _ => None,
+    };
+    value.unwrap_or_else(|| section.clone())
 }

@@ -22,7 +22,7 @@ use crate::leases::{LeaseChange, LeaseDb, LeaseStore};
 use crate::mac::MacAddr;
 use crate::metrics::MetricsServer;
 use crate::reload::{PeerChange, Plan, ReloadError};
-use crate::responder::{ArpSettings, DhcpSettings, Responder};
+use crate::responder::{ArpSettings, DhcpPlan, Responder};
 use crate::tunnel::{PeerParams, PeerStats};
 
 /// Answers the control requests queued for the link, each under the lock
@@ -229,7 +229,7 @@ struct NextResponder {
     /// (or from the lease file, when DHCP starts); rebuilt from the leases
     /// of the moment under the lock when DHCP was running.
     built: Option<Responder>,
-    settings: Option<(Option<ArpSettings>, Option<DhcpSettings>)>,
+    settings: Option<(Option<ArpSettings>, Option<DhcpPlan>)>,
     lease_file: Option<PathBuf>,
     /// A store for a new lease file, opened on `built`'s leases.
     store: Option<(LeaseStore, LeaseDb)>,

@@ -210,7 +210,12 @@ fn the_ack_is_held_until_its_lease_is_on_disk() {
         dns: vec![],
         ..dhcp_settings([0x02, 0, 0, 0, 0, 0xfe])
     };
-    let mut r = Responder::new(None, Some(settings), LeaseDb::default()).expect("settings");
+    let mut r = Responder::new(
+        None,
+        Some(settings.check(&[]).expect("valid")),
+        LeaseDb::default(),
+    )
+    .expect("settings");
     let mut store = LeaseStore::open(Some(&path), r.lease_db(), waker()).expect("open");
     let mac = [0x52, 0x54, 0, 0, 1, 1];
     let (now, wall) = (Instant::now(), SystemTime::now());

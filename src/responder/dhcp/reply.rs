@@ -10,9 +10,7 @@ use smoltcp::wire::{
     EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
 
-use super::super::{
-    DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DhcpSettings, ETH_HEADER_LEN, ResponderError,
-};
+use super::super::{DHCP_CLIENT_PORT, DHCP_SERVER_PORT, ETH_HEADER_LEN};
 use super::DhcpServer;
 use super::alloc::prefix_mask;
 use super::message::{
@@ -20,6 +18,7 @@ use super::message::{
     OPT_DNS, OPT_DOMAIN, OPT_MTU, OPT_NTP, OPT_REBINDING, OPT_RENEWAL, OPT_ROUTER, OPT_SEARCH,
     OPT_SUBNET_MASK,
 };
+use super::settings::{DhcpSettings, DhcpSettingsError};
 
 /// What to send back.
 pub(super) struct Answer {
@@ -204,12 +203,19 @@ impl DhcpServer {
     }
 }
 
-/// Options 1, 3, 6, 15, 26 and 121 from the settings.
+/// Options 1, 3, 6, 15, 26, 42, 119, 121 and the passed-through ones, from
+/// the settings: what must hold for each to be encoded is checked here.
 pub(super) fn config_options(
     s: &DhcpSettings,
     mask: u32,
-) -> Result<Vec<(u8, Vec<u8>)>, ResponderError> {
-    let err = |m: String| Err(ResponderError::InvalidDhcp(m));
+) -> Result<Vec<(u8, Vec<u8>)>, DhcpSettingsError> {
+    let err = |key, index, message: String| {
+        Err(DhcpSettingsError {
+            key,
+            index,
+            message,
+        })
+    };
     let mut v = vec![(OPT_SUBNET_MASK, mask.to_be_bytes().to_vec())];
     if let Some(r) = s.router {
         v.push((OPT_ROUTER, r.octets().to_vec()));
@@ -218,30 +224,44 @@ pub(super) fn config_options(
         v.push((OPT_DNS, s.dns.iter().flat_map(|a| a.octets()).collect()));
     }
     if let Some(d) = &s.domain {
-        let valid = !d.is_empty()
-            && d.len() <= 253
-            && d.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        if !valid {
-            return err(format!("domain {d:?} is not a valid DNS name"));
+        // The configuration checked the name; what matters here is that
+        // it fits the option.
+        if d.is_empty() || d.len() > 253 {
+            return err(
+                "dhcp.domain",
+                None,
+                format!("{d:?} does not fit option 15 (1 to 253 bytes)"),
+            );
         }
         v.push((OPT_DOMAIN, d.as_bytes().to_vec()));
     }
     if let Some(mtu) = s.mtu {
         if mtu < 68 {
-            return err(format!("mtu {mtu} is below the IPv4 minimum of 68"));
+            return err(
+                "dhcp.mtu",
+                None,
+                format!("{mtu} is below the IPv4 minimum of 68"),
+            );
         }
         v.push((OPT_MTU, mtu.to_be_bytes().to_vec()));
     }
     if !s.routes.is_empty() {
         let mut data = Vec::new();
         let mut has_default = false;
-        for &(net, len, via) in &s.routes {
+        for (i, &(net, len, via)) in s.routes.iter().enumerate() {
             if len > 32 {
-                return err(format!("route {net}/{len} has an invalid prefix length"));
+                return err(
+                    "dhcp.routes",
+                    Some(i),
+                    format!("route {net}/{len} has an invalid prefix length"),
+                );
             }
             if u32::from(net) & !prefix_mask(len) != 0 {
-                return err(format!("route {net}/{len} has host bits set"));
+                return err(
+                    "dhcp.routes",
+                    Some(i),
+                    format!("route {net}/{len} has host bits set"),
+                );
             }
             has_default |= len == 0;
             push_classless_route(&mut data, net, len, via);
@@ -250,7 +270,11 @@ pub(super) fn config_options(
             push_classless_route(&mut data, Ipv4Addr::UNSPECIFIED, 0, r);
         }
         if data.len() > 255 {
-            return err("routes do not fit in one option 121 (255 bytes)".into());
+            return err(
+                "dhcp.routes",
+                None,
+                "the routes do not fit in one option 121 (255 bytes)".into(),
+            );
         }
         v.push((OPT_CLASSLESS_ROUTES, data));
     }
@@ -261,10 +285,14 @@ pub(super) fn config_options(
         // RFC 3397: each name as length-prefixed labels and a zero byte
         // (no compression).
         let mut data = Vec::new();
-        for name in &s.search {
+        for (i, name) in s.search.iter().enumerate() {
             for label in name.trim_end_matches('.').split('.') {
                 if label.is_empty() || label.len() > 63 {
-                    return err(format!("search domain {name:?} is not a valid DNS name"));
+                    return err(
+                        "dhcp.search",
+                        Some(i),
+                        format!("{name:?} is not a valid DNS name"),
+                    );
                 }
                 data.push(label.len() as u8);
                 data.extend_from_slice(label.as_bytes());
@@ -272,13 +300,28 @@ pub(super) fn config_options(
             data.push(0);
         }
         if data.len() > 255 {
-            return err("the search list does not fit one option 119 (255 bytes)".into());
+            return err(
+                "dhcp.search",
+                None,
+                "the search list does not fit one option 119 (255 bytes)".into(),
+            );
         }
         v.push((OPT_SEARCH, data));
     }
-    for (code, data) in &s.extra_options {
-        if v.iter().any(|(c, _)| c == code) || matches!(*code, 0 | 255) || data.len() > 255 {
-            return err(format!("option {code} cannot be passed through"));
+    for (i, (code, data)) in s.extra_options.iter().enumerate() {
+        let why = if matches!(*code, 0 | 255) {
+            "is padding or the end marker"
+        } else if data.len() > 255 {
+            "has more than 255 bytes of data"
+        } else if s.extra_options[..i].iter().any(|(c, _)| c == code) {
+            "is given twice"
+        } else if v.iter().any(|(c, _)| c == code) {
+            "is one the responder sets from its own settings"
+        } else {
+            ""
+        };
+        if !why.is_empty() {
+            return err("dhcp.option", Some(i), format!("option {code} {why}"));
         }
         v.push((*code, data.clone()));
     }

@@ -9,7 +9,7 @@ use super::super::fixtures::{
     Client, DHCLIENT_MAC, DHCLIENT_XID, Reply, arp_request, dhclient_discover, ipv4_udp_frame,
     parse_reply, tagged,
 };
-use super::super::{DhcpSettings, LocalVerdict, RemoteVerdict, Responder, ResponderError};
+use super::super::{DhcpPlan, DhcpSettings, LocalVerdict, RemoteVerdict, Responder};
 use super::alloc::{DECLINE_QUARANTINE_SECS, OFFER_HOLD_SECS, SHORT_LEASE_SECS};
 use crate::leases::LeaseDb;
 use crate::mac::MacAddr;
@@ -59,6 +59,11 @@ struct Harness {
     wall: u64,
 }
 
+/// `s`, checked.
+fn plan(s: DhcpSettings) -> DhcpPlan {
+    s.check(&[]).expect("valid DHCP settings")
+}
+
 impl Harness {
     fn new(s: DhcpSettings) -> Harness {
         Harness::with_db(s, LeaseDb::default())
@@ -66,7 +71,7 @@ impl Harness {
 
     fn with_db(s: DhcpSettings, db: LeaseDb) -> Harness {
         Harness {
-            r: Responder::new(None, Some(s), db).expect("valid settings"),
+            r: Responder::new(None, Some(plan(s)), db).expect("valid settings"),
             mono: Instant::now(),
             wall: T0,
         }
@@ -830,7 +835,10 @@ fn server_address_answers_arp_and_owns_its_mac() {
 #[test]
 fn infrastructure_addresses_inside_the_pool_are_skipped() {
     let mut s = settings();
-    s.pool_start = ip(1); // router and DNS server .1 lie inside the range
+    // The DNS servers .1 and .2 lie inside the range (a router may not:
+    // `check` refuses it), and so does the ARP responder's .3.
+    s.pool_start = ip(1);
+    s.router = None;
     s.dns = vec![ip(1), ip(2)];
     let arp = super::super::ArpSettings {
         respond: vec![ip(3)],
@@ -840,6 +848,7 @@ fn infrastructure_addresses_inside_the_pool_are_skipped() {
         suppress_nd: false,
     };
     let mut h = Harness::new(settings());
+    let s = s.check(&arp.respond).expect("valid DHCP settings");
     h.r = Responder::new(Some(arp), Some(s), LeaseDb::default()).expect("valid");
     assert_eq!(h.reply(&Client::new(M::Discover, mac(1))).yiaddr, ip(4));
     let mut reboot = Client::new(M::Request, mac(1));
@@ -850,44 +859,66 @@ fn infrastructure_addresses_inside_the_pool_are_skipped() {
 }
 
 #[test]
-fn rejects_unworkable_settings() {
+fn rejects_unworkable_settings_naming_the_key() {
     type Edit = Box<dyn Fn(&mut DhcpSettings)>;
     let cases: Vec<(&str, Edit)> = vec![
-        ("prefix", Box::new(|s| s.prefix_len = 31)),
+        ("dhcp.subnet", Box::new(|s| s.prefix_len = 31)),
         (
-            "server",
+            "dhcp.server_address",
             Box::new(|s| s.server_address = Ipv4Addr::new(10, 0, 0, 1)),
         ),
-        ("server-bcast", Box::new(|s| s.server_address = ip(255))),
-        ("order", Box::new(|s| s.pool_start = ip(200))),
         (
-            "outside",
+            "dhcp.server_address",
+            Box::new(|s| s.server_address = ip(255)),
+        ),
+        (
+            "dhcp.server_address",
+            Box::new(|s| s.server_address = ip(150)),
+        ),
+        ("dhcp.pool", Box::new(|s| s.pool_start = ip(200))),
+        (
+            "dhcp.pool",
             Box::new(|s| s.pool_end = Ipv4Addr::new(198, 19, 1, 5)),
         ),
         (
-            "router",
+            "dhcp.router",
             Box::new(|s| s.router = Some(Ipv4Addr::new(10, 0, 0, 1))),
         ),
-        ("mac", Box::new(|s| s.server_mac = MacAddr([0xff; 6]))),
-        ("lease", Box::new(|s| s.lease_time = Duration::from_secs(1))),
-        ("mtu", Box::new(|s| s.mtu = Some(40))),
-        ("domain", Box::new(|s| s.domain = Some("bad domain".into()))),
-        ("route", Box::new(|s| s.routes = vec![(ip(1), 24, ip(1))])),
+        ("dhcp.router", Box::new(|s| s.router = Some(ip(150)))),
         (
-            "resv",
+            "dhcp.lease_time",
+            Box::new(|s| s.lease_time = Duration::from_secs(1)),
+        ),
+        ("dhcp.mtu", Box::new(|s| s.mtu = Some(40))),
+        ("dhcp.domain", Box::new(|s| s.domain = Some(String::new()))),
+        (
+            "dhcp.routes",
+            Box::new(|s| s.routes = vec![(ip(1), 24, ip(1))]),
+        ),
+        ("dhcp.search", Box::new(|s| s.search = vec!["a..b".into()])),
+        (
+            "dhcp.option",
+            Box::new(|s| s.extra_options = vec![(6, vec![1, 2, 3, 4])]),
+        ),
+        (
+            "dhcp.reservation.ip",
             Box::new(|s| s.reservations.push((MacAddr(mac(1)), ip(10)))),
         ),
         (
-            "resv-server",
+            "dhcp.reservation.ip",
             Box::new(|s| s.reservations = vec![(MacAddr(mac(1)), SERVER)]),
         ),
         (
-            "resv-router",
+            "dhcp.reservation.ip",
             Box::new(|s| s.reservations = vec![(MacAddr(mac(1)), ip(1))]),
         ),
-        ("too-big", Box::new(|s| s.dns = vec![ip(1); 63])),
         (
-            "huge-pool",
+            "dhcp.reservation.mac",
+            Box::new(|s| s.reservations = vec![(MacAddr([0xff; 6]), ip(20))]),
+        ),
+        ("dhcp", Box::new(|s| s.dns = vec![ip(1); 63])),
+        (
+            "dhcp.pool",
             Box::new(|s| {
                 s.prefix_len = 8;
                 s.subnet_addr = Ipv4Addr::new(10, 0, 0, 0);
@@ -899,18 +930,26 @@ fn rejects_unworkable_settings() {
             }),
         ),
     ];
-    for (name, f) in cases {
+    for (key, f) in cases {
         let mut s = settings();
         f(&mut s);
-        match Responder::new(None, Some(s), LeaseDb::default()) {
-            Err(ResponderError::InvalidDhcp(msg)) => assert!(!msg.is_empty()),
-            other => panic!("{name}: expected InvalidDhcp, got {other:?}"),
+        match s.check(&[]) {
+            Err(e) => {
+                assert_eq!(e.key, key, "{e}");
+                assert!(!e.message.is_empty());
+            }
+            Ok(_) => panic!("{key}: accepted"),
         }
     }
+    // An address the ARP responder answers for is never reserved.
+    let mut s = settings();
+    s.reservations = vec![(MacAddr(mac(1)), ip(20))];
+    let e = s.check(&[ip(20)]).expect_err("taken by [arp]");
+    assert_eq!((e.key, e.index), ("dhcp.reservation.ip", Some(0)));
     // Host bits in the subnet address are tolerated.
     let mut s = settings();
     s.subnet_addr = ip(77);
-    assert!(Responder::new(None, Some(s), LeaseDb::default()).is_ok());
+    assert!(s.check(&[]).is_ok());
 }
 
 /// A reload: a lease that still fits survives a new option and a new pool
@@ -933,10 +972,10 @@ fn reload_keeps_leases_that_fit_and_serves_new_options() {
     // New DNS server: same lease, new option at the renewal.
     let mut s = settings();
     s.dns = vec![ip(2)];
-    let mut next = Responder::new(None, Some(s.clone()), h.r.lease_db()).expect("valid");
+    let mut next = Responder::new(None, Some(plan(s.clone())), h.r.lease_db()).expect("valid");
     let old = std::mem::replace(
         &mut h.r,
-        Responder::new(None, Some(settings()), LeaseDb::default()).expect("valid"),
+        Responder::new(None, Some(plan(settings())), LeaseDb::default()).expect("valid"),
     );
     let counters = old.counters();
     next.take_over(old);
@@ -948,10 +987,10 @@ fn reload_keeps_leases_that_fit_and_serves_new_options() {
     // A pool that no longer holds the address: the lease is gone.
     s.pool_start = ip(200);
     s.pool_end = ip(220);
-    let mut next = Responder::new(None, Some(s), h.r.lease_db()).expect("valid");
+    let mut next = Responder::new(None, Some(plan(s)), h.r.lease_db()).expect("valid");
     let old = std::mem::replace(
         &mut h.r,
-        Responder::new(None, Some(settings()), LeaseDb::default()).expect("valid"),
+        Responder::new(None, Some(plan(settings())), LeaseDb::default()).expect("valid"),
     );
     next.take_over(old);
     h.r = next;
@@ -991,9 +1030,7 @@ fn search_ntp_and_passed_through_options_are_served() {
     // Too much for one reply is refused up front, naming the cause.
     let mut s = settings();
     s.extra_options = (200..204).map(|c| (c, vec![b'x'; 200])).collect();
-    let err = Responder::new(None, Some(s), LeaseDb::default())
-        .err()
-        .map(|e| e.to_string());
+    let err = s.check(&[]).err().map(|e| e.to_string());
     assert!(
         err.as_deref()
             .is_some_and(|e| e.contains("fit in a DHCP reply")),

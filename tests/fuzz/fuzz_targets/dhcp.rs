@@ -45,6 +45,7 @@ fn responder(leases: LeaseDb) -> Responder {
         binding_timeout: Duration::from_secs(30),
         suppress_nd: false,
     };
+    let dhcp = dhcp.check(&arp.respond).expect("valid DHCP settings");
     Responder::new(Some(arp), Some(dhcp), leases).expect("valid settings")
 }
 

@@ -69,7 +69,12 @@ impl Site {
             suppress_nd: false,
         };
         Site {
-            r: Responder::new(Some(arp), Some(s), LeaseDb::default()).expect("valid settings"),
+            r: Responder::new(
+                Some(arp),
+                Some(s.check(&[]).expect("valid")),
+                LeaseDb::default(),
+            )
+            .expect("valid settings"),
             mono: Instant::now(),
             elapsed: Duration::ZERO,
             wall: T0,
@@ -432,6 +437,7 @@ fn a_request_ends_the_held_offer() {
 #[test]
 fn held_offers_are_bounded() {
     let mut big = settings();
+    big.pool_start = Ipv4Addr::new(198, 19, 1, 1);
     big.pool_end = Ipv4Addr::new(198, 19, 3, 254);
     big.prefix_len = 22;
     let mut s = Site::new(big);
@@ -503,7 +509,12 @@ fn a_reload_keeps_the_in_use_record() {
     s.remote(&arp_request(REMOTE, ip(100).octets(), ip(100).octets()));
     let mut changed = settings();
     changed.dns = vec![ip(2)];
-    let mut next = Responder::new(None, Some(changed), s.r.lease_db()).expect("valid");
+    let mut next = Responder::new(
+        None,
+        Some(changed.check(&[]).expect("valid")),
+        s.r.lease_db(),
+    )
+    .expect("valid");
     let old = std::mem::replace(
         &mut s.r,
         Responder::new(None, None, LeaseDb::default()).expect("empty"),

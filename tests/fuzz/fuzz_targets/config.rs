@@ -16,10 +16,14 @@ fuzz_target!(|data: &[u8]| {
             assert!(!config.peers.is_empty());
             assert!((576..=9000).contains(&config.interface.mtu));
             if let Some(dhcp) = &config.dhcp {
-                assert!(
-                    dhcp.subnet.contains(dhcp.pool_start) && dhcp.subnet.contains(dhcp.pool_end)
+                // The plan is checked: checking its settings again agrees.
+                let s = dhcp.plan.settings().clone();
+                let respond = config.arp.as_ref().map(|a| a.respond.clone());
+                assert!(s.pool_start <= s.pool_end);
+                assert_eq!(
+                    s.check(respond.as_deref().unwrap_or_default()).as_ref(),
+                    Ok(&dhcp.plan)
                 );
-                assert!(dhcp.pool_start <= dhcp.pool_end);
             }
         }
         Err(err) => {

@@ -249,6 +249,7 @@ pub mod ratelimit;
 pub mod replay;
 #[cfg(test)]
 mod tests;
+mod timers;
 mod transport;
 #[cfg(test)]
 mod transport_tests;

@@ -246,6 +246,7 @@ mod paths;
 mod peer;
 mod pmtu;
 pub mod ratelimit;
+mod reconfigure;
 pub mod replay;
 #[cfg(test)]
 mod tests;

@@ -236,6 +236,7 @@
 //! hundred peers and the next thing to fix for a thousand.
 
 mod crypto;
+mod dispatch;
 mod exchange;
 pub mod fragment;
 mod handshake;

@@ -345,7 +345,7 @@ impl Tunnel {
         if s.send_counter >= rekey_packets && p.pending.is_none() {
             p.timers.rekey = Some(now);
         }
-        super::tunnel::count_carried(
+        super::dispatch::count_carried(
             &mut p.stats.tx_frames,
             &mut p.stats.tx_bytes,
             frame,

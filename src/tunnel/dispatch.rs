@@ -40,7 +40,8 @@ impl Tunnel {
     }
 
     /// Encrypts `frame` for peer `id` and writes it through `tx`, fragmenting
-    /// it when it does not fit `wan_mtu`. Without a session the frame is
+    /// it when it does not fit the peer's path
+    /// ([`frame_budget`](Self::frame_budget)). Without a session the frame is
     /// queued (bounded) and a handshake started.
     pub fn send_frame<T: Transmit + ?Sized>(
         &mut self,
@@ -225,9 +226,10 @@ impl Tunnel {
             self.counters.rx_replayed += 1;
             return Incoming::Nothing;
         }
-        // Authentic: the peer is alive, possibly at a new address. This is
-        // the only place an endpoint moves (roaming, or the first contact
-        // of a session we answered).
+        // Authentic: the peer is alive, possibly at a new address. Apart
+        // from the response to our own initiation (`exchange.rs`), this is
+        // the only received message that moves an endpoint (roaming, or the
+        // first contact of a session we answered); an initiation never does.
         let dead = self.params.keepalive * 3;
         p.timers.dead = Some(now + dead);
         self.rx_authentic = Some(id);

@@ -1,13 +1,19 @@
-//! The tunnel endpoint of one link: [`Tunnel`], the dispatch of datagrams to
-//! peers and sessions, handshake processing and the timer loop.
+//! The tunnel endpoint of one link: the [`Tunnel`] type, its settings,
+//! counters and events, the two traits it reaches the outside through
+//! ([`Transmit`], [`Entropy`]), construction, status queries, and the
+//! helpers for randomness, session indices and handshake timestamps.
 //!
 //! [`Tunnel`] is driven entirely by its caller: frames to send
-//! ([`Tunnel::send_frame`]), datagrams received ([`Tunnel::handle_datagram`]),
-//! and the passage of time ([`Tunnel::poll_timeout`] /
-//! [`Tunnel::handle_timeout`]). It writes datagrams through a [`Transmit`]
-//! and reports session events through [`Tunnel::poll_event`]. It never reads
-//! the clock, never sleeps and owns no socket. Per-peer state and the session
-//! logic live in [`super::peer`].
+//! ([`Tunnel::send_frame`]), datagrams and TCP records received
+//! ([`Tunnel::handle_datagram`], [`Tunnel::handle_record`]), and the
+//! passage of time ([`Tunnel::poll_timeout`] / [`Tunnel::handle_timeout`]).
+//! It writes messages through a [`Transmit`] and reports session events
+//! through [`Tunnel::poll_event`]. It never reads the clock, never sleeps and
+//! owns no socket. Its other methods live next door, by what they do:
+//! [`super::dispatch`] (frames out, messages in), [`super::exchange`] (the
+//! handshake), [`super::timers`] (deadlines and the timer loop),
+//! [`super::reconfigure`] (reloads and what the shell reports) and
+//! [`super::peer`] (per-peer state and session logic).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};

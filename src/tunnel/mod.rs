@@ -236,6 +236,7 @@
 //! hundred peers and the next thing to fix for a thousand.
 
 mod crypto;
+mod dispatch;
 mod exchange;
 pub mod fragment;
 mod handshake;
@@ -246,9 +247,11 @@ mod paths;
 mod peer;
 mod pmtu;
 pub mod ratelimit;
+mod reconfigure;
 pub mod replay;
 #[cfg(test)]
 mod tests;
+mod timers;
 mod transport;
 #[cfg(test)]
 mod transport_tests;

@@ -1,10 +1,11 @@
 //! Per-peer state and session logic: a peer's sessions (current, next,
 //! older), its pending handshake, timers, frame queue and reassembly, and the
-//! [`Tunnel`] methods that act on one peer: starting a handshake, installing
-//! a session, sealing frames and keepalives, moving the endpoint.
+//! [`Tunnel`] methods that act on one peer: installing a session, sealing
+//! frames, keepalives and probes, moving the endpoint. Starting a handshake
+//! is in [`super::exchange`].
 //!
 //! The endpoint-wide dispatch (which peer and session a datagram belongs to)
-//! is in [`super::tunnel`](super::Tunnel).
+//! is in [`super::dispatch`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -345,7 +346,7 @@ impl Tunnel {
         if s.send_counter >= rekey_packets && p.pending.is_none() {
             p.timers.rekey = Some(now);
         }
-        super::tunnel::count_carried(
+        super::dispatch::count_carried(
             &mut p.stats.tx_frames,
             &mut p.stats.tx_bytes,
             frame,

@@ -21,7 +21,8 @@
 //! - [`switch`]: MAC learning, flooding and split horizon between peers.
 //! - [`guard`]: storm control, loop detection, DHCP/RA guards and the BPDU
 //!   policy that keep the bridge from hurting either LAN.
-//! - [`mac`]: the Ethernet address type shared by all of the above.
+//! - [`mac`]: the Ethernet address type shared by all of the above, and
+//!   [`peer_id`]: the [`PeerId`](peer_id::PeerId) they all name peers by.
 //!
 //! I/O shell:
 //! - [`datapath`]: TAP and UDP sockets, batched syscalls, the workers (which
@@ -61,6 +62,7 @@ pub mod leases;
 pub mod mac;
 pub mod metrics;
 pub mod netlink;
+pub mod peer_id;
 pub mod reload;
 pub mod resolver;
 pub mod responder;

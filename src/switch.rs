@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::mac::MacAddr;
-use crate::tunnel::PeerId;
+use crate::peer_id::PeerId;
 use crate::wire::ethernet::Vlan;
 
 /// How long a learned MAC stays valid without being seen again.
@@ -261,8 +261,11 @@ mod tests {
     fn flush_forgets_everything() {
         let now = Instant::now();
         let mut sw = Switch::new(false);
-        sw.from_peer(0, U, A, B, now);
-        assert_eq!(sw.from_local(U, B, A, now), LocalRoute::Peer(0));
+        sw.from_peer(PeerId::new(0), U, A, B, now);
+        assert_eq!(
+            sw.from_local(U, B, A, now),
+            LocalRoute::Peer(PeerId::new(0))
+        );
         sw.flush();
         assert_eq!(sw.len(now), 0);
         assert_eq!(sw.from_local(U, B, C, now), LocalRoute::Flood);
@@ -273,13 +276,13 @@ mod tests {
         let t = Instant::now();
         let mut s = Switch::new(false);
         assert_eq!(s.from_local(U, B, A, t), LocalRoute::Flood, "unknown");
-        s.from_peer(1, U, A, B, t);
-        assert_eq!(s.from_local(U, B, A, t), LocalRoute::Peer(1));
+        s.from_peer(PeerId::new(1), U, A, B, t);
+        assert_eq!(s.from_local(U, B, A, t), LocalRoute::Peer(PeerId::new(1)));
         assert_eq!(s.from_local(U, BCAST, A, t), LocalRoute::Flood);
         assert_eq!(s.from_local(U, MCAST, A, t), LocalRoute::Flood);
         // A MAC that moves follows.
-        s.from_peer(2, U, A, B, t);
-        assert_eq!(s.from_local(U, B, A, t), LocalRoute::Peer(2));
+        s.from_peer(PeerId::new(2), U, A, B, t);
+        assert_eq!(s.from_local(U, B, A, t), LocalRoute::Peer(PeerId::new(2)));
     }
 
     #[test]
@@ -294,10 +297,10 @@ mod tests {
     fn entries_age_out() {
         let t = Instant::now();
         let mut s = Switch::new(false);
-        s.from_peer(0, U, A, B, t);
+        s.from_peer(PeerId::new(0), U, A, B, t);
         assert_eq!(
             s.from_local(U, B, A, t + AGING - Duration::from_secs(1)),
-            LocalRoute::Peer(0)
+            LocalRoute::Peer(PeerId::new(0))
         );
         assert_eq!(s.from_local(U, B, A, t + AGING), LocalRoute::Flood);
     }
@@ -306,29 +309,38 @@ mod tests {
     fn a_removed_peer_is_forgotten_and_hub_can_be_switched() {
         let t = Instant::now();
         let mut s = Switch::new(false);
-        s.from_peer(0, U, BCAST, B, t);
-        s.from_peer(1, U, BCAST, C, t);
-        s.forget_peer(0);
+        s.from_peer(PeerId::new(0), U, BCAST, B, t);
+        s.from_peer(PeerId::new(1), U, BCAST, C, t);
+        s.forget_peer(PeerId::new(0));
         assert_eq!(
             s.from_local(U, B, A, t),
             LocalRoute::Flood,
             "B was behind 0"
         );
-        assert_eq!(s.from_local(U, C, A, t), LocalRoute::Peer(1), "C untouched");
+        assert_eq!(
+            s.from_local(U, C, A, t),
+            LocalRoute::Peer(PeerId::new(1)),
+            "C untouched"
+        );
         assert!(
-            !s.from_peer(0, U, C, B, t).flood_peers && s.from_peer(0, U, C, B, t).peer.is_none()
+            !s.from_peer(PeerId::new(0), U, C, B, t).flood_peers
+                && s.from_peer(PeerId::new(0), U, C, B, t).peer.is_none()
         );
         s.set_hub(true);
-        assert_eq!(s.from_peer(0, U, C, B, t).peer, Some(1), "hub forwards now");
+        assert_eq!(
+            s.from_peer(PeerId::new(0), U, C, B, t).peer,
+            Some(PeerId::new(1)),
+            "hub forwards now"
+        );
     }
 
     #[test]
     fn split_horizon_without_hub() {
         let t = Instant::now();
         let mut s = Switch::new(false);
-        s.from_peer(1, U, BCAST, C, t);
+        s.from_peer(PeerId::new(1), U, BCAST, C, t);
         for dst in [BCAST, C, A] {
-            let r = s.from_peer(0, U, dst, B, t);
+            let r = s.from_peer(PeerId::new(0), U, dst, B, t);
             assert_eq!(
                 r,
                 RemoteRoute {
@@ -344,28 +356,28 @@ mod tests {
     fn hub_forwards_between_peers() {
         let t = Instant::now();
         let mut s = Switch::new(true);
-        s.from_peer(1, U, BCAST, C, t);
+        s.from_peer(PeerId::new(1), U, BCAST, C, t);
         s.from_local(U, BCAST, A, t);
         // Known at another peer: only there.
         assert_eq!(
-            s.from_peer(0, U, C, B, t),
+            s.from_peer(PeerId::new(0), U, C, B, t),
             RemoteRoute {
                 local: false,
-                peer: Some(1),
+                peer: Some(PeerId::new(1)),
                 flood_peers: false
             }
         );
         // Local destination: only local.
-        assert!(s.from_peer(0, U, A, B, t).local);
-        assert!(!s.from_peer(0, U, A, B, t).flood_peers);
+        assert!(s.from_peer(PeerId::new(0), U, A, B, t).local);
+        assert!(!s.from_peer(PeerId::new(0), U, A, B, t).flood_peers);
         // Broadcast and unknown: local and the other peers.
-        let r = s.from_peer(0, U, BCAST, B, t);
+        let r = s.from_peer(PeerId::new(0), U, BCAST, B, t);
         assert!(r.local && r.flood_peers);
-        let r = s.from_peer(0, U, MacAddr([2, 9, 9, 9, 9, 9]), B, t);
+        let r = s.from_peer(PeerId::new(0), U, MacAddr([2, 9, 9, 9, 9, 9]), B, t);
         assert!(r.local && r.flood_peers);
         // Back to where it came from: nowhere.
-        s.from_peer(0, U, BCAST, MacAddr([2, 1, 1, 1, 1, 1]), t);
-        let r = s.from_peer(0, U, MacAddr([2, 1, 1, 1, 1, 1]), B, t);
+        s.from_peer(PeerId::new(0), U, BCAST, MacAddr([2, 1, 1, 1, 1, 1]), t);
+        let r = s.from_peer(PeerId::new(0), U, MacAddr([2, 1, 1, 1, 1, 1]), B, t);
         assert!(!r.local && r.peer.is_none() && !r.flood_peers);
     }
 
@@ -373,16 +385,21 @@ mod tests {
     fn table_is_bounded_and_group_sources_ignored() {
         let t = Instant::now();
         let mut s = Switch::new(false);
-        s.learn(U, BCAST, Port::Peer(0), t);
+        s.learn(U, BCAST, Port::Peer(PeerId::new(0)), t);
         assert_eq!(s.len(t), 0);
         for i in 0..(MAX_ENTRIES as u32 + 100) {
             let b = i.to_be_bytes();
-            s.learn(U, MacAddr([2, 0, b[0], b[1], b[2], b[3]]), Port::Peer(0), t);
+            s.learn(
+                U,
+                MacAddr([2, 0, b[0], b[1], b[2], b[3]]),
+                Port::Peer(PeerId::new(0)),
+                t,
+            );
         }
         // Full of entries of one age: an eighth made room for the rest.
         assert_eq!(s.len(t), MAX_ENTRIES - MAX_ENTRIES / 8 + 100);
         // Once they are stale, they all go at once.
-        s.learn(U, A, Port::Peer(1), t + AGING);
+        s.learn(U, A, Port::Peer(PeerId::new(1)), t + AGING);
         assert_eq!(s.len(t + AGING), 1);
     }
 
@@ -415,10 +432,10 @@ mod tests {
             Some(Port::Local),
             "an active host is kept"
         );
-        s.learn(U, A, Port::Peer(0), end);
+        s.learn(U, A, Port::Peer(PeerId::new(0)), end);
         assert_eq!(
             s.port_of(U, A, end),
-            Some(Port::Peer(0)),
+            Some(Port::Peer(PeerId::new(0))),
             "a new host is learned"
         );
         s.learn(U, A, Port::Local, end);
@@ -439,24 +456,27 @@ mod tests {
         let t = Instant::now();
         let mut s = Switch::new(false);
         // B lives behind peer 0 untagged and behind peer 1 in VLAN 10.
-        s.from_peer(0, U, BCAST, B, t);
-        s.from_peer(1, V10, BCAST, B, t);
-        assert_eq!(s.from_local(U, B, A, t), LocalRoute::Peer(0));
-        assert_eq!(s.from_local(V10, B, A, t), LocalRoute::Peer(1));
+        s.from_peer(PeerId::new(0), U, BCAST, B, t);
+        s.from_peer(PeerId::new(1), V10, BCAST, B, t);
+        assert_eq!(s.from_local(U, B, A, t), LocalRoute::Peer(PeerId::new(0)));
+        assert_eq!(s.from_local(V10, B, A, t), LocalRoute::Peer(PeerId::new(1)));
         assert_eq!(
             s.from_local(V20, B, A, t),
             LocalRoute::Flood,
             "unknown in VLAN 20"
         );
-        assert_eq!(s.port_of(U, B, t), Some(Port::Peer(0)));
-        assert_eq!(s.port_of(V10, B, t), Some(Port::Peer(1)));
+        assert_eq!(s.port_of(U, B, t), Some(Port::Peer(PeerId::new(0))));
+        assert_eq!(s.port_of(V10, B, t), Some(Port::Peer(PeerId::new(1))));
         assert_eq!(s.len(t), 5, "A in three VLANs, B in two");
         // Learning from the local side records the VLAN too: A sends in
         // VLAN 10 only, so untagged A is still unknown at the hub.
         let mut hub = Switch::new(true);
         hub.from_local(V10, BCAST, A, t);
-        assert!(!hub.from_peer(0, V10, A, B, t).flood_peers, "known local");
-        let r = hub.from_peer(0, U, A, B, t);
+        assert!(
+            !hub.from_peer(PeerId::new(0), V10, A, B, t).flood_peers,
+            "known local"
+        );
+        let r = hub.from_peer(PeerId::new(0), U, A, B, t);
         assert!(r.local && r.flood_peers, "untagged A is unknown: {r:?}");
     }
 
@@ -470,12 +490,12 @@ mod tests {
         // ... but C in VLAN 10 is not known: flooded, not dropped.
         assert_eq!(s.from_local(V10, C, A, t), LocalRoute::Flood);
         // And the other way round.
-        s.from_peer(0, V10, BCAST, B, t);
+        s.from_peer(PeerId::new(0), V10, BCAST, B, t);
         assert_eq!(s.from_local(U, B, A, t), LocalRoute::Flood);
         assert_eq!(s.port_of(U, B, t), None);
         // Forgetting a peer forgets it in every VLAN.
-        s.from_peer(0, U, BCAST, B, t);
-        s.forget_peer(0);
+        s.from_peer(PeerId::new(0), U, BCAST, B, t);
+        s.forget_peer(PeerId::new(0));
         assert_eq!(s.port_of(U, B, t), None);
         assert_eq!(s.port_of(V10, B, t), None);
     }

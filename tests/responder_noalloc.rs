@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tapbridge::leases::LeaseDb;
 use tapbridge::mac::MacAddr;
+use tapbridge::peer_id::PeerId;
 use tapbridge::responder::{
     ArpSettings, DhcpSettings, LocalVerdict, REPLY_BUFFER_LEN, RemoteVerdict, Responder,
 };
@@ -211,7 +212,7 @@ fn per_frame_paths_do_not_allocate() {
     let wall = SystemTime::now();
     // Warm-up.
     for f in &remote_frames {
-        r.handle_remote(f, 0, t0);
+        r.handle_remote(f, PeerId::new(0), t0);
     }
     for f in &local_frames {
         r.handle_local(f, t0, wall, &mut reply);
@@ -222,7 +223,7 @@ fn per_frame_paths_do_not_allocate() {
     for i in 0..1000u32 {
         let now = t0 + Duration::from_millis(u64::from(i));
         for f in &remote_frames {
-            r.handle_remote(f, 0, now);
+            r.handle_remote(f, PeerId::new(0), now);
         }
         for f in &local_frames {
             if let LocalVerdict::Reply(_) = r.handle_local(f, now, wall, &mut reply) {
@@ -247,7 +248,7 @@ fn per_frame_paths_do_not_allocate() {
         .collect();
     let before = allocations();
     for (i, f) in learn.iter().enumerate() {
-        let v = r.handle_remote(f, 0, t0 + Duration::from_millis(i as u64));
+        let v = r.handle_remote(f, PeerId::new(0), t0 + Duration::from_millis(i as u64));
         assert_eq!(v, RemoteVerdict::Deliver);
     }
     assert_eq!(
@@ -269,7 +270,7 @@ fn per_frame_paths_do_not_allocate() {
         .collect();
     let before = allocations();
     for (i, f) in learn.iter().enumerate() {
-        r.handle_remote(f, 0, t0 + Duration::from_millis(i as u64));
+        r.handle_remote(f, PeerId::new(0), t0 + Duration::from_millis(i as u64));
     }
     assert_eq!(
         allocations() - before,

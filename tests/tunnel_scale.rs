@@ -287,7 +287,11 @@ impl Ledger {
             .get_mut(seq as usize)
             .unwrap_or_else(|| panic!("node {at} got frame {seq}, never sent"));
         assert_eq!(e.to as usize, at, "frame {seq} went to the wrong site");
-        assert_eq!(e.peer as usize, peer, "frame {seq}: wrong sender at {at}");
+        assert_eq!(
+            e.peer as usize,
+            peer.index(),
+            "frame {seq}: wrong sender at {at}"
+        );
         assert_eq!(usize::from(e.len), frame.len(), "frame {seq}: length");
         assert!(
             frame
@@ -562,7 +566,10 @@ impl Sim {
             net: &mut self.net,
             from: node.addr,
         };
-        match node.t.send_frame(peer, &tr.frame, now, &mut tx) {
+        match node
+            .t
+            .send_frame(PeerId::new(peer), &tr.frame, now, &mut tx)
+        {
             SendOutcome::Sent => {}
             SendOutcome::Queued => self.ledger.queued += 1,
             SendOutcome::Dropped => panic!("frame {seq} from node {from} dropped"),
@@ -633,9 +640,15 @@ fn a_hub_with_1000_spokes_for_an_hour() {
     });
     let up_after = sim.now() - base;
     for i in 0..SPOKES {
-        let spoke = sim.nodes[1 + i].t.peer_status(0).expect("the hub");
+        let spoke = sim.nodes[1 + i]
+            .t
+            .peer_status(PeerId::new(0))
+            .expect("the hub");
         assert_eq!(spoke.state, PeerState::Up, "spoke {i} after the handshakes");
-        let hub = sim.nodes[HUB].t.peer_status(i).expect("a spoke");
+        let hub = sim.nodes[HUB]
+            .t
+            .peer_status(PeerId::new(i))
+            .expect("a spoke");
         assert_eq!(hub.state, PeerState::Up, "the hub's spoke {i}");
         assert_eq!(hub.endpoint, Some(spoke_addr(i)), "spoke {i}'s endpoint");
     }
@@ -667,9 +680,15 @@ fn a_hub_with_1000_spokes_for_an_hour() {
     let mut hub_handshakes = Vec::with_capacity(SPOKES);
     let mut spoke_counters = Counters::default();
     for i in 0..SPOKES {
-        let spoke = sim.nodes[1 + i].t.peer_status(0).expect("the hub");
+        let spoke = sim.nodes[1 + i]
+            .t
+            .peer_status(PeerId::new(0))
+            .expect("the hub");
         assert_eq!(spoke.state, PeerState::Up, "spoke {i} at the end");
-        let hub = sim.nodes[HUB].t.peer_status(i).expect("a spoke");
+        let hub = sim.nodes[HUB]
+            .t
+            .peer_status(PeerId::new(i))
+            .expect("a spoke");
         assert_eq!(hub.state, PeerState::Up, "the hub's spoke {i} at the end");
         hub_handshakes.push(hub.stats.handshakes);
         let c = sim.nodes[1 + i].t.counters();

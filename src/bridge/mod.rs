@@ -43,9 +43,9 @@ use std::time::{Instant, SystemTime};
 use crate::guard::{self, Guard, GuardConfig, GuardCounters, LoopEvent, PeerVerdict};
 use crate::leases::LeaseChange;
 use crate::mac::MacAddr;
+use crate::peer_id::PeerId;
 use crate::responder::{LocalVerdict, OwnFrame, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Port, RemoteRoute, Switch};
-use crate::tunnel::PeerId;
 use crate::wire::ethernet::{self, Class};
 use crate::wire::virtio::{F_NEEDS_CSUM, VirtioNetHdr};
 
@@ -209,7 +209,7 @@ impl Bridge {
             // Broadcast, multicast, unknown unicast: storm control.
             LocalRoute::Flood if !self.guard.allow_flood(now) => {}
             LocalRoute::Flood => {
-                for p in 0..self.peers {
+                for p in PeerId::all(self.peers) {
                     if self.guard.allow_to_peer(p) {
                         out.to_peer(p, packet);
                     }
@@ -281,7 +281,7 @@ impl Bridge {
     /// peer but the sender; never to a peer a loop runs through.
     pub fn relay(&mut self, relay: Relay, packet: &[u8], out: &mut impl Sink) {
         let Relay { from, route } = relay;
-        for p in 0..self.peers {
+        for p in PeerId::all(self.peers) {
             if p != from
                 && (route.flood_peers || route.peer == Some(p))
                 && self.guard.allow_to_peer(p)
@@ -324,7 +324,7 @@ impl Bridge {
             let packet = &self.reply[..h + len];
             out.to_tap(packet);
             if flood && self.guard.allow_flood(now) {
-                for p in 0..self.peers {
+                for p in PeerId::all(self.peers) {
                     out.to_peer(p, packet);
                 }
             }
@@ -336,7 +336,7 @@ impl Bridge {
         if self.guard.poll_probe(now) {
             let h = self.vnet_hdr;
             self.probe[..h].fill(0); // plain frame: no offload
-            for p in 0..self.peers {
+            for p in PeerId::all(self.peers) {
                 if !out.peer_up(p) {
                     continue;
                 }

@@ -63,11 +63,12 @@ impl Sink for Rec {
 
 impl Rec {
     /// The peers frames went to, in order.
-    fn peers(&self) -> Vec<PeerId> {
+    /// The peers written to, by number.
+    fn peers(&self) -> Vec<usize> {
         self.out
             .iter()
             .filter_map(|o| match o {
-                Out::Peer(p, _) => Some(*p),
+                Out::Peer(p, _) => Some(p.index()),
                 _ => None,
             })
             .collect()
@@ -154,10 +155,10 @@ fn known_unicast_goes_to_one_peer_and_local_destinations_stay_home() {
     let mut b = plain(false, 3, t);
     let mut out = Rec::default();
     // B lives behind peer 2 (it sent something).
-    peer(&mut b, 2, &data(BCAST, B), t, &mut out);
+    peer(&mut b, PeerId::new(2), &data(BCAST, B), t, &mut out);
     assert_eq!(out.take(), vec![Out::Tap(data(BCAST, B))]);
     assert_eq!(tap(&mut b, &data(B, A), t, &mut out), TapOutcome::Forwarded);
-    assert_eq!(out.take(), vec![Out::Peer(2, data(B, A))]);
+    assert_eq!(out.take(), vec![Out::Peer(PeerId::new(2), data(B, A))]);
     // A was learned on the local side: a frame to it stays home.
     tap(&mut b, &data(A, C), t, &mut out);
     assert!(out.take().is_empty(), "local destination: nowhere");
@@ -169,7 +170,10 @@ fn known_unicast_goes_to_one_peer_and_local_destinations_stay_home() {
     }
     // Frames too short to have an Ethernet header go nowhere.
     assert_eq!(tap(&mut b, &[0u8; 13], t, &mut out), TapOutcome::Dropped);
-    assert!(b.from_peer(0, &[0u8; 13], t, &mut out).is_none());
+    assert!(
+        b.from_peer(PeerId::new(0), &[0u8; 13], t, &mut out)
+            .is_none()
+    );
     assert!(out.take().is_empty());
 }
 
@@ -180,10 +184,13 @@ fn split_horizon_without_a_hub_a_peer_frame_goes_to_the_tap_only() {
     let mut out = Rec::default();
     // C is known behind peer 1; a frame from peer 0 to C, a broadcast and an
     // unknown unicast: all to our TAP, never on to another peer.
-    peer(&mut b, 1, &data(BCAST, C), t, &mut out);
+    peer(&mut b, PeerId::new(1), &data(BCAST, C), t, &mut out);
     out.take();
     for dst in [C, BCAST, [0x52, 0x54, 0, 0, 0, 0x99]] {
-        assert!(b.from_peer(0, &data(dst, B), t, &mut out).is_none());
+        assert!(
+            b.from_peer(PeerId::new(0), &data(dst, B), t, &mut out)
+                .is_none()
+        );
         assert_eq!(out.take(), vec![Out::Tap(data(dst, B))], "to {dst:02x?}");
     }
 }
@@ -194,27 +201,27 @@ fn a_hub_relays_floods_to_every_other_peer_and_unicast_to_one() {
     let mut b = plain(true, 3, t);
     let mut out = Rec::default();
     // A broadcast from peer 0: our TAP and peers 1 and 2, not back to 0.
-    peer(&mut b, 0, &data(BCAST, B), t, &mut out);
+    peer(&mut b, PeerId::new(0), &data(BCAST, B), t, &mut out);
     assert_eq!(out.taps(), 1);
     assert_eq!(out.peers(), vec![1, 2]);
     out.take();
     // C behind peer 2: a frame from peer 0 to C goes to peer 2 only.
-    peer(&mut b, 2, &data(BCAST, C), t, &mut out);
+    peer(&mut b, PeerId::new(2), &data(BCAST, C), t, &mut out);
     out.take();
-    peer(&mut b, 0, &data(C, B), t, &mut out);
-    assert_eq!(out.take(), vec![Out::Peer(2, data(C, B))]);
+    peer(&mut b, PeerId::new(0), &data(C, B), t, &mut out);
+    assert_eq!(out.take(), vec![Out::Peer(PeerId::new(2), data(C, B))]);
     // To a local host: the TAP only.
     tap(&mut b, &data(BCAST, A), t, &mut out);
     out.take();
-    peer(&mut b, 0, &data(A, B), t, &mut out);
+    peer(&mut b, PeerId::new(0), &data(A, B), t, &mut out);
     assert_eq!(out.take(), vec![Out::Tap(data(A, B))]);
     // From peer 2 to B (behind peer 0): relayed to peer 0 only.
-    peer(&mut b, 2, &data(B, C), t, &mut out);
-    assert_eq!(out.take(), vec![Out::Peer(0, data(B, C))]);
+    peer(&mut b, PeerId::new(2), &data(B, C), t, &mut out);
+    assert_eq!(out.take(), vec![Out::Peer(PeerId::new(0), data(B, C))]);
     // Back to where it came from: nowhere.
     peer(
         &mut b,
-        0,
+        PeerId::new(0),
         &data(B, [0x52, 0x54, 0, 0, 0, 0x77]),
         t,
         &mut out,
@@ -222,8 +229,11 @@ fn a_hub_relays_floods_to_every_other_peer_and_unicast_to_one() {
     assert!(out.take().is_empty(), "B is behind the sender itself");
     // Switched off by a reload: split horizon again.
     b.set_hub(false);
-    assert!(b.from_peer(0, &data(BCAST, B), t, &mut out).is_none());
-    assert_eq!(out.peers(), Vec::<PeerId>::new());
+    assert!(
+        b.from_peer(PeerId::new(0), &data(BCAST, B), t, &mut out)
+            .is_none()
+    );
+    assert_eq!(out.peers(), Vec::<usize>::new());
 }
 
 #[test]
@@ -232,10 +242,16 @@ fn the_same_mac_in_two_vlans_is_learned_and_routed_apart() {
     let mut b = plain(false, 2, t);
     let mut out = Rec::default();
     // B untagged behind peer 0, B in VLAN 10 behind peer 1.
-    peer(&mut b, 0, &eth(BCAST, B, None, 0x88b6, b"x"), t, &mut out);
     peer(
         &mut b,
-        1,
+        PeerId::new(0),
+        &eth(BCAST, B, None, 0x88b6, b"x"),
+        t,
+        &mut out,
+    );
+    peer(
+        &mut b,
+        PeerId::new(1),
         &eth(BCAST, B, Some(10), 0x88b6, b"x"),
         t,
         &mut out,
@@ -256,7 +272,7 @@ fn storm_control_limits_floods_not_unicast() {
     let t = Instant::now();
     let mut b = bridge(false, 2, guards(100, false, false, BpduPolicy::Forward), t);
     let mut out = Rec::default();
-    peer(&mut b, 0, &data(BCAST, B), t, &mut out);
+    peer(&mut b, PeerId::new(0), &data(BCAST, B), t, &mut out);
     out.take();
     // 1,000 broadcasts in one instant: the burst (at least 16) passes.
     for _ in 0..1000 {
@@ -300,7 +316,7 @@ fn guards_drop_server_messages_and_bpdus_from_peers_per_policy() {
         let mut b = bridge(true, 2, guards(0, false, on, policy), t);
         let mut out = Rec::default();
         for f in [&offer, &ra, &bpdu] {
-            peer(&mut b, 0, f, t, &mut out);
+            peer(&mut b, PeerId::new(0), f, t, &mut out);
             let went = !out.take().is_empty();
             assert_eq!(went, !on, "guards {on}: {:02x?}", &f[..16]);
         }
@@ -309,7 +325,7 @@ fn guards_drop_server_messages_and_bpdus_from_peers_per_policy() {
         tap(&mut b, &bpdu, t, &mut out);
         assert_eq!(out.take().is_empty(), on);
         // Plain traffic is untouched.
-        peer(&mut b, 0, &data(BCAST, C), t, &mut out);
+        peer(&mut b, PeerId::new(0), &data(BCAST, C), t, &mut out);
         assert_eq!(out.taps(), 1);
     }
 }
@@ -381,7 +397,7 @@ fn the_responder_answers_arp_locally_and_nothing_reaches_the_peers() {
         [198, 19, 0, 1],
     );
     tap(&mut b, &reply, t, &mut rec);
-    assert_eq!(rec.peers(), Vec::<PeerId>::new());
+    assert_eq!(rec.peers(), Vec::<usize>::new());
 }
 
 #[test]
@@ -402,8 +418,8 @@ fn the_conflict_check_probes_the_lan_and_the_peers_then_offers_locally() {
         panic!("the probe goes to the TAP first: {got:?}");
     };
     assert_eq!(&probe[12..14], &[0x08, 0x06], "an ARP probe");
-    assert_eq!(got[1], Out::Peer(0, probe.clone()));
-    assert_eq!(got[2], Out::Peer(1, probe.clone()));
+    assert_eq!(got[1], Out::Peer(PeerId::new(0), probe.clone()));
+    assert_eq!(got[2], Out::Peer(PeerId::new(1), probe.clone()));
     // Nobody answered: the held OFFER goes to the TAP only, when due.
     let due = b.poll_timeout().expect("the OFFER is held");
     b.handle_timeout(due, wall(), &mut out);
@@ -452,7 +468,7 @@ fn a_dhcp_ack_carries_its_lease_changes_and_peers_never_see_dhcp() {
     b.take_lease_changes(&mut changes);
     assert!(!changes.is_empty(), "the release is a lease change");
     // DHCP from a peer never reaches our LAN while our server runs.
-    peer(&mut b, 0, &discover, t, &mut out);
+    peer(&mut b, PeerId::new(0), &discover, t, &mut out);
     assert!(out.take().is_empty());
     // Other DHCP from the LAN is not tunnelled either.
     tap(&mut b, &fixtures::udp_frame(67, 68), t, &mut out);
@@ -481,20 +497,23 @@ fn a_loop_through_one_peer_cuts_off_that_peer_only_until_it_is_gone() {
     assert!(probe_round(&mut b, t, &mut out).is_empty());
     // B learned behind peer 1 shows up on our LAN: a move, so probes go
     // to the peers that are up (peer 2 is down), each naming its peer.
-    peer(&mut b, 1, &data(BCAST, C), t, &mut out);
-    peer(&mut b, 1, &data(BCAST, B), t, &mut out);
+    peer(&mut b, PeerId::new(1), &data(BCAST, C), t, &mut out);
+    peer(&mut b, PeerId::new(1), &data(BCAST, B), t, &mut out);
     out.take();
     assert_eq!(b.poll_timeout(), None, "no move yet");
     tap(&mut b, &data(BCAST, B), t, &mut out);
     out.take();
     assert!(b.poll_timeout().is_some_and(|d| d <= t));
-    out.down = vec![2];
+    out.down = vec![PeerId::new(2)];
     let probes = probe_round(&mut b, t, &mut out);
-    assert_eq!(probes.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(
+        probes.iter().map(|p| p.0.index()).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
     assert_eq!(&probes[0].1[12..14], &PROBE_ETHERTYPE.to_be_bytes());
     assert_ne!(probes[0].1, probes[1].1, "each names its peer");
     // A probe from a peer goes to our TAP only, even at a hub.
-    peer(&mut b, 0, &probes[0].1, t, &mut out);
+    peer(&mut b, PeerId::new(0), &probes[0].1, t, &mut out);
     assert_eq!(out.take(), vec![Out::Tap(probes[0].1.clone())]);
     // The probe sent to peer 1 comes back through our TAP: a loop through
     // peer 1. It is never forwarded.
@@ -508,7 +527,7 @@ fn a_loop_through_one_peer_cuts_off_that_peer_only_until_it_is_gone() {
     b.handle_timeout(t1, wall(), &mut out);
     assert!(matches!(
         b.poll_event(),
-        Some(LoopEvent::LoopStarted { peer: 1, .. })
+        Some(LoopEvent::LoopStarted { peer, .. }) if peer == PeerId::new(1)
     ));
     assert_eq!(b.mac_entries(t1), 0, "the MAC table was flushed");
     assert_eq!(b.guard_counters().loops_detected, 1);
@@ -517,9 +536,9 @@ fn a_loop_through_one_peer_cuts_off_that_peer_only_until_it_is_gone() {
     tap(&mut b, &data(BCAST, A), t1, &mut out);
     assert_eq!(out.peers(), vec![0, 2]);
     out.take();
-    peer(&mut b, 1, &data(BCAST, C), t1, &mut out);
+    peer(&mut b, PeerId::new(1), &data(BCAST, C), t1, &mut out);
     assert!(out.take().is_empty(), "from the looped peer: dropped");
-    peer(&mut b, 0, &data(BCAST, C), t1, &mut out);
+    peer(&mut b, PeerId::new(0), &data(BCAST, C), t1, &mut out);
     assert_eq!(out.taps(), 1);
     assert_eq!(out.peers(), vec![2], "a hub never relays into the loop");
     out.take();
@@ -534,7 +553,7 @@ fn a_loop_through_one_peer_cuts_off_that_peer_only_until_it_is_gone() {
     out.take();
     assert!(matches!(
         b.poll_event(),
-        Some(LoopEvent::LoopEnded { peer: 1, .. })
+        Some(LoopEvent::LoopEnded { peer, .. }) if peer == PeerId::new(1)
     ));
     tap(&mut b, &data(BCAST, A), now, &mut out);
     assert_eq!(out.peers(), vec![0, 1, 2]);
@@ -546,14 +565,14 @@ fn a_mac_learned_here_and_seen_from_a_peer_starts_probing_too() {
     let mut b = bridge(false, 1, guards(0, true, false, BpduPolicy::Forward), t);
     let mut out = Rec::default();
     tap(&mut b, &data(BCAST, A), t, &mut out);
-    peer(&mut b, 0, &data(BCAST, B), t, &mut out);
+    peer(&mut b, PeerId::new(0), &data(BCAST, B), t, &mut out);
     assert_eq!(b.poll_timeout(), None, "no move yet");
-    peer(&mut b, 0, &data(BCAST, A), t, &mut out);
+    peer(&mut b, PeerId::new(0), &data(BCAST, A), t, &mut out);
     assert_eq!(probe_round(&mut b, t, &mut out).len(), 1);
     // Off: no probing, ever.
     let mut off = plain(false, 1, t);
     tap(&mut off, &data(BCAST, A), t, &mut out);
-    peer(&mut off, 0, &data(BCAST, A), t, &mut out);
+    peer(&mut off, PeerId::new(0), &data(BCAST, A), t, &mut out);
     assert_eq!(off.poll_timeout(), None);
 }
 
@@ -595,7 +614,7 @@ fn a_storm_of_made_up_sources_leaves_loop_detection_working() {
     while now < later && b.guard_counters().loops_detected == 0 {
         now += Duration::from_millis(10);
         tap(&mut b, &data(BCAST, A), now, &mut out);
-        peer(&mut b, 0, &data(BCAST, A), now, &mut out);
+        peer(&mut b, PeerId::new(0), &data(BCAST, A), now, &mut out);
         b.handle_timeout(now, wall(), &mut out);
         // Our probes come back through the TAP.
         for o in out.take() {
@@ -627,18 +646,18 @@ fn a_bad_virtio_header_from_a_peer_is_refused_and_counted() {
     let mut out = Rec::default();
     let mut packet = vec![0u8; HDR_LEN];
     packet.extend_from_slice(&data(BCAST, B));
-    assert!(b.from_peer(0, &packet, t, &mut out).is_none());
+    assert!(b.from_peer(PeerId::new(0), &packet, t, &mut out).is_none());
     assert_eq!(out.take(), vec![Out::Tap(packet.clone())]);
     // A segmentation request no kernel makes for a plain frame.
     packet[1] = crate::wire::virtio::GSO_UDP;
-    assert!(b.from_peer(0, &packet, t, &mut out).is_none());
+    assert!(b.from_peer(PeerId::new(0), &packet, t, &mut out).is_none());
     assert!(out.take().is_empty());
     assert_eq!(b.counters().rx_bad_vnet_hdr, 1);
     // From the TAP the header travels with the frame.
     let mut from_tap = vec![0u8; HDR_LEN];
     from_tap.extend_from_slice(&data(BCAST, A));
     tap(&mut b, &from_tap, t, &mut out);
-    assert_eq!(out.take(), vec![Out::Peer(0, from_tap)]);
+    assert_eq!(out.take(), vec![Out::Peer(PeerId::new(0), from_tap)]);
 }
 
 #[test]
@@ -646,11 +665,11 @@ fn a_removed_peer_is_forgotten_everywhere() {
     let t = Instant::now();
     let mut b = plain(false, 2, t);
     let mut out = Rec::default();
-    peer(&mut b, 1, &data(BCAST, B), t, &mut out);
+    peer(&mut b, PeerId::new(1), &data(BCAST, B), t, &mut out);
     out.take();
     tap(&mut b, &data(B, A), t, &mut out);
-    assert_eq!(out.take(), vec![Out::Peer(1, data(B, A))]);
-    b.forget_peer(1, t);
+    assert_eq!(out.take(), vec![Out::Peer(PeerId::new(1), data(B, A))]);
+    b.forget_peer(PeerId::new(1), t);
     b.set_peer_count(1);
     tap(&mut b, &data(B, A), t, &mut out);
     assert_eq!(

@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime};
 
 use super::counters::Sources;
 use super::{CounterStatus, DhcpPoolStatus, InterfaceStatus, LeaseEntry, PeerStatus, Status};
+use crate::peer_id::PeerId;
 use crate::responder::Responder;
 use crate::tunnel::Tunnel;
 
@@ -115,7 +116,7 @@ pub fn status(
     now: Instant,
     wall: SystemTime,
 ) -> Status {
-    let peers = (0..tunnel.peer_count())
+    let peers = PeerId::all(tunnel.peer_count())
         .filter_map(|i| tunnel.peer_status(i))
         .map(|p| PeerStatus {
             name: p.name,

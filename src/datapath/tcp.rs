@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, sockopt};
 
-use crate::tunnel::PeerId;
+use crate::peer_id::PeerId;
 use crate::wire::tcp::{MAX_MESSAGE, RecordQueue, RecordReader};
 
 /// Bytes queued per connection on their way out (records and headers).

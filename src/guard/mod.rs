@@ -96,6 +96,8 @@ mod tests;
 
 use std::time::{Duration, Instant};
 
+use crate::peer_id::PeerId;
+
 use probe::{PeerLoop, Probing};
 pub use probe::{is_bpdu, is_probe};
 use storm::Bucket;
@@ -192,7 +194,7 @@ pub enum LoopEvent {
     /// with that peer until the loop ends.
     LoopStarted {
         /// The peer whose probe came back: its LAN reaches ours another way.
-        peer: usize,
+        peer: PeerId,
         /// How long the loop must be gone before forwarding resumes.
         hold: Duration,
     },
@@ -200,7 +202,7 @@ pub enum LoopEvent {
     /// and from it flow again.
     LoopEnded {
         /// The peer the loop ran through.
-        peer: usize,
+        peer: PeerId,
         /// How long the loop lasted.
         lasted: Duration,
     },
@@ -283,7 +285,7 @@ impl Guard {
             self.bucket = (config.storm_pps > 0).then(|| Bucket::new(config.storm_pps, now));
         }
         if !config.loop_detect {
-            for p in 0..self.peers.len() {
+            for p in PeerId::all(self.peers.len()) {
                 self.end_loop(p, now);
             }
             self.probing.suspect_until = None;
@@ -292,9 +294,9 @@ impl Guard {
     }
 
     /// `peer` was removed (a reload): a loop through it ends.
-    pub fn forget_peer(&mut self, peer: usize, now: Instant) {
+    pub fn forget_peer(&mut self, peer: PeerId, now: Instant) {
         self.end_loop(peer, now);
-        if let Some(l) = self.peers.get_mut(peer) {
+        if let Some(l) = self.peers.get_mut(peer.index()) {
             *l = PeerLoop::IDLE;
         }
     }
@@ -321,8 +323,12 @@ impl Guard {
 
     /// Whether a loop is present through `peer` (nothing is exchanged with
     /// it but probes).
-    pub fn peer_looped(&self, peer: usize) -> bool {
-        self.looped_peers > 0 && self.peers.get(peer).is_some_and(|l| l.since.is_some())
+    pub fn peer_looped(&self, peer: PeerId) -> bool {
+        self.looped_peers > 0
+            && self
+                .peers
+                .get(peer.index())
+                .is_some_and(|l| l.since.is_some())
     }
 
     /// A frame read from the TAP (no virtio-net header), after the local
@@ -332,7 +338,7 @@ impl Guard {
             // Never forwarded: a probe on the LAN side came over another path.
             if frame.get(30..38) == Some(&self.probe[30..38]) {
                 if let Some(peer) = frame.get(38..40) {
-                    let peer = usize::from(u16::from_be_bytes([peer[0], peer[1]]));
+                    let peer = PeerId::new(usize::from(u16::from_be_bytes([peer[0], peer[1]])));
                     self.probe_returned(peer, now);
                 }
             }
@@ -348,7 +354,7 @@ impl Guard {
     /// May a frame (from the TAP, or relayed by a hub) go to `peer`? Not
     /// while a loop runs through it; each refusal is counted in
     /// `loop_dropped`.
-    pub fn allow_to_peer(&mut self, peer: usize) -> bool {
+    pub fn allow_to_peer(&mut self, peer: PeerId) -> bool {
         if self.peer_looped(peer) {
             self.counters.loop_dropped += 1;
             false
@@ -392,7 +398,7 @@ impl Guard {
     }
 
     /// An authenticated frame from `peer` (no virtio-net header).
-    pub fn from_peer(&mut self, frame: &[u8], peer: usize, now: Instant) -> PeerVerdict {
+    pub fn from_peer(&mut self, frame: &[u8], peer: PeerId, now: Instant) -> PeerVerdict {
         self.from_peer_classified(frame, None, peer, now)
     }
 
@@ -402,7 +408,7 @@ impl Guard {
         &mut self,
         frame: &[u8],
         class: Option<&crate::wire::ethernet::Class>,
-        peer: usize,
+        peer: PeerId,
         now: Instant,
     ) -> PeerVerdict {
         let _ = now;
@@ -464,8 +470,8 @@ impl Guard {
     /// [`Guard::poll_timeout`] is due (calling more often is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.looped_peers > 0 {
-            for p in 0..self.peers.len() {
-                let l = self.peers[p];
+            for p in PeerId::all(self.peers.len()) {
+                let l = self.peers[p.index()];
                 if let (Some(_), Some(seen)) = (l.since, l.last_seen) {
                     if now.saturating_duration_since(seen) >= l.hold {
                         self.end_loop(p, now);
@@ -494,8 +500,8 @@ impl Guard {
 
     /// The probe for `peer`: it names the peer, so the one that comes back
     /// tells which peer's LAN also reaches ours.
-    pub fn probe_for(&mut self, peer: usize) -> &[u8] {
-        let n = u16::try_from(peer).unwrap_or(u16::MAX);
+    pub fn probe_for(&mut self, peer: PeerId) -> &[u8] {
+        let n = u16::try_from(peer.index()).unwrap_or(u16::MAX);
         self.probe[38..40].copy_from_slice(&n.to_be_bytes());
         &self.probe
     }
@@ -525,16 +531,16 @@ impl Guard {
         self.events.push_back(ev);
     }
 
-    fn probe_returned(&mut self, peer: usize, now: Instant) {
+    fn probe_returned(&mut self, peer: PeerId, now: Instant) {
         // A probe names a peer we sent it to; a number beyond our peers
         // (a LAN host replaying a probe it forged) is ignored.
-        if peer >= self.peer_limit {
+        if peer.index() >= self.peer_limit {
             return;
         }
-        if self.peers.len() <= peer {
-            self.peers.resize(peer + 1, PeerLoop::IDLE);
+        if self.peers.len() <= peer.index() {
+            self.peers.resize(peer.index() + 1, PeerLoop::IDLE);
         }
-        let l = &mut self.peers[peer];
+        let l = &mut self.peers[peer.index()];
         l.last_seen = Some(now);
         if l.since.is_some() {
             return;
@@ -554,8 +560,8 @@ impl Guard {
         self.push_event(LoopEvent::LoopStarted { peer, hold }, now);
     }
 
-    fn end_loop(&mut self, peer: usize, now: Instant) {
-        let Some(l) = self.peers.get_mut(peer) else {
+    fn end_loop(&mut self, peer: PeerId, now: Instant) {
+        let Some(l) = self.peers.get_mut(peer.index()) else {
             return;
         };
         l.last_seen = None;

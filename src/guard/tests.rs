@@ -220,7 +220,7 @@ fn truncated_and_odd_frames_never_panic() {
     for f in &frames {
         for len in 0..=f.len() {
             let _ = Threat::in_frame(&f[..len]);
-            let _ = g.from_peer(&f[..len], 0, now);
+            let _ = g.from_peer(&f[..len], PeerId::new(0), now);
             let _ = g.from_local(&f[..len], now);
         }
     }
@@ -256,14 +256,17 @@ fn guards_drop_server_messages_from_peers_and_count_them() {
     let mut on = guard(config(0, false, true, BpduPolicy::Forward), now);
     let mut off = guard(config(0, false, false, BpduPolicy::Forward), now);
     for f in [dhcpv4_offer(), router_advertisement(), dhcpv6_advertise()] {
-        assert_eq!(on.from_peer(&f, 0, now), PeerVerdict::Drop);
-        assert_eq!(off.from_peer(&f, 0, now), PeerVerdict::Forward);
+        assert_eq!(on.from_peer(&f, PeerId::new(0), now), PeerVerdict::Drop);
+        assert_eq!(off.from_peer(&f, PeerId::new(0), now), PeerVerdict::Forward);
         // From the local side the guards do not apply (the local server is
         // the LAN's own business).
         assert_eq!(on.from_local(&f, now), LocalVerdict::Forward);
     }
     let arp = eth(BCAST, &[], 0x0806, &[0; 28]);
-    assert_eq!(on.from_peer(&arp, 0, now), PeerVerdict::Forward);
+    assert_eq!(
+        on.from_peer(&arp, PeerId::new(0), now),
+        PeerVerdict::Forward
+    );
     assert_eq!(on.counters().guard_dropped, 3);
     assert_eq!(off.counters(), GuardCounters::default());
 
@@ -276,15 +279,15 @@ fn guards_drop_server_messages_from_peers_and_count_them() {
         now,
     );
     assert_eq!(
-        dhcp_only.from_peer(&dhcpv4_offer(), 0, now),
+        dhcp_only.from_peer(&dhcpv4_offer(), PeerId::new(0), now),
         PeerVerdict::Drop
     );
     assert_eq!(
-        dhcp_only.from_peer(&router_advertisement(), 0, now),
+        dhcp_only.from_peer(&router_advertisement(), PeerId::new(0), now),
         PeerVerdict::Forward
     );
     assert_eq!(
-        dhcp_only.from_peer(&dhcpv6_advertise(), 0, now),
+        dhcp_only.from_peer(&dhcpv6_advertise(), PeerId::new(0), now),
         PeerVerdict::Forward
     );
 }
@@ -296,9 +299,9 @@ fn bpdus_follow_the_policy_both_ways() {
     let mut drop = guard(config(0, false, false, BpduPolicy::Drop), now);
     let pvst = eth(classify::PVST_DST, &[], 0x0032, &[0xaa, 0xaa, 0x03]);
     for f in [bpdu(), pvst] {
-        assert_eq!(fwd.from_peer(&f, 0, now), PeerVerdict::Forward);
+        assert_eq!(fwd.from_peer(&f, PeerId::new(0), now), PeerVerdict::Forward);
         assert_eq!(fwd.from_local(&f, now), LocalVerdict::Forward);
-        assert_eq!(drop.from_peer(&f, 0, now), PeerVerdict::Drop);
+        assert_eq!(drop.from_peer(&f, PeerId::new(0), now), PeerVerdict::Drop);
         assert_eq!(drop.from_local(&f, now), LocalVerdict::Drop);
     }
     assert_eq!(drop.counters().guard_dropped, 4);
@@ -354,7 +357,10 @@ fn reconfigure_swaps_the_settings() {
     assert_eq!((0..100).filter(|_| g.allow_flood(t0)).count(), 16);
     g.reconfigure(&config(0, false, true, BpduPolicy::Drop), t0);
     assert!(g.allow_flood(t0));
-    assert_eq!(g.from_peer(&dhcpv4_offer(), 0, t0), PeerVerdict::Drop);
+    assert_eq!(
+        g.from_peer(&dhcpv4_offer(), PeerId::new(0), t0),
+        PeerVerdict::Drop
+    );
     assert_eq!(g.from_local(&bpdu(), t0), LocalVerdict::Drop);
     assert_eq!(g.counters().storm_dropped, 84, "counters survive");
     assert_eq!(*g.config(), config(0, false, true, BpduPolicy::Drop));
@@ -371,7 +377,7 @@ fn run_probes(g: &mut Guard, from: Instant, secs: u64, looped: impl Fn(u64) -> b
         }
         g.handle_timeout(now);
         if g.poll_probe(now) {
-            let p = g.probe_for(0).to_vec();
+            let p = g.probe_for(PeerId::new(0)).to_vec();
             if looped(s / 10) {
                 // It went through the tunnel, across the other path and
                 // came back through our TAP 5 ms later.
@@ -397,7 +403,7 @@ fn a_returning_probe_is_a_loop_that_ends_after_the_hold_down() {
     g.mac_moved(t0);
     assert_eq!(g.poll_timeout(), Some(t0));
     assert!(g.poll_probe(t0), "first probe is due at once");
-    let probe = g.probe_for(0).to_vec();
+    let probe = g.probe_for(PeerId::new(0)).to_vec();
     assert!(is_probe(&probe) && probe.len() == PROBE_LEN);
     assert_eq!(probe[..6], PROBE_DST);
     assert_eq!(probe[6] & 0x03, 0x02, "locally administered unicast source");
@@ -419,7 +425,7 @@ fn a_returning_probe_is_a_loop_that_ends_after_the_hold_down() {
     assert_eq!(
         g.poll_event(),
         Some(LoopEvent::LoopStarted {
-            peer: 0,
+            peer: PeerId::new(0),
             hold: LOOP_HOLD
         })
     );
@@ -428,12 +434,15 @@ fn a_returning_probe_is_a_loop_that_ends_after_the_hold_down() {
     // Nothing but probes crosses meanwhile, either way, unicast included:
     // local frames still reach the switch, which may send them to no peer
     // the loop runs through.
-    assert!(g.peer_looped(0));
+    assert!(g.peer_looped(PeerId::new(0)));
     assert_eq!(g.from_local(&arp, t15), LocalVerdict::Forward);
-    assert!(!g.allow_to_peer(0));
-    assert_eq!(g.from_peer(&arp, 0, t15), PeerVerdict::Drop);
-    assert_eq!(g.from_peer(&unicast, 0, t15), PeerVerdict::Drop);
-    assert_eq!(g.from_peer(&probe, 0, t15), PeerVerdict::Probe);
+    assert!(!g.allow_to_peer(PeerId::new(0)));
+    assert_eq!(g.from_peer(&arp, PeerId::new(0), t15), PeerVerdict::Drop);
+    assert_eq!(
+        g.from_peer(&unicast, PeerId::new(0), t15),
+        PeerVerdict::Drop
+    );
+    assert_eq!(g.from_peer(&probe, PeerId::new(0), t15), PeerVerdict::Probe);
     assert_eq!(g.counters().loop_dropped, 3);
 
     // The other path goes away: forwarding resumes after the hold-down.
@@ -445,7 +454,7 @@ fn a_returning_probe_is_a_loop_that_ends_after_the_hold_down() {
         }
         other => panic!("expected the loop's end, got {other:?}"),
     }
-    assert_eq!(g.from_peer(&arp, 0, t15), PeerVerdict::Forward);
+    assert_eq!(g.from_peer(&arp, PeerId::new(0), t15), PeerVerdict::Forward);
     assert_eq!(g.counters().loops_detected, 1);
 }
 
@@ -464,7 +473,7 @@ fn a_loop_through_one_peer_leaves_the_others_alone() {
         g.handle_timeout(t);
         if g.poll_probe(t) {
             for peer in 0..3 {
-                let probe = g.probe_for(peer).to_vec();
+                let probe = g.probe_for(PeerId::new(peer)).to_vec();
                 assert!(is_probe(&probe));
                 // Peer 1's LAN is joined to ours for the first 5 s.
                 if peer == 1 && s < 5 {
@@ -473,29 +482,33 @@ fn a_loop_through_one_peer_leaves_the_others_alone() {
             }
         }
         if s == 0 {
-            assert!(g.peer_looped(1) && g.looped());
+            assert!(g.peer_looped(PeerId::new(1)) && g.looped());
             assert_eq!(
                 g.poll_event(),
                 Some(LoopEvent::LoopStarted {
-                    peer: 1,
+                    peer: PeerId::new(1),
                     hold: LOOP_HOLD
                 })
             );
         }
         if s < 5 {
-            assert!(!g.peer_looped(0) && !g.peer_looped(2));
-            assert!(g.allow_to_peer(0) && g.allow_to_peer(2) && !g.allow_to_peer(1));
-            assert_eq!(g.from_peer(&arp, 2, t), PeerVerdict::Forward);
-            assert_eq!(g.from_peer(&arp, 1, t), PeerVerdict::Drop);
+            assert!(!g.peer_looped(PeerId::new(0)) && !g.peer_looped(PeerId::new(2)));
+            assert!(
+                g.allow_to_peer(PeerId::new(0))
+                    && g.allow_to_peer(PeerId::new(2))
+                    && !g.allow_to_peer(PeerId::new(1))
+            );
+            assert_eq!(g.from_peer(&arp, PeerId::new(2), t), PeerVerdict::Forward);
+            assert_eq!(g.from_peer(&arp, PeerId::new(1), t), PeerVerdict::Drop);
         }
         t += Duration::from_secs(1);
     }
     assert!(!g.looped(), "ended after the hold-down");
     assert!(matches!(
         g.poll_event(),
-        Some(LoopEvent::LoopEnded { peer: 1, .. })
+        Some(LoopEvent::LoopEnded { peer, .. }) if peer == PeerId::new(1)
     ));
-    assert!(g.allow_to_peer(1));
+    assert!(g.allow_to_peer(PeerId::new(1)));
     assert_eq!(g.counters().loops_detected, 1);
     assert_eq!(g.counters().loop_dropped, 10);
 }
@@ -509,21 +522,21 @@ fn probes_name_only_our_peers_and_a_removed_peer_loops_no_more() {
     g.set_peer_count(2);
     g.mac_moved(t0);
     assert!(g.poll_probe(t0));
-    let beyond = g.probe_for(2).to_vec();
+    let beyond = g.probe_for(PeerId::new(2)).to_vec();
     assert_eq!(g.from_local(&beyond, t0), LocalVerdict::Drop);
     assert!(!g.looped());
-    let ours = g.probe_for(1).to_vec();
+    let ours = g.probe_for(PeerId::new(1)).to_vec();
     g.from_local(&ours, t0);
-    assert!(g.peer_looped(1));
-    g.forget_peer(1, t0);
-    assert!(!g.looped() && !g.peer_looped(1));
+    assert!(g.peer_looped(PeerId::new(1)));
+    g.forget_peer(PeerId::new(1), t0);
+    assert!(!g.looped() && !g.peer_looped(PeerId::new(1)));
     assert!(matches!(
         g.poll_event(),
-        Some(LoopEvent::LoopStarted { peer: 1, .. })
+        Some(LoopEvent::LoopStarted { peer, .. }) if peer == PeerId::new(1)
     ));
     assert!(matches!(
         g.poll_event(),
-        Some(LoopEvent::LoopEnded { peer: 1, .. })
+        Some(LoopEvent::LoopEnded { peer, .. }) if peer == PeerId::new(1)
     ));
 }
 
@@ -543,7 +556,7 @@ fn detection_and_recovery_times() {
         }
         g.handle_timeout(now);
         if g.poll_probe(now) {
-            let p = g.probe_for(0).to_vec();
+            let p = g.probe_for(PeerId::new(0)).to_vec();
             if ms < 10_000 {
                 g.from_local(&p, now);
             }
@@ -589,7 +602,7 @@ fn a_flapping_loop_backs_off() {
     assert_eq!(
         g.poll_event(),
         Some(LoopEvent::LoopStarted {
-            peer: 0,
+            peer: PeerId::new(0),
             hold: LOOP_HOLD
         })
     );
@@ -602,7 +615,7 @@ fn probes_of_other_sites_are_not_ours_and_never_forwarded() {
     let mut b = Guard::new(&config(0, true, false, BpduPolicy::Forward), [9; 8], t0);
     b.mac_moved(t0);
     assert!(b.poll_probe(t0), "due");
-    let theirs = b.probe_for(0).to_vec();
+    let theirs = b.probe_for(PeerId::new(0)).to_vec();
     assert_eq!(a.from_local(&theirs, t0), LocalVerdict::Drop);
     assert!(!a.looped(), "another site's probe is not our loop");
     // With loop detection off a probe-looking frame is an ordinary frame.
@@ -610,7 +623,10 @@ fn probes_of_other_sites_are_not_ours_and_never_forwarded() {
     off.mac_moved(t0);
     assert!(!off.watches_moves());
     assert_eq!(off.from_local(&theirs, t0), LocalVerdict::Forward);
-    assert_eq!(off.from_peer(&theirs, 0, t0), PeerVerdict::Forward);
+    assert_eq!(
+        off.from_peer(&theirs, PeerId::new(0), t0),
+        PeerVerdict::Forward
+    );
     assert!(!off.poll_probe(t0) && off.poll_timeout().is_none());
 }
 
@@ -620,7 +636,7 @@ fn turning_loop_detection_off_ends_a_loop() {
     let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
     g.mac_moved(t0);
     assert!(g.poll_probe(t0), "due");
-    let p = g.probe_for(0).to_vec();
+    let p = g.probe_for(PeerId::new(0)).to_vec();
     g.from_local(&p, t0);
     assert!(g.looped());
     g.reconfigure(&config(0, false, false, BpduPolicy::Forward), t0);
@@ -698,13 +714,16 @@ fn a_storm_starts_probing_and_leaves_detection_working() {
     let t = storm_end + Duration::from_secs(2);
     g.handle_timeout(t);
     assert!(g.poll_probe(t), "a probe round is due after the storm");
-    let probe = g.probe_for(0).to_vec();
+    let probe = g.probe_for(PeerId::new(0)).to_vec();
     assert_eq!(g.from_local(&probe, t), LocalVerdict::Drop);
-    assert!(g.peer_looped(0), "the returning probe is a loop");
+    assert!(
+        g.peer_looped(PeerId::new(0)),
+        "the returning probe is a loop"
+    );
     assert_eq!(g.counters().loops_detected, 1);
     assert!(matches!(
         g.poll_event(),
-        Some(LoopEvent::LoopStarted { peer: 0, .. })
+        Some(LoopEvent::LoopStarted { peer, .. }) if peer == PeerId::new(0)
     ));
     // Without storm control nothing is refused and nothing probes.
     let mut quiet = guard(config(0, true, false, BpduPolicy::Forward), t0);
@@ -729,7 +748,7 @@ proptest::proptest! {
         let now = Instant::now();
         let mut g = guard(config(10, true, true, BpduPolicy::Drop), now);
         let kind = Threat::in_frame(&frame);
-        let verdict = g.from_peer(&frame, 0, now);
+        let verdict = g.from_peer(&frame, PeerId::new(0), now);
         if kind == Threat::Other {
             proptest::prop_assert_eq!(verdict, PeerVerdict::Forward);
         } else {
@@ -750,7 +769,7 @@ fn a_loop_event_is_due_at_once_until_polled() {
     let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
     g.mac_moved(t0);
     assert!(g.poll_probe(t0), "first probe");
-    let probe = g.probe_for(0).to_vec();
+    let probe = g.probe_for(PeerId::new(0)).to_vec();
     let back = t0 + Duration::from_millis(5);
     assert_eq!(g.from_local(&probe, back), LocalVerdict::Drop);
     assert!(g.looped());
@@ -762,7 +781,7 @@ fn a_loop_event_is_due_at_once_until_polled() {
     assert_eq!(
         g.poll_event(),
         Some(LoopEvent::LoopStarted {
-            peer: 0,
+            peer: PeerId::new(0),
             hold: LOOP_HOLD
         })
     );

@@ -40,7 +40,7 @@ pub use super::bindings::MAX_BINDINGS;
 use super::bindings::{Binding, Bindings};
 use super::{ArpSettings, ETH_HEADER_LEN, LocalVerdict, ResponderError};
 use crate::mac::MacAddr;
-use crate::tunnel::PeerId;
+use crate::peer_id::PeerId;
 
 /// Length of an ARP reply frame we write (Ethernet header + ARP for IPv4).
 pub(super) const ARP_FRAME_LEN: usize = ETH_HEADER_LEN + 28;
@@ -469,7 +469,10 @@ mod tests {
         );
         // The remote host answers through the tunnel.
         let rep = arp_frame(ArpOperation::Reply, REMOTE, REMOTE_IP, LOCAL, LOCAL_IP);
-        assert_eq!(r.handle_remote(&rep, 0, t0), RemoteVerdict::Deliver);
+        assert_eq!(
+            r.handle_remote(&rep, PeerId::new(0), t0),
+            RemoteVerdict::Deliver
+        );
         assert_eq!(r.arp_bindings(t0), 1);
         let (v, out) = local(&mut r, &req, t0 + Duration::from_secs(10));
         assert_eq!(v, LocalVerdict::Reply(42));
@@ -485,7 +488,10 @@ mod tests {
         assert_eq!(r.arp_bindings(late), 0);
         // A gratuitous ARP from the tunnel refreshes it.
         let garp = arp_request(REMOTE, REMOTE_IP, REMOTE_IP);
-        assert_eq!(r.handle_remote(&garp, 0, late), RemoteVerdict::Deliver);
+        assert_eq!(
+            r.handle_remote(&garp, PeerId::new(0), late),
+            RemoteVerdict::Deliver
+        );
         assert!(matches!(
             local(&mut r, &req, late).0,
             LocalVerdict::Reply(_)
@@ -498,16 +504,20 @@ mod tests {
         let mut r = responder(true);
         let now = Instant::now();
         // Remote probes, claims on our own address, group MACs: not learned.
-        r.handle_remote(&arp_request(REMOTE, [0; 4], REMOTE_IP), 0, now);
-        r.handle_remote(&arp_request(REMOTE, GW, LOCAL_IP), 0, now);
+        r.handle_remote(&arp_request(REMOTE, [0; 4], REMOTE_IP), PeerId::new(0), now);
+        r.handle_remote(&arp_request(REMOTE, GW, LOCAL_IP), PeerId::new(0), now);
         r.handle_remote(
             &arp_request([0x01, 0, 0x5e, 0, 0, 1], REMOTE_IP, LOCAL_IP),
-            0,
+            PeerId::new(0),
             now,
         );
         assert_eq!(r.arp_bindings(now), 0);
         // Learned, then a local host announces the same address: forget it.
-        r.handle_remote(&arp_request(REMOTE, REMOTE_IP, LOCAL_IP), 0, now);
+        r.handle_remote(
+            &arp_request(REMOTE, REMOTE_IP, LOCAL_IP),
+            PeerId::new(0),
+            now,
+        );
         assert_eq!(r.arp_bindings(now), 1);
         let asked_by_owner = arp_request(REMOTE, LOCAL_IP, REMOTE_IP);
         assert_eq!(local(&mut r, &asked_by_owner, now).0, LocalVerdict::Forward);
@@ -541,7 +551,7 @@ mod tests {
     fn unicast_requests_reach_the_host() {
         let mut r = responder(true);
         let now = Instant::now();
-        learn(&mut r, REMOTE_IP, REMOTE, 0, now);
+        learn(&mut r, REMOTE_IP, REMOTE, PeerId::new(0), now);
         // The asker re-verifies its neighbour with a unicast request: only
         // the neighbour can confirm it, so it goes through.
         let mut unicast = arp_request(LOCAL, LOCAL_IP, REMOTE_IP);
@@ -558,22 +568,22 @@ mod tests {
         let now = Instant::now();
         let other_ip = [198, 19, 0, 78];
         let other = [0x52, 0x54, 0, 0, 0, 3];
-        learn(&mut r, REMOTE_IP, REMOTE, 0, now);
-        learn(&mut r, other_ip, other, 1, now);
+        learn(&mut r, REMOTE_IP, REMOTE, PeerId::new(0), now);
+        learn(&mut r, other_ip, other, PeerId::new(1), now);
         // Refreshed from another peer: it now belongs to that one.
         let third_ip = [198, 19, 0, 79];
-        learn(&mut r, third_ip, other, 0, now);
-        learn(&mut r, third_ip, other, 1, now);
-        r.forget_peer(0);
+        learn(&mut r, third_ip, other, PeerId::new(0), now);
+        learn(&mut r, third_ip, other, PeerId::new(1), now);
+        r.forget_peer(PeerId::new(0));
         assert!(!answers(&mut r, REMOTE_IP, now), "peer 0's binding is gone");
         assert!(answers(&mut r, other_ip, now), "peer 1's binding stays");
         assert!(answers(&mut r, third_ip, now), "moved to peer 1 before");
         assert_eq!(r.arp_bindings(now), 2);
-        r.forget_peer(1);
+        r.forget_peer(PeerId::new(1));
         assert_eq!(r.arp_bindings(now), 0);
-        r.forget_peer(7); // unknown peer: nothing happens
+        r.forget_peer(PeerId::new(7)); // unknown peer: nothing happens
         // Relearned after the peer is back.
-        learn(&mut r, REMOTE_IP, REMOTE, 0, now);
+        learn(&mut r, REMOTE_IP, REMOTE, PeerId::new(0), now);
     }
 
     #[test]
@@ -583,8 +593,8 @@ mod tests {
         let other = [0x52, 0x54, 0, 0, 0, 3];
         let fresh = || {
             let mut r = responder(true);
-            learn(&mut r, REMOTE_IP, REMOTE, 0, now);
-            learn(&mut r, other_ip, other, 0, now);
+            learn(&mut r, REMOTE_IP, REMOTE, PeerId::new(0), now);
+            learn(&mut r, other_ip, other, PeerId::new(0), now);
             r
         };
         // A gratuitous ARP from the moved host.
@@ -630,7 +640,7 @@ mod tests {
         assert_eq!(r.arp_bindings(now), 1);
         // A MAC with several addresses loses all of them.
         let mut r = fresh();
-        learn(&mut r, [198, 19, 0, 80], REMOTE, 0, now);
+        learn(&mut r, [198, 19, 0, 80], REMOTE, PeerId::new(0), now);
         local(&mut r, &v6, now);
         assert!(!answers(&mut r, REMOTE_IP, now));
         assert!(!answers(&mut r, [198, 19, 0, 80], now));
@@ -641,9 +651,9 @@ mod tests {
     fn an_address_that_changed_mac_follows_the_new_one() {
         let mut r = responder(true);
         let now = Instant::now();
-        learn(&mut r, REMOTE_IP, REMOTE, 0, now);
+        learn(&mut r, REMOTE_IP, REMOTE, PeerId::new(0), now);
         let new_mac = [0x52, 0x54, 0, 0, 0, 3];
-        learn(&mut r, REMOTE_IP, new_mac, 0, now);
+        learn(&mut r, REMOTE_IP, new_mac, PeerId::new(0), now);
         // The old MAC is no longer bound: seeing it here changes nothing.
         let mut frame = vec![0xff; 6];
         frame.extend_from_slice(&REMOTE);
@@ -714,7 +724,10 @@ mod tests {
         // The arp.respond address, the DHCP server, the router, an address
         // leased here to another MAC (expired or not).
         for ip in [GW, [198, 19, 0, 253], [198, 19, 0, 1], leased] {
-            assert_eq!(r.handle_remote(&claim(ip), 0, t0), RemoteVerdict::Deliver);
+            assert_eq!(
+                r.handle_remote(&claim(ip), PeerId::new(0), t0),
+                RemoteVerdict::Deliver
+            );
             let (_, out) = local(&mut r, &arp_request(LOCAL, LOCAL_IP, ip), t0);
             assert_ne!(
                 out.get(6..12),
@@ -725,17 +738,17 @@ mod tests {
         // ARP sender MAC and Ethernet source differ.
         let mut spoof = claim(REMOTE_IP);
         spoof[6..12].copy_from_slice(&[0x52, 0x54, 0, 0, 0, 0x66]);
-        r.handle_remote(&spoof, 0, t0);
+        r.handle_remote(&spoof, PeerId::new(0), t0);
         assert!(!answers(&mut r, REMOTE_IP, t0));
         assert_eq!(r.counters().arp_bindings_refused, 5);
         assert_eq!(r.counters().arp_bindings_learned, 0);
         assert_eq!(r.arp_bindings(t0), 0);
         // Probes and group MACs are not bindings at all: not counted.
-        r.handle_remote(&arp_request(REMOTE, [0; 4], LOCAL_IP), 0, t0);
+        r.handle_remote(&arp_request(REMOTE, [0; 4], LOCAL_IP), PeerId::new(0), t0);
         assert_eq!(r.counters().arp_bindings_refused, 5);
         // Its own lease is fine: a host leased here that moved away.
-        learn(&mut r, [198, 19, 0, 101], REMOTE, 0, t0);
-        learn(&mut r, REMOTE_IP, REMOTE, 0, t0);
+        learn(&mut r, [198, 19, 0, 101], REMOTE, PeerId::new(0), t0);
+        learn(&mut r, REMOTE_IP, REMOTE, PeerId::new(0), t0);
         assert_eq!(r.counters().arp_bindings_refused, 5);
 
         // Logged at most once per interval, with the count and the last one.
@@ -745,13 +758,13 @@ mod tests {
         assert_eq!(log.mac, MacAddr(REMOTE));
         assert_eq!(log.reason, BindingRefusal::SenderMismatch.reason());
         assert_eq!(r.take_refusal_log(t0), None, "nothing new");
-        r.handle_remote(&claim(GW), 3, t0);
-        r.handle_remote(&claim(GW), 3, t0);
+        r.handle_remote(&claim(GW), PeerId::new(3), t0);
+        r.handle_remote(&claim(GW), PeerId::new(3), t0);
         assert_eq!(r.take_refusal_log(t0 + Duration::from_secs(1)), None);
         let log = r
             .take_refusal_log(t0 + REFUSAL_LOG_INTERVAL)
             .expect("after the interval");
-        assert_eq!((log.count, log.peer), (2, 3));
+        assert_eq!((log.count, log.peer), (2, PeerId::new(3)));
         assert_eq!(log.ip, std::net::IpAddr::from(GW));
         assert_eq!(log.reason, BindingRefusal::OwnAddress.reason());
         assert_eq!(r.counters().arp_bindings_refused, 7);
@@ -764,7 +777,7 @@ mod tests {
         for i in 0..(MAX_BINDINGS as u32 + 100) {
             let ip = Ipv4Addr::from(0x0a00_0001 + i).octets();
             let t = t0 + Duration::from_millis(u64::from(i));
-            r.handle_remote(&arp_request(REMOTE, ip, LOCAL_IP), 0, t);
+            r.handle_remote(&arp_request(REMOTE, ip, LOCAL_IP), PeerId::new(0), t);
         }
         let end = t0 + Duration::from_secs(5);
         assert_eq!(r.arp_bindings(end), MAX_BINDINGS);

@@ -9,7 +9,7 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use crate::mac::MacAddr;
-use crate::tunnel::PeerId;
+use crate::peer_id::PeerId;
 
 /// Most bindings kept; when full, expired ones go first, then the oldest.
 pub const MAX_BINDINGS: usize = 4096;

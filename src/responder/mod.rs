@@ -54,7 +54,7 @@ pub use settings::{ArpSettings, ResponderError, derive_responder_mac};
 
 use crate::leases::{LeaseChange, LeaseDb};
 use crate::mac::MacAddr;
-use crate::tunnel::PeerId;
+use crate::peer_id::PeerId;
 
 use arp::{ArpResponder, BindingRefusal, Learned};
 use dhcp::DhcpServer;
@@ -701,12 +701,15 @@ mod tests {
         let announce = fixtures::arp_request(remote, [198, 19, 0, 50], [198, 19, 0, 50]);
         let announce_10 = fixtures::tagged(&announce, &[(0x8100, 10)]);
         assert_eq!(
-            r.handle_remote(&announce_10, 0, now),
+            r.handle_remote(&announce_10, PeerId::new(0), now),
             RemoteVerdict::Deliver
         );
         assert_eq!(r.arp_bindings(now), 0);
         // ... untagged it is, and answers untagged requests only.
-        assert_eq!(r.handle_remote(&announce, 0, now), RemoteVerdict::Deliver);
+        assert_eq!(
+            r.handle_remote(&announce, PeerId::new(0), now),
+            RemoteVerdict::Deliver
+        );
         assert_eq!(r.arp_bindings(now), 1);
         let ask = fixtures::arp_request(asker, [198, 19, 0, 7], [198, 19, 0, 50]);
         let ask_10 = fixtures::tagged(&ask, &[(0x8100, 10)]);

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use super::bindings::{Binding, Bindings};
 use super::{ETH_HEADER_LEN, LocalVerdict, ResponderError};
 use crate::mac::MacAddr;
-use crate::tunnel::PeerId;
+use crate::peer_id::PeerId;
 
 use super::arp::{BindingRefusal, Learned};
 

@@ -31,7 +31,7 @@ impl Tunnel {
         } else {
             IPV6_UDP_OVERHEAD
         };
-        match self.peers.get(id) {
+        match self.peers.get(id.index()) {
             // A record carries the message whole: no outer headers to fit.
             Some(p) if p.transport.tcp() => crate::wire::tcp::MAX_MESSAGE - DATA_OVERHEAD,
             Some(p) => p.pmtu.current().saturating_sub(ip + DATA_OVERHEAD),
@@ -52,7 +52,7 @@ impl Tunnel {
     ) -> SendOutcome {
         self.touch(id);
         let max_frame = self.params.max_frame;
-        let Some(p) = self.peers.get_mut(id).filter(|p| !p.removed) else {
+        let Some(p) = self.peers.get_mut(id.index()).filter(|p| !p.removed) else {
             return SendOutcome::Dropped;
         };
         if frame.len() > max_frame {

@@ -197,16 +197,22 @@ fn hub_and_two_spokes() -> Mesh {
 fn spokes_with_their_own_keys_come_up_and_are_told_apart() {
     let mut m = hub_and_two_spokes();
     m.run_for(Duration::from_secs(1));
-    assert_eq!(m.state(0, 0), PeerState::Up);
-    assert_eq!(m.state(0, 1), PeerState::Up);
-    assert_eq!(m.endpoint(0, 0), Some(addr("198.18.0.2:51901")));
-    assert_eq!(m.endpoint(0, 1), Some(addr("198.18.0.3:51901")));
-    m.send(1, 0, b"from b, 0123456789");
-    m.send(2, 0, b"from c, 0123456789");
+    assert_eq!(m.state(0, PeerId::new(0)), PeerState::Up);
+    assert_eq!(m.state(0, PeerId::new(1)), PeerState::Up);
+    assert_eq!(
+        m.endpoint(0, PeerId::new(0)),
+        Some(addr("198.18.0.2:51901"))
+    );
+    assert_eq!(
+        m.endpoint(0, PeerId::new(1)),
+        Some(addr("198.18.0.3:51901"))
+    );
+    m.send(1, PeerId::new(0), b"from b, 0123456789");
+    m.send(2, PeerId::new(0), b"from c, 0123456789");
     m.run_for(Duration::from_millis(50));
     let got = &m.nodes[0].got;
-    assert!(got.contains(&(0, b"from b, 0123456789".to_vec())));
-    assert!(got.contains(&(1, b"from c, 0123456789".to_vec())));
+    assert!(got.contains(&(PeerId::new(0), b"from b, 0123456789".to_vec())));
+    assert!(got.contains(&(PeerId::new(1), b"from c, 0123456789".to_vec())));
 }
 
 /// Site C holds only its own key (valid with the hub) and calls itself "b":
@@ -216,7 +222,7 @@ fn spokes_with_their_own_keys_come_up_and_are_told_apart() {
 fn a_site_cannot_pass_as_another_with_its_own_key() {
     let mut m = hub_and_two_spokes();
     m.run_for(Duration::from_secs(1));
-    let b_addr = m.endpoint(0, 0);
+    let b_addr = m.endpoint(0, PeerId::new(0));
     // C reconfigured to call itself "b", keeping its own key.
     m.nodes[2].t = Tunnel::new(
         link("b", vec![peer("hub", Some("198.18.0.1:51901"), &[3])]),
@@ -227,10 +233,18 @@ fn a_site_cannot_pass_as_another_with_its_own_key() {
     let before = m.nodes[0].t.counters().rx_unknown_peer;
     m.run_for(Duration::from_secs(20));
     assert!(m.nodes[0].t.counters().rx_unknown_peer > before);
-    assert_ne!(m.state(2, 0), PeerState::Up, "C got no session");
-    assert_eq!(m.endpoint(0, 0), b_addr, "b's endpoint untouched");
+    assert_ne!(
+        m.state(2, PeerId::new(0)),
+        PeerState::Up,
+        "C got no session"
+    );
+    assert_eq!(
+        m.endpoint(0, PeerId::new(0)),
+        b_addr,
+        "b's endpoint untouched"
+    );
     // Nothing from C's address was ever delivered as anyone's frame.
-    m.send(2, 0, b"c pretending");
+    m.send(2, PeerId::new(0), b"c pretending");
     m.run_for(Duration::from_millis(50));
     assert!(!m.nodes[0].got.iter().any(|(_, f)| f == b"c pretending"));
     // The refusal was reported for the log, naming the key's real owner.
@@ -239,7 +253,7 @@ fn a_site_cannot_pass_as_another_with_its_own_key() {
         .collect();
     assert!(refused.contains(&Event::HandshakeRefused {
         from: addr("198.18.0.3:51901"),
-        peer: Some(1),
+        peer: Some(PeerId::new(1)),
         reason: HandshakeRefusal::UnknownPeer,
     }));
 }
@@ -251,7 +265,7 @@ fn a_site_cannot_pass_as_another_with_its_own_key() {
 fn a_replayed_initiation_from_another_address_moves_nothing() {
     let mut m = hub_and_two_spokes();
     m.run_for(Duration::from_secs(1));
-    let b_addr = m.endpoint(0, 0);
+    let b_addr = m.endpoint(0, PeerId::new(0));
     // Capture b's next initiation (a rekey), undelivered.
     let mut out = Out::default();
     m.nodes[1].t.peers[0].timers.rekey = Some(m.now);
@@ -266,7 +280,7 @@ fn a_replayed_initiation_from_another_address_moves_nothing() {
     assert!(m.inject(0, c, &init).sent.is_empty());
     assert_eq!(m.nodes[0].t.counters().rx_replayed, before + 1);
     m.run_for(Duration::from_secs(1));
-    assert_eq!(m.endpoint(0, 0), b_addr);
+    assert_eq!(m.endpoint(0, PeerId::new(0)), b_addr);
 }
 
 /// The hub's initiation for B, delivered to C, is refused by C, whether C
@@ -324,14 +338,16 @@ fn key_rotation_loses_no_frame() {
     // Two seconds of traffic between changes, longer than a rekey.
     let traffic = |m: &mut Mesh, seq: &mut u32| {
         for _ in 0..2000 {
-            m.send(0, 0, &seq.to_le_bytes());
-            m.send(1, 0, &seq.to_le_bytes());
+            m.send(0, PeerId::new(0), &seq.to_le_bytes());
+            m.send(1, PeerId::new(0), &seq.to_le_bytes());
             *seq += 1;
             m.run_for(Duration::from_millis(10));
         }
     };
-    let handshakes =
-        |m: &Mesh| m.nodes[0].t.peer_stats(0).handshakes + m.nodes[1].t.peer_stats(0).handshakes;
+    let handshakes = |m: &Mesh| {
+        m.nodes[0].t.peer_stats(PeerId::new(0)).handshakes
+            + m.nodes[1].t.peer_stats(PeerId::new(0)).handshakes
+    };
     for (node, keys) in steps {
         let before = handshakes(&m);
         traffic(&mut m, &mut seq);
@@ -339,7 +355,7 @@ fn key_rotation_loses_no_frame() {
         let now = m.now;
         m.nodes[node]
             .t
-            .set_peer_keys(0, keys.iter().map(|&k| key(k)).collect(), now);
+            .set_peer_keys(PeerId::new(0), keys.iter().map(|&k| key(k)).collect(), now);
     }
     let before = handshakes(&m);
     traffic(&mut m, &mut seq);
@@ -407,7 +423,7 @@ fn under_load_the_responder_asks_for_cookies() {
     for i in 0..3000u32 {
         let mut out = Out::default();
         let now = m.now;
-        attacker.start_handshake(0, now, &mut out);
+        attacker.start_handshake(PeerId::new(0), now, &mut out);
         let from = SocketAddr::from(([198, 19, (i >> 8) as u8, i as u8], 40000));
         let answer = m.inject(0, from, &out.sent[0].1);
         for (_, d) in &answer.sent {
@@ -427,8 +443,12 @@ fn under_load_the_responder_asks_for_cookies() {
     assert!(cookies > 2500, "{cookies} cookie replies");
     assert_eq!(m.nodes[0].t.counters().cookie_replies as usize, cookies);
     m.run_for(Duration::from_secs(5));
-    assert_eq!(m.state(1, 0), PeerState::Up, "b got in with a cookie");
-    assert_eq!(m.state(0, 0), PeerState::Up);
+    assert_eq!(
+        m.state(1, PeerId::new(0)),
+        PeerState::Up,
+        "b got in with a cookie"
+    );
+    assert_eq!(m.state(0, PeerId::new(0)), PeerState::Up);
 }
 
 #[test]
@@ -480,27 +500,31 @@ fn a_peer_added_live_comes_up_and_the_others_keep_their_sessions() {
         SystemTime::UNIX_EPOCH + Duration::from_secs(WALL),
     );
     m.run_for(Duration::from_secs(2));
-    assert_eq!(m.state(0, 0), PeerState::Up);
-    assert_ne!(m.state(2, 0), PeerState::Up, "the hub does not know c yet");
-    let b_handshakes = m.nodes[0].t.peer_stats(0).handshakes;
+    assert_eq!(m.state(0, PeerId::new(0)), PeerState::Up);
+    assert_ne!(
+        m.state(2, PeerId::new(0)),
+        PeerState::Up,
+        "the hub does not know c yet"
+    );
+    let b_handshakes = m.nodes[0].t.peer_stats(PeerId::new(0)).handshakes;
     let now = m.now;
     let c = m.nodes[0].t.add_peer(peer("c", None, &[3]), now);
-    assert_eq!(c, 1);
-    assert_eq!(m.nodes[0].t.peer_id("c"), Some(1));
+    assert_eq!(c, PeerId::new(1));
+    assert_eq!(m.nodes[0].t.peer_id("c"), Some(PeerId::new(1)));
     // c retries with backoff (at most 16 s apart).
     m.run_for(Duration::from_secs(20));
-    assert_eq!(m.state(0, 1), PeerState::Up);
+    assert_eq!(m.state(0, PeerId::new(1)), PeerState::Up);
     assert_eq!(
-        m.nodes[0].t.peer_stats(0).handshakes,
+        m.nodes[0].t.peer_stats(PeerId::new(0)).handshakes,
         b_handshakes,
         "b untouched"
     );
-    m.send(2, 0, b"from c after the reload");
+    m.send(2, PeerId::new(0), b"from c after the reload");
     m.run_for(Duration::from_millis(50));
     assert!(
         m.nodes[0]
             .got
-            .contains(&(1, b"from c after the reload".to_vec()))
+            .contains(&(PeerId::new(1), b"from c after the reload".to_vec()))
     );
 }
 
@@ -511,34 +535,43 @@ fn a_peer_added_live_comes_up_and_the_others_keep_their_sessions() {
 fn a_removed_peer_is_refused_at_once_and_its_slot_reused() {
     let mut m = hub_and_two_spokes();
     m.run_for(Duration::from_secs(1));
-    assert_eq!(m.state(0, 1), PeerState::Up);
+    assert_eq!(m.state(0, PeerId::new(1)), PeerState::Up);
     let now = m.now;
-    m.nodes[0].t.remove_peer(1, now);
-    assert!(m.nodes[0].t.peer_status(1).is_none());
+    m.nodes[0].t.remove_peer(PeerId::new(1), now);
+    assert!(m.nodes[0].t.peer_status(PeerId::new(1)).is_none());
     assert_eq!(m.nodes[0].t.peer_id("c"), None);
     let before = m.nodes[0].t.counters();
-    m.send(2, 0, b"c after removal");
+    m.send(2, PeerId::new(0), b"c after removal");
     m.run_for(Duration::from_millis(50));
     assert!(!m.nodes[0].got.iter().any(|(_, f)| f == b"c after removal"));
     assert!(m.nodes[0].t.counters().rx_unknown_session > before.rx_unknown_session);
     // c's new handshakes (once it notices) authenticate under no key.
     m.run_for(Duration::from_secs(60));
     assert!(m.nodes[0].t.counters().rx_auth_failed > before.rx_auth_failed);
-    assert_ne!(m.state(2, 0), PeerState::Up);
+    assert_ne!(m.state(2, PeerId::new(0)), PeerState::Up);
     // Frames flooded to the removed slot go nowhere and count nothing.
     let mut out = Out::default();
-    let r = m.nodes[0].t.send_frame(1, b"to nobody", m.now, &mut out);
+    let r = m.nodes[0]
+        .t
+        .send_frame(PeerId::new(1), b"to nobody", m.now, &mut out);
     assert_eq!(r, SendOutcome::Dropped);
     assert!(out.sent.is_empty());
     // b still works.
-    m.send(1, 0, b"b still here");
+    m.send(1, PeerId::new(0), b"b still here");
     m.run_for(Duration::from_millis(50));
-    assert!(m.nodes[0].got.contains(&(0, b"b still here".to_vec())));
+    assert!(
+        m.nodes[0]
+            .got
+            .contains(&(PeerId::new(0), b"b still here".to_vec()))
+    );
     // A new peer takes the free slot and can come up (c's key, c's name).
     let now = m.now;
-    assert_eq!(m.nodes[0].t.add_peer(peer("c", None, &[3]), now), 1);
+    assert_eq!(
+        m.nodes[0].t.add_peer(peer("c", None, &[3]), now),
+        PeerId::new(1)
+    );
     m.run_for(Duration::from_secs(20));
-    assert_eq!(m.state(0, 1), PeerState::Up);
+    assert_eq!(m.state(0, PeerId::new(1)), PeerState::Up);
 }
 
 /// Reload changes a peer's endpoint (the hub moved): the site handshakes
@@ -550,19 +583,24 @@ fn an_endpoint_changed_by_reload_is_used_at_once() {
     let moved = addr("198.18.0.9:51901");
     m.nodes[0].addr = moved;
     let now = m.now;
-    m.nodes[1].t.set_peer_endpoint(0, Some(moved), now);
-    assert_eq!(m.endpoint(1, 0), Some(moved));
-    let handshakes = m.nodes[1].t.peer_stats(0).handshakes;
+    m.nodes[1]
+        .t
+        .set_peer_endpoint(PeerId::new(0), Some(moved), now);
+    assert_eq!(m.endpoint(1, PeerId::new(0)), Some(moved));
+    let handshakes = m.nodes[1].t.peer_stats(PeerId::new(0)).handshakes;
     for i in 0..20u8 {
-        m.send(1, 0, &[b'x', i]);
+        m.send(1, PeerId::new(0), &[b'x', i]);
         m.run_for(Duration::from_millis(10));
     }
     m.run_for(Duration::from_millis(100));
     for i in 0..20u8 {
-        assert!(m.nodes[0].got.contains(&(0, vec![b'x', i])), "frame {i}");
+        assert!(
+            m.nodes[0].got.contains(&(PeerId::new(0), vec![b'x', i])),
+            "frame {i}"
+        );
     }
-    assert!(m.nodes[1].t.peer_stats(0).handshakes > handshakes);
-    assert_eq!(m.state(1, 0), PeerState::Up);
+    assert!(m.nodes[1].t.peer_stats(PeerId::new(0)).handshakes > handshakes);
+    assert_eq!(m.state(1, PeerId::new(0)), PeerState::Up);
 }
 
 /// Two sites with `wan_mtu = "auto"` over a path of 1400 bytes that drops
@@ -581,14 +619,20 @@ fn path_mtu_is_discovered_without_icmp_and_follows_a_shrinking_path() {
     m.add("198.18.0.1:51901", a);
     m.add("198.18.0.2:51901", b);
     m.path_mtu = 1400;
-    let mtu = |m: &Mesh, n: usize| m.nodes[n].t.peer_status(0).expect("peer").path_mtu;
+    let mtu = |m: &Mesh, n: usize| {
+        m.nodes[n]
+            .t
+            .peer_status(PeerId::new(0))
+            .expect("peer")
+            .path_mtu
+    };
     assert_eq!(mtu(&m, 0), BASE_MTU, "traffic starts at the floor");
     let big = vec![0x5a; 1514];
     let mut sent = 0;
     let start = m.now;
     let mut found = None;
     while m.now < start + Duration::from_secs(20) {
-        m.send(0, 0, &big);
+        m.send(0, PeerId::new(0), &big);
         sent += 1;
         m.run_for(Duration::from_millis(100));
         if found.is_none() && mtu(&m, 0) > 1390 {
@@ -600,7 +644,10 @@ fn path_mtu_is_discovered_without_icmp_and_follows_a_shrinking_path() {
     assert!((1393..=1400).contains(&mtu(&m, 0)), "{}", mtu(&m, 0));
     let got = m.nodes[1].got.len();
     assert_eq!(got, sent, "every frame crossed, probes are not frames");
-    assert_eq!(m.nodes[1].t.peer_stats(0).rx_frames, sent as u64);
+    assert_eq!(
+        m.nodes[1].t.peer_stats(PeerId::new(0)).rx_frames,
+        sent as u64
+    );
     assert_eq!(m.nodes[1].t.counters().rx_replayed, 0);
     // The path shrinks: full-size packets vanish, small ones pass.
     m.path_mtu = 1280;
@@ -608,7 +655,7 @@ fn path_mtu_is_discovered_without_icmp_and_follows_a_shrinking_path() {
     let mut recovered = None;
     while m.now < cut + Duration::from_secs(20) {
         let before = m.nodes[1].got.len();
-        m.send(0, 0, &big);
+        m.send(0, PeerId::new(0), &big);
         m.run_for(Duration::from_millis(100));
         if m.nodes[1].got.len() > before {
             recovered.get_or_insert(m.now - cut);

@@ -98,7 +98,7 @@ impl IncomingKeys {
     pub(super) fn new(local_name: &str, peers: &[PeerParams]) -> Self {
         let mut keys: Vec<IncomingKey> = Vec::new();
         let me = local_name.as_bytes();
-        for (id, peer) in peers.iter().enumerate() {
+        for (id, peer) in PeerId::all(peers.len()).zip(peers) {
             for (slot, psk) in peer.keys.iter().enumerate() {
                 let mac = MacKey::new(psk.bytes(), me);
                 match keys.iter_mut().find(|k| k.mac == mac) {

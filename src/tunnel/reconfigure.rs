@@ -21,7 +21,7 @@ impl Tunnel {
     /// a key that is gone is restarted.
     pub fn set_peer_keys(&mut self, id: PeerId, keys: Vec<PresharedKey>, now: Instant) {
         self.touch_all();
-        let Some(pp) = self.params.peers.get_mut(id) else {
+        let Some(pp) = self.params.peers.get_mut(id.index()) else {
             return;
         };
         pp.keys = keys;
@@ -54,7 +54,7 @@ impl Tunnel {
             self.params.transport,
             now,
         );
-        let id = match self.peers.iter().position(|p| p.removed) {
+        let id = match self.peers.iter().position(|p| p.removed).map(PeerId::new) {
             Some(id) => {
                 self.peers[id] = peer;
                 self.params.peers[id] = params;
@@ -63,7 +63,7 @@ impl Tunnel {
             None => {
                 self.peers.push(peer);
                 self.params.peers.push(params);
-                self.peers.len() - 1
+                PeerId::new(self.peers.len() - 1)
             }
         };
         self.incoming = IncomingKeys::new(&self.params.local_name, &self.params.peers);
@@ -76,7 +76,7 @@ impl Tunnel {
     /// anything. Its counters disappear from the status with it.
     pub fn remove_peer(&mut self, id: PeerId, now: Instant) {
         self.touch_all();
-        let Some(p) = self.peers.get(id).filter(|p| !p.removed) else {
+        let Some(p) = self.peers.get(id.index()).filter(|p| !p.removed) else {
             return;
         };
         let indices: Vec<u32> = [&p.current, &p.next]
@@ -132,7 +132,7 @@ impl Tunnel {
         now: Instant,
     ) {
         self.touch_all();
-        let Some(p) = self.peers.get_mut(id).filter(|p| !p.removed) else {
+        let Some(p) = self.peers.get_mut(id.index()).filter(|p| !p.removed) else {
             return;
         };
         self.params.peers[id].endpoints = endpoints.iter().flatten().copied().collect();
@@ -152,7 +152,7 @@ impl Tunnel {
         now: Instant,
     ) {
         self.touch_all();
-        let Some(p) = self.peers.get_mut(id).filter(|p| !p.removed) else {
+        let Some(p) = self.peers.get_mut(id.index()).filter(|p| !p.removed) else {
             return;
         };
         if !p.uplinks.set_slot(slot, addr, p.endpoint) {
@@ -202,12 +202,12 @@ impl Tunnel {
     pub fn set_transport(&mut self, mode: TransportMode, now: Instant) {
         self.touch_all();
         self.params.transport = mode;
-        for (id, p) in self.peers.iter_mut().enumerate() {
+        for (i, p) in self.peers.iter_mut().enumerate() {
             if p.removed || !p.transport.set_mode(mode) {
                 continue;
             }
             self.events.push_back(Event::TransportChanged {
-                peer: id,
+                peer: PeerId::new(i),
                 tcp: p.transport.tcp(),
             });
             if let Some(old) = p.pending.take() {
@@ -243,7 +243,7 @@ impl Tunnel {
     /// only acknowledged probes raise the size in use.
     pub fn set_path_ceiling(&mut self, id: PeerId, mtu: usize, now: Instant) {
         self.touch_all();
-        let Some(p) = self.peers.get_mut(id).filter(|p| !p.removed) else {
+        let Some(p) = self.peers.get_mut(id.index()).filter(|p| !p.removed) else {
             return;
         };
         if let Some(mtu) = p.pmtu.set_ceiling(mtu, now) {

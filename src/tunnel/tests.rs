@@ -170,7 +170,7 @@ impl Pair {
 
     fn send(&mut self, side: usize, frame: &[u8]) -> SendOutcome {
         let mut out = Out::default();
-        let r = self.t[side].send_frame(0, frame, self.now, &mut out);
+        let r = self.t[side].send_frame(PeerId::new(0), frame, self.now, &mut out);
         self.launch(side, out);
         r
     }
@@ -221,7 +221,10 @@ impl Pair {
     }
 
     fn state(&self, side: usize) -> PeerState {
-        self.t[side].peer_status(0).expect("peer 0").state
+        self.t[side]
+            .peer_status(PeerId::new(0))
+            .expect("peer 0")
+            .state
     }
 }
 
@@ -248,14 +251,14 @@ fn handshake_brings_both_sides_up() {
     assert_eq!(p.state(0), PeerState::Up);
     assert_eq!(p.state(1), PeerState::Up);
     // Both initiated at once: each completed at least its own handshake.
-    assert!(p.t[0].peer_stats(0).handshakes >= 1);
-    assert!(p.t[1].peer_stats(0).handshakes >= 1);
+    assert!(p.t[0].peer_stats(PeerId::new(0)).handshakes >= 1);
+    assert!(p.t[1].peer_stats(PeerId::new(0)).handshakes >= 1);
     assert_eq!(p.send(0, &frame(1, 100)), SendOutcome::Sent);
     p.run_for(Duration::from_millis(100));
     assert_eq!(p.delivered[1], vec![frame(1, 100)]);
-    assert_eq!(p.t[0].peer_stats(0).tx_frames, 1);
-    assert_eq!(p.t[1].peer_stats(0).rx_frames, 1);
-    assert_eq!(p.t[1].peer_stats(0).rx_bytes, 100);
+    assert_eq!(p.t[0].peer_stats(PeerId::new(0)).tx_frames, 1);
+    assert_eq!(p.t[1].peer_stats(PeerId::new(0)).rx_frames, 1);
+    assert_eq!(p.t[1].peer_stats(PeerId::new(0)).rx_bytes, 100);
     assert_eq!(p.t[0].counters(), Counters::default());
     assert_eq!(p.t[1].counters(), Counters::default());
 }
@@ -291,12 +294,13 @@ fn an_hour_of_rekeys_loses_and_duplicates_nothing() {
         assert_eq!(got, (0..seq).collect::<Vec<_>>(), "side {side}");
         assert_eq!(p.t[side].counters(), Counters::default(), "side {side}");
     }
-    let hs = p.t[0].peer_stats(0).handshakes + p.t[1].peer_stats(0).handshakes;
+    let hs =
+        p.t[0].peer_stats(PeerId::new(0)).handshakes + p.t[1].peer_stats(PeerId::new(0)).handshakes;
     assert!(
         hs >= 2 * 29,
         "about one rekey per 2 min on each side, got {hs}"
     );
-    let st = p.t[0].peer_status(0).expect("peer");
+    let st = p.t[0].peer_status(PeerId::new(0)).expect("peer");
     assert_eq!(st.state, PeerState::Up);
     assert!(
         p.now.duration_since(st.last_handshake.expect("handshaken")) < Duration::from_secs(136)
@@ -348,14 +352,14 @@ fn full_size_frame_crosses_1500_byte_wan_in_fragments() {
     let mut p = Pair::new();
     p.run_for(Duration::from_secs(1));
     let mut out = Out::default();
-    p.t[0].send_frame(0, &frame(7, 1518), p.now, &mut out);
+    p.t[0].send_frame(PeerId::new(0), &frame(7, 1518), p.now, &mut out);
     assert_eq!(out.sent.len(), 2);
     for (_, d) in &out.sent {
         assert!(d.len() + IPV4_UDP_OVERHEAD <= 1500, "datagram {}", d.len());
     }
     // The largest unfragmented frame: 1500 - 28 - 32.
     let mut out2 = Out::default();
-    p.t[0].send_frame(0, &frame(8, 1440), p.now, &mut out2);
+    p.t[0].send_frame(PeerId::new(0), &frame(8, 1440), p.now, &mut out2);
     assert_eq!(out2.sent.len(), 1);
     assert_eq!(out2.sent[0].1.len() + IPV4_UDP_OVERHEAD, 1500);
     p.launch(0, out);
@@ -375,7 +379,7 @@ fn rekey_by_packet_count() {
         t.params.rekey_after_packets = 1000;
     }
     p.run_for(Duration::from_secs(1));
-    let before = p.t[0].peer_stats(0).handshakes;
+    let before = p.t[0].peer_stats(PeerId::new(0)).handshakes;
     for s in 0..5000 {
         p.send(0, &frame(s, 64));
         if s % 50 == 0 {
@@ -383,7 +387,7 @@ fn rekey_by_packet_count() {
         }
     }
     p.run_for(Duration::from_secs(1));
-    assert!(p.t[0].peer_stats(0).handshakes >= before + 4);
+    assert!(p.t[0].peer_stats(PeerId::new(0)).handshakes >= before + 4);
     let got: Vec<u32> = p.delivered[1].iter().map(|f| seq_of(f)).collect();
     assert_eq!(got, (0..5000).collect::<Vec<_>>());
 }
@@ -398,7 +402,7 @@ fn keepalives_and_dead_peer_detection() {
     assert!(p.log.len() > sent_before + 8);
     assert_eq!(p.state(0), PeerState::Up);
     assert_eq!(
-        p.t[1].peer_stats(0).rx_frames,
+        p.t[1].peer_stats(PeerId::new(0)).rx_frames,
         0,
         "keepalives are not frames"
     );
@@ -406,7 +410,10 @@ fn keepalives_and_dead_peer_detection() {
     p.cut = true;
     p.run_for(Duration::from_secs(41));
     assert_eq!(p.state(0), PeerState::Down);
-    assert!(std::iter::from_fn(|| p.t[0].poll_event()).any(|e| e == Event::PeerDown { peer: 0 }));
+    assert!(std::iter::from_fn(|| p.t[0].poll_event()).any(|e| e
+        == Event::PeerDown {
+            peer: PeerId::new(0)
+        }));
     // Retries back off: over 60 s far fewer than 60 initiations.
     let log_before = p.log.iter().filter(|(s, _)| *s == 0).count();
     p.run_for(Duration::from_secs(60));
@@ -484,12 +491,12 @@ fn endpoint_roams_to_the_new_source_address() {
     p.send(1, &frame(1, 100));
     p.run_for(Duration::from_millis(100));
     assert_eq!(p.delivered[0], vec![frame(1, 100)]);
-    let st = p.t[0].peer_status(0).expect("peer");
+    let st = p.t[0].peer_status(PeerId::new(0)).expect("peer");
     assert_eq!(st.endpoint, Some(addr("198.18.0.66:40000")));
     assert_eq!(st.stats.endpoint_changes, 1, "one move counted");
     assert!(std::iter::from_fn(|| p.t[0].poll_event()).any(|e| e
         == Event::EndpointMoved {
-            peer: 0,
+            peer: PeerId::new(0),
             from: Some(addr("198.18.0.2:51901")),
             to: addr("198.18.0.66:40000"),
         }));
@@ -541,7 +548,10 @@ fn wrong_psk_gets_no_answer() {
     b.handle_datagram(addr("198.18.0.1:1"), &mut d, now, &mut reply);
     assert!(reply.sent.is_empty());
     assert_eq!(b.counters().rx_auth_failed, 1);
-    assert_eq!(b.peer_status(0).expect("peer").state, PeerState::Connecting);
+    assert_eq!(
+        b.peer_status(PeerId::new(0)).expect("peer").state,
+        PeerState::Connecting
+    );
 }
 
 /// Truncated, tampered and random datagrams: never a panic, never an
@@ -631,7 +641,7 @@ fn three_peers_are_told_apart_by_name() {
         let mut k = confirm.sent[0].1.clone();
         hub.handle_datagram(addr(from), &mut k, now, &mut Out::default());
         assert_eq!(
-            hub.peer_status(want).expect("peer").endpoint,
+            hub.peer_status(PeerId::new(want)).expect("peer").endpoint,
             Some(addr(from))
         );
     }
@@ -693,7 +703,7 @@ fn fragments_of_a_restarted_peer_never_join_old_leftovers() {
     p.run_for(Duration::from_secs(1));
     let old_frame = frame(1, 1518);
     let mut out = Out::default();
-    p.t[0].send_frame(0, &old_frame, p.now, &mut out);
+    p.t[0].send_frame(PeerId::new(0), &old_frame, p.now, &mut out);
     assert_eq!(out.sent.len(), 2, "two fragments");
     let a = p.addr[0];
     assert_eq!(deliver(&mut p, 1, a, &out.sent[0].1), None);
@@ -710,7 +720,7 @@ fn fragments_of_a_restarted_peer_never_join_old_leftovers() {
     // Its first fragmented frame has id 0 again, the same count and size;
     // only its second half arrives.
     let mut out = Out::default();
-    p.t[0].send_frame(0, &frame(2, 1518), p.now, &mut out);
+    p.t[0].send_frame(PeerId::new(0), &frame(2, 1518), p.now, &mut out);
     assert_eq!(out.sent.len(), 2);
     assert_eq!(deliver(&mut p, 1, a, &out.sent[1].1), None, "spliced frame");
     assert!(p.delivered[1].is_empty());
@@ -751,7 +761,7 @@ fn rekey_by_packet_count_is_capped_for_aes_gcm() {
     let mut p = Pair::new();
     p.run_for(Duration::from_secs(1));
     assert_eq!(p.t[0].params.rekey_after_packets, 1 << 32);
-    let hs = p.t[0].peer_stats(0).handshakes;
+    let hs = p.t[0].peer_stats(PeerId::new(0)).handshakes;
     p.t[0].peers[0]
         .current
         .as_mut()
@@ -759,7 +769,11 @@ fn rekey_by_packet_count_is_capped_for_aes_gcm() {
         .send_counter = 1 << 30;
     p.send(0, &frame(1, 100));
     p.run_for(Duration::from_millis(200));
-    assert_eq!(p.t[0].peer_stats(0).handshakes, hs + 1, "rekeyed");
+    assert_eq!(
+        p.t[0].peer_stats(PeerId::new(0)).handshakes,
+        hs + 1,
+        "rekeyed"
+    );
     assert_eq!(p.delivered[1], vec![frame(1, 100)]);
 }
 
@@ -782,7 +796,7 @@ fn initiation_timestamps_follow_the_wall_clock() {
     );
     p.run_for(Duration::from_secs(1));
     assert_eq!(p.state(1), PeerState::Up);
-    let first_contact = p.t[1].peer_status(0).expect("peer");
+    let first_contact = p.t[1].peer_status(PeerId::new(0)).expect("peer");
     assert_eq!(first_contact.endpoint, Some(p.addr[0]));
     assert_eq!(
         first_contact.stats.endpoint_changes, 0,
@@ -846,7 +860,7 @@ fn endpoint_moves_on_authenticated_data_not_on_an_initiation() {
     p.t[1].handle_datagram(elsewhere, &mut b, p.now, &mut out);
     assert_eq!(out.sent.len(), 1, "answered (to the relay's address)");
     assert_eq!(out.sent[0].0, elsewhere);
-    let st = p.t[1].peer_status(0).expect("peer");
+    let st = p.t[1].peer_status(PeerId::new(0)).expect("peer");
     assert_eq!(st.endpoint, Some(p.addr[0]), "endpoint not moved");
     assert_eq!(st.stats.endpoint_changes, 0);
     assert!(
@@ -870,7 +884,8 @@ fn replayed_handshakes_do_not_starve_the_real_peer() {
         .collect();
     assert!(!captured.is_empty());
     let a = p.addr[0];
-    let hs = p.t[1].peer_stats(0).handshakes + p.t[0].peer_stats(0).handshakes;
+    let hs =
+        p.t[1].peer_stats(PeerId::new(0)).handshakes + p.t[0].peer_stats(PeerId::new(0)).handshakes;
     // 500 per second for 10 minutes of virtual time, rekeys every 2 minutes.
     let end = p.now + Duration::from_secs(600);
     let mut seq = 0;
@@ -886,7 +901,10 @@ fn replayed_handshakes_do_not_starve_the_real_peer() {
     }
     p.run_for(Duration::from_millis(100));
     assert_eq!(p.t[1].counters().handshake_rate_limited, 0);
-    assert!(p.t[1].peer_stats(0).handshakes + p.t[0].peer_stats(0).handshakes >= hs + 8);
+    assert!(
+        p.t[1].peer_stats(PeerId::new(0)).handshakes + p.t[0].peer_stats(PeerId::new(0)).handshakes
+            >= hs + 8
+    );
     assert_eq!(p.state(1), PeerState::Up);
     let got: Vec<u32> = p.delivered[1].iter().map(|f| seq_of(f)).collect();
     assert_eq!(got, (0..seq).collect::<Vec<_>>(), "no frame lost");
@@ -925,13 +943,13 @@ fn a_segmentation_batch_counts_as_the_frames_it_carries() {
     let mut plain = vec![0u8; 10 + 60];
     plain[10 + 12..10 + 14].copy_from_slice(&[0x08, 0x06]);
 
-    let before = p.t[0].peer_status(0).expect("peer").stats;
+    let before = p.t[0].peer_status(PeerId::new(0)).expect("peer").stats;
     assert_eq!(p.send(0, &batch), SendOutcome::Sent);
     assert_eq!(p.send(0, &plain), SendOutcome::Sent);
     p.run_for(Duration::from_millis(50));
     assert_eq!(p.delivered[1], vec![batch.clone(), plain.clone()]);
-    let sent = p.t[0].peer_status(0).expect("peer").stats;
-    let got = p.t[1].peer_status(0).expect("peer").stats;
+    let sent = p.t[0].peer_status(PeerId::new(0)).expect("peer").stats;
+    let got = p.t[1].peer_status(PeerId::new(0)).expect("peer").stats;
     let wire_bytes = 14_480 + 10 * 66 + 60;
     assert_eq!(sent.tx_frames - before.tx_frames, 11);
     assert_eq!(sent.tx_bytes - before.tx_bytes, wire_bytes);

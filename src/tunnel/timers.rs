@@ -50,7 +50,7 @@ impl Tunnel {
         if d.all {
             return;
         }
-        match d.is_stale.get_mut(id) {
+        match d.is_stale.get_mut(id.index()) {
             Some(true) => {}
             Some(flag) => {
                 *flag = true;
@@ -105,7 +105,7 @@ impl Tunnel {
         self.touch_all();
         let reject = self.reject_after();
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        for id in 0..self.peers.len() {
+        for id in PeerId::all(self.peers.len()) {
             let p = &mut self.peers[id];
             let slots = [&mut p.current, &mut p.next]
                 .into_iter()

@@ -124,7 +124,7 @@ fn tcp_carries_the_same_protocol_on_the_connection_it_came_on() {
 
     now += Duration::from_millis(5);
     deliver(init, &mut b, true, true, now, &mut wb);
-    assert_eq!(b.authenticated_sender(), Some(0));
+    assert_eq!(b.authenticated_sender(), Some(PeerId::new(0)));
     let resp = std::mem::take(&mut wb.sent);
     assert_eq!(resp.len(), 1);
     assert!(resp[0].stream);
@@ -135,17 +135,20 @@ fn tcp_carries_the_same_protocol_on_the_connection_it_came_on() {
     );
 
     deliver(resp, &mut a, false, true, now, &mut wa);
-    assert_eq!(a.authenticated_sender(), Some(0));
-    assert_eq!(a.peer_state(0), Some(PeerState::Up));
+    assert_eq!(a.authenticated_sender(), Some(PeerId::new(0)));
+    assert_eq!(a.peer_state(PeerId::new(0)), Some(PeerState::Up));
     // A frame far above the 1500-byte WAN MTU: one record, not fragments.
     let frame = vec![0xabu8; 9000];
-    assert_eq!(a.send_frame(0, &frame, now, &mut wa), SendOutcome::Sent);
+    assert_eq!(
+        a.send_frame(PeerId::new(0), &frame, now, &mut wa),
+        SendOutcome::Sent
+    );
     let out = std::mem::take(&mut wa.sent);
     assert!(out.iter().all(|m| m.stream && m.to == addr(B)));
     let got = deliver(out, &mut b, true, true, now, &mut wb);
     assert_eq!(got, vec![frame]);
     assert_eq!(a.counters().fragmented, 0);
-    let st = b.peer_status(0).expect("peer a");
+    let st = b.peer_status(PeerId::new(0)).expect("peer a");
     assert!(st.tcp);
     assert_eq!(st.state, PeerState::Up);
     assert_eq!(
@@ -159,12 +162,15 @@ fn tcp_carries_the_same_protocol_on_the_connection_it_came_on() {
         "its UDP endpoint is kept"
     );
     // B's frames go back on A's connection.
-    assert_eq!(b.send_frame(0, &[1u8; 60], now, &mut wb), SendOutcome::Sent);
+    assert_eq!(
+        b.send_frame(PeerId::new(0), &[1u8; 60], now, &mut wb),
+        SendOutcome::Sent
+    );
     assert!(wb.sent.iter().all(|m| m.stream && m.to == addr(A_CONN)));
     // That connection closed: B reaches A at its endpoint again.
     b.stream_closed(addr(A_CONN));
     wb.sent.clear();
-    b.send_frame(0, &[1u8; 60], now, &mut wb);
+    b.send_frame(PeerId::new(0), &[1u8; 60], now, &mut wb);
     assert!(wb.sent.iter().all(|m| m.stream && m.to == addr(A)));
 }
 
@@ -183,7 +189,7 @@ fn a_record_that_proves_nothing_gets_no_answer() {
         assert_eq!(b.authenticated_sender(), None);
     }
     deliver(init.clone(), &mut b, true, true, now, &mut wb);
-    assert_eq!(b.authenticated_sender(), Some(0));
+    assert_eq!(b.authenticated_sender(), Some(PeerId::new(0)));
     wb.sent.clear();
     // The same initiation again (a replay on a new connection).
     deliver(init, &mut b, true, true, now, &mut wb);
@@ -215,16 +221,20 @@ fn auto_falls_back_to_tcp_when_udp_is_blocked_and_returns_when_it_works() {
             now,
             &mut wa,
         );
-        if a.peer_state(0) == Some(PeerState::Up) {
+        if a.peer_state(PeerId::new(0)) == Some(PeerState::Up) {
             break;
         }
         now += Duration::from_millis(50);
     }
     let started = first_tcp.expect("A tried TCP");
-    assert_eq!(a.peer_state(0), Some(PeerState::Up), "up over TCP");
-    assert!(a.peer_status(0).expect("b").tcp);
+    assert_eq!(
+        a.peer_state(PeerId::new(0)),
+        Some(PeerState::Up),
+        "up over TCP"
+    );
+    assert!(a.peer_status(PeerId::new(0)).expect("b").tcp);
     // Data makes B follow.
-    a.send_frame(0, &[7u8; 100], now, &mut wa);
+    a.send_frame(PeerId::new(0), &[7u8; 100], now, &mut wa);
     let got = deliver(
         std::mem::take(&mut wa.sent),
         &mut b,
@@ -234,7 +244,7 @@ fn auto_falls_back_to_tcp_when_udp_is_blocked_and_returns_when_it_works() {
         &mut wb,
     );
     assert_eq!(got.len(), 1);
-    assert!(b.peer_status(0).expect("a").tcp);
+    assert!(b.peer_status(PeerId::new(0)).expect("a").tcp);
     // Virtual time: the first attempts (0, 1, 3 s) are UDP, the one after
     // SWITCH_AFTER is the first over TCP.
     let waited = started - t0;
@@ -247,7 +257,7 @@ fn auto_falls_back_to_tcp_when_udp_is_blocked_and_returns_when_it_works() {
     // both sides move back.
     let until = now + UDP_RETRY + Duration::from_secs(2);
     let mut udp_tried = false;
-    while now < until && a.peer_status(0).expect("b").tcp {
+    while now < until && a.peer_status(PeerId::new(0)).expect("b").tcp {
         now += Duration::from_millis(100);
         a.handle_timeout(now, &mut wa);
         b.handle_timeout(now, &mut wb);
@@ -264,20 +274,29 @@ fn auto_falls_back_to_tcp_when_udp_is_blocked_and_returns_when_it_works() {
         );
     }
     assert!(udp_tried, "a UDP handshake was tried");
-    assert!(!a.peer_status(0).expect("b").tcp, "A is back on UDP");
-    a.send_frame(0, &[8u8; 100], now, &mut wa);
+    assert!(
+        !a.peer_status(PeerId::new(0)).expect("b").tcp,
+        "A is back on UDP"
+    );
+    a.send_frame(PeerId::new(0), &[8u8; 100], now, &mut wa);
     let sent = std::mem::take(&mut wa.sent);
     assert!(sent.iter().all(|m| !m.stream));
     let got = deliver(sent, &mut b, true, false, now, &mut wb);
     assert_eq!(got.len(), 1);
-    assert!(!b.peer_status(0).expect("a").tcp, "B follows to UDP");
+    assert!(
+        !b.peer_status(PeerId::new(0)).expect("a").tcp,
+        "B follows to UDP"
+    );
     let mut events = Vec::new();
     while let Some(e) = a.poll_event() {
         events.push(e);
     }
-    assert!(events.contains(&Event::TransportChanged { peer: 0, tcp: true }));
     assert!(events.contains(&Event::TransportChanged {
-        peer: 0,
+        peer: PeerId::new(0),
+        tcp: true
+    }));
+    assert!(events.contains(&Event::TransportChanged {
+        peer: PeerId::new(0),
         tcp: false
     }));
 }
@@ -297,25 +316,25 @@ fn an_unanswered_udp_trial_is_not_retried_and_the_session_lives_on() {
     };
     for _ in 0..400 {
         step(&mut a, &mut b, &mut wa, &mut wb, now);
-        if a.peer_state(0) == Some(PeerState::Up) {
+        if a.peer_state(PeerId::new(0)) == Some(PeerState::Up) {
             break;
         }
         now += Duration::from_millis(50);
     }
-    assert!(a.peer_status(0).expect("b").tcp);
+    assert!(a.peer_status(PeerId::new(0)).expect("b").tcp);
     // B's own first attempts (it knows A's endpoint too) settle meanwhile.
     let settled = now + Duration::from_secs(8);
     while now < settled {
         now += Duration::from_millis(100);
         step(&mut a, &mut b, &mut wa, &mut wb, now);
     }
-    let handshakes = a.peer_status(0).expect("b").stats.handshakes;
+    let handshakes = a.peer_status(PeerId::new(0)).expect("b").stats.handshakes;
     // Three UDP trials (one per UDP_RETRY) go unanswered; traffic flows.
     let until = now + UDP_RETRY * 3 + Duration::from_secs(2);
     let mut delivered = 0;
     while now < until {
         now += Duration::from_millis(100);
-        a.send_frame(0, &[9u8; 80], now, &mut wa);
+        a.send_frame(PeerId::new(0), &[9u8; 80], now, &mut wa);
         delivered += deliver(
             std::mem::take(&mut wa.sent),
             &mut b,
@@ -327,7 +346,7 @@ fn an_unanswered_udp_trial_is_not_retried_and_the_session_lives_on() {
         .len();
         delivered += step(&mut a, &mut b, &mut wa, &mut wb, now).len();
     }
-    let st = a.peer_status(0).expect("b");
+    let st = a.peer_status(PeerId::new(0)).expect("b");
     assert!(st.tcp && st.state == PeerState::Up);
     assert_eq!(
         st.stats.handshakes, handshakes,

@@ -28,7 +28,7 @@ use super::timers::Deadlines;
 use super::transport::TransportMode;
 
 /// Index of a peer, in configuration order.
-pub type PeerId = usize;
+pub use crate::peer_id::PeerId;
 
 /// Where the tunnel writes datagrams. Implemented by the UDP shell (a batch
 /// of preallocated buffers for `sendmmsg`) and by tests.
@@ -368,7 +368,7 @@ impl Tunnel {
     /// Status of one peer.
     pub fn peer_status(&self, id: PeerId) -> Option<PeerSnapshot> {
         self.peers
-            .get(id)
+            .get(id.index())
             .filter(|p| !p.removed)
             .map(|p| PeerSnapshot {
                 name: p.name.clone(),
@@ -388,7 +388,10 @@ impl Tunnel {
 
     /// Traffic counters of one peer (cheap, for the hot path's bookkeeping).
     pub fn peer_stats(&self, id: PeerId) -> PeerStats {
-        self.peers.get(id).map(|p| p.stats).unwrap_or_default()
+        self.peers
+            .get(id.index())
+            .map(|p| p.stats)
+            .unwrap_or_default()
     }
 
     /// Tunnel-wide counters.
@@ -411,12 +414,18 @@ impl Tunnel {
 
     /// The peer called `name`, if it is configured.
     pub fn peer_id(&self, name: &str) -> Option<PeerId> {
-        self.peers.iter().position(|p| !p.removed && p.name == name)
+        self.peers
+            .iter()
+            .position(|p| !p.removed && p.name == name)
+            .map(PeerId::new)
     }
 
     /// The connection state of peer `id` (cheaper than a status snapshot).
     pub fn peer_state(&self, id: PeerId) -> Option<PeerState> {
-        self.peers.get(id).filter(|p| !p.removed).map(|p| p.state)
+        self.peers
+            .get(id.index())
+            .filter(|p| !p.removed)
+            .map(|p| p.state)
     }
 
     /// Next session event, if any. Call after each batch of work.

@@ -157,7 +157,8 @@ impl Net {
 
     fn ping(&mut self) {
         let mut out = Out::default();
-        self.a.send_frame(0, &[1u8; 100], self.now, &mut out);
+        self.a
+            .send_frame(PeerId::new(0), &[1u8; 100], self.now, &mut out);
         self.launch_from_a(out);
     }
 
@@ -185,7 +186,8 @@ impl Net {
                     Incoming::Frame { .. }
                 );
                 if echo {
-                    self.b.send_frame(0, &[2u8; 100], now, &mut out);
+                    self.b
+                        .send_frame(PeerId::new(0), &[2u8; 100], now, &mut out);
                 }
                 self.launch_from_b(out);
             }
@@ -231,11 +233,11 @@ impl Net {
     }
 
     fn endpoint(&self) -> Option<SocketAddr> {
-        self.a.peer_status(0).expect("peer").endpoint
+        self.a.peer_status(PeerId::new(0)).expect("peer").endpoint
     }
 
     fn moves(&self) -> u64 {
-        self.a.peer_stats(0).endpoint_changes
+        self.a.peer_stats(PeerId::new(0)).endpoint_changes
     }
 
     /// The longest time between two replies since `since`.
@@ -252,7 +254,10 @@ impl Net {
 
 fn up(n: &mut Net) {
     n.pings(Duration::from_secs(1));
-    assert_eq!(n.a.peer_status(0).expect("peer").state, PeerState::Up);
+    assert_eq!(
+        n.a.peer_status(PeerId::new(0)).expect("peer").state,
+        PeerState::Up
+    );
     assert_eq!(n.endpoint(), Some(addr(B1)));
     while n.a.poll_event().is_some() {}
 }
@@ -274,7 +279,7 @@ fn a_dead_uplink_fails_over_within_3_s_and_comes_back() {
     );
     let events: Vec<Event> = std::iter::from_fn(|| n.a.poll_event()).collect();
     assert!(events.contains(&Event::EndpointMoved {
-        peer: 0,
+        peer: PeerId::new(0),
         from: Some(addr(B1)),
         to: addr(B2),
     }));
@@ -297,7 +302,10 @@ fn a_dead_uplink_fails_over_within_3_s_and_comes_back() {
     // And stays there, without probing or moving, while all is well.
     n.pings(Duration::from_secs(30));
     assert_eq!(n.moves(), 2);
-    assert_eq!(n.a.peer_status(0).expect("peer").state, PeerState::Up);
+    assert_eq!(
+        n.a.peer_status(PeerId::new(0)).expect("peer").state,
+        PeerState::Up
+    );
 }
 
 #[test]
@@ -347,16 +355,19 @@ fn a_peer_that_is_down_cycles_its_handshakes_through_its_uplinks() {
     // B1 dead from the start: the second handshake goes to B2.
     n.cut[0] = true;
     n.pings(Duration::from_secs(3));
-    let st = n.a.peer_status(0).expect("peer");
+    let st = n.a.peer_status(PeerId::new(0)).expect("peer");
     assert_eq!(st.state, PeerState::Up);
     assert_eq!(st.endpoint, Some(addr(B2)));
     // Both cut long enough for the peer to go down, then B2 returns alone.
     n.cut[1] = true;
     n.pings(Duration::from_secs(35));
-    assert_eq!(n.a.peer_status(0).expect("peer").state, PeerState::Down);
+    assert_eq!(
+        n.a.peer_status(PeerId::new(0)).expect("peer").state,
+        PeerState::Down
+    );
     n.cut[1] = false;
     n.pings(Duration::from_secs(40));
-    let st = n.a.peer_status(0).expect("peer");
+    let st = n.a.peer_status(PeerId::new(0)).expect("peer");
     assert_eq!(st.state, PeerState::Up);
     assert_eq!(st.endpoint, Some(addr(B2)));
     // B1 back: the return probes find it.
@@ -378,26 +389,29 @@ fn one_uplink_never_probes_and_a_reload_sets_the_list() {
     n.cut.push(false);
     n.delay.push(Duration::from_millis(10));
     let now = n.now;
-    n.a.set_peer_endpoints(0, &[Some(addr(B2)), Some(addr(B1))], now);
+    n.a.set_peer_endpoints(PeerId::new(0), &[Some(addr(B2)), Some(addr(B1))], now);
     assert_eq!(n.endpoint(), Some(addr(B2)));
     n.pings(Duration::from_secs(1));
-    let st = n.a.peer_status(0).expect("peer");
+    let st = n.a.peer_status(PeerId::new(0)).expect("peer");
     assert_eq!(st.endpoints, vec![Some(addr(B2)), Some(addr(B1))]);
     assert_eq!(st.state, PeerState::Up);
     assert!(n.longest_gap(n.now - Duration::from_millis(500)) < Duration::from_millis(200));
     // The same list again changes nothing.
     let moves = n.moves();
     let now = n.now;
-    n.a.set_peer_endpoints(0, &[Some(addr(B2)), Some(addr(B1))], now);
+    n.a.set_peer_endpoints(PeerId::new(0), &[Some(addr(B2)), Some(addr(B1))], now);
     assert_eq!(n.moves(), moves);
     // A name in first place, resolved later, takes over when it resolves.
     let now = n.now;
-    n.a.set_peer_endpoints(0, &[None, Some(addr(B2))], now);
+    n.a.set_peer_endpoints(PeerId::new(0), &[None, Some(addr(B2))], now);
     assert_eq!(n.endpoint(), Some(addr(B2)));
     n.cut[0] = false;
-    n.a.set_peer_endpoint_at(0, 0, addr(B1), now);
+    n.a.set_peer_endpoint_at(PeerId::new(0), 0, addr(B1), now);
     assert_eq!(n.endpoint(), Some(addr(B1)));
     n.pings(Duration::from_secs(1));
-    assert_eq!(n.a.peer_status(0).expect("peer").state, PeerState::Up);
+    assert_eq!(
+        n.a.peer_status(PeerId::new(0)).expect("peer").state,
+        PeerState::Up
+    );
     assert!(n.longest_gap(n.now - Duration::from_millis(500)) < Duration::from_millis(200));
 }

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use tapbridge::peer_id::PeerId;
 use tapbridge::tunnel::{
     Incoming, OsEntropy, PeerParams, PresharedKey, SendOutcome, Transmit, Tunnel, TunnelParams,
 };
@@ -135,7 +136,7 @@ fn live_pair() -> ([Tunnel; 2], Instant) {
     let mut t = pair(now);
     handshake(&mut t, now);
     for (side, tunnel) in t.iter().enumerate() {
-        let hs = tunnel.peer_stats(0).handshakes;
+        let hs = tunnel.peer_stats(PeerId::new(0)).handshakes;
         assert_eq!(hs, 1, "side {side} has a session");
     }
     (t, now)
@@ -144,7 +145,7 @@ fn live_pair() -> ([Tunnel; 2], Instant) {
 /// Seals `frame` on a and opens it on b; panics if it does not arrive whole.
 fn seal_open(t: &mut [Tunnel; 2], frame: &[u8], now: Instant, tx: &mut OneBuf, rx: &mut OneBuf) {
     let from = addrs()[0];
-    let out = t[0].send_frame(0, frame, now, tx);
+    let out = t[0].send_frame(PeerId::new(0), frame, now, tx);
     debug_assert_eq!(out, SendOutcome::Sent);
     match t[1].handle_datagram(from, tx.datagram(), now, rx) {
         Incoming::Frame { frame: f, .. } => {
@@ -158,7 +159,7 @@ fn seal_open(t: &mut [Tunnel; 2], frame: &[u8], now: Instant, tx: &mut OneBuf, r
 fn seal_open_fragmented(t: &mut [Tunnel; 2], frame: &[u8], now: Instant, tx: &mut Collect) {
     let from = addrs()[0];
     tx.sent.clear();
-    t[0].send_frame(0, frame, now, tx);
+    t[0].send_frame(PeerId::new(0), frame, now, tx);
     let mut rx = OneBuf::new();
     let mut got = false;
     for d in &mut tx.sent {
@@ -194,7 +195,7 @@ fn bench_seal_open(c: &mut Criterion) {
     g.warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Bytes(frame.len() as u64));
     g.bench_function("bytes", |bch| {
-        bch.iter(|| t[0].send_frame(0, black_box(&frame), now, &mut tx))
+        bch.iter(|| t[0].send_frame(PeerId::new(0), black_box(&frame), now, &mut tx))
     });
     g.finish();
 
@@ -292,7 +293,11 @@ fn bench_poll_timeout(c: &mut Criterion) {
         let mut t = hub(n, now);
         for p in 0..n {
             let port = 20000 + p as u16;
-            t.set_peer_endpoint(p, Some(SocketAddr::from(([198, 18, 0, 2], port))), now);
+            t.set_peer_endpoint(
+                PeerId::new(p),
+                Some(SocketAddr::from(([198, 18, 0, 2], port))),
+                now,
+            );
         }
         let mut out = Collect::default();
         t.handle_timeout(now, &mut out);

@@ -21,6 +21,7 @@ use crate::error::Chain;
 use crate::leases::{LeaseChange, LeaseDb, LeaseStore};
 use crate::mac::MacAddr;
 use crate::metrics::MetricsServer;
+use crate::peer_id::PeerId;
 use crate::reload::{PeerChange, Plan, ReloadError};
 use crate::responder::{ArpSettings, DhcpPlan, Responder};
 use crate::tunnel::{PeerParams, PeerStats};
@@ -383,8 +384,8 @@ impl Worker {
                         },
                         now,
                     );
-                    if logged.len() <= id {
-                        logged.resize(id + 1, PeerStats::default());
+                    if logged.len() <= id.index() {
+                        logged.resize(id.index() + 1, PeerStats::default());
                     }
                     logged[id] = PeerStats::default();
                 }
@@ -494,7 +495,7 @@ impl Worker {
             return;
         }
         let n = self.tunnel.peer_count();
-        let up = (0..n)
+        let up = PeerId::all(n)
             .filter_map(|p| self.tunnel.peer_status(p))
             .filter(|s| s.state == crate::tunnel::PeerState::Up)
             .count();

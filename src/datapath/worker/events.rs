@@ -116,8 +116,8 @@ impl Worker {
             let Some(st) = self.tunnel.peer_status(peer) else {
                 continue;
             };
-            if logged.len() <= peer {
-                logged.resize(peer + 1, PeerStats::default());
+            if logged.len() <= peer.index() {
+                logged.resize(peer.index() + 1, PeerStats::default());
             }
             let prev = logged[peer];
             let (txf, rxf) = (

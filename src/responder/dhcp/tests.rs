@@ -13,6 +13,7 @@ use super::super::{DhcpPlan, DhcpSettings, LocalVerdict, RemoteVerdict, Responde
 use super::alloc::{DECLINE_QUARANTINE_SECS, OFFER_HOLD_SECS, SHORT_LEASE_SECS};
 use crate::leases::LeaseDb;
 use crate::mac::MacAddr;
+use crate::peer_id::PeerId;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 254);
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
@@ -778,7 +779,7 @@ fn dhcp_from_the_tunnel_is_dropped() {
     let mut h = Harness::new(settings());
     let now = h.mono;
     assert_eq!(
-        h.r.handle_remote(&dhclient_discover(), 0, now),
+        h.r.handle_remote(&dhclient_discover(), PeerId::new(0), now),
         RemoteVerdict::Drop
     );
     let offer = ipv4_udp_frame(
@@ -790,14 +791,20 @@ fn dhcp_from_the_tunnel_is_dropped() {
         68,
         &[0; 300],
     );
-    assert_eq!(h.r.handle_remote(&offer, 0, now), RemoteVerdict::Drop);
+    assert_eq!(
+        h.r.handle_remote(&offer, PeerId::new(0), now),
+        RemoteVerdict::Drop
+    );
     assert_eq!(h.r.counters().remote_dhcp_dropped, 2);
     let other = ipv4_udp_frame(mac(7), mac(8), ip(2), ip(3), 5000, 53, b"x");
-    assert_eq!(h.r.handle_remote(&other, 0, now), RemoteVerdict::Deliver);
+    assert_eq!(
+        h.r.handle_remote(&other, PeerId::new(0), now),
+        RemoteVerdict::Deliver
+    );
     // Without DHCP, the same frames pass both ways.
     let mut plain = Responder::new(None, None, LeaseDb::default()).expect("empty");
     assert_eq!(
-        plain.handle_remote(&dhclient_discover(), 0, now),
+        plain.handle_remote(&dhclient_discover(), PeerId::new(0), now),
         RemoteVerdict::Deliver
     );
     let mut buf = [0u8; 1600];
@@ -1060,7 +1067,10 @@ fn tagged_dhcp_is_never_served_nor_forwarded() {
         // And from a peer, tagged DHCP is dropped like untagged.
         let now = h.mono;
         let remote = tagged(&dhclient_discover(), tags);
-        assert_eq!(h.r.handle_remote(&remote, 0, now), RemoteVerdict::Drop);
+        assert_eq!(
+            h.r.handle_remote(&remote, PeerId::new(0), now),
+            RemoteVerdict::Drop
+        );
     }
     let c = h.r.counters();
     assert_eq!(c.dhcp_replies, 0, "nothing answered in a VLAN");

@@ -118,7 +118,10 @@ fn learns_from_an_na_and_answers_a_multicast_ns() {
     // B answers A through the tunnel (solicited, unicast, Override set).
     let icmp = body(NA, 0x60, remote_ip(), Some((OPT_TLLA, REMOTE)));
     let reply = frame(LOCAL, REMOTE, remote_ip(), local_ip(), &icmp);
-    assert_eq!(r.handle_remote(&reply, 0, t0), RemoteVerdict::Deliver);
+    assert_eq!(
+        r.handle_remote(&reply, PeerId::new(0), t0),
+        RemoteVerdict::Deliver
+    );
     assert_eq!(r.nd_bindings(t0), 1);
     assert_eq!(r.counters().nd_bindings_learned, 1);
 
@@ -153,7 +156,7 @@ fn learns_from_an_na_and_answers_a_multicast_ns() {
     let late = t0 + Duration::from_secs(300);
     assert_eq!(local(&mut r, &ask, late).0, LocalVerdict::Forward);
     assert_eq!(r.nd_bindings(late), 0);
-    r.handle_remote(&na(REMOTE, remote_ip(), 0), 0, late);
+    r.handle_remote(&na(REMOTE, remote_ip(), 0), PeerId::new(0), late);
     assert!(answers(&mut r, remote_ip(), late));
     assert_eq!(r.counters().nd_replies, 2);
 }
@@ -164,7 +167,10 @@ fn learns_from_an_ns_with_a_source_link_layer_option() {
     let now = Instant::now();
     // B asks for A through the tunnel: B's address is learned.
     let ns = mcast_ns(REMOTE, remote_ip(), local_ip());
-    assert_eq!(r.handle_remote(&ns, 0, now), RemoteVerdict::Deliver);
+    assert_eq!(
+        r.handle_remote(&ns, PeerId::new(0), now),
+        RemoteVerdict::Deliver
+    );
     assert!(answers(&mut r, remote_ip(), now));
     // Without the option, or from `::` (DAD), nothing is learned.
     let mut r = responder();
@@ -177,7 +183,7 @@ fn learns_from_an_ns_with_a_source_link_layer_option() {
         solicited_node(&local_ip()),
         &bare,
     );
-    r.handle_remote(&bare, 0, now);
+    r.handle_remote(&bare, PeerId::new(0), now);
     let dad = body(NS, 0, other, None);
     let dad = frame(
         group_mac(other),
@@ -186,10 +192,14 @@ fn learns_from_an_ns_with_a_source_link_layer_option() {
         solicited_node(&other),
         &dad,
     );
-    r.handle_remote(&dad, 0, now);
+    r.handle_remote(&dad, PeerId::new(0), now);
     // An NA without a target link-layer option neither.
     let plain = body(NA, 0x60, other, None);
-    r.handle_remote(&frame(LOCAL, OTHER, other, local_ip(), &plain), 0, now);
+    r.handle_remote(
+        &frame(LOCAL, OTHER, other, local_ip(), &plain),
+        PeerId::new(0),
+        now,
+    );
     assert_eq!(r.nd_bindings(now), 0);
     assert_eq!(r.counters().nd_bindings_learned, 0);
     assert_eq!(r.counters().nd_bindings_refused, 0);
@@ -199,7 +209,7 @@ fn learns_from_an_ns_with_a_source_link_layer_option() {
 fn never_answers_dad_unicast_or_unknown_targets() {
     let mut r = responder();
     let now = Instant::now();
-    learn(&mut r, REMOTE, remote_ip(), 0, now);
+    learn(&mut r, REMOTE, remote_ip(), PeerId::new(0), now);
     let before = r.counters().nd_replies;
     // Unicast NS (re-verification): goes to the host; the binding stays.
     let icmp = body(NS, 0, remote_ip(), Some((OPT_SLLA, LOCAL)));
@@ -257,9 +267,9 @@ fn router_flag_is_kept_and_override_never_set() {
     let mut r = responder();
     let now = Instant::now();
     let gw = ip("2001:2::1");
-    r.handle_remote(&na(REMOTE, gw, FLAG_ROUTER | 0x20), 0, now);
+    r.handle_remote(&na(REMOTE, gw, FLAG_ROUTER | 0x20), PeerId::new(0), now);
     // An NS from the router refreshes without forgetting it is one.
-    r.handle_remote(&mcast_ns(REMOTE, gw, local_ip()), 0, now);
+    r.handle_remote(&mcast_ns(REMOTE, gw, local_ip()), PeerId::new(0), now);
     let (_, out) = local(&mut r, &mcast_ns(LOCAL, local_ip(), gw), now);
     assert_eq!(out[54 + 4], FLAG_ROUTER | FLAG_SOLICITED);
 }
@@ -269,14 +279,14 @@ fn bindings_go_with_their_peer() {
     let mut r = responder();
     let now = Instant::now();
     let other_ip = ip("2001:2::c");
-    learn(&mut r, REMOTE, remote_ip(), 0, now);
-    learn(&mut r, OTHER, other_ip, 1, now);
-    r.forget_peer(0);
+    learn(&mut r, REMOTE, remote_ip(), PeerId::new(0), now);
+    learn(&mut r, OTHER, other_ip, PeerId::new(1), now);
+    r.forget_peer(PeerId::new(0));
     assert!(!answers(&mut r, remote_ip(), now));
     assert!(answers(&mut r, other_ip, now));
-    r.forget_peer(1);
+    r.forget_peer(PeerId::new(1));
     assert_eq!(r.nd_bindings(now), 0);
-    learn(&mut r, REMOTE, remote_ip(), 0, now);
+    learn(&mut r, REMOTE, remote_ip(), PeerId::new(0), now);
 }
 
 #[test]
@@ -285,8 +295,8 @@ fn a_host_showing_up_locally_loses_its_binding() {
     let other_ip = ip("2001:2::c");
     let fresh = || {
         let mut r = responder();
-        learn(&mut r, REMOTE, remote_ip(), 0, now);
-        learn(&mut r, OTHER, other_ip, 0, now);
+        learn(&mut r, REMOTE, remote_ip(), PeerId::new(0), now);
+        learn(&mut r, OTHER, other_ip, PeerId::new(0), now);
         r
     };
     // Any local frame from the bound MAC (IPv4 here).
@@ -344,13 +354,16 @@ fn refuses_bindings_that_cannot_be_true() {
         ip("ff02::1"),
         &icmp,
     );
-    assert_eq!(r.handle_remote(&spoof, 0, t0), RemoteVerdict::Deliver);
+    assert_eq!(
+        r.handle_remote(&spoof, PeerId::new(0), t0),
+        RemoteVerdict::Deliver
+    );
     // Source link-layer option is not the Ethernet source.
     let mut ns = mcast_ns(REMOTE, remote_ip(), local_ip());
     ns[6..12].copy_from_slice(&OTHER);
-    r.handle_remote(&ns, 0, t0);
+    r.handle_remote(&ns, PeerId::new(0), t0);
     // The responder's own MAC.
-    r.handle_remote(&na(OUR_MAC, remote_ip(), 0), 2, t0);
+    r.handle_remote(&na(OUR_MAC, remote_ip(), 0), PeerId::new(2), t0);
     assert_eq!(r.counters().nd_bindings_refused, 3);
     assert_eq!(r.counters().nd_bindings_learned, 0);
     assert_eq!(r.nd_bindings(t0), 0);
@@ -359,7 +372,10 @@ fn refuses_bindings_that_cannot_be_true() {
     assert_eq!(log.count, 3);
     assert_eq!(log.ip, IpAddr::from(remote_ip()));
     assert_eq!(log.mac, MacAddr(OUR_MAC));
-    assert_eq!((log.peer, log.reason), (2, BindingRefusal::OwnMac.reason()));
+    assert_eq!(
+        (log.peer, log.reason),
+        (PeerId::new(2), BindingRefusal::OwnMac.reason())
+    );
 }
 
 #[test]
@@ -367,9 +383,9 @@ fn tagged_nd_is_neither_answered_nor_learned() {
     let mut r = responder();
     let now = Instant::now();
     let announce = na(REMOTE, remote_ip(), 0);
-    r.handle_remote(&tagged(&announce, &[(0x8100, 10)]), 0, now);
+    r.handle_remote(&tagged(&announce, &[(0x8100, 10)]), PeerId::new(0), now);
     assert_eq!(r.nd_bindings(now), 0);
-    r.handle_remote(&announce, 0, now);
+    r.handle_remote(&announce, PeerId::new(0), now);
     let ask = mcast_ns(LOCAL, local_ip(), remote_ip());
     for tags in [&[(0x8100, 10)][..], &[(0x88a8, 5), (0x8100, 10)]] {
         assert_eq!(
@@ -385,7 +401,7 @@ fn off_unless_configured() {
     let mut r = responder_with(false);
     let now = Instant::now();
     assert_eq!(
-        r.handle_remote(&na(REMOTE, remote_ip(), 0), 0, now),
+        r.handle_remote(&na(REMOTE, remote_ip(), 0), PeerId::new(0), now),
         RemoteVerdict::Deliver
     );
     assert_eq!(r.nd_bindings(now), 0);
@@ -413,17 +429,17 @@ fn malformed_messages_teach_nothing() {
         let mut f = good.clone();
         spoil(&mut f);
         let mut r = responder();
-        r.handle_remote(&f, 0, now);
+        r.handle_remote(&f, PeerId::new(0), now);
         assert_eq!(r.nd_bindings(now), 0, "{what}");
     }
     // Ethernet padding after the payload is fine.
     let mut padded = good.clone();
     padded.extend_from_slice(&[0; 10]);
     let mut r = responder();
-    r.handle_remote(&padded, 0, now);
+    r.handle_remote(&padded, PeerId::new(0), now);
     assert_eq!(r.nd_bindings(now), 1);
     // A multicast target is never learned.
-    r.handle_remote(&na(OTHER, ip("ff02::1:2"), 0), 0, now);
+    r.handle_remote(&na(OTHER, ip("ff02::1:2"), 0), PeerId::new(0), now);
     assert_eq!(r.nd_bindings(now), 1);
 }
 
@@ -436,26 +452,26 @@ fn no_panic_on_any_prefix_or_corruption() {
         mcast_ns(LOCAL, local_ip(), remote_ip()),
     ];
     let mut r = responder();
-    learn(&mut r, REMOTE, remote_ip(), 0, now);
+    learn(&mut r, REMOTE, remote_ip(), PeerId::new(0), now);
     for f in &fixtures {
         for n in 0..=f.len() {
-            r.handle_remote(&f[..n], 0, now);
+            r.handle_remote(&f[..n], PeerId::new(0), now);
             local(&mut r, &f[..n], now);
         }
         for i in 0..f.len() {
             for bit in [0x01, 0x80] {
                 let mut g = f.clone();
                 g[i] ^= bit;
-                r.handle_remote(&g, 0, now);
+                r.handle_remote(&g, PeerId::new(0), now);
                 local(&mut r, &g, now);
             }
         }
     }
     // A reply buffer too small is no reply, not a panic.
     let mut r = responder();
-    learn(&mut r, REMOTE, remote_ip(), 0, now);
+    learn(&mut r, REMOTE, remote_ip(), PeerId::new(0), now);
     let mut nd = NdResponder::new(Duration::from_secs(1), [MacAddr(OUR_MAC); 2]).expect("valid");
-    nd.learn_remote(&na(REMOTE, remote_ip(), 0), 0, now);
+    nd.learn_remote(&na(REMOTE, remote_ip(), 0), PeerId::new(0), now);
     let mut small = [0u8; NA_FRAME_LEN - 1];
     let ask = mcast_ns(LOCAL, local_ip(), remote_ip());
     assert_eq!(
@@ -568,7 +584,7 @@ mod props {
             };
             let f = frame(eth_dst, mac, src, ip_dst, &icmp);
             if s.remote {
-                r.handle_remote(&f, 0, now);
+                r.handle_remote(&f, PeerId::new(0), now);
                 if let Some((t, m)) = opt {
                     let (ip, want) = if is_na {
                         (target, OPT_TLLA)
@@ -696,7 +712,10 @@ mod linux {
     fn answers_linux_as_linux_would_minus_override() {
         let mut r = responder();
         let now = Instant::now();
-        assert_eq!(r.handle_remote(&na(), 0, now), RemoteVerdict::Deliver);
+        assert_eq!(
+            r.handle_remote(&na(), PeerId::new(0), now),
+            RemoteVerdict::Deliver
+        );
         let (v, out) = local(&mut r, &ns(), now);
         assert_eq!(v, LocalVerdict::Reply(NA_FRAME_LEN));
         // Byte for byte Linux's own answer, but with Override clear (and so
@@ -708,7 +727,7 @@ mod linux {
         // Its DAD probe is not answered, and teaches nothing from the tunnel.
         assert_eq!(local(&mut r, &dad(), now).0, LocalVerdict::Forward);
         let mut r = responder();
-        r.handle_remote(&dad(), 0, now);
+        r.handle_remote(&dad(), PeerId::new(0), now);
         assert_eq!(r.nd_bindings(now), 0);
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use libfuzzer_sys::fuzz_target;
 use tapbridge::leases::LeaseDb;
 use tapbridge::mac::MacAddr;
+use tapbridge::peer_id::PeerId;
 use tapbridge::responder::{ArpSettings, LocalVerdict, REPLY_BUFFER_LEN, Responder};
 
 fuzz_target!(|data: &[u8]| {
@@ -51,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
             body.to_vec()
         };
         if ctrl & 2 != 0 {
-            r.handle_remote(&frame, 0, now);
+            r.handle_remote(&frame, PeerId::new(0), now);
         } else if let LocalVerdict::Reply(n) =
             r.handle_local(&frame, now, SystemTime::UNIX_EPOCH, &mut reply)
         {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use libfuzzer_sys::fuzz_target;
 use tapbridge::leases::LeaseDb;
 use tapbridge::mac::MacAddr;
+use tapbridge::peer_id::PeerId;
 use tapbridge::responder::{
     ArpSettings, DhcpSettings, LocalVerdict, OwnFrame, REPLY_BUFFER_LEN, Responder,
 };
@@ -114,7 +115,7 @@ fuzz_target!(|data: &[u8]| {
             body.to_vec()
         };
         if ctrl & 2 != 0 {
-            r.handle_remote(&frame, 0, mono);
+            r.handle_remote(&frame, PeerId::new(0), mono);
         } else if let LocalVerdict::Reply(n) = r.handle_local(&frame, mono, wall, &mut reply) {
             assert!(n <= reply.len() && n >= 42);
         }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use tapbridge::guard::{BpduPolicy, Guard, GuardConfig};
+use tapbridge::peer_id::PeerId;
 use tapbridge::wire::ethernet;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,7 +22,11 @@ fuzz_target!(|data: &[u8]| {
         loop_detect: mode & 1 != 0,
         dhcp_guard: mode & 2 != 0,
         ra_guard: mode & 4 != 0,
-        bpdu: if mode & 8 != 0 { BpduPolicy::Drop } else { BpduPolicy::Forward },
+        bpdu: if mode & 8 != 0 {
+            BpduPolicy::Drop
+        } else {
+            BpduPolicy::Forward
+        },
     };
     let mut now = Instant::now();
     let mut g = Guard::new(&config, [mode; 8], now);
@@ -45,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         frame.extend_from_slice(body);
         assert_eq!(ethernet::classify(&frame).vlan, ethernet::vlan(&frame));
         if ctrl & 8 != 0 {
-            let _ = g.from_peer(&frame, peer, now);
+            let _ = g.from_peer(&frame, PeerId::new(peer), now);
         } else {
             let _ = g.from_local(&frame, now);
             let _ = g.allow_flood(now);
@@ -54,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
             g.mac_moved(now);
         }
         if g.poll_probe(now) {
-            let p = g.probe_for(peer).to_vec();
+            let p = g.probe_for(PeerId::new(peer)).to_vec();
             if ctrl & 32 != 0 {
                 let _ = g.from_local(&p, now);
             }

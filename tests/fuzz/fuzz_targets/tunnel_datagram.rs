@@ -120,6 +120,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
+use tapbridge::peer_id::PeerId;
 use tapbridge::tunnel::{
     Counters, Entropy, Event, Incoming, PeerParams, PeerState, PeerStats, PresharedKey, Transmit,
     TransportMode, Tunnel, TunnelParams,
@@ -356,8 +357,8 @@ impl World {
         w.timeout(1);
         w.pump();
         assert!(w.flights.is_empty(), "the handshake settles");
-        assert_eq!(w.nodes[1].t.peer_stats(0).handshakes, 1);
-        assert_eq!(w.nodes[HUB].t.peer_stats(0).handshakes, 1);
+        assert_eq!(w.nodes[1].t.peer_stats(PeerId::new(0)).handshakes, 1);
+        assert_eq!(w.nodes[HUB].t.peer_stats(PeerId::new(0)).handshakes, 1);
         // Real data for the fuzzer to replay and mutate, not yet delivered:
         // a whole frame and a fragmented one from b, a small one from the hub.
         w.send(1, 0, 1400);
@@ -371,8 +372,11 @@ impl World {
             w.timeout(spoke);
             w.pump();
             assert!(w.flights.is_empty(), "the handshake settles");
-            assert_eq!(w.nodes[spoke].t.peer_stats(0).handshakes, 1);
-            assert_eq!(w.nodes[HUB].t.peer_stats(spoke - 1).handshakes, 1);
+            assert_eq!(w.nodes[spoke].t.peer_stats(PeerId::new(0)).handshakes, 1);
+            assert_eq!(
+                w.nodes[HUB].t.peer_stats(PeerId::new(spoke - 1)).handshakes,
+                1
+            );
         }
         w.capturing = true;
         w
@@ -448,7 +452,9 @@ impl World {
         let f = frame(seq, len);
         let mut out = Out::new();
         let now = self.now;
-        self.nodes[node].t.send_frame(peer, &f, now, &mut out);
+        self.nodes[node]
+            .t
+            .send_frame(PeerId::new(peer), &f, now, &mut out);
         self.emit(node, out);
         self.drain_events(node);
     }
@@ -457,7 +463,7 @@ impl World {
         let t = &self.nodes[node].t;
         (0..t.peer_count())
             .map(|id| {
-                let s = t.peer_status(id).expect("peer in range");
+                let s = t.peer_status(PeerId::new(id)).expect("peer in range");
                 (s.endpoint, s.state, s.last_handshake, s.stats)
             })
             .collect()
@@ -656,7 +662,9 @@ impl World {
         let keys: Vec<PresharedKey> = keys.into_iter().map(key).collect();
         self.nodes[node].params.peers[peer].keys = keys.clone();
         let now = self.now;
-        self.nodes[node].t.set_peer_keys(peer, keys, now);
+        self.nodes[node]
+            .t
+            .set_peer_keys(PeerId::new(peer), keys, now);
     }
 
     /// A new instance of `node`: same configuration, state lost; its clock
@@ -728,7 +736,7 @@ impl World {
             }
             let keys = self.nodes[THIEF].params.peers[0].keys.clone();
             let now = self.now;
-            self.nodes[THIEF].t.set_peer_keys(0, keys, now);
+            self.nodes[THIEF].t.set_peer_keys(PeerId::new(0), keys, now);
             let mut out = Out::new();
             self.nodes[THIEF].t.handle_timeout(now, &mut out);
             self.drain_events(THIEF);
@@ -911,7 +919,7 @@ fn run(data: &[u8]) {
     if trace() {
         for (i, n) in w.nodes.iter().enumerate() {
             let handshakes: Vec<u64> = (0..n.t.peer_count())
-                .map(|p| n.t.peer_stats(p).handshakes)
+                .map(|p| n.t.peer_stats(PeerId::new(p)).handshakes)
                 .collect();
             eprintln!(
                 "node {i} {}: handshakes {handshakes:?} {:?}",

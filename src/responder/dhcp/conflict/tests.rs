@@ -13,6 +13,7 @@ use super::super::super::{
 };
 use super::*;
 use crate::leases::LeaseDb;
+use crate::peer_id::PeerId;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 254);
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
@@ -107,7 +108,7 @@ impl Site {
     }
 
     fn remote(&mut self, frame: &[u8]) {
-        self.r.handle_remote(frame, 0, self.mono);
+        self.r.handle_remote(frame, PeerId::new(0), self.mono);
     }
 
     /// Everything `poll_transmit` has now.

@@ -15,7 +15,7 @@ use crate::resolver::EndpointError;
 use crate::responder::ResponderError;
 
 /// Why a link could not be brought up (or its state not be read). Each
-/// variant is one step of [`run`]; a step that adds words to its cause's
+/// variant is one step of [`run`](super::run); a step that adds words to its cause's
 /// message has the cause as its `source`, one that does not is transparent.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {

@@ -14,7 +14,7 @@
 //!
 //! Clients are keyed by their client identifier (option 61) when they send
 //! one, else by `chaddr`; reservations are by `chaddr`. A client's first
-//! lease is short (at most [`SHORT_LEASE_SECS`]) until it renews, so a burst
+//! lease is short (at most [`SHORT_LEASE_SECS`](alloc::SHORT_LEASE_SECS)) until it renews, so a burst
 //! of clients that never come back (random MACs) cannot pin the pool for
 //! `lease_time`.
 //!

@@ -26,7 +26,7 @@ pub struct ArpSettings {
     pub suppress: bool,
     /// How long a learned binding answers requests (ARP and ND).
     pub binding_timeout: Duration,
-    /// The same for IPv6 neighbour solicitations (see [`nd`]).
+    /// The same for IPv6 neighbour solicitations (see [`nd`](super::nd)).
     pub suppress_nd: bool,
 }
 

@@ -88,11 +88,11 @@
 //! floods the log: start and end are logged once per event, and events are
 //! at least a hold-down apart.
 
-mod classify;
 mod probe;
 mod storm;
 #[cfg(test)]
 mod tests;
+mod threat;
 
 use std::time::{Duration, Instant};
 
@@ -102,7 +102,7 @@ use probe::{PeerLoop, Probing};
 pub use probe::{is_bpdu, is_probe};
 use storm::Bucket;
 
-pub use classify::Threat;
+pub use threat::Threat;
 
 /// The guards' settings (`[guard]`, SPEC §4): the config produces them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::classify;
+use super::threat;
 use super::{LOOP_HOLD, PROBE_DST, PROBE_ETHERTYPE, PROBE_MAGIC};
 
 /// Link-wide probing schedule.
@@ -49,5 +49,5 @@ pub fn is_probe(frame: &[u8]) -> bool {
 pub fn is_bpdu(frame: &[u8]) -> bool {
     frame
         .get(..6)
-        .is_some_and(|d| d == classify::STP_DST || d == classify::PVST_DST)
+        .is_some_and(|d| d == threat::STP_DST || d == threat::PVST_DST)
 }

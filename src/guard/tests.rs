@@ -94,7 +94,7 @@ fn dhcpv6_advertise() -> Vec<u8> {
 fn bpdu() -> Vec<u8> {
     // 802.3 length + LLC 42 42 03 + a config BPDU start.
     eth(
-        classify::STP_DST,
+        threat::STP_DST,
         &[],
         0x0026,
         &[0x42, 0x42, 0x03, 0, 0, 0, 0],
@@ -297,7 +297,7 @@ fn bpdus_follow_the_policy_both_ways() {
     let now = Instant::now();
     let mut fwd = guard(config(0, false, true, BpduPolicy::Forward), now);
     let mut drop = guard(config(0, false, false, BpduPolicy::Drop), now);
-    let pvst = eth(classify::PVST_DST, &[], 0x0032, &[0xaa, 0xaa, 0x03]);
+    let pvst = eth(threat::PVST_DST, &[], 0x0032, &[0xaa, 0xaa, 0x03]);
     for f in [bpdu(), pvst] {
         assert_eq!(fwd.from_peer(&f, PeerId::new(0), now), PeerVerdict::Forward);
         assert_eq!(fwd.from_local(&f, now), LocalVerdict::Forward);

@@ -203,7 +203,7 @@ impl Worker {
     }
 
     /// Makes every lease change so far durable and sends the replies held
-    /// for them (blocks on the disk: a reload, shutdown).
+    /// for them (blocks on the disk: at shutdown, after the workers stopped).
     pub(super) fn flush_leases(&mut self, tap: &TapQueue) {
         self.bridge.take_lease_changes(&mut self.lease_changes);
         self.lease_store

@@ -4,17 +4,23 @@
 # from raw-socket clients (examples/dhcp_load.rs), on a 65k-address pool.
 #
 #   ./scripts/dhcp_bench.sh [--rates "1000 3000 5000 8000"] [--duration N] [--runs N]
-#                           [--only tapbridge|dnsmasq]
+#                           [--only SERVER]...
 #
 # Rig (namespaces, removed on exit):
 #   load ─┐
 #   host-a ┼ br-lan [gw-a] tb-a ══ WAN 198.18.0.1/30 ↔ .2/30 ══ [gw-b] tb-b br-lan ── host-b
 #   dns ──┘   (LAN 198.19.0.0/16; host-a .0.10, host-b .0.20, dnsmasq .0.2)
-# Pool 198.19.1.0-198.19.255.254 (65,279 addresses), lease time 1 h, for both
-# servers. tapbridge: site A's responder (server 198.19.0.1, lease file in the
-# work dir). dnsmasq: --no-ping, --quiet-dhcp (no log line per message),
-# --dhcp-authoritative, --dhcp-lease-max above the pool, a lease file, while
-# site A runs as a plain bridge (responder off), so the tunnel stays up.
+# Pool 198.19.1.0-198.19.255.254 (65,279 addresses), lease time 1 h, for every
+# server. Four servers, each in its default and its fast setting:
+#   tapbridge          site A's responder with the defaults (conflict_check on:
+#                      fresh addresses are probed before they are offered)
+#   tapbridge-nocheck  the same with conflict_check = false
+#   dnsmasq            dnsmasq with its default ping check before an offer
+#   dnsmasq-noping     dnsmasq --no-ping
+# (server 198.19.0.1 with the lease file in the work dir; dnsmasq with
+# --quiet-dhcp (no log line per message), --dhcp-authoritative,
+# --dhcp-lease-max above the pool and a lease file, while site A runs as a
+# plain bridge (responder off), so the tunnel stays up.)
 # For each server, offered rate and run (a fresh server and lease file each
 # run): RATE x DURATION clients at RATE/s, reporting completed DORA/s, p50
 # and p99 latency, the server's CPU time per completed DORA (utime+stime of
@@ -28,7 +34,8 @@
 #   --duration N    seconds of load per run (default 5; clients = rate x N, at
 #                   most 60,000)
 #   --runs N        runs per rate (default 3)
-#   --only NAME     tapbridge or dnsmasq
+#   --only NAME     tapbridge, tapbridge-nocheck, dnsmasq or dnsmasq-noping;
+#                   repeatable
 #
 # Environment: BRIDGE_CTL=/path/to/bridge-ctl and TB_EXAMPLE_DIR=dir-with-dhcp_load
 # skip the builds. Exit status 0 when every selected server produced numbers,
@@ -50,7 +57,8 @@ usage() {
 RATES=(1000 3000 5000 8000)
 DURATION=5
 RUNS=3
-SERVERS=(tapbridge dnsmasq)
+SERVERS=(tapbridge tapbridge-nocheck dnsmasq dnsmasq-noping)
+ONLY=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --rates)
@@ -70,11 +78,11 @@ while [[ $# -gt 0 ]]; do
         shift 2
         ;;
     --only)
-        [[ $# -ge 2 && "$2" =~ ^(tapbridge|dnsmasq)$ ]] || {
-            printf 'error: --only needs tapbridge or dnsmasq\n' >&2
+        [[ $# -ge 2 && "$2" =~ ^(tapbridge|tapbridge-nocheck|dnsmasq|dnsmasq-noping)$ ]] || {
+            printf 'error: --only needs tapbridge, tapbridge-nocheck, dnsmasq or dnsmasq-noping\n' >&2
             exit 2
         }
-        SERVERS=("$2")
+        ONLY+=("$2")
         shift 2
         ;;
     -h | --help)
@@ -87,6 +95,9 @@ while [[ $# -gt 0 ]]; do
         ;;
     esac
 done
+if ((${#ONLY[@]} > 0)); then
+    SERVERS=("${ONLY[@]}")
+fi
 
 tb_require_root
 tb_install_traps
@@ -138,24 +149,29 @@ ip -n "$HB" addr add 198.19.0.20/16 dev eth0
 ip -n "$ND" addr add 198.19.0.2/16 dev eth0
 (umask 077 && "$BIN" genpsk >"$WORK/psk")
 
-# config FILE LISTEN PEER ENDPOINT TAP DHCP(0|1)
+# config FILE LISTEN PEER ENDPOINT TAP DHCP(0: off, 1: defaults, nocheck)
 config() {
     local opts=()
-    if [[ "$6" == 1 ]]; then
+    if [[ "$6" != 0 ]]; then
         opts+=(--dhcp enabled=true --dhcp server_address=198.19.0.1
             --dhcp pool=198.19.1.0-198.19.255.254 --dhcp subnet=198.19.0.0/16
-            --dhcp lease_time=1h --dhcp "lease_file=$WORK/a.leases" --dhcp conflict_check=false)
+            --dhcp lease_time=1h --dhcp "lease_file=$WORK/a.leases")
+    fi
+    if [[ "$6" == nocheck ]]; then
+        opts+=(--dhcp conflict_check=false)
     fi
     tb_link_config "$1" --ifname "$5" --mtu 1500 --bridge br-lan --listen "$2" \
         --psk "$WORK/psk" --keepalive 5s --peer "$3=$4" "${opts[@]}" \
         --socket "$WORK/$(basename "$1" .toml).sock" || tb_die "cannot write $1"
 }
 config "$WORK/a-dhcp.toml" 198.18.0.1:51901 b 198.18.0.2:51901 tb-a 1
+config "$WORK/a-nocheck.toml" 198.18.0.1:51901 b 198.18.0.2:51901 tb-a nocheck
 config "$WORK/a-plain.toml" 198.18.0.1:51901 b 198.18.0.2:51901 tb-a 0
 config "$WORK/b.toml" 198.18.0.2:51901 a 198.18.0.1:51901 tb-b 0
-# The link names come from the file names: site A's must be "a" either way.
-mkdir -p "$WORK/dhcp" "$WORK/plain"
+# The link names come from the file names: site A's must be "a" every time.
+mkdir -p "$WORK/dhcp" "$WORK/nocheck" "$WORK/plain"
 mv "$WORK/a-dhcp.toml" "$WORK/dhcp/a.toml"
+mv "$WORK/a-nocheck.toml" "$WORK/nocheck/a.toml"
 mv "$WORK/a-plain.toml" "$WORK/plain/a.toml"
 
 # up NS CONF / down NS CONF: bounded bridge-ctl link up/down.
@@ -187,20 +203,31 @@ print(f"{statistics.median(r):.3f}" if r else "nan")
 ' "$1"
 }
 
+# server_conf SERVER: site A's configuration for tapbridge or tapbridge-nocheck.
+server_conf() {
+    if [[ "$1" == tapbridge ]]; then
+        printf '%s\n' "$WORK/dhcp/a.toml"
+    else
+        printf '%s\n' "$WORK/nocheck/a.toml"
+    fi
+}
+
 # start_server SERVER: a fresh server with an empty lease file; sets SRV_PID.
 start_server() {
     rm -f "$WORK"/a.leases* "$WORK/dnsmasq.leases"
     case "$1" in
-    tapbridge)
-        up "$GA" "$WORK/dhcp/a.toml" || return 1
-        SRV_PID=$(daemon_pid "$GA" "$WORK/dhcp/a.toml") || return 1
+    tapbridge | tapbridge-nocheck)
+        up "$GA" "$(server_conf "$1")" || return 1
+        SRV_PID=$(daemon_pid "$GA" "$(server_conf "$1")") || return 1
         ;;
-    dnsmasq)
+    dnsmasq | dnsmasq-noping)
         up "$GA" "$WORK/plain/a.toml" || return 1
         : >"$WORK/dnsmasq.leases"
+        local ping=()
+        [[ "$1" == dnsmasq-noping ]] && ping=(--no-ping)
         # `ip netns exec` execs dnsmasq: $! is dnsmasq itself (its CPU time
         # is what is measured), stopped by PID in stop_server or on exit.
-        ip netns exec "$ND" dnsmasq --keep-in-foreground --port=0 --no-ping \
+        ip netns exec "$ND" dnsmasq --keep-in-foreground --port=0 "${ping[@]}" \
             --dhcp-authoritative --interface=eth0 --bind-interfaces --quiet-dhcp \
             --dhcp-range=198.19.1.0,198.19.255.254,255.255.0.0,1h --dhcp-lease-max=70000 \
             --dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file= --log-facility="$WORK/dnsmasq.log" \
@@ -217,8 +244,8 @@ start_server() {
 
 stop_server() {
     case "$1" in
-    tapbridge) down "$GA" "$WORK/dhcp/a.toml" ;;
-    dnsmasq)
+    tapbridge | tapbridge-nocheck) down "$GA" "$(server_conf "$1")" ;;
+    dnsmasq | dnsmasq-noping)
         tb_stop_pid "$SRV_PID"
         down "$GA" "$WORK/plain/a.toml"
         ;;

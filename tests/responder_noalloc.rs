@@ -35,6 +35,7 @@ fn responder() -> Responder {
         dns: vec![ip(1)],
         domain: None,
         lease_time: Duration::from_secs(3600),
+        first_lease: Duration::from_secs(300),
         routes: vec![],
         mtu: None,
         reservations: vec![],

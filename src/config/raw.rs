@@ -79,6 +79,7 @@ pub(super) struct RawDhcp {
     pub dns: Vec<Str>,
     pub domain: Option<Str>,
     pub lease_time: Option<Str>,
+    pub first_lease: Option<Str>,
     #[serde(default)]
     pub routes: Vec<Str>,
     pub mtu: Option<Spanned<i64>>,

@@ -178,6 +178,7 @@ fn spec_example_parses_to_expected_values() {
             dns: vec![ip4("198.19.0.1")],
             domain: Some("branch.example".into()),
             lease_time: Duration::from_secs(12 * 3600),
+            first_lease: Duration::from_secs(300),
             routes: vec![(ip4("198.19.64.0"), 18, ip4("198.19.0.1"))],
             mtu: Some(1500),
             reservations: vec![(MacAddr([2, 0, 0, 0, 0xaa, 1]), ip4("198.19.0.10"))],

@@ -309,6 +309,14 @@ counters! {
     /// ARP probes sent before offering (`dhcp.conflict_check`).
     dhcp_probes: |s| s.responder.dhcp_probes,
         Own("dhcp_probes", "ARP probes sent before a DHCP offer (conflict_check)"), Hidden;
+    /// DHCP offers sent before their probe's hold ended because the held
+    /// offers reached their bound (`dhcp.conflict_check`).
+    dhcp_offers_early: |s| s.responder.dhcp_offers_early,
+        Own(
+            "dhcp_offers_early",
+            "DHCP offers sent before their conflict probe's hold ended, the held offers being at their bound",
+        ),
+        Hidden;
 }
 
 impl CounterStatus {

@@ -682,6 +682,7 @@ mod tests {
             dns: vec![],
             domain: None,
             lease_time: Duration::from_secs(3600),
+            first_lease: Duration::from_secs(300),
             routes: vec![],
             mtu: None,
             reservations: vec![],

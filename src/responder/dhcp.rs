@@ -149,6 +149,11 @@ impl DhcpServer {
         self.conflict.as_mut().and_then(|c| c.take_log(now))
     }
 
+    /// See [`Responder::take_early_offers`](super::Responder::take_early_offers).
+    pub fn take_early_offers(&mut self, now: Instant) -> Option<u64> {
+        self.conflict.as_mut().and_then(|c| c.take_early_log(now))
+    }
+
     /// The validated settings (subnet address normalized).
     pub fn settings(&self) -> &DhcpSettings {
         &self.settings

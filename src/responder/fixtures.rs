@@ -27,6 +27,7 @@ pub fn dhcp_settings(server_mac: [u8; 6]) -> crate::responder::DhcpSettings {
         dns: vec![ip(1)],
         domain: None,
         lease_time: std::time::Duration::from_secs(3600),
+        first_lease: std::time::Duration::from_secs(300),
         routes: Vec::new(),
         mtu: None,
         reservations: Vec::new(),

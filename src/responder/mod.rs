@@ -115,6 +115,9 @@ pub struct ResponderCounters {
     pub dhcp_conflicts: u64,
     /// ARP probes sent before offering (`conflict_check`).
     pub dhcp_probes: u64,
+    /// OFFERs sent before their probe's hold ended, the held offers being
+    /// at their bound (`conflict_check`).
+    pub dhcp_offers_early: u64,
 }
 
 /// Refused ARP and ND bindings to log: at most one line per [`REFUSAL_LOG_INTERVAL`].
@@ -452,6 +455,13 @@ impl Responder {
     /// [`dhcp::CONFLICT_LOG_INTERVAL`] (the shell logs it).
     pub fn take_conflict_log(&mut self, now: Instant) -> Option<ConflictLog> {
         self.dhcp.as_mut().and_then(|d| d.take_conflict_log(now))
+    }
+
+    /// OFFERs answered before their probe's hold ended since the last
+    /// report (the held offers were at their bound), at most once per
+    /// [`dhcp::CONFLICT_LOG_INTERVAL`]; the shell logs the count.
+    pub fn take_early_offers(&mut self, now: Instant) -> Option<u64> {
+        self.dhcp.as_mut().and_then(|d| d.take_early_offers(now))
     }
 
     /// The unexpired DHCP leases, sorted by address (empty without DHCP).

@@ -13,6 +13,7 @@ use crate::config::raw::{RawDhcp, RawDhcpOption, Str};
 use crate::config::value;
 use crate::config::{ArpConfig, DhcpConfig, InterfaceConfig, Problem};
 use crate::mac::MacAddr;
+use crate::responder::dhcp::alloc::SHORT_LEASE_SECS;
 use crate::responder::{DhcpSettings, DhcpSettingsError};
 
 impl Cx<'_> {
@@ -86,6 +87,11 @@ impl Cx<'_> {
             "dhcp.lease_time",
             Duration::from_secs(12 * 3600),
         )?;
+        // "0s" turns the cap off, so zero is a value here.
+        let first_lease = match &raw.first_lease {
+            Some(v) => self.conv(v, "dhcp.first_lease", value::duration)?,
+            None => Duration::from_secs(SHORT_LEASE_SECS),
+        };
         let routes = raw
             .routes
             .iter()
@@ -157,6 +163,7 @@ impl Cx<'_> {
             dns,
             domain,
             lease_time,
+            first_lease,
             routes,
             mtu,
             reservations,
@@ -224,6 +231,7 @@ fn dhcp_span(raw: &RawDhcp, e: &DhcpSettingsError, section: &Range<usize>) -> Ra
         "dhcp.router" => raw.router.as_ref().map(Str::span),
         "dhcp.domain" => raw.domain.as_ref().map(Str::span),
         "dhcp.lease_time" => raw.lease_time.as_ref().map(Str::span),
+        "dhcp.first_lease" => raw.first_lease.as_ref().map(Str::span),
         "dhcp.mtu" => raw.mtu.as_ref().map(|m| m.span()),
         "dhcp.routes" => nth(&raw.routes),
         "dhcp.search" => nth(&raw.search),

@@ -34,6 +34,18 @@ impl Worker {
                 "DHCP address in use by another host, not offered"
             );
         }
+        if let Some(n) = self
+            .bridge
+            .responder_mut()
+            .and_then(|r| r.take_early_offers(now))
+        {
+            tracing::warn!(
+                offers = n,
+                held = crate::responder::dhcp::MAX_HELD,
+                "DHCP offers sent before their conflict probe's hold ended: \
+                 the held offers were at their bound (a burst of DISCOVERs)"
+            );
+        }
         while let Some(ev) = self.bridge.poll_event() {
             self.bridge_port_stale = true;
             match ev {

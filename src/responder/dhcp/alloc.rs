@@ -27,8 +27,9 @@ pub const OFFER_HOLD_SECS: u64 = 30;
 /// is kept out of the pool.
 pub const DECLINE_QUARANTINE_SECS: u64 = 600;
 
-/// Longest first lease of a client never seen renewing: a burst of clients
-/// that vanish (random MACs) frees the pool after this, not after `lease_time`.
+/// The default of `dhcp.first_lease`: the longest first lease of a client
+/// never seen renewing, so a burst of clients that vanish (random MACs)
+/// frees the pool after this, not after `lease_time`.
 pub const SHORT_LEASE_SECS: u64 = 300;
 
 /// One lease as the operator sees it (`bridge-ctl leases`, status JSON).

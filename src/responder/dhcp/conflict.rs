@@ -16,15 +16,25 @@
 //!   [`IN_USE_SECS`] after it was last seen, at most [`MAX_IN_USE`] addresses
 //!   (when full: expired ones go first, then the oldest), and never
 //!   allocates after construction.
+//! - An OFFER of an address nobody could be using is **sent at once**: a
+//!   reservation (the operator named it) or the address this server leased
+//!   to the same client before (its record is kept after the lease ended),
+//!   unless another MAC was seen using it since. RFC 5227 probes a fresh
+//!   address; there is nothing to find for these, and after a site-wide
+//!   power cut most DISCOVERs are of this kind. (REQUESTs, renewals
+//!   included, are never held.)
 //! - Every other OFFER is **probed first**: a DISCOVER gets no immediate
 //!   answer; the responder emits an RFC 5227 ARP probe (sender IP 0.0.0.0,
 //!   target the candidate) that the shell writes into the TAP and floods to
 //!   the peers, and holds the offer for [`PROBE_HOLD`]. An ARP frame from
 //!   another MAC that claims or probes the candidate meanwhile sets it aside
 //!   and the responder tries the next candidate (at most [`MAX_CANDIDATES`]
-//!   per DISCOVER); otherwise the OFFER goes out when the hold ends. At most
-//!   [`MAX_HELD`] offers are held at once; a DISCOVER beyond that goes
-//!   unanswered (counted in `dhcp_ignored`) and the client retries.
+//!   per DISCOVER); otherwise the OFFER goes out when the hold ends.
+//! - Held offers are bounded by memory, [`MAX_HELD`] (room for 40,000
+//!   DISCOVERs a second); at the bound the offer held longest goes out at
+//!   once, before its hold ends (counted in `dhcp_offers_early`, logged at
+//!   most once per [`CONFLICT_LOG_INTERVAL`]), so the client that waited
+//!   longest is answered first and none is dropped.
 //! - An address found in use is set aside in the allocator for
 //!   [`IN_USE_SECS`] ([`Allocator::set_aside`](super::alloc::Allocator::set_aside)),
 //!   counted in `dhcp_conflicts` and logged (rate-limited, see
@@ -35,8 +45,10 @@
 //!   from its chaddr, or from the MAC its lease was granted to (a client
 //!   keyed by option 61 that comes back on a new interface), do not count.
 //!   Only pool addresses are recorded.
-//! - Probes are bounded: at most [`MAX_HELD`] per [`PROBE_HOLD`] (640/s), so
-//!   a burst of DISCOVERs (random MACs) cannot become a broadcast storm.
+//! - Probes are bounded: one per candidate address of a DISCOVER (at most
+//!   [`MAX_CANDIDATES`]), and their flood to the peers goes through storm
+//!   control like any broadcast, so a burst of DISCOVERs (random MACs) is
+//!   not amplified into a storm.
 //!
 //! Answers to a probe are unicast to the responder's MAC with target IP
 //! 0.0.0.0; [`Responder::handle_local`](super::super::Responder::handle_local)
@@ -48,7 +60,7 @@
 //! and drains [`poll_transmit`](super::super::Responder::poll_transmit),
 //! which yields probes and held offers that fell due as [`OwnFrame`]s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -76,8 +88,11 @@ pub const IN_USE_SECS: u64 = 600;
 /// Most addresses remembered as in use.
 pub const MAX_IN_USE: usize = 4096;
 
-/// Most offers held for their probes at once.
-pub const MAX_HELD: usize = 256;
+/// Most offers held for their probes at once: memory, not rate (about 150
+/// bytes each, 2.4 MiB in all). At [`PROBE_HOLD`] each, room for 40,000
+/// DISCOVERs a second. When it is full the oldest held offer is answered
+/// at once, without waiting out its hold (counted in `dhcp_offers_early`).
+pub const MAX_HELD: usize = 16_384;
 
 /// Most addresses tried for one DISCOVER.
 pub const MAX_CANDIDATES: u8 = 4;
@@ -189,13 +204,144 @@ struct Held {
     at: Instant,
     /// Addresses tried so far.
     tried: u8,
+    /// Which queue entry is this offer's current one (older entries for
+    /// the same client are stale and skipped).
+    seq: u64,
+}
+
+/// The offers held for their probes: by client, by address, and the order
+/// they fall due in. Every step but the OFFER is due at once, and every
+/// OFFER falls due [`PROBE_HOLD`] after its probe, so two FIFO queues keep
+/// them in order: no scan of the held offers per DISCOVER, ARP frame or
+/// timer.
+#[derive(Debug, Default)]
+struct HeldSet {
+    by_key: HashMap<Box<[u8]>, Held>,
+    /// Address → the client whose held offer it is.
+    by_ip: HashMap<Ipv4Addr, Box<[u8]>>,
+    /// Steps due at once (a probe to send, an address to replace, an OFFER
+    /// answered early), oldest first: (since, seq, client).
+    now: VecDeque<(Instant, u64, Box<[u8]>)>,
+    /// OFFERs waiting out their hold, in the order they fall due.
+    later: VecDeque<(Instant, u64, Box<[u8]>)>,
+    next_seq: u64,
+}
+
+impl HeldSet {
+    fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Holds `h`, its step due at `h.at` (at once unless it is an OFFER).
+    fn insert(&mut self, mut h: Held) {
+        self.next_seq += 1;
+        h.seq = self.next_seq;
+        if h.step == Step::Offer {
+            self.later.push_back((h.at, h.seq, h.key.clone()));
+        } else {
+            self.now.push_back((h.at, h.seq, h.key.clone()));
+        }
+        if let Some(old) = self.by_ip.insert(h.ip, h.key.clone())
+            && *old != *h.key
+        {
+            // Two clients are never offered one address (the allocator's
+            // rule); should it happen, the older offer loses its index.
+            self.by_ip.insert(h.ip, old);
+        }
+        if let Some(prev) = self.by_key.insert(h.key.clone(), h) {
+            self.unindex(&prev);
+        }
+    }
+
+    /// The held offer of `key`, taken out.
+    fn remove(&mut self, key: &[u8]) -> Option<Held> {
+        let h = self.by_key.remove(key)?;
+        self.unindex(&h);
+        Some(h)
+    }
+
+    fn unindex(&mut self, h: &Held) {
+        if self.by_ip.get(&h.ip).is_some_and(|k| **k == *h.key) {
+            self.by_ip.remove(&h.ip);
+        }
+    }
+
+    /// The next held offer whose step is due at `at`, taken out.
+    fn pop_due(&mut self, at: Instant) -> Option<Held> {
+        while let Some((_, seq, key)) = self.now.pop_front() {
+            if self.by_key.get(&key).is_some_and(|h| h.seq == seq) {
+                return self.remove(&key);
+            }
+        }
+        while let Some((when, seq, _)) = self.later.front() {
+            let (when, seq) = (*when, *seq);
+            let current = {
+                let key = &self.later[0].2;
+                self.by_key.get(key).is_some_and(|h| h.seq == seq)
+            };
+            if !current {
+                self.later.pop_front();
+                continue;
+            }
+            if when > at {
+                return None;
+            }
+            let (_, _, key) = self.later.pop_front()?;
+            return self.remove(&key);
+        }
+        None
+    }
+
+    /// When the next step falls due (a stale queue entry may make it early:
+    /// a wake-up that finds nothing to do).
+    fn next_due(&self) -> Option<Instant> {
+        let now = self.now.front().map(|n| n.0);
+        let later = self.later.front().map(|l| l.0);
+        match (now, later) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The set is full: the held offer waiting longest goes out at `at`,
+    /// without waiting out its hold: the OFFER due first, else (none was
+    /// probed yet) the oldest waiting for its probe. Whether there was one.
+    fn answer_oldest_at(&mut self, at: Instant) -> bool {
+        let mut oldest = None;
+        while let Some((_, seq, key)) = self.later.pop_front() {
+            if self.by_key.get(&key).is_some_and(|h| h.seq == seq) {
+                oldest = Some((seq, key));
+                break;
+            }
+        }
+        if oldest.is_none() {
+            while let Some((_, seq, key)) = self.now.pop_front() {
+                if self.by_key.get(&key).is_some_and(|h| h.seq == seq) {
+                    oldest = Some((seq, key));
+                    break;
+                }
+            }
+        }
+        let Some((seq, key)) = oldest else {
+            return false;
+        };
+        if let Some(h) = self.by_key.get_mut(&key) {
+            h.step = Step::Offer;
+            h.at = at;
+        }
+        self.now.push_back((at, seq, key));
+        true
+    }
 }
 
 /// The state of the check: the in-use record, held offers, the log.
 #[derive(Debug)]
 pub(in super::super) struct ConflictCheck {
     in_use: InUse,
-    held: Vec<Held>,
+    held: HeldSet,
+    /// OFFERs answered early since the last log line (the set was full).
+    early_unlogged: u64,
+    early_logged_at: Option<Instant>,
     unlogged: u64,
     last: Option<(Ipv4Addr, MacAddr)>,
     logged_at: Option<Instant>,
@@ -205,7 +351,9 @@ impl ConflictCheck {
     pub(super) fn new() -> ConflictCheck {
         ConflictCheck {
             in_use: InUse::new(),
-            held: Vec::with_capacity(MAX_HELD),
+            held: HeldSet::default(),
+            early_unlogged: 0,
+            early_logged_at: None,
             unlogged: 0,
             last: None,
             logged_at: None,
@@ -229,6 +377,20 @@ impl ConflictCheck {
             ip,
             mac,
         })
+    }
+
+    /// OFFERs answered before their hold ended because the held set was
+    /// full, to log now: at most one count per [`CONFLICT_LOG_INTERVAL`].
+    pub(in super::super) fn take_early_log(&mut self, now: Instant) -> Option<u64> {
+        if self.early_unlogged == 0
+            || self
+                .early_logged_at
+                .is_some_and(|t| now.saturating_duration_since(t) < CONFLICT_LOG_INTERVAL)
+        {
+            return None;
+        }
+        self.early_logged_at = Some(now);
+        Some(std::mem::take(&mut self.early_unlogged))
     }
 
     fn note(&mut self, ip: Ipv4Addr, mac: MacAddr, counters: &mut ResponderCounters) {
@@ -260,7 +422,7 @@ impl DhcpServer {
         counters: &mut ResponderCounters,
     ) -> Checked {
         if let Some(check) = &mut self.conflict
-            && let Some(h) = check.held.iter_mut().find(|h| *h.key == *client.key)
+            && let Some(h) = check.held.by_key.get_mut(client.key)
         {
             // A retransmission: answer the latest one, probe once.
             h.xid = msg.xid;
@@ -271,7 +433,11 @@ impl DhcpServer {
         let Some(ip) = self.pick(client, msg.requested, now, at, counters) else {
             return Checked::Nothing;
         };
-        if self.alloc.reservation(&client.mac) == Some(ip) {
+        // Nothing to find for a reservation (the operator named it) or for
+        // the address this server leased to this client before (nobody was
+        // seen using it since: `pick` skips those).
+        let known = self.alloc.db().get(client.key).is_some_and(|l| l.ip == ip);
+        if known || self.alloc.reservation(&client.mac) == Some(ip) {
             return Checked::Answer(Answer {
                 kind: Some(DhcpMessageType::Offer),
                 yiaddr: ip,
@@ -284,10 +450,20 @@ impl DhcpServer {
             return Checked::Nothing;
         };
         if check.held.len() >= MAX_HELD {
-            self.alloc.cancel_offer(client.key);
-            return Checked::Nothing;
+            // Full: the oldest held OFFER goes out now, so the client that
+            // waited longest is answered first and nobody is dropped.
+            if check.held.answer_oldest_at(at) {
+                counters.dhcp_offers_early += 1;
+                check.early_unlogged += 1;
+            }
+            if check.held.len() >= 2 * MAX_HELD {
+                // Only when offers cannot even be answered early (a reply
+                // buffer too small): the one bound left.
+                self.alloc.cancel_offer(client.key);
+                return Checked::Nothing;
+            }
         }
-        check.held.push(Held {
+        check.held.insert(Held {
             key: client.key.into(),
             client_id: msg.client_id.is_some(),
             chaddr: msg.chaddr,
@@ -298,6 +474,7 @@ impl DhcpServer {
             step: Step::Probe,
             at,
             tried: 1,
+            seq: 0,
         });
         Checked::Held
     }
@@ -367,7 +544,7 @@ impl DhcpServer {
     /// A message other than DISCOVER from the client ends its held offer.
     pub(super) fn drop_held(&mut self, key: &[u8]) {
         if let Some(check) = &mut self.conflict {
-            check.held.retain(|h| *h.key != *key);
+            check.held.remove(key);
         }
     }
 
@@ -404,24 +581,30 @@ impl DhcpServer {
         if !probe && (from_peer || db.owner(ip) != Some(arp.sha)) {
             check.in_use.saw(ip, arp.sha, at);
         }
-        for i in 0..check.held.len() {
-            let h = &check.held[i];
-            if h.ip != ip
-                || h.step == Step::Repick
-                || arp.sha == h.chaddr
-                || db.get(&h.key).is_some_and(|l| l.mac == arp.sha)
-            {
-                continue;
-            }
-            check.held[i].step = Step::Repick;
-            check.held[i].at = at;
-            check.note(ip, arp.sha, counters);
+        let Some(key) = check.held.by_ip.get(&ip) else {
+            return;
+        };
+        let Some(h) = check.held.by_key.get(key) else {
+            return;
+        };
+        if h.step == Step::Repick
+            || arp.sha == h.chaddr
+            || db.get(&h.key).is_some_and(|l| l.mac == arp.sha)
+        {
+            return;
         }
+        let key = key.clone();
+        if let Some(mut h) = check.held.remove(&key) {
+            h.step = Step::Repick;
+            h.at = at;
+            check.held.insert(h);
+        }
+        check.note(ip, arp.sha, counters);
     }
 
     /// When [`poll_transmit`](Self::poll_transmit) has something to do.
     pub(in super::super) fn poll_timeout(&self) -> Option<Instant> {
-        self.conflict.as_ref()?.held.iter().map(|h| h.at).min()
+        self.conflict.as_ref()?.held.next_due()
     }
 
     /// The next probe or held OFFER due at `at` (`now`: wall-clock UNIX
@@ -435,26 +618,22 @@ impl DhcpServer {
     ) -> Option<OwnFrame> {
         loop {
             let check = self.conflict.as_mut()?;
-            let i = check.held.iter().position(|h| h.at <= at)?;
-            match check.held[i].step {
+            let mut h = check.held.pop_due(at)?;
+            match h.step {
                 Step::Probe => {
-                    let h = &mut check.held[i];
                     h.step = Step::Offer;
                     h.at = at + PROBE_HOLD;
                     let ip = h.ip;
                     match emit_probe(self.settings.server_mac, ip, out) {
                         Some(n) => {
+                            check.held.insert(h);
                             counters.dhcp_probes += 1;
                             return Some(OwnFrame::Probe(n));
                         }
-                        None => {
-                            check.held.swap_remove(i);
-                            counters.dhcp_ignored += 1;
-                        }
+                        None => counters.dhcp_ignored += 1,
                     }
                 }
                 Step::Offer => {
-                    let mut h = check.held.swap_remove(i);
                     let client = ClientRef {
                         key: &h.key,
                         mac: h.chaddr,
@@ -463,7 +642,8 @@ impl DhcpServer {
                         // Seen between the probe and now (e.g. a gratuitous ARP).
                         self.conflict.as_mut()?.note(h.ip, mac, counters);
                         h.step = Step::Repick;
-                        self.conflict.as_mut()?.held.push(h);
+                        h.at = at;
+                        self.conflict.as_mut()?.held.insert(h);
                         continue;
                     }
                     if !self.alloc.usable_by(client, h.ip, now) {
@@ -497,7 +677,6 @@ impl DhcpServer {
                     }
                 }
                 Step::Repick => {
-                    let mut h = check.held.swap_remove(i);
                     // Counted when it was seen; keep it out of the pool.
                     self.alloc.set_aside(h.ip, now.saturating_add(IN_USE_SECS));
                     let client = ClientRef {
@@ -516,7 +695,7 @@ impl DhcpServer {
                     h.tried += 1;
                     h.step = Step::Probe;
                     h.at = at;
-                    self.conflict.as_mut()?.held.push(h);
+                    self.conflict.as_mut()?.held.insert(h);
                 }
             }
         }

@@ -10,7 +10,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use super::alloc::{Pool, SHORT_LEASE_SECS, prefix_mask};
+use super::alloc::{Pool, prefix_mask};
 use super::message::{BOOTP_FIXED_LEN, DYNAMIC_OPTIONS_LEN, MAX_DHCP_LEN};
 use super::reply::config_options;
 use crate::mac::MacAddr;
@@ -45,6 +45,10 @@ pub struct DhcpSettings {
     pub domain: Option<String>,
     /// Lease duration (option 51; T1 = 50 %, T2 = 87.5 %).
     pub lease_time: Duration,
+    /// The longest first lease, until the client renews (`dhcp.first_lease`,
+    /// default [`SHORT_LEASE_SECS`](super::alloc::SHORT_LEASE_SECS)); zero: no cap, the first lease is
+    /// `lease_time` too.
+    pub first_lease: Duration,
     /// Classless static routes (option 121): (network, prefix length, gateway).
     pub routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
     /// Interface MTU (option 26).
@@ -87,7 +91,8 @@ pub struct DhcpPlan {
     /// as (code, data).
     pub(super) config_options: Vec<(u8, Vec<u8>)>,
     pub(super) lease_secs: u32,
-    /// First leases: `min(lease_secs, SHORT_LEASE_SECS)`.
+    /// First leases: `min(lease_secs, first_lease)` (`lease_secs` when
+    /// `first_lease` is zero).
     pub(super) short_secs: u32,
 }
 
@@ -252,11 +257,20 @@ impl DhcpSettings {
                 ),
             );
         }
+        let first = self.first_lease.as_secs();
+        if first != 0 && first < 10 {
+            return err(
+                "dhcp.first_lease",
+                None,
+                "must be \"0s\" (no cap) or at least 10s".into(),
+            );
+        }
+        let short = if first == 0 { lease } else { lease.min(first) };
         Ok(DhcpPlan {
             pool,
             config_options,
             lease_secs: lease as u32,
-            short_secs: lease.min(SHORT_LEASE_SECS) as u32,
+            short_secs: short as u32,
             settings: self,
         })
     }

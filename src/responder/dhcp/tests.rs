@@ -43,6 +43,7 @@ fn settings() -> DhcpSettings {
         dns: vec![ip(1), Ipv4Addr::new(198, 18, 0, 53)],
         domain: Some("branch.example".into()),
         lease_time: Duration::from_secs(u64::from(LEASE)),
+        first_lease: Duration::from_secs(300),
         routes: vec![(Ipv4Addr::new(198, 19, 64, 0), 18, ip(1))],
         mtu: Some(1400),
         reservations: vec![(MacAddr(RESERVED_MAC), ip(10))],

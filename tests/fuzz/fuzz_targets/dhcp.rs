@@ -31,6 +31,7 @@ fn responder(leases: LeaseDb) -> Responder {
         dns: vec![ip(1)],
         domain: Some("branch.example".into()),
         lease_time: Duration::from_secs(60),
+        first_lease: Duration::from_secs(300),
         routes: vec![(Ipv4Addr::new(198, 19, 64, 0), 18, ip(1))],
         mtu: Some(1400),
         reservations: vec![(MacAddr([2, 0, 0, 0, 0xaa, 1]), ip(10))],

@@ -436,24 +436,71 @@ fn a_request_ends_the_held_offer() {
 }
 
 #[test]
-fn held_offers_are_bounded() {
+fn at_the_bound_the_oldest_held_offer_goes_out_early() {
+    // A /16 with 32k pool addresses: room for more DISCOVERs than MAX_HELD.
     let mut big = settings();
-    big.pool_start = Ipv4Addr::new(198, 19, 1, 1);
-    big.pool_end = Ipv4Addr::new(198, 19, 3, 254);
-    big.prefix_len = 22;
+    big.prefix_len = 16;
+    big.pool_start = Ipv4Addr::new(198, 19, 64, 1);
+    big.pool_end = Ipv4Addr::new(198, 19, 191, 254);
     let mut s = Site::new(big);
-    for n in 0..=MAX_HELD as u32 {
-        let m = [0x52, 0x54, 0, 2, (n >> 8) as u8, n as u8];
-        assert_eq!(
-            s.local(&Client::new(M::Discover, m).frame()),
-            LocalVerdict::Consumed
-        );
+    let client = |n: usize| [0x52, 0x54, 0, 2, (n >> 8) as u8, n as u8];
+    for n in 0..MAX_HELD {
+        s.discover(client(n));
     }
     let probes = s.poll();
-    assert_eq!(probes.len(), MAX_HELD, "one probe per held offer, no more");
-    assert_eq!(s.r.counters().dhcp_ignored, 1, "the one over the bound");
-    let offers = s.expect_offer_after_hold_all();
-    assert_eq!(offers, MAX_HELD);
+    assert_eq!(probes.len(), MAX_HELD, "one probe per held offer");
+    assert!(probes.iter().all(|o| matches!(o, Out::Probe(_))));
+    // One more: the offer held longest goes out now, the new one is held.
+    s.discover(client(MAX_HELD));
+    match s.poll().as_slice() {
+        [Out::Offer(first), Out::Probe(_)] => {
+            assert_eq!(first.message_type, M::Offer);
+            assert_eq!(first.chaddr, client(0), "the oldest first");
+        }
+        other => panic!("expected the oldest OFFER and one probe, got {other:?}"),
+    }
+    let c = s.r.counters();
+    assert_eq!(
+        (c.dhcp_offers_early, c.dhcp_ignored),
+        (1, 0),
+        "nobody dropped"
+    );
+    assert_eq!(s.expect_offer_after_hold_all(), MAX_HELD);
+    // A burst that never lets the probes out (no poll in between) is
+    // bounded all the same: the oldest waiting for its probe is answered.
+    for n in MAX_HELD + 1..=2 * MAX_HELD + 1 {
+        s.discover(client(n));
+    }
+    let out = s.poll();
+    let offers = out.iter().filter(|o| matches!(o, Out::Offer(_))).count();
+    assert_eq!((offers, out.len() - offers), (1, MAX_HELD));
+    assert_eq!(s.r.counters().dhcp_ignored, 0);
+}
+
+#[test]
+fn a_client_coming_back_to_its_address_is_offered_at_once() {
+    let mut s = Site::new(settings());
+    let m = mac(1);
+    let leased = s.lease(m);
+    let probes = s.r.counters().dhcp_probes;
+    // Its lease ends (RELEASE); the record is kept.
+    let mut release = Client::new(M::Release, m);
+    release.ciaddr = leased;
+    release.ip_src = leased;
+    release.ip_dst = SERVER;
+    assert_eq!(s.local_reply(&release), None);
+    let offer = s.local_reply(&Client::new(M::Discover, m));
+    let offer = offer.expect("answered at once, no hold");
+    assert_eq!((offer.message_type, offer.yiaddr), (M::Offer, leased));
+    assert_eq!(s.r.counters().dhcp_probes, probes, "no probe");
+    assert!(s.poll().is_empty());
+    // Unless another host was seen using it since: then it is probed for
+    // afresh (a new address, held).
+    let mut s = Site::new(settings());
+    let leased = s.lease(m);
+    s.remote(&arp_request(REMOTE, leased.octets(), leased.octets()));
+    s.discover(m);
+    assert_ne!(s.expect_probe(), leased);
 }
 
 impl Site {

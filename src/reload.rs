@@ -25,7 +25,8 @@ use crate::error::Chain;
 use crate::tunnel::PresharedKey;
 
 /// Settings that need `link down` + `link up` to change, as
-/// `(section, key)` (README.md "Changing a running link" lists them too).
+/// `(section, key)` (docs/operations.md, "Changing a running link", and
+/// docs/configuration.md list them too).
 pub const RESTART_ONLY: &[(&str, &str)] = &[
     ("interface", "name"),
     ("interface", "mtu"),

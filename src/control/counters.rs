@@ -12,7 +12,7 @@
 //! increment in the core.
 //!
 //! The keys, metric names, labels and help texts are contracts (SPEC §6,
-//! README.md's metrics section, `appliance/monitoring/`): never rename one.
+//! docs/operations.md "Monitoring", `appliance/monitoring/`): never rename one.
 //! The order of the entries is the order of the keys in `status --json`.
 
 use serde::{Deserialize, Serialize};

@@ -31,7 +31,7 @@
 //! `tapbridge_rx_dropped_total{reason}` and `tapbridge_reloads_total{result}`,
 //! and counters of their own such as `tapbridge_arp_replies_total`.
 //!
-//! README.md's metrics section is the operator's list (with the reasons).
+//! docs/operations.md, "Monitoring", is the operator's list (with the reasons).
 //!
 //! Promises: no request bytes can make it panic; other paths get 404, other
 //! methods 405, a malformed head 400, an oversized one 431, and 503 when the

@@ -138,7 +138,7 @@ fn register_counters(reg: &mut Registry, c: &CounterStatus) {
 /// Renders a status snapshot, taken at `now_unix` (wall clock, UNIX
 /// seconds; timestamps are derived from the status' ages), as an
 /// OpenMetrics text exposition (ending in `# EOF`). Called once per scrape;
-/// allocation here is fine. README.md's metrics section lists every family.
+/// allocation here is fine. docs/operations.md, "Monitoring", lists every family.
 pub fn render(status: &Status, now_unix: u64) -> Result<String, std::fmt::Error> {
     let link = (Cow::Borrowed("link"), Cow::Owned(status.name.clone()));
     let mut reg = Registry::with_prefix_and_labels("tapbridge", std::iter::once(link));

@@ -256,7 +256,7 @@ impl SymmetricState {
 /// One direction's AES-256-GCM key, for the data path: AWS-LC's
 /// implementation through `aws-lc-rs` (runtime-dispatched AES-NI/VAES and
 /// carry-less multiply, 2.6-3x the `aes-gcm` crate on 1400-byte frames here:
-/// README.md, "AES-GCM on the data path"). The expanded key lives in memory
+/// docs/design.md, "AES-GCM on the data path"). The expanded key lives in memory
 /// AWS-LC allocated, which it overwrites when the key is dropped
 /// (`EVP_AEAD_CTX_free` → `OPENSSL_free` cleanses the allocation); the tag
 /// check is constant time.

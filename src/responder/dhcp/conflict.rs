@@ -257,7 +257,29 @@ impl HeldSet {
     fn remove(&mut self, key: &[u8]) -> Option<Held> {
         let h = self.by_key.remove(key)?;
         self.unindex(&h);
+        self.prune();
         Some(h)
+    }
+
+    /// Drops the queue entries at the fronts that no longer stand for a
+    /// held offer, so [`HeldSet::next_due`] names a real one (entries
+    /// further back are skipped when they reach the front).
+    fn prune(&mut self) {
+        let current = |by_key: &HashMap<Box<[u8]>, Held>, seq: u64, key: &[u8]| {
+            by_key.get(key).is_some_and(|h| h.seq == seq)
+        };
+        while let Some((_, seq, key)) = self.now.front() {
+            if current(&self.by_key, *seq, key) {
+                break;
+            }
+            self.now.pop_front();
+        }
+        while let Some((_, seq, key)) = self.later.front() {
+            if current(&self.by_key, *seq, key) {
+                break;
+            }
+            self.later.pop_front();
+        }
     }
 
     fn unindex(&mut self, h: &Held) {

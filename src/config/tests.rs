@@ -276,6 +276,15 @@ fn every_transport_is_accepted() {
 
 #[test]
 fn conflict_check_can_be_turned_off() {
+    // dhcp.first_lease: "0s" is a value (no cap), the default 5 minutes.
+    let no_cap = dhcp("[dhcp]\n", "[dhcp]\nfirst_lease = \"0s\"\n");
+    let d = parse(&no_cap).expect("config").dhcp.expect("dhcp");
+    assert_eq!(d.plan.settings().first_lease, Duration::ZERO);
+    let d = parse(&dhcp("[dhcp]\n", "[dhcp]\n"))
+        .expect("config")
+        .dhcp
+        .expect("dhcp");
+    assert_eq!(d.plan.settings().first_lease, Duration::from_secs(300));
     let off = dhcp("[dhcp]\n", "[dhcp]\nconflict_check = false\n");
     assert!(
         !parse(&off)

@@ -344,6 +344,22 @@ fn request_from_an_unknown_client_is_never_acked() {
     assert_eq!(h.reply(&reserved).message_type, M::Ack);
 }
 
+/// `dhcp.first_lease` sets the cap on first leases; zero turns it off.
+#[test]
+fn first_lease_is_the_configured_cap_or_none() {
+    for (first, want) in [(60, 60), (0, LEASE), (u64::from(LEASE) * 2, LEASE)] {
+        let mut s = settings();
+        s.first_lease = Duration::from_secs(first);
+        let mut h = Harness::new(s);
+        let offer = h.reply(&Client::new(M::Discover, mac(1)));
+        assert_eq!(offer.lease, Some(want), "first_lease {first} s");
+    }
+    let mut s = settings();
+    s.first_lease = Duration::from_secs(5);
+    let e = s.check(&[]).expect_err("below 10 s");
+    assert_eq!(e.key, "dhcp.first_lease");
+}
+
 /// The first lease is short; renewing it (after a while: a retransmitted
 /// first REQUEST is no renewal) earns the full lease time, remembered in the
 /// lease file; a client that vanishes frees its address after the short time.

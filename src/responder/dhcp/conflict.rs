@@ -241,16 +241,19 @@ impl HeldSet {
         } else {
             self.now.push_back((h.at, h.seq, h.key.clone()));
         }
+        // A client held already (not the case today: it is taken out
+        // first) is replaced, its address index with it.
+        if let Some(prev) = self.by_key.remove(&h.key) {
+            self.unindex(&prev);
+        }
         if let Some(old) = self.by_ip.insert(h.ip, h.key.clone())
             && *old != *h.key
         {
             // Two clients are never offered one address (the allocator's
-            // rule); should it happen, the older offer loses its index.
+            // rule); should it happen, the older offer keeps the index.
             self.by_ip.insert(h.ip, old);
         }
-        if let Some(prev) = self.by_key.insert(h.key.clone(), h) {
-            self.unindex(&prev);
-        }
+        self.by_key.insert(h.key.clone(), h);
     }
 
     /// The held offer of `key`, taken out.

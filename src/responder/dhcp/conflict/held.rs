@@ -1,0 +1,191 @@
+//! The offers held for their probes ([`HeldSet`]): each with its step,
+//! indexed by client and by address, in the order they fall due.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use crate::mac::MacAddr;
+
+/// What a held offer waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Its probe is to be sent.
+    Probe,
+    /// The probe went out; the OFFER goes at `at`.
+    Offer,
+    /// Someone else uses the address: set it aside, try another.
+    Repick,
+}
+
+/// A DISCOVER whose OFFER waits for its probe.
+#[derive(Debug)]
+pub(super) struct Held {
+    /// The client's key (option 61 or `01 ‖ chaddr`).
+    pub(super) key: Box<[u8]>,
+    /// The key is the client's option 61 (echoed in the OFFER).
+    pub(super) client_id: bool,
+    pub(super) chaddr: MacAddr,
+    pub(super) xid: u32,
+    pub(super) broadcast: bool,
+    pub(super) requested: Option<Ipv4Addr>,
+    pub(super) ip: Ipv4Addr,
+    pub(super) step: Step,
+    /// When the step is due.
+    pub(super) at: Instant,
+    /// Addresses tried so far.
+    pub(super) tried: u8,
+    /// Which queue entry is this offer's current one (older entries for
+    /// the same client are stale and skipped).
+    pub(super) seq: u64,
+}
+
+/// The offers held for their probes: by client, by address, and the order
+/// they fall due in. Every step but the OFFER is due at once, and every
+/// OFFER falls due [`PROBE_HOLD`](super::PROBE_HOLD) after its probe, so two FIFO queues keep
+/// them in order: no scan of the held offers per DISCOVER, ARP frame or
+/// timer.
+#[derive(Debug, Default)]
+pub(super) struct HeldSet {
+    pub(super) by_key: HashMap<Box<[u8]>, Held>,
+    /// Address → the client whose held offer it is.
+    pub(super) by_ip: HashMap<Ipv4Addr, Box<[u8]>>,
+    /// Steps due at once (a probe to send, an address to replace, an OFFER
+    /// answered early), oldest first: (since, seq, client).
+    pub(super) now: VecDeque<(Instant, u64, Box<[u8]>)>,
+    /// OFFERs waiting out their hold, in the order they fall due.
+    pub(super) later: VecDeque<(Instant, u64, Box<[u8]>)>,
+    pub(super) next_seq: u64,
+}
+
+impl HeldSet {
+    pub(super) fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Holds `h`, its step due at `h.at` (at once unless it is an OFFER).
+    pub(super) fn insert(&mut self, mut h: Held) {
+        self.next_seq += 1;
+        h.seq = self.next_seq;
+        if h.step == Step::Offer {
+            self.later.push_back((h.at, h.seq, h.key.clone()));
+        } else {
+            self.now.push_back((h.at, h.seq, h.key.clone()));
+        }
+        // A client held already (not the case today: it is taken out
+        // first) is replaced, its address index with it.
+        if let Some(prev) = self.by_key.remove(&h.key) {
+            self.unindex(&prev);
+        }
+        if let Some(old) = self.by_ip.insert(h.ip, h.key.clone())
+            && *old != *h.key
+        {
+            // Two clients are never offered one address (the allocator's
+            // rule); should it happen, the older offer keeps the index.
+            self.by_ip.insert(h.ip, old);
+        }
+        self.by_key.insert(h.key.clone(), h);
+    }
+
+    /// The held offer of `key`, taken out.
+    pub(super) fn remove(&mut self, key: &[u8]) -> Option<Held> {
+        let h = self.by_key.remove(key)?;
+        self.unindex(&h);
+        self.prune();
+        Some(h)
+    }
+
+    /// Drops the queue entries at the fronts that no longer stand for a
+    /// held offer, so [`HeldSet::next_due`] names a real one (entries
+    /// further back are skipped when they reach the front).
+    pub(super) fn prune(&mut self) {
+        let current = |by_key: &HashMap<Box<[u8]>, Held>, seq: u64, key: &[u8]| {
+            by_key.get(key).is_some_and(|h| h.seq == seq)
+        };
+        while let Some((_, seq, key)) = self.now.front() {
+            if current(&self.by_key, *seq, key) {
+                break;
+            }
+            self.now.pop_front();
+        }
+        while let Some((_, seq, key)) = self.later.front() {
+            if current(&self.by_key, *seq, key) {
+                break;
+            }
+            self.later.pop_front();
+        }
+    }
+
+    pub(super) fn unindex(&mut self, h: &Held) {
+        if self.by_ip.get(&h.ip).is_some_and(|k| **k == *h.key) {
+            self.by_ip.remove(&h.ip);
+        }
+    }
+
+    /// The next held offer whose step is due at `at`, taken out.
+    pub(super) fn pop_due(&mut self, at: Instant) -> Option<Held> {
+        while let Some((_, seq, key)) = self.now.pop_front() {
+            if self.by_key.get(&key).is_some_and(|h| h.seq == seq) {
+                return self.remove(&key);
+            }
+        }
+        while let Some((when, seq, _)) = self.later.front() {
+            let (when, seq) = (*when, *seq);
+            let current = {
+                let key = &self.later[0].2;
+                self.by_key.get(key).is_some_and(|h| h.seq == seq)
+            };
+            if !current {
+                self.later.pop_front();
+                continue;
+            }
+            if when > at {
+                return None;
+            }
+            let (_, _, key) = self.later.pop_front()?;
+            return self.remove(&key);
+        }
+        None
+    }
+
+    /// When the next step falls due (a stale queue entry may make it early:
+    /// a wake-up that finds nothing to do).
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        let now = self.now.front().map(|n| n.0);
+        let later = self.later.front().map(|l| l.0);
+        match (now, later) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The set is full: the held offer waiting longest goes out at `at`,
+    /// without waiting out its hold: the OFFER due first, else (none was
+    /// probed yet) the oldest waiting for its probe. Whether there was one.
+    pub(super) fn answer_oldest_at(&mut self, at: Instant) -> bool {
+        let mut oldest = None;
+        while let Some((_, seq, key)) = self.later.pop_front() {
+            if self.by_key.get(&key).is_some_and(|h| h.seq == seq) {
+                oldest = Some((seq, key));
+                break;
+            }
+        }
+        if oldest.is_none() {
+            while let Some((_, seq, key)) = self.now.pop_front() {
+                if self.by_key.get(&key).is_some_and(|h| h.seq == seq) {
+                    oldest = Some((seq, key));
+                    break;
+                }
+            }
+        }
+        let Some((seq, key)) = oldest else {
+            return false;
+        };
+        if let Some(h) = self.by_key.get_mut(&key) {
+            h.step = Step::Offer;
+            h.at = at;
+        }
+        self.now.push_back((at, seq, key));
+        true
+    }
+}

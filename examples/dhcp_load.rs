@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! dhcp_load --iface IF [--count N] [--rate R] [--timeout S] [--first N] [--acked FILE]
+//!           [--unicast]
 //! ```
 //!
 //! Client `i` (of `--count`, default 1000) has MAC `02:dd:` followed by the
@@ -11,7 +12,9 @@
 //! slow down when the server does), answers the first OFFER with a
 //! REQUEST (option 50 and 54 from the offer), and is done at the ACK (a NAK
 //! counts as failed). Every message sets the BROADCAST flag, so replies reach
-//! a client with no address. A message unanswered for a second is sent again,
+//! a client with no address as broadcasts; with `--unicast` the flag is
+//! clear, as most clients send it (a client that takes a unicast frame before
+//! it has an address), and replies go to the client's MAC only. A message unanswered for a second is sent again,
 //! at most three times. The run ends when every client is done or failed, or
 //! after `--timeout` seconds (default 30).
 //!
@@ -67,6 +70,8 @@ struct Args {
     timeout: Duration,
     first: u32,
     acked: Option<String>,
+    /// Clear the BROADCAST flag in every message.
+    unicast: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -77,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
         timeout: Duration::from_secs(30),
         first: 0,
         acked: None,
+        unicast: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -91,11 +97,12 @@ fn parse_args() -> Result<Args, String> {
             }
             "--first" => a.first = value()?.parse().map_err(|e| format!("--first: {e}"))?,
             "--acked" => a.acked = Some(value()?),
+            "--unicast" => a.unicast = true,
             _ => return Err(format!("unknown argument {flag}")),
         }
     }
     if a.iface.is_empty() || a.count == 0 || !a.rate.is_finite() || a.rate <= 0.0 {
-        return Err("usage: dhcp_load --iface IF [--count N>0] [--rate R>0] [--timeout S] [--first N] [--acked FILE]".into());
+        return Err("usage: dhcp_load --iface IF [--count N>0] [--rate R>0] [--timeout S] [--first N] [--acked FILE] [--unicast]".into());
     }
     Ok(a)
 }
@@ -218,8 +225,26 @@ fn mac_of(n: u32) -> [u8; 6] {
     [0x02, 0xdd, b[0], b[1], b[2], b[3]]
 }
 
+/// What one client message says.
+struct Message {
+    kind: u8,
+    xid: u32,
+    mac: [u8; 6],
+    /// (requested address, server identifier) of a REQUEST.
+    req: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// Set the BROADCAST flag.
+    broadcast: bool,
+}
+
 /// A DHCP client message in a broadcast Ethernet/IPv4/UDP frame.
-fn build(buf: &mut Vec<u8>, kind: u8, xid: u32, mac: [u8; 6], req: Option<(Ipv4Addr, Ipv4Addr)>) {
+fn build(buf: &mut Vec<u8>, m: &Message) {
+    let Message {
+        kind,
+        xid,
+        mac,
+        req,
+        broadcast,
+    } = *m;
     buf.clear();
     buf.extend_from_slice(&[0xff; 6]);
     buf.extend_from_slice(&mac);
@@ -233,7 +258,7 @@ fn build(buf: &mut Vec<u8>, kind: u8, xid: u32, mac: [u8; 6], req: Option<(Ipv4A
     let dhcp_at = buf.len();
     buf.extend_from_slice(&[1, 1, 6, 0]);
     buf.extend_from_slice(&xid.to_be_bytes());
-    buf.extend_from_slice(&[0, 0, 0x80, 0]); // secs, flags: BROADCAST
+    buf.extend_from_slice(&[0, 0, if broadcast { 0x80 } else { 0 }, 0]); // secs, flags
     buf.extend_from_slice(&[0; 16]); // ciaddr, yiaddr, siaddr, giaddr
     buf.extend_from_slice(&mac);
     buf.extend_from_slice(&[0; 10 + 64 + 128]);
@@ -335,6 +360,7 @@ fn run(a: &Args) -> Result<bool, String> {
     let mut last_ack = t0;
     let mut last_scan = t0;
     let deadline = t0 + a.timeout;
+    let broadcast = !a.unicast;
     while open > 0 && Instant::now() < deadline {
         let now = Instant::now();
         // Open loop: everyone due by now starts, at most 256 per turn.
@@ -343,7 +369,16 @@ fn run(a: &Args) -> Result<bool, String> {
         while next < n && next < due + 1 && burst < 256 {
             let i = next;
             let xid = XID_BASE + i as u32;
-            build(&mut frame, 1, xid, mac_of(a.first + i as u32), None);
+            build(
+                &mut frame,
+                &Message {
+                    kind: 1,
+                    xid,
+                    mac: mac_of(a.first + i as u32),
+                    req: None,
+                    broadcast,
+                },
+            );
             if !sock.send(&frame) {
                 send_errors += 1;
             }
@@ -376,12 +411,16 @@ fn run(a: &Args) -> Result<bool, String> {
                     c.state = State::Requesting;
                     c.tries = 1;
                     c.last_sent = now;
+                    let (mac, req) = (mac_of(a.first + i as u32), Some((c.offered, c.server)));
                     build(
                         &mut frame,
-                        3,
-                        xid,
-                        mac_of(a.first + i as u32),
-                        Some((c.offered, c.server)),
+                        &Message {
+                            kind: 3,
+                            xid,
+                            mac,
+                            req,
+                            broadcast,
+                        },
                     );
                     if !sock.send(&frame) {
                         send_errors += 1;
@@ -419,8 +458,29 @@ fn run(a: &Args) -> Result<bool, String> {
                 let xid = XID_BASE + i as u32;
                 let mac = mac_of(a.first + i as u32);
                 match c.state {
-                    State::Discovering => build(&mut frame, 1, xid, mac, None),
-                    _ => build(&mut frame, 3, xid, mac, Some((c.offered, c.server))),
+                    State::Discovering => build(
+                        &mut frame,
+                        &Message {
+                            kind: 1,
+                            xid,
+                            mac,
+                            req: None,
+                            broadcast,
+                        },
+                    ),
+                    _ => {
+                        let req = Some((c.offered, c.server));
+                        build(
+                            &mut frame,
+                            &Message {
+                                kind: 3,
+                                xid,
+                                mac,
+                                req,
+                                broadcast,
+                            },
+                        )
+                    }
                 }
                 if !sock.send(&frame) {
                     send_errors += 1;

@@ -4,7 +4,7 @@
 # from raw-socket clients (examples/dhcp_load.rs), on a 65k-address pool.
 #
 #   ./scripts/dhcp_bench.sh [--rates "1000 3000 5000 8000"] [--duration N] [--runs N]
-#                           [--only SERVER]...
+#                           [--only SERVER]... [--unicast]
 #
 # Rig (namespaces, removed on exit):
 #   load ─┐
@@ -36,6 +36,10 @@
 #   --runs N        runs per rate (default 3)
 #   --only NAME     tapbridge, tapbridge-nocheck, dnsmasq or dnsmasq-noping;
 #                   repeatable
+#   --unicast       clients that take unicast replies (BROADCAST flag clear,
+#                   as most clients send it); by default they ask for
+#                   broadcast replies, which the LAN bridge floods to every
+#                   port
 #
 # Environment: BRIDGE_CTL=/path/to/bridge-ctl and TB_EXAMPLE_DIR=dir-with-dhcp_load
 # skip the builds. Exit status 0 when every selected server produced numbers,
@@ -51,7 +55,7 @@ source "$HERE/lib/config.sh"
 REPO=$(tb_repo_root)
 
 usage() {
-    sed -n '3,33p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,46p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 RATES=(1000 3000 5000 8000)
@@ -59,6 +63,7 @@ DURATION=5
 RUNS=3
 SERVERS=(tapbridge tapbridge-nocheck dnsmasq dnsmasq-noping)
 ONLY=()
+UNICAST=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --rates)
@@ -84,6 +89,10 @@ while [[ $# -gt 0 ]]; do
         }
         ONLY+=("$2")
         shift 2
+        ;;
+    --unicast)
+        UNICAST=(--unicast)
+        shift
         ;;
     -h | --help)
         usage
@@ -275,7 +284,7 @@ for server in "${SERVERS[@]}"; do
             ping_run $((DURATION + 1)) "$WORK/ping-load" &
             ppid=$!
             out=$(ip netns exec "$NL" timeout $((DURATION + 60)) "$LOAD" --iface eth0 \
-                --count "$clients" --rate "$rate" --timeout $((DURATION + 30)) || true)
+                --count "$clients" --rate "$rate" "${UNICAST[@]}" --timeout $((DURATION + 30)) || true)
             after=$(tb_cpu_ticks "$SRV_PID") || after=$before
             wait "$ppid" || true
             loaded=$(median_rtt "$WORK/ping-load")
@@ -307,7 +316,9 @@ done
 
 tb_heading "Results (median over runs, range in brackets)"
 mkdir -p "$REPO/target/bench"
-python3 - "$RESULTS" "$DURATION" "$RUNS" >"$REPO/target/bench/dhcp-latest.md" <<'EOF'
+replies=broadcast
+[[ ${#UNICAST[@]} -gt 0 ]] && replies=unicast
+python3 - "$RESULTS" "$DURATION" "$RUNS" "$replies" >"$REPO/target/bench/dhcp-latest.md" <<'EOF'
 import collections, statistics, sys
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
@@ -315,7 +326,8 @@ for line in open(sys.argv[1]):
     rows[(server, int(rate), key)].append(float(value))
 keys = [("done_pct", "done %"), ("dora_per_sec", "DORA/s"), ("p50_ms", "p50 ms"),
         ("p99_ms", "p99 ms"), ("cpu_us", "CPU µs/DORA"), ("ping_extra_ms", "ping +ms")]
-print(f"DHCP DORA load, {sys.argv[2]} s per run, {sys.argv[3]} runs, pool 65,279 addresses\n")
+print(f"DHCP DORA load, {sys.argv[2]} s per run, {sys.argv[3]} runs, pool 65,279 addresses, "
+      f"{sys.argv[4]} replies\n")
 print("| server | offered/s | " + " | ".join(k[1] for k in keys) + " |")
 print("|---|---:|" + "---:|" * len(keys))
 for server, rate in sorted({(s, r) for s, r, _ in rows}):

@@ -42,9 +42,10 @@ pub(super) struct Held {
 
 /// The offers held for their probes: by client, by address, and the order
 /// they fall due in. Every step but the OFFER is due at once, and every
-/// OFFER falls due [`PROBE_HOLD`](super::PROBE_HOLD) after its probe, so two FIFO queues keep
-/// them in order: no scan of the held offers per DISCOVER, ARP frame or
-/// timer.
+/// OFFER falls due [`PROBE_HOLD`](super::PROBE_HOLD) after its probe (up to
+/// [`OFFER_SLACK`](super::OFFER_SLACK) later, with the others of its slot),
+/// so two FIFO queues keep them in order: no scan of the held offers per
+/// DISCOVER, ARP frame or timer.
 #[derive(Debug, Default)]
 pub(super) struct HeldSet {
     pub(super) by_key: HashMap<Box<[u8]>, Held>,
@@ -63,11 +64,19 @@ impl HeldSet {
         self.by_key.len()
     }
 
-    /// Holds `h`, its step due at `h.at` (at once unless it is an OFFER).
+    /// Holds `h`, its step due at `h.at` (at once unless it is an OFFER;
+    /// an OFFER's time is moved to the end of its slot).
     pub(super) fn insert(&mut self, mut h: Held) {
         self.next_seq += 1;
         h.seq = self.next_seq;
         if h.step == Step::Offer {
+            // Slots: an OFFER due no later than the last one queued goes
+            // out with it; one due after it opens a slot that ends
+            // OFFER_SLACK later. Times stay in order, the queue a FIFO.
+            h.at = match self.later.back() {
+                Some(&(last, _, _)) if h.at <= last => last,
+                _ => h.at + super::OFFER_SLACK,
+            };
             self.later.push_back((h.at, h.seq, h.key.clone()));
         } else {
             self.now.push_back((h.at, h.seq, h.key.clone()));

@@ -142,7 +142,7 @@ impl Site {
 
     /// Waits out the hold; returns the OFFER that goes out.
     fn expect_offer_after_hold(&mut self) -> Reply {
-        self.advance(PROBE_HOLD);
+        self.advance(PROBE_HOLD + OFFER_SLACK);
         match self.poll().pop() {
             Some(Out::Offer(r)) => r,
             other => panic!("expected an OFFER, got {other:?}"),
@@ -205,8 +205,8 @@ fn an_offer_waits_for_its_probe() {
     assert_eq!(s.r.poll_timeout(), Some(s.mono), "the probe is due at once");
     assert_eq!(s.expect_probe(), ip(100));
     assert!(s.poll().is_empty(), "one probe per candidate");
-    assert_eq!(s.r.poll_timeout(), Some(s.mono + PROBE_HOLD));
-    s.advance(PROBE_HOLD - Duration::from_millis(1));
+    assert_eq!(s.r.poll_timeout(), Some(s.mono + PROBE_HOLD + OFFER_SLACK));
+    s.advance(PROBE_HOLD + OFFER_SLACK - Duration::from_millis(1));
     assert!(s.poll().is_empty(), "held until the hold ends");
     s.advance(Duration::from_millis(1));
     let offer = match s.poll().as_slice() {
@@ -220,6 +220,40 @@ fn an_offer_waits_for_its_probe() {
     let c = s.r.counters();
     assert_eq!((c.dhcp_probes, c.dhcp_replies, c.dhcp_conflicts), (1, 2, 0));
     assert_eq!(c.dhcp_ignored, 0, "a held DISCOVER is not 'ignored'");
+}
+
+#[test]
+fn offers_due_within_the_slack_go_out_together() {
+    let mut s = Site::new(settings());
+    let t0 = s.mono;
+    s.discover(mac(1));
+    assert_eq!(s.expect_probe(), ip(100));
+    // A millisecond later: its OFFER joins the first one's slot.
+    s.advance(Duration::from_millis(1));
+    s.discover(mac(2));
+    assert_eq!(s.expect_probe(), ip(101));
+    let slot = t0 + PROBE_HOLD + OFFER_SLACK;
+    assert_eq!(s.r.poll_timeout(), Some(slot));
+    // Past the slot's end less the hold: the next OFFER opens a new slot.
+    s.advance(OFFER_SLACK);
+    s.discover(mac(3));
+    assert_eq!(s.expect_probe(), ip(102));
+    s.advance(slot - s.mono - Duration::from_millis(1));
+    assert!(s.poll().is_empty(), "nothing goes before its slot ends");
+    s.advance(Duration::from_millis(1));
+    let offers: Vec<_> = s
+        .poll()
+        .into_iter()
+        .map(|o| match o {
+            Out::Offer(r) => r.yiaddr,
+            other => panic!("expected OFFERs, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(offers, [ip(100), ip(101)]);
+    let next = t0 + Duration::from_millis(1) + OFFER_SLACK + PROBE_HOLD + OFFER_SLACK;
+    assert_eq!(s.r.poll_timeout(), Some(next), "the third OFFER's own slot");
+    s.advance(next - s.mono);
+    assert!(matches!(s.poll().as_slice(), [Out::Offer(r)] if r.yiaddr == ip(102)));
 }
 
 #[test]
@@ -437,7 +471,7 @@ fn a_request_ends_the_held_offer() {
     req.requested = Some(ip(150));
     assert!(s.local_reply(&req).is_none());
     assert_eq!(s.r.poll_timeout(), None, "nothing held any more");
-    s.advance(PROBE_HOLD);
+    s.advance(PROBE_HOLD + OFFER_SLACK);
     assert!(s.poll().is_empty());
 }
 
@@ -512,7 +546,7 @@ fn a_client_coming_back_to_its_address_is_offered_at_once() {
 impl Site {
     /// Waits out the hold; the number of OFFERs that go out.
     fn expect_offer_after_hold_all(&mut self) -> usize {
-        self.advance(PROBE_HOLD);
+        self.advance(PROBE_HOLD + OFFER_SLACK);
         let out = self.poll();
         assert!(out.iter().all(|o| matches!(o, Out::Offer(_))));
         out.len()

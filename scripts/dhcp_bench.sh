@@ -298,16 +298,18 @@ for server in "${SERVERS[@]}"; do
 import json, sys
 r = json.loads(sys.argv[1])
 ticks = int(sys.argv[3]) - int(sys.argv[2])
-cpu_us = ticks / int(sys.argv[4]) * 1e6 / max(r["completed"], 1)
-print(r["completed"], r["clients"], r["dora_per_sec"], r["p50_ms"], r["p99_ms"], f"{cpu_us:.1f}")
+# No exchange completed: no CPU per exchange either (not the ticks over 1).
+cpu_us = f"{ticks / int(sys.argv[4]) * 1e6 / r['completed']:.1f}" if r["completed"] else "-"
+print(r["completed"], r["clients"], r["dora_per_sec"], r["p50_ms"], r["p99_ms"], cpu_us,
+      r["retransmits"])
 ' "$out" "$before" "$after" "$CLK_TCK")
-            read -r ndone total dps p50 p99 cpu <<<"$line"
-            tb_info "$server $rate/s run $run: $ndone/$total done, $dps DORA/s, p50 $p50 ms, p99 $p99 ms, $cpu µs CPU/DORA, ping $idle -> $loaded ms"
+            read -r ndone total dps p50 p99 cpu retx <<<"$line"
+            tb_info "$server $rate/s run $run: $ndone/$total done, $dps DORA/s, p50 $p50 ms, p99 $p99 ms, $cpu µs CPU/DORA, $retx retransmitted, ping $idle -> $loaded ms"
             result "$server" "$rate" "$run" done_pct "$(python3 -c "print(100*$ndone/$total)")"
             result "$server" "$rate" "$run" dora_per_sec "$dps"
             result "$server" "$rate" "$run" p50_ms "$p50"
             result "$server" "$rate" "$run" p99_ms "$p99"
-            result "$server" "$rate" "$run" cpu_us "$cpu"
+            [[ "$cpu" == - ]] || result "$server" "$rate" "$run" cpu_us "$cpu"
             result "$server" "$rate" "$run" ping_extra_ms \
                 "$(python3 -c "print(round($loaded - $idle, 3))" 2>/dev/null || echo nan)"
         done

@@ -137,7 +137,7 @@ mod tests {
     fn a_lock_file_that_is_a_symlink_is_refused() {
         let dir = crate::test_dir::TempDir::new("lock");
         let cfg = config(&dir.0);
-        std::os::unix::fs::symlink(dir.0.join("elsewhere"), lock_path(&cfg)).unwrap();
+        std::os::unix::fs::symlink(dir.0.join("elsewhere"), lock_path(&cfg)).expect("symlink");
         match LinkLock::acquire(&cfg) {
             Err(e @ DaemonError::Lock { .. }) => {
                 assert!(e.to_string().contains("lk.lock"), "{e}");

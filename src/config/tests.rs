@@ -157,6 +157,7 @@ fn spec_example_parses_to_expected_values() {
             name: "hq".into(),
             endpoints: vec![PeerEndpoint::Addr("203.0.113.10:51901".parse().unwrap())],
             psk_file: None,
+            policy: PeerPolicy::default(),
         }]
     );
     let subnet = Ipv4Net {
@@ -245,6 +246,7 @@ fn minimal_config_gets_the_defaults() {
             name: "hq".into(),
             endpoints: Vec::new(),
             psk_file: None,
+            policy: PeerPolicy::default(),
         }]
     );
     assert_eq!(c.dhcp, None);

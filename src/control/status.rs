@@ -106,19 +106,22 @@ pub fn leases(responder: Option<&Responder>, wall: SystemTime) -> Vec<LeaseEntry
 }
 
 /// The `status` answer (SPEC §6) at `now` (peers' handshake ages, uptime)
-/// and `wall` (lease expiry).
+/// and `wall` (lease expiry); `macs`: the source MACs each peer owns, in
+/// peer order.
 pub fn status(
     link: &StaticLinkInfo,
     tunnel: &Tunnel,
     responder: Option<&Responder>,
     io: IoCounters,
     guard: crate::guard::GuardCounters,
+    macs: &[u64],
     now: Instant,
     wall: SystemTime,
 ) -> Status {
     let peers = PeerId::all(tunnel.peer_count())
-        .filter_map(|i| tunnel.peer_status(i))
-        .map(|p| PeerStatus {
+        .filter_map(|i| Some((tunnel.peer_status(i)?, macs.get(i.index()).copied())))
+        .map(|(p, macs)| PeerStatus {
+            macs: macs.unwrap_or(0),
             name: p.name,
             endpoint: p.endpoint.map(|e| e.to_string()),
             endpoints: p

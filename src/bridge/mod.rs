@@ -47,6 +47,8 @@
 
 pub mod policy;
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod tests;
 
 use std::time::{Instant, SystemTime};

@@ -30,6 +30,16 @@ pub struct StaticLinkInfo {
     pub started: Instant,
 }
 
+/// What the bridge reports: the guards' counters and the source MACs each
+/// peer owns, in peer order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layer2 {
+    /// Storm, DHCP/RA/BPDU, loop and policy drops.
+    pub guard: crate::guard::GuardCounters,
+    /// Live MAC table entries behind each peer.
+    pub peer_macs: Vec<u64>,
+}
+
 /// The worker's own error counts (the I/O the core does not see).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IoCounters {
@@ -106,20 +116,23 @@ pub fn leases(responder: Option<&Responder>, wall: SystemTime) -> Vec<LeaseEntry
 }
 
 /// The `status` answer (SPEC §6) at `now` (peers' handshake ages, uptime)
-/// and `wall` (lease expiry); `macs`: the source MACs each peer owns, in
-/// peer order.
+/// and `wall` (lease expiry).
 pub fn status(
     link: &StaticLinkInfo,
     tunnel: &Tunnel,
     responder: Option<&Responder>,
     io: IoCounters,
-    guard: crate::guard::GuardCounters,
-    macs: &[u64],
+    layer2: Layer2,
     now: Instant,
     wall: SystemTime,
 ) -> Status {
     let peers = PeerId::all(tunnel.peer_count())
-        .filter_map(|i| Some((tunnel.peer_status(i)?, macs.get(i.index()).copied())))
+        .filter_map(|i| {
+            Some((
+                tunnel.peer_status(i)?,
+                layer2.peer_macs.get(i.index()).copied(),
+            ))
+        })
         .map(|(p, macs)| PeerStatus {
             macs: macs.unwrap_or(0),
             name: p.name,
@@ -155,7 +168,7 @@ pub fn status(
         counters: CounterStatus::collect(&Sources {
             tunnel: tunnel.counters(),
             responder: responder.map(|r| r.counters()).unwrap_or_default(),
-            guard,
+            guard: layer2.guard,
             io,
         }),
         leases: leases(responder, wall),

@@ -40,9 +40,8 @@ impl Cx<'_> {
                 ));
             }
             for (i, v) in list.get_ref().iter().enumerate() {
-                let p = mac_prefix(v.get_ref()).map_err(|m| {
-                    self.err(&v.span(), KEY, format!("element {}: {m}", i + 1))
-                })?;
+                let p = mac_prefix(v.get_ref())
+                    .map_err(|m| self.err(&v.span(), KEY, format!("element {}: {m}", i + 1)))?;
                 if policy.macs.contains(&p) {
                     return Err(self.err(
                         &v.span(),
@@ -65,16 +64,19 @@ impl Cx<'_> {
             let mut ids: Vec<u16> = Vec::with_capacity(list.get_ref().len());
             for (i, v) in list.get_ref().iter().enumerate() {
                 let n = *v.get_ref();
-                let id = u16::try_from(n).ok().filter(|id| *id <= 4094).ok_or_else(|| {
-                    self.err(
-                        &v.span(),
-                        KEY,
-                        format!(
-                            "element {}: {n} is not a VLAN id in 0..=4094 (0: untagged)",
-                            i + 1
-                        ),
-                    )
-                })?;
+                let id = u16::try_from(n)
+                    .ok()
+                    .filter(|id| *id <= 4094)
+                    .ok_or_else(|| {
+                        self.err(
+                            &v.span(),
+                            KEY,
+                            format!(
+                                "element {}: {n} is not a VLAN id in 0..=4094 (0: untagged)",
+                                i + 1
+                            ),
+                        )
+                    })?;
                 if ids.contains(&id) {
                     return Err(self.err(
                         &v.span(),
@@ -103,10 +105,9 @@ fn mac_prefix(text: &str) -> std::result::Result<MacPrefix, String> {
         }
         None => (text, 48),
     };
-    let mac: MacAddr = mac.parse().map_err(|_| {
-        format!("{text:?} is not a MAC prefix like \"02:00:00:00:0b:00/40\"")
-    })?;
-    MacPrefix::new(mac, len).ok_or_else(|| {
-        format!("{text:?} has bits set beyond its /{len} prefix")
-    })
+    let mac: MacAddr = mac
+        .parse()
+        .map_err(|_| format!("{text:?} is not a MAC prefix like \"02:00:00:00:0b:00/40\""))?;
+    MacPrefix::new(mac, len)
+        .ok_or_else(|| format!("{text:?} has bits set beyond its /{len} prefix"))
 }

@@ -55,8 +55,10 @@ pub(super) fn commands(
                     &w.tunnel,
                     w.bridge.responder(),
                     io,
-                    w.bridge.guard_counters(),
-                    &w.bridge.peer_macs(now),
+                    status::Layer2 {
+                        guard: w.bridge.guard_counters(),
+                        peer_macs: w.bridge.peer_macs(now),
+                    },
                     now,
                     wall,
                 );

@@ -449,13 +449,18 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
             config: cfg.clone(),
             keys: keys.to_vec(),
             tunnel,
-            bridge: Bridge::new(
-                Switch::new(cfg.tunnel.hub),
-                Guard::new(&cfg.guard, loop_nonce(), now),
-                responder,
-                VNET_HDR_LEN,
-                cfg.peers.len(),
-            ),
+            bridge: {
+                let mut b = Bridge::new(
+                    Switch::new(cfg.tunnel.hub),
+                    Guard::new(&cfg.guard, loop_nonce(), now),
+                    responder,
+                    VNET_HDR_LEN,
+                    cfg.peers.len(),
+                );
+                // The tunnel numbers peers in configuration order.
+                b.set_policies(cfg.peers.iter().map(|p| p.policy.clone()).collect());
+                b
+            },
             lease_file: cfg.dhcp.as_ref().map(|d| d.lease_file.clone()),
             lease_store,
             lease_changes: Vec::new(),

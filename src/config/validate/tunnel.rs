@@ -160,6 +160,7 @@ impl Cx<'_> {
                 name: name.get_ref().clone(),
                 endpoints,
                 psk_file,
+                policy: self.peer_policy(raw)?,
             });
         }
         Ok(peers)

@@ -119,8 +119,8 @@ impl Setup {
 /// it is told to stop. Returns after a clean teardown.
 pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
     // First, before anything is looked at or touched: one daemon per link.
-    // Held to the end of this function, after the teardown.
-    let _lock = LinkLock::acquire(cfg)?;
+    // Held until everything is taken down again.
+    let lock = LinkLock::acquire(cfg)?;
     if let Some(pid) = running_pid(cfg)? {
         return Err(DaemonError::AlreadyUp {
             name: cfg.name.clone(),
@@ -189,6 +189,9 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
     drop(first_lane);
     setup.undo();
     tracing::info!("link {} is down", cfg.name);
+    // Before `link down` hears back: a `link up` right after it must find
+    // the link free.
+    drop(lock);
     if let Exit::Down(reply) = exit {
         let _ = reply.send(Response {
             ok: true,

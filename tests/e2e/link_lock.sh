@@ -10,6 +10,7 @@
 #   * the winner's daemon runs, its TAP tb-alpha exists with its address, and alpha
 #     reaches beta across the tunnel through it;
 #   * `link down` then leaves no TAP, daemon or socket.
+# Then `link up` right after `link down` is not refused (the lock goes first).
 # Before the per-link lock, in about one try in three a loser removed the winner's
 # TAP (the daemon ran on with no interface) and others failed half-way.
 #
@@ -111,5 +112,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
         e2e_wait "round $round: the daemon is gone" 10 e2e_pid_gone "$pid"
     fi
 done
+
+# The lock goes before `link down` returns: a `link up` right after is not refused.
+e2e_check "link up right after link down" e2e_ctl alpha "$E2E_T_UP" link up --config "$CONF_A"
+e2e_check "link down" e2e_ctl alpha "$E2E_T_DOWN" link down --config "$CONF_A"
+e2e_check "link up right after link down, again" \
+    e2e_ctl alpha "$E2E_T_UP" link up --config "$CONF_A"
 
 e2e_summary

@@ -16,6 +16,7 @@
 
 mod error;
 mod locate;
+mod plain;
 mod preflight;
 mod psk;
 mod raw;

@@ -194,7 +194,7 @@ pub enum PskProblem {
         problem: Box<PskProblem>,
     },
     /// Not base64 (the decoder's reason is part of the sentence).
-    #[error("it is not valid base64 ({0})")]
+    #[error("it is not valid base64: {}", base64_words(.0))]
     NotBase64(base64::DecodeError),
     /// Base64 of more bytes than a key.
     #[error("it does not decode to exactly {PSK_LEN} bytes")]
@@ -202,6 +202,23 @@ pub enum PskProblem {
     /// Base64 of fewer bytes than a key.
     #[error("it decodes to {0} bytes, not {PSK_LEN}; use `bridge-ctl genpsk`")]
     WrongLength(usize),
+}
+
+/// The decoder's complaint without its internals (byte values, offsets from 0).
+fn base64_words(e: &base64::DecodeError) -> String {
+    use base64::DecodeError as E;
+    match e {
+        E::InvalidByte(at, b) => {
+            format!("character {} ({:?}) is not base64", at + 1, char::from(*b))
+        }
+        E::InvalidLength(_) => "its length is not that of base64".to_owned(),
+        E::InvalidLastSymbol { offset, symbol, .. } => format!(
+            "its last character ({:?}, character {}) cannot end base64 of that length",
+            char::from(*symbol),
+            offset + 1
+        ),
+        E::InvalidPadding => "its padding (the = at the end) is wrong".to_owned(),
+    }
 }
 
 fn decode(text: &str) -> Result<Psk, PskProblem> {

@@ -564,9 +564,13 @@ const REJECTED: &[Rejected] = &[
         9, 1, "dhcp.reservation.ipp", "unknown field",
     ),
     // wrong types
-    ("string mtu", Raw("[interface]\nmtu = \"1500\"\n"), 2, 7, "interface.mtu", "invalid type"),
-    ("integer endpoint", With("endpoint = 5\n"), 6, 12, "peer.endpoint", "invalid type"),
-    ("string bool", With("[arp]\nsuppress = \"yes\"\n"), 7, 12, "arp.suppress", "invalid type"),
+    ("table for a list of peers", Raw("[interface]\n[tunnel]\npsk_file = \"k\"\n[peer]\nname = \"b\"\n"), 4, 1, "peer", "write [[peer]] (double brackets) for each peer, not [peer]"),
+    ("key set twice", Raw("[interface]\nmtu = 1500\nmtu = 1400\n"), 3, 1, "interface.mtu", "interface.mtu is set twice; keep one"),
+    ("duration as a number", Raw("[interface]\n[tunnel]\npsk_file = \"k\"\nkeepalive = 10\n[[peer]]\nname = \"b\"\n"), 4, 13, "tunnel.keepalive", "must be a duration in quotes, like \"90s\" or \"12h\", not the number 10"),
+    ("IPv6 endpoint without brackets", With("endpoint = \"2001:2::2:51901\"\n"), 6, 12, "peer.endpoint", "has no brackets around its IPv6 address; write \"[2001:2::2]:51901\""),
+    ("string mtu", Raw("[interface]\nmtu = \"1500\"\n"), 2, 7, "interface.mtu", "must be an integer (a number without quotes), not the string \"1500\""),
+    ("integer endpoint", With("endpoint = 5\n"), 6, 12, "peer.endpoint", "or a list of them, not a number"),
+    ("string bool", With("[arp]\nsuppress = \"yes\"\n"), 7, 12, "arp.suppress", "must be true or false (without quotes), not the string \"yes\""),
     // required sections and keys
     (
         "no [interface]",
@@ -628,7 +632,7 @@ const REJECTED: &[Rejected] = &[
     (
         "suppress_nd not a bool",
         With("[arp]\nsuppress_nd = 1\n"),
-        7, 15, "arp.suppress_nd", "invalid type",
+        7, 15, "arp.suppress_nd", "must be true or false (without quotes), not the number 1",
     ),
     (
         "transport unknown",
@@ -744,7 +748,7 @@ const REJECTED: &[Rejected] = &[
     ("endpoint array duplicate name", With("endpoint = [\"GW.example:1\", \"gw.example.:1\"]\n"), 6, 12, "peer.endpoint", "element 2: gw.example:1 is listed twice"),
     ("endpoint array bad element", With("endpoint = [\"198.18.0.2:1\", \"198.18.0.3:0\"]\n"), 6, 12, "peer.endpoint", "element 2: 198.18.0.3:0 has port 0"),
     ("endpoint array bad name", With("endpoint = [\"gw_1.example:1\"]\n"), 6, 12, "peer.endpoint", "element 1: \"gw_1.example\" is not a valid host name"),
-    ("endpoint table", With("endpoint = { a = 1 }\n"), 6, 12, "peer.endpoint", "invalid type: table"),
+    ("endpoint table", With("endpoint = { a = 1 }\n"), 6, 12, "peer.endpoint", "not a table"),
     ("endpoint port 0", With("endpoint = \"198.18.0.2:0\"\n"), 6, 12, "peer.endpoint", "port 0"),
     ("empty peer name", With("[[peer]]\nname = \"\"\n"), 7, 8, "peer.name", "empty"),
     // DHCP pool and subnet
@@ -886,9 +890,9 @@ const REJECTED: &[Rejected] = &[
     ("unknown guard key", With("[guard]\nstorm = 5\n"), 7, 1, "guard.storm", "unknown field"),
     ("negative storm_pps", With("[guard]\nstorm_pps = -1\n"), 7, 13, "guard.storm_pps", "outside the allowed range"),
     ("huge storm_pps", With("[guard]\nstorm_pps = 10000001\n"), 7, 13, "guard.storm_pps", "outside the allowed range"),
-    ("string storm_pps", With("[guard]\nstorm_pps = \"2000\"\n"), 7, 13, "guard.storm_pps", "invalid type"),
+    ("string storm_pps", With("[guard]\nstorm_pps = \"2000\"\n"), 7, 13, "guard.storm_pps", "must be an integer"),
     ("bpdu block", With("[guard]\nbpdu = \"block\"\n"), 7, 8, "guard.bpdu", "neither"),
-    ("string loop_detect", With("[guard]\nloop_detect = \"yes\"\n"), 7, 15, "guard.loop_detect", "invalid type"),
+    ("string loop_detect", With("[guard]\nloop_detect = \"yes\"\n"), 7, 15, "guard.loop_detect", "must be true or false"),
 ];
 
 /// How a rejection differs from the one a table row expects.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::plain;
 use super::raw::{RawConfig, Str};
 use super::span::line_col;
 use super::value::{self, ValueError};
@@ -116,7 +117,15 @@ impl Cx<'_> {
             }
             key.push_str(field);
         }
-        self.at(offset, &key, Problem::Syntax(Box::new(e.clone())))
+        if message == "duplicate key"
+            && let Some((dup, words)) = plain::duplicate_key(self.text, offset)
+        {
+            return self.at(offset, &dup, words);
+        }
+        match plain::type_error(&message, &key) {
+            Some(words) => self.at(offset, &key, Problem::Rule(words)),
+            None => self.at(offset, &key, Problem::Syntax(Box::new(e.clone()))),
+        }
     }
 
     fn mtu(&self, v: &Option<Spanned<i64>>, key: &str, default: u32) -> Result<u32> {

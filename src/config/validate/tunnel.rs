@@ -244,8 +244,13 @@ impl Cx<'_> {
             toml::Value::Array(list) => list,
             other => {
                 return Err(rule(format!(
-                    "invalid type: {}, expected a string or an array of strings",
-                    other.type_str()
+                    "must be a string like \"203.0.113.10:51901\" or a list of them, not {}",
+                    match other.type_str() {
+                        "table" => "a table",
+                        "integer" | "float" => "a number",
+                        "boolean" => "true or false",
+                        t => t,
+                    }
                 )));
             }
         };

@@ -169,6 +169,16 @@ pub(in crate::config) fn endpoint(text: &str) -> Result<PeerEndpoint, ValueError
             text: text.to_owned(),
         });
     };
+    if !host.starts_with('[')
+        && let Ok(ip) = host.parse::<std::net::Ipv6Addr>()
+        && port.parse::<u16>().is_ok()
+    {
+        // "2001:db8::1:51901": an IPv6 address needs brackets before a port.
+        return Err(ValueError::Ipv6Unbracketed {
+            text: t.to_owned(),
+            with: format!("[{ip}]:{port}"),
+        });
+    }
     if host.starts_with('[') || host.contains(':') {
         return Err(ValueError::NotIpv6 {
             text: text.to_owned(),

@@ -168,6 +168,14 @@ pub enum ValueError {
         /// The value.
         text: String,
     },
+    /// An IPv6 address and a port without the brackets between them.
+    #[error("{text:?} has no brackets around its IPv6 address; write {with:?}")]
+    Ipv6Unbracketed {
+        /// The value, trimmed.
+        text: String,
+        /// The same with brackets.
+        with: String,
+    },
     /// Something like an IPv6 address that is not one.
     #[error("{text:?} is not a valid IPv6 address and port; {ENDPOINT_USAGE}")]
     NotIpv6 {

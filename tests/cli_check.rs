@@ -352,3 +352,72 @@ fn inputs_the_link_could_never_work_with() {
         accepted(&cfg);
     }
 }
+
+/// What a person types wrong gets an answer in their words: no Rust or
+/// serde type names, no decoder internals; the fix is in the sentence.
+#[test]
+fn messages_speak_the_operators_language() {
+    let dir = TempDir::new("words");
+    let psk = dir.file("site-a.psk", &format!("{KEY}\n"), 0o600);
+    let key_line = format!("psk_file = \"{}\"\n", psk.display());
+    let cases: [(&str, &str, &str); 7] = [
+        (
+            "name = \"tb0\"\n",
+            "name = \"tb0\"\nmtu = \"big\"\n",
+            "must be an integer (a number without quotes)",
+        ),
+        (
+            "[[peer]]\n",
+            "[peer]\n",
+            "write [[peer]] (double brackets) for each peer",
+        ),
+        (
+            "name = \"tb0\"\n",
+            "name = \"tb0\"\nmtu = 1500\nmtu = 1400\n",
+            "interface.mtu is set twice",
+        ),
+        (
+            &key_line,
+            &format!("{key_line}keepalive = 10\n"),
+            "a duration in quotes, like \"90s\"",
+        ),
+        (
+            "name = \"tb0\"\n",
+            "name = \"tb0\"\naddresses = \"198.19.0.1/24\"\n",
+            "must be a list",
+        ),
+        (
+            "name = \"b\"\n",
+            "name = \"b\"\nendpoint = \"2001:2::2:51901\"\n",
+            "write \"[2001:2::2]:51901\"",
+        ),
+        (
+            &key_line,
+            &format!("{key_line}hub = \"yes\"\n"),
+            "must be true or false",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let text = base(&psk, "").replacen(from, to, 1);
+        let cfg = dir.file("site-a.toml", &text, 0o644);
+        let out = check(&cfg);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{to:?}: {err}");
+        assert!(err.contains(want), "{to:?}: {err:?} lacks {want:?}");
+        for jargon in [
+            "i64",
+            "u32",
+            "expected a sequence",
+            "invalid type",
+            "map,",
+            "duplicate key",
+        ] {
+            assert!(!err.contains(jargon), "{to:?}: {err:?} says {jargon:?}");
+        }
+    }
+    let bad = dir.file("bad.psk", "AAAA!!\n", 0o600);
+    let cfg = dir.file("site-a.toml", &base(&bad, ""), 0o644);
+    let err = String::from_utf8_lossy(&check(&cfg).stderr).into_owned();
+    assert!(err.contains("character 5 ('!') is not base64"), "{err:?}");
+    assert!(!err.contains("Invalid symbol"), "{err:?}");
+}

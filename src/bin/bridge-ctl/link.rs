@@ -181,9 +181,26 @@ pub(crate) fn status(config: Option<&Config>, json: bool) -> anyhow::Result<()> 
         outln!("no link is up");
     }
     for s in &all {
-        out!("{}", control::human::status_table(s));
+        out!(
+            "{}",
+            control::human::status_table(s, &link_args(config, &s.name))
+        );
     }
     Ok(())
+}
+
+/// How to name `name`'s link on a command line: as `config` was given (its
+/// file, when that is not the default one), else by NAME.
+pub(crate) fn link_args(config: Option<&Config>, name: &str) -> String {
+    match config {
+        Some(c)
+            if c.path
+                != Path::new(tapbridge::config::CONFIG_DIR).join(format!("{}.toml", c.name)) =>
+        {
+            format!("--config {}", c.path.display())
+        }
+        _ => name.to_owned(),
+    }
 }
 
 /// The directory `status` without NAME scans for control sockets.

@@ -61,14 +61,19 @@ impl LinkLock {
     /// Does a daemon hold `cfg`'s link? (Looks without taking the lock
     /// for longer than the look.)
     pub fn is_held(cfg: &Config) -> bool {
-        let Ok(file) = File::open(lock_path(cfg)) else {
-            return false;
-        };
-        matches!(
-            Flock::lock(file, FlockArg::LockExclusiveNonblock),
-            Err((_, Errno::EWOULDBLOCK))
-        )
+        lock_held_at(&lock_path(cfg))
     }
+}
+
+/// Does a daemon hold the lock file at `path`?
+pub(super) fn lock_held_at(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    matches!(
+        Flock::lock(file, FlockArg::LockExclusiveNonblock),
+        Err((_, Errno::EWOULDBLOCK))
+    )
 }
 
 fn open(path: &Path) -> Result<File, DaemonError> {

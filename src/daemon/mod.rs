@@ -7,7 +7,7 @@
 //! request, then runs the down hooks, writes the leases, undoes the netlink
 //! changes, closes the metrics endpoint and removes the socket.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -35,9 +35,11 @@ use crate::tunnel::{BASE_MTU, OsEntropy, PeerParams, PresharedKey, Tunnel, Tunne
 
 pub use error::DaemonError;
 pub use lock::{LinkLock, lock_path};
+pub use registry::{REGISTRY_DIR, Registration, registered_sockets};
 
 mod error;
 mod lock;
+mod registry;
 
 /// Packets under one key before a rekey (the tunnel caps it at 2^30 in any
 /// case, to keep AES-GCM far inside its usage limits).
@@ -94,6 +96,8 @@ struct Setup {
     nl: Netlink,
     changes: Changes,
     socket: Option<PathBuf>,
+    /// The link's entry in the runtime registry.
+    registration: Option<Registration>,
 }
 
 impl Setup {
@@ -102,7 +106,9 @@ impl Setup {
             mut nl,
             changes,
             socket,
+            registration,
         } = self;
+        drop(registration);
         for e in changes.undo(&mut nl) {
             tracing::warn!(
                 "while removing the link's configuration: {}",
@@ -144,6 +150,7 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
         nl: Netlink::new().map_err(DaemonError::NetlinkSocket)?,
         changes: Changes::new(),
         socket: None,
+        registration: None,
     };
     let up = bring_up(cfg, &keys, &mut setup);
     let (mut worker, first, others, tcp_fd, env) = match up {
@@ -362,6 +369,15 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
         cfg.control.admin_group.as_deref(),
     )?;
     setup.socket = Some(cfg.control.socket.clone());
+    // So `status` without NAME finds the link wherever its socket is; not
+    // being listed there is no reason to stay down.
+    match Registration::enter(Path::new(REGISTRY_DIR), &cfg.name, &cfg.control.socket) {
+        Ok(r) => setup.registration = Some(r),
+        Err(e) => tracing::warn!(
+            "cannot enter link {} in {REGISTRY_DIR} (status without NAME will not list it): {e}",
+            cfg.name
+        ),
+    }
     let (to_worker, commands) = mpsc::channel();
     let waker = Arc::new(
         EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)

@@ -128,7 +128,8 @@ e2e_cmp "status east (human) exits 0" "$E2E_RC" -eq 0
 e2e_match "status east (human) names peer west" 'west' "$E2E_STDOUT"
 e2e_match "status east (human) shows west's endpoint" '198\.18\.1\.2:51901' "$E2E_STDOUT"
 
-# --- status without NAME: every link whose control socket exists in /run/tapbridge.
+# --- status without NAME: every link whose control socket exists in /run/tapbridge
+# (a daemon older than the registry is still found).
 # A private mount namespace gets a tmpfs /run whose tapbridge/ is our socket dir.
 if command -v unshare >/dev/null 2>&1 && unshare --mount --propagation private true 2>/dev/null; then
     # shellcheck disable=SC2016 # expanded by the inner shell
@@ -141,6 +142,13 @@ if command -v unshare >/dev/null 2>&1 && unshare --mount --propagation private t
 else
     e2e_skip "status without NAME lists every link" "unshare --mount is not available"
 fi
+# The same without the mount trick: the sockets live in the work dir, and the
+# runtime registry (/run/tapbridge/links) is how status finds them.
+e2e_run e2e_ctl east "$E2E_T_STATUS" status --json
+e2e_cmp "status without NAME (registry) exits 0" "$E2E_RC" -eq 0
+e2e_match "status without NAME (registry) lists east, whose socket is in the work dir" \
+    '"name": "east"' "$E2E_STDOUT"
+e2e_match "status without NAME (registry) lists west" '"name": "west"' "$E2E_STDOUT"
 
 e2e_check_down "link down east exits 0" east
 e2e_check_down "link down west exits 0" west

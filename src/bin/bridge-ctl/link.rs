@@ -154,7 +154,15 @@ pub(crate) fn link_down(config: &Config) -> anyhow::Result<()> {
 pub(crate) fn status(config: Option<&Config>, json: bool) -> anyhow::Result<()> {
     let sockets: Vec<PathBuf> = match config {
         Some(c) => vec![c.control.socket.clone()],
-        None => running_sockets(Path::new(DEFAULT_RUN_DIR)),
+        None => {
+            // The registry names every running link; sockets in the default
+            // directory are listed too (a daemon older than the registry).
+            let mut v = daemon::registered_sockets(Path::new(daemon::REGISTRY_DIR));
+            v.extend(running_sockets(Path::new(DEFAULT_RUN_DIR)));
+            v.sort();
+            v.dedup();
+            v
+        }
     };
     let mut all = Vec::new();
     for sock in &sockets {

@@ -41,7 +41,8 @@
 # quotes, # comments) in /etc/tapbridge/NAME.nat (path overridable with
 # TAPBRIDGE_NAT_CONFIG). That file is parsed, never sourced: unknown keys are errors, and
 # it must be owned by root and not writable by group or others. The environment wins.
-#   TAPBRIDGE_NAT_WAN_IF      WAN interface (default: that of the IPv4 default route)
+#   TAPBRIDGE_NAT_WAN_IF      WAN interface (default: that of the IPv4 default route);
+#                             one that does not exist is refused (exit 2)
 #   TAPBRIDGE_NAT_SUBNET      space-separated IPv4 CIDRs to masquerade
 #                             (default: the IPv4 networks of TAPBRIDGE_ADDRESSES)
 #   TAPBRIDGE_NAT_LAN_IF      space-separated LAN interfaces to forward to/from (default: none)

@@ -6,31 +6,35 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use crate::cli::Cli;
+use crate::man;
 
 /// `bridge-ctl generate-manpages DIR`: bridge-ctl.8 and one page per command
-/// (bridge-ctl-link-up.8, ...), from the clap definitions in cli.rs. Run by
-/// scripts/build-deb.sh; the package ships them in /usr/share/man/man8.
+/// (bridge-ctl-link-up.8, ...), from the clap definitions in cli.rs, and
+/// tapbridge.toml.5, from docs/configuration.md. Run by scripts/build-deb.sh;
+/// the package ships them in /usr/share/man/man8 and man5.
 pub(crate) fn generate_manpages(dir: &Path) -> anyhow::Result<()> {
     use clap::CommandFactory as _;
-    fn write(cmd: clap::Command, dir: &Path) -> anyhow::Result<()> {
-        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-            write(sub.clone(), dir)?;
-        }
-        let page = clap_mangen::Man::new(cmd)
-            .section("8")
-            .manual("tapbridge")
-            .source(concat!("tapbridge ", env!("CARGO_PKG_VERSION")));
-        let path = dir.join(page.get_filename());
-        let mut out = Vec::new();
-        page.render(&mut out)?;
-        std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+        std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
         outln!("{}", path.display());
         Ok(())
+    }
+    fn write(cmd: clap::Command, parent: Option<&str>, dir: &Path) -> anyhow::Result<()> {
+        let name = man::page_name(&cmd);
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write(sub.clone(), Some(&name), dir)?;
+        }
+        let page = man::command_page(cmd, parent)?;
+        write_file(&dir.join(format!("{name}.8")), &page)
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
-    write(cmd, dir)
+    write(cmd, None, dir)?;
+    write_file(
+        &dir.join("tapbridge.toml.5"),
+        crate::man_config::page().as_bytes(),
+    )
 }
 
 /// `bridge-ctl generate-completions DIR`: bridge-ctl.bash, _bridge-ctl (zsh) and

@@ -51,6 +51,8 @@ mod cli;
 mod docs;
 mod link;
 mod logging;
+mod man;
+mod man_config;
 
 use cli::{Cli, Command, LinkAction, UsageError};
 use docs::{generate_completions, generate_manpages};

@@ -64,7 +64,13 @@ pub(crate) fn generate_completions(dir: &Path) -> anyhow::Result<()> {
             // some case labels but not in others, so subcommands' options would never
             // complete. Generated for "bridge_ctl", then bound to the real name.
             clap_complete::generate(shell, &mut cmd, "bridge_ctl", &mut out);
-            String::from_utf8_lossy(&out).replace(" bridge_ctl\n", " bridge-ctl\n")
+            let text = String::from_utf8_lossy(&out)
+                .replace(" bridge_ctl\n", " bridge-ctl\n")
+                .replace("complete -F _bridge_ctl ", "complete -F _bridge_ctl_links ");
+            format!("{text}{BASH_LINK_NAMES}")
+        } else if shell == Shell::Fish {
+            clap_complete::generate(shell, &mut cmd, "bridge-ctl", &mut out);
+            format!("{}{FISH_LINK_NAMES}", String::from_utf8_lossy(&out))
         } else {
             clap_complete::generate(shell, &mut cmd, "bridge-ctl", &mut out);
             String::from_utf8_lossy(&out).into_owned()
@@ -74,3 +80,52 @@ pub(crate) fn generate_completions(dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Appended to clap's bash completion: where a command takes NAME, offer
+/// the links configured in /etc/tapbridge (the stems of its *.toml files;
+/// BRIDGE_CTL_CONFIG_DIR points elsewhere, for tests). clap's function
+/// still completes commands and options.
+const BASH_LINK_NAMES: &str = r#"
+# Link names where a command takes NAME: the stems of /etc/tapbridge/*.toml.
+_bridge_ctl_links() {
+    _bridge_ctl "$@"
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]} i w f
+    local -a words=() names=()
+    [[ $cur == -* ]] && return 0
+    case $prev in --config | --log-level | --out) return 0 ;; esac
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w=${COMP_WORDS[i]}
+        case $w in
+        --config) return 0 ;; # --config FILE names the link itself
+        --log-level | --out) ((i++)) ;;
+        -*) ;;
+        *) words+=("$w") ;;
+        esac
+    done
+    case "${words[*]}" in
+    status | leases | check | reload | "link up" | "link down") ;;
+    *) return 0 ;;
+    esac
+    for f in "${BRIDGE_CTL_CONFIG_DIR:-/etc/tapbridge}"/*.toml; do
+        [[ -f $f ]] || continue
+        f=${f##*/}
+        names+=("${f%.toml}")
+    done
+    ((${#names[@]})) || return 0
+    mapfile -t COMPREPLY < <(compgen -W "${names[*]}" -- "$cur")
+}
+"#;
+
+/// Appended to clap's fish completion: link names where a command takes
+/// NAME, as for bash.
+const FISH_LINK_NAMES: &str = r#"
+# Link names where a command takes NAME: the stems of /etc/tapbridge/*.toml.
+function __bridge_ctl_links
+    set -l dir /etc/tapbridge
+    set -q BRIDGE_CTL_CONFIG_DIR; and set dir $BRIDGE_CTL_CONFIG_DIR
+    for f in $dir/*.toml
+        basename $f .toml
+    end
+end
+complete -c bridge-ctl -n "__fish_seen_subcommand_from status leases check reload up down" -a "(__bridge_ctl_links)" -d "link"
+"#;

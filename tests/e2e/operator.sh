@@ -2,7 +2,8 @@
 #
 # operator.sh — what an operator sees of a link: its logs, its hooks across a reload,
 # the NAT hook's refusal of a WAN interface that does not exist, and the man pages.
-# One site in a namespace of its own (its peer never answers; nothing needs it to).
+# One site in a namespace of its own, cabled to an empty one (its peer never answers;
+# nothing needs it to).
 #
 #   * a detached `link up` prints "logging to PATH"; PATH exists and holds the
 #     daemon's lines;
@@ -32,12 +33,11 @@ tb_need_cmd man man-db
 
 W=$E2E_WORK
 e2e_site op
+e2e_site far
 NS=$(e2e_ns op)
 e2e_no_ipv6 "$NS"
-# A WAN with nobody behind it: the peer never answers.
-ip -n "$NS" link add wan0 type dummy
-ip -n "$NS" addr add 198.18.41.1/24 dev wan0
-ip -n "$NS" link set wan0 up
+# A WAN whose other end runs no daemon: the peer never answers.
+e2e_wan "$NS" "$(e2e_ns far)" 198.18.41.1/24 198.18.41.2/24
 
 HOOKS=$W/hooks
 mkdir -m 700 "$HOOKS"

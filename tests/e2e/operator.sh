@@ -17,6 +17,8 @@
 #   * nat-up.sh with TAPBRIDGE_NAT_WAN_IF naming a missing interface exits 2 with one
 #     sentence naming it, directly and as the link's up hook (link up fails and the TAP
 #     is gone); with an existing interface it gets past that check;
+#   * a peer that dies (its daemon killed while pings flow, path MTU "auto") is
+#     reported down, and no "path MTU lowered" is logged for it;
 #   * `man -l` of every page generate-manpages writes shows EXAMPLES, FILES, SEE ALSO.
 # Bounded: every call under a timeout, the whole test under E2E_TIME_LIMIT (60 s).
 #
@@ -142,6 +144,35 @@ e2e_expect_rc "link up with nat-up.sh and a missing WAN interface fails" nonzero
 e2e_match "link up's error names the missing WAN interface" "nosuch0.*does not exist" \
     "$E2E_STDERR"
 e2e_check "the TAP was removed again" e2e_link_absent "$NS" tb-op
+
+# ---------------------------------------------------------------- a peer that dies
+# op and far, path MTU discovered ("auto"), pings flowing (so the size in use is
+# re-probed); far's daemon is killed: op must report far down, and never log that
+# the path MTU was lowered (the probes that go unanswered are a dead peer's).
+config --wan-mtu auto
+e2e_config far --listen 198.18.41.2:51941 --peer op=198.18.41.1:51941 \
+    --address 198.19.41.2/24 --wan-mtu auto
+e2e_require_up op
+e2e_require_up far
+e2e_wait_peer_up op far 20
+# shellcheck disable=SC2317 # run by e2e_wait
+pmtu_found() { [[ "$(e2e_peer op far path_mtu 2>/dev/null)" == 1500 ]]; }
+e2e_wait "op found the 1500-byte path to far" 20 pmtu_found
+ip netns exec "$NS" timeout 45 ping -q -i 0.2 -w 40 198.19.41.2 >/dev/null 2>&1 &
+PING=$!
+tb_defer tb_stop_pid "$PING"
+FAR_PID=$(e2e_daemon_pid far || true)
+e2e_match "far's daemon has a pid" '^[0-9]+$' "$FAR_PID"
+[[ "$FAR_PID" =~ ^[0-9]+$ ]] && kill -KILL "$FAR_PID"
+# shellcheck disable=SC2317 # run by e2e_wait
+far_down() { [[ "$(e2e_peer op far state 2>/dev/null)" == down ]]; }
+e2e_wait "op reports far down after far's daemon was killed" 30 far_down
+e2e_check "op logged 'peer down' for far" grep -q 'peer down' "$LOG"
+e2e_nomatch "op never logged 'path MTU lowered' for the dead peer" 'path MTU lowered' \
+    "$(cat "$LOG")"
+e2e_nomatch "op's path MTU to far was not lowered" '^1280$' "$(e2e_peer op far path_mtu 2>/dev/null || true)"
+tb_stop_pid "$PING"
+e2e_down op || true
 
 # ---------------------------------------------------------------- man pages
 e2e_check "generate-manpages writes the pages" "$BIN" generate-manpages "$W/man"

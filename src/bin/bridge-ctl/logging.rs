@@ -4,7 +4,7 @@
 //! * Under systemd (`JOURNAL_STREAM` names stderr): every line starts with
 //!   its sd-daemon syslog priority, `<3>` error, `<4>` warn, `<6>` info,
 //!   `<7>` debug and trace, so `journalctl -p warning` can filter; no
-//!   timestamp, journald adds its own.
+//!   timestamp, level or module: the journal has the time and the priority.
 //! * A daemon `link up` detached (`--log-file FILE`, given by `link up`
 //!   itself): plain lines into FILE, which is renamed to `FILE.1` (replacing
 //!   the previous one) when it would grow past [`LOG_FILE_MAX`].
@@ -50,7 +50,14 @@ pub(crate) fn init(level: Option<&str>, log_file: Option<&Path>) -> anyhow::Resu
         let file = RotatingFile::new(path.to_path_buf(), LOG_FILE_MAX);
         let _ = builder.with_ansi(false).with_writer(file).try_init();
     } else if under_journald() {
-        let format = Priority(tracing_subscriber::fmt::format().without_time());
+        // The journal has the time and the priority (colours by it, filters
+        // on it); the line is the message and its fields.
+        let format = Priority(
+            tracing_subscriber::fmt::format()
+                .without_time()
+                .with_level(false)
+                .with_target(false),
+        );
         let _ = builder
             .with_ansi(false)
             .event_format(format)

@@ -13,8 +13,8 @@
 #   * the completions, loaded by each shell the way it loads installed ones (bash:
 #     sourced; zsh: compinit from $fpath, driven through a pseudo-terminal with zsh/zpty;
 #     fish: sourced, `complete --do-complete`), offer the commands, the link actions and
-#     a command's options, and not the hidden generate-* commands; bash offers the link
-#     names (the config directory's *.toml) where a command takes NAME.
+#     a command's options, and not the hidden generate-* commands; all three offer the
+#     link names (the config directory's *.toml) where a command takes NAME.
 # man-db, zsh and fish are needed (installed with apt-get when missing; .ci/run installs
 # them): a missing one fails the test, it is not skipped. Touches no network
 # configuration.
@@ -169,6 +169,12 @@ e2e_match "zsh completion after 'link' offers up and down" '(^| )down .*up( |$)'
     "$(complete_zsh "link " | tr '\n' ' ')"
 e2e_match "zsh completion after 'link up -' offers --foreground and --config" \
     '--config.*--foreground' "$(complete_zsh "link up -" | tr '\n' ' ')"
+export BRIDGE_CTL_CONFIG_DIR=$W/etc
+for c in "status " "link up " "reload "; do
+    got=$(complete_zsh "$c" | tr '\n' ' ')
+    e2e_match "zsh completion after '$c' offers the link names" '(^| )branch7 (.* )?hq( |$)' "$got"
+done
+unset BRIDGE_CTL_CONFIG_DIR
 
 # fish: the file sourced as fish loads vendor_completions.d, then asked to complete.
 complete_fish() {
@@ -186,5 +192,11 @@ e2e_match "fish completion after 'link' offers up and down" '(^| )down .*up( |$)
     "$(complete_fish "link " | tr '\n' ' ')"
 e2e_match "fish completion after 'link up --' offers --foreground and --config" \
     '--config.*--foreground' "$(complete_fish "link up --" | tr '\n' ' ')"
+export BRIDGE_CTL_CONFIG_DIR=$W/etc
+for c in "status " "link down " "check "; do
+    e2e_match "fish completion after '$c' offers the link names" '(^| )branch7 (.* )?hq( |$)' \
+        "$(complete_fish "$c" | tr '\n' ' ')"
+done
+unset BRIDGE_CTL_CONFIG_DIR
 
 e2e_summary

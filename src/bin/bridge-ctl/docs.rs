@@ -73,7 +73,7 @@ pub(crate) fn generate_completions(dir: &Path) -> anyhow::Result<()> {
             format!("{}{FISH_LINK_NAMES}", String::from_utf8_lossy(&out))
         } else {
             clap_complete::generate(shell, &mut cmd, "bridge-ctl", &mut out);
-            String::from_utf8_lossy(&out).into_owned()
+            zsh_link_names(&String::from_utf8_lossy(&out))
         };
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         outln!("{}", path.display());
@@ -129,3 +129,32 @@ function __bridge_ctl_links
 end
 complete -c bridge-ctl -n "__fish_seen_subcommand_from status leases check reload up down" -a "(__bridge_ctl_links)" -d "link"
 "#;
+
+/// clap's zsh completion with link names where a command takes NAME: the
+/// positional `name` completes with `_bridge_ctl_links` instead of
+/// `_default`, a function defined before the script's final dispatch.
+fn zsh_link_names(text: &str) -> String {
+    const DISPATCH: &str = "if [ \"$funcstack[1]\" = \"_bridge-ctl\" ]; then";
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("'::name -- ") && l.ends_with(":_default' \\") {
+                l.replace(":_default' \\", ":_bridge_ctl_links' \\")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let helper = "(( $+functions[_bridge_ctl_links] )) ||\n\
+                  _bridge_ctl_links() {\n    \
+                  # The stems of /etc/tapbridge/*.toml (BRIDGE_CTL_CONFIG_DIR for tests).\n    \
+                  local -a names\n    \
+                  names=( ${BRIDGE_CTL_CONFIG_DIR:-/etc/tapbridge}/*.toml(N:t:r) )\n    \
+                  _describe -t links 'link' names\n\
+                  }\n\n";
+    match text.find(DISPATCH) {
+        Some(i) => format!("{}{helper}{}\n", &text[..i], &text[i..]),
+        None => format!("{text}\n"),
+    }
+}

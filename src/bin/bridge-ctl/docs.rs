@@ -39,7 +39,8 @@ pub(crate) fn generate_manpages(dir: &Path) -> anyhow::Result<()> {
 
 /// `bridge-ctl generate-completions DIR`: bridge-ctl.bash, _bridge-ctl (zsh) and
 /// bridge-ctl.fish. Run by scripts/build-deb.sh; the package installs them where
-/// bash-completion, zsh and fish look for vendor completions.
+/// bash-completion, zsh and fish look for vendor completions. Besides clap's
+/// commands and options, each completes link names where a command takes NAME.
 pub(crate) fn generate_completions(dir: &Path) -> anyhow::Result<()> {
     use clap::CommandFactory as _;
     use clap_complete::Shell;

@@ -125,8 +125,11 @@ write_config a "$WAN_A:$PORT" b "$WAN_B:$PORT" true
 write_config b "$WAN_B:$PORT" a "$WAN_A:$PORT" false
 tb_info "a.toml (with the DHCP/ARP responder), b.toml, demo.psk (0600)"
 
+# In each gateway's namespace: check looks for the bridge there.
 for site in a b; do
-    if ! "$BIN" check "$site" --config "$WORK/$site.toml"; then
+    ns=$NS_GA
+    [[ "$site" == b ]] && ns=$NS_GB
+    if ! ip netns exec "$ns" "$BIN" check "$site" --config "$WORK/$site.toml"; then
         tb_die "bridge-ctl check rejected $WORK/$site.toml"
     fi
 done

@@ -68,5 +68,7 @@ pub mod resolver;
 pub mod responder;
 pub mod sd_notify;
 pub mod switch;
+#[cfg(test)]
+mod test_dir;
 pub mod tunnel;
 pub mod wire;

@@ -6,7 +6,10 @@
 //! only in the file is added, a name only in the running link is removed, a
 //! peer whose endpoint or keys changed is changed in place (its running
 //! session keeps carrying frames until the new handshake completes); peers
-//! whose settings did not change are not touched at all. `[dhcp]`, `[arp]`,
+//! whose settings did not change are not touched at all. A peer's policy
+//! keys (`isolate`, `max_macs`, `macs`, `vlans`) change in place with no
+//! effect on its session: every reload hands the bridge every peer's
+//! policy. `[dhcp]`, `[arp]`,
 //! `[guard]`, `[hooks]`, `[metrics]`, `tunnel.keepalive`, `tunnel.rekey_after`,
 //! `tunnel.hub` and `tunnel.transport` change live as whole sections (the worker rebuilds what
 //! depends on them, keeping leases and learned state where they still fit).
@@ -242,6 +245,11 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
                 name: new.name.clone(),
                 endpoints: new.endpoints.clone(),
             });
+        }
+        if old.policy != new.policy {
+            // Applied with every reload (the worker hands the bridge all
+            // policies); no session is touched.
+            lines.push(format!("peer {}: policy changed", new.name));
         }
         if keys.get(i) != Some(new_keys) {
             lines.push(format!(

@@ -261,3 +261,94 @@ fn reload_without_a_daemon_names_the_socket_and_the_restart() {
     assert!(err.contains(&sock.display().to_string()), "{err:?}");
     assert!(err.contains("[control] socket changed"), "{err:?}");
 }
+
+/// The five inputs `check` used to accept although the link could never
+/// work with them: a bridge that is not there, a key file another user
+/// owns, a keepalive longer than the rekey interval, listen port 0, and an
+/// endpoint of the other IP version than the socket.
+#[test]
+fn inputs_the_link_could_never_work_with() {
+    let dir = TempDir::new("never");
+    let psk = dir.file("site-a.psk", &format!("{KEY}\n"), 0o600);
+    let with = |from: &str, to: &str| {
+        let text = base(&psk, "").replacen(from, to, 1);
+        assert_ne!(text, base(&psk, ""), "{from:?} is in the base config");
+        dir.file("site-a.toml", &text, 0o644)
+    };
+    let iface = "name = \"tb0\"\n";
+    let bridge = |b: &str| with(iface, &format!("{iface}bridge = \"{b}\"\n"));
+    refused(
+        &bridge("tb-no-such-br-9"),
+        3,
+        10,
+        "interface.bridge",
+        "there is no bridge \"tb-no-such-br-9\"",
+    );
+    refused(
+        &bridge("lo"),
+        3,
+        10,
+        "interface.bridge",
+        "\"lo\" is an interface but not a bridge",
+    );
+
+    let key_line = format!("psk_file = \"{}\"\n", psk.display());
+    let tunnel = |extra: &str| with(&key_line, &format!("{key_line}{extra}\n"));
+    refused(
+        &tunnel("keepalive = \"3m\""),
+        5,
+        13,
+        "tunnel.keepalive",
+        "keepalive (3m) is longer than rekey_after (2m)",
+    );
+    refused(
+        &tunnel("rekey_after = \"5s\""),
+        5,
+        15,
+        "tunnel.rekey_after",
+        "keepalive (10s) is longer than rekey_after (5s)",
+    );
+    accepted(&tunnel("keepalive = \"2m\""));
+    refused(
+        &tunnel("listen = \"0.0.0.0:0\""),
+        5,
+        10,
+        "tunnel.listen",
+        "port 0",
+    );
+
+    let peer = "name = \"b\"\n";
+    let endpoint = |listen: &str, e: &str| {
+        let text = base(&psk, "")
+            .replacen(&key_line, &format!("{key_line}listen = \"{listen}\"\n"), 1)
+            .replacen(peer, &format!("{peer}endpoint = \"{e}\"\n"), 1);
+        dir.file("site-a.toml", &text, 0o644)
+    };
+    refused(
+        &endpoint("0.0.0.0:51901", "[2001:2::2]:51901"),
+        8,
+        12,
+        "peer.endpoint",
+        "is IPv6 but tunnel.listen (0.0.0.0:51901) is IPv4",
+    );
+    refused(
+        &endpoint("[2001:2::1]:51901", "198.18.0.2:51901"),
+        8,
+        12,
+        "peer.endpoint",
+        "is IPv4 but tunnel.listen ([2001:2::1]:51901) is one IPv6 address",
+    );
+    accepted(&endpoint("[::]:51901", "198.18.0.2:51901"));
+    accepted(&endpoint("[::]:51901", "[2001:2::2]:51901"));
+    accepted(&endpoint("0.0.0.0:51901", "hq.example.net:51901"));
+
+    // Owned by another user (nobody): only root can make that file.
+    if nix::unistd::geteuid().is_root() {
+        let cfg = dir.config("");
+        let key = dir.0.join("site-a.psk");
+        std::os::unix::fs::chown(&key, Some(65534), None).expect("chown");
+        refused(&cfg, 4, 12, "tunnel.psk_file", "belongs to user 65534");
+        std::os::unix::fs::chown(&key, Some(0), None).expect("chown back");
+        accepted(&cfg);
+    }
+}

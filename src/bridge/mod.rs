@@ -24,17 +24,30 @@
 //!    refused (counted in `rx_malformed`);
 //! 2. the guards: a loop probe goes to the TAP only; nothing from a peer a
 //!    loop runs through; DHCP/RA server messages and BPDUs per policy;
-//! 3. a source MAC learned locally and now seen from a peer is a move;
-//! 4. the responder learns ARP/ND bindings and drops DHCP for the local
+//! 3. the peer's policy pins ([`PeerPolicy::admits`]: `macs`, `vlans`);
+//! 4. a source MAC learned locally and now seen from a peer is a move;
+//! 5. the switch learns the source, at a hub within the peer's policy
+//!    ([`Switch::learn_from_peer`]: `max_macs`, no MAC taken from another
+//!    port that used it within [`policy::MOVE_HOLD`]); a refused frame is
+//!    dropped;
+//! 6. the responder learns ARP/ND bindings and drops DHCP for the local
 //!    server;
-//! 5. the switch learns and routes: to the TAP, and at a hub on to one
-//!    peer or every other peer ([`Bridge::relay`], split horizon without a
-//!    hub), never back to the sender nor to a peer a loop runs through.
+//! 7. the switch routes: to the TAP, and at a hub on to one peer or every
+//!    other peer ([`Bridge::relay`], split horizon without a hub), never
+//!    back to the sender nor to a peer a loop runs through, never between
+//!    a peer with `isolate` and another peer; relayed floods are
+//!    storm-limited per source peer ([`Guard::allow_relay_flood`]).
+//!
+//! What a policy refuses is counted in `policy_dropped`
+//! ([`GuardCounters::policy_dropped`]).
 //!
 //! Timers ([`Bridge::handle_timeout`]): loop probes, loop hold-downs (a
 //! start or end flushes the MAC table and is reported as a [`LoopEvent`]), and
 //! the responder's own frames (conflict-check ARP probes, held offers).
 
+pub mod policy;
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;
 
@@ -48,6 +61,17 @@ use crate::responder::{LocalVerdict, OwnFrame, RemoteVerdict, Responder};
 use crate::switch::{LocalRoute, Port, RemoteRoute, Switch};
 use crate::wire::ethernet::{self, Class};
 use crate::wire::virtio::{F_NEEDS_CSUM, VirtioNetHdr};
+
+pub use policy::PeerPolicy;
+
+/// The policy of a peer without one of its own (beyond the configured
+/// peers, e.g. while a reload adds some).
+static DEFAULT_POLICY: PeerPolicy = PeerPolicy {
+    isolate: false,
+    max_macs: policy::DEFAULT_MAX_MACS,
+    macs: Vec::new(),
+    vlans: None,
+};
 
 /// Where frames for the TAP go: all a frame from a peer can lead to
 /// directly (what a hub sends on goes through [`Bridge::relay`], once the
@@ -121,6 +145,10 @@ pub struct Bridge {
     leases: Vec<LeaseChange>,
     /// [`Guard::events_queued`] when the MAC table was last flushed for them.
     events_seen: u64,
+    /// Each peer's policy, indexed by peer (missing: the default).
+    policies: Vec<PeerPolicy>,
+    /// Forwarding between peers is on (`tunnel.hub`).
+    hub: bool,
 }
 
 impl Bridge {
@@ -133,6 +161,7 @@ impl Bridge {
         vnet_hdr: usize,
         peers: usize,
     ) -> Bridge {
+        let hub = switch.is_hub();
         let mut bridge = Bridge {
             switch,
             guard,
@@ -144,6 +173,8 @@ impl Bridge {
             probe: vec![0; vnet_hdr + guard::PROBE_LEN],
             leases: Vec::with_capacity(16),
             events_seen: 0,
+            policies: Vec::new(),
+            hub,
         };
         bridge.set_peer_count(peers);
         bridge
@@ -259,21 +290,50 @@ impl Bridge {
             }
         }
         let (dst, src) = addresses(frame);
+        let policy = self.policies.get(peer.index()).unwrap_or(&DEFAULT_POLICY);
+        if !policy.admits(class.vlan, src) {
+            self.guard.policy_dropped();
+            return None;
+        }
         if self.guard.watches_moves()
             && self.switch.port_of(class.vlan, src, now) == Some(Port::Local)
         {
             self.guard.mac_moved(now);
         }
+        if self
+            .switch
+            .learn_from_peer(peer, class.vlan, src, policy.max_macs, now)
+            .is_err()
+        {
+            self.guard.policy_dropped();
+            return None;
+        }
+        let isolated = policy.isolate;
         if let Some(r) = self.responder.as_mut() {
             if r.handle_remote_classified(frame, &class, peer, now) == RemoteVerdict::Drop {
                 return None;
             }
         }
-        let route = self.switch.from_peer(peer, class.vlan, dst, src, now);
+        let mut route = self.switch.route_from_peer(peer, class.vlan, dst, now);
+        if let Some(to) = route.peer
+            && (isolated || self.isolated(to))
+        {
+            // Known unicast to another spoke, across an isolation.
+            route.peer = None;
+            self.guard.policy_dropped();
+        }
+        if route.flood_peers && (isolated || !self.guard.allow_relay_flood(peer, now)) {
+            route.flood_peers = false;
+        }
         if route.local {
             out.to_tap(packet);
         }
         (route.peer.is_some() || route.flood_peers).then_some(Relay { from: peer, route })
+    }
+
+    /// Whether `peer` is kept from other peers (`isolate`, at a hub).
+    fn isolated(&self, peer: PeerId) -> bool {
+        self.hub && self.policies.get(peer.index()).is_some_and(|p| p.isolate)
     }
 
     /// Sends a hub's frame on (`packet`: the one [`Bridge::from_peer`] was
@@ -284,6 +344,7 @@ impl Bridge {
         for p in PeerId::all(self.peers) {
             if p != from
                 && (route.flood_peers || route.peer == Some(p))
+                && !self.isolated(p)
                 && self.guard.allow_to_peer(p)
             {
                 out.to_peer(p, packet);
@@ -394,7 +455,22 @@ impl Bridge {
 
     /// Allows or stops forwarding between peers (`tunnel.hub`).
     pub fn set_hub(&mut self, hub: bool) {
+        self.hub = hub;
         self.switch.set_hub(hub);
+    }
+
+    /// Each peer's policy, in peer order (start-up, and after every
+    /// reload: a peer beyond the list has the default). Takes effect with
+    /// the next frame; MACs a peer already owns beyond a lowered
+    /// `max_macs` stay until they age out.
+    pub fn set_policies(&mut self, policies: Vec<PeerPolicy>) {
+        self.policies = policies;
+    }
+
+    /// The source MACs each peer owns now (live MAC table entries), in
+    /// peer order, for status.
+    pub fn peer_macs(&self, now: Instant) -> Vec<u64> {
+        self.switch.peer_macs(self.peers, now)
     }
 
     /// New guard settings (a reload).

@@ -15,16 +15,16 @@ use crate::responder::fixtures::{self, Client, arp_request, parse_reply};
 use crate::responder::{ArpSettings, DhcpSettings};
 use crate::wire::virtio::HDR_LEN;
 
-const A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0xa];
-const B: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0xb];
-const C: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0xc];
-const BCAST: [u8; 6] = [0xff; 6];
+pub(super) const A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0xa];
+pub(super) const B: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0xb];
+pub(super) const C: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0xc];
+pub(super) const BCAST: [u8; 6] = [0xff; 6];
 const STP: [u8; 6] = [0x01, 0x80, 0xc2, 0, 0, 0];
 const RESPONDER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xee];
 
 /// What the bridge told the sink, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Out {
+pub(super) enum Out {
     Tap(Vec<u8>),
     Reply { packet: Vec<u8>, leases: usize },
     Peer(PeerId, Vec<u8>),
@@ -32,9 +32,9 @@ enum Out {
 
 /// A sink that records; `down` peers have no session.
 #[derive(Default)]
-struct Rec {
-    out: Vec<Out>,
-    down: Vec<PeerId>,
+pub(super) struct Rec {
+    pub(super) out: Vec<Out>,
+    pub(super) down: Vec<PeerId>,
 }
 
 impl ToTap for Rec {
@@ -62,9 +62,8 @@ impl Sink for Rec {
 }
 
 impl Rec {
-    /// The peers frames went to, in order.
     /// The peers written to, by number.
-    fn peers(&self) -> Vec<usize> {
+    pub(super) fn peers(&self) -> Vec<usize> {
         self.out
             .iter()
             .filter_map(|o| match o {
@@ -75,17 +74,23 @@ impl Rec {
     }
 
     /// How many frames went to the TAP.
-    fn taps(&self) -> usize {
+    pub(super) fn taps(&self) -> usize {
         self.out.iter().filter(|o| matches!(o, Out::Tap(_))).count()
     }
 
-    fn take(&mut self) -> Vec<Out> {
+    pub(super) fn take(&mut self) -> Vec<Out> {
         std::mem::take(&mut self.out)
     }
 }
 
 /// An Ethernet frame from `src` to `dst`, optionally in VLAN `vid`.
-fn eth(dst: [u8; 6], src: [u8; 6], vid: Option<u16>, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+pub(super) fn eth(
+    dst: [u8; 6],
+    src: [u8; 6],
+    vid: Option<u16>,
+    ethertype: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut f = dst.to_vec();
     f.extend_from_slice(&src);
     if let Some(vid) = vid {
@@ -99,11 +104,16 @@ fn eth(dst: [u8; 6], src: [u8; 6], vid: Option<u16>, ethertype: u16, payload: &[
 }
 
 /// A plain data frame (IEEE local experimental ether type 2).
-fn data(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+pub(super) fn data(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     eth(dst, src, None, 0x88b6, b"bridge test")
 }
 
-fn guards(storm_pps: u32, loop_detect: bool, dhcp_ra: bool, bpdu: BpduPolicy) -> GuardConfig {
+pub(super) fn guards(
+    storm_pps: u32,
+    loop_detect: bool,
+    dhcp_ra: bool,
+    bpdu: BpduPolicy,
+) -> GuardConfig {
     GuardConfig {
         storm_pps,
         loop_detect,
@@ -114,7 +124,7 @@ fn guards(storm_pps: u32, loop_detect: bool, dhcp_ra: bool, bpdu: BpduPolicy) ->
 }
 
 /// A bridge with `peers` peers, no responder, no virtio-net header.
-fn bridge(hub: bool, peers: usize, g: GuardConfig, now: Instant) -> Bridge {
+pub(super) fn bridge(hub: bool, peers: usize, g: GuardConfig, now: Instant) -> Bridge {
     Bridge::new(
         Switch::new(hub),
         Guard::new(&g, [7; 8], now),
@@ -124,7 +134,7 @@ fn bridge(hub: bool, peers: usize, g: GuardConfig, now: Instant) -> Bridge {
     )
 }
 
-fn plain(hub: bool, peers: usize, now: Instant) -> Bridge {
+pub(super) fn plain(hub: bool, peers: usize, now: Instant) -> Bridge {
     bridge(
         hub,
         peers,
@@ -133,17 +143,17 @@ fn plain(hub: bool, peers: usize, now: Instant) -> Bridge {
     )
 }
 
-fn wall() -> SystemTime {
+pub(super) fn wall() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
 }
 
 /// `from_tap` for a copy of `frame`.
-fn tap(b: &mut Bridge, frame: &[u8], now: Instant, out: &mut Rec) -> TapOutcome {
+pub(super) fn tap(b: &mut Bridge, frame: &[u8], now: Instant, out: &mut Rec) -> TapOutcome {
     b.from_tap(&mut frame.to_vec(), now, wall(), out)
 }
 
 /// `from_peer`, relaying what a hub relays (as the worker does).
-fn peer(b: &mut Bridge, p: PeerId, frame: &[u8], now: Instant, out: &mut Rec) {
+pub(super) fn peer(b: &mut Bridge, p: PeerId, frame: &[u8], now: Instant, out: &mut Rec) {
     if let Some(r) = b.from_peer(p, frame, now, out) {
         b.relay(r, frame, out);
     }

@@ -94,6 +94,21 @@ pub enum ConfigError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The PSK file belongs to a user other than root and the one reading it.
+    #[error(
+        "PSK file {} belongs to user {owner}, not to root or to the user reading it ({reader}), \
+         who could replace the key; run chown root {}",
+        path.display(),
+        path.display()
+    )]
+    PskOwner {
+        /// The PSK file.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// The reading process's effective uid.
+        reader: u32,
+    },
     /// The PSK file does not hold one or two keys of base64 of exactly 32 bytes.
     #[error("PSK file {} is malformed", path.display())]
     PskFile {
@@ -191,6 +206,20 @@ pub enum Problem {
         path: PathBuf,
         /// Its directory.
         dir: PathBuf,
+    },
+    /// `interface.bridge` names no interface on this machine.
+    #[error(
+        "there is no bridge {name:?} on this machine (create it first, e.g. ip link add {name} type bridge)"
+    )]
+    NoBridge {
+        /// The bridge.
+        name: String,
+    },
+    /// `interface.bridge` names an interface that is not a bridge.
+    #[error("{name:?} is an interface but not a bridge")]
+    NotABridge {
+        /// The interface.
+        name: String,
     },
     /// A control group that does not exist.
     #[error("group {name:?} does not exist (create it with groupadd)")]

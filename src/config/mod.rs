@@ -34,6 +34,7 @@ pub use locate::position as setting_position;
 pub use psk::{Psk, PskProblem};
 pub use value::{HostNameError, ValueError};
 
+pub use crate::bridge::policy::{MacPrefix, PeerPolicy, VlanSet};
 pub use crate::guard::{BpduPolicy, GuardConfig};
 use crate::mac::MacAddr;
 use crate::responder::DhcpPlan;
@@ -273,6 +274,9 @@ pub struct PeerConfig {
     pub endpoints: Vec<PeerEndpoint>,
     /// This peer's own key file (overrides `tunnel.psk_file`).
     pub psk_file: Option<KeyFile>,
+    /// What the peer may do at layer 2 (`isolate`, `max_macs`, `macs`,
+    /// `vlans`; SPEC §5 "Hub policy").
+    pub policy: PeerPolicy,
 }
 
 /// The most uplinks a peer's `endpoint` array may list.

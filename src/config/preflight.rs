@@ -1,7 +1,7 @@
 //! Checks of a validated [`Config`] against the machine, for `bridge-ctl
 //! check`: what would make `link up` fail (or run something unsafe) that the
-//! file alone cannot show. Reads file metadata and the group database only;
-//! changes nothing.
+//! file alone cannot show. Reads file metadata, sysfs (the bridge) and the
+//! group database only; changes nothing.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -11,11 +11,15 @@ use nix::unistd::Group;
 use super::{Config, ConfigError, Problem};
 
 impl Config {
-    /// Every hook exists, is an executable regular file that neither group
+    /// `interface.bridge` is a bridge in this network namespace; every hook
+    /// exists, is an executable regular file that neither group
     /// nor others may write, in a directory others may not write; and the
     /// control groups exist. The first problem is returned, located at the
     /// key that names it.
     pub fn preflight(&self) -> Result<(), ConfigError> {
+        if let Some(name) = &self.interface.bridge {
+            bridge_problem(name).map_err(|p| self.error_at("interface.bridge", 0, p))?;
+        }
         let lists = [
             ("hooks.up", &self.hooks.up),
             ("hooks.down", &self.hooks.down),
@@ -53,6 +57,24 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Why `name` cannot be the TAP's bridge in this network namespace: no
+/// such interface, or one that is not a bridge (sysfs shows a bridge's
+/// `bridge/` directory).
+fn bridge_problem(name: &str) -> Result<(), Problem> {
+    let dir = Path::new("/sys/class/net").join(name);
+    if !dir.exists() {
+        return Err(Problem::NoBridge {
+            name: name.to_owned(),
+        });
+    }
+    if !dir.join("bridge").is_dir() {
+        return Err(Problem::NotABridge {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Why `hook` cannot (or should not) be run, if it cannot.

@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt};
 use std::path::Path;
 
 use base64::Engine;
@@ -48,7 +48,8 @@ impl Psk {
     /// first initiates, either is accepted). Call at start-up and on reload.
     ///
     /// Refuses a file that is missing, not a regular file, has any group or
-    /// other permission bits set, or does not hold one or two lines of base64
+    /// other permission bits set, belongs to someone other than root and the
+    /// reader, or does not hold one or two lines of base64
     /// of exactly 32 bytes (blank lines and surrounding whitespace are
     /// ignored; an error names the line).
     pub fn load_keys(path: &Path) -> Result<Vec<Psk>, ConfigError> {
@@ -69,6 +70,14 @@ impl Psk {
             return Err(ConfigError::PskMode {
                 path: path.to_owned(),
                 mode,
+            });
+        }
+        let reader = nix::unistd::geteuid().as_raw();
+        if meta.uid() != 0 && meta.uid() != reader {
+            return Err(ConfigError::PskOwner {
+                path: path.to_owned(),
+                owner: meta.uid(),
+                reader,
             });
         }
         // A fixed buffer, wiped on drop: no growing String that leaves

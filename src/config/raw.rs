@@ -65,6 +65,10 @@ pub(super) struct RawPeer {
     /// element gets a sentence rather than serde's untagged-enum error.
     pub endpoint: Option<Spanned<toml::Value>>,
     pub psk_file: Option<Str>,
+    pub isolate: Option<bool>,
+    pub max_macs: Option<Spanned<i64>>,
+    pub macs: Option<Spanned<Vec<Str>>>,
+    pub vlans: Option<Spanned<Vec<Spanned<i64>>>>,
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,7 @@ pub(super) fn position(text: &str, key: &str, index: usize) -> Option<(usize, us
         "hooks.down" => hooks()?.down.get(index)?.span(),
         "hooks.peer_up" => hooks()?.peer_up.get(index)?.span(),
         "hooks.peer_down" => hooks()?.peer_down.get(index)?.span(),
+        "interface.bridge" => raw.interface.as_ref()?.get_ref().bridge.as_ref()?.span(),
         "control.group" => control()?.group.as_ref()?.span(),
         "control.admin_group" => control()?.admin_group.as_ref()?.span(),
         "dhcp" => raw.dhcp.as_ref()?.span(),

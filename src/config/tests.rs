@@ -157,6 +157,7 @@ fn spec_example_parses_to_expected_values() {
             name: "hq".into(),
             endpoints: vec![PeerEndpoint::Addr("203.0.113.10:51901".parse().unwrap())],
             psk_file: None,
+            policy: PeerPolicy::default(),
         }]
     );
     let subnet = Ipv4Net {
@@ -245,6 +246,7 @@ fn minimal_config_gets_the_defaults() {
             name: "hq".into(),
             endpoints: Vec::new(),
             psk_file: None,
+            policy: PeerPolicy::default(),
         }]
     );
     assert_eq!(c.dhcp, None);
@@ -1176,4 +1178,76 @@ fn endpoint_array_keeps_its_order_of_preference() {
     let none = parse("[interface]\n[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"hq\"\n")
         .expect("config");
     assert!(none.peers[0].endpoints.is_empty());
+}
+
+#[test]
+fn peer_policy_keys_parse_with_their_defaults() {
+    let c = parse(MINIMAL).expect("minimal");
+    assert_eq!(c.peers[0].policy, PeerPolicy::default());
+    assert_eq!(c.peers[0].policy.max_macs, 1024);
+    let c = parse(&with(
+        "isolate = true\nmax_macs = 8\nmacs = [\"02:00:00:00:0b:00/40\", \"02:00:00:00:0c:01\"]\nvlans = [0, 20]\n",
+    ))
+    .expect("policy");
+    let p = &c.peers[0].policy;
+    assert!(p.isolate);
+    assert_eq!(p.max_macs, 8);
+    assert_eq!(
+        p.macs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["02:00:00:00:0b:00/40", "02:00:00:00:0c:01/48"]
+    );
+    assert_eq!(p.vlans, VlanSet::new([0, 20]));
+}
+
+#[test]
+fn peer_policy_errors_name_file_line_column_and_key() {
+    let cases = [
+        (
+            "max_macs = 0\n",
+            "6:12: peer.max_macs: 0 is outside the allowed range 1..=8192",
+        ),
+        ("max_macs = 9000\n", "6:12: peer.max_macs: 9000 is outside"),
+        (
+            "macs = []\n",
+            "6:8: peer.macs: an empty list would refuse every frame",
+        ),
+        (
+            "macs = [\"02:00:00:00:0b:00/40\", \"02:00:00:00:0b:01/40\"]\n",
+            "6:33: peer.macs: element 2: \"02:00:00:00:0b:01/40\" has bits set beyond its /40 prefix",
+        ),
+        (
+            "macs = [\"02:00:00:00:0b/40\"]\n",
+            "6:9: peer.macs: element 1: \"02:00:00:00:0b/40\" is not a MAC prefix",
+        ),
+        (
+            "macs = [\"02:00:00:00:0b:00/49\"]\n",
+            "6:9: peer.macs: element 1: \"02:00:00:00:0b:00/49\": the prefix length must be 1 to 48 bits",
+        ),
+        (
+            "macs = [\"02:00:00:00:0b:00/0\"]\n",
+            "the prefix length must be 1 to 48 bits",
+        ),
+        (
+            "vlans = [0, 4095]\n",
+            "6:13: peer.vlans: element 2: 4095 is not a VLAN id in 0..=4094 (0: untagged)",
+        ),
+        (
+            "vlans = [-1]\n",
+            "6:10: peer.vlans: element 1: -1 is not a VLAN id",
+        ),
+        (
+            "vlans = [20, 20]\n",
+            "6:14: peer.vlans: element 2: VLAN 20 is listed twice",
+        ),
+        (
+            "vlans = []\n",
+            "6:9: peer.vlans: an empty list would refuse every frame",
+        ),
+        ("isolate = \"yes\"\n", "peer.isolate"),
+    ];
+    for (extra, want) in cases {
+        let err = message(&parse(&with(extra)).expect_err(extra));
+        assert!(err.starts_with(FILE), "{extra}: {err}");
+        assert!(err.contains(want), "{extra}: {err}\nwanted: {want}");
+    }
 }

@@ -24,6 +24,7 @@ mod dhcp;
 mod guard;
 mod hooks;
 mod interface;
+mod policy;
 mod tunnel;
 
 const MTU_RANGE: std::ops::RangeInclusive<i64> = 576..=9000;

@@ -275,6 +275,10 @@ counters! {
     /// Frames not carried because a loop was present.
     loop_dropped: |s| s.guard.loop_dropped,
         Series(GuardDropped, "loop"), Hidden;
+    /// Frames from peers refused by their hub policy (`[[peer]]` `macs`,
+    /// `vlans`, `max_macs`, a MAC another port owns, `isolate`).
+    policy_dropped: |s| s.guard.policy_dropped,
+        Series(GuardDropped, "policy"), Hidden;
     /// TCP connections accepted (`tunnel.transport` tcp or auto).
     tcp_accepted: |s| s.io.tcp_accepted,
         NotExported, Hidden;

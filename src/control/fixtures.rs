@@ -4,8 +4,8 @@
 use crate::control::{DhcpPoolStatus, InterfaceStatus, LeaseEntry, PeerStatus, Status};
 use crate::mac::MacAddr;
 
-/// A peer whose counters are `base` + 1..=6 (handshakes, tx frames, rx
-/// frames, tx bytes, rx bytes, endpoint changes).
+/// A peer whose counters are `base` + 1..=7 (handshakes, tx frames, rx
+/// frames, tx bytes, rx bytes, endpoint changes, MACs).
 pub(crate) fn peer(name: &str, state: &str, last: Option<u64>, base: u64) -> PeerStatus {
     PeerStatus {
         name: name.into(),
@@ -21,6 +21,7 @@ pub(crate) fn peer(name: &str, state: &str, last: Option<u64>, base: u64) -> Pee
         tx_bytes: base + 4,
         rx_bytes: base + 5,
         endpoint_changes: base + 6,
+        macs: base + 7,
     }
 }
 
@@ -57,7 +58,7 @@ pub(crate) fn status() -> Status {
                 "nd_replies":40, "reloads":37, "reloads_refused":38, "storm_dropped":27,
                 "guard_dropped":28, "loops_detected":29, "loop_dropped":30, "tcp_accepted":45,
                 "tcp_refused":46, "tcp_dropped":47, "nd_bindings_learned":41,
-                "nd_bindings_refused":42, "dhcp_conflicts":43, "dhcp_probes":44
+                "nd_bindings_refused":42, "dhcp_conflicts":43, "dhcp_probes":44, "policy_dropped":48
             }"#,
         )
         .expect("counters"),

@@ -174,6 +174,9 @@ pub struct PeerStatus {
     pub tx_bytes: u64,
     /// Frame bytes received.
     pub rx_bytes: u64,
+    /// Source MACs learned behind the peer that are live in the MAC table
+    /// (what it owns under its `max_macs`).
+    pub macs: u64,
     /// Times the peer's endpoint moved: an authenticated packet came from a
     /// new address (roaming, NAT rebinding; not the first contact), or the
     /// tunnel failed over between the peer's configured uplinks.

@@ -30,6 +30,16 @@ pub struct StaticLinkInfo {
     pub started: Instant,
 }
 
+/// What the bridge reports: the guards' counters and the source MACs each
+/// peer owns, in peer order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layer2 {
+    /// Storm, DHCP/RA/BPDU, loop and policy drops.
+    pub guard: crate::guard::GuardCounters,
+    /// Live MAC table entries behind each peer.
+    pub peer_macs: Vec<u64>,
+}
+
 /// The worker's own error counts (the I/O the core does not see).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IoCounters {
@@ -112,13 +122,19 @@ pub fn status(
     tunnel: &Tunnel,
     responder: Option<&Responder>,
     io: IoCounters,
-    guard: crate::guard::GuardCounters,
+    layer2: Layer2,
     now: Instant,
     wall: SystemTime,
 ) -> Status {
     let peers = PeerId::all(tunnel.peer_count())
-        .filter_map(|i| tunnel.peer_status(i))
-        .map(|p| PeerStatus {
+        .filter_map(|i| {
+            Some((
+                tunnel.peer_status(i)?,
+                layer2.peer_macs.get(i.index()).copied(),
+            ))
+        })
+        .map(|(p, macs)| PeerStatus {
+            macs: macs.unwrap_or(0),
             name: p.name,
             endpoint: p.endpoint.map(|e| e.to_string()),
             endpoints: p
@@ -152,7 +168,7 @@ pub fn status(
         counters: CounterStatus::collect(&Sources {
             tunnel: tunnel.counters(),
             responder: responder.map(|r| r.counters()).unwrap_or_default(),
-            guard,
+            guard: layer2.guard,
             io,
         }),
         leases: leases(responder, wall),

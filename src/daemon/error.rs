@@ -29,6 +29,15 @@ pub enum DaemonError {
         /// The running daemon's pid (0 if it did not say).
         pid: u32,
     },
+    /// The link's lock file could not be opened, locked or written.
+    #[error("cannot lock the link at {}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A daemon answers on the link's socket but refused to say who it is.
     #[error("a daemon is answering on {} but refused: {reason}", socket.display())]
     Refused {

@@ -34,8 +34,10 @@ use crate::switch::Switch;
 use crate::tunnel::{BASE_MTU, OsEntropy, PeerParams, PresharedKey, Tunnel, TunnelParams};
 
 pub use error::DaemonError;
+pub use lock::{LinkLock, lock_path};
 
 mod error;
+mod lock;
 
 /// Packets under one key before a rekey (the tunnel caps it at 2^30 in any
 /// case, to keep AES-GCM far inside its usage limits).
@@ -63,8 +65,9 @@ pub fn log_path(cfg: &Config) -> PathBuf {
     cfg.control.socket.with_extension("log")
 }
 
-/// Is a daemon answering on this link's socket? `Some(pid)` if so. A stale
-/// socket file (its daemon died) is removed.
+/// Is a daemon answering on this link's socket? `Some(pid)` if so. A
+/// socket nobody answers on is removed only when no daemon holds the link's
+/// lock (one that does may be between creating its socket and listening).
 pub fn running_pid(cfg: &Config) -> Result<Option<u32>, DaemonError> {
     match control::request(&cfg.control.socket, Request::Status, Duration::from_secs(3)) {
         Ok(Response {
@@ -73,7 +76,9 @@ pub fn running_pid(cfg: &Config) -> Result<Option<u32>, DaemonError> {
         Ok(_) => Ok(Some(0)),
         Err(ClientError::NotRunning(_)) => Ok(None),
         Err(ClientError::Stale(_)) => {
-            let _ = std::fs::remove_file(&cfg.control.socket);
+            if !LinkLock::is_held(cfg) {
+                let _ = std::fs::remove_file(&cfg.control.socket);
+            }
             Ok(None)
         }
         Err(ClientError::Refused(reason)) => Err(DaemonError::Refused {
@@ -113,6 +118,9 @@ impl Setup {
 /// Brings the link up, calls `ready(summary)` once it is, and runs it until
 /// it is told to stop. Returns after a clean teardown.
 pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
+    // First, before anything is looked at or touched: one daemon per link.
+    // Held until everything is taken down again.
+    let lock = LinkLock::acquire(cfg)?;
     if let Some(pid) = running_pid(cfg)? {
         return Err(DaemonError::AlreadyUp {
             name: cfg.name.clone(),
@@ -190,6 +198,9 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
     drop(first_lane);
     setup.undo();
     tracing::info!("link {} is down", cfg.name);
+    // Before `link down` hears back: a `link up` right after it must find
+    // the link free.
+    drop(lock);
     if let Exit::Down(reply) = exit {
         let _ = reply.send(Response {
             ok: true,
@@ -450,13 +461,18 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
             config: cfg.clone(),
             keys: keys.to_vec(),
             tunnel,
-            bridge: Bridge::new(
-                Switch::new(cfg.tunnel.hub),
-                Guard::new(&cfg.guard, loop_nonce(), now),
-                responder,
-                VNET_HDR_LEN,
-                cfg.peers.len(),
-            ),
+            bridge: {
+                let mut b = Bridge::new(
+                    Switch::new(cfg.tunnel.hub),
+                    Guard::new(&cfg.guard, loop_nonce(), now),
+                    responder,
+                    VNET_HDR_LEN,
+                    cfg.peers.len(),
+                );
+                // The tunnel numbers peers in configuration order.
+                b.set_policies(cfg.peers.iter().map(|p| p.policy.clone()).collect());
+                b
+            },
             lease_file: cfg.dhcp.as_ref().map(|d| d.lease_file.clone()),
             lease_store,
             lease_changes: Vec::new(),

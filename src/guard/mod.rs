@@ -22,6 +22,11 @@
 //! counts once however many peers it goes to. Known unicast never touches
 //! the bucket. The excess is dropped and counted in `storm_dropped`.
 //!
+//! A hub limits the floods it relays between peers the same way, with one
+//! bucket per source peer ([`Guard::allow_relay_flood`]): one spoke's storm
+//! reaches each other spoke at `storm_pps` at most, not multiplied by the
+//! number of spokes.
+//!
 //! # DHCP and RA guards (`guard.dhcp_guard`, `guard.ra_guard`)
 //!
 //! Frames from peers that are DHCPv4 server messages, IPv6 router
@@ -100,7 +105,7 @@ use crate::peer_id::PeerId;
 
 use probe::{PeerLoop, Probing};
 pub use probe::{is_bpdu, is_probe};
-use storm::Bucket;
+use storm::Storm;
 
 pub use threat::Threat;
 
@@ -219,6 +224,9 @@ pub struct GuardCounters {
     pub loops_detected: u64,
     /// Frames refused because a loop was present.
     pub loop_dropped: u64,
+    /// Frames from peers refused by their hub policy (`[[peer]]` `macs`,
+    /// `vlans`, `max_macs`, a MAC another port owns, `isolate`).
+    pub policy_dropped: u64,
 }
 
 /// Events kept for the caller to poll; beyond this the oldest is dropped
@@ -229,7 +237,7 @@ const MAX_EVENTS: usize = 64;
 #[derive(Debug)]
 pub struct Guard {
     config: GuardConfig,
-    bucket: Option<Bucket>,
+    storm: Storm,
     probing: Probing,
     /// Indexed by peer; grown when a probe through a new peer returns.
     peers: Vec<PeerLoop>,
@@ -262,7 +270,7 @@ impl Guard {
         probe[30..38].copy_from_slice(&nonce);
         Guard {
             config: *config,
-            bucket: (config.storm_pps > 0).then(|| Bucket::new(config.storm_pps, now)),
+            storm: Storm::new(config.storm_pps, now),
             probing: Probing {
                 suspect_until: None,
                 next_probe: now,
@@ -281,9 +289,7 @@ impl Guard {
     /// Applies new settings (a reload). Counters stay; a changed rate
     /// starts a full bucket; turning loop detection off ends every loop.
     pub fn reconfigure(&mut self, config: &GuardConfig, now: Instant) {
-        if config.storm_pps != self.config.storm_pps {
-            self.bucket = (config.storm_pps > 0).then(|| Bucket::new(config.storm_pps, now));
-        }
+        self.storm.set_rate(config.storm_pps, now);
         if !config.loop_detect {
             for p in PeerId::all(self.peers.len()) {
                 self.end_loop(p, now);
@@ -296,6 +302,7 @@ impl Guard {
     /// `peer` was removed (a reload): a loop through it ends.
     pub fn forget_peer(&mut self, peer: PeerId, now: Instant) {
         self.end_loop(peer, now);
+        self.storm.forget_peer(peer, now);
         if let Some(l) = self.peers.get_mut(peer.index()) {
             *l = PeerLoop::IDLE;
         }
@@ -386,15 +393,31 @@ impl Guard {
     /// a storm is what a loop looks like, so storm control must not be what
     /// hides one.
     pub fn allow_flood(&mut self, now: Instant) -> bool {
-        let Some(b) = self.bucket.as_mut() else {
-            return true;
-        };
-        if b.take(now) {
+        if self.storm.allow_flood(now) {
             return true;
         }
         self.counters.storm_dropped += 1;
         self.mac_moved(now);
         false
+    }
+
+    /// A hub wants to relay a flood (broadcast, multicast, unknown unicast)
+    /// from peer `from` to the other peers: may it? Limited per source peer
+    /// to `storm_pps`; a refusal is counted and treated as
+    /// [`Guard::allow_flood`]'s.
+    pub fn allow_relay_flood(&mut self, from: PeerId, now: Instant) -> bool {
+        if self.storm.allow_relay(from, now) {
+            return true;
+        }
+        self.counters.storm_dropped += 1;
+        self.mac_moved(now);
+        false
+    }
+
+    /// A frame from a peer was refused by its hub policy (the bridge
+    /// decides; the guards count, with the other drops).
+    pub fn policy_dropped(&mut self) {
+        self.counters.policy_dropped += 1;
     }
 
     /// An authenticated frame from `peer` (no virtio-net header).

@@ -22,6 +22,7 @@
 //! tapbridge_peer_state{peer,state="connecting"|"up"|"down"}  1 for the current state
 //! tapbridge_peer_last_handshake_timestamp_seconds{peer}    absent before the first
 //! tapbridge_peer_path_mtu_bytes{peer}
+//! tapbridge_peer_macs{peer}                           source MACs it owns now
 //! tapbridge_dhcp_leases, _dhcp_pool_addresses, _dhcp_pool_addresses_in_use
 //! tapbridge_rekey_after_seconds, tapbridge_start_timestamp_seconds
 //! ```

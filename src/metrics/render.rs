@@ -206,6 +206,17 @@ pub fn render(status: &Status, now_unix: u64) -> Result<String, std::fmt::Error>
         Some(Unit::Bytes),
         mtu,
     );
+    let macs = Family::<PeerLabels, Gauge>::default();
+    for p in &status.peers {
+        macs.get_or_create(&peer(p)).set(gauge_value(p.macs));
+    }
+    register(
+        &mut reg,
+        "peer_macs",
+        "Source MACs learned behind the peer that are live in the MAC table",
+        None,
+        macs,
+    );
 
     register_counters(&mut reg, &status.counters);
 

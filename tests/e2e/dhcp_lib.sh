@@ -70,7 +70,9 @@ dl_write_config() {
         --listen "$listen" --psk "$E2E_WORK/psk" --keepalive 5s \
         --peer "$peer=$endpoint" "${opts[@]}" --socket "$(e2e_sock "$name")" ||
         e2e_fatal "could not write $f"
-    "$BIN" check --config "$f" >/dev/null || e2e_fatal "bridge-ctl check rejected $f"
+    # In the gateway's namespace: check looks for the bridge there.
+    e2e_ctl "${name%%-*}" 10 check --config "$f" >/dev/null ||
+        e2e_fatal "bridge-ctl check rejected $f"
 }
 
 # dl_setup_rig: sites a and b (namespaces $DL_GA, $DL_GB), host B's namespace

@@ -133,6 +133,13 @@ pub(crate) fn link_down(config: &Config) -> anyhow::Result<()> {
             outln!("link {} is not up", config.name);
             Ok(())
         }
+        Err(ClientError::Stale(_)) if daemon::LinkLock::is_held(config) => {
+            // Its daemon holds the link but does not answer yet, or no more.
+            bail!(
+                "link {} is starting or stopping (its control socket does not answer yet); try again in a moment",
+                config.name
+            )
+        }
         Err(ClientError::Stale(path)) => {
             // Its daemon died (kill -9); the TAP went with it.
             let _ = std::fs::remove_file(&config.control.socket);

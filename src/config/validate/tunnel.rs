@@ -20,26 +20,54 @@ use crate::config::{
 impl Cx<'_> {
     pub(super) fn tunnel(&self, raw: &RawTunnel, span: &Range<usize>) -> Result<TunnelConfig> {
         let listen = match &raw.listen {
-            Some(l) => self.conv(l, "tunnel.listen", value::listen_addr)?,
+            Some(l) => {
+                let a = self.conv(l, "tunnel.listen", value::listen_addr)?;
+                if a.port() == 0 {
+                    return Err(self.err(
+                        &l.span(),
+                        "tunnel.listen",
+                        "port 0 would make the kernel pick a port no peer knows; \
+                         give one, such as 51901",
+                    ));
+                }
+                a
+            }
             None => ([0, 0, 0, 0], 51901).into(),
         };
         let psk_file = self.key_file(&raw.psk_file, "tunnel.psk_file")?;
         let _ = span;
+        let keepalive =
+            self.duration(&raw.keepalive, "tunnel.keepalive", Duration::from_secs(10))?;
+        let rekey_after = self.duration(
+            &raw.rekey_after,
+            "tunnel.rekey_after",
+            Duration::from_secs(120),
+        )?;
+        if keepalive > rekey_after {
+            // Placed at whichever of the two the file sets (keepalive first).
+            let (v, key) = match (&raw.keepalive, &raw.rekey_after) {
+                (Some(v), _) => (v, "tunnel.keepalive"),
+                (None, Some(v)) => (v, "tunnel.rekey_after"),
+                (None, None) => unreachable!("the defaults are in order"),
+            };
+            return Err(self.err(
+                &v.span(),
+                key,
+                format!(
+                    "keepalive ({}) is longer than rekey_after ({}): an idle session \
+                     would be rekeyed before it is ever kept alive; make keepalive the shorter",
+                    shown(&raw.keepalive, "10s"),
+                    shown(&raw.rekey_after, "2m"),
+                ),
+            ));
+        }
         Ok(TunnelConfig {
             transport: self.transport(&raw.transport)?,
             listen,
             psk_file,
             wan_mtu: self.wan_mtu(&raw.wan_mtu)?,
-            keepalive: self.duration(
-                &raw.keepalive,
-                "tunnel.keepalive",
-                Duration::from_secs(10),
-            )?,
-            rekey_after: self.duration(
-                &raw.rekey_after,
-                "tunnel.rekey_after",
-                Duration::from_secs(120),
-            )?,
+            keepalive,
+            rekey_after,
             hub: raw.hub.unwrap_or(false),
             workers: match &raw.workers {
                 None => 1,
@@ -143,7 +171,11 @@ impl Cx<'_> {
             }
             let endpoints = match &raw.endpoint {
                 None => Vec::new(),
-                Some(v) => self.endpoints(v)?,
+                Some(v) => {
+                    let list = self.endpoints(v)?;
+                    self.reachable_from(&list, tunnel.listen, v)?;
+                    list
+                }
             };
             let psk_file = self.key_file(&raw.psk_file, "peer.psk_file")?;
             if psk_file.is_none() && tunnel.psk_file.is_none() {
@@ -160,9 +192,42 @@ impl Cx<'_> {
                 name: name.get_ref().clone(),
                 endpoints,
                 psk_file,
+                policy: self.peer_policy(raw)?,
             });
         }
         Ok(peers)
+    }
+
+    /// Every address in `list` can be reached from a socket bound to
+    /// `listen`: an IPv4 socket reaches no IPv6 address, and a socket bound
+    /// to one IPv6 address no IPv4 one (`[::]` serves both). Names are
+    /// resolved later and not checked here.
+    fn reachable_from(
+        &self,
+        list: &[PeerEndpoint],
+        listen: std::net::SocketAddr,
+        v: &Spanned<toml::Value>,
+    ) -> Result<()> {
+        for e in list {
+            let PeerEndpoint::Addr(a) = e else { continue };
+            let problem = match (listen.ip(), a.ip()) {
+                (std::net::IpAddr::V4(_), std::net::IpAddr::V6(_)) => format!(
+                    "{a} is IPv6 but tunnel.listen ({listen}) is IPv4, so no packet could \
+                     reach it; listen on \"[::]:{}\" to serve both",
+                    listen.port()
+                ),
+                (std::net::IpAddr::V6(l), std::net::IpAddr::V4(_)) if !l.is_unspecified() => {
+                    format!(
+                        "{a} is IPv4 but tunnel.listen ({listen}) is one IPv6 address, so no \
+                         packet could reach it; listen on \"[::]:{}\" to serve both",
+                        listen.port()
+                    )
+                }
+                _ => continue,
+            };
+            return Err(self.err(&v.span(), "peer.endpoint", problem));
+        }
+        Ok(())
     }
 
     /// `peer.endpoint`: one address or name, or an array of 1 to
@@ -207,4 +272,9 @@ impl Cx<'_> {
         }
         Ok(out)
     }
+}
+
+/// A duration as the file writes it, or the default's text.
+fn shown<'a>(v: &'a Option<Str>, default: &'a str) -> &'a str {
+    v.as_ref().map_or(default, |v| v.get_ref().trim())
 }

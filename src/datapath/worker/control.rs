@@ -55,7 +55,10 @@ pub(super) fn commands(
                     &w.tunnel,
                     w.bridge.responder(),
                     io,
-                    w.bridge.guard_counters(),
+                    status::Layer2 {
+                        guard: w.bridge.guard_counters(),
+                        peer_macs: w.bridge.peer_macs(now),
+                    },
                     now,
                     wall,
                 );
@@ -416,6 +419,18 @@ impl Worker {
         }
         self.tcp.set_peers(self.tunnel.peer_count());
         self.bridge.set_peer_count(self.tunnel.peer_count());
+        // Every peer's policy, by the number the tunnel gave it (a removed
+        // peer's slot keeps the default): whole, at once, with no session
+        // touched.
+        let mut policies = vec![crate::bridge::PeerPolicy::default(); self.tunnel.peer_count()];
+        for p in &plan.config.peers {
+            if let Some(id) = self.tunnel.peer_id(&p.name)
+                && let Some(slot) = policies.get_mut(id.index())
+            {
+                *slot = p.policy.clone();
+            }
+        }
+        self.bridge.set_policies(policies);
         if plan.transport {
             self.tunnel.set_transport(t.transport.into(), now);
             if let Some(l) = tcp_listener

@@ -3,24 +3,8 @@ use super::*;
 use crate::leases::Lease;
 use crate::mac::MacAddr;
 use crate::responder::Responder;
+use crate::test_dir::TempDir;
 use std::net::Ipv4Addr;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("tb-store-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).expect("temp dir");
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn change(n: u32, expires: u64) -> LeaseChange {
     let b = n.to_be_bytes();
@@ -84,7 +68,7 @@ fn wait_sent(store: &mut LeaseStore, path: &Path) -> Vec<Vec<u8>> {
 
 #[test]
 fn small_tables_rewrite_the_lease_file_before_the_reply_goes_out() {
-    let dir = TempDir::new("small");
+    let dir = TempDir::new("store-small");
     let path = dir.0.join("site.leases");
     let mut store = LeaseStore::open(Some(&path), LeaseDb::default(), waker()).expect("open");
     for n in 0..20u32 {
@@ -100,7 +84,7 @@ fn small_tables_rewrite_the_lease_file_before_the_reply_goes_out() {
 
 #[test]
 fn large_tables_journal_compact_and_read_back() {
-    let dir = TempDir::new("large");
+    let dir = TempDir::new("store-large");
     let path = dir.0.join("site.leases");
     let mut db = LeaseDb::default();
     for n in 0..(SMALL_TABLE as u32 + 10) {
@@ -149,7 +133,7 @@ fn large_tables_journal_compact_and_read_back() {
 
 #[test]
 fn a_crash_between_compaction_steps_loses_nothing() {
-    let dir = TempDir::new("crash");
+    let dir = TempDir::new("store-crash");
     let path = dir.0.join("site.leases");
     // An old snapshot, a journal it does not cover, one it does not
     // either, and a torn last line.
@@ -202,7 +186,7 @@ fn the_ack_is_held_until_its_lease_is_on_disk() {
     use smoltcp::wire::DhcpMessageType;
     use std::time::SystemTime;
 
-    let dir = TempDir::new("ack");
+    let dir = TempDir::new("store-ack");
     let path = dir.0.join("leases");
     let net = |last| Ipv4Addr::new(198, 19, 0, last);
     let settings = DhcpSettings {

@@ -1156,7 +1156,7 @@ fn host_name_endpoint_is_kept_as_a_name() {
 #[test]
 fn endpoint_array_keeps_its_order_of_preference() {
     let c = parse(
-        "[interface]\n[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"hq\"\nendpoint = [\"198.18.1.2:51901\", \"HQ2.tapbridge.test:51901\", \"[2001:2::2]:51901\"]\n",
+        "[interface]\n[tunnel]\nlisten = \"[::]:51901\"\npsk_file = \"k\"\n[[peer]]\nname = \"hq\"\nendpoint = [\"198.18.1.2:51901\", \"HQ2.tapbridge.test:51901\", \"[2001:2::2]:51901\"]\n",
     )
     .expect("config");
     assert_eq!(

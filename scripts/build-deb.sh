@@ -6,7 +6,7 @@
 #   scripts/build-deb.sh --output /tmp/pkgs/ --deb-version 0.1.0-2
 #
 # Builds the release binary, generates what the package ships but the source tree does
-# not hold (the man pages bridge-ctl(8) and bridge-ctl-*(8), and the bash, zsh and fish
+# not hold (the man pages bridge-ctl(8), bridge-ctl-*(8) and tapbridge.toml(5), and the bash, zsh and fish
 # completions, with `bridge-ctl generate-manpages` / `generate-completions` into
 # target/assets/), then runs `cargo deb --no-build` with the given options (default
 # output: target/debian/). cargo-deb is installed with `cargo install` when missing.

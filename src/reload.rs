@@ -319,13 +319,18 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
         running.guard != fresh.guard,
         &mut lines,
     );
-    let hooks = section(
-        "hooks",
-        true,
-        true,
-        running.hooks != fresh.hooks,
-        &mut lines,
-    );
+    let hooks = running.hooks != fresh.hooks;
+    if running.hooks.up != fresh.hooks.up || running.hooks.down != fresh.hooks.down {
+        // Up hooks run only at link up, and link down runs the down hooks
+        // that pair with the up hooks that ran (daemon::run).
+        lines.push(
+            "[hooks]: changed; up and down hooks take effect at the next link up (link down \
+             runs the down hooks configured with the up hooks that ran)"
+                .into(),
+        );
+    } else if hooks {
+        lines.push("[hooks]: changed".into());
+    }
     let metrics = section(
         "metrics",
         running.metrics.is_some(),

@@ -41,7 +41,8 @@
 # quotes, # comments) in /etc/tapbridge/NAME.nat (path overridable with
 # TAPBRIDGE_NAT_CONFIG). That file is parsed, never sourced: unknown keys are errors, and
 # it must be owned by root and not writable by group or others. The environment wins.
-#   TAPBRIDGE_NAT_WAN_IF      WAN interface (default: that of the IPv4 default route)
+#   TAPBRIDGE_NAT_WAN_IF      WAN interface (default: that of the IPv4 default route);
+#                             one that does not exist is refused (exit 2)
 #   TAPBRIDGE_NAT_SUBNET      space-separated IPv4 CIDRs to masquerade
 #                             (default: the IPv4 networks of TAPBRIDGE_ADDRESSES)
 #   TAPBRIDGE_NAT_LAN_IF      space-separated LAN interfaces to forward to/from (default: none)
@@ -52,8 +53,9 @@
 #   TAPBRIDGE_NAT_IPTABLES    iptables (default), iptables-nft or iptables-legacy
 #
 # Exit status: 0 rules in place, 1 a command failed, 2 bad settings. Needs CAP_NET_ADMIN
-# (and CAP_NET_RAW for iptables-legacy). Forwarding itself is enabled by the sysctl
-# drop-in 60-tapbridge.conf, not here.
+# (and CAP_NET_RAW for iptables-legacy). IPv4 forwarding is not switched on here: it is
+# the operator's opt-in (/usr/share/doc/tapbridge/examples/60-tapbridge.conf into
+# /etc/sysctl.d/); the hook only warns when it is off.
 
 set -euo pipefail
 # A daemon may run hooks with a bare environment; nft and iptables live in sbin.
@@ -69,5 +71,8 @@ case $TB_BACKEND in
 nft) tb_nft_up ;;
 iptables) tb_ipt_up ;;
 esac
+if [[ $(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo 1) == 0 ]]; then
+    printf 'warning: net.ipv4.ip_forward is 0, so nothing is forwarded between the overlay and %s; enable it with the sysctl drop-in /usr/share/doc/tapbridge/examples/60-tapbridge.conf\n' "$TB_WAN" >&2
+fi
 printf 'tapbridge %s: %s rules up (overlay %s, WAN %s, tunnel port %s)\n' "$TB_NAME" "$TB_BACKEND" \
     "$TB_OVL" "$TB_WAN" "${TB_PORT:-not opened}"

@@ -161,6 +161,10 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
         }
     };
     drop(keys);
+    // The down hooks that pair with the up hooks that just ran. A reload may
+    // change [hooks] later, but undoing what these up hooks did is the job
+    // of the down hooks configured with them, so `link down` runs these.
+    let paired_down = cfg.hooks.down.clone();
     let summary = format!(
         "link {} up: {} ({}), {} peer{}, listening on {}, pid {}",
         cfg.name,
@@ -185,8 +189,13 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
         crate::datapath::worker::run(worker, first, others, signals, tcp_fd);
     worker.sd.stopping();
     tracing::info!("taking link {} down", cfg.name);
-    // The down hooks as the link runs now (a reload may have changed them).
-    for hook in &worker.config.hooks.down {
+    if worker.config.hooks.down != paired_down || worker.config.hooks.up != cfg.hooks.up {
+        tracing::info!(
+            "running the down hooks configured with the up hooks that ran at link up; \
+             the reloaded [hooks] up and down take effect at the next link up"
+        );
+    }
+    for hook in &paired_down {
         if let Err(e) = hooks::run(hook, "down", &env) {
             tracing::warn!("{}", crate::error::Chain(&e));
         }

@@ -16,9 +16,13 @@
 //! 2. a size fails after [`SEARCH_LOSSES`] probes in a row went
 //!    unanswered for [`PROBE_TIMEOUT`] each (one loss is not a verdict);
 //! 3. while frames are being sent, the size in use is re-probed every
-//!    [`VERIFY_EVERY`]; [`VERIFY_LOSSES`] losses in a row mean the path
-//!    shrank (full-size packets are lost while small ones pass): fall back
-//!    to [`BASE_MTU`] at once and search again below the old size;
+//!    [`VERIFY_EVERY`]; after [`VERIFY_LOSSES`] losses in a row one probe
+//!    of [`BASE_MTU`] tells a shrunk path from a dead peer: acknowledged,
+//!    the path shrank (full-size packets are lost while small ones pass):
+//!    fall back to [`BASE_MTU`] and search again below the old size; lost
+//!    too, nothing passes at all: the peer stopped answering, which is the
+//!    session timers' verdict (peer down), not a path MTU change, so the
+//!    size in use is kept;
 //! 4. every [`RAISE_AFTER`] the failed sizes are forgotten and the search
 //!    tries upward again (the path may have grown).
 //!
@@ -83,6 +87,15 @@ pub struct PathMtu {
     /// Frames sent when the last confirmation was due: confirm only a path
     /// that carries traffic.
     frames_at_verify: u64,
+    /// The size in use stopped passing: a [`BASE_MTU`] probe decides
+    /// between a narrower path and a dead peer.
+    suspect: bool,
+    /// That probe was lost too: nothing passes. When one passes again, the
+    /// size in use is confirmed again before anything is concluded.
+    silent: bool,
+    /// A fallback found by an acknowledgement, reported by the next
+    /// [`on_timeout`](Self::on_timeout) (which reports losses).
+    fell_back: Option<usize>,
 }
 
 impl PathMtu {
@@ -99,6 +112,9 @@ impl PathMtu {
             next_id: 0,
             raise_at: None,
             frames_at_verify: 0,
+            suspect: false,
+            silent: false,
+            fell_back: None,
         }
     }
 
@@ -127,6 +143,8 @@ impl PathMtu {
         self.next = None;
         self.in_flight = None;
         self.losses = 0;
+        self.suspect = false;
+        self.silent = false;
     }
 
     /// A session is up: start probing (if not already).
@@ -183,7 +201,9 @@ impl PathMtu {
         let upper = self
             .failed
             .map_or(self.ceiling, |f| f.saturating_sub(1).min(self.ceiling));
-        if upper >= self.mtu + GRANULARITY {
+        if self.suspect {
+            Some(BASE_MTU)
+        } else if upper >= self.mtu + GRANULARITY {
             // The ceiling first; then halve the gap.
             Some(if self.failed.is_none() {
                 upper
@@ -205,17 +225,24 @@ impl PathMtu {
         now: Instant,
         frames_sent: u64,
     ) -> (Option<ProbeRequest>, Option<usize>) {
-        let mut changed = None;
+        let changed = self.fell_back.take();
         if let Some(f) = self.in_flight.filter(|f| f.deadline <= now) {
             self.in_flight = None;
             self.losses += 1;
+            if self.suspect && f.size == BASE_MTU {
+                // Not even the smallest size passes: the peer is gone (or
+                // the whole path is). That is the session timers' to report
+                // as peer down; the size in use stays. Ask again later.
+                self.losses = 0;
+                self.silent = true;
+                self.next = Some(now + VERIFY_EVERY);
+                return (None, changed);
+            }
             if f.size <= self.mtu {
                 if self.losses >= VERIFY_LOSSES {
-                    // Full-size packets no longer pass: fall back at once.
-                    self.failed = Some(self.mtu);
-                    self.mtu = BASE_MTU;
+                    // Full-size packets no longer pass: does the smallest?
+                    self.suspect = true;
                     self.losses = 0;
-                    changed = Some(self.mtu);
                 }
             } else if self.losses >= SEARCH_LOSSES {
                 self.failed = Some(self.failed.map_or(f.size, |x| x.min(f.size)));
@@ -259,15 +286,29 @@ impl PathMtu {
         let f = self.in_flight.filter(|f| f.id == id && f.size == size)?;
         self.in_flight = None;
         self.losses = 0;
+        let suspect = std::mem::take(&mut self.suspect);
+        let recovered = std::mem::take(&mut self.silent);
+        if recovered {
+            // The peer answers again after answering nothing: confirm the
+            // size in use afresh rather than blame the path.
+        } else if suspect && f.size < self.mtu {
+            // Small packets pass, full-size ones did not: the path shrank.
+            // Fall back; the next on_timeout reports it (as a loss).
+            self.failed = Some(self.mtu);
+            self.mtu = f.size;
+            self.fell_back = Some(self.mtu);
+        }
         let grew = (f.size > self.mtu).then(|| {
             self.mtu = f.size;
             self.mtu
         });
-        self.next = Some(if self.searching() {
-            now
-        } else {
-            now + VERIFY_EVERY
-        });
+        self.next = Some(
+            if self.searching() || recovered || self.fell_back.is_some() {
+                now
+            } else {
+                now + VERIFY_EVERY
+            },
+        );
         if self.failed.is_some() && self.raise_at.is_none() {
             self.raise_at = Some(now + RAISE_AFTER);
         }
@@ -418,5 +459,25 @@ mod tests {
         assert_eq!(m.set_ceiling(1420, t), Some(1420));
         assert_eq!(m.current(), 1420);
         assert_eq!(PathMtu::auto(100).ceiling, BASE_MTU);
+    }
+
+    #[test]
+    fn a_peer_that_stops_answering_is_not_a_narrower_path() {
+        let mut t = Instant::now();
+        let mut m = PathMtu::auto(1500);
+        m.start(t);
+        run(&mut m, 1500, &mut t, 5);
+        assert_eq!(m.current(), 1500);
+        // Nothing passes, not even the smallest probe: a dead peer.
+        let changes = run(&mut m, 0, &mut t, 30);
+        assert_eq!(changes, Vec::<usize>::new());
+        assert_eq!(m.current(), 1500);
+        // It answers again: the size in use is confirmed, not lowered.
+        let changes = run(&mut m, 1500, &mut t, 10);
+        assert_eq!(changes, Vec::<usize>::new());
+        assert_eq!(m.current(), 1500);
+        // A real shrink after that is still found.
+        let changes = run(&mut m, 1300, &mut t, 10);
+        assert_eq!(changes.first(), Some(&BASE_MTU), "{changes:?}");
     }
 }

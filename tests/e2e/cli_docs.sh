@@ -6,13 +6,15 @@
 # commands `bridge-ctl generate-manpages DIR` and `bridge-ctl generate-completions DIR`
 # (scripts/build-deb.sh runs them to fill the .deb). Checks:
 #   * every command's --help has an example and the exit statuses 0/1/2;
-#   * bridge-ctl.8 and one page per command exist; man-db's `man --warnings -l` renders
-#     every page without a warning; `man 8 NAME` finds the pages in a man directory
+#   * bridge-ctl.8, one page per command and tapbridge.toml.5 exist; man-db's
+#     `man --warnings -l` renders every page without a warning, with EXAMPLES, FILES and
+#     SEE ALSO sections and no EXTRA; `man 8 NAME` finds the pages in a man directory
 #     (MANPATH) as it would installed ones; the main page names every command;
 #   * the completions, loaded by each shell the way it loads installed ones (bash:
 #     sourced; zsh: compinit from $fpath, driven through a pseudo-terminal with zsh/zpty;
 #     fish: sourced, `complete --do-complete`), offer the commands, the link actions and
-#     a command's options, and not the hidden generate-* commands.
+#     a command's options, and not the hidden generate-* commands; all three offer the
+#     link names (the config directory's *.toml) where a command takes NAME.
 # man-db, zsh and fish are needed (installed with apt-get when missing; .ci/run installs
 # them): a missing one fails the test, it is not skipped. Touches no network
 # configuration.
@@ -48,18 +50,23 @@ e2e_nomatch "--help does not list the hidden generate commands" 'generate-' "$("
 # ---------------------------------------------------------------- man pages
 e2e_check "generate-manpages writes the pages" "$BIN" generate-manpages "$W/man"
 e2e_check "bridge-ctl.8 exists" test -s "$W/man/bridge-ctl.8"
+e2e_check "tapbridge.toml.5 exists" test -s "$W/man/tapbridge.toml.5"
 for c in "${COMMANDS[@]}" link-up link-down; do
     e2e_check "bridge-ctl-$c.8 exists" test -s "$W/man/bridge-ctl-$c.8"
 done
 # `man` from man-db (Debian's mandoc can provide one too, with other options).
 e2e_match "man is man-db's" '^man [0-9]' "$(man --version 2>&1 || true)"
-for f in "$W"/man/*.8; do
+for f in "$W"/man/*.8 "$W"/man/*.5; do
     rc=0
     page=$(MANWIDTH=100 man --warnings -l "$f" 2>"$W/man.err") || rc=$?
     e2e_check "man --warnings -l $(basename "$f") exits 0 without warnings" \
         test "$rc" == 0 -a ! -s "$W/man.err"
     e2e_passed || e2e_note "$(head -n 5 "$W/man.err")"
     e2e_match "man -l $(basename "$f") renders a NAME section" '^NAME' "$page"
+    for section in EXAMPLES FILES 'SEE ALSO'; do
+        e2e_match "man -l $(basename "$f") has a $section section" "^$section\$" "$page"
+    done
+    e2e_nomatch "man -l $(basename "$f") has no EXTRA section" '^EXTRA$' "$page"
 done
 # Looked up by name in a man directory, as an installed page is.
 mkdir -p "$W/mantree/man8"
@@ -98,6 +105,23 @@ e2e_match "bash completion after 'link' offers up and down" '(^| )up .*down' \
     "$(complete_bash link | tr '\n' ' ')"
 e2e_match "bash completion after 'link up' offers --foreground and --config" \
     '--config.*--foreground|--foreground.*--config' "$(complete_bash link up | tr '\n' ' ')"
+# Link names where a command takes NAME: the stems of the config directory's *.toml
+# (BRIDGE_CTL_CONFIG_DIR stands in for /etc/tapbridge).
+mkdir -p "$W/etc"
+touch "$W/etc/hq.toml" "$W/etc/branch7.toml" "$W/etc/notes.txt"
+export BRIDGE_CTL_CONFIG_DIR=$W/etc
+for c in status leases check reload "link up" "link down"; do
+    read -ra words <<<"$c"
+    e2e_match "bash completion after '$c' offers the link names" '^branch7 hq $' \
+        "$(complete_bash "${words[@]}" | sort | tr '\n' ' ')"
+done
+e2e_match "bash completion after 'link' still offers up and down" '(^| )up .*down' \
+    "$(complete_bash link | tr '\n' ' ')"
+e2e_nomatch "bash completion after 'link' offers no link name" '(^| )(hq|branch7) ' \
+    "$(complete_bash link | tr '\n' ' ')"
+e2e_nomatch "bash completion after 'genpsk' offers no link name" '(^| )(hq|branch7) ' \
+    "$(complete_bash genpsk | tr '\n' ' ')"
+unset BRIDGE_CTL_CONFIG_DIR
 
 # zsh: _bridge-ctl is found through $fpath by compinit (as from vendor-completions),
 # then completion runs for real: an interactive zsh in a pseudo-terminal (zsh/zpty) is
@@ -145,6 +169,12 @@ e2e_match "zsh completion after 'link' offers up and down" '(^| )down .*up( |$)'
     "$(complete_zsh "link " | tr '\n' ' ')"
 e2e_match "zsh completion after 'link up -' offers --foreground and --config" \
     '--config.*--foreground' "$(complete_zsh "link up -" | tr '\n' ' ')"
+export BRIDGE_CTL_CONFIG_DIR=$W/etc
+for c in "status " "link up " "reload "; do
+    got=$(complete_zsh "$c" | tr '\n' ' ')
+    e2e_match "zsh completion after '$c' offers the link names" '(^| )branch7 (.* )?hq( |$)' "$got"
+done
+unset BRIDGE_CTL_CONFIG_DIR
 
 # fish: the file sourced as fish loads vendor_completions.d, then asked to complete.
 complete_fish() {
@@ -162,5 +192,11 @@ e2e_match "fish completion after 'link' offers up and down" '(^| )down .*up( |$)
     "$(complete_fish "link " | tr '\n' ' ')"
 e2e_match "fish completion after 'link up --' offers --foreground and --config" \
     '--config.*--foreground' "$(complete_fish "link up --" | tr '\n' ' ')"
+export BRIDGE_CTL_CONFIG_DIR=$W/etc
+for c in "status " "link down " "check "; do
+    e2e_match "fish completion after '$c' offers the link names" '(^| )branch7 (.* )?hq( |$)' \
+        "$(complete_fish "$c" | tr '\n' ' ')"
+done
+unset BRIDGE_CTL_CONFIG_DIR
 
 e2e_summary

@@ -5,8 +5,8 @@
 # Builds the .deb with scripts/build-deb.sh (cargo deb, installed when missing, after
 # generating the man pages and completions), checks its file list and control data,
 # installs it with dpkg, checks what the maintainer scripts set up (tapbridge group,
-# directories) and that the installed binary (genpsk), hook scripts, man page (man-db's
-# `man 8 bridge-ctl`) and units (`systemd-analyze verify`) work; man-db and systemd are
+# directories) and that the installed binary (genpsk), hook scripts, man pages (man-db's
+# `man 8 bridge-ctl`, `man 5 tapbridge.toml`) and units (`systemd-analyze verify`) work; man-db and systemd are
 # required (installed when missing), not optional.
 # Upgrade: a second package of a higher version is installed over the first while a
 # link runs (started by the installed `bridge-ctl link up`, in a network namespace of
@@ -103,7 +103,7 @@ for f in lib/systemd/system/tapbridge@.service \
     usr/share/doc/tapbridge/examples/branch.toml \
     usr/share/doc/tapbridge/monitoring/tapbridge.rules.yml \
     usr/share/doc/tapbridge/monitoring/tapbridge.dashboard.json \
-    usr/lib/sysctl.d/60-tapbridge.conf \
+    usr/share/doc/tapbridge/examples/60-tapbridge.conf \
     usr/lib/tmpfiles.d/tapbridge.conf \
     usr/share/doc/tapbridge/copyright; do
     e2e_check "contains $f (0644)" expect_file -rw-r--r-- "$f"
@@ -114,6 +114,12 @@ for c in "" -link -link-up -link-down -status -leases -check -genpsk -reload -ve
     e2e_check "contains the man page bridge-ctl$c.8" \
         grep -qE -- "^-rw-r--r-- \./usr/share/man/man8/bridge-ctl$c\.8(\.gz)?\$" "$E2E_WORK/contents"
 done
+
+e2e_check "contains the man page tapbridge.toml.5" \
+    grep -qE -- "^-rw-r--r-- \./usr/share/man/man5/tapbridge\.toml\.5(\.gz)?\$" "$E2E_WORK/contents"
+# IPv4 forwarding is opt-in: the drop-in is an example, never installed where sysctl reads.
+e2e_nomatch "no sysctl drop-in is active (nothing under a sysctl.d)" 'sysctl\.d' \
+    "$(cat "$E2E_WORK/contents")"
 
 dpkg-deb -f "$DEB" Recommends >"$E2E_WORK/recommends"
 e2e_check "recommends nftables | iptables" grep -qF 'nftables | iptables' "$E2E_WORK/recommends"
@@ -151,6 +157,10 @@ e2e_check "the man page is on disk (/usr/share/man/man8/bridge-ctl.8*; dpkg's pa
     compgen -G '/usr/share/man/man8/bridge-ctl.8*'
 e2e_match "man 8 bridge-ctl shows the installed page" '^NAME' \
     "$(MANWIDTH=80 man 8 bridge-ctl 2>&1 || true)"
+e2e_match "man 5 tapbridge.toml shows the installed page" '^SEE ALSO' \
+    "$(MANWIDTH=80 man 5 tapbridge.toml 2>&1 || true)"
+e2e_match "the unit's Documentation= names the man pages" '^Documentation=man:bridge-ctl\(8\).*man:tapbridge\.toml\(5\)' \
+    "$(cat /lib/systemd/system/tapbridge@.service)"
 
 # ------------------------------------------------------------------ upgrade
 
@@ -249,7 +259,7 @@ printf 'lease data\n' >/var/lib/tapbridge/test.leases
 e2e_check "dpkg -r succeeds" dpkg -r tapbridge
 for f in /usr/bin/bridge-ctl /lib/systemd/system/tapbridge@.service \
     /usr/lib/tapbridge/scripts/nat-up.sh /usr/lib/tapbridge/scripts/lib/nat.sh \
-    /usr/lib/sysctl.d/60-tapbridge.conf /usr/lib/tmpfiles.d/tapbridge.conf \
+    /usr/share/doc/tapbridge/examples/60-tapbridge.conf /usr/lib/tmpfiles.d/tapbridge.conf \
     /usr/share/doc/tapbridge/examples/hq.toml; do
     e2e_check "removed $f" test ! -e "$f"
 done

@@ -145,8 +145,13 @@ if command -v systemd-analyze >/dev/null; then
     mkdir -p "$W/units"
     sed "s|/usr/bin/bridge-ctl|$BIN|g" "$E2E_ROOT/appliance/tapbridge@.service" \
         >"$W/units/tapbridge@.service"
+    # The man pages its Documentation= names, as installed ones (MANPATH).
+    "$BIN" generate-manpages "$W/man-gen" >/dev/null
+    mkdir -p "$W/man/man8" "$W/man/man5"
+    mv "$W"/man-gen/*.8 "$W/man/man8/"
+    mv "$W"/man-gen/*.5 "$W/man/man5/"
     e2e_check "systemd-analyze verify tapbridge@.service" \
-        systemd-analyze verify "$W/units/tapbridge@e2e.service"
+        env MANPATH="$W/man" systemd-analyze verify "$W/units/tapbridge@e2e.service"
     e2e_match "the unit is Type=notify with a watchdog" 'WatchdogSec=' \
         "$(grep -E '^(Type=notify|WatchdogSec=)' "$E2E_ROOT/appliance/tapbridge@.service" | tr '\n' ' ')"
 else

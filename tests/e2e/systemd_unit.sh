@@ -14,6 +14,8 @@
 #     right then the TAP exists with its address and `bridge-ctl status` answers;
 #     StatusText= is the daemon's summary;
 #   * `systemctl reload` runs `bridge-ctl reload` (ExecReload=) and the daemon stays;
+#   * journal priorities: `journalctl -p warning` shows the daemon's warning (a refused
+#     reload) and not its info lines; the lines carry no `<N>` prefix;
 #   * the watchdog: with WatchdogSec=3s (a runtime drop-in), a running daemon is not
 #     killed over 5 s; once frozen (SIGSTOP) it is killed for "watchdog" and restarted
 #     (Restart=on-failure): a new MainPID that is ready again;
@@ -52,6 +54,13 @@ printf '[Service]\nEnvironment=TAPBRIDGE_BRIDGE_CTL=/opt/tapbridge/bridge-ctl\n'
 # The box's firewall: what nftables.service loads on start and reload.
 printf '#!/usr/sbin/nft -f\nflush ruleset\ntable inet e2e_box {\n}\n' >"$C/nftables.conf"
 cp "$BIN" "$C/bridge-ctl"
+# The man pages the units' Documentation= names, for systemd-analyze verify (MANPATH).
+"$BIN" generate-manpages "$C/man-gen" >/dev/null
+mkdir -p "$C/man/man8" "$C/man/man5"
+mv "$C"/man-gen/*.8 "$C/man/man8/"
+mv "$C"/man-gen/*.5 "$C/man/man5/"
+# man-db reads its configuration even with MANPATH set; the container's /etc is empty.
+cp /etc/manpath.config "$C/manpath.config" 2>/dev/null || : >"$C/manpath.config"
 cp "$W/psk" "$C/e2e.psk"
 chmod 600 "$C/e2e.psk"
 cat >"$C/e2e.toml" <<'EOF'
@@ -107,6 +116,7 @@ systemd-nspawn --quiet -D / --volatile=yes --private-network --register=no --kee
     --bind-ro="$C/nftables.conf:/etc/nftables.conf" \
     --bind-ro="$E2E_ROOT/appliance/hooks:/opt/tapbridge/scripts" \
     --bind-ro="$C/bridge-ctl:/opt/tapbridge/bridge-ctl" \
+    --bind-ro="$C/man:/opt/tapbridge/man" --bind-ro="$C/manpath.config:/etc/manpath.config" \
     --bind-ro="$C/e2e.toml:/etc/tapbridge/e2e.toml" --bind-ro="$C/e2e.psk:/etc/tapbridge/e2e.psk" \
     -b systemd.unit=basic.target systemd.firstboot=off >"$W/boot.log" 2>&1 </dev/null &
 NSPAWN=$!
@@ -146,7 +156,8 @@ cexec ip link set wan0p up
 cexec ip addr add 198.18.9.1/30 dev wan0
 cexec ip route add default via 198.18.9.2
 
-e2e_check "systemd-analyze verify (inside)" cexec systemd-analyze verify tapbridge@e2e.service
+e2e_check "systemd-analyze verify (inside; Documentation= man pages found)" \
+    cexec env MANPATH=/opt/tapbridge/man systemd-analyze verify tapbridge@e2e.service
 e2e_check "systemctl start tapbridge@e2e returns once ready" \
     cexec timeout 60 systemctl start tapbridge@e2e.service
 e2e_passed || e2e_note "$(cexec journalctl -u tapbridge@e2e.service --no-pager 2>&1 | tail -n 15)"
@@ -208,6 +219,21 @@ e2e_match "the journal says why" 'Watchdog timeout' \
 e2e_match "the restarted daemon is up: TAP tb-e2e" '<[^>]*\bUP\b' "$(cexec ip -o link show dev tb-e2e 2>&1 || true)"
 e2e_check "the restarted daemon answers status" \
     cexec timeout 10 /opt/tapbridge/bridge-ctl status e2e --json
+# The daemon's lines carry their priority (sd-daemon prefixes on the journal stream): a
+# refused reload (tunnel.listen needs a restart) is a warning, the "link up" line is
+# info, and journald strips the prefix. (The config is rewritten in place: it is a
+# bind mount of that file.)
+conf=$(cat "$C/e2e.toml")
+printf '%s\n' "${conf/listen = \"0.0.0.0:51909\"/listen = \"0.0.0.0:51919\"}" >"$C/e2e.toml"
+e2e_check "(the config now listens on 51919)" grep -q '^listen = "0.0.0.0:51919"$' "$C/e2e.toml"
+e2e_check_exit "a reload that changes tunnel.listen is refused (exit 2)" 2 \
+    cexec timeout 30 /opt/tapbridge/bridge-ctl reload e2e
+printf '%s\n' "$conf" >"$C/e2e.toml"
+warnings=$(cexec journalctl -u tapbridge@e2e.service -p warning --no-pager -o cat 2>&1 || true)
+e2e_match "journalctl -p warning shows the daemon's warning" '^reload refused: .*tunnel\.listen' "$warnings"
+e2e_nomatch "journalctl -p warning leaves out its info lines" 'link e2e up' "$warnings"
+e2e_match "journalctl -p info has the info lines, without a <N> prefix" '^link e2e up' \
+    "$(cexec journalctl -u tapbridge@e2e.service -p info --no-pager -o cat 2>&1 || true)"
 
 e2e_check "systemctl stop tapbridge@e2e" cexec timeout 150 systemctl stop tapbridge@e2e.service
 e2e_check "after stop: no TAP tb-e2e" bash -c "! nsenter -t $LEADER -a ip link show dev tb-e2e >/dev/null 2>&1"

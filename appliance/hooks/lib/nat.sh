@@ -198,6 +198,10 @@ tb_up_settings() {
     fi
     tb_valid_ifname "$TB_WAN" || tb_usage_error "TAPBRIDGE_NAT_WAN_IF '$TB_WAN' is not a valid interface name."
     [[ $TB_WAN != "$TB_OVL" ]] || tb_usage_error "the WAN interface '$TB_WAN' cannot also be the overlay interface."
+    # A rule on a missing interface is valid and would never match: a typo in
+    # TAPBRIDGE_NAT_WAN_IF would leave the overlay without NAT and say nothing.
+    ip -o link show dev "$TB_WAN" >/dev/null 2>&1 ||
+        tb_usage_error "the WAN interface '$TB_WAN' (TAPBRIDGE_NAT_WAN_IF) does not exist; set TAPBRIDGE_NAT_WAN_IF to an existing interface (ip link lists them)."
 
     TB_LANS=()
     for lan in ${TAPBRIDGE_NAT_LAN_IF:-}; do

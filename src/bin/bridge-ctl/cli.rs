@@ -171,6 +171,10 @@ pub(crate) enum LinkAction {
         /// readiness (READY=1) and feeds the watchdog.
         #[arg(long)]
         foreground: bool,
+        /// Set by `link up` for the daemon it detaches: log into FILE (its
+        /// stderr), rotated to FILE.1 when it grows past 4 MiB.
+        #[arg(long, value_name = "FILE", hide = true, requires = "foreground")]
+        log_file: Option<PathBuf>,
     },
     /// Stop a link gracefully and remove what it added.
     ///

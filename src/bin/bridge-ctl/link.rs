@@ -72,7 +72,9 @@ pub(crate) fn link_up(
     if let Some(level) = log_level {
         cmd.arg("--log-level").arg(level);
     }
-    cmd.args(["link", "up", "--foreground", "--config"])
+    cmd.args(["link", "up", "--foreground", "--log-file"])
+        .arg(&log)
+        .arg("--config")
         .arg(&config.path)
         .env(READY_ENV, "1")
         .stdin(Stdio::null())
@@ -102,6 +104,7 @@ pub(crate) fn link_up(
     };
     if let Some(summary) = line.strip_prefix("READY ") {
         out!("{summary}");
+        outln!("logging to {}", log.display());
         return Ok(());
     }
     let _ = child.wait();

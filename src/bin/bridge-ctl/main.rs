@@ -50,6 +50,9 @@ macro_rules! exit_status {
 mod cli;
 mod docs;
 mod link;
+mod logging;
+mod man;
+mod man_config;
 
 use cli::{Cli, Command, LinkAction, UsageError};
 use docs::{generate_completions, generate_manpages};
@@ -78,10 +81,18 @@ fn exit_status(err: &anyhow::Error) -> u8 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    init_logging(cli.log_level.as_deref())?;
+    let log_file = match &cli.command {
+        Command::Link {
+            action: LinkAction::Up { log_file, .. },
+        } => log_file.as_deref(),
+        _ => None,
+    };
+    logging::init(cli.log_level.as_deref(), log_file)?;
     match cli.command {
         Command::Link {
-            action: LinkAction::Up { link, foreground },
+            action: LinkAction::Up {
+                link, foreground, ..
+            },
         } => link_up(&link.load()?, foreground, cli.log_level.as_deref()),
         Command::Link {
             action: LinkAction::Down { link },
@@ -103,47 +114,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(level) => {
-            let bad = || {
-                UsageError(format!(
-                    "invalid --log-level {level:?}; use error, warn, info, debug, trace or off \
-                     (optionally as target=level,...)"
-                ))
-            };
-            if !is_log_filter(level) {
-                return Err(bad().into());
-            }
-            EnvFilter::try_new(level).map_err(|_| bad())?
-        }
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
-    // Fails only if a subscriber is already installed, which is harmless.
-    // Colour only for a person at a terminal: journald and the detached
-    // daemon's log file get plain text.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-    Ok(())
-}
-
-/// Whether `s` is `LEVEL` or `target=LEVEL,...` (EnvFilter itself accepts
-/// almost any string as a target name, so a typo would silently log nothing).
-fn is_log_filter(s: &str) -> bool {
-    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
-    s.split(',').all(|directive| {
-        let (target, level) = directive.rsplit_once('=').unwrap_or(("", directive));
-        LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level))
-            && target
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-'))
-    })
 }
 
 /// `bridge-ctl check`: the config parsed (in `run`); now the key files.

@@ -680,7 +680,9 @@ mod tests {
         // The refusal bridge-ctl prints carries the causes, not just the place.
         assert!(
             err.contains("peer.psk_file: PSK file ")
-                && err.contains(" is malformed: it is not valid base64 ("),
+                && err.contains(
+                    " is malformed: it is not valid base64: character 4 (' ') is not base64"
+                ),
             "{err}"
         );
         std::fs::remove_file(&cfg).unwrap();

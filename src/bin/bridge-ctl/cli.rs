@@ -111,7 +111,7 @@ pub(crate) enum Command {
     #[command(after_long_help = concat!("Example:\n  bridge-ctl version\n", exit_status!()))]
     Version,
     /// Re-read a running link's config and key files and apply the difference:
-    /// peers, endpoints, keys, timers, [dhcp], [arp], [hooks], [metrics].
+    /// peers, endpoints, keys, timers, guards, and the dhcp, arp, hooks and metrics sections.
     ///
     /// Peers whose settings did not change keep their sessions. Prints one line per
     /// change, or `no change`. A change that needs a restart, or an invalid file, is

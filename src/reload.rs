@@ -249,7 +249,14 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
         if old.policy != new.policy {
             // Applied with every reload (the worker hands the bridge all
             // policies); no session is touched.
-            lines.push(format!("peer {}: policy changed", new.name));
+            let keys =
+                ["isolate", "max_macs", "macs", "vlans"].map(|k| format!("peer.{}.{k}", new.name));
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let said = running.written.changes(&fresh.written, &keys);
+            if said.is_empty() {
+                lines.push(format!("peer {}: policy changed", new.name));
+            }
+            lines.extend(said);
         }
         if keys.get(i) != Some(new_keys) {
             lines.push(format!(
@@ -293,7 +300,15 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
         match (old, new) {
             (false, true) => lines.push(format!("[{name}]: added")),
             (true, false) => lines.push(format!("[{name}]: removed")),
-            _ if differs => lines.push(format!("[{name}]: changed")),
+            _ if differs => {
+                // Each setting from what to what; the bare line only when
+                // the files write the same and a default moved.
+                let said = running.written.changes(&fresh.written, &[name]);
+                if said.is_empty() {
+                    lines.push(format!("[{name}]: changed"));
+                }
+                lines.extend(said);
+            }
             _ => {}
         }
         differs
@@ -329,7 +344,11 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
                 .into(),
         );
     } else if hooks {
-        lines.push("[hooks]: changed".into());
+        let said = running.written.changes(&fresh.written, &["hooks"]);
+        if said.is_empty() {
+            lines.push("[hooks]: changed".into());
+        }
+        lines.extend(said);
     }
     let metrics = section(
         "metrics",
@@ -412,6 +431,8 @@ fn restart_only_difference(a: &Config, b: &Config) -> Option<(&'static str, &'st
     x.hooks.clone_from(&b.hooks);
     x.guard.clone_from(&b.guard);
     x.metrics.clone_from(&b.metrics);
+    // What the files write is compared through the settings it becomes.
+    x.written.clone_from(&b.written);
     if x == *b {
         None
     } else if x.interface != b.interface {
@@ -625,14 +646,20 @@ mod tests {
         );
         let p = plan(&running, &keys).unwrap();
         assert!(p.responder && p.metrics && p.peers.is_empty());
-        assert_eq!(p.lines, ["[dhcp]: changed", "[metrics]: added"]);
+        assert_eq!(
+            p.lines,
+            [
+                "dhcp.dns: (default) -> [\"198.19.0.1\"]",
+                "[metrics]: added"
+            ]
+        );
         d.write(
             "hub.toml",
             &conf(&format!("{dhcp}conflict_check = false\n")),
         );
         let p = plan(&running, &keys).unwrap();
         assert!(p.responder, "conflict_check is reloadable");
-        assert_eq!(p.lines, ["[dhcp]: changed"]);
+        assert_eq!(p.lines, ["dhcp.conflict_check: (default) -> false"]);
         let text = conf(dhcp).replace("[tunnel]\n", "[tunnel]\nkeepalive = \"5s\"\nhub = true\n");
         d.write("hub.toml", &text);
         let p = plan(&running, &keys).unwrap();
@@ -643,7 +670,7 @@ mod tests {
         );
         let p = plan(&running, &keys).unwrap();
         assert!(p.guard && !p.timers);
-        assert_eq!(p.lines, ["[guard]: changed"]);
+        assert_eq!(p.lines, ["guard.storm_pps: (default) -> 100"]);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod settings;
 mod span;
 mod validate;
 mod value;
+mod written;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -34,6 +35,7 @@ pub use error::{ConfigError, Problem};
 pub use locate::position as setting_position;
 pub use psk::{Psk, PskProblem};
 pub use value::{HostNameError, ValueError};
+pub use written::Written;
 
 pub use crate::bridge::policy::{MacPrefix, PeerPolicy, VlanSet};
 pub use crate::guard::{BpduPolicy, GuardConfig};
@@ -97,6 +99,8 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// `[guard]`: what protects both LANs from the bridge (defaults if absent).
     pub guard: GuardConfig,
+    /// Every setting as the file writes it, for `reload` to say what changed.
+    pub written: Written,
 }
 
 /// `[interface]`: the TAP device and what the daemon programs on it.

@@ -215,6 +215,7 @@ impl Cx<'_> {
             control,
             metrics,
             guard,
+            written: super::Written::of(self.text),
         })
     }
 }

@@ -137,7 +137,7 @@ e2e_wait "a and b renew their session after the reload (handshakes > $hs0)" "$RE
 DHCP_DOMAIN=after.example
 DHCP_DNS=198.19.0.2
 config_a --peer "b=198.18.31.2:$PORT" --peer "c=198.18.31.3:$PORT"
-reload_a "domain and dns changed" '^\[dhcp\]: changed$'
+reload_a "domain and dns changed" '^dhcp\.domain: "[a-z.]+" -> "after\.example"$'
 e2e_check "after the reload, udhcpc on a's TAP gets a lease again" dhcp_client after
 dhcp_check after "$DHCP_DOMAIN" "$DHCP_DNS"
 

@@ -20,7 +20,7 @@ use super::peer::{
 };
 use super::replay::Replay;
 use super::tunnel::{Event, HandshakeRefusal, Incoming, PeerId, SendOutcome, Transmit, Tunnel};
-use crate::wire::tunnel::{DataPacket, MessageType, field, is_v1_initiation, probe};
+use crate::wire::tunnel::{DataPacket, MessageType, field, old_initiation_version, probe};
 
 impl Tunnel {
     /// Largest frame a single datagram carries to peer `id` at `to` without
@@ -149,7 +149,7 @@ impl Tunnel {
         self.rx_local = local;
         self.rx_authentic = None;
         match MessageType::of(buf) {
-            None if is_v1_initiation(buf) => {
+            None if old_initiation_version(buf).is_some() => {
                 self.refuse(from, None, HandshakeRefusal::OldVersion, now);
                 Incoming::Nothing
             }

@@ -440,7 +440,14 @@ fn under_load_the_responder_asks_for_cookies() {
         responses <= 4 * UNDER_LOAD_PER_SEC as usize,
         "{responses} responses"
     );
-    assert!(cookies > 2500, "{cookies} cookie replies");
+    // Every other one got a cookie reply instead, or (before the load
+    // mark) was refused by c's own handshake budget: none by a source's.
+    let limited = m.nodes[0].t.counters().handshake_rate_limited as usize;
+    assert!(cookies > 1000, "{cookies} cookie replies");
+    assert!(
+        responses + cookies + limited >= 3000,
+        "{responses} + {cookies} + {limited}"
+    );
     assert_eq!(m.nodes[0].t.counters().cookie_replies as usize, cookies);
     m.run_for(Duration::from_secs(5));
     assert_eq!(
@@ -467,13 +474,19 @@ fn an_old_protocol_version_is_refused_and_reported() {
             reason: HandshakeRefusal::OldVersion,
         })
     );
+    // A version-2 initiation (140 bytes, no key hint) likewise.
+    let mut v2 = vec![0u8; 140];
+    v2[..2].copy_from_slice(&[1, 2]);
+    assert!(m.inject(0, from, &v2).sent.is_empty());
+    assert_eq!(m.nodes[0].t.counters().rx_old_version, 2);
+    assert_eq!(m.nodes[0].t.counters().rx_malformed, 0);
 }
 
 /// Refusals are counted one by one but reported a few per second.
 #[test]
 fn refusal_reports_are_rate_limited() {
     let mut m = hub_and_two_spokes();
-    let mut junk = vec![0u8; 140];
+    let mut junk = vec![0u8; crate::wire::tunnel::field::INIT_LEN];
     junk[..4].copy_from_slice(&crate::wire::tunnel::MessageType::Initiation.head());
     for _ in 0..10_000 {
         m.inject(0, addr("198.18.0.9:1"), &junk);

@@ -268,7 +268,12 @@ impl Tunnel {
         let mut found = None;
         for &k in self.incoming.candidates(&hint) {
             self.mac1_checks += 1;
-            if self.incoming.get(k).mac.verify(pkt.mac1_input(), pkt.mac1()) {
+            if self
+                .incoming
+                .get(k)
+                .mac
+                .verify(pkt.mac1_input(), pkt.mac1())
+            {
                 found = Some(k);
                 break;
             }

@@ -683,3 +683,178 @@ fn path_mtu_is_discovered_without_icmp_and_follows_a_shrinking_path() {
     );
     assert!(mtu(&m, 0) <= 1280);
 }
+
+/// A hub of `n` spokes ("spoke-0" ...), each with its own key.
+fn hub_of(n: usize) -> Tunnel {
+    let peers = (0..n)
+        .map(|i| PeerParams {
+            name: format!("spoke-{i}"),
+            keys: vec![spoke_key(i)],
+            endpoints: Vec::new(),
+        })
+        .collect();
+    Tunnel::new(
+        link("hub", peers),
+        Box::new(TestEntropy(5)),
+        Instant::now(),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(WALL),
+    )
+}
+
+fn spoke_key(i: usize) -> PresharedKey {
+    let mut k = [0x5a; 32];
+    k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    PresharedKey::new(k)
+}
+
+/// An initiation spoke 0 makes for the hub.
+fn spoke0_initiation(now: Instant) -> Vec<u8> {
+    let mut spoke = Tunnel::new(
+        link(
+            "spoke-0",
+            vec![PeerParams {
+                name: "hub".into(),
+                keys: vec![spoke_key(0)],
+                endpoints: vec![addr("198.18.0.1:51901")],
+            }],
+        ),
+        Box::new(TestEntropy(6)),
+        now,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(WALL),
+    );
+    let mut out = Out::default();
+    spoke.start_handshake(PeerId::new(0), now, &mut out);
+    out.sent.remove(0).1
+}
+
+/// The work an initiation that authenticates nothing costs the responder
+/// does not grow with its number of peers: none at all for one whose key
+/// hint names no key (random garbage), exactly one first-MAC check for one
+/// that copies a real hint off the wire. (Counted, not timed: the tunnel's
+/// count of first-MAC checks.) The old responder tried every key's MAC.
+#[test]
+fn garbage_initiations_cost_the_same_at_any_number_of_peers() {
+    use crate::wire::tunnel::{MessageType, field};
+    let from = addr("198.18.0.9:40000");
+    let mut noise = TestEntropy(99);
+    for n in [1usize, 10, 100, 1000] {
+        let mut hub = hub_of(n);
+        let now = Instant::now();
+        // Random bytes shaped like an initiation.
+        for _ in 0..100 {
+            let mut junk = vec![0u8; field::INIT_LEN];
+            noise.fill(&mut junk);
+            junk[..4].copy_from_slice(&MessageType::Initiation.head());
+            let mut out = Out::default();
+            hub.handle_datagram(from, &mut junk, now, &mut out);
+            assert!(out.sent.is_empty());
+        }
+        assert_eq!(hub.counters().rx_auth_failed, 100, "{n} peers");
+        assert_eq!(hub.mac1_checks(), 0, "{n} peers: random garbage");
+        // A real initiation of spoke 0's, its payload changed: the hint is
+        // real, the rest garbage.
+        let real = spoke0_initiation(now);
+        for i in 0..100 {
+            let mut junk = real.clone();
+            junk[field::INIT_PAYLOAD.start + i % 60] ^= 1 + i as u8;
+            let mut out = Out::default();
+            hub.handle_datagram(from, &mut junk, now, &mut out);
+            assert!(out.sent.is_empty());
+        }
+        assert_eq!(hub.counters().rx_auth_failed, 200, "{n} peers");
+        assert_eq!(hub.mac1_checks(), 100, "{n} peers: one MAC each");
+        // And the real one is found and answered at the same cost.
+        let mut good = real.clone();
+        let mut out = Out::default();
+        hub.handle_datagram(from, &mut good, now, &mut out);
+        assert_eq!(out.sent.len(), 1, "{n} peers: answered");
+        assert_eq!(out.sent[0].1[0], MessageType::Response.code());
+        assert_eq!(hub.mac1_checks(), 101, "{n} peers");
+    }
+}
+
+/// During a rotation each of a peer's two keys has its own hint: an
+/// initiation under either is found with one MAC check.
+#[test]
+fn both_keys_of_a_rotation_are_found_with_one_check_each() {
+    let mut m = Mesh::new();
+    m.add(
+        "198.18.0.1:51901",
+        link("hub", vec![peer("b", None, &[2, 4]), peer("c", None, &[3])]),
+    );
+    for (i, first) in [4u8, 2].into_iter().enumerate() {
+        let now = m.now;
+        let mut spoke = Tunnel::new(
+            link("b", vec![peer("hub", Some("198.18.0.1:51901"), &[first])]),
+            Box::new(TestEntropy(11 + i as u64)),
+            now,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(WALL + 10 * i as u64),
+        );
+        let mut out = Out::default();
+        spoke.start_handshake(PeerId::new(0), now, &mut out);
+        let answer = m.inject(0, addr("198.18.0.2:51901"), &out.sent[0].1);
+        assert_eq!(answer.sent.len(), 1, "key {first}: answered");
+        assert_eq!(m.nodes[0].t.mac1_checks(), i as u64 + 1, "key {first}");
+    }
+}
+
+/// An insider (a holder of spoke c's key) makes fresh initiations under
+/// c's name with spoke b's source address, faster than a source's
+/// handshake rate but below the load mark, for ten minutes. They are
+/// c's handshakes and charged to c: b's own rekeys and responses still get
+/// through, and b's session stays up with every frame delivered. (The old
+/// responder charged them to b's address, whose bucket then refused b's
+/// own handshakes until its session expired.)
+#[test]
+fn an_insider_spoofing_a_spokes_address_does_not_take_its_session_down() {
+    let mut m = hub_and_two_spokes();
+    m.run_for(Duration::from_secs(1));
+    assert_eq!(m.state(0, PeerId::new(0)), PeerState::Up);
+    let b_addr = m.nodes[1].addr;
+    let hub_addr = m.nodes[0].addr;
+    let mut insider = Tunnel::new(
+        link("c", vec![peer("hub", Some("198.18.0.1:51901"), &[3])]),
+        Box::new(TestEntropy(4243)),
+        m.now,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(WALL + 100),
+    );
+    let b_handshakes = m.nodes[1].t.peer_stats(PeerId::new(0)).handshakes;
+    let end = m.now + Duration::from_secs(600);
+    let mut sent = 0u32;
+    let mut seq = 0u32;
+    while m.now < end {
+        // 40 a second: twice a source's rate, under the load mark.
+        let mut out = Out::default();
+        let now = m.now;
+        insider.start_handshake(PeerId::new(0), now, &mut out);
+        let answer = m.inject(0, b_addr, &out.sent[0].1);
+        m.launch(hub_addr, answer);
+        if sent % 4 == 0 {
+            m.send(1, PeerId::new(0), &seq.to_be_bytes());
+            seq += 1;
+        }
+        sent += 1;
+        m.run_for(Duration::from_millis(25));
+        assert_eq!(m.state(1, PeerId::new(0)), PeerState::Up, "b at {sent}");
+        assert_eq!(m.state(0, PeerId::new(0)), PeerState::Up, "hub at {sent}");
+    }
+    m.run_for(Duration::from_millis(100));
+    assert!(
+        m.nodes[1].t.peer_stats(PeerId::new(0)).handshakes >= b_handshakes + 4,
+        "b kept rekeying"
+    );
+    let got: Vec<u32> = m.nodes[0]
+        .got
+        .iter()
+        .filter(|(p, _)| *p == PeerId::new(0))
+        .filter_map(|(_, f)| Some(u32::from_be_bytes(f.as_slice().try_into().ok()?)))
+        .collect();
+    assert_eq!(
+        got,
+        (0..seq).collect::<Vec<_>>(),
+        "every frame of b's arrived"
+    );
+    assert_eq!(m.endpoint(0, PeerId::new(0)), Some(b_addr));
+    // The insider's initiations were refused as c's, past c's budget.
+    assert!(m.nodes[0].t.counters().handshake_rate_limited > 10_000);
+}

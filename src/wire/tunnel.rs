@@ -468,8 +468,7 @@ mod tests {
         assert_eq!(
             &buf[..16],
             &[
-                1, 3, 0, 0, 0x78, 0x56, 0x34, 0x12, 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6,
-                0xa7
+                1, 3, 0, 0, 0x78, 0x56, 0x34, 0x12, 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7
             ][..]
         );
         assert!(buf[16..].iter().all(|&b| b == 0xff), "the rest untouched");
@@ -500,7 +499,10 @@ mod tests {
         assert_eq!(p.mac2_input(), &init[..132]);
         assert_eq!(p.mac2(), &[0xbb; 16][..]);
         assert!(InitiationPacket::new_checked(&init[..147]).is_none());
-        assert!(InitiationPacket::new_checked(&init[..140]).is_none(), "v2 size");
+        assert!(
+            InitiationPacket::new_checked(&init[..140]).is_none(),
+            "v2 size"
+        );
         assert!(InitiationPacket::new_checked(&[&init[..], &[0]].concat()).is_none());
 
         let mut resp = [0u8; field::RESP_LEN];

@@ -302,7 +302,7 @@ impl Tunnel {
             return;
         }
         // Decrypting the payload is cheap (no DH); only what proves to be
-        // authentic and fresh is charged to the source's rate limit below.
+        // authentic and fresh is charged to a DH budget below.
         let init = match handshake::read_initiation(&self.incoming.get(k).base, msg) {
             Ok(i) => i,
             Err(e) => return self.count_handshake_error(e),
@@ -319,6 +319,7 @@ impl Tunnel {
             let peer = (key.peers.len() == 1).then(|| key.peers[0].0);
             return self.refuse(from, peer, HandshakeRefusal::UnknownPeer, now);
         };
+        self.touch(id);
         if init.instance == self.instance {
             // Our own initiation sent back at us: answering it would give us
             // a session with ourselves.
@@ -411,6 +412,7 @@ impl Tunnel {
             self.counters.rx_unknown_session += 1;
             return;
         };
+        self.touch(id);
         let p = &self.peers[id];
         if p.pending.as_ref().is_none_or(|h| h.local_index != receiver) {
             self.counters.rx_unknown_session += 1;
@@ -484,6 +486,7 @@ impl Tunnel {
             self.counters.rx_unknown_session += 1;
             return;
         };
+        self.touch(id);
         let p = &mut self.peers[id];
         let (Some(pending), Some(key)) = (
             p.pending.as_ref().filter(|h| h.local_index == receiver),

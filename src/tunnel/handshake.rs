@@ -127,8 +127,8 @@ fn truncate_name(name: &[u8]) -> &[u8] {
     &name[..end]
 }
 
-/// Checks the first MAC of an initiation under one key (the tunnel scans
-/// its keys with [`MacKey::verify`] itself).
+/// Checks the first MAC of an initiation under one key (the tunnel checks
+/// the key its hint names with [`MacKey::verify`] itself).
 #[cfg(test)]
 pub(crate) fn initiation_mac_ok(mac: &MacKey, msg: &[u8]) -> Result<(), HandshakeError> {
     let msg = InitiationPacket::new_checked(msg).ok_or(HandshakeError::Malformed)?;
@@ -368,6 +368,7 @@ mod tests {
         assert_eq!(init.timestamp, [9; 12]);
         assert_eq!(init.name(), b"site-a");
         assert_eq!(init.instance, [6; 8]);
+        assert_eq!(&m1[field::INIT_HINT], &[7; HINT_LEN][..], "hint in clear");
         let mut m2 = [0u8; field::RESP_LEN];
         let rkeys = write_response(init, &mac, [5; 32], 88, [8; 12], &mut m2).expect("response");
         assert_eq!(response_receiver_checked(&mac, &m2), Ok(77));

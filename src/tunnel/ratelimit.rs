@@ -17,8 +17,8 @@
 //! aim at another source's bucket): O(1) per packet, bounded memory, and no
 //! "table full" state in which new sources are refused. Two sources that
 //! happen to share a bucket share its tokens, which with 4096 buckets and a
-//! few hundred peers is rare and harmless (the burst covers both). The table
-//! costs 96 KiB per link, whatever its number of peers.
+//! few hundred peers is rare and harmless (the burst covers both). A table
+//! costs 96 KiB, whatever the number of peers; a link has two.
 
 use std::hash::Hasher;
 use std::net::IpAddr;

@@ -748,10 +748,7 @@ impl World {
             let mut out = Out::new();
             self.nodes[THIEF].t.handle_timeout(now, &mut out);
             self.drain_events(THIEF);
-            let pos = out
-                .sent
-                .iter()
-                .position(|(_, d)| is_initiation(d));
+            let pos = out.sent.iter().position(|(_, d)| is_initiation(d));
             if let Some(pos) = pos {
                 let (_, init) = out.sent.remove(pos);
                 self.emit(THIEF, out);

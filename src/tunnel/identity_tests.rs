@@ -858,3 +858,84 @@ fn an_insider_spoofing_a_spokes_address_does_not_take_its_session_down() {
     // The insider's initiations were refused as c's, past c's budget.
     assert!(m.nodes[0].t.counters().handshake_rate_limited > 10_000);
 }
+
+/// Garbage that copies a real key hint, from spoofed sources in a thousand
+/// different /24s, far faster than the link's budget: the hub checks at
+/// most its budget of first MACs (the rest is dropped unchecked and
+/// counted), so such garbage costs bounded work.
+#[test]
+fn garbage_with_a_real_hint_costs_at_most_the_links_budget() {
+    use super::exchange::UNAUTH_PER_LINK;
+    use crate::wire::tunnel::field;
+    let mut hub = hub_of(100);
+    let start = Instant::now();
+    let real = spoke0_initiation(start);
+    let sent = 4 * UNAUTH_PER_LINK as usize;
+    // Spread over 1 s of virtual time.
+    for i in 0..sent {
+        let mut junk = real.clone();
+        junk[field::INIT_PAYLOAD.start] ^= 1;
+        let from = SocketAddr::from(([198, 18, (i % 250) as u8, (i / 250 % 250) as u8], 40000));
+        let now = start + Duration::from_micros(1_000_000 * i as u64 / sent as u64);
+        let mut out = Out::default();
+        hub.handle_datagram(from, &mut junk, now, &mut out);
+        assert!(out.sent.is_empty());
+    }
+    let checks = hub.mac1_checks();
+    assert!(
+        checks <= 2 * u64::from(UNAUTH_PER_LINK),
+        "{checks} MAC checks for {sent} datagrams"
+    );
+    let c = hub.counters();
+    assert_eq!(c.rx_auth_failed + c.handshake_rate_limited, sent as u64);
+    assert_eq!(c.rx_auth_failed, checks);
+}
+
+/// Someone floods a spoke's /24 with initiations that copy a real hint,
+/// past the block's budget, while the spoke restarts: the hub asks the
+/// block's sources for a cookie, and the spoke, which receives its cookie,
+/// gets in.
+#[test]
+fn a_spoke_in_a_flooded_block_gets_in_with_a_cookie() {
+    use super::exchange::UNAUTH_PER_BLOCK;
+    use crate::wire::tunnel::field;
+    let mut m = hub_and_two_spokes();
+    m.run_for(Duration::from_secs(1));
+    // An initiation of c's (a copy of c's tunnel makes it), spoiled: its
+    // hint is real, its MAC is not.
+    let mut c = Tunnel::new(
+        link("c", vec![peer("hub", Some("198.18.0.1:51901"), &[3])]),
+        Box::new(TestEntropy(4244)),
+        m.now,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(WALL),
+    );
+    let mut out = Out::default();
+    let now = m.now;
+    c.start_handshake(PeerId::new(0), now, &mut out);
+    let mut junk = out.sent[0].1.clone();
+    junk[field::INIT_PAYLOAD.start] ^= 1;
+    // Three times the block's rate: its burst is spent after a second.
+    let per_ms = 3 * UNAUTH_PER_BLOCK as usize / 1000;
+    for ms in 0..6000 {
+        if ms == 1500 {
+            // b restarts: it must handshake now.
+            m.nodes[1].t = Tunnel::new(
+                link("b", vec![peer("hub", Some("198.18.0.1:51901"), &[2])]),
+                Box::new(TestEntropy(78)),
+                m.now,
+                SystemTime::UNIX_EPOCH + Duration::from_secs(WALL + 5),
+            );
+        }
+        for i in 0..per_ms {
+            let from = SocketAddr::from(([198, 18, 0, 100 + (i % 100) as u8], 40000));
+            m.inject(0, from, &junk);
+        }
+        m.run_for(Duration::from_millis(1));
+        if ms > 1500 && m.state(1, PeerId::new(0)) == PeerState::Up {
+            break;
+        }
+    }
+    assert_eq!(m.state(1, PeerId::new(0)), PeerState::Up, "b got in");
+    assert_eq!(m.state(0, PeerId::new(0)), PeerState::Up);
+    assert!(m.nodes[0].t.counters().cookie_replies > 0, "with a cookie");
+}

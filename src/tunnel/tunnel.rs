@@ -210,7 +210,8 @@ pub enum HandshakeRefusal {
     UnknownPeer,
     /// The timestamp is not newer than the last accepted: a replay.
     Stale,
-    /// The source exceeded its handshake rate.
+    /// A handshake budget was spent: the link's for unauthenticated work,
+    /// the peer's, or (for a source a cookie proved) the source's.
     RateLimited,
 }
 
@@ -225,7 +226,9 @@ impl std::fmt::Display for HandshakeRefusal {
             HandshakeRefusal::Stale => {
                 "its timestamp is not newer than the last accepted (a replay)"
             }
-            HandshakeRefusal::RateLimited => "its source exceeded the handshake rate limit",
+            HandshakeRefusal::RateLimited => {
+                "a handshake budget is spent (the link's, its peer's or its source's)"
+            }
         })
     }
 }

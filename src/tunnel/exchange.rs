@@ -105,6 +105,16 @@ impl CookieJar {
     }
 }
 
+/// What answering an accepted initiation needs besides the initiation.
+struct Answer {
+    eph: [u8; 32],
+    local_index: u32,
+    our_timestamp: [u8; 12],
+    back: Dest,
+    timestamp: [u8; 12],
+    remote_index: u32,
+}
+
 /// A simple token bucket for reports of refused handshakes.
 pub(super) struct RefusalBudget {
     tokens: u32,
@@ -356,6 +366,49 @@ impl Tunnel {
             src: self.rx_local,
             stream: self.rx_tcp,
         };
+        let mut init = Some(init);
+        if self.defer_dh
+            && let Some(mac) = self.peers[id].keys.get(slot).map(|k| k.mac_out.clone())
+        {
+            // The DH waits for the shell, off the lock (`deferred.rs`).
+            self.defer_response(id, &mut init, &mac, eph, local_index, our_timestamp, back);
+            if init.is_none() {
+                self.rx_authentic = Some(id);
+            }
+        }
+        if let Some(init) = init {
+            let answer = Answer {
+                eph,
+                local_index,
+                our_timestamp,
+                back,
+                timestamp,
+                remote_index,
+            };
+            self.respond_now(id, slot, init, answer, now, tx);
+        }
+        zeroize::Zeroize::zeroize(&mut eph);
+    }
+
+    /// Answers an accepted initiation at once (the DH under the caller's
+    /// lock) and keeps the session as the peer's next.
+    fn respond_now<T: Transmit + ?Sized>(
+        &mut self,
+        id: PeerId,
+        slot: usize,
+        init: handshake::ReceivedInitiation,
+        answer: Answer,
+        now: Instant,
+        tx: &mut T,
+    ) {
+        let Answer {
+            mut eph,
+            local_index,
+            our_timestamp,
+            back,
+            timestamp,
+            remote_index,
+        } = answer;
         let buf = back.buffer(tx);
         let p = &mut self.peers[id];
         if buf.len() < field::RESP_LEN || slot >= p.keys.len() {

@@ -112,6 +112,13 @@ impl Mesh {
             let f = frame.to_vec();
             self.nodes[n].got.push((peer, f));
         }
+        // As the shell does: the DH of deferred responses, then back.
+        let mut jobs = Vec::new();
+        self.nodes[n].t.take_handshake_jobs(&mut jobs);
+        for mut job in jobs {
+            job.run();
+            self.nodes[n].t.finish_handshake(job, self.now, &mut out);
+        }
         out
     }
 
@@ -938,4 +945,66 @@ fn a_spoke_in_a_flooded_block_gets_in_with_a_cookie() {
     assert_eq!(m.state(1, PeerId::new(0)), PeerState::Up, "b got in");
     assert_eq!(m.state(0, PeerId::new(0)), PeerState::Up);
     assert!(m.nodes[0].t.counters().cookie_replies > 0, "with a cookie");
+}
+
+/// With the DH of responses left to the shell (run between two holds of
+/// its lock), spokes come up, rekey and carry every frame as before.
+#[test]
+fn deferred_responses_bring_spokes_up_and_rekey() {
+    let mut m = hub_and_two_spokes();
+    for n in &mut m.nodes {
+        n.t.set_deferred_handshakes(true);
+    }
+    m.run_for(Duration::from_secs(1));
+    assert_eq!(m.state(0, PeerId::new(0)), PeerState::Up);
+    assert_eq!(m.state(0, PeerId::new(1)), PeerState::Up);
+    let before = m.nodes[0].t.peer_stats(PeerId::new(0)).handshakes;
+    let mut seq = 0u32;
+    for _ in 0..3000 {
+        m.send(1, PeerId::new(0), &seq.to_be_bytes());
+        seq += 1;
+        m.run_for(Duration::from_millis(100));
+    }
+    m.run_for(Duration::from_millis(100));
+    assert!(m.nodes[0].t.peer_stats(PeerId::new(0)).handshakes >= before + 2);
+    let got: Vec<u32> = m.nodes[0]
+        .got
+        .iter()
+        .filter(|(p, _)| *p == PeerId::new(0))
+        .filter_map(|(_, f)| Some(u32::from_be_bytes(f.as_slice().try_into().ok()?)))
+        .collect();
+    assert_eq!(got, (0..seq).collect::<Vec<_>>());
+}
+
+/// A deferred response is queued once per fresh initiation (a copy in the
+/// same batch is a replay), and is not sent if its peer was removed before
+/// the shell brought it back; its reserved index is gone with the peer.
+#[test]
+fn a_deferred_response_checks_its_peer_is_still_there() {
+    let mut m = hub_and_two_spokes();
+    m.nodes[0].t.set_deferred_handshakes(true);
+    let mut out = Out::default();
+    let now = m.now;
+    m.nodes[1].t.handle_timeout(now, &mut out);
+    let init = out.sent[0].1.clone();
+    let b_addr = m.nodes[1].addr;
+    let hub = &mut m.nodes[0].t;
+    let mut answer = Out::default();
+    for _ in 0..2 {
+        let mut d = init.clone();
+        hub.handle_datagram(b_addr, &mut d, now, &mut answer);
+    }
+    assert!(answer.sent.is_empty(), "nothing sent before the DH");
+    assert_eq!(hub.counters().rx_replayed, 1, "the copy is a replay");
+    let mut jobs = Vec::new();
+    hub.take_handshake_jobs(&mut jobs);
+    assert_eq!(jobs.len(), 1);
+    let indices = hub.index.len();
+    assert!(indices >= 1);
+    jobs[0].run();
+    hub.remove_peer(PeerId::new(0), now);
+    assert_eq!(hub.index.len(), 0, "the reserved index went with b");
+    hub.finish_handshake(jobs.remove(0), now, &mut answer);
+    assert!(answer.sent.is_empty(), "no response for a removed peer");
+    assert!(hub.peer_status(PeerId::new(0)).is_none());
 }

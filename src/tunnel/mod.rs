@@ -265,6 +265,7 @@
 //! 0.2 ms at 1000 peers, once per due deadline, not per frame).
 
 mod crypto;
+mod deferred;
 mod dispatch;
 mod exchange;
 pub mod fragment;
@@ -291,6 +292,7 @@ mod uplink_tests;
 mod tunnel;
 
 pub use crate::wire::tunnel::TAG_LEN;
+pub use deferred::{HandshakeJob, MAX_JOBS};
 pub use handshake::HandshakeError;
 pub use keys::PresharedKey;
 pub use peer::{

@@ -278,6 +278,10 @@ pub struct Tunnel {
     /// First-MAC checks done on initiations (how much work garbage costs;
     /// read by tests and benchmarks through [`Tunnel::mac1_checks`]).
     pub(super) mac1_checks: u64,
+    /// Responses whose DH is left to the shell, and whether to leave them
+    /// (`deferred.rs`).
+    pub(super) jobs: Vec<super::deferred::HandshakeJob>,
+    pub(super) defer_dh: bool,
     pub(super) entropy: Box<dyn Entropy>,
     pub(super) clock_anchor: (Instant, Duration),
     /// The last handshake timestamp we wrote: ours never go backwards, even
@@ -347,6 +351,8 @@ impl Tunnel {
             ),
             unauth_total: TokenBucket::new(UNAUTH_PER_LINK, UNAUTH_PER_LINK),
             mac1_checks: 0,
+            jobs: Vec::with_capacity(super::deferred::MAX_JOBS),
+            defer_dh: false,
             entropy,
             clock_anchor: (
                 now,

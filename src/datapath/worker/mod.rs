@@ -383,6 +383,17 @@ fn drain_udp(core: &Mutex<Worker>, lane: &mut Lane, first: bool, now: Instant, w
         let mut w = lock(core);
         w.tunnel.set_wall_clock(now, wall);
         w.take_datagrams(lane, n, now);
+        w.tunnel.take_handshake_jobs(&mut lane.jobs);
+        if !lane.jobs.is_empty() {
+            // The DH of each response without the lock, so the other
+            // workers' frames do not wait for it; then back to send them.
+            drop(w);
+            for job in &mut lane.jobs {
+                job.run();
+            }
+            w = lock(core);
+            w.finish_handshakes(lane, now);
+        }
         if !first {
             w.hand_over(&mut lane.io, false);
         }
@@ -517,6 +528,17 @@ impl Worker {
                 relay!(self, lane, relay, len, now);
             }
         }
+    }
+
+    /// Sends the responses whose DH `lane`'s worker did without the lock,
+    /// and installs their sessions.
+    fn finish_handshakes(&mut self, lane: &mut Lane, now: Instant) {
+        let mut jobs = std::mem::take(&mut lane.jobs);
+        for job in jobs.drain(..) {
+            let mut tx = tx!(self, lane, now);
+            self.tunnel.finish_handshake(job, now, &mut tx);
+        }
+        lane.jobs = jobs;
     }
 
     /// Reads the TCP connections that have data: accepts, completes

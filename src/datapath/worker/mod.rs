@@ -10,7 +10,9 @@
 //! written, so the flow stays there too, and in order. The core (tunnel and
 //! bridge) is one [`Worker`] behind a mutex: a worker does its system calls
 //! (`recvmmsg`, TAP reads, `sendmmsg`) without it and takes it once per
-//! batch to handle what it read. The first worker also runs everything
+//! batch to handle what it read; if that batch accepted handshake
+//! initiations, it runs their responses' X25519 work after letting the lock
+//! go and takes it once more to send them (`crate::tunnel::HandshakeJob`). The first worker also runs everything
 //! else: timers, the TCP transport, session events, control requests
 //! (`control`), leases and the log (`events`). The others wake it when they
 //! leave it something to do sooner than it planned to wake. Reading a

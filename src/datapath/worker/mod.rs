@@ -532,17 +532,6 @@ impl Worker {
         }
     }
 
-    /// Sends the responses whose DH `lane`'s worker did without the lock,
-    /// and installs their sessions.
-    fn finish_handshakes(&mut self, lane: &mut Lane, now: Instant) {
-        let mut jobs = std::mem::take(&mut lane.jobs);
-        for job in jobs.drain(..) {
-            let mut tx = tx!(self, lane, now);
-            self.tunnel.finish_handshake(job, now, &mut tx);
-        }
-        lane.jobs = jobs;
-    }
-
     /// Reads the TCP connections that have data: accepts, completes
     /// connects, then hands each record to the tunnel (a bounded number per
     /// connection and wake-up, so one busy connection starves nobody).

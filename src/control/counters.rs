@@ -208,7 +208,7 @@ counters! {
     /// Initiations under a known key whose name is not that key's peer.
     rx_unknown_peer: |s| s.tunnel.rx_unknown_peer,
         Series(RxDropped, "unknown_peer"), Hidden;
-    /// Initiations of tapbridge protocol version 1 (a peer to upgrade).
+    /// Initiations of an older tapbridge protocol version (a peer to upgrade).
     rx_old_version: |s| s.tunnel.rx_old_version,
         Series(RxDropped, "old_version"), Hidden;
     /// Cookie replies sent while under handshake load.

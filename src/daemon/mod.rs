@@ -371,6 +371,9 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
     // The TAP hands over frames behind a virtio-net header (`vnet_hdr`
     // below): count a segmentation batch as the frames it carries.
     tunnel.set_offload_header(true);
+    // The workers run the DH of handshake responses without the core's
+    // lock (`tunnel::deferred`).
+    tunnel.set_deferred_handshakes(true);
 
     let server = control::server::Server::bind(
         &cfg.control.socket,

@@ -16,8 +16,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 pub(crate) const PROTOCOL_NAME: &[u8; 32] = b"Noise_NNpsk0_25519_AESGCM_SHA256";
 /// Bound into every handshake, followed by the intended responder's name,
 /// so keys never collide with another protocol's or another site's.
-pub(crate) const PROLOGUE: &[u8] = b"tapbridge tunnel v2";
-pub use crate::wire::tunnel::{MAC_LEN, TAG_LEN};
+pub(crate) const PROLOGUE: &[u8] = b"tapbridge tunnel v3";
+pub use crate::wire::tunnel::{HINT_LEN, MAC_LEN, TAG_LEN};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -79,7 +79,7 @@ impl MacKey {
     /// The key of handshake messages sent to the site called `receiver`.
     pub(crate) fn new(psk: &[u8; 32], receiver: &[u8]) -> Self {
         let [len, name] = name_parts(receiver);
-        MacKey(hash(&[b"tapbridge mac1 v2", psk, len, name]))
+        MacKey(hash(&[b"tapbridge mac1 v3", psk, len, name]))
     }
 
     pub(crate) fn compute(&self, msg: &[u8]) -> [u8; MAC_LEN] {
@@ -89,6 +89,20 @@ impl MacKey {
     pub(crate) fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
         self.compute(msg).ct_eq(tag).into()
     }
+}
+
+/// The key hint of initiations to the site called `responder` under `psk`:
+/// `HASH("tapbridge hint v3" || psk || N(responder))[..8]`. It lets the
+/// responder find the key of an initiation in one table lookup; it
+/// authenticates nothing (the first MAC and the handshake do), and without
+/// the key it tells an observer nothing but that two initiations use the
+/// same key.
+pub(crate) fn key_hint(psk: &[u8; 32], responder: &[u8]) -> [u8; HINT_LEN] {
+    let [len, name] = name_parts(responder);
+    let h = hash(&[b"tapbridge hint v3", psk, len, name]);
+    let mut out = [0u8; HINT_LEN];
+    out.copy_from_slice(&h[..HINT_LEN]);
+    out
 }
 
 /// HMAC-SHA256 over the concatenation of `parts`, truncated to 16 bytes.
@@ -133,7 +147,7 @@ pub(crate) struct CookieKey(Aes256Gcm);
 impl CookieKey {
     pub(crate) fn new(psk: &[u8; 32], responder: &[u8]) -> Self {
         let [len, name] = name_parts(responder);
-        let mut k = hash(&[b"tapbridge cookie v2", psk, len, name]);
+        let mut k = hash(&[b"tapbridge cookie v3", psk, len, name]);
         let key = CookieKey(Aes256Gcm::new((&k).into()));
         k.zeroize();
         key
@@ -474,6 +488,16 @@ mod tests {
         );
         // The name is length-prefixed: ("ab", psk) and ("a", ...) differ.
         assert!(MacKey::new(&[1; 32], b"ab") != MacKey::new(&[1; 32], b"a"));
+    }
+
+    #[test]
+    fn key_hint_binds_key_and_responder() {
+        let h = key_hint(&[1; 32], b"hub");
+        assert_eq!(h, key_hint(&[1; 32], b"hub"), "deterministic");
+        assert_ne!(h, key_hint(&[2; 32], b"hub"), "key");
+        assert_ne!(h, key_hint(&[1; 32], b"spoke"), "responder");
+        // Not the first bytes of the MAC key of the same key and name.
+        assert_ne!(&h[..], &MacKey::new(&[1; 32], b"hub").0[..HINT_LEN]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::peer::{
 };
 use super::replay::Replay;
 use super::tunnel::{Event, HandshakeRefusal, Incoming, PeerId, SendOutcome, Transmit, Tunnel};
-use crate::wire::tunnel::{DataPacket, MessageType, field, is_v1_initiation, probe};
+use crate::wire::tunnel::{DataPacket, MessageType, field, old_initiation_version, probe};
 
 impl Tunnel {
     /// Largest frame a single datagram carries to peer `id` at `to` without
@@ -149,7 +149,7 @@ impl Tunnel {
         self.rx_local = local;
         self.rx_authentic = None;
         match MessageType::of(buf) {
-            None if is_v1_initiation(buf) => {
+            None if old_initiation_version(buf).is_some() => {
                 self.refuse(from, None, HandshakeRefusal::OldVersion, now);
                 Incoming::Nothing
             }
@@ -157,19 +157,19 @@ impl Tunnel {
                 self.counters.rx_malformed += 1;
                 Incoming::Nothing
             }
+            // A handshake message changes at most the timers of the peer
+            // it proves to come from (`exchange.rs` touches that one): one
+            // that proves nothing costs no timer bookkeeping.
             Some(MessageType::Initiation) => {
-                self.touch_all();
                 self.rotate_cookie_secret(now);
                 self.handle_initiation(from, buf, now, tx);
                 Incoming::Nothing
             }
             Some(MessageType::Response) => {
-                self.touch_all();
                 self.handle_response(from, buf, now, tx);
                 Incoming::Nothing
             }
             Some(MessageType::CookieReply) => {
-                self.touch_all();
                 self.handle_cookie_reply(buf, now);
                 Incoming::Nothing
             }

@@ -4,15 +4,18 @@
 //! is fresh, the rate limit, the cookie round trip under load), completing
 //! our own with a response, and taking cookies.
 //!
-//! The order of checks on an initiation is the point of this file: the cheap
-//! first MAC (which also says which key, hence which peers), the cookie if
-//! the responder is under load, the payload's decryption (no DH), the
-//! initiator's name against the peers of that key, the instance id, the
-//! timestamp; only then is the source charged to the rate limit and the DH
-//! done. So garbage costs a MAC scan, replays of captured messages cost a
-//! decryption and are never charged to the peer whose address they spoof,
-//! and a spoofed-source flood of fresh initiations costs no DH once the
-//! responder asks for cookies.
+//! The order of checks on an initiation is the point of this file: the key
+//! hint (one table lookup: which key, hence which peers); the link's and the
+//! source block's budgets for unauthenticated work; that key's first MAC;
+//! the cookie if the responder is under load or the source's block spent
+//! its budget; the payload's decryption (no DH), the initiator's name
+//! against the peers of that key, the instance id, the timestamp; only then
+//! is a budget charged for the DH: the source's if a cookie proved it, else
+//! the authenticated peer's own. So garbage costs a lookup (one MAC if it
+//! carries a real hint, within budget), replays of captured messages cost a
+//! decryption, and nothing anyone sends with a peer's address spoofed is
+//! charged to that peer or that address; a spoofed-source flood of fresh
+//! initiations costs no DH once the responder asks for cookies.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -28,6 +31,18 @@ use crate::wire::tunnel::{InitiationPacket, field};
 /// A responder that answered this many initiations (did the DH) in the
 /// current or the previous second is under load and asks for cookies.
 pub(super) const UNDER_LOAD_PER_SEC: u32 = 50;
+/// X25519 work a peer's handshakes may cost (per second, burst twice
+/// that); the same per source for initiations a cookie proved.
+pub(super) const DH_PER_SEC: u32 = 20;
+pub(super) const DH_BURST: u32 = 40;
+/// Initiations with a known key hint the link checks per second (a MAC,
+/// and a cookie or a decryption), and bursts of as many; past that they
+/// are dropped unchecked. About 3 % of a core at the worst.
+pub(super) const UNAUTH_PER_LINK: u32 = 10_000;
+/// Of those, per source block (IPv4 /24, IPv6 /56), bursts of twice that;
+/// past that the block's sources must prove their address by a cookie
+/// round trip before any decryption or DH.
+pub(super) const UNAUTH_PER_BLOCK: u32 = 1_000;
 /// The cookie secret is replaced this often; a cookie is used for a little
 /// less than that by the initiator.
 pub(super) const COOKIE_SECRET_LIFE: Duration = Duration::from_secs(120);
@@ -88,6 +103,16 @@ impl CookieJar {
             .flatten()
             .any(|s| handshake::initiation_mac2_ok(&s.cookie(from), msg))
     }
+}
+
+/// What answering an accepted initiation needs besides the initiation.
+struct Answer {
+    eph: [u8; 32],
+    local_index: u32,
+    our_timestamp: [u8; 12],
+    back: Dest,
+    timestamp: [u8; 12],
+    remote_index: u32,
 }
 
 /// A simple token bucket for reports of refused handshakes.
@@ -204,6 +229,7 @@ impl Tunnel {
         let pending = handshake::write_initiation(
             &key.base_out,
             &key.mac_out,
+            &key.hint_out,
             cookie,
             eph,
             local_index,
@@ -236,11 +262,38 @@ impl Tunnel {
             self.counters.rx_malformed += 1;
             return;
         };
-        let Some(k) = self.incoming.find(pkt.mac1_input(), pkt.mac1()) else {
+        // The hint names the key: no search, and garbage that names none
+        // costs nothing more.
+        let hint = pkt.hint();
+        if self.incoming.candidates(&hint).is_empty() {
+            return self.refuse(from, None, HandshakeRefusal::BadMac, now);
+        }
+        // What follows costs MACs or a decryption before anything proves
+        // the sender: bounded for the whole link, and per source block.
+        if !self.unauth_total.allow(now) {
+            return self.refuse(from, None, HandshakeRefusal::RateLimited, now);
+        }
+        // A TCP source cannot be spoofed: no budget or cookie round trip.
+        let block_ok = self.rx_tcp || self.unauth_block.allow(from.ip(), now);
+        let mut found = None;
+        for &k in self.incoming.candidates(&hint) {
+            self.mac1_checks += 1;
+            if self
+                .incoming
+                .get(k)
+                .mac
+                .verify(pkt.mac1_input(), pkt.mac1())
+            {
+                found = Some(k);
+                break;
+            }
+        }
+        let Some(k) = found else {
             return self.refuse(from, None, HandshakeRefusal::BadMac, now);
         };
-        // A TCP source cannot be spoofed: no cookie round trip there.
-        if !self.rx_tcp && self.cookies.under_load(now) && !self.cookies.cookie_ok(from, msg) {
+        let proven = self.rx_tcp
+            || (pkt.mac2().iter().any(|&b| b != 0) && self.cookies.cookie_ok(from, msg));
+        if !proven && (!block_ok || self.cookies.under_load(now)) {
             // Prove you receive at that address first: no DH for a spoofed
             // source. The reply is smaller than the initiation.
             let mut nonce = [0u8; 12];
@@ -259,7 +312,7 @@ impl Tunnel {
             return;
         }
         // Decrypting the payload is cheap (no DH); only what proves to be
-        // authentic and fresh is charged to the source's rate limit below.
+        // authentic and fresh is charged to a DH budget below.
         let init = match handshake::read_initiation(&self.incoming.get(k).base, msg) {
             Ok(i) => i,
             Err(e) => return self.count_handshake_error(e),
@@ -276,6 +329,7 @@ impl Tunnel {
             let peer = (key.peers.len() == 1).then(|| key.peers[0].0);
             return self.refuse(from, peer, HandshakeRefusal::UnknownPeer, now);
         };
+        self.touch(id);
         if init.instance == self.instance {
             // Our own initiation sent back at us: answering it would give us
             // a session with ourselves.
@@ -288,7 +342,16 @@ impl Tunnel {
         {
             return self.refuse(from, Some(id), HandshakeRefusal::Stale, now);
         }
-        if !self.limiter.allow(from.ip(), now) {
+        // The DH is charged to the source only when a cookie proved it (or
+        // it is a TCP connection): anyone holding a key can put another
+        // site's address on an initiation, and that must cost the other
+        // site nothing. Otherwise to the peer the initiation proved to be.
+        let allowed = if proven {
+            self.limiter.allow(from.ip(), now)
+        } else {
+            self.peers[id].dh_budget.allow(now)
+        };
+        if !allowed {
             return self.refuse(from, Some(id), HandshakeRefusal::RateLimited, now);
         }
         self.cookies.count_answer(now);
@@ -303,6 +366,49 @@ impl Tunnel {
             src: self.rx_local,
             stream: self.rx_tcp,
         };
+        let mut init = Some(init);
+        if self.defer_dh
+            && let Some(mac) = self.peers[id].keys.get(slot).map(|k| k.mac_out.clone())
+        {
+            // The DH waits for the shell, off the lock (`deferred.rs`).
+            self.defer_response(id, &mut init, &mac, eph, local_index, our_timestamp, back);
+            if init.is_none() {
+                self.rx_authentic = Some(id);
+            }
+        }
+        if let Some(init) = init {
+            let answer = Answer {
+                eph,
+                local_index,
+                our_timestamp,
+                back,
+                timestamp,
+                remote_index,
+            };
+            self.respond_now(id, slot, init, answer, now, tx);
+        }
+        zeroize::Zeroize::zeroize(&mut eph);
+    }
+
+    /// Answers an accepted initiation at once (the DH under the caller's
+    /// lock) and keeps the session as the peer's next.
+    fn respond_now<T: Transmit + ?Sized>(
+        &mut self,
+        id: PeerId,
+        slot: usize,
+        init: handshake::ReceivedInitiation,
+        answer: Answer,
+        now: Instant,
+        tx: &mut T,
+    ) {
+        let Answer {
+            mut eph,
+            local_index,
+            our_timestamp,
+            back,
+            timestamp,
+            remote_index,
+        } = answer;
         let buf = back.buffer(tx);
         let p = &mut self.peers[id];
         if buf.len() < field::RESP_LEN || slot >= p.keys.len() {
@@ -359,6 +465,7 @@ impl Tunnel {
             self.counters.rx_unknown_session += 1;
             return;
         };
+        self.touch(id);
         let p = &self.peers[id];
         if p.pending.as_ref().is_none_or(|h| h.local_index != receiver) {
             self.counters.rx_unknown_session += 1;
@@ -371,8 +478,9 @@ impl Tunnel {
             return self.count_handshake_error(e);
         }
         // It answers the initiation we wait for (a replayed response finds
-        // none): charge the source before the DH.
-        if !self.limiter.allow(from.ip(), now) {
+        // none) under the peer's key: charge the peer, not the source
+        // address (which an initiation from someone else may have spent).
+        if !self.peers[id].dh_budget.allow(now) {
             return self.refuse(from, Some(id), HandshakeRefusal::RateLimited, now);
         }
         let p = &mut self.peers[id];
@@ -431,6 +539,7 @@ impl Tunnel {
             self.counters.rx_unknown_session += 1;
             return;
         };
+        self.touch(id);
         let p = &mut self.peers[id];
         let (Some(pending), Some(key)) = (
             p.pending.as_ref().filter(|h| h.local_index == receiver),

@@ -7,9 +7,12 @@
 
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use super::crypto::{CookieKey, MAC_LEN, MacKey, SymmetricState, TAG_LEN, TransportKey, mac16};
+use super::crypto::{
+    CookieKey, HINT_LEN, MAC_LEN, MacKey, SymmetricState, TAG_LEN, TransportKey, mac16,
+};
 use crate::wire::tunnel::{
-    CookieReplyPacket, InitiationPacket, MessageType, ResponsePacket, field, init_payload,
+    CookieReplyPacket, InitiationPacket, MessageType, ResponsePacket, emit_initiation_head, field,
+    init_payload,
 };
 
 /// Why a handshake message was refused (all of them are counted, none answered).
@@ -65,11 +68,14 @@ pub(crate) struct InitPayload<'a> {
 }
 
 /// Writes an initiation into `out` (exactly [`field::INIT_LEN`] bytes):
-/// `base` and `mac` belong to the PSK and the responder's name; `cookie`,
-/// if the responder gave us one lately, keys the second MAC.
+/// `base` and `mac` belong to the PSK and the responder's name, `hint` to
+/// the PSK and both names; `cookie`, if the responder gave us one lately,
+/// keys the second MAC.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_initiation(
     base: &SymmetricState,
     mac: &MacKey,
+    hint: &[u8; HINT_LEN],
     cookie: Option<&[u8; MAC_LEN]>,
     ephemeral: [u8; 32],
     local_index: u32,
@@ -78,8 +84,7 @@ pub(crate) fn write_initiation(
 ) -> PendingInitiation {
     let out = &mut out[..field::INIT_LEN];
     out.fill(0);
-    out[..4].copy_from_slice(&MessageType::Initiation.head());
-    out[field::INIT_SENDER].copy_from_slice(&local_index.to_le_bytes());
+    emit_initiation_head(out, local_index, hint);
     let e = StaticSecret::from(ephemeral);
     let e_pub = PublicKey::from(&e);
     let mut st = base.clone();
@@ -122,8 +127,8 @@ fn truncate_name(name: &[u8]) -> &[u8] {
     &name[..end]
 }
 
-/// Checks the first MAC of an initiation under one key (the tunnel scans
-/// its keys with [`MacKey::verify`] itself).
+/// Checks the first MAC of an initiation under one key (the tunnel checks
+/// the key its hint names with [`MacKey::verify`] itself).
 #[cfg(test)]
 pub(crate) fn initiation_mac_ok(mac: &MacKey, msg: &[u8]) -> Result<(), HandshakeError> {
     let msg = InitiationPacket::new_checked(msg).ok_or(HandshakeError::Malformed)?;
@@ -326,6 +331,7 @@ mod tests {
         write_initiation(
             base,
             mac,
+            &[7; HINT_LEN],
             None,
             ephemeral,
             index,
@@ -349,6 +355,7 @@ mod tests {
         let pending = write_initiation(
             &base,
             &mac,
+            &[7; HINT_LEN],
             None,
             [3; 32],
             77,
@@ -361,6 +368,7 @@ mod tests {
         assert_eq!(init.timestamp, [9; 12]);
         assert_eq!(init.name(), b"site-a");
         assert_eq!(init.instance, [6; 8]);
+        assert_eq!(&m1[field::INIT_HINT], &[7; HINT_LEN][..], "hint in clear");
         let mut m2 = [0u8; field::RESP_LEN];
         let rkeys = write_response(init, &mac, [5; 32], 88, [8; 12], &mut m2).expect("response");
         assert_eq!(response_receiver_checked(&mac, &m2), Ok(77));
@@ -445,7 +453,7 @@ mod tests {
         assert!(!initiation_mac2_ok(&cookie, &m1));
         // The responder answers with a cookie sealed for the key holder.
         let key = CookieKey::new(&[1; 32], b"b");
-        let mac1 = initiation_mac1(&m1).expect("140 bytes");
+        let mac1 = initiation_mac1(&m1).expect("148 bytes");
         let mut reply = [0u8; field::COOKIE_LEN];
         write_cookie_reply(&key, 41, [2; 12], &mac1, &cookie, &mut reply);
         assert_eq!(cookie_reply_receiver(&reply), Ok(41));
@@ -460,6 +468,7 @@ mod tests {
         write_initiation(
             &base,
             &mac,
+            &[7; HINT_LEN],
             Some(&cookie),
             [4; 32],
             42,

@@ -2,21 +2,22 @@
 //!
 //! Each peer has one or two pre-shared keys (two during a rotation: the
 //! first initiates, either is accepted). For every key and peer the tunnel
-//! precomputes the handshake's starting state and MAC keys in both
-//! directions, so a handshake costs no key derivation. An initiation does
-//! not say who sent it: the responder finds the key by trying the first MAC
-//! of each distinct key (see [`IncomingKeys`]); peers that share a key share
-//! one entry, so a link where every peer uses `tunnel.psk_file` costs one
-//! trial, as before.
+//! precomputes the handshake's starting state, MAC keys in both directions
+//! and the key hint, so a handshake costs no key derivation. An initiation
+//! carries the hint of its key (and the responder's name): the responder
+//! finds the key in one table lookup (see [`IncomingKeys`]) and checks that
+//! one key's first MAC. Peers that share a key share one entry.
 //!
 //! Keys are zeroized when dropped ([`PresharedKey`], and every derived key
 //! type). The hash and HKDF states that briefly hold key bytes on the stack
 //! while deriving are not all wiped: that is best effort, as in any Rust
 //! program that does not control its stack.
 
+use std::collections::HashMap;
+
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::crypto::{CookieKey, MacKey, SymmetricState};
+use super::crypto::{CookieKey, HINT_LEN, MacKey, SymmetricState, key_hint};
 use super::peer::PeerParams;
 use super::tunnel::PeerId;
 
@@ -51,6 +52,8 @@ pub(super) struct KeySlot {
     pub(super) cookie_out: CookieKey,
     /// First MAC of messages the peer sends us (its responses).
     pub(super) mac_in: MacKey,
+    /// Key hint of the initiations we send the peer.
+    pub(super) hint_out: [u8; HINT_LEN],
 }
 
 impl KeySlot {
@@ -61,6 +64,7 @@ impl KeySlot {
             mac_out: MacKey::new(k, peer),
             cookie_out: CookieKey::new(k, peer),
             mac_in: MacKey::new(k, local_name.as_bytes()),
+            hint_out: key_hint(k, peer),
         }
     }
 }
@@ -77,50 +81,60 @@ pub(super) struct IncomingKey {
     pub(super) peers: Vec<(PeerId, usize)>,
 }
 
-/// Every distinct key of the link, for finding the key of an initiation.
+/// Every distinct key of the link, and a table from key hint to key.
 ///
-/// Cost: one HMAC-SHA256 over 108 bytes per distinct key until one
-/// verifies; each comparison is constant time. Measured on the build
-/// machine (SHA extensions; `initiation_key_lookup_worst_case` in
-/// `tests/benches/tunnel.rs`): 0.29 µs per key, so finding the key of an
-/// initiation costs at most 29 µs at 100 peers with their own keys and
-/// 0.33 ms at 1000, against ~100 µs for the X25519 work of a response. Garbage that matches no key costs the full
-/// scan; the per-source rate limit and the cookie only start after a MAC
-/// verified, so this scan is what an unauthenticated flood can make the
-/// responder do.
+/// Cost of finding an initiation's key: one hash-table lookup of the 8-byte
+/// hint, then the first MAC of that one key (HMAC-SHA256 over 116 bytes,
+/// about 0.3 µs), whatever the number of peers and keys. During a rotation
+/// a peer has two keys, so two hints, each found directly. Garbage whose
+/// hint is in no table costs the lookup alone; garbage that carries a real
+/// hint (seen on the wire) costs one MAC, within the link's budget for
+/// unauthenticated work (`exchange.rs`). Two distinct keys whose hints
+/// collide (odds about n² / 2⁶⁵ for n keys) share a table entry and cost
+/// one MAC each.
 #[derive(Default)]
 pub(super) struct IncomingKeys {
     keys: Vec<IncomingKey>,
+    by_hint: HashMap<[u8; HINT_LEN], Vec<usize>>,
 }
 
 impl IncomingKeys {
     /// The table for `local_name`'s peers and their keys.
     pub(super) fn new(local_name: &str, peers: &[PeerParams]) -> Self {
         let mut keys: Vec<IncomingKey> = Vec::new();
+        let mut by_hint: HashMap<[u8; HINT_LEN], Vec<usize>> = HashMap::new();
         let me = local_name.as_bytes();
         for (id, peer) in PeerId::all(peers.len()).zip(peers) {
             for (slot, psk) in peer.keys.iter().enumerate() {
-                let mac = MacKey::new(psk.bytes(), me);
-                match keys.iter_mut().find(|k| k.mac == mac) {
-                    Some(k) => k.peers.push((id, slot)),
-                    None => keys.push(IncomingKey {
-                        mac,
-                        base: SymmetricState::initial(psk.bytes(), me),
-                        cookie: CookieKey::new(psk.bytes(), me),
-                        peers: vec![(id, slot)],
-                    }),
+                let hint = key_hint(psk.bytes(), me);
+                let known = by_hint.get(&hint).and_then(|at| {
+                    let mac = MacKey::new(psk.bytes(), me);
+                    at.iter().copied().find(|&k| keys[k].mac == mac)
+                });
+                match known {
+                    Some(k) => keys[k].peers.push((id, slot)),
+                    None => {
+                        by_hint.entry(hint).or_default().push(keys.len());
+                        keys.push(IncomingKey {
+                            mac: MacKey::new(psk.bytes(), me),
+                            base: SymmetricState::initial(psk.bytes(), me),
+                            cookie: CookieKey::new(psk.bytes(), me),
+                            peers: vec![(id, slot)],
+                        });
+                    }
                 }
             }
         }
-        IncomingKeys { keys }
+        IncomingKeys { keys, by_hint }
     }
 
-    /// The position of the key whose first MAC verifies `mac1` over `input`.
-    pub(super) fn find(&self, input: &[u8], mac1: &[u8]) -> Option<usize> {
-        self.keys.iter().position(|k| k.mac.verify(input, mac1))
+    /// The positions of the keys an initiation's hint stands for: one, or
+    /// none for garbage.
+    pub(super) fn candidates(&self, hint: &[u8; HINT_LEN]) -> &[usize] {
+        self.by_hint.get(hint).map_or(&[], Vec::as_slice)
     }
 
-    /// The key at a position [`find`](Self::find) returned.
+    /// The key at a position [`candidates`](Self::candidates) returned.
     pub(super) fn get(&self, at: usize) -> &IncomingKey {
         &self.keys[at]
     }

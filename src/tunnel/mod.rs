@@ -5,14 +5,14 @@
 //! protocol's specification: a reviewer should be able to audit the wire
 //! format and key schedule from it alone.
 //!
-//! # Handshake (protocol version 2)
+//! # Handshake (protocol version 3)
 //!
 //! `Noise_NNpsk0_25519_AESGCM_SHA256` (Noise rev. 34): one round trip, both
 //! sides ephemeral X25519 (forward secrecy), authenticated by a 32-byte
 //! pre-shared key. Each peer has its own key (a link may also give every
 //! peer the same one), and both ends' names are bound in: the intended
-//! responder's name through the prologue and the first MAC, the initiator's
-//! name inside the encrypted payload.
+//! responder's name through the prologue, the key hint and the first MAC,
+//! the initiator's name inside the encrypted payload.
 //!
 //! ```text
 //! NNpsk0:
@@ -27,7 +27,7 @@
 //! peers by their link names, so both ends know both).
 //!
 //! ```text
-//! prologue = "tapbridge tunnel v2" || N(R)
+//! prologue = "tapbridge tunnel v3" || N(R)
 //! h  = "Noise_NNpsk0_25519_AESGCM_SHA256"      (exactly 32 bytes)
 //! ck = h
 //! h  = HASH(h || prologue)
@@ -48,18 +48,27 @@
 //! only until the response is processed, and every key is zeroized when
 //! dropped.
 //!
-//! **Cheap filter and key lookup.** Messages to site `X` under key `psk`
-//! carry `mac1 = HMAC-SHA256(HASH("tapbridge mac1 v2" || psk || N(X)),
-//! message-before-mac1)[..16]` (initiations to the responder, responses to
-//! the initiator), compared in constant time before any DH. An initiation
-//! does not say who sent it: the responder tries the `mac1` keys of its
-//! distinct PSKs (peers sharing a key share one trial); the key that verifies
-//! names the candidate peers, and the name in the decrypted payload must be
-//! one of them, else the initiation is refused (`rx_unknown_peer`). A site
-//! holding only its own key therefore cannot pass as another site, and an
-//! initiation delivered to the wrong site fails its `mac1` there. A key file
-//! may hold two keys during a rotation: initiations alternate between them
-//! on retries (the first key first), and either is accepted.
+//! **Key hint, cheap filter.** An initiation under key `psk` to site `R`
+//! carries `hint = HASH("tapbridge hint v3" || psk || N(R))[..8]` in clear.
+//! The responder keeps a table from hint to key (built when the link is
+//! configured or reloaded), so it finds the key of an initiation with one
+//! lookup, whatever its number of peers and keys; a hint in no table is
+//! refused there (`rx_auth_failed`) without any MAC. The hint is not
+//! authentication: the initiation then carries
+//! `mac1 = HMAC-SHA256(HASH("tapbridge mac1 v3" || psk || N(R)),
+//! message-before-mac1)[..16]`, and responses carry the same MAC keyed for
+//! the initiator; it is compared in constant time before any DH, and the
+//! responder checks exactly one (two keys whose hints collide, odds about
+//! n² / 2⁶⁵, cost one each). The key names its candidate peers (peers
+//! sharing a key share one entry), and the name in the decrypted payload
+//! must be one of them, else the initiation is refused (`rx_unknown_peer`).
+//! A site holding only its own key therefore cannot pass as another site,
+//! and an initiation delivered to the wrong site fails there: its hint and
+//! `mac1` belong to the other site's name. Without the key an observer
+//! learns from a hint only that two initiations use the same key (as their
+//! source address usually tells anyway). A key file may hold two keys
+//! during a rotation: each has its own hint, initiations alternate between
+//! them on retries (the first key first), and either is accepted.
 //!
 //! **Replays.** The initiation carries a TAI64N wall-clock timestamp (the
 //! shell reports the wall clock every batch, and ours never go backwards); a
@@ -71,47 +80,66 @@
 //! random 8-byte instance id in its initiations and refuses its own (a
 //! reflection; the responder-name binding already stops it at `mac1`).
 //!
-//! **Load.** Order of checks on an initiation: `mac1` (which key), cookie
-//! (only under load), payload decryption (no DH), name against the key's
-//! peers, instance id, timestamp; only then is the source charged to the
-//! per-source limit (20/s, bursts of 40; IPv4 address or IPv6 /64, a keyed
-//! hash into 4096 fixed buckets) and the DH done. A responder that answered
-//! 50 initiations in the current or previous second is under load: an
-//! initiation must then carry `mac2 = HMAC-SHA256(cookie, bytes 0..124)[..16]`
-//! with `cookie = HMAC-SHA256(secret, source IP || port)[..16]` (`secret`
+//! **Load.** Order of checks on an initiation: the hint (no key: refused,
+//! no MAC); the link's budget for unauthenticated work (10,000 initiations
+//! with a known hint a second, bursts as many; past it they are dropped
+//! unchecked and counted as `handshake_rate_limited`) and the source
+//! block's (IPv4 /24, IPv6 /56: 1,000 a second, bursts of 2,000; a keyed
+//! hash into 4096 fixed buckets); `mac1`; the cookie (when under load or
+//! past the block's budget); payload decryption (no DH); the name against
+//! the key's peers; instance id; timestamp. Only then is the DH charged:
+//! to the source (20/s, bursts of 40; IPv4 address or IPv6 /64, another
+//! 4096 buckets) if the initiation carried a valid cookie or came over TCP
+//! (a source proven to receive at its address), else to the authenticated
+//! peer's own budget of the same size. A response is charged to its peer.
+//! So an initiation someone makes under their own key with another site's
+//! address is charged to them, never to that site or its address.
+//!
+//! A responder that answered 50 initiations in the current or previous
+//! second is under load: an initiation must then carry
+//! `mac2 = HMAC-SHA256(cookie, bytes 0..132)[..16]` with
+//! `cookie = HMAC-SHA256(secret, source IP || port)[..16]` (`secret`
 //! random, replaced every 2 minutes; the previous one is still accepted);
-//! without it the responder sends a cookie reply instead of doing any DH.
-//! The initiator keeps the cookie for 110 s and sends it with its next
-//! retry. A spoofed source never sees its cookie, so a spoofed flood costs
-//! no DH. The cookie reply is sealed with AES-256-GCM under
-//! `HASH("tapbridge cookie v2" || psk || N(R))`, a random nonce and the
+//! without it the responder sends a cookie reply instead of doing anything
+//! more. The same holds for initiations from a block past its budget. The
+//! initiator keeps the cookie for 110 s and sends it with its next retry.
+//! A spoofed source never sees its cookie, so a spoofed flood costs no DH,
+//! and a site whose block someone floods gets in with a cookie. The cookie
+//! reply is sealed with AES-256-GCM under
+//! `HASH("tapbridge cookie v3" || psk || N(R))`, a random nonce and the
 //! initiation's `mac1` as associated data: only the key holder reads it.
+//! Each initiation with a known hint costs the responder at most one
+//! `mac1`, a cookie check (up to four HMACs) and a cookie reply or a
+//! decryption: a few µs, so garbage costs at most a few percent of a core
+//! whatever it carries.
 //!
 //! Refused handshakes are counted one by one and reported for the log with
-//! their source, at most one a second (bursts of 5). A version-1
-//! initiation is refused and reported as such, never half answered.
+//! their source, at most one a second (bursts of 5). An initiation of
+//! version 1 or 2 is refused and reported as such, never half answered.
 //!
 //! # Wire format
 //!
 //! UDP payloads; integers little-endian unless noted; byte 1 of every
-//! message is the protocol version, 2; reserved bytes zero.
+//! message is the protocol version, 3; reserved bytes zero. Version 3 is
+//! version 2 with the key hint in the initiation (and new labels).
 //!
 //! ```text
-//! Initiation (140 bytes)
+//! Initiation (148 bytes)
 //!   0  u8   type = 1
-//!   1  u8   version = 2
+//!   1  u8   version = 3
 //!   2  [2]  reserved
 //!   4  u32  sender index (initiator's session index)
-//!   8  [32] initiator ephemeral public key
-//!  40  [52] encrypted payload: TAI64N timestamp (12, big-endian),
+//!   8  [8]  key hint
+//!  16  [32] initiator ephemeral public key
+//!  48  [52] encrypted payload: TAI64N timestamp (12, big-endian),
 //!           instance id (8), name length (1), name (31, zero padded)
-//!  92  [16] AEAD tag of the payload
-//! 108  [16] mac1 over bytes 0..108
-//! 124  [16] mac2 over bytes 0..124 (zero without a cookie)
+//! 100  [16] AEAD tag of the payload
+//! 116  [16] mac1 over bytes 0..116
+//! 132  [16] mac2 over bytes 0..132 (zero without a cookie)
 //!
 //! Response (88 bytes)
 //!   0  u8   type = 2
-//!   1  u8   version = 2
+//!   1  u8   version = 3
 //!   2  [2]  reserved
 //!   4  u32  sender index (responder's session index)
 //!   8  u32  receiver index (the initiation's sender index)
@@ -122,7 +150,7 @@
 //!
 //! Cookie reply (52 bytes)
 //!   0  u8   type = 3
-//!   1  u8   version = 2
+//!   1  u8   version = 3
 //!   2  [2]  reserved
 //!   4  u32  receiver index (the initiation's sender index)
 //!   8  [12] nonce
@@ -131,7 +159,7 @@
 //!
 //! Data (32 + n bytes) and Fragment (40 + n bytes)
 //!   0  u8   type = 4 (whole frame; empty = keepalive) or 5 (fragment)
-//!   1  u8   version = 2
+//!   1  u8   version = 3
 //!   2  [2]  reserved
 //!   4  u32  receiver index
 //!   8  u64  counter
@@ -237,6 +265,7 @@
 //! 0.2 ms at 1000 peers, once per due deadline, not per frame).
 
 mod crypto;
+mod deferred;
 mod dispatch;
 mod exchange;
 pub mod fragment;
@@ -263,6 +292,7 @@ mod uplink_tests;
 mod tunnel;
 
 pub use crate::wire::tunnel::TAG_LEN;
+pub use deferred::{HandshakeJob, MAX_JOBS};
 pub use handshake::HandshakeError;
 pub use keys::PresharedKey;
 pub use peer::{

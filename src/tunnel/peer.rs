@@ -12,11 +12,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::crypto::MAC_LEN;
+use super::exchange::{DH_BURST, DH_PER_SEC};
 use super::fragment::{self, FragHeader, Reassembler};
 use super::handshake::{PendingInitiation, SessionKeys};
 use super::keys::{KeySlot, PresharedKey};
 use super::paths::Uplinks;
 use super::pmtu::PathMtu;
+use super::ratelimit::TokenBucket;
 use super::replay::ReplayWindow;
 use super::transport::{Dest, PeerTransport, TransportMode};
 use super::tunnel::{Event, PeerId, Transmit, Tunnel};
@@ -213,6 +215,9 @@ pub(super) struct Peer {
     pub(super) keys: Vec<KeySlot>,
     /// The last cookie the peer gave us (when it was under load), and when.
     pub(super) cookie: Option<([u8; MAC_LEN], Instant)>,
+    /// The X25519 work this peer's handshakes may cost us when no cookie
+    /// round trip proved their source (`exchange.rs`).
+    pub(super) dh_budget: TokenBucket,
     pub(super) attempts: u32,
     pub(super) last_timestamp: Option<[u8; 12]>,
     pub(super) state: PeerState,
@@ -248,6 +253,7 @@ impl Peer {
                 .collect(),
             pending_slot: 0,
             cookie: None,
+            dh_budget: TokenBucket::new(DH_PER_SEC, DH_BURST),
             name: p.name.clone(),
             endpoint: p.endpoints.first().copied(),
             uplinks: Uplinks::new(&p.endpoints),

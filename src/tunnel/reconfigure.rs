@@ -89,6 +89,11 @@ impl Tunnel {
         for i in indices {
             self.index.remove(&i);
         }
+        // And the indices reserved for responses whose DH the shell is
+        // doing (`deferred.rs`): their sessions must not go to whoever
+        // takes this id next.
+        self.index.retain(|_, owner| *owner != id);
+        self.jobs.retain(|j| j.peer() != id);
         let params = PeerParams {
             name: String::new(),
             keys: Vec::new(),

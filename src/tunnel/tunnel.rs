@@ -19,11 +19,13 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::exchange::{CookieJar, RefusalBudget};
+use super::exchange::{
+    CookieJar, DH_BURST, DH_PER_SEC, RefusalBudget, UNAUTH_PER_BLOCK, UNAUTH_PER_LINK,
+};
 use super::keys::IncomingKeys;
 use super::peer::{Peer, PeerParams, PeerSnapshot, PeerState, PeerStats};
 use super::pmtu::PathMtu;
-use super::ratelimit::RateLimiter;
+use super::ratelimit::{Prefix, RateLimiter, TokenBucket};
 use super::timers::Deadlines;
 use super::transport::TransportMode;
 
@@ -131,7 +133,8 @@ pub struct Counters {
     /// Initiations whose key is known but whose name is not a peer of that
     /// key (another site's name, or a name that does not match the config).
     pub rx_unknown_peer: u64,
-    /// Initiations of protocol version 1 (a peer that needs an upgrade).
+    /// Initiations of an older protocol version, 1 or 2 (a peer that needs
+    /// an upgrade).
     pub rx_old_version: u64,
     /// Cookie replies sent because we were under load.
     pub cookie_replies: u64,
@@ -200,14 +203,15 @@ pub enum HandshakeRefusal {
     /// The first MAC matched none of the link's keys (garbage, another
     /// link's key, or an initiation meant for another site).
     BadMac,
-    /// The sender speaks protocol version 1.
+    /// The sender speaks an older protocol version (1 or 2).
     OldVersion,
     /// The key is known but the name the initiator gave is not that key's
     /// peer.
     UnknownPeer,
     /// The timestamp is not newer than the last accepted: a replay.
     Stale,
-    /// The source exceeded its handshake rate.
+    /// A handshake budget was spent: the link's for unauthenticated work,
+    /// the peer's, or (for a source a cookie proved) the source's.
     RateLimited,
 }
 
@@ -216,13 +220,15 @@ impl std::fmt::Display for HandshakeRefusal {
         f.write_str(match self {
             HandshakeRefusal::BadMac => "no key of this link authenticates it",
             HandshakeRefusal::OldVersion => {
-                "it speaks tapbridge protocol version 1 (upgrade that site)"
+                "it speaks an older tapbridge protocol version (upgrade that site)"
             }
             HandshakeRefusal::UnknownPeer => "the name it gives is not the peer of the key it uses",
             HandshakeRefusal::Stale => {
                 "its timestamp is not newer than the last accepted (a replay)"
             }
-            HandshakeRefusal::RateLimited => "its source exceeded the handshake rate limit",
+            HandshakeRefusal::RateLimited => {
+                "a handshake budget is spent (the link's, its peer's or its source's)"
+            }
         })
     }
 }
@@ -261,7 +267,21 @@ pub struct Tunnel {
     pub(super) refusals: RefusalBudget,
     pub(super) peers: Vec<Peer>,
     pub(super) index: HashMap<u32, PeerId>,
+    /// X25519 work for initiations whose source a cookie proved, per
+    /// source (IPv4 address, IPv6 /64).
     pub(super) limiter: RateLimiter,
+    /// Unauthenticated work on initiations (key lookups that found a key,
+    /// MAC and cookie checks): per source block (IPv4 /24, IPv6 /56), past
+    /// which a source must prove its address; and for the whole link.
+    pub(super) unauth_block: RateLimiter,
+    pub(super) unauth_total: TokenBucket,
+    /// First-MAC checks done on initiations (how much work garbage costs;
+    /// read by tests and benchmarks through [`Tunnel::mac1_checks`]).
+    pub(super) mac1_checks: u64,
+    /// Responses whose DH is left to the shell, and whether to leave them
+    /// (`deferred.rs`).
+    pub(super) jobs: Vec<super::deferred::HandshakeJob>,
+    pub(super) defer_dh: bool,
     pub(super) entropy: Box<dyn Entropy>,
     pub(super) clock_anchor: (Instant, Duration),
     /// The last handshake timestamp we wrote: ours never go backwards, even
@@ -322,7 +342,17 @@ impl Tunnel {
             refusals: RefusalBudget::new(),
             peers,
             index: HashMap::new(),
-            limiter: RateLimiter::new(20, 40, limiter_key),
+            limiter: RateLimiter::new(DH_PER_SEC, DH_BURST, limiter_key),
+            unauth_block: RateLimiter::per(
+                Prefix::Block,
+                UNAUTH_PER_BLOCK,
+                2 * UNAUTH_PER_BLOCK,
+                limiter_key,
+            ),
+            unauth_total: TokenBucket::new(UNAUTH_PER_LINK, UNAUTH_PER_LINK),
+            mac1_checks: 0,
+            jobs: Vec::with_capacity(super::deferred::MAX_JOBS),
+            defer_dh: false,
             entropy,
             clock_anchor: (
                 now,
@@ -397,6 +427,13 @@ impl Tunnel {
     /// Tunnel-wide counters.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// How many first-MAC checks initiations have cost this tunnel so far:
+    /// the unauthenticated work they made it do (at most one per initiation
+    /// that carries a known key hint, whatever the number of peers).
+    pub fn mac1_checks(&self) -> u64 {
+        self.mac1_checks
     }
 
     /// Tells the tunnel the wall-clock time at `now`. Call it whenever the

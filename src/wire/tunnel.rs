@@ -10,7 +10,10 @@ pub const TAG_LEN: usize = 16;
 pub const MAC_LEN: usize = 16;
 
 /// Protocol version, in byte 1 of every datagram.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+
+/// Length of the key hint an initiation carries (see [`field::INIT_HINT`]).
+pub const HINT_LEN: usize = 8;
 
 /// The first byte of every tunnel datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +70,16 @@ impl MessageType {
     }
 }
 
-/// Is this a handshake initiation of protocol version 1 (type 1, three zero
-/// bytes, 124 bytes long)? A peer that sends one needs an upgrade; it is
-/// never answered.
-pub fn is_v1_initiation(buf: &[u8]) -> bool {
-    buf.len() == 124 && buf[..4] == [1, 0, 0, 0]
+/// The protocol version of a handshake initiation of an older version this
+/// release refuses: 1 (124 bytes, type 1, three zero bytes) or 2 (140
+/// bytes, type 1, version 2, two zero bytes). A peer that sends one needs an
+/// upgrade; it is never answered.
+pub fn old_initiation_version(buf: &[u8]) -> Option<u8> {
+    match (buf.len(), buf.get(..4)?) {
+        (124, [1, 0, 0, 0]) => Some(1),
+        (140, [1, 2, 0, 0]) => Some(2),
+        _ => None,
+    }
 }
 
 /// Byte ranges of each message.
@@ -80,18 +88,21 @@ pub mod field {
 
     /// Initiation: sender index.
     pub const INIT_SENDER: Range<usize> = 4..8;
+    /// Initiation: key hint, a keyed hash of the pre-shared key and both
+    /// names that lets the responder find the key without trying them all.
+    pub const INIT_HINT: Range<usize> = 8..16;
     /// Initiation: initiator's ephemeral public key.
-    pub const INIT_EPHEMERAL: Range<usize> = 8..40;
+    pub const INIT_EPHEMERAL: Range<usize> = 16..48;
     /// Initiation: encrypted payload (52 bytes) and its tag (16).
-    pub const INIT_PAYLOAD: Range<usize> = 40..108;
-    /// Initiation: MAC over bytes `0..108`, keyed by the pre-shared key and
+    pub const INIT_PAYLOAD: Range<usize> = 48..116;
+    /// Initiation: MAC over bytes `0..116`, keyed by the pre-shared key and
     /// the intended responder's name.
-    pub const INIT_MAC1: Range<usize> = 108..124;
-    /// Initiation: MAC over bytes `0..124` keyed by the responder's cookie,
+    pub const INIT_MAC1: Range<usize> = 116..132;
+    /// Initiation: MAC over bytes `0..132` keyed by the responder's cookie,
     /// or zero when the initiator holds none.
-    pub const INIT_MAC2: Range<usize> = 124..140;
+    pub const INIT_MAC2: Range<usize> = 132..148;
     /// Initiation: total length.
-    pub const INIT_LEN: usize = 140;
+    pub const INIT_LEN: usize = 148;
 
     /// Response: sender index.
     pub const RESP_SENDER: Range<usize> = 4..8;
@@ -209,6 +220,13 @@ impl<T: AsRef<[u8]>> InitiationPacket<T> {
     /// The initiator's session index.
     pub fn sender(&self) -> u32 {
         u32_at(self.buffer.as_ref(), field::INIT_SENDER)
+    }
+
+    /// The key hint.
+    pub fn hint(&self) -> [u8; HINT_LEN] {
+        let mut h = [0u8; HINT_LEN];
+        h.copy_from_slice(&self.buffer.as_ref()[field::INIT_HINT]);
+        h
     }
 
     /// The initiator's ephemeral public key.
@@ -341,6 +359,14 @@ impl<T: AsRef<[u8]>> DataPacket<T> {
     }
 }
 
+/// Writes the head of an initiation into `buf[..16]`: type, version,
+/// reserved, sender index and key hint.
+pub fn emit_initiation_head(buf: &mut [u8], sender: u32, hint: &[u8; HINT_LEN]) {
+    buf[..4].copy_from_slice(&MessageType::Initiation.head());
+    buf[field::INIT_SENDER].copy_from_slice(&sender.to_le_bytes());
+    buf[field::INIT_HINT].copy_from_slice(hint);
+}
+
 /// Writes a data/fragment header into `buf[..16]`.
 pub fn emit_data_header(buf: &mut [u8], ty: MessageType, receiver: u32, counter: u64) {
     buf[..4].copy_from_slice(&ty.head());
@@ -363,7 +389,7 @@ mod tests {
         );
         assert_eq!(
             &buf[..16],
-            &[4, 2, 0, 0, 1, 2, 3, 4, 8, 7, 6, 5, 4, 3, 2, 1][..]
+            &[4, 3, 0, 0, 1, 2, 3, 4, 8, 7, 6, 5, 4, 3, 2, 1][..]
         );
         let p = DataPacket::new_checked(&buf[..]).expect("32 bytes");
         assert_eq!(p.receiver(), 0x0403_0201);
@@ -387,22 +413,23 @@ mod tests {
     #[test]
     fn type_version_and_reserved() {
         assert_eq!(
-            MessageType::of(&[1, 2, 0, 0]),
+            MessageType::of(&[1, 3, 0, 0]),
             Some(MessageType::Initiation)
         );
-        assert_eq!(MessageType::of(&[2, 2, 0, 0]), Some(MessageType::Response));
+        assert_eq!(MessageType::of(&[2, 3, 0, 0]), Some(MessageType::Response));
         assert_eq!(
-            MessageType::of(&[3, 2, 0, 0]),
+            MessageType::of(&[3, 3, 0, 0]),
             Some(MessageType::CookieReply)
         );
-        assert_eq!(MessageType::of(&[5, 2, 0, 0]), Some(MessageType::Fragment));
-        assert_eq!(MessageType::of(&[6, 2, 0, 0]), Some(MessageType::Probe));
-        assert_eq!(MessageType::of(&[7, 2, 0, 0]), None);
-        assert_eq!(MessageType::of(&[4, 2, 1, 0]), None, "reserved");
-        assert_eq!(MessageType::of(&[4, 2, 0]), None, "short");
-        // Version 1 (byte 1 zero) and unknown versions are not ours.
+        assert_eq!(MessageType::of(&[5, 3, 0, 0]), Some(MessageType::Fragment));
+        assert_eq!(MessageType::of(&[6, 3, 0, 0]), Some(MessageType::Probe));
+        assert_eq!(MessageType::of(&[7, 3, 0, 0]), None);
+        assert_eq!(MessageType::of(&[4, 3, 1, 0]), None, "reserved");
+        assert_eq!(MessageType::of(&[4, 3, 0]), None, "short");
+        // Versions 1 and 2 (byte 1 zero or two) and unknown ones are not ours.
         assert_eq!(MessageType::of(&[1, 0, 0, 0]), None);
-        assert_eq!(MessageType::of(&[4, 3, 0, 0]), None);
+        assert_eq!(MessageType::of(&[1, 2, 0, 0]), None);
+        assert_eq!(MessageType::of(&[4, 4, 0, 0]), None);
         for t in [
             MessageType::Initiation,
             MessageType::Response,
@@ -415,30 +442,67 @@ mod tests {
         }
         let mut v1 = [0u8; 124];
         v1[0] = 1;
-        assert!(is_v1_initiation(&v1));
-        assert!(!is_v1_initiation(&v1[..123]));
+        assert_eq!(old_initiation_version(&v1), Some(1));
+        assert_eq!(old_initiation_version(&v1[..123]), None);
         v1[1] = 2;
-        assert!(!is_v1_initiation(&v1));
+        assert_eq!(old_initiation_version(&v1), None);
+        let mut v2 = [0u8; 140];
+        v2[..2].copy_from_slice(&[1, 2]);
+        assert_eq!(old_initiation_version(&v2), Some(2));
+        assert_eq!(old_initiation_version(&v2[..139]), None);
+        v2[1] = 3;
+        assert_eq!(old_initiation_version(&v2), None);
+        assert_eq!(old_initiation_version(&[1, 0]), None);
+        assert_eq!(old_initiation_version(&[0u8; field::INIT_LEN]), None);
+    }
+
+    /// The head of a version-3 initiation, byte by byte.
+    #[test]
+    fn initiation_head_emit_fixture() {
+        let mut buf = [0xffu8; field::INIT_LEN];
+        emit_initiation_head(
+            &mut buf,
+            0x1234_5678,
+            &[0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7],
+        );
+        assert_eq!(
+            &buf[..16],
+            &[
+                1, 3, 0, 0, 0x78, 0x56, 0x34, 0x12, 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7
+            ][..]
+        );
+        assert!(buf[16..].iter().all(|&b| b == 0xff), "the rest untouched");
+        assert_eq!(MessageType::of(&buf), Some(MessageType::Initiation));
+        let p = InitiationPacket::new_checked(&buf[..]).expect("148 bytes");
+        assert_eq!(p.sender(), 0x1234_5678);
+        assert_eq!(p.hint(), [0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7]);
     }
 
     #[test]
     fn handshake_views_fixture() {
         let mut init = [0u8; field::INIT_LEN];
-        init[..4].copy_from_slice(&MessageType::Initiation.head());
+        init[..4].copy_from_slice(&[1, 3, 0, 0]);
         init[4..8].copy_from_slice(&[0x78, 0x56, 0x34, 0x12]);
-        init[8..40].fill(0xee);
-        init[40..108].fill(0xcc);
-        init[108..124].fill(0xaa);
-        init[124..].fill(0xbb);
-        let p = InitiationPacket::new_checked(&init[..]).expect("140 bytes");
+        init[8..16].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        init[16..48].fill(0xee);
+        init[48..116].fill(0xcc);
+        init[116..132].fill(0xaa);
+        init[132..].fill(0xbb);
+        assert_eq!(MessageType::of(&init), Some(MessageType::Initiation));
+        let p = InitiationPacket::new_checked(&init[..]).expect("148 bytes");
         assert_eq!(p.sender(), 0x1234_5678);
+        assert_eq!(p.hint(), [1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(p.ephemeral(), [0xee; 32]);
         assert_eq!(p.payload(), &[0xcc; 68][..]);
-        assert_eq!(p.mac1_input(), &init[..108]);
+        assert_eq!(p.mac1_input(), &init[..116]);
         assert_eq!(p.mac1(), &[0xaa; 16][..]);
-        assert_eq!(p.mac2_input(), &init[..124]);
+        assert_eq!(p.mac2_input(), &init[..132]);
         assert_eq!(p.mac2(), &[0xbb; 16][..]);
-        assert!(InitiationPacket::new_checked(&init[..139]).is_none());
+        assert!(InitiationPacket::new_checked(&init[..147]).is_none());
+        assert!(
+            InitiationPacket::new_checked(&init[..140]).is_none(),
+            "v2 size"
+        );
         assert!(InitiationPacket::new_checked(&[&init[..], &[0]].concat()).is_none());
 
         let mut resp = [0u8; field::RESP_LEN];
@@ -479,7 +543,11 @@ mod tests {
         assert_eq!(field::RESP_MAC.end, field::RESP_LEN);
         assert_eq!(field::COOKIE_SEALED.len(), 16 + TAG_LEN);
         assert_eq!(field::COOKIE_SEALED.end, field::COOKIE_LEN);
+        assert_eq!(field::INIT_SENDER.end, field::INIT_HINT.start);
+        assert_eq!(field::INIT_HINT.len(), HINT_LEN);
+        assert_eq!(field::INIT_HINT.end, field::INIT_EPHEMERAL.start);
         assert_eq!(field::INIT_EPHEMERAL.end, field::INIT_PAYLOAD.start);
+        assert_eq!(field::INIT_PAYLOAD.end, field::INIT_MAC1.start);
         assert_eq!(field::RESP_EPHEMERAL.end, field::RESP_PAYLOAD.start);
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 #
 # handshake_attacks.sh — captured handshakes replayed, relayed and misdirected (SPEC §5
-# "Identity and keys", protocol v2 in src/tunnel/mod.rs).
+# "Identity and keys", protocol v3 in src/tunnel/mod.rs).
 #
 #                               [wan] br-wan
 #        ┌─────────────────┬───────────┴─────┬──────────────────┐
@@ -18,7 +18,7 @@
 #
 # 0. Capture: a comes up first, so its initiations for b and for c are on the wire
 #    before b and c answer; then b's initiation and 5-s rekeys. Every captured
-#    handshake message is well formed (type 1: 140 bytes, type 2: 88, version 2).
+#    handshake message is well formed (type 1: 148 bytes, type 2: 88, version 3).
 # 1. Replay flood: x replays b's captured handshake messages to a with b's source
 #    address spoofed, ≥ 500 per second for 60 s, while a pings b every 100 ms and both
 #    ends' status is sampled every 0.5 s. The a–b session is `up` in every sample, a's
@@ -219,9 +219,9 @@ e2e_expect_rc "the captured handshake messages on c's WAN port are extracted" 0
 e2e_note "on c's port: $E2E_STDOUT"
 [[ -s "$E2E_WORK/port-b.json" && -s "$E2E_WORK/port-c.json" ]] || e2e_fatal "no capture to replay"
 
-e2e_check "every captured handshake message is well formed (initiation 140 bytes, response 88, version 2)" \
-    jget "$E2E_WORK/port-b.json" 'exit(0 if d and all(m["version"] == 2 and
-        m["len"] == {1: 140, 2: 88}[m["type"]] for m in d) else 1)'
+e2e_check "every captured handshake message is well formed (initiation 148 bytes, response 88, version 3)" \
+    jget "$E2E_WORK/port-b.json" 'exit(0 if d and all(m["version"] == 3 and
+        m["len"] == {1: 148, 2: 88}[m["type"]] for m in d) else 1)'
 n_b_init=$(jget "$E2E_WORK/port-b.json" \
     "sum(1 for m in d if m['src'] == '${WAN_IP[b]}' and m['dst'] == '${WAN_IP[a]}' and m['type'] == 1)")
 n_b_all=$(jget "$E2E_WORK/port-b.json" \

@@ -5,7 +5,7 @@ Every load is bounded in count and time; nothing here is sent unless a test runs
 inside a network namespace it created (addresses from 198.18.0.0/15 only).
 
   extract PCAP OUT.json        tunnel handshake messages found in PCAP (initiations, type 1,
-                               140 bytes; responses, type 2, 88 bytes), with addresses, MACs and
+                               148 bytes; responses, type 2, 88 bytes), with addresses, MACs and
                                the UDP payload in hex; prints a one-line summary
   flood   --in OUT.json --select SRC>DST --iface IF --dst-mac MAC --src IP:PORT --dst IP:PORT
           --rate PPS --seconds S --max N
@@ -40,7 +40,7 @@ import threading
 import time
 
 INITIATION, RESPONSE = 1, 2
-SIZES = {INITIATION: 140, RESPONSE: 88}
+SIZES = {INITIATION: 148, RESPONSE: 88}
 
 
 def hostport(text):

@@ -24,6 +24,8 @@ pub struct Lane {
     /// Frames for the TAP, written once the lock is released (with more
     /// than one worker; `None` writes them at once).
     pub(super) staged: Option<Staged>,
+    /// Handshake responses whose DH runs between two holds of the lock.
+    pub(super) jobs: Vec<crate::tunnel::HandshakeJob>,
 }
 
 /// Frames waiting to be written to the TAP, copied end to end.
@@ -65,6 +67,7 @@ impl Lane {
                 buf: Vec::with_capacity(STAGED_BYTES),
                 ends: Vec::with_capacity(STAGED_FRAMES),
             }),
+            jobs: Vec::with_capacity(crate::tunnel::MAX_JOBS),
         }
     }
 

@@ -10,7 +10,9 @@
 //! written, so the flow stays there too, and in order. The core (tunnel and
 //! bridge) is one [`Worker`] behind a mutex: a worker does its system calls
 //! (`recvmmsg`, TAP reads, `sendmmsg`) without it and takes it once per
-//! batch to handle what it read. The first worker also runs everything
+//! batch to handle what it read; if that batch accepted handshake
+//! initiations, it runs their responses' X25519 work after letting the lock
+//! go and takes it once more to send them (`crate::tunnel::HandshakeJob`). The first worker also runs everything
 //! else: timers, the TCP transport, session events, control requests
 //! (`control`), leases and the log (`events`). The others wake it when they
 //! leave it something to do sooner than it planned to wake. Reading a
@@ -383,6 +385,17 @@ fn drain_udp(core: &Mutex<Worker>, lane: &mut Lane, first: bool, now: Instant, w
         let mut w = lock(core);
         w.tunnel.set_wall_clock(now, wall);
         w.take_datagrams(lane, n, now);
+        w.tunnel.take_handshake_jobs(&mut lane.jobs);
+        if !lane.jobs.is_empty() {
+            // The DH of each response without the lock, so the other
+            // workers' frames do not wait for it; then back to send them.
+            drop(w);
+            for job in &mut lane.jobs {
+                job.run();
+            }
+            w = lock(core);
+            w.finish_handshakes(lane, now);
+        }
         if !first {
             w.hand_over(&mut lane.io, false);
         }

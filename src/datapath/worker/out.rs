@@ -218,3 +218,16 @@ impl bridge::Sink for Out<'_> {
         self.tunnel.peer_state(peer) == Some(crate::tunnel::PeerState::Up)
     }
 }
+
+impl super::Worker {
+    /// Sends the responses whose DH `lane`'s worker did without the lock,
+    /// and installs their sessions.
+    pub(super) fn finish_handshakes(&mut self, lane: &mut super::Lane, now: Instant) {
+        let mut jobs = std::mem::take(&mut lane.jobs);
+        for job in jobs.drain(..) {
+            let mut tx = tx!(self, lane, now);
+            self.tunnel.finish_handshake(job, now, &mut tx);
+        }
+        lane.jobs = jobs;
+    }
+}

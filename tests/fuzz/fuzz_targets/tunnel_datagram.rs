@@ -24,9 +24,11 @@
 //! reassembly timeouts, cookie secret rotation), key changes
 //! (`set_peer_keys`: rotations with two keys, shared keys, revocation, a
 //! key nobody else has), restarts, wall-clock jumps, and floods of fresh
-//! initiations from the thief (spoofed sources) that put the hub under load,
-//! so it answers with cookie replies and spokes that handshake meanwhile
-//! retry with the cookie (mac2).
+//! initiations from the thief (spoofed sources), charged to the thief's own
+//! handshake budget (it holds c's key, so the hub takes them for c's); with
+//! other spokes' handshakes they may put the hub under load, so it answers
+//! with cookie replies and spokes that handshake meanwhile retry with the
+//! cookie (mac2).
 //!
 //! Invariants checked on every datagram:
 //! - nothing panics;
@@ -125,6 +127,7 @@ use tapbridge::tunnel::{
     Counters, Entropy, Event, Incoming, PeerParams, PeerState, PeerStats, PresharedKey, Transmit,
     TransportMode, Tunnel, TunnelParams,
 };
+use tapbridge::wire::tunnel::{MessageType, field};
 
 const MAX_FRAME: usize = 1518;
 const MAX_CAPTURES: usize = 256;
@@ -243,15 +246,20 @@ fn drops(c: &Counters) -> u64 {
 }
 
 /// What identifies a datagram as genuine: its bytes, except an initiation's
-/// mac2 (bytes 124..140), which anyone may change without the key (the
+/// mac2 (its last 16 bytes), which anyone may change without the key (the
 /// responder ignores it when not under load, and answers with a cookie
 /// reply when it is).
 fn genuine_key(bytes: &[u8]) -> &[u8] {
-    if bytes.len() == 140 && bytes[..4] == [1, 2, 0, 0] {
-        &bytes[..124]
+    if is_initiation(bytes) {
+        &bytes[..field::INIT_MAC2.start]
     } else {
         bytes
     }
+}
+
+/// Whether `bytes` has an initiation's head and length.
+fn is_initiation(bytes: &[u8]) -> bool {
+    bytes.len() == field::INIT_LEN && bytes[..4] == MessageType::Initiation.head()
 }
 
 /// What a non-authentic datagram must not change.
@@ -472,7 +480,7 @@ impl World {
     /// Hands `bytes` from `from` to `node` and checks the invariants.
     fn deliver(&mut self, node: usize, from: SocketAddr, mut bytes: Vec<u8>) {
         let genuine = self.genuine.contains(genuine_key(&bytes));
-        let initiation = bytes.len() == 140 && bytes[..4] == [1, 2, 0, 0];
+        let initiation = is_initiation(&bytes);
         let before = self.nodes[node].t.counters();
         let views = (!genuine).then(|| self.peer_views(node));
         self.drain_events(node);
@@ -740,10 +748,7 @@ impl World {
             let mut out = Out::new();
             self.nodes[THIEF].t.handle_timeout(now, &mut out);
             self.drain_events(THIEF);
-            let pos = out
-                .sent
-                .iter()
-                .position(|(_, d)| d.len() == 140 && d[0] == 1);
+            let pos = out.sent.iter().position(|(_, d)| is_initiation(d));
             if let Some(pos) = pos {
                 let (_, init) = out.sent.remove(pos);
                 self.emit(THIEF, out);

@@ -51,9 +51,9 @@ e2e_no_ipv6 "$NS_R"
 e2e_wan "$NS_L" "$NS_R" 198.18.9.1/24 198.18.9.2/24
 
 # Left's handshake initiations over TCP, as right's WAN port sees them: segments from
-# left to the tunnel port whose payload starts with an initiation record (length 140,
+# left to the tunnel port whose payload starts with an initiation record (length 148,
 # type 1). The filter keeps the 50 MB transfer out of the file.
-rec='tcp[((tcp[12:1] & 0xf0) >> 2):2] = 0x008c and tcp[((tcp[12:1] & 0xf0) >> 2) + 2] = 1'
+rec='tcp[((tcp[12:1] & 0xf0) >> 2):2] = 0x0094 and tcp[((tcp[12:1] & 0xf0) >> 2) + 2] = 1'
 e2e_capture_start "$NS_R" wan0 "$E2E_WORK/init.pcap" \
     "src host 198.18.9.1 and tcp dst port $PORT and $rec" ||
     e2e_fatal "tcpdump did not start in right's namespace: $(cat "$E2E_WORK/init.pcap.log")"
@@ -139,7 +139,7 @@ out=$(ip netns exec "$NS_L" python3 -c "$probe_py" "$PORT" "$garbage")
 e2e_note "garbage connection: $out"
 e2e_match "a connection sending garbage gets nothing back and is closed" '^0 (closed|reset)$' "$out"
 # A record-shaped lie: a length, then an initiation-sized block of zeros.
-fake="008c$(printf '01020000%0272d' 0)"
+fake="0094$(printf '01030000%0288d' 0)"
 out=$(ip netns exec "$NS_L" python3 -c "$probe_py" "$PORT" "$fake")
 e2e_note "forged initiation record: $out"
 e2e_match "a forged initiation record gets nothing back and is closed" '^0 (closed|reset)$' "$out"
@@ -155,8 +155,8 @@ from scapy.all import TCP, PcapReader
 seen = []
 for p in PcapReader(sys.argv[1]):
     b = bytes(p[TCP].payload) if p.haslayer(TCP) else b""
-    if len(b) >= 142 and b[:3] == b"\x00\x8c\x01" and b[:142] not in seen:
-        seen.append(b[:142])
+    if len(b) >= 150 and b[:3] == b"\x00\x94\x01" and b[:150] not in seen:
+        seen.append(b[:150])
 for b in seen:
     print(b.hex())
 ' "$E2E_WORK/init.pcap" 2>"$E2E_WORK/extract.err") || true

@@ -361,6 +361,14 @@ fn run(a: &Args) -> Result<bool, String> {
     let mut last_scan = t0;
     let deadline = t0 + a.timeout;
     let broadcast = !a.unicast;
+    // One client message: kind 1 (DISCOVER) or 3 (REQUEST with `req`).
+    let message = |kind, xid, mac, req| Message {
+        kind,
+        xid,
+        mac,
+        req,
+        broadcast,
+    };
     while open > 0 && Instant::now() < deadline {
         let now = Instant::now();
         // Open loop: everyone due by now starts, at most 256 per turn.
@@ -371,13 +379,7 @@ fn run(a: &Args) -> Result<bool, String> {
             let xid = XID_BASE + i as u32;
             build(
                 &mut frame,
-                &Message {
-                    kind: 1,
-                    xid,
-                    mac: mac_of(a.first + i as u32),
-                    req: None,
-                    broadcast,
-                },
+                &message(1, xid, mac_of(a.first + i as u32), None),
             );
             if !sock.send(&frame) {
                 send_errors += 1;
@@ -412,16 +414,7 @@ fn run(a: &Args) -> Result<bool, String> {
                     c.tries = 1;
                     c.last_sent = now;
                     let (mac, req) = (mac_of(a.first + i as u32), Some((c.offered, c.server)));
-                    build(
-                        &mut frame,
-                        &Message {
-                            kind: 3,
-                            xid,
-                            mac,
-                            req,
-                            broadcast,
-                        },
-                    );
+                    build(&mut frame, &message(3, xid, mac, req));
                     if !sock.send(&frame) {
                         send_errors += 1;
                     }
@@ -458,28 +451,10 @@ fn run(a: &Args) -> Result<bool, String> {
                 let xid = XID_BASE + i as u32;
                 let mac = mac_of(a.first + i as u32);
                 match c.state {
-                    State::Discovering => build(
-                        &mut frame,
-                        &Message {
-                            kind: 1,
-                            xid,
-                            mac,
-                            req: None,
-                            broadcast,
-                        },
-                    ),
+                    State::Discovering => build(&mut frame, &message(1, xid, mac, None)),
                     _ => {
                         let req = Some((c.offered, c.server));
-                        build(
-                            &mut frame,
-                            &Message {
-                                kind: 3,
-                                xid,
-                                mac,
-                                req,
-                                broadcast,
-                            },
-                        )
+                        build(&mut frame, &message(3, xid, mac, req))
                     }
                 }
                 if !sock.send(&frame) {

@@ -299,7 +299,8 @@ import json, sys
 r = json.loads(sys.argv[1])
 ticks = int(sys.argv[3]) - int(sys.argv[2])
 # No exchange completed: no CPU per exchange either (not the ticks over 1).
-cpu_us = f"{ticks / int(sys.argv[4]) * 1e6 / r['completed']:.1f}" if r["completed"] else "-"
+done = r["completed"]
+cpu_us = f"{ticks / int(sys.argv[4]) * 1e6 / done:.1f}" if done else "-"
 print(r["completed"], r["clients"], r["dora_per_sec"], r["p50_ms"], r["p99_ms"], cpu_us,
       r["retransmits"])
 ' "$out" "$before" "$after" "$CLK_TCK")

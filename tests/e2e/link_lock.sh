@@ -64,6 +64,7 @@ race() {
     done
 }
 
+# shellcheck disable=SC2317 # invoked indirectly through e2e_wait
 alpha_reaches_beta() {
     ip netns exec "$NS_A" ping -n -c 1 -W 1 198.19.9.2 >/dev/null 2>&1
 }

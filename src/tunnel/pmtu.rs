@@ -16,8 +16,9 @@
 //! 2. a size fails after [`SEARCH_LOSSES`] probes in a row went
 //!    unanswered for [`PROBE_TIMEOUT`] each (one loss is not a verdict);
 //! 3. while frames are being sent, the size in use is re-probed every
-//!    [`VERIFY_EVERY`]; after [`VERIFY_LOSSES`] losses in a row one probe
-//!    of [`BASE_MTU`] tells a shrunk path from a dead peer: acknowledged,
+//!    [`VERIFY_EVERY`]; after [`VERIFY_LOSSES`] losses in a row a probe
+//!    of [`BASE_MTU`] (sent again at once if lost, up to [`SEARCH_LOSSES`]
+//!    times) tells a shrunk path from a dead peer: acknowledged,
 //!    the path shrank (full-size packets are lost while small ones pass):
 //!    fall back to [`BASE_MTU`] and search again below the old size; lost
 //!    too, nothing passes at all: the peer stopped answering, which is the
@@ -230,15 +231,19 @@ impl PathMtu {
             self.in_flight = None;
             self.losses += 1;
             if self.suspect && f.size == BASE_MTU {
-                // Not even the smallest size passes: the peer is gone (or
-                // the whole path is). That is the session timers' to report
-                // as peer down; the size in use stays. Ask again later.
-                self.losses = 0;
-                self.silent = true;
-                self.next = Some(now + VERIFY_EVERY);
-                return (None, changed);
-            }
-            if f.size <= self.mtu {
+                if self.losses >= SEARCH_LOSSES {
+                    // Not even the smallest size passes: the peer is gone
+                    // (or the whole path is). That is the session timers'
+                    // to report as peer down; the size in use stays. Ask
+                    // again later.
+                    self.losses = 0;
+                    self.silent = true;
+                    self.next = Some(now + VERIFY_EVERY);
+                    return (None, changed);
+                }
+                // One lost probe is not a verdict here either: ask again at
+                // once (losing the decision would cost a whole new round).
+            } else if f.size <= self.mtu {
                 if self.losses >= VERIFY_LOSSES {
                     // Full-size packets no longer pass: does the smallest?
                     self.suspect = true;
@@ -459,6 +464,39 @@ mod tests {
         assert_eq!(m.set_ceiling(1420, t), Some(1420));
         assert_eq!(m.current(), 1420);
         assert_eq!(PathMtu::auto(100).ceiling, BASE_MTU);
+    }
+
+    #[test]
+    fn a_lost_deciding_probe_is_asked_again_at_once() {
+        let mut t = Instant::now();
+        let mut m = PathMtu::auto(1500);
+        m.start(t);
+        run(&mut m, 1500, &mut t, 5);
+        assert_eq!(m.current(), 1500);
+        // The path shrinks: confirmations of 1500 are lost until the
+        // machine asks whether the smallest size passes.
+        let mut frames = 100;
+        let base = loop {
+            frames += 1;
+            if let (Some(p), _) = m.on_timeout(t, frames)
+                && p.size == BASE_MTU
+            {
+                break p;
+            }
+            t += Duration::from_millis(50);
+            assert!(frames < 1000, "no base-size probe");
+        };
+        // That probe is lost (a random drop): the same question is sent
+        // again as soon as it times out, not after another verify round.
+        t += PROBE_TIMEOUT;
+        let (p, changed) = m.on_timeout(t, frames + 1);
+        assert_eq!(changed, None);
+        let again = p.expect("asked again at once");
+        assert_eq!(again.size, BASE_MTU);
+        assert_ne!(again.id, base.id);
+        assert_eq!(m.on_ack(again.id, again.size, t), None);
+        let (_, changed) = m.on_timeout(t, frames + 2);
+        assert_eq!(changed, Some(BASE_MTU), "the path shrank");
     }
 
     #[test]

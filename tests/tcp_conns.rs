@@ -115,7 +115,12 @@ fn garbage_and_a_silent_connection_are_closed_without_a_byte() {
         let port = c.local_port().expect("listening");
         let mut garbage = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         std::io::Write::write_all(&mut garbage, &[0, 0, 9, 9]).expect("send");
-        let silent = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        // One that sends half a record header and then nothing.
+        let mut slow = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        std::io::Write::write_all(&mut slow, &[0]).expect("send");
+        // One that sends nothing at all: the kernel holds it back
+        // (TCP_DEFER_ACCEPT), it never takes a place here.
+        let _silent = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         let mut record = vec![0u8; 65535];
         let t0 = Instant::now();
         let mut closed = 0;
@@ -138,19 +143,84 @@ fn garbage_and_a_silent_connection_are_closed_without_a_byte() {
             0,
             "closed, nothing sent"
         );
-        // The silent one goes when its time is up.
+        // The slow one goes when its time is up.
+        let until = Instant::now() + Duration::from_secs(2);
+        while c.counters().accepted < 2 && Instant::now() < until {
+            turn(&mut c);
+        }
         c.expire(Instant::now() + Duration::from_secs(6));
-        let mut silent = silent;
-        silent
-            .set_read_timeout(Some(Duration::from_secs(5)))
+        slow.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
-        assert_eq!(
-            silent.read(&mut buf).expect("EOF"),
-            0,
-            "closed, nothing sent"
-        );
+        assert_eq!(slow.read(&mut buf).expect("EOF"), 0, "closed, nothing sent");
         assert_eq!(c.counters().refused, 2);
         assert_eq!(c.counters().accepted, 2);
         assert!(c.is_empty());
+    });
+}
+
+/// A connection from `src` (any port) to `port` on 127.0.0.1 that has sent
+/// `bytes`.
+fn connect_from(src: &str, port: u16, bytes: &[u8]) -> TcpStream {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    let fd: OwnedFd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    let from: std::net::SocketAddrV4 = format!("{src}:0").parse().expect("test literal");
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(from)).expect("bind");
+    let to: std::net::SocketAddrV4 = format!("127.0.0.1:{port}").parse().expect("test literal");
+    socket::connect(fd.as_raw_fd(), &SockaddrIn::from(to)).expect("connect");
+    let mut s = TcpStream::from(fd);
+    std::io::Write::write_all(&mut s, bytes).expect("send");
+    s
+}
+
+#[test]
+fn a_host_opening_connections_in_a_loop_pushes_out_only_its_own() {
+    in_netns("a_host_opening_connections_in_a_loop", || {
+        lo_up();
+        let mut c = Conns::new(sa("127.0.0.1:0"), true, 1).expect("conns");
+        let port = c.local_port().expect("listening");
+        // A peer's connection, its first record not complete yet (it has
+        // proved nothing so far).
+        let mut peer = connect_from("127.0.0.2", port, &[0, 4, 1]);
+        let peer_addr = peer.local_addr().expect("addr");
+        let until = Instant::now() + Duration::from_secs(2);
+        while c.counters().accepted < 1 && Instant::now() < until {
+            turn(&mut c);
+        }
+        assert_eq!(c.counters().accepted, 1);
+        // Another host opens 100 connections, each with one byte, polled
+        // as they come (far more than the 32 places of the whole table).
+        let mut flood = Vec::new();
+        for _ in 0..100 {
+            flood.push(connect_from("127.0.0.9", port, &[0]));
+            turn(&mut c);
+        }
+        let until = Instant::now() + Duration::from_secs(2);
+        while c.counters().accepted < 101 && Instant::now() < until {
+            turn(&mut c);
+        }
+        assert_eq!(c.counters().accepted, 101);
+        assert_eq!(c.len(), 1 + 4, "the flood holds four places, the peer one");
+        // The peer's record completes: it is still there to be read.
+        std::io::Write::write_all(&mut peer, &[2, 3, 4]).expect("send");
+        let mut record = vec![0u8; 65535];
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut got = None;
+        while got.is_none() && Instant::now() < until {
+            let mut readable = Vec::new();
+            c.poll(Instant::now(), &mut readable);
+            for slot in readable {
+                if let Got::Message(from, len) = c.read_record(slot, &mut record) {
+                    got = Some((from, record[..len].to_vec()));
+                }
+            }
+        }
+        assert_eq!(got, Some((peer_addr, vec![1, 2, 3, 4])));
     });
 }

@@ -218,6 +218,9 @@ counters! {
     /// Data or responses for a session this link does not have.
     rx_unknown_session: |s| s.tunnel.rx_unknown_session,
         Series(RxDropped, "unknown_session"), Hidden;
+    /// Messages for one peer on a TCP connection bound to another.
+    rx_other_stream: |s| s.tunnel.rx_other_stream,
+        Series(RxDropped, "other_stream"), Hidden;
     /// Frames that could not be written to the TAP.
     tap_write_errors: |s| s.io.tap_write_errors,
         Series(RxDropped, "tap_write_failed"), Hidden;

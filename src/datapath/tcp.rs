@@ -14,18 +14,32 @@
 //! - each connection buffers at most one incoming record
 //!   ([`crate::wire::tcp::RecordReader`]) and [`QUEUE_LIMIT`] bytes going
 //!   out; a record that does not fit is dropped (counted), never blocking;
-//! - at most [`UNAUTHENTICATED_MAX`] connections that have not proved
-//!   anything yet (the oldest goes when another arrives), each for at most
-//!   [`UNAUTHENTICATED_TIMEOUT`]; in all at most `4 × peers + that`;
+//! - accepted connections that have not proved anything yet are admitted
+//!   by [`Admission`]: a few per source host, [`admission::MAX_WAITING`]
+//!   in all, room made at the expense of the source with the most (so a
+//!   host opening connections in a loop pushes out only its own), each for
+//!   at most [`admission::WAIT_TIMEOUT`]; connections we open wait as long;
+//!   in all at most `4 × peers` authenticated ones besides;
+//! - the listener defers accepting until the client has sent something
+//!   (`TCP_DEFER_ACCEPT`), and an accepted connection's first record is
+//!   read in the same wake-up, so a peer's connection is authenticated
+//!   before the next accept could push it out;
+//! - a connection's receive buffer is allocated when its first bytes
+//!   arrive, small first ([`RecordReader`]);
 //! - writes happen only when the socket takes them (`EPOLLOUT`), reads
 //!   are budgeted per wake-up.
 //!
 //! Silence: the first record a connection delivers must be authentic (the
 //! worker asks the tunnel, [`Tunnel::authenticated_sender`]); if it is
 //! not, the connection is closed without a byte sent; garbage that is not
-//! even a record stream is closed the same way.
+//! even a record stream is closed the same way. The first authentic record
+//! binds the connection to its peer ([`Conns::bound_peer`]): the tunnel
+//! takes nothing for another peer from it.
 //!
 //! [`Tunnel::authenticated_sender`]: crate::tunnel::Tunnel::authenticated_sender
+//! [`Admission`]: crate::tunnel::admission::Admission
+//! [`admission::MAX_WAITING`]: crate::tunnel::admission::MAX_WAITING
+//! [`admission::WAIT_TIMEOUT`]: crate::tunnel::admission::WAIT_TIMEOUT
 
 use std::collections::HashMap;
 use std::io::{self, Read as _, Write as _};
@@ -37,14 +51,16 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, sockopt};
 
 use crate::peer_id::PeerId;
+use crate::tunnel::admission::{self, Admission};
 use crate::wire::tcp::{MAX_MESSAGE, RecordQueue, RecordReader};
 
 /// Bytes queued per connection on their way out (records and headers).
 pub const QUEUE_LIMIT: usize = 512 * 1024;
-/// Connections not yet authenticated, at most.
-pub const UNAUTHENTICATED_MAX: usize = 32;
-/// How long a connection may stay unauthenticated (or connecting).
-pub const UNAUTHENTICATED_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection we opened may stay connecting or unauthenticated.
+pub const UNAUTHENTICATED_TIMEOUT: Duration = admission::WAIT_TIMEOUT;
+/// Seconds the kernel holds an accepted connection back until its first
+/// bytes arrive (`TCP_DEFER_ACCEPT`).
+const DEFER_ACCEPT_SECS: i32 = 5;
 /// Epoll token of the listener.
 const LISTENER: u64 = u64::MAX;
 
@@ -56,7 +72,8 @@ pub struct TcpCounters {
     /// Connections we opened.
     pub connected: u64,
     /// Connections closed because their first record was not authentic,
-    /// they broke the record format, or they proved nothing in time.
+    /// they broke the record format, they proved nothing in time, or
+    /// another from the same source needed their place.
     pub refused: u64,
     /// Records dropped because a connection's queue was full or no
     /// connection could be opened.
@@ -99,6 +116,8 @@ pub struct Conns {
     bind: Option<SocketAddr>,
     slots: Vec<Option<Conn>>,
     by_addr: HashMap<SocketAddr, usize>,
+    /// Accepted connections that have proved nothing yet.
+    admission: Admission,
     /// Authenticated connections allowed in all.
     max_authenticated: usize,
     /// Where the tunnel writes a message for a connection.
@@ -115,6 +134,15 @@ pub struct Conns {
 pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     let l = TcpListener::bind(addr)?;
     l.set_nonblocking(true)?;
+    // Connections that send nothing stay in the kernel (SYN cookies under
+    // pressure) instead of taking a place here. Best effort: without it,
+    // the admission bounds still hold.
+    let _ = super::udp::setsockopt_int(
+        &l,
+        nix::libc::IPPROTO_TCP,
+        nix::libc::TCP_DEFER_ACCEPT,
+        DEFER_ACCEPT_SECS,
+    );
     Ok(l)
 }
 
@@ -129,6 +157,7 @@ impl Conns {
             bind: (!listen.ip().is_unspecified()).then_some(SocketAddr::new(listen.ip(), 0)),
             slots: Vec::new(),
             by_addr: HashMap::new(),
+            admission: Admission::new(),
             max_authenticated: 4 * peers.max(1),
             out: vec![0; MAX_MESSAGE],
             dirty: Vec::with_capacity(64),
@@ -267,7 +296,7 @@ impl Conns {
         for i in 0..n {
             let (token, flags) = (self.events[i].data(), self.events[i].events());
             if token == LISTENER {
-                self.accept(now);
+                self.accept(now, readable);
                 continue;
             }
             let slot = token as usize;
@@ -291,6 +320,7 @@ impl Conns {
             }
             if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR)
                 && self.slots[slot].is_some()
+                && !readable.contains(&slot)
             {
                 readable.push(slot);
             }
@@ -348,6 +378,7 @@ impl Conns {
             }
             (None, Some(p)) => {
                 c.peer = Some(p);
+                self.admission.forget(slot);
                 if c.inbound {
                     // A peer's newest connection replaces its older ones.
                     self.close_where(|o, s| s != slot && o.inbound && o.peer == Some(p));
@@ -359,6 +390,13 @@ impl Conns {
             }
             _ => {}
         }
+    }
+
+    /// The peer connection `slot` is bound to (its first authentic record
+    /// proved it), if any: the tunnel takes nothing for another peer from
+    /// it.
+    pub fn bound_peer(&self, slot: usize) -> Option<PeerId> {
+        self.slots.get(slot).and_then(Option::as_ref)?.peer
     }
 
     /// Closes every connection of `peer` (it went silent: its connections
@@ -375,9 +413,15 @@ impl Conns {
     /// Closes connections that stayed unauthenticated (or connecting) too
     /// long.
     pub fn expire(&mut self, now: Instant) {
+        while let Some(slot) = self.admission.next_expired(now) {
+            self.counters.refused += 1;
+            self.close(slot);
+        }
         for slot in 0..self.slots.len() {
             let stale = self.slots[slot].as_ref().is_some_and(|c| {
-                c.peer.is_none() && now.saturating_duration_since(c.born) >= UNAUTHENTICATED_TIMEOUT
+                !c.inbound
+                    && c.peer.is_none()
+                    && now.saturating_duration_since(c.born) >= UNAUTHENTICATED_TIMEOUT
             });
             if stale {
                 self.counters.refused += 1;
@@ -388,12 +432,17 @@ impl Conns {
 
     /// When [`expire`](Self::expire) has work to do.
     pub fn deadline(&self) -> Option<Instant> {
-        self.slots
+        let opened = self
+            .slots
             .iter()
             .flatten()
-            .filter(|c| c.peer.is_none())
+            .filter(|c| !c.inbound && c.peer.is_none())
             .map(|c| c.born + UNAUTHENTICATED_TIMEOUT)
-            .min()
+            .min();
+        match (opened, self.admission.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Addresses of connections closed since the last call (the tunnel
@@ -402,7 +451,9 @@ impl Conns {
         self.closed.drain(..)
     }
 
-    fn accept(&mut self, now: Instant) {
+    /// Accepts what the listener has; each new connection goes in
+    /// `readable`, so its first record is read in this wake-up.
+    fn accept(&mut self, now: Instant, readable: &mut Vec<usize>) {
         loop {
             let Some(l) = self.listener.as_ref() else {
                 return;
@@ -423,7 +474,9 @@ impl Conns {
             let _ = stream.set_nodelay(true);
             let remote = super::udp::canonical(remote);
             self.counters.accepted += 1;
-            self.insert(stream, remote, false, true, now);
+            if let Some(slot) = self.insert(stream, remote, false, true, now) {
+                readable.push(slot);
+            }
         }
     }
 
@@ -453,7 +506,7 @@ impl Conns {
             Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
             Err(_) => return None,
         }
-        Some(self.insert(TcpStream::from(fd), to, true, false, now))
+        self.insert(TcpStream::from(fd), to, true, false, now)
     }
 
     fn insert(
@@ -463,14 +516,9 @@ impl Conns {
         connecting: bool,
         inbound: bool,
         now: Instant,
-    ) -> usize {
+    ) -> Option<usize> {
         if let Some(&old) = self.by_addr.get(&remote) {
             self.close(old);
-        }
-        let unauthenticated = self.slots.iter().flatten().filter(|c| c.peer.is_none());
-        if unauthenticated.count() >= UNAUTHENTICATED_MAX {
-            self.counters.refused += 1;
-            self.close_oldest(|c| c.peer.is_none());
         }
         let slot = match self.slots.iter().position(Option::is_none) {
             Some(s) => s,
@@ -490,7 +538,11 @@ impl Conns {
             .is_err()
         {
             // Dropping the stream closes it.
-            return slot;
+            return None;
+        }
+        if inbound && let Some(out) = self.admission.admit(slot, remote.ip(), now) {
+            self.counters.refused += 1;
+            self.close(out);
         }
         self.slots[slot] = Some(Conn {
             stream,
@@ -504,7 +556,7 @@ impl Conns {
             watching_out: connecting,
         });
         self.by_addr.insert(remote, slot);
-        slot
+        Some(slot)
     }
 
     fn write_out(&mut self, slot: usize) {
@@ -549,6 +601,7 @@ impl Conns {
 
     fn close(&mut self, slot: usize) {
         if let Some(c) = self.slots.get_mut(slot).and_then(Option::take) {
+            self.admission.forget(slot);
             let _ = self.epoll.delete(&c.stream);
             self.by_addr.remove(&c.remote);
             if c.peer.is_some() {

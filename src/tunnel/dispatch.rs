@@ -109,6 +109,7 @@ impl Tunnel {
         tx: &mut T,
     ) -> Incoming<'a> {
         self.rx_tcp = false;
+        self.rx_bound = None;
         self.handle_message(from, local, buf, now, tx)
     }
 
@@ -116,15 +117,20 @@ impl Tunnel {
     /// connection whose remote address is `conn`. The same protocol as
     /// [`handle_datagram`](Self::handle_datagram); answers go back on that
     /// connection ([`Transmit::commit_stream`]), and so does everything for
-    /// the peer once a message from it authenticated there.
+    /// the peer once a message from it authenticated there. `bound`: the
+    /// peer an earlier record on this connection proved, if any; a message
+    /// for another peer is dropped (`rx_other_stream`), so one connection
+    /// never carries, nor re-points, another peer's stream.
     pub fn handle_record<'a, T: Transmit + ?Sized>(
         &'a mut self,
         conn: SocketAddr,
+        bound: Option<PeerId>,
         buf: &'a mut [u8],
         now: Instant,
         tx: &mut T,
     ) -> Incoming<'a> {
         self.rx_tcp = true;
+        self.rx_bound = bound;
         self.handle_message(conn, None, buf, now, tx)
     }
 
@@ -196,6 +202,9 @@ impl Tunnel {
             self.counters.rx_unknown_session += 1;
             return Incoming::Nothing;
         };
+        if self.on_other_stream(id) {
+            return Incoming::Nothing;
+        }
         let p = &mut self.peers[id];
         let is_next = p.next.as_ref().is_some_and(|s| s.local_index == receiver);
         let Some(session) = p.session_mut(receiver) else {
@@ -347,6 +356,16 @@ impl Tunnel {
 
     /// An authentic message from peer `id` came over TCP (`tcp`, on the
     /// connection `from`) or UDP: the peer's messages follow it.
+    /// Whether the message at hand, for `id`, came on a TCP connection
+    /// bound to another peer (then counted, and to be dropped).
+    pub(super) fn on_other_stream(&mut self, id: PeerId) -> bool {
+        let other = self.rx_bound.is_some_and(|b| b != id);
+        if other {
+            self.counters.rx_other_stream += 1;
+        }
+        other
+    }
+
     pub(super) fn on_transport(&mut self, id: PeerId, tcp: bool, from: SocketAddr, now: Instant) {
         if self.peers[id].transport.on_authentic(tcp, from, now) {
             self.events

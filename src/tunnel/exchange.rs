@@ -329,6 +329,9 @@ impl Tunnel {
             let peer = (key.peers.len() == 1).then(|| key.peers[0].0);
             return self.refuse(from, peer, HandshakeRefusal::UnknownPeer, now);
         };
+        if self.on_other_stream(id) {
+            return;
+        }
         self.touch(id);
         if init.instance == self.instance {
             // Our own initiation sent back at us: answering it would give us
@@ -465,6 +468,9 @@ impl Tunnel {
             self.counters.rx_unknown_session += 1;
             return;
         };
+        if self.on_other_stream(id) {
+            return;
+        }
         self.touch(id);
         let p = &self.peers[id];
         if p.pending.as_ref().is_none_or(|h| h.local_index != receiver) {

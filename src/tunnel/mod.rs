@@ -264,6 +264,7 @@
 //! [`Tunnel::handle_timeout`] still visits every peer when it runs (about
 //! 0.2 ms at 1000 peers, once per due deadline, not per frame).
 
+pub mod admission;
 mod crypto;
 mod deferred;
 mod dispatch;

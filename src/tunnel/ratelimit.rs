@@ -95,7 +95,7 @@ pub struct RateLimiter {
 }
 
 /// What a source is limited as: IPv4 address or /24, IPv6 /64 or /56.
-fn source_key(ip: IpAddr, prefix: Prefix) -> [u8; 9] {
+pub(super) fn source_key(ip: IpAddr, prefix: Prefix) -> [u8; 9] {
     let mut k = [0u8; 9];
     match ip.to_canonical() {
         IpAddr::V4(v4) => {

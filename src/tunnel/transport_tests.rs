@@ -62,13 +62,20 @@ const A_CONN: &str = "198.18.0.1:40000";
 const B: &str = "198.18.0.2:51901";
 
 fn tunnel(local: &str, peer: &str, endpoint: &str, mode: TransportMode, seed: u64) -> Tunnel {
+    tunnel_to(local, &[(peer, endpoint)], mode, seed)
+}
+
+fn tunnel_to(local: &str, peers: &[(&str, &str)], mode: TransportMode, seed: u64) -> Tunnel {
     let params = TunnelParams {
         local_name: local.into(),
-        peers: vec![PeerParams {
-            name: peer.into(),
-            keys: vec![PresharedKey::new(PSK)],
-            endpoints: vec![addr(endpoint)],
-        }],
+        peers: peers
+            .iter()
+            .map(|(name, endpoint)| PeerParams {
+                name: (*name).into(),
+                keys: vec![PresharedKey::new(PSK)],
+                endpoints: vec![addr(endpoint)],
+            })
+            .collect(),
         keepalive: Duration::from_secs(10),
         rekey_after: Duration::from_secs(120),
         rekey_after_packets: 1 << 32,
@@ -96,7 +103,7 @@ fn deliver(
     for mut m in sent {
         let incoming = if m.stream {
             let conn = if from_a { addr(A_CONN) } else { addr(B) };
-            to.handle_record(conn, &mut m.bytes, now, back)
+            to.handle_record(conn, None, &mut m.bytes, now, back)
         } else if udp_blocked {
             continue;
         } else {
@@ -185,7 +192,7 @@ fn a_record_that_proves_nothing_gets_no_answer() {
     let mut garbage = init[0].bytes.clone();
     garbage[50] ^= 1;
     for mut bytes in [garbage, vec![0u8; 140], vec![4, 2, 0, 0, 1, 2, 3, 4]] {
-        let _ = b.handle_record(addr(A_CONN), &mut bytes, now, &mut wb);
+        let _ = b.handle_record(addr(A_CONN), None, &mut bytes, now, &mut wb);
         assert_eq!(b.authenticated_sender(), None);
     }
     deliver(init.clone(), &mut b, true, true, now, &mut wb);
@@ -353,4 +360,64 @@ fn an_unanswered_udp_trial_is_not_retried_and_the_session_lives_on() {
         "no rekey over TCP after each failed trial (rekey_after is 120 s)"
     );
     assert!(delivered > 600, "{delivered} frames");
+}
+
+#[test]
+fn a_connection_carries_only_the_peer_it_is_bound_to() {
+    const C: &str = "198.18.0.3:51901";
+    const C_CONN: &str = "198.18.0.3:40000";
+    let mut hub = tunnel_to("b", &[("a", A), ("c", C)], TransportMode::Tcp, 2);
+    let mut a = tunnel("a", "b", B, TransportMode::Tcp, 1);
+    let mut c = tunnel("c", "b", B, TransportMode::Tcp, 3);
+    let (pa, pc) = (PeerId::new(0), PeerId::new(1));
+    let now = Instant::now();
+    let mut w = Wire::default();
+    // Both spokes come up, each on its own connection.
+    for (spoke, conn, id) in [(&mut a, A_CONN, pa), (&mut c, C_CONN, pc)] {
+        let mut ws = Wire::default();
+        spoke.handle_timeout(now, &mut ws);
+        for mut m in std::mem::take(&mut ws.sent) {
+            let _ = hub.handle_record(addr(conn), None, &mut m.bytes, now, &mut w);
+            assert_eq!(hub.authenticated_sender(), Some(id));
+        }
+        for mut m in std::mem::take(&mut w.sent) {
+            let _ = spoke.handle_record(addr(B), None, &mut m.bytes, now, &mut ws);
+        }
+        assert_eq!(spoke.peer_state(PeerId::new(0)), Some(PeerState::Up));
+    }
+    // One of c's frames, delivered on a's connection (an on-path copy, or
+    // a's own doing): dropped before it counts, and c stays where it is.
+    let mut wc = Wire::default();
+    assert_eq!(
+        c.send_frame(PeerId::new(0), &[7u8; 60], now, &mut wc),
+        SendOutcome::Sent
+    );
+    let mut frame = wc.sent.remove(0).bytes;
+    let mut copy = frame.clone();
+    let got = hub.handle_record(addr(A_CONN), Some(pa), &mut copy, now, &mut w);
+    assert!(matches!(got, Incoming::Nothing));
+    assert_eq!(hub.authenticated_sender(), None);
+    assert_eq!(hub.counters().rx_other_stream, 1);
+    let st = hub.peer_status(pc).expect("peer c");
+    assert_ne!(st.endpoint, Some(addr(A_CONN)), "c's stream not re-pointed");
+    // On its own connection the same message is taken (it was not spent).
+    let got = hub.handle_record(addr(C_CONN), Some(pc), &mut frame, now, &mut w);
+    assert!(matches!(got, Incoming::Frame { peer, .. } if peer == pc));
+    let st = hub.peer_status(pc).expect("peer c");
+    assert_eq!(st.endpoint, Some(addr(C_CONN)));
+    // A fresh initiation of c's on a's connection: refused the same way.
+    let mut c2 = tunnel("c", "b", B, TransportMode::Tcp, 4);
+    let mut wc = Wire::default();
+    c2.handle_timeout(Instant::now() + Duration::from_secs(1), &mut wc);
+    assert_eq!(wc.sent.len(), 1);
+    for mut m in std::mem::take(&mut wc.sent) {
+        let _ = hub.handle_record(addr(A_CONN), Some(pa), &mut m.bytes, now, &mut w);
+        assert_eq!(hub.authenticated_sender(), None);
+    }
+    assert_eq!(hub.counters().rx_other_stream, 2);
+    assert!(
+        w.sent.is_empty(),
+        "no answer on a's connection: {:?}",
+        w.sent
+    );
 }

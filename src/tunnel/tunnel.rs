@@ -136,6 +136,9 @@ pub struct Counters {
     /// Initiations of an older protocol version, 1 or 2 (a peer that needs
     /// an upgrade).
     pub rx_old_version: u64,
+    /// Messages for one peer that arrived on a TCP connection bound to
+    /// another (its first authentic record proved that one).
+    pub rx_other_stream: u64,
     /// Cookie replies sent because we were under load.
     pub cookie_replies: u64,
 }
@@ -296,6 +299,8 @@ pub struct Tunnel {
     pub(super) rx_local: Option<IpAddr>,
     /// The message being handled came over TCP ([`Tunnel::handle_record`]).
     pub(super) rx_tcp: bool,
+    /// The peer the TCP connection of the message at hand is bound to.
+    pub(super) rx_bound: Option<PeerId>,
     /// The peer the message being handled proved to come from, if it did.
     pub(super) rx_authentic: Option<PeerId>,
     /// Frames start with a virtio-net header ([`Tunnel::set_offload_header`]).
@@ -364,6 +369,7 @@ impl Tunnel {
             events: VecDeque::new(),
             rx_local: None,
             rx_tcp: false,
+            rx_bound: None,
             rx_authentic: None,
             offload_header: false,
             deadlines: std::cell::RefCell::new(Deadlines::all_stale()),

@@ -24,7 +24,14 @@ pub const MAX_MESSAGE: usize = u16::MAX as usize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Malformed;
 
-/// Reassembles records from a byte stream, in one fixed buffer.
+/// Bytes a reader takes when the first bytes arrive: a handshake record
+/// and a few small ones. It grows to the largest record only when full.
+pub const READER_INITIAL: usize = 2048;
+
+/// Reassembles records from a byte stream, in one buffer that is allocated
+/// when the first bytes arrive (a connection that sends nothing costs
+/// nothing), [`READER_INITIAL`] bytes first and the room for the largest
+/// record once that is not enough.
 pub struct RecordReader {
     buf: Box<[u8]>,
     /// Bytes before `start` were handed out already.
@@ -40,10 +47,10 @@ impl Default for RecordReader {
 }
 
 impl RecordReader {
-    /// An empty reader with room for the largest record.
+    /// An empty reader; nothing allocated yet.
     pub fn new() -> Self {
         RecordReader {
-            buf: vec![0; HEADER_LEN + MAX_MESSAGE].into_boxed_slice(),
+            buf: Box::default(),
             start: 0,
             end: 0,
         }
@@ -57,7 +64,25 @@ impl RecordReader {
             self.end -= self.start;
             self.start = 0;
         }
+        if self.end == self.buf.len() {
+            // Empty (nothing allocated yet) or full: the first size, or the
+            // largest. Full at the largest cannot happen: a whole record
+            // fits, and `next_message` hands it out.
+            let size = if self.buf.is_empty() {
+                READER_INITIAL
+            } else {
+                HEADER_LEN + MAX_MESSAGE
+            };
+            let mut bigger = vec![0; size].into_boxed_slice();
+            bigger[..self.end].copy_from_slice(&self.buf[..self.end]);
+            self.buf = bigger;
+        }
         &mut self.buf[self.end..]
+    }
+
+    /// Bytes allocated for the stream now.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
     }
 
     /// `n` bytes were written into [`spare`](Self::spare).
@@ -203,6 +228,27 @@ mod tests {
         let got = feed(&mut r, &wire[1000..]).expect("fine");
         assert_eq!(got, vec![big]);
         assert_eq!(r.buffered(), 0);
+    }
+
+    #[test]
+    fn memory_is_taken_as_records_need_it() {
+        let mut r = RecordReader::new();
+        assert_eq!(r.capacity(), 0, "nothing before the first bytes");
+        let mut q = RecordQueue::new(1 << 20);
+        assert!(q.push(&[1u8; 148]));
+        assert_eq!(feed(&mut r, q.pending()).expect("fine").len(), 1);
+        assert_eq!(
+            r.capacity(),
+            READER_INITIAL,
+            "a handshake fits the first size"
+        );
+        let mut q = RecordQueue::new(1 << 20);
+        assert!(q.push(&vec![2u8; 9000]));
+        assert_eq!(
+            feed(&mut r, q.pending()).expect("fine"),
+            vec![vec![2u8; 9000]]
+        );
+        assert_eq!(r.capacity(), HEADER_LEN + MAX_MESSAGE);
     }
 
     #[test]

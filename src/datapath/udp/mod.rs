@@ -46,6 +46,7 @@ pub mod batch;
 pub mod socket;
 pub mod steer;
 mod sys;
+pub(super) use sys::setsockopt_int;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

@@ -128,8 +128,8 @@ pub(super) fn attach_reuseport_cbpf(fd: &OwnedFd, program: &[libc::sock_filter])
 }
 
 /// Sets an integer socket option.
-pub(super) fn setsockopt_int(
-    fd: &OwnedFd,
+pub(in crate::datapath) fn setsockopt_int(
+    fd: &impl AsRawFd,
     level: libc::c_int,
     name: libc::c_int,
     value: libc::c_int,
@@ -139,7 +139,12 @@ pub(super) fn setsockopt_int(
 
 /// Sets socket option `name` at `level` to `value`, which must be of the
 /// type the option expects (the kernel reads `size_of::<T>()` bytes).
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+fn setsockopt<T>(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     // SAFETY: `fd` is an open socket; we pass a pointer to a live `T` and
     // its exact size, and the kernel only reads that many bytes from it.
     let r = unsafe {

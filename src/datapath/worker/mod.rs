@@ -544,10 +544,11 @@ impl Worker {
                     Read::Message(conn, len) => (conn, len),
                     Read::Again | Read::Closed => break,
                 };
+                let bound = self.tcp.bound_peer(slot);
                 let mut tx = tx!(self, lane, now);
                 let incoming =
                     self.tunnel
-                        .handle_record(conn, &mut lane.b.record[..len], now, &mut tx);
+                        .handle_record(conn, bound, &mut lane.b.record[..len], now, &mut tx);
                 let frame = match incoming {
                     crate::tunnel::Incoming::Frame { peer, frame } => Some((peer, frame)),
                     crate::tunnel::Incoming::Nothing => None,

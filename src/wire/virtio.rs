@@ -33,6 +33,10 @@ pub const GSO_UDP: u8 = 3;
 pub const GSO_TCPV6: u8 = 4;
 /// `gso_type` flag: the batch carries ECN CWR.
 pub const GSO_ECN: u8 = 0x80;
+/// The smallest segment size accepted in a batch from a peer: the TCP MSS
+/// every IPv4 host must accept (RFC 879). A smaller one would turn one
+/// 64 KiB batch into thousands of segments in the receiving kernel.
+pub const MIN_GSO_SIZE: u16 = 536;
 
 /// A checked view of a virtio-net header at the start of a buffer.
 #[derive(Debug)]
@@ -82,18 +86,24 @@ impl<T: AsRef<[u8]>> VirtioNetHdr<T> {
     }
 
     /// Whether this header, followed by a frame of `frame_len` bytes, is one
-    /// an offload TAP could have produced, and so is safe to hand to the
-    /// local kernel: only the checksum flags; no segmentation, or TCP over
-    /// IPv4/IPv6 (ECN allowed) with a non-zero segment size and a checksum
-    /// request; a checksum field that lies inside the frame.
+    /// a TAP could have produced on the sending site, and so is safe to hand
+    /// to the local kernel: no flag but [`F_NEEDS_CSUM`] ([`F_DATA_VALID`]
+    /// would make our kernel skip checking a checksum the peer vouches for,
+    /// and a TAP never sets it on a read); no segmentation, or TCP over
+    /// IPv4/IPv6 (ECN allowed) with a checksum request, a segment size of at
+    /// least [`MIN_GSO_SIZE`] and a TCP header inside the frame; a checksum
+    /// field that lies inside the frame.
     pub fn is_sane(&self, frame_len: usize) -> bool {
-        if self.flags() & !(F_NEEDS_CSUM | F_DATA_VALID) != 0 {
+        if self.flags() & !F_NEEDS_CSUM != 0 {
             return false;
         }
         let needs_csum = self.flags() & F_NEEDS_CSUM != 0;
         match self.gso_type() & !GSO_ECN {
             GSO_NONE if self.gso_type() & GSO_ECN == 0 => {}
-            GSO_TCPV4 | GSO_TCPV6 if self.gso_size() > 0 && needs_csum => {}
+            GSO_TCPV4 | GSO_TCPV6
+                if self.gso_size() >= MIN_GSO_SIZE
+                    && needs_csum
+                    && usize::from(self.csum_start()) + 20 <= frame_len => {}
             _ => return false,
         }
         !needs_csum
@@ -233,7 +243,14 @@ mod tests {
         assert!(ok(hdr([1, 0, 0, 0, 0, 0, 34, 0, 6, 0]), 60));
         assert!(ok(hdr([1, 1, 54, 0, 0xa8, 5, 34, 0, 16, 0]), 65_000));
         assert!(ok(hdr([1, 0x84, 74, 0, 0x94, 5, 54, 0, 16, 0]), 65_000));
-        assert!(ok(hdr([2, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 60), "data valid");
+        assert!(!ok(hdr([2, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 60), "data valid");
+        assert!(!ok(hdr([3, 0, 0, 0, 0, 0, 34, 0, 6, 0]), 60), "data valid");
+        // Segments smaller than 536 bytes (1 would make 64 k of them); a
+        // batch whose TCP header is not inside the frame.
+        assert!(!ok(hdr([1, 1, 54, 0, 1, 0, 34, 0, 16, 0]), 65_000));
+        assert!(!ok(hdr([1, 1, 54, 0, 0x17, 2, 34, 0, 16, 0]), 65_000));
+        assert!(ok(hdr([1, 1, 54, 0, 0x18, 2, 34, 0, 16, 0]), 65_000));
+        assert!(!ok(hdr([1, 1, 54, 0, 0xa8, 5, 0xf0, 0, 16, 0]), 250));
         // Unknown flag; UDP/unknown GSO; ECN without GSO; TSO without a
         // segment size or without a checksum request; checksum field past
         // the end of the frame.

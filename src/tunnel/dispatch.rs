@@ -284,7 +284,7 @@ impl Tunnel {
                     self.send_probe(id, probe::ACK, pid, usize::from(size), back, tx);
                 }
                 Some((_, pid, _)) if pid & PATH_PROBE_ID != 0 => {
-                    if let Some(slot) = self.peers[id].uplinks.on_ack(pid) {
+                    if let Some(slot) = self.peers[id].uplinks.on_ack(pid, from) {
                         self.move_to_slot(id, slot, now);
                     }
                 }

@@ -287,12 +287,19 @@ impl Uplinks {
         PATH_PROBE_ID | (round << SLOT_BITS & !PATH_PROBE_ID) | (slot as u32 & 0xf)
     }
 
-    /// An authenticated acknowledgement of path probe `id`. Returns where
-    /// to move now, if anywhere: the most preferred address probed
-    /// answered, so waiting for the others cannot find a better one.
-    pub fn on_ack(&mut self, id: u32) -> Option<usize> {
-        let r = self.round.as_mut()?;
+    /// An authenticated acknowledgement of path probe `id`, from `from`.
+    /// It counts only from the address that was probed: the peer answers a
+    /// probe from the address it arrived at, and an ack that comes back
+    /// another way (relayed by whoever holds a working path) says nothing
+    /// about the probed one. Returns where to move now, if anywhere: the
+    /// most preferred address probed answered, so waiting for the others
+    /// cannot find a better one.
+    pub fn on_ack(&mut self, id: u32, from: SocketAddr) -> Option<usize> {
         let slot = (id & 0xf) as usize;
+        if self.addr(slot) != Some(from) {
+            return None;
+        }
+        let r = self.round.as_mut()?;
         if Self::probe_id(r.seq, slot) != id || r.probed & (1 << slot) == 0 {
             return None;
         }
@@ -333,7 +340,8 @@ mod tests {
     #[test]
     fn a_round_probes_every_address_and_only_its_own_acks_count() {
         let t0 = Instant::now();
-        let mut u = Uplinks::new(&addrs(3));
+        let a = addrs(3);
+        let mut u = Uplinks::new(&a);
         assert_eq!(u.deadline(true), None, "nothing sent, nothing suspect");
         u.on_sent(t0);
         u.on_sent(t0 + Duration::from_millis(500)); // the first send counts
@@ -349,12 +357,16 @@ mod tests {
         };
         assert_eq!(slots, 0b111);
         // Acks of another round, of an unprobed slot, or MTU probe ids: ignored.
-        assert_eq!(u.on_ack(Uplinks::probe_id(round + 1, 2)), None);
-        assert_eq!(u.on_ack(Uplinks::probe_id(round, 7)), None);
-        assert_eq!(u.on_ack(5), None);
+        assert_eq!(u.on_ack(Uplinks::probe_id(round + 1, 2), a[2]), None);
+        assert_eq!(u.on_ack(Uplinks::probe_id(round, 7), a[0]), None);
+        assert_eq!(u.on_ack(5, a[0]), None);
+        // Slot 2's ack, but from slot 0's address (relayed by whoever
+        // holds that path): it says nothing about slot 2.
+        assert_eq!(u.on_ack(Uplinks::probe_id(round, 2), a[0]), None);
+        assert_eq!(u.on_ack(Uplinks::probe_id(round, 0), a[1]), None);
         // Slot 2 answers first, then slot 1; slot 0 (in use) never.
-        assert_eq!(u.on_ack(Uplinks::probe_id(round, 2)), None);
-        assert_eq!(u.on_ack(Uplinks::probe_id(round, 1)), None);
+        assert_eq!(u.on_ack(Uplinks::probe_id(round, 2), a[2]), None);
+        assert_eq!(u.on_ack(Uplinks::probe_id(round, 1), a[1]), None);
         let end = t0 + DEAD_PATH_AFTER + PATH_PROBE_WAIT;
         assert_eq!(u.deadline(true), Some(end));
         assert_eq!(u.on_timeout(end, true), Some(PathAction::Move(1)));
@@ -367,7 +379,7 @@ mod tests {
         };
         assert_eq!(slots, 0b001);
         // The best possible answered: move at once.
-        assert_eq!(u.on_ack(Uplinks::probe_id(round, 0)), Some(0));
+        assert_eq!(u.on_ack(Uplinks::probe_id(round, 0), a[0]), Some(0));
     }
 
     #[test]
@@ -380,7 +392,7 @@ mod tests {
         };
         assert_eq!(slots, u16::MAX);
         for id in [u32::MAX, PATH_PROBE_ID, PATH_PROBE_ID | 0xf, 0] {
-            let _ = u.on_ack(id);
+            let _ = u.on_ack(id, addrs(20)[(id & 0xf) as usize]);
         }
         u.moved(u.addr(19), t0);
         assert_eq!(u.handshake_target(None, false), u.addr(0));

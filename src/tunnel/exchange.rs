@@ -177,7 +177,7 @@ impl Tunnel {
 
     /// Sends (or starts) a handshake initiation to `id`. Retries alternate
     /// between the peer's keys, so a rotation that reached only one end
-    /// still gets through.
+    /// still gets through, until the first key has worked with the peer.
     pub(super) fn start_handshake<T: Transmit + ?Sized>(
         &mut self,
         id: PeerId,
@@ -219,7 +219,11 @@ impl Tunnel {
             self.index.remove(&local_index);
             return;
         }
-        let slot = p.attempts as usize % p.keys.len();
+        let slot = if p.first_key_worked {
+            0
+        } else {
+            p.attempts as usize % p.keys.len()
+        };
         let cookie = p
             .cookie
             .as_ref()
@@ -332,6 +336,10 @@ impl Tunnel {
         if self.on_other_stream(id) {
             return;
         }
+        if slot != 0 && self.peers[id].first_key_worked {
+            // A retired key: for this peer, no longer one of ours.
+            return self.refuse(from, Some(id), HandshakeRefusal::BadMac, now);
+        }
         self.touch(id);
         if init.instance == self.instance {
             // Our own initiation sent back at us: answering it would give us
@@ -358,6 +366,10 @@ impl Tunnel {
             return self.refuse(from, Some(id), HandshakeRefusal::RateLimited, now);
         }
         self.cookies.count_answer(now);
+        if slot == 0 {
+            // The initiation proved the peer holds the first key.
+            self.peers[id].first_key_worked = true;
+        }
         let timestamp = init.timestamp;
         let remote_index = init.sender;
         let mut eph = [0u8; 32];
@@ -498,6 +510,9 @@ impl Tunnel {
             Err(e) => return self.count_handshake_error(e),
         };
         p.pending = None;
+        if p.pending_slot == 0 {
+            p.first_key_worked = true;
+        }
         // The peer's clock as of now: any initiation it made before this
         // (a replay recorded earlier, perhaps before we restarted) is stale.
         if p.last_timestamp.is_none_or(|t| t < their_time) {

@@ -404,6 +404,56 @@ fn key_rotation_loses_no_frame() {
     assert!(m.inject(0, from, &out.sent[0].1).sent.is_empty());
 }
 
+/// After a rotation's new key has worked between two sites, the old one is
+/// retired for that peer: someone holding only the old key (it leaked, or a
+/// box that missed the rotation) can no longer be answered, nor be
+/// initiated to, though both sites still list it second.
+#[test]
+fn the_old_key_is_retired_once_the_new_one_has_worked() {
+    let mut m = Mesh::new();
+    let mut a = link("a", vec![peer("b", Some("198.18.0.2:51901"), &[9, 1])]);
+    a.rekey_after = Duration::from_secs(5);
+    m.add("198.18.0.1:51901", a);
+    m.add(
+        "198.18.0.2:51901",
+        link("b", vec![peer("a", Some("198.18.0.1:51901"), &[9, 1])]),
+    );
+    m.run_for(Duration::from_secs(1));
+    assert_eq!(m.state(0, PeerId::new(0)), PeerState::Up);
+    // b's box is replaced by one that holds only the old key.
+    let now = m.now;
+    m.nodes[1] = Node {
+        addr: addr("198.18.0.2:51901"),
+        t: Tunnel::new(
+            link("b", vec![peer("a", Some("198.18.0.1:51901"), &[1])]),
+            Box::new(TestEntropy(99)),
+            now,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(WALL + 60),
+        ),
+        got: Vec::new(),
+    };
+    let refused = m.nodes[0].t.counters().rx_auth_failed;
+    // A minute of a's rekeys and retries (alternating keys, before), and
+    // of the old-key box's initiations.
+    for _ in 0..600 {
+        m.send(0, PeerId::new(0), b"x");
+        m.run_for(Duration::from_millis(100));
+        assert_ne!(
+            m.state(1, PeerId::new(0)),
+            PeerState::Up,
+            "the old key got a session"
+        );
+    }
+    assert!(m.nodes[0].t.counters().rx_auth_failed > refused);
+    // A reload that sets the keys again starts over: both are tried.
+    let now = m.now;
+    m.nodes[0]
+        .t
+        .set_peer_keys(PeerId::new(0), vec![key(9), key(1)], now);
+    m.run_for(Duration::from_secs(30));
+    assert_eq!(m.state(1, PeerId::new(0)), PeerState::Up);
+}
+
 /// A holder of one spoke's key floods fresh initiations from a thousand
 /// spoofed sources. Once over the load mark the hub stops doing DH for
 /// initiations without a valid cookie, and the other spoke still gets in.

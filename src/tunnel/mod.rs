@@ -68,7 +68,10 @@
 //! learns from a hint only that two initiations use the same key (as their
 //! source address usually tells anyway). A key file may hold two keys
 //! during a rotation: each has its own hint, initiations alternate between
-//! them on retries (the first key first), and either is accepted.
+//! them on retries (the first key first), and either is accepted, until a
+//! handshake under the first key has completed with that peer; from then
+//! on the other is retired for the peer (neither used nor accepted) until
+//! its keys are set again.
 //!
 //! **Replays.** The initiation carries a TAI64N wall-clock timestamp (the
 //! shell reports the wall clock every batch, and ours never go backwards); a

@@ -211,8 +211,14 @@ pub(super) struct Peer {
     pub(super) pending: Option<PendingInitiation>,
     /// Which of `keys` the pending initiation used.
     pub(super) pending_slot: usize,
-    /// The peer's keys: the first initiates, any is accepted.
+    /// The peer's keys: the first initiates, any is accepted until the
+    /// first has worked with this peer (`first_key_worked`).
     pub(super) keys: Vec<KeySlot>,
+    /// A handshake under the first key completed with this peer since the
+    /// keys were set: the others (a rotation's old key) are retired for it,
+    /// neither used nor accepted, so a holder of the old key cannot keep
+    /// the two sites on it by dropping new-key initiations.
+    pub(super) first_key_worked: bool,
     /// The last cookie the peer gave us (when it was under load), and when.
     pub(super) cookie: Option<([u8; MAC_LEN], Instant)>,
     /// The X25519 work this peer's handshakes may cost us when no cookie
@@ -252,6 +258,7 @@ impl Peer {
                 .map(|k| KeySlot::new(k, local_name, &p.name))
                 .collect(),
             pending_slot: 0,
+            first_key_worked: false,
             cookie: None,
             dh_budget: TokenBucket::new(DH_PER_SEC, DH_BURST),
             name: p.name.clone(),

@@ -33,6 +33,7 @@ impl Tunnel {
         self.incoming = IncomingKeys::new(&self.params.local_name, &self.params.peers);
         let p = &mut self.peers[id];
         p.keys = slots;
+        p.first_key_worked = false;
         p.cookie = None;
         if let Some(old) = p.pending.take() {
             self.index.remove(&old.local_index);

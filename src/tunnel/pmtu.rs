@@ -25,7 +25,11 @@
 //!    session timers' verdict (peer down), not a path MTU change, so the
 //!    size in use is kept;
 //! 4. every [`RAISE_AFTER`] the failed sizes are forgotten and the search
-//!    tries upward again (the path may have grown).
+//!    tries upward again (the path may have grown);
+//! 5. after the peer moved to a new address, one [`BASE_MTU`] probe must be
+//!    acknowledged before the search sends anything larger, so a move to
+//!    an address that does not answer (a forged or relayed packet made it)
+//!    costs that address small probes only.
 //!
 //! Probes share the session's counter (the AEAD nonce) like any data
 //! message, so they pass the replay window in order; they never count as
@@ -94,6 +98,8 @@ pub struct PathMtu {
     /// That probe was lost too: nothing passes. When one passes again, the
     /// size in use is confirmed again before anything is concluded.
     silent: bool,
+    /// The path is new (an endpoint move): a [`BASE_MTU`] probe first.
+    confirm: bool,
     /// A fallback found by an acknowledgement, reported by the next
     /// [`on_timeout`](Self::on_timeout) (which reports losses).
     fell_back: Option<usize>,
@@ -115,6 +121,7 @@ impl PathMtu {
             frames_at_verify: 0,
             suspect: false,
             silent: false,
+            confirm: false,
             fell_back: None,
         }
     }
@@ -164,6 +171,7 @@ impl PathMtu {
         let old = self.mtu;
         *self = PathMtu {
             next_id: self.next_id,
+            confirm: true,
             ..PathMtu::auto(self.ceiling)
         };
         self.next = Some(now);
@@ -202,7 +210,7 @@ impl PathMtu {
         let upper = self
             .failed
             .map_or(self.ceiling, |f| f.saturating_sub(1).min(self.ceiling));
-        if self.suspect {
+        if self.suspect || self.confirm {
             Some(BASE_MTU)
         } else if upper >= self.mtu + GRANULARITY {
             // The ceiling first; then halve the gap.
@@ -230,7 +238,15 @@ impl PathMtu {
         if let Some(f) = self.in_flight.filter(|f| f.deadline <= now) {
             self.in_flight = None;
             self.losses += 1;
-            if self.suspect && f.size == BASE_MTU {
+            if self.confirm && f.size == BASE_MTU {
+                if self.losses >= SEARCH_LOSSES {
+                    // The new address answers nothing (yet): ask again
+                    // later, never with a larger probe.
+                    self.losses = 0;
+                    self.next = Some(now + VERIFY_EVERY);
+                    return (None, changed);
+                }
+            } else if self.suspect && f.size == BASE_MTU {
                 if self.losses >= SEARCH_LOSSES {
                     // Not even the smallest size passes: the peer is gone
                     // (or the whole path is). That is the session timers'
@@ -293,6 +309,7 @@ impl PathMtu {
         self.losses = 0;
         let suspect = std::mem::take(&mut self.suspect);
         let recovered = std::mem::take(&mut self.silent);
+        let confirmed = std::mem::take(&mut self.confirm);
         if recovered {
             // The peer answers again after answering nothing: confirm the
             // size in use afresh rather than blame the path.
@@ -308,7 +325,7 @@ impl PathMtu {
             self.mtu
         });
         self.next = Some(
-            if self.searching() || recovered || self.fell_back.is_some() {
+            if self.searching() || recovered || confirmed || self.fell_back.is_some() {
                 now
             } else {
                 now + VERIFY_EVERY
@@ -464,6 +481,33 @@ mod tests {
         assert_eq!(m.set_ceiling(1420, t), Some(1420));
         assert_eq!(m.current(), 1420);
         assert_eq!(PathMtu::auto(100).ceiling, BASE_MTU);
+    }
+
+    #[test]
+    fn after_a_move_a_small_probe_comes_first() {
+        let mut t = Instant::now();
+        let mut m = PathMtu::auto(1500);
+        m.start(t);
+        run(&mut m, 1500, &mut t, 3);
+        assert_eq!(m.current(), 1500);
+        // Moved to an address that answers nothing: only small probes.
+        assert_eq!(m.reset(t), Some(BASE_MTU));
+        let mut sizes = Vec::new();
+        for i in 0..600 {
+            t += Duration::from_millis(50);
+            if let (Some(p), _) = m.on_timeout(t, i) {
+                sizes.push(p.size);
+            }
+        }
+        assert!(!sizes.is_empty());
+        assert!(sizes.iter().all(|&s| s == BASE_MTU), "{sizes:?}");
+        // Once it answers, the search goes on upward.
+        let (p, _) = m.on_timeout(t + VERIFY_EVERY, 1000);
+        let p = p.expect("a confirming probe");
+        assert_eq!(p.size, BASE_MTU);
+        assert_eq!(m.on_ack(p.id, p.size, t + VERIFY_EVERY), None);
+        let (p, _) = m.on_timeout(t + VERIFY_EVERY, 1001);
+        assert_eq!(p.expect("the search").size, 1500);
     }
 
     #[test]

@@ -530,8 +530,13 @@ impl Tunnel {
         self.rx_authentic = Some(id);
         self.on_transport(id, self.rx_tcp, from, now);
         if !self.rx_tcp {
-            self.peers[id].local = self.rx_local;
-            self.move_endpoint(id, from, now);
+            let p = &mut self.peers[id];
+            p.local = self.rx_local;
+            // The roaming rule of data (`dispatch.rs`): an up peer answering
+            // a rekey from another of its listed addresses stays where it is.
+            if p.endpoint != Some(from) && (p.state != PeerState::Up || p.uplinks.roams_to(from)) {
+                self.move_endpoint(id, from, now);
+            }
         }
         self.install_session(id, session, true, now);
         // Flush frames held during the handshake; if there were none, a

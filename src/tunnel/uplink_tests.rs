@@ -334,6 +334,19 @@ fn answers_from_another_configured_address_do_not_move_the_peer() {
 }
 
 #[test]
+fn rekey_responses_from_another_configured_address_do_not_move_the_peer() {
+    let mut n = Net::new(&[B1, B2]);
+    up(&mut n);
+    n.b_source = Some(addr(B2));
+    let before = n.a.peer_stats(PeerId::new(0)).handshakes;
+    // Past two rekeys: A initiates to B1, B's responses come from B2.
+    n.pings(Duration::from_secs(300));
+    assert!(n.a.peer_stats(PeerId::new(0)).handshakes >= before + 2);
+    assert_eq!(n.endpoint(), Some(addr(B1)));
+    assert_eq!(n.moves(), 0, "a rekey response moved the peer");
+}
+
+#[test]
 fn an_unlisted_source_still_roams() {
     let mut n = Net::new(&[B1, B2]);
     up(&mut n);

@@ -37,6 +37,7 @@ pub const RESTART_ONLY: &[(&str, &str)] = &[
     ("interface", "addresses"),
     ("interface", "routes"),
     ("interface", "bridge"),
+    ("tunnel", "name"),
     ("tunnel", "listen"),
     ("tunnel", "wan_mtu"),
     ("tunnel", "workers"),
@@ -406,6 +407,7 @@ fn restart_only_difference(a: &Config, b: &Config) -> Option<(&'static str, &'st
             ("interface", "addresses") => i.addresses != j.addresses,
             ("interface", "routes") => i.routes != j.routes,
             ("interface", "bridge") => i.bridge != j.bridge,
+            ("tunnel", "name") => a.tunnel.name != b.tunnel.name,
             ("tunnel", "listen") => a.tunnel.listen != b.tunnel.listen,
             ("tunnel", "wan_mtu") => a.tunnel.wan_mtu != b.tunnel.wan_mtu,
             ("tunnel", "workers") => a.tunnel.workers != b.tunnel.workers,
@@ -696,6 +698,13 @@ mod tests {
         );
         let err = plan(&running, &keys).err().unwrap().to_string();
         assert!(err.contains("hub.toml:2:1: interface.mtu"), "{err}");
+        // The site's identity is bound into every session.
+        d.write(
+            "hub.toml",
+            &conf("").replace("[tunnel]\n", "[tunnel]\nname = \"hq\"\n"),
+        );
+        let err = plan(&running, &keys).err().unwrap().to_string();
+        assert!(err.contains("hub.toml:3:1: tunnel.name: differs"), "{err}");
         d.write("hub.toml", &conf("[bogus]\n"));
         let err = plan(&running, &keys).err().unwrap();
         assert!(matches!(err, ReloadError::Config(_)), "{err}");

@@ -226,6 +226,11 @@ impl fmt::Display for Route {
 /// `[tunnel]`: the encrypted UDP tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelConfig {
+    /// This site's name in handshakes (`tunnel.name`, default the link
+    /// NAME; at most 31 bytes): what the other sites list as its
+    /// `[[peer]] name`. Kept apart from the link NAME so that the file can
+    /// be renamed or copied without changing the site's identity.
+    pub name: String,
     /// UDP address to bind (default `0.0.0.0:51901`).
     pub listen: SocketAddr,
     /// The link's key file, used by every peer without its own; optional

@@ -39,6 +39,7 @@ pub(super) struct RawInterface {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTunnel {
+    pub name: Option<Str>,
     pub listen: Option<Str>,
     pub psk_file: Option<Str>,
     pub wan_mtu: Option<Spanned<RawMtu>>,

@@ -175,10 +175,10 @@ impl Cx<'_> {
             None => return Err(self.at(0, "interface", "required section [interface] is missing")),
         };
         let (tunnel, tunnel_span) = match &raw.tunnel {
-            Some(t) => (self.tunnel(t.get_ref(), &t.span())?, t.span()),
+            Some(t) => (self.tunnel(name, t.get_ref(), &t.span())?, t.span()),
             None => return Err(self.at(0, "tunnel", "required section [tunnel] is missing")),
         };
-        let peers = self.peers(name, &tunnel, &tunnel_span, raw.peer.as_ref())?;
+        let peers = self.peers(&tunnel, &tunnel_span, raw.peer.as_ref())?;
         let arp = raw
             .arp
             .as_ref()

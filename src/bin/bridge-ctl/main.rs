@@ -126,11 +126,12 @@ fn check(config: &Config) -> anyhow::Result<()> {
     config.preflight()?;
     let peers = config.peers.len();
     outln!(
-        "config {} ok: interface {}, {peers} peer{}, dhcp {}",
+        "config {} ok: interface {}, {peers} peer{}, dhcp {}, site name {:?}",
         config.path.display(),
         config.interface.name,
         if peers == 1 { "" } else { "s" },
         if config.dhcp.is_some() { "on" } else { "off" },
+        config.tunnel.name,
     );
     Ok(())
 }

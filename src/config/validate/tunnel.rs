@@ -18,7 +18,21 @@ use crate::config::{
 };
 
 impl Cx<'_> {
-    pub(super) fn tunnel(&self, raw: &RawTunnel, span: &Range<usize>) -> Result<TunnelConfig> {
+    pub(super) fn tunnel(
+        &self,
+        link: &str,
+        raw: &RawTunnel,
+        span: &Range<usize>,
+    ) -> Result<TunnelConfig> {
+        // The link NAME is always a valid site name (it is shorter and
+        // stricter); a name of its own is checked like a peer's.
+        let name = match &raw.name {
+            Some(n) => {
+                self.conv(n, "tunnel.name", value::peer_name)?;
+                n.get_ref().clone()
+            }
+            None => link.to_owned(),
+        };
         let listen = match &raw.listen {
             Some(l) => {
                 let a = self.conv(l, "tunnel.listen", value::listen_addr)?;
@@ -62,6 +76,7 @@ impl Cx<'_> {
             ));
         }
         Ok(TunnelConfig {
+            name,
             transport: self.transport(&raw.transport)?,
             listen,
             psk_file,
@@ -136,7 +151,6 @@ impl Cx<'_> {
 
     pub(super) fn peers(
         &self,
-        link: &str,
         tunnel: &TunnelConfig,
         tunnel_span: &Range<usize>,
         raw: Option<&Spanned<Vec<Spanned<RawPeer>>>>,
@@ -160,12 +174,14 @@ impl Cx<'_> {
                     format!("peer name {:?} is used twice", name.get_ref()),
                 ));
             }
-            if name.get_ref() == link {
+            if *name.get_ref() == tunnel.name {
                 return Err(self.err(
                     &name.span(),
                     "peer.name",
                     format!(
-                        "{link:?} is this link's own name; a peer is named after the other site's link"
+                        "{:?} is this site's own name (tunnel.name, by default the link NAME); \
+                         a peer is named after the other site's tunnel.name",
+                        tunnel.name
                     ),
                 ));
             }

@@ -207,7 +207,11 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
     let mut peers = Vec::new();
     for old in &running.peers {
         if !fresh.peers.iter().any(|p| p.name == old.name) {
-            lines.push(format!("peer {}: removed", old.name));
+            lines.push(format!(
+                "peer {}: removed{}",
+                old.name,
+                from_dropin(running, &old.file, " (it was in ", ")")
+            ));
             peers.push(PeerChange::Removed {
                 name: old.name.clone(),
             });
@@ -222,10 +226,11 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
         };
         let Some(i) = running.peers.iter().position(|p| p.name == new.name) else {
             lines.push(format!(
-                "peer {}: added ({}, {})",
+                "peer {}: added ({}, {}{})",
                 new.name,
                 endpoint_text(&new.endpoints),
-                key_count(new_keys.len())
+                key_count(new_keys.len()),
+                from_dropin(&fresh, &new.file, ", from ", "")
             ));
             peers.push(PeerChange::Added {
                 name: new.name.clone(),
@@ -371,6 +376,16 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
         metrics,
         lines,
     })
+}
+
+/// `{before}FILE{after}` when `file` is a peer drop-in of `config`, else
+/// nothing (a peer of the main file).
+fn from_dropin(config: &Config, file: &Path, before: &str, after: &str) -> String {
+    if file == config.path {
+        String::new()
+    } else {
+        format!("{before}{}{after}", file.display())
+    }
 }
 
 /// `no endpoint`, `198.18.0.2:51901`, or `[198.18.0.2:51901, 198.18.1.2:51901]`.
@@ -552,6 +567,45 @@ mod tests {
             "removals first"
         );
         assert!(!p.responder && !p.metrics && !p.timers && !p.hub);
+    }
+
+    #[test]
+    fn drop_ins_added_and_removed_are_peers_added_and_removed() {
+        let d = Dir::new("dropins");
+        d.write("link.psk", K1);
+        d.write("b.psk", K1);
+        let cfg = d.write("hub.toml", &conf(""));
+        let (running, keys) = load(&cfg);
+        std::fs::create_dir(d.0.join("hub.d")).unwrap();
+        d.write("hub.d/e.psk", K2);
+        let e = d.write(
+            "hub.d/e.toml",
+            "[[peer]]\nname = \"e\"\npsk_file = \"e.psk\"\n",
+        );
+        let p = plan(&running, &keys).unwrap();
+        assert_eq!(
+            p.lines,
+            [format!(
+                "peer e: added (no endpoint, 1 key, from {})",
+                e.display()
+            )]
+        );
+        assert!(
+            matches!(&p.peers[..], [PeerChange::Added { name, keys, .. }] if name == "e" && keys.len() == 1)
+        );
+        let (running, keys) = load(&cfg);
+        // A bad drop-in refuses the whole reload, naming itself.
+        d.write("hub.d/f.toml", "[[peer]]\nname = \"f\"\nbogus = 1\n");
+        let err = plan(&running, &keys).err().unwrap().to_string();
+        assert!(err.contains("hub.d/f.toml:3:1: peer.bogus"), "{err}");
+        std::fs::remove_file(d.0.join("hub.d/f.toml")).unwrap();
+        // Removing the file removes the peer.
+        std::fs::remove_file(&e).unwrap();
+        let p = plan(&running, &keys).unwrap();
+        assert_eq!(
+            p.lines,
+            [format!("peer e: removed (it was in {})", e.display())]
+        );
     }
 
     #[test]

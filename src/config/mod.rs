@@ -14,6 +14,7 @@
 //! Relative paths in the file (`psk_file`, `lease_file`, `socket`, hooks) are
 //! taken relative to the directory holding the config file.
 
+mod dropin;
 mod error;
 mod locate;
 mod plain;
@@ -31,6 +32,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use dropin::{DropIn, dir as dropin_dir, files as dropin_files};
 pub use error::{ConfigError, Problem};
 pub use locate::position as setting_position;
 pub use psk::{Psk, PskProblem};
@@ -284,6 +286,8 @@ pub struct PeerConfig {
     pub endpoints: Vec<PeerEndpoint>,
     /// This peer's own key file (overrides `tunnel.psk_file`).
     pub psk_file: Option<KeyFile>,
+    /// The file that defines it: the main file or a drop-in.
+    pub file: PathBuf,
     /// What the peer may do at layer 2 (`isolate`, `max_macs`, `macs`,
     /// `vlans`; SPEC §5 "Hub policy").
     pub policy: PeerPolicy,
@@ -333,6 +337,8 @@ impl fmt::Display for PeerEndpoint {
 pub struct KeyFile {
     /// The file (absolute).
     pub path: PathBuf,
+    /// The config file that names it (the main file or a peer drop-in).
+    pub named_in: PathBuf,
     /// 1-based line of the value in the config file.
     pub line: usize,
     /// 1-based column of the value.
@@ -344,9 +350,9 @@ pub struct KeyFile {
 impl KeyFile {
     /// Loads the key(s) in the file ([`Psk::load_keys`]); an error names
     /// the config file, line, column and key that point at it.
-    pub fn load(&self, config: &Path) -> Result<Vec<Psk>, ConfigError> {
+    pub fn load(&self) -> Result<Vec<Psk>, ConfigError> {
         Psk::load_keys(&self.path).map_err(|e| ConfigError::Invalid {
-            file: config.to_owned(),
+            file: self.named_in.clone(),
             line: self.line,
             column: self.column,
             key: self.key.to_owned(),
@@ -424,8 +430,9 @@ pub struct MetricsConfig {
 }
 
 impl Config {
-    /// Reads and validates the config file at `path`; the link NAME is the
-    /// file stem. Call once at start-up (and for `bridge-ctl check`).
+    /// Reads and validates the config file at `path` and its peer drop-ins
+    /// (`NAME.d/*.toml` beside it); the link NAME is the file stem. Call
+    /// once at start-up (and for `bridge-ctl check`, and each reload).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = stem(path)?;
         // Absolute, so paths relative to the file stay right whatever the
@@ -435,18 +442,31 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&name, path, &text)
+        let dropins = dropin::read_all(&dropin::dir(path, &name))?;
+        Config::parse_with(&name, path, &text, &dropins)
     }
 
     /// Validates config `text` for link `name`; `path` is used only in error
     /// messages and to resolve relative paths. Pure: touches no files.
     pub fn parse(name: &str, path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(name, path, text, &[])
+    }
+
+    /// [`Config::parse`] with the peer drop-ins `dropins` (in the order
+    /// they are merged). Relative paths in a drop-in are relative to its
+    /// own directory. Pure: touches no files.
+    pub fn parse_with(
+        name: &str,
+        path: &Path,
+        text: &str,
+        dropins: &[DropIn],
+    ) -> Result<Config, ConfigError> {
         value::link_name(name).map_err(|reason| ConfigError::Name {
             name: name.to_owned(),
             reason: Box::new(reason),
             stem_of: None,
         })?;
-        validate::parse(name, path, text)
+        validate::parse(name, path, text, dropins)
     }
 }
 
@@ -487,7 +507,7 @@ impl Config {
             let keys = match loaded.iter().find(|(p, _)| *p == file.path) {
                 Some((_, k)) => k.clone(),
                 None => {
-                    let k = file.load(&self.path)?;
+                    let k = file.load()?;
                     loaded.push((&file.path, k.clone()));
                     k
                 }

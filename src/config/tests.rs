@@ -140,6 +140,7 @@ fn spec_example_parses_to_expected_values() {
             listen: "0.0.0.0:51901".parse().unwrap(),
             psk_file: Some(KeyFile {
                 path: "/etc/tapbridge/site-a.psk".into(),
+                named_in: FILE.into(),
                 line: 12,
                 column: 12,
                 key: "tunnel.psk_file",
@@ -158,6 +159,7 @@ fn spec_example_parses_to_expected_values() {
             name: "hq".into(),
             endpoints: vec![PeerEndpoint::Addr("203.0.113.10:51901".parse().unwrap())],
             psk_file: None,
+            file: FILE.into(),
             policy: PeerPolicy::default(),
         }]
     );
@@ -247,6 +249,7 @@ fn minimal_config_gets_the_defaults() {
             name: "hq".into(),
             endpoints: Vec::new(),
             psk_file: None,
+            file: FILE.into(),
             policy: PeerPolicy::default(),
         }]
     );

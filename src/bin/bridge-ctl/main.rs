@@ -125,11 +125,22 @@ fn check(config: &Config) -> anyhow::Result<()> {
     tapbridge::daemon::check_responder(config)?;
     config.preflight()?;
     let peers = config.peers.len();
+    let dropped = config
+        .peers
+        .iter()
+        .filter(|p| p.file != config.path)
+        .count();
     outln!(
-        "config {} ok: interface {}, {peers} peer{}, dhcp {}, site name {:?}",
+        "config {} ok: interface {}, {peers} peer{}{}, dhcp {}, site name {:?}",
         config.path.display(),
         config.interface.name,
         if peers == 1 { "" } else { "s" },
+        if dropped == 0 {
+            String::new()
+        } else {
+            let dir = tapbridge::config::dropin_dir(&config.path, &config.name);
+            format!(" ({dropped} from {})", dir.display())
+        },
         if config.dhcp.is_some() { "on" } else { "off" },
         config.tunnel.name,
     );

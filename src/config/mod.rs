@@ -446,6 +446,20 @@ impl Config {
         Config::parse_with(&name, path, &text, &dropins)
     }
 
+    /// Like [`Config::load`], but a link with no peer at all is accepted
+    /// (its `peers` is empty): what `bridge-ctl invite` reads to add a
+    /// hub's first branch. Nothing else may run such a configuration.
+    pub fn load_without_peers(path: &Path) -> Result<Config, ConfigError> {
+        let name = stem(path)?;
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let dropins = dropin::read_all(&dropin::dir(path, &name))?;
+        validate::parse(&name, path, &text, &dropins, false)
+    }
+
     /// Validates config `text` for link `name`; `path` is used only in error
     /// messages and to resolve relative paths. Pure: touches no files.
     pub fn parse(name: &str, path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -466,7 +480,7 @@ impl Config {
             reason: Box::new(reason),
             stem_of: None,
         })?;
-        validate::parse(name, path, text, dropins)
+        validate::parse(name, path, text, dropins, true)
     }
 }
 
@@ -548,6 +562,25 @@ pub fn locate(name: Option<&str>, config: Option<&Path>) -> Result<(String, Path
             }
         }
     }
+}
+
+/// Checks a link NAME (1 to 21 letters, digits, `-`, `_`, starting with a
+/// letter or digit): what `bridge-ctl invite` requires of a new peer's
+/// name, which names its files.
+pub fn check_link_name(name: &str) -> Result<(), ValueError> {
+    value::link_name(name)
+}
+
+/// Checks a site name (`tunnel.name`, `peer.name`): 1 to 31 bytes, no
+/// white space or control characters.
+pub fn check_site_name(name: &str) -> Result<(), ValueError> {
+    value::peer_name(name)
+}
+
+/// Parses one `peer.endpoint` value, `"198.18.0.1:51901"` or
+/// `"hq.example.net:51901"` (nothing is resolved).
+pub fn parse_endpoint(text: &str) -> Result<PeerEndpoint, ValueError> {
+    value::endpoint(text)
 }
 
 /// The link name a config file path implies: its stem, validated.

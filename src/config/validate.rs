@@ -30,8 +30,15 @@ mod tunnel;
 
 const MTU_RANGE: std::ops::RangeInclusive<i64> = 576..=9000;
 
-/// Parses and validates; see [`Config::parse_with`].
-pub(super) fn parse(name: &str, path: &Path, text: &str, dropins: &[DropIn]) -> Result<Config> {
+/// Parses and validates; see [`Config::parse_with`]. With `need_peers`
+/// false, no peer at all is accepted ([`Config::load_without_peers`]).
+pub(super) fn parse(
+    name: &str,
+    path: &Path,
+    text: &str,
+    dropins: &[DropIn],
+    need_peers: bool,
+) -> Result<Config> {
     let cx = Cx { file: path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|e| cx.toml_error(&e))?;
     let mut extra = Vec::with_capacity(dropins.len());
@@ -43,7 +50,7 @@ pub(super) fn parse(name: &str, path: &Path, text: &str, dropins: &[DropIn]) -> 
         let raw: RawDropIn = toml::from_str(&d.text).map_err(|e| dcx.dropin_error(&e, name))?;
         extra.push((dcx, raw));
     }
-    cx.config(name, raw, &extra)
+    cx.config(name, raw, &extra, need_peers)
 }
 
 /// Error context: the file and its text, to turn byte spans into positions.
@@ -203,7 +210,13 @@ impl Cx<'_> {
         }
     }
 
-    fn config(&self, name: &str, raw: RawConfig, dropins: &[(Cx, RawDropIn)]) -> Result<Config> {
+    fn config(
+        &self,
+        name: &str,
+        raw: RawConfig,
+        dropins: &[(Cx, RawDropIn)],
+        need_peers: bool,
+    ) -> Result<Config> {
         let interface = match &raw.interface {
             Some(i) => self.interface(name, i.get_ref(), &i.span())?,
             None => return Err(self.at(0, "interface", "required section [interface] is missing")),
@@ -212,7 +225,13 @@ impl Cx<'_> {
             Some(t) => (self.tunnel(name, t.get_ref(), &t.span())?, t.span()),
             None => return Err(self.at(0, "tunnel", "required section [tunnel] is missing")),
         };
-        let peers = self.peers(&tunnel, &tunnel_span, raw.peer.as_ref(), dropins)?;
+        let peers = self.peers(
+            &tunnel,
+            &tunnel_span,
+            raw.peer.as_ref(),
+            dropins,
+            need_peers,
+        )?;
         let arp = raw
             .arp
             .as_ref()

@@ -158,6 +158,7 @@ impl Cx<'_> {
         tunnel_span: &Range<usize>,
         raw: Option<&Spanned<Vec<Spanned<RawPeer>>>>,
         dropins: &[(Cx, RawDropIn)],
+        need_peers: bool,
     ) -> Result<Vec<PeerConfig>> {
         let mut peers: Vec<PeerConfig> = Vec::new();
         if let Some(l) = raw {
@@ -175,7 +176,7 @@ impl Cx<'_> {
                 peers.push(peer);
             }
         }
-        if peers.is_empty() {
+        if peers.is_empty() && need_peers {
             return Err(self.at(
                 0,
                 "peer",

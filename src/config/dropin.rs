@@ -110,6 +110,29 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 
+    #[test]
+    fn a_hub_without_peers_is_read_for_its_first_invite_only() {
+        let d = std::env::temp_dir().join(format!("tb-dropin-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let main = d.join("hq.toml");
+        std::fs::write(&main, "[interface]\n[tunnel]\nhub = true\n").unwrap();
+        let err = super::super::Config::load(&main).unwrap_err();
+        let err = crate::error::Chain(&err).to_string();
+        assert!(err.contains("at least one [[peer]] is required"), "{err}");
+        let c = super::super::Config::load_without_peers(&main).unwrap();
+        assert!(c.peers.is_empty());
+        std::fs::create_dir(d.join("hq.d")).unwrap();
+        std::fs::write(
+            d.join("hq.d/b.toml"),
+            "[[peer]]\nname = \"b\"\npsk_file = \"b.psk\"\n",
+        )
+        .unwrap();
+        let c = super::super::Config::load(&main).unwrap();
+        assert_eq!(c.peers[0].file, d.join("hq.d/b.toml"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
     const MAIN: &str = "/etc/tapbridge/hq.toml";
     const HEAD: &str = "[interface]\n[tunnel]\nhub = true\n";
 

@@ -32,7 +32,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use dropin::{DropIn, dir as dropin_dir, files as dropin_files};
+pub use dropin::{DropIn, dir as dropin_dir};
 pub use error::{ConfigError, Problem};
 pub use locate::position as setting_position;
 pub use psk::{Psk, PskProblem};

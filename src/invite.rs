@@ -181,8 +181,12 @@ impl Invitation {
             .split_once(':')
             .ok_or(InviteError::Damaged("nothing follows the version number"))?;
         if version != VERSION.to_string() {
-            let shown: String = version.chars().take(8).collect();
-            return Err(InviteError::Version(shown));
+            // Quoted in the message only when it is a number: the text is
+            // whatever was pasted.
+            if (1..=8).contains(&version.len()) && version.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(InviteError::Version(version.to_owned()));
+            }
+            return Err(InviteError::Damaged("its version is not a number"));
         }
         let bytes = Zeroizing::new(
             URL_SAFE_NO_PAD
@@ -356,6 +360,11 @@ mod tests {
         assert_eq!(
             Invitation::decode("tapbridge-invite:2:AAAA"),
             Err(InviteError::Version("2".into()))
+        );
+        // Whatever follows the scheme, the message stays one line.
+        assert_eq!(
+            Invitation::decode("tapbridge-invite:x\ny:AAAA"),
+            Err(InviteError::Damaged("its version is not a number"))
         );
         assert_eq!(
             Invitation::decode("hello"),

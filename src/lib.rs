@@ -21,6 +21,8 @@
 //! - [`switch`]: MAC learning, flooding and split horizon between peers.
 //! - [`guard`]: storm control, loop detection, DHCP/RA guards and the BPDU
 //!   policy that keep the bridge from hurting either LAN.
+//! - [`invite`]: the invitation a hub gives a new branch (`bridge-ctl
+//!   invite` / `join`): its one-line format, encoded and decoded.
 //! - [`mac`]: the Ethernet address type shared by all of the above, and
 //!   [`peer_id`]: the [`PeerId`](peer_id::PeerId) they all name peers by.
 //!
@@ -58,6 +60,7 @@ pub mod datapath;
 pub mod error;
 pub mod guard;
 pub mod hooks;
+pub mod invite;
 pub mod leases;
 pub mod mac;
 pub mod metrics;

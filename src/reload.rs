@@ -37,6 +37,7 @@ pub const RESTART_ONLY: &[(&str, &str)] = &[
     ("interface", "addresses"),
     ("interface", "routes"),
     ("interface", "bridge"),
+    ("tunnel", "name"),
     ("tunnel", "listen"),
     ("tunnel", "wan_mtu"),
     ("tunnel", "workers"),
@@ -206,7 +207,11 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
     let mut peers = Vec::new();
     for old in &running.peers {
         if !fresh.peers.iter().any(|p| p.name == old.name) {
-            lines.push(format!("peer {}: removed", old.name));
+            lines.push(format!(
+                "peer {}: removed{}",
+                old.name,
+                from_dropin(running, &old.file, " (it was in ", ")")
+            ));
             peers.push(PeerChange::Removed {
                 name: old.name.clone(),
             });
@@ -221,10 +226,11 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
         };
         let Some(i) = running.peers.iter().position(|p| p.name == new.name) else {
             lines.push(format!(
-                "peer {}: added ({}, {})",
+                "peer {}: added ({}, {}{})",
                 new.name,
                 endpoint_text(&new.endpoints),
-                key_count(new_keys.len())
+                key_count(new_keys.len()),
+                from_dropin(&fresh, &new.file, ", from ", "")
             ));
             peers.push(PeerChange::Added {
                 name: new.name.clone(),
@@ -372,6 +378,16 @@ pub fn plan(running: &Config, keys: &[Vec<Psk>]) -> Result<Plan, ReloadError> {
     })
 }
 
+/// `{before}FILE{after}` when `file` is a peer drop-in of `config`, else
+/// nothing (a peer of the main file).
+fn from_dropin(config: &Config, file: &Path, before: &str, after: &str) -> String {
+    if file == config.path {
+        String::new()
+    } else {
+        format!("{before}{}{after}", file.display())
+    }
+}
+
 /// `no endpoint`, `198.18.0.2:51901`, or `[198.18.0.2:51901, 198.18.1.2:51901]`.
 fn endpoint_text(e: &[PeerEndpoint]) -> String {
     match e {
@@ -406,6 +422,7 @@ fn restart_only_difference(a: &Config, b: &Config) -> Option<(&'static str, &'st
             ("interface", "addresses") => i.addresses != j.addresses,
             ("interface", "routes") => i.routes != j.routes,
             ("interface", "bridge") => i.bridge != j.bridge,
+            ("tunnel", "name") => a.tunnel.name != b.tunnel.name,
             ("tunnel", "listen") => a.tunnel.listen != b.tunnel.listen,
             ("tunnel", "wan_mtu") => a.tunnel.wan_mtu != b.tunnel.wan_mtu,
             ("tunnel", "workers") => a.tunnel.workers != b.tunnel.workers,
@@ -553,6 +570,45 @@ mod tests {
     }
 
     #[test]
+    fn drop_ins_added_and_removed_are_peers_added_and_removed() {
+        let d = Dir::new("dropins");
+        d.write("link.psk", K1);
+        d.write("b.psk", K1);
+        let cfg = d.write("hub.toml", &conf(""));
+        let (running, keys) = load(&cfg);
+        std::fs::create_dir(d.0.join("hub.d")).unwrap();
+        d.write("hub.d/e.psk", K2);
+        let e = d.write(
+            "hub.d/e.toml",
+            "[[peer]]\nname = \"e\"\npsk_file = \"e.psk\"\n",
+        );
+        let p = plan(&running, &keys).unwrap();
+        assert_eq!(
+            p.lines,
+            [format!(
+                "peer e: added (no endpoint, 1 key, from {})",
+                e.display()
+            )]
+        );
+        assert!(
+            matches!(&p.peers[..], [PeerChange::Added { name, keys, .. }] if name == "e" && keys.len() == 1)
+        );
+        let (running, keys) = load(&cfg);
+        // A bad drop-in refuses the whole reload, naming itself.
+        d.write("hub.d/f.toml", "[[peer]]\nname = \"f\"\nbogus = 1\n");
+        let err = plan(&running, &keys).err().unwrap().to_string();
+        assert!(err.contains("hub.d/f.toml:3:1: peer.bogus"), "{err}");
+        std::fs::remove_file(d.0.join("hub.d/f.toml")).unwrap();
+        // Removing the file removes the peer.
+        std::fs::remove_file(&e).unwrap();
+        let p = plan(&running, &keys).unwrap();
+        assert_eq!(
+            p.lines,
+            [format!("peer e: removed (it was in {})", e.display())]
+        );
+    }
+
+    #[test]
     fn a_host_name_endpoint_is_planned_as_a_name() {
         let d = Dir::new("names");
         d.write("link.psk", K1);
@@ -696,6 +752,13 @@ mod tests {
         );
         let err = plan(&running, &keys).err().unwrap().to_string();
         assert!(err.contains("hub.toml:2:1: interface.mtu"), "{err}");
+        // The site's identity is bound into every session.
+        d.write(
+            "hub.toml",
+            &conf("").replace("[tunnel]\n", "[tunnel]\nname = \"hq\"\n"),
+        );
+        let err = plan(&running, &keys).err().unwrap().to_string();
+        assert!(err.contains("hub.toml:3:1: tunnel.name: differs"), "{err}");
         d.write("hub.toml", &conf("[bogus]\n"));
         let err = plan(&running, &keys).err().unwrap();
         assert!(matches!(err, ReloadError::Config(_)), "{err}");

@@ -64,7 +64,7 @@ fn check_accepts_a_valid_config() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "config {} ok: interface tb0, 2 peers, dhcp on\n",
+            "config {} ok: interface tb0, 2 peers, dhcp on, site name \"site-a\"\n",
             cfg.display()
         )
     );

@@ -41,6 +41,14 @@ pub enum ConfigError {
         /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The peer drop-in directory exists but cannot be listed.
+    #[error("cannot read the peer drop-in directory {}", path.display())]
+    DropInDir {
+        /// The directory (`NAME.d`).
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
     /// The link name (from the command line or a file stem) is unusable.
     #[error("invalid link name {name:?}: {reason}{}", stem_note(stem_of.as_deref()))]
     Name {

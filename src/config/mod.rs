@@ -14,6 +14,7 @@
 //! Relative paths in the file (`psk_file`, `lease_file`, `socket`, hooks) are
 //! taken relative to the directory holding the config file.
 
+mod dropin;
 mod error;
 mod locate;
 mod plain;
@@ -31,6 +32,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use dropin::{DropIn, dir as dropin_dir};
 pub use error::{ConfigError, Problem};
 pub use locate::position as setting_position;
 pub use psk::{Psk, PskProblem};
@@ -226,6 +228,11 @@ impl fmt::Display for Route {
 /// `[tunnel]`: the encrypted UDP tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelConfig {
+    /// This site's name in handshakes (`tunnel.name`, default the link
+    /// NAME; at most 31 bytes): what the other sites list as its
+    /// `[[peer]] name`. Kept apart from the link NAME so that the file can
+    /// be renamed or copied without changing the site's identity.
+    pub name: String,
     /// UDP address to bind (default `0.0.0.0:51901`).
     pub listen: SocketAddr,
     /// The link's key file, used by every peer without its own; optional
@@ -279,6 +286,8 @@ pub struct PeerConfig {
     pub endpoints: Vec<PeerEndpoint>,
     /// This peer's own key file (overrides `tunnel.psk_file`).
     pub psk_file: Option<KeyFile>,
+    /// The file that defines it: the main file or a drop-in.
+    pub file: PathBuf,
     /// What the peer may do at layer 2 (`isolate`, `max_macs`, `macs`,
     /// `vlans`; SPEC §5 "Hub policy").
     pub policy: PeerPolicy,
@@ -328,6 +337,8 @@ impl fmt::Display for PeerEndpoint {
 pub struct KeyFile {
     /// The file (absolute).
     pub path: PathBuf,
+    /// The config file that names it (the main file or a peer drop-in).
+    pub named_in: PathBuf,
     /// 1-based line of the value in the config file.
     pub line: usize,
     /// 1-based column of the value.
@@ -339,9 +350,9 @@ pub struct KeyFile {
 impl KeyFile {
     /// Loads the key(s) in the file ([`Psk::load_keys`]); an error names
     /// the config file, line, column and key that point at it.
-    pub fn load(&self, config: &Path) -> Result<Vec<Psk>, ConfigError> {
+    pub fn load(&self) -> Result<Vec<Psk>, ConfigError> {
         Psk::load_keys(&self.path).map_err(|e| ConfigError::Invalid {
-            file: config.to_owned(),
+            file: self.named_in.clone(),
             line: self.line,
             column: self.column,
             key: self.key.to_owned(),
@@ -419,8 +430,9 @@ pub struct MetricsConfig {
 }
 
 impl Config {
-    /// Reads and validates the config file at `path`; the link NAME is the
-    /// file stem. Call once at start-up (and for `bridge-ctl check`).
+    /// Reads and validates the config file at `path` and its peer drop-ins
+    /// (`NAME.d/*.toml` beside it); the link NAME is the file stem. Call
+    /// once at start-up (and for `bridge-ctl check`, and each reload).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = stem(path)?;
         // Absolute, so paths relative to the file stay right whatever the
@@ -430,18 +442,45 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&name, path, &text)
+        let dropins = dropin::read_all(&dropin::dir(path, &name))?;
+        Config::parse_with(&name, path, &text, &dropins)
+    }
+
+    /// Like [`Config::load`], but a link with no peer at all is accepted
+    /// (its `peers` is empty): what `bridge-ctl invite` reads to add a
+    /// hub's first branch. Nothing else may run such a configuration.
+    pub fn load_without_peers(path: &Path) -> Result<Config, ConfigError> {
+        let name = stem(path)?;
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let dropins = dropin::read_all(&dropin::dir(path, &name))?;
+        validate::parse(&name, path, &text, &dropins, false)
     }
 
     /// Validates config `text` for link `name`; `path` is used only in error
     /// messages and to resolve relative paths. Pure: touches no files.
     pub fn parse(name: &str, path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(name, path, text, &[])
+    }
+
+    /// [`Config::parse`] with the peer drop-ins `dropins` (in the order
+    /// they are merged). Relative paths in a drop-in are relative to its
+    /// own directory. Pure: touches no files.
+    pub fn parse_with(
+        name: &str,
+        path: &Path,
+        text: &str,
+        dropins: &[DropIn],
+    ) -> Result<Config, ConfigError> {
         value::link_name(name).map_err(|reason| ConfigError::Name {
             name: name.to_owned(),
             reason: Box::new(reason),
             stem_of: None,
         })?;
-        validate::parse(name, path, text)
+        validate::parse(name, path, text, dropins, true)
     }
 }
 
@@ -482,7 +521,7 @@ impl Config {
             let keys = match loaded.iter().find(|(p, _)| *p == file.path) {
                 Some((_, k)) => k.clone(),
                 None => {
-                    let k = file.load(&self.path)?;
+                    let k = file.load()?;
                     loaded.push((&file.path, k.clone()));
                     k
                 }
@@ -523,6 +562,25 @@ pub fn locate(name: Option<&str>, config: Option<&Path>) -> Result<(String, Path
             }
         }
     }
+}
+
+/// Checks a link NAME (1 to 21 letters, digits, `-`, `_`, starting with a
+/// letter or digit): what `bridge-ctl invite` requires of a new peer's
+/// name, which names its files.
+pub fn check_link_name(name: &str) -> Result<(), ValueError> {
+    value::link_name(name)
+}
+
+/// Checks a site name (`tunnel.name`, `peer.name`): 1 to 31 bytes, no
+/// white space or control characters.
+pub fn check_site_name(name: &str) -> Result<(), ValueError> {
+    value::peer_name(name)
+}
+
+/// Parses one `peer.endpoint` value, `"198.18.0.1:51901"` or
+/// `"hq.example.net:51901"` (nothing is resolved).
+pub fn parse_endpoint(text: &str) -> Result<PeerEndpoint, ValueError> {
+    value::endpoint(text)
 }
 
 /// The link name a config file path implies: its stem, validated.

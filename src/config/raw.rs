@@ -23,6 +23,13 @@ pub(super) struct RawConfig {
     pub guard: Option<Spanned<RawGuard>>,
 }
 
+/// A peer drop-in (`NAME.d/*.toml`): `[[peer]]` tables and nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDropIn {
+    pub peer: Option<Spanned<Vec<Spanned<RawPeer>>>>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawInterface {
@@ -39,6 +46,7 @@ pub(super) struct RawInterface {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTunnel {
+    pub name: Option<Str>,
     pub listen: Option<Str>,
     pub psk_file: Option<Str>,
     pub wan_mtu: Option<Spanned<RawMtu>>,

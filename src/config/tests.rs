@@ -136,9 +136,11 @@ fn spec_example_parses_to_expected_values() {
     assert_eq!(
         c.tunnel,
         TunnelConfig {
+            name: "site-a".into(),
             listen: "0.0.0.0:51901".parse().unwrap(),
             psk_file: Some(KeyFile {
                 path: "/etc/tapbridge/site-a.psk".into(),
+                named_in: FILE.into(),
                 line: 12,
                 column: 12,
                 key: "tunnel.psk_file",
@@ -157,6 +159,7 @@ fn spec_example_parses_to_expected_values() {
             name: "hq".into(),
             endpoints: vec![PeerEndpoint::Addr("203.0.113.10:51901".parse().unwrap())],
             psk_file: None,
+            file: FILE.into(),
             policy: PeerPolicy::default(),
         }]
     );
@@ -246,6 +249,7 @@ fn minimal_config_gets_the_defaults() {
             name: "hq".into(),
             endpoints: Vec::new(),
             psk_file: None,
+            file: FILE.into(),
             policy: PeerPolicy::default(),
         }]
     );
@@ -612,7 +616,27 @@ const REJECTED: &[Rejected] = &[
     (
         "peer named like this link",
         Raw("[interface]\n[tunnel]\npsk_file = \"k\"\n[[peer]]\nname = \"site-a\"\n"),
-        5, 8, "peer.name", "this link's own name",
+        5, 8, "peer.name", "this site's own name",
+    ),
+    (
+        "peer named like this site's tunnel.name",
+        Raw("[interface]\n[tunnel]\nname = \"hq-1\"\npsk_file = \"k\"\n[[peer]]\nname = \"hq-1\"\n"),
+        6, 8, "peer.name", "this site's own name",
+    ),
+    (
+        "tunnel.name longer than the handshake carries",
+        Raw("[interface]\n[tunnel]\nname = \"abcdefghijabcdefghijabcdefghijab\"\n"),
+        3, 8, "tunnel.name", "longer than 31 bytes",
+    ),
+    (
+        "tunnel.name with a space",
+        Raw("[interface]\n[tunnel]\nname = \"h q\"\n"),
+        3, 8, "tunnel.name", "",
+    ),
+    (
+        "empty tunnel.name",
+        Raw("[interface]\n[tunnel]\nname = \"\"\n"),
+        3, 8, "tunnel.name", "",
     ),
     // interface name
     (
@@ -975,6 +999,28 @@ fn rejected_configs_name_file_line_column_and_key() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_site_name_defaults_to_the_link_name_and_survives_a_rename() {
+    let c = Config::parse("site-a", Path::new(FILE), MINIMAL).unwrap();
+    assert_eq!(c.tunnel.name, "site-a");
+    // A copy of branch.toml as branch-new.toml keeps the identity it names.
+    let text = MINIMAL.replace("[tunnel]\n", "[tunnel]\nname = \"branch\"\n");
+    let c = Config::parse(
+        "branch-new",
+        Path::new("/etc/tapbridge/branch-new.toml"),
+        &text,
+    )
+    .unwrap();
+    assert_eq!(
+        (c.name.as_str(), c.tunnel.name.as_str()),
+        ("branch-new", "branch")
+    );
+    // Any name a peer may have, up to 31 bytes, not just link-name characters.
+    let text = MINIMAL.replace("[tunnel]\n", "[tunnel]\nname = \"br.example/7\"\n");
+    let c = Config::parse("site-a", Path::new(FILE), &text).unwrap();
+    assert_eq!(c.tunnel.name, "br.example/7");
 }
 
 #[test]

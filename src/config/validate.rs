@@ -14,10 +14,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::plain;
-use super::raw::{RawConfig, Str};
+use super::raw::{RawConfig, RawDropIn, Str};
 use super::span::line_col;
 use super::value::{self, ValueError};
-use super::{Config, ConfigError, HooksConfig, MetricsConfig, Problem};
+use super::{Config, ConfigError, DropIn, HooksConfig, MetricsConfig, Problem};
 
 mod arp;
 mod control;
@@ -30,11 +30,27 @@ mod tunnel;
 
 const MTU_RANGE: std::ops::RangeInclusive<i64> = 576..=9000;
 
-/// Parses and validates; see [`Config::parse`].
-pub(super) fn parse(name: &str, path: &Path, text: &str) -> Result<Config> {
+/// Parses and validates; see [`Config::parse_with`]. With `need_peers`
+/// false, no peer at all is accepted ([`Config::load_without_peers`]).
+pub(super) fn parse(
+    name: &str,
+    path: &Path,
+    text: &str,
+    dropins: &[DropIn],
+    need_peers: bool,
+) -> Result<Config> {
     let cx = Cx { file: path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|e| cx.toml_error(&e))?;
-    cx.config(name, raw)
+    let mut extra = Vec::with_capacity(dropins.len());
+    for d in dropins {
+        let dcx = Cx {
+            file: &d.path,
+            text: &d.text,
+        };
+        let raw: RawDropIn = toml::from_str(&d.text).map_err(|e| dcx.dropin_error(&e, name))?;
+        extra.push((dcx, raw));
+    }
+    cx.config(name, raw, &extra, need_peers)
 }
 
 /// Error context: the file and its text, to turn byte spans into positions.
@@ -128,6 +144,31 @@ impl Cx<'_> {
         }
     }
 
+    /// A drop-in's parse error: a key at its top level is one that belongs
+    /// in the main file (or a typo), said so; the rest as in the main file.
+    fn dropin_error(&self, e: &toml::de::Error, link: &str) -> ConfigError {
+        let message = e.message().trim();
+        if let Some(field) = message
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+        {
+            let top =
+                matches!(self.toml_error(e), ConfigError::Invalid { ref key, .. } if key == field);
+            if top {
+                let offset = e.span().map_or(0, |s| s.start);
+                return self.at(
+                    offset,
+                    field,
+                    format!(
+                        "a peer drop-in holds [[peer]] tables and nothing else; \
+                         {field} belongs in the main file {link}.toml"
+                    ),
+                );
+            }
+        }
+        self.toml_error(e)
+    }
+
     fn mtu(&self, v: &Option<Spanned<i64>>, key: &str, default: u32) -> Result<u32> {
         match v {
             None => Ok(default),
@@ -169,16 +210,28 @@ impl Cx<'_> {
         }
     }
 
-    fn config(&self, name: &str, raw: RawConfig) -> Result<Config> {
+    fn config(
+        &self,
+        name: &str,
+        raw: RawConfig,
+        dropins: &[(Cx, RawDropIn)],
+        need_peers: bool,
+    ) -> Result<Config> {
         let interface = match &raw.interface {
             Some(i) => self.interface(name, i.get_ref(), &i.span())?,
             None => return Err(self.at(0, "interface", "required section [interface] is missing")),
         };
         let (tunnel, tunnel_span) = match &raw.tunnel {
-            Some(t) => (self.tunnel(t.get_ref(), &t.span())?, t.span()),
+            Some(t) => (self.tunnel(name, t.get_ref(), &t.span())?, t.span()),
             None => return Err(self.at(0, "tunnel", "required section [tunnel] is missing")),
         };
-        let peers = self.peers(name, &tunnel, &tunnel_span, raw.peer.as_ref())?;
+        let peers = self.peers(
+            &tunnel,
+            &tunnel_span,
+            raw.peer.as_ref(),
+            dropins,
+            need_peers,
+        )?;
         let arp = raw
             .arp
             .as_ref()
@@ -215,7 +268,11 @@ impl Cx<'_> {
             control,
             metrics,
             guard,
-            written: super::Written::of(self.text),
+            written: dropins
+                .iter()
+                .fold(super::Written::of(self.text), |w, (d, _)| {
+                    w.with_dropin(d.text)
+                }),
         })
     }
 }

@@ -22,6 +22,15 @@ impl Written {
         Written(out)
     }
 
+    /// These settings and the peers of drop-in `text` (already known to
+    /// parse; it holds nothing but `[[peer]]` tables).
+    pub(super) fn with_dropin(mut self, text: &str) -> Written {
+        if let Ok(table) = text.parse::<toml::Table>() {
+            flatten("", &toml::Value::Table(table), &mut self.0);
+        }
+        self
+    }
+
     /// `key: old -> new` for each setting under one of `prefixes` (a
     /// section such as `dhcp`, or `peer.b`) that differs, in key order; a
     /// setting left out reads `(default)`.

@@ -166,14 +166,15 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
     // of the down hooks configured with them, so `link down` runs these.
     let paired_down = cfg.hooks.down.clone();
     let summary = format!(
-        "link {} up: {} ({}), {} peer{}, listening on {}, pid {}",
+        "link {} up: {} ({}), {} peer{}, listening on {}, pid {}, site name {:?}",
         cfg.name,
         worker.info.interface.name,
         worker.info.interface.mac,
         cfg.peers.len(),
         if cfg.peers.len() == 1 { "" } else { "s" },
         worker.info.listen,
-        std::process::id()
+        std::process::id(),
+        cfg.tunnel.name
     );
     tracing::info!("{summary}");
     ready(&summary);
@@ -329,7 +330,7 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
     let now = Instant::now();
     let mut tunnel = Tunnel::new(
         TunnelParams {
-            local_name: cfg.name.clone(),
+            local_name: cfg.tunnel.name.clone(),
             peers: cfg
                 .peers
                 .iter()

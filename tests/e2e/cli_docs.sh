@@ -32,7 +32,7 @@ tb_need_cmd zsh zsh
 tb_need_cmd fish fish
 
 W=$E2E_WORK
-COMMANDS=(link status leases check genpsk reload version)
+COMMANDS=(link status leases check genpsk reload version invite join)
 
 # ---------------------------------------------------------------- help texts
 for c in "${COMMANDS[@]}" "link up" "link down"; do
@@ -110,7 +110,7 @@ e2e_match "bash completion after 'link up' offers --foreground and --config" \
 mkdir -p "$W/etc"
 touch "$W/etc/hq.toml" "$W/etc/branch7.toml" "$W/etc/notes.txt"
 export BRIDGE_CTL_CONFIG_DIR=$W/etc
-for c in status leases check reload "link up" "link down"; do
+for c in status leases check reload invite "link up" "link down"; do
     read -ra words <<<"$c"
     e2e_match "bash completion after '$c' offers the link names" '^branch7 hq $' \
         "$(complete_bash "${words[@]}" | sort | tr '\n' ' ')"

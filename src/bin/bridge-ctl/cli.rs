@@ -125,6 +125,63 @@ pub(crate) enum Command {
         #[command(flatten)]
         link: LinkArgs,
     },
+    /// On a hub: add a new branch PEER and print the invitation it joins with.
+    ///
+    /// Creates PEER's own pre-shared key, NAME.d/PEER.psk (mode 0600), and the peer
+    /// drop-in NAME.d/PEER.toml beside the hub's configuration, then reloads the running
+    /// link (a link that is not up uses PEER from its next link up). Prints one line,
+    /// tapbridge-invite:1:..., that `bridge-ctl join` on the branch turns into a working
+    /// configuration: the hub's name and endpoints, PEER's key and the tunnel settings
+    /// the branch must share. The line holds PEER's key and is a secret: it alone goes
+    /// to standard output (everything else to standard error), and it is never logged;
+    /// hand it over privately. Refused if PEER exists. To revoke PEER, delete
+    /// NAME.d/PEER.toml and reload.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl invite hq branch7 --endpoint hq.example.net:51901\n  \
+         bridge-ctl invite hq branch8 --endpoint 203.0.113.10:51901 > branch8.invite\n  \
+         rm /etc/tapbridge/hq.d/branch7.toml && bridge-ctl reload hq\n",
+        exit_status!()
+    ))]
+    Invite {
+        /// The hub's link name; its config is /etc/tapbridge/NAME.toml.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The new branch's name, its tunnel.name (1 to 21 letters, digits, - and _:
+        /// it names its files).
+        #[arg(value_name = "PEER")]
+        peer: String,
+        /// Read this config file instead (NAME must be its stem).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Where branches reach the hub; repeat for several uplinks, most preferred
+        /// first. Default: tunnel.listen, when it is a specific address.
+        #[arg(long = "endpoint", value_name = "HOST:PORT")]
+        endpoints: Vec<String>,
+    },
+    /// On a new branch: write its configuration and key from an invitation.
+    ///
+    /// Writes DIR/NAME.toml (the hub as its one peer, this site's tunnel.name as the hub
+    /// knows it, the hub's tunnel settings) and DIR/NAME.psk (mode 0600), never
+    /// overwriting either, runs the checks of `bridge-ctl check` on them, and prints the
+    /// file written and the `link up` command. Add the LAN side (interface.bridge or
+    /// addresses) before bringing the link up, as the site needs.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl join - < branch7.invite\n  \
+         bridge-ctl join tapbridge-invite:1:... --name branch7 --dir /etc/tapbridge\n",
+        exit_status!()
+    ))]
+    Join {
+        /// The line `bridge-ctl invite` printed, or - to read it from standard input
+        /// (keeps the key out of the process list and the shell history).
+        #[arg(value_name = "TOKEN")]
+        token: String,
+        /// The link NAME to write (default: the name the hub gave this site).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// The directory to write NAME.toml and NAME.psk into.
+        #[arg(long, value_name = "DIR", default_value = "/etc/tapbridge")]
+        dir: PathBuf,
+    },
     /// Print the hook environment (TAPBRIDGE_*=value lines) of a running link, for
     /// re-running a hook outside the daemon (appliance/hooks/nat-reapply.sh). Prints
     /// nothing, with exit status 0, when the link is not up.

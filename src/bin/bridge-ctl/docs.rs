@@ -104,7 +104,7 @@ _bridge_ctl_links() {
         esac
     done
     case "${words[*]}" in
-    status | leases | check | reload | "link up" | "link down") ;;
+    status | leases | check | reload | invite | "link up" | "link down") ;;
     *) return 0 ;;
     esac
     for f in "${BRIDGE_CTL_CONFIG_DIR:-/etc/tapbridge}"/*.toml; do
@@ -128,7 +128,7 @@ function __bridge_ctl_links
         basename $f .toml
     end
 end
-complete -c bridge-ctl -n "__fish_seen_subcommand_from status leases check reload up down" -a "(__bridge_ctl_links)" -d "link"
+complete -c bridge-ctl -n "__fish_seen_subcommand_from status leases check reload invite up down" -a "(__bridge_ctl_links)" -d "link"
 "#;
 
 /// clap's zsh completion with link names where a command takes NAME: the
@@ -139,7 +139,9 @@ fn zsh_link_names(text: &str) -> String {
     let text: String = text
         .lines()
         .map(|l| {
-            if l.starts_with("'::name -- ") && l.ends_with(":_default' \\") {
+            if (l.starts_with("'::name -- ") || l.starts_with("':name -- The hub"))
+                && l.ends_with(":_default' \\")
+            {
                 l.replace(":_default' \\", ":_bridge_ctl_links' \\")
             } else {
                 l.to_owned()

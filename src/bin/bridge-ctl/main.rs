@@ -49,6 +49,7 @@ macro_rules! exit_status {
 
 mod cli;
 mod docs;
+mod invite;
 mod link;
 mod logging;
 mod man;
@@ -102,6 +103,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { link } => check(&link.load()?),
         Command::Genpsk { out } => genpsk(out.as_deref()),
         Command::Reload { link } => reload(&link.load()?),
+        Command::Invite {
+            name,
+            peer,
+            config,
+            endpoints,
+        } => invite::invite(&name, config.as_deref(), &peer, &endpoints),
+        Command::Join { token, name, dir } => invite::join(&token, name.as_deref(), &dir),
         Command::HookEnv { link } => hook_env(&link.load()?),
         Command::GenerateManpages { dir } => generate_manpages(&dir),
         Command::GenerateCompletions { dir } => generate_completions(&dir),
@@ -116,23 +124,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `bridge-ctl check`: the config parsed (in `run`); now the key files.
 /// `bridge-ctl check`: what `link up` would refuse, found without touching
 /// the system: the file, the key files, the responder as `link up` builds
 /// it, the hooks and the control groups.
 fn check(config: &Config) -> anyhow::Result<()> {
+    outln!("{}", checked(config)?);
+    Ok(())
+}
+
+/// The checks of `bridge-ctl check` on a loaded `config` (also run by
+/// `join` on what it wrote); the line `check` prints.
+pub(crate) fn checked(config: &Config) -> anyhow::Result<String> {
     config.peer_keys()?;
     tapbridge::daemon::check_responder(config)?;
     config.preflight()?;
     let peers = config.peers.len();
-    outln!(
-        "config {} ok: interface {}, {peers} peer{}, dhcp {}",
+    let dropped = config
+        .peers
+        .iter()
+        .filter(|p| p.file != config.path)
+        .count();
+    Ok(format!(
+        "config {} ok: interface {}, {peers} peer{}{}, dhcp {}, site name {:?}",
         config.path.display(),
         config.interface.name,
         if peers == 1 { "" } else { "s" },
+        if dropped == 0 {
+            String::new()
+        } else {
+            let dir = tapbridge::config::dropin_dir(&config.path, &config.name);
+            format!(" ({dropped} from {})", dir.display())
+        },
         if config.dhcp.is_some() { "on" } else { "off" },
-    );
-    Ok(())
+        config.tunnel.name,
+    ))
 }
 
 /// `bridge-ctl reload`: the file is checked here first (its errors are exit

@@ -22,6 +22,11 @@ const FILES: &[(&str, &str)] = &[
         "the configuration of link NAME; see tapbridge.toml(5)",
     ),
     (
+        "/etc/tapbridge/NAME.d/*.toml",
+        "peer drop-ins of link NAME: [[peer]] tables only, one file per site, as \
+         bridge-ctl invite writes them (PEER.toml, its key PEER.psk beside it)",
+    ),
+    (
         "/etc/tapbridge/NAME.psk",
         "the link's pre-shared key (mode 0600), made by bridge-ctl genpsk",
     ),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{Cx, Result};
-use crate::config::raw::{RawMtu, RawPeer, RawTunnel, Str};
+use crate::config::raw::{RawDropIn, RawMtu, RawPeer, RawTunnel, Str};
 use crate::config::span::line_col;
 use crate::config::value;
 use crate::config::{
@@ -18,7 +18,21 @@ use crate::config::{
 };
 
 impl Cx<'_> {
-    pub(super) fn tunnel(&self, raw: &RawTunnel, span: &Range<usize>) -> Result<TunnelConfig> {
+    pub(super) fn tunnel(
+        &self,
+        link: &str,
+        raw: &RawTunnel,
+        span: &Range<usize>,
+    ) -> Result<TunnelConfig> {
+        // The link NAME is always a valid site name (it is shorter and
+        // stricter); a name of its own is checked like a peer's.
+        let name = match &raw.name {
+            Some(n) => {
+                self.conv(n, "tunnel.name", value::peer_name)?;
+                n.get_ref().clone()
+            }
+            None => link.to_owned(),
+        };
         let listen = match &raw.listen {
             Some(l) => {
                 let a = self.conv(l, "tunnel.listen", value::listen_addr)?;
@@ -62,6 +76,7 @@ impl Cx<'_> {
             ));
         }
         Ok(TunnelConfig {
+            name,
             transport: self.transport(&raw.transport)?,
             listen,
             psk_file,
@@ -128,74 +143,124 @@ impl Cx<'_> {
         let (line, column) = line_col(self.text, v.span().start);
         Ok(Some(KeyFile {
             path,
+            named_in: self.file.to_owned(),
             line,
             column,
             key,
         }))
     }
 
+    /// The peers of the main file (`raw`) and then of each drop-in, in
+    /// order; at least one in all, names unique across the files.
     pub(super) fn peers(
         &self,
-        link: &str,
         tunnel: &TunnelConfig,
         tunnel_span: &Range<usize>,
         raw: Option<&Spanned<Vec<Spanned<RawPeer>>>>,
+        dropins: &[(Cx, RawDropIn)],
+        need_peers: bool,
     ) -> Result<Vec<PeerConfig>> {
-        let list = match raw {
-            Some(l) if !l.get_ref().is_empty() => l,
-            Some(l) => {
+        let mut peers: Vec<PeerConfig> = Vec::new();
+        if let Some(l) = raw {
+            if l.get_ref().is_empty() {
                 return Err(self.err(&l.span(), "peer", "at least one [[peer]] is required"));
             }
-            None => return Err(self.at(0, "peer", "at least one [[peer]] is required")),
-        };
-        let mut peers: Vec<PeerConfig> = Vec::with_capacity(list.get_ref().len());
-        for p in list.get_ref() {
-            let raw = p.get_ref();
-            let name = self.required(&raw.name, &p.span(), "peer.name")?;
-            self.conv(name, "peer.name", value::peer_name)?;
-            if peers.iter().any(|q| q.name == *name.get_ref()) {
-                return Err(self.err(
-                    &name.span(),
-                    "peer.name",
-                    format!("peer name {:?} is used twice", name.get_ref()),
-                ));
+            for p in l.get_ref() {
+                let peer = self.peer(tunnel, Some(tunnel_span), p, &peers)?;
+                peers.push(peer);
             }
-            if name.get_ref() == link {
-                return Err(self.err(
-                    &name.span(),
-                    "peer.name",
-                    format!(
-                        "{link:?} is this link's own name; a peer is named after the other site's link"
-                    ),
-                ));
+        }
+        for (cx, d) in dropins {
+            for p in d.peer.iter().flat_map(|l| l.get_ref()) {
+                let peer = cx.peer(tunnel, None, p, &peers)?;
+                peers.push(peer);
             }
-            let endpoints = match &raw.endpoint {
-                None => Vec::new(),
-                Some(v) => {
-                    let list = self.endpoints(v)?;
-                    self.reachable_from(&list, tunnel.listen, v)?;
-                    list
-                }
-            };
-            let psk_file = self.key_file(&raw.psk_file, "peer.psk_file")?;
-            if psk_file.is_none() && tunnel.psk_file.is_none() {
-                return Err(self.err(
-                    tunnel_span,
-                    "tunnel.psk_file",
-                    format!(
-                        "this required key is missing: peer {:?} has no psk_file of its own",
-                        name.get_ref()
-                    ),
-                ));
-            }
-            peers.push(PeerConfig {
-                name: name.get_ref().clone(),
-                endpoints,
-                psk_file,
-                policy: self.peer_policy(raw)?,
-            });
+        }
+        if peers.is_empty() && need_peers {
+            return Err(self.at(
+                0,
+                "peer",
+                "at least one [[peer]] is required, in this file or in a peer drop-in \
+                 (NAME.d/*.toml)",
+            ));
         }
         Ok(peers)
+    }
+
+    /// One `[[peer]]` of this file (the main file, which holds
+    /// `[tunnel]` at `tunnel_span`, or a drop-in); `before` are the peers
+    /// already read.
+    fn peer(
+        &self,
+        tunnel: &TunnelConfig,
+        tunnel_span: Option<&Range<usize>>,
+        p: &Spanned<RawPeer>,
+        before: &[PeerConfig],
+    ) -> Result<PeerConfig> {
+        let raw = p.get_ref();
+        let name = self.required(&raw.name, &p.span(), "peer.name")?;
+        self.conv(name, "peer.name", value::peer_name)?;
+        if let Some(q) = before.iter().find(|q| q.name == *name.get_ref()) {
+            let other = if q.file == self.file {
+                "this file".to_owned()
+            } else {
+                q.file.display().to_string()
+            };
+            return Err(self.err(
+                &name.span(),
+                "peer.name",
+                format!(
+                    "peer name {:?} is used twice: it is defined in {other} too",
+                    name.get_ref()
+                ),
+            ));
+        }
+        if *name.get_ref() == tunnel.name {
+            return Err(self.err(
+                &name.span(),
+                "peer.name",
+                format!(
+                    "{:?} is this site's own name (tunnel.name, by default the link NAME); \
+                     a peer is named after the other site's tunnel.name",
+                    tunnel.name
+                ),
+            ));
+        }
+        let endpoints = match &raw.endpoint {
+            None => Vec::new(),
+            Some(v) => {
+                let list = self.endpoints(v)?;
+                self.reachable_from(&list, tunnel.listen, v)?;
+                list
+            }
+        };
+        let psk_file = self.key_file(&raw.psk_file, "peer.psk_file")?;
+        if psk_file.is_none() && tunnel.psk_file.is_none() {
+            let problem = format!(
+                "this required key is missing: peer {:?} has no psk_file of its own",
+                name.get_ref()
+            );
+            return Err(match tunnel_span {
+                Some(span) => self.err(span, "tunnel.psk_file", problem),
+                // In a drop-in: at the peer, which needs its own key.
+                None => self.err(
+                    &p.span(),
+                    "peer.psk_file",
+                    format!(
+                        "this required key is missing: the main file sets no tunnel.psk_file \
+                         for peer {:?} to use",
+                        name.get_ref()
+                    ),
+                ),
+            });
+        }
+        Ok(PeerConfig {
+            name: name.get_ref().clone(),
+            endpoints,
+            psk_file,
+            file: self.file.to_owned(),
+            policy: self.peer_policy(raw)?,
+        })
     }
 
     /// Every address in `list` can be reached from a socket bound to

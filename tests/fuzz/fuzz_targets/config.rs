@@ -1,16 +1,27 @@
 #![no_main]
 //! Fuzzes `Config::parse` with arbitrary UTF-8: it must return a config or a
-//! one-line error, never panic. Seeds: `tests/fuzz/corpus/config/`.
+//! one-line error, never panic. Text after a NUL character is a peer drop-in
+//! (`Config::parse_with`). Seeds: `tests/fuzz/corpus/config/`.
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use tapbridge::config::{Config, ConfigError};
+use tapbridge::config::{Config, ConfigError, DropIn};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match Config::parse("fuzz", Path::new("/etc/tapbridge/fuzz.toml"), text) {
+    let (main, dropins) = match text.split_once('\0') {
+        Some((main, dropin)) => (
+            main,
+            vec![DropIn {
+                path: "/etc/tapbridge/fuzz.d/a.toml".into(),
+                text: dropin.to_owned(),
+            }],
+        ),
+        None => (text, Vec::new()),
+    };
+    match Config::parse_with("fuzz", Path::new("/etc/tapbridge/fuzz.toml"), main, &dropins) {
         Ok(config) => {
             // Invariants the rest of the program relies on.
             assert!(!config.peers.is_empty());

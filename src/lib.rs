@@ -21,6 +21,7 @@
 //! - [`switch`]: MAC learning, flooding and split horizon between peers.
 //! - [`guard`]: storm control, loop detection, DHCP/RA guards and the BPDU
 //!   policy that keep the bridge from hurting either LAN.
+//! - [`role`]: active or standby, a box's role in a high-availability pair.
 //! - [`mac`]: the Ethernet address type shared by all of the above, and
 //!   [`peer_id`]: the [`PeerId`](peer_id::PeerId) they all name peers by.
 //!
@@ -66,6 +67,7 @@ pub mod peer_id;
 pub mod reload;
 pub mod resolver;
 pub mod responder;
+pub mod role;
 pub mod sd_notify;
 pub mod switch;
 #[cfg(test)]

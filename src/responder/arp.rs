@@ -199,6 +199,11 @@ impl ArpResponder {
         })
     }
 
+    /// The addresses answered as the responder's own, with their MAC.
+    pub fn own_addresses(&self) -> &[(Ipv4Addr, MacAddr)] {
+        &self.answers
+    }
+
     fn own(&self, ip: Ipv4Addr) -> Option<MacAddr> {
         self.answers.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m)
     }
@@ -326,6 +331,57 @@ impl ArpResponder {
     }
 }
 
+/// Writes a gratuitous ARP request ("who has `ip`? tell `ip` at `mac`",
+/// broadcast) into `buf`: how a host that takes over an address tells the
+/// LAN (RFC 5227 §3 announcement). `None` if `buf` is too small.
+pub fn gratuitous(ip: Ipv4Addr, mac: MacAddr, buf: &mut [u8]) -> Option<usize> {
+    let out = buf.get_mut(..ARP_FRAME_LEN)?;
+    let mut frame = EthernetFrame::new_unchecked(&mut *out);
+    EthernetRepr {
+        src_addr: EthernetAddress(mac.0),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut frame);
+    ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(mac.0),
+        source_protocol_addr: ip,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: ip,
+    }
+    .emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    Some(ARP_FRAME_LEN)
+}
+
+/// Writes a RARP announcement for `mac` (broadcast, sent from `mac`; the
+/// frame QEMU sends for a migrated VM) into `buf`, with an 802.1Q tag when
+/// `vlan` is `Some`: LAN switches learn that `mac` is behind this port now.
+/// `None` if `buf` is too small.
+pub fn rarp_announcement(mac: MacAddr, vlan: Option<u16>, buf: &mut [u8]) -> Option<usize> {
+    let tag = if vlan.is_some() { 4 } else { 0 };
+    let len = ARP_FRAME_LEN + tag;
+    let out = buf.get_mut(..len)?;
+    out[..6].fill(0xff);
+    out[6..12].copy_from_slice(&mac.0);
+    let mut at = 12;
+    if let Some(vid) = vlan {
+        out[12..14].copy_from_slice(&[0x81, 0x00]);
+        out[14..16].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+        at = 16;
+    }
+    out[at..at + 2].copy_from_slice(&ETHERTYPE_RARP);
+    let p = &mut out[at + 2..];
+    // Ethernet/IPv4, op 3 (reverse request), sender = target = `mac`, no
+    // protocol addresses.
+    p[..8].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 3]);
+    p[8..14].copy_from_slice(&mac.0);
+    p[14..18].fill(0);
+    p[18..24].copy_from_slice(&mac.0);
+    p[24..28].fill(0);
+    Some(len)
+}
+
 /// Write "`arp.tpa` is at `mac`" back to the asker. `None` if `reply` is too small.
 fn emit_reply(arp: &Arp, mac: MacAddr, reply: &mut [u8]) -> Option<usize> {
     let out = reply.get_mut(..ARP_FRAME_LEN)?;
@@ -402,6 +458,24 @@ mod tests {
                 target_protocol_addr: Ipv4Addr::from(to_ip),
             }
         );
+    }
+
+    #[test]
+    fn announcements_are_well_formed() {
+        let mac = MacAddr(OUR_MAC);
+        let mut buf = [0u8; 64];
+        let n = gratuitous(Ipv4Addr::new(198, 19, 0, 254), mac, &mut buf).expect("room");
+        let a = parse(&buf[..n]).expect("an ARP frame");
+        assert_eq!((a.spa, a.tpa), (Ipv4Addr::new(198, 19, 0, 254), a.spa));
+        assert_eq!(a.sha, mac);
+        assert_eq!(buf[..6], [0xff; 6]);
+        let n = rarp_announcement(mac, None, &mut buf).expect("room");
+        assert_eq!(rarp_sender(&buf[..n]), Some(mac));
+        assert_eq!(buf[..n], rarp_announce(OUR_MAC)[..n], "QEMU's form");
+        let n = rarp_announcement(mac, Some(20), &mut buf).expect("room");
+        assert_eq!(n, ARP_FRAME_LEN + 4);
+        assert_eq!(buf[12..16], [0x81, 0, 0, 20]);
+        assert!(rarp_announcement(mac, None, &mut [0u8; 10]).is_none());
     }
 
     #[test]

@@ -211,6 +211,13 @@ impl Responder {
         })
     }
 
+    /// The addresses the responder answers ARP for, with the MAC it
+    /// answers with (`arp.respond`, the DHCP server's): what a box that
+    /// becomes active announces with gratuitous ARP.
+    pub fn own_addresses(&self) -> &[(Ipv4Addr, MacAddr)] {
+        self.arp.as_ref().map_or(&[], |a| a.own_addresses())
+    }
+
     /// The lease database as it is now (empty without DHCP): what a
     /// responder built for new settings starts from (a reload).
     pub fn lease_db(&self) -> LeaseDb {

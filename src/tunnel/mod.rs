@@ -279,6 +279,9 @@ mod pmtu;
 pub mod ratelimit;
 mod reconfigure;
 pub mod replay;
+mod standby;
+#[cfg(test)]
+mod standby_tests;
 #[cfg(test)]
 mod tests;
 mod timers;

@@ -368,6 +368,8 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
         now,
         SystemTime::now(),
     );
+    // A standby box of a pair talks to no peer until it is promoted.
+    tunnel.set_standby(cfg.start_role() == crate::role::Role::Standby, now);
     // The TAP hands over frames behind a virtio-net header (`vnet_hdr`
     // below): count a segmentation batch as the frames it carries.
     tunnel.set_offload_header(true);
@@ -490,6 +492,11 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
                 );
                 // The tunnel numbers peers in configuration order.
                 b.set_policies(cfg.peers.iter().map(|p| p.policy.clone()).collect());
+                if let Some(ha) = &cfg.ha {
+                    b.set_announce(ha.announce);
+                    // Going to standby announces nothing: nothing to write.
+                    b.set_role(ha.start_as, now, &mut Discard);
+                }
                 b
             },
             lease_file: cfg.dhcp.as_ref().map(|d| d.lease_file.clone()),
@@ -524,6 +531,13 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
         tcp_fd,
         env,
     ))
+}
+
+/// A TAP that takes nothing (setting the starting role writes no frame).
+struct Discard;
+
+impl crate::bridge::ToTap for Discard {
+    fn to_tap(&mut self, _packet: &[u8]) {}
 }
 
 /// A locally administered unicast MAC derived from this machine's identity

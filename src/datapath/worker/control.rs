@@ -12,11 +12,12 @@ use nix::sys::eventfd::EventFd;
 
 use super::super::tap::TapQueue;
 use super::super::tcp::bind_listener;
+use super::out::TapOut;
 use super::{Lane, Worker, lock};
 use crate::config::{Config, Psk};
 use crate::control::server::Command;
 use crate::control::status;
-use crate::control::{Request, Response};
+use crate::control::{PartnerStatus, Request, Response};
 use crate::error::Chain;
 use crate::leases::{LeaseChange, LeaseDb, LeaseStore};
 use crate::mac::MacAddr;
@@ -24,6 +25,7 @@ use crate::metrics::MetricsServer;
 use crate::peer_id::PeerId;
 use crate::reload::{PeerChange, Plan, ReloadError};
 use crate::responder::{ArpSettings, DhcpPlan, Responder};
+use crate::role::Role;
 use crate::tunnel::{PeerParams, PeerStats};
 
 /// Answers the control requests queued for the link, each under the lock
@@ -50,7 +52,7 @@ pub(super) fn commands(
                 let t = w.tcp.counters();
                 (io.tcp_accepted, io.tcp_refused, io.tcp_dropped) =
                     (t.accepted, t.refused, t.dropped);
-                let status = status::status(
+                let mut status = status::status(
                     &w.info,
                     &w.tunnel,
                     w.bridge.responder(),
@@ -62,6 +64,7 @@ pub(super) fn commands(
                     now,
                     wall,
                 );
+                status.partner = w.partner_status();
                 Response {
                     ok: true,
                     status: Some(status),
@@ -78,8 +81,57 @@ pub(super) fn commands(
                 lane.io.count_reload(r.ok);
                 r
             }
+            Request::Role { role } => lock(core).set_role(role, lane, now),
         };
         let _ = cmd.reply.send(response);
+    }
+}
+
+impl Worker {
+    /// `bridge-ctl role`: makes this box the active or the standby one of
+    /// its pair (SPEC §5 "High availability"), at once: a demotion stops
+    /// forwarding and drops every session before the next frame; a
+    /// promotion makes handshakes with every peer due now and announces to
+    /// the LAN (`ha.announce`). Logged; refused without `[ha]`.
+    fn set_role(&mut self, role: Role, lane: &mut Lane, now: Instant) -> Response {
+        if self.config.ha.is_none() {
+            return Response::error(format!(
+                "link {} has no [ha] section, so it is always active; add [ha] to its \
+                 configuration to make it one of a pair",
+                self.config.name
+            ));
+        }
+        let old = self.bridge.role();
+        if role == Role::Standby {
+            // The frames already read wait for nothing: from here on they
+            // are dropped, and the sessions go with the tunnel's standby.
+            self.bridge.set_role(role, now, &mut tap_out!(lane));
+            self.tunnel.set_standby(true, now);
+        } else {
+            self.tunnel.set_standby(false, now);
+            self.bridge.set_role(role, now, &mut tap_out!(lane));
+        }
+        if old == role {
+            tracing::info!("role: {role} (unchanged)");
+        } else {
+            tracing::info!("role: {old} -> {role}");
+        }
+        Response {
+            ok: true,
+            role: Some(role),
+            previous_role: Some(old),
+            ..Response::default()
+        }
+    }
+
+    /// The partner part of the status: `None` without `[ha]`.
+    pub(super) fn partner_status(&self) -> Option<PartnerStatus> {
+        let ha = self.config.ha.as_ref()?;
+        Some(PartnerStatus {
+            endpoint: ha.partner.map(|p| p.to_string()),
+            state: "off".into(),
+            leases_synced: 0,
+        })
     }
 }
 

@@ -21,7 +21,9 @@
 //! - [`switch`]: MAC learning, flooding and split horizon between peers.
 //! - [`guard`]: storm control, loop detection, DHCP/RA guards and the BPDU
 //!   policy that keep the bridge from hurting either LAN.
-//! - [`role`]: active or standby, a box's role in a high-availability pair.
+//! - [`role`]: active or standby, a box's role in a high-availability pair;
+//!   [`partner`]: the channel that hands the active box's leases to the
+//!   standby.
 //! - [`mac`]: the Ethernet address type shared by all of the above, and
 //!   [`peer_id`]: the [`PeerId`](peer_id::PeerId) they all name peers by.
 //!
@@ -63,6 +65,7 @@ pub mod leases;
 pub mod mac;
 pub mod metrics;
 pub mod netlink;
+pub mod partner;
 pub mod peer_id;
 pub mod reload;
 pub mod resolver;

@@ -487,6 +487,37 @@ impl Bridge {
         sent
     }
 
+    /// The MACs learned behind peers, with their VLAN (`None`: untagged):
+    /// what the active box of a pair lists to its partner.
+    pub fn remote_macs(&self, now: Instant) -> impl Iterator<Item = (Option<u16>, MacAddr)> + '_ {
+        self.switch.remote_macs(now).map(|(vlan, mac)| match vlan {
+            ethernet::Vlan::Untagged => (None, mac),
+            ethernet::Vlan::Tagged(vid) => (Some(vid), mac),
+        })
+    }
+
+    /// One RARP frame per MAC of `macs` to the TAP (the remote MACs the
+    /// partner of a pair listed, announced on promotion besides this box's
+    /// own: see [`Bridge::set_role`]). Returns how many were written.
+    pub fn announce_macs(
+        &mut self,
+        macs: &[(Option<u16>, MacAddr)],
+        out: &mut impl ToTap,
+    ) -> usize {
+        let h = self.vnet_hdr;
+        self.reply[..h].fill(0);
+        let mut sent = 0;
+        for &(vlan, mac) in macs {
+            if let Some(n) =
+                crate::responder::arp::rarp_announcement(mac, vlan, &mut self.reply[h..])
+            {
+                out.to_tap(&self.reply[..h + n]);
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     /// The next loop start or end, if any: for the log and, in bridged
     /// mode, for the Linux bridge to forget what it learned on the TAP's
     /// port (the bridge's own MAC table was flushed already).

@@ -900,6 +900,7 @@ const REJECTED: &[Rejected] = &[
     ("ha partner name", With("[ha]\npartner = \"gw2.example:51903\"\npartner_psk_file = \"p\"\n"), 7, 11, "ha.partner", "not a host name"),
     ("ha partner without key", With("[ha]\npartner = \"198.18.0.6:51903\"\n"), 6, 1, "ha.partner_psk_file", "needs its own key"),
     ("ha key is the tunnel's", With("[ha]\npartner = \"198.18.0.6:51903\"\npartner_psk_file = \"/etc/tapbridge/site-a.psk\"\n"), 8, 20, "ha.partner_psk_file", "a key of its own"),
+    ("ha partner on the tunnel's port", With("[ha]\npartner = \"198.18.0.6:51901\"\npartner_psk_file = \"p\"\n"), 7, 11, "ha.partner", "a port of its own"),
     ("ha announce as a string", With("[ha]\nannounce = \"yes\"\n"), 7, 12, "ha.announce", "must be true or false"),
 ];
 

@@ -413,6 +413,9 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
         tracing::error!("{}; leases are not persisted", crate::error::Chain(&e));
         Default::default()
     });
+    let partner = partner_link(cfg, now)?;
+    let mut lease_store = lease_store;
+    lease_store.set_mirror(partner.is_some());
     // Owned by the worker (a reload rebinds it), which is dropped before the
     // rest is undone: a scrape never sees a half-torn link.
     let metrics = match &cfg.metrics {
@@ -525,12 +528,45 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
             lanes_io: Default::default(),
             asleep_until: None,
             bridge_port_stale: false,
+            partner,
         },
         first,
         others,
         tcp_fd,
         env,
     ))
+}
+
+/// The partner channel of a high-availability pair, when `ha.partner` is
+/// set: its key loaded, its UDP port (`ha.partner`'s port number, on every
+/// local address of its family) bound.
+fn partner_link(
+    cfg: &Config,
+    now: Instant,
+) -> Result<Option<crate::datapath::worker::PartnerLink>, DaemonError> {
+    let Some(ha) = &cfg.ha else { return Ok(None) };
+    let (Some(to), Some(key_file)) = (ha.partner, &ha.partner_psk_file) else {
+        return Ok(None);
+    };
+    let keys = key_file.load(&cfg.path)?;
+    let Some(psk) = keys.first() else {
+        return Ok(None);
+    };
+    let bind: std::net::SocketAddr = if to.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, to.port()).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, to.port()).into()
+    };
+    let sock = std::net::UdpSocket::bind(bind)
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .map_err(|source| DaemonError::Partner { addr: bind, source })?;
+    let mut boot = [0u8; 16];
+    crate::tunnel::Entropy::fill(&mut OsEntropy, &mut boot);
+    let core = crate::partner::Partner::new(psk.as_bytes(), boot, cfg.start_role(), now);
+    tracing::info!("partner channel on UDP {bind}, partner {to}");
+    Ok(Some(crate::datapath::worker::PartnerLink::new(
+        core, sock, to,
+    )))
 }
 
 /// A TAP that takes nothing (setting the starting role writes no frame).

@@ -218,6 +218,24 @@ impl Responder {
         self.arp.as_ref().map_or(&[], |a| a.own_addresses())
     }
 
+    /// The lease records as they are now, without a copy (`None` without
+    /// DHCP).
+    pub fn lease_records(&self) -> Option<&LeaseDb> {
+        self.dhcp.as_ref().map(|d| d.allocator().db())
+    }
+
+    /// Records lease changes the active partner of a high-availability
+    /// pair made ([`crate::partner`]); they are taken with the next
+    /// [`Responder::take_lease_changes`] and persisted as this box's own.
+    /// Returns how many were taken (none without DHCP).
+    pub fn apply_replicated(&mut self, changes: &[LeaseChange]) -> usize {
+        let Some(d) = self.dhcp.as_mut() else {
+            return 0;
+        };
+        let a = d.allocator_mut();
+        changes.iter().filter(|c| a.apply_replicated(c)).count()
+    }
+
     /// The lease database as it is now (empty without DHCP): what a
     /// responder built for new settings starts from (a reload).
     pub fn lease_db(&self) -> LeaseDb {

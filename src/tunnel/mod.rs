@@ -295,6 +295,7 @@ mod uplink_tests;
 mod tunnel;
 
 pub use crate::wire::tunnel::TAG_LEN;
+pub(crate) use crypto::{TransportKey, partner_key};
 pub use deferred::{HandshakeJob, MAX_JOBS};
 pub use handshake::HandshakeError;
 pub use keys::PresharedKey;

@@ -123,6 +123,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// it, the hooks and the control groups.
 fn check(config: &Config) -> anyhow::Result<()> {
     config.peer_keys()?;
+    if let Some(key) = config.ha.as_ref().and_then(|h| h.partner_psk_file.as_ref()) {
+        key.load(&config.path)?;
+    }
     tapbridge::daemon::check_responder(config)?;
     config.preflight()?;
     let peers = config.peers.len();

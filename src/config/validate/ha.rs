@@ -1,7 +1,8 @@
 //! `[ha]`: one box of a high-availability pair. The role it starts in, and
 //! the partner channel: the other box's address (a literal: a name would
-//! have to be resolved while failing over) and the channel's key file,
-//! which must not be the tunnel's (the channel's key is its own).
+//! have to be resolved while failing over; its port, which this box binds
+//! too, not the tunnel's) and the channel's key file, which must not be the
+//! tunnel's (the channel's key is its own).
 
 use std::ops::Range;
 
@@ -36,6 +37,17 @@ impl Cx<'_> {
                             format!(
                                 "{a} is of another address family than tunnel.listen ({})",
                                 tunnel.listen
+                            ),
+                        ));
+                    }
+                    if a.port() == tunnel.listen.port() {
+                        return Err(self.err(
+                            &v.span(),
+                            "ha.partner",
+                            format!(
+                                "port {} is tunnel.listen's; the partner channel needs a \
+                                 port of its own (each box binds it)",
+                                a.port()
                             ),
                         ));
                     }

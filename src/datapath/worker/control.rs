@@ -17,7 +17,7 @@ use super::{Lane, Worker, lock};
 use crate::config::{Config, Psk};
 use crate::control::server::Command;
 use crate::control::status;
-use crate::control::{PartnerStatus, Request, Response};
+use crate::control::{Request, Response};
 use crate::error::Chain;
 use crate::leases::{LeaseChange, LeaseDb, LeaseStore};
 use crate::mac::MacAddr;
@@ -64,7 +64,7 @@ pub(super) fn commands(
                     now,
                     wall,
                 );
-                status.partner = w.partner_status();
+                status.partner = w.partner_status(now);
                 Response {
                     ok: true,
                     status: Some(status),
@@ -110,7 +110,15 @@ impl Worker {
         } else {
             self.tunnel.set_standby(false, now);
             self.bridge.set_role(role, now, &mut tap_out!(lane));
+            let announce = self.config.ha.as_ref().is_some_and(|h| h.announce);
+            if old == Role::Standby && announce {
+                // The MACs behind peers the active partner listed: the LAN
+                // learns they are behind this box now.
+                let macs = self.partner_macs(now);
+                self.bridge.announce_macs(&macs, &mut tap_out!(lane));
+            }
         }
+        self.partner_role(role);
         if old == role {
             tracing::info!("role: {role} (unchanged)");
         } else {
@@ -122,16 +130,6 @@ impl Worker {
             previous_role: Some(old),
             ..Response::default()
         }
-    }
-
-    /// The partner part of the status: `None` without `[ha]`.
-    pub(super) fn partner_status(&self) -> Option<PartnerStatus> {
-        let ha = self.config.ha.as_ref()?;
-        Some(PartnerStatus {
-            endpoint: ha.partner.map(|p| p.to_string()),
-            state: "off".into(),
-            leases_synced: 0,
-        })
     }
 }
 
@@ -547,6 +545,7 @@ impl Worker {
             let now_db = next.as_ref().map(Responder::lease_db).unwrap_or_default();
             opened_with.changes_to(&now_db, &mut self.lease_changes);
             store.commit(&mut self.lease_changes);
+            store.set_mirror(self.partner.is_some());
             replaced.store = std::mem::replace(&mut self.lease_store, store);
         } else if self.lease_store.path() != lease_file.as_deref() {
             // DHCP stopped, or its store could not be opened.

@@ -17,7 +17,9 @@
 //! name. With each heartbeat the active box also lists the MACs it learned
 //! behind its peers (at most [`MAX_MACS`]); the standby keeps those it
 //! heard of within [`MAC_FRESH`], to announce them to the LAN when it is
-//! promoted. An active box never applies what it receives (two actives at once
+//! promoted. It lists its live ARP bindings learned through the tunnel the
+//! same way (at most [`MAX_MACS`]), which the standby records as if it had
+//! learned them, so a promoted box answers ARP for remote hosts at once. An active box never applies what it receives (two actives at once
 //! do not overwrite each other).
 //!
 //! # Wire format and keys
@@ -26,10 +28,11 @@
 //! datagram  = version (1 byte, 1) ‖ boot id (16) ‖ counter (8, big-endian)
 //!             ‖ AES-256-GCM(payload) ‖ tag (16)      aad = the first 25 bytes
 //! payload   = kind (1: heartbeat, 2: changes, 3: full-sync chunk, 4: remote
-//!             MACs) ‖ role (0 active, 1 standby) ‖ leases held (4) ‖ sync id
-//!             (4) ‖ chunk index (2) ‖ chunk count (2) ‖ then journal lines,
-//!             each ending in "\n" (2, 3), or MACs (4): VLAN id (2; 0xffff
-//!             untagged) ‖ MAC (6), repeated
+//!             MACs, 5: ARP bindings) ‖ role (0 active, 1 standby) ‖ leases
+//!             held (4) ‖ sync id (4) ‖ chunk index (2) ‖ chunk count (2) ‖
+//!             then journal lines, each ending in "\n" (2, 3), or MACs (4):
+//!             VLAN id (2; 0xffff untagged) ‖ MAC (6), repeated, or bindings
+//!             (5): IPv4 address (4) ‖ MAC (6) ‖ peer number (2), repeated
 //! key       = HKDF-SHA256(ikm = partner PSK, salt = SHA-256("tapbridge partner
 //!             channel v1" ‖ boot id))            (`tunnel::partner_key`)
 //! nonce     = 0 (4 bytes) ‖ counter
@@ -74,6 +77,14 @@ const KIND_HEARTBEAT: u8 = 1;
 const KIND_CHANGES: u8 = 2;
 const KIND_FULL: u8 = 3;
 const KIND_MACS: u8 = 4;
+const KIND_BINDINGS: u8 = 5;
+/// An ARP binding on the wire: address, MAC, peer number.
+const BINDING_ENTRY: usize = 12;
+
+/// An ARP binding learned through the tunnel: address, MAC, and the
+/// number of the peer it was learned from (peers are numbered in
+/// configuration order, the same on both boxes).
+pub type RemoteBinding = (std::net::Ipv4Addr, MacAddr, u16);
 
 /// The most remote MACs sent with one heartbeat.
 pub const MAX_MACS: usize = 4096;
@@ -140,6 +151,11 @@ pub struct Partner {
     macs_next: usize,
     /// Remote MACs the partner listed, and when (standby).
     macs_in: HashMap<RemoteMac, Instant>,
+    /// ARP bindings to send before the next heartbeat (active).
+    bindings_out: Vec<RemoteBinding>,
+    bindings_next: usize,
+    /// ARP bindings the partner listed, not yet taken (standby).
+    bindings_in: Vec<RemoteBinding>,
     /// Datagrams dropped: not authentic, replayed or malformed.
     pub dropped: u64,
 }
@@ -168,6 +184,9 @@ impl Partner {
             macs_out: Vec::new(),
             macs_next: 0,
             macs_in: HashMap::new(),
+            bindings_out: Vec::new(),
+            bindings_next: 0,
+            bindings_in: Vec::new(),
             dropped: 0,
         }
     }
@@ -202,11 +221,29 @@ impl Partner {
     }
 
     /// The remote MACs to list with the next heartbeat (at most
-    /// [`MAX_MACS`] are sent).
+    /// [`MAX_MACS`] are sent; only by an active box).
     pub fn offer_macs(&mut self, macs: impl Iterator<Item = RemoteMac>) {
         self.macs_out.clear();
-        self.macs_out.extend(macs.take(MAX_MACS));
+        if self.role == Role::Active {
+            self.macs_out.extend(macs.take(MAX_MACS));
+        }
         self.macs_next = 0;
+    }
+
+    /// The ARP bindings to list with the next heartbeat (at most
+    /// [`MAX_MACS`] are sent; only by an active box).
+    pub fn offer_bindings(&mut self, bindings: impl Iterator<Item = RemoteBinding>) {
+        self.bindings_out.clear();
+        if self.role == Role::Active {
+            self.bindings_out.extend(bindings.take(MAX_MACS));
+        }
+        self.bindings_next = 0;
+    }
+
+    /// Moves the ARP bindings the partner listed since the last call to the
+    /// end of `out` (standby: to record them).
+    pub fn take_bindings(&mut self, out: &mut Vec<RemoteBinding>) {
+        out.append(&mut self.bindings_in);
     }
 
     /// The remote MACs the partner listed within [`MAC_FRESH`] (what a
@@ -300,6 +337,18 @@ impl Partner {
                 if self.macs_in.len() > 2 * MAX_MACS {
                     self.macs_in
                         .retain(|_, t| now.saturating_duration_since(*t) < MAC_FRESH);
+                }
+            }
+            KIND_BINDINGS => {
+                for e in lines.chunks_exact(BINDING_ENTRY) {
+                    let ip = std::net::Ipv4Addr::new(e[0], e[1], e[2], e[3]);
+                    let Some(mac) = MacAddr::from_slice(&e[4..10]) else {
+                        continue;
+                    };
+                    let peer = u16::from_be_bytes([e[10], e[11]]);
+                    if self.bindings_in.len() < MAX_MACS {
+                        self.bindings_in.push((ip, mac, peer));
+                    }
                 }
             }
             _ => {}
@@ -412,10 +461,25 @@ impl Partner {
             let meta = Meta::plain(KIND_MACS, self.role, leases);
             return Some(self.seal(&meta, &body, buf));
         }
+        if now >= self.next_heartbeat && self.bindings_next < self.bindings_out.len() {
+            let room = LINES_ROOM / BINDING_ENTRY;
+            let end = (self.bindings_next + room).min(self.bindings_out.len());
+            let mut body = Vec::with_capacity((end - self.bindings_next) * BINDING_ENTRY);
+            for (ip, mac, peer) in &self.bindings_out[self.bindings_next..end] {
+                body.extend_from_slice(&ip.octets());
+                body.extend_from_slice(&mac.0);
+                body.extend_from_slice(&peer.to_be_bytes());
+            }
+            self.bindings_next = end;
+            let meta = Meta::plain(KIND_BINDINGS, self.role, leases);
+            return Some(self.seal(&meta, &body, buf));
+        }
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + HEARTBEAT;
             self.macs_out.clear();
             self.macs_next = 0;
+            self.bindings_out.clear();
+            self.bindings_next = 0;
             let meta = Meta::plain(KIND_HEARTBEAT, self.role, leases);
             return Some(self.seal(&meta, &[], buf));
         }

@@ -227,3 +227,36 @@ fn the_standby_learns_the_remote_macs_to_announce() {
     assert!(!active.p.macs_due(t));
     assert!(standby.p.partner_macs(t + MAC_FRESH).is_empty(), "stale");
 }
+
+#[test]
+fn the_standby_gets_the_arp_bindings() {
+    let t = Instant::now();
+    let mut active = Box_::new(1, Role::Active, t);
+    let mut standby = Box_::new(2, Role::Standby, t);
+    let bindings: Vec<RemoteBinding> = (0..200u16)
+        .map(|n| {
+            let [hi, lo] = n.to_be_bytes();
+            (
+                Ipv4Addr::new(198, 19, hi, lo),
+                MacAddr([2, 0, 0, 0xcc, hi, lo]),
+                n % 3,
+            )
+        })
+        .collect();
+    active.p.offer_bindings(bindings.iter().copied());
+    let d = active.send(t);
+    standby.receive(d, t);
+    let mut got = Vec::new();
+    standby.p.take_bindings(&mut got);
+    assert_eq!(got, bindings);
+    standby.p.take_bindings(&mut got);
+    assert_eq!(got.len(), 200, "taken once");
+    // A standby offers nothing, and an active box takes nothing.
+    standby.p.offer_bindings(bindings.iter().copied());
+    let d = standby.send(t + HEARTBEAT);
+    assert_eq!(d.len(), 1, "a heartbeat only");
+    active.receive(d, t + HEARTBEAT);
+    let mut none = Vec::new();
+    active.p.take_bindings(&mut none);
+    assert!(none.is_empty());
+}

@@ -317,6 +317,46 @@ impl ArpResponder {
         Learned::Binding
     }
 
+    /// The live bindings learned through the tunnel: (address, MAC, the
+    /// peer that taught it). For the partner of a high-availability pair.
+    pub fn remote_bindings(&self, now: Instant) -> Vec<(Ipv4Addr, MacAddr, PeerId)> {
+        self.suppression.as_ref().map_or_else(Vec::new, |s| {
+            s.iter_live(now)
+                .filter(|(_, b)| !b.router)
+                .map(|(ip, b)| (*ip, b.mac, b.peer))
+                .collect()
+        })
+    }
+
+    /// A binding the active partner of a high-availability pair learned
+    /// through the tunnel: recorded as if learned here (so a promoted box
+    /// answers ARP for remote hosts at once), unless the address is one
+    /// this box answers for itself or `local` claims it, as for
+    /// [`ArpResponder::learn_remote`]. Nothing without suppression.
+    pub fn learn_replicated(
+        &mut self,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        peer: PeerId,
+        now: Instant,
+        local: impl Fn(Ipv4Addr, MacAddr) -> bool,
+    ) -> bool {
+        if !is_host_ip(ip) || !mac.is_unicast_host() || self.own(ip).is_some() || local(ip, mac) {
+            return false;
+        }
+        let Some(s) = &mut self.suppression else {
+            return false;
+        };
+        let binding = Binding {
+            mac,
+            seen: now,
+            peer,
+            router: false,
+        };
+        s.insert(ip, binding, now);
+        true
+    }
+
     /// Drops every binding learned from `peer` (its session went down, or
     /// it was removed).
     pub fn forget_peer(&mut self, peer: PeerId) {
@@ -571,6 +611,33 @@ mod tests {
             LocalVerdict::Reply(_)
         ));
         assert_eq!(r.counters().arp_bindings_learned, 2);
+    }
+
+    #[test]
+    fn replicated_bindings_answer_like_learned_ones() {
+        let t0 = Instant::now();
+        let mut active = responder(true);
+        let rep = arp_frame(ArpOperation::Reply, REMOTE, REMOTE_IP, LOCAL, LOCAL_IP);
+        active.handle_remote(&rep, PeerId::new(1), t0);
+        let listed = active.remote_arp_bindings(t0);
+        assert_eq!(
+            listed,
+            vec![(Ipv4Addr::from(REMOTE_IP), MacAddr(REMOTE), PeerId::new(1))]
+        );
+        // The standby records them (never one for its own address) and
+        // answers for the remote host once it is the active box.
+        let mut standby = responder(true);
+        let own = (Ipv4Addr::from(GW), MacAddr(REMOTE), PeerId::new(1));
+        assert_eq!(standby.learn_replicated_bindings(&[listed[0], own], t0), 1);
+        let req = arp_request(LOCAL, LOCAL_IP, REMOTE_IP);
+        let (v, out) = local(&mut standby, &req, t0);
+        assert_eq!(v, LocalVerdict::Reply(42));
+        assert_reply(&out, REMOTE, REMOTE_IP, LOCAL, LOCAL_IP);
+        // Its peer's session going down forgets them, as learned ones.
+        standby.forget_peer(PeerId::new(1));
+        assert_eq!(standby.arp_bindings(t0), 0);
+        // Without suppression nothing is recorded.
+        assert_eq!(responder(false).learn_replicated_bindings(&listed, t0), 0);
     }
 
     #[test]

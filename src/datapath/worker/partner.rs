@@ -2,7 +2,8 @@
 //! what the channel's core ([`crate::partner`]) decides carried out: lease
 //! changes the lease store persisted are handed to it, the replicated ones
 //! it returns go to the responder (and from there to the lease store, as
-//! this box's own), datagrams out and in.
+//! this box's own), as do the ARP bindings it lists; the remote MACs and
+//! bindings of an active box are offered with each heartbeat.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -13,6 +14,7 @@ use super::Worker;
 use crate::control::PartnerStatus;
 use crate::leases::{LeaseChange, LeaseDb};
 use crate::partner::{MAX_DATAGRAM, Partner};
+use crate::peer_id::PeerId;
 use crate::role::Role;
 
 /// Datagrams read per wake-up (the rest wait for the next).
@@ -25,6 +27,7 @@ pub struct PartnerLink {
     to: SocketAddr,
     buf: Vec<u8>,
     apply: Vec<LeaseChange>,
+    bindings: Vec<crate::partner::RemoteBinding>,
     mirrored: Vec<LeaseChange>,
     /// Send errors (logged once, counted).
     send_errors: u64,
@@ -39,6 +42,7 @@ impl PartnerLink {
             to,
             buf: vec![0; MAX_DATAGRAM.max(2048)],
             apply: Vec::new(),
+            bindings: Vec::new(),
             mirrored: Vec::new(),
             send_errors: 0,
         }
@@ -85,6 +89,19 @@ impl Worker {
                 }
                 link.apply.clear();
             }
+            link.core.take_bindings(&mut link.bindings);
+            if !link.bindings.is_empty() {
+                let peers = self.tunnel.peer_count();
+                let bindings: Vec<_> = link
+                    .bindings
+                    .drain(..)
+                    .filter(|b| usize::from(b.2) < peers)
+                    .map(|(ip, mac, peer)| (ip, mac, PeerId::new(usize::from(peer))))
+                    .collect();
+                if let Some(r) = self.bridge.responder_mut() {
+                    r.learn_replicated_bindings(&bindings, now);
+                }
+            }
         }
         self.partner = Some(link);
     }
@@ -102,6 +119,16 @@ impl Worker {
         }
         if link.core.macs_due(now) {
             link.core.offer_macs(self.bridge.remote_macs(now));
+            let bindings = self
+                .bridge
+                .responder()
+                .map(|r| r.remote_arp_bindings(now))
+                .unwrap_or_default();
+            link.core.offer_bindings(
+                bindings
+                    .into_iter()
+                    .filter_map(|(ip, mac, p)| Some((ip, mac, u16::try_from(p.index()).ok()?))),
+            );
         }
         let db = self.lease_records();
         while let Some(n) = link.core.poll_transmit(now, db, &mut link.buf) {

@@ -354,8 +354,8 @@ e2e_match "role is idempotent" '^role a: active -> active$' "$E2E_STDOUT"
 # ---------------------------------------------------------------- split brain
 # Both boxes active (keepalived is stopped; by hand): each bridges the LAN to b. b's
 # TAP is a host, not a bridge, so nothing comes back around: no storm, and traffic
-# goes on. (The loop guard's own check, a probe coming back, needs a bridged site
-# on both ends; see the report of issue 22.)
+# goes on. (The loop guard does not fire here, nor is it needed: docs/configuration.md,
+# "Differences from SPEC noticed", 24.)
 e2e_check "role a active on box2 too (split brain)" \
     e2e_ctl box2 10 role --config "$(e2e_conf box2)" active
 ip netns exec "$NS_H1" timeout 20 ping -n -q -i 0.05 -c 100 -W 1 "$B_TAP" >"$E2E_WORK/ping-split.txt" 2>&1 || true

@@ -28,8 +28,8 @@
 # `role a active` on box1, during a ping: reported, and b moves back to box1.
 #
 # DHCP: h1 gets a lease from box1, which box2 holds too (the partner channel); after
-# the failover h2 gets another address from box2 and h1 keeps its own; box1 returns
-# and gets both leases back. The pings go to b from h1's fixed address 198.19.70.50.
+# the failover h2 gets another address from box2, and h1 renews (SIGUSR1 to its
+# udhcpc: a unicast REQUEST) and keeps its own; box1 returns and gets both leases back. The pings go to b from h1's fixed address 198.19.70.50.
 #
 # Run as root: tests/e2e/ha.sh   (BRIDGE_CTL=... to pick the binary)
 
@@ -243,7 +243,26 @@ e2e_match "2 ARP requests for the responder, 2 answers (one box answers)" \
     'Received 2 response' "$arp_out"
 
 # The host's lease, from box1, replicated to box2.
-IP1=$(dhcp_lease "$NS_H1" "$E2E_WORK/h1")
+# h1 runs udhcpc the whole time (SIGUSR1 makes it renew: a unicast REQUEST to the
+# server it got the lease from); its hook records "EVENT IP" and puts the address on
+# eth0 (a renewal is sent from it).
+H1_DIR="$E2E_WORK/h1"
+mkdir -p "$H1_DIR"
+# shellcheck disable=SC2016 # the hook's own variables, expanded when it runs
+printf '%s\n' '#!/bin/sh' \
+    'case $1 in bound | renew) echo "$1 $ip" >>"${0%/*}/events"; ip addr replace "$ip/24" dev "$interface" ;; esac' \
+    'exit 0' >"$H1_DIR/hook.sh"
+chmod 755 "$H1_DIR/hook.sh"
+timeout "$E2E_TIME_LIMIT" ip netns exec "$NS_H1" udhcpc -f -i eth0 -s "$H1_DIR/hook.sh" \
+    -t 5 -T 2 -A 1 -p "$H1_DIR/udhcpc.pid" >"$H1_DIR/out" 2>&1 &
+tb_defer tb_stop_pid "$!"
+# h1_events N: h1's udhcpc recorded more than N events.
+# shellcheck disable=SC2317 # invoked indirectly through tb_wait_until
+h1_events() {
+    [[ -f "$H1_DIR/events" ]] && (($(wc -l <"$H1_DIR/events") > $1))
+}
+tb_wait_until 20 "h1's udhcpc bound" h1_events 0 || true
+IP1=$(sed -n '$s/^bound //p' "$H1_DIR/events" 2>/dev/null || true)
 e2e_match "h1 gets a lease from the active box ($IP1)" '^198\.19\.70\.1[0-4][0-9]$' "$IP1"
 e2e_wait "the standby box2 holds h1's lease too" 5 has_lease box2 "$H1_MAC" "$IP1"
 # synced SITE N: SITE's partner is up with N leases in sync.
@@ -307,8 +326,11 @@ e2e_cmp "b counts the move" "$(e2e_peer b a endpoint_changes)" -ge 1
 IP2=$(dhcp_lease "$NS_H2" "$E2E_WORK/h2")
 e2e_match "h2 gets a lease from box2 ($IP2)" '^198\.19\.70\.1[0-4][0-9]$' "$IP2"
 e2e_check "h2 is not given h1's address ($IP1)" test "$IP2" != "$IP1"
-IP1B=$(dhcp_lease "$NS_H1" "$E2E_WORK/h1" -r "$IP1")
-e2e_match "h1 renews at box2 and keeps $IP1" "^${IP1//./\\.}\$" "$IP1B"
+n=$(wc -l <"$H1_DIR/events")
+kill -USR1 "$(cat "$H1_DIR/udhcpc.pid")" 2>/dev/null || true
+tb_wait_until 15 "h1's renewal" h1_events "$n" || true
+e2e_match "h1 renews at box2 (unicast REQUEST) and keeps $IP1" "^renew ${IP1//./\\.}\$" \
+    "$(tail -n 1 "$H1_DIR/events" 2>/dev/null || true)"
 
 # ---------------------------------------------------------------- box1 returns
 ip -n "$NS_LAN" link set p-box1 up

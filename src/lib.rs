@@ -23,6 +23,9 @@
 //!   policy that keep the bridge from hurting either LAN.
 //! - [`invite`]: the invitation a hub gives a new branch (`bridge-ctl
 //!   invite` / `join`): its one-line format, encoded and decoded.
+//! - [`role`]: active or standby, a box's role in a high-availability pair;
+//!   [`partner`]: the channel that hands the active box's leases to the
+//!   standby.
 //! - [`mac`]: the Ethernet address type shared by all of the above, and
 //!   [`peer_id`]: the [`PeerId`](peer_id::PeerId) they all name peers by.
 //!
@@ -65,10 +68,12 @@ pub mod leases;
 pub mod mac;
 pub mod metrics;
 pub mod netlink;
+pub mod partner;
 pub mod peer_id;
 pub mod reload;
 pub mod resolver;
 pub mod responder;
+pub mod role;
 pub mod sd_notify;
 pub mod switch;
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub const RESTART_ONLY: &[(&str, &str)] = &[
     ("tunnel", "workers"),
     ("control", "socket"),
     ("control", "group"),
+    ("ha", "start_as"),
+    ("ha", "partner"),
+    ("ha", "partner_psk_file"),
+    ("ha", "announce"),
 ];
 
 /// A change to one peer.
@@ -428,6 +432,20 @@ fn restart_only_difference(a: &Config, b: &Config) -> Option<(&'static str, &'st
             ("tunnel", "workers") => a.tunnel.workers != b.tunnel.workers,
             ("control", "socket") => a.control.socket != b.control.socket,
             ("control", "group") => a.control.group != b.control.group,
+            ("ha", key) => {
+                let (x, y) = (a.ha.as_ref(), b.ha.as_ref());
+                match key {
+                    "start_as" => x.map(|h| h.start_as) != y.map(|h| h.start_as),
+                    "partner" => x.map(|h| h.partner) != y.map(|h| h.partner),
+                    "partner_psk_file" => {
+                        let path = |h: Option<&crate::config::HaConfig>| {
+                            h.and_then(|h| h.partner_psk_file.as_ref().map(|k| k.path.clone()))
+                        };
+                        path(x) != path(y)
+                    }
+                    _ => x.map(|h| h.announce) != y.map(|h| h.announce),
+                }
+            }
             _ => false,
         }
     };

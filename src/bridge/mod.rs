@@ -41,6 +41,13 @@
 //! What a policy refuses is counted in `policy_dropped`
 //! ([`GuardCounters::policy_dropped`]).
 //!
+//! A box of a high-availability pair may be the **standby**
+//! ([`Bridge::set_role`]): then nothing passes either way and nothing is
+//! answered or probed; the TAP stays as it is. Becoming active again
+//! announces the responder's addresses (gratuitous ARP) and every MAC
+//! learned behind a peer (one RARP frame each), so LAN switches move them to
+//! this box at once.
+//!
 //! Timers ([`Bridge::handle_timeout`]): loop probes, loop hold-downs (a
 //! start or end flushes the MAC table and is reported as a [`LoopEvent`]), and
 //! the responder's own frames (conflict-check ARP probes, held offers).
@@ -58,6 +65,7 @@ use crate::leases::LeaseChange;
 use crate::mac::MacAddr;
 use crate::peer_id::PeerId;
 use crate::responder::{LocalVerdict, OwnFrame, RemoteVerdict, Responder};
+use crate::role::Role;
 use crate::switch::{LocalRoute, Port, RemoteRoute, Switch};
 use crate::wire::ethernet::{self, Class};
 use crate::wire::virtio::{F_NEEDS_CSUM, VirtioNetHdr};
@@ -149,6 +157,10 @@ pub struct Bridge {
     policies: Vec<PeerPolicy>,
     /// Forwarding between peers is on (`tunnel.hub`).
     hub: bool,
+    /// Active, or standby: nothing passes.
+    role: Role,
+    /// Announce to the LAN on becoming active (`ha.announce`).
+    announce: bool,
 }
 
 impl Bridge {
@@ -175,6 +187,8 @@ impl Bridge {
             events_seen: 0,
             policies: Vec::new(),
             hub,
+            role: Role::Active,
+            announce: true,
         };
         bridge.set_peer_count(peers);
         bridge
@@ -192,7 +206,7 @@ impl Bridge {
         out: &mut impl Sink,
     ) -> TapOutcome {
         let h = self.vnet_hdr;
-        if packet.len() < h + 14 {
+        if packet.len() < h + 14 || self.role == Role::Standby {
             return TapOutcome::Dropped;
         }
         let class = ethernet::classify(&packet[h..]);
@@ -262,7 +276,7 @@ impl Bridge {
         out: &mut impl ToTap,
     ) -> Option<Relay> {
         let h = self.vnet_hdr;
-        if packet.len() < h + 14 {
+        if packet.len() < h + 14 || self.role == Role::Standby {
             return None;
         }
         if h > 0
@@ -377,6 +391,10 @@ impl Bridge {
         };
         let h = self.vnet_hdr;
         while let Some(t) = r.poll_transmit(now, wall, &mut self.reply[h..]) {
+            if self.role == Role::Standby {
+                // Held since before the demotion: the active box answers now.
+                continue;
+            }
             self.reply[..h].fill(0); // plain frame: no offload
             let (len, flood) = match t {
                 OwnFrame::Local(n) => (n, false),
@@ -394,7 +412,8 @@ impl Bridge {
 
     fn guard_timers(&mut self, now: Instant, out: &mut impl Sink) {
         self.guard.handle_timeout(now);
-        if self.guard.poll_probe(now) {
+        // A standby sends no loop probes (the round is used up all the same).
+        if self.guard.poll_probe(now) && self.role == Role::Active {
             let h = self.vnet_hdr;
             self.probe[..h].fill(0); // plain frame: no offload
             for p in PeerId::all(self.peers) {
@@ -413,6 +432,90 @@ impl Bridge {
             self.events_seen = self.guard.events_queued();
             self.switch.flush();
         }
+    }
+
+    /// The box's role now.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether becoming active announces to the LAN (`ha.announce`;
+    /// default on).
+    pub fn set_announce(&mut self, on: bool) {
+        self.announce = on;
+    }
+
+    /// Makes this box active or standby; takes effect with the next frame
+    /// (a demotion stops forwarding at once). Becoming active (from standby)
+    /// with announcements on writes to the TAP one gratuitous ARP per
+    /// address the responder answers for and one RARP frame per MAC learned
+    /// behind a peer. Returns the role before.
+    pub fn set_role(&mut self, role: Role, now: Instant, out: &mut impl ToTap) -> Role {
+        let old = std::mem::replace(&mut self.role, role);
+        if old == Role::Standby && role == Role::Active && self.announce {
+            self.announce_to_lan(now, out);
+        }
+        old
+    }
+
+    /// Announcements to the LAN: see [`Bridge::set_role`]. Returns how many
+    /// frames were written.
+    pub fn announce_to_lan(&mut self, now: Instant, out: &mut impl ToTap) -> usize {
+        let h = self.vnet_hdr;
+        let mut sent = 0;
+        self.reply[..h].fill(0); // plain frames: no offload
+        if let Some(r) = &self.responder {
+            for &(ip, mac) in r.own_addresses() {
+                if let Some(n) = crate::responder::arp::gratuitous(ip, mac, &mut self.reply[h..]) {
+                    out.to_tap(&self.reply[..h + n]);
+                    sent += 1;
+                }
+            }
+        }
+        for (vlan, mac) in self.switch.remote_macs(now) {
+            let tag = match vlan {
+                ethernet::Vlan::Untagged => None,
+                ethernet::Vlan::Tagged(vid) => Some(vid),
+            };
+            if let Some(n) =
+                crate::responder::arp::rarp_announcement(mac, tag, &mut self.reply[h..])
+            {
+                out.to_tap(&self.reply[..h + n]);
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// The MACs learned behind peers, with their VLAN (`None`: untagged):
+    /// what the active box of a pair lists to its partner.
+    pub fn remote_macs(&self, now: Instant) -> impl Iterator<Item = (Option<u16>, MacAddr)> + '_ {
+        self.switch.remote_macs(now).map(|(vlan, mac)| match vlan {
+            ethernet::Vlan::Untagged => (None, mac),
+            ethernet::Vlan::Tagged(vid) => (Some(vid), mac),
+        })
+    }
+
+    /// One RARP frame per MAC of `macs` to the TAP (the remote MACs the
+    /// partner of a pair listed, announced on promotion besides this box's
+    /// own: see [`Bridge::set_role`]). Returns how many were written.
+    pub fn announce_macs(
+        &mut self,
+        macs: &[(Option<u16>, MacAddr)],
+        out: &mut impl ToTap,
+    ) -> usize {
+        let h = self.vnet_hdr;
+        self.reply[..h].fill(0);
+        let mut sent = 0;
+        for &(vlan, mac) in macs {
+            if let Some(n) =
+                crate::responder::arp::rarp_announcement(mac, vlan, &mut self.reply[h..])
+            {
+                out.to_tap(&self.reply[..h + n]);
+                sent += 1;
+            }
+        }
+        sent
     }
 
     /// The next loop start or end, if any: for the log and, in bridged

@@ -688,3 +688,96 @@ fn a_removed_peer_is_forgotten_everywhere() {
         "B unknown now; flooded to the one peer left"
     );
 }
+
+#[test]
+fn a_standby_forwards_nothing_answers_nothing_and_probes_nothing() {
+    let t = Instant::now();
+    let g = guards(0, true, false, BpduPolicy::Forward);
+    let mut b = Bridge::new(
+        Switch::new(false),
+        Guard::new(&g, [7; 8], t),
+        Some(responder(true, true)),
+        0,
+        2,
+    );
+    let mut out = Rec::default();
+    assert_eq!(b.role(), Role::Active);
+    // Active: B learned behind peer 0, then demoted.
+    peer(&mut b, PeerId::new(0), &data(BCAST, B), t, &mut out);
+    out.take();
+    assert_eq!(b.set_role(Role::Standby, t, &mut out), Role::Active);
+    assert!(out.take().is_empty(), "a demotion announces nothing");
+    // Nothing from the LAN goes anywhere, ARP and DHCP for the responder
+    // included; nothing from a peer reaches the LAN.
+    let arp = arp_request(A, [198, 19, 0, 9], [198, 19, 0, 1]);
+    let discover = Client::new(DhcpMessageType::Discover, A).frame();
+    for f in [data(B, A), data(BCAST, A), arp, discover] {
+        assert_eq!(tap(&mut b, &f, t, &mut out), TapOutcome::Dropped);
+    }
+    peer(&mut b, PeerId::new(1), &data(BCAST, C), t, &mut out);
+    assert!(out.take().is_empty());
+    // A MAC move that would start loop probes on an active box: none.
+    for i in 0..20 {
+        b.handle_timeout(t + Duration::from_secs(i), wall(), &mut out);
+    }
+    assert!(out.take().is_empty(), "a standby probed or answered");
+}
+
+#[test]
+fn promotion_announces_the_responder_and_the_remote_macs() {
+    let t = Instant::now();
+    let mut b = with_responder(responder(true, true), t);
+    let mut out = Rec::default();
+    // Known remote MACs: B untagged behind peer 0, C in VLAN 20 behind 1.
+    peer(&mut b, PeerId::new(0), &data(BCAST, B), t, &mut out);
+    peer(
+        &mut b,
+        PeerId::new(1),
+        &eth(BCAST, C, Some(20), 0x88b6, b"x"),
+        t,
+        &mut out,
+    );
+    tap(&mut b, &data(BCAST, A), t, &mut out);
+    b.set_role(Role::Standby, t, &mut out);
+    out.take();
+    assert_eq!(b.set_role(Role::Active, t, &mut out), Role::Standby);
+    let frames: Vec<Vec<u8>> = out
+        .take()
+        .into_iter()
+        .map(|o| match o {
+            Out::Tap(f) => f,
+            other => panic!("announcements go to the TAP only: {other:?}"),
+        })
+        .collect();
+    // Gratuitous ARP for 198.19.0.1 (arp.respond) and the DHCP server's
+    // address; one RARP frame per remote MAC; nothing for A (local).
+    let garps: Vec<_> = frames
+        .iter()
+        .filter(|f| f[12..14] == [0x08, 0x06])
+        .map(|f| (f[6..12].to_vec(), f[28..32].to_vec(), f[38..42].to_vec()))
+        .collect();
+    assert!(garps.contains(&(
+        RESPONDER_MAC.to_vec(),
+        vec![198, 19, 0, 1],
+        vec![198, 19, 0, 1]
+    )));
+    assert_eq!(garps.len(), 2, "{garps:02x?}");
+    let mut rarps: Vec<_> = frames
+        .iter()
+        .filter(|f| f[12..14] == [0x80, 0x35] || f[16..18] == [0x80, 0x35])
+        .map(|f| f[6..12].to_vec())
+        .collect();
+    rarps.sort();
+    assert_eq!(rarps, vec![B.to_vec(), C.to_vec()]);
+    assert!(frames.iter().all(|f| f[..6] == BCAST));
+    // Active again: frames flow. Active to active announces nothing.
+    assert_eq!(tap(&mut b, &data(B, A), t, &mut out), TapOutcome::Forwarded);
+    assert_eq!(out.take(), vec![Out::Peer(PeerId::new(0), data(B, A))]);
+    b.set_role(Role::Active, t, &mut out);
+    assert!(out.take().is_empty());
+    // With `announce = false` nothing is announced.
+    b.set_announce(false);
+    b.set_role(Role::Standby, t, &mut out);
+    b.set_role(Role::Active, t, &mut out);
+    assert!(out.take().is_empty());
+}

@@ -43,6 +43,7 @@ pub use crate::bridge::policy::{MacPrefix, PeerPolicy, VlanSet};
 pub use crate::guard::{BpduPolicy, GuardConfig};
 use crate::mac::MacAddr;
 use crate::responder::DhcpPlan;
+pub use crate::role::Role;
 
 /// `tunnel.transport`, as the operator wrote it (the data path maps it to the
 /// tunnel's `TransportMode`, so neither module imports the other).
@@ -101,6 +102,9 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// `[guard]`: what protects both LANs from the bridge (defaults if absent).
     pub guard: GuardConfig,
+    /// `[ha]`: this box is one of a high-availability pair; `None` if absent
+    /// (the box is always active).
+    pub ha: Option<HaConfig>,
     /// Every setting as the file writes it, for `reload` to say what changed.
     pub written: Written,
 }
@@ -429,7 +433,28 @@ pub struct MetricsConfig {
     pub listen: SocketAddr,
 }
 
+/// `[ha]`: one of two boxes serving one site (SPEC §5 "High
+/// availability").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaConfig {
+    /// The role at `link up` (default standby: keepalived promotes).
+    pub start_as: Role,
+    /// The other box's partner channel (UDP, an address literal); `None`:
+    /// no state is replicated.
+    pub partner: Option<SocketAddr>,
+    /// The partner channel's key file; required with `partner`.
+    pub partner_psk_file: Option<KeyFile>,
+    /// On becoming active, announce the remote MACs and the responder's
+    /// addresses to the LAN (default true).
+    pub announce: bool,
+}
+
 impl Config {
+    /// The role the link starts in: `ha.start_as`, active without `[ha]`.
+    pub fn start_role(&self) -> Role {
+        self.ha.as_ref().map_or(Role::Active, |h| h.start_as)
+    }
+
     /// Reads and validates the config file at `path` and its peer drop-ins
     /// (`NAME.d/*.toml` beside it); the link NAME is the file stem. Call
     /// once at start-up (and for `bridge-ctl check`, and each reload).

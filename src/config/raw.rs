@@ -21,6 +21,7 @@ pub(super) struct RawConfig {
     pub control: Option<Spanned<RawControl>>,
     pub metrics: Option<Spanned<RawMetrics>>,
     pub guard: Option<Spanned<RawGuard>>,
+    pub ha: Option<Spanned<RawHa>>,
 }
 
 /// A peer drop-in (`NAME.d/*.toml`): `[[peer]]` tables and nothing else.
@@ -168,4 +169,13 @@ pub(super) struct RawGuard {
     pub dhcp_guard: Option<bool>,
     pub ra_guard: Option<bool>,
     pub bpdu: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHa {
+    pub start_as: Option<Str>,
+    pub partner: Option<Str>,
+    pub partner_psk_file: Option<Str>,
+    pub announce: Option<bool>,
 }

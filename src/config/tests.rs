@@ -917,6 +917,15 @@ const REJECTED: &[Rejected] = &[
     ("string storm_pps", With("[guard]\nstorm_pps = \"2000\"\n"), 7, 13, "guard.storm_pps", "must be an integer"),
     ("bpdu block", With("[guard]\nbpdu = \"block\"\n"), 7, 8, "guard.bpdu", "neither"),
     ("string loop_detect", With("[guard]\nloop_detect = \"yes\"\n"), 7, 15, "guard.loop_detect", "must be true or false"),
+    // [ha]
+    ("unknown ha key", With("[ha]\nstart = \"active\"\n"), 7, 1, "ha.start", "unknown field"),
+    ("ha role misspelt", With("[ha]\nstart_as = \"master\"\n"), 7, 12, "ha.start_as", "\"master\" is not a role"),
+    ("ha partner without port", With("[ha]\npartner = \"198.18.0.6\"\npartner_psk_file = \"p\"\n"), 7, 11, "ha.partner", ""),
+    ("ha partner name", With("[ha]\npartner = \"gw2.example:51903\"\npartner_psk_file = \"p\"\n"), 7, 11, "ha.partner", "not a host name"),
+    ("ha partner without key", With("[ha]\npartner = \"198.18.0.6:51903\"\n"), 6, 1, "ha.partner_psk_file", "needs its own key"),
+    ("ha key is the tunnel's", With("[ha]\npartner = \"198.18.0.6:51903\"\npartner_psk_file = \"/etc/tapbridge/site-a.psk\"\n"), 8, 20, "ha.partner_psk_file", "a key of its own"),
+    ("ha partner on the tunnel's port", With("[ha]\npartner = \"198.18.0.6:51901\"\npartner_psk_file = \"p\"\n"), 7, 11, "ha.partner", "a port of its own"),
+    ("ha announce as a string", With("[ha]\nannounce = \"yes\"\n"), 7, 12, "ha.announce", "must be true or false"),
 ];
 
 /// How a rejection differs from the one a table row expects.
@@ -986,6 +995,31 @@ fn check_rejected(
         }),
         other => Err(Mismatch::Variant(other)),
     }
+}
+
+#[test]
+fn ha_section_defaults_and_values() {
+    let c = parse(MINIMAL).expect("valid");
+    assert_eq!((c.ha.as_ref(), c.start_role()), (None, Role::Active));
+    let c = parse(&with("[ha]\n")).expect("valid");
+    let ha = c.ha.clone().expect("[ha]");
+    assert_eq!(
+        (ha.start_as, ha.partner, ha.announce),
+        (Role::Standby, None, true)
+    );
+    assert_eq!(c.start_role(), Role::Standby);
+    let c = parse(&with(
+        "[ha]\nstart_as = \"active\"\npartner = \"198.18.0.6:51903\"\n\
+         partner_psk_file = \"site-a-partner.psk\"\nannounce = false\n",
+    ))
+    .expect("valid");
+    let ha = c.ha.expect("[ha]");
+    assert_eq!(ha.start_as, Role::Active);
+    assert_eq!(ha.partner, Some("198.18.0.6:51903".parse().expect("addr")));
+    let key = ha.partner_psk_file.expect("a key file");
+    assert_eq!(key.path, Path::new("/etc/tapbridge/site-a-partner.psk"));
+    assert_eq!((key.line, key.key), (9, "ha.partner_psk_file"));
+    assert!(!ha.announce);
 }
 
 #[test]

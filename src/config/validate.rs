@@ -23,6 +23,7 @@ mod arp;
 mod control;
 mod dhcp;
 mod guard;
+mod ha;
 mod hooks;
 mod interface;
 mod policy;
@@ -256,6 +257,10 @@ impl Cx<'_> {
             None => None,
         };
         let guard = self.guard(raw.guard.as_ref().map(|g| g.get_ref()), dhcp.is_some())?;
+        let ha = match &raw.ha {
+            Some(h) => Some(self.ha(h.get_ref(), &h.span(), &tunnel)?),
+            None => None,
+        };
         Ok(Config {
             name: name.to_owned(),
             path: self.file.to_owned(),
@@ -268,6 +273,7 @@ impl Cx<'_> {
             control,
             metrics,
             guard,
+            ha,
             written: dropins
                 .iter()
                 .fold(super::Written::of(self.text), |w, (d, _)| {

@@ -81,5 +81,7 @@ pub(crate) fn status() -> Status {
             pool_size: 100,
             pool_in_use: 2,
         }),
+        role: crate::role::Role::Active,
+        partner: None,
     }
 }

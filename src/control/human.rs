@@ -34,6 +34,19 @@ pub fn status_table(s: &Status, link_args: &str) -> String {
         let _ = writeln!(out, "  addresses: {}", s.interface.addresses.join(", "));
     }
     let _ = writeln!(out, "  listening on {}", s.listen);
+    if let Some(p) = &s.partner {
+        let _ = writeln!(
+            out,
+            "  role: {}  partner {} ({}, {} lease{} in sync)",
+            s.role,
+            p.endpoint.as_deref().unwrap_or("-"),
+            p.state,
+            p.leases_synced,
+            if p.leases_synced == 1 { "" } else { "s" }
+        );
+    } else if s.role != crate::role::Role::Active {
+        let _ = writeln!(out, "  role: {}", s.role);
+    }
     let mut rows = vec![
         [
             "PEER",
@@ -199,6 +212,22 @@ link site-a  pid 42  up 1h 2m  interface tb0 mtu 1500 mac 02:00:00:00:00:01 brid
   2 DHCP leases; see `bridge-ctl leases --config /etc/x/site-a.toml`
 ";
         assert_eq!(status_table(&s, "--config /etc/x/site-a.toml"), want);
+    }
+
+    #[test]
+    fn a_box_of_a_pair_shows_its_role_and_partner() {
+        let mut s = status();
+        assert!(!status_table(&s, "x").contains("role"), "no [ha]: no line");
+        s.role = crate::role::Role::Standby;
+        s.partner = Some(crate::control::PartnerStatus {
+            endpoint: Some("198.18.0.6:51903".into()),
+            state: "up".into(),
+            leases_synced: 1,
+        });
+        assert!(
+            status_table(&s, "x")
+                .contains("\n  role: standby  partner 198.18.0.6:51903 (up, 1 lease in sync)\n")
+        );
     }
 
     #[test]

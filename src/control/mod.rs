@@ -6,6 +6,7 @@
 //! -> {"cmd":"leases"}            <- {"ok":true,"leases":[...]}
 //! -> {"cmd":"down"}              <- {"ok":true}    (after the link is down)
 //! -> {"cmd":"reload"}            <- {"ok":true,"changes":["peer b: keys changed (2 keys...)"]}
+//! -> {"cmd":"role","role":"active"}  <- {"ok":true,"role":"active","previous_role":"standby"}
 //! anything refused               <- {"ok":false,"error":"..."}
 //! ```
 //!
@@ -35,6 +36,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::mac::MacAddr;
+use crate::role::Role;
 
 pub use counters::CounterStatus;
 
@@ -50,6 +52,11 @@ pub enum Request {
     Down,
     /// Re-read the config and key files and apply what changed.
     Reload,
+    /// Become the active or the standby box of a high-availability pair.
+    Role {
+        /// The role to take.
+        role: Role,
+    },
 }
 
 /// The daemon's answer.
@@ -70,6 +77,12 @@ pub struct Response {
     /// For `reload`: one line per change (empty: no change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<Vec<String>>,
+    /// For `role`: the role now ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// ... and the role before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_role: Option<Role>,
     /// The refusal is about the configuration (exit status 2), not a failure.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub config_error: bool,
@@ -114,6 +127,25 @@ pub struct Status {
     /// The DHCP pool (absent without a DHCP responder).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dhcp: Option<DhcpPoolStatus>,
+    /// This box's role: `"active"`, or `"standby"` in a high-availability
+    /// pair (always `"active"` without `[ha]`).
+    pub role: Role,
+    /// The other box of the pair; `null` without `[ha]`.
+    pub partner: Option<PartnerStatus>,
+}
+
+/// The other box of a high-availability pair, as the status shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PartnerStatus {
+    /// `ha.partner` (`null` when not configured).
+    pub endpoint: Option<String>,
+    /// `"off"`: no partner channel configured; `"down"`: nothing heard
+    /// from the partner lately; `"up"`: it answers.
+    pub state: String,
+    /// Leases the partner confirmed holding as this box has them (the
+    /// standby's count is of leases it received and keeps).
+    pub leases_synced: u64,
 }
 
 /// The DHCP pool part of the status.
@@ -399,6 +431,23 @@ mod tests {
             serde_json::from_str::<LeaseList>(&json).expect("round trip"),
             list
         );
+    }
+
+    #[test]
+    fn role_requests_and_the_status_role_keys() {
+        let req = Request::Role {
+            role: Role::Standby,
+        };
+        let json = serde_json::to_string(&req).expect("json");
+        assert_eq!(json, r#"{"cmd":"role","role":"standby"}"#);
+        assert_eq!(serde_json::from_str::<Request>(&json).expect("json"), req);
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"role","role":"master"}"#).is_err());
+        // Without [ha]: "role" is "active" and "partner" null, never absent.
+        let v = serde_json::to_value(Status::default()).expect("json");
+        assert_eq!(v["role"], "active");
+        assert!(v.get("partner").is_some_and(serde_json::Value::is_null));
+        // An older daemon sent neither: the CLI reads an active box.
+        assert_eq!(parse(OLD_STATUS).role, Role::Active);
     }
 
     #[test]

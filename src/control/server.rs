@@ -252,7 +252,7 @@ fn ask(
 fn is_read_only(request: &Request) -> bool {
     match request {
         Request::Status | Request::Leases => true,
-        Request::Down | Request::Reload => false,
+        Request::Down | Request::Reload | Request::Role { .. } => false,
     }
 }
 
@@ -263,6 +263,7 @@ fn verb(request: &Request) -> &'static str {
         Request::Leases => "leases",
         Request::Down => "link down",
         Request::Reload => "reload",
+        Request::Role { .. } => "role",
     }
 }
 

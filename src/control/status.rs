@@ -179,5 +179,13 @@ pub fn status(
                 pool_size: u.size,
                 pool_in_use: u.in_use,
             }),
+        // The tunnel stands by exactly when the box does.
+        role: if tunnel.standby() {
+            crate::role::Role::Standby
+        } else {
+            crate::role::Role::Active
+        },
+        // The shell's to fill in: the partner channel is its.
+        partner: None,
     }
 }

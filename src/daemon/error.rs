@@ -93,6 +93,14 @@ pub enum DaemonError {
         /// Why.
         source: UdpError,
     },
+    /// The partner channel's UDP port could not be bound.
+    #[error("cannot listen on UDP {addr} for the partner channel (ha.partner's port)")]
+    Partner {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A further worker's socket could not join the port.
     #[error("cannot open worker {worker}'s UDP socket on {addr} (SO_REUSEPORT)")]
     WorkerUdp {

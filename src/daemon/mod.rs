@@ -369,6 +369,8 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
         now,
         SystemTime::now(),
     );
+    // A standby box of a pair talks to no peer until it is promoted.
+    tunnel.set_standby(cfg.start_role() == crate::role::Role::Standby, now);
     // The TAP hands over frames behind a virtio-net header (`vnet_hdr`
     // below): count a segmentation batch as the frames it carries.
     tunnel.set_offload_header(true);
@@ -412,6 +414,9 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
         tracing::error!("{}; leases are not persisted", crate::error::Chain(&e));
         Default::default()
     });
+    let partner = partner_link(cfg, now)?;
+    let mut lease_store = lease_store;
+    lease_store.set_mirror(partner.is_some());
     // Owned by the worker (a reload rebinds it), which is dropped before the
     // rest is undone: a scrape never sees a half-torn link.
     let metrics = match &cfg.metrics {
@@ -491,6 +496,11 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
                 );
                 // The tunnel numbers peers in configuration order.
                 b.set_policies(cfg.peers.iter().map(|p| p.policy.clone()).collect());
+                if let Some(ha) = &cfg.ha {
+                    b.set_announce(ha.announce);
+                    // Going to standby announces nothing: nothing to write.
+                    b.set_role(ha.start_as, now, &mut Discard);
+                }
                 b
             },
             lease_file: cfg.dhcp.as_ref().map(|d| d.lease_file.clone()),
@@ -519,12 +529,52 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
             lanes_io: Default::default(),
             asleep_until: None,
             bridge_port_stale: false,
+            partner,
         },
         first,
         others,
         tcp_fd,
         env,
     ))
+}
+
+/// The partner channel of a high-availability pair, when `ha.partner` is
+/// set: its key loaded, its UDP port (`ha.partner`'s port number, on every
+/// local address of its family) bound.
+fn partner_link(
+    cfg: &Config,
+    now: Instant,
+) -> Result<Option<crate::datapath::worker::PartnerLink>, DaemonError> {
+    let Some(ha) = &cfg.ha else { return Ok(None) };
+    let (Some(to), Some(key_file)) = (ha.partner, &ha.partner_psk_file) else {
+        return Ok(None);
+    };
+    let keys = key_file.load()?;
+    let Some(psk) = keys.first() else {
+        return Ok(None);
+    };
+    let bind: std::net::SocketAddr = if to.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, to.port()).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, to.port()).into()
+    };
+    let sock = std::net::UdpSocket::bind(bind)
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .map_err(|source| DaemonError::Partner { addr: bind, source })?;
+    let mut boot = [0u8; 16];
+    crate::tunnel::Entropy::fill(&mut OsEntropy, &mut boot);
+    let core = crate::partner::Partner::new(psk.as_bytes(), boot, cfg.start_role(), now);
+    tracing::info!("partner channel on UDP {bind}, partner {to}");
+    Ok(Some(crate::datapath::worker::PartnerLink::new(
+        core, sock, to,
+    )))
+}
+
+/// A TAP that takes nothing (setting the starting role writes no frame).
+struct Discard;
+
+impl crate::bridge::ToTap for Discard {
+    fn to_tap(&mut self, _packet: &[u8]) {}
 }
 
 /// A locally administered unicast MAC derived from this machine's identity

@@ -237,6 +237,23 @@ pub fn render(status: &Status, now_unix: u64) -> Result<String, std::fmt::Error>
             gauge(pool.pool_in_use),
         );
     }
+    reg.register(
+        "role_active",
+        "1 while this box forwards (always without [ha]), 0 on the standby box of a pair",
+        gauge(u64::from(status.role == crate::role::Role::Active)),
+    );
+    if let Some(p) = &status.partner {
+        reg.register(
+            "partner_up",
+            "1 while the HA partner channel hears the other box, 0 otherwise",
+            gauge(u64::from(p.state == "up")),
+        );
+        reg.register(
+            "partner_leases_synced",
+            "DHCP leases held in sync with the HA partner",
+            gauge(p.leases_synced),
+        );
+    }
     reg.register_with_unit(
         "rekey_after",
         "Session lifetime before a rekey (tunnel.rekey_after)",

@@ -161,7 +161,28 @@ fn renders_reloads_build_info_and_times() {
         r#"tapbridge_reloads_total{link="site-a",result="refused"} 38"#,
         r#"tapbridge_build_info{link="site-a",version="0.1.0"} 1"#,
         r#"tapbridge_rekey_after_seconds{link="site-a"} 120"#,
+        r#"tapbridge_role_active{link="site-a"} 1"#,
         start.as_str(),
+    ] {
+        assert!(l.contains(&want), "missing {want:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("tapbridge_partner"),
+        "no [ha]: no partner series"
+    );
+    let mut s = status();
+    s.role = crate::role::Role::Standby;
+    s.partner = Some(crate::control::PartnerStatus {
+        endpoint: Some("198.18.0.6:51903".into()),
+        state: "up".into(),
+        leases_synced: 3,
+    });
+    let text = render(&s, NOW).expect("render");
+    let l = lines(&text);
+    for want in [
+        r#"tapbridge_role_active{link="site-a"} 0"#,
+        r#"tapbridge_partner_up{link="site-a"} 1"#,
+        r#"tapbridge_partner_leases_synced{link="site-a"} 3"#,
     ] {
         assert!(l.contains(&want), "missing {want:?} in:\n{text}");
     }

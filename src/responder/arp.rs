@@ -199,6 +199,11 @@ impl ArpResponder {
         })
     }
 
+    /// The addresses answered as the responder's own, with their MAC.
+    pub fn own_addresses(&self) -> &[(Ipv4Addr, MacAddr)] {
+        &self.answers
+    }
+
     fn own(&self, ip: Ipv4Addr) -> Option<MacAddr> {
         self.answers.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m)
     }
@@ -312,6 +317,46 @@ impl ArpResponder {
         Learned::Binding
     }
 
+    /// The live bindings learned through the tunnel: (address, MAC, the
+    /// peer that taught it). For the partner of a high-availability pair.
+    pub fn remote_bindings(&self, now: Instant) -> Vec<(Ipv4Addr, MacAddr, PeerId)> {
+        self.suppression.as_ref().map_or_else(Vec::new, |s| {
+            s.iter_live(now)
+                .filter(|(_, b)| !b.router)
+                .map(|(ip, b)| (*ip, b.mac, b.peer))
+                .collect()
+        })
+    }
+
+    /// A binding the active partner of a high-availability pair learned
+    /// through the tunnel: recorded as if learned here (so a promoted box
+    /// answers ARP for remote hosts at once), unless the address is one
+    /// this box answers for itself or `local` claims it, as for
+    /// [`ArpResponder::learn_remote`]. Nothing without suppression.
+    pub fn learn_replicated(
+        &mut self,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        peer: PeerId,
+        now: Instant,
+        local: impl Fn(Ipv4Addr, MacAddr) -> bool,
+    ) -> bool {
+        if !is_host_ip(ip) || !mac.is_unicast_host() || self.own(ip).is_some() || local(ip, mac) {
+            return false;
+        }
+        let Some(s) = &mut self.suppression else {
+            return false;
+        };
+        let binding = Binding {
+            mac,
+            seen: now,
+            peer,
+            router: false,
+        };
+        s.insert(ip, binding, now);
+        true
+    }
+
     /// Drops every binding learned from `peer` (its session went down, or
     /// it was removed).
     pub fn forget_peer(&mut self, peer: PeerId) {
@@ -324,6 +369,57 @@ impl ArpResponder {
     pub fn live_bindings(&self, now: Instant) -> usize {
         self.suppression.as_ref().map_or(0, |s| s.live_count(now))
     }
+}
+
+/// Writes a gratuitous ARP request ("who has `ip`? tell `ip` at `mac`",
+/// broadcast) into `buf`: how a host that takes over an address tells the
+/// LAN (RFC 5227 §3 announcement). `None` if `buf` is too small.
+pub fn gratuitous(ip: Ipv4Addr, mac: MacAddr, buf: &mut [u8]) -> Option<usize> {
+    let out = buf.get_mut(..ARP_FRAME_LEN)?;
+    let mut frame = EthernetFrame::new_unchecked(&mut *out);
+    EthernetRepr {
+        src_addr: EthernetAddress(mac.0),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut frame);
+    ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(mac.0),
+        source_protocol_addr: ip,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: ip,
+    }
+    .emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    Some(ARP_FRAME_LEN)
+}
+
+/// Writes a RARP announcement for `mac` (broadcast, sent from `mac`; the
+/// frame QEMU sends for a migrated VM) into `buf`, with an 802.1Q tag when
+/// `vlan` is `Some`: LAN switches learn that `mac` is behind this port now.
+/// `None` if `buf` is too small.
+pub fn rarp_announcement(mac: MacAddr, vlan: Option<u16>, buf: &mut [u8]) -> Option<usize> {
+    let tag = if vlan.is_some() { 4 } else { 0 };
+    let len = ARP_FRAME_LEN + tag;
+    let out = buf.get_mut(..len)?;
+    out[..6].fill(0xff);
+    out[6..12].copy_from_slice(&mac.0);
+    let mut at = 12;
+    if let Some(vid) = vlan {
+        out[12..14].copy_from_slice(&[0x81, 0x00]);
+        out[14..16].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+        at = 16;
+    }
+    out[at..at + 2].copy_from_slice(&ETHERTYPE_RARP);
+    let p = &mut out[at + 2..];
+    // Ethernet/IPv4, op 3 (reverse request), sender = target = `mac`, no
+    // protocol addresses.
+    p[..8].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 3]);
+    p[8..14].copy_from_slice(&mac.0);
+    p[14..18].fill(0);
+    p[18..24].copy_from_slice(&mac.0);
+    p[24..28].fill(0);
+    Some(len)
 }
 
 /// Write "`arp.tpa` is at `mac`" back to the asker. `None` if `reply` is too small.
@@ -402,6 +498,24 @@ mod tests {
                 target_protocol_addr: Ipv4Addr::from(to_ip),
             }
         );
+    }
+
+    #[test]
+    fn announcements_are_well_formed() {
+        let mac = MacAddr(OUR_MAC);
+        let mut buf = [0u8; 64];
+        let n = gratuitous(Ipv4Addr::new(198, 19, 0, 254), mac, &mut buf).expect("room");
+        let a = parse(&buf[..n]).expect("an ARP frame");
+        assert_eq!((a.spa, a.tpa), (Ipv4Addr::new(198, 19, 0, 254), a.spa));
+        assert_eq!(a.sha, mac);
+        assert_eq!(buf[..6], [0xff; 6]);
+        let n = rarp_announcement(mac, None, &mut buf).expect("room");
+        assert_eq!(rarp_sender(&buf[..n]), Some(mac));
+        assert_eq!(buf[..n], rarp_announce(OUR_MAC)[..n], "QEMU's form");
+        let n = rarp_announcement(mac, Some(20), &mut buf).expect("room");
+        assert_eq!(n, ARP_FRAME_LEN + 4);
+        assert_eq!(buf[12..16], [0x81, 0, 0, 20]);
+        assert!(rarp_announcement(mac, None, &mut [0u8; 10]).is_none());
     }
 
     #[test]
@@ -497,6 +611,33 @@ mod tests {
             LocalVerdict::Reply(_)
         ));
         assert_eq!(r.counters().arp_bindings_learned, 2);
+    }
+
+    #[test]
+    fn replicated_bindings_answer_like_learned_ones() {
+        let t0 = Instant::now();
+        let mut active = responder(true);
+        let rep = arp_frame(ArpOperation::Reply, REMOTE, REMOTE_IP, LOCAL, LOCAL_IP);
+        active.handle_remote(&rep, PeerId::new(1), t0);
+        let listed = active.remote_arp_bindings(t0);
+        assert_eq!(
+            listed,
+            vec![(Ipv4Addr::from(REMOTE_IP), MacAddr(REMOTE), PeerId::new(1))]
+        );
+        // The standby records them (never one for its own address) and
+        // answers for the remote host once it is the active box.
+        let mut standby = responder(true);
+        let own = (Ipv4Addr::from(GW), MacAddr(REMOTE), PeerId::new(1));
+        assert_eq!(standby.learn_replicated_bindings(&[listed[0], own], t0), 1);
+        let req = arp_request(LOCAL, LOCAL_IP, REMOTE_IP);
+        let (v, out) = local(&mut standby, &req, t0);
+        assert_eq!(v, LocalVerdict::Reply(42));
+        assert_reply(&out, REMOTE, REMOTE_IP, LOCAL, LOCAL_IP);
+        // Its peer's session going down forgets them, as learned ones.
+        standby.forget_peer(PeerId::new(1));
+        assert_eq!(standby.arp_bindings(t0), 0);
+        // Without suppression nothing is recorded.
+        assert_eq!(responder(false).learn_replicated_bindings(&listed, t0), 0);
     }
 
     #[test]

@@ -129,6 +129,14 @@ impl<K: Copy + Eq + Hash> Bindings<K> {
     }
 
     /// Number of unexpired bindings.
+    /// The unexpired bindings (the active box of a pair lists them to its
+    /// partner).
+    pub fn iter_live(&self, now: Instant) -> impl Iterator<Item = (&K, &Binding)> + '_ {
+        self.bindings
+            .iter()
+            .filter(move |(_, b)| now.saturating_duration_since(b.seen) < self.timeout)
+    }
+
     pub fn live_count(&self, now: Instant) -> usize {
         self.bindings
             .values()

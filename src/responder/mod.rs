@@ -211,6 +211,65 @@ impl Responder {
         })
     }
 
+    /// The addresses the responder answers ARP for, with the MAC it
+    /// answers with (`arp.respond`, the DHCP server's): what a box that
+    /// becomes active announces with gratuitous ARP.
+    pub fn own_addresses(&self) -> &[(Ipv4Addr, MacAddr)] {
+        self.arp.as_ref().map_or(&[], |a| a.own_addresses())
+    }
+
+    /// The ARP bindings learned through the tunnel that are live now:
+    /// (address, MAC, peer). What the active box of a pair lists to its
+    /// partner.
+    pub fn remote_arp_bindings(&self, now: Instant) -> Vec<(Ipv4Addr, MacAddr, PeerId)> {
+        self.arp
+            .as_ref()
+            .map_or_else(Vec::new, |a| a.remote_bindings(now))
+    }
+
+    /// ARP bindings the active partner of a pair learned through the
+    /// tunnel, recorded as if learned here (the same checks: never the
+    /// responder's own addresses, the router, or an address leased here to
+    /// another MAC). Returns how many were taken.
+    pub fn learn_replicated_bindings(
+        &mut self,
+        bindings: &[(Ipv4Addr, MacAddr, PeerId)],
+        now: Instant,
+    ) -> usize {
+        let Some(arp) = &mut self.arp else {
+            return 0;
+        };
+        let dhcp = self.dhcp.as_ref();
+        let local = |ip: Ipv4Addr, mac: MacAddr| {
+            dhcp.is_some_and(|d| {
+                d.settings().router == Some(ip)
+                    || d.allocator().db().owner(ip).is_some_and(|m| m != mac)
+            })
+        };
+        bindings
+            .iter()
+            .filter(|(ip, mac, peer)| arp.learn_replicated(*ip, *mac, *peer, now, local))
+            .count()
+    }
+
+    /// The lease records as they are now, without a copy (`None` without
+    /// DHCP).
+    pub fn lease_records(&self) -> Option<&LeaseDb> {
+        self.dhcp.as_ref().map(|d| d.allocator().db())
+    }
+
+    /// Records lease changes the active partner of a high-availability
+    /// pair made ([`crate::partner`]); they are taken with the next
+    /// [`Responder::take_lease_changes`] and persisted as this box's own.
+    /// Returns how many were taken (none without DHCP).
+    pub fn apply_replicated(&mut self, changes: &[LeaseChange]) -> usize {
+        let Some(d) = self.dhcp.as_mut() else {
+            return 0;
+        };
+        let a = d.allocator_mut();
+        changes.iter().filter(|c| a.apply_replicated(c)).count()
+    }
+
     /// The lease database as it is now (empty without DHCP): what a
     /// responder built for new settings starts from (a reload).
     pub fn lease_db(&self) -> LeaseDb {

@@ -382,6 +382,17 @@ impl Switch {
         out
     }
 
+    /// The live entries learned behind a peer, in no order: what a box
+    /// that becomes active announces to its LAN.
+    pub fn remote_macs(&self, now: Instant) -> impl Iterator<Item = (Vlan, MacAddr)> + '_ {
+        self.table
+            .iter()
+            .filter(move |(_, e)| {
+                matches!(e.port, Port::Peer(_)) && now.saturating_duration_since(e.seen) < AGING
+            })
+            .map(|(k, _)| *k)
+    }
+
     /// Number of live entries (for status).
     pub fn len(&self, now: Instant) -> usize {
         self.table

@@ -308,6 +308,19 @@ impl TransportKey {
     }
 }
 
+/// The key one box of a high-availability pair seals its partner-channel
+/// messages with (`crate::partner`): HKDF-SHA256 of the channel's
+/// pre-shared key, salted with SHA-256 of a label of its own and the
+/// sender's random boot id, so every boot of every box has a fresh key (its
+/// counter starts at 0 again) and nothing is shared with the tunnel's keys.
+pub(crate) fn partner_key(psk: &[u8; 32], boot: &[u8; 16]) -> TransportKey {
+    let salt = hash(&[b"tapbridge partner channel v1", boot]);
+    let [mut k] = hkdf::<1>(&salt, psk);
+    let key = TransportKey::new(&k);
+    k.zeroize();
+    key
+}
+
 /// [`nonce`] for `aws-lc-rs`: the same 12 bytes.
 fn aws_nonce(counter: u64) -> aws_lc_rs::aead::Nonce {
     let mut n = [0u8; 12];

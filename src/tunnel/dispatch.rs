@@ -52,7 +52,11 @@ impl Tunnel {
     ) -> SendOutcome {
         self.touch(id);
         let max_frame = self.params.max_frame;
-        let Some(p) = self.peers.get_mut(id.index()).filter(|p| !p.removed) else {
+        let Some(p) = self
+            .peers
+            .get_mut(id.index())
+            .filter(|p| !p.removed && !self.standby)
+        else {
             return SendOutcome::Dropped;
         };
         if frame.len() > max_frame {
@@ -154,6 +158,10 @@ impl Tunnel {
     ) -> Incoming<'a> {
         self.rx_local = local;
         self.rx_authentic = None;
+        if self.standby {
+            // The active box of the pair answers; this one stays silent.
+            return Incoming::Nothing;
+        }
         match MessageType::of(buf) {
             None if old_initiation_version(buf).is_some() => {
                 self.refuse(from, None, HandshakeRefusal::OldVersion, now);
@@ -256,8 +264,14 @@ impl Tunnel {
                 p.local = self.rx_local;
             }
             // A peer with several addresses may answer from any of them:
-            // that moves it only while it is not up (see `paths`).
-            if p.endpoint != Some(from) && (p.state != PeerState::Up || p.uplinks.roams_to(from)) {
+            // that moves it only while it is not up (see `paths`), or when
+            // this is the first packet of a session it initiated: a
+            // completed handshake from another of its addresses is the
+            // move (the other box of a high-availability pair took over,
+            // or its site switched uplinks).
+            if p.endpoint != Some(from)
+                && (is_next || p.state != PeerState::Up || p.uplinks.roams_to(from))
+            {
                 self.move_endpoint(id, from, now);
             }
         }

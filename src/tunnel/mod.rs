@@ -283,6 +283,9 @@ mod pmtu;
 pub mod ratelimit;
 mod reconfigure;
 pub mod replay;
+mod standby;
+#[cfg(test)]
+mod standby_tests;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -296,6 +299,7 @@ mod uplink_tests;
 mod tunnel;
 
 pub use crate::wire::tunnel::TAG_LEN;
+pub(crate) use crypto::{TransportKey, partner_key};
 pub use deferred::{HandshakeJob, MAX_JOBS};
 pub use handshake::HandshakeError;
 pub use keys::PresharedKey;

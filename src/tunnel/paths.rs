@@ -20,6 +20,10 @@
 //!    addresses does not move an up peer (the other site may answer from
 //!    any of its addresses); one from an address not configured does
 //!    (roaming, NAT rebinding), as for a peer without configured endpoints.
+//!    The exception is a handshake the peer initiated: the first packet
+//!    under the new session moves the peer to where it came from, configured
+//!    or not (the standby box of a high-availability pair took over, and
+//!    its handshake is the only sign of it).
 //! 4. **Down.** Handshakes of a peer that is not up cycle through the
 //!    known addresses, most preferred first; the response moves the peer.
 //!

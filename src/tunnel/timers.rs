@@ -69,6 +69,9 @@ impl Tunnel {
     /// has work to do. Cheap: only the peers touched since the last call
     /// are looked at (see `Deadlines`).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.standby {
+            return None;
+        }
         let reject = self.reject_after();
         let mut d = self.deadlines.borrow_mut();
         let n = self.peers.len();
@@ -102,6 +105,9 @@ impl Tunnel {
     /// rekey, keepalives, dead-peer detection, key expiry, reassembly
     /// timeout, path MTU probes, transport switches and uplink probes.
     pub fn handle_timeout<T: Transmit + ?Sized>(&mut self, now: Instant, tx: &mut T) {
+        if self.standby {
+            return;
+        }
         self.touch_all();
         let reject = self.reject_after();
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);

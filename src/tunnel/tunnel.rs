@@ -305,6 +305,8 @@ pub struct Tunnel {
     pub(super) rx_authentic: Option<PeerId>,
     /// Frames start with a virtio-net header ([`Tunnel::set_offload_header`]).
     pub(super) offload_header: bool,
+    /// The standby box of a pair: silent (`standby.rs`).
+    pub(super) standby: bool,
     /// Each peer's next timer, kept for [`Tunnel::poll_timeout`].
     pub(super) deadlines: std::cell::RefCell<Deadlines>,
 }
@@ -373,6 +375,7 @@ impl Tunnel {
             rx_authentic: None,
             offload_header: false,
             deadlines: std::cell::RefCell::new(Deadlines::all_stale()),
+            standby: false,
             params,
         }
     }

@@ -32,7 +32,7 @@ tb_need_cmd zsh zsh
 tb_need_cmd fish fish
 
 W=$E2E_WORK
-COMMANDS=(link status leases check genpsk reload version invite join)
+COMMANDS=(link status leases check genpsk reload version invite join role)
 
 # ---------------------------------------------------------------- help texts
 for c in "${COMMANDS[@]}" "link up" "link down"; do

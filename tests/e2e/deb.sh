@@ -89,7 +89,8 @@ expect_file() { # expect_file MODE PATH
 for f in usr/bin/bridge-ctl \
     usr/lib/tapbridge/scripts/nat-up.sh \
     usr/lib/tapbridge/scripts/nat-down.sh \
-    usr/lib/tapbridge/scripts/nat-reapply.sh; do
+    usr/lib/tapbridge/scripts/nat-reapply.sh \
+    usr/lib/tapbridge/ha/tapbridge-ha-notify.sh; do
     e2e_check "contains $f (0755)" expect_file -rwxr-xr-x "$f"
 done
 for f in lib/systemd/system/tapbridge@.service \
@@ -104,6 +105,7 @@ for f in lib/systemd/system/tapbridge@.service \
     usr/share/doc/tapbridge/monitoring/tapbridge.rules.yml \
     usr/share/doc/tapbridge/monitoring/tapbridge.dashboard.json \
     usr/share/doc/tapbridge/examples/60-tapbridge.conf \
+    usr/share/doc/tapbridge/examples/ha/keepalived.conf \
     usr/lib/tmpfiles.d/tapbridge.conf \
     usr/share/doc/tapbridge/copyright; do
     e2e_check "contains $f (0644)" expect_file -rw-r--r-- "$f"
@@ -123,6 +125,8 @@ e2e_nomatch "no sysctl drop-in is active (nothing under a sysctl.d)" 'sysctl\.d'
 
 dpkg-deb -f "$DEB" Recommends >"$E2E_WORK/recommends"
 e2e_check "recommends nftables | iptables" grep -qF 'nftables | iptables' "$E2E_WORK/recommends"
+e2e_check "suggests keepalived (high availability)" \
+    test "$(dpkg-deb -f "$DEB" Suggests)" == keepalived
 dpkg-deb -e "$DEB" "$E2E_WORK/control"
 for s in postinst prerm postrm; do
     e2e_check "has maintainer script $s" test -x "$E2E_WORK/control/$s"

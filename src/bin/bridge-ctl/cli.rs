@@ -182,6 +182,27 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DIR", default_value = "/etc/tapbridge")]
         dir: PathBuf,
     },
+    /// Make this box the active or the standby one of a high-availability pair.
+    ///
+    /// What keepalived's notify scripts call (appliance/ha/). `active`: handshake with
+    /// every peer at once, announce to the LAN, forward and answer. `standby`: stop
+    /// forwarding at once; keep the TAP and its bridge membership, answer nothing, talk
+    /// to no peer. Prints `role NAME: OLD -> NEW`; setting the role the link has is not
+    /// an error. Needs `[ha]` in the link's configuration, and root or a member of
+    /// `control.admin_group`.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl role hq active\n  \
+         bridge-ctl role --config /etc/tapbridge/hq.toml standby\n",
+        exit_status!()
+    ))]
+    Role {
+        /// NAME (unless --config is given) and the role: `active` or `standby`.
+        #[arg(value_names = ["NAME", "ROLE"], num_args = 1..=2, required = true)]
+        words: Vec<String>,
+        /// Read this config file instead; NAME is then its file stem.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Print the hook environment (TAPBRIDGE_*=value lines) of a running link, for
     /// re-running a hook outside the daemon (appliance/hooks/nat-reapply.sh). Prints
     /// nothing, with exit status 0, when the link is not up.

@@ -110,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             endpoints,
         } => invite::invite(&name, config.as_deref(), &peer, &endpoints),
         Command::Join { token, name, dir } => invite::join(&token, name.as_deref(), &dir),
+        Command::Role { words, config } => role(&words, config),
         Command::HookEnv { link } => hook_env(&link.load()?),
         Command::GenerateManpages { dir } => generate_manpages(&dir),
         Command::GenerateCompletions { dir } => generate_completions(&dir),
@@ -136,6 +137,9 @@ fn check(config: &Config) -> anyhow::Result<()> {
 /// `join` on what it wrote); the line `check` prints.
 pub(crate) fn checked(config: &Config) -> anyhow::Result<String> {
     config.peer_keys()?;
+    if let Some(key) = config.ha.as_ref().and_then(|h| h.partner_psk_file.as_ref()) {
+        key.load()?;
+    }
     tapbridge::daemon::check_responder(config)?;
     config.preflight()?;
     let peers = config.peers.len();
@@ -193,6 +197,38 @@ fn reload(config: &Config) -> anyhow::Result<()> {
     for line in &changes {
         outln!("{line}");
     }
+    Ok(())
+}
+
+/// `bridge-ctl role [NAME] ROLE [--config FILE]`: the last word is the
+/// role, a word before it the link.
+fn role(words: &[String], config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let (name, word) = match words {
+        [word] => (None, word),
+        [name, word] => (Some(name.clone()), word),
+        _ => return Err(UsageError("give NAME and the role, active or standby".into()).into()),
+    };
+    let role: tapbridge::role::Role = word
+        .parse()
+        .map_err(|e: tapbridge::role::NotARole| UsageError(e.to_string()))?;
+    let config = cli::LinkArgs { name, config }.load()?;
+    if config.ha.is_none() {
+        return Err(UsageError(format!(
+            "{}: link {} has no [ha] section, so it is always active",
+            config.path.display(),
+            config.name
+        ))
+        .into());
+    }
+    let resp = control::request(
+        &config.control.socket,
+        Request::Role { role },
+        Duration::from_secs(10),
+    )
+    .with_context(|| format!("cannot set the role of link {}", config.name))?;
+    let old = resp.previous_role.unwrap_or(role);
+    let new = resp.role.unwrap_or(role);
+    outln!("role {}: {old} -> {new}", config.name);
     Ok(())
 }
 

@@ -137,7 +137,7 @@ impl Cx<'_> {
     }
 
     /// An optional key file path, with where it is named.
-    fn key_file(&self, v: &Option<Str>, key: &'static str) -> Result<Option<KeyFile>> {
+    pub(super) fn key_file(&self, v: &Option<Str>, key: &'static str) -> Result<Option<KeyFile>> {
         let Some(v) = v else { return Ok(None) };
         let path = self.path(v, key)?;
         let (line, column) = line_col(self.text, v.span().start);

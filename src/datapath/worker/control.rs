@@ -12,6 +12,7 @@ use nix::sys::eventfd::EventFd;
 
 use super::super::tap::TapQueue;
 use super::super::tcp::bind_listener;
+use super::out::TapOut;
 use super::{Lane, Worker, lock};
 use crate::config::{Config, Psk};
 use crate::control::server::Command;
@@ -24,6 +25,7 @@ use crate::metrics::MetricsServer;
 use crate::peer_id::PeerId;
 use crate::reload::{PeerChange, Plan, ReloadError};
 use crate::responder::{ArpSettings, DhcpPlan, Responder};
+use crate::role::Role;
 use crate::tunnel::{PeerParams, PeerStats};
 
 /// Answers the control requests queued for the link, each under the lock
@@ -50,7 +52,7 @@ pub(super) fn commands(
                 let t = w.tcp.counters();
                 (io.tcp_accepted, io.tcp_refused, io.tcp_dropped) =
                     (t.accepted, t.refused, t.dropped);
-                let status = status::status(
+                let mut status = status::status(
                     &w.info,
                     &w.tunnel,
                     w.bridge.responder(),
@@ -62,6 +64,7 @@ pub(super) fn commands(
                     now,
                     wall,
                 );
+                status.partner = w.partner_status(now);
                 Response {
                     ok: true,
                     status: Some(status),
@@ -78,8 +81,55 @@ pub(super) fn commands(
                 lane.io.count_reload(r.ok);
                 r
             }
+            Request::Role { role } => lock(core).set_role(role, lane, now),
         };
         let _ = cmd.reply.send(response);
+    }
+}
+
+impl Worker {
+    /// `bridge-ctl role`: makes this box the active or the standby one of
+    /// its pair (SPEC §5 "High availability"), at once: a demotion stops
+    /// forwarding and drops every session before the next frame; a
+    /// promotion makes handshakes with every peer due now and announces to
+    /// the LAN (`ha.announce`). Logged; refused without `[ha]`.
+    fn set_role(&mut self, role: Role, lane: &mut Lane, now: Instant) -> Response {
+        if self.config.ha.is_none() {
+            return Response::error(format!(
+                "link {} has no [ha] section, so it is always active; add [ha] to its \
+                 configuration to make it one of a pair",
+                self.config.name
+            ));
+        }
+        let old = self.bridge.role();
+        if role == Role::Standby {
+            // The frames already read wait for nothing: from here on they
+            // are dropped, and the sessions go with the tunnel's standby.
+            self.bridge.set_role(role, now, &mut tap_out!(lane));
+            self.tunnel.set_standby(true, now);
+        } else {
+            self.tunnel.set_standby(false, now);
+            self.bridge.set_role(role, now, &mut tap_out!(lane));
+            let announce = self.config.ha.as_ref().is_some_and(|h| h.announce);
+            if old == Role::Standby && announce {
+                // The MACs behind peers the active partner listed: the LAN
+                // learns they are behind this box now.
+                let macs = self.partner_macs(now);
+                self.bridge.announce_macs(&macs, &mut tap_out!(lane));
+            }
+        }
+        self.partner_role(role);
+        if old == role {
+            tracing::info!("role: {role} (unchanged)");
+        } else {
+            tracing::info!("role: {old} -> {role}");
+        }
+        Response {
+            ok: true,
+            role: Some(role),
+            previous_role: Some(old),
+            ..Response::default()
+        }
     }
 }
 
@@ -495,6 +545,7 @@ impl Worker {
             let now_db = next.as_ref().map(Responder::lease_db).unwrap_or_default();
             opened_with.changes_to(&now_db, &mut self.lease_changes);
             store.commit(&mut self.lease_changes);
+            store.set_mirror(self.partner.is_some());
             replaced.store = std::mem::replace(&mut self.lease_store, store);
         } else if self.lease_store.path() != lease_file.as_deref() {
             // DHCP stopped, or its store could not be opened.

@@ -31,6 +31,7 @@ mod out;
 mod control;
 mod events;
 mod lane;
+mod partner;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -46,6 +47,7 @@ use nix::sys::signalfd::SignalFd;
 use control::{commands, flush_bridge_port, reload};
 pub use lane::Lane;
 use out::{Out, TapOut, UdpTx};
+pub use partner::PartnerLink;
 
 use super::tcp::{Conns, Read};
 use crate::bridge::{Bridge, TapOutcome};
@@ -125,6 +127,8 @@ pub struct Worker {
     /// on the TAP's port (done by the first worker once the lock is
     /// released: it is netlink I/O).
     pub bridge_port_stale: bool,
+    /// The partner channel of a high-availability pair (`ha.partner`).
+    pub partner: Option<PartnerLink>,
 }
 
 /// The core's lock. A panic never leaves a batch half applied in a way
@@ -187,11 +191,16 @@ pub fn run(
 
 /// The first worker: its lane, then under the lock everything else.
 fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: &OwnedFd) -> Exit {
-    let (waker, peers, port) = {
+    let (waker, peers, port, partner) = {
         let w = lock(core);
         let i = &w.info.interface;
         let port = i.bridge.is_some().then(|| i.name.clone());
-        (w.waker.clone(), w.tunnel.peer_count(), port)
+        // A duplicate of the partner socket to poll without the lock.
+        let partner = w
+            .partner
+            .as_ref()
+            .and_then(|p| p.as_fd().try_clone_to_owned().ok());
+        (w.waker.clone(), w.tunnel.peer_count(), port, partner)
     };
     let mut logged: Vec<PeerStats> = vec![PeerStats::default(); peers];
     loop {
@@ -212,13 +221,24 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         // Round up so a timer is never polled for before it is due.
         let ms = (wait.as_micros().div_ceil(1000)) as u16;
         let want_out = lane.b.out.batch.pending() > 0;
-        let [tap_ready, udp_ready, woken, signalled, tcp_ready] = ready(
+        // Without a partner channel its place is taken by the waker again
+        // (already polled: harmless).
+        let partner_fd = partner.as_ref().map_or(waker.as_fd(), |f| f.as_fd());
+        let [
+            tap_ready,
+            udp_ready,
+            woken,
+            signalled,
+            tcp_ready,
+            partner_ready,
+        ] = ready(
             &mut [
                 PollFd::new(lane.tap.as_fd(), PollFlags::POLLIN),
                 PollFd::new(lane.udp.as_fd(), udp_events(want_out)),
                 PollFd::new(waker.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
                 PollFd::new(tcp.as_fd(), PollFlags::POLLIN),
+                PollFd::new(partner_fd, PollFlags::POLLIN),
             ],
             ms,
         );
@@ -258,6 +278,9 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
             w.tunnel.handle_timeout(now, &mut tx);
         }
         w.bridge_timers(lane, now, wall);
+        if partner_ready {
+            w.drain_partner(now);
+        }
         w.tcp.flush();
         for conn in w.tcp.take_closed() {
             w.tunnel.stream_closed(conn);
@@ -300,7 +323,12 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         };
         // Last, after the waker was read: a batch made durable since
         // wakes the next poll.
-        let errors = lock(core).persist_leases(&lane.tap);
+        let errors = {
+            let mut w = lock(core);
+            let errors = w.persist_leases(&lane.tap);
+            w.partner_tick(now);
+            errors
+        };
         lane.io.tap_write_errors += errors;
         lane.write_staged();
         if lane.b.out.batch.pending() > 0 {
@@ -465,6 +493,7 @@ impl Worker {
             self.tunnel.poll_timeout(),
             self.bridge.poll_timeout(),
             self.tcp.deadline(),
+            self.partner_deadline(),
         ]
         .into_iter()
         .flatten()

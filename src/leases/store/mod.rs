@@ -129,6 +129,9 @@ struct Inner {
     /// The last batch handed to the thread.
     submitted: u64,
     held: Held,
+    /// A copy of every batch, for the partner channel of a
+    /// high-availability pair (`None`: nobody wants one).
+    mirror: Option<Vec<LeaseChange>>,
 }
 
 impl LeaseStore {
@@ -187,8 +190,25 @@ impl LeaseStore {
                 staged: Vec::new(),
                 submitted: 0,
                 held: Held::default(),
+                mirror: None,
             }),
         })
+    }
+
+    /// Keep a copy of every change committed from now on, for
+    /// [`Self::take_mirrored`] (the partner channel); off by default.
+    pub fn set_mirror(&mut self, on: bool) {
+        if let Some(inner) = self.inner.as_mut() {
+            inner.mirror = on.then(Vec::new);
+        }
+    }
+
+    /// Moves the changes committed since the last call (with
+    /// [`Self::set_mirror`] on) to the end of `out`, oldest first.
+    pub fn take_mirrored(&mut self, out: &mut Vec<LeaseChange>) {
+        if let Some(m) = self.inner.as_mut().and_then(|i| i.mirror.as_mut()) {
+            out.append(m);
+        }
     }
 
     /// The lease file this store writes.
@@ -236,6 +256,9 @@ impl LeaseStore {
         inner.staged.append(changes);
         if inner.staged.is_empty() {
             return;
+        }
+        if let Some(m) = inner.mirror.as_mut() {
+            m.extend_from_slice(&inner.staged);
         }
         inner.submitted += 1;
         let mut q = inner.shared.queue.lock().unwrap_or_else(|p| p.into_inner());

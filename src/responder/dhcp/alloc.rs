@@ -509,6 +509,27 @@ impl Allocator {
         v
     }
 
+    /// A record the partner of a high-availability pair made (the active
+    /// box's lease, or its end): recorded here as if granted here, so the
+    /// client keeps its address when it renews at this box, and journalled
+    /// like any change. A record this pool could never hold (outside it,
+    /// reserved for another MAC) is not taken: false.
+    pub fn apply_replicated(&mut self, change: &LeaseChange) -> bool {
+        match change.lease {
+            Some(l) if self.statically_allowed(&l.mac, l.ip) => {
+                self.drop_offers_of(&change.key);
+                self.remove_offer_at(l.ip);
+                self.set_record(&change.key, l);
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.remove_record(&change.key);
+                true
+            }
+        }
+    }
+
     /// Move the record changes made since the last call to the end of
     /// `out`, oldest first (the shell journals them).
     pub fn take_changes(&mut self, out: &mut Vec<LeaseChange>) {

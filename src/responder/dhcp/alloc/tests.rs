@@ -525,3 +525,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn replicated_records_are_served_and_journalled_as_our_own() {
+    let mut a = Allocator::new(pool(100, 101), LeaseDb::default());
+    let lease = |m: MacAddr, last| Lease {
+        ip: ip(last),
+        expires: T0 + 3600,
+        mac: m,
+        renewed: false,
+    };
+    // The partner leased .100 to M1, and M2 had been offered .100 here.
+    assert_eq!(a.offer(cl(&M2), None, T0), Some(ip(100)));
+    let c = LeaseChange {
+        key: mac_key(&M1).into(),
+        lease: Some(lease(M1, 100)),
+    };
+    assert!(a.apply_replicated(&c));
+    let mut changes = Vec::new();
+    a.take_changes(&mut changes);
+    assert_eq!(changes, vec![c]);
+    // M1 renewing here keeps .100; M2 gets the other address.
+    assert!(a.commit(cl(&M1), ip(100), 3600, true, T0));
+    assert_eq!(a.offer(cl(&M2), None, T0), Some(ip(101)));
+    // A record this pool cannot hold (M3's reservation) is refused; a
+    // removal frees the address.
+    let reserved = LeaseChange {
+        key: mac_key(&M1).into(),
+        lease: Some(lease(M1, 10)),
+    };
+    assert!(!a.apply_replicated(&reserved));
+    let gone = LeaseChange {
+        key: mac_key(&M1).into(),
+        lease: None,
+    };
+    assert!(a.apply_replicated(&gone));
+    assert!(a.db().get_mac(&M1).is_none());
+}

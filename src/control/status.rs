@@ -11,10 +11,16 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 use super::counters::Sources;
-use super::{CounterStatus, DhcpPoolStatus, InterfaceStatus, LeaseEntry, PeerStatus, Status};
+use super::{
+    CounterStatus, DhcpPoolStatus, InterfaceStatus, LeaseEntry, PeerStatus, RefusalStatus, Status,
+};
 use crate::peer_id::PeerId;
 use crate::responder::Responder;
-use crate::tunnel::Tunnel;
+use crate::tunnel::{HandshakeRefusal, Tunnel};
+
+fn secs_since(now: Instant, t: Instant) -> u64 {
+    now.saturating_duration_since(t).as_secs()
+}
 
 /// What the status reports about the link itself: facts fixed from the
 /// moment the link is up until it goes down.
@@ -155,6 +161,20 @@ pub fn status(
             tx_bytes: p.stats.tx_bytes,
             rx_bytes: p.stats.rx_bytes,
             endpoint_changes: p.stats.endpoint_changes,
+            last_attempt_secs: p.last_attempt.map(|t| secs_since(now, t)),
+            last_answer_secs: p.last_heard.map(|t| secs_since(now, t)),
+            unanswered_handshakes: u64::from(p.unanswered),
+            unanswered_secs: p.unanswered_since.map(|t| secs_since(now, t)),
+            refused_handshakes: p.refused,
+            last_refusal: p.last_refusal.map(|(at, from, reason)| RefusalStatus {
+                reason: reason.key().into(),
+                from: from.to_string(),
+                secs: secs_since(now, at),
+                name: match reason {
+                    HandshakeRefusal::UnknownPeer { name } => Some(name.to_string()),
+                    _ => None,
+                },
+            }),
         })
         .collect();
     Status {

@@ -25,7 +25,7 @@ use super::handshake::{self, HandshakeError};
 use super::peer::{PeerState, RETRY_BASE, RETRY_MAX, Session};
 use super::replay::ReplayWindow;
 use super::transport::Dest;
-use super::tunnel::{Event, HandshakeRefusal, PeerId, Transmit, Tunnel};
+use super::tunnel::{ClaimedName, Event, HandshakeRefusal, PeerId, Transmit, Tunnel};
 use crate::wire::tunnel::{InitiationPacket, field};
 
 /// A responder that answered this many initiations (did the DH) in the
@@ -156,11 +156,19 @@ impl Tunnel {
     ) {
         let c = &mut self.counters;
         match reason {
+            HandshakeRefusal::UnknownKey => {
+                c.rx_auth_failed += 1;
+                c.rx_unknown_key += 1;
+            }
             HandshakeRefusal::BadMac => c.rx_auth_failed += 1,
             HandshakeRefusal::OldVersion => c.rx_old_version += 1,
-            HandshakeRefusal::UnknownPeer => c.rx_unknown_peer += 1,
+            HandshakeRefusal::UnknownPeer { .. } => c.rx_unknown_peer += 1,
             HandshakeRefusal::Stale => c.rx_replayed += 1,
             HandshakeRefusal::RateLimited => c.handshake_rate_limited += 1,
+        }
+        if let Some(p) = peer.and_then(|id| self.peers.get_mut(id.index())) {
+            p.refused += 1;
+            p.last_refusal = Some((now, from, reason));
         }
         if self.refusals.take(now) {
             self.events
@@ -242,6 +250,15 @@ impl Tunnel {
         );
         zeroize::Zeroize::zeroize(&mut eph);
         dest.commit(tx, field::INIT_LEN);
+        if p.unanswered.on_sent(now) {
+            self.events.push_back(Event::NoAnswer {
+                peer: id,
+                to: dest.to,
+                tcp: dest.stream,
+                handshakes: p.unanswered.count,
+                since: p.unanswered.since.unwrap_or(now),
+            });
+        }
         p.pending = Some(pending);
         p.pending_slot = slot;
         let backoff = RETRY_BASE
@@ -266,7 +283,7 @@ impl Tunnel {
         // costs nothing more.
         let hint = pkt.hint();
         if self.incoming.candidates(&hint).is_empty() {
-            return self.refuse(from, None, HandshakeRefusal::BadMac, now);
+            return self.refuse(from, None, HandshakeRefusal::UnknownKey, now);
         }
         // What follows costs MACs or a decryption before anything proves
         // the sender: bounded for the whole link, and per source block.
@@ -327,7 +344,8 @@ impl Tunnel {
             .copied();
         let Some((id, slot)) = found else {
             let peer = (key.peers.len() == 1).then(|| key.peers[0].0);
-            return self.refuse(from, peer, HandshakeRefusal::UnknownPeer, now);
+            let name = ClaimedName::new(init.name());
+            return self.refuse(from, peer, HandshakeRefusal::UnknownPeer { name }, now);
         };
         self.touch(id);
         if init.instance == self.instance {
@@ -373,7 +391,7 @@ impl Tunnel {
             // The DH waits for the shell, off the lock (`deferred.rs`).
             self.defer_response(id, &mut init, &mac, eph, local_index, our_timestamp, back);
             if init.is_none() {
-                self.rx_authentic = Some(id);
+                self.heard_from(id, now);
             }
         }
         if let Some(init) = init {
@@ -432,7 +450,7 @@ impl Tunnel {
             }
         };
         back.commit(tx, field::RESP_LEN);
-        self.rx_authentic = Some(id);
+        self.heard_from(id, now);
         let p = &mut self.peers[id];
         p.last_timestamp = Some(timestamp);
         let old = p.next.replace(Session {
@@ -506,7 +524,7 @@ impl Tunnel {
             replay: ReplayWindow::new(),
             created: now,
         };
-        self.rx_authentic = Some(id);
+        self.heard_from(id, now);
         self.on_transport(id, self.rx_tcp, from, now);
         if !self.rx_tcp {
             self.peers[id].local = self.rx_local;

@@ -13,15 +13,15 @@ use super::*;
 
 const WALL: u64 = 1_800_000_000;
 
-fn addr(s: &str) -> SocketAddr {
+pub(super) fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test address")
 }
 
-fn key(b: u8) -> PresharedKey {
+pub(super) fn key(b: u8) -> PresharedKey {
     PresharedKey::new([b; 32])
 }
 
-fn peer(name: &str, endpoint: Option<&str>, keys: &[u8]) -> PeerParams {
+pub(super) fn peer(name: &str, endpoint: Option<&str>, keys: &[u8]) -> PeerParams {
     PeerParams {
         name: name.into(),
         keys: keys.iter().map(|&k| key(k)).collect(),
@@ -29,7 +29,7 @@ fn peer(name: &str, endpoint: Option<&str>, keys: &[u8]) -> PeerParams {
     }
 }
 
-fn link(local: &str, peers: Vec<PeerParams>) -> TunnelParams {
+pub(super) fn link(local: &str, peers: Vec<PeerParams>) -> TunnelParams {
     TunnelParams {
         local_name: local.into(),
         peers,
@@ -43,9 +43,9 @@ fn link(local: &str, peers: Vec<PeerParams>) -> TunnelParams {
     }
 }
 
-struct Node {
+pub(super) struct Node {
     addr: SocketAddr,
-    t: Tunnel,
+    pub(super) t: Tunnel,
     /// Frames delivered, with the peer they came from.
     got: Vec<(PeerId, Vec<u8>)>,
 }
@@ -57,9 +57,9 @@ struct Flight {
     bytes: Vec<u8>,
 }
 
-struct Mesh {
-    now: Instant,
-    nodes: Vec<Node>,
+pub(super) struct Mesh {
+    pub(super) now: Instant,
+    pub(super) nodes: Vec<Node>,
     flights: Vec<Flight>,
     /// Every datagram sent: (from, to, bytes).
     log: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
@@ -68,7 +68,7 @@ struct Mesh {
 }
 
 impl Mesh {
-    fn new() -> Mesh {
+    pub(super) fn new() -> Mesh {
         Mesh {
             now: Instant::now(),
             nodes: Vec::new(),
@@ -78,7 +78,7 @@ impl Mesh {
         }
     }
 
-    fn add(&mut self, at: &str, params: TunnelParams) -> usize {
+    pub(super) fn add(&mut self, at: &str, params: TunnelParams) -> usize {
         let seed = self.nodes.len() as u64 * 7919 + 17;
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL);
         self.nodes.push(Node {
@@ -102,7 +102,7 @@ impl Mesh {
     }
 
     /// Delivers `bytes` to node `n` as if from `from`, now.
-    fn inject(&mut self, n: usize, from: SocketAddr, bytes: &[u8]) -> Out {
+    pub(super) fn inject(&mut self, n: usize, from: SocketAddr, bytes: &[u8]) -> Out {
         let mut out = Out::default();
         let mut b = bytes.to_vec();
         if let Incoming::Frame { peer, frame } = self.nodes[n]
@@ -166,14 +166,14 @@ impl Mesh {
         self.now = next.clamp(now + Duration::from_micros(1), now + max);
     }
 
-    fn run_for(&mut self, d: Duration) {
+    pub(super) fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
             self.step(end - self.now);
         }
     }
 
-    fn state(&self, n: usize, peer: PeerId) -> PeerState {
+    pub(super) fn state(&self, n: usize, peer: PeerId) -> PeerState {
         self.nodes[n].t.peer_status(peer).expect("peer").state
     }
 
@@ -261,7 +261,9 @@ fn a_site_cannot_pass_as_another_with_its_own_key() {
     assert!(refused.contains(&Event::HandshakeRefused {
         from: addr("198.18.0.3:51901"),
         peer: Some(PeerId::new(1)),
-        reason: HandshakeRefusal::UnknownPeer,
+        reason: HandshakeRefusal::UnknownPeer {
+            name: ClaimedName::new(b"b")
+        },
     }));
 }
 

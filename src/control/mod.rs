@@ -20,6 +20,7 @@
 //! keys are ignored).
 
 pub mod counters;
+pub mod diag;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod human;

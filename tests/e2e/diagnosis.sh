@@ -74,7 +74,7 @@ e2e_check "status: unanswered_handshakes >= 5, a last attempt, no answer ever" \
         and d["peers"][0]["last_answer_secs"] is None
         and d["peers"][0]["unanswered_secs"] >= 10 else 1)'
 out=$(diag op)
-e2e_note "bridge-ctl diag op:"$'\n'"$out"
+while IFS= read -r line; do e2e_note "diag op | $line"; done <<<"$out"
 e2e_match "diag: far's likely cause is no answer since a time, naming the port" \
     'likely cause: no answer to [0-9]+ handshakes since [0-9]{2}:[0-9]{2}:[0-9]{2} UTC: the peer is down, the key or name is wrong, or UDP 51942 is blocked' \
     "$out"

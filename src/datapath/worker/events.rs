@@ -236,26 +236,26 @@ impl Worker {
         match reason {
             HandshakeRefusal::UnknownKey => tracing::warn!(
                 %from, reason = "unknown_key",
-                "initiation from {from} with a key this site does not have: check that both \
-                 sites use the same key file, and that the sender's [[peer]] for this site \
-                 is named \"{site}\""
+                "handshake refused: initiation from {from} with a key this site does not \
+                 have: check that both sites use the same key file, and that the sender's \
+                 [[peer]] for this site is named \"{site}\""
             ),
             HandshakeRefusal::UnknownPeer { name } if peer != "-" => tracing::warn!(
                 %from, %peer, reason = "unknown_peer", claimed = %name,
-                "initiation from {from} authenticated with peer {peer}'s key, but names \
-                 itself \"{name}\", which is not a [[peer]] here: check the peer name \
-                 (each site's [[peer]] name is the other site's link name)"
+                "handshake refused: initiation from {from} authenticated with peer {peer}'s \
+                 key, but names itself \"{name}\", which is not a [[peer]] here: check the \
+                 peer name (each site's [[peer]] name is the other site's link name)"
             ),
             HandshakeRefusal::UnknownPeer { name } => tracing::warn!(
                 %from, reason = "unknown_peer", claimed = %name,
-                "initiation from {from} authenticated, but names itself \"{name}\", which \
-                 is not a [[peer]] here: check the peer name (each site's [[peer]] name is \
-                 the other site's link name)"
+                "handshake refused: initiation from {from} authenticated, but names itself \
+                 \"{name}\", which is not a [[peer]] here: check the peer name (each site's \
+                 [[peer]] name is the other site's link name)"
             ),
             HandshakeRefusal::BadMac => tracing::warn!(
                 %from, reason = "bad_mac",
-                "initiation from {from} names a key of this site but does not authenticate \
-                 (damaged or forged); ignored"
+                "handshake refused: initiation from {from} names a key of this site but does \
+                 not authenticate (damaged or forged); ignored"
             ),
             other => tracing::warn!(%from, %peer, "handshake refused: {other}"),
         }

@@ -102,6 +102,15 @@ fn peer(out: &mut String, s: &Status, p: &PeerStatus, now_unix: u64) {
             .map(|r| format!(" (the last {}: {})", ago(Some(r.secs)), refusal(r)))
             .unwrap_or_default()
     );
+    if let Some(e) = &p.last_send_error {
+        let _ = writeln!(
+            out,
+            "  last send error: {} ago, to {}: {}",
+            duration(e.secs),
+            e.to,
+            e.error
+        );
+    }
     let _ = writeln!(out, "  likely cause: {}", cause(s, p, now_unix));
 }
 
@@ -195,6 +204,21 @@ fn cause(s: &Status, p: &PeerStatus, now_unix: u64) -> String {
     } else {
         String::new()
     };
+    // The kernel refused to send to it since the last answer: this
+    // gateway cannot reach it, whatever the other site does.
+    if let Some(e) = p
+        .last_send_error
+        .as_ref()
+        .filter(|e| p.last_answer_secs.is_none_or(|a| a > e.secs))
+    {
+        return format!(
+            "this gateway cannot send to {}: the kernel refused {} ago ({}): check its route \
+             and firewall towards that address",
+            e.to,
+            duration(e.secs),
+            e.error
+        );
+    }
     if p.last_attempt_secs.is_none() {
         if p.endpoints.is_empty() && p.endpoint.is_none() {
             return format!(
@@ -319,6 +343,27 @@ mod tests {
             ),
             "{r}"
         );
+    }
+
+    #[test]
+    fn a_send_error_since_the_last_answer_is_the_cause() {
+        let mut p = fixtures::peer("b", "connecting", None, 0);
+        p.last_attempt_secs = Some(1);
+        p.unanswered_handshakes = 7;
+        p.last_send_error = Some(crate::control::SendErrorStatus {
+            error: "No route to host (os error 113)".into(),
+            to: "198.18.0.2:51901".into(),
+            secs: 1,
+        });
+        let s = status_with(p);
+        assert_eq!(
+            cause_of(&s),
+            "this gateway cannot send to 198.18.0.2:51901: the kernel refused 1s ago (No route \
+             to host (os error 113)): check its route and firewall towards that address"
+        );
+        assert!(report(&s, NOW).contains(
+            "  last send error: 1s ago, to 198.18.0.2:51901: No route to host (os error 113)\n"
+        ));
     }
 
     #[test]

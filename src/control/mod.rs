@@ -200,6 +200,21 @@ pub struct PeerStatus {
     pub refused_handshakes: u64,
     /// The last of those (`null`: none).
     pub last_refusal: Option<RefusalStatus>,
+    /// The link's last datagram the kernel refused to send, if it was for
+    /// this peer (`null` otherwise).
+    pub last_send_error: Option<SendErrorStatus>,
+}
+
+/// A datagram for a peer the kernel refused to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SendErrorStatus {
+    /// The kernel's reason, e.g. `Network is unreachable (os error 101)`.
+    pub error: String,
+    /// The address it was for.
+    pub to: String,
+    /// Seconds ago.
+    pub secs: u64,
 }
 
 /// The last refused handshake message of a peer.

@@ -21,7 +21,9 @@
 #   * op's [[peer]] renamed "farx" (reload): op logs "initiation from ... authenticated
 #     with peer farx's key, but names itself "far", which is not a [[peer]] here: check
 #     the peer name" and counts rx_unknown_peer; diag's cause names both names; far,
-#     whose name op's initiations now get wrong, logs the unknown-key line.
+#     whose name op's initiations now get wrong, logs the unknown-key line;
+#   * far at an address op has no route to: status --json has far's last_send_error
+#     and diag says this gateway cannot send to it, with the kernel's reason.
 # Bounded: every call under a timeout, the whole test under E2E_TIME_LIMIT (120 s).
 #
 # Run as root: tests/e2e/diagnosis.sh   (BRIDGE_CTL=... to pick the binary)
@@ -143,6 +145,24 @@ e2e_wait "far logs op's initiations for farx as a key it does not have (the name
     'initiation from 198\.18\.42\.1:51942 with a key this site does not have: .*named "far"'
 e2e_check_fails "no log line carries the key" grep -qF -- "$(tr -d '\n' <"$W/psk")" "$OP_LOG" "$FAR_LOG"
 
+# ---------------------------------------------------------------- an address op has no route to
+# far goes away; op's peer far is now at 198.18.43.2, which op's namespace has no
+# route to: the kernel refuses op's initiations, and diag says so.
 e2e_down far || true
+e2e_config op --listen 198.18.42.1:51942 --peer "far=198.18.43.2:51942" --address 198.19.42.1/24
+e2e_run e2e_ctl op 20 reload --config "$OP_CONF"
+e2e_expect_rc "op reloads with far at an address it has no route to" 0
+# shellcheck disable=SC2317 # invoked indirectly through e2e_wait
+send_error_seen() {
+    e2e_jq op 'exit(0 if (d["peers"][0]["last_send_error"] or {}).get("to") == "198.18.43.2:51942"
+        else 1)' 2>/dev/null
+}
+e2e_wait "status: far's last_send_error names 198.18.43.2:51942" 10 send_error_seen
+out=$(diag op)
+e2e_match "diag: the cause is that this gateway cannot send to far" \
+    'likely cause: this gateway cannot send to 198\.18\.43\.2:51942: the kernel refused [0-9]+s ago \([A-Za-z ]+ \(os error [0-9]+\)\)' \
+    "$out"
+e2e_match "diag: far's last send error" 'last send error: [0-9]+s ago, to 198\.18\.43\.2:51942: ' "$out"
+
 e2e_down op || true
 e2e_summary

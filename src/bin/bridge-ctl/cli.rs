@@ -233,7 +233,7 @@ pub(crate) struct LinkArgs {
 #[derive(Args)]
 pub(crate) struct SocketArg {
     /// Ask the daemon listening on this control socket instead of the one the
-    /// configuration names ([control] socket).
+    /// configuration names (`control.socket`).
     #[arg(long, value_name = "PATH")]
     pub(crate) socket: Option<PathBuf>,
 }

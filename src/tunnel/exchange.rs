@@ -17,7 +17,7 @@
 //! charged to that peer or that address; a spoofed-source flood of fresh
 //! initiations costs no DH once the responder asks for cookies.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::crypto::{CookieSecret, MAC_LEN};
@@ -51,6 +51,11 @@ const COOKIE_USE: Duration = Duration::from_secs(110);
 /// bursts of `REFUSAL_BURST`; the counters count every one.
 const REFUSAL_EVERY: Duration = Duration::from_secs(1);
 const REFUSAL_BURST: u32 = 5;
+/// The same reason from the same address is reported at most this often
+/// (a misconfigured site retries every 16 s, forever), remembered for the
+/// last `REFUSAL_SOURCES` reports.
+const REFUSAL_REPEAT: Duration = Duration::from_secs(60);
+const REFUSAL_SOURCES: usize = 16;
 
 /// The responder's cookie secrets and its recent handshake load.
 pub(super) struct CookieJar {
@@ -115,10 +120,13 @@ struct Answer {
     remote_index: u32,
 }
 
-/// A simple token bucket for reports of refused handshakes.
+/// What may be reported of refused handshakes: a token bucket, and the
+/// recent reports (source address, reason, when), so that one source's
+/// repeated refusal for one reason is a line a minute, not one per retry.
 pub(super) struct RefusalBudget {
     tokens: u32,
     last: Option<Instant>,
+    recent: [Option<(IpAddr, &'static str, Instant)>; REFUSAL_SOURCES],
 }
 
 impl RefusalBudget {
@@ -126,7 +134,26 @@ impl RefusalBudget {
         RefusalBudget {
             tokens: REFUSAL_BURST,
             last: None,
+            recent: [None; REFUSAL_SOURCES],
         }
+    }
+
+    /// Whether a refusal for `reason` from `from` is to be reported now.
+    fn report(&mut self, from: IpAddr, reason: &'static str, now: Instant) -> bool {
+        let repeat = self.recent.iter().flatten().any(|&(ip, r, at)| {
+            ip == from && r == reason && now.saturating_duration_since(at) < REFUSAL_REPEAT
+        });
+        if repeat || !self.take(now) {
+            return false;
+        }
+        let slot = self
+            .recent
+            .iter()
+            .position(Option::is_none)
+            .or_else(|| (0..REFUSAL_SOURCES).min_by_key(|&i| self.recent[i].map(|(_, _, at)| at)))
+            .unwrap_or(0);
+        self.recent[slot] = Some((from, reason, now));
+        true
     }
 
     fn take(&mut self, now: Instant) -> bool {
@@ -146,7 +173,8 @@ impl RefusalBudget {
 }
 
 impl Tunnel {
-    /// Counts a refused handshake and reports it for the log, rate limited.
+    /// Counts a refused handshake and reports it for the log, rate limited
+    /// (a few a second; one reason from one address once a minute).
     pub(super) fn refuse(
         &mut self,
         from: SocketAddr,
@@ -170,7 +198,7 @@ impl Tunnel {
             p.refused += 1;
             p.last_refusal = Some((now, from, reason));
         }
-        if self.refusals.take(now) {
+        if self.refusals.report(from.ip(), reason.key(), now) {
             self.events
                 .push_back(Event::HandshakeRefused { from, peer, reason });
         }

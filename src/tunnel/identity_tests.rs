@@ -497,16 +497,43 @@ fn refusal_reports_are_rate_limited() {
     let mut m = hub_and_two_spokes();
     let mut junk = vec![0u8; crate::wire::tunnel::field::INIT_LEN];
     junk[..4].copy_from_slice(&crate::wire::tunnel::MessageType::Initiation.head());
-    for _ in 0..10_000 {
-        m.inject(0, addr("198.18.0.9:1"), &junk);
+    // From 10,000 addresses (one address is reported once a minute anyway).
+    let from = |i: u32| SocketAddr::from(([198, 18, (i >> 8) as u8, i as u8], 1));
+    for i in 0..10_000 {
+        m.inject(0, from(i), &junk);
     }
     m.now += Duration::from_secs(3);
-    for _ in 0..10_000 {
-        m.inject(0, addr("198.18.0.9:1"), &junk);
+    for i in 0..10_000 {
+        m.inject(0, from(i), &junk);
     }
     assert_eq!(m.nodes[0].t.counters().rx_auth_failed, 20_000);
     let reported = std::iter::from_fn(|| m.nodes[0].t.poll_event()).count();
     assert!((5..=10).contains(&reported), "{reported} reports");
+}
+
+/// One address refused again and again for one reason (a site with the
+/// wrong key retrying) is reported once a minute; another reason, or
+/// another address, is reported at once.
+#[test]
+fn one_sources_refusals_are_reported_once_a_minute() {
+    let mut m = hub_and_two_spokes();
+    let mut junk = vec![0u8; crate::wire::tunnel::field::INIT_LEN];
+    junk[..4].copy_from_slice(&crate::wire::tunnel::MessageType::Initiation.head());
+    let mut reported = 0;
+    for _ in 0..180 {
+        m.inject(0, addr("198.18.0.9:1"), &junk);
+        reported += std::iter::from_fn(|| m.nodes[0].t.poll_event()).count();
+        m.now += Duration::from_secs(1);
+    }
+    assert_eq!(reported, 3, "one every 60 s in 180 s");
+    m.inject(0, addr("198.18.0.10:1"), &junk);
+    let mut old = junk.clone();
+    old.truncate(140);
+    old[1] = 2;
+    m.inject(0, addr("198.18.0.9:1"), &old);
+    let evs: Vec<Event> = std::iter::from_fn(|| m.nodes[0].t.poll_event()).collect();
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    assert_eq!(m.nodes[0].t.counters().rx_auth_failed, 181);
 }
 
 /// Reload adds a peer: it comes up, and the running sessions are untouched

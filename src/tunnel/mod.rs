@@ -114,7 +114,9 @@
 //! whatever it carries.
 //!
 //! Refused handshakes are counted one by one and reported for the log with
-//! their source, at most one a second (bursts of 5). An initiation of
+//! their source, at most one a second (bursts of 5), and one reason from one
+//! address at most once a minute (a misconfigured site that retries forever
+//! is a line a minute, not one per retry). An initiation of
 //! version 1 or 2 is refused and reported as such, never half answered.
 //!
 //! **What the refusing side can tell.** The responder stays silent in every

@@ -415,7 +415,10 @@ impl Sim {
                 Event::PeerDown { .. } => tally.peer_down += 1,
                 Event::HandshakeRefused { .. } => tally.refused += 1,
                 Event::EndpointMoved { .. } => tally.moved += 1,
-                Event::PathMtuChanged { .. } | Event::TransportChanged { .. } => {}
+                Event::PathMtuChanged { .. }
+                | Event::TransportChanged { .. }
+                | Event::NoAnswer { .. }
+                | Event::Answered { .. } => {}
             }
         }
         if !node.dirty {

@@ -510,6 +510,17 @@ impl Config {
 }
 
 impl Config {
+    /// How a command line names this link, for hints that name another
+    /// command: `NAME` when its file is `/etc/tapbridge/NAME.toml`, else
+    /// `--config FILE` (what the operator had to write).
+    pub fn command_line_name(&self) -> String {
+        if self.path == Path::new(CONFIG_DIR).join(format!("{}.toml", self.name)) {
+            self.name.clone()
+        } else {
+            format!("--config {}", self.path.display())
+        }
+    }
+
     /// An error about the `index`-th value of `key` (or the section `key`),
     /// located in the config file as validation errors are. For checks made
     /// after validation, e.g. by `bridge-ctl check`; reads the file again to

@@ -208,6 +208,15 @@ counters! {
     /// Initiations under a known key whose name is not that key's peer.
     rx_unknown_peer: |s| s.tunnel.rx_unknown_peer,
         Series(RxDropped, "unknown_peer"), Hidden;
+    /// Of `rx_auth_failed`, the handshake initiations whose key hint names
+    /// no key of this link: another key, a sender that calls this site by
+    /// another name, or garbage.
+    rx_unknown_key: |s| s.tunnel.rx_unknown_key,
+        Own(
+            "handshake_unknown_key",
+            "Handshake initiations under a key this link does not have (also in rx_dropped auth_failed)",
+        ),
+        Hidden;
     /// Initiations of an older tapbridge protocol version (a peer to upgrade).
     rx_old_version: |s| s.tunnel.rx_old_version,
         Series(RxDropped, "old_version"), Hidden;

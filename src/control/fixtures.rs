@@ -22,6 +22,7 @@ pub(crate) fn peer(name: &str, state: &str, last: Option<u64>, base: u64) -> Pee
         rx_bytes: base + 5,
         endpoint_changes: base + 6,
         macs: base + 7,
+        ..PeerStatus::default()
     }
 }
 
@@ -58,7 +59,8 @@ pub(crate) fn status() -> Status {
                 "nd_replies":40, "reloads":37, "reloads_refused":38, "storm_dropped":27,
                 "guard_dropped":28, "loops_detected":29, "loop_dropped":30, "tcp_accepted":45,
                 "tcp_refused":46, "tcp_dropped":47, "nd_bindings_learned":41,
-                "nd_bindings_refused":42, "dhcp_conflicts":43, "dhcp_probes":44, "policy_dropped":48
+                "nd_bindings_refused":42, "dhcp_conflicts":43, "dhcp_probes":44, "policy_dropped":48,
+                "rx_unknown_key":49
             }"#,
         )
         .expect("counters"),

@@ -125,6 +125,14 @@ pub fn status_table(s: &Status, link_args: &str) -> String {
             if s.leases.len() == 1 { "" } else { "s" },
         );
     }
+    let not_up = s.peers.iter().filter(|p| p.state != "up").count();
+    if not_up > 0 {
+        let _ = writeln!(
+            out,
+            "  {not_up} peer{} not up; see `bridge-ctl diag {link_args}` for why",
+            if not_up == 1 { " is" } else { "s are" },
+        );
+    }
     out
 }
 
@@ -210,6 +218,7 @@ link site-a  pid 42  up 1h 2m  interface tb0 mtu 1500 mac 02:00:00:00:00:01 brid
   dropped: auth 11 replay 12 malformed 13   local answers: arp 14 dhcp 15   fragmented 16 reassembled 17
   DHCP pool: 2 of 100 addresses in use
   2 DHCP leases; see `bridge-ctl leases --config /etc/x/site-a.toml`
+  1 peer is not up; see `bridge-ctl diag --config /etc/x/site-a.toml` for why
 ";
         assert_eq!(status_table(&s, "--config /etc/x/site-a.toml"), want);
     }
@@ -256,7 +265,7 @@ link site-a  pid 42  up 1h 2m  interface tb0 mtu 1500 mac 02:00:00:00:00:01 brid
             ..Status::default()
         };
         let text = status_table(&s, "site");
-        assert_eq!(text.lines().count(), 5, "{text}");
+        assert_eq!(text.lines().count(), 6, "{text}");
         assert!(text.contains("never"), "{text}");
         assert!(
             !text.contains("addresses") && !text.contains("DHCP"),

@@ -21,6 +21,7 @@
 //! keys are ignored).
 
 pub mod counters;
+pub mod diag;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod human;
@@ -213,6 +214,55 @@ pub struct PeerStatus {
     /// new address (roaming, NAT rebinding; not the first contact), or the
     /// tunnel failed over between the peer's configured uplinks.
     pub endpoint_changes: u64,
+    /// Seconds since this link last sent the peer a handshake initiation
+    /// (`null`: never, e.g. a peer without endpoint that waits to be
+    /// contacted).
+    pub last_attempt_secs: Option<u64>,
+    /// Seconds since anything authentic last came from the peer (a
+    /// handshake message, data, a keepalive); `null`: never.
+    pub last_answer_secs: Option<u64>,
+    /// Initiations sent since the peer was last heard from (0 while it
+    /// answers).
+    pub unanswered_handshakes: u64,
+    /// Seconds since the first of those was sent (`null` when there are
+    /// none).
+    pub unanswered_secs: Option<u64>,
+    /// Handshake messages refused that concerned the peer: its key with a
+    /// name that is not its own, replays, spent budgets.
+    pub refused_handshakes: u64,
+    /// The last of those (`null`: none).
+    pub last_refusal: Option<RefusalStatus>,
+    /// The link's last datagram the kernel refused to send, if it was for
+    /// this peer (`null` otherwise).
+    pub last_send_error: Option<SendErrorStatus>,
+}
+
+/// A datagram for a peer the kernel refused to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SendErrorStatus {
+    /// The kernel's reason, e.g. `Network is unreachable (os error 101)`.
+    pub error: String,
+    /// The address it was for.
+    pub to: String,
+    /// Seconds ago.
+    pub secs: u64,
+}
+
+/// The last refused handshake message of a peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RefusalStatus {
+    /// Why: `unknown_peer` (the peer's key, another name), `replayed`,
+    /// `rate_limited`, ...
+    pub reason: String,
+    /// Where it came from.
+    pub from: String,
+    /// Seconds ago.
+    pub secs: u64,
+    /// For `unknown_peer`: the name the sender gave (escaped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// One DHCP lease.

@@ -11,10 +11,17 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 use super::counters::Sources;
-use super::{CounterStatus, DhcpPoolStatus, InterfaceStatus, LeaseEntry, PeerStatus, Status};
+use super::{
+    CounterStatus, DhcpPoolStatus, InterfaceStatus, LeaseEntry, PeerStatus, RefusalStatus,
+    SendErrorStatus, Status,
+};
 use crate::peer_id::PeerId;
 use crate::responder::Responder;
-use crate::tunnel::Tunnel;
+use crate::tunnel::{HandshakeRefusal, Tunnel};
+
+fn secs_since(now: Instant, t: Instant) -> u64 {
+    now.saturating_duration_since(t).as_secs()
+}
 
 /// What the status reports about the link itself: facts fixed from the
 /// moment the link is up until it goes down.
@@ -62,6 +69,19 @@ pub struct IoCounters {
     /// Messages for a TCP peer dropped (its connection's queue full, or
     /// no connection could be opened).
     pub tcp_dropped: u64,
+    /// The last datagram the kernel refused to send: where to, why, when.
+    pub last_send_error: Option<SendFailure>,
+}
+
+/// A datagram the kernel refused to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendFailure {
+    /// Where it was going.
+    pub to: SocketAddr,
+    /// The `errno` of the refusal (0 if unknown).
+    pub errno: i32,
+    /// When.
+    pub at: Instant,
 }
 
 impl IoCounters {
@@ -76,6 +96,7 @@ impl IoCounters {
             tcp_accepted,
             tcp_refused,
             tcp_dropped,
+            last_send_error,
         } = *other;
         self.tap_write_errors += tap_write_errors;
         self.udp_send_errors += udp_send_errors;
@@ -85,6 +106,23 @@ impl IoCounters {
         self.tcp_accepted += tcp_accepted;
         self.tcp_refused += tcp_refused;
         self.tcp_dropped += tcp_dropped;
+        if let Some(f) = last_send_error
+            && self.last_send_error.is_none_or(|mine| mine.at < f.at)
+        {
+            self.last_send_error = Some(f);
+        }
+    }
+
+    /// Counts `dropped` datagrams the kernel refused to send, the last of
+    /// them to `failed` (`(where, errno)`), at `now`.
+    pub fn count_send_errors(
+        &mut self,
+        dropped: usize,
+        failed: Option<(SocketAddr, i32)>,
+        now: Instant,
+    ) {
+        self.udp_send_errors += dropped as u64;
+        note_send_failure(&mut self.last_send_error, failed, now);
     }
 
     /// Counts a reload answer: applied when `ok`, else refused.
@@ -94,6 +132,17 @@ impl IoCounters {
         } else {
             self.reloads_refused += 1;
         }
+    }
+}
+
+/// Keeps `failed` (`(where, errno)`, at `now`) as the last send failure.
+pub fn note_send_failure(
+    last: &mut Option<SendFailure>,
+    failed: Option<(SocketAddr, i32)>,
+    now: Instant,
+) {
+    if let Some((to, errno)) = failed {
+        *last = Some(SendFailure { to, errno, at: now });
     }
 }
 
@@ -155,6 +204,28 @@ pub fn status(
             tx_bytes: p.stats.tx_bytes,
             rx_bytes: p.stats.rx_bytes,
             endpoint_changes: p.stats.endpoint_changes,
+            last_attempt_secs: p.last_attempt.map(|t| secs_since(now, t)),
+            last_answer_secs: p.last_heard.map(|t| secs_since(now, t)),
+            unanswered_handshakes: u64::from(p.unanswered),
+            unanswered_secs: p.unanswered_since.map(|t| secs_since(now, t)),
+            last_send_error: io
+                .last_send_error
+                .filter(|f| p.endpoint == Some(f.to) || p.endpoints.contains(&Some(f.to)))
+                .map(|f| SendErrorStatus {
+                    error: std::io::Error::from_raw_os_error(f.errno).to_string(),
+                    to: f.to.to_string(),
+                    secs: secs_since(now, f.at),
+                }),
+            refused_handshakes: p.refused,
+            last_refusal: p.last_refusal.map(|(at, from, reason)| RefusalStatus {
+                reason: reason.key().into(),
+                from: from.to_string(),
+                secs: secs_since(now, at),
+                name: match reason {
+                    HandshakeRefusal::UnknownPeer { name } => Some(name.to_string()),
+                    _ => None,
+                },
+            }),
         })
         .collect();
     Status {

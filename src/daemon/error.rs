@@ -21,11 +21,13 @@ use crate::responder::ResponderError;
 pub enum DaemonError {
     /// A daemon already runs this link.
     #[error(
-        "link {name} is already up (pid {pid}); take it down first with `bridge-ctl link down {name}`"
+        "link {name} is already up (pid {pid}); take it down first with `bridge-ctl link down {link}`"
     )]
     AlreadyUp {
         /// The link.
         name: String,
+        /// How a command line names it ([`Config::command_line_name`](crate::config::Config::command_line_name)).
+        link: String,
         /// The running daemon's pid (0 if it did not say).
         pid: u32,
     },

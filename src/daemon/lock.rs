@@ -44,6 +44,7 @@ impl LinkLock {
             Err((file, Errno::EWOULDBLOCK)) => {
                 return Err(DaemonError::AlreadyUp {
                     name: cfg.name.clone(),
+                    link: cfg.command_line_name(),
                     pid: holder(file),
                 });
             }
@@ -126,7 +127,7 @@ mod tests {
         let first = LinkLock::acquire(&cfg).expect("the first takes the lock");
         assert!(LinkLock::is_held(&cfg));
         match LinkLock::acquire(&cfg) {
-            Err(DaemonError::AlreadyUp { name, pid }) => {
+            Err(DaemonError::AlreadyUp { name, pid, .. }) => {
                 assert_eq!((name.as_str(), pid), ("lk", std::process::id()));
             }
             other => panic!("expected AlreadyUp, got {other:?}"),

@@ -130,6 +130,7 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
     if let Some(pid) = running_pid(cfg)? {
         return Err(DaemonError::AlreadyUp {
             name: cfg.name.clone(),
+            link: cfg.command_line_name(),
             pid,
         });
     }

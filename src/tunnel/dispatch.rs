@@ -249,7 +249,7 @@ impl Tunnel {
         // first contact of a session we answered); an initiation never does.
         let dead = self.params.keepalive * 3;
         p.timers.dead = Some(now + dead);
-        self.rx_authentic = Some(id);
+        self.heard_from(id, now);
         self.touch(id);
         if self.rx_tcp {
             // A connection is not a UDP endpoint: nothing roams.

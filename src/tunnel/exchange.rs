@@ -17,7 +17,7 @@
 //! charged to that peer or that address; a spoofed-source flood of fresh
 //! initiations costs no DH once the responder asks for cookies.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::crypto::{CookieSecret, MAC_LEN};
@@ -25,7 +25,7 @@ use super::handshake::{self, HandshakeError};
 use super::peer::{PeerState, RETRY_BASE, RETRY_MAX, Session};
 use super::replay::ReplayWindow;
 use super::transport::Dest;
-use super::tunnel::{Event, HandshakeRefusal, PeerId, Transmit, Tunnel};
+use super::tunnel::{ClaimedName, Event, HandshakeRefusal, PeerId, Transmit, Tunnel};
 use crate::wire::tunnel::{InitiationPacket, field};
 
 /// A responder that answered this many initiations (did the DH) in the
@@ -51,6 +51,11 @@ const COOKIE_USE: Duration = Duration::from_secs(110);
 /// bursts of `REFUSAL_BURST`; the counters count every one.
 const REFUSAL_EVERY: Duration = Duration::from_secs(1);
 const REFUSAL_BURST: u32 = 5;
+/// The same reason from the same address is reported at most this often
+/// (a misconfigured site retries every 16 s, forever), remembered for the
+/// last `REFUSAL_SOURCES` reports.
+const REFUSAL_REPEAT: Duration = Duration::from_secs(60);
+const REFUSAL_SOURCES: usize = 16;
 
 /// The responder's cookie secrets and its recent handshake load.
 pub(super) struct CookieJar {
@@ -115,10 +120,13 @@ struct Answer {
     remote_index: u32,
 }
 
-/// A simple token bucket for reports of refused handshakes.
+/// What may be reported of refused handshakes: a token bucket, and the
+/// recent reports (source address, reason, when), so that one source's
+/// repeated refusal for one reason is a line a minute, not one per retry.
 pub(super) struct RefusalBudget {
     tokens: u32,
     last: Option<Instant>,
+    recent: [Option<(IpAddr, &'static str, Instant)>; REFUSAL_SOURCES],
 }
 
 impl RefusalBudget {
@@ -126,7 +134,26 @@ impl RefusalBudget {
         RefusalBudget {
             tokens: REFUSAL_BURST,
             last: None,
+            recent: [None; REFUSAL_SOURCES],
         }
+    }
+
+    /// Whether a refusal for `reason` from `from` is to be reported now.
+    fn report(&mut self, from: IpAddr, reason: &'static str, now: Instant) -> bool {
+        let repeat = self.recent.iter().flatten().any(|&(ip, r, at)| {
+            ip == from && r == reason && now.saturating_duration_since(at) < REFUSAL_REPEAT
+        });
+        if repeat || !self.take(now) {
+            return false;
+        }
+        let slot = self
+            .recent
+            .iter()
+            .position(Option::is_none)
+            .or_else(|| (0..REFUSAL_SOURCES).min_by_key(|&i| self.recent[i].map(|(_, _, at)| at)))
+            .unwrap_or(0);
+        self.recent[slot] = Some((from, reason, now));
+        true
     }
 
     fn take(&mut self, now: Instant) -> bool {
@@ -146,7 +173,8 @@ impl RefusalBudget {
 }
 
 impl Tunnel {
-    /// Counts a refused handshake and reports it for the log, rate limited.
+    /// Counts a refused handshake and reports it for the log, rate limited
+    /// (a few a second; one reason from one address once a minute).
     pub(super) fn refuse(
         &mut self,
         from: SocketAddr,
@@ -156,13 +184,21 @@ impl Tunnel {
     ) {
         let c = &mut self.counters;
         match reason {
+            HandshakeRefusal::UnknownKey => {
+                c.rx_auth_failed += 1;
+                c.rx_unknown_key += 1;
+            }
             HandshakeRefusal::BadMac => c.rx_auth_failed += 1,
             HandshakeRefusal::OldVersion => c.rx_old_version += 1,
-            HandshakeRefusal::UnknownPeer => c.rx_unknown_peer += 1,
+            HandshakeRefusal::UnknownPeer { .. } => c.rx_unknown_peer += 1,
             HandshakeRefusal::Stale => c.rx_replayed += 1,
             HandshakeRefusal::RateLimited => c.handshake_rate_limited += 1,
         }
-        if self.refusals.take(now) {
+        if let Some(p) = peer.and_then(|id| self.peers.get_mut(id.index())) {
+            p.refused += 1;
+            p.last_refusal = Some((now, from, reason));
+        }
+        if self.refusals.report(from.ip(), reason.key(), now) {
             self.events
                 .push_back(Event::HandshakeRefused { from, peer, reason });
         }
@@ -246,6 +282,15 @@ impl Tunnel {
         );
         zeroize::Zeroize::zeroize(&mut eph);
         dest.commit(tx, field::INIT_LEN);
+        if p.unanswered.on_sent(now) {
+            self.events.push_back(Event::NoAnswer {
+                peer: id,
+                to: dest.to,
+                tcp: dest.stream,
+                handshakes: p.unanswered.count,
+                since: p.unanswered.since.unwrap_or(now),
+            });
+        }
         p.pending = Some(pending);
         p.pending_slot = slot;
         let backoff = RETRY_BASE
@@ -270,7 +315,7 @@ impl Tunnel {
         // costs nothing more.
         let hint = pkt.hint();
         if self.incoming.candidates(&hint).is_empty() {
-            return self.refuse(from, None, HandshakeRefusal::BadMac, now);
+            return self.refuse(from, None, HandshakeRefusal::UnknownKey, now);
         }
         // What follows costs MACs or a decryption before anything proves
         // the sender: bounded for the whole link, and per source block.
@@ -331,7 +376,8 @@ impl Tunnel {
             .copied();
         let Some((id, slot)) = found else {
             let peer = (key.peers.len() == 1).then(|| key.peers[0].0);
-            return self.refuse(from, peer, HandshakeRefusal::UnknownPeer, now);
+            let name = ClaimedName::new(init.name());
+            return self.refuse(from, peer, HandshakeRefusal::UnknownPeer { name }, now);
         };
         if self.on_other_stream(id) {
             return;
@@ -388,7 +434,7 @@ impl Tunnel {
             // The DH waits for the shell, off the lock (`deferred.rs`).
             self.defer_response(id, &mut init, &mac, eph, local_index, our_timestamp, back);
             if init.is_none() {
-                self.rx_authentic = Some(id);
+                self.heard_from(id, now);
             }
         }
         if let Some(init) = init {
@@ -447,7 +493,7 @@ impl Tunnel {
             }
         };
         back.commit(tx, field::RESP_LEN);
-        self.rx_authentic = Some(id);
+        self.heard_from(id, now);
         let p = &mut self.peers[id];
         p.last_timestamp = Some(timestamp);
         let old = p.next.replace(Session {
@@ -527,7 +573,7 @@ impl Tunnel {
             replay: ReplayWindow::new(),
             created: now,
         };
-        self.rx_authentic = Some(id);
+        self.heard_from(id, now);
         self.on_transport(id, self.rx_tcp, from, now);
         if !self.rx_tcp {
             let p = &mut self.peers[id];

@@ -13,15 +13,15 @@ use super::*;
 
 const WALL: u64 = 1_800_000_000;
 
-fn addr(s: &str) -> SocketAddr {
+pub(super) fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test address")
 }
 
-fn key(b: u8) -> PresharedKey {
+pub(super) fn key(b: u8) -> PresharedKey {
     PresharedKey::new([b; 32])
 }
 
-fn peer(name: &str, endpoint: Option<&str>, keys: &[u8]) -> PeerParams {
+pub(super) fn peer(name: &str, endpoint: Option<&str>, keys: &[u8]) -> PeerParams {
     PeerParams {
         name: name.into(),
         keys: keys.iter().map(|&k| key(k)).collect(),
@@ -29,7 +29,7 @@ fn peer(name: &str, endpoint: Option<&str>, keys: &[u8]) -> PeerParams {
     }
 }
 
-fn link(local: &str, peers: Vec<PeerParams>) -> TunnelParams {
+pub(super) fn link(local: &str, peers: Vec<PeerParams>) -> TunnelParams {
     TunnelParams {
         local_name: local.into(),
         peers,
@@ -43,9 +43,9 @@ fn link(local: &str, peers: Vec<PeerParams>) -> TunnelParams {
     }
 }
 
-struct Node {
+pub(super) struct Node {
     addr: SocketAddr,
-    t: Tunnel,
+    pub(super) t: Tunnel,
     /// Frames delivered, with the peer they came from.
     got: Vec<(PeerId, Vec<u8>)>,
 }
@@ -57,9 +57,9 @@ struct Flight {
     bytes: Vec<u8>,
 }
 
-struct Mesh {
-    now: Instant,
-    nodes: Vec<Node>,
+pub(super) struct Mesh {
+    pub(super) now: Instant,
+    pub(super) nodes: Vec<Node>,
     flights: Vec<Flight>,
     /// Every datagram sent: (from, to, bytes).
     log: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
@@ -68,7 +68,7 @@ struct Mesh {
 }
 
 impl Mesh {
-    fn new() -> Mesh {
+    pub(super) fn new() -> Mesh {
         Mesh {
             now: Instant::now(),
             nodes: Vec::new(),
@@ -78,7 +78,7 @@ impl Mesh {
         }
     }
 
-    fn add(&mut self, at: &str, params: TunnelParams) -> usize {
+    pub(super) fn add(&mut self, at: &str, params: TunnelParams) -> usize {
         let seed = self.nodes.len() as u64 * 7919 + 17;
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL);
         self.nodes.push(Node {
@@ -102,7 +102,7 @@ impl Mesh {
     }
 
     /// Delivers `bytes` to node `n` as if from `from`, now.
-    fn inject(&mut self, n: usize, from: SocketAddr, bytes: &[u8]) -> Out {
+    pub(super) fn inject(&mut self, n: usize, from: SocketAddr, bytes: &[u8]) -> Out {
         let mut out = Out::default();
         let mut b = bytes.to_vec();
         if let Incoming::Frame { peer, frame } = self.nodes[n]
@@ -166,14 +166,14 @@ impl Mesh {
         self.now = next.clamp(now + Duration::from_micros(1), now + max);
     }
 
-    fn run_for(&mut self, d: Duration) {
+    pub(super) fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
             self.step(end - self.now);
         }
     }
 
-    fn state(&self, n: usize, peer: PeerId) -> PeerState {
+    pub(super) fn state(&self, n: usize, peer: PeerId) -> PeerState {
         self.nodes[n].t.peer_status(peer).expect("peer").state
     }
 
@@ -261,7 +261,9 @@ fn a_site_cannot_pass_as_another_with_its_own_key() {
     assert!(refused.contains(&Event::HandshakeRefused {
         from: addr("198.18.0.3:51901"),
         peer: Some(PeerId::new(1)),
-        reason: HandshakeRefusal::UnknownPeer,
+        reason: HandshakeRefusal::UnknownPeer {
+            name: ClaimedName::new(b"b")
+        },
     }));
 }
 
@@ -545,16 +547,43 @@ fn refusal_reports_are_rate_limited() {
     let mut m = hub_and_two_spokes();
     let mut junk = vec![0u8; crate::wire::tunnel::field::INIT_LEN];
     junk[..4].copy_from_slice(&crate::wire::tunnel::MessageType::Initiation.head());
-    for _ in 0..10_000 {
-        m.inject(0, addr("198.18.0.9:1"), &junk);
+    // From 10,000 addresses (one address is reported once a minute anyway).
+    let from = |i: u32| SocketAddr::from(([198, 18, (i >> 8) as u8, i as u8], 1));
+    for i in 0..10_000 {
+        m.inject(0, from(i), &junk);
     }
     m.now += Duration::from_secs(3);
-    for _ in 0..10_000 {
-        m.inject(0, addr("198.18.0.9:1"), &junk);
+    for i in 0..10_000 {
+        m.inject(0, from(i), &junk);
     }
     assert_eq!(m.nodes[0].t.counters().rx_auth_failed, 20_000);
     let reported = std::iter::from_fn(|| m.nodes[0].t.poll_event()).count();
     assert!((5..=10).contains(&reported), "{reported} reports");
+}
+
+/// One address refused again and again for one reason (a site with the
+/// wrong key retrying) is reported once a minute; another reason, or
+/// another address, is reported at once.
+#[test]
+fn one_sources_refusals_are_reported_once_a_minute() {
+    let mut m = hub_and_two_spokes();
+    let mut junk = vec![0u8; crate::wire::tunnel::field::INIT_LEN];
+    junk[..4].copy_from_slice(&crate::wire::tunnel::MessageType::Initiation.head());
+    let mut reported = 0;
+    for _ in 0..180 {
+        m.inject(0, addr("198.18.0.9:1"), &junk);
+        reported += std::iter::from_fn(|| m.nodes[0].t.poll_event()).count();
+        m.now += Duration::from_secs(1);
+    }
+    assert_eq!(reported, 3, "one every 60 s in 180 s");
+    m.inject(0, addr("198.18.0.10:1"), &junk);
+    let mut old = junk.clone();
+    old.truncate(140);
+    old[1] = 2;
+    m.inject(0, addr("198.18.0.9:1"), &old);
+    let evs: Vec<Event> = std::iter::from_fn(|| m.nodes[0].t.poll_event()).collect();
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    assert_eq!(m.nodes[0].t.counters().rx_auth_failed, 181);
 }
 
 /// Reload adds a peer: it comes up, and the running sessions are untouched

@@ -53,7 +53,7 @@
 //! The responder keeps a table from hint to key (built when the link is
 //! configured or reloaded), so it finds the key of an initiation with one
 //! lookup, whatever its number of peers and keys; a hint in no table is
-//! refused there (`rx_auth_failed`) without any MAC. The hint is not
+//! refused there (`rx_auth_failed`, and `rx_unknown_key`) without any MAC. The hint is not
 //! authentication: the initiation then carries
 //! `mac1 = HMAC-SHA256(HASH("tapbridge mac1 v3" || psk || N(R)),
 //! message-before-mac1)[..16]`, and responses carry the same MAC keyed for
@@ -117,8 +117,30 @@
 //! whatever it carries.
 //!
 //! Refused handshakes are counted one by one and reported for the log with
-//! their source, at most one a second (bursts of 5). An initiation of
+//! their source, at most one a second (bursts of 5), and one reason from one
+//! address at most once a minute (a misconfigured site that retries forever
+//! is a line a minute, not one per retry). An initiation of
 //! version 1 or 2 is refused and reported as such, never half answered.
+//!
+//! **What the refusing side can tell.** The responder stays silent in every
+//! case below; only its log and counters differ, and each says no more than
+//! the initiation proved:
+//! - a hint in no table (`UnknownKey`): the initiator uses a key this site
+//!   does not have, *or* calls this site by a name other than its link
+//!   name (the hint covers both), or sends garbage. These cannot be told
+//!   apart without the key, and nothing else is believed of such a packet.
+//! - a known hint whose `mac1` fails (`BadMac`): damaged or forged (a hint
+//!   is public once seen on the wire); never blamed on the configuration.
+//! - `mac1` and the payload authenticate but the name inside is not a peer
+//!   of that key (`UnknownPeer`): only a key holder gets here, so the name
+//!   it gives is shown (escaped): this site's `[[peer]] name` for it is
+//!   wrong, or a site sharing the key names itself as it should not.
+//!
+//! The calling side cannot see any of this: it only notices that its
+//! initiations go unanswered. After [`NO_ANSWER_AFTER`] in a row with
+//! nothing authentic back it reports [`Event::NoAnswer`] (about 15 s with
+//! the backoff below), then at most once per [`NO_ANSWER_EVERY`], and
+//! [`Event::Answered`] once the peer is heard from again.
 //!
 //! # Wire format
 //!
@@ -243,8 +265,9 @@
 //! # Silence
 //!
 //! A datagram that does not authenticate produces no output of any kind; it
-//! is counted as `rx_auth_failed`, `rx_replayed`, `rx_malformed`,
-//! `rx_unknown_session`, `rx_unknown_peer` or `rx_old_version`. The only
+//! is counted as `rx_auth_failed` (of which `rx_unknown_key`),
+//! `rx_replayed`, `rx_malformed`, `rx_unknown_session`, `rx_unknown_peer`
+//! or `rx_old_version`. The only
 //! answer to a handshake message that is not a response is the cookie reply,
 //! and only to an initiation whose `mac1` verified.
 //!
@@ -270,6 +293,8 @@
 pub mod admission;
 mod crypto;
 mod deferred;
+#[cfg(test)]
+mod diagnosis_tests;
 mod dispatch;
 mod exchange;
 pub mod fragment;
@@ -308,8 +333,9 @@ pub use peer::{
     PeerStats,
 };
 pub use pmtu::{BASE_MTU, MAX_MTU};
+pub use timers::{NO_ANSWER_AFTER, NO_ANSWER_EVERY};
 pub use transport::{SWITCH_AFTER, TransportMode, UDP_RETRY};
 pub use tunnel::{
-    Counters, Entropy, Event, HandshakeRefusal, Incoming, OsEntropy, PeerId, SendOutcome, Transmit,
-    Tunnel, TunnelParams,
+    ClaimedName, Counters, Entropy, Event, HandshakeRefusal, Incoming, OsEntropy, PeerId,
+    SendOutcome, Transmit, Tunnel, TunnelParams,
 };

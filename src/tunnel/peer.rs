@@ -20,8 +20,9 @@ use super::paths::Uplinks;
 use super::pmtu::PathMtu;
 use super::ratelimit::TokenBucket;
 use super::replay::ReplayWindow;
+use super::timers::Unanswered;
 use super::transport::{Dest, PeerTransport, TransportMode};
-use super::tunnel::{Event, PeerId, Transmit, Tunnel};
+use super::tunnel::{Event, HandshakeRefusal, PeerId, Transmit, Tunnel};
 use crate::wire::tunnel::{MessageType, TAG_LEN, emit_data_header, field, probe};
 
 /// Bytes a data message adds to a frame: 16-byte header + 16-byte tag.
@@ -147,6 +148,20 @@ pub struct PeerSnapshot {
     pub path_mtu: usize,
     /// Its messages travel over TCP.
     pub tcp: bool,
+    /// When we last sent it a handshake initiation.
+    pub last_attempt: Option<Instant>,
+    /// When it was last heard from: anything authentic (a response, an
+    /// initiation accepted, data, keepalives).
+    pub last_heard: Option<Instant>,
+    /// Initiations sent since it was last heard from.
+    pub unanswered: u32,
+    /// When the first of those was sent.
+    pub unanswered_since: Option<Instant>,
+    /// Handshake messages refused that concerned this peer (its key with
+    /// a name that is not its own, replays, budgets).
+    pub refused: u64,
+    /// The last of those: when, from where, why.
+    pub last_refusal: Option<(Instant, SocketAddr, HandshakeRefusal)>,
 }
 
 pub(super) struct Session {
@@ -237,6 +252,13 @@ pub(super) struct Peer {
     pub(super) pmtu: PathMtu,
     /// UDP or TCP, and the TCP connection in use.
     pub(super) transport: PeerTransport,
+    /// Our initiations it left unanswered (`timers.rs`).
+    pub(super) unanswered: Unanswered,
+    /// When anything authentic last came from it.
+    pub(super) last_heard: Option<Instant>,
+    /// Handshake messages refused that concerned it, and the last one.
+    pub(super) refused: u64,
+    pub(super) last_refusal: Option<(Instant, SocketAddr, HandshakeRefusal)>,
 }
 
 impl Peer {
@@ -284,6 +306,10 @@ impl Peer {
                 lens: VecDeque::with_capacity(QUEUE_FRAMES),
             },
             next_frag_id: 0,
+            unanswered: Unanswered::default(),
+            last_heard: None,
+            refused: 0,
+            last_refusal: None,
         }
     }
 
@@ -439,6 +465,17 @@ impl Tunnel {
         tail[..TAG_LEN].copy_from_slice(&tag);
         dest.commit(tx, total);
         true
+    }
+
+    /// Something authentic came from peer `id`: it is the sender of the
+    /// message being handled, and its silence (if reported) is over.
+    pub(super) fn heard_from(&mut self, id: PeerId, now: Instant) {
+        self.rx_authentic = Some(id);
+        let p = &mut self.peers[id];
+        p.last_heard = Some(now);
+        if let Some(after) = p.unanswered.on_heard() {
+            self.events.push_back(Event::Answered { peer: id, after });
+        }
     }
 
     pub(super) fn move_endpoint(&mut self, id: PeerId, from: SocketAddr, now: Instant) {

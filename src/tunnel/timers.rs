@@ -4,7 +4,9 @@
 //! peer's timers may have moved. [`Tunnel::handle_timeout`] runs whatever is
 //! due, peer by peer: session expiry, reassembly timeouts, dead-peer
 //! detection, handshake retries and rekeys, keepalives, path MTU probes,
-//! transport switches and uplink probe rounds.
+//! transport switches and uplink probe rounds. [`Unanswered`] keeps count
+//! of the handshakes a peer left unanswered and decides when that is worth
+//! a line in the log.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,61 @@ use super::paths::{PathAction, Uplinks};
 use super::peer::{Peer, PeerState, ProbeDest};
 use super::tunnel::{Event, PeerId, Transmit, Tunnel};
 use crate::wire::tunnel::probe;
+
+/// Initiations in a row with nothing authentic back from the peer before
+/// the silence is reported ([`Event::NoAnswer`]): with the retry backoff
+/// (1, 2, 4, 8 s) the fifth goes out about 15 s after the first.
+pub const NO_ANSWER_AFTER: u32 = 5;
+/// While the silence lasts it is reported again at most this often.
+pub const NO_ANSWER_EVERY: Duration = Duration::from_secs(60);
+
+/// The handshakes a peer left unanswered, and when that was last reported.
+/// Every initiation sent counts ([`on_sent`](Self::on_sent)); anything
+/// authentic from the peer (a response, an initiation we accepted, data)
+/// ends the count ([`on_heard`](Self::on_heard)).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Unanswered {
+    /// Initiations sent since the peer was last heard from.
+    pub(super) count: u32,
+    /// When the first of them was sent.
+    pub(super) since: Option<Instant>,
+    /// When the last initiation was sent (answered or not).
+    pub(super) last_attempt: Option<Instant>,
+    /// When the silence was last reported; `None` once the peer is heard.
+    reported: Option<Instant>,
+}
+
+impl Unanswered {
+    /// An initiation went out at `now`. `true` if the silence is to be
+    /// reported now: at the [`NO_ANSWER_AFTER`]th in a row, then at most
+    /// once per [`NO_ANSWER_EVERY`].
+    pub(super) fn on_sent(&mut self, now: Instant) -> bool {
+        self.count = self.count.saturating_add(1);
+        self.since.get_or_insert(now);
+        self.last_attempt = Some(now);
+        let due = self.count >= NO_ANSWER_AFTER
+            && self
+                .reported
+                .is_none_or(|t| now.saturating_duration_since(t) >= NO_ANSWER_EVERY);
+        if due {
+            self.reported = Some(now);
+        }
+        due
+    }
+
+    /// The peer was heard from. `Some(count)` if its silence had been
+    /// reported (so its end is reported too): the initiations it left
+    /// unanswered.
+    pub(super) fn on_heard(&mut self) -> Option<u32> {
+        if self.count == 0 {
+            return None;
+        }
+        let after = self.reported.take().map(|_| self.count);
+        self.count = 0;
+        self.since = None;
+        after
+    }
+}
 
 /// The per-peer timer deadlines [`Tunnel::poll_timeout`] takes the
 /// earliest of. A peer's is recomputed only after something touched the

@@ -111,8 +111,13 @@ pub struct TunnelParams {
 /// Tunnel-wide counters of things dropped or done.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Datagrams that did not authenticate (bad MAC or tag).
+    /// Datagrams that did not authenticate (bad MAC or tag, or an
+    /// initiation whose key hint names no key of this link).
     pub rx_auth_failed: u64,
+    /// Of `rx_auth_failed`, the initiations whose key hint names no key of
+    /// this link: another key, an initiator that calls this site by
+    /// another name, or garbage.
+    pub rx_unknown_key: u64,
     /// Data or responses for a session (index) we do not have: late packets
     /// of a replaced or expired session, a peer that restarted, or forgeries.
     pub rx_unknown_session: u64,
@@ -160,6 +165,30 @@ pub enum Event {
         /// Which peer.
         peer: PeerId,
     },
+    /// Our handshakes to a peer went unanswered: nothing authentic came
+    /// back after [`NO_ANSWER_AFTER`](super::NO_ANSWER_AFTER) initiations
+    /// in a row. Reported then, and at most once every
+    /// [`NO_ANSWER_EVERY`](super::NO_ANSWER_EVERY) while it lasts.
+    NoAnswer {
+        /// Which peer.
+        peer: PeerId,
+        /// Where the last initiation went.
+        to: SocketAddr,
+        /// It went over TCP.
+        tcp: bool,
+        /// Initiations sent since the peer was last heard from.
+        handshakes: u32,
+        /// When the first of them was sent.
+        since: Instant,
+    },
+    /// A peer whose silence was reported ([`Event::NoAnswer`]) was heard
+    /// from again.
+    Answered {
+        /// Which peer.
+        peer: PeerId,
+        /// Initiations it had left unanswered.
+        after: u32,
+    },
     /// A handshake message was refused (at most a few per second are
     /// reported; the counters count all).
     HandshakeRefused {
@@ -203,14 +232,25 @@ pub enum Event {
 /// Why a handshake message was refused (reported for the log, rate limited).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeRefusal {
-    /// The first MAC matched none of the link's keys (garbage, another
-    /// link's key, or an initiation meant for another site).
+    /// The initiation's key hint names no key of this link: the initiator
+    /// uses another key, or calls this site by another name (both are in
+    /// the hint), or it is garbage. Which one cannot be told: the hint is
+    /// all there is to go by without the key.
+    UnknownKey,
+    /// The key hint names a key of this link but the first MAC does not
+    /// verify: damaged or forged (anyone who saw an initiation knows its
+    /// hint), never a configuration mistake.
     BadMac,
     /// The sender speaks an older protocol version (1 or 2).
     OldVersion,
-    /// The key is known but the name the initiator gave is not that key's
-    /// peer.
-    UnknownPeer,
+    /// The initiation authenticated under a key of this link, but the name
+    /// the initiator gives is not a peer of that key. Only a holder of the
+    /// key can get this far, so the name is worth showing: it is what the
+    /// other site calls itself.
+    UnknownPeer {
+        /// The name it gave.
+        name: ClaimedName,
+    },
     /// The timestamp is not newer than the last accepted: a replay.
     Stale,
     /// A handshake budget was spent: the link's for unauthenticated work,
@@ -218,14 +258,31 @@ pub enum HandshakeRefusal {
     RateLimited,
 }
 
+impl HandshakeRefusal {
+    /// The reason as the status JSON spells it (`last_refusal.reason`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            HandshakeRefusal::UnknownKey => "unknown_key",
+            HandshakeRefusal::BadMac => "bad_mac",
+            HandshakeRefusal::OldVersion => "old_version",
+            HandshakeRefusal::UnknownPeer { .. } => "unknown_peer",
+            HandshakeRefusal::Stale => "replayed",
+            HandshakeRefusal::RateLimited => "rate_limited",
+        }
+    }
+}
+
 impl std::fmt::Display for HandshakeRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            HandshakeRefusal::BadMac => "no key of this link authenticates it",
+            HandshakeRefusal::UnknownKey => "its key hint names no key of this link",
+            HandshakeRefusal::BadMac => "it does not authenticate (damaged or forged)",
             HandshakeRefusal::OldVersion => {
                 "it speaks an older tapbridge protocol version (upgrade that site)"
             }
-            HandshakeRefusal::UnknownPeer => "the name it gives is not the peer of the key it uses",
+            HandshakeRefusal::UnknownPeer { .. } => {
+                "the name it gives is not the peer of the key it uses"
+            }
             HandshakeRefusal::Stale => {
                 "its timestamp is not newer than the last accepted (a replay)"
             }
@@ -233,6 +290,52 @@ impl std::fmt::Display for HandshakeRefusal {
                 "a handshake budget is spent (the link's, its peer's or its source's)"
             }
         })
+    }
+}
+
+/// The name an authenticated initiation gave for its sender (at most 31
+/// bytes, as it came). Shown escaped: it is the other site's text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ClaimedName {
+    bytes: [u8; 31],
+    len: u8,
+}
+
+impl ClaimedName {
+    /// The name's bytes (cut to 31).
+    pub fn new(name: &[u8]) -> Self {
+        let mut bytes = [0u8; 31];
+        let len = name.len().min(bytes.len());
+        bytes[..len].copy_from_slice(&name[..len]);
+        ClaimedName {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    /// The bytes as they came.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Display for ClaimedName {
+    /// The name, with anything but printable ASCII escaped (`\x07`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for &b in self.as_bytes() {
+            if (b.is_ascii_graphic() || b == b' ') && b != b'"' && b != b'\\' {
+                write!(f, "{}", char::from(b))?;
+            } else {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for ClaimedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{self}\"")
     }
 }
 
@@ -422,6 +525,12 @@ impl Tunnel {
                     p.pmtu.current()
                 },
                 tcp: p.transport.tcp(),
+                last_attempt: p.unanswered.last_attempt,
+                last_heard: p.last_heard,
+                unanswered: p.unanswered.count,
+                unanswered_since: p.unanswered.since,
+                refused: p.refused,
+                last_refusal: p.last_refusal,
             })
     }
 

@@ -32,7 +32,7 @@ tb_need_cmd zsh zsh
 tb_need_cmd fish fish
 
 W=$E2E_WORK
-COMMANDS=(link status leases check genpsk reload version invite join role)
+COMMANDS=(link status leases diag check genpsk reload version invite join role)
 
 # ---------------------------------------------------------------- help texts
 for c in "${COMMANDS[@]}" "link up" "link down"; do
@@ -105,12 +105,14 @@ e2e_match "bash completion after 'link' offers up and down" '(^| )up .*down' \
     "$(complete_bash link | tr '\n' ' ')"
 e2e_match "bash completion after 'link up' offers --foreground and --config" \
     '--config.*--foreground|--foreground.*--config' "$(complete_bash link up | tr '\n' ' ')"
+e2e_match "bash completion after 'diag' offers --socket and --config" \
+    '--config.*--socket|--socket.*--config' "$(complete_bash diag | tr '\n' ' ')"
 # Link names where a command takes NAME: the stems of the config directory's *.toml
 # (BRIDGE_CTL_CONFIG_DIR stands in for /etc/tapbridge).
 mkdir -p "$W/etc"
 touch "$W/etc/hq.toml" "$W/etc/branch7.toml" "$W/etc/notes.txt"
 export BRIDGE_CTL_CONFIG_DIR=$W/etc
-for c in status leases check reload invite "link up" "link down"; do
+for c in status leases diag check reload invite "link up" "link down"; do
     read -ra words <<<"$c"
     e2e_match "bash completion after '$c' offers the link names" '^branch7 hq $' \
         "$(complete_bash "${words[@]}" | sort | tr '\n' ' ')"

@@ -59,6 +59,8 @@ pub(crate) enum Command {
     Status {
         #[command(flatten)]
         link: OptionalLink,
+        #[command(flatten)]
+        socket: SocketArg,
         /// Print the JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -74,9 +76,31 @@ pub(crate) enum Command {
     Leases {
         #[command(flatten)]
         link: LinkArgs,
+        #[command(flatten)]
+        socket: SocketArg,
         /// Print `{"leases": [...]}` instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Say what a running link knows of each peer, and the likely cause of what is wrong.
+    ///
+    /// Per peer: its state, endpoint, transport and path MTU; when the last handshake
+    /// completed, when this site last sent it a handshake and last heard from it; the
+    /// handshakes it left unanswered and since when; the handshakes refused that concerned
+    /// it; and the likely cause in one sentence ("no answer to 12 handshakes since
+    /// 10:04:31 UTC: the peer is down, the key or name is wrong, or UDP 51901 is blocked").
+    /// Then the link's refused initiations that name no peer (a key this site does not
+    /// have) and its send errors. The same facts are in `status --json`.
+    #[command(after_long_help = concat!(
+        "Examples:\n  bridge-ctl diag hq\n  bridge-ctl diag --config ./lab.toml\n  \
+         bridge-ctl diag hq --socket /run/lab/hq.sock\n",
+        exit_status!()
+    ))]
+    Diag {
+        #[command(flatten)]
+        link: LinkArgs,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// Validate a link's config and PSK file without touching the system.
     ///
@@ -266,6 +290,8 @@ pub(crate) enum LinkAction {
     Down {
         #[command(flatten)]
         link: LinkArgs,
+        #[command(flatten)]
+        socket: SocketArg,
     },
 }
 
@@ -278,6 +304,16 @@ pub(crate) struct LinkArgs {
     /// Read this config file instead; NAME is then its file stem.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+}
+
+/// `--socket PATH`: the control socket to ask, instead of the one the
+/// configuration names.
+#[derive(Args)]
+pub(crate) struct SocketArg {
+    /// Ask the daemon listening on this control socket instead of the one the
+    /// configuration names (`control.socket`).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) socket: Option<PathBuf>,
 }
 
 /// Like [`LinkArgs`], but both may be left out.

@@ -93,18 +93,18 @@ _bridge_ctl_links() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]} i w f
     local -a words=() names=()
     [[ $cur == -* ]] && return 0
-    case $prev in --config | --log-level | --out) return 0 ;; esac
+    case $prev in --config | --log-level | --out | --socket) return 0 ;; esac
     for ((i = 1; i < COMP_CWORD; i++)); do
         w=${COMP_WORDS[i]}
         case $w in
         --config) return 0 ;; # --config FILE names the link itself
-        --log-level | --out) ((i++)) ;;
+        --log-level | --out | --socket) ((i++)) ;;
         -*) ;;
         *) words+=("$w") ;;
         esac
     done
     case "${words[*]}" in
-    status | leases | check | reload | invite | "link up" | "link down") ;;
+    status | leases | diag | check | reload | invite | "link up" | "link down") ;;
     *) return 0 ;;
     esac
     for f in "${BRIDGE_CTL_CONFIG_DIR:-/etc/tapbridge}"/*.toml; do
@@ -128,7 +128,7 @@ function __bridge_ctl_links
         basename $f .toml
     end
 end
-complete -c bridge-ctl -n "__fish_seen_subcommand_from status leases check reload invite up down" -a "(__bridge_ctl_links)" -d "link"
+complete -c bridge-ctl -n "__fish_seen_subcommand_from status leases diag check reload invite up down" -a "(__bridge_ctl_links)" -d "link"
 "#;
 
 /// clap's zsh completion with link names where a command takes NAME: the

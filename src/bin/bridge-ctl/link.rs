@@ -53,6 +53,7 @@ pub(crate) fn link_up(
     if let Some(pid) = daemon::running_pid(config)? {
         return Err(daemon::DaemonError::AlreadyUp {
             name: config.name.clone(),
+            link: config.command_line_name(),
             pid,
         }
         .into());
@@ -118,13 +119,17 @@ pub(crate) fn link_up(
     }
 }
 
-/// `bridge-ctl link down`: stop the daemon for `config`.
-pub(crate) fn link_down(config: &Config) -> anyhow::Result<()> {
-    match control::request(
-        &config.control.socket,
-        Request::Down,
-        Duration::from_secs(90),
-    ) {
+/// The control socket to ask: `--socket PATH` if given, else the one
+/// `config` names.
+pub(crate) fn socket_of<'a>(config: &'a Config, socket: Option<&'a Path>) -> &'a Path {
+    socket.unwrap_or(&config.control.socket)
+}
+
+/// `bridge-ctl link down`: stop the daemon for `config` (at `socket`, if
+/// given).
+pub(crate) fn link_down(config: &Config, socket: Option<&Path>) -> anyhow::Result<()> {
+    let sock = socket_of(config, socket);
+    match control::request(sock, Request::Down, Duration::from_secs(90)) {
         Ok(_) => {
             outln!("link {} down", config.name);
             Ok(())
@@ -142,7 +147,7 @@ pub(crate) fn link_down(config: &Config) -> anyhow::Result<()> {
         }
         Err(ClientError::Stale(path)) => {
             // Its daemon died (kill -9); the TAP went with it.
-            let _ = std::fs::remove_file(&config.control.socket);
+            let _ = std::fs::remove_file(sock);
             outln!(
                 "link {} is not up (removed the stale control socket {path})",
                 config.name
@@ -153,11 +158,18 @@ pub(crate) fn link_down(config: &Config) -> anyhow::Result<()> {
     }
 }
 
-/// `bridge-ctl status`: one link, or every running link when `config` is `None`.
-pub(crate) fn status(config: Option<&Config>, json: bool) -> anyhow::Result<()> {
-    let sockets: Vec<PathBuf> = match config {
-        Some(c) => vec![c.control.socket.clone()],
-        None => {
+/// `bridge-ctl status`: one link (`config`, or the daemon at `socket`), or
+/// every running link when neither is given.
+pub(crate) fn status(
+    config: Option<&Config>,
+    socket: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let one = config.is_some() || socket.is_some();
+    let sockets: Vec<PathBuf> = match (config, socket) {
+        (_, Some(s)) => vec![s.to_owned()],
+        (Some(c), None) => vec![c.control.socket.clone()],
+        (None, None) => {
             // The registry names every running link; sockets in the default
             // directory are listed too (a daemon older than the registry).
             let mut v = daemon::registered_sockets(Path::new(daemon::REGISTRY_DIR));
@@ -174,7 +186,7 @@ pub(crate) fn status(config: Option<&Config>, json: bool) -> anyhow::Result<()> 
                 status: Some(s), ..
             }) => all.push(s),
             Ok(_) => bail!("{}: the daemon sent no status", sock.display()),
-            Err(e) if config.is_none() => eprintln!("warning: {e}"),
+            Err(e) if !one => eprintln!("warning: {e}"),
             Err(e) => {
                 let name = config.map(|c| c.name.as_str()).unwrap_or("?");
                 return Err(e).with_context(|| format!("cannot get the status of link {name}"));
@@ -182,8 +194,8 @@ pub(crate) fn status(config: Option<&Config>, json: bool) -> anyhow::Result<()> 
         }
     }
     if json {
-        match (config, all.as_slice()) {
-            (Some(_), [one]) => outln!("{}", serde_json::to_string_pretty(one)?),
+        match (one, all.as_slice()) {
+            (true, [one]) => outln!("{}", serde_json::to_string_pretty(one)?),
             _ => outln!("{}", serde_json::to_string_pretty(&all)?),
         }
         return Ok(());
@@ -194,24 +206,41 @@ pub(crate) fn status(config: Option<&Config>, json: bool) -> anyhow::Result<()> 
     for s in &all {
         out!(
             "{}",
-            control::human::status_table(s, &link_args(config, &s.name))
+            control::human::status_table(s, &link_args(config, &s.name, socket))
         );
     }
     Ok(())
 }
 
-/// How to name `name`'s link on a command line: as `config` was given (its
-/// file, when that is not the default one), else by NAME.
-pub(crate) fn link_args(config: Option<&Config>, name: &str) -> String {
-    match config {
-        Some(c)
-            if c.path
-                != Path::new(tapbridge::config::CONFIG_DIR).join(format!("{}.toml", c.name)) =>
-        {
-            format!("--config {}", c.path.display())
-        }
-        _ => name.to_owned(),
+/// How to name `name`'s link on a command line, for hints that name
+/// another command: as `config` was given (its file, when that is not the
+/// default one), else by NAME; with `--socket PATH` when it was given.
+pub(crate) fn link_args(config: Option<&Config>, name: &str, socket: Option<&Path>) -> String {
+    let link = config.map_or_else(|| name.to_owned(), Config::command_line_name);
+    match socket {
+        Some(s) => format!("{link} --socket {}", s.display()),
+        None => link,
     }
+}
+
+/// `bridge-ctl diag`: per peer what `config`'s daemon (at `socket`, if
+/// given) knows, and the likely cause of what is wrong.
+pub(crate) fn diag(config: &Config, socket: Option<&Path>) -> anyhow::Result<()> {
+    let resp = control::request(
+        socket_of(config, socket),
+        Request::Status,
+        Duration::from_secs(5),
+    )
+    .with_context(|| format!("cannot get the state of link {}", config.name))?;
+    let Some(s) = resp.status else {
+        bail!("the daemon of link {} sent no status", config.name);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    out!("{}", control::diag::report(&s, now));
+    Ok(())
 }
 
 /// The directory `status` without NAME scans for control sockets.
@@ -230,10 +259,11 @@ pub(crate) fn running_sockets(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// `bridge-ctl leases`: the DHCP lease table of `config`'s link.
-pub(crate) fn leases(config: &Config, json: bool) -> anyhow::Result<()> {
+/// `bridge-ctl leases`: the DHCP lease table of `config`'s link (at
+/// `socket`, if given).
+pub(crate) fn leases(config: &Config, socket: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let resp = control::request(
-        &config.control.socket,
+        socket_of(config, socket),
         Request::Leases,
         Duration::from_secs(5),
     )

@@ -57,7 +57,7 @@ mod man_config;
 
 use cli::{Cli, Command, LinkAction, UsageError};
 use docs::{generate_completions, generate_manpages};
-use link::{leases, link_down, link_up, status};
+use link::{diag, leases, link_down, link_up, status};
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // clap prints usage errors and exits 2 itself
@@ -96,10 +96,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
         } => link_up(&link.load()?, foreground, cli.log_level.as_deref()),
         Command::Link {
-            action: LinkAction::Down { link },
-        } => link_down(&link.load()?),
-        Command::Status { link, json } => status(link.load()?.as_ref(), json),
-        Command::Leases { link, json } => leases(&link.load()?, json),
+            action: LinkAction::Down { link, socket },
+        } => link_down(&link.load()?, socket.socket.as_deref()),
+        Command::Status { link, socket, json } => {
+            status(link.load()?.as_ref(), socket.socket.as_deref(), json)
+        }
+        Command::Leases { link, socket, json } => {
+            leases(&link.load()?, socket.socket.as_deref(), json)
+        }
+        Command::Diag { link, socket } => diag(&link.load()?, socket.socket.as_deref()),
         Command::Check { link } => check(&link.load()?),
         Command::Genpsk { out } => genpsk(out.as_deref()),
         Command::Reload { link } => reload(&link.load()?),

@@ -33,6 +33,8 @@ pub struct SendReport {
     /// Datagrams sent from the kernel's choice of address because the one
     /// asked for is no longer ours.
     pub unsourced: usize,
+    /// Where the last dropped datagram was going.
+    pub failed_to: Option<SocketAddr>,
 }
 
 impl UdpSocket {
@@ -77,6 +79,7 @@ impl UdpSocket {
             if end == batch.head {
                 report.dropped += 1;
                 report.error = Some(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+                report.failed_to = Some(batch.dests[batch.head]);
                 batch.head += 1;
                 continue;
             }
@@ -107,6 +110,7 @@ impl UdpSocket {
                     // The first datagram of the run was refused outright
                     // (EMSGSIZE, ENETUNREACH, EPERM from a firewall, ...):
                     // drop it so it cannot block the queue.
+                    report.failed_to = Some(batch.dests[batch.head]);
                     batch.head += 1;
                     report.dropped += 1;
                     report.error = Some(e);

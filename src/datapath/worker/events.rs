@@ -11,7 +11,7 @@ use super::Worker;
 use super::lane::Lane;
 use super::out::{Out, TapOut, UdpTx};
 use crate::guard::LoopEvent;
-use crate::tunnel::{Event, PeerId, PeerStats};
+use crate::tunnel::{Event, HandshakeRefusal, PeerId, PeerStats};
 
 impl Worker {
     /// The bridge's timers (loop probes and hold-downs, the responder's
@@ -119,8 +119,35 @@ impl Worker {
                 }
                 Event::HandshakeRefused { from, peer, reason } => {
                     // The tunnel reports only a few per second.
+                    let (from, reason) = (*from, *reason);
                     let name = peer.map_or_else(|| "-".into(), |p| self.peer_name(p));
-                    tracing::warn!(%from, peer = %name, "handshake refused: {reason}");
+                    self.log_refusal(from, &name, reason);
+                    continue;
+                }
+                Event::NoAnswer {
+                    peer,
+                    to,
+                    tcp,
+                    handshakes,
+                    since,
+                } => {
+                    let name = self.peer_name(*peer);
+                    let waited = now.saturating_duration_since(*since).as_secs();
+                    let proto = if *tcp { "TCP" } else { "UDP" };
+                    tracing::warn!(
+                        peer = %name, %to, handshakes, waited_secs = waited,
+                        "no answer from {name} at {to} after {handshakes} handshakes: check \
+                         the key, the peer name, and that {proto} {} is open",
+                        to.port()
+                    );
+                    continue;
+                }
+                Event::Answered { peer, after } => {
+                    let name = self.peer_name(*peer);
+                    tracing::info!(
+                        peer = %name, unanswered = after,
+                        "{name} answers again, after {after} unanswered handshakes"
+                    );
                     continue;
                 }
             };
@@ -191,11 +218,47 @@ impl Worker {
                     "endpoint moved"
                 ),
                 Event::HandshakeRefused { .. }
+                | Event::NoAnswer { .. }
+                | Event::Answered { .. }
                 | Event::PathMtuChanged { .. }
                 | Event::TransportChanged { .. } => {}
             }
         }
         changed
+    }
+
+    /// The log line of a refused handshake message from `from` (`peer`:
+    /// the peer it concerned, `-` when unknown), in the words of what to
+    /// check. Only what the message proved is said: a key hint in no table
+    /// may be another key or another name for this site, and is worded so.
+    fn log_refusal(&self, from: SocketAddr, peer: &str, reason: HandshakeRefusal) {
+        let site = &self.config.name;
+        match reason {
+            HandshakeRefusal::UnknownKey => tracing::warn!(
+                %from, reason = "unknown_key",
+                "handshake refused: initiation from {from} with a key this site does not \
+                 have: check that both sites use the same key file, and that the sender's \
+                 [[peer]] for this site is named \"{site}\""
+            ),
+            HandshakeRefusal::UnknownPeer { name } if peer != "-" => tracing::warn!(
+                %from, %peer, reason = "unknown_peer", claimed = %name,
+                "handshake refused: initiation from {from} authenticated with peer {peer}'s \
+                 key, but names itself \"{name}\", which is not a [[peer]] here: check the \
+                 peer name (each site's [[peer]] name is the other site's link name)"
+            ),
+            HandshakeRefusal::UnknownPeer { name } => tracing::warn!(
+                %from, reason = "unknown_peer", claimed = %name,
+                "handshake refused: initiation from {from} authenticated, but names itself \
+                 \"{name}\", which is not a [[peer]] here: check the peer name (each site's \
+                 [[peer]] name is the other site's link name)"
+            ),
+            HandshakeRefusal::BadMac => tracing::warn!(
+                %from, reason = "bad_mac",
+                "handshake refused: initiation from {from} names a key of this site but does \
+                 not authenticate (damaged or forged); ignored"
+            ),
+            other => tracing::warn!(%from, %peer, "handshake refused: {other}"),
+        }
     }
 
     /// Tells the tunnel the kernel's MTU towards peer `id` at `endpoint`

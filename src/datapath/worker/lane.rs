@@ -77,7 +77,11 @@ impl Lane {
         let mut fds = [PollFd::new(self.udp.as_fd(), PollFlags::POLLOUT)];
         let _ = poll(&mut fds, PollTimeout::from(ms));
         let r = self.udp.send_batch(&mut self.b.out.batch);
-        self.io.udp_send_errors += r.dropped as u64;
+        if r.dropped > 0 {
+            let failed = super::out::send_failure(&r);
+            self.io
+                .count_send_errors(r.dropped, failed, std::time::Instant::now());
+        }
     }
 
     /// Writes the staged frames to the TAP.

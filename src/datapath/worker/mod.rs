@@ -333,7 +333,8 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         lane.write_staged();
         if lane.b.out.batch.pending() > 0 {
             let r = lane.udp.send_batch(&mut lane.b.out.batch);
-            lane.io.udp_send_errors += r.dropped as u64;
+            lane.io
+                .count_send_errors(r.dropped, out::send_failure(&r), now);
         }
         if let Some(reply) = down {
             return Exit::Down(reply);
@@ -367,7 +368,9 @@ fn other_worker(core: &Mutex<Worker>, mut lane: Lane, stop: &EventFd) {
         if lane.b.out.batch.pending() > 0 {
             let r = lane.udp.send_batch(&mut lane.b.out.batch);
             if r.dropped > 0 {
-                lock(core).lanes_io.udp_send_errors += r.dropped as u64;
+                lock(core)
+                    .lanes_io
+                    .count_send_errors(r.dropped, out::send_failure(&r), now);
             }
         }
     }
@@ -615,7 +618,8 @@ impl Worker {
         for i in range.clone() {
             if lane.b.out.batch.free() < room {
                 let r = lane.udp.send_batch(&mut lane.b.out.batch);
-                lane.io.udp_send_errors += r.dropped as u64;
+                lane.io
+                    .count_send_errors(r.dropped, out::send_failure(&r), now);
                 if lane.b.out.batch.free() < room {
                     return (answered, i);
                 }

@@ -12,8 +12,17 @@ use super::super::tcp::Conns;
 use super::super::udp::{SendBatch, UdpSocket};
 use super::lane::{OutBufs, STAGED_BYTES, STAGED_FRAMES, Staged};
 use crate::bridge;
+use crate::control::status::{SendFailure, note_send_failure};
 use crate::leases::{LeaseChange, LeaseStore};
 use crate::tunnel::{PeerId, Transmit, Tunnel};
+
+/// Where the last datagram `r` dropped was going, and why (`errno`).
+pub(super) fn send_failure(r: &super::super::udp::SendReport) -> Option<(SocketAddr, i32)> {
+    r.failed_to.map(|to| {
+        let errno = r.error.as_ref().and_then(|e| e.raw_os_error());
+        (to, errno.unwrap_or(0))
+    })
+}
 
 /// [`Transmit`] over a `sendmmsg` batch (flushed when full) and the TCP
 /// connections' queues.
@@ -24,6 +33,7 @@ pub(super) struct UdpTx<'a> {
     pub(super) spill: &'a mut [u8],
     pub(super) spilled: bool,
     pub(super) errors: &'a mut u64,
+    pub(super) failure: &'a mut Option<SendFailure>,
     pub(super) now: Instant,
 }
 
@@ -33,6 +43,7 @@ impl<'a> UdpTx<'a> {
         tcp: &'a mut Conns,
         out: &'a mut OutBufs,
         errors: &'a mut u64,
+        failure: &'a mut Option<SendFailure>,
         now: Instant,
     ) -> Self {
         UdpTx {
@@ -42,6 +53,7 @@ impl<'a> UdpTx<'a> {
             spill: &mut out.spill,
             spilled: false,
             errors,
+            failure,
             now,
         }
     }
@@ -49,6 +61,7 @@ impl<'a> UdpTx<'a> {
     pub(super) fn flush(&mut self) {
         let r = self.sock.send_batch(self.batch);
         *self.errors += r.dropped as u64;
+        note_send_failure(self.failure, send_failure(&r), self.now);
     }
 }
 
@@ -99,6 +112,7 @@ macro_rules! tx {
             &mut $self.tcp,
             &mut $lane.b.out,
             &mut $lane.io.udp_send_errors,
+            &mut $lane.io.last_send_error,
             $now,
         )
     };
@@ -132,6 +146,7 @@ macro_rules! out {
                 &mut $self.tcp,
                 &mut $lane.b.out,
                 &mut $lane.io.udp_send_errors,
+                &mut $lane.io.last_send_error,
                 $now,
             ),
             tunnel: &mut $self.tunnel,

@@ -233,8 +233,26 @@ impl Bridge {
         }
         let packet = &*packet;
         let frame = &packet[h..];
-        if self.guard.from_local(frame, now) == guard::LocalVerdict::Drop {
-            return TapOutcome::Dropped;
+        match self.guard.from_local(frame, now) {
+            guard::LocalVerdict::Forward => {}
+            guard::LocalVerdict::Drop => return TapOutcome::Dropped,
+            guard::LocalVerdict::Return => {
+                // Another site's probe reached our LAN: back into the
+                // tunnel once, marked, so its sender learns which LANs
+                // are joined. A storm of made-up probes is a storm.
+                if self.guard.allow_flood(now) {
+                    let n = guard::PROBE_LEN.min(frame.len());
+                    self.probe[..h].fill(0); // plain frame: no offload
+                    self.probe[h..h + n].copy_from_slice(&frame[..n]);
+                    guard::mark_returned(&mut self.probe[h..]);
+                    for p in PeerId::all(self.peers) {
+                        if out.peer_up(p) {
+                            out.to_peer(p, &self.probe[..h + n]);
+                        }
+                    }
+                }
+                return TapOutcome::Dropped;
+            }
         }
         let (dst, src) = addresses(frame);
         if self.guard.watches_moves()
@@ -309,10 +327,17 @@ impl Bridge {
             self.guard.policy_dropped();
             return None;
         }
-        if self.guard.watches_moves()
-            && self.switch.port_of(class.vlan, src, now) == Some(Port::Local)
-        {
-            self.guard.mac_moved(now);
+        if self.guard.watches_moves() {
+            // A MAC seen on our side, or (at a hub) behind another peer,
+            // now comes from this one: a loop may have formed.
+            let moved = match self.switch.port_of(class.vlan, src, now) {
+                Some(Port::Local) => true,
+                Some(Port::Peer(other)) => self.hub && other != peer,
+                None => false,
+            };
+            if moved {
+                self.guard.mac_moved(now);
+            }
         }
         if self
             .switch
@@ -335,6 +360,12 @@ impl Bridge {
             // Known unicast to another spoke, across an isolation.
             route.peer = None;
             self.guard.policy_dropped();
+        }
+        if let Some(to) = route.peer
+            && !self.guard.allow_relay(peer, to)
+        {
+            // The two LANs are joined another way (a loop behind us).
+            route.peer = None;
         }
         if route.flood_peers && (isolated || !self.guard.allow_relay_flood(peer, now)) {
             route.flood_peers = false;
@@ -359,7 +390,7 @@ impl Bridge {
             if p != from
                 && (route.flood_peers || route.peer == Some(p))
                 && !self.isolated(p)
-                && self.guard.allow_to_peer(p)
+                && self.guard.allow_relay(from, p)
             {
                 out.to_peer(p, packet);
             }

@@ -569,6 +569,78 @@ fn a_loop_through_one_peer_cuts_off_that_peer_only_until_it_is_gone() {
     assert_eq!(out.peers(), vec![0, 1, 2]);
 }
 
+/// Two spokes' LANs joined behind a hub. At the hub: a MAC moving from
+/// spoke 1 to spoke 2 starts probing; the probe for spoke 1 comes back
+/// marked from spoke 2 (which read it from its LAN); relaying between the
+/// two stops, both ways, while both still reach the hub and spoke 0. At a
+/// spoke: another site's probe read from the LAN goes back to every peer
+/// that is up, marked, once.
+#[test]
+fn a_loop_between_two_spokes_is_cut_at_the_hub_between_them_only() {
+    let t = Instant::now();
+    let mut hub = bridge(true, 3, guards(0, true, false, BpduPolicy::Forward), t);
+    let mut spoke = Bridge::new(
+        Switch::new(false),
+        Guard::new(&guards(0, true, false, BpduPolicy::Forward), [8; 8], t),
+        None,
+        0,
+        1,
+    );
+    let mut out = Rec::default();
+    let (p0, p1, p2) = (PeerId::new(0), PeerId::new(1), PeerId::new(2));
+    peer(&mut hub, p1, &data(BCAST, B), t, &mut out);
+    assert_eq!(out.peers(), vec![0, 2], "relayed");
+    out.take();
+    assert_eq!(hub.poll_timeout(), None, "no move yet");
+    peer(&mut hub, p2, &data(BCAST, B), t, &mut out);
+    out.take();
+    let probes = probe_round(&mut hub, t, &mut out);
+    assert_eq!(
+        probes.len(),
+        3,
+        "a MAC moving between spokes starts probing"
+    );
+    // Spoke 2's gateway reads the probe for spoke 1 from its LAN.
+    let for_p1 = probes[1].1.clone();
+    assert_eq!(tap(&mut spoke, &for_p1, t, &mut out), TapOutcome::Dropped);
+    let back = match out.take().as_slice() {
+        [Out::Peer(p, f)] if *p == p0 => f.clone(),
+        o => panic!("sent back to its one peer: {o:?}"),
+    };
+    assert_ne!(back, for_p1, "marked");
+    // Marked, it is not sent back again, nor written anywhere.
+    assert_eq!(tap(&mut spoke, &back, t, &mut out), TapOutcome::Dropped);
+    peer(&mut spoke, p0, &back, t, &mut out);
+    assert!(out.take().is_empty());
+    // At the hub, from spoke 2: the loop is between 1 and 2.
+    peer(&mut hub, p2, &back, t, &mut out);
+    assert!(out.take().is_empty(), "never written, never relayed");
+    hub.handle_timeout(t, wall(), &mut out);
+    assert!(matches!(
+        hub.poll_event(),
+        Some(LoopEvent::PairLoopStarted { a, b, .. }) if a == p1 && b == p2
+    ));
+    out.take();
+    // Floods from 1 reach the hub's LAN and spoke 0, not spoke 2; and the
+    // other way round; spoke 0 still reaches both.
+    peer(&mut hub, p1, &data(BCAST, C), t, &mut out);
+    assert_eq!((out.taps(), out.peers()), (1, vec![0]));
+    out.take();
+    peer(&mut hub, p2, &data(BCAST, B), t, &mut out);
+    assert_eq!((out.taps(), out.peers()), (1, vec![0]));
+    out.take();
+    peer(&mut hub, p0, &data(BCAST, A), t, &mut out);
+    assert_eq!(out.peers(), vec![1, 2]);
+    out.take();
+    // Known unicast from 1 to B (now behind 2): not relayed either.
+    peer(&mut hub, p1, &data(B, C), t, &mut out);
+    assert!(out.peers().is_empty(), "{:?}", out.out);
+    out.take();
+    tap(&mut hub, &data(BCAST, A), t, &mut out);
+    assert_eq!(out.peers(), vec![0, 1, 2], "the hub's own LAN reaches all");
+    assert!(hub.guard_counters().loop_dropped >= 3);
+}
+
 #[test]
 fn a_mac_learned_here_and_seen_from_a_peer_starts_probing_too() {
     let t = Instant::now();

@@ -86,6 +86,23 @@
 //! changed. `loops_detected` counts loop events, the frames refused
 //! meanwhile are counted in `loop_dropped`.
 //!
+//! **Loops behind a hub, and a site bridged in twice.** A probe read from
+//! the TAP that is *another* site's and was not sent back before is sent
+//! back once, marked, to every peer that is up ([`LocalVerdict::Return`]):
+//! its LAN received a probe that some site sent to another. A marked probe
+//! is never written to a TAP nor sent on again, so it crosses the tunnel at
+//! most twice. When one of ours comes back marked from peer Q, naming the
+//! peer P it was sent to, P's LAN reaches Q's LAN another way:
+//! - P ≠ Q (at a hub: two spokes' LANs are joined behind it): the hub stops
+//!   relaying between P and Q, in both directions, while the loop lasts
+//!   (the same hold-down and back-off); P and Q stay connected to the hub
+//!   and to every other spoke, and reach each other over their own path;
+//! - P = Q: P's LAN is bridged into the tunnel twice (the two boxes of an
+//!   HA pair both active): nothing runs in a circle through us (frames
+//!   from P are never sent back to P), so nothing is cut, but it is counted
+//!   and reported ([`LoopEvent::BridgedTwice`], at most once a minute per
+//!   peer) so the operator learns of the split brain.
+//!
 //! The loop is considered gone when no probe of ours came back for a
 //! hold-down of 3 s (three probes); then forwarding resumes by itself. A
 //! loop that comes back within a minute of ending doubles the hold-down
@@ -103,7 +120,7 @@ use std::time::{Duration, Instant};
 
 use crate::peer_id::PeerId;
 
-use probe::{PeerLoop, Probing};
+use probe::{PairLoop, PeerLoop, Probing};
 pub use probe::{is_bpdu, is_probe};
 use storm::Storm;
 
@@ -167,6 +184,12 @@ pub const PROBE_DST: [u8; 6] = [0x03, 0x74, 0x62, 0x6c, 0x6f, 0x6f];
 pub const PROBE_ETHERTYPE: u16 = 0x88b5;
 /// What follows the ether type in a probe, before the nonce.
 const PROBE_MAGIC: &[u8; 16] = b"tapbridge-loop\x00\x01";
+/// The byte of a probe that says it was sent back by a site that read it
+/// from its LAN (1), or not (0).
+const PROBE_RETURNED: usize = 40;
+/// Pairs of peers with a loop between them, at most (a hub's spokes; a
+/// spoke that reports more pairs than this only fills its own).
+const MAX_PAIR_LOOPS: usize = 256;
 /// Probe length: the Ethernet minimum without FCS.
 pub const PROBE_LEN: usize = 60;
 
@@ -177,6 +200,9 @@ pub enum LocalVerdict {
     Forward,
     /// Drop it (counted by the guard).
     Drop,
+    /// Another site's probe that reached our LAN: send it back, marked
+    /// ([`mark_returned`]), to every peer that is up, and nowhere else.
+    Return,
 }
 
 /// What to do with a frame from a peer.
@@ -211,6 +237,33 @@ pub enum LoopEvent {
         /// How long the loop lasted.
         lasted: Duration,
     },
+    /// A probe of ours sent to peer `a` came back marked from peer `b`:
+    /// their LANs are joined behind us, and nothing is relayed between them
+    /// until the loop ends.
+    PairLoopStarted {
+        /// The peer the probe was sent to.
+        a: PeerId,
+        /// The peer it came back from.
+        b: PeerId,
+        /// How long the loop must be gone before relaying resumes.
+        hold: Duration,
+    },
+    /// The loop between `a` and `b` is gone: relaying between them resumes.
+    PairLoopEnded {
+        /// One peer of the pair.
+        a: PeerId,
+        /// The other.
+        b: PeerId,
+        /// How long the loop lasted.
+        lasted: Duration,
+    },
+    /// A probe of ours sent to `peer` came back marked from `peer` itself:
+    /// its LAN is bridged into the tunnel twice (two active boxes). Nothing
+    /// is cut; at most one such event a minute per peer.
+    BridgedTwice {
+        /// The peer whose LAN is attached twice.
+        peer: PeerId,
+    },
 }
 
 /// What the guards dropped and saw (SPEC §6 counters).
@@ -244,6 +297,8 @@ pub struct Guard {
     /// How many entries of `peers` have a loop (0: the common case, every
     /// check is one comparison).
     looped_peers: usize,
+    /// Loops between two peers (behind a hub); empty in the common case.
+    pairs: Vec<PairLoop>,
     /// Peer numbers at or above this are not ours ([`Guard::set_peer_count`]).
     peer_limit: usize,
     probe: [u8; PROBE_LEN],
@@ -277,6 +332,7 @@ impl Guard {
             },
             peers: Vec::new(),
             looped_peers: 0,
+            pairs: Vec::new(),
             peer_limit: usize::from(u16::MAX),
             probe,
             counters: GuardCounters::default(),
@@ -294,6 +350,9 @@ impl Guard {
             for p in PeerId::all(self.peers.len()) {
                 self.end_loop(p, now);
             }
+            while let Some(pair) = self.pairs.first().copied() {
+                self.end_pair(pair, now);
+            }
             self.probing.suspect_until = None;
         }
         self.config = *config;
@@ -302,6 +361,14 @@ impl Guard {
     /// `peer` was removed (a reload): a loop through it ends.
     pub fn forget_peer(&mut self, peer: PeerId, now: Instant) {
         self.end_loop(peer, now);
+        while let Some(pair) = self
+            .pairs
+            .iter()
+            .find(|l| l.a == peer || l.b == peer)
+            .copied()
+        {
+            self.end_pair(pair, now);
+        }
         self.storm.forget_peer(peer, now);
         if let Some(l) = self.peers.get_mut(peer.index()) {
             *l = PeerLoop::IDLE;
@@ -323,9 +390,9 @@ impl Guard {
         self.counters
     }
 
-    /// Whether a loop is present through any peer.
+    /// Whether a loop is present through any peer (or between two).
     pub fn looped(&self) -> bool {
-        self.looped_peers > 0
+        self.looped_peers > 0 || !self.pairs.is_empty()
     }
 
     /// Whether a loop is present through `peer` (nothing is exchanged with
@@ -344,10 +411,15 @@ impl Guard {
         if self.config.loop_detect && is_probe(frame) {
             // Never forwarded: a probe on the LAN side came over another path.
             if frame.get(30..38) == Some(&self.probe[30..38]) {
-                if let Some(peer) = frame.get(38..40) {
-                    let peer = PeerId::new(usize::from(u16::from_be_bytes([peer[0], peer[1]])));
+                if let Some(peer) = probe_peer(frame) {
                     self.probe_returned(peer, now);
                 }
+                return LocalVerdict::Drop;
+            }
+            // Another site's, reaching our LAN: back to that site (once),
+            // unless it was sent back already.
+            if frame.get(PROBE_RETURNED) == Some(&0) {
+                return LocalVerdict::Return;
             }
             return LocalVerdict::Drop;
         }
@@ -356,6 +428,23 @@ impl Guard {
             return LocalVerdict::Drop;
         }
         LocalVerdict::Forward
+    }
+
+    /// May a hub relay a frame from peer `from` to peer `to`? Not while a
+    /// loop runs through either, nor between the two; each refusal is
+    /// counted in `loop_dropped`.
+    pub fn allow_relay(&mut self, from: PeerId, to: PeerId) -> bool {
+        if !self.allow_to_peer(to) {
+            return false;
+        }
+        let joined = self
+            .pairs
+            .iter()
+            .any(|l| (l.a == from && l.b == to) || (l.a == to && l.b == from));
+        if joined {
+            self.counters.loop_dropped += 1;
+        }
+        !joined
     }
 
     /// May a frame (from the TAP, or relayed by a hub) go to `peer`? Not
@@ -434,9 +523,19 @@ impl Guard {
         peer: PeerId,
         now: Instant,
     ) -> PeerVerdict {
-        let _ = now;
         if self.config.loop_detect && is_probe(frame) {
-            return PeerVerdict::Probe;
+            if frame.get(PROBE_RETURNED) == Some(&0) {
+                return PeerVerdict::Probe;
+            }
+            // Sent back by a site whose LAN it reached: ours tells a loop
+            // between the peer it was sent to and this one; another site's
+            // goes no further.
+            if frame.get(30..38) == Some(&self.probe[30..38])
+                && let Some(named) = probe_peer(frame)
+            {
+                self.probe_returned_via(named, peer, now);
+            }
+            return PeerVerdict::Drop;
         }
         if self.peer_looped(peer) {
             self.counters.loop_dropped += 1;
@@ -476,12 +575,13 @@ impl Guard {
             return self.event_at;
         }
         let pr = &self.probing;
-        if self.looped_peers > 0 {
+        if self.looped() {
             let hold_ends = self
                 .peers
                 .iter()
                 .filter(|l| l.since.is_some())
                 .filter_map(|l| l.last_seen.map(|t| t + l.hold))
+                .chain(self.pairs.iter().map(|l| l.last_seen + l.hold))
                 .min();
             return Some(hold_ends.map_or(pr.next_probe, |e| e.min(pr.next_probe)));
         }
@@ -502,6 +602,14 @@ impl Guard {
                 }
             }
         }
+        while let Some(pair) = self
+            .pairs
+            .iter()
+            .find(|l| now.saturating_duration_since(l.last_seen) >= l.hold)
+            .copied()
+        {
+            self.end_pair(pair, now);
+        }
         if self.probing.suspect_until.is_some_and(|s| now >= s) {
             self.probing.suspect_until = None;
         }
@@ -513,7 +621,7 @@ impl Guard {
     /// that is up.
     pub fn poll_probe(&mut self, now: Instant) -> bool {
         let pr = &self.probing;
-        let active = self.looped_peers > 0 || pr.suspect_until.is_some_and(|s| now < s);
+        let active = self.looped() || pr.suspect_until.is_some_and(|s| now < s);
         if !self.config.loop_detect || !active || now < pr.next_probe {
             return false;
         }
@@ -583,6 +691,67 @@ impl Guard {
         self.push_event(LoopEvent::LoopStarted { peer, hold }, now);
     }
 
+    /// A probe of ours, sent to `named`, came back marked from `via`.
+    fn probe_returned_via(&mut self, named: PeerId, via: PeerId, now: Instant) {
+        if named.index() >= self.peer_limit || via.index() >= self.peer_limit {
+            return;
+        }
+        if named == via {
+            if self.peers.len() <= via.index() {
+                self.peers.resize(via.index() + 1, PeerLoop::IDLE);
+            }
+            let l = &mut self.peers[via.index()];
+            if l.twice_reported
+                .is_none_or(|t| now.saturating_duration_since(t) >= FLAP_WINDOW)
+            {
+                l.twice_reported = Some(now);
+                self.counters.loops_detected += 1;
+                self.push_event(LoopEvent::BridgedTwice { peer: via }, now);
+            }
+            return;
+        }
+        let (a, b) = (named, via);
+        if let Some(l) = self
+            .pairs
+            .iter_mut()
+            .find(|l| (l.a == a && l.b == b) || (l.a == b && l.b == a))
+        {
+            l.last_seen = now;
+            return;
+        }
+        if self.pairs.len() >= MAX_PAIR_LOOPS {
+            return;
+        }
+        self.pairs.push(PairLoop {
+            a,
+            b,
+            since: now,
+            last_seen: now,
+            hold: LOOP_HOLD,
+        });
+        self.counters.loops_detected += 1;
+        self.push_event(
+            LoopEvent::PairLoopStarted {
+                a,
+                b,
+                hold: LOOP_HOLD,
+            },
+            now,
+        );
+    }
+
+    fn end_pair(&mut self, pair: PairLoop, now: Instant) {
+        self.pairs.retain(|l| !(l.a == pair.a && l.b == pair.b));
+        self.push_event(
+            LoopEvent::PairLoopEnded {
+                a: pair.a,
+                b: pair.b,
+                lasted: now.saturating_duration_since(pair.since),
+            },
+            now,
+        );
+    }
+
     fn end_loop(&mut self, peer: PeerId, now: Instant) {
         let Some(l) = self.peers.get_mut(peer.index()) else {
             return;
@@ -599,5 +768,19 @@ impl Guard {
                 now,
             );
         }
+    }
+}
+
+/// The peer number a probe names (bytes 38..40).
+fn probe_peer(frame: &[u8]) -> Option<PeerId> {
+    let n = frame.get(38..40)?;
+    Some(PeerId::new(usize::from(u16::from_be_bytes([n[0], n[1]]))))
+}
+
+/// Marks the probe at the start of `frame` as sent back
+/// ([`LocalVerdict::Return`]).
+pub fn mark_returned(frame: &mut [u8]) {
+    if let Some(b) = frame.get_mut(PROBE_RETURNED) {
+        *b = 1;
     }
 }

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::peer_id::PeerId;
+
 use super::threat;
 use super::{LOOP_HOLD, PROBE_DST, PROBE_ETHERTYPE, PROBE_MAGIC};
 
@@ -26,6 +28,21 @@ pub(super) struct PeerLoop {
     pub(super) hold: Duration,
     /// When the last loop through this peer ended.
     pub(super) ended: Option<Instant>,
+    /// When this peer's LAN was last reported bridged in twice.
+    pub(super) twice_reported: Option<Instant>,
+}
+
+/// A loop between two peers' LANs, behind us (a hub).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PairLoop {
+    /// The peer our probe was sent to.
+    pub(super) a: PeerId,
+    /// The peer it came back from.
+    pub(super) b: PeerId,
+    pub(super) since: Instant,
+    /// When a probe last came back this way.
+    pub(super) last_seen: Instant,
+    pub(super) hold: Duration,
 }
 
 impl PeerLoop {
@@ -34,6 +51,7 @@ impl PeerLoop {
         last_seen: None,
         hold: LOOP_HOLD,
         ended: None,
+        twice_reported: None,
     };
 }
 

@@ -609,15 +609,21 @@ fn a_flapping_loop_backs_off() {
 }
 
 #[test]
-fn probes_of_other_sites_are_not_ours_and_never_forwarded() {
+fn probes_of_other_sites_are_not_ours_and_sent_back_once() {
     let t0 = Instant::now();
     let mut a = guard(config(0, true, false, BpduPolicy::Forward), t0);
     let mut b = Guard::new(&config(0, true, false, BpduPolicy::Forward), [9; 8], t0);
     b.mac_moved(t0);
     assert!(b.poll_probe(t0), "due");
     let theirs = b.probe_for(PeerId::new(0)).to_vec();
-    assert_eq!(a.from_local(&theirs, t0), LocalVerdict::Drop);
+    // Not our loop: sent back, marked, once; a marked one goes nowhere.
+    assert_eq!(a.from_local(&theirs, t0), LocalVerdict::Return);
     assert!(!a.looped(), "another site's probe is not our loop");
+    let mut marked = theirs.clone();
+    mark_returned(&mut marked);
+    assert_eq!(a.from_local(&marked, t0), LocalVerdict::Drop);
+    assert_eq!(a.from_peer(&marked, PeerId::new(0), t0), PeerVerdict::Drop);
+    assert!(!a.looped() && a.poll_event().is_none());
     // With loop detection off a probe-looking frame is an ordinary frame.
     let mut off = guard(config(0, false, false, BpduPolicy::Forward), t0);
     off.mac_moved(t0);
@@ -797,4 +803,95 @@ fn a_loop_event_is_due_at_once_until_polled() {
     assert_eq!(g.poll_timeout(), Some(gone));
     assert!(matches!(g.poll_event(), Some(LoopEvent::LoopEnded { .. })));
     assert_ne!(g.poll_timeout(), Some(gone));
+}
+
+/// A hub's probe sent to spoke 1 comes back marked from spoke 2: their
+/// LANs are joined behind the hub. Relaying between 1 and 2 stops (both
+/// ways), every other pair and the spokes' own traffic flow, and the loop
+/// ends after the hold-down once the probes stop coming back.
+#[test]
+fn a_loop_between_two_spokes_cuts_only_their_relay() {
+    let t0 = Instant::now();
+    let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    g.set_peer_count(3);
+    let (p0, p1, p2) = (PeerId::new(0), PeerId::new(1), PeerId::new(2));
+    let arp = eth(BCAST, &[], 0x0806, &[0; 28]);
+    let mut t = t0;
+    for s in 0..10 {
+        g.mac_moved(t);
+        g.handle_timeout(t);
+        if g.poll_probe(t) && s < 5 {
+            // Spoke 2 read our probe for spoke 1 from its LAN.
+            let mut back = g.probe_for(p1).to_vec();
+            mark_returned(&mut back);
+            assert_eq!(g.from_peer(&back, p2, t), PeerVerdict::Drop);
+        }
+        if s == 0 {
+            assert_eq!(
+                g.poll_event(),
+                Some(LoopEvent::PairLoopStarted {
+                    a: p1,
+                    b: p2,
+                    hold: LOOP_HOLD
+                })
+            );
+        }
+        if s < 5 {
+            assert!(g.looped());
+            assert!(!g.allow_relay(p1, p2) && !g.allow_relay(p2, p1));
+            assert!(g.allow_relay(p0, p1) && g.allow_relay(p2, p0));
+            assert!(g.allow_to_peer(p1) && g.allow_to_peer(p2));
+            assert_eq!(g.from_peer(&arp, p1, t), PeerVerdict::Forward);
+        }
+        t += Duration::from_secs(1);
+    }
+    assert!(!g.looped(), "ended after the hold-down");
+    assert!(matches!(
+        g.poll_event(),
+        Some(LoopEvent::PairLoopEnded { a, b, .. }) if a == p1 && b == p2
+    ));
+    assert!(g.allow_relay(p1, p2));
+    assert_eq!(g.counters().loops_detected, 1);
+    assert_eq!(g.counters().loop_dropped, 10);
+}
+
+/// Our probe to a peer comes back marked from that same peer: its LAN is
+/// bridged in twice (an HA pair with both boxes active). Reported once a
+/// minute, nothing cut. Another site's marked probe, or one naming a peer
+/// we do not have, changes nothing.
+#[test]
+fn a_peer_bridged_in_twice_is_reported_not_cut() {
+    let t0 = Instant::now();
+    let mut g = guard(config(0, true, false, BpduPolicy::Forward), t0);
+    g.set_peer_count(2);
+    let p0 = PeerId::new(0);
+    let mut t = t0;
+    let mut events = 0;
+    for _ in 0..90 {
+        g.mac_moved(t);
+        g.handle_timeout(t);
+        if g.poll_probe(t) {
+            let mut back = g.probe_for(p0).to_vec();
+            mark_returned(&mut back);
+            assert_eq!(g.from_peer(&back, p0, t), PeerVerdict::Drop);
+        }
+        while let Some(e) = g.poll_event() {
+            assert_eq!(e, LoopEvent::BridgedTwice { peer: p0 });
+            events += 1;
+        }
+        assert!(!g.looped() && g.allow_to_peer(p0) && g.allow_relay(PeerId::new(1), p0));
+        t += Duration::from_secs(1);
+    }
+    assert_eq!(events, 2, "at 0 s and 60 s");
+    assert_eq!(g.counters().loops_detected, 2);
+    let mut other = Guard::new(&config(0, true, false, BpduPolicy::Forward), [9; 8], t0);
+    other.mac_moved(t0);
+    assert!(other.poll_probe(t0));
+    let mut theirs = other.probe_for(p0).to_vec();
+    mark_returned(&mut theirs);
+    assert_eq!(g.from_peer(&theirs, PeerId::new(1), t), PeerVerdict::Drop);
+    let mut beyond = g.probe_for(PeerId::new(7)).to_vec();
+    mark_returned(&mut beyond);
+    assert_eq!(g.from_peer(&beyond, PeerId::new(1), t), PeerVerdict::Drop);
+    assert!(g.poll_event().is_none() && !g.looped());
 }

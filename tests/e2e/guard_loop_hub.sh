@@ -16,7 +16,11 @@
 # detects the loop (loops_detected ≥ 1) and logs it naming gwb; while it lasts, ha and hc
 # still reach each other through the tunnel (ARP broadcasts included: the hub still
 # floods to gwc), and hb reaches ha over the direct link; once the direct link is removed, ha reaches hb through the tunnel
-# again within 10 s. Everything is bounded: storm_pps caps what could circulate
+# again within 10 s. Then a direct link joins gwb's and gwc's br-lan (a loop behind the
+# hub, through two branches): the hub detects it within 5 s, logs the pair, and stops
+# relaying between gwb and gwc only; ha still reaches hb and hc through the hub, hb and
+# hc reach each other over their link, both branches keep their tunnels; once the link
+# is removed, hb reaches hc through the hub again. Everything is bounded: storm_pps caps what could circulate
 # before detection, and the rig is deleted on any exit.
 #
 # Run as root: tests/e2e/guard_loop_hub.sh   (BRIDGE_CTL=... to pick the binary)
@@ -124,5 +128,39 @@ e2e_wait "ha reaches hb through the tunnel again within 10 s" 10 e2e_ping1 ha "$
 e2e_cmp "the ping went through the tunnel (gwb rx_frames from gwa $rx0 → …)" \
     "$(e2e_peer gwb gwa rx_frames || echo 0)" -gt "$rx0"
 e2e_check "ping hc → hb through the hub" e2e_ping hc "${HOST_IP[hb]}"
+
+# --- a loop behind the hub: a direct veth between gwb's and gwc's br-lan. Frames go
+# round gwb → hub → gwc → the direct link → gwb; the hub's probe for gwb reaches gwc's
+# LAN, gwc sends it back marked, and the hub stops relaying between gwb and gwc only.
+NS_C=$(e2e_ns gwc)
+pairs0=$(e2e_counter gwa loops_detected || echo 0)
+tb_veth "$NS_B" pairb "$NS_C" pairc
+ip -n "$NS_B" link set pairb master br-lan
+ip -n "$NS_C" link set pairc master br-lan
+gl_frames "$(e2e_ns hb)" 5 bcast eth0
+# pair_looped: the hub detected another loop since the phase started.
+# shellcheck disable=SC2317 # invoked indirectly through e2e_wait
+pair_looped() {
+    local n
+    n=$(e2e_counter gwa loops_detected) && [[ "$n" =~ ^[0-9]+$ ]] && ((n > pairs0))
+}
+e2e_wait "the hub detects the loop between gwb's and gwc's LANs within 5 s" 5 pair_looped
+e2e_check "the hub's log names the pair" \
+    grep -q 'forwarding loop between two peers: .*peer=gw[bc] other=gw[bc]' "$E2E_WORK/run/gwa.log"
+e2e_passed || dump
+e2e_check "and no loop through gwc alone" no_loop_through gwc
+for h in ha hb hc; do
+    ip -n "$(e2e_ns "$h")" neigh flush dev eth0
+done
+e2e_wait "ha reaches hb through the hub while gwb and gwc are joined" 10 \
+    e2e_ping ha "${HOST_IP[hb]}" -c 1 -W 1
+e2e_passed || dump
+e2e_wait "ha reaches hc through the hub too" 10 e2e_ping ha "${HOST_IP[hc]}" -c 1 -W 1
+e2e_wait "hb reaches hc over their own path" 10 e2e_ping hb "${HOST_IP[hc]}" -c 1 -W 1
+e2e_check "gwb keeps its tunnel to the hub (up)" _e2e_peer_is_up gwb gwa
+e2e_check "gwc keeps its tunnel to the hub (up)" _e2e_peer_is_up gwc gwa
+ip -n "$NS_B" link del pairb
+e2e_wait "the pair loop ends and hb reaches hc through the hub again" 15 \
+    e2e_ping hb "${HOST_IP[hc]}" -c 1 -W 1
 
 e2e_summary

@@ -62,6 +62,30 @@ impl Worker {
                     "forwarding loop gone after {}s; frames to and from this peer flow again",
                     lasted.as_secs()
                 ),
+                LoopEvent::PairLoopStarted { a, b, hold } => tracing::warn!(
+                    peer = %self.peer_name(a),
+                    other = %self.peer_name(b),
+                    loops_detected = self.bridge.guard_counters().loops_detected,
+                    "forwarding loop between two peers: the probe sent to this peer came back \
+                     from the other, so their LANs are also joined another way; nothing is relayed \
+                     between the two until that path has been gone for {}s (both still reach us \
+                     and the other peers)",
+                    hold.as_secs()
+                ),
+                LoopEvent::PairLoopEnded { a, b, lasted } => tracing::info!(
+                    peer = %self.peer_name(a),
+                    other = %self.peer_name(b),
+                    "forwarding loop between two peers gone after {}s; relaying between them \
+                     resumes",
+                    lasted.as_secs()
+                ),
+                LoopEvent::BridgedTwice { peer } => tracing::warn!(
+                    peer = %self.peer_name(peer),
+                    loops_detected = self.bridge.guard_counters().loops_detected,
+                    "this peer's LAN is bridged into the tunnel twice: the probe sent to it came \
+                     back from it through its own LAN (both boxes of an HA pair active?); nothing \
+                     circulates through this site, so nothing is cut here"
+                ),
             }
         }
     }

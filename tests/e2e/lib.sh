@@ -578,20 +578,23 @@ e2e_json() {
 e2e_jq() {
     local json
     json=$(e2e_json "$1" "${3:-status}") || return 1
+    # The JSON on stdin: a hub's status with a thousand peers is larger than one
+    # command-line argument may be (128 KiB).
     python3 -c '
 import json, sys
+text = sys.stdin.read()
 try:
-    d = json.loads(sys.argv[1])
+    d = json.loads(text)
 except ValueError:
-    sys.exit("status --json did not print JSON: " + repr(sys.argv[1][:200]))
+    sys.exit("status --json did not print JSON: " + repr(text[:200]))
 def peer(name):
     return next(p for p in d["peers"] if p["name"] == name)
 try:
-    v = eval(sys.argv[2])
+    v = eval(sys.argv[1])
 except (KeyError, IndexError, TypeError, StopIteration) as e:
-    sys.exit(f"status --json lacks what {sys.argv[2]!r} needs: {e!r}")
+    sys.exit(f"status --json lacks what {sys.argv[1]!r} needs: {e!r}")
 print("null" if v is None else json.dumps(v) if isinstance(v, (dict, list, bool)) else v)
-' "$json" "$2"
+' "$2" <<<"$json"
 }
 
 # e2e_counter SITE KEY: one of SITE's status counters.

@@ -19,8 +19,10 @@
 //! heard of within [`MAC_FRESH`], to announce them to the LAN when it is
 //! promoted. It lists its live ARP bindings learned through the tunnel the
 //! same way (at most [`MAX_MACS`]), which the standby records as if it had
-//! learned them, so a promoted box answers ARP for remote hosts at once. An active box never applies what it receives (two actives at once
-//! do not overwrite each other).
+//! learned them, so a promoted box answers ARP for remote hosts at once,
+//! and its live ND bindings (IPv6) the same way. An active box never
+//! applies what it receives (two actives at once do not overwrite each
+//! other).
 //!
 //! # Wire format and keys
 //!
@@ -28,11 +30,13 @@
 //! datagram  = version (1 byte, 1) ‖ boot id (16) ‖ counter (8, big-endian)
 //!             ‖ AES-256-GCM(payload) ‖ tag (16)      aad = the first 25 bytes
 //! payload   = kind (1: heartbeat, 2: changes, 3: full-sync chunk, 4: remote
-//!             MACs, 5: ARP bindings) ‖ role (0 active, 1 standby) ‖ leases
+//!             MACs, 5: ARP bindings, 6: ND bindings) ‖ role (0 active, 1
+//!             standby) ‖ leases
 //!             held (4) ‖ sync id (4) ‖ chunk index (2) ‖ chunk count (2) ‖
 //!             then journal lines, each ending in "\n" (2, 3), or MACs (4):
 //!             VLAN id (2; 0xffff untagged) ‖ MAC (6), repeated, or bindings
-//!             (5): IPv4 address (4) ‖ MAC (6) ‖ peer number (2), repeated
+//!             (5): IPv4 address (4) ‖ MAC (6) ‖ peer number (2), repeated,
+//!             or (6): IPv6 address (16) ‖ MAC (6) ‖ peer number (2), repeated
 //! key       = HKDF-SHA256(ikm = partner PSK, salt = SHA-256("tapbridge partner
 //!             channel v1" ‖ boot id))            (`tunnel::partner_key`)
 //! nonce     = 0 (4 bytes) ‖ counter
@@ -48,6 +52,7 @@
 mod tests;
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
@@ -78,13 +83,16 @@ const KIND_CHANGES: u8 = 2;
 const KIND_FULL: u8 = 3;
 const KIND_MACS: u8 = 4;
 const KIND_BINDINGS: u8 = 5;
+const KIND_ND_BINDINGS: u8 = 6;
 /// An ARP binding on the wire: address, MAC, peer number.
 const BINDING_ENTRY: usize = 12;
+/// An ND binding on the wire: address (16), MAC, peer number.
+const ND_BINDING_ENTRY: usize = 24;
 
-/// An ARP binding learned through the tunnel: address, MAC, and the
-/// number of the peer it was learned from (peers are numbered in
-/// configuration order, the same on both boxes).
-pub type RemoteBinding = (std::net::Ipv4Addr, MacAddr, u16);
+/// An ARP (IPv4) or ND (IPv6) binding learned through the tunnel:
+/// address, MAC, and the number of the peer it was learned from (peers are
+/// numbered in configuration order, the same on both boxes).
+pub type RemoteBinding = (IpAddr, MacAddr, u16);
 
 /// The most remote MACs sent with one heartbeat.
 pub const MAX_MACS: usize = 4096;
@@ -236,6 +244,8 @@ impl Partner {
         self.bindings_out.clear();
         if self.role == Role::Active {
             self.bindings_out.extend(bindings.take(MAX_MACS));
+            // IPv4 first: each datagram carries one family.
+            self.bindings_out.sort_by_key(|b| b.0.is_ipv6());
         }
         self.bindings_next = 0;
     }
@@ -339,13 +349,24 @@ impl Partner {
                         .retain(|_, t| now.saturating_duration_since(*t) < MAC_FRESH);
                 }
             }
-            KIND_BINDINGS => {
-                for e in lines.chunks_exact(BINDING_ENTRY) {
-                    let ip = std::net::Ipv4Addr::new(e[0], e[1], e[2], e[3]);
-                    let Some(mac) = MacAddr::from_slice(&e[4..10]) else {
+            KIND_BINDINGS | KIND_ND_BINDINGS => {
+                let (size, v6) = if m.kind == KIND_ND_BINDINGS {
+                    (ND_BINDING_ENTRY, true)
+                } else {
+                    (BINDING_ENTRY, false)
+                };
+                for e in lines.chunks_exact(size) {
+                    let (ip, rest) = if v6 {
+                        let mut a = [0u8; 16];
+                        a.copy_from_slice(&e[..16]);
+                        (IpAddr::from(a), &e[16..])
+                    } else {
+                        (IpAddr::from([e[0], e[1], e[2], e[3]]), &e[4..])
+                    };
+                    let Some(mac) = MacAddr::from_slice(&rest[..6]) else {
                         continue;
                     };
-                    let peer = u16::from_be_bytes([e[10], e[11]]);
+                    let peer = u16::from_be_bytes([rest[6], rest[7]]);
                     if self.bindings_in.len() < MAX_MACS {
                         self.bindings_in.push((ip, mac, peer));
                     }
@@ -462,16 +483,27 @@ impl Partner {
             return Some(self.seal(&meta, &body, buf));
         }
         if now >= self.next_heartbeat && self.bindings_next < self.bindings_out.len() {
-            let room = LINES_ROOM / BINDING_ENTRY;
-            let end = (self.bindings_next + room).min(self.bindings_out.len());
-            let mut body = Vec::with_capacity((end - self.bindings_next) * BINDING_ENTRY);
-            for (ip, mac, peer) in &self.bindings_out[self.bindings_next..end] {
-                body.extend_from_slice(&ip.octets());
+            // One family per datagram (they are sorted IPv4 first).
+            let v6 = self.bindings_out[self.bindings_next].0.is_ipv6();
+            let (kind, size) = if v6 {
+                (KIND_ND_BINDINGS, ND_BINDING_ENTRY)
+            } else {
+                (KIND_BINDINGS, BINDING_ENTRY)
+            };
+            let mut body = Vec::with_capacity(LINES_ROOM);
+            while let Some((ip, mac, peer)) = self.bindings_out.get(self.bindings_next) {
+                if ip.is_ipv6() != v6 || body.len() + size > LINES_ROOM {
+                    break;
+                }
+                match ip {
+                    IpAddr::V4(a) => body.extend_from_slice(&a.octets()),
+                    IpAddr::V6(a) => body.extend_from_slice(&a.octets()),
+                }
                 body.extend_from_slice(&mac.0);
                 body.extend_from_slice(&peer.to_be_bytes());
+                self.bindings_next += 1;
             }
-            self.bindings_next = end;
-            let meta = Meta::plain(KIND_BINDINGS, self.role, leases);
+            let meta = Meta::plain(kind, self.role, leases);
             return Some(self.seal(&meta, &body, buf));
         }
         if now >= self.next_heartbeat {

@@ -237,11 +237,20 @@ fn the_standby_gets_the_arp_bindings() {
         .map(|n| {
             let [hi, lo] = n.to_be_bytes();
             (
-                Ipv4Addr::new(198, 19, hi, lo),
+                Ipv4Addr::new(198, 19, hi, lo).into(),
                 MacAddr([2, 0, 0, 0xcc, hi, lo]),
                 n % 3,
             )
         })
+        // And ND bindings (IPv6), after them on the wire.
+        .chain((0..100u16).map(|n| {
+            let [hi, lo] = n.to_be_bytes();
+            (
+                std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, n + 1).into(),
+                MacAddr([2, 0, 0, 0xdd, hi, lo]),
+                n % 3,
+            )
+        }))
         .collect();
     active.p.offer_bindings(bindings.iter().copied());
     let d = active.send(t);
@@ -250,7 +259,7 @@ fn the_standby_gets_the_arp_bindings() {
     standby.p.take_bindings(&mut got);
     assert_eq!(got, bindings);
     standby.p.take_bindings(&mut got);
-    assert_eq!(got.len(), 200, "taken once");
+    assert_eq!(got.len(), 300, "taken once");
     // A standby offers nothing, and an active box takes nothing.
     standby.p.offer_bindings(bindings.iter().copied());
     let d = standby.send(t + HEARTBEAT);

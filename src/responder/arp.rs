@@ -619,15 +619,19 @@ mod tests {
         let mut active = responder(true);
         let rep = arp_frame(ArpOperation::Reply, REMOTE, REMOTE_IP, LOCAL, LOCAL_IP);
         active.handle_remote(&rep, PeerId::new(1), t0);
-        let listed = active.remote_arp_bindings(t0);
+        let listed = active.remote_bindings(t0);
         assert_eq!(
             listed,
-            vec![(Ipv4Addr::from(REMOTE_IP), MacAddr(REMOTE), PeerId::new(1))]
+            vec![(
+                Ipv4Addr::from(REMOTE_IP).into(),
+                MacAddr(REMOTE),
+                PeerId::new(1)
+            )]
         );
         // The standby records them (never one for its own address) and
         // answers for the remote host once it is the active box.
         let mut standby = responder(true);
-        let own = (Ipv4Addr::from(GW), MacAddr(REMOTE), PeerId::new(1));
+        let own = (Ipv4Addr::from(GW).into(), MacAddr(REMOTE), PeerId::new(1));
         assert_eq!(standby.learn_replicated_bindings(&[listed[0], own], t0), 1);
         let req = arp_request(LOCAL, LOCAL_IP, REMOTE_IP);
         let (v, out) = local(&mut standby, &req, t0);

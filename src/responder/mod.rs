@@ -218,26 +218,46 @@ impl Responder {
         self.arp.as_ref().map_or(&[], |a| a.own_addresses())
     }
 
-    /// The ARP bindings learned through the tunnel that are live now:
-    /// (address, MAC, peer). What the active box of a pair lists to its
+    /// The ARP and ND bindings learned through the tunnel that are live
+    /// now: (address, MAC, peer). What the active box of a pair lists to its
     /// partner.
-    pub fn remote_arp_bindings(&self, now: Instant) -> Vec<(Ipv4Addr, MacAddr, PeerId)> {
-        self.arp
+    pub fn remote_bindings(&self, now: Instant) -> Vec<(IpAddr, MacAddr, PeerId)> {
+        let arp = self
+            .arp
             .as_ref()
-            .map_or_else(Vec::new, |a| a.remote_bindings(now))
+            .map_or_else(Vec::new, |a| a.remote_bindings(now));
+        let nd = self
+            .nd
+            .as_ref()
+            .map_or_else(Vec::new, |n| n.remote_bindings(now));
+        arp.into_iter()
+            .map(|(ip, mac, p)| (IpAddr::V4(ip), mac, p))
+            .chain(nd.into_iter().map(|(ip, mac, p)| (IpAddr::V6(ip), mac, p)))
+            .collect()
     }
 
-    /// ARP bindings the active partner of a pair learned through the
+    /// ARP and ND bindings the active partner of a pair learned through the
     /// tunnel, recorded as if learned here (the same checks: never the
-    /// responder's own addresses, the router, or an address leased here to
-    /// another MAC). Returns how many were taken.
+    /// responder's own addresses or MACs, the router, or an address leased
+    /// here to another MAC). Returns how many were taken.
     pub fn learn_replicated_bindings(
         &mut self,
-        bindings: &[(Ipv4Addr, MacAddr, PeerId)],
+        bindings: &[(IpAddr, MacAddr, PeerId)],
         now: Instant,
     ) -> usize {
+        let mut taken = 0;
+        if let Some(nd) = &mut self.nd {
+            taken += bindings
+                .iter()
+                .filter_map(|&(ip, mac, peer)| match ip {
+                    IpAddr::V6(ip) => Some((ip, mac, peer)),
+                    IpAddr::V4(_) => None,
+                })
+                .filter(|&(ip, mac, peer)| nd.learn_replicated(ip, mac, peer, now))
+                .count();
+        }
         let Some(arp) = &mut self.arp else {
-            return 0;
+            return taken;
         };
         let dhcp = self.dhcp.as_ref();
         let local = |ip: Ipv4Addr, mac: MacAddr| {
@@ -246,10 +266,15 @@ impl Responder {
                     || d.allocator().db().owner(ip).is_some_and(|m| m != mac)
             })
         };
-        bindings
-            .iter()
-            .filter(|(ip, mac, peer)| arp.learn_replicated(*ip, *mac, *peer, now, local))
-            .count()
+        taken
+            + bindings
+                .iter()
+                .filter_map(|&(ip, mac, peer)| match ip {
+                    IpAddr::V4(ip) => Some((ip, mac, peer)),
+                    IpAddr::V6(_) => None,
+                })
+                .filter(|&(ip, mac, peer)| arp.learn_replicated(ip, mac, peer, now, local))
+                .count()
     }
 
     /// The lease records as they are now, without a copy (`None` without

@@ -309,6 +309,41 @@ impl NdResponder {
         (Learned::Binding, claim)
     }
 
+    /// The live bindings learned through the tunnel, routers' excepted:
+    /// (address, MAC, the peer that taught it). For the partner of a
+    /// high-availability pair.
+    pub fn remote_bindings(&self, now: Instant) -> Vec<(Ipv6Addr, MacAddr, PeerId)> {
+        self.table
+            .iter_live(now)
+            .filter(|(_, b)| !b.router)
+            .map(|(ip, b)| (*ip, b.mac, b.peer))
+            .collect()
+    }
+
+    /// A binding the active partner of a high-availability pair learned
+    /// through the tunnel: recorded as if learned here, with the checks of
+    /// [`NdResponder::learn_remote`] that need no frame (a host address, a
+    /// unicast MAC, not one of ours). Returns whether it was taken.
+    pub fn learn_replicated(
+        &mut self,
+        ip: Ipv6Addr,
+        mac: MacAddr,
+        peer: PeerId,
+        now: Instant,
+    ) -> bool {
+        if !is_host_ip(&ip) || !mac.is_unicast_host() || self.own_macs.contains(&mac) {
+            return false;
+        }
+        let binding = Binding {
+            mac,
+            seen: now,
+            peer,
+            router: false,
+        };
+        self.table.insert(ip, binding, now);
+        true
+    }
+
     /// Drops every binding learned from `peer`.
     pub fn forget_peer(&mut self, peer: PeerId) {
         self.table.retain(|b| b.peer != peer);

@@ -122,7 +122,7 @@ impl Worker {
             let bindings = self
                 .bridge
                 .responder()
-                .map(|r| r.remote_arp_bindings(now))
+                .map(|r| r.remote_bindings(now))
                 .unwrap_or_default();
             link.core.offer_bindings(
                 bindings

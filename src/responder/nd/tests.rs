@@ -731,3 +731,29 @@ mod linux {
         assert_eq!(r.nd_bindings(now), 0);
     }
 }
+
+/// What the active box of an HA pair learned, the standby records: it
+/// answers for the remote host as if it had learned it (never for one of
+/// its own MACs), and forgets it with the peer's session.
+#[test]
+fn replicated_bindings_answer_like_learned_ones() {
+    let t0 = Instant::now();
+    let mut active = responder();
+    active.handle_remote(&na(REMOTE, remote_ip(), 0), PeerId::new(0), t0);
+    let listed = active.remote_bindings(t0);
+    assert_eq!(
+        listed,
+        vec![(IpAddr::V6(remote_ip()), MacAddr(REMOTE), PeerId::new(0))]
+    );
+    let mut standby = responder();
+    let ours = (
+        IpAddr::V6(ip("2001:2::77")),
+        MacAddr(OUR_MAC),
+        PeerId::new(0),
+    );
+    assert_eq!(standby.learn_replicated_bindings(&[listed[0], ours], t0), 1);
+    assert!(answers(&mut standby, remote_ip(), t0));
+    assert!(!answers(&mut standby, ip("2001:2::77"), t0));
+    standby.forget_peer(PeerId::new(0));
+    assert_eq!(standby.nd_bindings(t0), 0);
+}

@@ -320,12 +320,9 @@ impl ArpResponder {
     /// The live bindings learned through the tunnel: (address, MAC, the
     /// peer that taught it). For the partner of a high-availability pair.
     pub fn remote_bindings(&self, now: Instant) -> Vec<(Ipv4Addr, MacAddr, PeerId)> {
-        self.suppression.as_ref().map_or_else(Vec::new, |s| {
-            s.iter_live(now)
-                .filter(|(_, b)| !b.router)
-                .map(|(ip, b)| (*ip, b.mac, b.peer))
-                .collect()
-        })
+        self.suppression
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.live_hosts(now))
     }
 
     /// A binding the active partner of a high-availability pair learned
@@ -347,13 +344,7 @@ impl ArpResponder {
         let Some(s) = &mut self.suppression else {
             return false;
         };
-        let binding = Binding {
-            mac,
-            seen: now,
-            peer,
-            router: false,
-        };
-        s.insert(ip, binding, now);
+        s.insert_host(ip, mac, peer, now);
         true
     }
 

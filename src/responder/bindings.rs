@@ -128,15 +128,30 @@ impl<K: Copy + Eq + Hash> Bindings<K> {
         self.count_mac(binding.mac);
     }
 
-    /// Number of unexpired bindings.
-    /// The unexpired bindings (the active box of a pair lists them to its
-    /// partner).
-    pub fn iter_live(&self, now: Instant) -> impl Iterator<Item = (&K, &Binding)> + '_ {
+    /// The unexpired bindings of hosts (not routers): (address, MAC, the
+    /// peer that taught it). What the active box of a high-availability
+    /// pair lists to its partner.
+    pub fn live_hosts(&self, now: Instant) -> Vec<(K, MacAddr, PeerId)> {
         self.bindings
             .iter()
-            .filter(move |(_, b)| now.saturating_duration_since(b.seen) < self.timeout)
+            .filter(|(_, b)| !b.router && now.saturating_duration_since(b.seen) < self.timeout)
+            .map(|(ip, b)| (*ip, b.mac, b.peer))
+            .collect()
     }
 
+    /// Records a host's binding that the active partner of a pair listed,
+    /// as if learned from `peer` just now.
+    pub fn insert_host(&mut self, ip: K, mac: MacAddr, peer: PeerId, now: Instant) {
+        let binding = Binding {
+            mac,
+            seen: now,
+            peer,
+            router: false,
+        };
+        self.insert(ip, binding, now);
+    }
+
+    /// Number of unexpired bindings.
     pub fn live_count(&self, now: Instant) -> usize {
         self.bindings
             .values()

@@ -313,11 +313,7 @@ impl NdResponder {
     /// (address, MAC, the peer that taught it). For the partner of a
     /// high-availability pair.
     pub fn remote_bindings(&self, now: Instant) -> Vec<(Ipv6Addr, MacAddr, PeerId)> {
-        self.table
-            .iter_live(now)
-            .filter(|(_, b)| !b.router)
-            .map(|(ip, b)| (*ip, b.mac, b.peer))
-            .collect()
+        self.table.live_hosts(now)
     }
 
     /// A binding the active partner of a high-availability pair learned
@@ -334,13 +330,7 @@ impl NdResponder {
         if !is_host_ip(&ip) || !mac.is_unicast_host() || self.own_macs.contains(&mac) {
             return false;
         }
-        let binding = Binding {
-            mac,
-            seen: now,
-            peer,
-            router: false,
-        };
-        self.table.insert(ip, binding, now);
+        self.table.insert_host(ip, mac, peer, now);
         true
     }
 

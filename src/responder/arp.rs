@@ -366,6 +366,18 @@ impl ArpResponder {
 /// broadcast) into `buf`: how a host that takes over an address tells the
 /// LAN (RFC 5227 §3 announcement). `None` if `buf` is too small.
 pub fn gratuitous(ip: Ipv4Addr, mac: MacAddr, buf: &mut [u8]) -> Option<usize> {
+    broadcast_request(mac, ip, ip, buf)
+}
+
+/// Writes a broadcast ARP request from `mac` ("who has `target`? tell
+/// `sender`") into `buf`: an announcement when `sender` is `target`, an
+/// RFC 5227 probe when it is 0.0.0.0. `None` if `buf` is too small.
+pub(super) fn broadcast_request(
+    mac: MacAddr,
+    sender: Ipv4Addr,
+    target: Ipv4Addr,
+    buf: &mut [u8],
+) -> Option<usize> {
     let out = buf.get_mut(..ARP_FRAME_LEN)?;
     let mut frame = EthernetFrame::new_unchecked(&mut *out);
     EthernetRepr {
@@ -377,9 +389,9 @@ pub fn gratuitous(ip: Ipv4Addr, mac: MacAddr, buf: &mut [u8]) -> Option<usize> {
     ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Request,
         source_hardware_addr: EthernetAddress(mac.0),
-        source_protocol_addr: ip,
+        source_protocol_addr: sender,
         target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: ip,
+        target_protocol_addr: target,
     }
     .emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
     Some(ARP_FRAME_LEN)

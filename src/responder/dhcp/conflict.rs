@@ -63,13 +63,10 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, DhcpMessageType, EthernetAddress, EthernetFrame,
-    EthernetProtocol, EthernetRepr,
-};
+use smoltcp::wire::{ArpOperation, DhcpMessageType};
 
 use super::super::ResponderCounters;
-use super::super::arp::{ARP_FRAME_LEN, Arp};
+use super::super::arp::{Arp, broadcast_request};
 use super::alloc::ClientRef;
 use super::{Answer, ClientMsg, DhcpServer};
 use crate::mac::MacAddr;
@@ -511,23 +508,7 @@ impl DhcpServer {
 /// An RFC 5227 probe from `mac`: "who has `ip`?", sender IP 0.0.0.0,
 /// broadcast. `None` if `out` is too small.
 fn emit_probe(mac: MacAddr, ip: Ipv4Addr, out: &mut [u8]) -> Option<usize> {
-    let out = out.get_mut(..ARP_FRAME_LEN)?;
-    let mut frame = EthernetFrame::new_unchecked(&mut *out);
-    EthernetRepr {
-        src_addr: EthernetAddress(mac.0),
-        dst_addr: EthernetAddress::BROADCAST,
-        ethertype: EthernetProtocol::Arp,
-    }
-    .emit(&mut frame);
-    ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Request,
-        source_hardware_addr: EthernetAddress(mac.0),
-        source_protocol_addr: Ipv4Addr::UNSPECIFIED,
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: ip,
-    }
-    .emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
-    Some(ARP_FRAME_LEN)
+    broadcast_request(mac, Ipv4Addr::UNSPECIFIED, ip, out)
 }
 
 #[cfg(test)]

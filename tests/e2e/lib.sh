@@ -743,11 +743,13 @@ e2e_schema() {
         echo "status --json failed"
         return 1
     }
-    python3 - "$json" <<'EOF'
-import json, re, sys
+    # The JSON in a file descriptor of its own (stdin is the script): a big
+    # hub's status is larger than one argument may be.
+    python3 - 3<<<"$json" <<'EOF'
+import json, os, re, sys
 problems = []
 try:
-    d = json.loads(sys.argv[1])
+    d = json.loads(os.fdopen(3).read())
 except ValueError as e:
     print(f"not JSON: {e}")
     sys.exit(1)
@@ -784,10 +786,16 @@ for n, p in enumerate(d.get("peers") or []):
         need(p, k, count, "a non-negative integer", w)
     need(p, "path_mtu", lambda v: is_int(v) and 576 <= v <= 9000, "an MTU", w)
     need(p, "transport", lambda v: v in ("udp", "tcp"), "udp/tcp", w)
+    need(p, "macs", count, "a non-negative integer", w)
+need(d, "role", lambda v: v in ("active", "standby"), "active/standby", "")
+need(d, "partner",
+     lambda v: v is None or (isinstance(v, dict)
+                             and all(k in v for k in ("endpoint", "state", "leases_synced"))),
+     "null or {endpoint, state, leases_synced}", "")
 need(d, "counters", lambda v: isinstance(v, dict), "an object", "")
 for k in ("rx_auth_failed", "rx_replayed", "rx_malformed", "arp_replies", "dhcp_replies",
           "fragmented", "reassembled", "handshake_rate_limited", "rx_unknown_peer",
-          "storm_dropped", "guard_dropped", "loops_detected"):
+          "storm_dropped", "guard_dropped", "loops_detected", "policy_dropped"):
     need(d.get("counters", {}), k, count, "a non-negative integer", "counters")
 need(d, "leases", lambda v: isinstance(v, list), "a list", "")
 for n, l in enumerate(d.get("leases") or []):

@@ -10,8 +10,12 @@ Subcommands (all print to stdout, exit 1 with one `error:` line on bad input):
   status-pid FILE      -> the "pid" key of `bridge-ctl status --json`, if any
   idle BEFORE AFTER    -> percent of all CPUs idle between two /proc/stat
                           "cpu" lines (idle + iowait over the total)
-  report RESULTS MD_OUT TITLE...
-                       -> terminal table on stdout, markdown table to MD_OUT
+  report MD_OUT TITLE... -- RESULTS...
+                       -> terminal table on stdout, markdown table to MD_OUT;
+                          one RESULTS file per run: with several, each cell
+                          is "median (min–max)" and each ratio the median of
+                          the per-run ratios; then tapbridge's RTT over the
+                          best userspace peer's, run by run
   runs RESULTS MD_OUT TITLE...
                        -> for scripts/bench_workers.sh: RESULTS has lines
                           "SETTING<TAB>TEST<TAB>RUN<TAB>VALUE" for exactly two
@@ -23,15 +27,20 @@ Subcommands (all print to stdout, exit 1 with one `error:` line on bad input):
 RESULTS is a text file of lines "TUNNEL<TAB>METRIC<TAB>VALUE" (VALUE may be a
 word such as "n/a" or "failed"). The table has one row per metric and one
 column per tunnel (tapbridge-tcp is tapbridge over its TCP transport), plus
-the ratios tapbridge/openvpn, tapbridge/vxlan and tapbridge-tcp/tapbridge (what
-the TCP fallback costs).
+tapbridge's ratio to each of VpnCloud, boringtun + VXLAN, OpenVPN and kernel
+VXLAN, and tapbridge-tcp/tapbridge (what the TCP fallback costs). A cell with
+a number in only some runs is the spread of those, marked "*".
 """
 
 import json
 import re
 import sys
 
-TUNNELS = ["tapbridge", "tapbridge-tcp", "openvpn", "vxlan"]
+TUNNELS = ["tapbridge", "tapbridge-tcp", "vpncloud", "boringtun-vxlan", "openvpn", "vxlan"]
+# The tunnels run by a userspace process, whose best RTT tapbridge is held to.
+USERSPACE = ["vpncloud", "boringtun-vxlan", "openvpn"]
+# tapbridge's ratio to each of these is a column.
+RATIO_TO = ["vpncloud", "boringtun-vxlan", "openvpn", "vxlan"]
 
 # (key, label, unit, higher_is_better, decimals)
 METRICS = [
@@ -40,7 +49,7 @@ METRICS = [
     ("tcp4", "TCP, 4 streams", "Mbit/s", True, 0),
     ("udp_pps", "UDP 64 B, received", "packets/s", True, 0),
     ("udp_loss", "UDP 64 B, loss", "%", False, 1),
-    ("rtt", "ping RTT (avg of 100)", "ms", False, 3),
+    ("rtt", "ping RTT (avg of 200, idle tunnel)", "ms", False, 3),
     ("cpu_tcp1", "tunnel CPU, TCP 1 stream", "CPU s", False, 2),
     ("cpu_udp", "tunnel CPU, UDP 64 B", "CPU s", False, 2),
     ("idle_tcp1", "machine idle, TCP 1 stream", "% of all CPUs", None, 1),
@@ -142,41 +151,92 @@ def ratio(a, b):
     return f"{fa / fb:.2f}x"
 
 
-def report(results_path, md_path, title):
+def read_results(path):
     res = {}
     try:
-        with open(results_path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 parts = line.rstrip("\n").split("\t")
                 if len(parts) == 3:
                     res[(parts[0], parts[1])] = parts[2]
     except OSError as e:
-        fail(f"cannot read results {results_path}: {e}")
+        fail(f"cannot read results {path}: {e}")
+    return res
 
-    header = ["metric", "unit"] + TUNNELS + ["tapbridge/openvpn", "tapbridge/vxlan", "tcp/udp"]
+
+def spread(xs, dec, grouping=True):
+    """One value as it is; several as "median (min–max)"."""
+    if len(xs) == 1:
+        return fmt(xs[0], dec, grouping)
+    m = median(xs)
+    return f"{fmt(m, dec, grouping)} ({fmt(min(xs), dec, grouping)}–{fmt(max(xs), dec, grouping)})"
+
+
+def best_userspace(run, key, better):
+    """The best value among the userspace peers in one run (None if none has one)."""
+    vals = [as_float(run.get((t, key))) for t in USERSPACE]
+    vals = [v for v in vals if v is not None and v > 0]
+    if not vals:
+        return None
+    return max(vals) if better else min(vals)
+
+
+def report(md_path, title, paths):
+    runs = [read_results(p) for p in paths]
+    header = ["metric", "unit"] + TUNNELS + [f"tapbridge/{t}" for t in RATIO_TO] + ["tcp/udp"]
     rows = []
     for key, label, unit, better, dec in METRICS:
-        v = {t: res.get((t, key), "") for t in TUNNELS}
-        if better is None:
-            rs = ["", "", ""]
+        cells = []
+        for t in TUNNELS:
+            nums = [as_float(r.get((t, key))) for r in runs]
+            nums = [x for x in nums if x is not None]
+            if nums and len(nums) == len(runs):
+                cells.append(spread(nums, dec, key != "mtu"))
+            else:
+                words = [r.get((t, key), "") for r in runs]
+                cells.append(next((w for w in words if w and as_float(w) is None), "-")
+                             if not nums else spread(nums, dec, key != "mtu") + "*")
+        ratios = []
+        if better is not None:
+            for num, den in [("tapbridge", t) for t in RATIO_TO] + [("tapbridge-tcp", "tapbridge")]:
+                rs = [as_float(ratio(r.get((num, key)), r.get((den, key))).rstrip("x"))
+                      for r in runs]
+                rs = [x for x in rs if x is not None]
+                ratios.append(spread(rs, 2, False).replace(" (", "x (", 1)
+                              if len(rs) > 1 else f"{rs[0]:.2f}x" if rs else "-")
         else:
-            rs = [ratio(v["tapbridge"], v["openvpn"]), ratio(v["tapbridge"], v["vxlan"]),
-                  ratio(v["tapbridge-tcp"], v["tapbridge"])]
+            ratios = [""] * (len(RATIO_TO) + 1)
         hint = "" if better is None else (" (higher is better)" if better else " (lower is better)")
-        rows.append([label + hint, unit] + [fmt(v[t], dec, key != "mtu") for t in TUNNELS] + rs)
+        rows.append([label + hint, unit] + cells + ratios)
 
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = "  ".join(h.ljust(widths[i]) for i, h in enumerate(header))
-    print(line)
+    print("  ".join(h.ljust(widths[i]) for i, h in enumerate(header)))
     print("  ".join("-" * w for w in widths))
     for r in rows:
         cells = [str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i]) for i, c in enumerate(r)]
         print("  ".join(cells))
 
+    # The latency goal: tapbridge's RTT against the best userspace peer, each run.
+    per_run = []
+    for n, r in enumerate(runs, 1):
+        best = best_userspace(r, "rtt", False)
+        tb = as_float(r.get(("tapbridge", "rtt")))
+        if best is not None and tb is not None:
+            who = min((t for t in USERSPACE if as_float(r.get((t, "rtt"))) is not None),
+                      key=lambda t: as_float(r.get((t, "rtt"))))
+            per_run.append(f"run {n}: {tb:.3f} / {best:.3f} ms ({who}) = {tb / best:.2f}x")
+    summary = ""
+    if per_run:
+        summary = "RTT, tapbridge over the best userspace peer: " + "; ".join(per_run)
+        print()
+        print(summary)
+
     md = [f"{title}", "", "| " + " | ".join(header) + " |", "|" + "|".join(
         [":--", ":--"] + ["--:"] * (len(header) - 2)) + "|"]
     for r in rows:
         md.append("| " + " | ".join(str(c) for c in r) + " |")
+    if summary:
+        md += ["", summary]
     try:
         with open(md_path, "w", encoding="utf-8") as f:
             f.write("\n".join(md) + "\n")
@@ -254,13 +314,16 @@ def main(argv):
         print(status_pid(argv[1]))
     elif len(argv) == 3 and argv[0] == "idle":
         print(idle(argv[1], argv[2]))
-    elif len(argv) >= 3 and argv[0] == "report":
-        report(argv[1], argv[2], "\n".join(argv[3:]))
+    elif len(argv) >= 4 and argv[0] == "report" and "--" in argv:
+        k = argv.index("--")
+        if k + 1 == len(argv):
+            fail("report needs at least one results file after --")
+        report(argv[1], "\n".join(argv[2:k]), argv[k + 1:])
     elif len(argv) >= 3 and argv[0] == "runs":
         runs(argv[1], argv[2], "\n".join(argv[3:]))
     else:
         fail("usage: bench_report.py iperf FILE tcp|udp-pps|udp-loss | ping FILE | "
-             "status-pid FILE | idle BEFORE AFTER | report RESULTS MD_OUT [TITLE...] | "
+             "status-pid FILE | idle BEFORE AFTER | report MD_OUT [TITLE...] -- RESULTS... | "
              "runs RESULTS MD_OUT [TITLE...]")
 
 

@@ -21,6 +21,7 @@
 //! `TUNSETOFFLOAD` (checksum and TCP segmentation offload) for
 //! [`Tap::create_offload`], which `tun-tap` cannot do either.
 
+use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -108,6 +109,10 @@ pub struct Tap {
 #[derive(Debug)]
 pub struct TapQueue {
     file: File,
+    /// Frames written so far: a worker that wrote some reads the queue
+    /// next, since what the local stack answered is already waiting there
+    /// (the kernel handles a written frame within the `write`).
+    written: Cell<u64>,
 }
 
 impl Tap {
@@ -131,11 +136,11 @@ impl Tap {
             actual = iface.name().to_owned();
             let file = iface_into_file(iface);
             set_nonblocking(&file).map_err(|e| create_err(0, e))?;
-            out.push(TapQueue { file });
+            out.push(TapQueue::new(file));
         } else {
             for q in 0..queues {
                 let file = open_mq_queue(name).map_err(|e| create_err(q, e))?;
-                out.push(TapQueue { file });
+                out.push(TapQueue::new(file));
             }
         }
         Ok(Tap {
@@ -162,6 +167,18 @@ impl Tap {
 }
 
 impl TapQueue {
+    fn new(file: File) -> TapQueue {
+        TapQueue {
+            file,
+            written: Cell::new(0),
+        }
+    }
+
+    /// How many frames were written to this queue so far (wraps).
+    pub fn frames_written(&self) -> u64 {
+        self.written.get()
+    }
+
     /// Reads one frame into `buf`; returns its length. `WouldBlock` when no
     /// frame is waiting. A frame longer than `buf` is truncated by the kernel,
     /// so `buf` should hold MTU + 18 bytes (Ethernet header + one VLAN tag).
@@ -171,7 +188,9 @@ impl TapQueue {
 
     /// Writes one whole frame. `WouldBlock` when the queue is full.
     pub fn write(&self, frame: &[u8]) -> io::Result<usize> {
-        (&self.file).write(frame)
+        let n = (&self.file).write(frame)?;
+        self.written.set(self.written.get().wrapping_add(1));
+        Ok(n)
     }
 }
 
@@ -249,7 +268,7 @@ impl Tap {
                     queue: q,
                     cause,
                 })?;
-            out.push(TapQueue { file });
+            out.push(TapQueue::new(file));
         }
         Ok(Tap {
             name: name.to_owned(),

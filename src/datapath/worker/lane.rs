@@ -3,6 +3,7 @@
 //! while another worker holds the core, and its error counts.
 
 use std::os::fd::AsFd;
+use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
@@ -79,8 +80,17 @@ impl Lane {
         let r = self.udp.send_batch(&mut self.b.out.batch);
         if r.dropped > 0 {
             let failed = super::out::send_failure(&r);
+            self.io.count_send_errors(r.dropped, failed, Instant::now());
+        }
+    }
+
+    /// Sends what the batch holds, if anything (called without the core's
+    /// lock); failures are counted in this lane's counters.
+    pub(super) fn send(&mut self, now: Instant) {
+        if self.b.out.batch.pending() > 0 {
+            let r = self.udp.send_batch(&mut self.b.out.batch);
             self.io
-                .count_send_errors(r.dropped, failed, std::time::Instant::now());
+                .count_send_errors(r.dropped, super::out::send_failure(&r), now);
         }
     }
 

@@ -256,12 +256,16 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
                 _ => return Exit::Signal,
             }
         }
+        let written = lane.tap.frames_written();
         if udp_ready {
             drain_udp(core, lane, true, now, wall);
         }
-        if tap_ready {
+        if tap_ready || lane.tap.frames_written() != written {
             drain_tap(core, lane, true, now, wall);
         }
+        // What the batches made ready leaves before the timers and the
+        // bookkeeping below run.
+        lane.send(now);
         let mut guard = lock(core);
         let w = &mut *guard;
         w.tunnel.set_wall_clock(now, wall);
@@ -331,11 +335,7 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         };
         lane.io.tap_write_errors += errors;
         lane.write_staged();
-        if lane.b.out.batch.pending() > 0 {
-            let r = lane.udp.send_batch(&mut lane.b.out.batch);
-            lane.io
-                .count_send_errors(r.dropped, out::send_failure(&r), now);
-        }
+        lane.send(now);
         if let Some(reply) = down {
             return Exit::Down(reply);
         }
@@ -359,10 +359,11 @@ fn other_worker(core: &Mutex<Worker>, mut lane: Lane, stop: &EventFd) {
         }
         let now = Instant::now();
         let wall = SystemTime::now();
+        let written = lane.tap.frames_written();
         if udp_ready {
             drain_udp(core, &mut lane, false, now, wall);
         }
-        if tap_ready {
+        if tap_ready || lane.tap.frames_written() != written {
             drain_tap(core, &mut lane, false, now, wall);
         }
         if lane.b.out.batch.pending() > 0 {
@@ -401,18 +402,27 @@ fn udp_events(want_out: bool) -> PollFlags {
 }
 
 /// Reads `lane`'s socket (a few batches at most, so the TAP side is not
-/// starved) and hands each batch to the core under its lock.
-fn drain_udp(core: &Mutex<Worker>, lane: &mut Lane, first: bool, now: Instant, wall: SystemTime) {
+/// starved) and hands each batch to the core under its lock. Returns how
+/// many datagrams it read.
+fn drain_udp(
+    core: &Mutex<Worker>,
+    lane: &mut Lane,
+    first: bool,
+    now: Instant,
+    wall: SystemTime,
+) -> usize {
+    let mut read = 0;
     for _ in 0..4 {
         let n = match lane.udp.recv_batch(&mut lane.b.rx) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return read,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::warn!("UDP receive failed: {e}");
-                return;
+                return read;
             }
         };
+        read += n;
         let mut w = lock(core);
         w.tunnel.set_wall_clock(now, wall);
         w.take_datagrams(lane, n, now);
@@ -433,17 +443,33 @@ fn drain_udp(core: &Mutex<Worker>, lane: &mut Lane, first: bool, now: Instant, w
         drop(w);
         lane.write_staged();
         if n < lane.b.rx.capacity() {
-            return;
+            return read;
         }
     }
+    read
 }
 
-/// Reads `lane`'s TAP queue, [`TAP_READS`] frames at a time (up to
-/// [`BATCH`]), and hands each group to the core under its lock.
-fn drain_tap(core: &Mutex<Worker>, lane: &mut Lane, first: bool, now: Instant, wall: SystemTime) {
-    for _ in 0..BATCH / TAP_READS {
+/// Reads `lane`'s TAP queue and hands what it read to the core under its
+/// lock: the first frame alone, sent on before the next read (a lone frame,
+/// a ping or an ACK, does not wait for the read that finds the queue
+/// empty), then [`TAP_READS`] frames at a time, up to [`BATCH`] in all.
+/// Returns how many frames it read.
+fn drain_tap(
+    core: &Mutex<Worker>,
+    lane: &mut Lane,
+    first: bool,
+    now: Instant,
+    wall: SystemTime,
+) -> usize {
+    let mut left = BATCH;
+    while left > 0 {
+        let want = if left == BATCH {
+            1
+        } else {
+            left.min(TAP_READS)
+        };
         let mut count = 0;
-        while count < TAP_READS {
+        while count < want {
             match lane.tap.read(&mut lane.b.frames[count]) {
                 Ok(n) => {
                     lane.b.lens[count] = n;
@@ -458,7 +484,7 @@ fn drain_tap(core: &Mutex<Worker>, lane: &mut Lane, first: bool, now: Instant, w
             }
         }
         if count == 0 {
-            return;
+            break;
         }
         let (mut taken, mut room) = (0, FRAME_DATAGRAMS);
         loop {
@@ -482,10 +508,16 @@ fn drain_tap(core: &Mutex<Worker>, lane: &mut Lane, first: bool, now: Instant, w
                 room = 0;
             }
         }
-        if count < TAP_READS {
-            return;
+        if left == BATCH {
+            lane.write_staged();
+            lane.send(now);
+        }
+        left -= count;
+        if count < want {
+            break;
         }
     }
+    BATCH - left
 }
 
 impl Worker {

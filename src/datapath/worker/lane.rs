@@ -2,6 +2,7 @@
 //! into and sends from (allocated once), the frames it stages for the TAP
 //! while another worker holds the core, and its error counts.
 
+use std::io;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::super::tap::TapQueue;
 use super::super::udp::{RecvBatch, SendBatch, UdpSocket};
+use super::wait::Waiter;
 use super::{BATCH, FRAME_BUF, TAP_READS};
 use crate::control::status::IoCounters;
 
@@ -27,7 +29,15 @@ pub struct Lane {
     pub(super) staged: Option<Staged>,
     /// Handshake responses whose DH runs between two holds of the lock.
     pub(super) jobs: Vec<crate::tunnel::HandshakeJob>,
+    /// What the worker sleeps on: the TAP queue under [`TAP`], the socket
+    /// under [`UDP`], and whatever else its worker adds.
+    pub(super) waiter: Waiter,
 }
+
+/// The TAP queue's index in a lane's [`Waiter`].
+pub(super) const TAP: usize = 0;
+/// The UDP socket's index in a lane's [`Waiter`].
+pub(super) const UDP: usize = 1;
 
 /// Frames waiting to be written to the TAP, copied end to end.
 pub(super) struct Staged {
@@ -44,10 +54,14 @@ pub(super) const STAGED_FRAMES: usize = BATCH * 4;
 impl Lane {
     /// A lane for `tap` and `udp`, its buffers allocated. `shared`: one of
     /// several workers, so frames for the TAP are written after the lock is
-    /// released rather than while it is held.
-    pub fn new(tap: TapQueue, udp: UdpSocket, shared: bool) -> Lane {
+    /// released rather than while it is held. Fails only when the epoll
+    /// instance it sleeps on cannot be made.
+    pub fn new(tap: TapQueue, udp: UdpSocket, shared: bool) -> io::Result<Lane> {
         let dgram = 9216 + 128;
-        Lane {
+        let mut waiter = Waiter::new(&[])?;
+        waiter.add(tap.as_fd(), TAP)?;
+        waiter.add(udp.as_fd(), UDP)?;
+        Ok(Lane {
             tap,
             udp,
             b: Buffers {
@@ -69,7 +83,8 @@ impl Lane {
                 ends: Vec::with_capacity(STAGED_FRAMES),
             }),
             jobs: Vec::with_capacity(crate::tunnel::MAX_JOBS),
-        }
+            waiter,
+        })
     }
 
     /// Waits up to `ms` milliseconds for the UDP socket to take more, then

@@ -29,10 +29,17 @@ pub struct Lane {
     pub(super) staged: Option<Staged>,
     /// Handshake responses whose DH runs between two holds of the lock.
     pub(super) jobs: Vec<crate::tunnel::HandshakeJob>,
+    /// Whether frames come from the TAP faster than the worker sleeps:
+    /// then a drain reads on after its first frame; otherwise that frame is
+    /// taken alone and the next wait finds any other (see [`super::drain_tap`]).
+    pub(super) tap_busy: bool,
     /// What the worker sleeps on: the TAP queue under [`TAP`], the socket
     /// under [`UDP`], and whatever else its worker adds.
     pub(super) waiter: Waiter,
 }
+
+/// A wait shorter than this did not sleep: what it found was there already.
+const QUICK_WAKE: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// The TAP queue's index in a lane's [`Waiter`].
 pub(super) const TAP: usize = 0;
@@ -83,6 +90,7 @@ impl Lane {
                 ends: Vec::with_capacity(STAGED_FRAMES),
             }),
             jobs: Vec::with_capacity(crate::tunnel::MAX_JOBS),
+            tap_busy: false,
             waiter,
         })
     }
@@ -97,6 +105,22 @@ impl Lane {
             let failed = super::out::send_failure(&r);
             self.io.count_send_errors(r.dropped, failed, Instant::now());
         }
+    }
+
+    /// Sleeps until the TAP queue or the socket (or, under the indices
+    /// after them, what the worker added) is ready, for at most `ms`
+    /// milliseconds; which are. A TAP queue found ready at once means frames
+    /// come faster than the worker sleeps: its drains read on after the
+    /// first frame.
+    pub(super) fn wait<const N: usize>(&mut self, ms: u16) -> [bool; N] {
+        let want_out = self.b.out.batch.pending() > 0;
+        self.waiter.want_out(self.udp.as_fd(), UDP, want_out);
+        let before = Instant::now();
+        let ready: [bool; N] = self.waiter.wait(ms);
+        if ready.get(TAP) == Some(&true) && before.elapsed() < QUICK_WAKE {
+            self.tap_busy = true;
+        }
+        ready
     }
 
     /// Sends what the batch holds, if anything (called without the core's

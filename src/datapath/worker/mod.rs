@@ -46,7 +46,6 @@ use nix::sys::signalfd::SignalFd;
 
 use control::{commands, flush_bridge_port, reload};
 pub use lane::Lane;
-use lane::UDP;
 use out::{Out, TapOut, UdpTx};
 pub use partner::PartnerLink;
 
@@ -254,8 +253,6 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd) -> Ex
         };
         // Round up so a timer is never polled for before it is due.
         let ms = (wait.as_micros().div_ceil(1000)) as u16;
-        let want_out = lane.b.out.batch.pending() > 0;
-        lane.waiter.want_out(lane.udp.as_fd(), UDP, want_out);
         let [
             tap_ready,
             udp_ready,
@@ -263,7 +260,7 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd) -> Ex
             signalled,
             tcp_ready,
             partner_ready,
-        ] = lane.waiter.wait::<6>(ms);
+        ] = lane.wait::<6>(ms);
         let now = Instant::now();
         let wall = SystemTime::now();
         // Awake: the others need not wake it until it sleeps again.
@@ -371,9 +368,7 @@ const STOP: usize = 2;
 /// lane watches it under [`STOP`]).
 fn other_worker(core: &Mutex<Worker>, mut lane: Lane) {
     loop {
-        let want_out = lane.b.out.batch.pending() > 0;
-        lane.waiter.want_out(lane.udp.as_fd(), UDP, want_out);
-        let [tap_ready, udp_ready, stopped] = lane.waiter.wait::<3>(1000);
+        let [tap_ready, udp_ready, stopped] = lane.wait::<3>(1000);
         if stopped {
             return;
         }
@@ -447,9 +442,13 @@ fn drain_udp(
 
 /// Reads `lane`'s TAP queue and hands what it read to the core under its
 /// lock: the first frame alone, sent on before the next read (a lone frame,
-/// a ping or an ACK, does not wait for the read that finds the queue
-/// empty), then [`TAP_READS`] frames at a time, up to [`BATCH`] in all.
-/// Returns how many frames it read.
+/// a ping or an ACK, does not wait for another read); then, while frames
+/// come faster than the worker sleeps ([`Lane::tap_busy`]), [`TAP_READS`]
+/// frames at a time, up to [`BATCH`] in all. Without that, no read follows
+/// the first frame: one that finds the queue empty would delay the worker's
+/// sleep, and with it whatever its send woke on the same CPU (a socket wakes
+/// its reader there, expecting the waker to sleep). Returns how many frames
+/// it read.
 fn drain_tap(
     core: &Mutex<Worker>,
     lane: &mut Lane,
@@ -507,12 +506,19 @@ fn drain_tap(
         if left == BATCH {
             lane.write_staged();
             lane.send(now);
+            if !lane.tap_busy {
+                // No read that would find the queue empty: the next wait
+                // finds another frame, and says frames come fast.
+                return count;
+            }
         }
         left -= count;
         if count < want {
             break;
         }
     }
+    // A lone frame again: back to taking the first frame alone.
+    lane.tap_busy = BATCH - left > 1;
     BATCH - left
 }
 

@@ -19,9 +19,11 @@
 //! reload's files and the Linux bridge's netlink flush happen without the
 //! lock.
 //!
-//! One wake-up handles bounded batches: up to [`BATCH`] datagrams per
-//! `recvmmsg`, up to [`BATCH`] TAP reads, then (first worker) timers, one
-//! `sendmmsg` flush, session events, control requests. The clock is read
+//! A worker sleeps on its lane's epoll instance ([`wait`]). One wake-up
+//! handles bounded batches: up to [`BATCH`] datagrams per `recvmmsg`, the
+//! TAP (at once again after writing to it: the local stack's answer is
+//! already there), one `sendmmsg` of what they made ready, then (first
+//! worker) timers, session events, control requests. The clock is read
 //! once per wake-up. Buffers are allocated once; the steady state allocates
 //! nothing per frame (tests/no_alloc.rs drives the bridge and tunnel with a
 //! counting allocator).
@@ -345,7 +347,7 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd) -> Ex
             None
         };
         // Last, after the waker was read: a batch made durable since
-        // wakes the next poll.
+        // wakes the next wait.
         let errors = {
             let mut w = lock(core);
             let errors = w.persist_leases(&lane.tap);
@@ -441,14 +443,14 @@ fn drain_udp(
 }
 
 /// Reads `lane`'s TAP queue and hands what it read to the core under its
-/// lock: the first frame alone, sent on before the next read (a lone frame,
-/// a ping or an ACK, does not wait for another read); then, while frames
-/// come faster than the worker sleeps ([`Lane::tap_busy`]), [`TAP_READS`]
-/// frames at a time, up to [`BATCH`] in all. Without that, no read follows
-/// the first frame: one that finds the queue empty would delay the worker's
-/// sleep, and with it whatever its send woke on the same CPU (a socket wakes
-/// its reader there, expecting the waker to sleep). Returns how many frames
-/// it read.
+/// lock. While frames come faster than the worker sleeps
+/// ([`Lane::tap_busy`]), [`TAP_READS`] frames at a time, up to [`BATCH`] in
+/// all. Otherwise one frame, sent on at once, and no read after it: one
+/// that finds the queue empty would delay the worker's sleep, and with it
+/// whatever its send woke on the same CPU (a socket wakes its reader there,
+/// expecting the waker to sleep); the next wait finds any other frame, and
+/// finding it at once says frames come fast. Returns how many frames it
+/// read.
 fn drain_tap(
     core: &Mutex<Worker>,
     lane: &mut Lane,
@@ -456,13 +458,10 @@ fn drain_tap(
     now: Instant,
     wall: SystemTime,
 ) -> usize {
-    let mut left = BATCH;
-    while left > 0 {
-        let want = if left == BATCH {
-            1
-        } else {
-            left.min(TAP_READS)
-        };
+    let busy = lane.tap_busy;
+    let mut read = 0;
+    while read < BATCH {
+        let want = if busy { TAP_READS.min(BATCH - read) } else { 1 };
         let mut count = 0;
         while count < want {
             match lane.tap.read(&mut lane.b.frames[count]) {
@@ -503,23 +502,14 @@ fn drain_tap(
                 room = 0;
             }
         }
-        if left == BATCH {
-            lane.write_staged();
-            lane.send(now);
-            if !lane.tap_busy {
-                // No read that would find the queue empty: the next wait
-                // finds another frame, and says frames come fast.
-                return count;
-            }
-        }
-        left -= count;
-        if count < want {
+        read += count;
+        if !busy || count < want {
             break;
         }
     }
-    // A lone frame again: back to taking the first frame alone.
-    lane.tap_busy = BATCH - left > 1;
-    BATCH - left
+    // A lone frame: the next one is taken alone again.
+    lane.tap_busy = busy && read > 1;
+    read
 }
 
 impl Worker {

@@ -121,9 +121,6 @@ pub enum DaemonError {
         /// Why.
         source: std::io::Error,
     },
-    /// A worker's epoll instance could not be made or watch its descriptors.
-    #[error("cannot set up the workers' epoll instances")]
-    Epoll(#[source] std::io::Error),
     /// The TCP transport's epoll descriptor could not be duplicated.
     #[error("cannot duplicate the TCP transport's epoll descriptor")]
     DupEpoll(#[source] std::io::Error),

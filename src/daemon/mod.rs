@@ -154,18 +154,13 @@ pub fn run(cfg: &Config, ready: impl FnOnce(&str)) -> Result<(), DaemonError> {
         registration: None,
     };
     let up = bring_up(cfg, &keys, &mut setup);
-    let (mut worker, mut first, others, tcp_fd, env) = match up {
+    let (mut worker, first, others, tcp_fd, env) = match up {
         Ok(x) => x,
         Err(e) => {
             setup.undo();
             return Err(e);
         }
     };
-    if let Err(e) = crate::datapath::worker::watch_first(&mut first, &worker, &signals, &tcp_fd) {
-        drop((worker, first, others));
-        setup.undo();
-        return Err(DaemonError::Epoll(e));
-    }
     drop(keys);
     // The down hooks that pair with the up hooks that just ran. A reload may
     // change [hooks] later, but undoing what these up hooks did is the job
@@ -482,10 +477,7 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
         .into_queues()
         .into_iter()
         .zip(sockets)
-        .map(|(queue, udp)| Lane::new(queue, udp, workers > 1))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(DaemonError::Epoll)?
-        .into_iter();
+        .map(|(queue, udp)| Lane::new(queue, udp, workers > 1));
     let first = lanes.next().ok_or_else(|| DaemonError::NoQueue {
         name: ifname.clone(),
     })?;

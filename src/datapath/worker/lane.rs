@@ -2,7 +2,6 @@
 //! into and sends from (allocated once), the frames it stages for the TAP
 //! while another worker holds the core, and its error counts.
 
-use std::io;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
@@ -10,7 +9,6 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::super::tap::TapQueue;
 use super::super::udp::{RecvBatch, SendBatch, UdpSocket};
-use super::wait::Waiter;
 use super::{BATCH, FRAME_BUF, TAP_READS};
 use crate::control::status::IoCounters;
 
@@ -30,21 +28,13 @@ pub struct Lane {
     /// Handshake responses whose DH runs between two holds of the lock.
     pub(super) jobs: Vec<crate::tunnel::HandshakeJob>,
     /// Whether frames come from the TAP faster than the worker sleeps:
-    /// then a drain reads on after its first frame; otherwise that frame is
-    /// taken alone and the next wait finds any other (see [`super::drain_tap`]).
+    /// then a drain reads them in batches; otherwise it takes one frame and
+    /// the next wait finds any other (see [`super::drain_tap`]).
     pub(super) tap_busy: bool,
-    /// What the worker sleeps on: the TAP queue under [`TAP`], the socket
-    /// under [`UDP`], and whatever else its worker adds.
-    pub(super) waiter: Waiter,
 }
 
 /// A wait shorter than this did not sleep: what it found was there already.
 const QUICK_WAKE: std::time::Duration = std::time::Duration::from_micros(20);
-
-/// The TAP queue's index in a lane's [`Waiter`].
-pub(super) const TAP: usize = 0;
-/// The UDP socket's index in a lane's [`Waiter`].
-pub(super) const UDP: usize = 1;
 
 /// Frames waiting to be written to the TAP, copied end to end.
 pub(super) struct Staged {
@@ -61,14 +51,10 @@ pub(super) const STAGED_FRAMES: usize = BATCH * 4;
 impl Lane {
     /// A lane for `tap` and `udp`, its buffers allocated. `shared`: one of
     /// several workers, so frames for the TAP are written after the lock is
-    /// released rather than while it is held. Fails only when the epoll
-    /// instance it sleeps on cannot be made.
-    pub fn new(tap: TapQueue, udp: UdpSocket, shared: bool) -> io::Result<Lane> {
+    /// released rather than while it is held.
+    pub fn new(tap: TapQueue, udp: UdpSocket, shared: bool) -> Lane {
         let dgram = 9216 + 128;
-        let mut waiter = Waiter::new(&[])?;
-        waiter.add(tap.as_fd(), TAP)?;
-        waiter.add(udp.as_fd(), UDP)?;
-        Ok(Lane {
+        Lane {
             tap,
             udp,
             b: Buffers {
@@ -91,8 +77,16 @@ impl Lane {
             }),
             jobs: Vec::with_capacity(crate::tunnel::MAX_JOBS),
             tap_busy: false,
-            waiter,
-        })
+        }
+    }
+
+    /// After a wait that began at `before`: a TAP queue found ready at once
+    /// means frames come faster than the worker sleeps, so its drains read
+    /// them in batches.
+    pub(super) fn waited(&mut self, before: Instant, tap_ready: bool) {
+        if tap_ready && before.elapsed() < QUICK_WAKE {
+            self.tap_busy = true;
+        }
     }
 
     /// Waits up to `ms` milliseconds for the UDP socket to take more, then
@@ -105,22 +99,6 @@ impl Lane {
             let failed = super::out::send_failure(&r);
             self.io.count_send_errors(r.dropped, failed, Instant::now());
         }
-    }
-
-    /// Sleeps until the TAP queue or the socket (or, under the indices
-    /// after them, what the worker added) is ready, for at most `ms`
-    /// milliseconds; which are. A TAP queue found ready at once means frames
-    /// come faster than the worker sleeps: its drains read on after the
-    /// first frame.
-    pub(super) fn wait<const N: usize>(&mut self, ms: u16) -> [bool; N] {
-        let want_out = self.b.out.batch.pending() > 0;
-        self.waiter.want_out(self.udp.as_fd(), UDP, want_out);
-        let before = Instant::now();
-        let ready: [bool; N] = self.waiter.wait(ms);
-        if ready.get(TAP) == Some(&true) && before.elapsed() < QUICK_WAKE {
-            self.tap_busy = true;
-        }
-        ready
     }
 
     /// Sends what the batch holds, if anything (called without the core's

@@ -19,12 +19,11 @@
 //! reload's files and the Linux bridge's netlink flush happen without the
 //! lock.
 //!
-//! A worker sleeps on its lane's epoll instance ([`wait`]). One wake-up
-//! handles bounded batches: up to [`BATCH`] datagrams per `recvmmsg`, the
-//! TAP (at once again after writing to it: the local stack's answer is
-//! already there), one `sendmmsg` of what they made ready, then (first
-//! worker) timers, session events, control requests. The clock is read
-//! once per wake-up. Buffers are allocated once; the steady state allocates
+//! One wake-up handles bounded batches: up to [`BATCH`] datagrams per
+//! `recvmmsg`, the TAP (at once again after writing to it: the local
+//! stack's answer is already there), one `sendmmsg` of what they made
+//! ready, then (first worker) timers, session events, control requests.
+//! The clock is read once per wake-up. Buffers are allocated once; the steady state allocates
 //! nothing per frame (tests/no_alloc.rs drives the bridge and tunnel with a
 //! counting allocator).
 
@@ -34,7 +33,6 @@ mod control;
 mod events;
 mod lane;
 mod partner;
-mod wait;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -43,6 +41,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::EventFd;
 use nix::sys::signalfd::SignalFd;
 
@@ -142,11 +141,10 @@ fn lock(core: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
 
 /// Runs the link's workers until a signal or a `down` request: the first on
 /// this thread with lane `first`, one thread for each of the `others`,
-/// stopped and joined before this returns. `signals` and `tcp` (a
-/// duplicate of the TCP transport's epoll descriptor, which the first
-/// worker waits on without holding the lock) are those [`watch_first`]
-/// registered in `first`; they stay open until the workers stop. Gives the
-/// core and the first lane back (for the last lease replies).
+/// stopped and joined before this returns. `tcp` is a duplicate of the TCP
+/// transport's epoll descriptor (the first worker polls it without holding
+/// the lock). Gives the core and the first lane back (for the last lease
+/// replies).
 pub fn run(
     worker: Worker,
     mut first: Lane,
@@ -163,21 +161,12 @@ pub fn run(
             None
         }
     };
-    for (i, mut lane) in others.into_iter().enumerate() {
+    for (i, lane) in others.into_iter().enumerate() {
         let Some(stop) = stop.clone() else { break };
-        if let Err(e) = lane.waiter.add(stop.as_fd(), STOP) {
-            // Its TAP queue and socket are closed: the kernel stops
-            // steering flows and datagrams to them.
-            tracing::warn!(
-                "cannot watch worker {}'s stop signal: {e}; running without it",
-                i + 1
-            );
-            continue;
-        }
         let core = core.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("worker-{}", i + 1))
-            .spawn(move || other_worker(&core, lane));
+            .spawn(move || other_worker(&core, lane, &stop));
         match spawned {
             Ok(h) => helpers.push(h),
             // Its TAP queue and socket are closed: the kernel stops
@@ -185,8 +174,7 @@ pub fn run(
             Err(e) => tracing::warn!("cannot start worker {}: {e}; running without it", i + 1),
         }
     }
-    let exit = first_worker(&core, &mut first, &signals);
-    drop(tcp);
+    let exit = first_worker(&core, &mut first, &signals, &tcp);
     if let Some(stop) = &stop {
         let _ = stop.write(1);
     }
@@ -202,40 +190,18 @@ pub fn run(
     (worker, first, exit)
 }
 
-/// Indices of what only the first worker waits for, in its lane's
-/// [`wait::Waiter`] (after its TAP queue and socket).
-const WAKER: usize = 2;
-const SIGNALS: usize = 3;
-const TCP: usize = 4;
-const PARTNER: usize = 5;
-
-/// Has `first`, the first worker's lane, watch what the first worker waits
-/// for besides its TAP queue and socket: the waker, the signals, the TCP
-/// transport's epoll descriptor and the partner channel's socket (which
-/// live as long as the link). Before the link is reported up: fails only
-/// when the kernel cannot add to an epoll instance.
-pub fn watch_first(
-    first: &mut Lane,
-    worker: &Worker,
-    signals: &SignalFd,
-    tcp: &OwnedFd,
-) -> io::Result<()> {
-    first.waiter.add(worker.waker.as_fd(), WAKER)?;
-    first.waiter.add(signals.as_fd(), SIGNALS)?;
-    first.waiter.add(tcp.as_fd(), TCP)?;
-    if let Some(p) = &worker.partner {
-        first.waiter.add(p.as_fd(), PARTNER)?;
-    }
-    Ok(())
-}
-
 /// The first worker: its lane, then under the lock everything else.
-fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd) -> Exit {
-    let (peers, port) = {
+fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: &OwnedFd) -> Exit {
+    let (waker, peers, port, partner) = {
         let w = lock(core);
         let i = &w.info.interface;
         let port = i.bridge.is_some().then(|| i.name.clone());
-        (w.tunnel.peer_count(), port)
+        // A duplicate of the partner socket to poll without the lock.
+        let partner = w
+            .partner
+            .as_ref()
+            .and_then(|p| p.as_fd().try_clone_to_owned().ok());
+        (w.waker.clone(), w.tunnel.peer_count(), port, partner)
     };
     let mut logged: Vec<PeerStats> = vec![PeerStats::default(); peers];
     loop {
@@ -255,6 +221,11 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd) -> Ex
         };
         // Round up so a timer is never polled for before it is due.
         let ms = (wait.as_micros().div_ceil(1000)) as u16;
+        let want_out = lane.b.out.batch.pending() > 0;
+        // Without a partner channel its place is taken by the waker again
+        // (already polled: harmless).
+        let partner_fd = partner.as_ref().map_or(waker.as_fd(), |f| f.as_fd());
+        let before = Instant::now();
         let [
             tap_ready,
             udp_ready,
@@ -262,7 +233,18 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd) -> Ex
             signalled,
             tcp_ready,
             partner_ready,
-        ] = lane.wait::<6>(ms);
+        ] = ready(
+            &mut [
+                PollFd::new(lane.tap.as_fd(), PollFlags::POLLIN),
+                PollFd::new(lane.udp.as_fd(), udp_events(want_out)),
+                PollFd::new(waker.as_fd(), PollFlags::POLLIN),
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(tcp.as_fd(), PollFlags::POLLIN),
+                PollFd::new(partner_fd, PollFlags::POLLIN),
+            ],
+            ms,
+        );
+        lane.waited(before, tap_ready);
         let now = Instant::now();
         let wall = SystemTime::now();
         // Awake: the others need not wake it until it sleeps again.
@@ -363,17 +345,23 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd) -> Ex
     }
 }
 
-/// The stop eventfd's index in the other workers' [`wait::Waiter`].
-const STOP: usize = 2;
-
-/// Every worker but the first: its lane only, until `stop` is written (its
-/// lane watches it under [`STOP`]).
-fn other_worker(core: &Mutex<Worker>, mut lane: Lane) {
+/// Every worker but the first: its lane only, until `stop` is written.
+fn other_worker(core: &Mutex<Worker>, mut lane: Lane, stop: &EventFd) {
     loop {
-        let [tap_ready, udp_ready, stopped] = lane.wait::<3>(1000);
+        let want_out = lane.b.out.batch.pending() > 0;
+        let before = Instant::now();
+        let [tap_ready, udp_ready, stopped] = ready(
+            &mut [
+                PollFd::new(lane.tap.as_fd(), PollFlags::POLLIN),
+                PollFd::new(lane.udp.as_fd(), udp_events(want_out)),
+                PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+            ],
+            1000,
+        );
         if stopped {
             return;
         }
+        lane.waited(before, tap_ready);
         let now = Instant::now();
         let wall = SystemTime::now();
         let written = lane.tap.frames_written();
@@ -391,6 +379,30 @@ fn other_worker(core: &Mutex<Worker>, mut lane: Lane) {
                     .count_send_errors(r.dropped, out::send_failure(&r), now);
             }
         }
+    }
+}
+
+/// Polls `fds` for up to `ms` milliseconds; which of them are ready (none
+/// when a signal interrupted the wait; an error is logged and slows the
+/// loop down rather than spinning it).
+fn ready<const N: usize>(fds: &mut [PollFd<'_>; N], ms: u16) -> [bool; N] {
+    match poll(fds, PollTimeout::from(ms)) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return [false; N],
+        Err(e) => {
+            tracing::error!("poll failed: {e}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    std::array::from_fn(|i| fds[i].revents().is_some_and(|f| !f.is_empty()))
+}
+
+/// What to poll the UDP socket for: room to send too while a batch waits.
+fn udp_events(want_out: bool) -> PollFlags {
+    if want_out {
+        PollFlags::POLLIN | PollFlags::POLLOUT
+    } else {
+        PollFlags::POLLIN
     }
 }
 

@@ -102,13 +102,16 @@ impl Lane {
     }
 
     /// Sends what the batch holds, if anything (called without the core's
-    /// lock); failures are counted in this lane's counters.
-    pub(super) fn send(&mut self, now: Instant) {
-        if self.b.out.batch.pending() > 0 {
-            let r = self.udp.send_batch(&mut self.b.out.batch);
-            self.io
-                .count_send_errors(r.dropped, super::out::send_failure(&r), now);
+    /// lock); failures are counted in this lane's counters. Whether there
+    /// was anything to send.
+    pub(super) fn send(&mut self, now: Instant) -> bool {
+        if self.b.out.batch.pending() == 0 {
+            return false;
         }
+        let r = self.udp.send_batch(&mut self.b.out.batch);
+        self.io
+            .count_send_errors(r.dropped, super::out::send_failure(&r), now);
+        true
     }
 
     /// Writes the staged frames to the TAP.

@@ -23,18 +23,18 @@
 //! `recvmmsg`, the TAP (at once again after writing to it: the local
 //! stack's answer is already there), one `sendmmsg` of what they made
 //! ready, then (first worker) timers, session events, control requests.
-//! The clock is read once per wake-up. Buffers are allocated once; the steady state allocates
-//! nothing per frame (tests/no_alloc.rs drives the bridge and tunnel with a
-//! counting allocator).
+//! The clock is read once per wake-up. Buffers are allocated once; the
+//! steady state allocates nothing per frame (tests/no_alloc.rs drives the
+//! bridge and tunnel with a counting allocator).
 
 #[macro_use]
 mod out;
 mod control;
+mod drain;
 mod events;
 mod lane;
 mod partner;
 
-use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
@@ -46,6 +46,7 @@ use nix::sys::eventfd::EventFd;
 use nix::sys::signalfd::SignalFd;
 
 use control::{commands, flush_bridge_port, reload};
+use drain::{drain_tap, drain_udp};
 pub use lane::Lane;
 use out::{Out, TapOut, UdpTx};
 pub use partner::PartnerLink;
@@ -272,9 +273,7 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         // queued on this CPU behind us: it runs first, the bookkeeping
         // after (`bench.sh --breakdown`: the peer's wake-up 48 -> 23 us).
         // Not while frames come fast: then the next batch is what waits.
-        let sent = lane.b.out.batch.pending() > 0;
-        lane.send(now);
-        if sent && !lane.tap_busy {
+        if lane.send(now) && !lane.tap_busy {
             // Can only fail where a seccomp filter refuses it: no matter.
             let _ = nix::sched::sched_yield();
         }
@@ -413,124 +412,6 @@ fn udp_events(want_out: bool) -> PollFlags {
     } else {
         PollFlags::POLLIN
     }
-}
-
-/// Reads `lane`'s socket (a few batches at most, so the TAP side is not
-/// starved) and hands each batch to the core under its lock. Returns how
-/// many datagrams it read.
-fn drain_udp(
-    core: &Mutex<Worker>,
-    lane: &mut Lane,
-    first: bool,
-    now: Instant,
-    wall: SystemTime,
-) -> usize {
-    let mut read = 0;
-    for _ in 0..4 {
-        let n = match lane.udp.recv_batch(&mut lane.b.rx) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return read,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::warn!("UDP receive failed: {e}");
-                return read;
-            }
-        };
-        read += n;
-        let mut w = lock(core);
-        w.tunnel.set_wall_clock(now, wall);
-        w.take_datagrams(lane, n, now);
-        w.tunnel.take_handshake_jobs(&mut lane.jobs);
-        if !lane.jobs.is_empty() {
-            // The DH of each response without the lock, so the other
-            // workers' frames do not wait for it; then back to send them.
-            drop(w);
-            for job in &mut lane.jobs {
-                job.run();
-            }
-            w = lock(core);
-            w.finish_handshakes(lane, now);
-        }
-        if !first {
-            w.hand_over(&mut lane.io, false);
-        }
-        drop(w);
-        lane.write_staged();
-        if n < lane.b.rx.capacity() {
-            return read;
-        }
-    }
-    read
-}
-
-/// Reads `lane`'s TAP queue and hands what it read to the core under its
-/// lock. While frames come faster than the worker sleeps
-/// ([`Lane::tap_busy`]), [`TAP_READS`] frames at a time, up to [`BATCH`] in
-/// all. Otherwise one frame, sent on at once, and no read after it: one
-/// that finds the queue empty would delay the worker's sleep, and with it
-/// whatever its send woke on the same CPU (a socket wakes its reader there,
-/// expecting the waker to sleep); the next wait finds any other frame, and
-/// finding it at once says frames come fast. Returns how many frames it
-/// read.
-fn drain_tap(
-    core: &Mutex<Worker>,
-    lane: &mut Lane,
-    first: bool,
-    now: Instant,
-    wall: SystemTime,
-) -> usize {
-    let busy = lane.tap_busy;
-    let mut read = 0;
-    while read < BATCH {
-        let want = if busy { TAP_READS.min(BATCH - read) } else { 1 };
-        let mut count = 0;
-        while count < want {
-            match lane.tap.read(&mut lane.b.frames[count]) {
-                Ok(n) => {
-                    lane.b.lens[count] = n;
-                    count += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::warn!("TAP read failed: {e}");
-                    break;
-                }
-            }
-        }
-        if count == 0 {
-            break;
-        }
-        let (mut taken, mut room) = (0, FRAME_DATAGRAMS);
-        loop {
-            let mut w = lock(core);
-            w.tunnel.set_wall_clock(now, wall);
-            let answered;
-            (answered, taken) = w.take_frames(lane, taken..count, room, now, wall);
-            if !first {
-                w.hand_over(&mut lane.io, answered);
-            }
-            drop(w);
-            if taken == count {
-                break;
-            }
-            // The socket is full: wait for room without the lock, so the
-            // other workers keep forwarding meanwhile. Once: if the socket
-            // is still full, the rest is taken and what does not fit is
-            // dropped (counted), as before this wait.
-            lane.wait_writable(SEND_WAIT_MS);
-            if lane.b.out.batch.free() < FRAME_DATAGRAMS {
-                room = 0;
-            }
-        }
-        read += count;
-        if !busy || count < want {
-            break;
-        }
-    }
-    // A lone frame: the next one is taken alone again.
-    lane.tap_busy = busy && read > 1;
-    read
 }
 
 impl Worker {

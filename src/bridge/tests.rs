@@ -11,6 +11,7 @@ use smoltcp::wire::{ArpOperation, DhcpMessageType};
 use super::*;
 use crate::guard::{BpduPolicy, PROBE_DST, PROBE_ETHERTYPE};
 use crate::leases::LeaseDb;
+use crate::responder::dhcp::PROBE_SLACK;
 use crate::responder::fixtures::{self, Client, arp_request, parse_reply};
 use crate::responder::{ArpSettings, DhcpSettings};
 use crate::wire::virtio::HDR_LEN;
@@ -419,9 +420,10 @@ fn the_conflict_check_probes_the_lan_and_the_peers_then_offers_locally() {
     let discover = Client::new(DhcpMessageType::Discover, mac).frame();
     assert_eq!(tap(&mut b, &discover, t, &mut out), TapOutcome::Answered);
     assert!(out.take().is_empty(), "the OFFER waits for the probe");
-    // The ARP probe for the candidate address: into our LAN and, as any
-    // broadcast, to every peer.
-    b.handle_timeout(t, wall(), &mut out);
+    // The ARP probe for the candidate address, at the end of its slot:
+    // into our LAN and, as any broadcast, to every peer.
+    assert_eq!(b.poll_timeout(), Some(t + PROBE_SLACK));
+    b.handle_timeout(t + PROBE_SLACK, wall(), &mut out);
     let got = out.take();
     assert_eq!(got.len(), 3, "{got:?}");
     let Out::Tap(probe) = &got[0] else {

@@ -46,7 +46,7 @@ use message::{ClientMsg, parse_frame};
 mod reply;
 pub use conflict::{
     CONFLICT_LOG_INTERVAL, ConflictLog, IN_USE_SECS, MAX_CANDIDATES, MAX_HELD, MAX_IN_USE,
-    OwnFrame, PROBE_HOLD,
+    OwnFrame, PROBE_HOLD, PROBE_SLACK,
 };
 use conflict::{Checked, ConflictCheck};
 use reply::Answer;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::mac::MacAddr;
 
@@ -41,22 +41,31 @@ pub(super) struct Held {
 }
 
 /// The offers held for their probes: by client, by address, and the order
-/// they fall due in. Every step but the OFFER is due at once, and every
-/// OFFER falls due [`PROBE_HOLD`](super::PROBE_HOLD) after its probe (up to
-/// [`OFFER_SLACK`](super::OFFER_SLACK) later, with the others of its slot),
-/// so two FIFO queues keep them in order: no scan of the held offers per
-/// DISCOVER, ARP frame or timer.
+/// they fall due in. A probe falls due when it is held (up to
+/// [`PROBE_SLACK`](super::PROBE_SLACK) later, with the others of its slot),
+/// an OFFER [`PROBE_HOLD`](super::PROBE_HOLD) after its probe (up to
+/// [`OFFER_SLACK`](super::OFFER_SLACK) later, likewise), every other step at
+/// once; so three FIFO queues keep them in order: no scan of the held
+/// offers per DISCOVER, ARP frame or timer.
 #[derive(Debug, Default)]
 pub(super) struct HeldSet {
     pub(super) by_key: HashMap<Box<[u8]>, Held>,
     /// Address → the client whose held offer it is.
     pub(super) by_ip: HashMap<Ipv4Addr, Box<[u8]>>,
-    /// Steps due at once (a probe to send, an address to replace, an OFFER
-    /// answered early), oldest first: (since, seq, client).
+    /// Steps due at once (an address to replace, an OFFER answered early),
+    /// oldest first: (since, seq, client).
     pub(super) now: VecDeque<(Instant, u64, Box<[u8]>)>,
+    /// Probes waiting for the end of their slot, in the order they fall due.
+    pub(super) probes: VecDeque<(Instant, u64, Box<[u8]>)>,
     /// OFFERs waiting out their hold, in the order they fall due.
     pub(super) later: VecDeque<(Instant, u64, Box<[u8]>)>,
     pub(super) next_seq: u64,
+}
+
+/// Whether a queue entry still stands for a held offer (its client's
+/// latest).
+fn current(by_key: &HashMap<Box<[u8]>, Held>, seq: u64, key: &[u8]) -> bool {
+    by_key.get(key).is_some_and(|h| h.seq == seq)
 }
 
 impl HeldSet {
@@ -64,23 +73,24 @@ impl HeldSet {
         self.by_key.len()
     }
 
-    /// Holds `h`, its step due at `h.at` (at once unless it is an OFFER;
-    /// an OFFER's time is moved to the end of its slot).
+    /// Holds `h`, its step due at `h.at`: a probe's and an OFFER's time is
+    /// moved to the end of its slot, any other step is due at once.
     pub(super) fn insert(&mut self, mut h: Held) {
         self.next_seq += 1;
         h.seq = self.next_seq;
-        if h.step == Step::Offer {
-            // Slots: an OFFER due no later than the last one queued goes
-            // out with it; one due after it opens a slot that ends
-            // OFFER_SLACK later. Times stay in order, the queue a FIFO.
-            h.at = match self.later.back() {
-                Some(&(last, _, _)) if h.at <= last => last,
-                _ => h.at + super::OFFER_SLACK,
-            };
-            self.later.push_back((h.at, h.seq, h.key.clone()));
-        } else {
-            self.now.push_back((h.at, h.seq, h.key.clone()));
-        }
+        let (queue, slack) = match h.step {
+            Step::Probe => (&mut self.probes, super::PROBE_SLACK),
+            Step::Offer => (&mut self.later, super::OFFER_SLACK),
+            Step::Repick => (&mut self.now, Duration::ZERO),
+        };
+        // Slots: a step due no later than the last one queued goes out with
+        // it; one due after it opens a slot that ends `slack` later. Times
+        // stay in order, each queue a FIFO.
+        h.at = match queue.back() {
+            Some(&(last, _, _)) if h.at <= last => last,
+            _ => h.at + slack,
+        };
+        queue.push_back((h.at, h.seq, h.key.clone()));
         // A client held already (not the case today: it is taken out
         // first) is replaced, its address index with it.
         if let Some(prev) = self.by_key.remove(&h.key) {
@@ -108,20 +118,13 @@ impl HeldSet {
     /// held offer, so [`HeldSet::next_due`] names a real one (entries
     /// further back are skipped when they reach the front).
     pub(super) fn prune(&mut self) {
-        let current = |by_key: &HashMap<Box<[u8]>, Held>, seq: u64, key: &[u8]| {
-            by_key.get(key).is_some_and(|h| h.seq == seq)
-        };
-        while let Some((_, seq, key)) = self.now.front() {
-            if current(&self.by_key, *seq, key) {
-                break;
+        for queue in [&mut self.now, &mut self.probes, &mut self.later] {
+            while let Some((_, seq, key)) = queue.front() {
+                if current(&self.by_key, *seq, key) {
+                    break;
+                }
+                queue.pop_front();
             }
-            self.now.pop_front();
-        }
-        while let Some((_, seq, key)) = self.later.front() {
-            if current(&self.by_key, *seq, key) {
-                break;
-            }
-            self.later.pop_front();
         }
     }
 
@@ -131,41 +134,35 @@ impl HeldSet {
         }
     }
 
-    /// The next held offer whose step is due at `at`, taken out.
+    /// The next held offer whose step is due at `at`, taken out: any due
+    /// at once, then the probe or OFFER due first.
     pub(super) fn pop_due(&mut self, at: Instant) -> Option<Held> {
-        while let Some((_, seq, key)) = self.now.pop_front() {
-            if self.by_key.get(&key).is_some_and(|h| h.seq == seq) {
-                return self.remove(&key);
-            }
-        }
-        while let Some((when, seq, _)) = self.later.front() {
-            let (when, seq) = (*when, *seq);
-            let current = {
-                let key = &self.later[0].2;
-                self.by_key.get(key).is_some_and(|h| h.seq == seq)
-            };
-            if !current {
-                self.later.pop_front();
-                continue;
-            }
-            if when > at {
+        self.prune();
+        let queue = if self.now.is_empty() {
+            let (probe, offer) = (self.probes.front(), self.later.front());
+            let first = probe.into_iter().chain(offer).map(|e| e.0).min()?;
+            if first > at {
                 return None;
             }
-            let (_, _, key) = self.later.pop_front()?;
-            return self.remove(&key);
-        }
-        None
+            if probe.is_some_and(|e| e.0 == first) {
+                &mut self.probes
+            } else {
+                &mut self.later
+            }
+        } else {
+            &mut self.now
+        };
+        let (_, _, key) = queue.pop_front()?;
+        self.remove(&key)
     }
 
     /// When the next step falls due (a stale queue entry may make it early:
     /// a wake-up that finds nothing to do).
     pub(super) fn next_due(&self) -> Option<Instant> {
-        let now = self.now.front().map(|n| n.0);
-        let later = self.later.front().map(|l| l.0);
-        match (now, later) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [&self.now, &self.probes, &self.later]
+            .into_iter()
+            .filter_map(|q| q.front().map(|e| e.0))
+            .min()
     }
 
     /// The set is full: the held offer waiting longest goes out at `at`,
@@ -173,18 +170,15 @@ impl HeldSet {
     /// probed yet) the oldest waiting for its probe. Whether there was one.
     pub(super) fn answer_oldest_at(&mut self, at: Instant) -> bool {
         let mut oldest = None;
-        while let Some((_, seq, key)) = self.later.pop_front() {
-            if self.by_key.get(&key).is_some_and(|h| h.seq == seq) {
-                oldest = Some((seq, key));
-                break;
-            }
-        }
-        if oldest.is_none() {
-            while let Some((_, seq, key)) = self.now.pop_front() {
-                if self.by_key.get(&key).is_some_and(|h| h.seq == seq) {
+        for queue in [&mut self.later, &mut self.probes, &mut self.now] {
+            while let Some((_, seq, key)) = queue.pop_front() {
+                if current(&self.by_key, seq, &key) {
                     oldest = Some((seq, key));
                     break;
                 }
+            }
+            if oldest.is_some() {
+                break;
             }
         }
         let Some((seq, key)) = oldest else {

@@ -132,8 +132,14 @@ impl Site {
         assert_eq!(v, LocalVerdict::Consumed, "a DISCOVER waits for its probe");
     }
 
-    /// The probe for the held DISCOVER goes out now; returns its address.
+    /// The probe for the held DISCOVER goes out at the end of its slot;
+    /// returns its address.
     fn expect_probe(&mut self) -> Ipv4Addr {
+        assert!(
+            self.poll().is_empty(),
+            "a probe waits for the end of its slot"
+        );
+        self.advance(PROBE_SLACK);
         match self.poll().as_slice() {
             [Out::Probe(ip)] => *ip,
             other => panic!("expected one probe, got {other:?}"),
@@ -202,7 +208,11 @@ fn probe_answer(host: [u8; 6], ip: Ipv4Addr) -> Vec<u8> {
 fn an_offer_waits_for_its_probe() {
     let mut s = Site::new(settings());
     s.discover(mac(1));
-    assert_eq!(s.r.poll_timeout(), Some(s.mono), "the probe is due at once");
+    assert_eq!(
+        s.r.poll_timeout(),
+        Some(s.mono + PROBE_SLACK),
+        "the probe is due at the end of its slot"
+    );
     assert_eq!(s.expect_probe(), ip(100));
     assert!(s.poll().is_empty(), "one probe per candidate");
     assert_eq!(s.r.poll_timeout(), Some(s.mono + PROBE_HOLD + OFFER_SLACK));
@@ -225,9 +235,9 @@ fn an_offer_waits_for_its_probe() {
 #[test]
 fn offers_due_within_the_slack_go_out_together() {
     let mut s = Site::new(settings());
-    let t0 = s.mono;
     s.discover(mac(1));
     assert_eq!(s.expect_probe(), ip(100));
+    let t0 = s.mono;
     // A millisecond later: its OFFER joins the first one's slot.
     s.advance(Duration::from_millis(1));
     s.discover(mac(2));
@@ -250,7 +260,13 @@ fn offers_due_within_the_slack_go_out_together() {
         })
         .collect();
     assert_eq!(offers, [ip(100), ip(101)]);
-    let next = t0 + Duration::from_millis(1) + OFFER_SLACK + PROBE_HOLD + OFFER_SLACK;
+    let next = t0
+        + Duration::from_millis(1)
+        + PROBE_SLACK
+        + OFFER_SLACK
+        + PROBE_SLACK
+        + PROBE_HOLD
+        + OFFER_SLACK;
     assert_eq!(s.r.poll_timeout(), Some(next), "the third OFFER's own slot");
     s.advance(next - s.mono);
     assert!(matches!(s.poll().as_slice(), [Out::Offer(r)] if r.yiaddr == ip(102)));
@@ -487,18 +503,20 @@ fn at_the_bound_the_oldest_held_offer_goes_out_early() {
     for n in 0..MAX_HELD {
         s.discover(client(n));
     }
+    s.advance(PROBE_SLACK);
     let probes = s.poll();
     assert_eq!(probes.len(), MAX_HELD, "one probe per held offer");
     assert!(probes.iter().all(|o| matches!(o, Out::Probe(_))));
     // One more: the offer held longest goes out now, the new one is held.
     s.discover(client(MAX_HELD));
     match s.poll().as_slice() {
-        [Out::Offer(first), Out::Probe(_)] => {
+        [Out::Offer(first)] => {
             assert_eq!(first.message_type, M::Offer);
             assert_eq!(first.chaddr, client(0), "the oldest first");
         }
-        other => panic!("expected the oldest OFFER and one probe, got {other:?}"),
+        other => panic!("expected the oldest OFFER, got {other:?}"),
     }
+    s.expect_probe();
     let c = s.r.counters();
     assert_eq!(
         (c.dhcp_offers_early, c.dhcp_ignored),
@@ -511,6 +529,7 @@ fn at_the_bound_the_oldest_held_offer_goes_out_early() {
     for n in MAX_HELD + 1..=2 * MAX_HELD + 1 {
         s.discover(client(n));
     }
+    s.advance(PROBE_SLACK);
     let out = s.poll();
     let offers = out.iter().filter(|o| matches!(o, Out::Offer(_))).count();
     assert_eq!((offers, out.len() - offers), (1, MAX_HELD));

@@ -94,7 +94,9 @@ pub(super) fn drain_tap(
             w.tunnel.set_wall_clock(now, wall);
             let answered;
             (answered, taken) = w.take_frames(lane, taken..count, room, now, wall);
-            if !first {
+            if first {
+                lane.answered |= answered;
+            } else {
                 w.hand_over(&mut lane.io, answered);
             }
             drop(w);

@@ -31,6 +31,10 @@ pub struct Lane {
     /// then a drain reads them in batches; otherwise it takes one frame and
     /// the next wait finds any other (see [`super::drain_tap`]).
     pub(super) tap_busy: bool,
+    /// A frame of the first worker's TAP drains since its last bookkeeping
+    /// was answered or taken by the responder: its lease changes wait to
+    /// be handed to the lease store.
+    pub(super) answered: bool,
 }
 
 /// A wait shorter than this did not sleep: what it found was there already.
@@ -77,6 +81,7 @@ impl Lane {
             }),
             jobs: Vec::with_capacity(crate::tunnel::MAX_JOBS),
             tap_busy: false,
+            answered: false,
         }
     }
 

@@ -73,6 +73,10 @@ const TAP_READS: usize = 16;
 const FRAME_DATAGRAMS: usize = 64;
 /// How long a lane waits, off the lock, for its full socket to take more.
 const SEND_WAIT_MS: u8 = 20;
+/// Longest the first worker goes without its whole bookkeeping while
+/// frames keep it awake (what has no deadline: the logs of refused ARP
+/// bindings and of leases, re-resolving peer names).
+const BOOKKEEPING: Duration = Duration::from_millis(10);
 
 /// Why the worker returned.
 pub enum Exit {
@@ -205,6 +209,8 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         (w.waker.clone(), w.tunnel.peer_count(), port, partner)
     };
     let mut logged: Vec<PeerStats> = vec![PeerStats::default(); peers];
+    // When the bookkeeping last ran in full.
+    let mut kept = Instant::now();
     loop {
         let now = Instant::now();
         let wait = {
@@ -277,8 +283,34 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
             // Can only fail where a seccomp filter refuses it: no matter.
             let _ = nix::sched::sched_yield();
         }
+        let answered = std::mem::take(&mut lane.answered);
         let mut guard = lock(core);
         let w = &mut *guard;
+        // The bookkeeping runs in full only when something is due or came
+        // in besides frames (and at least every BOOKKEEPING), so a wake-up
+        // for a frame goes back to sleep at once: whatever the frame woke
+        // on this CPU, or the next frame, does not wait for it.
+        let due = signalled
+            || woken
+            || tcp_ready
+            || partner_ready
+            || now >= kept + BOOKKEEPING
+            || w.tunnel.has_events()
+            || w.next_deadline().is_some_and(|t| t <= now);
+        if !due {
+            w.tcp.flush();
+            let errors = if answered {
+                w.persist_leases(&lane.tap)
+            } else {
+                0
+            };
+            drop(guard);
+            lane.io.tap_write_errors += errors;
+            lane.write_staged();
+            lane.send(now);
+            continue;
+        }
+        kept = now;
         w.tunnel.set_wall_clock(now, wall);
         // Refusals any worker's datagrams caused.
         w.log_arp_refusals(now);

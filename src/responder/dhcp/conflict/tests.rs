@@ -233,6 +233,37 @@ fn an_offer_waits_for_its_probe() {
 }
 
 #[test]
+fn probes_within_the_slack_go_out_together() {
+    let mut s = Site::new(settings());
+    let t0 = s.mono;
+    s.discover(mac(1));
+    // A millisecond later: its probe joins the first one's slot.
+    s.advance(Duration::from_millis(1));
+    s.discover(mac(2));
+    assert_eq!(s.r.poll_timeout(), Some(t0 + PROBE_SLACK));
+    assert!(s.poll().is_empty(), "nothing goes before the slot ends");
+    s.advance(t0 + PROBE_SLACK - s.mono);
+    let probes: Vec<_> = s
+        .poll()
+        .into_iter()
+        .map(|o| match o {
+            Out::Probe(ip) => ip,
+            other => panic!("expected probes, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(probes, [ip(100), ip(101)], "one send for both");
+    // After the slot: the next DISCOVER opens a slot of its own.
+    s.advance(Duration::from_millis(1));
+    s.discover(mac(3));
+    assert_eq!(s.expect_probe(), ip(102));
+    // Both OFFERs of the first slot are held from when their probes went.
+    assert_eq!(
+        s.r.poll_timeout(),
+        Some(t0 + PROBE_SLACK + PROBE_HOLD + OFFER_SLACK)
+    );
+}
+
+#[test]
 fn offers_due_within_the_slack_go_out_together() {
     let mut s = Site::new(settings());
     s.discover(mac(1));

@@ -51,29 +51,6 @@ pub(super) fn drain_udp(
     }
 }
 
-/// The TAP drain of a wake-up: when the wait found the queue ready, and
-/// right after this wake-up wrote frames to the TAP (`written`: the count
-/// before), which the kernel handles within the `write`, so the local
-/// stack's answer is queued already; unless the last such read found
-/// nothing ([`Lane::echoes`]): then the next wait finds any answer.
-pub(super) fn drain_tap_after(
-    core: &Mutex<Worker>,
-    lane: &mut Lane,
-    first: bool,
-    tap_ready: bool,
-    written: u64,
-    now: Instant,
-    wall: SystemTime,
-) {
-    let after_write = !tap_ready && lane.tap.frames_written() != written;
-    if tap_ready || (after_write && lane.echoes) {
-        let read = drain_tap(core, lane, first, now, wall);
-        if after_write {
-            lane.echoes = read > 0;
-        }
-    }
-}
-
 /// Reads `lane`'s TAP queue and hands what it read to the core under its
 /// lock. While frames come faster than the worker sleeps
 /// ([`Lane::tap_busy`]), [`TAP_READS`] frames at a time, up to [`BATCH`] in
@@ -81,14 +58,14 @@ pub(super) fn drain_tap_after(
 /// that finds the queue empty would delay the worker's sleep, and with it
 /// whatever its send woke on the same CPU (a socket wakes its reader there,
 /// expecting the waker to sleep); the next wait finds any other frame, and
-/// finding it at once says frames come fast. Returns the frames read.
-fn drain_tap(
+/// finding it at once says frames come fast.
+pub(super) fn drain_tap(
     core: &Mutex<Worker>,
     lane: &mut Lane,
     first: bool,
     now: Instant,
     wall: SystemTime,
-) -> usize {
+) {
     let busy = lane.tap_busy;
     let mut read = 0;
     while read < BATCH {
@@ -142,5 +119,4 @@ fn drain_tap(
     }
     // A lone frame: the next one is taken alone again.
     lane.tap_busy = busy && read > 1;
-    read
 }

@@ -29,18 +29,12 @@ pub struct Lane {
     pub(super) jobs: Vec<crate::tunnel::HandshakeJob>,
     /// Whether frames come from the TAP faster than the worker sleeps:
     /// then a drain reads them in batches; otherwise it takes one frame and
-    /// the next wait finds any other (see [`super::drain`]).
+    /// the next wait finds any other (see [`super::drain_tap`]).
     pub(super) tap_busy: bool,
     /// A frame of the first worker's TAP drains since its last bookkeeping
     /// was answered or taken by the responder: its lease changes wait to
     /// be handed to the lease store.
     pub(super) answered: bool,
-    /// Whether the last read of the TAP right after writing to it found a
-    /// frame (the local stack answering what was written): if not, the
-    /// next write is not followed by a read, only by the wait (see
-    /// [`super::drain::drain_tap_after`]); a wait that finds the queue
-    /// ready at once says answers come again.
-    pub(super) echoes: bool,
 }
 
 /// A wait shorter than this did not sleep: what it found was there already.
@@ -88,7 +82,6 @@ impl Lane {
             jobs: Vec::with_capacity(crate::tunnel::MAX_JOBS),
             tap_busy: false,
             answered: false,
-            echoes: true,
         }
     }
 
@@ -98,7 +91,6 @@ impl Lane {
     pub(super) fn waited(&mut self, before: Instant, tap_ready: bool) {
         if tap_ready && before.elapsed() < QUICK_WAKE {
             self.tap_busy = true;
-            self.echoes = true;
         }
     }
 

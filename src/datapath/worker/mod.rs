@@ -46,7 +46,7 @@ use nix::sys::eventfd::EventFd;
 use nix::sys::signalfd::SignalFd;
 
 use control::{commands, flush_bridge_port, reload};
-use drain::{drain_tap_after, drain_udp};
+use drain::{drain_tap, drain_udp};
 pub use lane::Lane;
 use out::{Out, TapOut, UdpTx};
 pub use partner::PartnerLink;
@@ -69,7 +69,7 @@ const FRAME_BUF: usize = 65536 + 256;
 const TAP_READS: usize = 16;
 /// Send slots a TAP frame may need: a 64 KiB GSO batch cut into segments
 /// for a small path MTU. A frame is taken under the lock only when its lane's
-/// send batch has this much room (see [`drain_tap_after`]).
+/// send batch has this much room (see [`drain_tap`]).
 const FRAME_DATAGRAMS: usize = 64;
 /// How long a lane waits, off the lock, for its full socket to take more.
 const SEND_WAIT_MS: u8 = 20;
@@ -270,7 +270,9 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         if udp_ready {
             drain_udp(core, lane, true, now, wall);
         }
-        drain_tap_after(core, lane, true, tap_ready, written, now, wall);
+        if tap_ready || lane.tap.frames_written() != written {
+            drain_tap(core, lane, true, now, wall);
+        }
         // What the batches made ready leaves before the timers and the
         // bookkeeping below run. Whoever a lone frame's send woke (the peer
         // daemon, or the application a datagram was for) was most likely
@@ -406,7 +408,9 @@ fn other_worker(core: &Mutex<Worker>, mut lane: Lane, stop: &EventFd) {
         if udp_ready {
             drain_udp(core, &mut lane, false, now, wall);
         }
-        drain_tap_after(core, &mut lane, false, tap_ready, written, now, wall);
+        if tap_ready || lane.tap.frames_written() != written {
+            drain_tap(core, &mut lane, false, now, wall);
+        }
         if lane.b.out.batch.pending() > 0 {
             let r = lane.udp.send_batch(&mut lane.b.out.batch);
             if r.dropped > 0 {

@@ -225,7 +225,7 @@ impl DhcpServer {
         counters: &mut ResponderCounters,
     ) -> Checked {
         if let Some(check) = &mut self.conflict
-            && let Some(h) = check.held.by_key.get_mut(client.key)
+            && let Some(h) = check.held.get_mut(client.key)
         {
             // A retransmission: answer the latest one, probe once.
             h.xid = msg.xid;
@@ -384,10 +384,7 @@ impl DhcpServer {
         if !probe && (from_peer || db.owner(ip) != Some(arp.sha)) {
             check.in_use.saw(ip, arp.sha, at);
         }
-        let Some(key) = check.held.by_ip.get(&ip) else {
-            return;
-        };
-        let Some(h) = check.held.by_key.get(key) else {
+        let Some(h) = check.held.at_ip(ip) else {
             return;
         };
         if h.step == Step::Repick
@@ -396,8 +393,7 @@ impl DhcpServer {
         {
             return;
         }
-        let key = key.clone();
-        if let Some(mut h) = check.held.remove(&key) {
+        if let Some(mut h) = check.held.remove_at_ip(ip) {
             h.step = Step::Repick;
             h.at = at;
             check.held.insert(h);

@@ -47,25 +47,40 @@ pub(super) struct Held {
 /// [`OFFER_SLACK`](super::OFFER_SLACK) later, likewise), every other step at
 /// once; so three FIFO queues keep them in order: no scan of the held
 /// offers per DISCOVER, ARP frame or timer.
+///
+/// The offers live in slots; the indexes and the queues name a slot, and a
+/// queue entry carries the `seq` of the offer it was made for, so telling a
+/// stale entry (its offer answered, moved on or replaced) from a current
+/// one costs an array index, not a lookup by client key.
 #[derive(Debug, Default)]
 pub(super) struct HeldSet {
-    pub(super) by_key: HashMap<Box<[u8]>, Held>,
-    /// Address → the client whose held offer it is.
-    pub(super) by_ip: HashMap<Ipv4Addr, Box<[u8]>>,
+    slots: Vec<Option<Held>>,
+    /// Slots whose offer is gone, for the next one.
+    vacant: Vec<usize>,
+    by_key: HashMap<Box<[u8]>, usize>,
+    /// Address → the slot of the offer held for it.
+    by_ip: HashMap<Ipv4Addr, usize>,
     /// Steps due at once (an address to replace, an OFFER answered early),
-    /// oldest first: (since, seq, client).
-    pub(super) now: VecDeque<(Instant, u64, Box<[u8]>)>,
+    /// oldest first: (since, seq, slot).
+    now: VecDeque<Entry>,
     /// Probes waiting for the end of their slot, in the order they fall due.
-    pub(super) probes: VecDeque<(Instant, u64, Box<[u8]>)>,
+    probes: VecDeque<Entry>,
     /// OFFERs waiting out their hold, in the order they fall due.
-    pub(super) later: VecDeque<(Instant, u64, Box<[u8]>)>,
-    pub(super) next_seq: u64,
+    later: VecDeque<Entry>,
+    next_seq: u64,
 }
 
-/// Whether a queue entry still stands for a held offer (its client's
-/// latest).
-fn current(by_key: &HashMap<Box<[u8]>, Held>, seq: u64, key: &[u8]) -> bool {
-    by_key.get(key).is_some_and(|h| h.seq == seq)
+/// A queue entry: when it falls due, the `seq` of the offer it stands for,
+/// and that offer's slot.
+type Entry = (Instant, u64, usize);
+
+/// Whether a queue entry still stands for a held offer (the one in its
+/// slot is the one it was queued for).
+fn current(slots: &[Option<Held>], seq: u64, slot: usize) -> bool {
+    slots
+        .get(slot)
+        .and_then(Option::as_ref)
+        .is_some_and(|h| h.seq == seq)
 }
 
 impl HeldSet {
@@ -73,9 +88,24 @@ impl HeldSet {
         self.by_key.len()
     }
 
+    /// The held offer of the client `key`.
+    pub(super) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Held> {
+        let slot = *self.by_key.get(key)?;
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    /// The held offer of the address `ip`.
+    pub(super) fn at_ip(&self, ip: Ipv4Addr) -> Option<&Held> {
+        let slot = *self.by_ip.get(&ip)?;
+        self.slots.get(slot)?.as_ref()
+    }
+
     /// Holds `h`, its step due at `h.at`: a probe's and an OFFER's time is
     /// moved to the end of its slot, any other step is due at once.
     pub(super) fn insert(&mut self, mut h: Held) {
+        // A client held already (not the case today: it is taken out
+        // first) is replaced, its address index with it.
+        self.remove(&h.key);
         self.next_seq += 1;
         h.seq = self.next_seq;
         let (queue, slack) = match h.step {
@@ -90,47 +120,60 @@ impl HeldSet {
             Some(&(last, _, _)) if h.at <= last => last,
             _ => h.at + slack,
         };
-        queue.push_back((h.at, h.seq, h.key.clone()));
-        // A client held already (not the case today: it is taken out
-        // first) is replaced, its address index with it.
-        if let Some(prev) = self.by_key.remove(&h.key) {
-            self.unindex(&prev);
-        }
-        if let Some(old) = self.by_ip.insert(h.ip, h.key.clone())
-            && *old != *h.key
-        {
-            // Two clients are never offered one address (the allocator's
-            // rule); should it happen, the older offer keeps the index.
-            self.by_ip.insert(h.ip, old);
-        }
-        self.by_key.insert(h.key.clone(), h);
+        let slot = match self.vacant.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        queue.push_back((h.at, h.seq, slot));
+        // Two clients are never offered one address (the allocator's
+        // rule); should it happen, the older offer keeps the index.
+        self.by_ip.entry(h.ip).or_insert(slot);
+        self.by_key.insert(h.key.clone(), slot);
+        self.slots[slot] = Some(h);
     }
 
     /// The held offer of `key`, taken out.
     pub(super) fn remove(&mut self, key: &[u8]) -> Option<Held> {
-        let h = self.by_key.remove(key)?;
-        self.unindex(&h);
+        let slot = self.by_key.remove(key)?;
+        let h = self.vacate(slot)?;
         self.prune();
+        Some(h)
+    }
+
+    /// The held offer of the address `ip`, taken out.
+    pub(super) fn remove_at_ip(&mut self, ip: Ipv4Addr) -> Option<Held> {
+        let slot = *self.by_ip.get(&ip)?;
+        let h = self.vacate(slot)?;
+        self.by_key.remove(&h.key);
+        self.prune();
+        Some(h)
+    }
+
+    /// Empties `slot` (its key index is the caller's) and drops the
+    /// address index if it names the slot.
+    fn vacate(&mut self, slot: usize) -> Option<Held> {
+        let h = self.slots.get_mut(slot)?.take()?;
+        self.vacant.push(slot);
+        if self.by_ip.get(&h.ip) == Some(&slot) {
+            self.by_ip.remove(&h.ip);
+        }
         Some(h)
     }
 
     /// Drops the queue entries at the fronts that no longer stand for a
     /// held offer, so [`HeldSet::next_due`] names a real one (entries
     /// further back are skipped when they reach the front).
-    pub(super) fn prune(&mut self) {
+    fn prune(&mut self) {
         for queue in [&mut self.now, &mut self.probes, &mut self.later] {
-            while let Some((_, seq, key)) = queue.front() {
-                if current(&self.by_key, *seq, key) {
+            while let Some(&(_, seq, slot)) = queue.front() {
+                if current(&self.slots, seq, slot) {
                     break;
                 }
                 queue.pop_front();
             }
-        }
-    }
-
-    pub(super) fn unindex(&mut self, h: &Held) {
-        if self.by_ip.get(&h.ip).is_some_and(|k| **k == *h.key) {
-            self.by_ip.remove(&h.ip);
         }
     }
 
@@ -152,8 +195,11 @@ impl HeldSet {
         } else {
             &mut self.now
         };
-        let (_, _, key) = queue.pop_front()?;
-        self.remove(&key)
+        let (_, _, slot) = queue.pop_front()?;
+        let h = self.vacate(slot)?;
+        self.by_key.remove(&h.key);
+        self.prune();
+        Some(h)
     }
 
     /// When the next step falls due (a stale queue entry may make it early:
@@ -171,9 +217,9 @@ impl HeldSet {
     pub(super) fn answer_oldest_at(&mut self, at: Instant) -> bool {
         let mut oldest = None;
         for queue in [&mut self.later, &mut self.probes, &mut self.now] {
-            while let Some((_, seq, key)) = queue.pop_front() {
-                if current(&self.by_key, seq, &key) {
-                    oldest = Some((seq, key));
+            while let Some((_, seq, slot)) = queue.pop_front() {
+                if current(&self.slots, seq, slot) {
+                    oldest = Some((seq, slot));
                     break;
                 }
             }
@@ -181,14 +227,14 @@ impl HeldSet {
                 break;
             }
         }
-        let Some((seq, key)) = oldest else {
+        let Some((seq, slot)) = oldest else {
             return false;
         };
-        if let Some(h) = self.by_key.get_mut(&key) {
+        if let Some(h) = self.slots.get_mut(slot).and_then(Option::as_mut) {
             h.step = Step::Offer;
             h.at = at;
         }
-        self.now.push_back((at, seq, key));
+        self.now.push_back((at, seq, slot));
         true
     }
 }

@@ -798,3 +798,64 @@ mod prop {
         }
     }
 }
+
+/// A held offer for the held set's own tests: client `n`, address `.n`.
+fn held(n: u8, step: Step, at: Instant) -> Held {
+    Held {
+        key: vec![1, 0x52, 0x54, 0, 0, 1, n].into(),
+        client_id: false,
+        chaddr: MacAddr(mac(n)),
+        xid: u32::from(n),
+        broadcast: false,
+        requested: None,
+        ip: ip(n),
+        step,
+        at,
+        tried: 1,
+        seq: 0,
+    }
+}
+
+#[test]
+fn a_reused_slot_does_not_answer_for_the_offer_it_held_before() {
+    let t = Instant::now();
+    let mut set = HeldSet::default();
+    set.insert(held(1, Step::Probe, t));
+    set.insert(held(2, Step::Probe, t));
+    // Client 2 leaves (a REQUEST): its probe entry, behind client 1's,
+    // stays queued but stale; its slot is free.
+    assert_eq!(
+        set.remove(&held(2, Step::Probe, t).key).map(|h| h.ip),
+        Some(ip(2))
+    );
+    // Client 3 takes that slot, its OFFER due long after the probes.
+    set.insert(held(3, Step::Offer, t + Duration::from_secs(1)));
+    assert_eq!(set.at_ip(ip(3)).map(|h| h.xid), Some(3));
+    assert!(set.at_ip(ip(2)).is_none());
+    // At the probes' time only client 1's comes out: the stale entry for
+    // the slot does not hand out client 3 early.
+    let due = t + PROBE_SLACK;
+    assert_eq!(set.pop_due(due).map(|h| h.xid), Some(1));
+    assert!(set.pop_due(due).is_none());
+    assert_eq!(set.len(), 1);
+    let later = t + Duration::from_secs(1) + OFFER_SLACK;
+    assert_eq!(set.next_due(), Some(later));
+    let h = set.pop_due(later).expect("client 3's OFFER is due");
+    assert_eq!((h.xid, h.step, h.ip), (3, Step::Offer, ip(3)));
+    assert_eq!((set.len(), set.next_due()), (0, None));
+}
+
+#[test]
+fn taking_an_offer_by_address_frees_its_client_too() {
+    let t = Instant::now();
+    let mut set = HeldSet::default();
+    set.insert(held(4, Step::Probe, t));
+    let h = set.remove_at_ip(ip(4)).expect("held at .4");
+    assert_eq!(h.xid, 4);
+    assert!(set.get_mut(&h.key).is_none());
+    assert_eq!((set.len(), set.next_due()), (0, None));
+    // Held again under the same key, it is found by both.
+    set.insert(held(4, Step::Repick, t));
+    assert!(set.get_mut(&h.key).is_some());
+    assert_eq!(set.at_ip(ip(4)).map(|h| h.step), Some(Step::Repick));
+}

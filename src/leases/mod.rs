@@ -144,6 +144,19 @@ pub(crate) fn parse_hex_key(s: &str) -> Option<Box<[u8]>> {
         .map(Vec::into_boxed_slice)
 }
 impl LeaseDb {
+    /// An empty table with room for `n` leases before it grows.
+    pub fn with_capacity(n: usize) -> LeaseDb {
+        LeaseDb {
+            by_key: HashMap::with_capacity(n),
+            by_ip: HashMap::with_capacity(n),
+        }
+    }
+
+    /// How many leases fit before the table grows (and is rehashed).
+    pub fn capacity(&self) -> usize {
+        self.by_key.capacity().min(self.by_ip.capacity())
+    }
+
     /// The lease recorded for the client `key`, expired or not.
     pub fn get(&self, key: &[u8]) -> Option<Lease> {
         self.by_key.get(key).copied()

@@ -562,3 +562,36 @@ fn replicated_records_are_served_and_journalled_as_our_own() {
     assert!(a.apply_replicated(&gone));
     assert!(a.db().get_mac(&M1).is_none());
 }
+
+#[test]
+fn the_lease_table_has_room_for_the_whole_pool_from_the_start() {
+    // A /16 pool of 65,279 addresses and one reservation: filling it must
+    // never grow (rehash) the table on the worker.
+    let big = Pool {
+        subnet: Ipv4Addr::new(198, 19, 0, 0),
+        prefix_len: 16,
+        start: Ipv4Addr::new(198, 19, 1, 0),
+        end: Ipv4Addr::new(198, 19, 255, 254),
+        server: Ipv4Addr::new(198, 19, 0, 1),
+        reservations: vec![(M3, Ipv4Addr::new(198, 19, 0, 10))],
+        excluded: vec![],
+    };
+    let mut a = Allocator::new(big, LeaseDb::default());
+    let room = a.db().capacity();
+    // 65,279 pool addresses and the reservation.
+    assert!(room >= 65_280, "room for {room} leases");
+    for n in 0..65_279u32 {
+        let mac = MacAddr([0x52, 0x54, 0, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
+        let ip = a
+            .offer(cl(&mac), None, T0)
+            .expect("the pool is not full yet");
+        assert!(a.commit(cl(&mac), ip, 3600, false, T0));
+    }
+    assert_eq!(a.db().len(), 65_279);
+    assert_eq!(a.db().capacity(), room, "the table never grew");
+    // The lease store's copy (a clone, `Responder::lease_db`) keeps the room.
+    assert!(a.db().clone().capacity() >= room);
+    // A small pool reserves little.
+    let small = Allocator::new(pool(100, 109), LeaseDb::default());
+    assert!(small.db().capacity() < 64, "{}", small.db().capacity());
+}

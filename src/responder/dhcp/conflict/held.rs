@@ -137,29 +137,26 @@ impl HeldSet {
 
     /// The held offer of `key`, taken out.
     pub(super) fn remove(&mut self, key: &[u8]) -> Option<Held> {
-        let slot = self.by_key.remove(key)?;
-        let h = self.vacate(slot)?;
-        self.prune();
-        Some(h)
+        let slot = *self.by_key.get(key)?;
+        self.take(slot)
     }
 
     /// The held offer of the address `ip`, taken out.
     pub(super) fn remove_at_ip(&mut self, ip: Ipv4Addr) -> Option<Held> {
         let slot = *self.by_ip.get(&ip)?;
-        let h = self.vacate(slot)?;
-        self.by_key.remove(&h.key);
-        self.prune();
-        Some(h)
+        self.take(slot)
     }
 
-    /// Empties `slot` (its key index is the caller's) and drops the
-    /// address index if it names the slot.
-    fn vacate(&mut self, slot: usize) -> Option<Held> {
+    /// The offer in `slot`, taken out of the slot and both indexes; its
+    /// queue entries are stale from now on (those at the fronts dropped).
+    fn take(&mut self, slot: usize) -> Option<Held> {
         let h = self.slots.get_mut(slot)?.take()?;
         self.vacant.push(slot);
+        self.by_key.remove(&h.key);
         if self.by_ip.get(&h.ip) == Some(&slot) {
             self.by_ip.remove(&h.ip);
         }
+        self.prune();
         Some(h)
     }
 
@@ -196,10 +193,7 @@ impl HeldSet {
             &mut self.now
         };
         let (_, _, slot) = queue.pop_front()?;
-        let h = self.vacate(slot)?;
-        self.by_key.remove(&h.key);
-        self.prune();
-        Some(h)
+        self.take(slot)
     }
 
     /// When the next step falls due (a stale queue entry may make it early:

@@ -32,6 +32,14 @@ use crate::wire::ethernet::Vlan;
 pub const AGING: Duration = Duration::from_secs(300);
 /// Most MACs remembered.
 pub const MAX_ENTRIES: usize = 8192;
+/// How long after a host was last seen on the local side a unicast the TAP
+/// reads for it is still kept home ([`LocalRoute::Drop`]); later it is
+/// flooded to the peers as unknown unicast. The LAN bridge hands the TAP a
+/// unicast for a local host only when it no longer knows the host's port:
+/// the port went away or the LAN's shape changed (a loop through another
+/// path ended), and the host may now be reachable only through a peer.
+/// Trusting the old entry for [`AGING`] would cut it off until then.
+pub const LOCAL_HOLD: Duration = Duration::from_secs(5);
 
 /// Where a MAC was learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,7 +270,8 @@ impl Switch {
     }
 
     /// A frame read from the TAP, in `vlan`: learn its source, route its
-    /// destination.
+    /// destination (a host seen on the local side keeps unicast for it home
+    /// for [`LOCAL_HOLD`] only).
     pub fn from_local(
         &mut self,
         vlan: Vlan,
@@ -274,10 +283,14 @@ impl Switch {
         if dst.is_group() {
             return LocalRoute::Flood;
         }
-        match self.lookup(vlan, dst, now) {
-            Some(Port::Peer(p)) => LocalRoute::Peer(p),
-            Some(Port::Local) => LocalRoute::Drop,
-            None => LocalRoute::Flood,
+        let Some(e) = self.table.get(&(vlan, dst)) else {
+            return LocalRoute::Flood;
+        };
+        let age = now.saturating_duration_since(e.seen);
+        match e.port {
+            Port::Peer(p) if age < AGING => LocalRoute::Peer(p),
+            Port::Local if age < LOCAL_HOLD => LocalRoute::Drop,
+            _ => LocalRoute::Flood,
         }
     }
 

@@ -49,6 +49,40 @@ fn local_destinations_are_not_tunneled() {
 }
 
 #[test]
+fn a_local_host_keeps_unicast_home_only_while_recently_seen() {
+    let t = Instant::now();
+    let mut s = Switch::new(false);
+    s.from_local(U, BCAST, C, t);
+    let just_before = t + LOCAL_HOLD - Duration::from_millis(1);
+    assert_eq!(s.from_local(U, C, A, just_before), LocalRoute::Drop);
+    // The LAN bridge still hands the TAP unicast for C: it lost C's port
+    // (a link went away), so C may now be behind a peer.
+    assert_eq!(s.from_local(U, C, A, t + LOCAL_HOLD), LocalRoute::Flood);
+    // Routing refreshes nothing: only C's own frames do.
+    assert_eq!(s.from_local(U, C, A, t + LOCAL_HOLD), LocalRoute::Flood);
+    let later = t + LOCAL_HOLD * 3;
+    s.from_local(U, BCAST, C, later);
+    assert_eq!(s.from_local(U, C, A, later), LocalRoute::Drop);
+    // The entry is still there for what else reads it (loop suspicion).
+    assert_eq!(s.port_of(U, C, later + LOCAL_HOLD), Some(Port::Local));
+}
+
+#[test]
+fn a_host_that_moved_behind_a_peer_is_reached_once_it_talks() {
+    let t = Instant::now();
+    let mut s = Switch::new(false);
+    s.from_local(U, BCAST, C, t);
+    let later = t + LOCAL_HOLD;
+    assert_eq!(s.from_local(U, C, A, later), LocalRoute::Flood);
+    // The flood reached C at its new site; its answer comes from the peer.
+    s.from_peer(PeerId::new(3), U, A, C, later);
+    assert_eq!(
+        s.from_local(U, C, A, later),
+        LocalRoute::Peer(PeerId::new(3))
+    );
+}
+
+#[test]
 fn entries_age_out() {
     let t = Instant::now();
     let mut s = Switch::new(false);

@@ -20,7 +20,7 @@
 # hub, through two branches): the hub detects it within 5 s, logs the pair, and stops
 # relaying between gwb and gwc only; ha still reaches hb and hc through the hub, hb and
 # hc reach each other over their link, both branches keep their tunnels; once the link
-# is removed, hb reaches hc through the hub again. Everything is bounded: storm_pps caps what could circulate
+# is removed (hc having talked over it last), hb reaches hc through the hub again. Everything is bounded: storm_pps caps what could circulate
 # before detection, and the rig is deleted on any exit.
 #
 # Run as root: tests/e2e/guard_loop_hub.sh   (BRIDGE_CTL=... to pick the binary)
@@ -80,14 +80,19 @@ done
 e2e_wait "ha reaches hb through the hub's tunnel" 10 e2e_ping1 ha "${HOST_IP[hb]}"
 e2e_wait "ha reaches hc through the hub's tunnel" 10 e2e_ping1 ha "${HOST_IP[hc]}"
 
-# dump: after a failed check, the hub's log and the hosts' neighbours.
+# dump: after a failed check, the hosts' neighbours, each LAN bridge's learned
+# addresses and every gateway's log.
 dump() {
-    local h
+    local h s
     for h in ha hb hc; do
         e2e_note "neighbours in $h: $(ip -n "$(e2e_ns "$h")" neigh show 2>&1 | tr '\n' ';')"
     done
-    e2e_note "gwa's log:"
-    tail -n 20 "$E2E_WORK/run/gwa.log" 2>&1 | sed 's/^/#   /' || true
+    for s in "${SITES[@]}"; do
+        e2e_note "$s's br-lan learned: $(bridge -n "$(e2e_ns "$s")" fdb show br br-lan 2>&1 |
+            grep -v permanent | tr '\n' ';')"
+        e2e_note "$s's log:"
+        tail -n 20 "$E2E_WORK/run/$s.log" 2>&1 | sed 's/^/#   /' || true
+    done
 }
 
 # --- the other path: a direct veth between gwa's and gwb's br-lan
@@ -159,8 +164,18 @@ e2e_wait "ha reaches hc through the hub too" 10 e2e_ping ha "${HOST_IP[hc]}" -c 
 e2e_wait "hb reaches hc over their own path" 10 e2e_ping hb "${HOST_IP[hc]}" -c 1 -W 1
 e2e_check "gwb keeps its tunnel to the hub (up)" _e2e_peer_is_up gwb gwa
 e2e_check "gwc keeps its tunnel to the hub (up)" _e2e_peer_is_up gwc gwa
+# hc talks over the pair link last, so gwb has just seen it on its local side while
+# hb's neighbour entry for it stays valid: once the link goes, gwb's LAN bridge has
+# lost hc's port and floods hb's unicast to the TAP, and gwb must send it on (to the
+# hub) after the switch's 5 s LOCAL_HOLD instead of keeping it home for the table's
+# 300 s ageing.
+ip -n "$(e2e_ns hc)" neigh flush dev eth0
+e2e_check "hc reaches hb over the pair link (gwb sees hc on its LAN last)" \
+    e2e_ping hc "${HOST_IP[hb]}" -c 1 -W 1
 ip -n "$NS_B" link del pairb
 e2e_wait "the pair loop ends and hb reaches hc through the hub again" 15 \
     e2e_ping hb "${HOST_IP[hc]}" -c 1 -W 1
+e2e_passed || dump
+[[ "${GLH_DUMP:-}" != 1 ]] || dump
 
 e2e_summary

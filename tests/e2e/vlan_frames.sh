@@ -19,7 +19,8 @@
 #     Linux bridge does not learn from: gwb learns (untagged, X) on its local side,
 #     its br-lan still has X behind the TAP). hb's unicast to X in VLAN 10 must reach
 #     ha: a switch that keyed on the MAC alone would now think X is local at B and
-#     drop it. hb's untagged unicast to X must not cross (X untagged is at B).
+#     drop it. Untagged unicast to X sent at B right after must not cross (X
+#     untagged was just seen there).
 #
 # Run as root: tests/e2e/vlan_frames.sh   (BRIDGE_CTL=... to pick the binary)
 
@@ -118,9 +119,11 @@ gl_frames "$GL_HA" 5 mark eth0 "$VID" self ff:ff:ff:ff:ff:ff 2 || true
 gl_frames "$GL_GB" 5 mark br-lan - "$Y" ff:ff:ff:ff:ff:ff 1 || true
 gl_frames "$GL_GB" 5 mark br-lan - "$X" "$Y" 2 || true
 sleep 0.3
-# hb → X: in VLAN 10 (must reach ha), and untagged (must stay at site B).
-gl_frames "$GL_HB" 5 mark eth0 "$VID" self "$X" 5 || true
+# To X untagged (must stay at site B: X was seen there within the switch's
+# 5 s LOCAL_HOLD, so it is sent first), and from hb to X in VLAN 10 (must
+# reach ha).
 gl_frames "$GL_GB" 5 mark br-lan - "$Y" "$X" 3 || true
+gl_frames "$GL_HB" 5 mark eth0 "$VID" self "$X" 5 || true
 count_end
 e2e_note "at ha: $SEEN"
 got=$(seen "mark.$VID.$XHEX")

@@ -16,8 +16,8 @@
 //! chunk of a full sync arrived, it drops the records the sync did not
 //! name. With each heartbeat the active box also lists the MACs it learned
 //! behind its peers (at most [`MAX_MACS`]); the standby keeps those it
-//! heard of within [`MAC_FRESH`], to announce them to the LAN when it is
-//! promoted. It lists its live ARP bindings learned through the tunnel the
+//! heard of within [`MAC_FRESH`] (at most twice [`MAX_MACS`]), to announce
+//! them to the LAN when it is promoted. It lists its live ARP bindings learned through the tunnel the
 //! same way (at most [`MAX_MACS`]), which the standby records as if it had
 //! learned them, so a promoted box answers ARP for remote hosts at once,
 //! and its live ND bindings (IPv6) the same way. An active box never
@@ -334,19 +334,30 @@ impl Partner {
             }
             KIND_FULL => self.take_chunk(&m, lines, db, apply),
             KIND_MACS => {
+                if self.macs_in.len() >= 2 * MAX_MACS {
+                    self.macs_in
+                        .retain(|_, t| now.saturating_duration_since(*t) < MAC_FRESH);
+                }
                 for e in lines.chunks_exact(MAC_ENTRY) {
                     let vid = u16::from_be_bytes([e[0], e[1]]);
                     let Some(mac) = MacAddr::from_slice(&e[2..]) else {
                         continue;
                     };
                     let vlan = (vid != UNTAGGED).then_some(vid & 0x0fff);
-                    if mac.is_unicast_host() {
-                        self.macs_in.insert((vlan, mac), now);
+                    if !mac.is_unicast_host() {
+                        continue;
                     }
-                }
-                if self.macs_in.len() > 2 * MAX_MACS {
-                    self.macs_in
-                        .retain(|_, t| now.saturating_duration_since(*t) < MAC_FRESH);
+                    // Bounded even if the partner lists more than it may
+                    // within MAC_FRESH: what is known is refreshed, nothing
+                    // new is kept beyond twice a heartbeat's worth.
+                    let len = self.macs_in.len();
+                    match self.macs_in.get_mut(&(vlan, mac)) {
+                        Some(t) => *t = now,
+                        None if len < 2 * MAX_MACS => {
+                            self.macs_in.insert((vlan, mac), now);
+                        }
+                        None => {}
+                    }
                 }
             }
             KIND_BINDINGS | KIND_ND_BINDINGS => {
@@ -561,6 +572,27 @@ impl Partner {
         let tag = self.send_key.seal(counter, header, &mut rest[..body_len]);
         rest[body_len..body_len + TAG_LEN].copy_from_slice(&tag);
         HEADER_LEN + body_len + TAG_LEN
+    }
+
+    /// Under `cfg(fuzzing)` (cargo-fuzz builds only, never a shipped
+    /// binary): seals `payload` as it stands (kind, role, counts and lines,
+    /// unchecked) into `buf` as this box's next datagram and returns its
+    /// length, so the fuzz target reaches the parser behind the
+    /// authentication. `buf` needs `payload.len()` plus 41 bytes.
+    #[cfg(fuzzing)]
+    pub fn seal_payload(&mut self, payload: &[u8], buf: &mut [u8]) -> usize {
+        let counter = self.send_counter;
+        self.send_counter += 1;
+        buf[0] = VERSION;
+        buf[1..17].copy_from_slice(&self.boot);
+        buf[17..HEADER_LEN].copy_from_slice(&counter.to_be_bytes());
+        let (header, rest) = buf.split_at_mut(HEADER_LEN);
+        rest[..payload.len()].copy_from_slice(payload);
+        let tag = self
+            .send_key
+            .seal(counter, header, &mut rest[..payload.len()]);
+        rest[payload.len()..payload.len() + TAG_LEN].copy_from_slice(&tag);
+        HEADER_LEN + payload.len() + TAG_LEN
     }
 
     /// Authenticates `buf` in place; the payload's length if it is

@@ -229,6 +229,43 @@ fn the_standby_learns_the_remote_macs_to_announce() {
 }
 
 #[test]
+fn the_remote_macs_kept_are_bounded_however_many_the_partner_lists() {
+    let t = Instant::now();
+    let mut active = Box_::new(1, Role::Active, t);
+    let mut standby = Box_::new(2, Role::Standby, t);
+    // Three heartbeats' worth of distinct MACs within MAC_FRESH: more than
+    // the active box may list, as a broken or hostile partner could.
+    let mac = |n: u32| {
+        let [_, a, b, c] = n.to_be_bytes();
+        (None, MacAddr([2, 0, 0xee, a, b, c]))
+    };
+    for round in 0..3u32 {
+        let at = t + Duration::from_millis(u64::from(round));
+        active.p.next_heartbeat = at;
+        let first = round * MAX_MACS as u32;
+        active
+            .p
+            .offer_macs((first..first + MAX_MACS as u32).map(mac));
+        standby.receive(active.send(at), at);
+    }
+    let now = t + Duration::from_millis(3);
+    let kept = standby.p.partner_macs(now);
+    assert_eq!(kept.len(), 2 * MAX_MACS);
+    // What is already known is refreshed all the same.
+    active.p.next_heartbeat = now;
+    active.p.offer_macs(std::iter::once(mac(0)));
+    standby.receive(active.send(now), now);
+    // The others were last listed by t + 2 ms.
+    let later = t + Duration::from_millis(2) + MAC_FRESH;
+    let fresh = standby.p.partner_macs(later);
+    assert!(
+        fresh == [mac(0)],
+        "{} fresh, want only the refreshed one",
+        fresh.len()
+    );
+}
+
+#[test]
 fn the_standby_gets_the_arp_bindings() {
     let t = Instant::now();
     let mut active = Box_::new(1, Role::Active, t);

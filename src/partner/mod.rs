@@ -560,18 +560,11 @@ impl Partner {
 
     /// Writes header, sealed payload and tag; returns the length.
     fn seal(&mut self, meta: &Meta, lines: &[u8], buf: &mut [u8]) -> usize {
-        let counter = self.send_counter;
-        self.send_counter += 1;
-        buf[0] = VERSION;
-        buf[1..17].copy_from_slice(&self.boot);
-        buf[17..HEADER_LEN].copy_from_slice(&counter.to_be_bytes());
-        let (header, rest) = buf.split_at_mut(HEADER_LEN);
-        meta.emit(&mut rest[..META_LEN]);
+        let body = &mut buf[HEADER_LEN..];
+        meta.emit(&mut body[..META_LEN]);
         let body_len = META_LEN + lines.len();
-        rest[META_LEN..body_len].copy_from_slice(lines);
-        let tag = self.send_key.seal(counter, header, &mut rest[..body_len]);
-        rest[body_len..body_len + TAG_LEN].copy_from_slice(&tag);
-        HEADER_LEN + body_len + TAG_LEN
+        body[META_LEN..body_len].copy_from_slice(lines);
+        self.seal_body(body_len, buf)
     }
 
     /// Under `cfg(fuzzing)` (cargo-fuzz builds only, never a shipped
@@ -581,18 +574,23 @@ impl Partner {
     /// authentication. `buf` needs `payload.len()` plus 41 bytes.
     #[cfg(fuzzing)]
     pub fn seal_payload(&mut self, payload: &[u8], buf: &mut [u8]) -> usize {
+        buf[HEADER_LEN..HEADER_LEN + payload.len()].copy_from_slice(payload);
+        self.seal_body(payload.len(), buf)
+    }
+
+    /// Seals the `body_len` bytes after the header in place under this
+    /// box's next counter, writing the header before them and the tag
+    /// after; returns the datagram's length.
+    fn seal_body(&mut self, body_len: usize, buf: &mut [u8]) -> usize {
         let counter = self.send_counter;
         self.send_counter += 1;
         buf[0] = VERSION;
         buf[1..17].copy_from_slice(&self.boot);
         buf[17..HEADER_LEN].copy_from_slice(&counter.to_be_bytes());
         let (header, rest) = buf.split_at_mut(HEADER_LEN);
-        rest[..payload.len()].copy_from_slice(payload);
-        let tag = self
-            .send_key
-            .seal(counter, header, &mut rest[..payload.len()]);
-        rest[payload.len()..payload.len() + TAG_LEN].copy_from_slice(&tag);
-        HEADER_LEN + payload.len() + TAG_LEN
+        let tag = self.send_key.seal(counter, header, &mut rest[..body_len]);
+        rest[body_len..body_len + TAG_LEN].copy_from_slice(&tag);
+        HEADER_LEN + body_len + TAG_LEN
     }
 
     /// Authenticates `buf` in place; the payload's length if it is

@@ -17,12 +17,12 @@
 //! name. With each heartbeat the active box also lists the MACs it learned
 //! behind its peers (at most [`MAX_MACS`]); the standby keeps those it
 //! heard of within [`MAC_FRESH`] (at most twice [`MAX_MACS`]), to announce
-//! them to the LAN when it is promoted. It lists its live ARP bindings learned through the tunnel the
-//! same way (at most [`MAX_MACS`]), which the standby records as if it had
-//! learned them, so a promoted box answers ARP for remote hosts at once,
-//! and its live ND bindings (IPv6) the same way. An active box never
-//! applies what it receives (two actives at once do not overwrite each
-//! other).
+//! them to the LAN when it is promoted. It lists its live ARP bindings
+//! learned through the tunnel the same way (at most [`MAX_MACS`]), which
+//! the standby records as if it had learned them, so a promoted box
+//! answers ARP for remote hosts at once, and its live ND bindings (IPv6)
+//! the same way. An active box never applies what it receives (two
+//! actives at once do not overwrite each other).
 //!
 //! # Wire format and keys
 //!

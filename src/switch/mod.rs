@@ -114,11 +114,16 @@ impl Switch {
         }
     }
 
+    /// Where `mac` was learned in `vlan` and how long ago it was last seen
+    /// there, if that is within [`AGING`].
+    fn live(&self, vlan: Vlan, mac: MacAddr, now: Instant) -> Option<(Port, Duration)> {
+        let e = self.table.get(&(vlan, mac))?;
+        let age = now.saturating_duration_since(e.seen);
+        (age < AGING).then_some((e.port, age))
+    }
+
     fn lookup(&self, vlan: Vlan, mac: MacAddr, now: Instant) -> Option<Port> {
-        self.table
-            .get(&(vlan, mac))
-            .filter(|e| now.saturating_duration_since(e.seen) < AGING)
-            .map(|e| e.port)
+        self.live(vlan, mac, now).map(|(port, _)| port)
     }
 
     /// Records that `src` was seen in `vlan` behind `port`. Group addresses
@@ -283,13 +288,9 @@ impl Switch {
         if dst.is_group() {
             return LocalRoute::Flood;
         }
-        let Some(e) = self.table.get(&(vlan, dst)) else {
-            return LocalRoute::Flood;
-        };
-        let age = now.saturating_duration_since(e.seen);
-        match e.port {
-            Port::Peer(p) if age < AGING => LocalRoute::Peer(p),
-            Port::Local if age < LOCAL_HOLD => LocalRoute::Drop,
+        match self.live(vlan, dst, now) {
+            Some((Port::Peer(p), _)) => LocalRoute::Peer(p),
+            Some((Port::Local, age)) if age < LOCAL_HOLD => LocalRoute::Drop,
             _ => LocalRoute::Flood,
         }
     }

@@ -40,12 +40,13 @@
 
 pub mod arp;
 mod bindings;
+mod counters;
 pub mod dhcp;
 pub mod nd;
 mod settings;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub use dhcp::alloc::{LeaseInfo, PoolUsage};
 pub use dhcp::{ConflictLog, OwnFrame};
@@ -56,7 +57,9 @@ use crate::leases::{LeaseChange, LeaseDb};
 use crate::mac::MacAddr;
 use crate::peer_id::PeerId;
 
-use arp::{ArpResponder, BindingRefusal, Learned};
+use arp::{ArpResponder, Learned};
+use counters::Refusals;
+pub use counters::{REFUSAL_LOG_INTERVAL, RefusalLog, ResponderCounters};
 use dhcp::DhcpServer;
 use nd::NdResponder;
 use smoltcp::wire::ArpOperation;
@@ -79,71 +82,6 @@ pub enum RemoteVerdict {
     Deliver,
     /// Drop it (DHCP from another site's DHCP domain).
     Drop,
-}
-
-/// Responder counters (monotonic).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ResponderCounters {
-    /// ARP replies written into the TAP.
-    pub arp_replies: u64,
-    /// DHCP replies (OFFER, ACK, NAK) written into the TAP.
-    pub dhcp_replies: u64,
-    /// Of `dhcp_replies`, how many were NAKs.
-    pub dhcp_naks: u64,
-    /// DISCOVERs left unanswered because the pool had no free address.
-    pub dhcp_pool_exhausted: u64,
-    /// Local DHCP frames that could not be parsed (bad IP/UDP/BOOTP).
-    pub dhcp_malformed: u64,
-    /// Local DHCP frames consumed without answer (not for us, RELEASE, ...).
-    pub dhcp_ignored: u64,
-    /// DHCP frames from the tunnel that were dropped.
-    pub remote_dhcp_dropped: u64,
-    /// ARP bindings learned or refreshed from the tunnel.
-    pub arp_bindings_learned: u64,
-    /// ARP bindings from the tunnel refused (see [`arp`]: they claimed a
-    /// local or the responder's own address, or their sender MAC was not the
-    /// Ethernet source).
-    pub arp_bindings_refused: u64,
-    /// Neighbour solicitations answered locally from ND bindings.
-    pub nd_replies: u64,
-    /// ND bindings learned or refreshed from the tunnel.
-    pub nd_bindings_learned: u64,
-    /// ND bindings from the tunnel refused (see [`nd`]).
-    pub nd_bindings_refused: u64,
-    /// Addresses not offered, or REQUESTs NAKed, because another MAC was
-    /// seen using the address (`conflict_check`).
-    pub dhcp_conflicts: u64,
-    /// ARP probes sent before offering (`conflict_check`).
-    pub dhcp_probes: u64,
-    /// OFFERs sent before their probe's hold ended, the held offers being
-    /// at their bound (`conflict_check`).
-    pub dhcp_offers_early: u64,
-}
-
-/// Refused ARP and ND bindings to log: at most one line per [`REFUSAL_LOG_INTERVAL`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RefusalLog {
-    /// Refused since the previous line.
-    pub count: u64,
-    /// Why the last one was refused.
-    pub reason: &'static str,
-    /// The address the last one claimed.
-    pub ip: IpAddr,
-    /// The MAC the last one claimed.
-    pub mac: MacAddr,
-    /// The peer the last one came from.
-    pub peer: PeerId,
-}
-
-/// Least time between two [`RefusalLog`]s.
-pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Refusals not logged yet.
-#[derive(Debug, Default)]
-struct Refusals {
-    unlogged: u64,
-    last: Option<(BindingRefusal, IpAddr, MacAddr, PeerId)>,
-    logged_at: Option<Instant>,
 }
 
 /// Required size of the `reply` buffer passed to [`Responder::handle_local`].
@@ -690,6 +628,8 @@ pub(crate) mod fixtures;
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

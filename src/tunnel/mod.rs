@@ -296,6 +296,7 @@ mod deferred;
 #[cfg(test)]
 mod diagnosis_tests;
 mod dispatch;
+mod event;
 mod exchange;
 pub mod fragment;
 mod handshake;
@@ -307,6 +308,7 @@ mod peer;
 mod pmtu;
 pub mod ratelimit;
 mod reconfigure;
+mod refusals;
 pub mod replay;
 mod standby;
 #[cfg(test)]

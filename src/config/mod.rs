@@ -128,6 +128,14 @@ pub struct InterfaceConfig {
     pub bridge: Option<String>,
 }
 
+impl InterfaceConfig {
+    /// `interface.addresses` as written in hook environments and the TAP
+    /// MAC's seed: each `address/prefix`, in configuration order.
+    pub fn address_texts(&self) -> Vec<String> {
+        self.addresses.iter().map(|a| a.to_string()).collect()
+    }
+}
+
 /// `[tunnel]`: the encrypted UDP tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelConfig {

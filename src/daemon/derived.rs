@@ -17,12 +17,7 @@ pub fn stable_mac(cfg: &Config) -> MacAddr {
     let machine = std::fs::read_to_string("/etc/machine-id")
         .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
         .unwrap_or_default();
-    let addresses: Vec<String> = cfg
-        .interface
-        .addresses
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
+    let addresses = cfg.interface.address_texts();
     let seed = format!(
         "tapbridge tap mac\0{}\0{}\0{}\0{}\0{}",
         machine.trim(),

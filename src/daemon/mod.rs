@@ -429,12 +429,7 @@ fn bring_up(cfg: &Config, keys: &[Vec<Psk>], setup: &mut Setup) -> Result<Up, Da
         None => None,
     };
 
-    let addresses: Vec<String> = cfg
-        .interface
-        .addresses
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
+    let addresses = cfg.interface.address_texts();
     let env = HookEnv {
         name: cfg.name.clone(),
         interface: ifname.clone(),

@@ -36,7 +36,9 @@
 #   --breakdown     after each daemon tunnel's ping, 200 more pings under `perf record`
 #                   (scheduler, network and system-call tracepoints), and where the
 #                   round trip went (tests/tools/rtt_breakdown.py), into
-#                   target/bench/breakdown.txt
+#                   target/bench/breakdown.txt. TB_BREAKDOWN_SYSCALLS=0 leaves the
+#                   system-call tracepoints out: they cost a few microseconds per
+#                   call and change which task the scheduler runs when
 #   --only NAME     run one tunnel (see the names above); repeatable
 #
 # Tools missing from the machine are installed: Debian packages with apt-get, VpnCloud
@@ -284,10 +286,12 @@ breakdown() {
     for t in ${tids_a//,/ } ${tids_b//,/ }; do
         filter+="${filter:+ || }common_pid == $t"
     done
+    local syscalls=(-e raw_syscalls:sys_enter --filter "$filter")
+    [[ "${TB_BREAKDOWN_SYSCALLS:-1}" == "0" ]] && syscalls=()
     tb_info "ping, 200 x 10 ms, under perf record (--breakdown)"
     if ! tb_run timeout 60 perf record -q -a -o "$WORK/$tunnel.perf" \
         -e sched:sched_wakeup -e sched:sched_switch -e net:net_dev_xmit \
-        -e net:netif_receive_skb -e raw_syscalls:sys_enter --filter "$filter" -- \
+        -e net:netif_receive_skb "${syscalls[@]}" -- \
         ip netns exec "$NS_A" ping -q -c 200 -i 0.01 -W 2 "$server" >"$WORK/$tunnel-trace-ping.txt" 2>&1; then
         tb_warn "$tunnel: perf record failed; no breakdown"
         return 0

@@ -25,8 +25,10 @@ Each ping is followed through the trace by the events it must cause, in order:
 and for each daemon hop, when its thread started running after the hop's
 first event (a wake-up, or already running). Prints the median and the 10th
 and 90th percentiles of each segment in microseconds, the system calls each
-site's daemon made per ping, and how many wake-ups of a daemon thread landed
-on another CPU than the event that woke it. A ping whose chain is incomplete
+site's daemon made per ping (when raw_syscalls:sys_enter was recorded), and
+how many wake-ups of a daemon thread or of ping were carried out on another
+CPU than the waker's (by that CPU's idle task, after an interrupt woke it:
+on a VM, tens of microseconds). A ping whose chain is incomplete
 (a keepalive in between, an event lost) is skipped and counted.
 """
 
@@ -172,9 +174,12 @@ def main(argv):
                 cb += e[1] in b
             elif e[4] == "sched:sched_wakeup":
                 m = WAKE.search(e[5])
-                if m and int(m[2]) in a | b:
+                if m and (int(m[2]) in a | b or m[1] == "ping"):
                     wakes += 1
-                    cross += int(m[3]) != e[3]
+                    # Woken on another CPU: the wake-up is done there, by
+                    # its idle task once an interrupt brought it out of
+                    # its sleep, or named another target.
+                    cross += e[2].startswith("swapper") or int(m[3]) != e[3]
         calls_a.append(ca)
         calls_b.append(cb)
     done = len(segs["total"])
@@ -185,10 +190,14 @@ def main(argv):
           "median [10th-90th percentile]")
     for k, xs in segs.items():
         print(f"  {k:<20} {percentile(xs, 0.5):7.1f} [{percentile(xs, 0.1):.1f}-{percentile(xs, 0.9):.1f}]")
-    print(f"  system calls per ping: site A {percentile(calls_a, 0.5):.0f}, "
-          f"site B {percentile(calls_b, 0.5):.0f} (medians)")
+    if any(calls_a) or any(calls_b):
+        print(f"  system calls per ping: site A {percentile(calls_a, 0.5):.0f}, "
+              f"site B {percentile(calls_b, 0.5):.0f} (medians)")
+    else:
+        print("  system calls per ping: not recorded")
     if wakes:
-        print(f"  daemon wake-ups on another CPU than the waker: {cross} of {wakes}")
+        print(f"  wake-ups of a daemon or ping on another CPU than the waker's: "
+              f"{cross} of {wakes}")
 
 
 if __name__ == "__main__":

@@ -87,14 +87,11 @@ impl Lane {
 
     /// After a wait that began at `before`: a TAP queue found ready at once
     /// means frames come faster than the worker sleeps, so its drains read
-    /// them in batches. Returns whether the wait slept: whether frames or
-    /// datagrams come slowly.
-    pub(super) fn waited(&mut self, before: Instant, tap_ready: bool) -> bool {
-        let slept = before.elapsed() >= QUICK_WAKE;
-        if tap_ready && !slept {
+    /// them in batches.
+    pub(super) fn waited(&mut self, before: Instant, tap_ready: bool) {
+        if tap_ready && before.elapsed() < QUICK_WAKE {
             self.tap_busy = true;
         }
-        slept
     }
 
     /// Waits up to `ms` milliseconds for the UDP socket to take more, then

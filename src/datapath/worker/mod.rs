@@ -33,7 +33,6 @@ mod control;
 mod drain;
 mod events;
 mod lane;
-mod pace;
 mod partner;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -50,7 +49,6 @@ use control::{commands, flush_bridge_port, reload};
 use drain::{drain_tap, drain_udp};
 pub use lane::Lane;
 use out::{Out, TapOut, UdpTx};
-use pace::step_aside;
 pub use partner::PartnerLink;
 
 use super::tcp::{Conns, Read};
@@ -75,6 +73,10 @@ const TAP_READS: usize = 16;
 const FRAME_DATAGRAMS: usize = 64;
 /// How long a lane waits, off the lock, for its full socket to take more.
 const SEND_WAIT_MS: u8 = 20;
+/// Longest the first worker goes without its whole bookkeeping while
+/// frames keep it awake (what has no deadline: the logs of refused ARP
+/// bindings and of leases, re-resolving peer names).
+const BOOKKEEPING: Duration = Duration::from_millis(10);
 
 /// Why the worker returned.
 pub enum Exit {
@@ -207,7 +209,8 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
         (w.waker.clone(), w.tunnel.peer_count(), port, partner)
     };
     let mut logged: Vec<PeerStats> = vec![PeerStats::default(); peers];
-    let mut pace = pace::Pace::new(Instant::now());
+    // When the bookkeeping last ran in full.
+    let mut kept = Instant::now();
     loop {
         let now = Instant::now();
         let wait = {
@@ -220,7 +223,6 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(1))
                 .min(feed);
-            let wait = pace.wait(wait);
             w.asleep_until = Some(now + wait);
             wait
         };
@@ -249,7 +251,7 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
             ],
             ms,
         );
-        let slept = lane.waited(before, tap_ready);
+        lane.waited(before, tap_ready);
         let now = Instant::now();
         let wall = SystemTime::now();
         // Awake: the others need not wake it until it sleeps again.
@@ -264,44 +266,38 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
                 _ => return Exit::Signal,
             }
         }
-        // While frames come slowly, the worker steps aside before it wakes
-        // anyone (a frame written into the TAP wakes an application, a send
-        // the peer daemon), so a task it preempted on waking (most likely
-        // the sender of what woke it) finishes first: the kernel then keeps
-        // the woken task on this CPU rather than waking an idle one, about
-        // 45 us on a VM (docs/performance.md).
-        let slow = slept && !lane.tap_busy;
         let written = lane.tap.frames_written();
         if udp_ready {
-            if slow {
-                step_aside();
-            }
             drain_udp(core, lane, true, now, wall);
         }
         if tap_ready || lane.tap.frames_written() != written {
             drain_tap(core, lane, true, now, wall);
         }
         // What the batches made ready leaves before the timers and the
-        // bookkeeping below run.
-        if slow && lane.b.out.batch.pending() > 0 {
-            step_aside();
+        // bookkeeping below run. Whoever a lone frame's send woke (the peer
+        // daemon, or the application a datagram was for) was most likely
+        // queued on this CPU behind us: it runs first, the bookkeeping
+        // after (`bench.sh --breakdown`: the peer's wake-up 48 -> 23 us).
+        // Not while frames come fast: then the next batch is what waits.
+        if lane.send(now) && !lane.tap_busy {
+            // Can only fail where a seccomp filter refuses it: no matter.
+            let _ = nix::sched::sched_yield();
         }
-        let lone = lane.send(now) && slow;
         let answered = std::mem::take(&mut lane.answered);
         let mut guard = lock(core);
         let w = &mut *guard;
         // The bookkeeping runs in full only when something is due or came
-        // in besides frames, so a wake-up for frames goes back to sleep at
-        // once: whoever its send woke on this CPU, or the next frame, does
-        // not wait for it. What only the clock asks for waits until frames
-        // stop (see `pace`).
-        let asked = signalled
+        // in besides frames (and at least every BOOKKEEPING), so a wake-up
+        // for a frame goes back to sleep at once: whatever the frame woke
+        // on this CPU, or the next frame, does not wait for it.
+        let due = signalled
             || woken
             || tcp_ready
             || partner_ready
+            || now >= kept + BOOKKEEPING
             || w.tunnel.has_events()
             || w.next_deadline().is_some_and(|t| t <= now);
-        if !pace.due(now, asked, tap_ready || udp_ready) {
+        if !due {
             w.tcp.flush();
             let errors = if answered {
                 w.persist_leases(&lane.tap)
@@ -314,13 +310,7 @@ fn first_worker(core: &Mutex<Worker>, lane: &mut Lane, signals: &SignalFd, tcp: 
             lane.send(now);
             continue;
         }
-        if lone {
-            // Whoever the send woke runs first, the bookkeeping after.
-            drop(guard);
-            step_aside();
-            guard = lock(core);
-        }
-        let w = &mut *guard;
+        kept = now;
         w.tunnel.set_wall_clock(now, wall);
         // Refusals any worker's datagrams caused.
         w.log_arp_refusals(now);

@@ -91,6 +91,12 @@ dump() {
     for s in "${SITES[@]}"; do
         e2e_note "$s's br-lan learned: $(bridge -n "$(e2e_ns "$s")" fdb show br br-lan 2>&1 |
             grep -v permanent | tr '\n' ';')"
+        e2e_note "$s's counters not zero: $(e2e_json "$s" status 2>&1 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print({k: v for k, v in d["counters"].items() if v})
+print([(p["name"], {k: v for k, v in p.items() if isinstance(v, int) and v}) for p in d["peers"]])
+' 2>&1 | tr '\n' ' ')"
         e2e_note "$s's log:"
         tail -n 20 "$E2E_WORK/run/$s.log" 2>&1 | sed 's/^/#   /' || true
     done
@@ -162,6 +168,7 @@ e2e_wait "ha reaches hb through the hub while gwb and gwc are joined" 10 \
     e2e_ping ha "${HOST_IP[hb]}" -c 1 -W 1
 e2e_passed || dump
 e2e_wait "ha reaches hc through the hub too" 10 e2e_ping ha "${HOST_IP[hc]}" -c 1 -W 1
+e2e_passed || dump
 e2e_wait "hb reaches hc over their own path" 10 e2e_ping hb "${HOST_IP[hc]}" -c 1 -W 1
 e2e_check "gwb keeps its tunnel to the hub (up)" _e2e_peer_is_up gwb gwa
 e2e_check "gwc keeps its tunnel to the hub (up)" _e2e_peer_is_up gwc gwa

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::responder::dhcp::alloc::prefix_mask;
+
 /// An address with a prefix length, e.g. `198.19.0.1/24` or `2001:2::1/64`.
 ///
 /// Invariant when produced by parsing: `prefix_len` is at most 32 (IPv4) or
@@ -21,7 +23,9 @@ impl IpCidr {
     /// The network address: `addr` with the host bits cleared.
     pub fn network(&self) -> IpAddr {
         match self.addr {
-            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask_v4(self.prefix_len))),
+            IpAddr::V4(a) => {
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & prefix_mask(self.prefix_len)))
+            }
             IpAddr::V6(a) => {
                 let p = u32::from(self.prefix_len.min(128));
                 let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
@@ -58,17 +62,17 @@ pub struct Ipv4Net {
 impl Ipv4Net {
     /// The netmask, e.g. `255.255.255.0` for `/24` (DHCP option 1).
     pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(mask_v4(self.prefix_len))
+        Ipv4Addr::from(prefix_mask(self.prefix_len))
     }
 
     /// The directed broadcast address (DHCP option 28).
     pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !mask_v4(self.prefix_len))
+        Ipv4Addr::from(u32::from(self.addr) | !prefix_mask(self.prefix_len))
     }
 
     /// Whether `ip` lies in this network.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = mask_v4(self.prefix_len);
+        let mask = prefix_mask(self.prefix_len);
         u32::from(ip) & mask == u32::from(self.addr) & mask
     }
 
@@ -83,11 +87,6 @@ impl fmt::Display for Ipv4Net {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix_len)
     }
-}
-
-fn mask_v4(prefix_len: u8) -> u32 {
-    let p = u32::from(prefix_len.min(32));
-    if p == 0 { 0 } else { u32::MAX << (32 - p) }
 }
 
 /// A route: destination network and optional gateway of the same family.

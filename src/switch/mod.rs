@@ -92,6 +92,18 @@ struct Entry {
     seen: Instant,
 }
 
+impl Entry {
+    /// How long ago it was last seen, if that is within [`AGING`].
+    fn live_age(&self, now: Instant) -> Option<Duration> {
+        let age = now.saturating_duration_since(self.seen);
+        (age < AGING).then_some(age)
+    }
+
+    fn is_live(&self, now: Instant) -> bool {
+        self.live_age(now).is_some()
+    }
+}
+
 /// The learning table.
 pub struct Switch {
     hub: bool,
@@ -118,8 +130,7 @@ impl Switch {
     /// there, if that is within [`AGING`].
     fn live(&self, vlan: Vlan, mac: MacAddr, now: Instant) -> Option<(Port, Duration)> {
         let e = self.table.get(&(vlan, mac))?;
-        let age = now.saturating_duration_since(e.seen);
-        (age < AGING).then_some((e.port, age))
+        Some((e.port, e.live_age(now)?))
     }
 
     fn lookup(&self, vlan: Vlan, mac: MacAddr, now: Instant) -> Option<Port> {
@@ -214,7 +225,7 @@ impl Switch {
     fn drop_stale(&mut self, now: Instant) {
         let owned = &mut self.owned;
         self.table.retain(|_, e| {
-            let keep = now.saturating_duration_since(e.seen) < AGING;
+            let keep = e.is_live(now);
             if !keep {
                 uncount(owned, e.port);
             }
@@ -387,7 +398,7 @@ impl Switch {
         let mut out = vec![0; peers];
         for e in self.table.values() {
             if let Port::Peer(p) = e.port
-                && now.saturating_duration_since(e.seen) < AGING
+                && e.is_live(now)
                 && let Some(n) = out.get_mut(p.index())
             {
                 *n += 1;
@@ -401,18 +412,13 @@ impl Switch {
     pub fn remote_macs(&self, now: Instant) -> impl Iterator<Item = (Vlan, MacAddr)> + '_ {
         self.table
             .iter()
-            .filter(move |(_, e)| {
-                matches!(e.port, Port::Peer(_)) && now.saturating_duration_since(e.seen) < AGING
-            })
+            .filter(move |(_, e)| matches!(e.port, Port::Peer(_)) && e.is_live(now))
             .map(|(k, _)| *k)
     }
 
     /// Number of live entries (for status).
     pub fn len(&self, now: Instant) -> usize {
-        self.table
-            .values()
-            .filter(|e| now.saturating_duration_since(e.seen) < AGING)
-            .count()
+        self.table.values().filter(|e| e.is_live(now)).count()
     }
 }
 
